@@ -1,0 +1,52 @@
+"""Wire models of a machine's registration and challenge, and DBC's bonding message."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from gpuproof.protocol.report import Hex64, Hex128, WireModel
+
+# SS58 address: base58 alphabet, 47 or 48 characters for 32-byte account ids.
+Ss58 = Annotated[str, Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{47,48}$")]
+
+
+class Region(StrEnum):
+    """DBC's regions with a published coefficient (reference/dbc.md)."""
+
+    china = "china"
+    north_america = "north_america"
+    south_america = "south_america"
+    europe = "europe"
+    middle_east = "middle_east"
+    korea = "korea"
+    japan = "japan"
+    taiwan = "taiwan"
+    hong_kong_macau = "hong_kong_macau"
+    malaysia = "malaysia"
+    indonesia = "indonesia"
+    singapore = "singapore"
+    vietnam = "vietnam"
+
+
+def bond_message(machine_id: str, owner: str) -> bytes:
+    """DBC's bonding message: machine_id hex (64 bytes) then the stash's SS58 address."""
+    return (machine_id + owner).encode("ascii")
+
+
+class MachineRegistration(WireModel):
+    """Body of POST /machines: the machine key proves possession by signing the bond message."""
+
+    machine_id: Hex64
+    owner: Ss58
+    region: Region
+    bond_signature: Hex128
+
+
+class ChallengeRequest(WireModel):
+    """Body of POST /machines/{machine_id}/challenges: what the host claims to have."""
+
+    claimed_gpu_model: str | None = Field(default=None, max_length=64)
+    gpu_count: int = Field(default=0, ge=0, le=64)
