@@ -1,0 +1,1 @@
+"""Adapters: the AWS side of the ports (DynamoDB through PynamoDB, SQS, KMS)."""

@@ -1,0 +1,208 @@
+"""MachineStore on DynamoDB: every state change is one conditional transaction."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Sequence
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from gpuproof.adapters.tables import ChallengeModel, MachineModel, ReportModel, RequestNonceModel, bind
+from gpuproof.config import Settings
+from gpuproof.errors import Rejection
+from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport
+from gpuproof.logic.states import MachineState, states_before
+from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.reasons import Reason
+
+# A used nonce must outlive the signature window on both sides of the service clock.
+NONCE_RETENTION_S = 3600
+CHALLENGE_RETENTION_S = 86400
+TransactWriteBuilder = Callable[[TransactWrite], None]
+
+
+def _nonce_key(request: SignedRequest) -> str:
+    return f"{request.keyid}#{request.nonce}"
+
+
+def _machine(item: MachineModel) -> Machine:
+    return Machine(
+        machine_id=item.machine_id,
+        owner=item.owner,
+        region=item.region,
+        state=MachineState(item.state),
+        registered_at=float(item.registered_at),
+        updated_at=float(item.updated_at),
+        last_challenge_id=item.last_challenge_id,
+        state_reasons=[dict(r.as_dict()) for r in (item.state_reasons or [])],
+    )
+
+
+def _report(item: ReportModel) -> StoredReport:
+    return StoredReport(
+        machine_id=item.machine_id,
+        challenge_id=item.challenge_id,
+        received_at=float(item.received_at),
+        report_sha256=item.report_sha256,
+        signed_report=json.loads(zlib.decompress(item.body)),
+        verification=item.verification,
+    )
+
+
+class DynamoMachineStore:
+    def __init__(self, settings: Settings) -> None:
+        bind(MachineModel, settings.machines_table, settings.region)
+        bind(ChallengeModel, settings.challenges_table, settings.region)
+        bind(ReportModel, settings.reports_table, settings.region)
+        bind(RequestNonceModel, settings.request_nonces_table, settings.region)
+        self._connection = Connection(region=settings.region)
+
+    # -- reads -----------------------------------------------------------------------------
+    def get_machine(self, machine_id: str) -> Machine | None:
+        try:
+            return _machine(MachineModel.get(machine_id, consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def nonce_used(self, request: SignedRequest) -> bool:
+        try:
+            RequestNonceModel.get(_nonce_key(request), consistent_read=True)
+        except DoesNotExist:
+            return False
+        return True
+
+    def get_challenge(self, challenge_id: str) -> Challenge | None:
+        try:
+            item = ChallengeModel.get(challenge_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return Challenge(
+            challenge_id=item.challenge_id,
+            machine_id=item.machine_id,
+            nonce=item.nonce,
+            issued_at=float(item.issued_at),
+            expires_at=float(item.expires_at),
+            params=item.params,
+            status=ChallengeStatus(item.status),
+        )
+
+    def get_report(self, machine_id: str, challenge_id: str) -> StoredReport | None:
+        try:
+            return _report(ReportModel.get(machine_id, challenge_id, consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def list_reports(self, machine_id: str, limit: int = 10) -> list[StoredReport]:
+        items = ReportModel.query(machine_id, scan_index_forward=False, limit=limit)
+        return sorted((_report(i) for i in items), key=lambda r: r.received_at, reverse=True)
+
+    # -- conditional transactions ------------------------------------------------------------
+    def _nonce_item(self, request: SignedRequest) -> RequestNonceModel:
+        return RequestNonceModel(
+            _nonce_key(request), created_at=request.created, expires_ttl=request.created + NONCE_RETENTION_S
+        )
+
+    def _commit(self, build: TransactWriteBuilder, reasons_by_item: Sequence[Reason]) -> None:
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                build(tx)
+        except TransactWriteError as exc:
+            failed = [
+                reasons_by_item[i]
+                for i, reason in enumerate(exc.cancellation_reasons or [])
+                if reason is not None and reason.code == "ConditionalCheckFailed"
+            ]
+            if failed:
+                raise Rejection(failed) from exc
+            raise
+
+    def register(self, machine: Machine, request: SignedRequest) -> None:
+        item = MachineModel(
+            machine.machine_id,
+            owner=machine.owner,
+            region=machine.region,
+            state=machine.state.value,
+            registered_at=machine.registered_at,
+            updated_at=machine.updated_at,
+        )
+
+        def build(tx: TransactWrite) -> None:
+            tx.save(item, condition=MachineModel.machine_id.does_not_exist())
+            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+
+        self._commit(build, [
+            Reason("machine_exists", "this machine is already registered", "machine_id"),
+            Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+        ])
+
+    def issue_challenge(self, challenge: Challenge, previous_state: str, request: SignedRequest) -> None:
+        item = ChallengeModel(
+            challenge.challenge_id,
+            machine_id=challenge.machine_id,
+            nonce=challenge.nonce,
+            issued_at=challenge.issued_at,
+            expires_at=challenge.expires_at,
+            expires_ttl=int(challenge.expires_at) + CHALLENGE_RETENTION_S,
+            params=challenge.params,
+            status=challenge.status.value,
+        )
+        allowed = [s.value for s in states_before(MachineState.challenged)]
+
+        def build(tx: TransactWrite) -> None:
+            tx.save(item, condition=ChallengeModel.challenge_id.does_not_exist())
+            tx.update(
+                MachineModel(challenge.machine_id),
+                actions=[
+                    MachineModel.state.set(MachineState.challenged.value),
+                    MachineModel.last_challenge_id.set(challenge.challenge_id),
+                    MachineModel.updated_at.set(challenge.issued_at),
+                ],
+                condition=MachineModel.machine_id.exists() & MachineModel.state.is_in(*allowed),
+            )
+            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+
+        self._commit(build, [
+            Reason("challenge_exists", "challenge id collision; ask again"),
+            Reason("machine_state_conflict", "the machine's state changed; it cannot take a challenge now", "state"),
+            Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+        ])
+
+    def accept_report(self, report: StoredReport, compressed: bytes, request: SignedRequest) -> None:
+        item = ReportModel(
+            report.machine_id,
+            report.challenge_id,
+            received_at=report.received_at,
+            report_sha256=report.report_sha256,
+            body=compressed,
+        )
+
+        def build(tx: TransactWrite) -> None:
+            tx.save(item, condition=ReportModel.machine_id.does_not_exist())
+            tx.update(
+                ChallengeModel(report.challenge_id),
+                actions=[ChallengeModel.status.set(ChallengeStatus.used.value)],
+                condition=(ChallengeModel.status == ChallengeStatus.issued.value)
+                & (ChallengeModel.machine_id == report.machine_id)
+                & (ChallengeModel.expires_at >= report.received_at),
+            )
+            tx.update(
+                MachineModel(report.machine_id),
+                actions=[
+                    MachineModel.state.set(MachineState.submitted.value),
+                    MachineModel.updated_at.set(report.received_at),
+                ],
+                condition=(MachineModel.state == MachineState.challenged.value)
+                & (MachineModel.last_challenge_id == report.challenge_id),
+            )
+            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+
+        self._commit(build, [
+            Reason("challenge_used", "a report for this challenge is already stored", "challenge_id"),
+            Reason("challenge_used", "the challenge is no longer open", "challenge_id"),
+            Reason("machine_state_conflict", "the machine is not waiting for this challenge's report", "state"),
+            Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+        ])
+

@@ -1,0 +1,1 @@
+"""HTTP side of the service: Powertools resolvers, routers, request signatures, error mapping."""

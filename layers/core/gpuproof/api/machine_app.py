@@ -1,0 +1,18 @@
+"""The machine API's resolver (functions/machine_api)."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+from gpuproof.api import machines
+from gpuproof.api.errors import install_error_handlers
+
+
+def build() -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver(enable_validation=True)
+    app.include_router(machines.router)
+    install_error_handlers(app)
+    return app
+
+
+app = build()

@@ -1,0 +1,72 @@
+"""API output models (the database models live in gpuproof.adapters.tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from gpuproof.protocol.report import SignedReport
+
+
+class ReasonOut(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every rejection: a stable machine-readable code and every reason found."""
+
+    code: str
+    message: str
+    reasons: list[ReasonOut]
+
+
+class MachineOut(BaseModel):
+    machine_id: str
+    owner: str
+    region: str
+    state: str
+    registered_at: float
+    updated_at: float
+    last_challenge_id: str | None = None
+    state_reasons: list[ReasonOut] = Field(default_factory=list)
+
+
+class ChallengeOut(BaseModel):
+    challenge_id: str
+    machine_id: str
+    nonce: str = Field(description="32 random bytes, hex; the report and the proof must carry it")
+    issued_at: float
+    expires_at: float
+    params: dict[str, Any]
+
+
+class ReportSubmission(BaseModel):
+    """Body of POST /machines/{machine_id}/reports."""
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+    signed_report: SignedReport
+
+
+class ReportSummary(BaseModel):
+    challenge_id: str
+    received_at: float
+    report_sha256: str
+    verification: dict[str, Any] | None = None
+
+
+class ReportAccepted(ReportSummary):
+    machine_id: str
+    state: str
+
+
+class MachineStatusOut(BaseModel):
+    machine: MachineOut
+    reports: list[ReportSummary]
+
+
+class ReportOut(ReportSummary):
+    machine_id: str
+    signed_report: dict[str, Any]

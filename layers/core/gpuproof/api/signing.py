@@ -1,0 +1,91 @@
+"""Request signatures are verified on the raw event, before the resolver parses anything.
+
+Powertools validates bodies before any route middleware runs, so the check sits in the
+handler's decorator stack, in front of `app.resolve`. Mutating methods must be signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import os
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from gpuproof.adapters.clock import SystemClock
+from gpuproof.config import MAX_BODY_BYTES
+from gpuproof.errors import Rejection
+from gpuproof.protocol.httpsig import DEFAULT_MAX_SKEW_S, RequestSignatureError, SignedRequest, verify_request
+from gpuproof.protocol.reasons import Reason
+
+SIGNED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_current: ContextVar[SignedRequest | None] = ContextVar("gpuproof_signed_request", default=None)
+_clock = SystemClock()
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def _raw_body(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except binascii.Error as exc:
+            raise Rejection([Reason("malformed_json", "the body is not valid base64", "body")]) from exc
+    return str(body).encode("utf-8")
+
+
+def check_envelope(event: dict[str, Any], now: float, max_skew_s: int) -> SignedRequest | None:
+    """Size first, then the signature; raises Rejection. None for methods that need no signature."""
+    body = _raw_body(event)
+    if len(body) > MAX_BODY_BYTES:
+        raise Rejection([Reason("body_too_large", f"the body has {len(body)} bytes; the limit is {MAX_BODY_BYTES}",
+                                "body")])
+    http = event.get("requestContext", {}).get("http", {})
+    method = str(http.get("method", "")).upper()
+    if method not in SIGNED_METHODS:
+        return None
+    try:
+        return verify_request(method, event.get("rawPath", ""), event.get("headers") or {}, body,
+                              now=now, max_skew_s=max_skew_s)
+    except RequestSignatureError as exc:
+        raise Rejection(exc.reasons) from exc
+
+
+def _response(rejection: Rejection) -> dict[str, Any]:
+    return {
+        "statusCode": rejection.status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(rejection.body()),
+        "isBase64Encoded": False,
+    }
+
+
+def signature_first(handler: Handler) -> Handler:
+    """Decorator for a lambda_handler: refuse oversize or unsigned/forged/stale requests up front."""
+
+    @functools.wraps(handler)
+    def wrapper(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        max_skew = int(os.environ.get("MAX_SKEW_S", DEFAULT_MAX_SKEW_S))
+        try:
+            signed = check_envelope(event, _clock.now(), max_skew)
+        except Rejection as rejection:
+            return _response(rejection)
+        token = _current.set(signed)
+        try:
+            return handler(event, context)
+        finally:
+            _current.reset(token)
+
+    return wrapper
+
+
+def signed_request() -> SignedRequest:
+    """Dependency for routes that need the verified signer (set by `signature_first`)."""
+    signed = _current.get()
+    if signed is None:
+        raise Rejection([Reason("signature_missing", "this route needs a signed request", "signature")])
+    return signed

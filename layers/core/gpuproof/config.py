@@ -1,0 +1,41 @@
+"""Service settings read from the function's environment (names set in template.yaml)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise RuntimeError(f"environment variable {name} is not set (see template.yaml)")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    machines_table: str
+    challenges_table: str
+    reports_table: str
+    request_nonces_table: str
+    verify_queue_url: str
+    challenge_ttl_s: int
+    max_skew_s: int
+    region: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            machines_table=_env("MACHINES_TABLE"),
+            challenges_table=_env("CHALLENGES_TABLE"),
+            reports_table=_env("REPORTS_TABLE"),
+            request_nonces_table=_env("REQUEST_NONCES_TABLE"),
+            verify_queue_url=_env("VERIFY_QUEUE_URL"),
+            challenge_ttl_s=int(_env("CHALLENGE_TTL_S", "900")),
+            max_skew_s=int(_env("MAX_SKEW_S", "300")),
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
+
+
+MAX_BODY_BYTES = 1024 * 1024

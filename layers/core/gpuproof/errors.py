@@ -1,0 +1,65 @@
+"""Rejections: domain errors carrying every reason, each with a stable code and its HTTP status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gpuproof.protocol.reasons import Reason
+
+# One status per reason code. A rejection answers with the status of its first reason, so
+# callers list the most fundamental reason first.
+STATUS_BY_CODE: dict[str, int] = {
+    "malformed_json": 400,
+    "signature_missing": 401,
+    "signature_malformed": 401,
+    "signature_invalid": 401,
+    "content_digest_mismatch": 401,
+    "timestamp_stale": 401,
+    "key_mismatch": 403,
+    "bond_signature_invalid": 403,
+    "report_signature_invalid": 403,
+    "challenge_machine_mismatch": 403,
+    "unknown_machine": 404,
+    "unknown_challenge": 404,
+    "unknown_report": 404,
+    "replayed_nonce": 409,
+    "machine_exists": 409,
+    "machine_state_conflict": 409,
+    "challenge_used": 409,
+    "challenge_expired": 410,
+    "body_too_large": 413,
+    "report_too_large": 413,
+    "schema_invalid": 422,
+    "report_machine_mismatch": 422,
+    "report_challenge_mismatch": 422,
+}
+
+
+class Rejection(Exception):
+    """Input refused; nothing was stored. `reasons` lists every reason found."""
+
+    def __init__(self, reasons: Sequence[Reason]) -> None:
+        if not reasons:
+            raise ValueError("a rejection needs at least one reason")
+        self.reasons = list(reasons)
+        super().__init__("; ".join(r.message for r in self.reasons))
+
+    @property
+    def code(self) -> str:
+        return self.reasons[0].code
+
+    @property
+    def status(self) -> int:
+        return STATUS_BY_CODE.get(self.code, 400)
+
+    def body(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "message": self.reasons[0].message,
+            "reasons": [r.as_dict() for r in self.reasons],
+        }
+
+
+def raise_if(reasons: Sequence[Reason]) -> None:
+    if reasons:
+        raise Rejection(reasons)

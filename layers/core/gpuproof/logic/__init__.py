@@ -1,0 +1,1 @@
+"""Use cases of the service as plain functions over ports; no AWS imports."""

@@ -1,0 +1,162 @@
+"""The machine path's first half: register, issue a challenge, accept a signed report, read status."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from gpuproof.errors import Rejection, raise_if
+from gpuproof.logic.ports import Clock, MachineStore, VerifyQueue
+from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport
+from gpuproof.logic.states import MachineState, states_before
+from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.keys import verify
+from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration, bond_message
+from gpuproof.protocol.reasons import Reason
+from gpuproof.protocol.report import SignedReport
+
+# DynamoDB items stop at 400 KB; a compressed report above this is refused, not truncated.
+MAX_STORED_REPORT_BYTES = 350 * 1024
+
+
+@dataclass(frozen=True)
+class Services:
+    store: MachineStore
+    queue: VerifyQueue
+    clock: Clock
+    challenge_ttl_s: int
+
+
+def _signer_reasons(svc: Services, request: SignedRequest, machine_id: str) -> list[Reason]:
+    reasons = []
+    if request.keyid != machine_id:
+        reasons.append(Reason("key_mismatch", "the request is signed by another key than this machine's", "keyid"))
+    if svc.store.nonce_used(request):
+        reasons.append(Reason("replayed_nonce", "this request nonce was already used", "nonce"))
+    return reasons
+
+
+def register_machine(svc: Services, request: SignedRequest, body: MachineRegistration) -> Machine:
+    reasons = _signer_reasons(svc, request, body.machine_id)
+    if not verify(body.machine_id, bond_message(body.machine_id, body.owner), bytes.fromhex(body.bond_signature)):
+        reasons.append(Reason("bond_signature_invalid",
+                              "bond_signature is not the machine key's signature of machine_id + owner",
+                              "bond_signature"))
+    if svc.store.get_machine(body.machine_id) is not None:
+        reasons.append(Reason("machine_exists", "this machine is already registered", "machine_id"))
+    raise_if(reasons)
+    now = svc.clock.now()
+    machine = Machine(
+        machine_id=body.machine_id,
+        owner=body.owner,
+        region=body.region.value,
+        state=MachineState.registered,
+        registered_at=now,
+        updated_at=now,
+    )
+    svc.store.register(machine, request)
+    return machine
+
+
+def challenge_params(body: ChallengeRequest) -> dict[str, Any]:
+    """Parameters the probe must answer with. The proof of throughput's own parameters join here."""
+    return {"claimed_gpu_model": body.claimed_gpu_model, "gpu_count": body.gpu_count}
+
+
+CHALLENGEABLE = states_before(MachineState.challenged)
+
+
+def issue_challenge(svc: Services, request: SignedRequest, machine_id: str, body: ChallengeRequest) -> Challenge:
+    reasons = _signer_reasons(svc, request, machine_id)
+    machine = svc.store.get_machine(machine_id)
+    if machine is None:
+        reasons.insert(0, Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id"))
+    elif machine.state not in CHALLENGEABLE:
+        reasons.append(Reason("machine_state_conflict",
+                              f"a machine in state {machine.state} cannot take a challenge", "state"))
+    raise_if(reasons)
+    assert machine is not None
+    now = svc.clock.now()
+    challenge = Challenge(
+        challenge_id=secrets.token_hex(16),
+        machine_id=machine_id,
+        nonce=secrets.token_bytes(32).hex(),
+        issued_at=now,
+        expires_at=now + svc.challenge_ttl_s,
+        params=challenge_params(body),
+    )
+    svc.store.issue_challenge(challenge, machine.state, request)
+    return challenge
+
+
+def accept_report(
+    svc: Services, request: SignedRequest, machine_id: str, challenge_id: str, signed: SignedReport
+) -> StoredReport:
+    reasons = _signer_reasons(svc, request, machine_id)
+    machine = svc.store.get_machine(machine_id)
+    if machine is None:
+        reasons.insert(0, Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id"))
+    challenge = svc.store.get_challenge(challenge_id)
+    now = svc.clock.now()
+    if challenge is None:
+        reasons.append(Reason("unknown_challenge", "no challenge has this challenge_id", "challenge_id"))
+    else:
+        if challenge.machine_id != machine_id:
+            reasons.append(Reason("challenge_machine_mismatch", "this challenge was issued to another machine",
+                                  "challenge_id"))
+        if machine is not None and challenge.machine_id == machine_id and machine.last_challenge_id != challenge_id:
+            reasons.append(Reason("challenge_used", "a newer challenge superseded this one", "challenge_id"))
+        elif challenge.status != ChallengeStatus.issued:
+            reasons.append(Reason("challenge_used", f"this challenge is {challenge.status}, not open",
+                                  "challenge_id"))
+        if now > challenge.expires_at:
+            reasons.append(Reason("challenge_expired",
+                                  f"the challenge expired {int(now - challenge.expires_at)} s ago", "challenge_id"))
+    report = signed.report
+    if report.machine_id != machine_id:
+        reasons.append(Reason("report_machine_mismatch", "the report names another machine",
+                              "signed_report.report.machine_id"))
+    if report.challenge_id != challenge_id:
+        reasons.append(Reason("report_challenge_mismatch", "the report answers another challenge",
+                              "signed_report.report.challenge_id"))
+    if challenge is not None and report.challenge_nonce != challenge.nonce:
+        reasons.append(Reason("report_challenge_mismatch", "the report's challenge_nonce is not the challenge's",
+                              "signed_report.report.challenge_nonce"))
+    if not signed.verifies():
+        reasons.append(Reason("report_signature_invalid", "the report's signature does not verify for its machine",
+                              "signed_report.signature"))
+    body = signed.model_dump(mode="json")
+    raw = canonical_bytes(body)
+    compressed = zlib.compress(raw, 6)
+    if len(compressed) > MAX_STORED_REPORT_BYTES:
+        reasons.append(Reason("report_too_large",
+                              f"the report compresses to {len(compressed)} bytes (limit {MAX_STORED_REPORT_BYTES})"))
+    raise_if(reasons)
+    stored = StoredReport(
+        machine_id=machine_id,
+        challenge_id=challenge_id,
+        received_at=now,
+        report_sha256=hashlib.sha256(raw).hexdigest(),
+        signed_report=body,
+    )
+    svc.store.accept_report(stored, compressed, request)
+    svc.queue.enqueue(machine_id, challenge_id)
+    return stored
+
+
+def machine_status(svc: Services, machine_id: str) -> tuple[Machine, list[StoredReport]]:
+    machine = svc.store.get_machine(machine_id)
+    if machine is None:
+        raise Rejection([Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id")])
+    return machine, svc.store.list_reports(machine_id)
+
+
+def get_report(svc: Services, machine_id: str, challenge_id: str) -> StoredReport:
+    report = svc.store.get_report(machine_id, challenge_id)
+    if report is None:
+        raise Rejection([Reason("unknown_report", "no report for this machine and challenge", "challenge_id")])
+    return report

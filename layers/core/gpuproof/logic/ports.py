@@ -1,0 +1,41 @@
+"""Ports: what the use cases need from the outside world. Adapters implement them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from gpuproof.logic.records import Challenge, Machine, StoredReport
+from gpuproof.protocol.httpsig import SignedRequest
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+class MachineStore(Protocol):
+    """Machines, challenges, reports and used request nonces; every write is conditional."""
+
+    def get_machine(self, machine_id: str) -> Machine | None: ...
+
+    def nonce_used(self, request: SignedRequest) -> bool: ...
+
+    def register(self, machine: Machine, request: SignedRequest) -> None:
+        """Store a new machine and consume the request nonce, atomically.
+
+        Raises Rejection (machine_exists / replayed_nonce) when a condition fails."""
+
+    def issue_challenge(self, challenge: Challenge, previous_state: str, request: SignedRequest) -> None:
+        """Store the challenge, move the machine to challenged, supersede nothing else, atomically."""
+
+    def get_challenge(self, challenge_id: str) -> Challenge | None: ...
+
+    def accept_report(self, report: StoredReport, compressed: bytes, request: SignedRequest) -> None:
+        """Store the report, mark the challenge used, move the machine to submitted, atomically."""
+
+    def get_report(self, machine_id: str, challenge_id: str) -> StoredReport | None: ...
+
+    def list_reports(self, machine_id: str, limit: int = 10) -> list[StoredReport]: ...
+
+
+class VerifyQueue(Protocol):
+    def enqueue(self, machine_id: str, challenge_id: str) -> None: ...

@@ -1,0 +1,43 @@
+"""The machine's state machine (docs/machine-states.md): which state may follow which."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class MachineState(StrEnum):
+    registered = "registered"
+    challenged = "challenged"
+    submitted = "submitted"
+    auto_verified = "auto_verified"
+    refused = "refused"
+    committee = "committee"
+    confirmed = "confirmed"
+    no_consensus = "no_consensus"
+    published = "published"
+
+
+S = MachineState
+TRANSITIONS: dict[MachineState, frozenset[MachineState]] = {
+    S.registered: frozenset({S.challenged}),
+    # A new challenge supersedes an open one (the old one can no longer be answered).
+    S.challenged: frozenset({S.challenged, S.submitted}),
+    S.submitted: frozenset({S.auto_verified, S.refused}),
+    S.auto_verified: frozenset({S.committee}),
+    # A refused machine may try again with a fresh challenge.
+    S.refused: frozenset({S.challenged, S.published}),
+    S.committee: frozenset({S.confirmed, S.refused, S.no_consensus}),
+    # NoConsensus goes back to be drawn again with fresh members.
+    S.no_consensus: frozenset({S.committee}),
+    S.confirmed: frozenset({S.published}),
+    S.published: frozenset({S.challenged}),
+}
+
+
+def may_follow(current: MachineState, nxt: MachineState) -> bool:
+    return nxt in TRANSITIONS[current]
+
+
+def states_before(nxt: MachineState) -> frozenset[MachineState]:
+    """Every state from which `nxt` may be entered (used in conditional writes)."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if nxt in targets)
