@@ -20,6 +20,10 @@ class Settings:
     reports_table: str
     request_nonces_table: str
     verify_queue_url: str
+    gpu_uuids_table: str | None
+    idempotency_table: str | None
+    allow_cpu_backend: bool
+    shadow_checks: frozenset[str]
     challenge_ttl_s: int
     max_skew_s: int
     region: str
@@ -31,7 +35,11 @@ class Settings:
             challenges_table=_env("CHALLENGES_TABLE"),
             reports_table=_env("REPORTS_TABLE"),
             request_nonces_table=_env("REQUEST_NONCES_TABLE"),
-            verify_queue_url=_env("VERIFY_QUEUE_URL"),
+            verify_queue_url=os.environ.get("VERIFY_QUEUE_URL", ""),
+            gpu_uuids_table=os.environ.get("GPU_UUIDS_TABLE"),
+            idempotency_table=os.environ.get("IDEMPOTENCY_TABLE"),
+            allow_cpu_backend=os.environ.get("ALLOW_CPU_BACKEND", "false").lower() == "true",
+            shadow_checks=frozenset(c.strip() for c in os.environ.get("SHADOW_CHECKS", "").split(",") if c.strip()),
             challenge_ttl_s=int(_env("CHALLENGE_TTL_S", "900")),
             max_skew_s=int(_env("MAX_SKEW_S", "300")),
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",

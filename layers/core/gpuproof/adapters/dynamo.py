@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from gpuproof.adapters.tables import ChallengeModel, MachineModel, ReportModel, RequestNonceModel, bind
+from gpuproof.adapters.tables import (
+    ChallengeModel,
+    GpuUuidModel,
+    MachineModel,
+    ReportModel,
+    RequestNonceModel,
+    bind,
+)
 from gpuproof.config import Settings
 from gpuproof.errors import Rejection
 from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport
@@ -58,6 +66,8 @@ class DynamoMachineStore:
         bind(ChallengeModel, settings.challenges_table, settings.region)
         bind(ReportModel, settings.reports_table, settings.region)
         bind(RequestNonceModel, settings.request_nonces_table, settings.region)
+        if settings.gpu_uuids_table:
+            bind(GpuUuidModel, settings.gpu_uuids_table, settings.region)
         self._connection = Connection(region=settings.region)
 
     # -- reads -----------------------------------------------------------------------------
@@ -206,3 +216,54 @@ class DynamoMachineStore:
             Reason("replayed_nonce", "this request nonce was already used", "nonce"),
         ])
 
+
+    # -- the verify worker's side --------------------------------------------------------------
+    def gpu_uuid_owners(self, uuids: list[str]) -> dict[str, str]:
+        owners = {}
+        for uuid in sorted(set(uuids)):
+            try:
+                owners[uuid] = GpuUuidModel.get(uuid, consistent_read=True).machine_id
+            except DoesNotExist:
+                continue
+        return owners
+
+    def record_verification(
+        self, report: StoredReport, verification: dict[str, Any], state: MachineState, claim_uuids: list[str]
+    ) -> bool:
+        now = float(verification["verified_at"])
+        reasons = verification.get("reasons", [])
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                ReportModel(report.machine_id, report.challenge_id),
+                actions=[ReportModel.verification.set(verification)],
+                condition=ReportModel.machine_id.exists() & ReportModel.verification.does_not_exist(),
+            )
+            tx.update(
+                MachineModel(report.machine_id),
+                actions=[
+                    MachineModel.state.set(state.value),
+                    MachineModel.updated_at.set(now),
+                    MachineModel.state_reasons.set(reasons),
+                ],
+                condition=MachineModel.state == MachineState.submitted.value,
+            )
+            for uuid in sorted(set(claim_uuids)):
+                tx.save(
+                    GpuUuidModel(uuid, machine_id=report.machine_id, claimed_at=now),
+                    condition=GpuUuidModel.gpu_uuid.does_not_exist()
+                    | (GpuUuidModel.machine_id == report.machine_id),
+                )
+
+        try:
+            self._commit(build, [
+                Reason("already_verified", "this report already has a verification"),
+                Reason("machine_state_conflict", "the machine is no longer waiting for verification"),
+                *[Reason("gpu_uuid_taken", f"GPU {u} was claimed by another machine meanwhile")
+                  for u in sorted(set(claim_uuids))],
+            ])
+        except Rejection as rejection:
+            if {r.code for r in rejection.reasons} <= {"already_verified", "machine_state_conflict"}:
+                return False
+            raise
+        return True

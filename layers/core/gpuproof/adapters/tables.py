@@ -73,3 +73,14 @@ def bind(model: type[Model], table_name: str, region: str) -> None:
         meta.table_name = table_name
         meta.region = region
         model._connection = None
+
+
+class GpuUuidModel(Model):
+    """Which machine a GPU (by NVML UUID) belongs to; a GPU belongs to one machine at a time."""
+
+    class Meta:
+        table_name = "GpuUuidsTable"
+
+    gpu_uuid = UnicodeAttribute(hash_key=True)
+    machine_id = UnicodeAttribute()
+    claimed_at = NumberAttribute()

@@ -9,6 +9,7 @@ from gpuproof.adapters.dynamo import DynamoMachineStore
 from gpuproof.adapters.queue import SqsVerifyQueue
 from gpuproof.config import Settings
 from gpuproof.logic.machines import Services
+from gpuproof.logic.verification import VerifyServices
 
 
 @functools.cache
@@ -19,4 +20,15 @@ def machine_services() -> Services:
         queue=SqsVerifyQueue(settings.verify_queue_url, settings.region),
         clock=SystemClock(),
         challenge_ttl_s=settings.challenge_ttl_s,
+    )
+
+
+@functools.cache
+def verify_services() -> VerifyServices:
+    settings = Settings.from_env()
+    return VerifyServices(
+        store=DynamoMachineStore(settings),
+        clock=SystemClock(),
+        allow_cpu_backend=settings.allow_cpu_backend,
+        shadow_checks=settings.shadow_checks,
     )

@@ -1,0 +1,175 @@
+"""The automated stage: verify a stored report off the request path and move the machine on.
+
+Each check yields a CheckResult; a failing check refuses the machine unless configuration puts
+it in shadow mode (recorded, not deciding). Checks not implemented yet say so in the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from gpuproof.logic.ports import Clock
+from gpuproof.logic.records import Challenge, Machine, StoredReport
+from gpuproof.logic.states import MachineState
+from gpuproof.protocol.reasons import Reason
+from gpuproof.protocol.report import SignedReport
+
+Status = Literal["pass", "fail", "not_implemented"]
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: Status
+    reasons: list[Reason] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    shadow: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "shadow": self.shadow,
+            "reasons": [r.as_dict() for r in self.reasons],
+            "details": self.details,
+        }
+
+
+def check(name: str, reasons: list[Reason], **details: Any) -> CheckResult:
+    return CheckResult(name, "fail" if reasons else "pass", reasons, details)
+
+
+class VerificationStore(Protocol):
+    def get_machine(self, machine_id: str) -> Machine | None: ...
+
+    def get_challenge(self, challenge_id: str) -> Challenge | None: ...
+
+    def get_report(self, machine_id: str, challenge_id: str) -> StoredReport | None: ...
+
+    def gpu_uuid_owners(self, uuids: list[str]) -> dict[str, str]: ...
+
+    def record_verification(
+        self, report: StoredReport, verification: dict[str, Any], state: MachineState, claim_uuids: list[str]
+    ) -> bool:
+        """Write the result once (conditional); False when another delivery already did."""
+
+
+@dataclass(frozen=True)
+class VerifyServices:
+    store: VerificationStore
+    clock: Clock
+    allow_cpu_backend: bool
+    shadow_checks: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Context:
+    machine: Machine
+    challenge: Challenge
+    stored: StoredReport
+    signed: SignedReport
+    svc: VerifyServices
+
+
+def check_signature(ctx: Context) -> CheckResult:
+    ok = ctx.signed.verifies()
+    return check("report_signature", [] if ok else [Reason("report_signature_invalid",
+                                                             "the stored report's signature does not verify")])
+
+
+def check_gpus_present(ctx: Context) -> CheckResult:
+    inv = ctx.signed.report.inventory
+    if inv.gpus:
+        return check("gpus_present", [], gpu_count=len(inv.gpus))
+    if ctx.svc.allow_cpu_backend:
+        return check("gpus_present", [], gpu_count=0,
+                     note="CPU backend accepted because ALLOW_CPU_BACKEND=true (local stack and tests only)")
+    return check("gpus_present", [Reason("no_nvidia_gpu", "the report lists no NVIDIA GPU")], gpu_count=0)
+
+
+def check_integrity(ctx: Context) -> CheckResult:
+    integ = ctx.signed.report.integrity
+    reasons = []
+    if integ.ld_preload:
+        reasons.append(Reason("integrity_ld_preload", f"LD_PRELOAD is set ({integ.ld_preload!r})"))
+    if integ.ld_so_preload:
+        reasons.append(Reason("integrity_ld_preload", f"/etc/ld.so.preload lists {integ.ld_so_preload}"))
+    return check("integrity", reasons, container_hints=integ.container_hints, vm_hints=integ.vm_hints,
+                 library_sha256=integ.library_sha256)
+
+
+def check_inventory(ctx: Context) -> CheckResult:
+    reasons = []
+    for gpu in ctx.signed.report.inventory.gpus:
+        reasons += [Reason("nvml_cuda_disagreement", f"GPU {gpu.index}: {d}") for d in gpu.disagreements]
+        reasons += [Reason("inventory_error", f"GPU {gpu.index}: {e}") for e in gpu.errors]
+    declared = ctx.challenge.params.get("gpu_count")
+    found = len(ctx.signed.report.inventory.gpus)
+    if declared and declared != found:
+        reasons.append(Reason("gpu_count_mismatch", f"the challenge was asked for {declared} GPUs, the report has {found}"))
+    return check("inventory", reasons, gpu_count=found)
+
+
+def check_benchmarks(ctx: Context) -> CheckResult:
+    unverified = [b for b in ctx.signed.report.benchmarks if not b.verified]
+    reasons = [Reason("benchmark_unverified", f"{b.name} on {b.device} is not backed by verified work")
+               for b in unverified]
+    return check("benchmarks", reasons, count=len(ctx.signed.report.benchmarks))
+
+
+def check_gpu_uuids(ctx: Context) -> CheckResult:
+    uuids = [g.uuid for g in ctx.signed.report.inventory.gpus]
+    owners = ctx.svc.store.gpu_uuid_owners(uuids)
+    reasons = [Reason("gpu_uuid_taken", f"GPU {u} is registered to machine {m}")
+               for u, m in owners.items() if m != ctx.machine.machine_id]
+    dupes = sorted({u for u in uuids if uuids.count(u) > 1})
+    reasons += [Reason("gpu_uuid_duplicate", f"GPU {u} appears twice in the inventory") for u in dupes]
+    return check("gpu_uuids", reasons, uuids=uuids)
+
+
+CHECKS: list[Callable[[Context], CheckResult]] = [
+    check_signature,
+    check_gpus_present,
+    check_integrity,
+    check_inventory,
+    check_benchmarks,
+    check_gpu_uuids,
+]
+
+
+def run_checks(ctx: Context, checks: list[Callable[[Context], CheckResult]]) -> list[CheckResult]:
+    results = []
+    for fn in checks:
+        result = fn(ctx)
+        result.shadow = result.name in ctx.svc.shadow_checks
+        results.append(result)
+    return results
+
+
+def verify_report(svc: VerifyServices, machine_id: str, challenge_id: str) -> dict[str, Any] | None:
+    """Verify one stored report; returns the verification written, or None if nothing was due."""
+    machine = svc.store.get_machine(machine_id)
+    stored = svc.store.get_report(machine_id, challenge_id)
+    challenge = svc.store.get_challenge(challenge_id)
+    if machine is None or stored is None or challenge is None:
+        raise LookupError(f"nothing to verify for {machine_id}/{challenge_id}")
+    if stored.verification is not None or machine.state != MachineState.submitted:
+        return None  # a redelivery: the first delivery already decided
+    signed = SignedReport.model_validate(stored.signed_report)
+    ctx = Context(machine, challenge, stored, signed, svc)
+    results = run_checks(ctx, CHECKS)
+    deciding = [r for r in results if r.status == "fail" and not r.shadow]
+    passed = not deciding
+    verification = {
+        "passed": passed,
+        "verified_at": svc.clock.now(),
+        "reasons": [reason.as_dict() for r in deciding for reason in r.reasons],
+        "checks": [r.as_dict() for r in results],
+        "not_implemented": [r.name for r in results if r.status == "not_implemented"],
+    }
+    state = MachineState.auto_verified if passed else MachineState.refused
+    uuids = [g.uuid for g in signed.report.inventory.gpus] if passed else []
+    svc.store.record_verification(stored, verification, state, uuids)
+    return verification

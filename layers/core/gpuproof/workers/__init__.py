@@ -1,0 +1,1 @@
+"""Record handlers of the queue and stream consumers, for Powertools batch processing."""

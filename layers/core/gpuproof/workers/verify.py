@@ -1,0 +1,37 @@
+"""The verify worker's record handler: one SQS message = one stored report to verify."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+
+from gpuproof.api.wiring import verify_services
+from gpuproof.logic.verification import verify_report
+
+logger = Logger(child=True)
+processor = BatchProcessor(event_type=EventType.SQS)
+_config = IdempotencyConfig(event_key_jmespath="[machine_id, challenge_id]", expires_after_seconds=24 * 3600)
+_persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "IdempotencyTable"))
+
+
+@idempotent_function(data_keyword_argument="message", config=_config, persistence_store=_persistence)
+def verify_message(message: dict[str, Any]) -> dict[str, Any]:
+    result = verify_report(verify_services(), str(message["machine_id"]), str(message["challenge_id"]))
+    passed = None if result is None else result["passed"]
+    logger.info("report verified", extra={"machine_id": message["machine_id"], "passed": passed})
+    return {"passed": passed}
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    message = json.loads(record.body)
+    return verify_message(message=message)
