@@ -274,10 +274,11 @@ def test_report_answering_another_nonce(api: RawApi, tables: Tables) -> None:
     assert tables.footprint(key.public_hex) == before
 
 
-def test_used_challenge(api: RawApi, tables: Tables) -> None:
+def test_used_challenge(api: RawApi, tables: Tables, local_stack: Any) -> None:
     key, ch = challenged(api)
     path = f"/machines/{key.public_hex}/reports"
     assert api.signed(key, "POST", path, submission(ch, report_for(key, ch)))[0].status == 202
+    local_stack.drain()  # let the verify worker finish moving the machine on
     before = tables.footprint(key.public_hex)
     again, _, _ = api.signed(key, "POST", path, submission(ch, report_for(key, ch)))
     assert again.status == 409 and again.body["code"] == "challenge_used"
@@ -310,11 +311,12 @@ def test_expired_challenge(api: RawApi, tables: Tables, monkeypatch: pytest.Monk
     assert tables.footprint(key.public_hex) == before
 
 
-def test_replayed_report_submission(api: RawApi, tables: Tables) -> None:
+def test_replayed_report_submission(api: RawApi, tables: Tables, local_stack: Any) -> None:
     key, ch = challenged(api)
     path = f"/machines/{key.public_hex}/reports"
     first, headers, body = api.signed(key, "POST", path, submission(ch, report_for(key, ch)))
     assert first.status == 202
+    local_stack.drain()
     before = tables.footprint(key.public_hex)
     replay = api.send("POST", path, body, headers)
     assert replay.status == 409

@@ -18,7 +18,7 @@ class Settings:
     machines_table: str
     challenges_table: str
     reports_table: str
-    request_nonces_table: str
+    request_nonces_table: str | None
     verify_queue_url: str
     gpu_uuids_table: str | None
     idempotency_table: str | None
@@ -34,7 +34,7 @@ class Settings:
             machines_table=_env("MACHINES_TABLE"),
             challenges_table=_env("CHALLENGES_TABLE"),
             reports_table=_env("REPORTS_TABLE"),
-            request_nonces_table=_env("REQUEST_NONCES_TABLE"),
+            request_nonces_table=os.environ.get("REQUEST_NONCES_TABLE"),
             verify_queue_url=os.environ.get("VERIFY_QUEUE_URL", ""),
             gpu_uuids_table=os.environ.get("GPU_UUIDS_TABLE"),
             idempotency_table=os.environ.get("IDEMPOTENCY_TABLE"),

@@ -45,7 +45,7 @@ def _machine(item: MachineModel) -> Machine:
         registered_at=float(item.registered_at),
         updated_at=float(item.updated_at),
         last_challenge_id=item.last_challenge_id,
-        state_reasons=[dict(r.as_dict()) for r in (item.state_reasons or [])],
+        state_reasons=[{str(k): str(v) for k, v in r.attribute_values.items()} for r in (item.state_reasons or [])],
     )
 
 
@@ -65,7 +65,9 @@ class DynamoMachineStore:
         bind(MachineModel, settings.machines_table, settings.region)
         bind(ChallengeModel, settings.challenges_table, settings.region)
         bind(ReportModel, settings.reports_table, settings.region)
-        bind(RequestNonceModel, settings.request_nonces_table, settings.region)
+        # Each function is granted (and given the name of) only the tables it uses.
+        if settings.request_nonces_table:
+            bind(RequestNonceModel, settings.request_nonces_table, settings.region)
         if settings.gpu_uuids_table:
             bind(GpuUuidModel, settings.gpu_uuids_table, settings.region)
         self._connection = Connection(region=settings.region)

@@ -26,7 +26,7 @@ class MachineModel(Model):
     registered_at = NumberAttribute()
     updated_at = NumberAttribute()
     last_challenge_id = UnicodeAttribute(null=True)
-    state_reasons = ListAttribute(of=MapAttribute, null=True)  # type: ignore[var-annotated]
+    state_reasons: ListAttribute[MapAttribute[str, str]] = ListAttribute(of=MapAttribute, null=True)
 
 
 class ChallengeModel(Model):

@@ -36,10 +36,10 @@ def rejection_response(rejection: Rejection) -> Response[str]:
 
 
 def install_error_handlers(app: APIGatewayHttpResolver) -> None:
-    @app.exception_handler(Rejection)
+    @app.exception_handler(Rejection)  # type: ignore[untyped-decorator]
     def _rejected(exc: Rejection) -> Response[str]:
         return rejection_response(exc)
 
-    @app.exception_handler(RequestValidationError)
+    @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
     def _invalid(exc: RequestValidationError) -> Response[str]:
         return rejection_response(validation_rejection(exc))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from pydantic import BaseModel
+
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from gpuproof.api.models import (
     ChallengeOut,
@@ -26,18 +29,19 @@ from gpuproof.logic.records import Machine, StoredReport
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration
 
-router = Router()
+router = Router()  # type: ignore[no-untyped-call]
 
 MachineId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="Ed25519 public key, hex")]
 Signer = Annotated[SignedRequest, Depends(signed_request)]
 Svc = Annotated[logic.Services, Depends(machine_services)]
 
 
-def _errors(*statuses: int) -> dict[int, dict[str, object]]:
-    return {
-        s: {"description": "refused", "content": {"application/json": {"schema": ErrorOut.model_json_schema()}}}
-        for s in statuses
-    }
+def _responses(ok: int, model: type[BaseModel], *refusals: int) -> dict[int, OpenAPIResponse]:
+    """The success response and every refusal status (each an ErrorOut) for the OpenAPI document."""
+    out: dict[int, OpenAPIResponse] = {ok: {"description": "ok", "content": {"application/json": {"model": model}}}}
+    for status in refusals:
+        out[status] = {"description": "refused", "content": {"application/json": {"model": ErrorOut}}}
+    return out
 
 
 def _machine_out(m: Machine) -> MachineOut:
@@ -54,20 +58,20 @@ def _summary(r: StoredReport) -> ReportSummary:
 
 
 @router.post("/machines", status_code=201, tags=["machines"], summary="Register a machine key",
-             responses=_errors(401, 403, 409, 413, 422))
+             responses=_responses(201, MachineOut, 401, 403, 409, 413, 422))
 def register_machine(body: MachineRegistration, signer: Signer, svc: Svc) -> MachineOut:
     return _machine_out(logic.register_machine(svc, signer, body))
 
 
 @router.get("/machines/<machine_id>", tags=["machines"], summary="A machine's state and its latest reports",
-            responses=_errors(404))
+            responses=_responses(200, MachineStatusOut, 404, 422))
 def get_machine(machine_id: MachineId, svc: Svc) -> MachineStatusOut:
     machine, reports = logic.machine_status(svc, machine_id)
     return MachineStatusOut(machine=_machine_out(machine), reports=[_summary(r) for r in reports])
 
 
 @router.post("/machines/<machine_id>/challenges", status_code=201, tags=["machines"],
-             summary="Issue a single-use challenge", responses=_errors(401, 403, 404, 409, 413, 422))
+             summary="Issue a single-use challenge", responses=_responses(201, ChallengeOut, 401, 403, 404, 409, 413, 422))
 def create_challenge(machine_id: MachineId, body: ChallengeRequest, signer: Signer, svc: Svc) -> ChallengeOut:
     c = logic.issue_challenge(svc, signer, machine_id, body)
     return ChallengeOut(challenge_id=c.challenge_id, machine_id=c.machine_id, nonce=c.nonce,
@@ -76,7 +80,7 @@ def create_challenge(machine_id: MachineId, body: ChallengeRequest, signer: Sign
 
 @router.post("/machines/<machine_id>/reports", status_code=202, tags=["machines"],
              summary="Submit a signed benchmark report answering a challenge",
-             responses=_errors(401, 403, 404, 409, 410, 413, 422))
+             responses=_responses(202, ReportAccepted, 401, 403, 404, 409, 410, 413, 422))
 def submit_report(machine_id: MachineId, body: ReportSubmission, signer: Signer, svc: Svc) -> ReportAccepted:
     stored = logic.accept_report(svc, signer, machine_id, body.challenge_id, body.signed_report)
     return ReportAccepted(machine_id=machine_id, state="submitted", challenge_id=stored.challenge_id,
@@ -84,7 +88,7 @@ def submit_report(machine_id: MachineId, body: ReportSubmission, signer: Signer,
 
 
 @router.get("/machines/<machine_id>/reports/<challenge_id>", tags=["machines"],
-            summary="A stored report, byte for byte what the machine signed", responses=_errors(404))
+            summary="A stored report, byte for byte what the machine signed", responses=_responses(200, ReportOut, 404, 422))
 def get_report(machine_id: MachineId, challenge_id: str, svc: Svc) -> ReportOut:
     r = logic.get_report(svc, machine_id, challenge_id)
     return ReportOut(machine_id=r.machine_id, challenge_id=r.challenge_id, received_at=r.received_at,

@@ -14,7 +14,8 @@ from gpuproof.logic.ports import Clock
 from gpuproof.logic.records import Challenge, Machine, StoredReport
 from gpuproof.logic.states import MachineState
 from gpuproof.protocol.reasons import Reason
-from gpuproof.protocol.report import SignedReport
+from gpuproof.protocol.report import GpuInfo, SignedReport
+from gpuproof.reference import identify
 
 Status = Literal["pass", "fail", "not_implemented"]
 
@@ -129,6 +130,30 @@ def check_gpu_uuids(ctx: Context) -> CheckResult:
     return check("gpu_uuids", reasons, uuids=uuids)
 
 
+GIB = 1 << 30
+
+
+def measured_rate(ctx: Context, gpu: GpuInfo, benchmark: str = "gemm_bf16") -> float | None:
+    """The self-reported, verified median of a micro-benchmark on this GPU, if any."""
+    names = {f"gpu{gpu.index}", f"cuda:{gpu.index}", gpu.uuid, gpu.pci_bus_id}
+    for b in ctx.signed.report.benchmarks:
+        if b.name == benchmark and b.device in names and b.verified:
+            return b.median
+    return None
+
+
+def check_envelope(ctx: Context) -> CheckResult:
+    """Each GPU's NVML name, memory and measured bf16 rate against the reference envelope."""
+    reasons: list[Reason] = []
+    models = []
+    for gpu in ctx.signed.report.inventory.gpus:
+        found = identify(gpu.name, gpu.memory_total_bytes / GIB, measured_rate(ctx, gpu))
+        models.append({"index": gpu.index, "model": found.model, "confidence": str(found.confidence),
+                       "rate_ratio": found.rate_ratio, "indistinguishable_from": list(found.indistinguishable_from)})
+        reasons += [Reason(r.code, f"GPU {gpu.index}: {r.message}", r.field) for r in found.reasons]
+    return check("envelope", reasons, models=models)
+
+
 CHECKS: list[Callable[[Context], CheckResult]] = [
     check_signature,
     check_gpus_present,
@@ -136,6 +161,7 @@ CHECKS: list[Callable[[Context], CheckResult]] = [
     check_inventory,
     check_benchmarks,
     check_gpu_uuids,
+    check_envelope,
 ]
 
 

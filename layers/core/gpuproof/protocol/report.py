@@ -38,6 +38,7 @@ class GpuInfo(WireModel):
     pci_device_id: str | None = None
     vbios_version: str | None = None
     memory_total_bytes: int
+    compute_capability: str | None = None
     sm_count: int | None = None
     cuda_cores: int | None = None
     max_sm_clock_mhz: int | None = None
@@ -86,6 +87,8 @@ class BenchmarkResult(WireModel):
     repeats: int
     verified: bool
     method: dict[str, Any] = Field(default_factory=dict)
+    # Why a figure is absent: unverified work reports 0 for median/min/max and says why here.
+    error: str | None = None
 
 
 class Integrity(WireModel):
@@ -100,7 +103,7 @@ class Integrity(WireModel):
 class BenchmarkReport(WireModel):
     """Everything the probe asserts about its host, bound to one challenge."""
 
-    schema_version: Literal[1] = REPORT_SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     machine_id: Hex64
     challenge_id: str = Field(min_length=1, max_length=64)
     challenge_nonce: Hex64

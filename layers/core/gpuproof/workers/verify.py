@@ -24,7 +24,9 @@ _config = IdempotencyConfig(event_key_jmespath="[machine_id, challenge_id]", exp
 _persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "IdempotencyTable"))
 
 
-@idempotent_function(data_keyword_argument="message", config=_config, persistence_store=_persistence)
+@idempotent_function(  # type: ignore[untyped-decorator]
+    data_keyword_argument="message", config=_config, persistence_store=_persistence
+)
 def verify_message(message: dict[str, Any]) -> dict[str, Any]:
     result = verify_report(verify_services(), str(message["machine_id"]), str(message["challenge_id"]))
     passed = None if result is None else result["passed"]
@@ -34,4 +36,5 @@ def verify_message(message: dict[str, Any]) -> dict[str, Any]:
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     message = json.loads(record.body)
-    return verify_message(message=message)
+    result: dict[str, Any] = verify_message(message=message)
+    return result

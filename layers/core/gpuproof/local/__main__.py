@@ -1,0 +1,63 @@
+"""`python -m gpuproof.local` (make local): run the local stack in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from gpuproof.local.stack import LocalStack
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gpuproof-local", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="HTTP front port (default: a free one)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--schedule-interval",
+        type=float,
+        default=None,
+        help="seconds between schedule ticks (default: template)",
+    )
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameter override, e.g. AllowCpuBackend=true (repeatable)",
+    )
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    parameters = dict(p.split("=", 1) for p in args.parameter)
+    stack = LocalStack(
+        host=args.host, port=args.port, schedule_interval_s=args.schedule_interval, parameters=parameters
+    )
+    with stack:
+        print(f"gpuproof local stack: API  {stack.api_url}", flush=True)
+        print(f"                      moto {stack.endpoint_url} (region us-east-1)", flush=True)
+        print("  export AWS_ENDPOINT_URL=" + stack.endpoint_url, flush=True)
+        for name, value in sorted(stack.environment.items()):
+            print(f"  {name}={value}", flush=True)
+        print("Ctrl-C stops it.", flush=True)
+        stopping.wait()
+        print("stopping...", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

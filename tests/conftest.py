@@ -1,0 +1,86 @@
+"""Shared fixtures: sockets off for unit tests, a moto server and the local stack for the rest.
+
+- tests/unit: every socket (but unix ones) raises; unit tests run first so no server is up then.
+- `moto_server` (session): moto on 127.0.0.1 with template.yaml's tables, queues and key, and the
+  AWS_* / table / queue variables set in os.environ for the session.
+- `local_stack` (session): the LocalStack (HTTP front + pollers) on that same moto server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from gpuproof.local.moto_server import MotoServer, aws_environment
+from gpuproof.local.stack import LocalStack
+from gpuproof.local.template import LOCAL_REGION, Resources, load_template, provision
+from pytest_socket import disable_socket, enable_socket
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT_DIR = ROOT / "tests" / "unit"
+
+
+def _is_unit(item: pytest.Item) -> bool:
+    return UNIT_DIR in Path(str(item.path)).parents
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Unit tests first: once a session server is up its threads need sockets.
+    items.sort(key=lambda item: 0 if _is_unit(item) else 1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _is_unit(item):
+        disable_socket(allow_unix_socket=True)
+    else:
+        enable_socket()
+
+
+@dataclass
+class MotoEndpoint:
+    endpoint_url: str
+    resources: Resources
+    env: dict[str, str]
+
+    def table_name(self, logical_id: str) -> str:
+        return self.resources.table_name(logical_id)
+
+    def queue_url(self, logical_id: str) -> str:
+        return self.resources.queue_url(logical_id)
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=LOCAL_REGION)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoEndpoint]:
+    server = MotoServer().start()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in aws_environment(server.endpoint_url).items():
+            mp.setenv(key, value)
+        resources = provision(load_template(ROOT / "template.yaml"), server.endpoint_url)
+        env = resources.merged_environment()
+        for key, value in env.items():
+            mp.setenv(key, value)
+        try:
+            yield MotoEndpoint(server.endpoint_url, resources, env)
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_stack(moto_server: MotoEndpoint) -> Iterator[LocalStack]:
+    # No GPU in CI: the verifier accepts the probe's CPU backend here (AllowCpuBackend=true).
+    stack = LocalStack(
+        ROOT / "template.yaml",
+        endpoint_url=moto_server.endpoint_url,
+        schedule_interval_s=1.0,
+        parameters={"AllowCpuBackend": "true"},
+    )
+    with stack:
+        yield stack

@@ -1,0 +1,451 @@
+"""template.yaml as a contract: keys, TTLs, streams, redrive, least privilege, events, alarms.
+
+Also the local stack's pure parts: the short-tag loader, intrinsic resolution, routing and the
+API Gateway v2 event/response translation. No sockets.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gpuproof.local.front import Route, Router, build_http_event, translate_response
+from gpuproof.local.pollers import schedule_period_s
+from gpuproof.local.template import (
+    FUNCTION,
+    Physical,
+    Resources,
+    Template,
+    TemplateError,
+    load_template,
+    resolve_parameters,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV_NAMES = {
+    "MACHINES_TABLE": "MachinesTable",
+    "CHALLENGES_TABLE": "ChallengesTable",
+    "REPORTS_TABLE": "ReportsTable",
+    "REQUEST_NONCES_TABLE": "RequestNoncesTable",
+    "GPU_UUIDS_TABLE": "GpuUuidsTable",
+    "MEMBERS_TABLE": "MembersTable",
+    "ROUNDS_TABLE": "RoundsTable",
+    "VERDICTS_TABLE": "VerdictsTable",
+    "IDEMPOTENCY_TABLE": "IdempotencyTable",
+    "VERIFY_QUEUE_URL": "VerifyQueue",
+    "SERVICE_KEY_ID": "ServiceKey",
+}
+PARAM_ENV = {
+    "CHALLENGE_TTL_S": "ChallengeTtlSeconds",
+    "MAX_SKEW_S": "SignatureMaxSkewSeconds",
+    "ALLOW_CPU_BACKEND": "AllowCpuBackend",
+    "SHADOW_CHECKS": "ShadowChecks",
+}
+
+EXPECTED_KEYS = {
+    "MachinesTable": [("machine_id", "HASH", "S")],
+    "ChallengesTable": [("challenge_id", "HASH", "S")],
+    "ReportsTable": [("machine_id", "HASH", "S"), ("challenge_id", "RANGE", "S")],
+    "RequestNoncesTable": [("nonce_key", "HASH", "S")],
+    "GpuUuidsTable": [("gpu_uuid", "HASH", "S")],
+    "MembersTable": [("account", "HASH", "S")],
+    "RoundsTable": [("machine_id", "HASH", "S"), ("round", "RANGE", "N")],
+    "VerdictsTable": [("verdict_id", "HASH", "S")],
+    "IdempotencyTable": [("id", "HASH", "S")],
+}
+EXPECTED_TTL = {
+    "ChallengesTable": "expires_ttl",
+    "RequestNoncesTable": "expires_ttl",
+    "IdempotencyTable": "expiration",
+}
+
+EXPECTED_ROUTES = {
+    "MachineApiFunction": {
+        "POST /machines",
+        "GET /machines/{machine_id}",
+        "POST /machines/{machine_id}/challenges",
+        "POST /machines/{machine_id}/commitments",
+        "POST /machines/{machine_id}/reports",
+        "GET /machines/{machine_id}/reports/{challenge_id}",
+    },
+    "CommitteeApiFunction": {
+        "POST /members",
+        "GET /members/{account}/assignments",
+        "GET /rounds/{machine_id}/{round}/transcript",
+        "POST /rounds/{machine_id}/{round}/commit",
+        "POST /rounds/{machine_id}/{round}/reveal",
+    },
+    "ScoreFeedFunction": {"GET /feed"},
+}
+
+# What each function may touch: table -> "crud" | "read"; queues it sends to; KMS signing.
+EXPECTED_ACCESS: dict[str, dict[str, Any]] = {
+    "MachineApiFunction": {
+        "tables": {
+            "MachinesTable": "crud",
+            "ChallengesTable": "crud",
+            "ReportsTable": "crud",
+            "RequestNoncesTable": "crud",
+        },
+        "send": {"VerifyQueue"},
+        "kms": False,
+    },
+    "VerifyWorkerFunction": {
+        "tables": {
+            "MachinesTable": "crud",
+            "ReportsTable": "crud",
+            "ChallengesTable": "crud",
+            "GpuUuidsTable": "crud",
+            "RoundsTable": "crud",
+            "MembersTable": "read",
+            "IdempotencyTable": "crud",
+        },
+        "send": set(),
+        "kms": False,
+    },
+    "CommitteeApiFunction": {
+        "tables": {
+            "MembersTable": "crud",
+            "RoundsTable": "crud",
+            "RequestNoncesTable": "crud",
+            "MachinesTable": "read",
+            "ReportsTable": "read",
+        },
+        "send": set(),
+        "kms": False,
+    },
+    "DeadlineSweeperFunction": {
+        "tables": {
+            "RoundsTable": "crud",
+            "VerdictsTable": "crud",
+            "MachinesTable": "crud",
+            "ChallengesTable": "crud",
+        },
+        "send": {"VerifyQueue"},
+        "kms": False,
+    },
+    "ChainPublisherFunction": {
+        "tables": {"VerdictsTable": "crud", "IdempotencyTable": "crud"},
+        "send": set(),
+        "kms": True,
+    },
+    "ScoreFeedFunction": {"tables": {"VerdictsTable": "read"}, "send": set(), "kms": True},
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return load_template(ROOT / "template.yaml")
+
+
+def props(template: Template, lid: str) -> dict[str, Any]:
+    return template.properties(lid)
+
+
+def test_short_tags_load_as_long_form(template: Template) -> None:
+    env = props(template, "MachineApiFunction")["Environment"]["Variables"]
+    assert env["MACHINES_TABLE"] == {"Ref": "MachinesTable"}
+    queue = props(template, "VerifyWorkerFunction")["Events"]["VerifyQueueEvent"]["Properties"]["Queue"]
+    assert queue == {"Fn::GetAtt": ["VerifyQueue", "Arn"]}
+
+
+def test_globals(template: Template) -> None:
+    g = template.function_globals
+    assert g["Runtime"] == "python3.12"
+    assert g["Tracing"] == "Active"
+    assert g["Layers"] == [{"Ref": "CoreLayer"}]
+    env = g["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "gpuproof"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "gpuproof"
+    assert "LOG_LEVEL" in env
+    layer = template.resources["CoreLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/core/"
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert (ROOT / "layers/core/requirements.txt").is_file()
+
+
+@pytest.mark.parametrize("lid", sorted(EXPECTED_KEYS))
+def test_table_keys_and_protection(template: Template, lid: str) -> None:
+    p = props(template, lid)
+    types = {a["AttributeName"]: a["AttributeType"] for a in p["AttributeDefinitions"]}
+    keys = [(k["AttributeName"], k["KeyType"], types[k["AttributeName"]]) for k in p["KeySchema"]]
+    assert keys == EXPECTED_KEYS[lid]
+    assert set(types) == {name for name, _, _ in keys}, "only key attributes are declared"
+    assert p["BillingMode"] == "PAY_PER_REQUEST"
+    assert p["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert p["SSESpecification"]["SSEEnabled"] is True
+    ttl = p.get("TimeToLiveSpecification")
+    if lid in EXPECTED_TTL:
+        assert ttl == {"AttributeName": EXPECTED_TTL[lid], "Enabled": True}
+    else:
+        assert ttl is None
+    stream = p.get("StreamSpecification")
+    assert (stream == {"StreamViewType": "NEW_AND_OLD_IMAGES"}) if lid == "VerdictsTable" else stream is None
+
+
+def test_every_table_is_expected(template: Template) -> None:
+    assert set(template.of_type("AWS::DynamoDB::Table")) == set(EXPECTED_KEYS)
+
+
+def test_queues_redrive_and_visibility(template: Template) -> None:
+    queue = props(template, "VerifyQueue")
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["VerifyDLQ", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    worker_timeout = props(template, "VerifyWorkerFunction").get(
+        "Timeout", template.function_globals["Timeout"]
+    )
+    assert queue["VisibilityTimeout"] >= 6 * worker_timeout
+    assert set(template.of_type("AWS::SQS::Queue")) == {"VerifyQueue", "VerifyDLQ", "PublisherDLQ"}
+
+
+def test_service_key(template: Template) -> None:
+    key = props(template, "ServiceKey")
+    assert key["KeySpec"] == "ECC_NIST_P256"
+    assert key["KeyUsage"] == "SIGN_VERIFY"
+    principal = key["KeyPolicy"]["Statement"][0]["Principal"]["AWS"]
+    assert principal == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+    assert props(template, "ServiceKeyAlias")["TargetKeyId"] == {"Ref": "ServiceKey"}
+
+
+def _routes(template: Template, lid: str) -> set[str]:
+    return {
+        f"{e['Properties']['Method']} {e['Properties']['Path']}"
+        for e in props(template, lid).get("Events", {}).values()
+        if e["Type"] == "HttpApi"
+    }
+
+
+@pytest.mark.parametrize("lid", sorted(EXPECTED_ROUTES))
+def test_http_routes(template: Template, lid: str) -> None:
+    assert _routes(template, lid) == EXPECTED_ROUTES[lid]
+
+
+def test_worker_triggers(template: Template) -> None:
+    (sqs,) = props(template, "VerifyWorkerFunction")["Events"].values()
+    assert sqs["Type"] == "SQS"
+    assert sqs["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    (sched,) = props(template, "DeadlineSweeperFunction")["Events"].values()
+    assert sched["Type"] == "Schedule"
+    assert sched["Properties"]["Schedule"] == "rate(1 minute)"
+    (stream,) = props(template, "ChainPublisherFunction")["Events"].values()
+    sp = stream["Properties"]
+    assert stream["Type"] == "DynamoDB"
+    assert sp["Stream"] == {"Fn::GetAtt": ["VerdictsTable", "StreamArn"]}
+    assert sp["StartingPosition"] == "TRIM_HORIZON"
+    assert sp["BisectBatchOnFunctionError"] is True
+    assert sp["MaximumRetryAttempts"] >= 1
+    assert sp["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert sp["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["PublisherDLQ", "Arn"]}
+
+
+def _access(template: Template, lid: str) -> dict[str, Any]:
+    tables: dict[str, str] = {}
+    send: set[str] = set()
+    kms = False
+    for policy in props(template, lid).get("Policies", []):
+        ((name, arg),) = policy.items()
+        if name in ("DynamoDBCrudPolicy", "DynamoDBReadPolicy"):
+            table = arg["TableName"]["Ref"]
+            assert table not in tables, f"{lid}: {table} granted twice"
+            tables[table] = "crud" if name == "DynamoDBCrudPolicy" else "read"
+        elif name == "SQSSendMessagePolicy":
+            send.add(arg["QueueName"]["Fn::GetAtt"][0])
+        elif name == "Statement":
+            for st in arg:
+                assert st["Action"] == ["kms:Sign", "kms:GetPublicKey"], st
+                assert st["Resource"] == {"Fn::GetAtt": ["ServiceKey", "Arn"]}
+                kms = True
+        else:
+            raise AssertionError(f"{lid}: unexpected policy {name}")
+    return {"tables": tables, "send": send, "kms": kms}
+
+
+@pytest.mark.parametrize("lid", sorted(EXPECTED_ACCESS))
+def test_least_privilege(template: Template, lid: str) -> None:
+    assert _access(template, lid) == EXPECTED_ACCESS[lid]
+
+
+@pytest.mark.parametrize("lid", sorted(EXPECTED_ACCESS))
+def test_environment_matches_access(template: Template, lid: str) -> None:
+    """A function is told exactly the tables/queues/key it may use, each by !Ref."""
+    env = props(template, lid)["Environment"]["Variables"]
+    access = EXPECTED_ACCESS[lid]
+    told = {name: v["Ref"] for name, v in env.items() if name in ENV_NAMES}
+    for name, target in told.items():
+        assert target == ENV_NAMES[name], f"{lid}: {name} must !Ref {ENV_NAMES[name]}"
+    expected = set(access["tables"]) | set(access["send"]) | ({"ServiceKey"} if access["kms"] else set())
+    assert set(told.values()) == expected
+    for name, value in env.items():
+        if name in PARAM_ENV:
+            assert value == {"Ref": PARAM_ENV[name]}
+        else:
+            assert name in ENV_NAMES, f"{lid}: unexpected variable {name}"
+
+
+def test_parameters(template: Template) -> None:
+    params = template.parameters
+    assert params["ChallengeTtlSeconds"]["Default"] == 900
+    assert params["SignatureMaxSkewSeconds"]["Default"] == 300
+    assert "StageName" in params
+
+
+def test_functions_have_code_and_events(template: Template) -> None:
+    specs = {s.logical_id: s for s in template.functions()}
+    assert set(specs) == set(EXPECTED_ACCESS)
+    for lid, spec in specs.items():
+        assert spec.handler == "app.lambda_handler"
+        assert spec.code_uri.parent == ROOT / "functions"
+        assert spec.module_file.is_file(), f"{lid}: {spec.module_file} missing"
+        folder = spec.code_uri.name
+        samples = list((ROOT / "events").glob(f"{folder}_*.json"))
+        assert samples, f"{lid}: no sample event events/{folder}_*.json"
+        for sample in samples:
+            json.loads(sample.read_text())
+
+
+def test_alarms_cover_every_dlq_and_function(template: Template) -> None:
+    alarms = [a["Properties"] for a in template.of_type("AWS::CloudWatch::Alarm").values()]
+    dlq_alarms = {
+        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in alarms
+        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+    assert dlq_alarms == {"VerifyDLQ", "PublisherDLQ"}
+    error_alarms = {a["Dimensions"][0]["Value"]["Ref"] for a in alarms if a["MetricName"] == "Errors"}
+    assert error_alarms == set(template.of_type(FUNCTION))
+    for a in alarms:
+        assert a["Threshold"] == 0
+        assert a["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+# ---------------------------------------------------------------- resolution (no AWS)
+
+
+def _fake_resources(template: Template, **params: str) -> Resources:
+    physical = {
+        lid: Physical(ref=f"t-{lid}", attrs={"Arn": f"arn:{lid}", "StreamArn": f"arn:{lid}/stream"})
+        for lid in template.resources
+    }
+    return Resources(template, "stk", "http://unused", resolve_parameters(template, params), physical)
+
+
+def test_resolve_intrinsics(template: Template) -> None:
+    r = _fake_resources(template)
+    assert r.resolve({"Ref": "MachinesTable"}) == "t-MachinesTable"
+    assert r.resolve({"Fn::GetAtt": ["VerdictsTable", "StreamArn"]}) == "arn:VerdictsTable/stream"
+    assert r.resolve({"Fn::Sub": "alias/${AWS::StackName}-service"}) == "alias/stk-service"
+    assert r.resolve({"Fn::Sub": "${VerifyQueue.Arn}|${!Literal}"}) == "arn:VerifyQueue|${Literal}"
+    assert r.resolve({"Fn::Join": ["-", ["a", {"Ref": "AWS::Region"}]]}) == "a-us-east-1"
+    assert r.resolve({"Fn::Select": [1, ["x", "y"]]}) == "y"
+    with pytest.raises(TemplateError):
+        r.resolve({"Ref": "NoSuchThing"})
+
+
+def test_outputs_resolve_with_conditions(template: Template) -> None:
+    url = _fake_resources(template).resolve(template.doc["Outputs"]["ApiUrl"]["Value"])
+    assert url == "https://t-HttpApi.execute-api.us-east-1.amazonaws.com/"
+    staged = _fake_resources(template, StageName="v1").resolve(template.doc["Outputs"]["ApiUrl"]["Value"])
+    assert staged.endswith("/v1/")
+
+
+def test_function_environment_resolves_and_parameters_override(
+    template: Template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CHALLENGE_TTL_S", raising=False)
+    r = _fake_resources(template)
+    (spec,) = [s for s in template.functions() if s.logical_id == "MachineApiFunction"]
+    env = r.function_environment(spec)
+    assert env["MACHINES_TABLE"] == "t-MachinesTable"
+    assert env["CHALLENGE_TTL_S"] == "900"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "gpuproof"
+    monkeypatch.setenv("CHALLENGE_TTL_S", "5")
+    assert r.function_environment(spec)["CHALLENGE_TTL_S"] == "5"
+    merged = r.merged_environment()
+    assert merged["VERDICTS_TABLE"] == "t-VerdictsTable"
+    assert set(ENV_NAMES) <= set(merged)
+
+
+# ---------------------------------------------------------------- front (no sockets)
+
+
+def _router() -> Router:
+    routes = []
+    for lid, keys in EXPECTED_ROUTES.items():
+        for key in keys:
+            method, path = key.split(" ", 1)
+            routes.append(Route.build(method, path, lid))  # type: ignore[arg-type]
+    return Router(routes)
+
+
+def test_router_matches_templates_and_params() -> None:
+    router = _router()
+    m = router.match("GET", "/machines/ab12/reports/ch%2F1")
+    assert m is not None
+    route, params = m
+    assert route.route_key == "GET /machines/{machine_id}/reports/{challenge_id}"
+    assert params == {"machine_id": "ab12", "challenge_id": "ch/1"}
+    m = router.match("POST", "/rounds/ab12/3/commit")
+    assert m is not None and m[1] == {"machine_id": "ab12", "round": "3"}
+    assert router.match("DELETE", "/machines/ab12") is None
+    assert router.match("GET", "/nope") is None
+
+
+def test_http_event_shape() -> None:
+    route = Route.build("POST", "/machines/{machine_id}/reports", "fn")  # type: ignore[arg-type]
+    event = build_http_event(
+        route,
+        {"machine_id": "ab"},
+        "POST",
+        "/machines/ab/reports",
+        "a=1&a=2&b=",
+        [("Content-Type", "application/json"), ("X-Thing", "1"), ("x-thing", "2"), ("Cookie", "s=1; t=2")],
+        b'{"k": 1}',
+        "127.0.0.1",
+    )
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "POST /machines/{machine_id}/reports"
+    assert event["rawPath"] == "/machines/ab/reports"
+    assert event["rawQueryString"] == "a=1&a=2&b="
+    assert event["queryStringParameters"] == {"a": "1,2", "b": ""}
+    assert event["headers"] == {"content-type": "application/json", "x-thing": "1,2"}
+    assert event["cookies"] == ["s=1", "t=2"]
+    assert event["pathParameters"] == {"machine_id": "ab"}
+    assert event["body"] == '{"k": 1}' and event["isBase64Encoded"] is False
+    http = event["requestContext"]["http"]
+    assert http == {
+        "method": "POST",
+        "path": "/machines/ab/reports",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.1",
+        "userAgent": "",
+    }
+    binary = build_http_event(
+        route, {}, "POST", "/x", "", [("content-type", "application/octet-stream")], b"\xff\x00", "1.2.3.4"
+    )
+    assert binary["isBase64Encoded"] is True
+    assert base64.b64decode(binary["body"]) == b"\xff\x00"
+
+
+def test_response_translation() -> None:
+    status, headers, body = translate_response(
+        {"statusCode": 201, "headers": {"Content-Type": "application/json"}, "body": "{}", "cookies": ["a=b"]}
+    )
+    assert status == 201 and body == b"{}"
+    assert ("set-cookie", "a=b") in headers
+    status, _, body = translate_response(
+        {"statusCode": 200, "body": base64.b64encode(b"\x01").decode(), "isBase64Encoded": True}
+    )
+    assert body == b"\x01"
+    status, headers, body = translate_response({"ok": True})
+    assert status == 200 and json.loads(body) == {"ok": True}
+
+
+def test_schedule_period() -> None:
+    assert schedule_period_s("rate(1 minute)") == 60
+    assert schedule_period_s("rate(2 hours)") == 7200
