@@ -84,3 +84,21 @@ class GpuUuidModel(Model):
     gpu_uuid = UnicodeAttribute(hash_key=True)
     machine_id = UnicodeAttribute()
     claimed_at = NumberAttribute()
+
+
+class VerdictModel(Model):
+    """VerdictsTable; its stream is the chain outbox. `publication` is set once, conditionally."""
+
+    class Meta:
+        table_name = "VerdictsTable"
+
+    verdict_id = UnicodeAttribute(hash_key=True)
+    machine_id = UnicodeAttribute()
+    round = NumberAttribute()
+    result = UnicodeAttribute()
+    upload_info = JSONAttribute()
+    committee = JSONAttribute()
+    performance_index = NumberAttribute(null=True)
+    evidence_digest = UnicodeAttribute()
+    decided_at = NumberAttribute()
+    publication = JSONAttribute(null=True)

@@ -46,3 +46,42 @@ class StoredReport:
     report_sha256: str
     signed_report: dict[str, Any]
     verification: dict[str, Any] | None = None
+
+
+class VerdictResult(StrEnum):
+    """DBC's three outcomes of a committee round."""
+
+    confirmed = "confirmed"
+    refused = "refused"
+    no_consensus = "no_consensus"
+
+
+class Vote(StrEnum):
+    agreeing = "agreeing"
+    dissenting = "dissenting"
+    absent = "absent"
+
+
+@dataclass
+class Verdict:
+    """A final decision on one committee round; written exactly once, published from the stream.
+
+    `upload_info` holds DBC's CommitteeUploadInfo fields as decided (calc_point included, rand_str
+    excluded); `committee` lists {"account", "vote"} for every booked member; `evidence_digest`
+    is the sha256 hex of the stored signed report (the transcript members inspected).
+    """
+
+    verdict_id: str
+    machine_id: str
+    round: int
+    result: VerdictResult
+    upload_info: dict[str, Any]
+    committee: list[dict[str, str]]
+    performance_index: float | None
+    evidence_digest: str
+    decided_at: float
+    publication: dict[str, Any] | None = None
+
+    @staticmethod
+    def id_for(machine_id: str, round_: int) -> str:
+        return f"{machine_id}:{round_}"
