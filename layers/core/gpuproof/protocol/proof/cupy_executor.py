@@ -1,0 +1,189 @@
+"""The chain on an NVIDIA GPU with CuPy: fp16 operands, fp32-accumulate GEMM, hashing on the device.
+
+UNTESTED ON A GPU (none was available when it was written): the SHA-256 source it compiles is
+unit-tested on the host with g++, and `commit` checks its first step against numpy before going
+on (a number from unverified work is never reported). CuPy is imported lazily so that importing
+this module never needs a GPU.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gpuproof.protocol.proof import merkle
+from gpuproof.protocol.proof.executor import ChainCommit, DigestArray, RecomputedRows, clamp_keep_level
+from gpuproof.protocol.proof.matrices import TAG_A0, TAG_B, gen_matrix, gen_rows, recentre
+from gpuproof.protocol.proof.models import ProofParams
+from gpuproof.protocol.proof.sha256_kernels import SHA256_SOURCE
+
+CUDA_R_16F = 2  # cudaDataType_t values (library_types.h)
+CUDA_R_32F = 0
+THREADS = 256
+SELF_CHECK_ROWS = 4
+
+_RECENTRE = r"""
+float r = fmodf(c + (float)t, (float)q);
+if (r < 0.0f) r += (float)q;
+a = (float16)(r - (float)h);
+u = (unsigned char)r;
+"""
+
+
+class CupyExecutor:
+    """One GPU per gpu_index (device id = devices[gpu_index] or gpu_index).
+
+    Memory per GPU: A fp16 (2 n d) + C fp32 (4 n d) + offsets (n d) + packed rows (n d / 2) +
+    B fp16 (2 d d) + one padded tree (64 n): about 7.5 n d bytes, 7.5 GiB at n = 2**18, d = 4096.
+    Host memory: level `keep_level` of every tree, 32 * n / 2**keep_level bytes per step.
+    Matrices are generated on the host (one SHAKE-128 call per row, hashlib releases the GIL)
+    and uploaded; that setup is outside the per-step work (SETUP_S in params.py).
+    """
+
+    name = "cupy-gpu"
+
+    def __init__(self, devices: Mapping[int, int] | None = None) -> None:
+        import cupy  # noqa: F401  (fail early, with CuPy's own message, when it is missing)
+
+        self.devices = dict(devices or {})
+        self._modules: dict[int, Any] = {}
+
+    def _device(self, params: ProofParams) -> int:
+        return self.devices.get(params.gpu_index, params.gpu_index)
+
+    def _kernels(self, device: int) -> Any:
+        import cupy
+
+        if device not in self._modules:
+            self._modules[device] = cupy.RawModule(code=SHA256_SOURCE, options=("--std=c++11",))
+        return self._modules[device]
+
+    def _gemm(self, a16: Any, b16: Any, c32: Any) -> None:
+        """c32 (r x d, fp32) = a16 (r x d, fp16) . b16 (d x d, fp16), fp32 accumulate (tensor cores).
+
+        Row-major C = A.B is column-major C^T = B^T.A^T, hence B first.
+        """
+        import cupy
+        from cupy.cuda import cublas
+
+        r, d = a16.shape
+        handle = cupy.cuda.device.get_cublas_handle()
+        args = (b16.data.ptr, CUDA_R_16F, d, a16.data.ptr, CUDA_R_16F, d)
+        try:  # CuPy < 12 takes alpha and beta as floats
+            cublas.sgemmEx(handle, 0, 0, d, r, d, 1.0, *args, 0.0, c32.data.ptr, CUDA_R_32F, d)
+        except TypeError:  # newer CuPy takes host pointers to them
+            one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
+            cublas.sgemmEx(
+                handle, 0, 0, d, r, d, one.ctypes.data, *args, zero.ctypes.data, c32.data.ptr, CUDA_R_32F, d
+            )
+
+    def _recentre(self, c32: Any, step: int, q: int) -> tuple[Any, Any]:
+        import cupy
+
+        kernel = cupy.ElementwiseKernel(
+            "float32 c, int32 t, int32 q, int32 h", "float16 a, uint8 u", _RECENTRE, "gpuproof_recentre"
+        )
+        a16 = cupy.empty(c32.shape, dtype=cupy.float16)
+        u8 = cupy.empty(c32.shape, dtype=cupy.uint8)
+        kernel(c32, np.int32(step), np.int32(q), np.int32(q // 2), a16, u8)
+        return a16, u8
+
+    def _tree(self, u8: Any, n: int, keep_level: int, module: Any) -> tuple[bytes, DigestArray]:
+        import cupy
+
+        packed = cupy.ascontiguousarray(u8[:, 0::2] | (u8[:, 1::2] << 4))
+        depth = merkle.depth(n)
+        level = cupy.empty((2**depth, 32), dtype=cupy.uint8)
+        level[n:] = cupy.asarray(np.frombuffer(merkle.EMPTY_LEAF, dtype=np.uint8))
+        leaf = module.get_function("leaf_hashes")
+        leaf(
+            ((n + THREADS - 1) // THREADS,),
+            (THREADS,),
+            (packed, np.uint32(packed.shape[1]), np.uint32(n), level),
+        )
+        node = module.get_function("node_hashes")
+        kept = cupy.asnumpy(level) if keep_level == 0 else None
+        for height in range(1, depth + 1):
+            parents = level.shape[0] // 2
+            up = cupy.empty((parents, 32), dtype=cupy.uint8)
+            node(((parents + THREADS - 1) // THREADS,), (THREADS,), (level, np.uint32(parents), up))
+            level = up
+            if height == keep_level:
+                kept = cupy.asnumpy(level)
+        assert kept is not None
+        return bytes(cupy.asnumpy(level[0]).tobytes()), kept
+
+    def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
+        import cupy
+
+        keep_level = clamp_keep_level(params, keep_level)
+        with cupy.cuda.Device(self._device(params)):
+            module = self._kernels(self._device(params))
+            start = time.perf_counter()
+            b_host = gen_matrix(seed, TAG_B, params.d, params.d, params.q)
+            a_host = gen_matrix(seed, TAG_A0, params.n, params.d, params.q)
+            b16 = cupy.asarray(b_host, dtype=cupy.float16)
+            a16 = cupy.asarray(a_host, dtype=cupy.float16)
+            c32 = cupy.empty((params.n, params.d), dtype=cupy.float32)
+            roots: list[bytes] = []
+            kept: list[DigestArray] = []
+            for t in range(1, params.steps + 1):
+                self._gemm(a16, b16, c32)
+                if t == 1:
+                    self._self_check(a_host, b_host, c32)
+                a16, u8 = self._recentre(c32, t, params.q)
+                root, level = self._tree(u8, params.n, keep_level, module)
+                roots.append(root)
+                kept.append(level)
+            cupy.cuda.Device().synchronize()
+            return ChainCommit(roots, kept, keep_level, time.perf_counter() - start)
+
+    def _self_check(self, a_host: np.ndarray[Any, Any], b_host: np.ndarray[Any, Any], c32: Any) -> None:
+        import cupy
+
+        rows = min(SELF_CHECK_ROWS, a_host.shape[0])
+        want = a_host[:rows].astype(np.int64) @ b_host.astype(np.int64)
+        got = cupy.asnumpy(c32[:rows]).astype(np.int64)
+        if not np.array_equal(got, want):
+            raise RuntimeError(
+                "GPU GEMM is not exact on the first rows: refusing to commit (check cuBLAS math mode)"
+            )
+
+    def recompute(
+        self,
+        seed: bytes,
+        params: ProofParams,
+        want_a: Mapping[int, Sequence[int]],
+        want_c: Mapping[int, Sequence[int]],
+    ) -> RecomputedRows:
+        """Only the wanted rows' chains (rows are independent): r x d GEMMs through the needed steps."""
+        import cupy
+
+        out = RecomputedRows()
+        rows = sorted({i for wanted in (want_a, want_c) for v in wanted.values() for i in v})
+        if not rows:
+            return out
+        where = {row: k for k, row in enumerate(rows)}
+        last = max([*want_a.keys(), *want_c.keys()])
+        with cupy.cuda.Device(self._device(params)):
+            b16 = cupy.asarray(gen_matrix(seed, TAG_B, params.d, params.d, params.q), dtype=cupy.float16)
+            a_host = gen_rows(seed, TAG_A0, rows, params.d, params.q)
+            a16 = cupy.asarray(a_host, dtype=cupy.float16)
+            c32 = cupy.empty((len(rows), params.d), dtype=cupy.float32)
+            for i in want_a.get(0, ()):
+                out.a[(0, i)] = a_host[where[i]].copy()
+            for t in range(1, last + 1):
+                self._gemm(a16, b16, c32)
+                if t in want_c:
+                    c_host = cupy.asnumpy(c32)
+                    for i in want_c[t]:
+                        out.c[(t, i)] = c_host[where[i]].astype(np.int32)
+                a16, _ = self._recentre(c32, t, params.q)
+                if t in want_a:
+                    a_now = recentre(cupy.asnumpy(c32), t, params.q)
+                    for i in want_a[t]:
+                        out.a[(t, i)] = a_now[where[i]].copy()
+        return out

@@ -1,0 +1,126 @@
+"""Where the chain runs: the executor interface, and the numpy executor for CPUs, CI and tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from gpuproof.protocol.proof import merkle
+from gpuproof.protocol.proof.matrices import TAG_A0, TAG_B, gen_matrix, gen_rows, pack_rows, recentre
+from gpuproof.protocol.proof.models import ProofParams
+
+DigestArray = npt.NDArray[np.uint8]  # shape (m, 32)
+
+
+@dataclass
+class ChainCommit:
+    """One GPU's committed chain: root of A_t for t = 1..T, and level `keep_level` of each tree.
+
+    Keeping a level h of every tree (2**(depth-h) digests per step) instead of every leaf lets a
+    prover open any row later by recomputing only the 2**h rows of its subtree (rows are
+    independent chains), so memory stays small at GPU sizes.
+    """
+
+    roots: list[bytes]
+    kept: list[DigestArray]
+    keep_level: int
+    elapsed_s: float
+
+
+@dataclass
+class RecomputedRows:
+    """Rows recomputed for openings: a[(t, i)] = A_t[i] (int8), c[(t, i)] = C_t[i] (int32)."""
+
+    a: dict[tuple[int, int], npt.NDArray[np.int8]] = field(default_factory=dict)
+    c: dict[tuple[int, int], npt.NDArray[np.int32]] = field(default_factory=dict)
+
+
+class ProofExecutor(Protocol):
+    """Runs one GPU's chain and recomputes chosen rows of it. One call per GPU; may run in threads."""
+
+    name: str
+
+    def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit: ...
+
+    def recompute(
+        self,
+        seed: bytes,
+        params: ProofParams,
+        want_a: Mapping[int, Sequence[int]],
+        want_c: Mapping[int, Sequence[int]],
+    ) -> RecomputedRows: ...
+
+
+def step_tree_from_leaves(leaves: Sequence[bytes], n: int, keep_level: int) -> tuple[bytes, DigestArray]:
+    """Root and level `keep_level` of the padded tree over one step's leaves."""
+    tree = merkle.levels(leaves, merkle.depth(n))
+    kept = np.frombuffer(b"".join(tree[keep_level]), dtype=np.uint8).reshape(-1, 32)
+    return tree[-1][0], kept
+
+
+def leaves_of(a: npt.NDArray[np.int8], q: int) -> list[bytes]:
+    packed = pack_rows(a, q)
+    return [merkle.leaf_hash(packed[i].tobytes()) for i in range(packed.shape[0])]
+
+
+def clamp_keep_level(params: ProofParams, keep_level: int) -> int:
+    return max(0, min(keep_level, merkle.depth(params.n)))
+
+
+class NumpyExecutor:
+    """The chain on the CPU: int8 storage, float32 GEMM (exact, see ProofParams), hashlib digests."""
+
+    name = "numpy-cpu"
+
+    def next_rows(
+        self, step: int, rows: Sequence[int], c: npt.NDArray[np.float32], q: int
+    ) -> npt.NDArray[np.int8]:
+        """A_t for the given rows from C_t. Tests override it to build dishonest provers."""
+        return recentre(c, step, q)
+
+    def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
+        start = time.perf_counter()
+        keep_level = clamp_keep_level(params, keep_level)
+        b = gen_matrix(seed, TAG_B, params.d, params.d, params.q).astype(np.float32)
+        a = gen_matrix(seed, TAG_A0, params.n, params.d, params.q)
+        rows = range(params.n)
+        roots: list[bytes] = []
+        kept: list[DigestArray] = []
+        for t in range(1, params.steps + 1):
+            c = a.astype(np.float32) @ b
+            a = self.next_rows(t, rows, c, params.q)
+            root, level = step_tree_from_leaves(leaves_of(a, params.q), params.n, keep_level)
+            roots.append(root)
+            kept.append(level)
+        return ChainCommit(roots, kept, keep_level, time.perf_counter() - start)
+
+    def recompute(
+        self,
+        seed: bytes,
+        params: ProofParams,
+        want_a: Mapping[int, Sequence[int]],
+        want_c: Mapping[int, Sequence[int]],
+    ) -> RecomputedRows:
+        out = RecomputedRows()
+        rows = sorted({i for wanted in (want_a, want_c) for v in wanted.values() for i in v})
+        if not rows:
+            return out
+        where = {row: k for k, row in enumerate(rows)}
+        last = max([*want_a.keys(), *want_c.keys()])
+        b = gen_matrix(seed, TAG_B, params.d, params.d, params.q).astype(np.float32)
+        a = gen_rows(seed, TAG_A0, rows, params.d, params.q)
+        for i in want_a.get(0, ()):
+            out.a[(0, i)] = a[where[i]].copy()
+        for t in range(1, last + 1):
+            c = a.astype(np.float32) @ b
+            for i in want_c.get(t, ()):
+                out.c[(t, i)] = c[where[i]].astype(np.int32)
+            a = self.next_rows(t, rows, c, params.q)
+            for i in want_a.get(t, ()):
+                out.a[(t, i)] = a[where[i]].copy()
+        return out

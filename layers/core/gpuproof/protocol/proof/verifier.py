@@ -1,0 +1,314 @@
+"""The verifier the service's verify worker and the committee CLI run: pure, AWS-free, exact."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from gpuproof.protocol.keys import verify
+from gpuproof.protocol.proof import codes, merkle
+from gpuproof.protocol.proof.matrices import TAG_A0, b_times_x, gen_rows, gpu_seed, pack_rows, recentre
+from gpuproof.protocol.proof.models import (
+    GpuCommitment,
+    GpuOpenings,
+    GpuPairs,
+    Pair,
+    ProofParams,
+    RowOpening,
+    ThroughputCommitment,
+    ThroughputProof,
+)
+from gpuproof.protocol.proof.transcript import chain_value, draw_pairs
+from gpuproof.protocol.reasons import Reason
+
+MIN_X_BITS = 16
+
+
+def x_bits(params: ProofParams) -> int:
+    """Bits of each entry of x such that every int64 dot product in the check stays below 2**63."""
+    bound = params.d * params.d * params.half * params.half
+    return min(32, 62 - bound.bit_length())
+
+
+def check_deadline(
+    issued_at: float, commitment_received_at: float, params: ProofParams | Sequence[ProofParams]
+) -> list[Reason]:
+    """Both times from the SERVICE's clock; a multi-GPU host is held to its slowest GPU's deadline."""
+    plist = [params] if isinstance(params, ProofParams) else list(params)
+    if not plist:
+        return [Reason(codes.PARAMS_MISMATCH, "no proof parameters")]
+    elapsed = commitment_received_at - issued_at
+    deadline = max(p.deadline_s for p in plist)
+    if elapsed < 0:
+        return [
+            Reason(
+                codes.CLOCK_INVALID, f"commitment received {-elapsed:.3f} s before the challenge was issued"
+            )
+        ]
+    if elapsed > deadline:
+        expected = max(p.expected_s for p in plist)
+        return [
+            Reason(
+                codes.DEADLINE_MISSED,
+                f"commitment arrived {elapsed:.3f} s after issue; deadline {deadline:.3f} s "
+                f"(expected {expected:.3f} s on the claimed GPU)",
+                "commitment",
+            )
+        ]
+    return []
+
+
+def verify_commitment(
+    commitment: ThroughputCommitment,
+    signature_hex: str,
+    *,
+    machine_id: str,
+    challenge_id: str,
+    nonce: bytes,
+    params: Sequence[ProofParams],
+) -> list[Reason]:
+    """Binding and signature: this machine, this challenge, this nonce, these GPUs and step counts."""
+    reasons = []
+    if commitment.machine_id != machine_id:
+        reasons.append(
+            Reason(codes.MACHINE_MISMATCH, "commitment names another machine", "commitment.machine_id")
+        )
+    if commitment.challenge_id != challenge_id:
+        reasons.append(
+            Reason(codes.CHALLENGE_MISMATCH, "commitment names another challenge", "commitment.challenge_id")
+        )
+    if commitment.nonce != nonce.hex():
+        reasons.append(
+            Reason(codes.NONCE_MISMATCH, "commitment is for another nonce (replayed?)", "commitment.nonce")
+        )
+    try:
+        signature = bytes.fromhex(signature_hex)
+    except ValueError:
+        signature = b""
+    if not verify(machine_id, commitment.signing_bytes(), signature):
+        reasons.append(
+            Reason(codes.SIGNATURE_INVALID, "commitment is not signed by this machine's key", "signature")
+        )
+    wanted = sorted(p.gpu_index for p in params)
+    got = [g.gpu_index for g in commitment.gpus]
+    if sorted(got) != wanted or len(set(got)) != len(got):
+        reasons.append(
+            Reason(
+                codes.PARAMS_MISMATCH,
+                f"commitment covers GPUs {got}, challenge asked {wanted}",
+                "commitment.gpus",
+            )
+        )
+    for p in params:
+        g = commitment.gpu(p.gpu_index)
+        if g is not None and len(g.roots) != p.steps:
+            reasons.append(
+                Reason(
+                    codes.PARAMS_MISMATCH,
+                    f"gpu {p.gpu_index}: {len(g.roots)} roots for {p.steps} steps",
+                    "commitment.gpus",
+                )
+            )
+    return reasons
+
+
+def _ints(values: list[int]) -> npt.NDArray[np.int64] | None:
+    try:
+        return np.array(values, dtype=np.int64)
+    except OverflowError:
+        return None
+
+
+def _path(hexes: Sequence[str]) -> list[bytes]:
+    return [bytes.fromhex(h) for h in hexes]
+
+
+def verify_gpu(
+    nonce: bytes,
+    machine_id: str,
+    params: ProofParams,
+    commitment: GpuCommitment,
+    pairs: Sequence[Pair],
+    openings: GpuOpenings,
+    *,
+    rng: np.random.Generator | None = None,
+) -> list[Reason]:
+    """One GPU: chain of roots, openings exactly as asked, Merkle paths, exact row checks.
+
+    The row check is Freivalds on rows: with x drawn here (after the openings arrived) and
+    y = B.x computed once, C_t[i].x == A_{t-1}[i].y, and A_t[i] == g_t(C_t[i]).
+    """
+    where = f"gpus[{params.gpu_index}]"
+    seed = gpu_seed(nonce, machine_id, params.gpu_index)
+    if commitment.gpu_index != params.gpu_index or openings.gpu_index != params.gpu_index:
+        return [Reason(codes.PARAMS_MISMATCH, "gpu_index of commitment, params and openings differ", where)]
+    if len(commitment.roots) != params.steps:
+        return [
+            Reason(codes.PARAMS_MISMATCH, f"{len(commitment.roots)} roots for {params.steps} steps", where)
+        ]
+    roots = [bytes.fromhex(r) for r in commitment.roots]
+    reasons: list[Reason] = []
+    if chain_value(seed, params, roots).hex() != commitment.chain:
+        reasons.append(
+            Reason(codes.ROOT_CHAIN_INVALID, "roots do not chain to the committed value", f"{where}.chain")
+        )
+
+    asked = [(p.step, p.row) for p in pairs]
+    opened = [(o.step, o.row) for o in openings.openings]
+    if sorted(asked) != sorted(opened) or len(set(opened)) != len(opened):
+        missing = sorted(set(asked) - set(opened))
+        extra = sorted(set(opened) - set(asked))
+        reasons.append(
+            Reason(
+                codes.OPENINGS_MISMATCH,
+                f"opened rows differ from those asked: {len(missing)} missing {missing[:5]}, "
+                f"{len(extra)} not asked {extra[:5]}, {len(opened) - len(set(opened))} repeated",
+                f"{where}.openings",
+            )
+        )
+    asked_set = set(asked)
+    todo = [(k, o) for k, o in enumerate(openings.openings) if (o.step, o.row) in asked_set]
+    if not todo:
+        return reasons
+
+    gen = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
+    x = gen.integers(0, 2 ** x_bits(params), size=params.d, dtype=np.int64)
+    y = b_times_x(seed, params.d, params.q, x)
+    seen: set[tuple[int, int]] = set()
+    for k, opening in todo:
+        if (opening.step, opening.row) in seen:
+            continue
+        seen.add((opening.step, opening.row))
+        reasons.extend(_check_opening(seed, params, roots, opening, x, y, f"{where}.openings[{k}]"))
+    return reasons
+
+
+def _check_opening(
+    seed: bytes,
+    params: ProofParams,
+    roots: Sequence[bytes],
+    o: RowOpening,
+    x: npt.NDArray[np.int64],
+    y: npt.NDArray[np.int64],
+    field: str,
+) -> list[Reason]:
+    d, h, t, i = params.d, params.half, o.step, o.row
+    depth = merkle.depth(params.n)
+    label = f"step {t} row {i}"
+    first = t == 1
+    shape_ok = (
+        len(o.a_row) == d
+        and len(o.c_row) == d
+        and len(o.a_path) == depth
+        and (o.a_prev is None if first else (o.a_prev is not None and len(o.a_prev) == d))
+        and (len(o.a_prev_path) == (0 if first else depth))
+    )
+    if not shape_ok:
+        return [
+            Reason(
+                codes.OPENING_MALFORMED, f"{label}: wrong row length, path length or a_prev presence", field
+            )
+        ]
+    a_row = _ints(o.a_row)
+    c_row = _ints(o.c_row)
+    a_prev = gen_rows(seed, TAG_A0, [i], d, params.q)[0].astype(np.int64) if first else _ints(o.a_prev or [])
+    if (
+        a_row is None
+        or c_row is None
+        or a_prev is None
+        or np.abs(a_row).max() > h
+        or np.abs(a_prev).max() > h
+        or np.abs(c_row).max() > d * h * h
+    ):
+        return [
+            Reason(codes.VALUE_OUT_OF_RANGE, f"{label}: entries outside [-{h}, {h}] or |C| > d*h*h", field)
+        ]
+    reasons = []
+    try:
+        a_path, prev_path = _path(o.a_path), _path(o.a_prev_path)
+    except ValueError:
+        return [Reason(codes.OPENING_MALFORMED, f"{label}: path is not hex", field)]
+    leaf = merkle.leaf_hash(pack_rows(a_row.astype(np.int8), params.q).tobytes())
+    if not merkle.verify_path(leaf, i, params.n, a_path, roots[t - 1]):
+        reasons.append(
+            Reason(codes.MERKLE_PATH_INVALID, f"{label}: A_t row does not open root {t}", f"{field}.a_path")
+        )
+    if not first:
+        prev_leaf = merkle.leaf_hash(pack_rows(a_prev.astype(np.int8), params.q).tobytes())
+        if not merkle.verify_path(prev_leaf, i, params.n, prev_path, roots[t - 2]):
+            reasons.append(
+                Reason(
+                    codes.MERKLE_PATH_INVALID,
+                    f"{label}: A_(t-1) row does not open root {t - 1}",
+                    f"{field}.a_prev_path",
+                )
+            )
+    if not np.array_equal(recentre(c_row, t, params.q), a_row.astype(np.int8)):
+        reasons.append(Reason(codes.ROW_RECENTRE_FAILED, f"{label}: A_t row is not g_t(C_t row)", field))
+    if int(c_row @ x) != int(a_prev @ y):
+        reasons.append(Reason(codes.ROW_CHECK_FAILED, f"{label}: C_t row is not A_(t-1) row times B", field))
+    return reasons
+
+
+def verify_throughput(
+    proof: ThroughputProof,
+    *,
+    machine_id: str,
+    challenge_id: str,
+    nonce: bytes,
+    params: Sequence[ProofParams],
+    pairs: Sequence[GpuPairs] | None = None,
+    pairs_secret: bytes | None = None,
+    issued_at: float | None = None,
+    commitment_received_at: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> list[Reason]:
+    """Everything about one host's proof; an empty list means pass.
+
+    The service passes the pairs it recorded (`pairs`) or the secret it drew them with
+    (`pairs_secret`, so a committee member can replay the draw); the deadline is checked when
+    both service-clock times are given.
+    """
+    reasons = verify_commitment(
+        proof.commitment,
+        proof.signature,
+        machine_id=machine_id,
+        challenge_id=challenge_id,
+        nonce=nonce,
+        params=params,
+    )
+    if issued_at is not None and commitment_received_at is not None:
+        reasons.extend(check_deadline(issued_at, commitment_received_at, params))
+    expected: dict[int, list[Pair]] = {}
+    if pairs is not None:
+        expected = {g.gpu_index: list(g.pairs) for g in pairs}
+    elif pairs_secret is not None or proof.pairs_secret is not None:
+        secret = pairs_secret if pairs_secret is not None else bytes.fromhex(proof.pairs_secret or "")
+        data = proof.commitment.signing_bytes()
+        expected = {p.gpu_index: draw_pairs(data, secret, p) for p in params}
+    claimed = {g.gpu_index: list(g.pairs) for g in proof.pairs}
+    for p in params:
+        want = expected.get(p.gpu_index, claimed.get(p.gpu_index))
+        if (
+            want is None
+            or (p.gpu_index in claimed and claimed[p.gpu_index] != want)
+            or len(want) != min(p.checks, p.steps * p.n)
+        ):
+            reasons.append(
+                Reason(codes.PAIRS_MISMATCH, f"gpu {p.gpu_index}: pairs differ from those drawn", "pairs")
+            )
+        gpu_commitment = proof.commitment.gpu(p.gpu_index)
+        gpu_openings = next((o for o in proof.openings if o.gpu_index == p.gpu_index), None)
+        if gpu_commitment is None or want is None:
+            continue
+        if gpu_openings is None:
+            reasons.append(Reason(codes.OPENINGS_MISMATCH, f"gpu {p.gpu_index}: no openings", "openings"))
+            continue
+        reasons.extend(verify_gpu(nonce, machine_id, p, gpu_commitment, want, gpu_openings, rng=rng))
+    return reasons
+
+
+verify_proof = verify_gpu
