@@ -1,0 +1,285 @@
+"""NVML TEST DOUBLE: a stand-in for the `pynvml` module, for tests and demos only.
+
+It mimics the slice of pynvml the probe calls (same function names, same exception classes),
+so inventory and telemetry code runs unchanged against 1 or 8 fake GPUs, a missing library,
+an error part-way, or a CUDA view that disagrees. Nothing here ever touches a real GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
+from typing import Any
+
+from gpuproof.protocol.report import CudaView, HostInfo
+
+
+class NVMLError(Exception):
+    value = 999
+
+    def __init__(self, message: str = "Unknown Error") -> None:
+        super().__init__(message)
+
+
+class NVMLError_NotSupported(NVMLError):
+    value = 3
+
+    def __init__(self, message: str = "Not Supported") -> None:
+        super().__init__(message)
+
+
+class NVMLError_LibraryNotFound(NVMLError):
+    value = 12
+
+    def __init__(self, message: str = "NVML Shared Library Not Found") -> None:
+        super().__init__(message)
+
+
+class NVMLError_Unknown(NVMLError):
+    pass
+
+
+@dataclass(frozen=True)
+class FakeGpu:
+    """One fake GPU's answers (defaults: an H100 SXM 80GB)."""
+
+    name: str = "NVIDIA H100 80GB HBM3"
+    uuid: str = "GPU-00000000-0000-0000-0000-000000000000"
+    serial: str = "1650000000000"
+    board_part_number: str = "692-2G520-0200-000"
+    pci_bus_id: str = "00000000:18:00.0"
+    pci_device_id: int = 0x233010DE
+    vbios_version: str = "96.00.99.00.01"
+    memory_total_bytes: int = 85_520_809_984
+    memory_used_bytes: int = 0
+    cuda_cores: int = 16_896
+    compute_capability: tuple[int, int] = (9, 0)
+    max_sm_clock_mhz: int = 1980
+    max_mem_clock_mhz: int = 2619
+    power_limit_mw: int = 700_000
+    pcie_gen_max: int = 5
+    pcie_width_max: int = 16
+    pcie_gen_current: int = 5
+    pcie_width_current: int = 16
+    ecc_mode: tuple[int, int] = (1, 1)
+    mig_mode: tuple[int, int] = (0, 0)
+    utilization_pct: int = 0
+    temperature_c: int = 35
+    power_usage_mw: int = 70_000
+    sm_clock_mhz: int = 1980
+    mem_clock_mhz: int = 2619
+    processes: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def sm_count(self) -> int:
+        return self.cuda_cores // 128
+
+
+def fake_gpu(index: int, **overrides: Any) -> FakeGpu:
+    """An H100 with a distinct UUID, serial and PCI bus id per index."""
+    base = FakeGpu(
+        uuid=f"GPU-{index:08x}-1111-2222-3333-{index:012x}",
+        serial=f"16500000000{index:02d}",
+        pci_bus_id=f"00000000:{0x18 + 0x10 * index:02X}:00.0",
+    )
+    return replace(base, **overrides)
+
+
+@dataclass
+class NvmlTestDouble:
+    """Module-like fake of pynvml. `fail_on` maps a function name to GPU indices that raise NVMLError."""
+
+    gpus: list[FakeGpu] = field(default_factory=lambda: [fake_gpu(0)])
+    library_missing: bool = False
+    driver_version: str = "550.54.15"
+    cuda_driver_version: int = 12040
+    fail_on: dict[str, set[int]] = field(default_factory=dict)
+    unsupported: set[str] = field(default_factory=set)
+    initialised: bool = False
+
+    NVMLError = NVMLError
+    NVMLError_NotSupported = NVMLError_NotSupported
+    NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
+    NVML_CLOCK_SM = 1
+    NVML_CLOCK_MEM = 2
+    NVML_TEMPERATURE_GPU = 0
+
+    @classmethod
+    def with_gpus(cls, count: int, **kwargs: Any) -> NvmlTestDouble:
+        return cls(gpus=[fake_gpu(i) for i in range(count)], **kwargs)
+
+    # -- library ---------------------------------------------------------------------------
+    def nvmlInit(self) -> None:
+        if self.library_missing:
+            raise NVMLError_LibraryNotFound()
+        self.initialised = True
+
+    def nvmlShutdown(self) -> None:
+        self.initialised = False
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return self.driver_version
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        return self.cuda_driver_version
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        self._maybe_fail("nvmlDeviceGetHandleByIndex", index)
+        if not 0 <= index < len(self.gpus):
+            raise NVMLError("Invalid Argument")
+        return index
+
+    # -- per device --------------------------------------------------------------------------
+    def _call(self, fn: str, handle: int, get: Callable[[FakeGpu], Any]) -> Any:
+        self._maybe_fail(fn, handle)
+        return get(self.gpus[handle])
+
+    def _maybe_fail(self, fn: str, index: int) -> None:
+        if not self.initialised:
+            raise NVMLError("Uninitialized")
+        if fn in self.unsupported:
+            raise NVMLError_NotSupported()
+        if index in self.fail_on.get(fn, set()):
+            raise NVMLError_Unknown()
+
+    def nvmlDeviceGetName(self, h: int) -> str:
+        return str(self._call("nvmlDeviceGetName", h, lambda g: g.name))
+
+    def nvmlDeviceGetUUID(self, h: int) -> str:
+        return str(self._call("nvmlDeviceGetUUID", h, lambda g: g.uuid))
+
+    def nvmlDeviceGetSerial(self, h: int) -> str:
+        return str(self._call("nvmlDeviceGetSerial", h, lambda g: g.serial))
+
+    def nvmlDeviceGetBoardPartNumber(self, h: int) -> str:
+        return str(self._call("nvmlDeviceGetBoardPartNumber", h, lambda g: g.board_part_number))
+
+    def nvmlDeviceGetPciInfo(self, h: int) -> Any:
+        return self._call(
+            "nvmlDeviceGetPciInfo",
+            h,
+            lambda g: SimpleNamespace(busId=g.pci_bus_id, pciDeviceId=g.pci_device_id),
+        )
+
+    def nvmlDeviceGetVbiosVersion(self, h: int) -> str:
+        return str(self._call("nvmlDeviceGetVbiosVersion", h, lambda g: g.vbios_version))
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
+        return self._call(
+            "nvmlDeviceGetMemoryInfo",
+            h,
+            lambda g: SimpleNamespace(total=g.memory_total_bytes, used=g.memory_used_bytes),
+        )
+
+    def nvmlDeviceGetNumGpuCores(self, h: int) -> int:
+        return int(self._call("nvmlDeviceGetNumGpuCores", h, lambda g: g.cuda_cores))
+
+    def nvmlDeviceGetCudaComputeCapability(self, h: int) -> tuple[int, int]:
+        return tuple(self._call("nvmlDeviceGetCudaComputeCapability", h, lambda g: g.compute_capability))
+
+    def nvmlDeviceGetMaxClockInfo(self, h: int, clock: int) -> int:
+        return int(
+            self._call(
+                "nvmlDeviceGetMaxClockInfo",
+                h,
+                lambda g: g.max_sm_clock_mhz if clock == self.NVML_CLOCK_SM else g.max_mem_clock_mhz,
+            )
+        )
+
+    def nvmlDeviceGetClockInfo(self, h: int, clock: int) -> int:
+        return int(
+            self._call(
+                "nvmlDeviceGetClockInfo",
+                h,
+                lambda g: g.sm_clock_mhz if clock == self.NVML_CLOCK_SM else g.mem_clock_mhz,
+            )
+        )
+
+    def nvmlDeviceGetPowerManagementLimit(self, h: int) -> int:
+        return int(self._call("nvmlDeviceGetPowerManagementLimit", h, lambda g: g.power_limit_mw))
+
+    def nvmlDeviceGetMaxPcieLinkGeneration(self, h: int) -> int:
+        return int(self._call("nvmlDeviceGetMaxPcieLinkGeneration", h, lambda g: g.pcie_gen_max))
+
+    def nvmlDeviceGetMaxPcieLinkWidth(self, h: int) -> int:
+        return int(self._call("nvmlDeviceGetMaxPcieLinkWidth", h, lambda g: g.pcie_width_max))
+
+    def nvmlDeviceGetCurrPcieLinkGeneration(self, h: int) -> int:
+        return int(self._call("nvmlDeviceGetCurrPcieLinkGeneration", h, lambda g: g.pcie_gen_current))
+
+    def nvmlDeviceGetCurrPcieLinkWidth(self, h: int) -> int:
+        return int(self._call("nvmlDeviceGetCurrPcieLinkWidth", h, lambda g: g.pcie_width_current))
+
+    def nvmlDeviceGetEccMode(self, h: int) -> tuple[int, int]:
+        return tuple(self._call("nvmlDeviceGetEccMode", h, lambda g: g.ecc_mode))
+
+    def nvmlDeviceGetMigMode(self, h: int) -> tuple[int, int]:
+        return tuple(self._call("nvmlDeviceGetMigMode", h, lambda g: g.mig_mode))
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
+        return self._call(
+            "nvmlDeviceGetUtilizationRates", h, lambda g: SimpleNamespace(gpu=g.utilization_pct, memory=0)
+        )
+
+    def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
+        return int(self._call("nvmlDeviceGetTemperature", h, lambda g: g.temperature_c))
+
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+        return int(self._call("nvmlDeviceGetPowerUsage", h, lambda g: g.power_usage_mw))
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[Any]:
+        return list(
+            self._call(
+                "nvmlDeviceGetComputeRunningProcesses",
+                h,
+                lambda g: [SimpleNamespace(pid=p, usedGpuMemory=m) for p, m in g.processes],
+            )
+        )
+
+
+@dataclass
+class CudaTestDouble:
+    """CUDA TEST DOUBLE: the CUDA driver's view of devices, for the NVML/CUDA cross-check."""
+
+    devices: list[CudaView]
+    error: str | None = None
+
+    @classmethod
+    def agreeing_with(cls, nvml: NvmlTestDouble) -> CudaTestDouble:
+        """A CUDA view that matches every fake GPU (as a real, honest host would)."""
+        return cls([cuda_view_of(g) for g in nvml.gpus])
+
+    def views(self) -> list[CudaView]:
+        if self.error is not None:
+            raise RuntimeError(self.error)
+        return list(self.devices)
+
+
+def cuda_view_of(gpu: FakeGpu) -> CudaView:
+    domain, bus, rest = gpu.pci_bus_id.split(":")
+    return CudaView(
+        name=gpu.name,
+        # The driver keeps some memory back from CUDA: a real view reports a little less.
+        memory_total_bytes=gpu.memory_total_bytes - 500 * (1 << 20),
+        sm_count=gpu.sm_count,
+        pci_bus_id=f"{int(domain, 16):04x}:{bus.lower()}:{rest.lower()}",
+        uuid=gpu.uuid,
+    )
+
+
+def fixed_host() -> HostInfo:
+    """A fixed HostInfo (an 8-GPU server's) so inventory tests do not depend on the machine running them."""
+    return HostInfo(
+        cpu_model="Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz",
+        cpu_cores=224,
+        cpu_mhz=2000,
+        ram_bytes=2 << 40,
+        sys_disk_bytes=960_000_000_000,
+        data_disk_bytes=30_000_000_000_000,
+        os="Ubuntu 22.04.4 LTS",
+        kernel="5.15.0-105-generic",
+    )

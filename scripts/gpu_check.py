@@ -1,0 +1,249 @@
+"""Reference measurements beside the probe's, on the same GPU, same sizes and dtypes, same method.
+
+    python scripts/gpu_check.py reference --bench OUT/bench_run1.json --out OUT/reference.json
+    python scripts/gpu_check.py compare --bench OUT/bench_run*.json --reference OUT/reference.json
+
+References: torch.matmul (and torch._int_mm for int8), cupy.matmul (fp32, fp16), a plain device
+copy (torch copy_, cupy.copyto) and pinned host copies (torch copy_ non_blocking). Method as the
+probe: warm-ups, CUDA events around the measured call only, L2 flushed between GEMMs, median.
+Installs nothing; every reference that cannot run is recorded with its error, not invented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+WARMUPS, REPEATS = 3, 10
+GEMM_KINDS = ("fp32", "tf32", "fp16", "bf16", "int8")
+
+
+def _stats(rates: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "repeats": len(rates)}
+
+
+def _probe_sizes(bench: dict[str, Any]) -> tuple[int, int, int]:
+    """GEMM n, device copy bytes and host copy bytes the probe used (read from its own JSON)."""
+    by_name = {b["name"]: b for b in bench["benchmarks"] if b.get("method")}
+    n = by_name.get("gemm_fp16", {}).get("method", {}).get("n", bench["plan"]["gemm_n"])
+    d2d = by_name.get("copy_d2d", {}).get("method", {}).get("bytes", bench["plan"]["copy_bytes"])
+    h2d = by_name.get("copy_h2d_pinned", {}).get("method", {}).get("bytes", bench["plan"]["host_copy_bytes"])
+    return int(n), int(d2d), int(h2d)
+
+
+# -- torch -----------------------------------------------------------------------------------------
+def _torch_timer(torch: Any, fn: Callable[[], Any], before: Callable[[], Any]) -> list[float]:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for _ in range(WARMUPS):
+        before()
+        fn()
+    seconds = []
+    for _ in range(REPEATS):
+        before()
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        seconds.append(start.elapsed_time(end) / 1e3)
+    return seconds
+
+
+def torch_gemm(torch: Any, kind: str, n: int, flush: Any) -> dict[str, Any]:
+    torch.backends.cuda.matmul.allow_tf32 = kind == "tf32"
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    a8 = torch.randint(-31, 32, (n, n), device="cuda", dtype=torch.int8, generator=gen)
+    b8 = torch.randint(-31, 32, (n, n), device="cuda", dtype=torch.int8, generator=gen)
+    if kind == "int8":
+        b = b8.t().contiguous().t()  # column-major B: the layout _int_mm's cuBLASLt path wants
+
+        def fn() -> Any:
+            return torch._int_mm(a8, b)
+    else:
+        dtypes = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        dtype = dtypes[kind]
+        a, b = a8.to(dtype), b8.to(dtype)
+
+        def fn() -> Any:
+            return torch.matmul(a, b)
+
+    seconds = _torch_timer(torch, fn, flush.zero_)
+    return {"library": "torch", "n": n, **_stats([2 * n**3 / s / 1e12 for s in seconds])}
+
+
+def torch_copies(torch: Any, d2d_bytes: int, host_bytes: int) -> dict[str, Any]:
+    src = torch.randint(0, 255, (d2d_bytes,), device="cuda", dtype=torch.uint8)
+    dst = torch.empty_like(src)
+    out = {"copy_d2d": _copy_stats(d2d_bytes, _torch_timer(torch, lambda: dst.copy_(src), lambda: None))}
+    host = torch.empty(host_bytes, dtype=torch.uint8).pin_memory()
+    dev = torch.empty(host_bytes, dtype=torch.uint8, device="cuda")
+    h2d = _torch_timer(torch, lambda: dev.copy_(host, non_blocking=True), lambda: None)
+    d2h = _torch_timer(torch, lambda: host.copy_(dev, non_blocking=True), lambda: None)
+    out["copy_h2d_pinned"] = _copy_stats(host_bytes, h2d)
+    out["copy_d2h_pinned"] = _copy_stats(host_bytes, d2h)
+    return {k: {"library": "torch", **v} for k, v in out.items()}
+
+
+def _copy_stats(nbytes: int, seconds: list[float]) -> dict[str, Any]:
+    return {"bytes": nbytes, **_stats([nbytes / s / 1e9 for s in seconds])}
+
+
+def torch_reference(ordinal: int, n: int, d2d: int, host: int) -> dict[str, Any]:
+    import torch
+
+    torch.cuda.set_device(ordinal)
+    l2 = torch.cuda.get_device_properties(ordinal).L2_cache_size
+    flush = torch.empty(max(2 * l2, 8 << 20), dtype=torch.uint8, device="cuda")
+    results: dict[str, Any] = {}
+    for kind in GEMM_KINDS:
+        results[f"gemm_{kind}"] = _guard(lambda kind=kind: torch_gemm(torch, kind, n, flush))
+    copies = _guard(lambda: torch_copies(torch, d2d, host))
+    names = ("copy_d2d", "copy_h2d_pinned", "copy_d2h_pinned")
+    results.update(copies if "error" not in copies else dict.fromkeys(names, copies))
+    torch.cuda.empty_cache()
+    return results
+
+
+# -- cupy ------------------------------------------------------------------------------------------
+def cupy_reference(ordinal: int, n: int, d2d: int) -> dict[str, Any]:
+    import cupy as cp
+
+    results: dict[str, Any] = {}
+    with cp.cuda.Device(ordinal):
+        l2 = cp.cuda.runtime.getDeviceProperties(ordinal)["l2CacheSize"]
+        flush = cp.empty(max(2 * l2, 8 << 20), dtype=cp.uint8)
+        for kind, dtype in (("fp32", cp.float32), ("fp16", cp.float16)):
+            results[f"gemm_{kind}"] = _guard(lambda dtype=dtype: _cupy_gemm(cp, dtype, n, flush))
+        results["copy_d2d"] = _guard(lambda: _cupy_copy(cp, d2d))
+        cp.get_default_memory_pool().free_all_blocks()
+    return results
+
+
+def _cupy_timer(cp: Any, fn: Callable[[], Any], before: Callable[[], Any]) -> list[float]:
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    for _ in range(WARMUPS):
+        before()
+        fn()
+    seconds = []
+    for _ in range(REPEATS):
+        before()
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        seconds.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+    return seconds
+
+
+def _cupy_gemm(cp: Any, dtype: Any, n: int, flush: Any) -> dict[str, Any]:
+    rs = cp.random.RandomState(1)
+    a = rs.randint(-31, 32, size=(n, n), dtype=cp.int32).astype(dtype)
+    b = rs.randint(-31, 32, size=(n, n), dtype=cp.int32).astype(dtype)
+    c = cp.empty((n, n), dtype=dtype)
+    seconds = _cupy_timer(cp, lambda: cp.matmul(a, b, out=c), lambda: flush.fill(0))
+    return {"library": "cupy", "n": n, **_stats([2 * n**3 / s / 1e12 for s in seconds])}
+
+
+def _cupy_copy(cp: Any, nbytes: int) -> dict[str, Any]:
+    src = cp.ones(nbytes, dtype=cp.uint8)
+    dst = cp.empty_like(src)
+    seconds = _cupy_timer(cp, lambda: cp.copyto(dst, src), lambda: None)
+    return {"library": "cupy", **_copy_stats(nbytes, seconds)}
+
+
+def _guard(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return fn()
+    except Exception as exc:  # a reference that cannot run is reported, never invented
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+# -- commands --------------------------------------------------------------------------------------
+def reference(bench_path: Path, out_path: Path) -> None:
+    bench = json.loads(bench_path.read_text())
+    n, d2d, host = _probe_sizes(bench)
+    devices = sorted({b["device"] for b in bench["benchmarks"] if b["device"].startswith("gpu")})
+    out: dict[str, Any] = {"n": n, "copy_bytes": d2d, "host_copy_bytes": host, "devices": {}}
+    for label in devices:
+        ordinal = int(label[3:])  # CUDA_DEVICE_ORDER=PCI_BUS_ID: CUDA ordinal == NVML index
+        out["devices"][label] = {
+            "torch": _guard(lambda o=ordinal: torch_reference(o, n, d2d, host)),
+            "cupy": _guard(lambda o=ordinal: cupy_reference(o, n, d2d)),
+        }
+        print(f"reference measured on {label}", file=sys.stderr)
+    out_path.write_text(json.dumps(out, indent=2, sort_keys=True))
+
+
+def _best_reference(refs: dict[str, Any], name: str) -> tuple[float | None, str]:
+    best: tuple[float | None, str] = (None, "—")
+    for library in ("torch", "cupy"):
+        entry = refs.get(library, {}).get(name, {})
+        median = entry.get("median") if isinstance(entry, dict) else None
+        if median and (best[0] is None or median > best[0]):
+            best = (median, library)
+    return best
+
+
+def compare(bench_paths: list[Path], ref_path: Path, out_path: Path | None) -> None:
+    runs = [json.loads(p.read_text()) for p in bench_paths]
+    ref = json.loads(ref_path.read_text())
+    rows = []
+    for result in runs[0]["benchmarks"]:
+        key = (result["device"], result["name"])
+        medians = [b["median"] for run in runs for b in run["benchmarks"] if (b["device"], b["name"]) == key]
+        steady = len(medians) > 1 and all(medians)
+        cv = statistics.pstdev(medians) / statistics.mean(medians) if steady else None
+        best, library = _best_reference(ref["devices"].get(result["device"], {}), result["name"])
+        ratio = result["median"] / best if best and result["verified"] else None
+        rows.append(
+            {
+                "device": key[0],
+                "name": key[1],
+                "unit": result["unit"],
+                "probe": result["median"],
+                "verified": result["verified"],
+                "reference": best,
+                "reference_library": library,
+                "ratio": ratio,
+                "cv_across_runs": cv,
+                "runs": len(medians),
+            }
+        )
+    header = f"{'device':<6} {'benchmark':<17} {'unit':<6} {'probe':>10} {'reference':>10} {'lib':<6} "
+    print(header + f"{'ratio':>7} {'CV runs':>8}  verified")
+    for r in rows:
+        ref_text = f"{r['reference']:.2f}" if r["reference"] else "—"
+        ratio = f"{r['ratio']:.3f}" if r["ratio"] else "—"
+        cv = f"{100 * r['cv_across_runs']:.2f}%" if r["cv_across_runs"] is not None else "—"
+        print(
+            f"{r['device']:<6} {r['name']:<17} {r['unit']:<6} {r['probe']:>10.2f} {ref_text:>10} "
+            f"{r['reference_library']:<6} {ratio:>7} {cv:>8}  {r['verified']}"
+        )
+    if out_path is not None:
+        out_path.write_text(json.dumps(rows, indent=2))
+
+
+def main() -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ref = sub.add_parser("reference")
+    ref.add_argument("--bench", type=Path, required=True)
+    ref.add_argument("--out", type=Path, required=True)
+    cmp_ = sub.add_parser("compare")
+    cmp_.add_argument("--bench", type=Path, nargs="+", required=True)
+    cmp_.add_argument("--reference", type=Path, required=True)
+    cmp_.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.command == "reference":
+        reference(args.bench, args.out)
+    else:
+        compare(args.bench, args.reference, args.out)
+
+
+if __name__ == "__main__":
+    main()

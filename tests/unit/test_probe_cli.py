@@ -1,0 +1,157 @@
+"""The CLI on a host without a GPU: keygen, inventory --json, bench --json (CliRunner, no network)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from gpuproof.protocol.keys import SigningKey
+from typer.testing import CliRunner
+
+import benchmark_probe.inventory as inventory_module
+from benchmark_probe.cli import app
+from benchmark_probe.client import ServiceClient
+from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the test machine has, the probe sees a host whose NVML library is missing."""
+    monkeypatch.setattr(
+        inventory_module, "_load_pynvml", lambda: (NvmlTestDouble(library_missing=True), None)
+    )
+
+
+@pytest.fixture
+def eight_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    nvml = NvmlTestDouble.with_gpus(8)
+    monkeypatch.setattr(inventory_module, "_load_pynvml", lambda: (nvml, None))
+    monkeypatch.setattr(inventory_module, "_default_cuda", lambda: CudaTestDouble.agreeing_with(nvml))
+
+
+def test_keygen_writes_0600_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    key = tmp_path / "conf" / "machine.key"
+    first = runner.invoke(app, ["keygen", "--key", str(key), "--json"])
+    assert first.exit_code == 0, first.output
+    out = json.loads(first.stdout)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert SigningKey.load(key).public_hex == out["machine_id"]
+    before = key.read_bytes()
+    second = runner.invoke(app, ["keygen", "--key", str(key), "--json"])
+    assert second.exit_code == 1
+    assert "refusing to overwrite" in json.loads(second.stdout)["error"]
+    assert key.read_bytes() == before
+
+
+def test_keygen_sr25519_is_refused_loudly(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["keygen", "--key", str(tmp_path / "k"), "--scheme", "sr25519", "--json"])
+    assert result.exit_code == 2
+    assert "NOT YET SUPPORTED" in json.loads(result.stdout)["error"]
+    assert not (tmp_path / "k").exists()
+
+
+def test_inventory_json_without_gpu_says_so(no_gpu: None) -> None:
+    result = runner.invoke(app, ["inventory", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    inv = out["inventory"]
+    assert inv["backend"] == "cpu" and inv["gpus"] == []
+    assert inv["notes"][0].startswith("no NVIDIA GPU found (NVML library not loadable:")
+    assert inv["host"]["cpu_cores"] >= 1 and inv["host"]["ram_bytes"] > 0
+    assert out["dbc_upload_info"]["gpu_num"] == 0
+    assert out["dbc_upload_info"]["cpu_core_num"] == inv["host"]["cpu_cores"]
+    assert "ld_preload" in out["integrity"]
+
+
+def test_inventory_json_with_eight_gpus(eight_gpus: None) -> None:
+    out = json.loads(runner.invoke(app, ["inventory", "--json"]).stdout)
+    assert len(out["inventory"]["gpus"]) == 8
+    assert out["dbc_upload_info"]["gpu_type"] == "H10080GBHBM3"
+    assert out["dbc_upload_info"]["gpu_num"] == 8
+
+
+def test_inventory_table_for_people(eight_gpus: None) -> None:
+    result = runner.invoke(app, ["inventory"])
+    assert result.exit_code == 0, result.output
+    assert "H100" in result.stdout and "Integrity signals" in result.stdout
+
+
+def test_bench_json_on_the_cpu(no_gpu: None) -> None:
+    result = runner.invoke(app, ["bench", "--json", "--quick"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["backend"] == "cpu"
+    assert out["notes"][0].startswith("no NVIDIA GPU found")
+    assert [b["name"] for b in out["benchmarks"]] == ["gemm_fp32", "gemm_fp64", "copy_host"]
+    assert all(b["verified"] and b["median"] > 0 for b in out["benchmarks"])
+
+
+def test_bench_table_for_people(no_gpu: None) -> None:
+    result = runner.invoke(app, ["bench", "--quick"])
+    assert result.exit_code == 0, result.output
+    assert "gemm_fp64" in result.stdout
+
+
+def test_submit_without_a_key_explains_how_to_make_one(tmp_path: Path) -> None:
+    args = [
+        "submit",
+        "--api",
+        "https://x",
+        "--owner",
+        "o",
+        "--region",
+        "europe",
+        "--key",
+        str(tmp_path / "nokey"),
+    ]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 2
+    assert "benchmark-probe keygen" in json.loads(result.stdout)["error"]
+
+
+def _submit_args(key: Path) -> list[str]:
+    owner = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+    return ["submit", "--api", "https://api.example/prod", "--owner", owner, "--region", "europe",
+            "--key", str(key), "--quick", "--json"]  # fmt: skip
+
+
+def test_submit_end_to_end_on_the_cpu(no_gpu: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmark_probe.cli as cli
+    from benchmark_probe.service_double import FakeService
+
+    service = FakeService()
+    monkeypatch.setattr(cli, "ServiceClient", lambda api, key: ServiceClient(api, key, transport=service))
+    key = tmp_path / "machine.key"
+    assert runner.invoke(app, ["keygen", "--key", str(key)]).exit_code == 0
+    result = runner.invoke(app, _submit_args(key))
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["registration"] == "registered" and out["machine"]["state"] == "CommitteeVerifying"
+    [report] = service.reports
+    assert report.report.inventory.backend == "cpu"
+    assert all(b.verified for b in report.report.benchmarks)
+
+
+def test_submit_refused_prints_code_and_reasons(
+    no_gpu: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import benchmark_probe.cli as cli
+    from benchmark_probe.service_double import FakeResponse, FakeService
+
+    class Refusing(FakeService):
+        def route(self, method: str, path: str, body: object, keyid: str) -> FakeResponse:
+            return FakeResponse(
+                403, {"code": "owner_mismatch", "message": "no", "reasons": ["bond signature"]}
+            )
+
+    monkeypatch.setattr(cli, "ServiceClient", lambda api, key: ServiceClient(api, key, transport=Refusing()))
+    key = tmp_path / "machine.key"
+    runner.invoke(app, ["keygen", "--key", str(key)])
+    result = runner.invoke(app, _submit_args(key))
+    assert result.exit_code == 1
+    out = json.loads(result.stdout)
+    assert (out["status"], out["code"], out["reasons"]) == (403, "owner_mismatch", ["bond signature"])

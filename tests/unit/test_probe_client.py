@@ -1,0 +1,144 @@
+"""Client, submit flow and agent against an in-process fake service that checks every signature."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.machine import Region
+from gpuproof.protocol.report import Integrity
+
+from benchmark_probe.agent import run_agent
+from benchmark_probe.backends.cpu import CpuBackend
+from benchmark_probe.bench import BenchPlan, run_benchmarks
+from benchmark_probe.client import ServiceClient, ServiceError
+from benchmark_probe.inventory import collect_inventory
+from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
+from benchmark_probe.service_double import FakeResponse, FakeService
+from benchmark_probe.submit import submit
+from benchmark_probe.telemetry import Telemetry
+
+OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+
+
+KEY = SigningKey.from_seed(b"\x07" * 32)
+
+
+def _submit(service: FakeService, api: str = "https://api.example/prod") -> Any:
+    nvml = NvmlTestDouble.with_gpus(1)
+    inventory = collect_inventory(nvml, CudaTestDouble.agreeing_with(nvml), fixed_host())
+    return submit(
+        ServiceClient(api, KEY, transport=service),
+        KEY,
+        OWNER,
+        Region.europe,
+        inventory,
+        Integrity(),
+        lambda _challenge: run_benchmarks(CpuBackend(), BenchPlan.quick()),
+    )
+
+
+def test_submit_registers_challenges_reports_and_reads_state() -> None:
+    service = FakeService()
+    outcome = _submit(service)
+    mid = KEY.public_hex
+    assert service.paths == [
+        "POST /prod/machines",
+        f"POST /prod/machines/{mid}/challenges",
+        f"POST /prod/machines/{mid}/reports",
+        f"GET /prod/machines/{mid}",
+    ]
+    assert outcome.registration == "registered"
+    assert outcome.challenge_id == "ch-9"
+    assert outcome.machine == {"machine_id": mid, "state": "CommitteeVerifying"}
+    [report] = service.reports
+    assert report.report.challenge_nonce == "7f" * 32
+    assert report.report.inventory.gpus[0].name == "NVIDIA H100 80GB HBM3"
+
+
+def test_submit_again_is_fine_when_already_registered() -> None:
+    service = FakeService(registered={KEY.public_hex})
+    assert _submit(service).registration == "already registered"
+
+
+def test_a_non_json_error_is_still_a_clear_error() -> None:
+    class Gateway(FakeService):
+        def route(self, method: str, path: str, body: Any, keyid: str) -> FakeResponse:
+            return FakeResponse(502, "Bad Gateway")
+
+    with pytest.raises(ServiceError, match="HTTP 502 http_error"):
+        ServiceClient("https://api.example", KEY, transport=Gateway()).machine(KEY.public_hex)
+
+
+def test_error_body_is_parsed() -> None:
+    class Refusing(FakeService):
+        def route(self, method: str, path: str, body: Any, keyid: str) -> FakeResponse:
+            return FakeResponse(
+                422,
+                {
+                    "code": "report_rejected",
+                    "message": "bad report",
+                    "reasons": [{"code": "nonce_mismatch", "message": "old nonce"}, "late"],
+                },
+            )
+
+    client = ServiceClient("https://api.example", KEY, transport=Refusing())
+    with pytest.raises(ServiceError) as info:
+        client.machine(KEY.public_hex)
+    err = info.value
+    assert (err.status, err.code, err.reasons) == (
+        422,
+        "report_rejected",
+        ["nonce_mismatch: old nonce", "late"],
+    )
+    assert "HTTP 422 report_rejected: bad report" in str(err)
+
+
+def test_agent_keeps_going_when_heartbeats_are_not_served_yet() -> None:
+    service = FakeService(heartbeat_status=501)
+    client = ServiceClient("https://api.example", KEY, transport=service)
+    telemetry = Telemetry(nvml=NvmlTestDouble.with_gpus(8))
+    logs: list[str] = []
+    sleeps: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_agent(
+            client,
+            KEY.public_hex,
+            lambda: telemetry.read(KEY.public_hex),
+            interval_s=5,
+            once=False,
+            log=logs.append,
+            sleep=sleep,
+        )
+    assert len(service.paths) == 3
+    assert all(p.endswith("/heartbeats") for p in service.paths)
+    assert logs == ["heartbeat endpoint not served yet (HTTP 501); continuing"] * 3
+    assert all(0 <= s <= 5 for s in sleeps)
+
+
+def test_agent_once_counts_an_accepted_beat() -> None:
+    service = FakeService(heartbeat_status=202)
+    client = ServiceClient("https://api.example", KEY, transport=service)
+    stats = run_agent(client, KEY.public_hex, lambda: {"x": 1}, interval_s=1, once=True, log=print)
+    assert (stats.sent, stats.accepted) == (1, 1)
+
+
+def test_telemetry_per_gpu_and_without_nvml() -> None:
+    beat = Telemetry(nvml=NvmlTestDouble.with_gpus(8)).read("m")
+    assert beat["backend"] == "nvml" and len(beat["gpus"]) == 8
+    gpu = beat["gpus"][0]
+    assert gpu["power_w"] == 70.0 and gpu["temperature_c"] == 35 and gpu["processes"] == []
+    assert {"load_average", "memory_used_bytes", "memory_total_bytes"} <= beat["host"].keys()
+    cpu = Telemetry(nvml=NvmlTestDouble(library_missing=True)).read("m")
+    assert cpu["backend"] == "cpu" and cpu["gpus"] == []
+    assert "NVML library not loadable" in cpu["note"]
