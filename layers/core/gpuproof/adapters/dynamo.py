@@ -99,6 +99,10 @@ class DynamoMachineStore:
             expires_at=float(item.expires_at),
             params=item.params,
             status=ChallengeStatus(item.status),
+            commitment_sha256=item.commitment_sha256,
+            commitment_received_at=None if item.commitment_received_at is None else float(item.commitment_received_at),
+            pairs=item.pairs,
+            pairs_secret=item.pairs_secret,
         )
 
     def get_report(self, machine_id: str, challenge_id: str) -> StoredReport | None:

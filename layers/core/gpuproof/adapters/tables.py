@@ -42,6 +42,10 @@ class ChallengeModel(Model):
     expires_ttl = NumberAttribute()
     params = JSONAttribute()
     status = UnicodeAttribute()
+    commitment_sha256 = UnicodeAttribute(null=True)
+    commitment_received_at = NumberAttribute(null=True)
+    pairs = JSONAttribute(null=True)
+    pairs_secret = UnicodeAttribute(null=True)
 
 
 class ReportModel(Model):

@@ -36,6 +36,12 @@ class Challenge:
     expires_at: float
     params: dict[str, Any]
     status: ChallengeStatus = ChallengeStatus.issued
+    # Set once when the proof-of-throughput commitment arrives (service clock), with the pairs
+    # the service then drew and the secret it drew them with (revealed to committee members).
+    commitment_sha256: str | None = None
+    commitment_received_at: float | None = None
+    pairs: list[dict[str, Any]] | None = None
+    pairs_secret: str | None = None
 
 
 @dataclass
