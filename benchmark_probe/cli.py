@@ -12,7 +12,7 @@ import requests
 import typer
 from gpuproof.protocol.keys import KeyFileError, SigningKey
 from gpuproof.protocol.machine import Region
-from gpuproof.protocol.report import BenchmarkResult
+from gpuproof.protocol.report import BenchmarkResult, Inventory
 from gpuproof.protocol.upload_info import UploadInfoError, upload_fields_from_inventory
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -24,7 +24,9 @@ from benchmark_probe.bench import Backend, BenchPlan, run_benchmarks
 from benchmark_probe.client import ServiceClient, ServiceError
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
+from benchmark_probe.proof import default_executor, prove
 from benchmark_probe.render import bench_table, inventory_tables
+from benchmark_probe.report import Challenge
 from benchmark_probe.submit import ProofHook, submit
 
 DEFAULT_KEY = Path("~/.config/gpuproof/machine.key")
@@ -163,9 +165,14 @@ def bench(as_json: JsonOpt = False, quick: QuickOpt = False) -> None:
         raise typer.Exit(1)
 
 
-def proof_hook() -> ProofHook | None:
-    """SEAM for the proof of throughput (issue 4): return a hook to include a proof in the report."""
-    return None
+def proof_hook(key: SigningKey) -> ProofHook:
+    """The proof of throughput: CuPy executor on GPU hosts, numpy on the CPU backend."""
+
+    def hook(client: ServiceClient, challenge: Challenge, inventory: Inventory) -> dict[str, Any] | None:
+        proof = prove(client, key, challenge, default_executor(inventory))
+        return None if proof is None else proof.model_dump(mode="json")
+
+    return hook
 
 
 @app.command("submit")
@@ -194,7 +201,7 @@ def submit_cmd(
             inv,
             integrity,
             lambda _challenge: _measure(backend, plan, show=not as_json),
-            proof_hook(),
+            proof_hook(signing_key),
             stage,
         )
     except ServiceError as exc:

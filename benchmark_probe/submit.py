@@ -13,8 +13,9 @@ from gpuproof.protocol.report import BenchmarkResult, Integrity, Inventory
 from benchmark_probe.client import ServiceClient, ServiceError
 from benchmark_probe.report import Challenge, build_report
 
-# The proof of throughput (issue 4) plugs in here: given the challenge, return the proof dict.
-ProofHook = Callable[[Challenge, Inventory], dict[str, Any] | None]
+# The proof of throughput: given the client and the challenge, prove, commit and open; it runs
+# right after the challenge is issued because the service times it from that moment.
+ProofHook = Callable[[ServiceClient, Challenge, Inventory], dict[str, Any] | None]
 RunBench = Callable[[Challenge], list[BenchmarkResult]]
 
 
@@ -65,10 +66,10 @@ def submit(
     on_stage("challenge")
     request = challenge_request_for(inventory).model_dump(mode="json")
     challenge = Challenge.from_json(client.create_challenge(machine_id, request))
+    on_stage("proof")
+    proof = proof_hook(client, challenge, inventory) if proof_hook is not None else None
     on_stage("bench")
     benchmarks = run_bench(challenge)
-    on_stage("proof")
-    proof = proof_hook(challenge, inventory) if proof_hook is not None else None
     on_stage("report")
     signed = build_report(key, challenge, inventory, benchmarks, integrity, proof)
     response = client.submit_report(machine_id, challenge.challenge_id, signed.model_dump(mode="json"))

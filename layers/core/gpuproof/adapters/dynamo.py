@@ -45,7 +45,7 @@ def _machine(item: MachineModel) -> Machine:
         registered_at=float(item.registered_at),
         updated_at=float(item.updated_at),
         last_challenge_id=item.last_challenge_id,
-        state_reasons=[{str(k): str(v) for k, v in r.attribute_values.items()} for r in (item.state_reasons or [])],
+        state_reasons=list(item.state_reasons or []),
     )
 
 
@@ -100,7 +100,9 @@ class DynamoMachineStore:
             params=item.params,
             status=ChallengeStatus(item.status),
             commitment_sha256=item.commitment_sha256,
-            commitment_received_at=None if item.commitment_received_at is None else float(item.commitment_received_at),
+            commitment_received_at=None
+            if item.commitment_received_at is None
+            else float(item.commitment_received_at),
             pairs=item.pairs,
             pairs_secret=item.pairs_secret,
         )
@@ -149,10 +151,13 @@ class DynamoMachineStore:
             tx.save(item, condition=MachineModel.machine_id.does_not_exist())
             tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
 
-        self._commit(build, [
-            Reason("machine_exists", "this machine is already registered", "machine_id"),
-            Reason("replayed_nonce", "this request nonce was already used", "nonce"),
-        ])
+        self._commit(
+            build,
+            [
+                Reason("machine_exists", "this machine is already registered", "machine_id"),
+                Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+            ],
+        )
 
     def issue_challenge(self, challenge: Challenge, previous_state: str, request: SignedRequest) -> None:
         item = ChallengeModel(
@@ -180,11 +185,54 @@ class DynamoMachineStore:
             )
             tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
 
-        self._commit(build, [
-            Reason("challenge_exists", "challenge id collision; ask again"),
-            Reason("machine_state_conflict", "the machine's state changed; it cannot take a challenge now", "state"),
-            Reason("replayed_nonce", "this request nonce was already used", "nonce"),
-        ])
+        self._commit(
+            build,
+            [
+                Reason("challenge_exists", "challenge id collision; ask again"),
+                Reason(
+                    "machine_state_conflict",
+                    "the machine's state changed; it cannot take a challenge now",
+                    "state",
+                ),
+                Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+            ],
+        )
+
+    def record_commitment(
+        self,
+        challenge: Challenge,
+        commitment_sha256: str,
+        received_at: float,
+        pairs: list[dict[str, Any]],
+        pairs_secret: str,
+        request: SignedRequest,
+    ) -> None:
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                ChallengeModel(challenge.challenge_id),
+                actions=[
+                    ChallengeModel.commitment_sha256.set(commitment_sha256),
+                    ChallengeModel.commitment_received_at.set(received_at),
+                    ChallengeModel.pairs.set(pairs),
+                    ChallengeModel.pairs_secret.set(pairs_secret),
+                ],
+                condition=(ChallengeModel.status == ChallengeStatus.issued.value)
+                & ChallengeModel.commitment_sha256.does_not_exist()
+                & (ChallengeModel.expires_at >= received_at),
+            )
+            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+
+        self._commit(
+            build,
+            [
+                Reason(
+                    "commitment_exists",
+                    "a commitment for this challenge was already received",
+                    "challenge_id",
+                ),
+                Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+            ],
+        )
 
     def accept_report(self, report: StoredReport, compressed: bytes, request: SignedRequest) -> None:
         item = ReportModel(
@@ -215,13 +263,19 @@ class DynamoMachineStore:
             )
             tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
 
-        self._commit(build, [
-            Reason("challenge_used", "a report for this challenge is already stored", "challenge_id"),
-            Reason("challenge_used", "the challenge is no longer open", "challenge_id"),
-            Reason("machine_state_conflict", "the machine is not waiting for this challenge's report", "state"),
-            Reason("replayed_nonce", "this request nonce was already used", "nonce"),
-        ])
-
+        self._commit(
+            build,
+            [
+                Reason("challenge_used", "a report for this challenge is already stored", "challenge_id"),
+                Reason("challenge_used", "the challenge is no longer open", "challenge_id"),
+                Reason(
+                    "machine_state_conflict",
+                    "the machine is not waiting for this challenge's report",
+                    "state",
+                ),
+                Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+            ],
+        )
 
     # -- the verify worker's side --------------------------------------------------------------
     def gpu_uuid_owners(self, uuids: list[str]) -> dict[str, str]:
@@ -262,12 +316,17 @@ class DynamoMachineStore:
                 )
 
         try:
-            self._commit(build, [
-                Reason("already_verified", "this report already has a verification"),
-                Reason("machine_state_conflict", "the machine is no longer waiting for verification"),
-                *[Reason("gpu_uuid_taken", f"GPU {u} was claimed by another machine meanwhile")
-                  for u in sorted(set(claim_uuids))],
-            ])
+            self._commit(
+                build,
+                [
+                    Reason("already_verified", "this report already has a verification"),
+                    Reason("machine_state_conflict", "the machine is no longer waiting for verification"),
+                    *[
+                        Reason("gpu_uuid_taken", f"GPU {u} was claimed by another machine meanwhile")
+                        for u in sorted(set(claim_uuids))
+                    ],
+                ],
+            )
         except Rejection as rejection:
             if {r.code for r in rejection.reasons} <= {"already_verified", "machine_state_conflict"}:
                 return False

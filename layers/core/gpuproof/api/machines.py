@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel
-
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import BaseModel
 
 from gpuproof.api.models import (
     ChallengeOut,
+    CommitmentOut,
+    CommitmentSubmission,
     ErrorOut,
     MachineOut,
     MachineStatusOut,
@@ -38,7 +39,9 @@ Svc = Annotated[logic.Services, Depends(machine_services)]
 
 def _responses(ok: int, model: type[BaseModel], *refusals: int) -> dict[int, OpenAPIResponse]:
     """The success response and every refusal status (each an ErrorOut) for the OpenAPI document."""
-    out: dict[int, OpenAPIResponse] = {ok: {"description": "ok", "content": {"application/json": {"model": model}}}}
+    out: dict[int, OpenAPIResponse] = {
+        ok: {"description": "ok", "content": {"application/json": {"model": model}}}
+    }
     for status in refusals:
         out[status] = {"description": "refused", "content": {"application/json": {"model": ErrorOut}}}
     return out
@@ -46,50 +49,118 @@ def _responses(ok: int, model: type[BaseModel], *refusals: int) -> dict[int, Ope
 
 def _machine_out(m: Machine) -> MachineOut:
     return MachineOut(
-        machine_id=m.machine_id, owner=m.owner, region=m.region, state=m.state.value,
-        registered_at=m.registered_at, updated_at=m.updated_at, last_challenge_id=m.last_challenge_id,
+        machine_id=m.machine_id,
+        owner=m.owner,
+        region=m.region,
+        state=m.state.value,
+        registered_at=m.registered_at,
+        updated_at=m.updated_at,
+        last_challenge_id=m.last_challenge_id,
         state_reasons=[ReasonOut(**r) for r in m.state_reasons],
     )
 
 
 def _summary(r: StoredReport) -> ReportSummary:
-    return ReportSummary(challenge_id=r.challenge_id, received_at=r.received_at,
-                         report_sha256=r.report_sha256, verification=r.verification)
+    return ReportSummary(
+        challenge_id=r.challenge_id,
+        received_at=r.received_at,
+        report_sha256=r.report_sha256,
+        verification=r.verification,
+    )
 
 
-@router.post("/machines", status_code=201, tags=["machines"], summary="Register a machine key",
-             responses=_responses(201, MachineOut, 401, 403, 409, 413, 422))
+@router.post(
+    "/machines",
+    status_code=201,
+    tags=["machines"],
+    summary="Register a machine key",
+    responses=_responses(201, MachineOut, 401, 403, 409, 413, 422),
+)
 def register_machine(body: MachineRegistration, signer: Signer, svc: Svc) -> MachineOut:
     return _machine_out(logic.register_machine(svc, signer, body))
 
 
-@router.get("/machines/<machine_id>", tags=["machines"], summary="A machine's state and its latest reports",
-            responses=_responses(200, MachineStatusOut, 404, 422))
+@router.get(
+    "/machines/<machine_id>",
+    tags=["machines"],
+    summary="A machine's state and its latest reports",
+    responses=_responses(200, MachineStatusOut, 404, 422),
+)
 def get_machine(machine_id: MachineId, svc: Svc) -> MachineStatusOut:
     machine, reports = logic.machine_status(svc, machine_id)
     return MachineStatusOut(machine=_machine_out(machine), reports=[_summary(r) for r in reports])
 
 
-@router.post("/machines/<machine_id>/challenges", status_code=201, tags=["machines"],
-             summary="Issue a single-use challenge", responses=_responses(201, ChallengeOut, 401, 403, 404, 409, 413, 422))
+@router.post(
+    "/machines/<machine_id>/challenges",
+    status_code=201,
+    tags=["machines"],
+    summary="Issue a single-use challenge",
+    responses=_responses(201, ChallengeOut, 401, 403, 404, 409, 413, 422),
+)
 def create_challenge(machine_id: MachineId, body: ChallengeRequest, signer: Signer, svc: Svc) -> ChallengeOut:
     c = logic.issue_challenge(svc, signer, machine_id, body)
-    return ChallengeOut(challenge_id=c.challenge_id, machine_id=c.machine_id, nonce=c.nonce,
-                        issued_at=c.issued_at, expires_at=c.expires_at, params=c.params)
+    return ChallengeOut(
+        challenge_id=c.challenge_id,
+        machine_id=c.machine_id,
+        nonce=c.nonce,
+        issued_at=c.issued_at,
+        expires_at=c.expires_at,
+        params=c.params,
+    )
 
 
-@router.post("/machines/<machine_id>/reports", status_code=202, tags=["machines"],
-             summary="Submit a signed benchmark report answering a challenge",
-             responses=_responses(202, ReportAccepted, 401, 403, 404, 409, 410, 413, 422))
+@router.post(
+    "/machines/<machine_id>/commitments",
+    status_code=201,
+    tags=["machines"],
+    summary="Deliver the proof-of-throughput commitment; receive the pairs to open",
+    responses=_responses(201, CommitmentOut, 401, 403, 404, 409, 410, 413, 422),
+)
+def submit_commitment(
+    machine_id: MachineId, body: CommitmentSubmission, signer: Signer, svc: Svc
+) -> CommitmentOut:
+    r = logic.record_commitment(svc, signer, machine_id, body.challenge_id, body.signed_commitment)
+    return CommitmentOut(
+        challenge_id=r.challenge.challenge_id,
+        received_at=r.received_at,
+        elapsed_s=r.elapsed_s,
+        deadline_s=r.deadline_s,
+        pairs=r.pairs,
+    )
+
+
+@router.post(
+    "/machines/<machine_id>/reports",
+    status_code=202,
+    tags=["machines"],
+    summary="Submit a signed benchmark report answering a challenge",
+    responses=_responses(202, ReportAccepted, 401, 403, 404, 409, 410, 413, 422),
+)
 def submit_report(machine_id: MachineId, body: ReportSubmission, signer: Signer, svc: Svc) -> ReportAccepted:
     stored = logic.accept_report(svc, signer, machine_id, body.challenge_id, body.signed_report)
-    return ReportAccepted(machine_id=machine_id, state="submitted", challenge_id=stored.challenge_id,
-                          received_at=stored.received_at, report_sha256=stored.report_sha256)
+    return ReportAccepted(
+        machine_id=machine_id,
+        state="submitted",
+        challenge_id=stored.challenge_id,
+        received_at=stored.received_at,
+        report_sha256=stored.report_sha256,
+    )
 
 
-@router.get("/machines/<machine_id>/reports/<challenge_id>", tags=["machines"],
-            summary="A stored report, byte for byte what the machine signed", responses=_responses(200, ReportOut, 404, 422))
+@router.get(
+    "/machines/<machine_id>/reports/<challenge_id>",
+    tags=["machines"],
+    summary="A stored report, byte for byte what the machine signed",
+    responses=_responses(200, ReportOut, 404, 422),
+)
 def get_report(machine_id: MachineId, challenge_id: str, svc: Svc) -> ReportOut:
     r = logic.get_report(svc, machine_id, challenge_id)
-    return ReportOut(machine_id=r.machine_id, challenge_id=r.challenge_id, received_at=r.received_at,
-                     report_sha256=r.report_sha256, verification=r.verification, signed_report=r.signed_report)
+    return ReportOut(
+        machine_id=r.machine_id,
+        challenge_id=r.challenge_id,
+        received_at=r.received_at,
+        report_sha256=r.report_sha256,
+        verification=r.verification,
+        signed_report=r.signed_report,
+    )

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from gpuproof.protocol.proof import GpuPairs, SignedCommitment
 from gpuproof.protocol.report import SignedReport
 
 
@@ -48,6 +49,21 @@ class ReportSubmission(BaseModel):
 
     challenge_id: str = Field(min_length=1, max_length=64)
     signed_report: SignedReport
+
+
+class CommitmentSubmission(BaseModel):
+    """Body of POST /machines/{machine_id}/commitments: the signed proof-of-throughput commitment."""
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+    signed_commitment: SignedCommitment
+
+
+class CommitmentOut(BaseModel):
+    challenge_id: str
+    received_at: float = Field(description="service clock")
+    elapsed_s: float = Field(description="service clock, from challenge issue to commitment receipt")
+    deadline_s: float = Field(description="the slowest GPU's deadline; the verify worker decides")
+    pairs: list[GpuPairs] = Field(description="the (step, row) pairs to open, drawn after receipt")
 
 
 class ReportSummary(BaseModel):

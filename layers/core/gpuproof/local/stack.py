@@ -233,14 +233,15 @@ class LocalStack:
     def drain(self, timeout: float = 15.0) -> None:
         """Wait until every queue is empty, every stream read and every poller idle after the call."""
         deadline = time.monotonic() + timeout
+        mark = time.monotonic()
         while True:
-            mark = time.monotonic()
-            while not all(p.quiet_since(mark) for p in self.pollers):
-                if time.monotonic() > deadline:
-                    busy = [p.name for p in self.pollers if not p.quiet_since(mark)]
-                    raise TimeoutError(f"local stack not idle after {timeout} s: {busy}")
-                time.sleep(self.poll_interval_s / 2)
-            if all(p.last_work_at <= mark for p in self.pollers):
+            if all(p.quiet_since(mark) for p in self.pollers):
                 return
+            if any(p.last_work_at > mark for p in self.pollers):
+                mark = time.monotonic()  # work happened: wait for empty polls after it
+            if time.monotonic() > deadline:
+                busy = [p.name for p in self.pollers if not p.quiet_since(mark)]
+                raise TimeoutError(f"local stack not idle after {timeout} s: {busy}")
+            time.sleep(self.poll_interval_s / 2)
 
     wait_idle = drain

@@ -16,8 +16,17 @@ from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.keys import verify
 from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration, bond_message
+from gpuproof.protocol.proof import (
+    GpuPairs,
+    ProofParams,
+    SignedCommitment,
+    derive_params,
+    draw_all_pairs,
+    verify_commitment,
+)
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
+from gpuproof.reference import lookup
 
 # DynamoDB items stop at 400 KB; a compressed report above this is refused, not truncated.
 MAX_STORED_REPORT_BYTES = 350 * 1024
@@ -34,7 +43,9 @@ class Services:
 def _signer_reasons(svc: Services, request: SignedRequest, machine_id: str) -> list[Reason]:
     reasons = []
     if request.keyid != machine_id:
-        reasons.append(Reason("key_mismatch", "the request is signed by another key than this machine's", "keyid"))
+        reasons.append(
+            Reason("key_mismatch", "the request is signed by another key than this machine's", "keyid")
+        )
     if svc.store.nonce_used(request):
         reasons.append(Reason("replayed_nonce", "this request nonce was already used", "nonce"))
     return reasons
@@ -42,10 +53,16 @@ def _signer_reasons(svc: Services, request: SignedRequest, machine_id: str) -> l
 
 def register_machine(svc: Services, request: SignedRequest, body: MachineRegistration) -> Machine:
     reasons = _signer_reasons(svc, request, body.machine_id)
-    if not verify(body.machine_id, bond_message(body.machine_id, body.owner), bytes.fromhex(body.bond_signature)):
-        reasons.append(Reason("bond_signature_invalid",
-                              "bond_signature is not the machine key's signature of machine_id + owner",
-                              "bond_signature"))
+    if not verify(
+        body.machine_id, bond_message(body.machine_id, body.owner), bytes.fromhex(body.bond_signature)
+    ):
+        reasons.append(
+            Reason(
+                "bond_signature_invalid",
+                "bond_signature is not the machine key's signature of machine_id + owner",
+                "bond_signature",
+            )
+        )
     if svc.store.get_machine(body.machine_id) is not None:
         reasons.append(Reason("machine_exists", "this machine is already registered", "machine_id"))
     raise_if(reasons)
@@ -63,21 +80,62 @@ def register_machine(svc: Services, request: SignedRequest, body: MachineRegistr
 
 
 def challenge_params(body: ChallengeRequest) -> dict[str, Any]:
-    """Parameters the probe must answer with. The proof of throughput's own parameters join here."""
-    return {"claimed_gpu_model": body.claimed_gpu_model, "gpu_count": body.gpu_count}
+    """What the probe must answer: one set of proof-of-throughput parameters per GPU.
+
+    Sized from the claimed model's reference rate so the proof takes about 10 s on it. A host
+    with no GPU gets the small CPU parameters (its report is refused unless ALLOW_CPU_BACKEND).
+    """
+    if body.gpu_count == 0:
+        proof = [derive_params(None, cpu=True)]
+    else:
+        ref = lookup(body.claimed_gpu_model or "")
+        rate = ref.expected_bf16_tflops if ref is not None else None
+        if ref is None or rate is None:
+            raise Rejection(
+                [
+                    Reason(
+                        "unknown_gpu_model",
+                        f"{body.claimed_gpu_model!r} is not a model with a reference rate",
+                        "claimed_gpu_model",
+                    )
+                ]
+            )
+        proof = [derive_params(rate, gpu_index=i, gpus=body.gpu_count) for i in range(body.gpu_count)]
+    return {
+        "claimed_gpu_model": body.claimed_gpu_model,
+        "gpu_count": body.gpu_count,
+        "proof": [p.model_dump(mode="json") for p in proof],
+    }
+
+
+def proof_params(challenge: Challenge) -> list[ProofParams]:
+    return [ProofParams.model_validate(p) for p in challenge.params.get("proof") or []]
 
 
 CHALLENGEABLE = states_before(MachineState.challenged)
 
 
-def issue_challenge(svc: Services, request: SignedRequest, machine_id: str, body: ChallengeRequest) -> Challenge:
+def issue_challenge(
+    svc: Services, request: SignedRequest, machine_id: str, body: ChallengeRequest
+) -> Challenge:
     reasons = _signer_reasons(svc, request, machine_id)
     machine = svc.store.get_machine(machine_id)
+    try:
+        params = challenge_params(body)
+    except Rejection as rejection:
+        reasons += rejection.reasons
     if machine is None:
-        reasons.insert(0, Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id"))
+        reasons.insert(
+            0, Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id")
+        )
     elif machine.state not in CHALLENGEABLE:
-        reasons.append(Reason("machine_state_conflict",
-                              f"a machine in state {machine.state} cannot take a challenge", "state"))
+        reasons.append(
+            Reason(
+                "machine_state_conflict",
+                f"a machine in state {machine.state} cannot take a challenge",
+                "state",
+            )
+        )
     raise_if(reasons)
     assert machine is not None
     now = svc.clock.now()
@@ -87,10 +145,97 @@ def issue_challenge(svc: Services, request: SignedRequest, machine_id: str, body
         nonce=secrets.token_bytes(32).hex(),
         issued_at=now,
         expires_at=now + svc.challenge_ttl_s,
-        params=challenge_params(body),
+        params=params,
     )
     svc.store.issue_challenge(challenge, machine.state, request)
     return challenge
+
+
+def _open_challenge_reasons(
+    machine: Machine | None, challenge: Challenge | None, machine_id: str, challenge_id: str, now: float
+) -> list[Reason]:
+    """Why `challenge_id` cannot be answered by `machine_id` now (empty when it can)."""
+    if challenge is None:
+        return [Reason("unknown_challenge", "no challenge has this challenge_id", "challenge_id")]
+    reasons = []
+    if challenge.machine_id != machine_id:
+        reasons.append(
+            Reason(
+                "challenge_machine_mismatch", "this challenge was issued to another machine", "challenge_id"
+            )
+        )
+    if (
+        machine is not None
+        and challenge.machine_id == machine_id
+        and machine.last_challenge_id != challenge_id
+    ):
+        reasons.append(Reason("challenge_used", "a newer challenge superseded this one", "challenge_id"))
+    elif challenge.status != ChallengeStatus.issued:
+        reasons.append(
+            Reason("challenge_used", f"this challenge is {challenge.status}, not open", "challenge_id")
+        )
+    if now > challenge.expires_at:
+        reasons.append(
+            Reason(
+                "challenge_expired",
+                f"the challenge expired {int(now - challenge.expires_at)} s ago",
+                "challenge_id",
+            )
+        )
+    return reasons
+
+
+@dataclass(frozen=True)
+class CommitmentReceipt:
+    challenge: Challenge
+    pairs: list[GpuPairs]
+    received_at: float
+    elapsed_s: float
+    deadline_s: float
+
+
+def record_commitment(
+    svc: Services, request: SignedRequest, machine_id: str, challenge_id: str, signed: SignedCommitment
+) -> CommitmentReceipt:
+    """Time the commitment by the service clock, then draw the pairs to open (never before)."""
+    now = svc.clock.now()
+    reasons = _signer_reasons(svc, request, machine_id)
+    machine = svc.store.get_machine(machine_id)
+    if machine is None:
+        reasons.insert(
+            0, Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id")
+        )
+    challenge = svc.store.get_challenge(challenge_id)
+    reasons += _open_challenge_reasons(machine, challenge, machine_id, challenge_id, now)
+    if challenge is not None:
+        if challenge.commitment_sha256 is not None:
+            reasons.append(
+                Reason(
+                    "commitment_exists",
+                    "a commitment for this challenge was already received",
+                    "challenge_id",
+                )
+            )
+        if challenge.machine_id == machine_id:
+            reasons += verify_commitment(
+                signed.commitment,
+                signed.signature,
+                machine_id=machine_id,
+                challenge_id=challenge_id,
+                nonce=bytes.fromhex(challenge.nonce),
+                params=proof_params(challenge),
+            )
+    raise_if(reasons)
+    assert challenge is not None
+    secret = secrets.token_bytes(32)
+    params = proof_params(challenge)
+    pairs = draw_all_pairs(signed, secret, params)
+    digest = hashlib.sha256(signed.commitment.signing_bytes()).hexdigest()
+    svc.store.record_commitment(
+        challenge, digest, now, [p.model_dump(mode="json") for p in pairs], secret.hex(), request
+    )
+    deadline = max(p.deadline_s for p in params) if params else 0.0
+    return CommitmentReceipt(challenge, pairs, now, now - challenge.issued_at, deadline)
 
 
 def accept_report(
@@ -99,42 +244,55 @@ def accept_report(
     reasons = _signer_reasons(svc, request, machine_id)
     machine = svc.store.get_machine(machine_id)
     if machine is None:
-        reasons.insert(0, Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id"))
+        reasons.insert(
+            0, Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id")
+        )
     challenge = svc.store.get_challenge(challenge_id)
     now = svc.clock.now()
-    if challenge is None:
-        reasons.append(Reason("unknown_challenge", "no challenge has this challenge_id", "challenge_id"))
-    else:
-        if challenge.machine_id != machine_id:
-            reasons.append(Reason("challenge_machine_mismatch", "this challenge was issued to another machine",
-                                  "challenge_id"))
-        if machine is not None and challenge.machine_id == machine_id and machine.last_challenge_id != challenge_id:
-            reasons.append(Reason("challenge_used", "a newer challenge superseded this one", "challenge_id"))
-        elif challenge.status != ChallengeStatus.issued:
-            reasons.append(Reason("challenge_used", f"this challenge is {challenge.status}, not open",
-                                  "challenge_id"))
-        if now > challenge.expires_at:
-            reasons.append(Reason("challenge_expired",
-                                  f"the challenge expired {int(now - challenge.expires_at)} s ago", "challenge_id"))
+    reasons += _open_challenge_reasons(machine, challenge, machine_id, challenge_id, now)
     report = signed.report
     if report.machine_id != machine_id:
-        reasons.append(Reason("report_machine_mismatch", "the report names another machine",
-                              "signed_report.report.machine_id"))
+        reasons.append(
+            Reason(
+                "report_machine_mismatch",
+                "the report names another machine",
+                "signed_report.report.machine_id",
+            )
+        )
     if report.challenge_id != challenge_id:
-        reasons.append(Reason("report_challenge_mismatch", "the report answers another challenge",
-                              "signed_report.report.challenge_id"))
+        reasons.append(
+            Reason(
+                "report_challenge_mismatch",
+                "the report answers another challenge",
+                "signed_report.report.challenge_id",
+            )
+        )
     if challenge is not None and report.challenge_nonce != challenge.nonce:
-        reasons.append(Reason("report_challenge_mismatch", "the report's challenge_nonce is not the challenge's",
-                              "signed_report.report.challenge_nonce"))
+        reasons.append(
+            Reason(
+                "report_challenge_mismatch",
+                "the report's challenge_nonce is not the challenge's",
+                "signed_report.report.challenge_nonce",
+            )
+        )
     if not signed.verifies():
-        reasons.append(Reason("report_signature_invalid", "the report's signature does not verify for its machine",
-                              "signed_report.signature"))
+        reasons.append(
+            Reason(
+                "report_signature_invalid",
+                "the report's signature does not verify for its machine",
+                "signed_report.signature",
+            )
+        )
     body = signed.model_dump(mode="json")
     raw = canonical_bytes(body)
     compressed = zlib.compress(raw, 6)
     if len(compressed) > MAX_STORED_REPORT_BYTES:
-        reasons.append(Reason("report_too_large",
-                              f"the report compresses to {len(compressed)} bytes (limit {MAX_STORED_REPORT_BYTES})"))
+        reasons.append(
+            Reason(
+                "report_too_large",
+                f"the report compresses to {len(compressed)} bytes (limit {MAX_STORED_REPORT_BYTES})",
+            )
+        )
     raise_if(reasons)
     stored = StoredReport(
         machine_id=machine_id,
@@ -151,12 +309,16 @@ def accept_report(
 def machine_status(svc: Services, machine_id: str) -> tuple[Machine, list[StoredReport]]:
     machine = svc.store.get_machine(machine_id)
     if machine is None:
-        raise Rejection([Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id")])
+        raise Rejection(
+            [Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id")]
+        )
     return machine, svc.store.list_reports(machine_id)
 
 
 def get_report(svc: Services, machine_id: str, challenge_id: str) -> StoredReport:
     report = svc.store.get_report(machine_id, challenge_id)
     if report is None:
-        raise Rejection([Reason("unknown_report", "no report for this machine and challenge", "challenge_id")])
+        raise Rejection(
+            [Reason("unknown_report", "no report for this machine and challenge", "challenge_id")]
+        )
     return report

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from gpuproof.logic.records import Challenge, Machine, StoredReport
 from gpuproof.protocol.httpsig import SignedRequest
@@ -28,6 +28,17 @@ class MachineStore(Protocol):
         """Store the challenge, move the machine to challenged, supersede nothing else, atomically."""
 
     def get_challenge(self, challenge_id: str) -> Challenge | None: ...
+
+    def record_commitment(
+        self,
+        challenge: Challenge,
+        commitment_sha256: str,
+        received_at: float,
+        pairs: list[dict[str, Any]],
+        pairs_secret: str,
+        request: SignedRequest,
+    ) -> None:
+        """Record the commitment's receipt and the drawn pairs once, while the challenge is open."""
 
     def accept_report(self, report: StoredReport, compressed: bytes, request: SignedRequest) -> None:
         """Store the report, mark the challenge used, move the machine to submitted, atomically."""

@@ -6,13 +6,18 @@ it in shadow mode (recorded, not deciding). Checks not implemented yet say so in
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from pydantic import ValidationError
+
+from gpuproof.logic.machines import proof_params
 from gpuproof.logic.ports import Clock
 from gpuproof.logic.records import Challenge, Machine, StoredReport
 from gpuproof.logic.states import MachineState
+from gpuproof.protocol.proof import GpuPairs, ThroughputProof, verify_throughput
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import GpuInfo, SignedReport
 from gpuproof.reference import identify
@@ -76,8 +81,10 @@ class Context:
 
 def check_signature(ctx: Context) -> CheckResult:
     ok = ctx.signed.verifies()
-    return check("report_signature", [] if ok else [Reason("report_signature_invalid",
-                                                             "the stored report's signature does not verify")])
+    return check(
+        "report_signature",
+        [] if ok else [Reason("report_signature_invalid", "the stored report's signature does not verify")],
+    )
 
 
 def check_gpus_present(ctx: Context) -> CheckResult:
@@ -85,8 +92,12 @@ def check_gpus_present(ctx: Context) -> CheckResult:
     if inv.gpus:
         return check("gpus_present", [], gpu_count=len(inv.gpus))
     if ctx.svc.allow_cpu_backend:
-        return check("gpus_present", [], gpu_count=0,
-                     note="CPU backend accepted because ALLOW_CPU_BACKEND=true (local stack and tests only)")
+        return check(
+            "gpus_present",
+            [],
+            gpu_count=0,
+            note="CPU backend accepted because ALLOW_CPU_BACKEND=true (local stack and tests only)",
+        )
     return check("gpus_present", [Reason("no_nvidia_gpu", "the report lists no NVIDIA GPU")], gpu_count=0)
 
 
@@ -97,8 +108,13 @@ def check_integrity(ctx: Context) -> CheckResult:
         reasons.append(Reason("integrity_ld_preload", f"LD_PRELOAD is set ({integ.ld_preload!r})"))
     if integ.ld_so_preload:
         reasons.append(Reason("integrity_ld_preload", f"/etc/ld.so.preload lists {integ.ld_so_preload}"))
-    return check("integrity", reasons, container_hints=integ.container_hints, vm_hints=integ.vm_hints,
-                 library_sha256=integ.library_sha256)
+    return check(
+        "integrity",
+        reasons,
+        container_hints=integ.container_hints,
+        vm_hints=integ.vm_hints,
+        library_sha256=integ.library_sha256,
+    )
 
 
 def check_inventory(ctx: Context) -> CheckResult:
@@ -109,22 +125,31 @@ def check_inventory(ctx: Context) -> CheckResult:
     declared = ctx.challenge.params.get("gpu_count")
     found = len(ctx.signed.report.inventory.gpus)
     if declared and declared != found:
-        reasons.append(Reason("gpu_count_mismatch", f"the challenge was asked for {declared} GPUs, the report has {found}"))
+        reasons.append(
+            Reason(
+                "gpu_count_mismatch", f"the challenge was asked for {declared} GPUs, the report has {found}"
+            )
+        )
     return check("inventory", reasons, gpu_count=found)
 
 
 def check_benchmarks(ctx: Context) -> CheckResult:
     unverified = [b for b in ctx.signed.report.benchmarks if not b.verified]
-    reasons = [Reason("benchmark_unverified", f"{b.name} on {b.device} is not backed by verified work")
-               for b in unverified]
+    reasons = [
+        Reason("benchmark_unverified", f"{b.name} on {b.device} is not backed by verified work")
+        for b in unverified
+    ]
     return check("benchmarks", reasons, count=len(ctx.signed.report.benchmarks))
 
 
 def check_gpu_uuids(ctx: Context) -> CheckResult:
     uuids = [g.uuid for g in ctx.signed.report.inventory.gpus]
     owners = ctx.svc.store.gpu_uuid_owners(uuids)
-    reasons = [Reason("gpu_uuid_taken", f"GPU {u} is registered to machine {m}")
-               for u, m in owners.items() if m != ctx.machine.machine_id]
+    reasons = [
+        Reason("gpu_uuid_taken", f"GPU {u} is registered to machine {m}")
+        for u, m in owners.items()
+        if m != ctx.machine.machine_id
+    ]
     dupes = sorted({u for u in uuids if uuids.count(u) > 1})
     reasons += [Reason("gpu_uuid_duplicate", f"GPU {u} appears twice in the inventory") for u in dupes]
     return check("gpu_uuids", reasons, uuids=uuids)
@@ -148,10 +173,78 @@ def check_envelope(ctx: Context) -> CheckResult:
     models = []
     for gpu in ctx.signed.report.inventory.gpus:
         found = identify(gpu.name, gpu.memory_total_bytes / GIB, measured_rate(ctx, gpu))
-        models.append({"index": gpu.index, "model": found.model, "confidence": str(found.confidence),
-                       "rate_ratio": found.rate_ratio, "indistinguishable_from": list(found.indistinguishable_from)})
+        models.append(
+            {
+                "index": gpu.index,
+                "model": found.model,
+                "confidence": str(found.confidence),
+                "rate_ratio": found.rate_ratio,
+                "indistinguishable_from": list(found.indistinguishable_from),
+            }
+        )
         reasons += [Reason(r.code, f"GPU {gpu.index}: {r.message}", r.field) for r in found.reasons]
     return check("envelope", reasons, models=models)
+
+
+# A self-reported bf16 rate this far above the service-timed proven rate is not believed.
+SELF_REPORT_OVER_PROVEN = 1.5
+
+
+def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
+    raw = ctx.signed.report.proof
+    if raw is None:
+        return [Reason("proof_missing", "the report carries no proof of throughput")], {}
+    try:
+        proof = ThroughputProof.model_validate(raw)
+    except ValidationError as exc:
+        return [Reason("proof_malformed", f"the proof does not parse: {exc.error_count()} errors")], {}
+    ch = ctx.challenge
+    if ch.commitment_sha256 is None or ch.commitment_received_at is None or ch.pairs is None:
+        return [Reason("proof_commitment_missing", "no commitment was received for this challenge")], {}
+    if hashlib.sha256(proof.commitment.signing_bytes()).hexdigest() != ch.commitment_sha256:
+        return [
+            Reason("proof_commitment_changed", "the report's commitment is not the one the service timed")
+        ], {}
+    params = proof_params(ch)
+    reasons = verify_throughput(
+        proof,
+        machine_id=ctx.machine.machine_id,
+        challenge_id=ch.challenge_id,
+        nonce=bytes.fromhex(ch.nonce),
+        params=params,
+        pairs=[GpuPairs.model_validate(p) for p in ch.pairs],
+        issued_at=ch.issued_at,
+        commitment_received_at=ch.commitment_received_at,
+    )
+    elapsed = ch.commitment_received_at - ch.issued_at
+    per_gpu = []
+    for p in params:
+        proven = p.flops / elapsed / 1e12 if elapsed > 0 else None
+        per_gpu.append(
+            {
+                "gpu_index": p.gpu_index,
+                "claimed_rate_tflops": p.claimed_rate_tflops,
+                "proven_tflops_lower_bound": proven,
+                "deadline_s": p.deadline_s,
+            }
+        )
+        gpu = next((g for g in ctx.signed.report.inventory.gpus if g.index == p.gpu_index), None)
+        reported = measured_rate(ctx, gpu) if gpu is not None else None
+        if not reasons and proven and reported and reported > SELF_REPORT_OVER_PROVEN * proven:
+            reasons.append(
+                Reason(
+                    "benchmark_exceeds_proven",
+                    f"GPU {p.gpu_index} reports {reported:.1f} TFLOPS bf16 but proved only "
+                    f"{proven:.1f} under the service's clock",
+                )
+            )
+    return reasons, {"elapsed_s": elapsed, "gpus": per_gpu}
+
+
+def check_proof(ctx: Context) -> CheckResult:
+    """The proof of throughput, timed by the service's clock and verified by exact row checks."""
+    reasons, details = _proof_reasons(ctx)
+    return check("proof_of_throughput", reasons, **details)
 
 
 CHECKS: list[Callable[[Context], CheckResult]] = [
@@ -162,6 +255,7 @@ CHECKS: list[Callable[[Context], CheckResult]] = [
     check_benchmarks,
     check_gpu_uuids,
     check_envelope,
+    check_proof,
 ]
 
 

@@ -26,7 +26,7 @@ DEFAULT_MAX_SKEW_S = 300
 
 _INPUT_RE = re.compile(
     r'^sig1=\("@method" "@path" "content-digest"\)'
-    r';created=(?P<created>[0-9]{1,12})'
+    r";created=(?P<created>[0-9]{1,12})"
     r';keyid="(?P<keyid>[0-9a-f]{64})"'
     r';nonce="(?P<nonce>[A-Za-z0-9_-]{16,64})"'
     r';alg="ed25519"$'
@@ -116,11 +116,17 @@ def verify_request(
     sig_input = _header(headers, "signature-input")
     sig_value = _header(headers, "signature")
     digest = _header(headers, "content-digest")
-    missing = [n for n, v in (("signature-input", sig_input), ("signature", sig_value),
-                              ("content-digest", digest)) if v is None]
+    missing = [
+        n
+        for n, v in (("signature-input", sig_input), ("signature", sig_value), ("content-digest", digest))
+        if v is None
+    ]
     if missing:
         raise RequestSignatureError(
-            [Reason("signature_missing", f"header {name} is required on this request", name) for name in missing]
+            [
+                Reason("signature_missing", f"header {name} is required on this request", name)
+                for name in missing
+            ]
         )
     assert sig_input is not None and sig_value is not None and digest is not None
     m_input = _INPUT_RE.match(sig_input.strip())
@@ -128,14 +134,21 @@ def verify_request(
     m_digest = _DIGEST_RE.match(digest.strip())
     malformed = []
     if m_input is None:
-        malformed.append(Reason("signature_malformed", "signature-input is not the gpuproof RFC 9421 profile",
-                                "signature-input"))
+        malformed.append(
+            Reason(
+                "signature_malformed",
+                "signature-input is not the gpuproof RFC 9421 profile",
+                "signature-input",
+            )
+        )
     if m_sig is None:
-        malformed.append(Reason("signature_malformed", "signature is not one base64 Ed25519 signature",
-                                "signature"))
+        malformed.append(
+            Reason("signature_malformed", "signature is not one base64 Ed25519 signature", "signature")
+        )
     if m_digest is None:
-        malformed.append(Reason("signature_malformed", "content-digest must be sha-256=:<base64>:",
-                                "content-digest"))
+        malformed.append(
+            Reason("signature_malformed", "content-digest must be sha-256=:<base64>:", "content-digest")
+        )
     if malformed:
         raise RequestSignatureError(malformed)
     assert m_input is not None and m_sig is not None and m_digest is not None
@@ -145,15 +158,22 @@ def verify_request(
     params = signature_params(created, keyid, nonce)
     base = signature_base(method, path, digest.strip(), params)
     if not is_public_key_hex(keyid) or not verify(keyid, base, base64.b64decode(m_sig["sig"])):
-        raise RequestSignatureError([Reason("signature_invalid", "the signature does not verify for keyid",
-                                            "signature")])
+        raise RequestSignatureError(
+            [Reason("signature_invalid", "the signature does not verify for keyid", "signature")]
+        )
     if not hmac.compare_digest(content_digest(body), digest.strip()):
-        raise RequestSignatureError([Reason("content_digest_mismatch", "the body does not match content-digest",
-                                            "content-digest")])
+        raise RequestSignatureError(
+            [Reason("content_digest_mismatch", "the body does not match content-digest", "content-digest")]
+        )
     if abs(now - created) > max_skew_s:
-        raise RequestSignatureError([Reason(
-            "timestamp_stale",
-            f"created={created} is {int(now - created)} s from the service clock (allowed ±{max_skew_s} s)",
-            "signature-input",
-        )])
+        raise RequestSignatureError(
+            [
+                Reason(
+                    "timestamp_stale",
+                    f"created={created} is {int(now - created)} s from the service clock "
+                    f"(allowed ±{max_skew_s} s)",
+                    "signature-input",
+                )
+            ]
+        )
     return SignedRequest(keyid=keyid, created=created, nonce=nonce)

@@ -1,0 +1,67 @@
+"""The probe's side of the proof of throughput: prove, commit, open the pairs the service drew."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.proof import (
+    GpuPairs,
+    NumpyExecutor,
+    ProofExecutor,
+    ProofParams,
+    Prover,
+    SignedCommitment,
+    ThroughputProof,
+)
+from gpuproof.protocol.report import Inventory
+
+from benchmark_probe.client import ServiceClient
+from benchmark_probe.report import Challenge
+
+ExecutorFactory = Callable[[Inventory], ProofExecutor]
+
+
+def default_executor(inventory: Inventory) -> ProofExecutor:
+    """CuPy on a host whose inventory found NVIDIA GPUs; numpy otherwise."""
+    if inventory.gpus:
+        from gpuproof.protocol.proof.cupy_executor import CupyExecutor
+
+        return CupyExecutor()
+    return NumpyExecutor()
+
+
+def challenge_params(challenge: Challenge) -> list[ProofParams]:
+    return [ProofParams.model_validate(p) for p in challenge.params.get("proof") or []]
+
+
+def prove(
+    client: ServiceClient,
+    key: SigningKey,
+    challenge: Challenge,
+    executor: ProofExecutor,
+    on_commitment: Callable[[SignedCommitment], SignedCommitment] = lambda s: s,
+) -> ThroughputProof | None:
+    """Run the chained GEMMs, send the signed commitment, open what the service asks for.
+
+    The service times the interval from issuing the challenge to receiving the commitment, so
+    nothing else may run between the two. `on_commitment` exists for tests that tamper.
+    """
+    params = challenge_params(challenge)
+    if not params:
+        return None
+    machine_id = key.public_hex
+    prover = Prover(bytes.fromhex(challenge.nonce), machine_id, challenge.challenge_id, params, executor)
+    commitment = prover.run()
+    signed = on_commitment(SignedCommitment.sign(commitment, key))
+    receipt: dict[str, Any] = client.request(
+        "POST",
+        f"/machines/{machine_id}/commitments",
+        {"challenge_id": challenge.challenge_id, "signed_commitment": signed.model_dump(mode="json")},
+    )
+    pairs = [GpuPairs.model_validate(p) for p in receipt["pairs"]]
+    openings = prover.open(pairs)
+    return ThroughputProof(
+        commitment=signed.commitment, signature=signed.signature, pairs=pairs, openings=openings
+    )
