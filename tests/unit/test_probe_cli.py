@@ -119,28 +119,11 @@ def _submit_args(key: Path) -> list[str]:
             "--key", str(key), "--quick", "--json"]  # fmt: skip
 
 
-def test_submit_end_to_end_on_the_cpu(no_gpu: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import benchmark_probe.cli as cli
-    from benchmark_probe.service_double import FakeService
-
-    service = FakeService()
-    monkeypatch.setattr(cli, "ServiceClient", lambda api, key: ServiceClient(api, key, transport=service))
-    key = tmp_path / "machine.key"
-    assert runner.invoke(app, ["keygen", "--key", str(key)]).exit_code == 0
-    result = runner.invoke(app, _submit_args(key))
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
-    assert out["registration"] == "registered" and out["machine"]["state"] == "CommitteeVerifying"
-    [report] = service.reports
-    assert report.report.inventory.backend == "cpu"
-    assert all(b.verified for b in report.report.benchmarks)
-
-
 def test_submit_refused_prints_code_and_reasons(
     no_gpu: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import benchmark_probe.cli as cli
-    from benchmark_probe.service_double import FakeResponse, FakeService
+    from tests.unit.probe_service_double import FakeResponse, FakeService
 
     class Refusing(FakeService):
         def route(self, method: str, path: str, body: object, keyid: str) -> FakeResponse:

@@ -15,7 +15,7 @@ from benchmark_probe.bench import BenchPlan, run_benchmarks
 from benchmark_probe.client import ServiceClient, ServiceError
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
-from benchmark_probe.service_double import FakeResponse, FakeService
+from tests.unit.probe_service_double import FakeResponse, FakeService
 from benchmark_probe.submit import submit
 from benchmark_probe.telemetry import Telemetry
 
