@@ -9,7 +9,6 @@ from typing import Any
 import boto3
 import requests
 from boto3.dynamodb.conditions import Attr, Key
-
 from gpuproof.protocol.httpsig import sign_request
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import bond_message
@@ -37,8 +36,16 @@ class RawApi:
             doc = r.text
         return Reply(r.status_code, doc)
 
-    def signed(self, key: SigningKey, method: str, path: str, doc: Any = None, *, raw: bytes | None = None,
-               **sign_kw: Any) -> tuple[Reply, dict[str, str], bytes]:
+    def signed(
+        self,
+        key: SigningKey,
+        method: str,
+        path: str,
+        doc: Any = None,
+        *,
+        raw: bytes | None = None,
+        **sign_kw: Any,
+    ) -> tuple[Reply, dict[str, str], bytes]:
         body = raw if raw is not None else (json.dumps(doc).encode() if doc is not None else b"")
         headers = sign_request(key, method, path, body, **sign_kw)
         return self.send(method, path, body, headers), headers, body
@@ -54,8 +61,12 @@ class RawApi:
 
 def registration(key: SigningKey, owner: str = OWNER, region: str = "europe") -> dict[str, Any]:
     mid = key.public_hex
-    return {"machine_id": mid, "owner": owner, "region": region,
-            "bond_signature": key.sign(bond_message(mid, owner)).hex()}
+    return {
+        "machine_id": mid,
+        "owner": owner,
+        "region": region,
+        "bond_signature": key.sign(bond_message(mid, owner)).hex(),
+    }
 
 
 class Tables:
@@ -67,12 +78,15 @@ class Tables:
 
     def footprint(self, machine_id: str) -> dict[str, Any]:
         machine = self.t["machines"].get_item(Key={"machine_id": machine_id}, ConsistentRead=True).get("Item")
-        challenges = self.t["challenges"].scan(FilterExpression=Attr("machine_id").eq(machine_id),
-                                               ConsistentRead=True)["Items"]
-        reports = self.t["reports"].query(KeyConditionExpression=Key("machine_id").eq(machine_id),
-                                          ConsistentRead=True)["Items"]
-        nonces = self.t["nonces"].scan(FilterExpression=Attr("nonce_key").begins_with(machine_id),
-                                       ConsistentRead=True)["Items"]
+        challenges = self.t["challenges"].scan(
+            FilterExpression=Attr("machine_id").eq(machine_id), ConsistentRead=True
+        )["Items"]
+        reports = self.t["reports"].query(
+            KeyConditionExpression=Key("machine_id").eq(machine_id), ConsistentRead=True
+        )["Items"]
+        nonces = self.t["nonces"].scan(
+            FilterExpression=Attr("nonce_key").begins_with(machine_id), ConsistentRead=True
+        )["Items"]
         return {
             "machine": machine,
             "challenges": sorted((c["challenge_id"], c["status"]) for c in challenges),

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest
-
 from gpuproof.api.wiring import machine_services
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.report import BenchmarkReport, HostInfo, Integrity, Inventory, SignedReport
@@ -25,20 +24,34 @@ def api(local_stack: Any) -> RawApi:
 
 @pytest.fixture(scope="module")
 def tables(local_stack: Any) -> Tables:
-    return Tables({
-        "machines": local_stack.table_name("MachinesTable"),
-        "challenges": local_stack.table_name("ChallengesTable"),
-        "reports": local_stack.table_name("ReportsTable"),
-        "nonces": local_stack.table_name("RequestNoncesTable"),
-    })
+    return Tables(
+        {
+            "machines": local_stack.table_name("MachinesTable"),
+            "challenges": local_stack.table_name("ChallengesTable"),
+            "reports": local_stack.table_name("ReportsTable"),
+            "nonces": local_stack.table_name("RequestNoncesTable"),
+        }
+    )
 
 
 def report_for(key: SigningKey, challenge: dict[str, Any], **changes: Any) -> SignedReport:
-    host = HostInfo(cpu_model="test cpu", cpu_cores=2, cpu_mhz=2000, ram_bytes=8 << 30, sys_disk_bytes=100 << 30,
-                    data_disk_bytes=0, os="Linux", kernel="6.1")
+    host = HostInfo(
+        cpu_model="test cpu",
+        cpu_cores=2,
+        cpu_mhz=2000,
+        ram_bytes=8 << 30,
+        sys_disk_bytes=100 << 30,
+        data_disk_bytes=0,
+        os="Linux",
+        kernel="6.1",
+    )
     fields: dict[str, Any] = dict(
-        machine_id=key.public_hex, challenge_id=challenge["challenge_id"], challenge_nonce=challenge["nonce"],
-        probe_version="test", created_at=int(time.time()), inventory=Inventory(backend="cpu", host=host),
+        machine_id=key.public_hex,
+        challenge_id=challenge["challenge_id"],
+        challenge_nonce=challenge["nonce"],
+        probe_version="test",
+        created_at=int(time.time()),
+        inventory=Inventory(backend="cpu", host=host),
         integrity=Integrity(),
     )
     fields.update(changes)
@@ -67,6 +80,7 @@ def challenged(api: RawApi) -> tuple[SigningKey, dict[str, Any]]:
 
 
 # -- the happy path ---------------------------------------------------------------------------
+
 
 def test_register_challenge_submit_and_status(api: RawApi, tables: Tables) -> None:
     key = SigningKey.generate()
@@ -107,6 +121,7 @@ def test_unknown_machine_status_is_404(api: RawApi) -> None:
 
 # -- envelope rejections: nothing is parsed or stored -------------------------------------------
 
+
 def test_missing_signature(api: RawApi, tables: Tables) -> None:
     key = SigningKey.generate()
     reply = api.send("POST", "/machines", json.dumps(registration(key)).encode())
@@ -119,13 +134,19 @@ def test_forged_signature(api: RawApi, tables: Tables) -> None:
     key = SigningKey.generate()
     body = json.dumps(registration(key)).encode()
     from gpuproof.protocol.httpsig import sign_request
+
     headers = sign_request(key, "POST", "/machines", body)
-    forged = bytearray(base64.b64decode(headers["signature"][len("sig1=:"):-1]))
+    forged = bytearray(base64.b64decode(headers["signature"][len("sig1=:") : -1]))
     forged[0] ^= 1
     headers["signature"] = "sig1=:" + base64.b64encode(bytes(forged)).decode() + ":"
     reply = api.send("POST", "/machines", body, headers)
     assert reply.status == 401 and reply.body["code"] == "signature_invalid"
-    assert tables.footprint(key.public_hex) == {"machine": None, "challenges": [], "reports": [], "nonces": []}
+    assert tables.footprint(key.public_hex) == {
+        "machine": None,
+        "challenges": [],
+        "reports": [],
+        "nonces": [],
+    }
 
 
 def test_signature_by_other_key_in_keyid(api: RawApi, tables: Tables) -> None:
@@ -133,6 +154,7 @@ def test_signature_by_other_key_in_keyid(api: RawApi, tables: Tables) -> None:
     key, other = SigningKey.generate(), SigningKey.generate()
     body = json.dumps(registration(key)).encode()
     from gpuproof.protocol.httpsig import sign_request
+
     headers = sign_request(other, "POST", "/machines", body)
     headers["signature-input"] = headers["signature-input"].replace(other.public_hex, key.public_hex)
     reply = api.send("POST", "/machines", body, headers)
@@ -144,6 +166,7 @@ def test_body_changed_after_signing(api: RawApi, tables: Tables) -> None:
     key = SigningKey.generate()
     body = json.dumps(registration(key)).encode()
     from gpuproof.protocol.httpsig import sign_request
+
     headers = sign_request(key, "POST", "/machines", body)
     tampered = body.replace(b"europe", b"japan")
     reply = api.send("POST", "/machines", tampered, headers)
@@ -182,10 +205,16 @@ def test_schema_errors_list_every_field(api: RawApi, tables: Tables) -> None:
     assert reply.status == 422 and reply.body["code"] == "schema_invalid"
     fields = {r["field"] for r in reply.body["reasons"]}
     assert {"region", "owner", "extra"} <= fields
-    assert tables.footprint(key.public_hex) == {"machine": None, "challenges": [], "reports": [], "nonces": []}
+    assert tables.footprint(key.public_hex) == {
+        "machine": None,
+        "challenges": [],
+        "reports": [],
+        "nonces": [],
+    }
 
 
 # -- domain rejections ----------------------------------------------------------------------------
+
 
 def test_replayed_registration(api: RawApi, tables: Tables) -> None:
     key = SigningKey.generate()
@@ -229,7 +258,12 @@ def test_challenge_for_unknown_machine(api: RawApi, tables: Tables) -> None:
     key = SigningKey.generate()
     reply = api.challenge(key)
     assert reply.status == 404 and reply.body["code"] == "unknown_machine"
-    assert tables.footprint(key.public_hex) == {"machine": None, "challenges": [], "reports": [], "nonces": []}
+    assert tables.footprint(key.public_hex) == {
+        "machine": None,
+        "challenges": [],
+        "reports": [],
+        "nonces": [],
+    }
 
 
 def test_challenge_with_wrong_key(api: RawApi, tables: Tables) -> None:
@@ -244,11 +278,17 @@ def test_report_from_unknown_machine(api: RawApi, tables: Tables) -> None:
     key, ch = challenged(api)
     stranger = SigningKey.generate()
     signed = report_for(stranger, ch)
-    reply, _, _ = api.signed(stranger, "POST", f"/machines/{stranger.public_hex}/reports", submission(ch, signed))
+    reply, _, _ = api.signed(
+        stranger, "POST", f"/machines/{stranger.public_hex}/reports", submission(ch, signed)
+    )
     assert reply.status == 404
     assert codes(reply)[0] == "unknown_machine" and "challenge_machine_mismatch" in codes(reply)
-    assert tables.footprint(stranger.public_hex) == {"machine": None, "challenges": [], "reports": [],
-                                                      "nonces": []}
+    assert tables.footprint(stranger.public_hex) == {
+        "machine": None,
+        "challenges": [],
+        "reports": [],
+        "nonces": [],
+    }
     assert tables.footprint(key.public_hex)["reports"] == []
 
 
@@ -256,7 +296,9 @@ def test_report_signed_with_wrong_key(api: RawApi, tables: Tables) -> None:
     key, ch = challenged(api)
     other = SigningKey.generate()
     before = tables.footprint(key.public_hex)
-    reply, _, _ = api.signed(other, "POST", f"/machines/{key.public_hex}/reports", submission(ch, report_for(key, ch)))
+    reply, _, _ = api.signed(
+        other, "POST", f"/machines/{key.public_hex}/reports", submission(ch, report_for(key, ch))
+    )
     assert reply.status == 403 and reply.body["code"] == "key_mismatch"
     # The report itself signed by another key than the machine it names:
     forged = SignedReport(report=report_for(key, ch).report, signature=other.sign(b"x").hex())
@@ -289,8 +331,9 @@ def test_superseded_challenge(api: RawApi, tables: Tables) -> None:
     key, first = challenged(api)
     assert api.challenge(key).status == 201
     before = tables.footprint(key.public_hex)
-    reply, _, _ = api.signed(key, "POST", f"/machines/{key.public_hex}/reports",
-                             submission(first, report_for(key, first)))
+    reply, _, _ = api.signed(
+        key, "POST", f"/machines/{key.public_hex}/reports", submission(first, report_for(key, first))
+    )
     assert reply.status == 409 and reply.body["code"] == "challenge_used"
     assert tables.footprint(key.public_hex) == before
 
@@ -306,7 +349,9 @@ def test_expired_challenge(api: RawApi, tables: Tables, monkeypatch: pytest.Monk
         machine_services.cache_clear()
     time.sleep(1.5)
     before = tables.footprint(key.public_hex)
-    reply, _, _ = api.signed(key, "POST", f"/machines/{key.public_hex}/reports", submission(ch, report_for(key, ch)))
+    reply, _, _ = api.signed(
+        key, "POST", f"/machines/{key.public_hex}/reports", submission(ch, report_for(key, ch))
+    )
     assert reply.status == 410 and reply.body["code"] == "challenge_expired"
     assert tables.footprint(key.public_hex) == before
 

@@ -39,7 +39,9 @@ class Settings:
             gpu_uuids_table=os.environ.get("GPU_UUIDS_TABLE"),
             idempotency_table=os.environ.get("IDEMPOTENCY_TABLE"),
             allow_cpu_backend=os.environ.get("ALLOW_CPU_BACKEND", "false").lower() == "true",
-            shadow_checks=frozenset(c.strip() for c in os.environ.get("SHADOW_CHECKS", "").split(",") if c.strip()),
+            shadow_checks=frozenset(
+                c.strip() for c in os.environ.get("SHADOW_CHECKS", "").split(",") if c.strip()
+            ),
             challenge_ttl_s=int(_env("CHALLENGE_TTL_S", "900")),
             max_skew_s=int(_env("MAX_SKEW_S", "300")),
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",

@@ -21,10 +21,14 @@ def validation_rejection(exc: RequestValidationError) -> Rejection:
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
         return Rejection([Reason("malformed_json", "the body is not valid JSON", "body")])
-    return Rejection([
-        Reason("schema_invalid", f"{e.get('msg', 'invalid')} ({e.get('type', '?')})", _loc(e.get("loc", ())))
-        for e in errors
-    ])
+    return Rejection(
+        [
+            Reason(
+                "schema_invalid", f"{e.get('msg', 'invalid')} ({e.get('type', '?')})", _loc(e.get("loc", ()))
+            )
+            for e in errors
+        ]
+    )
 
 
 def rejection_response(rejection: Rejection) -> Response[str]:

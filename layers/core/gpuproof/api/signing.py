@@ -42,15 +42,21 @@ def check_envelope(event: dict[str, Any], now: float, max_skew_s: int) -> Signed
     """Size first, then the signature; raises Rejection. None for methods that need no signature."""
     body = _raw_body(event)
     if len(body) > MAX_BODY_BYTES:
-        raise Rejection([Reason("body_too_large", f"the body has {len(body)} bytes; the limit is {MAX_BODY_BYTES}",
-                                "body")])
+        raise Rejection(
+            [
+                Reason(
+                    "body_too_large", f"the body has {len(body)} bytes; the limit is {MAX_BODY_BYTES}", "body"
+                )
+            ]
+        )
     http = event.get("requestContext", {}).get("http", {})
     method = str(http.get("method", "")).upper()
     if method not in SIGNED_METHODS:
         return None
     try:
-        return verify_request(method, event.get("rawPath", ""), event.get("headers") or {}, body,
-                              now=now, max_skew_s=max_skew_s)
+        return verify_request(
+            method, event.get("rawPath", ""), event.get("headers") or {}, body, now=now, max_skew_s=max_skew_s
+        )
     except RequestSignatureError as exc:
         raise Rejection(exc.reasons) from exc
 

@@ -27,6 +27,6 @@ def canonical_bytes(value: Any) -> bytes:
     language must reproduce exactly these bytes (docs/protocol.md, "Canonical encoding").
     """
     _check(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
