@@ -22,6 +22,11 @@ from pytest_socket import disable_socket, enable_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT_DIR = ROOT / "tests" / "unit"
+COMMITTEE_WINDOW_SCALE = 6 / (36 * 3600)
+# Template parameters of the test session, for the moto server's environment and the local stack alike
+# (a parameter-fed variable already in os.environ wins over the stack's parameter). No GPU in CI: the
+# verifier accepts the probe's CPU backend; committee windows in seconds (36 h → 6 s, 48 h → 8 s).
+LOCAL_PARAMETERS = {"AllowCpuBackend": "true", "CommitteeWindowScale": str(COMMITTEE_WINDOW_SCALE)}
 
 
 def _is_unit(item: pytest.Item) -> bool:
@@ -63,7 +68,9 @@ def moto_server() -> Iterator[MotoEndpoint]:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in aws_environment(server.endpoint_url).items():
             mp.setenv(key, value)
-        resources = provision(load_template(ROOT / "template.yaml"), server.endpoint_url)
+        resources = provision(
+            load_template(ROOT / "template.yaml"), server.endpoint_url, parameters=LOCAL_PARAMETERS
+        )
         env = resources.merged_environment()
         for key, value in env.items():
             mp.setenv(key, value)
@@ -80,7 +87,7 @@ def local_stack(moto_server: MotoEndpoint) -> Iterator[LocalStack]:
         ROOT / "template.yaml",
         endpoint_url=moto_server.endpoint_url,
         schedule_interval_s=1.0,
-        parameters={"AllowCpuBackend": "true"},
+        parameters=LOCAL_PARAMETERS,
     )
     with stack:
         yield stack

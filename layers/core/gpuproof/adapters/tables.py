@@ -26,7 +26,7 @@ class MachineModel(Model):
     registered_at = NumberAttribute()
     updated_at = NumberAttribute()
     last_challenge_id = UnicodeAttribute(null=True)
-    state_reasons: ListAttribute[MapAttribute[str, str]] = ListAttribute(of=MapAttribute, null=True)
+    state_reasons = JSONAttribute(null=True)
 
 
 class ChallengeModel(Model):
@@ -106,3 +106,72 @@ class VerdictModel(Model):
     evidence_digest = UnicodeAttribute()
     decided_at = NumberAttribute()
     publication = JSONAttribute(null=True)
+
+
+class MemberModel(Model):
+    """MembersTable: a committee member (account = Ed25519 public key hex) and its in-flight load."""
+
+    class Meta:
+        table_name = "MembersTable"
+
+    account = UnicodeAttribute(hash_key=True)
+    linked_accounts = JSONAttribute()
+    registered_at = NumberAttribute()
+    status = UnicodeAttribute()
+    in_flight = NumberAttribute()
+
+
+class RoundModel(Model):
+    """RoundsTable: one committee round of a machine (the draw's published data, commits, reveals,
+    result). The reserved item machine_id="#beacon", round=0 is the beacon's counter (BeaconModel)."""
+
+    class Meta:
+        table_name = "RoundsTable"
+
+    machine_id = UnicodeAttribute(hash_key=True)
+    round = NumberAttribute(range_key=True)
+    status = UnicodeAttribute()
+    owner = UnicodeAttribute()
+    region = UnicodeAttribute()
+    challenge_id = UnicodeAttribute()
+    evidence_digest = UnicodeAttribute()
+    members: ListAttribute[str] = ListAttribute()
+    excluded: ListAttribute[str] = ListAttribute()
+    booked_at = NumberAttribute()
+    scale = NumberAttribute()
+    commit_deadline = NumberAttribute()
+    reveal_deadline = NumberAttribute()
+    beacon_index = NumberAttribute()
+    beacon_value = UnicodeAttribute()
+    beacon_tip = UnicodeAttribute()
+    pool_digest = UnicodeAttribute()
+    pool_size = NumberAttribute()
+    pool = JSONAttribute(null=True)
+    cap = NumberAttribute()
+    expected_info = JSONAttribute(null=True)
+    expected_problems = JSONAttribute()
+    performance_index = NumberAttribute(null=True)
+    # account -> {"commit_hash", "at"} and account -> {"info", "at"}; hashes listed for the
+    # duplicate-hash condition.
+    commits: MapAttribute[str, Any] = MapAttribute()  # type: ignore[no-untyped-call]
+    reveals: MapAttribute[str, Any] = MapAttribute()  # type: ignore[no-untyped-call]
+    commit_hashes: ListAttribute[str] = ListAttribute()
+    commit_count = NumberAttribute()
+    reveal_count = NumberAttribute()
+    result = UnicodeAttribute(null=True)
+    tally = JSONAttribute(null=True)
+    closed_at = NumberAttribute(null=True)
+
+
+class BeaconModel(Model):
+    """The beacon's counter, kept in RoundsTable under the reserved key ("#beacon", 0)."""
+
+    class Meta:
+        table_name = "RoundsTable"
+
+    machine_id = UnicodeAttribute(hash_key=True)
+    round = NumberAttribute(range_key=True)
+    tip = UnicodeAttribute()
+    length = NumberAttribute()
+    next_index = NumberAttribute()
+    created_at = NumberAttribute()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 from gpuproof.adapters.clock import SystemClock
 from gpuproof.adapters.dynamo import DynamoMachineStore
 from gpuproof.adapters.queue import SqsVerifyQueue
 from gpuproof.config import Settings
+from gpuproof.logic.committee import CommitteeServices
 from gpuproof.logic.machines import Services
 from gpuproof.logic.verification import VerifyServices
 
@@ -31,4 +33,33 @@ def verify_services() -> VerifyServices:
         clock=SystemClock(),
         allow_cpu_backend=settings.allow_cpu_backend,
         shadow_checks=settings.shadow_checks,
+    )
+
+
+# Local development only: the template's BeaconSeed default; a deployment must override it.
+LOCAL_BEACON_SEED = "gpuproof-local-beacon-seed-not-secret-override-in-aws"
+
+
+@functools.cache
+def committee_services() -> CommitteeServices:
+    """The committee API and the sweeper; the beacon (its seed is a secret) only where it is set."""
+    from gpuproof.adapters.committee_store import CommitteeSettings, DynamoCommitteeStore
+    from gpuproof.committee.beacon import HashChainBeacon
+
+    settings = Settings.from_env()
+    committee = CommitteeSettings.from_env()
+    beacon = None
+    if committee.beacon_seed:
+        if committee.beacon_seed == LOCAL_BEACON_SEED:
+            logging.getLogger(__name__).warning(
+                "BEACON_SEED is the public local default: draws are predictable"
+            )
+        beacon = HashChainBeacon(committee.beacon_seed.encode("utf-8"), committee.beacon_length)
+    return CommitteeServices(
+        store=DynamoCommitteeStore(settings, committee),
+        clock=SystemClock(),
+        window_scale=committee.window_scale,
+        max_in_flight=committee.max_in_flight,
+        allow_cpu_backend=settings.allow_cpu_backend,
+        beacon=beacon,
     )

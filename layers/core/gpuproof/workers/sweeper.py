@@ -1,15 +1,47 @@
-"""The deadline sweeper's use case entry; commit/reveal windows and expiry land with issue 5."""
+"""The deadline sweeper's use case entry: one schedule tick draws committees and closes rounds.
+
+Each tick: (1) draw a committee for every machine that passed the automated stage or lost its
+consensus (`logic.committee.draw_due_machines`), then (2) tally every round whose windows are
+over, or whose votes are all in (`logic.committee.close_due_rounds`). Both are conditional
+writes, so overlapping ticks cannot draw or close twice.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
+from gpuproof.api.wiring import committee_services
+from gpuproof.logic.committee import close_due_rounds, draw_due_machines
 
 logger = Logger(child=True)
 
 
 def sweep(event: dict[str, Any]) -> dict[str, Any]:
-    """One scheduled tick. Not implemented yet: says so in the log and does nothing."""
-    logger.warning("deadline sweep not implemented; lands with issue 5", extra={"tick": event.get("time")})
-    return {"swept": 0, "implemented": False}
+    svc = committee_services()
+    draws = draw_due_machines(svc)
+    for d in draws:
+        if d.outcome == "drawn":
+            logger.info(
+                "committee drawn", extra={"machine_id": d.machine_id, "round": d.round, "members": d.members}
+            )
+        elif d.outcome != "skipped":
+            logger.info(f"draw {d.outcome}", extra={"machine_id": d.machine_id, "detail": d.detail})
+    verdicts = close_due_rounds(svc)
+    for v in verdicts:
+        logger.info(
+            "round tallied",
+            extra={"verdict_id": v.verdict_id, "result": v.result.value, "committee": v.committee},
+        )
+    counts = Counter(d.outcome for d in draws)
+    return {
+        "implemented": True,
+        "tick": event.get("time"),
+        "drawn": counts.get("drawn", 0),
+        "waiting": counts.get("waiting", 0),
+        "conflicts": counts.get("conflict", 0),
+        "closed": len(verdicts),
+        "verdicts": {v.verdict_id: v.result.value for v in verdicts},
+    }

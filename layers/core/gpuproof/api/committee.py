@@ -1,0 +1,247 @@
+"""Routes of the committee API: the beacon, members, assignments, rounds, transcripts, commit, reveal.
+
+Reads are public (who was drawn and on what evidence is meant to be checked by anyone); every
+POST is signed by the member's key, and a member votes only in rounds it was drawn for.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import BaseModel, Field
+
+from gpuproof.api.models import ErrorOut
+from gpuproof.api.signing import signed_request
+from gpuproof.api.wiring import committee_services
+from gpuproof.logic import committee as logic
+from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
+from gpuproof.protocol.httpsig import SignedRequest
+
+router = Router()  # type: ignore[no-untyped-call]
+
+Account = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="member's Ed25519 public key, hex")]
+MachineId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="machine's Ed25519 public key, hex")]
+RoundNo = Annotated[int, Path(ge=1, description="round number, from 1")]
+Signer = Annotated[SignedRequest, Depends(signed_request)]
+Svc = Annotated[logic.CommitteeServices, Depends(committee_services)]
+TAGS = ["committee"]
+
+
+class MemberRegistration(BaseModel):
+    """Body of POST /members, signed (RFC 9421) by the member's own key (keyid = account)."""
+
+    account: str = Field(pattern=r"^[0-9a-f]{64}$")
+    linked_accounts: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="owner accounts this member is tied to; it is never drawn for their machines",
+    )
+
+
+class MemberOut(BaseModel):
+    account: str
+    linked_accounts: list[str]
+    registered_at: float
+    status: str
+    in_flight: int
+
+
+class BeaconOut(BaseModel):
+    tip: str = Field(description="x_N of the SHA-256 hash chain, published before any value is used")
+    length: int
+    next_index: int = Field(description="the index the next draw uses; value i hashes i times to the tip")
+
+
+class AssignmentOut(BaseModel):
+    machine_id: str
+    round: int
+    status: str
+    phase: str
+    member_index: int
+    slots: list[list[float]]
+    booked_at: float
+    commit_deadline: float
+    reveal_deadline: float
+    committed: bool
+    revealed: bool
+    result: str | None = None
+
+
+class AssignmentsOut(BaseModel):
+    account: str
+    assignments: list[AssignmentOut]
+
+
+class RoundOut(BaseModel):
+    """A round's published data: enough to recompute the draw (docs/committee.md)."""
+
+    machine_id: str
+    round: int
+    status: str
+    owner: str
+    region: str
+    challenge_id: str
+    evidence_digest: str
+    members: list[str]
+    excluded: list[str]
+    booked_at: float
+    scale: float
+    commit_deadline: float
+    reveal_deadline: float
+    beacon_index: int
+    beacon_value: str
+    beacon_tip: str
+    pool_digest: str
+    pool_size: int
+    pool: list[str] | None
+    cap: int
+    expected_info: dict[str, Any] | None
+    expected_problems: list[dict[str, str]]
+    performance_index: float | None
+    commits: dict[str, dict[str, Any]]
+    reveals: dict[str, dict[str, Any]]
+    commit_hashes: list[str]
+    result: str | None
+    tally: dict[str, Any] | None
+    closed_at: float | None
+
+
+class TranscriptOut(BaseModel):
+    round: RoundOut
+    machine: dict[str, Any]
+    challenge: dict[str, Any] | None
+    report: dict[str, Any]
+
+
+class CommitIn(BaseModel):
+    commit_hash: str = Field(
+        pattern=r"^(0x)?[0-9a-fA-F]{32}$", description="blake2_128 of DBC's CommitteeUploadInfo bytes, hex"
+    )
+
+
+class RevealIn(BaseModel):
+    info: CommitteeUploadInfo
+
+
+class VoteOut(BaseModel):
+    machine_id: str
+    round: int
+    account: str
+    phase: str
+
+
+def _responses(ok: int, model: type[BaseModel], *refusals: int) -> dict[int, OpenAPIResponse]:
+    out: dict[int, OpenAPIResponse] = {
+        ok: {"description": "ok", "content": {"application/json": {"model": model}}}
+    }
+    for status in refusals:
+        out[status] = {"description": "refused", "content": {"application/json": {"model": ErrorOut}}}
+    return out
+
+
+def _member_out(m: logic.CommitteeMember) -> MemberOut:
+    return MemberOut(
+        account=m.account,
+        linked_accounts=m.linked_accounts,
+        registered_at=m.registered_at,
+        status=m.status,
+        in_flight=m.in_flight,
+    )
+
+
+def _vote_out(svc: logic.CommitteeServices, r: logic.CommitteeRound, account: str) -> VoteOut:
+    view = logic.assignment_view(r, account, svc.clock.now())
+    return VoteOut(machine_id=r.machine_id, round=r.round, account=account, phase=str(view["phase"]))
+
+
+@router.get(
+    "/beacon",
+    tags=TAGS,
+    summary="The randomness beacon's published tip and next index",
+    responses=_responses(200, BeaconOut, 404),
+)
+def get_beacon(svc: Svc) -> BeaconOut:
+    state = logic.beacon_info(svc)
+    return BeaconOut(tip=state.tip, length=state.length, next_index=state.next_index)
+
+
+@router.post(
+    "/members",
+    status_code=201,
+    tags=TAGS,
+    summary="Join the committee pool",
+    responses=_responses(201, MemberOut, 401, 403, 409, 422),
+)
+def register_member(body: MemberRegistration, signer: Signer, svc: Svc) -> MemberOut:
+    return _member_out(logic.register_member(svc, signer, body.account, body.linked_accounts))
+
+
+@router.post(
+    "/members/<account>/retire",
+    tags=TAGS,
+    summary="Leave the pool (no new draws)",
+    responses=_responses(200, MemberOut, 401, 403, 404, 409),
+)
+def retire_member(account: Account, signer: Signer, svc: Svc) -> MemberOut:
+    return _member_out(logic.retire_member(svc, signer, account))
+
+
+@router.get(
+    "/members/<account>/assignments",
+    tags=TAGS,
+    summary="Rounds this member was drawn for",
+    responses=_responses(200, AssignmentsOut, 404, 422),
+)
+def get_assignments(account: Account, svc: Svc) -> AssignmentsOut:
+    items = logic.assignments(svc, account)
+    return AssignmentsOut(account=account, assignments=[AssignmentOut(**a) for a in items])
+
+
+@router.get(
+    "/rounds/<machine_id>/<round_no>",
+    tags=TAGS,
+    summary="A round's draw data, votes and result",
+    responses=_responses(200, RoundOut, 404, 422),
+)
+def get_round(machine_id: MachineId, round_no: RoundNo, svc: Svc) -> RoundOut:
+    return RoundOut(**logic.get_round(svc, machine_id, round_no).as_dict())
+
+
+@router.get(
+    "/rounds/<machine_id>/<round_no>/transcript",
+    tags=TAGS,
+    summary="The evidence to re-verify: round, machine, challenge, signed report",
+    responses=_responses(200, TranscriptOut, 404, 422),
+)
+def get_transcript(machine_id: MachineId, round_no: RoundNo, svc: Svc) -> TranscriptOut:
+    return TranscriptOut(**logic.transcript(svc, machine_id, round_no))
+
+
+@router.post(
+    "/rounds/<machine_id>/<round_no>/commit",
+    tags=TAGS,
+    summary="Commit blake2_128 of the findings",
+    responses=_responses(200, VoteOut, 401, 403, 404, 409, 422),
+)
+def commit_vote(
+    machine_id: MachineId, round_no: RoundNo, body: CommitIn, signer: Signer, svc: Svc
+) -> VoteOut:
+    r = logic.commit(svc, signer, machine_id, round_no, body.commit_hash)
+    return _vote_out(svc, r, signer.keyid)
+
+
+@router.post(
+    "/rounds/<machine_id>/<round_no>/reveal",
+    tags=TAGS,
+    summary="Reveal the committed findings",
+    responses=_responses(200, VoteOut, 401, 403, 404, 409, 422),
+)
+def reveal_vote(
+    machine_id: MachineId, round_no: RoundNo, body: RevealIn, signer: Signer, svc: Svc
+) -> VoteOut:
+    r = logic.reveal(svc, signer, machine_id, round_no, body.info)
+    return _vote_out(svc, r, signer.keyid)

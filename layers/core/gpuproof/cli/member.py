@@ -1,0 +1,398 @@
+"""A committee member's work as plain functions: talk to the committee API, inspect a transcript
+(re-verify the signed report and the proof of throughput locally, with the member's OWN random
+row checks), commit blake2_128 of the findings, reveal them, and the bot agent's loop.
+
+The CLI (`gpuproof.cli.committee`), `make demo` and the e2e tests all run these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import requests
+
+from gpuproof.committee.findings import findings_from_report
+from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
+from gpuproof.protocol.httpsig import sign_request
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.proof import ProofParams, ThroughputProof, verify_throughput
+from gpuproof.protocol.report import SignedReport
+
+STATE_MODE = 0o600
+Log = Callable[[str], None]
+
+
+class ApiError(Exception):
+    """The service refused a request: status, stable code and every reason."""
+
+    def __init__(self, status: int, code: str, message: str, reasons: list[dict[str, Any]]) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.reasons = reasons
+
+
+class CommitteeClient:
+    """Signed JSON requests to the committee API (RFC 9421 profile of gpuproof.protocol.httpsig)."""
+
+    def __init__(self, api_url: str, key: SigningKey, timeout_s: float = 30.0) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.key = key
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        self._base_path = urlsplit(self.api_url).path.rstrip("/")
+
+    @property
+    def account(self) -> str:
+        return self.key.public_hex
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        data = b"" if body is None else canonical_bytes(body)
+        headers = sign_request(self.key, method, self._base_path + path, data)
+        if body is not None:
+            headers["content-type"] = "application/json"
+        r = self.session.request(
+            method, self.api_url + path, data=data, headers=headers, timeout=self.timeout_s
+        )
+        try:
+            doc = r.json() if r.content else None
+        except ValueError:
+            doc = None
+        if r.status_code >= 400:
+            d = doc if isinstance(doc, dict) else {}
+            raise ApiError(
+                r.status_code,
+                str(d.get("code", "http_error")),
+                str(d.get("message", r.text[:200])),
+                list(d.get("reasons", [])),
+            )
+        return doc
+
+    def beacon(self) -> Any:
+        return self.request("GET", "/beacon")
+
+    def register(self, linked_accounts: list[str]) -> Any:
+        return self.request("POST", "/members", {"account": self.account, "linked_accounts": linked_accounts})
+
+    def retire(self) -> Any:
+        return self.request("POST", f"/members/{self.account}/retire", {})
+
+    def assignments(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/members/{self.account}/assignments")["assignments"])
+
+    def round(self, machine_id: str, round_no: int) -> Any:
+        return self.request("GET", f"/rounds/{machine_id}/{round_no}")
+
+    def transcript(self, machine_id: str, round_no: int) -> Any:
+        return self.request("GET", f"/rounds/{machine_id}/{round_no}/transcript")
+
+    def commit(self, machine_id: str, round_no: int, commit_hash: str) -> Any:
+        return self.request("POST", f"/rounds/{machine_id}/{round_no}/commit", {"commit_hash": commit_hash})
+
+    def reveal(self, machine_id: str, round_no: int, info: CommitteeUploadInfo) -> Any:
+        return self.request(
+            "POST", f"/rounds/{machine_id}/{round_no}/reveal", {"info": info.model_dump(mode="json")}
+        )
+
+
+# ------------------------------------------------------------------------------------ inspection
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Inspection:
+    """What this member found in one round's evidence; `supports` is its own judgement."""
+
+    machine_id: str
+    round: int
+    checks: list[Check]
+    fields: dict[str, Any] | None
+    rows: list[dict[str, Any]]
+    performance_index: float | None
+    proof_status: str
+    expected_info: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def supports(self) -> bool:
+        return self.fields is not None and all(c.ok for c in self.checks)
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.ok]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "supports": self.supports, "problems": self.problems}
+
+
+def _proof_checks(
+    transcript: dict[str, Any], signed: SignedReport, rng: np.random.Generator
+) -> tuple[list[Check], str]:
+    challenge = transcript.get("challenge") or {}
+    params_doc = (challenge.get("params") or {}).get("proof")
+    proof_doc = signed.report.proof
+    if proof_doc is None:
+        if params_doc:
+            return [
+                Check("proof", False, "the challenge asked for a proof of throughput; the report has none")
+            ], ("missing")
+        return [], "no proof in this report (the challenge asked for none)"
+    if not params_doc:
+        return [
+            Check("proof", False, "the report carries a proof but the challenge has no proof parameters")
+        ], ("unexpected")
+    proof = ThroughputProof.model_validate(proof_doc)
+    params = [ProofParams.model_validate(p) for p in params_doc]
+    secret = challenge.get("pairs_secret")
+    reasons = verify_throughput(
+        proof,
+        machine_id=signed.report.machine_id,
+        challenge_id=str(challenge["challenge_id"]),
+        nonce=bytes.fromhex(str(challenge["nonce"])),
+        params=params,
+        pairs_secret=bytes.fromhex(secret) if secret else None,
+        issued_at=challenge.get("issued_at"),
+        commitment_received_at=challenge.get("commitment_received_at"),
+        rng=rng,
+    )
+    if reasons:
+        return [Check("proof", False, "; ".join(f"{r.code}: {r.message}" for r in reasons))], "failed"
+    checks = sum(p.checks for p in params)
+    return [
+        Check("proof", True, f"Merkle paths and {checks} pairs re-checked with this member's own x")
+    ], "verified"
+
+
+def inspect_transcript(
+    transcript: dict[str, Any], *, allow_cpu_backend: bool = False, rng: np.random.Generator | None = None
+) -> Inspection:
+    """Re-verify the evidence of one round locally; trusts nothing the service concluded."""
+    rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
+    rnd = transcript["round"]
+    machine = transcript["machine"]
+    report_doc = transcript["report"]
+    machine_id = str(rnd["machine_id"])
+    signed = SignedReport.model_validate(report_doc["signed_report"])
+    report = signed.report
+    checks = [
+        Check("report_signature", signed.verifies(), "the machine key signed these report bytes"),
+        Check(
+            "report_machine", report.machine_id == machine_id, f"the report names {report.machine_id[:16]}…"
+        ),
+    ]
+    digest = hashlib.sha256(canonical_bytes(report_doc["signed_report"])).hexdigest()
+    checks.append(Check("evidence_digest", digest == rnd["evidence_digest"], f"sha256 {digest[:16]}…"))
+    challenge = transcript.get("challenge") or {}
+    if challenge:
+        ok = report.challenge_nonce == challenge.get("nonce") and report.challenge_id == challenge.get(
+            "challenge_id"
+        )
+        checks.append(Check("challenge", ok, "the report answers this round's challenge nonce"))
+    integ = report.integrity
+    preload = [*([integ.ld_preload] if integ.ld_preload else []), *integ.ld_so_preload]
+    checks.append(
+        Check("integrity", not preload, f"preloaded libraries: {preload}" if preload else "no preload")
+    )
+    unverified = [f"{b.name}@{b.device}" for b in report.benchmarks if not b.verified]
+    checks.append(
+        Check("benchmarks", not unverified, f"unverified: {unverified}" if unverified else "all verified")
+    )
+    proof_checks, proof_status = _proof_checks(transcript, signed, rng)
+    checks += proof_checks
+    findings = findings_from_report(
+        machine_id, str(machine["region"]), report, allow_cpu_backend=allow_cpu_backend
+    )
+    for p in findings.problems:
+        checks.append(Check(p.code, False, p.message))
+    notes = []
+    if proof_status.startswith("no proof"):
+        notes.append("NO PROOF IN THIS REPORT: throughput is not proven, only the self-measured benchmarks")
+    if not report.inventory.gpus:
+        notes.append("CPU backend: no GPU in this report (accepted only where the CPU backend is allowed)")
+    return Inspection(
+        machine_id=machine_id,
+        round=int(rnd["round"]),
+        checks=checks,
+        fields=findings.fields,
+        rows=findings.rows,
+        performance_index=findings.performance_index,
+        proof_status=proof_status,
+        expected_info=rnd.get("expected_info"),
+        notes=notes,
+    )
+
+
+def upload_info(inspection: Inspection, rand_str: str) -> CommitteeUploadInfo:
+    """The member's CommitteeUploadInfo: its findings and its own judgement (is_support)."""
+    if inspection.fields is not None:
+        return CommitteeUploadInfo(**inspection.fields, rand_str=rand_str, is_support=inspection.supports)
+    return CommitteeUploadInfo(
+        machine_id=inspection.machine_id,
+        gpu_type="",
+        gpu_num=0,
+        cuda_core=0,
+        gpu_mem=0,
+        calc_point=0,
+        sys_disk=0,
+        data_disk=0,
+        cpu_type="",
+        cpu_core_num=0,
+        cpu_rate=0,
+        mem_num=0,
+        rand_str=rand_str,
+        is_support=False,
+    )
+
+
+# ------------------------------------------------------------------------------------ local state
+class MemberState:
+    """Votes this member committed (with their secret rand_str), in a JSON file of mode 0600."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def _load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {"votes": {}}
+        loaded: dict[str, Any] = json.loads(self.path.read_text())
+        return loaded
+
+    def _save(self, doc: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, STATE_MODE)
+        try:
+            os.fchmod(fd, STATE_MODE)
+            os.write(fd, json.dumps(doc, indent=2, sort_keys=True).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+
+    @staticmethod
+    def key(machine_id: str, round_no: int) -> str:
+        return f"{machine_id}:{round_no}"
+
+    def get(self, machine_id: str, round_no: int) -> dict[str, Any] | None:
+        with self._lock:
+            vote: dict[str, Any] | None = self._load()["votes"].get(self.key(machine_id, round_no))
+            return vote
+
+    def put(self, machine_id: str, round_no: int, vote: dict[str, Any]) -> None:
+        with self._lock:
+            doc = self._load()
+            doc["votes"][self.key(machine_id, round_no)] = vote
+            self._save(doc)
+
+
+def commit_findings(
+    client: CommitteeClient, state: MemberState, inspection: Inspection
+) -> CommitteeUploadInfo:
+    """Commit blake2_128 of this member's CommitteeUploadInfo; rand_str is saved before sending."""
+    info = upload_info(inspection, secrets.token_hex(8))
+    vote = {
+        "info": info.model_dump(mode="json"),
+        "commit_hash": info.commit_hash_hex(),
+        "committed": False,
+        "revealed": False,
+    }
+    state.put(inspection.machine_id, inspection.round, vote)
+    client.commit(inspection.machine_id, inspection.round, info.commit_hash_hex())
+    state.put(inspection.machine_id, inspection.round, {**vote, "committed": True})
+    return info
+
+
+def reveal_findings(
+    client: CommitteeClient, state: MemberState, machine_id: str, round_no: int
+) -> CommitteeUploadInfo:
+    vote = state.get(machine_id, round_no)
+    if vote is None:
+        raise LookupError(f"no committed vote for {machine_id} round {round_no} in {state.path}")
+    info = CommitteeUploadInfo.model_validate(vote["info"])
+    client.reveal(machine_id, round_no, info)
+    state.put(machine_id, round_no, {**vote, "revealed": True})
+    return info
+
+
+# ------------------------------------------------------------------------------------ the agent
+@dataclass
+class AgentAction:
+    machine_id: str
+    round: int
+    action: str  # committed | revealed | failed
+    detail: str = ""
+
+
+def agent_tick(
+    client: CommitteeClient,
+    state: MemberState,
+    *,
+    allow_cpu_backend: bool = False,
+    rng: np.random.Generator | None = None,
+    log: Log = lambda _m: None,
+) -> list[AgentAction]:
+    """One pass over this member's open assignments: inspect and commit in the commit phase,
+    reveal in the reveal phase. Errors on one assignment never stop the others."""
+    actions = []
+    for a in client.assignments():
+        if a["status"] != "open":
+            continue
+        mid, rno = str(a["machine_id"]), int(a["round"])
+        try:
+            if a["phase"] == "commit" and not a["committed"]:
+                inspection = inspect_transcript(
+                    client.transcript(mid, rno), allow_cpu_backend=allow_cpu_backend, rng=rng
+                )
+                info = commit_findings(client, state, inspection)
+                detail = f"is_support={info.is_support} calc_point={info.calc_point}"
+                if not inspection.supports:
+                    detail += f" problems={inspection.problems}"
+                actions.append(AgentAction(mid, rno, "committed", detail))
+            elif a["phase"] == "reveal" and a["committed"] and not a["revealed"]:
+                info = reveal_findings(client, state, mid, rno)
+                actions.append(AgentAction(mid, rno, "revealed", f"is_support={info.is_support}"))
+        except (ApiError, LookupError, ValueError, requests.RequestException) as exc:
+            actions.append(AgentAction(mid, rno, "failed", str(exc)))
+    for act in actions:
+        log(f"{client.account[:12]}… {act.action} {act.machine_id[:12]}…#{act.round} {act.detail}")
+    return actions
+
+
+def run_agent(
+    client: CommitteeClient,
+    state: MemberState,
+    *,
+    interval_s: float = 5.0,
+    once: bool = False,
+    allow_cpu_backend: bool = False,
+    stop: threading.Event | None = None,
+    log: Log = lambda _m: None,
+) -> list[AgentAction]:
+    """The bot member: `agent_tick` every `interval_s` until `stop` is set (or once)."""
+    stop = stop or threading.Event()
+    done: list[AgentAction] = []
+    while True:
+        started = time.monotonic()
+        try:
+            done += agent_tick(client, state, allow_cpu_backend=allow_cpu_backend, log=log)
+        except (ApiError, requests.RequestException) as exc:
+            log(f"{client.account[:12]}… assignments unavailable: {exc}")
+        if once or stop.wait(max(0.0, interval_s - (time.monotonic() - started))):
+            return done

@@ -1,0 +1,599 @@
+"""The verifier committee's use cases: members, the draw, commit–reveal and the tally to a verdict.
+
+The pure rules live in `gpuproof.committee` (beacon, draw, windows, tally, findings); this module
+reads and writes through the `CommitteeStore` port, and every state change is one conditional
+write there (a beacon value is used once, a round closes once, a verdict is written once).
+
+Deliberate difference from DBC: a round needs at least `MIN_REVEALS` (2) reveals to decide
+(DBC lets a single revealer decide; reference/dbc.md lists that as a weak point).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from gpuproof.committee.beacon import HashChainBeacon
+from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, select_indices
+from gpuproof.committee.findings import findings_from_report
+from gpuproof.committee.tally import Tally, TallyResult, tally
+from gpuproof.committee.windows import RoundWindows
+from gpuproof.errors import Rejection, raise_if
+from gpuproof.logic.ports import Clock
+from gpuproof.logic.records import Challenge, Machine, StoredReport, Verdict, VerdictResult, Vote
+from gpuproof.logic.states import MachineState
+from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
+from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.reasons import Reason
+from gpuproof.protocol.report import SignedReport
+
+MIN_REVEALS = 2
+ACTIVE = "active"
+RETIRED = "retired"
+OPEN = "open"
+CLOSED = "closed"
+# The sorted eligible pool is stored on the round (so anyone can recompute the draw) up to this
+# many accounts; above it only its digest and size are stored (DynamoDB items stop at 400 KB).
+POOL_PUBLISH_LIMIT = 2000
+DRAWABLE = (MachineState.auto_verified, MachineState.no_consensus)
+
+
+# ------------------------------------------------------------------------------------ records
+@dataclass
+class CommitteeMember:
+    account: str
+    linked_accounts: list[str]
+    registered_at: float
+    status: str = ACTIVE
+    in_flight: int = 0
+
+
+@dataclass
+class BeaconState:
+    tip: str
+    length: int
+    next_index: int
+
+
+@dataclass
+class CommitteeRound:
+    """One round: the draw's published data, the votes, and (once closed) the result."""
+
+    machine_id: str
+    round: int
+    status: str
+    owner: str
+    region: str
+    challenge_id: str
+    evidence_digest: str
+    members: list[str]
+    excluded: list[str]
+    booked_at: float
+    scale: float
+    commit_deadline: float
+    reveal_deadline: float
+    beacon_index: int
+    beacon_value: str
+    beacon_tip: str
+    pool_digest: str
+    pool_size: int
+    pool: list[str] | None
+    cap: int
+    expected_info: dict[str, Any] | None
+    expected_problems: list[dict[str, str]]
+    performance_index: float | None
+    commits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reveals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    commit_hashes: list[str] = field(default_factory=list)
+    result: str | None = None
+    tally: dict[str, Any] | None = None
+    closed_at: float | None = None
+
+    @property
+    def windows(self) -> RoundWindows:
+        return RoundWindows(self.booked_at, self.scale)
+
+    @property
+    def all_committed(self) -> bool:
+        return set(self.members) <= set(self.commits)
+
+    @property
+    def all_revealed(self) -> bool:
+        return set(self.members) <= set(self.reveals)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pool_digest(pool: Sequence[str]) -> str:
+    """SHA-256 hex of the sorted eligible accounts joined by "\\n" (UTF-8)."""
+    return hashlib.sha256("\n".join(pool).encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------------------------ ports
+class CommitteeStore(Protocol):
+    def nonce_used(self, request: SignedRequest) -> bool: ...
+
+    def get_member(self, account: str) -> CommitteeMember | None: ...
+
+    def list_members(self) -> list[CommitteeMember]: ...
+
+    def register_member(self, member: CommitteeMember, request: SignedRequest) -> None: ...
+
+    def retire_member(self, account: str, request: SignedRequest) -> None: ...
+
+    def get_round(self, machine_id: str, round_no: int) -> CommitteeRound | None: ...
+
+    def latest_round(self, machine_id: str) -> CommitteeRound | None: ...
+
+    def open_rounds(self) -> list[CommitteeRound]: ...
+
+    def rounds_of_member(self, account: str) -> list[CommitteeRound]: ...
+
+    def beacon_state(self) -> BeaconState | None: ...
+
+    def init_beacon(self, tip: str, length: int, now: float) -> BeaconState:
+        """Publish the tip once (conditional put); returns what is stored."""
+
+    def record_draw(self, round_: CommitteeRound, previous_state: MachineState) -> None:
+        """Atomically: consume beacon index round_.beacon_index, put the round, move the machine
+        to committee, add one in-flight round to each member (under the cap). Raises Rejection."""
+
+    def record_commit(
+        self, round_: CommitteeRound, account: str, commit_hash: str, now: float, request: SignedRequest
+    ) -> None: ...
+
+    def record_reveal(
+        self, round_: CommitteeRound, account: str, info: dict[str, Any], now: float, request: SignedRequest
+    ) -> None: ...
+
+    def close_round(
+        self,
+        round_: CommitteeRound,
+        verdict: Verdict,
+        machine_state: MachineState,
+        reasons: list[dict[str, str]],
+    ) -> bool:
+        """Atomically: round open → closed, verdict put (must not exist), machine committee →
+        machine_state, members' in-flight −1. False when another sweep already closed it."""
+
+    def machines_awaiting_draw(self) -> list[Machine]: ...
+
+    def get_machine(self, machine_id: str) -> Machine | None: ...
+
+    def get_report(self, machine_id: str, challenge_id: str) -> StoredReport | None: ...
+
+    def get_challenge(self, challenge_id: str) -> Challenge | None: ...
+
+
+@dataclass(frozen=True)
+class CommitteeServices:
+    store: CommitteeStore
+    clock: Clock
+    window_scale: float = 1.0
+    max_in_flight: int = 10
+    min_reveals: int = MIN_REVEALS
+    allow_cpu_backend: bool = False
+    beacon: HashChainBeacon | None = None
+    pool_publish_limit: int = POOL_PUBLISH_LIMIT
+
+
+# ------------------------------------------------------------------------------------ members
+def _nonce_reasons(svc: CommitteeServices, request: SignedRequest) -> list[Reason]:
+    if svc.store.nonce_used(request):
+        return [Reason("replayed_nonce", "this request nonce was already used", "nonce")]
+    return []
+
+
+def register_member(
+    svc: CommitteeServices, request: SignedRequest, account: str, linked_accounts: Sequence[str]
+) -> CommitteeMember:
+    """A member proves its key by signing the request; its linked accounts are in the signed body."""
+    reasons = []
+    if request.keyid != account:
+        reasons.append(
+            Reason("key_mismatch", "the request is signed by another key than this account's", "keyid")
+        )
+    reasons += _nonce_reasons(svc, request)
+    if svc.store.get_member(account) is not None:
+        reasons.append(Reason("member_exists", "this account is already a committee member", "account"))
+    raise_if(reasons)
+    member = CommitteeMember(account, sorted(set(linked_accounts)), svc.clock.now())
+    svc.store.register_member(member, request)
+    return member
+
+
+def retire_member(svc: CommitteeServices, request: SignedRequest, account: str) -> CommitteeMember:
+    """The member leaves the pool (no new draws); rounds it is booked in still expect its votes."""
+    member = svc.store.get_member(account)
+    reasons = []
+    if member is None:
+        reasons.append(Reason("unknown_member", "no committee member has this account", "account"))
+    if request.keyid != account:
+        reasons.append(Reason("key_mismatch", "only the member itself can retire", "keyid"))
+    reasons += _nonce_reasons(svc, request)
+    raise_if(reasons)
+    assert member is not None
+    svc.store.retire_member(account, request)
+    member.status = RETIRED
+    return member
+
+
+def _member_index(round_: CommitteeRound, account: str) -> int:
+    return round_.members.index(account)
+
+
+def assignment_view(round_: CommitteeRound, account: str, now: float) -> dict[str, Any]:
+    w = round_.windows
+    index = _member_index(round_, account)
+    return {
+        "machine_id": round_.machine_id,
+        "round": round_.round,
+        "status": round_.status,
+        "phase": CLOSED
+        if round_.status == CLOSED
+        else str(w.phase(now, all_committed=round_.all_committed, all_revealed=round_.all_revealed)),
+        "member_index": index,
+        "slots": [list(s) for s in w.member_windows(index)],
+        "booked_at": round_.booked_at,
+        "commit_deadline": round_.commit_deadline,
+        "reveal_deadline": round_.reveal_deadline,
+        "committed": account in round_.commits,
+        "revealed": account in round_.reveals,
+        "result": round_.result,
+    }
+
+
+def assignments(svc: CommitteeServices, account: str) -> list[dict[str, Any]]:
+    if svc.store.get_member(account) is None:
+        raise Rejection([Reason("unknown_member", "no committee member has this account", "account")])
+    now = svc.clock.now()
+    rounds = sorted(svc.store.rounds_of_member(account), key=lambda r: r.booked_at)
+    return [assignment_view(r, account, now) for r in rounds]
+
+
+# ------------------------------------------------------------------------------------ reads
+def get_round(svc: CommitteeServices, machine_id: str, round_no: int) -> CommitteeRound:
+    round_ = svc.store.get_round(machine_id, round_no)
+    if round_ is None:
+        raise Rejection(
+            [Reason("unknown_round", "no committee round with this machine_id and round", "round")]
+        )
+    return round_
+
+
+def beacon_info(svc: CommitteeServices) -> BeaconState:
+    state = svc.store.beacon_state()
+    if state is None:
+        raise Rejection(
+            [Reason("beacon_not_started", "the beacon tip is published at the sweeper's first run")]
+        )
+    return state
+
+
+def transcript(svc: CommitteeServices, machine_id: str, round_no: int) -> dict[str, Any]:
+    """Everything a member needs to re-verify the evidence itself: the round, the machine's
+    owner and region, the challenge (nonce, parameters, service-clock times, the pair draw's
+    secret) and the stored signed report byte for byte, with the automated stage's result."""
+    round_ = get_round(svc, machine_id, round_no)
+    machine = svc.store.get_machine(machine_id)
+    report = svc.store.get_report(machine_id, round_.challenge_id)
+    challenge = svc.store.get_challenge(round_.challenge_id)
+    if machine is None or report is None:
+        raise Rejection([Reason("unknown_report", "the round's report is no longer stored", "round")])
+    return {
+        "round": round_.as_dict(),
+        "machine": {
+            "machine_id": machine.machine_id,
+            "owner": machine.owner,
+            "region": machine.region,
+            "state": machine.state.value,
+        },
+        "challenge": None
+        if challenge is None
+        else {
+            "challenge_id": challenge.challenge_id,
+            "nonce": challenge.nonce,
+            "issued_at": challenge.issued_at,
+            "expires_at": challenge.expires_at,
+            "params": challenge.params,
+            "commitment_received_at": challenge.commitment_received_at,
+            "pairs": challenge.pairs,
+            "pairs_secret": challenge.pairs_secret,
+        },
+        "report": {
+            "challenge_id": report.challenge_id,
+            "received_at": report.received_at,
+            "report_sha256": report.report_sha256,
+            "verification": report.verification,
+            "signed_report": report.signed_report,
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------ votes
+def _voting_round(
+    svc: CommitteeServices, request: SignedRequest, machine_id: str, round_no: int
+) -> tuple[CommitteeRound, list[Reason]]:
+    round_ = get_round(svc, machine_id, round_no)
+    if request.keyid not in round_.members:
+        raise Rejection(
+            [Reason("not_assigned", "the signer is not a member of this round's committee", "keyid")]
+        )
+    reasons = _nonce_reasons(svc, request)
+    if round_.status != OPEN:
+        reasons.append(Reason("round_closed", f"the round is closed ({round_.result})", "round"))
+    return round_, reasons
+
+
+def commit(
+    svc: CommitteeServices, request: SignedRequest, machine_id: str, round_no: int, commit_hash: str
+) -> CommitteeRound:
+    round_, reasons = _voting_round(svc, request, machine_id, round_no)
+    account = request.keyid
+    now = svc.clock.now()
+    commit_hash = commit_hash.lower().removeprefix("0x")
+    if account in round_.commits:
+        reasons.append(
+            Reason("already_committed", "this member already committed in this round", "commit_hash")
+        )
+    elif not round_.windows.may_commit(now, all_committed=round_.all_committed):
+        reasons.append(
+            Reason(
+                "commit_window_closed",
+                f"commits closed at {round_.commit_deadline:.3f} (now {now:.3f})",
+                "commit_hash",
+            )
+        )
+    if commit_hash in round_.commit_hashes:
+        reasons.append(
+            Reason("duplicate_commit", "another member already committed this exact hash", "commit_hash")
+        )
+    raise_if(reasons)
+    svc.store.record_commit(round_, account, commit_hash, now, request)
+    round_.commits[account] = {"commit_hash": commit_hash, "at": now}
+    return round_
+
+
+def reveal(
+    svc: CommitteeServices, request: SignedRequest, machine_id: str, round_no: int, info: CommitteeUploadInfo
+) -> CommitteeRound:
+    round_, reasons = _voting_round(svc, request, machine_id, round_no)
+    account = request.keyid
+    now = svc.clock.now()
+    w = round_.windows
+    if account not in round_.commits:
+        reasons.append(Reason("not_committed", "this member has no commit in this round", "commit"))
+    elif account in round_.reveals:
+        reasons.append(Reason("already_revealed", "this member already revealed in this round", "info"))
+    elif now >= w.reveal_deadline:
+        reasons.append(Reason("reveal_window_closed", f"reveals closed at {w.reveal_deadline:.3f}", "info"))
+    elif not w.may_reveal(now, all_committed=round_.all_committed):
+        reasons.append(
+            Reason(
+                "reveal_not_open",
+                f"the reveal phase opens when every member has committed or at {w.commit_deadline:.3f}",
+                "info",
+            )
+        )
+    if info.machine_id != machine_id:
+        reasons.append(
+            Reason("reveal_machine_mismatch", "the revealed info names another machine", "info.machine_id")
+        )
+    commit_entry = round_.commits.get(account)
+    if commit_entry is not None and not info.matches_commit(str(commit_entry["commit_hash"])):
+        reasons.append(
+            Reason("reveal_mismatch", "blake2_128 of the revealed info is not this member's commit", "info")
+        )
+    raise_if(reasons)
+    doc = info.model_dump(mode="json")
+    svc.store.record_reveal(round_, account, doc, now, request)
+    round_.reveals[account] = {"info": doc, "at": now}
+    return round_
+
+
+# ------------------------------------------------------------------------------------ draw
+@dataclass
+class DrawOutcome:
+    machine_id: str
+    outcome: str  # drawn | waiting | skipped | conflict
+    round: int | None = None
+    members: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+def ensure_beacon(svc: CommitteeServices) -> BeaconState:
+    if svc.beacon is None:
+        raise RuntimeError("the draw needs the beacon (BEACON_SEED)")
+    tip = svc.beacon.tip.hex()
+    state = svc.store.beacon_state() or svc.store.init_beacon(tip, svc.beacon.length, svc.clock.now())
+    if state.tip != tip or state.length != svc.beacon.length:
+        raise RuntimeError(
+            "the stored beacon tip is not this seed's: the seed changed after its tip was published"
+        )
+    return state
+
+
+def draw_machine(svc: CommitteeServices, machine: Machine, members: list[CommitteeMember]) -> DrawOutcome:
+    mid = machine.machine_id
+    previous = svc.store.latest_round(mid)
+    if previous is not None and previous.status == OPEN:
+        return DrawOutcome(mid, "skipped", previous.round, detail="a round is already open")
+    if machine.last_challenge_id is None:
+        return DrawOutcome(mid, "skipped", detail="no challenge")
+    stored = svc.store.get_report(mid, machine.last_challenge_id)
+    if stored is None or not (stored.verification or {}).get("passed"):
+        return DrawOutcome(mid, "skipped", detail="no report that passed the automated stage")
+    # NoConsensus: redraw with fresh members (none of the previous round's).
+    excluded = (
+        sorted(previous.members)
+        if previous is not None and machine.state == MachineState.no_consensus
+        else []
+    )
+    pool = [
+        Member(m.account, frozenset(m.linked_accounts))
+        for m in members
+        if m.status == ACTIVE and m.account not in excluded
+    ]
+    in_flight = {m.account: m.in_flight for m in members}
+    eligible = eligible_accounts(pool, owner=machine.owner, in_flight=in_flight, cap=svc.max_in_flight)
+    if len(eligible) < COMMITTEE_SIZE:
+        return DrawOutcome(
+            mid, "waiting", detail=f"{len(eligible)} eligible members, {COMMITTEE_SIZE} needed"
+        )
+    beacon = ensure_beacon(svc)
+    assert svc.beacon is not None
+    if beacon.next_index > beacon.length:
+        raise RuntimeError("the beacon chain is exhausted: publish a new tip (new BEACON_SEED)")
+    value = svc.beacon.value(beacon.next_index)
+    round_no = 1 if previous is None else previous.round + 1
+    drawn = [eligible[i] for i in select_indices(value, mid, round_no, len(eligible), COMMITTEE_SIZE)]
+    signed = SignedReport.model_validate(stored.signed_report)
+    findings = findings_from_report(
+        mid, machine.region, signed.report, allow_cpu_backend=svc.allow_cpu_backend
+    )
+    expected = None if findings.fields is None else {**findings.fields, "is_support": findings.supports}
+    now = svc.clock.now()
+    w = RoundWindows(now, svc.window_scale)
+    round_ = CommitteeRound(
+        machine_id=mid,
+        round=round_no,
+        status=OPEN,
+        owner=machine.owner,
+        region=machine.region,
+        challenge_id=stored.challenge_id,
+        evidence_digest=stored.report_sha256,
+        members=drawn,
+        excluded=excluded,
+        booked_at=now,
+        scale=svc.window_scale,
+        commit_deadline=w.commit_deadline,
+        reveal_deadline=w.reveal_deadline,
+        beacon_index=beacon.next_index,
+        beacon_value=value.hex(),
+        beacon_tip=beacon.tip,
+        pool_digest=pool_digest(eligible),
+        pool_size=len(eligible),
+        pool=eligible if len(eligible) <= svc.pool_publish_limit else None,
+        cap=svc.max_in_flight,
+        expected_info=expected,
+        expected_problems=[r.as_dict() for r in findings.problems],
+        performance_index=findings.performance_index,
+    )
+    try:
+        svc.store.record_draw(round_, machine.state)
+    except Rejection as exc:
+        return DrawOutcome(mid, "conflict", detail="; ".join(r.message for r in exc.reasons))
+    return DrawOutcome(mid, "drawn", round_no, drawn)
+
+
+def draw_due_machines(svc: CommitteeServices) -> list[DrawOutcome]:
+    """Draw a committee for every machine that passed the automated stage or lost its consensus.
+    Oldest first; each draw consumes the next beacon value; a conflict is retried next tick."""
+    machines = sorted(svc.store.machines_awaiting_draw(), key=lambda m: m.updated_at)
+    if not machines:
+        return []
+    outcomes = []
+    members = svc.store.list_members()
+    for machine in machines:
+        outcome = draw_machine(svc, machine, members)
+        outcomes.append(outcome)
+        if outcome.outcome == "drawn":
+            drawn = set(outcome.members)
+            for m in members:
+                if m.account in drawn:
+                    m.in_flight += 1
+    return outcomes
+
+
+# ------------------------------------------------------------------------------------ tally
+def due_for_tally(round_: CommitteeRound, now: float) -> bool:
+    """DBC's rule (reveal deadline, or everyone revealed, or nobody committed by the commit
+    deadline) plus one shortcut: once commits are closed and every member that committed has
+    revealed, no further reveal can come."""
+    w = round_.windows
+    if w.may_tally(now, all_revealed=round_.all_revealed, any_committed=bool(round_.commits)):
+        return True
+    commits_closed = round_.all_committed or now >= w.commit_deadline
+    return commits_closed and bool(round_.commits) and set(round_.commits) <= set(round_.reveals)
+
+
+def _votes(t: Tally, booked: Sequence[str]) -> list[dict[str, str]]:
+    vote = {
+        **{a: Vote.agreeing for a in t.agreeing},
+        **{a: Vote.dissenting for a in t.dissenting},
+        **{a: Vote.absent for a in t.absent},
+    }
+    # With fewer than MIN_REVEALS reveals the tally names no agreeing or dissenting member; a member
+    # that revealed then is recorded as agreeing: it did its duty, and NoConsensus pays nobody.
+    return [{"account": a, "vote": str(vote.get(a, Vote.agreeing))} for a in booked]
+
+
+def close_round(svc: CommitteeServices, round_: CommitteeRound) -> Verdict | None:
+    reveals = {a: CommitteeUploadInfo.model_validate(r["info"]) for a, r in round_.reveals.items()}
+    t = tally(round_.members, reveals, min_reveals=svc.min_reveals)
+    now = svc.clock.now()
+    upload_info: dict[str, Any] = {}
+    if t.result is TallyResult.confirmed and t.decided_info is not None:
+        upload_info = t.decided_info.model_dump(mode="json", exclude={"rand_str"})
+    result = VerdictResult(t.result.value)
+    verdict = Verdict(
+        verdict_id=Verdict.id_for(round_.machine_id, round_.round),
+        machine_id=round_.machine_id,
+        round=round_.round,
+        result=result,
+        upload_info=upload_info,
+        committee=_votes(t, round_.members),
+        performance_index=round_.performance_index if result is VerdictResult.confirmed else None,
+        evidence_digest=round_.evidence_digest,
+        decided_at=now,
+    )
+    state = {
+        VerdictResult.confirmed: MachineState.confirmed,
+        VerdictResult.refused: MachineState.refused,
+        VerdictResult.no_consensus: MachineState.no_consensus,
+    }[result]
+    reasons: list[dict[str, str]] = []
+    if result is VerdictResult.refused:
+        reasons = [
+            Reason(
+                "committee_refused", f"{len(t.agreeing)} of {len(round_.members)} committee members refused"
+            ).as_dict()
+        ]
+    elif result is VerdictResult.no_consensus:
+        reasons = [Reason("committee_no_consensus", f"{t.reason}; redrawn with fresh members").as_dict()]
+    round_.result = result.value
+    round_.tally = {
+        "result": result.value,
+        "reason": t.reason,
+        "agreeing": list(t.agreeing),
+        "dissenting": list(t.dissenting),
+        "absent": list(t.absent),
+        "min_reveals": svc.min_reveals,
+        "matches_expected": _matches_expected(upload_info, round_.expected_info),
+    }
+    round_.closed_at = now
+    round_.status = CLOSED
+    if not svc.store.close_round(round_, verdict, state, reasons):
+        return None
+    return verdict
+
+
+def _matches_expected(decided: dict[str, Any], expected: dict[str, Any] | None) -> bool | None:
+    """Did the confirmed majority reveal what the service computed from the same evidence?"""
+    if not decided or expected is None:
+        return None
+    return all(decided.get(k) == v for k, v in expected.items())
+
+
+def close_due_rounds(svc: CommitteeServices) -> list[Verdict]:
+    now = svc.clock.now()
+    verdicts = []
+    for round_ in svc.store.open_rounds():
+        if due_for_tally(round_, now):
+            verdict = close_round(svc, round_)
+            if verdict is not None:
+                verdicts.append(verdict)
+    return verdicts

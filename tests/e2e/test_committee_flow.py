@@ -1,0 +1,201 @@
+"""The whole path on the local stack: probe submission → automated verification → committee draw →
+three bot members (commit, reveal) → tally → verdict; plus a refusal, an absent member and a draw
+recomputed from published data alone."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from gpuproof.cli.member import CommitteeClient, MemberState, run_agent
+from gpuproof.committee.beacon import verify_beacon_value
+from gpuproof.committee.draw import Member, draw_committee
+from gpuproof.committee.findings import findings_from_report
+from gpuproof.logic.committee import pool_digest
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.machine import Region
+from gpuproof.protocol.report import Integrity, SignedReport
+
+from benchmark_probe.backends import select_backend
+from benchmark_probe.bench import BenchPlan, run_benchmarks
+from benchmark_probe.cli import proof_hook
+from benchmark_probe.client import ServiceClient
+from benchmark_probe.integrity import collect_integrity
+from benchmark_probe.inventory import collect_inventory
+from benchmark_probe.submit import submit
+
+pytestmark = pytest.mark.e2e
+
+OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+FLOW_TIMEOUT_S = 60
+
+
+@dataclass
+class Bot:
+    client: CommitteeClient
+    state: MemberState
+    stop: threading.Event
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.stop.clear()
+        self.thread = threading.Thread(
+            target=run_agent,
+            args=(self.client, self.state),
+            kwargs={"interval_s": 0.3, "allow_cpu_backend": True, "stop": self.stop},
+            daemon=True,
+        )
+        self.thread.start()
+
+    def halt(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def bots(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Bot]]:
+    base = tmp_path_factory.mktemp("members")
+    out = []
+    for i in range(3):
+        client = CommitteeClient(local_stack.api_url, SigningKey.generate())
+        client.register([])
+        out.append(Bot(client, MemberState(Path(base) / f"member{i}.json"), threading.Event()))
+    for bot in out:
+        bot.start()
+    yield out
+    for bot in out:
+        bot.halt()
+        client = bot.client
+        client.retire()  # leave the pool so later tests' machines are not drawn
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = FLOW_TIMEOUT_S, every: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def submit_machine(api_url: str, integrity: Integrity | None = None) -> tuple[str, Any]:
+    key = SigningKey.generate()
+    client = ServiceClient(api_url, key)
+    inventory = collect_inventory()
+    backend, _ = select_backend(inventory)
+    submit(
+        client,
+        key,
+        OWNER,
+        Region.europe,
+        inventory,
+        integrity or collect_integrity(),
+        lambda _c: run_benchmarks(backend, BenchPlan.quick()),
+        proof_hook(key),
+    )
+    return key.public_hex, client
+
+
+def machine_state(api_url: str, machine_id: str) -> dict[str, Any]:
+    r = requests.get(f"{api_url}/machines/{machine_id}", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def verdict(local_stack: Any, machine_id: str, round_no: int) -> dict[str, Any] | None:
+    table = boto3.resource("dynamodb").Table(local_stack.table_name("VerdictsTable"))
+    item: dict[str, Any] | None = table.get_item(
+        Key={"verdict_id": f"{machine_id}:{round_no}"}, ConsistentRead=True
+    ).get("Item")
+    if item is not None:  # PynamoDB JSONAttributes are stored as JSON strings
+        for name in ("upload_info", "committee", "publication"):
+            item[name] = json.loads(item[name]) if isinstance(item.get(name), str) else item.get(name)
+    return item
+
+
+def final_state(api_url: str, machine_id: str, states: set[str]) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        doc = machine_state(api_url, machine_id)
+        return doc if doc["machine"]["state"] in states else None
+
+    result: dict[str, Any] = wait_for(reached)
+    return result
+
+
+def test_probe_to_confirmed_with_calc_point(local_stack: Any, bots: list[Bot]) -> None:
+    started = time.monotonic()
+    machine_id, _ = submit_machine(local_stack.api_url)
+    doc = final_state(local_stack.api_url, machine_id, {"confirmed", "refused", "no_consensus"})
+    assert doc["machine"]["state"] == "confirmed", doc
+    assert time.monotonic() - started < FLOW_TIMEOUT_S
+
+    v = verdict(local_stack, machine_id, 1)
+    assert v is not None and v["result"] == "confirmed"
+    assert {m["vote"] for m in v["committee"]} == {"agreeing"}
+    assert {m["account"] for m in v["committee"]} == {b.client.account for b in bots}
+    # calc_point from verified facts: recompute from the stored report, as anyone can.
+    report = requests.get(
+        f"{local_stack.api_url}/machines/{machine_id}/reports/{doc['machine']['last_challenge_id']}",
+        timeout=10,
+    ).json()
+    signed = SignedReport.model_validate(report["signed_report"])
+    findings = findings_from_report(machine_id, "europe", signed.report, allow_cpu_backend=True)
+    assert findings.fields is not None
+    assert int(v["upload_info"]["calc_point"]) == findings.fields["calc_point"] > 0
+    assert v["evidence_digest"] == report["report_sha256"]
+    assert v["publication"] is None
+
+    rnd = bots[0].client.round(machine_id, 1)
+    assert rnd["status"] == "closed" and rnd["result"] == "confirmed"
+    assert rnd["tally"]["matches_expected"] is True
+
+
+def test_draw_recomputed_from_published_data_alone(local_stack: Any, bots: list[Bot]) -> None:
+    anyone = requests.Session()
+    base = local_stack.api_url
+    tip = anyone.get(f"{base}/beacon", timeout=10).json()
+    machine_id, _ = submit_machine(base)
+    rnd = wait_for(lambda: (r := anyone.get(f"{base}/rounds/{machine_id}/1", timeout=10)).ok and r.json())
+
+    value = bytes.fromhex(rnd["beacon_value"])
+    assert rnd["beacon_tip"] == tip["tip"]
+    assert verify_beacon_value(value, rnd["beacon_index"], bytes.fromhex(tip["tip"]), max_index=tip["length"])
+    assert rnd["pool"] is not None and pool_digest(rnd["pool"]) == rnd["pool_digest"]
+    assert rnd["pool"] == sorted(rnd["pool"]) and len(rnd["pool"]) == rnd["pool_size"]
+    pool = [Member(a) for a in rnd["pool"]]
+    members = draw_committee(value, machine_id, rnd["round"], pool, owner=rnd["owner"], in_flight={}, cap=1)
+    assert members == rnd["members"]
+    final_state(base, machine_id, {"confirmed", "refused", "no_consensus"})
+
+
+def test_refused_at_verification_never_reaches_the_committee(local_stack: Any, bots: list[Bot]) -> None:
+    machine_id, _ = submit_machine(local_stack.api_url, Integrity(ld_preload="/tmp/libfake-nvml.so"))
+    doc = final_state(local_stack.api_url, machine_id, {"refused", "auto_verified", "committee"})
+    assert doc["machine"]["state"] == "refused"
+    assert "integrity_ld_preload" in {r["code"] for r in doc["machine"]["state_reasons"]}
+    time.sleep(1.5)  # a sweeper tick: a refused machine is never drawn
+    r = requests.get(f"{local_stack.api_url}/rounds/{machine_id}/1", timeout=10)
+    assert r.status_code == 404 and r.json()["code"] == "unknown_round"
+
+
+def test_absent_member_recorded(local_stack: Any, bots: list[Bot]) -> None:
+    absent = bots[2]
+    absent.halt()
+    machine_id, _ = submit_machine(local_stack.api_url)
+    doc = final_state(local_stack.api_url, machine_id, {"confirmed", "refused", "no_consensus"})
+    v = verdict(local_stack, machine_id, 1)
+    assert v is not None
+    votes = {m["account"]: m["vote"] for m in v["committee"]}
+    assert votes[absent.client.account] == "absent"
+    assert sorted(votes.values()) == ["absent", "agreeing", "agreeing"]
+    assert doc["machine"]["state"] == "confirmed" and v["result"] == "confirmed"

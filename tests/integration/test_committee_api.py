@@ -1,0 +1,176 @@
+"""The committee API's refusals and its once-only writes, against the local stack (moto server):
+member registration, not_assigned, duplicate and repeated commits, early and mismatched reveals,
+late commits, a verdict written exactly once, the owner-linked member never drawn, NoConsensus."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from gpuproof.api.wiring import committee_services
+from gpuproof.cli.member import ApiError, CommitteeClient, inspect_transcript, upload_info
+from gpuproof.logic import committee as logic
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.machine import Region
+
+from benchmark_probe.backends import select_backend
+from benchmark_probe.bench import BenchPlan, run_benchmarks
+from benchmark_probe.cli import proof_hook
+from benchmark_probe.client import ServiceClient
+from benchmark_probe.integrity import collect_integrity
+from benchmark_probe.inventory import collect_inventory
+from benchmark_probe.submit import submit
+
+pytestmark = pytest.mark.integration
+
+OWNER = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def refused(call: Callable[[], Any]) -> ApiError:
+    with pytest.raises(ApiError) as info:
+        call()
+    return info.value
+
+
+@pytest.fixture(scope="module")
+def members(local_stack: Any) -> Iterator[dict[str, CommitteeClient]]:
+    clients = {name: CommitteeClient(local_stack.api_url, SigningKey.generate()) for name in "ABC"}
+    for c in clients.values():
+        c.register([])
+    linked = CommitteeClient(local_stack.api_url, SigningKey.generate())
+    linked.register([OWNER])  # tied to the owner of every machine below: never drawn for them
+    clients["linked"] = linked
+    yield clients
+    for c in clients.values():
+        c.retire()
+
+
+def submit_machine(api_url: str) -> str:
+    key = SigningKey.generate()
+    client = ServiceClient(api_url, key)
+    inventory = collect_inventory()
+    backend, _ = select_backend(inventory)
+    submit(
+        client,
+        key,
+        OWNER,
+        Region.europe,
+        inventory,
+        collect_integrity(),
+        lambda _c: run_benchmarks(backend, BenchPlan.quick()),
+        proof_hook(key),
+    )
+    return key.public_hex
+
+
+def drawn_round(api_url: str, machine_id: str, round_no: int = 1) -> dict[str, Any]:
+    def get() -> dict[str, Any] | None:
+        r = requests.get(f"{api_url}/rounds/{machine_id}/{round_no}", timeout=10)
+        return r.json() if r.ok else None
+
+    doc: dict[str, Any] = wait_for(get)
+    return doc
+
+
+def machine_state(api_url: str, machine_id: str) -> str:
+    state: str = requests.get(f"{api_url}/machines/{machine_id}", timeout=10).json()["machine"]["state"]
+    return state
+
+
+def test_member_registration_is_signed_and_once(
+    local_stack: Any, members: dict[str, CommitteeClient]
+) -> None:
+    again = refused(lambda: members["A"].register([]))
+    assert again.status == 409 and again.code == "member_exists"
+    # A body naming another account than the signing key:
+    other = SigningKey.generate().public_hex
+    err = refused(lambda: members["A"].request("POST", "/members", {"account": other, "linked_accounts": []}))
+    assert err.status == 403 and err.code == "key_mismatch"
+    beacon = requests.get(f"{local_stack.api_url}/beacon", timeout=10)
+    assert beacon.status_code in (200, 404)
+
+
+def test_commit_reveal_rules_and_a_verdict_written_once(
+    local_stack: Any, members: dict[str, CommitteeClient]
+) -> None:
+    api = local_stack.api_url
+    machine_id = submit_machine(api)
+    rnd = drawn_round(api, machine_id)
+    assert sorted(rnd["members"]) == sorted(members[n].account for n in "ABC")
+    assert members["linked"].account not in (rnd["pool"] or [])
+    by_account = {members[n].account: members[n] for n in "ABC"}
+    first, second, third = (by_account[a] for a in rnd["members"])
+
+    transcript = first.transcript(machine_id, 1)
+    inspection = inspect_transcript(transcript, allow_cpu_backend=True)
+    assert inspection.supports, inspection.problems
+    infos = {c.account: upload_info(inspection, f"salt-{i}") for i, c in enumerate((first, second, third))}
+
+    outsider = refused(
+        lambda: members["linked"].commit(machine_id, 1, infos[first.account].commit_hash_hex())
+    )
+    assert outsider.status == 403 and outsider.code == "not_assigned"
+
+    first.commit(machine_id, 1, infos[first.account].commit_hash_hex())
+    twice = refused(lambda: first.commit(machine_id, 1, infos[second.account].commit_hash_hex()))
+    assert twice.code == "already_committed"
+    dup = refused(lambda: second.commit(machine_id, 1, infos[first.account].commit_hash_hex()))
+    assert dup.status == 409 and dup.code == "duplicate_commit"
+    early = refused(lambda: first.reveal(machine_id, 1, infos[first.account]))
+    assert early.status == 409 and early.code == "reveal_not_open"
+
+    second.commit(machine_id, 1, infos[second.account].commit_hash_hex())
+    third.commit(machine_id, 1, infos[third.account].commit_hash_hex())
+    mismatch = refused(lambda: first.reveal(machine_id, 1, infos[second.account]))
+    assert mismatch.status == 422 and "reveal_mismatch" in {r["code"] for r in mismatch.reasons}
+    for c in (first, second, third):
+        c.reveal(machine_id, 1, infos[c.account])
+    again = refused(lambda: first.reveal(machine_id, 1, infos[first.account]))
+    assert again.code in {"already_revealed", "round_closed"}
+
+    wait_for(lambda: machine_state(api, machine_id) == "confirmed")
+    closed = first.round(machine_id, 1)
+    assert closed["status"] == "closed" and closed["result"] == "confirmed"
+    late = refused(lambda: third.commit(machine_id, 1, "00" * 16))
+    assert late.code == "round_closed"
+
+    # The verdict is written once: closing the same round again is refused by the conditions.
+    svc = committee_services()
+    stale = svc.store.get_round(machine_id, 1)
+    assert stale is not None
+    stale.status = logic.OPEN
+    assert logic.close_round(svc, stale) is None
+
+
+def test_late_commit_and_no_consensus_waits_for_fresh_members(
+    local_stack: Any, members: dict[str, CommitteeClient]
+) -> None:
+    api = local_stack.api_url
+    machine_id = submit_machine(api)
+    rnd = drawn_round(api, machine_id)
+    member = next(c for c in members.values() if c.account == rnd["members"][0])
+    time.sleep(max(0.0, rnd["commit_deadline"] - time.time()) + 0.2)
+    late = refused(lambda: member.commit(machine_id, 1, "ab" * 16))
+    assert late.status == 409 and late.code in {"commit_window_closed", "round_closed"}
+
+    wait_for(lambda: machine_state(api, machine_id) == "no_consensus")
+    closed = member.round(machine_id, 1)
+    assert closed["result"] == "no_consensus"
+    assert sorted(closed["tally"]["absent"]) == sorted(rnd["members"])
+    # Fresh members only: the pool holds no other eligible member, so the machine waits.
+    time.sleep(1.5)
+    assert requests.get(f"{api}/rounds/{machine_id}/2", timeout=10).status_code == 404
+    assert machine_state(api, machine_id) == "no_consensus"
