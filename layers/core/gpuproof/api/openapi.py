@@ -30,9 +30,13 @@ def document() -> str:
     )
 
 
+def rendered() -> str:
+    """The document exactly as committed in docs/openapi.json."""
+    return json.dumps(json.loads(document()), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def main() -> None:
-    text = json.dumps(json.loads(document()), indent=2, sort_keys=True) + "\n"
-    sys.stdout.write(text)
+    sys.stdout.write(rendered())
 
 
 if __name__ == "__main__":
