@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +24,9 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 warnings.filterwarnings("ignore")
 
+from gpuproof.cli.member import CommitteeClient, MemberState, run_agent  # noqa: E402
 from gpuproof.local.stack import LocalStack  # noqa: E402
+from gpuproof.protocol.keys import SigningKey  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -33,7 +36,7 @@ console = Console()
 
 def probe(*args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "benchmark_probe", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - our own CLI
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
 
 
 def get(stack: LocalStack, path: str) -> Any:
@@ -84,6 +87,44 @@ def _detail(check: dict[str, Any]) -> str:
     return d.get("note", "")
 
 
+FINAL = {"confirmed", "refused", "no_consensus", "published"}
+
+
+def start_bots(stack: LocalStack, tmp: Path, stop: threading.Event) -> list[CommitteeClient]:
+    """Three committee members, each a bot that inspects honestly, commits and reveals."""
+    members = []
+    for i in range(3):
+        client = CommitteeClient(stack.api_url, SigningKey.generate())
+        client.register([])
+        kwargs = {"interval_s": 0.3, "allow_cpu_backend": True, "stop": stop}
+        threading.Thread(target=run_agent, args=(client, MemberState(tmp / f"member{i}.json")), kwargs=kwargs,
+                         daemon=True).start()  # fmt: skip
+        members.append(client)
+    return members
+
+
+def show_round(member: CommitteeClient, machine_id: str, round_no: int) -> None:
+    doc = member.round(machine_id, round_no)
+    t = Table(title=f"committee round {round_no}: {doc['result']}", show_header=False)
+    t.add_row(
+        "beacon",
+        f"value #{doc['beacon_index']} of the chain whose tip {doc['beacon_tip'][:16]}… was published",
+    )
+    t.add_row("pool", f"{doc['pool_size']} eligible members (digest {doc['pool_digest'][:16]}…)")
+    tally = doc.get("tally") or {}
+    votes = {a: vote for vote in ("agreeing", "dissenting", "absent") for a in tally.get(vote, [])}
+    for account in doc["members"]:
+        revealed = doc["reveals"].get(account, {}).get("info", {})
+        t.add_row(f"member {account[:12]}…", f"committed {'yes' if account in doc['commits'] else 'no'}; "
+                  f"revealed calc_point {revealed.get('calc_point', '-')}; vote {votes.get(account, '-')}")  # fmt: skip
+    expected = doc.get("expected_info") or {}
+    t.add_row("service's own calc_point", f"{expected.get('calc_point', '-')} (point × 100, DBC's formula)")
+    t.add_row(
+        "tally", f"{tally.get('reason', '-')}; matches the service's view: {tally.get('matches_expected')}"
+    )
+    console.print(t)
+
+
 def main() -> int:
     t0 = time.monotonic()
     with (
@@ -94,6 +135,9 @@ def main() -> int:
         console.print(
             f"API  {stack.api_url}\nmoto {stack.endpoint_url}  (tables, queues and key from template.yaml)"
         )
+        stop = threading.Event()
+        members = start_bots(stack, Path(tmp), stop)
+        console.print(f"3 committee bots registered: {', '.join(m.account[:12] + '…' for m in members)}")
         key = Path(tmp) / "machine.key"
         keygen = probe("keygen", "--key", str(key), "--json")
         if keygen.returncode != 0:
@@ -119,6 +163,15 @@ def main() -> int:
         for r in m["state_reasons"]:
             console.print(f"  reason {r['code']}: {r['message']}")
         show_report(stack, machine_id, challenge_id)
+        console.rule("the committee: beacon draw, commit, reveal, tally")
+        deadline = time.monotonic() + 90
+        while m["state"] not in FINAL and time.monotonic() < deadline:
+            time.sleep(0.5)
+            m = get(stack, f"/machines/{machine_id}")["machine"]
+        stop.set()
+        console.print(f"final state: [bold]{m['state']}[/bold]")
+        if m["state"] in FINAL and m["state"] != "refused":
+            show_round(members[0], machine_id, 1)
         console.print(f"demo finished in {time.monotonic() - t0:.1f} s")
     return 0
 
