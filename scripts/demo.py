@@ -97,8 +97,9 @@ def start_bots(stack: LocalStack, tmp: Path, stop: threading.Event) -> list[Comm
         client = CommitteeClient(stack.api_url, SigningKey.generate())
         client.register([])
         kwargs = {"interval_s": 0.3, "allow_cpu_backend": True, "stop": stop}
-        threading.Thread(target=run_agent, args=(client, MemberState(tmp / f"member{i}.json")), kwargs=kwargs,
-                         daemon=True).start()  # fmt: skip
+        threading.Thread(
+            target=run_agent, args=(client, MemberState(tmp / f"member{i}.json")), kwargs=kwargs, daemon=True
+        ).start()
         members.append(client)
     return members
 
@@ -115,8 +116,11 @@ def show_round(member: CommitteeClient, machine_id: str, round_no: int) -> None:
     votes = {a: vote for vote in ("agreeing", "dissenting", "absent") for a in tally.get(vote, [])}
     for account in doc["members"]:
         revealed = doc["reveals"].get(account, {}).get("info", {})
-        t.add_row(f"member {account[:12]}…", f"committed {'yes' if account in doc['commits'] else 'no'}; "
-                  f"revealed calc_point {revealed.get('calc_point', '-')}; vote {votes.get(account, '-')}")  # fmt: skip
+        t.add_row(
+            f"member {account[:12]}…",
+            f"committed {'yes' if account in doc['commits'] else 'no'}; "
+            f"revealed calc_point {revealed.get('calc_point', '-')}; vote {votes.get(account, '-')}",
+        )
     expected = doc.get("expected_info") or {}
     t.add_row("service's own calc_point", f"{expected.get('calc_point', '-')} (point × 100, DBC's formula)")
     t.add_row(

@@ -23,8 +23,19 @@ runner = CliRunner()
 def test_submit_registers_proves_and_is_verified(local_stack: Any, tmp_path: Path) -> None:
     key_path = tmp_path / "machine.key"
     assert runner.invoke(app, ["keygen", "--key", str(key_path)]).exit_code == 0
-    args = ["submit", "--api", local_stack.api_url, "--owner", OWNER, "--region", "europe",
-            "--key", str(key_path), "--quick", "--json"]  # fmt: skip
+    args = [
+        "submit",
+        "--api",
+        local_stack.api_url,
+        "--owner",
+        OWNER,
+        "--region",
+        "europe",
+        "--key",
+        str(key_path),
+        "--quick",
+        "--json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     # The service's handlers log JSON lines into the same stdout (one process); the CLI's

@@ -79,6 +79,10 @@ class DynamoMachineStore:
         except DoesNotExist:
             return None
 
+    def machines_in_state(self, state: str) -> list[Machine]:
+        # A scan: the sweeper's once-a-minute look at a small table; a sparse GSI replaces it at scale.
+        return [_machine(i) for i in MachineModel.scan(MachineModel.state == state, consistent_read=True)]
+
     def nonce_used(self, request: SignedRequest) -> bool:
         try:
             RequestNonceModel.get(_nonce_key(request), consistent_read=True)

@@ -306,6 +306,22 @@ def accept_report(
     return stored
 
 
+# A report still unverified this long after intake lost its queue message (a crash between the
+# transaction and the send); the verify worker treats a second message as a no-op otherwise.
+REQUEUE_AFTER_S = 300
+
+
+def requeue_unverified_reports(svc: Services, older_than_s: float = REQUEUE_AFTER_S) -> list[str]:
+    """Send a verification message again for every machine stuck in `submitted`."""
+    cutoff = svc.clock.now() - older_than_s
+    requeued = []
+    for machine in svc.store.machines_in_state(MachineState.submitted):
+        if machine.updated_at < cutoff and machine.last_challenge_id:
+            svc.queue.enqueue(machine.machine_id, machine.last_challenge_id)
+            requeued.append(machine.machine_id)
+    return requeued
+
+
 def machine_status(svc: Services, machine_id: str) -> tuple[Machine, list[StoredReport]]:
     machine = svc.store.get_machine(machine_id)
     if machine is None:
