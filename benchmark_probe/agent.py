@@ -1,7 +1,8 @@
 """The agent loop: signed heartbeats of live telemetry at a fixed interval, tolerant of a service
 that does not serve heartbeats yet (404/501 are logged, the loop goes on).
 
-Answering re-verification challenges will hang off the heartbeat response (open point, issue 4).
+When the service's answer to a heartbeat says `reverify`, the agent answers a fresh challenge
+(proof of throughput, benchmarks, signed report) through the `on_reverify` callback.
 """
 
 from __future__ import annotations
@@ -22,25 +23,26 @@ NOT_SERVED_YET = (404, 405, 501)
 class AgentStats:
     sent: int = 0
     accepted: int = 0
+    reverified: int = 0
     failures: list[str] = field(default_factory=list)
 
 
 def beat_once(
     client: ServiceClient, machine_id: str, telemetry: dict[str, Any], log: Callable[[str], None]
-) -> bool:
-    """One heartbeat; True when the service accepted it. Never raises for service or network trouble."""
+) -> dict[str, Any] | None:
+    """One heartbeat; the service's answer when accepted, else None. Never raises for service trouble."""
     try:
-        client.heartbeat(machine_id, telemetry)
+        ack = client.heartbeat(machine_id, telemetry)
     except ServiceError as exc:
         if exc.status in NOT_SERVED_YET:
             log(f"heartbeat endpoint not served yet (HTTP {exc.status}); continuing")
         else:
             log(f"heartbeat refused: {exc}")
-        return False
+        return None
     except requests.RequestException as exc:
         log(f"heartbeat not delivered: {exc}")
-        return False
-    return True
+        return None
+    return ack if isinstance(ack, dict) else {}
 
 
 def run_agent(
@@ -52,13 +54,22 @@ def run_agent(
     once: bool,
     log: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
+    on_reverify: Callable[[], None] | None = None,
 ) -> AgentStats:
     stats = AgentStats()
     while True:
         started = time.monotonic()
         stats.sent += 1
-        if beat_once(client, machine_id, read_telemetry(), log):
+        ack = beat_once(client, machine_id, read_telemetry(), log)
+        if ack is not None:
             stats.accepted += 1
+            if ack.get("reverify") and on_reverify is not None:
+                log("the service asks for re-verification: answering a fresh challenge")
+                try:
+                    on_reverify()
+                    stats.reverified += 1
+                except (ServiceError, requests.RequestException) as exc:
+                    log(f"re-verification failed: {exc}")
         else:
             stats.failures.append(f"beat {stats.sent}")
         if once:

@@ -27,7 +27,7 @@ from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.proof import default_executor, prove
 from benchmark_probe.render import bench_table, inventory_tables
 from benchmark_probe.report import Challenge
-from benchmark_probe.submit import ProofHook, submit
+from benchmark_probe.submit import ProofHook, answer_challenge, submit
 
 DEFAULT_KEY = Path("~/.config/gpuproof/machine.key")
 app = typer.Typer(
@@ -233,6 +233,18 @@ def agent(
     client = ServiceClient(api, signing_key)
     telemetry = Telemetry()
 
+    def reverify() -> None:
+        inv = collect_inventory()
+        backend, _notes = select_backend(inv)
+        answer_challenge(
+            client,
+            signing_key,
+            inv,
+            collect_integrity(),
+            lambda _c: _measure(backend, BenchPlan(), show=False),
+            proof_hook(signing_key),
+        )
+
     def log(message: str) -> None:
         typer.echo(json.dumps({"event": "log", "message": message})) if as_json else err.print(message)
 
@@ -244,6 +256,7 @@ def agent(
             interval_s=interval,
             once=once,
             log=log,
+            on_reverify=reverify,
         )
     except KeyboardInterrupt:
         log("agent stopped")

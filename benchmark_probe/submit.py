@@ -60,9 +60,23 @@ def submit(
     proof_hook: ProofHook | None = None,
     on_stage: Callable[[str], None] = lambda _stage: None,
 ) -> SubmitOutcome:
-    machine_id = key.public_hex
     on_stage("register")
     registration = register(client, registration_for(key, owner, region))
+    return answer_challenge(client, key, inventory, integrity, run_bench, proof_hook, on_stage, registration)
+
+
+def answer_challenge(
+    client: ServiceClient,
+    key: SigningKey,
+    inventory: Inventory,
+    integrity: Integrity,
+    run_bench: RunBench,
+    proof_hook: ProofHook | None = None,
+    on_stage: Callable[[str], None] = lambda _stage: None,
+    registration: str = "already registered",
+) -> SubmitOutcome:
+    """Take a challenge, prove at once, measure, sign and send the report (also re-verification)."""
+    machine_id = key.public_hex
     on_stage("challenge")
     request = challenge_request_for(inventory).model_dump(mode="json")
     challenge = Challenge.from_json(client.create_challenge(machine_id, request))

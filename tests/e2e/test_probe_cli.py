@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.report import SignedReport
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from benchmark_probe.cli import app
 from benchmark_probe.client import ServiceClient
 
-from .api_client import OWNER
+from .api_client import OWNER, RawApi
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -55,3 +56,43 @@ def test_submit_registers_proves_and_is_verified(local_stack: Any, tmp_path: Pat
     signed = SignedReport.model_validate(stored["signed_report"])
     assert signed.verifies() and signed.report.inventory.backend == "cpu"
     assert all(b.verified for b in signed.report.benchmarks) and signed.report.benchmarks
+
+
+def test_agent_heartbeat_is_stored_on_the_machine(local_stack: Any, tmp_path: Path) -> None:
+    key_path = tmp_path / "machine.key"
+    runner.invoke(app, ["keygen", "--key", str(key_path)])
+    key = SigningKey.load(key_path)
+    client = ServiceClient(local_stack.api_url, key)
+    from gpuproof.protocol.machine import Region
+
+    from benchmark_probe.submit import register, registration_for
+
+    register(client, registration_for(key, OWNER, Region.europe))
+    result = runner.invoke(
+        app, ["agent", "--api", local_stack.api_url, "--key", str(key_path), "--once", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert '"accepted": 1' in result.stdout
+    machines = boto3.resource("dynamodb").Table(local_stack.table_name("MachinesTable"))
+    item = machines.get_item(Key={"machine_id": key.public_hex}, ConsistentRead=True)["Item"]
+    beat = json.loads(item["last_heartbeat"])
+    assert beat["machine_id"] == key.public_hex and beat["backend"] in {"cpu", "nvml"}
+    assert float(item["last_heartbeat_at"]) > 0
+
+
+def test_heartbeat_rejections(local_stack: Any) -> None:
+    api = RawApi(local_stack.api_url)
+    stranger = SigningKey.generate()
+    beat = {"machine_id": stranger.public_hex, "sent_at": 1, "backend": "cpu", "host": {}}
+    path = f"/machines/{stranger.public_hex}/heartbeats"
+    reply, _, _ = api.signed(stranger, "POST", path, beat)
+    assert reply.status == 404 and reply.body["code"] == "unknown_machine"
+    key = SigningKey.generate()
+    assert api.register(key).status == 201
+    path = f"/machines/{key.public_hex}/heartbeats"
+    first, headers, body = api.signed(key, "POST", path, beat | {"machine_id": key.public_hex})
+    assert first.status == 200 and first.body["reverify"] is False
+    replay = api.send("POST", path, body, headers)
+    assert replay.status == 409 and replay.body["code"] == "replayed_nonce"
+    other, _, _ = api.signed(key, "POST", path, beat)
+    assert other.status == 422 and other.body["code"] == "heartbeat_machine_mismatch"

@@ -44,6 +44,7 @@ class FakeService:
     reports: list[SignedReport] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     heartbeat_status: int = 404
+    heartbeat_ack: dict[str, Any] = field(default_factory=lambda: {"state": "published", "reverify": False})
 
     def request(self, method: str, url: str, *, data: bytes, headers: dict[str, str], timeout: float) -> Any:
         path = urlsplit(url).path
@@ -76,6 +77,8 @@ class FakeService:
             self.reports.append(report)
             return FakeResponse(202, {"status": "verifying"})
         if path.endswith("/heartbeats"):
+            if self.heartbeat_status < 300:
+                return FakeResponse(self.heartbeat_status, self.heartbeat_ack)
             return FakeResponse(self.heartbeat_status, {"code": "not_found", "message": "no route"})
         if method == "GET":
             return FakeResponse(200, {"machine_id": keyid, "state": "CommitteeVerifying"})

@@ -15,9 +15,9 @@ from benchmark_probe.bench import BenchPlan, run_benchmarks
 from benchmark_probe.client import ServiceClient, ServiceError
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
-from tests.unit.probe_service_double import FakeResponse, FakeService
 from benchmark_probe.submit import submit
 from benchmark_probe.telemetry import Telemetry
+from tests.unit.probe_service_double import FakeResponse, FakeService
 
 OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 
@@ -131,6 +131,33 @@ def test_agent_once_counts_an_accepted_beat() -> None:
     client = ServiceClient("https://api.example", KEY, transport=service)
     stats = run_agent(client, KEY.public_hex, lambda: {"x": 1}, interval_s=1, once=True, log=print)
     assert (stats.sent, stats.accepted) == (1, 1)
+
+
+def test_agent_answers_a_reverification_request() -> None:
+    service = FakeService(heartbeat_status=200, heartbeat_ack={"state": "published", "reverify": True})
+    client = ServiceClient("https://api.example", KEY, transport=service)
+    answered: list[int] = []
+    stats = run_agent(
+        client,
+        KEY.public_hex,
+        lambda: {"x": 1},
+        interval_s=1,
+        once=True,
+        log=print,
+        on_reverify=lambda: answered.append(1),
+    )
+    assert answered == [1] and stats.reverified == 1
+    service.heartbeat_ack = {"state": "published", "reverify": False}
+    run_agent(
+        client,
+        KEY.public_hex,
+        lambda: {"x": 1},
+        interval_s=1,
+        once=True,
+        log=print,
+        on_reverify=lambda: answered.append(1),
+    )
+    assert answered == [1]
 
 
 def test_telemetry_per_gpu_and_without_nvml() -> None:

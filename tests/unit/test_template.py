@@ -37,12 +37,20 @@ ENV_NAMES = {
     "IDEMPOTENCY_TABLE": "IdempotencyTable",
     "VERIFY_QUEUE_URL": "VerifyQueue",
     "SERVICE_KEY_ID": "ServiceKey",
+    "PUBLISHED_BATCHES_TABLE": "PublishedBatchesTable",
+    "ORACLE_KEY_SECRET_ARN": "OracleKeySecret",
 }
 PARAM_ENV = {
     "CHALLENGE_TTL_S": "ChallengeTtlSeconds",
     "MAX_SKEW_S": "SignatureMaxSkewSeconds",
     "ALLOW_CPU_BACKEND": "AllowCpuBackend",
     "SHADOW_CHECKS": "ShadowChecks",
+    "COMMITTEE_WINDOW_SCALE": "CommitteeWindowScale",
+    "COMMITTEE_MAX_IN_FLIGHT": "CommitteeMaxInFlight",
+    "BEACON_SEED": "BeaconSeed",
+    "BEACON_LENGTH": "BeaconLength",
+    "CHAIN_NODE_URL": "ChainNodeUrl",
+    "CHAIN_CALL": "ChainCall",
 }
 
 EXPECTED_KEYS = {
@@ -55,6 +63,7 @@ EXPECTED_KEYS = {
     "RoundsTable": [("machine_id", "HASH", "S"), ("round", "RANGE", "N")],
     "VerdictsTable": [("verdict_id", "HASH", "S")],
     "IdempotencyTable": [("id", "HASH", "S")],
+    "PublishedBatchesTable": [("feed", "HASH", "S"), ("position", "RANGE", "N")],
 }
 EXPECTED_TTL = {
     "ChallengesTable": "expires_ttl",
@@ -69,11 +78,15 @@ EXPECTED_ROUTES = {
         "POST /machines/{machine_id}/challenges",
         "POST /machines/{machine_id}/commitments",
         "POST /machines/{machine_id}/reports",
+        "POST /machines/{machine_id}/heartbeats",
         "GET /machines/{machine_id}/reports/{challenge_id}",
     },
     "CommitteeApiFunction": {
+        "GET /beacon",
         "POST /members",
+        "POST /members/{account}/retire",
         "GET /members/{account}/assignments",
+        "GET /rounds/{machine_id}/{round}",
         "GET /rounds/{machine_id}/{round}/transcript",
         "POST /rounds/{machine_id}/{round}/commit",
         "POST /rounds/{machine_id}/{round}/reveal",
@@ -113,6 +126,7 @@ EXPECTED_ACCESS: dict[str, dict[str, Any]] = {
             "RequestNoncesTable": "crud",
             "MachinesTable": "read",
             "ReportsTable": "read",
+            "ChallengesTable": "read",
         },
         "send": set(),
         "kms": False,
@@ -123,16 +137,23 @@ EXPECTED_ACCESS: dict[str, dict[str, Any]] = {
             "VerdictsTable": "crud",
             "MachinesTable": "crud",
             "ChallengesTable": "crud",
+            "MembersTable": "crud",
+            "ReportsTable": "read",
         },
         "send": {"VerifyQueue"},
         "kms": False,
     },
     "ChainPublisherFunction": {
-        "tables": {"VerdictsTable": "crud", "IdempotencyTable": "crud"},
+        "tables": {"VerdictsTable": "crud", "PublishedBatchesTable": "crud", "IdempotencyTable": "crud"},
+        "send": set(),
+        "kms": True,
+        "secrets": {"OracleKeySecret"},
+    },
+    "ScoreFeedFunction": {
+        "tables": {"VerdictsTable": "read", "PublishedBatchesTable": "read"},
         "send": set(),
         "kms": True,
     },
-    "ScoreFeedFunction": {"tables": {"VerdictsTable": "read"}, "send": set(), "kms": True},
 }
 
 
@@ -247,6 +268,7 @@ def test_worker_triggers(template: Template) -> None:
 def _access(template: Template, lid: str) -> dict[str, Any]:
     tables: dict[str, str] = {}
     send: set[str] = set()
+    secrets: set[str] = set()
     kms = False
     for policy in props(template, lid).get("Policies", []):
         ((name, arg),) = policy.items()
@@ -256,6 +278,8 @@ def _access(template: Template, lid: str) -> dict[str, Any]:
             tables[table] = "crud" if name == "DynamoDBCrudPolicy" else "read"
         elif name == "SQSSendMessagePolicy":
             send.add(arg["QueueName"]["Fn::GetAtt"][0])
+        elif name == "AWSSecretsManagerGetSecretValuePolicy":
+            secrets.add(arg["SecretArn"]["Ref"])
         elif name == "Statement":
             for st in arg:
                 assert st["Action"] == ["kms:Sign", "kms:GetPublicKey"], st
@@ -263,7 +287,10 @@ def _access(template: Template, lid: str) -> dict[str, Any]:
                 kms = True
         else:
             raise AssertionError(f"{lid}: unexpected policy {name}")
-    return {"tables": tables, "send": send, "kms": kms}
+    out: dict[str, Any] = {"tables": tables, "send": send, "kms": kms}
+    if secrets:
+        out["secrets"] = secrets
+    return out
 
 
 @pytest.mark.parametrize("lid", sorted(EXPECTED_ACCESS))
@@ -280,6 +307,7 @@ def test_environment_matches_access(template: Template, lid: str) -> None:
     for name, target in told.items():
         assert target == ENV_NAMES[name], f"{lid}: {name} must !Ref {ENV_NAMES[name]}"
     expected = set(access["tables"]) | set(access["send"]) | ({"ServiceKey"} if access["kms"] else set())
+    expected |= set(access.get("secrets", ()))
     assert set(told.values()) == expected
     for name, value in env.items():
         if name in PARAM_ENV:

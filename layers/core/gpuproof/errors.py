@@ -57,6 +57,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_gpu_model": 422,
     "report_machine_mismatch": 422,
     "report_challenge_mismatch": 422,
+    "heartbeat_machine_mismatch": 422,
 }
 
 

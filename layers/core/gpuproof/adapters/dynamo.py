@@ -238,6 +238,28 @@ class DynamoMachineStore:
             ],
         )
 
+    def record_heartbeat(
+        self, machine_id: str, received_at: float, telemetry: dict[str, Any], request: SignedRequest
+    ) -> None:
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                MachineModel(machine_id),
+                actions=[
+                    MachineModel.last_heartbeat_at.set(received_at),
+                    MachineModel.last_heartbeat.set(telemetry),
+                ],
+                condition=MachineModel.machine_id.exists(),
+            )
+            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+
+        self._commit(
+            build,
+            [
+                Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id"),
+                Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+            ],
+        )
+
     def accept_report(self, report: StoredReport, compressed: bytes, request: SignedRequest) -> None:
         item = ReportModel(
             report.machine_id,

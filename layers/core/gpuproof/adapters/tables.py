@@ -27,6 +27,8 @@ class MachineModel(Model):
     updated_at = NumberAttribute()
     last_challenge_id = UnicodeAttribute(null=True)
     state_reasons = JSONAttribute(null=True)
+    last_heartbeat_at = NumberAttribute(null=True)
+    last_heartbeat = JSONAttribute(null=True)
 
 
 class ChallengeModel(Model):

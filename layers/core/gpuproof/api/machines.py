@@ -15,6 +15,7 @@ from gpuproof.api.models import (
     CommitmentOut,
     CommitmentSubmission,
     ErrorOut,
+    HeartbeatAck,
     MachineOut,
     MachineStatusOut,
     ReasonOut,
@@ -29,6 +30,7 @@ from gpuproof.logic import machines as logic
 from gpuproof.logic.records import Machine, StoredReport
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration
+from gpuproof.protocol.telemetry import Heartbeat
 
 router = Router()  # type: ignore[no-untyped-call]
 
@@ -146,6 +148,17 @@ def submit_report(machine_id: MachineId, body: ReportSubmission, signer: Signer,
         received_at=stored.received_at,
         report_sha256=stored.report_sha256,
     )
+
+
+@router.post(
+    "/machines/<machine_id>/heartbeats",
+    tags=["machines"],
+    summary="The agent's signed heartbeat of live telemetry; the answer says if re-verification is due",
+    responses=_responses(200, HeartbeatAck, 401, 403, 404, 409, 413, 422),
+)
+def heartbeat(machine_id: MachineId, body: Heartbeat, signer: Signer, svc: Svc) -> HeartbeatAck:
+    ack = logic.record_heartbeat(svc, signer, machine_id, body)
+    return HeartbeatAck(received_at=ack.received_at, state=ack.machine.state.value, reverify=ack.reverify)
 
 
 @router.get(

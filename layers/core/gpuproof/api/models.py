@@ -66,6 +66,12 @@ class CommitmentOut(BaseModel):
     pairs: list[GpuPairs] = Field(description="the (step, row) pairs to open, drawn after receipt")
 
 
+class HeartbeatAck(BaseModel):
+    received_at: float = Field(description="service clock")
+    state: str
+    reverify: bool = Field(description="true when the machine should answer a fresh challenge now")
+
+
 class ReportSummary(BaseModel):
     challenge_id: str
     received_at: float

@@ -26,6 +26,7 @@ from gpuproof.protocol.proof import (
 )
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
+from gpuproof.protocol.telemetry import Heartbeat
 from gpuproof.reference import lookup
 
 # DynamoDB items stop at 400 KB; a compressed report above this is refused, not truncated.
@@ -304,6 +305,37 @@ def accept_report(
     svc.store.accept_report(stored, compressed, request)
     svc.queue.enqueue(machine_id, challenge_id)
     return stored
+
+
+# A published machine proves itself again after this long (its agent is told in the heartbeat ack).
+REVERIFY_AFTER_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class HeartbeatAck:
+    machine: Machine
+    received_at: float
+    reverify: bool
+
+
+def record_heartbeat(svc: Services, request: SignedRequest, machine_id: str, beat: Heartbeat) -> HeartbeatAck:
+    """Keep the latest telemetry on the machine; tell the agent when a re-verification is due."""
+    reasons = _signer_reasons(svc, request, machine_id)
+    machine = svc.store.get_machine(machine_id)
+    if machine is None:
+        reasons.insert(
+            0, Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id")
+        )
+    if beat.machine_id != machine_id:
+        reasons.append(
+            Reason("heartbeat_machine_mismatch", "the heartbeat names another machine", "machine_id")
+        )
+    raise_if(reasons)
+    assert machine is not None
+    now = svc.clock.now()
+    svc.store.record_heartbeat(machine_id, now, beat.model_dump(mode="json"), request)
+    due = machine.state == MachineState.published and now - machine.updated_at > REVERIFY_AFTER_S
+    return HeartbeatAck(machine, now, due)
 
 
 # A report still unverified this long after intake lost its queue message (a crash between the

@@ -45,6 +45,11 @@ class MachineStore(Protocol):
     def accept_report(self, report: StoredReport, compressed: bytes, request: SignedRequest) -> None:
         """Store the report, mark the challenge used, move the machine to submitted, atomically."""
 
+    def record_heartbeat(
+        self, machine_id: str, received_at: float, telemetry: dict[str, Any], request: SignedRequest
+    ) -> None:
+        """Keep the latest heartbeat on the machine (which must exist) and consume the nonce."""
+
     def get_report(self, machine_id: str, challenge_id: str) -> StoredReport | None: ...
 
     def list_reports(self, machine_id: str, limit: int = 10) -> list[StoredReport]: ...
