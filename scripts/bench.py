@@ -39,8 +39,14 @@ from tests.e2e.api_client import RawApi, registration  # noqa: E402
 def stats(values: list[float], scale: float = 1e3) -> dict[str, float]:
     v = sorted(values)
     q = statistics.quantiles(v, n=100) if len(v) >= 2 else [v[0]] * 99
-    return {"median": statistics.median(v) * scale, "min": v[0] * scale, "max": v[-1] * scale,
-            "p99": q[98] * scale, "p25": q[24] * scale, "p75": q[74] * scale}  # fmt: skip
+    return {
+        "median": statistics.median(v) * scale,
+        "min": v[0] * scale,
+        "max": v[-1] * scale,
+        "p99": q[98] * scale,
+        "p25": q[24] * scale,
+        "p75": q[74] * scale,
+    }
 
 
 def machine() -> str:
@@ -52,8 +58,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")  # fmt: skip
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 # -- cold import ---------------------------------------------------------------------------------
@@ -73,21 +81,39 @@ def _import_time(body: str, env: dict[str, str]) -> float:
 
 
 def cold_imports(repeats: int) -> str:
-    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-           "POWERTOOLS_TRACE_DISABLED": "true"}  # fmt: skip
-    for name in ("MACHINES", "CHALLENGES", "REPORTS", "REQUEST_NONCES", "GPU_UUIDS", "MEMBERS", "ROUNDS",
-                 "VERDICTS", "IDEMPOTENCY"):  # fmt: skip
+    env = {
+        **os.environ,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    for name in (
+        "MACHINES",
+        "CHALLENGES",
+        "REPORTS",
+        "REQUEST_NONCES",
+        "GPU_UUIDS",
+        "MEMBERS",
+        "ROUNDS",
+        "VERDICTS",
+        "IDEMPOTENCY",
+    ):
         env[f"{name}_TABLE"] = f"bench-{name.lower()}"
     env["VERIFY_QUEUE_URL"] = "https://sqs.us-east-1.amazonaws.com/123456789012/bench"
     reference = [_import_time("import boto3", env) for _ in range(repeats)]
     ref_med = statistics.median(reference)
     rows = []
     for app in sorted((ROOT / "functions").glob("*/app.py")):
-        body = (f"spec = importlib.util.spec_from_file_location('app', {str(app)!r})\n"
-                "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)")  # fmt: skip
+        body = (
+            f"spec = importlib.util.spec_from_file_location('app', {str(app)!r})\n"
+            "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)"
+        )
         s = stats([_import_time(body, env) for _ in range(repeats)])
-        rows.append(f"| `{app.parent.name}` | {s['median']:.0f} | {s['min']:.0f} – {s['max']:.0f} | "
-                    f"{s['median'] / (ref_med * 1e3):.2f} |")  # fmt: skip
+        rows.append(
+            f"| `{app.parent.name}` | {s['median']:.0f} | {s['min']:.0f} – {s['max']:.0f} | "
+            f"{s['median'] / (ref_med * 1e3):.2f} |"
+        )
     r = stats(reference)
     return "\n".join(
         [
