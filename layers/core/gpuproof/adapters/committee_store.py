@@ -9,19 +9,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist
 from pynamodb.transactions import TransactWrite
 
-from gpuproof.adapters.dynamo import NONCE_RETENTION_S, DynamoMachineStore
+from gpuproof.adapters.dynamo import DynamoMachineStore
 from gpuproof.adapters.tables import (
     BeaconModel,
     MachineModel,
     MemberModel,
-    RequestNonceModel,
     RoundModel,
     VerdictModel,
     bind,
 )
+from gpuproof.adapters.transactions import REPLAYED, commit, consume_nonce
 from gpuproof.config import Settings
 from gpuproof.errors import Rejection
 from gpuproof.logic.committee import (
@@ -159,28 +159,9 @@ class DynamoCommitteeStore:
 
     # -- transactions ---------------------------------------------------------------------------
     def _commit(self, build: Callable[[TransactWrite], None], reasons_by_item: Sequence[Reason]) -> None:
-        try:
-            with TransactWrite(connection=self._connection) as tx:
-                build(tx)
-        except TransactWriteError as exc:
-            failed = [
-                reasons_by_item[min(i, len(reasons_by_item) - 1)]
-                for i, reason in enumerate(exc.cancellation_reasons or [])
-                if reason is not None and reason.code == "ConditionalCheckFailed"
-            ]
-            if failed:
-                raise Rejection(failed) from exc
-            raise
+        commit(self._connection, build, reasons_by_item)
 
-    @staticmethod
-    def _nonce_item(request: SignedRequest) -> RequestNonceModel:
-        return RequestNonceModel(
-            f"{request.keyid}#{request.nonce}",
-            created_at=request.created,
-            expires_ttl=request.created + NONCE_RETENTION_S,
-        )
-
-    _REPLAYED = Reason("replayed_nonce", "this request nonce was already used", "nonce")
+    _REPLAYED = REPLAYED
 
     # -- members --------------------------------------------------------------------------------
     def get_member(self, account: str) -> CommitteeMember | None:
@@ -203,7 +184,7 @@ class DynamoCommitteeStore:
 
         def build(tx: TransactWrite) -> None:
             tx.save(item, condition=MemberModel.account.does_not_exist())
-            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+            consume_nonce(tx, request)
 
         self._commit(
             build,
@@ -220,7 +201,7 @@ class DynamoCommitteeStore:
                 actions=[MemberModel.status.set(RETIRED)],
                 condition=MemberModel.account.exists(),
             )
-            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+            consume_nonce(tx, request)
 
         self._commit(
             build,
@@ -352,7 +333,7 @@ class DynamoCommitteeStore:
                 & (RoundModel.commit_deadline > now)
                 & (RoundModel.commit_count < n),
             )
-            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+            consume_nonce(tx, request)
 
         self._commit(
             build,
@@ -384,7 +365,7 @@ class DynamoCommitteeStore:
                 & (RoundModel.reveal_deadline > now)
                 & ((RoundModel.commit_count >= n) | (RoundModel.commit_deadline <= now)),
             )
-            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+            consume_nonce(tx, request)
 
         self._commit(
             build,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist
 from pynamodb.transactions import TransactWrite
 
 from gpuproof.adapters.tables import (
@@ -19,6 +19,7 @@ from gpuproof.adapters.tables import (
     RequestNonceModel,
     bind,
 )
+from gpuproof.adapters.transactions import REPLAYED, TransactWriteBuilder, commit, consume_nonce, nonce_item
 from gpuproof.config import Settings
 from gpuproof.errors import Rejection
 from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport
@@ -26,14 +27,11 @@ from gpuproof.logic.states import MachineState, states_before
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.reasons import Reason
 
-# A used nonce must outlive the signature window on both sides of the service clock.
-NONCE_RETENTION_S = 3600
 CHALLENGE_RETENTION_S = 86400
-TransactWriteBuilder = Callable[[TransactWrite], None]
 
 
 def _nonce_key(request: SignedRequest) -> str:
-    return f"{request.keyid}#{request.nonce}"
+    return nonce_item(request).nonce_key
 
 
 def _machine(item: MachineModel) -> Machine:
@@ -122,24 +120,8 @@ class DynamoMachineStore:
         return sorted((_report(i) for i in items), key=lambda r: r.received_at, reverse=True)
 
     # -- conditional transactions ------------------------------------------------------------
-    def _nonce_item(self, request: SignedRequest) -> RequestNonceModel:
-        return RequestNonceModel(
-            _nonce_key(request), created_at=request.created, expires_ttl=request.created + NONCE_RETENTION_S
-        )
-
     def _commit(self, build: TransactWriteBuilder, reasons_by_item: Sequence[Reason]) -> None:
-        try:
-            with TransactWrite(connection=self._connection) as tx:
-                build(tx)
-        except TransactWriteError as exc:
-            failed = [
-                reasons_by_item[i]
-                for i, reason in enumerate(exc.cancellation_reasons or [])
-                if reason is not None and reason.code == "ConditionalCheckFailed"
-            ]
-            if failed:
-                raise Rejection(failed) from exc
-            raise
+        commit(self._connection, build, reasons_by_item)
 
     def register(self, machine: Machine, request: SignedRequest) -> None:
         item = MachineModel(
@@ -153,13 +135,13 @@ class DynamoMachineStore:
 
         def build(tx: TransactWrite) -> None:
             tx.save(item, condition=MachineModel.machine_id.does_not_exist())
-            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+            consume_nonce(tx, request)
 
         self._commit(
             build,
             [
                 Reason("machine_exists", "this machine is already registered", "machine_id"),
-                Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+                REPLAYED,
             ],
         )
 
@@ -187,7 +169,7 @@ class DynamoMachineStore:
                 ],
                 condition=MachineModel.machine_id.exists() & MachineModel.state.is_in(*allowed),
             )
-            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+            consume_nonce(tx, request)
 
         self._commit(
             build,
@@ -198,7 +180,7 @@ class DynamoMachineStore:
                     "the machine's state changed; it cannot take a challenge now",
                     "state",
                 ),
-                Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+                REPLAYED,
             ],
         )
 
@@ -224,7 +206,7 @@ class DynamoMachineStore:
                 & ChallengeModel.commitment_sha256.does_not_exist()
                 & (ChallengeModel.expires_at >= received_at),
             )
-            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+            consume_nonce(tx, request)
 
         self._commit(
             build,
@@ -234,7 +216,7 @@ class DynamoMachineStore:
                     "a commitment for this challenge was already received",
                     "challenge_id",
                 ),
-                Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+                REPLAYED,
             ],
         )
 
@@ -250,13 +232,13 @@ class DynamoMachineStore:
                 ],
                 condition=MachineModel.machine_id.exists(),
             )
-            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+            consume_nonce(tx, request)
 
         self._commit(
             build,
             [
                 Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id"),
-                Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+                REPLAYED,
             ],
         )
 
@@ -287,7 +269,7 @@ class DynamoMachineStore:
                 condition=(MachineModel.state == MachineState.challenged.value)
                 & (MachineModel.last_challenge_id == report.challenge_id),
             )
-            tx.save(self._nonce_item(request), condition=RequestNonceModel.nonce_key.does_not_exist())
+            consume_nonce(tx, request)
 
         self._commit(
             build,
@@ -299,7 +281,7 @@ class DynamoMachineStore:
                     "the machine is not waiting for this challenge's report",
                     "state",
                 ),
-                Reason("replayed_nonce", "this request nonce was already used", "nonce"),
+                REPLAYED,
             ],
         )
 

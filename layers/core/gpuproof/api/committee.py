@@ -11,10 +11,9 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Path
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
-from gpuproof.api.models import ErrorOut
+from gpuproof.api.models import responses
 from gpuproof.api.signing import signed_request
 from gpuproof.api.wiring import committee_services
 from gpuproof.logic import committee as logic
@@ -134,15 +133,6 @@ class VoteOut(BaseModel):
     phase: str
 
 
-def _responses(ok: int, model: type[BaseModel], *refusals: int) -> dict[int, OpenAPIResponse]:
-    out: dict[int, OpenAPIResponse] = {
-        ok: {"description": "ok", "content": {"application/json": {"model": model}}}
-    }
-    for status in refusals:
-        out[status] = {"description": "refused", "content": {"application/json": {"model": ErrorOut}}}
-    return out
-
-
 def _member_out(m: logic.CommitteeMember) -> MemberOut:
     return MemberOut(
         account=m.account,
@@ -162,7 +152,7 @@ def _vote_out(svc: logic.CommitteeServices, r: logic.CommitteeRound, account: st
     "/beacon",
     tags=TAGS,
     summary="The randomness beacon's published tip and next index",
-    responses=_responses(200, BeaconOut, 404),
+    responses=responses(200, BeaconOut, 404),
 )
 def get_beacon(svc: Svc) -> BeaconOut:
     state = logic.beacon_info(svc)
@@ -174,7 +164,7 @@ def get_beacon(svc: Svc) -> BeaconOut:
     status_code=201,
     tags=TAGS,
     summary="Join the committee pool",
-    responses=_responses(201, MemberOut, 401, 403, 409, 422),
+    responses=responses(201, MemberOut, 401, 403, 409, 422),
 )
 def register_member(body: MemberRegistration, signer: Signer, svc: Svc) -> MemberOut:
     return _member_out(logic.register_member(svc, signer, body.account, body.linked_accounts))
@@ -184,7 +174,7 @@ def register_member(body: MemberRegistration, signer: Signer, svc: Svc) -> Membe
     "/members/<account>/retire",
     tags=TAGS,
     summary="Leave the pool (no new draws)",
-    responses=_responses(200, MemberOut, 401, 403, 404, 409),
+    responses=responses(200, MemberOut, 401, 403, 404, 409),
 )
 def retire_member(account: Account, signer: Signer, svc: Svc) -> MemberOut:
     return _member_out(logic.retire_member(svc, signer, account))
@@ -194,7 +184,7 @@ def retire_member(account: Account, signer: Signer, svc: Svc) -> MemberOut:
     "/members/<account>/assignments",
     tags=TAGS,
     summary="Rounds this member was drawn for",
-    responses=_responses(200, AssignmentsOut, 404, 422),
+    responses=responses(200, AssignmentsOut, 404, 422),
 )
 def get_assignments(account: Account, svc: Svc) -> AssignmentsOut:
     items = logic.assignments(svc, account)
@@ -205,7 +195,7 @@ def get_assignments(account: Account, svc: Svc) -> AssignmentsOut:
     "/rounds/<machine_id>/<round_no>",
     tags=TAGS,
     summary="A round's draw data, votes and result",
-    responses=_responses(200, RoundOut, 404, 422),
+    responses=responses(200, RoundOut, 404, 422),
 )
 def get_round(machine_id: MachineId, round_no: RoundNo, svc: Svc) -> RoundOut:
     return RoundOut(**logic.get_round(svc, machine_id, round_no).as_dict())
@@ -215,7 +205,7 @@ def get_round(machine_id: MachineId, round_no: RoundNo, svc: Svc) -> RoundOut:
     "/rounds/<machine_id>/<round_no>/transcript",
     tags=TAGS,
     summary="The evidence to re-verify: round, machine, challenge, signed report",
-    responses=_responses(200, TranscriptOut, 404, 422),
+    responses=responses(200, TranscriptOut, 404, 422),
 )
 def get_transcript(machine_id: MachineId, round_no: RoundNo, svc: Svc) -> TranscriptOut:
     return TranscriptOut(**logic.transcript(svc, machine_id, round_no))
@@ -225,7 +215,7 @@ def get_transcript(machine_id: MachineId, round_no: RoundNo, svc: Svc) -> Transc
     "/rounds/<machine_id>/<round_no>/commit",
     tags=TAGS,
     summary="Commit blake2_128 of the findings",
-    responses=_responses(200, VoteOut, 401, 403, 404, 409, 422),
+    responses=responses(200, VoteOut, 401, 403, 404, 409, 422),
 )
 def commit_vote(
     machine_id: MachineId, round_no: RoundNo, body: CommitIn, signer: Signer, svc: Svc
@@ -238,7 +228,7 @@ def commit_vote(
     "/rounds/<machine_id>/<round_no>/reveal",
     tags=TAGS,
     summary="Reveal the committed findings",
-    responses=_responses(200, VoteOut, 401, 403, 404, 409, 422),
+    responses=responses(200, VoteOut, 401, 403, 404, 409, 422),
 )
 def reveal_vote(
     machine_id: MachineId, round_no: RoundNo, body: RevealIn, signer: Signer, svc: Svc

@@ -7,14 +7,11 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Path
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel
 
 from gpuproof.api.models import (
     ChallengeOut,
     CommitmentOut,
     CommitmentSubmission,
-    ErrorOut,
     HeartbeatAck,
     MachineOut,
     MachineStatusOut,
@@ -23,6 +20,7 @@ from gpuproof.api.models import (
     ReportOut,
     ReportSubmission,
     ReportSummary,
+    responses,
 )
 from gpuproof.api.signing import signed_request
 from gpuproof.api.wiring import machine_services
@@ -37,16 +35,6 @@ router = Router()  # type: ignore[no-untyped-call]
 MachineId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="Ed25519 public key, hex")]
 Signer = Annotated[SignedRequest, Depends(signed_request)]
 Svc = Annotated[logic.Services, Depends(machine_services)]
-
-
-def _responses(ok: int, model: type[BaseModel], *refusals: int) -> dict[int, OpenAPIResponse]:
-    """The success response and every refusal status (each an ErrorOut) for the OpenAPI document."""
-    out: dict[int, OpenAPIResponse] = {
-        ok: {"description": "ok", "content": {"application/json": {"model": model}}}
-    }
-    for status in refusals:
-        out[status] = {"description": "refused", "content": {"application/json": {"model": ErrorOut}}}
-    return out
 
 
 def _machine_out(m: Machine) -> MachineOut:
@@ -76,7 +64,7 @@ def _summary(r: StoredReport) -> ReportSummary:
     status_code=201,
     tags=["machines"],
     summary="Register a machine key",
-    responses=_responses(201, MachineOut, 401, 403, 409, 413, 422),
+    responses=responses(201, MachineOut, 401, 403, 409, 413, 422),
 )
 def register_machine(body: MachineRegistration, signer: Signer, svc: Svc) -> MachineOut:
     return _machine_out(logic.register_machine(svc, signer, body))
@@ -86,7 +74,7 @@ def register_machine(body: MachineRegistration, signer: Signer, svc: Svc) -> Mac
     "/machines/<machine_id>",
     tags=["machines"],
     summary="A machine's state and its latest reports",
-    responses=_responses(200, MachineStatusOut, 404, 422),
+    responses=responses(200, MachineStatusOut, 404, 422),
 )
 def get_machine(machine_id: MachineId, svc: Svc) -> MachineStatusOut:
     machine, reports = logic.machine_status(svc, machine_id)
@@ -98,7 +86,7 @@ def get_machine(machine_id: MachineId, svc: Svc) -> MachineStatusOut:
     status_code=201,
     tags=["machines"],
     summary="Issue a single-use challenge",
-    responses=_responses(201, ChallengeOut, 401, 403, 404, 409, 413, 422),
+    responses=responses(201, ChallengeOut, 401, 403, 404, 409, 413, 422),
 )
 def create_challenge(machine_id: MachineId, body: ChallengeRequest, signer: Signer, svc: Svc) -> ChallengeOut:
     c = logic.issue_challenge(svc, signer, machine_id, body)
@@ -117,7 +105,7 @@ def create_challenge(machine_id: MachineId, body: ChallengeRequest, signer: Sign
     status_code=201,
     tags=["machines"],
     summary="Deliver the proof-of-throughput commitment; receive the pairs to open",
-    responses=_responses(201, CommitmentOut, 401, 403, 404, 409, 410, 413, 422),
+    responses=responses(201, CommitmentOut, 401, 403, 404, 409, 410, 413, 422),
 )
 def submit_commitment(
     machine_id: MachineId, body: CommitmentSubmission, signer: Signer, svc: Svc
@@ -137,7 +125,7 @@ def submit_commitment(
     status_code=202,
     tags=["machines"],
     summary="Submit a signed benchmark report answering a challenge",
-    responses=_responses(202, ReportAccepted, 401, 403, 404, 409, 410, 413, 422),
+    responses=responses(202, ReportAccepted, 401, 403, 404, 409, 410, 413, 422),
 )
 def submit_report(machine_id: MachineId, body: ReportSubmission, signer: Signer, svc: Svc) -> ReportAccepted:
     stored = logic.accept_report(svc, signer, machine_id, body.challenge_id, body.signed_report)
@@ -154,7 +142,7 @@ def submit_report(machine_id: MachineId, body: ReportSubmission, signer: Signer,
     "/machines/<machine_id>/heartbeats",
     tags=["machines"],
     summary="The agent's signed heartbeat of live telemetry; the answer says if re-verification is due",
-    responses=_responses(200, HeartbeatAck, 401, 403, 404, 409, 413, 422),
+    responses=responses(200, HeartbeatAck, 401, 403, 404, 409, 413, 422),
 )
 def heartbeat(machine_id: MachineId, body: Heartbeat, signer: Signer, svc: Svc) -> HeartbeatAck:
     ack = logic.record_heartbeat(svc, signer, machine_id, body)
@@ -165,7 +153,7 @@ def heartbeat(machine_id: MachineId, body: Heartbeat, signer: Signer, svc: Svc) 
     "/machines/<machine_id>/reports/<challenge_id>",
     tags=["machines"],
     summary="A stored report, byte for byte what the machine signed",
-    responses=_responses(200, ReportOut, 404, 422),
+    responses=responses(200, ReportOut, 404, 422),
 )
 def get_report(machine_id: MachineId, challenge_id: str, svc: Svc) -> ReportOut:
     r = logic.get_report(svc, machine_id, challenge_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
 from gpuproof.protocol.proof import GpuPairs, SignedCommitment
@@ -92,3 +93,13 @@ class MachineStatusOut(BaseModel):
 class ReportOut(ReportSummary):
     machine_id: str
     signed_report: dict[str, Any]
+
+
+def responses(ok: int, model: type[BaseModel], *refusals: int) -> dict[int, OpenAPIResponse]:
+    """A route's success response and every refusal status (each an ErrorOut), for OpenAPI."""
+    out: dict[int, OpenAPIResponse] = {
+        ok: {"description": "ok", "content": {"application/json": {"model": model}}}
+    }
+    for status in refusals:
+        out[status] = {"description": "refused", "content": {"application/json": {"model": ErrorOut}}}
+    return out
