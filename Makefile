@@ -3,16 +3,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: venv demo test lint typecheck unit integration e2e local bench openapi clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The local chain (Chopsticks + Rococo Asset Hub's chain spec) from package-lock.json; no install
+# scripts run (nothing native is needed). Needs Node.js >= 20 and npm.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $(NODE_STAMP)
 
 lint: venv
 	$(BIN)/cfn-lint template.yaml
@@ -33,7 +40,7 @@ test: lint
 	$(BIN)/pytest tests -q
 
 local: venv
-	$(BIN)/python -m gpuproof.local
+	$(BIN)/python -m gpuproof.local --parameter AllowCpuBackend=true --schedule-interval 2
 
 demo: venv
 	$(BIN)/python scripts/demo.py

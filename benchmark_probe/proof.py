@@ -55,10 +55,8 @@ def prove(
     prover = Prover(bytes.fromhex(challenge.nonce), machine_id, challenge.challenge_id, params, executor)
     commitment = prover.run()
     signed = on_commitment(SignedCommitment.sign(commitment, key))
-    receipt: dict[str, Any] = client.request(
-        "POST",
-        f"/machines/{machine_id}/commitments",
-        {"challenge_id": challenge.challenge_id, "signed_commitment": signed.model_dump(mode="json")},
+    receipt: dict[str, Any] = client.submit_commitment(
+        machine_id, challenge.challenge_id, signed.model_dump(mode="json")
     )
     pairs = [GpuPairs.model_validate(p) for p in receipt["pairs"]]
     openings = prover.open(pairs)

@@ -87,12 +87,9 @@ def test_error_body_is_parsed() -> None:
     with pytest.raises(ServiceError) as info:
         client.machine(KEY.public_hex)
     err = info.value
-    assert (err.status, err.code, err.reasons) == (
-        422,
-        "report_rejected",
-        ["nonce_mismatch: old nonce", "late"],
-    )
-    assert "HTTP 422 report_rejected: bad report" in str(err)
+    assert (err.status, err.code) == (422, "report_rejected")
+    assert err.reasons == [{"code": "nonce_mismatch", "message": "old nonce"}, "late"]
+    assert "HTTP 422 report_rejected: bad report (nonce_mismatch: old nonce; late)" in str(err)
 
 
 def test_agent_keeps_going_when_heartbeats_are_not_served_yet() -> None:

@@ -17,16 +17,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import requests
 
 from gpuproof.committee.findings import findings_from_report
 from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.client import ServiceError, SignedClient
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
-from gpuproof.protocol.httpsig import sign_request
-from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import ProofParams, ThroughputProof, verify_throughput
 from gpuproof.protocol.report import SignedReport
 
@@ -34,52 +32,11 @@ STATE_MODE = 0o600
 Log = Callable[[str], None]
 
 
-class ApiError(Exception):
-    """The service refused a request: status, stable code and every reason."""
-
-    def __init__(self, status: int, code: str, message: str, reasons: list[dict[str, Any]]) -> None:
-        super().__init__(f"HTTP {status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.reasons = reasons
+ApiError = ServiceError  # the committee CLI's name for a refusal; one type for both clients
 
 
-class CommitteeClient:
-    """Signed JSON requests to the committee API (RFC 9421 profile of gpuproof.protocol.httpsig)."""
-
-    def __init__(self, api_url: str, key: SigningKey, timeout_s: float = 30.0) -> None:
-        self.api_url = api_url.rstrip("/")
-        self.key = key
-        self.timeout_s = timeout_s
-        self.session = requests.Session()
-        self._base_path = urlsplit(self.api_url).path.rstrip("/")
-
-    @property
-    def account(self) -> str:
-        return self.key.public_hex
-
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        data = b"" if body is None else canonical_bytes(body)
-        headers = sign_request(self.key, method, self._base_path + path, data)
-        if body is not None:
-            headers["content-type"] = "application/json"
-        r = self.session.request(
-            method, self.api_url + path, data=data, headers=headers, timeout=self.timeout_s
-        )
-        try:
-            doc = r.json() if r.content else None
-        except ValueError:
-            doc = None
-        if r.status_code >= 400:
-            d = doc if isinstance(doc, dict) else {}
-            raise ApiError(
-                r.status_code,
-                str(d.get("code", "http_error")),
-                str(d.get("message", r.text[:200])),
-                list(d.get("reasons", [])),
-            )
-        return doc
+class CommitteeClient(SignedClient):
+    """The committee API, every request signed with the member's key."""
 
     def beacon(self) -> Any:
         return self.request("GET", "/beacon")

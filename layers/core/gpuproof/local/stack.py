@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from gpuproof.local.chain import LocalChain, start_for_stack
 from gpuproof.local.front import HttpFront, Route, Router
 from gpuproof.local.moto_server import HOST, MotoServer, aws_environment
 from gpuproof.local.pollers import Poller, SchedulePoller, SqsPoller, StreamPoller, schedule_period_s
@@ -46,6 +47,7 @@ class LocalStack:
         sqs_retry_delay_s: int = 0,
         parameters: dict[str, str] | None = None,
         allow_missing_handlers: bool = False,
+        chain: bool | None = None,
     ) -> None:
         self.template: Template = load_template(template_path)
         self._endpoint_url = endpoint_url
@@ -58,6 +60,9 @@ class LocalStack:
         self.sqs_retry_delay_s = sqs_retry_delay_s
         self.parameters = parameters
         self.allow_missing_handlers = allow_missing_handlers
+        # A local Chopsticks chain for the publisher: chain=True or GPUPROOF_LOCAL_CHAIN=1.
+        self.chain_enabled = chain if chain is not None else os.environ.get("GPUPROOF_LOCAL_CHAIN") == "1"
+        self.chain: LocalChain | None = None
         self.moto: MotoServer | None = None
         self.resources: Resources | None = None
         self.functions: dict[str, LocalFunction] = {}
@@ -99,6 +104,8 @@ class LocalStack:
         )
         self.environment = self.resources.merged_environment()
         self._set_env(self.environment)
+        if self.chain_enabled:
+            self.attach_chain()
 
         routes: list[Route] = []
         for spec in self.template.functions():
@@ -174,7 +181,22 @@ class LocalStack:
                 return phys.attrs["QueueUrl"]
         raise TemplateError(f"no queue in the template has ARN {arn}")
 
+    def attach_chain(self, chain: LocalChain | None = None) -> LocalChain:
+        """Start (or adopt) a local chain funding the oracle key and point CHAIN_NODE_URL at it."""
+        self.chain = chain or start_for_stack()
+        self._set_env({"CHAIN_NODE_URL": self.chain.url})
+        self.environment["CHAIN_NODE_URL"] = self.chain.url
+        return self.chain
+
+    def detach_chain(self) -> None:
+        if self.chain is not None:
+            self.chain.stop()
+            self.chain = None
+            self._set_env({"CHAIN_NODE_URL": ""})
+            self.environment["CHAIN_NODE_URL"] = ""
+
     def stop(self) -> None:
+        self.detach_chain()
         for poller in self.pollers:
             poller.stop()
         self.pollers = []

@@ -25,6 +25,7 @@ TABLE = "AWS::DynamoDB::Table"
 QUEUE = "AWS::SQS::Queue"
 KMS_KEY = "AWS::KMS::Key"
 KMS_ALIAS = "AWS::KMS::Alias"
+SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type, not a secret
 FUNCTION = "AWS::Serverless::Function"
 
 
@@ -359,7 +360,7 @@ def provision(
         physical={},
     )
     for lid, res in template.resources.items():
-        if res.get("Type") not in (TABLE, QUEUE, KMS_KEY, KMS_ALIAS):
+        if res.get("Type") not in (TABLE, QUEUE, KMS_KEY, KMS_ALIAS, SECRET):
             # Functions, APIs and alarms have no local resource; give them a name for Ref/GetAtt.
             name = f"{stack_name}-{lid}"
             resources.physical[lid] = Physical(
@@ -374,6 +375,8 @@ def provision(
         _create_key(resources, lid)
     for lid in _ordered(template, KMS_ALIAS):
         _create_alias(resources, lid)
+    for lid in _ordered(template, SECRET):
+        _create_secret(resources, lid)
     return resources
 
 
@@ -531,3 +534,41 @@ def _create_alias(resources: Resources, lid: str) -> None:
     else:
         kms.create_alias(AliasName=name, TargetKeyId=props["TargetKeyId"])
     resources.physical[lid] = Physical(ref=name, attrs={})
+
+
+_PASSWORD_OPTIONS = (
+    "PasswordLength",
+    "ExcludeCharacters",
+    "ExcludeNumbers",
+    "ExcludePunctuation",
+    "ExcludeUppercase",
+    "ExcludeLowercase",
+    "IncludeSpace",
+    "RequireEachIncludedType",
+)
+
+
+def _create_secret(resources: Resources, lid: str) -> None:
+    """A Secrets Manager secret: SecretString as given, or generated as GenerateSecretString asks."""
+    props = resources.resolve(resources.template.properties(lid))
+    name = props.get("Name") or f"{resources.stack_name}-{lid}"
+    sm = aws_client("secretsmanager", resources.endpoint_url)
+    try:
+        arn = sm.describe_secret(SecretId=name)["ARN"]
+    except sm.exceptions.ResourceNotFoundException:
+        value = props.get("SecretString")
+        if value is None:
+            gen = props.get("GenerateSecretString", {})
+            options = {k: gen[k] for k in _PASSWORD_OPTIONS if k in gen}
+            if "PasswordLength" in options:
+                options["PasswordLength"] = int(options["PasswordLength"])
+            password = sm.get_random_password(**options)["RandomPassword"]
+            if "SecretStringTemplate" in gen:
+                doc = json.loads(gen["SecretStringTemplate"])
+                doc[gen["GenerateStringKey"]] = password
+                value = json.dumps(doc)
+            else:
+                value = password
+        description = props.get("Description", lid)
+        arn = sm.create_secret(Name=name, SecretString=value, Description=description)["ARN"]
+    resources.physical[lid] = Physical(ref=arn, attrs={"Id": arn})
