@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
+
 from gpuproof.protocol.report import BenchmarkResult
 
 FP32_EXACT = 1 << 24  # every integer below this is exact in fp32 (and so in an fp32 accumulator)

@@ -10,10 +10,6 @@ from typing import Annotated, Any
 
 import requests
 import typer
-from gpuproof.protocol.keys import KeyFileError, SigningKey
-from gpuproof.protocol.machine import Region
-from gpuproof.protocol.report import BenchmarkResult, Inventory
-from gpuproof.protocol.upload_info import UploadInfoError, upload_fields_from_inventory
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
@@ -28,6 +24,10 @@ from benchmark_probe.proof import default_executor, prove
 from benchmark_probe.render import bench_table, inventory_tables
 from benchmark_probe.report import Challenge
 from benchmark_probe.submit import ProofHook, answer_challenge, submit
+from gpuproof.protocol.keys import KeyFileError, SigningKey
+from gpuproof.protocol.machine import Region
+from gpuproof.protocol.report import BenchmarkResult, Inventory
+from gpuproof.protocol.upload_info import UploadInfoError, upload_fields_from_inventory
 
 DEFAULT_KEY = Path("~/.config/gpuproof/machine.key")
 app = typer.Typer(

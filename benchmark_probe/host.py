@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import psutil
+
 from gpuproof.protocol.report import HostInfo
 
 _GHZ_IN_MODEL_RE = re.compile(r"@\s*([0-9.]+)\s*GHz", re.IGNORECASE)

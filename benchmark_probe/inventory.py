@@ -10,9 +10,8 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from gpuproof.protocol.report import CudaView, GpuInfo, HostInfo, Inventory
-
 from benchmark_probe.host import collect_host
+from gpuproof.protocol.report import CudaView, GpuInfo, HostInfo, Inventory
 
 # CUDA cores per SM by compute capability (CUDA C Programming Guide, "Arithmetic Instructions").
 CORES_PER_SM: dict[tuple[int, int], int] = {

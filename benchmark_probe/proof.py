@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from benchmark_probe.client import ServiceClient
+from benchmark_probe.report import Challenge
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import (
     GpuPairs,
@@ -16,9 +18,6 @@ from gpuproof.protocol.proof import (
     ThroughputProof,
 )
 from gpuproof.protocol.report import Inventory
-
-from benchmark_probe.client import ServiceClient
-from benchmark_probe.report import Challenge
 
 ExecutorFactory = Callable[[Inventory], ProofExecutor]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpuproof.protocol.report import BenchmarkResult, Integrity, Inventory
 from rich.console import Console
 from rich.table import Table
+
+from gpuproof.protocol.report import BenchmarkResult, Integrity, Inventory
 
 GIB = 1 << 30
 

@@ -6,10 +6,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmark_probe import __version__
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.report import BenchmarkReport, BenchmarkResult, Integrity, Inventory, SignedReport
-
-from benchmark_probe import __version__
 
 
 class ChallengeFormatError(ValueError):

@@ -6,12 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from benchmark_probe.client import ServiceClient, ServiceError
+from benchmark_probe.report import Challenge, build_report
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration, Region, bond_message
 from gpuproof.protocol.report import BenchmarkResult, Integrity, Inventory
-
-from benchmark_probe.client import ServiceClient, ServiceError
-from benchmark_probe.report import Challenge, build_report
 
 # The proof of throughput: given the client and the challenge, prove, commit and open; it runs
 # right after the challenge is issued because the service times it from that moment.

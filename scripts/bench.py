@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT / "scripts"))  # the sibling bench_* modules
 
 import bench_draw  # noqa: E402
 import bench_proof  # noqa: E402
+
 from gpuproof.local.stack import LocalStack  # noqa: E402
 from gpuproof.protocol.httpsig import sign_request, verify_request  # noqa: E402
 from gpuproof.protocol.keys import SigningKey  # noqa: E402
-
 from tests.e2e.api_client import RawApi, registration  # noqa: E402
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import (
     NumpyExecutor,

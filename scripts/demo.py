@@ -24,11 +24,12 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 warnings.filterwarnings("ignore")
 
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
 from gpuproof.cli.member import CommitteeClient, MemberState, run_agent  # noqa: E402
 from gpuproof.local.stack import LocalStack  # noqa: E402
 from gpuproof.protocol.keys import SigningKey  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
 OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 console = Console()

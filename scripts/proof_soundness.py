@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import (
     NumpyExecutor,

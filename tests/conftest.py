@@ -15,10 +15,11 @@ from typing import Any
 
 import boto3
 import pytest
+from pytest_socket import disable_socket, enable_socket
+
 from gpuproof.local.moto_server import MotoServer, aws_environment
 from gpuproof.local.stack import LocalStack
 from gpuproof.local.template import LOCAL_REGION, Resources, load_template, provision
-from pytest_socket import disable_socket, enable_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT_DIR = ROOT / "tests" / "unit"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from gpuproof.protocol.report import Inventory
-
 from benchmark_probe.backends.cpu import CpuBackend
 from benchmark_probe.bench import Backend
+from gpuproof.protocol.report import Inventory
 
 
 def select_backend(inventory: Inventory) -> tuple[Backend, list[str]]:

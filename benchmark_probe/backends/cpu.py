@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from gpuproof.protocol.report import BenchmarkResult
 
 from benchmark_probe.bench import (
     BenchPlan,
@@ -25,6 +24,7 @@ from benchmark_probe.bench import (
     row_mismatch,
     seeded_operands,
 )
+from gpuproof.protocol.report import BenchmarkResult
 
 CPU_GEMM_N_MAX = 1024
 CPU_FLUSH_BYTES = 64 << 20

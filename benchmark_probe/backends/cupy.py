@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from gpuproof.protocol.report import BenchmarkResult, CudaView, GpuInfo
 
 from benchmark_probe.bench import (
     BenchPlan,
@@ -31,6 +30,7 @@ from benchmark_probe.bench import (
     result,
     row_mismatch,
 )
+from gpuproof.protocol.report import BenchmarkResult, CudaView, GpuInfo
 
 # cudaDataType_t (library_types.h) and cublasComputeType_t (cublas_api.h): stable ABI values.
 CUDA_R_32F, CUDA_R_16F, CUDA_R_8I, CUDA_R_32I, CUDA_R_16BF = 0, 2, 3, 10, 14

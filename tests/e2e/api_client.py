@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import requests
 from boto3.dynamodb.conditions import Attr, Key
+
 from gpuproof.protocol.httpsig import sign_request
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import bond_message

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
+
 from gpuproof.adapters.tables import VerdictModel, bind
 from gpuproof.chain.adapter import ChainSettings, SubstrateChain, oracle_keypair
 from gpuproof.chain.consumer import VerifiedBatch, scan_chain, verify_payload, verify_verdict

@@ -15,14 +15,6 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from gpuproof.cli.member import CommitteeClient, MemberState, run_agent
-from gpuproof.committee.beacon import verify_beacon_value
-from gpuproof.committee.draw import Member, draw_committee
-from gpuproof.committee.findings import findings_from_report
-from gpuproof.logic.committee import pool_digest
-from gpuproof.protocol.keys import SigningKey
-from gpuproof.protocol.machine import Region
-from gpuproof.protocol.report import Integrity, SignedReport
 
 from benchmark_probe.backends import select_backend
 from benchmark_probe.bench import BenchPlan, run_benchmarks
@@ -31,6 +23,14 @@ from benchmark_probe.client import ServiceClient
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.submit import submit
+from gpuproof.cli.member import CommitteeClient, MemberState, run_agent
+from gpuproof.committee.beacon import verify_beacon_value
+from gpuproof.committee.draw import Member, draw_committee
+from gpuproof.committee.findings import findings_from_report
+from gpuproof.logic.committee import pool_digest
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.machine import Region
+from gpuproof.protocol.report import Integrity, SignedReport
 
 pytestmark = pytest.mark.e2e
 

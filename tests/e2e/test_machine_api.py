@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+
 from gpuproof.api.wiring import machine_services
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.report import BenchmarkReport, HostInfo, Integrity, Inventory, SignedReport

@@ -8,12 +8,12 @@ from typing import Any
 
 import boto3
 import pytest
-from gpuproof.protocol.keys import SigningKey
-from gpuproof.protocol.report import SignedReport
 from typer.testing import CliRunner
 
 from benchmark_probe.cli import app
 from benchmark_probe.client import ServiceClient
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.report import SignedReport
 
 from .api_client import OWNER, RawApi
 
@@ -63,9 +63,8 @@ def test_agent_heartbeat_is_stored_on_the_machine(local_stack: Any, tmp_path: Pa
     runner.invoke(app, ["keygen", "--key", str(key_path)])
     key = SigningKey.load(key_path)
     client = ServiceClient(local_stack.api_url, key)
-    from gpuproof.protocol.machine import Region
-
     from benchmark_probe.submit import register, registration_for
+    from gpuproof.protocol.machine import Region
 
     register(client, registration_for(key, OWNER, Region.europe))
     result = runner.invoke(

@@ -9,9 +9,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from gpuproof.protocol.keys import SigningKey
-from gpuproof.protocol.machine import Region
-from gpuproof.protocol.proof import NumpyExecutor, ProofExecutor, ProofParams, Prover, SignedCommitment
 
 from benchmark_probe.client import ServiceClient, ServiceError
 from benchmark_probe.integrity import collect_integrity
@@ -19,6 +16,9 @@ from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.proof import prove
 from benchmark_probe.report import Challenge, build_report
 from benchmark_probe.submit import challenge_request_for, register, registration_for
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.machine import Region
+from gpuproof.protocol.proof import NumpyExecutor, ProofExecutor, ProofParams, Prover, SignedCommitment
 
 from .api_client import OWNER, Tables
 

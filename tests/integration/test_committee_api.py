@@ -10,11 +10,6 @@ from typing import Any
 
 import pytest
 import requests
-from gpuproof.api.wiring import committee_services
-from gpuproof.cli.member import ApiError, CommitteeClient, inspect_transcript, upload_info
-from gpuproof.logic import committee as logic
-from gpuproof.protocol.keys import SigningKey
-from gpuproof.protocol.machine import Region
 
 from benchmark_probe.backends import select_backend
 from benchmark_probe.bench import BenchPlan, run_benchmarks
@@ -23,6 +18,11 @@ from benchmark_probe.client import ServiceClient
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.submit import submit
+from gpuproof.api.wiring import committee_services
+from gpuproof.cli.member import ApiError, CommitteeClient, inspect_transcript, upload_info
+from gpuproof.logic import committee as logic
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.machine import Region
 
 pytestmark = pytest.mark.integration
 

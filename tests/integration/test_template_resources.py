@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from gpuproof.local.template import load_template
 
 pytestmark = pytest.mark.integration

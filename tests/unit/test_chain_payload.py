@@ -6,6 +6,7 @@ import dataclasses
 import time
 
 import pytest
+
 from gpuproof.chain import merkle
 from gpuproof.chain.consumer import verify_payload, verify_verdict
 from gpuproof.chain.payload import (

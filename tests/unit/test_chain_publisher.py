@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from gpuproof.chain.adapter import ChainHead, ChainRejected, ChainUnavailable, Inclusion, PreparedExtrinsic
 from gpuproof.chain.merkle import blake2_256
 from gpuproof.chain.payload import MAGIC
@@ -27,7 +28,6 @@ from gpuproof.chain.publisher import (
 )
 from gpuproof.chain.signer import LocalBatchSigner
 from gpuproof.chain.store import OutboxConflict, PublishedBatch, StoredVerdict
-
 from tests.unit.test_chain_payload import verdict
 
 

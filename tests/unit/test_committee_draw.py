@@ -7,6 +7,7 @@ import random
 import time
 
 import pytest
+
 from gpuproof.committee.beacon import HashChainBeacon, verify_beacon_value, verify_next_value
 from gpuproof.committee.draw import Member, draw_committee, eligible_accounts
 

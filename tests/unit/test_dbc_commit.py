@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from pydantic import ValidationError
+
+from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 
 VECTOR = CommitteeUploadInfo(
     machine_id="c2ad03b01cb72857978f7e18527afddb671c8354c72c46523405334be23c3701",

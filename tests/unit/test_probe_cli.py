@@ -7,13 +7,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from gpuproof.protocol.keys import SigningKey
 from typer.testing import CliRunner
 
 import benchmark_probe.inventory as inventory_module
 from benchmark_probe.cli import app
 from benchmark_probe.client import ServiceClient
 from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble
+from gpuproof.protocol.keys import SigningKey
 
 runner = CliRunner()
 

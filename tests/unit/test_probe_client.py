@@ -5,9 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gpuproof.protocol.keys import SigningKey
-from gpuproof.protocol.machine import Region
-from gpuproof.protocol.report import Integrity
 
 from benchmark_probe.agent import run_agent
 from benchmark_probe.backends.cpu import CpuBackend
@@ -17,6 +14,9 @@ from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
 from benchmark_probe.submit import submit
 from benchmark_probe.telemetry import Telemetry
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.machine import Region
+from gpuproof.protocol.report import Integrity
 from tests.unit.probe_service_double import FakeResponse, FakeService
 
 OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from gpuproof.protocol.canonical import canonical_bytes
-from gpuproof.protocol.keys import SigningKey, verify
-from gpuproof.protocol.report import Integrity, SignedReport
 
 from benchmark_probe import __version__
 from benchmark_probe.backends.cpu import CpuBackend
@@ -15,6 +12,9 @@ from benchmark_probe.bench import BenchPlan, run_benchmarks
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
 from benchmark_probe.report import Challenge, ChallengeFormatError, build_report
+from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.keys import SigningKey, verify
+from gpuproof.protocol.report import Integrity, SignedReport
 
 KEY = SigningKey.from_seed(bytes(range(32)))
 CHALLENGE = Challenge("ch-1", "ab" * 32, 1_900_000_000, {"steps": 4})

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
+from benchmark_probe.inventory import collect_inventory
+from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fake_gpu, fixed_host
 from gpuproof.protocol.report import HostInfo
 from gpuproof.protocol.upload_info import (
     UploadInfoError,
@@ -10,9 +13,6 @@ from gpuproof.protocol.upload_info import (
     gpu_type_of,
     upload_fields_from_inventory,
 )
-
-from benchmark_probe.inventory import collect_inventory
-from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fake_gpu, fixed_host
 
 MIB = 1 << 20
 

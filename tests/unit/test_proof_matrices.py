@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
+
 from gpuproof.protocol.proof import matrices
 from gpuproof.protocol.proof.matrices import (
     TAG_A0,

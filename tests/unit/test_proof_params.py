@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from gpuproof.protocol.proof import ProofParams, derive_params
 from pydantic import ValidationError
+
+from gpuproof.protocol.proof import ProofParams, derive_params
 
 
 @pytest.mark.parametrize("rate", [25.6, 66.4, 157.0, 271.2, 794.5, 1745.0])

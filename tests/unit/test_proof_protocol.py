@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import (

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from gpuproof.protocol.proof import merkle
 from gpuproof.protocol.proof.sha256_kernels import SHA256_SOURCE
 

@@ -6,6 +6,7 @@ import csv
 from importlib import resources
 
 import pytest
+
 from gpuproof.reference import (
     MEM_HIGH,
     MEM_LOW,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+
 from gpuproof.protocol.machine import Region
 from gpuproof.reference import lookup, reference_table
 from gpuproof.scoring import (

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from gpuproof.local.front import Route, Router, build_http_event, translate_response
 from gpuproof.local.pollers import schedule_period_s
 from gpuproof.local.template import (

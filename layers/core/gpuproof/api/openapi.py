@@ -8,9 +8,9 @@ import sys
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
 from gpuproof import __version__
-from gpuproof.api import committee, machines
+from gpuproof.api import committee, feed_app, machines
 
-ROUTERS = [machines.router, committee.router]
+ROUTERS = [machines.router, committee.router, feed_app.router]
 
 SIGNATURE_NOTE = (
     "Every POST is signed with RFC 9421 HTTP Message Signatures (gpuproof profile: components "
