@@ -25,7 +25,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 warnings.filterwarnings("ignore")
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))  # the sibling bench_* modules
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the tests' API client and the sibling bench_* modules
 
 import bench_draw  # noqa: E402
 import bench_proof  # noqa: E402
