@@ -182,12 +182,12 @@ def report_intake(n: int) -> str:
             "",
             "| operation | p50 (ms) | p99 (ms) | min – max (ms) |",
             "|---|---:|---:|---:|",
-            f"| report intake (signature, 4 reads, 4-item transaction, SQS send) | {a['median']:.1f} | {a['p99']:.1f} | "
+            f"| report intake (signature, 3 reads, 4-item transaction, SQS send) | {a['median']:.1f} | {a['p99']:.1f} | "
             f"{a['min']:.1f} – {a['max']:.1f} |",
             f"| raw DynamoDB `put_item` (reference) | {p['median']:.1f} | {p['p99']:.1f} | {p['min']:.1f} – "
             f"{p['max']:.1f} |",
             "",
-            f"Intake p50 is {a['median'] / p['median']:.1f}× a raw put: the request makes five DynamoDB calls, one SQS "
+            f"Intake p50 is {a['median'] / p['median']:.1f}× a raw put: the request makes four DynamoDB calls, one SQS "
             "call and the HTTP round trip, all against moto on loopback.",
             "",
         ]

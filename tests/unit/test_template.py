@@ -145,7 +145,12 @@ EXPECTED_ACCESS: dict[str, dict[str, Any]] = {
         "kms": False,
     },
     "ChainPublisherFunction": {
-        "tables": {"VerdictsTable": "crud", "PublishedBatchesTable": "crud", "IdempotencyTable": "crud"},
+        "tables": {
+            "VerdictsTable": "crud",
+            "PublishedBatchesTable": "crud",
+            "IdempotencyTable": "crud",
+            "MachinesTable": "crud",
+        },
         "send": set(),
         "kms": True,
         "secrets": {"OracleKeySecret"},

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from gpuproof.adapters.tables import (
@@ -340,3 +340,26 @@ class DynamoMachineStore:
                 return False
             raise
         return True
+
+
+def mark_machine_published(
+    machines_table: str, region: str, machine_id: str, result: str, now: float
+) -> bool:
+    """Move a machine from its verdict's state (confirmed or refused) to `published`, once.
+
+    The condition names the verdict's own result, so a verdict of an older round, or one the
+    machine has moved on from (a fresh challenge), changes nothing. False when nothing changed.
+    """
+    if result not in (MachineState.confirmed.value, MachineState.refused.value):
+        return False
+    bind(MachineModel, machines_table, region)
+    try:
+        MachineModel(machine_id).update(
+            actions=[MachineModel.state.set(MachineState.published.value), MachineModel.updated_at.set(now)],
+            condition=MachineModel.state == result,
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

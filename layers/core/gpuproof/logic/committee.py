@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from gpuproof.committee.beacon import HashChainBeacon
 from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, select_indices
 from gpuproof.committee.findings import findings_from_report
-from gpuproof.committee.tally import Tally, TallyResult, tally
+from gpuproof.committee.tally import Tally, tally
 from gpuproof.committee.windows import RoundWindows
 from gpuproof.errors import Rejection, raise_if
 from gpuproof.logic.ports import Clock
@@ -531,14 +531,30 @@ def _votes(t: Tally, booked: Sequence[str]) -> list[dict[str, str]]:
     return [{"account": a, "vote": str(vote.get(a, Vote.agreeing))} for a in booked]
 
 
+def _verdict_upload_info(t: Tally, round_: CommitteeRound, result: VerdictResult) -> dict[str, Any]:
+    """The CommitteeUploadInfo a verdict carries to the chain (rand_str left out).
+
+    Confirmed: the majority's revealed info. Refused and NoConsensus: the majority's info when
+    there is one, else the service's own findings, with is_support false — DBC's payload always
+    names the machine's facts, whatever the outcome.
+    """
+    if t.decided_info is not None:
+        info = t.decided_info.model_dump(mode="json", exclude={"rand_str"})
+    elif round_.expected_info is not None:
+        info = {k: v for k, v in round_.expected_info.items() if k != "rand_str"}
+    else:
+        return {}
+    if result is not VerdictResult.confirmed:
+        info["is_support"] = False
+    return info
+
+
 def close_round(svc: CommitteeServices, round_: CommitteeRound) -> Verdict | None:
     reveals = {a: CommitteeUploadInfo.model_validate(r["info"]) for a, r in round_.reveals.items()}
     t = tally(round_.members, reveals, min_reveals=svc.min_reveals)
     now = svc.clock.now()
-    upload_info: dict[str, Any] = {}
-    if t.result is TallyResult.confirmed and t.decided_info is not None:
-        upload_info = t.decided_info.model_dump(mode="json", exclude={"rand_str"})
     result = VerdictResult(t.result.value)
+    upload_info = _verdict_upload_info(t, round_, result)
     verdict = Verdict(
         verdict_id=Verdict.id_for(round_.machine_id, round_.round),
         machine_id=round_.machine_id,

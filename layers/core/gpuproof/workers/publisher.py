@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -31,6 +32,8 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 
 from gpuproof.adapters.clock import SystemClock
+from gpuproof.adapters.dynamo import mark_machine_published
+from gpuproof.adapters.tables import VerdictModel
 from gpuproof.chain.adapter import ChainSettings, SubstrateChain, load_oracle_secret
 from gpuproof.chain.publisher import Outcome, PublishServices, publish_with_retries
 from gpuproof.chain.signer import KmsBatchSigner
@@ -93,7 +96,19 @@ class StreamBatch:
             logger.error("verdict not published", extra={"verdict_id": verdict_id, "error": str(found.error)})
             raise found.error
         logger.info("verdict published", extra=found.as_dict())
+        if (found.publication or {}).get("status") == "published":
+            _advance_machine(verdict_id)
         return found.as_dict()
+
+
+def _advance_machine(verdict_id: str) -> None:
+    """The verdict is on chain: its machine (if still in the verdict's state) becomes `published`."""
+    machines_table = os.environ.get("MACHINES_TABLE")
+    if not machines_table:
+        return
+    verdict = VerdictModel.get(verdict_id, consistent_read=True)
+    if mark_machine_published(machines_table, _region(), verdict.machine_id, verdict.result, time.time()):
+        logger.info("machine published", extra={"machine_id": verdict.machine_id, "result": verdict.result})
 
 
 def _count(outcomes: Any) -> None:
