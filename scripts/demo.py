@@ -2,8 +2,9 @@
 
 Starts the local stack (moto + the template's resources + the real handlers), makes a new machine
 key, runs THIS host's probe (`benchmark-probe submit`, CPU backend when there is no GPU) against
-it, waits for the verify worker, then prints the machine's state and the stored report. When
-the committee is available, three bot members review the machine to a verdict.
+it, waits for the verify worker, then prints the machine's state and the stored report. Three
+bot committee members then review the machine to a verdict, the publisher puts it on a local
+chain (Chopsticks), and the consumer reads it back and checks the service's signature.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from gpuproof.cli.member import CommitteeClient, MemberState, run_agent  # noqa: E402
+from gpuproof.local.chain import unavailable_reason  # noqa: E402
 from gpuproof.local.stack import LocalStack  # noqa: E402
 from gpuproof.protocol.keys import SigningKey  # noqa: E402
 
@@ -130,16 +132,50 @@ def show_round(member: CommitteeClient, machine_id: str, round_no: int) -> None:
     console.print(t)
 
 
+def show_chain(stack: LocalStack, machine_id: str) -> None:
+    """Read the verdict back from the chain as a pallet would: decode, check the signature and root."""
+    import boto3
+
+    from gpuproof.chain.adapter import ChainSettings, SubstrateChain
+    from gpuproof.chain.consumer import scan_chain
+    from gpuproof.chain.signer import public_key_from_der
+
+    kms = boto3.client("kms", endpoint_url=stack.endpoint_url, region_name="us-east-1")
+    der = bytes(kms.get_public_key(KeyId=stack.environment["SERVICE_KEY_ID"])["PublicKey"])
+    assert stack.chain is not None
+    reader = SubstrateChain(ChainSettings(node_url=stack.chain.url), "//reader")
+    try:
+        for batch in scan_chain(reader, {public_key_from_der(der)}):
+            for v in batch.verdicts:
+                if v["upload_info"]["machine_id"] == machine_id.encode():
+                    t = Table(title="read back from the chain by the consumer", show_header=False)
+                    t.add_row("block", f"#{batch.block_number} {batch.block_hash}")
+                    checks = "OK" if batch.ok else str(batch.problems)
+                    t.add_row("checks", f"service signature and Merkle root: {checks}")
+                    t.add_row("verdict", f"{v['result']} · calc_point {v['upload_info']['calc_point']}")
+                    console.print(t)
+                    return
+    finally:
+        reader.close()
+    console.print("[red]verdict not found on chain[/red]")
+
+
 def main() -> int:
     t0 = time.monotonic()
+    no_chain = unavailable_reason()
+    if no_chain:
+        console.print(f"[yellow]no local chain ({no_chain}): verdicts stay in VerdictsTable[/yellow]")
+    params = {"AllowCpuBackend": "true"}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        LocalStack(parameters={"AllowCpuBackend": "true"}, schedule_interval_s=1) as stack,
+        LocalStack(parameters=params, schedule_interval_s=1, chain=no_chain is None) as stack,
     ):
         console.rule("gpuproof demo: the local embedded stack")
         console.print(
             f"API  {stack.api_url}\nmoto {stack.endpoint_url}  (tables, queues and key from template.yaml)"
         )
+        if stack.chain is not None:
+            console.print(f"chain {stack.chain.url}  (Chopsticks, Rococo Asset Hub genesis)")
         stop = threading.Event()
         members = start_bots(stack, Path(tmp), stop)
         console.print(f"3 committee bots registered: {', '.join(m.account[:12] + '…' for m in members)}")
@@ -177,6 +213,14 @@ def main() -> int:
         console.print(f"final state: [bold]{m['state']}[/bold]")
         if m["state"] in FINAL and m["state"] != "refused":
             show_round(members[0], machine_id, 1)
+        if stack.chain is not None:
+            console.rule("the verdict on chain")
+            deadline = time.monotonic() + 60
+            while m["state"] != "published" and time.monotonic() < deadline:
+                time.sleep(0.5)
+                m = get(stack, f"/machines/{machine_id}")["machine"]
+            console.print(f"machine state: [bold]{m['state']}[/bold]")
+            show_chain(stack, machine_id)
         console.print(f"demo finished in {time.monotonic() - t0:.1f} s")
     return 0
 
