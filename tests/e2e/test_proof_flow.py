@@ -16,6 +16,7 @@ from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.proof import prove
 from benchmark_probe.report import Challenge, build_report
 from benchmark_probe.submit import challenge_request_for, register, registration_for
+from gpuproof.api.wiring import verify_services
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import Region
 from gpuproof.protocol.proof import NumpyExecutor, ProofExecutor, ProofParams, Prover, SignedCommitment
@@ -183,3 +184,22 @@ def test_second_commitment_for_a_challenge_is_refused(local_stack: Any) -> None:
             {"challenge_id": challenge.challenge_id, "signed_commitment": sent[0].model_dump(mode="json")},
         )
     assert exc.value.status == 409 and exc.value.code == "commitment_exists"
+
+
+def test_shadow_mode_records_a_failing_check_without_deciding(
+    local_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHADOW_CHECKS", "proof_of_throughput")
+    verify_services.cache_clear()
+    try:
+        key, client, inventory = new_machine(local_stack)
+        challenge = take_challenge(client, key, inventory)
+        status = submit(local_stack, key, client, inventory, challenge, None)  # no proof at all
+    finally:
+        monkeypatch.undo()
+        verify_services.cache_clear()
+    proof = verification(status)["proof_of_throughput"]
+    assert proof["status"] == "fail" and proof["shadow"] is True
+    assert [r["code"] for r in proof["reasons"]] == ["proof_missing"]
+    assert status["reports"][0]["verification"]["passed"] is True
+    assert status["machine"]["state"] != "refused"

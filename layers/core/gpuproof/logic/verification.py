@@ -1,7 +1,7 @@
 """The automated stage: verify a stored report off the request path and move the machine on.
 
 Each check yields a CheckResult; a failing check refuses the machine unless configuration puts
-it in shadow mode (recorded, not deciding). Checks not implemented yet say so in the result.
+it in shadow mode (recorded, not deciding).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import GpuInfo, SignedReport
 from gpuproof.reference import identify
 
-Status = Literal["pass", "fail", "not_implemented"]
+Status = Literal["pass", "fail"]
 
 
 @dataclass
@@ -287,7 +287,6 @@ def verify_report(svc: VerifyServices, machine_id: str, challenge_id: str) -> di
         "verified_at": svc.clock.now(),
         "reasons": [reason.as_dict() for r in deciding for reason in r.reasons],
         "checks": [r.as_dict() for r in results],
-        "not_implemented": [r.name for r in results if r.status == "not_implemented"],
     }
     state = MachineState.auto_verified if passed else MachineState.refused
     uuids = [g.uuid for g in signed.report.inventory.gpus] if passed else []
