@@ -31,19 +31,23 @@ def _pool(size: int, rng: random.Random) -> tuple[list[Member], dict[str, int]]:
     return members, in_flight
 
 
-def _measure(size: int, repeats: int) -> list[float]:
+def _measure(size: int, repeats: int) -> tuple[list[float], list[float]]:
     rng = random.Random(size)
     pool, in_flight = _pool(size, rng)
     beacon = HashChainBeacon(bytes(range(32)), repeats + 1)
     draw_committee(beacon.value(1), _MACHINE, 0, pool, owner=_OWNER, in_flight=in_flight, cap=_CAP)  # warm-up
-    times = []
+    times, reference = [], []
+    accounts = [m.account for m in pool]
     for r in range(repeats):
+        start = time.perf_counter()
+        sorted(accounts)  # the reference: sorting the pool's accounts, which every draw must do
+        reference.append(time.perf_counter() - start)
         value = beacon.value(r + 1)
         start = time.perf_counter()
         drawn = draw_committee(value, _MACHINE, r, pool, owner=_OWNER, in_flight=in_flight, cap=_CAP)
         times.append(time.perf_counter() - start)
         assert drawn is not None and len(set(drawn)) == 3
-    return times
+    return times, reference
 
 
 def _fmt_ms(seconds: float) -> str:
@@ -54,11 +58,13 @@ def bench_sections() -> str:
     """A markdown section with the measured cost of one draw for each pool size."""
     rows = []
     for size, repeats in POOLS:
-        times = _measure(size, repeats)
+        times, reference = _measure(size, repeats)
         q = statistics.quantiles(times, n=4)
+        ref = statistics.median(reference)
         rows.append(
             f"| {size:,} | {repeats} | {_fmt_ms(statistics.median(times))} | "
-            f"{_fmt_ms(q[0])} – {_fmt_ms(q[2])} | {_fmt_ms(min(times))} – {_fmt_ms(max(times))} |"
+            f"{_fmt_ms(q[0])} – {_fmt_ms(q[2])} | {_fmt_ms(min(times))} – {_fmt_ms(max(times))} | "
+            f"{_fmt_ms(ref)} | {statistics.median(times) / ref:.1f} |"
         )
     machine = platform.processor() or platform.machine()
     return "\n".join(
@@ -69,10 +75,12 @@ def bench_sections() -> str:
             "SHA-256 rejection sampling), wall time from `time.perf_counter`, after one warm-up draw;",
             "each repeat uses a fresh beacon value and round. Pool: SS58-shaped 48-character accounts",
             "in random order, each with one linked account, a tenth of them at the in-flight cap and",
-            "one tied to the owner.",
+            "one tied to the owner. Reference, in the same process and repeats: `sorted()` of the",
+            "pool's account strings alone.",
             "",
-            "| pool members | repeats | median (ms) | interquartile range (ms) | min – max (ms) |",
-            "|---:|---:|---:|---:|---:|",
+            "| pool members | repeats | median (ms) | interquartile range (ms) | min – max (ms) "
+            "| reference sort median (ms) | ratio |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
             *rows,
             "",
             f"Machine: {machine}, {os.cpu_count()} logical cores, Python {platform.python_version()} "
