@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +23,7 @@ from benchmark_probe.proof import default_executor, prove
 from benchmark_probe.render import bench_table, inventory_tables
 from benchmark_probe.report import Challenge
 from benchmark_probe.submit import ProofHook, answer_challenge, submit
-from gpuproof.protocol.keys import KeyFileError, SigningKey
+from gpuproof.protocol.keys import KeyFileError, Scheme, SigningKey
 from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import BenchmarkResult, Inventory
 from gpuproof.protocol.upload_info import UploadInfoError, upload_fields_from_inventory
@@ -46,11 +45,6 @@ QuickOpt = Annotated[
     bool, typer.Option("--quick", help="small sizes (smoke test); figures not representative")
 ]
 ApiOpt = Annotated[str, typer.Option("--api", help="machine API base URL")]
-
-
-class Scheme(StrEnum):
-    ed25519 = "ed25519"
-    sr25519 = "sr25519"
 
 
 def _emit(payload: Any) -> None:
@@ -96,17 +90,10 @@ def keygen(
     as_json: JsonOpt = False,
 ) -> None:
     """Create the machine key (mode 0600). Refuses to overwrite an existing key."""
-    if scheme is Scheme.sr25519:
-        _fail(
-            "sr25519 keys are NOT YET SUPPORTED: the report and request signatures are Ed25519 only "
-            "(docs/probe.md, 'Keys'); use --scheme ed25519",
-            as_json,
-            2,
-        )
     path = key.expanduser()
     if path.exists():
         _fail(f"refusing to overwrite existing key file {path}", as_json)
-    new_key = SigningKey.generate()
+    new_key = SigningKey.generate(scheme)
     try:
         new_key.save(path)
     except FileExistsError:

@@ -21,9 +21,11 @@ pytestmark = pytest.mark.e2e
 runner = CliRunner()
 
 
-def test_submit_registers_proves_and_is_verified(local_stack: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["ed25519", "sr25519"])
+def test_submit_registers_proves_and_is_verified(local_stack: Any, tmp_path: Path, scheme: str) -> None:
+    """sr25519: a machine already bonded on DBC reuses its node key's scheme end to end."""
     key_path = tmp_path / "machine.key"
-    assert runner.invoke(app, ["keygen", "--key", str(key_path)]).exit_code == 0
+    assert runner.invoke(app, ["keygen", "--key", str(key_path), "--scheme", scheme]).exit_code == 0
     args = [
         "submit",
         "--api",

@@ -47,11 +47,15 @@ def test_keygen_writes_0600_and_refuses_to_overwrite(tmp_path: Path) -> None:
     assert key.read_bytes() == before
 
 
-def test_keygen_sr25519_is_refused_loudly(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["keygen", "--key", str(tmp_path / "k"), "--scheme", "sr25519", "--json"])
-    assert result.exit_code == 2
-    assert "NOT YET SUPPORTED" in json.loads(result.stdout)["error"]
-    assert not (tmp_path / "k").exists()
+def test_keygen_sr25519_reuses_dbcs_scheme(tmp_path: Path) -> None:
+    path = tmp_path / "k"
+    result = runner.invoke(app, ["keygen", "--key", str(path), "--scheme", "sr25519", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["scheme"] == "sr25519" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().startswith("sr25519:")
+    key = SigningKey.load(path)
+    assert key.scheme == "sr25519" and key.public_hex == out["machine_id"]
 
 
 def test_inventory_json_without_gpu_says_so(no_gpu: None) -> None:

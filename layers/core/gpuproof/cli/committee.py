@@ -32,7 +32,7 @@ from gpuproof.cli.member import (
     reveal_findings,
     run_agent,
 )
-from gpuproof.protocol.keys import KeyFileError, SigningKey
+from gpuproof.protocol.keys import KeyFileError, Scheme, SigningKey
 
 DEFAULT_KEY = Path("~/.config/gpuproof/committee.key")
 DEFAULT_STATE = Path("~/.config/gpuproof/committee-state.json")
@@ -81,12 +81,16 @@ def _api_error(exc: ApiError, as_json: bool) -> None:
 
 
 @app.command()
-def keygen(key: KeyOpt = DEFAULT_KEY, as_json: JsonOpt = False) -> None:
-    """Create the member key (Ed25519; account = public key hex)."""
+def keygen(
+    key: KeyOpt = DEFAULT_KEY,
+    scheme: Annotated[Scheme, typer.Option(help="key scheme (sr25519 = DBC's own)")] = Scheme.ed25519,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the member key (account = public key hex), mode 0600."""
     path = key.expanduser()
     if path.exists():
         _fail(f"{path} exists; refusing to overwrite a key", as_json)
-    k = SigningKey.generate()
+    k = SigningKey.generate(scheme)
     k.save(path)
     if as_json:
         _emit({"account": k.public_hex, "key_file": str(path)})

@@ -1,8 +1,8 @@
 """Signed HTTP requests: the RFC 9421 (HTTP Message Signatures) profile gpuproof uses.
 
 Covered components, always in this order: "@method", "@path", "content-digest" (RFC 9530,
-sha-256). Parameters: created (unix seconds), keyid (signer's Ed25519 public key hex),
-nonce (random, single use), alg="ed25519". Label "sig1". Anything else is refused.
+sha-256). Parameters: created (unix seconds), keyid (signer's public key hex), nonce (random,
+single use), alg="ed25519" or "sr25519". Label "sig1". Anything else is refused.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gpuproof.protocol.keys import SigningKey, is_public_key_hex, verify
+from gpuproof.protocol.keys import Scheme, SigningKey, is_public_key_hex, verify
 from gpuproof.protocol.reasons import Reason
 
 COMPONENTS = ('"@method"', '"@path"', '"content-digest"')
 LABEL = "sig1"
-ALG = "ed25519"
 DEFAULT_MAX_SKEW_S = 300
 
 _INPUT_RE = re.compile(
@@ -29,7 +28,7 @@ _INPUT_RE = re.compile(
     r";created=(?P<created>[0-9]{1,12})"
     r';keyid="(?P<keyid>[0-9a-f]{64})"'
     r';nonce="(?P<nonce>[A-Za-z0-9_-]{16,64})"'
-    r';alg="ed25519"$'
+    r';alg="(?P<alg>ed25519|sr25519)"$'
 )
 _SIG_RE = re.compile(r"^sig1=:(?P<sig>[A-Za-z0-9+/]{86}==):$")
 _DIGEST_RE = re.compile(r"^sha-256=:(?P<digest>[A-Za-z0-9+/]{43}=):$")
@@ -56,8 +55,8 @@ def content_digest(body: bytes) -> str:
     return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
 
 
-def signature_params(created: int, keyid: str, nonce: str) -> str:
-    return f'({" ".join(COMPONENTS)});created={created};keyid="{keyid}";nonce="{nonce}";alg="{ALG}"'
+def signature_params(created: int, keyid: str, nonce: str, alg: str = Scheme.ed25519.value) -> str:
+    return f'({" ".join(COMPONENTS)});created={created};keyid="{keyid}";nonce="{nonce}";alg="{alg}"'
 
 
 def signature_base(method: str, path: str, digest: str, params: str) -> bytes:
@@ -83,7 +82,7 @@ def sign_request(
     created = int(time.time()) if created is None else created
     nonce = secrets.token_urlsafe(18) if nonce is None else nonce
     digest = content_digest(body)
-    params = signature_params(created, key.public_hex, nonce)
+    params = signature_params(created, key.public_hex, nonce, key.scheme.value)
     sig = key.sign(signature_base(method, path, digest, params))
     return {
         "content-digest": digest,
@@ -155,9 +154,10 @@ def verify_request(
     keyid = m_input["keyid"]
     created = int(m_input["created"])
     nonce = m_input["nonce"]
-    params = signature_params(created, keyid, nonce)
+    alg = Scheme(m_input["alg"])
+    params = signature_params(created, keyid, nonce, alg.value)
     base = signature_base(method, path, digest.strip(), params)
-    if not is_public_key_hex(keyid) or not verify(keyid, base, base64.b64decode(m_sig["sig"])):
+    if not is_public_key_hex(keyid) or not verify(keyid, base, base64.b64decode(m_sig["sig"]), alg):
         raise RequestSignatureError(
             [Reason("signature_invalid", "the signature does not verify for keyid", "signature")]
         )

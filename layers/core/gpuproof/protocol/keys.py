@@ -1,12 +1,19 @@
-"""Ed25519 keys of machines and committee members: key files (mode 0600), signing, verifying."""
+"""Keys of machines and committee members: key files (mode 0600), signing, verifying.
+
+Two schemes: Ed25519 (the default) and sr25519 (Schnorrkel, DBC's own, "substrate" signing
+context) so a machine already bonded on DBC can reuse its node key. Either way the public key
+is 32 bytes and its hex is the machine_id or member account.
+"""
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
+import sr25519
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -16,47 +23,71 @@ PUBLIC_KEY_HEX_LEN = 64
 SIGNATURE_HEX_LEN = 128
 
 
+class Scheme(StrEnum):
+    ed25519 = "ed25519"
+    sr25519 = "sr25519"
+
+
 class KeyFileError(Exception):
     """A key file is missing, malformed, or readable by others."""
 
 
 @dataclass(frozen=True)
 class SigningKey:
-    """A private Ed25519 key. Its repr never shows the secret."""
+    """A private key and its scheme. Its repr never shows the secret.
 
-    _key: Ed25519PrivateKey
+    Key files hold the 32-byte seed as hex; an sr25519 file prefixes it with "sr25519:".
+    """
+
+    _seed: bytes = field(repr=False)
+    scheme: Scheme = Scheme.ed25519
+
+    def __post_init__(self) -> None:
+        if len(self._seed) != 32:
+            raise ValueError("a key seed is 32 bytes")
 
     @classmethod
-    def generate(cls) -> SigningKey:
-        return cls(Ed25519PrivateKey.generate())
+    def generate(cls, scheme: Scheme = Scheme.ed25519) -> SigningKey:
+        return cls(os.urandom(32), Scheme(scheme))
 
     @classmethod
-    def from_seed(cls, seed: bytes) -> SigningKey:
-        return cls(Ed25519PrivateKey.from_private_bytes(seed))
+    def from_seed(cls, seed: bytes, scheme: Scheme = Scheme.ed25519) -> SigningKey:
+        return cls(seed, Scheme(scheme))
+
+    def _ed25519(self) -> Ed25519PrivateKey:
+        return Ed25519PrivateKey.from_private_bytes(self._seed)
 
     @property
     def public_hex(self) -> str:
-        raw = self._key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if self.scheme is Scheme.sr25519:
+            public, _secret = sr25519.pair_from_seed(self._seed)
+            return bytes(public).hex()
+        raw = (
+            self._ed25519()
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        )
         return raw.hex()
 
     def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message)
+        if self.scheme is Scheme.sr25519:
+            return bytes(sr25519.sign(sr25519.pair_from_seed(self._seed), message))
+        return self._ed25519().sign(message)
 
     def seed(self) -> bytes:
-        return self._key.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-        )
+        return self._seed
 
     def __repr__(self) -> str:
-        return f"SigningKey(public={self.public_hex})"
+        return f"SigningKey(scheme={self.scheme.value}, public={self.public_hex})"
 
     def save(self, path: Path) -> None:
-        """Write the 32-byte seed as hex to a new file created with mode 0600 (never wider)."""
+        """Write the seed as hex to a new file created with mode 0600 (never wider)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        prefix = "" if self.scheme is Scheme.ed25519 else f"{self.scheme.value}:"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
         try:
             os.fchmod(fd, KEY_FILE_MODE)
-            os.write(fd, (self.seed().hex() + "\n").encode())
+            os.write(fd, (prefix + self._seed.hex() + "\n").encode())
         finally:
             os.close(fd)
 
@@ -70,13 +101,20 @@ class SigningKey:
         if mode & 0o077:
             raise KeyFileError(f"key file {path} has mode {mode:04o}; it must be 0600 (chmod 600 {path})")
         text = path.read_text().strip()
+        scheme = Scheme.ed25519
+        if ":" in text:
+            name, text = text.split(":", 1)
+            try:
+                scheme = Scheme(name)
+            except ValueError as exc:
+                raise KeyFileError(f"key file {path} names an unknown scheme") from exc
         try:
             seed = bytes.fromhex(text)
         except ValueError as exc:
             raise KeyFileError(f"key file {path} is not hex") from exc
         if len(seed) != 32:
-            raise KeyFileError(f"key file {path} must hold a 32-byte Ed25519 seed")
-        return cls.from_seed(seed)
+            raise KeyFileError(f"key file {path} must hold a 32-byte seed")
+        return cls.from_seed(seed, scheme)
 
 
 def is_public_key_hex(value: str) -> bool:
@@ -89,12 +127,30 @@ def is_public_key_hex(value: str) -> bool:
     return value == value.lower()
 
 
-def verify(public_hex: str, message: bytes, signature: bytes) -> bool:
-    """True when `signature` is a valid Ed25519 signature of `message` by `public_hex`."""
-    if not is_public_key_hex(public_hex) or len(signature) != 64:
-        return False
+def _verify_ed25519(public: bytes, message: bytes, signature: bytes) -> bool:
     try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex)).verify(signature, message)
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def _verify_sr25519(public: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        return bool(sr25519.verify(signature, message, public))
+    except (ValueError, TypeError):
+        return False
+
+
+def verify(public_hex: str, message: bytes, signature: bytes, scheme: Scheme | None = None) -> bool:
+    """True when `signature` is a valid signature of `message` by `public_hex`.
+
+    With `scheme` (an RFC 9421 `alg`), only that scheme; without it (signed reports, commitments,
+    bond messages, which name no scheme), a signature valid under either scheme for this key.
+    """
+    if not is_public_key_hex(public_hex) or len(signature) != 64:
+        return False
+    public = bytes.fromhex(public_hex)
+    if scheme in (None, Scheme.ed25519) and _verify_ed25519(public, message, signature):
+        return True
+    return scheme in (None, Scheme.sr25519) and _verify_sr25519(public, message, signature)
