@@ -3,10 +3,9 @@
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from gpuproof.workers.verify import processor, record_handler
+from gpuproof.workers.verify import handle
 
 logger = Logger()
 metrics = Metrics()
@@ -18,6 +17,4 @@ tracer = Tracer()
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return handle(event, context)

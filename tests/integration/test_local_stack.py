@@ -120,3 +120,8 @@ def test_sample_events_run_through_the_handlers(local_stack: Any) -> None:
         "ChainPublisherFunction", json.loads((events / "chain_publisher_stream.json").read_text())
     )
     assert published == {"batchItemFailures": []}
+    # The signed sample registration is years old by now: refused before anything is parsed.
+    registered = local_stack.invoke(
+        "MachineApiFunction", json.loads((events / "machine_api_register_machine.json").read_text())
+    )
+    assert registered["statusCode"] == 401 and json.loads(registered["body"])["code"] == "timestamp_stale"

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -38,3 +38,13 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     message = json.loads(record.body)
     result: dict[str, Any] = verify_message(message=message)
     return result
+
+
+def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """One SQS batch: each record verified on its own; failures reported per record."""
+    _config.register_lambda_context(context)  # idempotency records expire with the invocation
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    )
