@@ -133,11 +133,9 @@ def final_state(api_url: str, machine_id: str, states: set[str]) -> dict[str, An
 
 
 def test_probe_to_confirmed_with_calc_point(local_stack: Any, bots: list[Bot]) -> None:
-    started = time.monotonic()
     machine_id, _ = submit_machine(local_stack.api_url)
     doc = final_state(local_stack.api_url, machine_id, {"confirmed", "refused", "no_consensus"})
     assert doc["machine"]["state"] == "confirmed", doc
-    assert time.monotonic() - started < FLOW_TIMEOUT_S
 
     v = verdict(local_stack, machine_id, 1)
     assert v is not None and v["result"] == "confirmed"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import time
 
 import pytest
 
@@ -178,11 +177,10 @@ def test_draw_recomputed_outside_the_service_from_published_data() -> None:
     assert service_drawn == _recompute_outside(published_tip, index, value, MACHINE, 2, published_pool)
 
 
-def test_large_pool_draws_fast() -> None:
+def test_large_pool_draws_three_distinct_members() -> None:
+    """Behaviour only; the cost for 100 and 100,000 members is in docs/benchmarks.md (make bench)."""
     beacon = HashChainBeacon(SEED, 1).value(1)
     pool = pool_of(100_000)
-    start = time.perf_counter()
     drawn = draw(beacon, pool)
-    elapsed = time.perf_counter() - start
     assert drawn is not None and len(set(drawn)) == 3
-    assert elapsed < 1.0
+    assert set(drawn) <= {m.account for m in pool}
