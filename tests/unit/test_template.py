@@ -201,7 +201,10 @@ def test_table_keys_and_protection(template: Template, lid: str) -> None:
     types = {a["AttributeName"]: a["AttributeType"] for a in p["AttributeDefinitions"]}
     keys = [(k["AttributeName"], k["KeyType"], types[k["AttributeName"]]) for k in p["KeySchema"]]
     assert keys == EXPECTED_KEYS[lid]
-    assert set(types) == {name for name, _, _ in keys}, "only key attributes are declared"
+    index_keys = {
+        k["AttributeName"] for index in p.get("GlobalSecondaryIndexes", []) for k in index["KeySchema"]
+    }
+    assert set(types) == {name for name, _, _ in keys} | index_keys, "only key attributes are declared"
     assert p["BillingMode"] == "PAY_PER_REQUEST"
     assert p["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert p["SSESpecification"]["SSEEnabled"] is True
@@ -212,6 +215,15 @@ def test_table_keys_and_protection(template: Template, lid: str) -> None:
         assert ttl is None
     stream = p.get("StreamSpecification")
     assert (stream == {"StreamViewType": "NEW_AND_OLD_IMAGES"}) if lid == "VerdictsTable" else stream is None
+
+
+def test_machines_by_state_index(template: Template) -> None:
+    (index,) = props(template, "MachinesTable")["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "ByState"
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        ("state", "HASH"),
+        ("updated_at", "RANGE"),
+    ]
 
 
 def test_every_table_is_expected(template: Template) -> None:

@@ -146,16 +146,8 @@ class DynamoCommitteeStore:
         return self._machines.get_challenge(challenge_id)
 
     def machines_awaiting_draw(self) -> list[Machine]:
-        # A scan: fine for the pool sizes of a pilot; a sparse GSI on state replaces it at scale.
         states = [MachineState.auto_verified.value, MachineState.no_consensus.value]
-        return [
-            m
-            for m in (
-                self._machines.get_machine(i.machine_id)
-                for i in MachineModel.scan(MachineModel.state.is_in(*states))
-            )
-            if m is not None
-        ]
+        return [m for state in states for m in self._machines.machines_in_state(state)]
 
     # -- transactions ---------------------------------------------------------------------------
     def _commit(self, build: Callable[[TransactWrite], None], reasons_by_item: Sequence[Reason]) -> None:

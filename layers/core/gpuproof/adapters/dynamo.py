@@ -78,8 +78,9 @@ class DynamoMachineStore:
             return None
 
     def machines_in_state(self, state: str) -> list[Machine]:
-        # A scan: the sweeper's once-a-minute look at a small table; a sparse GSI replaces it at scale.
-        return [_machine(i) for i in MachineModel.scan(MachineModel.state == state, consistent_read=True)]
+        """The machines in `state` (ByState index, then a consistent read of each)."""
+        found = (self.get_machine(k.machine_id) for k in MachineModel.by_state.query(state))
+        return [m for m in found if m is not None and m.state == state]
 
     def nonce_used(self, request: SignedRequest) -> bool:
         try:

@@ -12,7 +12,19 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
+
+
+class ByStateIndex(GlobalSecondaryIndex["MachineModel"]):  # type: ignore[no-untyped-call]
+    """MachinesTable's ByState index (keys only): the machines in one state, oldest first."""
+
+    class Meta:
+        index_name = "ByState"
+        projection = KeysOnlyProjection()
+
+    state = UnicodeAttribute(hash_key=True)
+    updated_at = NumberAttribute(range_key=True)
 
 
 class MachineModel(Model):
@@ -20,6 +32,7 @@ class MachineModel(Model):
         table_name = "MachinesTable"
 
     machine_id = UnicodeAttribute(hash_key=True)
+    by_state = ByStateIndex()
     owner = UnicodeAttribute()
     region = UnicodeAttribute()
     state = UnicodeAttribute()
