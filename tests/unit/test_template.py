@@ -226,6 +226,15 @@ def test_machines_by_state_index(template: Template) -> None:
     ]
 
 
+def test_open_rounds_index(template: Template) -> None:
+    (index,) = props(template, "RoundsTable")["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "ByStatus"
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        ("status", "HASH"),
+        ("booked_at", "RANGE"),
+    ]
+
+
 def test_every_table_is_expected(template: Template) -> None:
     assert set(template.of_type("AWS::DynamoDB::Table")) == set(EXPECTED_KEYS)
 

@@ -215,7 +215,9 @@ class DynamoCommitteeStore:
         return None
 
     def open_rounds(self) -> list[CommitteeRound]:
-        return [_round(i) for i in RoundModel.scan(RoundModel.status == OPEN, consistent_read=True)]
+        """Open rounds from the ByStatus index, each re-read consistently (the index lags)."""
+        found = (self.get_round(k.machine_id, int(k.round)) for k in RoundModel.by_status.query(OPEN))
+        return [r for r in found if r is not None and r.status == OPEN]
 
     def rounds_of_member(self, account: str) -> list[CommitteeRound]:
         return [

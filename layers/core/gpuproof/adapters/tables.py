@@ -136,6 +136,17 @@ class MemberModel(Model):
     in_flight = NumberAttribute()
 
 
+class ByStatusIndex(GlobalSecondaryIndex["RoundModel"]):  # type: ignore[no-untyped-call]
+    """RoundsTable's ByStatus index (keys only): the open rounds, oldest first."""
+
+    class Meta:
+        index_name = "ByStatus"
+        projection = KeysOnlyProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    booked_at = NumberAttribute(range_key=True)
+
+
 class RoundModel(Model):
     """RoundsTable: one committee round of a machine (the draw's published data, commits, reveals,
     result). The reserved item machine_id="#beacon", round=0 is the beacon's counter (BeaconModel)."""
@@ -146,6 +157,7 @@ class RoundModel(Model):
     machine_id = UnicodeAttribute(hash_key=True)
     round = NumberAttribute(range_key=True)
     status = UnicodeAttribute()
+    by_status = ByStatusIndex()
     owner = UnicodeAttribute()
     region = UnicodeAttribute()
     challenge_id = UnicodeAttribute()
