@@ -75,6 +75,9 @@ class ChainSettings:
     oracle_suri: str | None = None
     oracle_secret_arn: str | None = None
     timeout_s: float = 60.0
+    # Which head the publisher trusts: "finalized" (default; a block that cannot be reverted) or
+    # "best" (faster, but a reorg could undo a recorded publication).
+    head: str = "finalized"
 
     @property
     def enabled(self) -> bool:
@@ -88,6 +91,7 @@ class ChainSettings:
             oracle_suri=os.environ.get("ORACLE_SURI") or None,
             oracle_secret_arn=os.environ.get("ORACLE_KEY_SECRET_ARN") or None,
             timeout_s=float(os.environ.get("CHAIN_INCLUSION_TIMEOUT_S", "60")),
+            head=os.environ.get("CHAIN_HEAD", "finalized"),
         )
 
 
@@ -189,11 +193,17 @@ class SubstrateChain:
 
         return self._guard(pick)
 
+    def _trusted_head(self, substrate: Any) -> str:
+        """The hash of the head the publisher trusts (finalized unless configured otherwise)."""
+        if self.settings.head == "best":
+            return str(substrate.get_chain_head())
+        return str(substrate.get_chain_finalised_head())
+
     def head(self) -> ChainHead:
-        """The best block and the oracle account's nonce in its state."""
+        """The trusted head (finalized by default) and the oracle account's nonce in its state."""
 
         def read(substrate: Any) -> ChainHead:
-            block_hash = substrate.get_chain_head()
+            block_hash = self._trusted_head(substrate)
             number = int(substrate.get_block_number(block_hash))
             info = substrate.query("System", "Account", [self._keypair.ss58_address], block_hash=block_hash)
             return ChainHead(number=number, hash=block_hash, account_nonce=int(info.value["nonce"]))
@@ -242,12 +252,12 @@ class SubstrateChain:
         self._guard(send)
 
     def find(self, extrinsic_hash: str, from_block: int, to_block: int | None = None) -> Inclusion | None:
-        """Scan blocks from_block..to_block (default: best) for the extrinsic; its events if found."""
+        """Scan blocks from_block..to_block (default: the trusted head) for the extrinsic; its events."""
 
         def scan(substrate: Any) -> Inclusion | None:
             last = to_block
             if last is None:
-                last = int(substrate.get_block_number(substrate.get_chain_head()))
+                last = int(substrate.get_block_number(self._trusted_head(substrate)))
             for number in range(max(from_block, 0), last + 1):
                 block_hash = substrate.get_block_hash(number)
                 if block_hash is None:
@@ -333,7 +343,8 @@ class SubstrateChain:
         return self._guard(dec)
 
     def block_number(self) -> int:
-        return self._guard(lambda s: int(s.get_block_number(s.get_chain_head())))
+        """The trusted head's number: the consumer reads only blocks that cannot be reverted."""
+        return self._guard(lambda s: int(s.get_block_number(self._trusted_head(s))))
 
 
 def _rejection(exc: Exception) -> ChainRejected:
