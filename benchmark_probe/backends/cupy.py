@@ -77,12 +77,16 @@ def cupy_available() -> bool:
 
 
 def format_cuda_uuid(raw: bytes | str) -> str:
-    """cudaUUID_t's 16 bytes as NVML writes them (GPU-8-4-4-4-12); "" when unavailable or truncated."""
+    """cudaUUID_t's 16 bytes as NVML writes them (GPU-8-4-4-4-12); "" when unavailable or truncated.
+
+    CuPy converts the char[16] field as a C string: it stops at the first NUL (shorter: unknown)
+    or, with no NUL among the 16, runs on into the next fields (longer: the first 16 are the UUID).
+    """
     if isinstance(raw, str):
         return raw
-    if len(raw) != 16:
+    if len(raw) < 16:
         return ""
-    h = raw.hex()
+    h = raw[:16].hex()
     return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

@@ -71,14 +71,28 @@ class CupyExecutor:
 
         r, d = a16.shape
         handle = cupy.cuda.device.get_cublas_handle()
-        args = (b16.data.ptr, CUDA_R_16F, d, a16.data.ptr, CUDA_R_16F, d)
-        try:  # CuPy < 12 takes alpha and beta as floats
-            cublas.sgemmEx(handle, 0, 0, d, r, d, 1.0, *args, 0.0, c32.data.ptr, CUDA_R_32F, d)
-        except TypeError:  # newer CuPy takes host pointers to them
-            one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
-            cublas.sgemmEx(
-                handle, 0, 0, d, r, d, one.ctypes.data, *args, zero.ctypes.data, c32.data.ptr, CUDA_R_32F, d
-            )
+        # CuPy's sgemmEx takes alpha and beta as host pointers (size_t), read under the handle's
+        # default host pointer mode. No Python floats: Cython 0.29 casts 1.0 to address 0x1, no TypeError.
+        one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
+        cublas.sgemmEx(
+            handle,
+            0,  # CUBLAS_OP_N
+            0,  # CUBLAS_OP_N
+            d,
+            r,
+            d,
+            one.ctypes.data,
+            b16.data.ptr,
+            CUDA_R_16F,
+            d,
+            a16.data.ptr,
+            CUDA_R_16F,
+            d,
+            zero.ctypes.data,
+            c32.data.ptr,
+            CUDA_R_32F,
+            d,
+        )
 
     def _recentre(self, c32: Any, step: int, q: int) -> tuple[Any, Any]:
         import cupy
@@ -94,7 +108,7 @@ class CupyExecutor:
     def _tree(self, u8: Any, n: int, keep_level: int, module: Any) -> tuple[bytes, DigestArray]:
         import cupy
 
-        packed = cupy.ascontiguousarray(u8[:, 0::2] | (u8[:, 1::2] << 4))
+        packed = cupy.ascontiguousarray((u8[:, 0::2] | (u8[:, 1::2] << 4)).astype(cupy.uint8, copy=False))
         depth = merkle.depth(n)
         level = cupy.empty((2**depth, 32), dtype=cupy.uint8)
         level[n:] = cupy.asarray(np.frombuffer(merkle.EMPTY_LEAF, dtype=np.uint8))
