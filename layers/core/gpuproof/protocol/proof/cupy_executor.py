@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from gpuproof.protocol.proof import merkle
-from gpuproof.protocol.proof.executor import ChainCommit, DigestArray, RecomputedRows, clamp_keep_level
+from gpuproof.protocol.proof.executor import (
+    ChainCommit,
+    DigestArray,
+    RecomputedRows,
+    clamp_keep_level,
+    wanted_rows,
+)
 from gpuproof.protocol.proof.matrices import TAG_A0, TAG_B, gen_matrix, gen_rows, recentre
 from gpuproof.protocol.proof.models import ProofParams
 from gpuproof.protocol.proof.sha256_kernels import SHA256_SOURCE
@@ -177,11 +183,9 @@ class CupyExecutor:
         import cupy
 
         out = RecomputedRows()
-        rows = sorted({i for wanted in (want_a, want_c) for v in wanted.values() for i in v})
+        rows, where, last = wanted_rows(want_a, want_c)
         if not rows:
             return out
-        where = {row: k for k, row in enumerate(rows)}
-        last = max([*want_a.keys(), *want_c.keys()])
         with cupy.cuda.Device(self._device(params)):
             b16 = cupy.asarray(gen_matrix(seed, TAG_B, params.d, params.d, params.q), dtype=cupy.float16)
             a_host = gen_rows(seed, TAG_A0, rows, params.d, params.q)

@@ -68,6 +68,15 @@ def leaves_of(a: npt.NDArray[np.int8], q: int) -> list[bytes]:
     return [merkle.leaf_hash(packed[i].tobytes()) for i in range(packed.shape[0])]
 
 
+def wanted_rows(
+    want_a: Mapping[int, Sequence[int]], want_c: Mapping[int, Sequence[int]]
+) -> tuple[list[int], dict[int, int], int]:
+    """The rows an opening needs, each row's position among them, and the last step to compute."""
+    rows = sorted({i for wanted in (want_a, want_c) for v in wanted.values() for i in v})
+    last = max([*want_a.keys(), *want_c.keys()], default=0)
+    return rows, {row: k for k, row in enumerate(rows)}, last
+
+
 def clamp_keep_level(params: ProofParams, keep_level: int) -> int:
     return max(0, min(keep_level, merkle.depth(params.n)))
 
@@ -107,11 +116,9 @@ class NumpyExecutor:
         want_c: Mapping[int, Sequence[int]],
     ) -> RecomputedRows:
         out = RecomputedRows()
-        rows = sorted({i for wanted in (want_a, want_c) for v in wanted.values() for i in v})
+        rows, where, last = wanted_rows(want_a, want_c)
         if not rows:
             return out
-        where = {row: k for k, row in enumerate(rows)}
-        last = max([*want_a.keys(), *want_c.keys()])
         b = gen_matrix(seed, TAG_B, params.d, params.d, params.q).astype(np.float32)
         a = gen_rows(seed, TAG_A0, rows, params.d, params.q)
         for i in want_a.get(0, ()):
