@@ -1,8 +1,10 @@
 """GPU backend through CuPy: cuBLAS GEMMs (cublasGemmEx), device copies and pinned host copies,
 timed with CUDA events, verified exactly. Also the CUDA driver's view for the inventory cross-check.
 
-NOT YET RUN ON A GPU (written without one; `scripts/gpu_check.sh` is the first run). CuPy is
-imported lazily: `import benchmark_probe` works on hosts without it.
+NOT YET RUN ON A GPU (written without one; `scripts/gpu_check.sh` is the first run). Its code runs
+in the tests against the CUDA test double (benchmark_probe/cupy_double.py), which checks the calls
+and their results, never the speed. CuPy is imported lazily: `import benchmark_probe` works on hosts
+without it; `cupy=` takes the double.
 
 Layout: every matrix is a C-contiguous (row-major) n x n buffer; cuBLAS is column-major. We call
 gemmEx with op(A)=T, op(B)=N on buffers a, b; cuBLAS computes C_cm = a . b^T, so the row-major
@@ -91,10 +93,13 @@ def format_cuda_uuid(raw: bytes | str) -> str:
 
 
 class CupyCudaInspector:
-    """The CUDA runtime's view of every visible device."""
+    """The CUDA runtime's view of every visible device (`cupy`: the module, or a test double)."""
+
+    def __init__(self, cupy: Any = None) -> None:
+        self._cp = cupy
 
     def views(self) -> list[CudaView]:
-        rt = _cupy().cuda.runtime
+        rt = (self._cp or _cupy()).cuda.runtime
         views = []
         for ordinal in range(rt.getDeviceCount()):
             props = rt.getDeviceProperties(ordinal)
@@ -120,10 +125,13 @@ class CupyDevice:
 
 
 class CupyBackend:
+    """GPU benchmarks through CuPy (`cupy`: the module, imported when first needed, or a test double)."""
+
     name = "cupy"
 
-    def __init__(self, gpus: Sequence[GpuInfo]) -> None:
+    def __init__(self, gpus: Sequence[GpuInfo], cupy: Any = None) -> None:
         self._gpus = list(gpus)
+        self._cp = cupy
 
     def devices(self) -> Sequence[CupyDevice]:
         return [CupyDevice(f"gpu{g.index}", g.index, g.pci_bus_id, g.memory_total_bytes) for g in self._gpus]
@@ -132,7 +140,7 @@ class CupyBackend:
         return len(plan.gemm_kinds) + 3
 
     def run_device(self, device: Any, plan: BenchPlan, progress: Progress) -> list[BenchmarkResult]:
-        cp = _cupy()
+        cp = self._cp or _cupy()
         ordinal = cp.cuda.runtime.deviceGetByPCIBusId(device.pci_bus_id)
         plan = plan.sized_for(device.memory_total_bytes)
         try:

@@ -1,9 +1,10 @@
 """The chain on an NVIDIA GPU with CuPy: fp16 operands, fp32-accumulate GEMM, hashing on the device.
 
-UNTESTED ON A GPU (none was available when it was written): the SHA-256 source it compiles is
-unit-tested on the host with g++, and `commit` checks its first step against numpy before going
-on (a number from unverified work is never reported). CuPy is imported lazily so that importing
-this module never needs a GPU.
+NOT YET RUN ON A GPU (none was available when it was written). Its code runs in the tests against
+the CUDA test double (benchmark_probe/cupy_double.py: the same cuBLAS calls, and the same kernel
+source built with g++), giving the numpy executor's roots and rows; `commit` checks its first step
+against numpy before going on (a number from unverified work is never reported). CuPy is imported
+lazily so that importing this module never needs a GPU; `cupy=` takes the double.
 """
 
 from __future__ import annotations
@@ -51,9 +52,12 @@ class CupyExecutor:
 
     name = "cupy-gpu"
 
-    def __init__(self, devices: Mapping[int, int] | None = None) -> None:
-        import cupy  # noqa: F401  (fail early, with CuPy's own message, when it is missing)
+    def __init__(self, devices: Mapping[int, int] | None = None, cupy: Any = None) -> None:
+        if cupy is None:
+            import cupy as module  # fail early, with CuPy's own message, when it is missing
 
+            cupy = module
+        self._cp: Any = cupy  # the module, or a CUDA test double with the same slice of its API
         self.devices = dict(devices or {})
         self._modules: dict[int, Any] = {}
 
@@ -61,8 +65,7 @@ class CupyExecutor:
         return self.devices.get(params.gpu_index, params.gpu_index)
 
     def _kernels(self, device: int) -> Any:
-        import cupy
-
+        cupy = self._cp
         if device not in self._modules:
             self._modules[device] = cupy.RawModule(code=SHA256_SOURCE, options=("--std=c++11",))
         return self._modules[device]
@@ -72,9 +75,8 @@ class CupyExecutor:
 
         Row-major C = A.B is column-major C^T = B^T.A^T, hence B first.
         """
-        import cupy
-        from cupy.cuda import cublas
-
+        cupy = self._cp
+        cublas = cupy.cuda.cublas
         r, d = a16.shape
         handle = cupy.cuda.device.get_cublas_handle()
         # CuPy's sgemmEx takes alpha and beta as host pointers (size_t), read under the handle's
@@ -101,8 +103,7 @@ class CupyExecutor:
         )
 
     def _recentre(self, c32: Any, step: int, q: int) -> tuple[Any, Any]:
-        import cupy
-
+        cupy = self._cp
         kernel = cupy.ElementwiseKernel(
             "float32 c, int32 t, int32 q, int32 h", "float16 a, uint8 u", _RECENTRE, "gpuproof_recentre"
         )
@@ -112,8 +113,7 @@ class CupyExecutor:
         return a16, u8
 
     def _tree(self, u8: Any, n: int, keep_level: int, module: Any) -> tuple[bytes, DigestArray]:
-        import cupy
-
+        cupy = self._cp
         packed = cupy.ascontiguousarray((u8[:, 0::2] | (u8[:, 1::2] << 4)).astype(cupy.uint8, copy=False))
         depth = merkle.depth(n)
         level = cupy.empty((2**depth, 32), dtype=cupy.uint8)
@@ -137,8 +137,7 @@ class CupyExecutor:
         return bytes(cupy.asnumpy(level[0]).tobytes()), kept
 
     def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
-        import cupy
-
+        cupy = self._cp
         keep_level = clamp_keep_level(params, keep_level)
         with cupy.cuda.Device(self._device(params)):
             module = self._kernels(self._device(params))
@@ -162,8 +161,7 @@ class CupyExecutor:
             return ChainCommit(roots, kept, keep_level, time.perf_counter() - start)
 
     def _self_check(self, a_host: np.ndarray[Any, Any], b_host: np.ndarray[Any, Any], c32: Any) -> None:
-        import cupy
-
+        cupy = self._cp
         rows = min(SELF_CHECK_ROWS, a_host.shape[0])
         want = a_host[:rows].astype(np.int64) @ b_host.astype(np.int64)
         got = cupy.asnumpy(c32[:rows]).astype(np.int64)
@@ -180,8 +178,7 @@ class CupyExecutor:
         want_c: Mapping[int, Sequence[int]],
     ) -> RecomputedRows:
         """Only the wanted rows' chains (rows are independent): r x d GEMMs through the needed steps."""
-        import cupy
-
+        cupy = self._cp
         out = RecomputedRows()
         rows, where, last = wanted_rows(want_a, want_c)
         if not rows:

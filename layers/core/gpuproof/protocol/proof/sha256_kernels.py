@@ -13,6 +13,7 @@ SHA256_SOURCE = r"""
 #endif
 typedef unsigned int u32_t;
 typedef unsigned char u8_t;
+typedef unsigned long long u64_t; /* no size_t: nothing is #included, under NVRTC or g++ */
 
 __constant__ u32_t K256[64] = {
   0x428a2f98u,0x71374491u,0xb5c0fbcfu,0xe9b5dba5u,0x3956c25bu,0x59f111f1u,0x923f82a4u,0xab1c5ed5u,
@@ -81,12 +82,12 @@ __device__ void sha256_prefixed(u8_t prefix, const u8_t* data, u32_t len, u8_t* 
 /* One thread per row: leaf_i = SHA-256(0x00 || packed row i). */
 extern "C" __global__ void leaf_hashes(const u8_t* rows, u32_t row_bytes, u32_t n, u8_t* out) {
   u32_t i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) sha256_prefixed(0u, rows + (size_t)i * row_bytes, row_bytes, out + (size_t)i * 32u);
+  if (i < n) sha256_prefixed(0u, rows + (u64_t)i * row_bytes, row_bytes, out + (u64_t)i * 32u);
 }
 /* One thread per parent: node_k = SHA-256(0x01 || child 2k || child 2k+1). */
 extern "C" __global__ void node_hashes(const u8_t* children, u32_t parents, u8_t* out) {
   u32_t k = blockIdx.x * blockDim.x + threadIdx.x;
-  if (k < parents) sha256_prefixed(1u, children + (size_t)k * 64u, 64u, out + (size_t)k * 32u);
+  if (k < parents) sha256_prefixed(1u, children + (u64_t)k * 64u, 64u, out + (u64_t)k * 32u);
 }
 #endif
 """

@@ -1,0 +1,862 @@
+"""CUDA TEST DOUBLE: the slice of CuPy that the probe's GPU backend and the proof's GPU executor
+call, emulated on the host so that their code runs (and is tested) where no GPU is present.
+
+It is a double at the hardware boundary, not a model of a GPU's speed: every figure measured
+through it is a host figure and means nothing. What it does reproduce is what the GPU code can
+get wrong:
+
+- device memory is host memory, and a device pointer (`array.data.ptr`) is its real address, so
+  `memsetAsync`, `memcpyAsync`, cuBLAS and kernels act on the bytes the code handed them; every
+  pointer is checked against the allocations it may touch (device, pinned host, on which device);
+- cuBLAS `gemmEx` / `sgemmEx` with CuPy's signatures: column-major operands read through their
+  leading dimensions, transposes, alpha/beta read through HOST POINTERS (a Python float would be
+  an address: refused), only the type combinations cuBLAS documents, TF32 rounding of inputs,
+  fp32 accumulation, the cuBLAS handle tied to its device;
+- `ElementwiseKernel` and `RawModule` compile the very CUDA C source the code ships with g++
+  (CuPy's `float16` is `_Float16`) and run it one thread at a time (no shared memory or
+  `__syncthreads`: refused loudly);
+- devices, streams and events: the current device and stream per thread, `Device(i)` for i out of
+  range fails, events must be recorded before they are timed, streams must be known;
+- host arrays mixed with device arrays in an operation raise TypeError, as CuPy does.
+
+Build one with `CupyTestDouble.for_gpus(fake_gpus)` and pass it where the code takes `cupy=`.
+Needs g++ for kernels (only `ElementwiseKernel` / `RawModule` calls). Never touches a real GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from benchmark_probe.nvml_double import FakeGpu
+
+# cudaDataType_t / cublasComputeType_t / cudaMemcpyKind values (stable ABI numbers).
+R_32F, R_64F, R_16F, R_8I, R_32I, R_16BF = 0, 1, 2, 3, 10, 14
+COMPUTE_16F, COMPUTE_32F, COMPUTE_32I, COMPUTE_64F = 64, 68, 72, 70
+COMPUTE_32F_FAST_16F, COMPUTE_32F_FAST_16BF, COMPUTE_32F_FAST_TF32 = 74, 75, 77
+H2H, H2D, D2H, D2D, DEFAULT = 0, 1, 2, 3, 4
+
+_STORAGE = {
+    R_32F: np.float32,
+    R_64F: np.float64,
+    R_16F: np.float16,
+    R_8I: np.int8,
+    R_32I: np.int32,
+    R_16BF: np.uint16,
+}
+# cublasGemmEx's supported (compute type, A/B type, C type) combinations, from the cuBLAS docs.
+GEMM_EX_SUPPORTED = {
+    (COMPUTE_16F, R_16F, R_16F),
+    (COMPUTE_32I, R_8I, R_32I),
+    (COMPUTE_32F, R_16BF, R_16BF),
+    (COMPUTE_32F, R_16F, R_16F),
+    (COMPUTE_32F, R_8I, R_32F),
+    (COMPUTE_32F, R_16BF, R_32F),
+    (COMPUTE_32F, R_16F, R_32F),
+    (COMPUTE_32F, R_32F, R_32F),
+    (COMPUTE_32F_FAST_16F, R_32F, R_32F),
+    (COMPUTE_32F_FAST_16BF, R_32F, R_32F),
+    (COMPUTE_32F_FAST_TF32, R_32F, R_32F),
+    (COMPUTE_64F, R_64F, R_64F),
+}
+# cublasSgemmEx: fp32 compute and scale; (A/B type, C type).
+SGEMM_EX_SUPPORTED = {
+    (R_16BF, R_16BF),
+    (R_16BF, R_32F),
+    (R_16F, R_16F),
+    (R_16F, R_32F),
+    (R_8I, R_32F),
+    (R_32F, R_32F),
+}
+L2_BYTES = 50 << 20  # an H100's L2
+CUDA_RESERVED_BYTES = 500 << 20  # the driver keeps some memory back from CUDA (as cuda_view_of says)
+LOWEST_HOST_ADDRESS = 1 << 16  # nothing real lives below; a scalar passed as a "pointer" does
+
+
+class CUDARuntimeError(RuntimeError):
+    """What CuPy raises for a failed CUDA runtime call (cupy_backends...CUDARuntimeError)."""
+
+
+class CUBLASError(RuntimeError):
+    """What CuPy raises for a failed cuBLAS call."""
+
+
+# -- memory -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Block:
+    start: int
+    nbytes: int
+    kind: str  # "device" or "pinned"
+    device: int
+
+
+_BLOCKS: dict[int, _Block] = {}
+_BLOCKS_LOCK = threading.Lock()
+
+
+def _register(owner: Any, kind: str, device: int, start: int, nbytes: int) -> None:
+    with _BLOCKS_LOCK:
+        if start in _BLOCKS:
+            return
+        _BLOCKS[start] = _Block(start, nbytes, kind, device)
+    weakref.finalize(owner, _forget, start)
+
+
+def _forget(start: int) -> None:
+    with _BLOCKS_LOCK:
+        _BLOCKS.pop(start, None)
+
+
+def _block_at(ptr: int, nbytes: int) -> _Block | None:
+    with _BLOCKS_LOCK:
+        for block in _BLOCKS.values():
+            if block.start <= ptr and ptr + nbytes <= block.start + block.nbytes:
+                return block
+    return None
+
+
+def _owner(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    base: Any = array
+    while isinstance(base, np.ndarray) and base.base is not None and isinstance(base.base, np.ndarray):
+        base = base.base
+    return base  # type: ignore[no-any-return]
+
+
+class _State(threading.local):
+    device: int = 0
+    stream: int = 0
+
+
+_STATE = _State()
+
+
+@dataclass(frozen=True)
+class MemoryPointer:
+    ptr: int
+    device_id: int
+
+
+class DeviceArray(np.ndarray):  # type: ignore[type-arg]
+    """A "device" array: host memory whose address stands for the device pointer."""
+
+    _device: int
+
+    def __array_finalize__(self, obj: Any) -> None:
+        # New memory lives on the current device (as CuPy allocates); a view stays where its base is.
+        inherit = self.base is not None and isinstance(obj, DeviceArray)
+        self._device = obj._device if inherit else _STATE.device
+        owner = _owner(self)
+        if owner.nbytes:
+            _register(owner, "device", self._device, int(owner.ctypes.data), int(owner.nbytes))
+
+    @property
+    def data(self) -> MemoryPointer:  # type: ignore[override]
+        return MemoryPointer(int(self.ctypes.data), self._device)
+
+    @property
+    def device(self) -> SimpleNamespace:
+        return SimpleNamespace(id=self._device)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        outs = kwargs.get("out", ())
+        for x in (*inputs, *outs):
+            if isinstance(x, np.ndarray) and not isinstance(x, DeviceArray) and x.ndim > 0:
+                raise TypeError(f"Unsupported type {type(x)}: a host array in a device operation")
+        plain = [x.view(np.ndarray) if isinstance(x, DeviceArray) else x for x in inputs]
+        if outs:
+            kwargs["out"] = tuple(o.view(np.ndarray) for o in outs)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if outs:
+            return outs[0] if len(outs) == 1 else outs
+        if isinstance(result, tuple):
+            return tuple(r.view(DeviceArray) if isinstance(r, np.ndarray) else r for r in result)
+        return result.view(DeviceArray) if isinstance(result, np.ndarray) else result
+
+    def get(self) -> np.ndarray[Any, Any]:
+        return np.array(self, subok=False, copy=True)
+
+
+def _device_array(host: Any, dtype: Any = None) -> DeviceArray:
+    """A copy of `host` (a host or device array) in new memory on the current device."""
+    plain = host.view(np.ndarray) if isinstance(host, DeviceArray) else np.asarray(host)
+    return np.array(plain, dtype=dtype, copy=True).view(DeviceArray)
+
+
+class _PinnedBuffer(bytearray):
+    """Page-locked host memory of the double (a bytearray that can be weak-referenced)."""
+
+
+# -- events, streams, devices --------------------------------------------------------------------------
+class Event:
+    def __init__(self, block: bool = False, disable_timing: bool = False, interprocess: bool = False) -> None:
+        self.disable_timing = disable_timing
+        self.recorded_at: float | None = None
+        self.recorded_on: int | None = None
+
+    def record(self, stream: Stream | None = None) -> None:
+        self.recorded_on = stream.ptr if stream is not None else _STATE.stream
+        self.recorded_at = time.perf_counter()
+
+    def synchronize(self) -> None:
+        if self.recorded_at is None:
+            return
+
+
+class Stream:
+    _next = 0x5700
+    _known: set[int] = {0}  # noqa: RUF012  (shared registry of stream handles)
+
+    def __init__(self, null: bool = False, non_blocking: bool = False, ptds: bool = False) -> None:
+        if null:
+            self.ptr = 0
+        else:
+            Stream._next += 1
+            self.ptr = Stream._next
+            Stream._known.add(self.ptr)
+        self._previous: list[int] = []
+
+    def __enter__(self) -> Stream:
+        self._previous.append(_STATE.stream)
+        _STATE.stream = self.ptr
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _STATE.stream = self._previous.pop()
+
+    def synchronize(self) -> None:
+        """Everything in the double runs synchronously."""
+
+    def use(self) -> Stream:
+        _STATE.stream = self.ptr
+        return self
+
+
+def _check_stream(ptr: int) -> None:
+    if ptr not in Stream._known:
+        raise CUDARuntimeError(f"cudaErrorInvalidResourceHandle: no stream {ptr:#x}")
+
+
+def get_elapsed_time(start: Event, end: Event) -> float:
+    if start.recorded_at is None or end.recorded_at is None:
+        raise CUDARuntimeError("cudaErrorInvalidResourceHandle: event not recorded")
+    if start.disable_timing or end.disable_timing:
+        raise CUDARuntimeError("cudaErrorInvalidResourceHandle: event created with disable_timing")
+    return (end.recorded_at - start.recorded_at) * 1e3
+
+
+class _Pool:
+    def free_all_blocks(self) -> None:
+        """Memory of the double is freed by Python's garbage collector."""
+
+
+# -- cuBLAS -------------------------------------------------------------------------------------------
+def _view(ptr: int, dtype: Any, count: int) -> np.ndarray[Any, Any]:
+    nbytes = int(np.dtype(dtype).itemsize * count)
+    return np.frombuffer((ctypes.c_char * nbytes).from_address(ptr), dtype=dtype, count=count)
+
+
+def _host_scalar(ptr: int, dtype: Any, what: str) -> Any:
+    if ptr < LOWEST_HOST_ADDRESS:
+        raise CUBLASError(f"CUBLAS_STATUS_INVALID_VALUE: {what}={ptr:#x} is not a host pointer")
+    block = _block_at(ptr, 1)
+    if block is not None and block.kind == "device":
+        raise CUBLASError(f"{what} points into device memory, but the handle's pointer mode is HOST")
+    return _view(ptr, dtype, 1)[0]
+
+
+def _tf32(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """fp32 rounded to TF32 (10 mantissa bits; to nearest, ties away, as cvt.rna.tf32.f32 does)."""
+    u = x.astype(np.float32).view(np.uint32)
+    return ((u + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)  # type: ignore[no-any-return]
+
+
+class _Cublas:
+    def __init__(self, double: CupyTestDouble) -> None:
+        self._double = double
+
+    def _matrix(self, ptr: int, dtype_code: int, rows: int, cols: int, ld: int, device: int) -> Any:
+        """A column-major rows x cols matrix at ptr with leading dimension ld, as a strided view."""
+        if ld < max(1, rows):
+            raise CUBLASError(f"CUBLAS_STATUS_INVALID_VALUE: leading dimension {ld} < rows {rows}")
+        storage = _STORAGE[dtype_code]
+        itemsize = np.dtype(storage).itemsize
+        count = ld * (cols - 1) + rows
+        block = _block_at(ptr, count * itemsize)
+        if block is None or block.kind != "device":
+            raise CUBLASError(f"matrix at {ptr:#x} ({count * itemsize} bytes) is not in device memory")
+        if block.device != device:
+            raise CUBLASError(f"matrix on device {block.device} used by a handle of device {device}")
+        flat = _view(ptr, storage, count)
+        return np.lib.stride_tricks.as_strided(flat, shape=(rows, cols), strides=(itemsize, ld * itemsize))
+
+    @staticmethod
+    def _decode(m: Any, dtype_code: int) -> np.ndarray[Any, Any]:
+        if dtype_code == R_16BF:
+            return (m.astype(np.uint32) << np.uint32(16)).view(np.float32)  # type: ignore[no-any-return]
+        return np.array(m)
+
+    def _run(
+        self,
+        handle: int,
+        transa: int,
+        transb: int,
+        m: int,
+        n: int,
+        k: int,
+        alpha_ptr: int,
+        a: int,
+        a_type: int,
+        lda: int,
+        b: int,
+        b_type: int,
+        ldb: int,
+        beta_ptr: int,
+        c: int,
+        c_type: int,
+        ldc: int,
+        compute: int,
+    ) -> None:
+        device = self._double._handle_device(handle)
+        if a_type != b_type:
+            raise CUBLASError("CUBLAS_STATUS_NOT_SUPPORTED: A and B types differ")
+        scale = {COMPUTE_32I: np.int32, COMPUTE_16F: np.float16, COMPUTE_64F: np.float64}.get(
+            compute, np.float32
+        )
+        alpha = _host_scalar(alpha_ptr, scale, "alpha")
+        beta = _host_scalar(beta_ptr, scale, "beta")
+        a_m = self._matrix(a, a_type, *((m, k) if transa == 0 else (k, m)), lda, device)
+        b_m = self._matrix(b, b_type, *((k, n) if transb == 0 else (n, k)), ldb, device)
+        c_m = self._matrix(c, c_type, m, n, ldc, device)
+        op_a = self._decode(a_m, a_type) if transa == 0 else self._decode(a_m, a_type).T
+        op_b = self._decode(b_m, b_type) if transb == 0 else self._decode(b_m, b_type).T
+        if compute == COMPUTE_32I:
+            product = (op_a.astype(np.int64) @ op_b.astype(np.int64)).astype(np.int32)
+            out: Any = alpha * product + (beta * c_m.astype(np.int32) if beta else 0)
+        else:
+            acc = np.float64 if compute == COMPUTE_64F else np.float32
+            if compute == COMPUTE_32F_FAST_TF32:
+                op_a, op_b = _tf32(op_a), _tf32(op_b)
+            product = op_a.astype(acc) @ op_b.astype(acc)
+            old = self._decode(c_m, c_type).astype(acc) if beta else 0
+            out = acc(alpha) * product + (acc(beta) * old if beta else 0)
+        out = self._double.gemm_fault(np.asarray(out)) if self._double.gemm_fault else out
+        if c_type == R_16BF:
+            c_m[...] = (np.asarray(out, dtype=np.float32).view(np.uint32) >> np.uint32(16)).astype(np.uint16)
+        else:
+            c_m[...] = np.asarray(out).astype(_STORAGE[c_type])
+        self._double.log.append(
+            ("gemm", compute, a_type, c_type, transa, transb, m, n, k, device, _STATE.stream)
+        )
+
+    def gemmEx(
+        self,
+        handle: int,
+        transa: int,
+        transb: int,
+        m: int,
+        n: int,
+        k: int,
+        alpha: int,
+        A: int,
+        Atype: int,
+        lda: int,
+        B: int,
+        Btype: int,
+        ldb: int,
+        beta: int,
+        C: int,
+        Ctype: int,
+        ldc: int,
+        computeType: int,
+        algo: int,
+    ) -> None:
+        if (computeType, Atype, Ctype) not in GEMM_EX_SUPPORTED:
+            raise CUBLASError(f"CUBLAS_STATUS_NOT_SUPPORTED: gemmEx {(computeType, Atype, Ctype)}")
+        self._run(
+            handle,
+            transa,
+            transb,
+            m,
+            n,
+            k,
+            alpha,
+            A,
+            Atype,
+            lda,
+            B,
+            Btype,
+            ldb,
+            beta,
+            C,
+            Ctype,
+            ldc,
+            computeType,
+        )
+
+    def sgemmEx(
+        self,
+        handle: int,
+        transa: int,
+        transb: int,
+        m: int,
+        n: int,
+        k: int,
+        alpha: int,
+        A: int,
+        Atype: int,
+        lda: int,
+        B: int,
+        Btype: int,
+        ldb: int,
+        beta: int,
+        C: int,
+        Ctype: int,
+        ldc: int,
+    ) -> None:
+        if (Atype, Ctype) not in SGEMM_EX_SUPPORTED:
+            raise CUBLASError(f"CUBLAS_STATUS_NOT_SUPPORTED: sgemmEx {(Atype, Ctype)}")
+        self._run(
+            handle,
+            transa,
+            transb,
+            m,
+            n,
+            k,
+            alpha,
+            A,
+            Atype,
+            lda,
+            B,
+            Btype,
+            ldb,
+            beta,
+            C,
+            Ctype,
+            ldc,
+            COMPUTE_32F,
+        )
+
+
+# -- kernels (compiled for the host with g++) -----------------------------------------------------------
+_C_TYPES = {
+    "float16": "_Float16",
+    "float32": "float",
+    "float64": "double",
+    "int8": "signed char",
+    "uint8": "unsigned char",
+    "int16": "short",
+    "uint16": "unsigned short",
+    "int32": "int",
+    "uint32": "unsigned int",
+    "int64": "long long",
+    "uint64": "unsigned long long",
+    "bool": "bool",
+}
+_SCALARS = {
+    np.dtype(np.int8): ctypes.c_int8,
+    np.dtype(np.uint8): ctypes.c_uint8,
+    np.dtype(np.int16): ctypes.c_int16,
+    np.dtype(np.uint16): ctypes.c_uint16,
+    np.dtype(np.int32): ctypes.c_int32,
+    np.dtype(np.uint32): ctypes.c_uint32,
+    np.dtype(np.int64): ctypes.c_int64,
+    np.dtype(np.uint64): ctypes.c_uint64,
+    np.dtype(np.float32): ctypes.c_float,
+    np.dtype(np.float64): ctypes.c_double,
+}
+_BUILD_LOCK = threading.Lock()
+_BUILT: dict[str, ctypes.CDLL] = {}
+_BUILD_DIR: list[Path] = []
+
+
+def _build(source: str) -> ctypes.CDLL:
+    """Compile C++ source into a shared library once per process (cached by its digest)."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    with _BUILD_LOCK:
+        if digest in _BUILT:
+            return _BUILT[digest]
+        compiler = shutil.which("g++")
+        if compiler is None:
+            raise RuntimeError("the CUDA test double needs g++ to build kernel source for the host")
+        if not _BUILD_DIR:
+            _BUILD_DIR.append(Path(tempfile.mkdtemp(prefix="cupy-double-")))
+        src = _BUILD_DIR[0] / f"k{digest}.cpp"
+        lib = _BUILD_DIR[0] / f"k{digest}.so"
+        src.write_text(source)
+        done = subprocess.run(  # noqa: S603  (fixed argv: g++ on a file we wrote)
+            [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", str(src), "-o", str(lib)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"kernel source does not compile:\n{done.stderr[-4000:]}")
+        _BUILT[digest] = ctypes.CDLL(str(lib))
+        return _BUILT[digest]
+
+
+def _device_arg(x: DeviceArray, what: str) -> ctypes.c_void_p:
+    if x._device != _STATE.device:
+        raise CUDARuntimeError(
+            f"{what}: array on device {x._device}, kernel launched on device {_STATE.device}"
+        )
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{what}: a non-contiguous array passed to a kernel that indexes it as contiguous")
+    return ctypes.c_void_p(int(x.ctypes.data))
+
+
+def _parse_params(text: str) -> list[tuple[str, str]]:
+    params = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        words = part.split()
+        if len(words) != 2 or words[0] not in _C_TYPES:
+            raise NotImplementedError(
+                f"ElementwiseKernel parameter {part!r}: the double takes 'type name' only"
+            )
+        params.append((words[0], words[1]))
+    return params
+
+
+class ElementwiseKernel:
+    """CuPy's ElementwiseKernel: `operation` runs once per element with `i` its index."""
+
+    def __init__(
+        self, in_params: str, out_params: str, operation: str, name: str = "kernel", **_: Any
+    ) -> None:
+        self.ins, self.outs = _parse_params(in_params), _parse_params(out_params)
+        self.operation, self.name = operation, name
+
+    def _source(self, arrays: set[str]) -> str:
+        args, binds = ["long long _n"], []
+        for kind, params in (("in", self.ins), ("out", self.outs)):
+            for ctype_name, var in params:
+                c = _C_TYPES[ctype_name]
+                if var in arrays:
+                    args.append(f"{'const ' if kind == 'in' else ''}{c}* _p_{var}")
+                    binds.append(f"{'const ' if kind == 'in' else ''}{c}& {var} = _p_{var}[i];")
+                else:
+                    args.append(f"const {c} {var}")
+        body = "\n    ".join(binds)
+        return (
+            "#include <math.h>\n#include <cmath>\ntypedef _Float16 float16;\n"
+            f'extern "C" void {self.name}({", ".join(args)}) {{\n'
+            f"  for (long long i = 0; i < _n; ++i) {{\n    {body}\n    {self.operation}\n  }}\n}}\n"
+        )
+
+    def __call__(self, *args: Any) -> Any:
+        if len(args) != len(self.ins) + len(self.outs):
+            raise NotImplementedError("the double's ElementwiseKernel needs every output passed in")
+        arrays = {
+            var
+            for (_, var), x in zip([*self.ins, *self.outs], args, strict=True)
+            if isinstance(x, DeviceArray)
+        }
+        sizes = {x.size for x in args if isinstance(x, DeviceArray)}
+        if len(sizes) != 1:
+            raise NotImplementedError(
+                f"{self.name}: arrays of sizes {sorted(sizes)} (the double does not broadcast)"
+            )
+        lib = _build(self._source(arrays))
+        c_args: list[Any] = [ctypes.c_longlong(sizes.pop())]
+        for (type_name, var), x in zip([*self.ins, *self.outs], args, strict=True):
+            if isinstance(x, DeviceArray):
+                if x.dtype != np.dtype(type_name):
+                    raise TypeError(f"{self.name}: {var} is {x.dtype}, declared {type_name}")
+                c_args.append(_device_arg(x, f"{self.name}({var})"))
+            elif isinstance(x, np.ndarray):
+                raise TypeError(f"Unsupported type {type(x)}: a host array passed to {self.name}")
+            else:
+                if type_name == "float16":
+                    raise NotImplementedError("float16 scalars are not passed by the double")
+                c_args.append(_SCALARS[np.dtype(type_name)](np.dtype(type_name).type(x).item()))
+        getattr(lib, self.name)(*c_args)
+        return args[len(self.ins) :]
+
+
+_PRELUDE = r"""
+#define __CUDACC__ 1
+#define __device__
+#define __constant__
+#define __global__
+struct gpuproof_dim3 { unsigned x, y, z; };
+static thread_local gpuproof_dim3 blockIdx, blockDim, threadIdx, gridDim;
+"""
+_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
+
+
+class _RawFunction:
+    def __init__(self, lib: ctypes.CDLL, name: str) -> None:
+        self._launch = getattr(lib, f"gpuproof_launch_{name}")
+        self.name = name
+
+    def __call__(self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], **_: Any) -> None:
+        g = (*grid, 1, 1)[:3]
+        b = (*block, 1, 1)[:3]
+        if b[0] * b[1] * b[2] > 1024:
+            raise CUDARuntimeError("cudaErrorInvalidConfiguration: more than 1024 threads per block")
+        c_args: list[Any] = [ctypes.c_uint(v) for v in (*g, *b)]
+        for k, x in enumerate(args):
+            if isinstance(x, DeviceArray):
+                c_args.append(_device_arg(x, f"{self.name} argument {k}"))
+            elif isinstance(x, np.generic) and x.dtype in _SCALARS:
+                c_args.append(_SCALARS[x.dtype](x.item()))
+            else:
+                raise TypeError(
+                    f"{self.name} argument {k}: pass device arrays or numpy scalars, not {type(x)}"
+                )
+        self._launch(*c_args)
+
+
+class RawModule:
+    """CuPy's RawModule: the CUDA source, built for the host, kernels run thread by thread."""
+
+    def __init__(self, code: str, options: Sequence[str] = (), **_: Any) -> None:
+        if "__syncthreads" in code or "__shared__" in code:
+            raise NotImplementedError("the double runs threads one at a time: no shared memory or barriers")
+        launchers = []
+        for name, params in _KERNEL.findall(code):
+            names = [p.split()[-1].lstrip("*") for p in params.split(",") if p.strip()]
+            launchers.append(
+                f'extern "C" void gpuproof_launch_{name}(unsigned gx, unsigned gy, unsigned gz, '
+                f"unsigned bx, unsigned by, unsigned bz, {params}) {{\n"
+                "  gridDim = {gx, gy, gz}; blockDim = {bx, by, bz};\n"
+                "  for (unsigned z = 0; z < gz; ++z) for (unsigned y = 0; y < gy; ++y)\n"
+                "  for (unsigned x = 0; x < gx; ++x) for (unsigned tz = 0; tz < bz; ++tz)\n"
+                "  for (unsigned ty = 0; ty < by; ++ty) for (unsigned tx = 0; tx < bx; ++tx) {\n"
+                "    blockIdx = {x, y, z}; threadIdx = {tx, ty, tz};\n"
+                f"    {name}({', '.join(names)});\n"
+                "  }\n}\n"
+            )
+        if not launchers:
+            raise NotImplementedError('no extern "C" __global__ kernels found in the module source')
+        self._lib = _build(_PRELUDE + code + "\n" + "".join(launchers))
+
+    def get_function(self, name: str) -> _RawFunction:
+        return _RawFunction(self._lib, name)
+
+
+# -- the module -------------------------------------------------------------------------------------------
+class _RandomState:
+    def __init__(self, seed: int) -> None:
+        self._rs = np.random.RandomState(seed % 2**32)
+
+    def randint(self, low: int, high: int | None = None, size: Any = None, dtype: Any = int) -> DeviceArray:
+        return _device_array(self._rs.randint(low, high, size=size, dtype=dtype))
+
+
+@dataclass
+class CupyTestDouble:
+    """Module-like fake of `cupy` over a list of fake GPUs (same PCI ids and UUIDs as the NVML double).
+
+    `gemm_fault`, when set, rewrites every GEMM's result before it is stored (a lying GPU).
+    `log` records each GEMM and copy: what the code asked the hardware to do.
+    """
+
+    gpus: list[FakeGpu]
+    gemm_fault: Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]] | None = None
+    log: list[tuple[Any, ...]] = field(default_factory=list)
+
+    float16, float32, float64 = np.float16, np.float32, np.float64
+    int8, int16, int32, int64 = np.int8, np.int16, np.int32, np.int64
+    uint8, uint16, uint32, uint64 = np.uint8, np.uint16, np.uint32, np.uint64
+    ndarray = DeviceArray
+    ElementwiseKernel = ElementwiseKernel
+    RawModule = RawModule
+    __version__ = "test-double"
+
+    @classmethod
+    def for_gpus(cls, gpus: Sequence[FakeGpu], **kwargs: Any) -> CupyTestDouble:
+        return cls(list(gpus), **kwargs)
+
+    def __post_init__(self) -> None:
+        double = self
+
+        @contextmanager
+        def _noop() -> Iterator[None]:
+            yield
+
+        class Device:
+            def __init__(self, device: int | None = None) -> None:
+                self.id = _STATE.device if device is None else int(device)
+                if not 0 <= self.id < len(double.gpus):
+                    raise CUDARuntimeError(f"cudaErrorInvalidDevice: device {self.id}")
+                self._previous: list[int] = []
+
+            def __enter__(self) -> Device:
+                self._previous.append(_STATE.device)
+                _STATE.device = self.id
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                _STATE.device = self._previous.pop()
+
+            def use(self) -> None:
+                _STATE.device = self.id
+
+            def synchronize(self) -> None:
+                """Everything in the double runs synchronously."""
+
+        runtime = SimpleNamespace(
+            memcpyHostToHost=H2H,
+            memcpyHostToDevice=H2D,
+            memcpyDeviceToHost=D2H,
+            memcpyDeviceToDevice=D2D,
+            memcpyDefault=DEFAULT,
+            getDeviceCount=lambda: len(self.gpus),
+            getDeviceProperties=self._properties,
+            deviceGetPCIBusId=self._bus_id,
+            deviceGetByPCIBusId=self._by_bus_id,
+            memsetAsync=self._memset,
+            memcpyAsync=self._memcpy,
+            CUDARuntimeError=CUDARuntimeError,
+        )
+        pinned_pool, pool = _Pool(), _Pool()
+        self.cuda = SimpleNamespace(
+            Device=Device,
+            Stream=Stream,
+            Event=Event,
+            get_elapsed_time=get_elapsed_time,
+            runtime=runtime,
+            cublas=_Cublas(self),
+            device=SimpleNamespace(get_cublas_handle=lambda: 0xCB00 + _STATE.device),
+            alloc_pinned_memory=self._alloc_pinned,
+            get_current_stream=lambda: SimpleNamespace(ptr=_STATE.stream),
+            profile=_noop,
+        )
+        self.random = SimpleNamespace(RandomState=_RandomState)
+        self.get_default_memory_pool = lambda: pool
+        self.get_default_pinned_memory_pool = lambda: pinned_pool
+
+    # -- runtime ------------------------------------------------------------------------------------
+    def _gpu(self, ordinal: int) -> FakeGpu:
+        if not 0 <= ordinal < len(self.gpus):
+            raise CUDARuntimeError(f"cudaErrorInvalidDevice: device {ordinal}")
+        return self.gpus[ordinal]
+
+    def _properties(self, ordinal: int) -> dict[str, Any]:
+        gpu = self._gpu(ordinal)
+        domain, bus, rest = gpu.pci_bus_id.split(":")
+        return {
+            "name": gpu.name.encode(),
+            "totalGlobalMem": gpu.memory_total_bytes - CUDA_RESERVED_BYTES,
+            "multiProcessorCount": gpu.sm_count,
+            "l2CacheSize": L2_BYTES,
+            "uuid": bytes.fromhex(gpu.uuid.removeprefix("GPU-").replace("-", "")),
+            "pciDomainID": int(domain, 16),
+            "pciBusID": int(bus, 16),
+            "pciDeviceID": int(rest.split(".")[0], 16),
+            "major": gpu.compute_capability[0],
+            "minor": gpu.compute_capability[1],
+        }
+
+    def _bus_id(self, ordinal: int) -> str:
+        props = self._properties(ordinal)
+        return f"{props['pciDomainID']:04x}:{props['pciBusID']:02x}:{props['pciDeviceID']:02x}.0"
+
+    def _by_bus_id(self, bus_id: str) -> int:
+        def key(text: str) -> tuple[int, ...]:
+            domain, bus, rest = text.split(":")
+            device, function = rest.split(".")
+            return int(domain, 16), int(bus, 16), int(device, 16), int(function, 16)
+
+        try:
+            wanted = key(bus_id)
+        except ValueError as exc:
+            raise CUDARuntimeError(f"cudaErrorInvalidValue: PCI bus id {bus_id!r}") from exc
+        for ordinal, gpu in enumerate(self.gpus):
+            if key(gpu.pci_bus_id) == wanted:
+                return ordinal
+        raise CUDARuntimeError(f"cudaErrorInvalidDevice: no device at {bus_id}")
+
+    def _handle_device(self, handle: int) -> int:
+        device = handle - 0xCB00
+        if device != _STATE.device:
+            raise CUBLASError(
+                f"cuBLAS handle of device {device} used while device {_STATE.device} is current"
+            )
+        return device
+
+    def _memset(self, ptr: int, value: int, size: int, stream: int) -> None:
+        _check_stream(stream)
+        block = _block_at(ptr, size)
+        if block is None or block.kind != "device":
+            raise CUDARuntimeError(
+                f"cudaErrorInvalidValue: memset of {size} bytes at {ptr:#x} outside device memory"
+            )
+        ctypes.memset(ptr, value, size)
+
+    def _memcpy(self, dst: int, src: int, size: int, kind: int, stream: int) -> None:
+        _check_stream(stream)
+        to, frm = _block_at(dst, size), _block_at(src, size)
+        on_device = {H2D: (True, False), D2H: (False, True), D2D: (True, True), H2H: (False, False)}
+        if kind not in on_device:
+            raise NotImplementedError(f"memcpy kind {kind}")
+        want_dst, want_src = on_device[kind]
+        for where, block, want in (("destination", to, want_dst), ("source", frm, want_src)):
+            is_device = block is not None and block.kind == "device"
+            if is_device != want:
+                raise CUDARuntimeError(
+                    f"cudaErrorInvalidValue: {where} {'not ' if want else ''}in device memory"
+                )
+        pinned = any(b is not None and b.kind == "pinned" for b in (to, frm))
+        ctypes.memmove(dst, src, size)
+        self.log.append(("memcpy", kind, size, pinned, stream))
+
+    def _alloc_pinned(self, nbytes: int) -> _PinnedBuffer:
+        buffer = _PinnedBuffer(nbytes)
+        address = ctypes.addressof((ctypes.c_char * nbytes).from_buffer(buffer)) if nbytes else 0
+        if nbytes:
+            _register(buffer, "pinned", -1, address, nbytes)
+        return buffer
+
+    # -- arrays -------------------------------------------------------------------------------------
+    def empty(self, shape: Any, dtype: Any = np.float64) -> DeviceArray:
+        return _device_array(np.empty(shape, dtype=dtype))
+
+    def zeros(self, shape: Any, dtype: Any = np.float64) -> DeviceArray:
+        return _device_array(np.zeros(shape, dtype=dtype))
+
+    def ones(self, shape: Any, dtype: Any = np.float64) -> DeviceArray:
+        return _device_array(np.ones(shape, dtype=dtype))
+
+    def arange(self, *args: Any, dtype: Any = None) -> DeviceArray:
+        return _device_array(np.arange(*args, dtype=dtype))
+
+    def asarray(self, a: Any, dtype: Any = None) -> DeviceArray:
+        if (
+            isinstance(a, DeviceArray)
+            and (dtype is None or np.dtype(dtype) == a.dtype)
+            and a._device == _STATE.device
+        ):
+            return a
+        return _device_array(a, dtype)
+
+    def ascontiguousarray(self, a: DeviceArray, dtype: Any = None) -> DeviceArray:
+        if a.flags.c_contiguous and (dtype is None or np.dtype(dtype) == a.dtype):
+            return a
+        return _device_array(a, dtype)
+
+    def asnumpy(self, a: Any) -> np.ndarray[Any, Any]:
+        if isinstance(a, DeviceArray):
+            return a.get()
+        return np.asarray(a)
+
+    def array_equal(self, a: DeviceArray, b: DeviceArray) -> DeviceArray:
+        for x in (a, b):
+            if not isinstance(x, DeviceArray):
+                raise TypeError(f"Unsupported type {type(x)}")
+        return _device_array(np.array(np.array_equal(a.view(np.ndarray), b.view(np.ndarray))))

@@ -1,0 +1,184 @@
+"""The CUDA test double itself: it must fail where CUDA and cuBLAS would, or the GPU tests prove nothing.
+
+cuBLAS semantics are checked against an independent reading of its documentation (column-major
+operands, op(A) = A or A^T, leading dimensions), not against the double's own code.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from benchmark_probe.cupy_double import (
+    COMPUTE_32F,
+    COMPUTE_32F_FAST_TF32,
+    COMPUTE_32I,
+    D2H,
+    H2D,
+    R_8I,
+    R_16F,
+    R_32F,
+    R_32I,
+    CUBLASError,
+    CUDARuntimeError,
+    CupyTestDouble,
+)
+from benchmark_probe.nvml_double import fake_gpu
+
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="kernels are built with g++")
+
+
+@pytest.fixture
+def cp() -> CupyTestDouble:
+    return CupyTestDouble.for_gpus([fake_gpu(0), fake_gpu(1)])
+
+
+def scalar(value: float, dtype: type = np.float32) -> np.ndarray:
+    return np.array([value], dtype=dtype)
+
+
+def column_major(buffer: np.ndarray, rows: int, cols: int, ld: int) -> np.ndarray:
+    """Element (r, c) of a column-major matrix is buffer[r + c * ld] (cuBLAS's definition)."""
+    flat = buffer.reshape(-1)
+    return np.array([[flat[r + c * ld] for c in range(cols)] for r in range(rows)])
+
+
+@pytest.mark.parametrize(("ta", "tb"), [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_gemm_ex_follows_cublas_column_major_definition(cp: CupyTestDouble, ta: int, tb: int) -> None:
+    m, n, k, lda, ldb, ldc = 3, 4, 5, 7, 6, 5  # leading dimensions larger than the matrices
+    rng = np.random.default_rng(1)
+    a = cp.asarray(rng.integers(-9, 9, size=lda * (k if ta == 0 else m)).astype(np.float32))
+    b = cp.asarray(rng.integers(-9, 9, size=ldb * (n if tb == 0 else k)).astype(np.float32))
+    c = cp.asarray(np.full(ldc * n, 7, dtype=np.float32))
+    alpha, beta = scalar(2), scalar(3)
+    handle = cp.cuda.device.get_cublas_handle()
+    cp.cuda.cublas.gemmEx(
+        handle, ta, tb, m, n, k, alpha.ctypes.data, a.data.ptr, R_32F, lda, b.data.ptr, R_32F, ldb,
+        beta.ctypes.data, c.data.ptr, R_32F, ldc, COMPUTE_32F, -1,
+    )  # fmt: skip
+    a_host, b_host = cp.asnumpy(a), cp.asnumpy(b)
+    op_a = column_major(a_host, m, k, lda) if ta == 0 else column_major(a_host, k, m, lda).T
+    op_b = column_major(b_host, k, n, ldb) if tb == 0 else column_major(b_host, n, k, ldb).T
+    want = 2 * op_a @ op_b + 3 * 7
+    got = cp.asnumpy(c)
+    assert np.array_equal(column_major(got, m, n, ldc), want)
+    assert np.all(got.reshape(n, ldc)[:, m:] == 7)  # padding rows beyond m are left alone
+
+
+def test_int8_gemm_accumulates_in_int32(cp: CupyTestDouble) -> None:
+    a = cp.asarray(np.full(64, 127, dtype=np.int8))
+    b = cp.asarray(np.full(64, 127, dtype=np.int8))
+    c = cp.empty(1, dtype=np.int32)
+    one, zero = scalar(1, np.int32), scalar(0, np.int32)
+    cp.cuda.cublas.gemmEx(
+        cp.cuda.device.get_cublas_handle(), 1, 0, 1, 1, 64, one.ctypes.data, a.data.ptr, R_8I, 64,
+        b.data.ptr, R_8I, 64, zero.ctypes.data, c.data.ptr, R_32I, 1, COMPUTE_32I, -1,
+    )  # fmt: skip
+    assert int(cp.asnumpy(c)[0]) == 64 * 127 * 127
+
+
+def test_tf32_rounds_inputs_to_ten_mantissa_bits(cp: CupyTestDouble) -> None:
+    a, b = cp.asarray(scalar(2049)), cp.asarray(scalar(1))
+    c = cp.empty(1, dtype=np.float32)
+    one, zero = scalar(1), scalar(0)
+    for compute, exact in ((COMPUTE_32F, True), (COMPUTE_32F_FAST_TF32, False)):
+        cp.cuda.cublas.gemmEx(
+            cp.cuda.device.get_cublas_handle(), 0, 0, 1, 1, 1, one.ctypes.data, a.data.ptr, R_32F, 1,
+            b.data.ptr, R_32F, 1, zero.ctypes.data, c.data.ptr, R_32F, 1, compute, -1,
+        )  # fmt: skip
+        assert (float(cp.asnumpy(c)[0]) == 2049.0) is exact
+
+
+def test_cublas_refuses_what_cublas_refuses(cp: CupyTestDouble) -> None:
+    a = cp.asarray(np.ones(16, dtype=np.float16))
+    c32 = cp.empty(16, dtype=np.float32)
+    one, zero = scalar(1), scalar(0)
+    h = cp.cuda.device.get_cublas_handle()
+    blas = cp.cuda.cublas
+    with pytest.raises(CUBLASError, match="not a host pointer"):  # alpha=1.0 cast to address 0x1
+        blas.sgemmEx(
+            h, 0, 0, 4, 4, 4, 1, a.data.ptr, R_16F, 4, a.data.ptr, R_16F, 4, 0, c32.data.ptr, R_32F, 4
+        )
+    with pytest.raises(CUBLASError, match="pointer mode is HOST"):
+        blas.sgemmEx(
+            h, 0, 0, 4, 4, 4, c32.data.ptr, a.data.ptr, R_16F, 4, a.data.ptr, R_16F, 4, zero.ctypes.data,
+            c32.data.ptr, R_32F, 4,
+        )  # fmt: skip
+    with pytest.raises(CUBLASError, match="NOT_SUPPORTED"):  # fp16 inputs, int32 output
+        blas.gemmEx(
+            h, 0, 0, 4, 4, 4, one.ctypes.data, a.data.ptr, R_16F, 4, a.data.ptr, R_16F, 4, zero.ctypes.data,
+            c32.data.ptr, R_32I, 4, COMPUTE_32F, -1,
+        )  # fmt: skip
+    with pytest.raises(CUBLASError, match="not in device memory"):  # 5 x 4 does not fit in 16 elements
+        blas.sgemmEx(
+            h, 0, 0, 5, 4, 4, one.ctypes.data, a.data.ptr, R_16F, 5, a.data.ptr, R_16F, 4, zero.ctypes.data,
+            c32.data.ptr, R_32F, 5,
+        )  # fmt: skip
+    with cp.cuda.Device(1), pytest.raises(CUBLASError, match="handle of device 0"):
+        blas.sgemmEx(
+            h, 0, 0, 4, 4, 4, one.ctypes.data, a.data.ptr, R_16F, 4, a.data.ptr, R_16F, 4, zero.ctypes.data,
+            c32.data.ptr, R_32F, 4,
+        )  # fmt: skip
+
+
+def test_copies_and_memsets_must_touch_the_memory_they_claim(cp: CupyTestDouble) -> None:
+    stream = cp.cuda.Stream(non_blocking=True)
+    dev = cp.empty(64, dtype=np.uint8)
+    host = np.zeros(64, dtype=np.uint8)
+    rt = cp.cuda.runtime
+    with pytest.raises(CUDARuntimeError, match="source not in device memory"):
+        rt.memcpyAsync(host.ctypes.data, host.ctypes.data, 64, D2H, stream.ptr)
+    with pytest.raises(CUDARuntimeError, match="destination not in device memory"):
+        rt.memcpyAsync(host.ctypes.data, dev.data.ptr, 64, H2D, stream.ptr)
+    with pytest.raises(CUDARuntimeError, match="outside device memory"):
+        rt.memsetAsync(dev.data.ptr, 0, 65, stream.ptr)
+    with pytest.raises(CUDARuntimeError, match="no stream"):
+        rt.memsetAsync(dev.data.ptr, 0, 64, 12345)
+    host[:] = 9
+    rt.memcpyAsync(dev.data.ptr, host.ctypes.data, 64, H2D, stream.ptr)
+    assert cp.log[-1] == ("memcpy", H2D, 64, False, stream.ptr)  # pageable: not pinned
+    pinned = np.frombuffer(cp.cuda.alloc_pinned_memory(64), dtype=np.uint8)
+    rt.memcpyAsync(pinned.ctypes.data, dev.data.ptr, 64, D2H, stream.ptr)
+    assert cp.log[-1][3] is True and np.all(pinned == 9)
+
+
+def test_devices_events_and_host_arrays(cp: CupyTestDouble) -> None:
+    with pytest.raises(CUDARuntimeError, match="InvalidDevice"):
+        cp.cuda.Device(2)
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    with pytest.raises(CUDARuntimeError, match="not recorded"):
+        cp.cuda.get_elapsed_time(start, end)
+    start.record()
+    end.record()
+    assert cp.cuda.get_elapsed_time(start, end) >= 0
+    with pytest.raises(TypeError, match="host array"):
+        _ = cp.arange(4, dtype=np.int32) + np.arange(4, dtype=np.int32)
+    with cp.cuda.Device(1):
+        assert cp.empty(4, dtype=np.uint8).device.id == 1
+    assert bool(cp.array_equal(cp.arange(3), cp.arange(3)))
+
+
+@needs_gxx
+def test_kernels_run_their_cuda_source(cp: CupyTestDouble) -> None:
+    add = cp.ElementwiseKernel(
+        "float32 x, int32 k", "float16 y", "y = (float16)(x * 2.0f + (float)k + i);", "dbl_add"
+    )
+    x = cp.asarray(np.arange(5, dtype=np.float32))
+    y = cp.empty(5, dtype=np.float16)
+    add(x, np.int32(10), y)
+    assert cp.asnumpy(y).tolist() == [10 + 3 * i for i in range(5)]
+    module = cp.RawModule(
+        code='extern "C" __global__ void fill(unsigned* out, unsigned n) {'
+        " unsigned i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) out[i] = i * 3u; }"
+    )
+    out = cp.zeros(10, dtype=np.uint32)
+    module.get_function("fill")((3,), (4,), (out, np.uint32(10)))
+    assert cp.asnumpy(out).tolist() == [3 * i for i in range(10)]
+    with pytest.raises(ValueError, match="non-contiguous"):
+        module.get_function("fill")((1,), (4,), (cp.zeros(8, dtype=np.uint32)[::2], np.uint32(4)))
+    with pytest.raises(TypeError, match="numpy scalars"):
+        module.get_function("fill")((1,), (4,), (out, 4))
+    with pytest.raises(NotImplementedError, match="one at a time"):
+        cp.RawModule(code='extern "C" __global__ void k() { __syncthreads(); }')

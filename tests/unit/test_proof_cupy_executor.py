@@ -1,0 +1,80 @@
+"""The proof's GPU executor run against the CUDA test double: same roots and rows as the numpy
+executor, proofs the service accepts, and a GEMM that is not exact refused before committing.
+
+The double runs the executor's real cuBLAS calls and compiles its real kernels (the SHA-256
+RawModule and the recentre ElementwiseKernel) with g++; it says nothing about GPU speed.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from benchmark_probe.cupy_double import CUDARuntimeError, CupyTestDouble
+from benchmark_probe.nvml_double import fake_gpu
+from gpuproof.protocol.proof import NumpyExecutor, Prover, derive_params
+from gpuproof.protocol.proof.cupy_executor import CupyExecutor
+from tests.unit.test_proof_protocol import CHALLENGE, KEY, cpu_params, nonce_of, run, verify
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA double builds kernels with g++")
+
+SEED = bytes(range(32))
+
+
+def double(gpus: int = 2, **kw: object) -> CupyTestDouble:
+    return CupyTestDouble.for_gpus([fake_gpu(i) for i in range(gpus)], **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("keep_level", [0, 2, 7])
+def test_commit_matches_the_numpy_executor(keep_level: int) -> None:
+    params = derive_params(None, cpu=True, gpu_index=1, gpus=2, n=100, d=64, steps=3)
+    want = NumpyExecutor().commit(SEED, params, keep_level)
+    got = CupyExecutor(cupy=double()).commit(SEED, params, keep_level)
+    assert got.roots == want.roots and got.keep_level == want.keep_level
+    assert all(np.array_equal(g, w) for g, w in zip(got.kept, want.kept, strict=True))
+
+
+def test_recompute_matches_the_numpy_executor() -> None:
+    params = derive_params(None, cpu=True, gpu_index=0, n=64, d=32, steps=4)
+    want_a, want_c = {0: [3], 2: [5, 60], 4: [1]}, {1: [3], 3: [5, 9]}
+    want = NumpyExecutor().recompute(SEED, params, want_a, want_c)
+    got = CupyExecutor(cupy=double(1)).recompute(SEED, params, want_a, want_c)
+    assert got.a.keys() == want.a.keys() and got.c.keys() == want.c.keys()
+    assert all(np.array_equal(got.a[k], want.a[k]) and got.a[k].dtype == np.int8 for k in want.a)
+    assert all(np.array_equal(got.c[k], want.c[k]) and got.c[k].dtype == np.int32 for k in want.c)
+
+
+def test_proof_from_the_gpu_executor_is_accepted_on_two_gpus_in_parallel() -> None:
+    params = cpu_params(gpus=2, n=64, d=64, steps=3)
+    r = run(4, params, CupyExecutor(cupy=double()))  # type: ignore[arg-type]
+    assert verify(r) == []
+    sequential = Prover(nonce_of(4), KEY.public_hex, CHALLENGE, params, NumpyExecutor(), keep_level=3).run()
+    parallel = Prover(
+        nonce_of(4),
+        KEY.public_hex,
+        CHALLENGE,
+        params,
+        CupyExecutor(cupy=double()),
+        keep_level=3,
+        parallel=True,
+    ).run()
+    assert [g.chain for g in parallel.gpus] == [g.chain for g in sequential.gpus]
+
+
+def test_a_gemm_that_is_not_exact_is_refused_before_anything_is_committed() -> None:
+    params = derive_params(None, cpu=True, gpu_index=0, n=32, d=32, steps=2)
+    lying = double(1, gemm_fault=lambda c: c + 1)
+    with pytest.raises(RuntimeError, match="not exact"):
+        CupyExecutor(cupy=lying).commit(SEED, params, 1)
+    assert len([e for e in lying.log if e[0] == "gemm"]) == 1  # stopped after the first step
+
+
+def test_gpu_index_maps_to_the_device_it_names() -> None:
+    params = derive_params(None, cpu=True, gpu_index=0, n=16, d=16, steps=1)
+    cp = double(2)
+    CupyExecutor({0: 1}, cupy=cp).commit(SEED, params, 0)
+    assert {e[9] for e in cp.log if e[0] == "gemm"} == {1}
+    with pytest.raises(CUDARuntimeError, match="InvalidDevice"):
+        CupyExecutor({0: 5}, cupy=cp).commit(SEED, params, 0)
