@@ -668,6 +668,7 @@ class CupyTestDouble:
 
     gpus: list[FakeGpu]
     gemm_fault: Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]] | None = None
+    l2_bytes: int = L2_BYTES
     log: list[tuple[Any, ...]] = field(default_factory=list)
 
     float16, float32, float64 = np.float16, np.float32, np.float64
@@ -754,7 +755,7 @@ class CupyTestDouble:
             "name": gpu.name.encode(),
             "totalGlobalMem": gpu.memory_total_bytes - CUDA_RESERVED_BYTES,
             "multiProcessorCount": gpu.sm_count,
-            "l2CacheSize": L2_BYTES,
+            "l2CacheSize": self.l2_bytes,
             "uuid": bytes.fromhex(gpu.uuid.removeprefix("GPU-").replace("-", "")),
             "pciDomainID": int(domain, 16),
             "pciBusID": int(bus, 16),
@@ -835,6 +836,26 @@ class CupyTestDouble:
 
     def arange(self, *args: Any, dtype: Any = None) -> DeviceArray:
         return _device_array(np.arange(*args, dtype=dtype))
+
+    def empty_like(self, a: DeviceArray, dtype: Any = None) -> DeviceArray:
+        return self.empty(a.shape, dtype=dtype or a.dtype)
+
+    def matmul(self, a: DeviceArray, b: DeviceArray, out: DeviceArray | None = None) -> DeviceArray:
+        """cupy.matmul (cuBLAS underneath in CuPy); here numpy's, in the operands' precision."""
+        product = np.matmul(*(self._on_device(x).view(np.ndarray) for x in (a, b)))
+        if out is None:
+            return _device_array(product)
+        out[...] = product
+        return out
+
+    def copyto(self, dst: DeviceArray, src: DeviceArray) -> None:
+        self._on_device(dst)[...] = self._on_device(src)
+
+    @staticmethod
+    def _on_device(x: Any) -> DeviceArray:
+        if not isinstance(x, DeviceArray):
+            raise TypeError(f"Unsupported type {type(x)}")
+        return x
 
     def asarray(self, a: Any, dtype: Any = None) -> DeviceArray:
         if (

@@ -2,11 +2,17 @@
 
     python scripts/gpu_check.py reference --bench OUT/bench_run1.json --out OUT/reference.json
     python scripts/gpu_check.py compare --bench OUT/bench_run*.json --reference OUT/reference.json
+    python scripts/gpu_check.py proof --inventory OUT/inventory.json --out OUT/proof.json
 
 References: torch.matmul (and torch._int_mm for int8), cupy.matmul (fp32, fp16), a plain device
 copy (torch copy_, cupy.copyto) and pinned host copies (torch copy_ non_blocking). Method as the
 probe: warm-ups, CUDA events around the measured call only, L2 flushed between GEMMs, median.
 Installs nothing; every reference that cannot run is recorded with its error, not invented.
+
+`proof`: a full proof of throughput at the parameters the service would send for the GPUs the
+inventory found (all GPUs in parallel, CuPy executor), opened at drawn pairs and verified with the
+service's own code; beside it, the same number of bare fp16 GEMMs of the same shapes (the GEMM-only
+floor) so the commitment's overhead is measured, not estimated.
 """
 
 from __future__ import annotations
@@ -227,6 +233,112 @@ def compare(bench_paths: list[Path], ref_path: Path, out_path: Path | None) -> N
         out_path.write_text(json.dumps(rows, indent=2))
 
 
+def _gemm_floor(cp: Any, executor: Any, n: int, d: int, steps: int) -> dict[str, Any]:
+    """`steps` bare GEMMs of the proof's shapes (n x d by d x d, fp16 in, fp32 out) between CUDA events."""
+    a16 = cp.ones((n, d), dtype=cp.float16)
+    b16 = cp.ones((d, d), dtype=cp.float16)
+    c32 = cp.empty((n, d), dtype=cp.float32)
+    executor._gemm(a16, b16, c32)  # warm-up: cuBLAS picks its kernel
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    start.record()
+    for _ in range(steps):
+        executor._gemm(a16, b16, c32)
+    end.record()
+    end.synchronize()
+    seconds = cp.cuda.get_elapsed_time(start, end) / 1e3
+    return {"seconds": seconds, "tflops": 2 * n * d * d * steps / seconds / 1e12}
+
+
+def proof(inventory_path: Path, out_path: Path, n: int | None, d: int | None, steps: int | None) -> None:
+    import secrets
+    import time
+
+    import cupy as cp
+    import numpy as np
+
+    from gpuproof.protocol.keys import SigningKey
+    from gpuproof.protocol.proof import (
+        Prover,
+        SignedCommitment,
+        ThroughputProof,
+        check_deadline,
+        derive_params,
+        draw_all_pairs,
+        verify_throughput,
+    )
+    from gpuproof.protocol.proof.cupy_executor import CupyExecutor
+    from gpuproof.reference import lookup, normalise_nvml_name
+
+    gpus = json.loads(inventory_path.read_text())["inventory"]["gpus"]
+    if not gpus:
+        raise SystemExit("proof: the inventory found no GPU")
+    model = normalise_nvml_name(gpus[0]["name"]) or gpus[0]["name"]
+    ref = lookup(model)
+    rate = ref.expected_bf16_tflops if ref is not None else None
+    if rate is None:
+        raise SystemExit(f"proof: no reference rate for {model!r}")
+    params = [
+        derive_params(rate, gpu_index=i, gpus=len(gpus), n=n, d=d, steps=steps) for i in range(len(gpus))
+    ]
+    key = SigningKey.generate()
+    nonce = secrets.token_bytes(32)
+    executor = CupyExecutor(cupy=cp)
+    prover = Prover(nonce, key.public_hex, "gpu-check", params, executor, parallel=True)
+    t0 = time.perf_counter()
+    signed = SignedCommitment.sign(prover.run(), key)
+    commit_s = time.perf_counter() - t0
+    pairs = draw_all_pairs(signed, secrets.token_bytes(32), params)
+    t0 = time.perf_counter()
+    openings = prover.open(pairs)
+    open_s = time.perf_counter() - t0
+    throughput = ThroughputProof(
+        commitment=signed.commitment, signature=signed.signature, pairs=pairs, openings=openings
+    )
+    t0 = time.perf_counter()
+    reasons = verify_throughput(
+        throughput,
+        machine_id=key.public_hex,
+        challenge_id="gpu-check",
+        nonce=nonce,
+        params=params,
+        pairs=pairs,
+        rng=np.random.default_rng(),
+    )
+    verify_s = time.perf_counter() - t0
+    p0 = params[0]
+    with cp.cuda.Device(0):
+        floor = _guard(lambda: _gemm_floor(cp, executor, p0.n, p0.d, p0.steps))
+    per_gpu = [
+        {
+            "gpu_index": g.gpu_index,
+            "elapsed_s": g.elapsed_s,
+            "proof_tflops": 2 * p.n * p.d * p.d * p.steps / g.elapsed_s / 1e12 if g.elapsed_s else None,
+        }
+        for g, p in zip(signed.commitment.gpus, params, strict=True)
+    ]
+    gemm_s = floor.get("seconds")
+    result = {
+        "model": model,
+        "reference_rate_tflops": rate,
+        "params": [p.model_dump(mode="json") for p in params],
+        "commit_wall_s": commit_s,
+        "per_gpu": per_gpu,
+        "deadline": [r.code for r in check_deadline(0.0, commit_s, params)] or "met",
+        "open_s": open_s,
+        "verify_s": verify_s,
+        "verified": [f"{r.code}: {r.message}" for r in reasons] or "accepted",
+        "gemm_floor_gpu0": floor,
+        "overhead_vs_gemm_floor": per_gpu[0]["elapsed_s"] / gemm_s - 1 if gemm_s else None,
+    }
+    out_path.write_text(json.dumps(result, indent=2))
+    print(
+        f"proof: {len(params)} GPU(s) {model}, n={p0.n} d={p0.d} T={p0.steps}: commit {commit_s:.2f} s "
+        f"(expected {p0.expected_s} s, deadline {p0.deadline_s} s: {result['deadline']}), open {open_s:.2f} s, "
+        f"verify {verify_s:.2f} s: {result['verified']}; GEMM floor {gemm_s or float('nan'):.2f} s, "
+        f"overhead {100 * (result['overhead_vs_gemm_floor'] or float('nan')):.1f}%"
+    )
+
+
 def main() -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
@@ -238,9 +350,16 @@ def main() -> None:
     cmp_.add_argument("--bench", type=Path, nargs="+", required=True)
     cmp_.add_argument("--reference", type=Path, required=True)
     cmp_.add_argument("--out", type=Path)
+    prf = sub.add_parser("proof")
+    prf.add_argument("--inventory", type=Path, required=True)
+    prf.add_argument("--out", type=Path, required=True)
+    for size in ("n", "d", "steps"):
+        prf.add_argument(f"--{size}", type=int, help="override the service's choice (smoke runs)")
     args = parser.parse_args()
     if args.command == "reference":
         reference(args.bench, args.out)
+    elif args.command == "proof":
+        proof(args.inventory, args.out, args.n, args.d, args.steps)
     else:
         compare(args.bench, args.reference, args.out)
 

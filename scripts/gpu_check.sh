@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# One run on a GPU machine: probe inventory, probe benchmarks (3 runs, for repeatability), reference
+# One run on a GPU machine: probe inventory, probe benchmarks (3 runs, for repeatability), a full
+# proof of throughput at the service's parameters (verified, beside its bare-GEMM floor), reference
 # measurements (torch / CuPy, same sizes and method), then a comparison table, printed last.
-# Usage: scripts/gpu_check.sh OUTDIR        Installs nothing; needs CuPy, nvidia-ml-py, torch present.
-# Budget: <= 4 minutes on one H100 (each stage has its own timeout).
+# Usage: scripts/gpu_check.sh OUTDIR
+# Needs CuPy, nvidia-ml-py, torch, numpy, typer, rich, psutil, requests present (the device image has
+# them); the rest (pydantic, cryptography, sr25519) as wheels in .whl/ from scripts/gpu_wheels.sh,
+# carried along, installed to /tmp/site here. Budget: <= 4 minutes on one H100 (stage timeouts).
 set -uo pipefail
 
 OUT="${1:?usage: scripts/gpu_check.sh OUTDIR}"
-mkdir -p "$OUT"
+mkdir -p "$OUT" && OUT="$(cd "$OUT" && pwd)"
 cd "$(dirname "$0")/.." || exit 1
+PY="${PYTHON:-python3}"
+if [ -d .whl ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "installing .whl failed" >&2; exit 1; }
+  export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 export PYTHONPATH="layers/core:.${PYTHONPATH:+:$PYTHONPATH}"
 export CUDA_DEVICE_ORDER=PCI_BUS_ID   # CUDA ordinals follow NVML's (PCI) order
-PY="${PYTHON:-python3}"
 PROBE=("$PY" -m benchmark_probe)
 
 stage() { echo "== $1 ($(date +%T))" >&2; }
@@ -31,6 +39,11 @@ for run in 1 2 3; do
   echo "bench run $run exit $? in $(( ($(date +%s%N) - START) / 1000000 )) ms" >&2
 done
 
+stage "proof of throughput"
+timeout 150 "$PY" scripts/gpu_check.py proof --inventory "$OUT/inventory.json" --out "$OUT/proof.json" \
+  > "$OUT/proof.txt" 2> "$OUT/proof.stderr"
+echo "proof exit $?" >&2
+
 stage "reference measurements"
 timeout 90 "$PY" scripts/gpu_check.py reference --bench "$OUT/bench_run1.json" --out "$OUT/reference.json" \
   2> "$OUT/reference.stderr"
@@ -39,3 +52,4 @@ echo "reference exit $?" >&2
 stage "comparison (probe vs reference)"
 "$PY" scripts/gpu_check.py compare --bench "$OUT"/bench_run{1,2,3}.json --reference "$OUT/reference.json" \
   --out "$OUT/comparison.json" | tee "$OUT/comparison.txt"
+cat "$OUT/proof.txt"

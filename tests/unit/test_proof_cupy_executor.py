@@ -16,6 +16,7 @@ from benchmark_probe.cupy_double import CUDARuntimeError, CupyTestDouble
 from benchmark_probe.nvml_double import fake_gpu
 from gpuproof.protocol.proof import NumpyExecutor, Prover, derive_params
 from gpuproof.protocol.proof.cupy_executor import CupyExecutor
+from gpuproof.protocol.proof.matrices import gen_rows
 from tests.unit.test_proof_protocol import CHALLENGE, KEY, cpu_params, nonce_of, run, verify
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA double builds kernels with g++")
@@ -78,3 +79,29 @@ def test_gpu_index_maps_to_the_device_it_names() -> None:
     assert {e[9] for e in cp.log if e[0] == "gemm"} == {1}
     with pytest.raises(CUDARuntimeError, match="InvalidDevice"):
         CupyExecutor({0: 5}, cupy=cp).commit(SEED, params, 0)
+
+
+@pytest.mark.parametrize(
+    ("tag", "rows", "d", "q"), [(b"A", 300, 168, 7), (b"B", 5, 1000, 7), (b"A", 2, 4097, 13)]
+)
+def test_device_row_generation_is_shake128_of_the_spec(tag: bytes, rows: int, d: int, q: int) -> None:
+    """The kernel against matrices.gen_rows (hashlib): squeeze lengths around the 168-byte rate."""
+    executor = CupyExecutor(cupy=double(1))
+    module = executor._kernels(0)
+    got = executor._seeded(module, SEED, tag, rows, d, q)
+    assert np.array_equal(executor._cp.asnumpy(got), gen_rows(SEED, tag, range(rows), d, q))
+
+
+def test_rows_generated_wrong_on_the_device_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    params = derive_params(None, cpu=True, gpu_index=0, n=32, d=32, steps=2)
+    executor = CupyExecutor(cupy=double(1))
+    honest = executor._seeded
+
+    def off_by_one_row(module: object, seed: bytes, tag: bytes, rows: int, d: int, q: int) -> object:
+        out = honest(module, seed, tag, rows, d, q)
+        out[min(rows - 1, 2), 0] += 1  # one byte of one row
+        return out
+
+    monkeypatch.setattr(executor, "_seeded", off_by_one_row)
+    with pytest.raises(RuntimeError, match="differs from SHAKE-128"):
+        executor.commit(SEED, params, 1)

@@ -23,9 +23,10 @@ from gpuproof.protocol.proof.executor import (
     clamp_keep_level,
     wanted_rows,
 )
-from gpuproof.protocol.proof.matrices import TAG_A0, TAG_B, gen_matrix, gen_rows, recentre
+from gpuproof.protocol.proof.matrices import ROW_DOMAIN, TAG_A0, TAG_B, gen_matrix, gen_rows, recentre
 from gpuproof.protocol.proof.models import ProofParams
 from gpuproof.protocol.proof.sha256_kernels import SHA256_SOURCE
+from gpuproof.protocol.proof.shake_kernels import RATE_BYTES, SHAKE_ROWS_SOURCE
 
 CUDA_R_16F = 2  # cudaDataType_t values (library_types.h)
 CUDA_R_32F = 0
@@ -46,8 +47,9 @@ class CupyExecutor:
     Memory per GPU: A fp16 (2 n d) + C fp32 (4 n d) + offsets (n d) + packed rows (n d / 2) +
     B fp16 (2 d d) + one padded tree (64 n): about 7.5 n d bytes, 7.5 GiB at n = 2**18, d = 4096.
     Host memory: level `keep_level` of every tree, 32 * n / 2**keep_level bytes per step.
-    Matrices are generated on the host (one SHAKE-128 call per row, hashlib releases the GIL)
-    and uploaded; that setup is outside the per-step work (SETUP_S in params.py).
+    A_0 and B are generated on the device (one SHAKE-128 thread per row, shake_kernels.py): on the
+    host, hashlib holds the GIL and 2**18 rows take seconds, more than SETUP_S in params.py allows.
+    B and the first rows of A_0 are checked against hashlib before the first step.
     """
 
     name = "cupy-gpu"
@@ -67,7 +69,8 @@ class CupyExecutor:
     def _kernels(self, device: int) -> Any:
         cupy = self._cp
         if device not in self._modules:
-            self._modules[device] = cupy.RawModule(code=SHA256_SOURCE, options=("--std=c++11",))
+            source = SHA256_SOURCE + SHAKE_ROWS_SOURCE
+            self._modules[device] = cupy.RawModule(code=source, options=("--std=c++11",))
         return self._modules[device]
 
     def _gemm(self, a16: Any, b16: Any, c32: Any) -> None:
@@ -136,23 +139,46 @@ class CupyExecutor:
         assert kept is not None
         return bytes(cupy.asnumpy(level[0]).tobytes()), kept
 
+    def _seeded(self, module: Any, seed: bytes, tag: bytes, rows: int, d: int, q: int) -> Any:
+        """Rows 0..rows-1 of a seeded matrix (int8), generated on the device (`matrices.gen_rows`)."""
+        cupy = self._cp
+        prefix = ROW_DOMAIN + seed + tag
+        if len(prefix) + 4 >= RATE_BYTES:
+            raise ValueError("the row message must fit one SHAKE-128 block")
+        out = cupy.empty((rows, d), dtype=cupy.int8)
+        module.get_function("seeded_rows")(
+            ((rows + THREADS - 1) // THREADS,),
+            (THREADS,),
+            (
+                cupy.asarray(np.frombuffer(prefix, dtype=np.uint8)),
+                np.uint32(len(prefix)),
+                np.uint32(0),
+                np.uint32(rows),
+                np.uint32(d),
+                np.uint32(q),
+                out,
+            ),
+        )
+        return out
+
     def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
         cupy = self._cp
         keep_level = clamp_keep_level(params, keep_level)
         with cupy.cuda.Device(self._device(params)):
             module = self._kernels(self._device(params))
             start = time.perf_counter()
-            b_host = gen_matrix(seed, TAG_B, params.d, params.d, params.q)
-            a_host = gen_matrix(seed, TAG_A0, params.n, params.d, params.q)
-            b16 = cupy.asarray(b_host, dtype=cupy.float16)
-            a16 = cupy.asarray(a_host, dtype=cupy.float16)
+            b8 = self._seeded(module, seed, TAG_B, params.d, params.d, params.q)
+            a8 = self._seeded(module, seed, TAG_A0, params.n, params.d, params.q)
+            self._check_generated(seed, params, a8, b8)
+            b16, a16 = b8.astype(cupy.float16), a8.astype(cupy.float16)
+            del a8
             c32 = cupy.empty((params.n, params.d), dtype=cupy.float32)
             roots: list[bytes] = []
             kept: list[DigestArray] = []
             for t in range(1, params.steps + 1):
                 self._gemm(a16, b16, c32)
                 if t == 1:
-                    self._self_check(a_host, b_host, c32)
+                    self._check_first_product(seed, params, b8, c32)
                 a16, u8 = self._recentre(c32, t, params.q)
                 root, level = self._tree(u8, params.n, keep_level, module)
                 roots.append(root)
@@ -160,10 +186,20 @@ class CupyExecutor:
             cupy.cuda.Device().synchronize()
             return ChainCommit(roots, kept, keep_level, time.perf_counter() - start)
 
-    def _self_check(self, a_host: np.ndarray[Any, Any], b_host: np.ndarray[Any, Any], c32: Any) -> None:
+    def _check_generated(self, seed: bytes, params: ProofParams, a8: Any, b8: Any) -> None:
+        """B and the first rows of A_0 from the device must be hashlib's SHAKE-128 rows, byte for byte."""
         cupy = self._cp
-        rows = min(SELF_CHECK_ROWS, a_host.shape[0])
-        want = a_host[:rows].astype(np.int64) @ b_host.astype(np.int64)
+        rows = min(SELF_CHECK_ROWS, params.n)
+        b_host = gen_matrix(seed, TAG_B, params.d, params.d, params.q)
+        a_host = gen_rows(seed, TAG_A0, range(rows), params.d, params.q)
+        if not (np.array_equal(cupy.asnumpy(b8), b_host) and np.array_equal(cupy.asnumpy(a8[:rows]), a_host)):
+            raise RuntimeError("GPU row generation differs from SHAKE-128 on the host: refusing to commit")
+
+    def _check_first_product(self, seed: bytes, params: ProofParams, b8: Any, c32: Any) -> None:
+        cupy = self._cp
+        rows = min(SELF_CHECK_ROWS, params.n)
+        a_host = gen_rows(seed, TAG_A0, range(rows), params.d, params.q)
+        want = a_host.astype(np.int64) @ cupy.asnumpy(b8).astype(np.int64)
         got = cupy.asnumpy(c32[:rows]).astype(np.int64)
         if not np.array_equal(got, want):
             raise RuntimeError(

@@ -48,8 +48,8 @@ def row_bytes(seed: bytes, tag: bytes, row: int, d: int) -> bytes:
 def gen_rows(seed: bytes, tag: bytes, rows: Iterable[int], d: int, q: int) -> Int8Matrix:
     """Rows `rows` of the matrix named `tag`, entries in [-(q//2), q//2], as an int8 array."""
     raw = b"".join(row_bytes(seed, tag, r, d) for r in rows)
-    data = np.frombuffer(raw, dtype=np.uint8).reshape(-1, d)
-    return _lut(q)[data]
+    mapped = raw.translate(_lut(q).view(np.uint8).tobytes())  # 4x a numpy gather on 1 GiB
+    return np.frombuffer(mapped, dtype=np.int8).reshape(-1, d).copy()
 
 
 def gen_matrix(seed: bytes, tag: bytes, n_rows: int, d: int, q: int) -> Int8Matrix:
