@@ -19,13 +19,12 @@ from benchmark_probe.bench import Backend, BenchPlan, run_benchmarks
 from benchmark_probe.client import ServiceClient, ServiceError
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
-from benchmark_probe.proof import default_executor, prove
+from benchmark_probe.proof import ProofRunner
 from benchmark_probe.render import bench_table, inventory_tables
-from benchmark_probe.report import Challenge
 from benchmark_probe.submit import ProofHook, answer_challenge, submit
 from gpuproof.protocol.keys import KeyFileError, Scheme, SigningKey
 from gpuproof.protocol.machine import Region
-from gpuproof.protocol.report import BenchmarkResult, Inventory
+from gpuproof.protocol.report import BenchmarkResult
 from gpuproof.protocol.upload_info import UploadInfoError, upload_fields_from_inventory
 
 DEFAULT_KEY = Path("~/.config/gpuproof/machine.key")
@@ -154,12 +153,7 @@ def bench(as_json: JsonOpt = False, quick: QuickOpt = False) -> None:
 
 def proof_hook(key: SigningKey) -> ProofHook:
     """The proof of throughput: CuPy executor on GPU hosts, numpy on the CPU backend."""
-
-    def hook(client: ServiceClient, challenge: Challenge, inventory: Inventory) -> dict[str, Any] | None:
-        proof = prove(client, key, challenge, default_executor(inventory))
-        return None if proof is None else proof.model_dump(mode="json")
-
-    return hook
+    return ProofRunner(key)
 
 
 @app.command("submit")

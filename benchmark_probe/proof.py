@@ -62,3 +62,26 @@ def prove(
     return ThroughputProof(
         commitment=signed.commitment, signature=signed.signature, pairs=pairs, openings=openings
     )
+
+
+class ProofRunner:
+    """The submit flow's proof hook: `prepare` before the challenge is taken (the executor, its GPU
+    context, libraries and kernels), then called right after it, inside the service-timed window."""
+
+    def __init__(self, key: SigningKey, executor_factory: ExecutorFactory = default_executor) -> None:
+        self.key = key
+        self.executor_factory = executor_factory
+        self.executor: ProofExecutor | None = None
+
+    def prepare(self, inventory: Inventory) -> None:
+        self.executor = self.executor_factory(inventory)
+        self.executor.prepare([gpu.index for gpu in inventory.gpus] or [0])
+
+    def __call__(
+        self, client: ServiceClient, challenge: Challenge, inventory: Inventory
+    ) -> dict[str, Any] | None:
+        if self.executor is None:
+            self.prepare(inventory)
+        assert self.executor is not None
+        proof = prove(client, self.key, challenge, self.executor)
+        return None if proof is None else proof.model_dump(mode="json")

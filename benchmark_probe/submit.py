@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from benchmark_probe.client import ServiceClient, ServiceError
 from benchmark_probe.report import Challenge, build_report
@@ -12,9 +12,18 @@ from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration, Region, bond_message
 from gpuproof.protocol.report import BenchmarkResult, Integrity, Inventory
 
-# The proof of throughput: given the client and the challenge, prove, commit and open; it runs
-# right after the challenge is issued because the service times it from that moment.
-ProofHook = Callable[[ServiceClient, Challenge, Inventory], dict[str, Any] | None]
+
+class ProofHook(Protocol):
+    """The proof of throughput: `prepare` pays one-off costs before the challenge is taken; the call
+    proves, commits and opens right after it is issued, because the service times it from then."""
+
+    def prepare(self, inventory: Inventory) -> None: ...
+
+    def __call__(
+        self, client: ServiceClient, challenge: Challenge, inventory: Inventory
+    ) -> dict[str, Any] | None: ...
+
+
 RunBench = Callable[[Challenge], list[BenchmarkResult]]
 
 
@@ -76,6 +85,9 @@ def answer_challenge(
 ) -> SubmitOutcome:
     """Take a challenge, prove at once, measure, sign and send the report (also re-verification)."""
     machine_id = key.public_hex
+    if proof_hook is not None:
+        on_stage("prepare")
+        proof_hook.prepare(inventory)
     on_stage("challenge")
     request = challenge_request_for(inventory).model_dump(mode="json")
     challenge = Challenge.from_json(client.create_challenge(machine_id, request))

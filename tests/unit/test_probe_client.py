@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -12,10 +13,12 @@ from benchmark_probe.bench import BenchPlan, run_benchmarks
 from benchmark_probe.client import ServiceClient, ServiceError
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
+from benchmark_probe.proof import ProofRunner
 from benchmark_probe.submit import submit
 from benchmark_probe.telemetry import Telemetry
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import Region
+from gpuproof.protocol.proof import NumpyExecutor
 from gpuproof.protocol.report import Integrity
 from tests.unit.probe_service_double import FakeResponse, FakeService
 
@@ -25,7 +28,7 @@ OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 KEY = SigningKey.from_seed(b"\x07" * 32)
 
 
-def _submit(service: FakeService, api: str = "https://api.example/prod") -> Any:
+def _submit(service: FakeService, api: str = "https://api.example/prod", proof: Any = None) -> Any:
     nvml = NvmlTestDouble.with_gpus(1)
     inventory = collect_inventory(nvml, CudaTestDouble.agreeing_with(nvml), fixed_host())
     return submit(
@@ -36,6 +39,7 @@ def _submit(service: FakeService, api: str = "https://api.example/prod") -> Any:
         inventory,
         Integrity(),
         lambda _challenge: run_benchmarks(CpuBackend(), BenchPlan.quick()),
+        proof,
     )
 
 
@@ -55,6 +59,19 @@ def test_submit_registers_challenges_reports_and_reads_state() -> None:
     [report] = service.reports
     assert report.report.challenge_nonce == "7f" * 32
     assert report.report.inventory.gpus[0].name == "NVIDIA H100 80GB HBM3"
+
+
+def test_the_proof_executor_is_prepared_before_the_challenge_is_taken() -> None:
+    """GPU context, cuBLAS and kernel builds must not fall inside the service-timed proof window."""
+    service = FakeService()
+    prepared: list[tuple[list[int], list[str]]] = []
+
+    class Recording(NumpyExecutor):
+        def prepare(self, gpu_indices: Sequence[int]) -> None:
+            prepared.append((list(gpu_indices), list(service.paths)))
+
+    _submit(service, proof=ProofRunner(KEY, lambda _inventory: Recording()))
+    assert prepared == [([0], ["POST /prod/machines"])]
 
 
 def test_submit_again_is_fine_when_already_registered() -> None:

@@ -105,3 +105,11 @@ def test_rows_generated_wrong_on_the_device_are_refused(monkeypatch: pytest.Monk
     monkeypatch.setattr(executor, "_seeded", off_by_one_row)
     with pytest.raises(RuntimeError, match="differs from SHAKE-128"):
         executor.commit(SEED, params, 1)
+
+
+def test_prepare_pays_the_one_off_costs_on_every_gpu_before_any_commit() -> None:
+    cp = double(2)
+    executor = CupyExecutor(cupy=cp)
+    executor.prepare([0, 1])
+    assert sorted(executor._modules) == [0, 1]  # kernels built for both devices
+    assert sorted({e[9] for e in cp.log if e[0] == "gemm"}) == [0, 1]  # cuBLAS warmed on both

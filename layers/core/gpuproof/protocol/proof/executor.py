@@ -45,6 +45,10 @@ class ProofExecutor(Protocol):
 
     name: str
 
+    def prepare(self, gpu_indices: Sequence[int]) -> None:
+        """One-off costs (context, libraries, kernel builds), paid BEFORE the challenge is taken."""
+        ...
+
     def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit: ...
 
     def recompute(
@@ -85,6 +89,9 @@ class NumpyExecutor:
     """The chain on the CPU: int8 storage, float32 GEMM (exact, see ProofParams), hashlib digests."""
 
     name = "numpy-cpu"
+
+    def prepare(self, gpu_indices: Sequence[int]) -> None:
+        """Nothing to set up on the CPU."""
 
     def next_rows(
         self, step: int, rows: Sequence[int], c: npt.NDArray[np.float32], q: int
