@@ -49,7 +49,7 @@ timeout 90 "$PY" scripts/gpu_check.py reference --bench "$OUT/bench_run1.json" -
   2> "$OUT/reference.stderr"
 echo "reference exit $?" >&2
 
+cat "$OUT/proof.txt"
 stage "comparison (probe vs reference)"
 "$PY" scripts/gpu_check.py compare --bench "$OUT"/bench_run{1,2,3}.json --reference "$OUT/reference.json" \
   --out "$OUT/comparison.json" | tee "$OUT/comparison.txt"
-cat "$OUT/proof.txt"
