@@ -12,15 +12,14 @@ get wrong:
   leading dimensions, transposes, alpha/beta read through HOST POINTERS (a Python float would be
   an address: refused), only the type combinations cuBLAS documents, TF32 rounding of inputs,
   fp32 accumulation, the cuBLAS handle tied to its device;
-- `ElementwiseKernel` and `RawModule` compile the very CUDA C source the code ships with g++
-  (CuPy's `float16` is `_Float16`) and run it one thread at a time (no shared memory or
-  `__syncthreads`: refused loudly);
+- `RawModule` compiles the very CUDA C source the code ships with g++ and runs it one thread at a
+  time (no shared memory or `__syncthreads`: refused loudly);
 - devices, streams and events: the current device and stream per thread, `Device(i)` for i out of
   range fails, events must be recorded before they are timed, streams must be known;
 - host arrays mixed with device arrays in an operation raise TypeError, as CuPy does.
 
 Build one with `CupyTestDouble.for_gpus(fake_gpus)` and pass it where the code takes `cupy=`.
-Needs g++ for kernels (only `ElementwiseKernel` / `RawModule` calls). Never touches a real GPU.
+Needs g++ for kernels (only `RawModule` calls). Never touches a real GPU.
 """
 
 from __future__ import annotations
@@ -453,20 +452,6 @@ class _Cublas:
 
 
 # -- kernels (compiled for the host with g++) -----------------------------------------------------------
-_C_TYPES = {
-    "float16": "_Float16",
-    "float32": "float",
-    "float64": "double",
-    "int8": "signed char",
-    "uint8": "unsigned char",
-    "int16": "short",
-    "uint16": "unsigned short",
-    "int32": "int",
-    "uint32": "unsigned int",
-    "int64": "long long",
-    "uint64": "unsigned long long",
-    "bool": "bool",
-}
 _SCALARS = {
     np.dtype(np.int8): ctypes.c_int8,
     np.dtype(np.uint8): ctypes.c_uint8,
@@ -517,74 +502,6 @@ def _device_arg(x: DeviceArray, what: str) -> ctypes.c_void_p:
     if not x.flags.c_contiguous:
         raise ValueError(f"{what}: a non-contiguous array passed to a kernel that indexes it as contiguous")
     return ctypes.c_void_p(int(x.ctypes.data))
-
-
-def _parse_params(text: str) -> list[tuple[str, str]]:
-    params = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        words = part.split()
-        if len(words) != 2 or words[0] not in _C_TYPES:
-            raise NotImplementedError(
-                f"ElementwiseKernel parameter {part!r}: the double takes 'type name' only"
-            )
-        params.append((words[0], words[1]))
-    return params
-
-
-class ElementwiseKernel:
-    """CuPy's ElementwiseKernel: `operation` runs once per element with `i` its index."""
-
-    def __init__(
-        self, in_params: str, out_params: str, operation: str, name: str = "kernel", **_: Any
-    ) -> None:
-        self.ins, self.outs = _parse_params(in_params), _parse_params(out_params)
-        self.operation, self.name = operation, name
-
-    def _source(self, arrays: set[str]) -> str:
-        args, binds = ["long long _n"], []
-        for kind, params in (("in", self.ins), ("out", self.outs)):
-            for ctype_name, var in params:
-                c = _C_TYPES[ctype_name]
-                if var in arrays:
-                    args.append(f"{'const ' if kind == 'in' else ''}{c}* _p_{var}")
-                    binds.append(f"{'const ' if kind == 'in' else ''}{c}& {var} = _p_{var}[i];")
-                else:
-                    args.append(f"const {c} {var}")
-        body = "\n    ".join(binds)
-        return (
-            "#include <math.h>\n#include <cmath>\ntypedef _Float16 float16;\n"
-            f'extern "C" void {self.name}({", ".join(args)}) {{\n'
-            f"  for (long long i = 0; i < _n; ++i) {{\n    {body}\n    {self.operation}\n  }}\n}}\n"
-        )
-
-    def __call__(self, *args: Any) -> Any:
-        if len(args) != len(self.ins) + len(self.outs):
-            raise NotImplementedError("the double's ElementwiseKernel needs every output passed in")
-        arrays = {
-            var
-            for (_, var), x in zip([*self.ins, *self.outs], args, strict=True)
-            if isinstance(x, DeviceArray)
-        }
-        sizes = {x.size for x in args if isinstance(x, DeviceArray)}
-        if len(sizes) != 1:
-            raise NotImplementedError(
-                f"{self.name}: arrays of sizes {sorted(sizes)} (the double does not broadcast)"
-            )
-        lib = _build(self._source(arrays))
-        c_args: list[Any] = [ctypes.c_longlong(sizes.pop())]
-        for (type_name, var), x in zip([*self.ins, *self.outs], args, strict=True):
-            if isinstance(x, DeviceArray):
-                if x.dtype != np.dtype(type_name):
-                    raise TypeError(f"{self.name}: {var} is {x.dtype}, declared {type_name}")
-                c_args.append(_device_arg(x, f"{self.name}({var})"))
-            elif isinstance(x, np.ndarray):
-                raise TypeError(f"Unsupported type {type(x)}: a host array passed to {self.name}")
-            else:
-                if type_name == "float16":
-                    raise NotImplementedError("float16 scalars are not passed by the double")
-                c_args.append(_SCALARS[np.dtype(type_name)](np.dtype(type_name).type(x).item()))
-        getattr(lib, self.name)(*c_args)
-        return args[len(self.ins) :]
 
 
 _PRELUDE = r"""
@@ -675,7 +592,6 @@ class CupyTestDouble:
     int8, int16, int32, int64 = np.int8, np.int16, np.int32, np.int64
     uint8, uint16, uint32, uint64 = np.uint8, np.uint16, np.uint32, np.uint64
     ndarray = DeviceArray
-    ElementwiseKernel = ElementwiseKernel
     RawModule = RawModule
     __version__ = "test-double"
 

@@ -16,7 +16,7 @@ from benchmark_probe.cupy_double import CUDARuntimeError, CupyTestDouble
 from benchmark_probe.nvml_double import fake_gpu
 from gpuproof.protocol.proof import NumpyExecutor, Prover, derive_params
 from gpuproof.protocol.proof.cupy_executor import CupyExecutor
-from gpuproof.protocol.proof.matrices import gen_rows
+from gpuproof.protocol.proof.matrices import gen_rows, pack_rows, recentre
 from tests.unit.test_proof_protocol import CHALLENGE, KEY, cpu_params, nonce_of, run, verify
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA double builds kernels with g++")
@@ -113,3 +113,18 @@ def test_prepare_pays_the_one_off_costs_on_every_gpu_before_any_commit() -> None
     executor.prepare([0, 1])
     assert sorted(executor._modules) == [0, 1]  # kernels built for both devices
     assert sorted({e[9] for e in cp.log if e[0] == "gemm"}) == [0, 1]  # cuBLAS warmed on both
+
+
+@pytest.mark.parametrize(("q", "step"), [(7, 1), (7, 903), (13, 5), (16, 2)])
+def test_fused_epilogue_is_recentre_then_pack(q: int, step: int) -> None:
+    """The kernel's fp16 bits and leaf bytes against matrices.recentre / pack_rows, negatives included."""
+    executor = CupyExecutor(cupy=double(1))
+    cp = executor._cp
+    rng = np.random.default_rng(q * step)
+    c = rng.integers(-36864, 36865, size=(6, 40)).astype(np.float32)
+    a16, packed = executor._recentre_pack(executor._kernels(0), cp.asarray(c), step, q)
+    want = recentre(c, step, q)
+    assert np.array_equal(cp.asnumpy(a16).astype(np.int64), want.astype(np.int64))
+    assert np.array_equal(cp.asnumpy(packed), pack_rows(want, q))
+    with pytest.raises(ValueError, match="even row length"):
+        executor._recentre_pack(executor._kernels(0), cp.asarray(c[:, :39]), step, q)

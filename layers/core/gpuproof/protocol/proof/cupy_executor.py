@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from gpuproof.protocol.proof import merkle
+from gpuproof.protocol.proof.epilogue_kernels import MAX_Q, RECENTRE_PACK_SOURCE
 from gpuproof.protocol.proof.executor import (
     ChainCommit,
     DigestArray,
@@ -34,19 +35,13 @@ THREADS = 256
 SELF_CHECK_ROWS = 4
 WARM_ROWS = 64
 
-_RECENTRE = r"""
-float r = fmodf(c + (float)t, (float)q);
-if (r < 0.0f) r += (float)q;
-a = (float16)(r - (float)h);
-u = (unsigned char)r;
-"""
-
 
 class CupyExecutor:
     """One GPU per gpu_index (device id = devices[gpu_index] or gpu_index).
 
-    Memory per GPU: A fp16 (2 n d) + C fp32 (4 n d) + offsets (n d) + packed rows (n d / 2) +
-    B fp16 (2 d d) + one padded tree (64 n): about 7.5 n d bytes, 7.5 GiB at n = 2**18, d = 4096.
+    Memory per GPU: A fp16 (2 n d, twice while a step writes the next) + C fp32 (4 n d) + packed
+    rows (n d / 2) + B (3 d d) + one padded tree (64 n): about 8.5 n d bytes, 8.5 GiB at
+    n = 2**18, d = 4096.
     Host memory: level `keep_level` of every tree, 32 * n / 2**keep_level bytes per step.
     A_0 and B are generated on the device (one SHAKE-128 thread per row, shake_kernels.py): on the
     host, hashlib holds the GIL and 2**18 rows take seconds, more than SETUP_S in params.py allows.
@@ -78,8 +73,8 @@ class CupyExecutor:
                 a16 = a8.astype(cupy.float16)
                 c32 = cupy.empty((WARM_ROWS, WARM_ROWS), dtype=cupy.float32)
                 self._gemm(a16, a16, c32)
-                _, u8 = self._recentre(c32, 1, 7)
-                self._tree(u8, WARM_ROWS, 0, module)
+                _, packed = self._recentre_pack(module, c32, 1, 7)
+                self._tree(packed, WARM_ROWS, 0, module)
                 cupy.cuda.Device().synchronize()
 
     def _device(self, params: ProofParams) -> int:
@@ -88,7 +83,7 @@ class CupyExecutor:
     def _kernels(self, device: int) -> Any:
         cupy = self._cp
         if device not in self._modules:
-            source = SHA256_SOURCE + SHAKE_ROWS_SOURCE
+            source = SHA256_SOURCE + SHAKE_ROWS_SOURCE + RECENTRE_PACK_SOURCE
             self._modules[device] = cupy.RawModule(code=source, options=("--std=c++11",))
         return self._modules[device]
 
@@ -124,19 +119,24 @@ class CupyExecutor:
             d,
         )
 
-    def _recentre(self, c32: Any, step: int, q: int) -> tuple[Any, Any]:
+    def _recentre_pack(self, module: Any, c32: Any, step: int, q: int) -> tuple[Any, Any]:
+        """A_t (fp16) and the packed leaf bytes from C_t, in one kernel (epilogue_kernels.py)."""
         cupy = self._cp
-        kernel = cupy.ElementwiseKernel(
-            "float32 c, int32 t, int32 q, int32 h", "float16 a, uint8 u", _RECENTRE, "gpuproof_recentre"
+        rows, d = c32.shape
+        if d % 2 or q > MAX_Q:
+            raise ValueError("packing needs an even row length and q <= 16")
+        a_bits = cupy.empty((rows, d), dtype=cupy.uint16)
+        packed = cupy.empty((rows, d // 2), dtype=cupy.uint8)
+        pairs = rows * d // 2
+        module.get_function("recentre_pack")(
+            ((pairs + THREADS - 1) // THREADS,),
+            (THREADS,),
+            (c32, np.uint64(pairs), np.int32(step), np.int32(q), a_bits, packed),
         )
-        a16 = cupy.empty(c32.shape, dtype=cupy.float16)
-        u8 = cupy.empty(c32.shape, dtype=cupy.uint8)
-        kernel(c32, np.int32(step), np.int32(q), np.int32(q // 2), a16, u8)
-        return a16, u8
+        return a_bits.view(cupy.float16), packed
 
-    def _tree(self, u8: Any, n: int, keep_level: int, module: Any) -> tuple[bytes, DigestArray]:
+    def _tree(self, packed: Any, n: int, keep_level: int, module: Any) -> tuple[bytes, DigestArray]:
         cupy = self._cp
-        packed = cupy.ascontiguousarray((u8[:, 0::2] | (u8[:, 1::2] << 4)).astype(cupy.uint8, copy=False))
         depth = merkle.depth(n)
         level = cupy.empty((2**depth, 32), dtype=cupy.uint8)
         level[n:] = cupy.asarray(np.frombuffer(merkle.EMPTY_LEAF, dtype=np.uint8))
@@ -198,8 +198,8 @@ class CupyExecutor:
                 self._gemm(a16, b16, c32)
                 if t == 1:
                     self._check_first_product(seed, params, b8, c32)
-                a16, u8 = self._recentre(c32, t, params.q)
-                root, level = self._tree(u8, params.n, keep_level, module)
+                a16, packed = self._recentre_pack(module, c32, t, params.q)
+                root, level = self._tree(packed, params.n, keep_level, module)
                 roots.append(root)
                 kept.append(level)
             cupy.cuda.Device().synchronize()
@@ -239,6 +239,7 @@ class CupyExecutor:
         if not rows:
             return out
         with cupy.cuda.Device(self._device(params)):
+            module = self._kernels(self._device(params))
             b16 = cupy.asarray(gen_matrix(seed, TAG_B, params.d, params.d, params.q), dtype=cupy.float16)
             a_host = gen_rows(seed, TAG_A0, rows, params.d, params.q)
             a16 = cupy.asarray(a_host, dtype=cupy.float16)
@@ -251,7 +252,7 @@ class CupyExecutor:
                     c_host = cupy.asnumpy(c32)
                     for i in want_c[t]:
                         out.c[(t, i)] = c_host[where[i]].astype(np.int32)
-                a16, _ = self._recentre(c32, t, params.q)
+                a16, _ = self._recentre_pack(module, c32, t, params.q)
                 if t in want_a:
                     a_now = recentre(cupy.asnumpy(c32), t, params.q)
                     for i in want_a[t]:
