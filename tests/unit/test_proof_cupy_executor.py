@@ -1,8 +1,8 @@
 """The proof's GPU executor run against the CUDA test double: same roots and rows as the numpy
 executor, proofs the service accepts, and a GEMM that is not exact refused before committing.
 
-The double runs the executor's real cuBLAS calls and compiles its real kernels (the SHA-256
-RawModule and the recentre ElementwiseKernel) with g++; it says nothing about GPU speed.
+The double runs the executor's real cuBLAS calls and compiles its real kernels (SHA-256 tree,
+SHAKE-128 rows, recentre-and-pack) with g++; it says nothing about GPU speed.
 """
 
 from __future__ import annotations
