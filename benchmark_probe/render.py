@@ -72,8 +72,13 @@ def _integrity_table(integrity: Integrity) -> Table:
 
 def bench_table(console: Console, results: list[BenchmarkResult]) -> None:
     table = Table(title="Micro-benchmarks (median of repeats; min–max)")
-    for col in ("device", "benchmark", "median", "min", "max", "unit", "repeats", "verified"):
-        table.add_column(col)
+    table.add_column("device", no_wrap=True)
+    table.add_column("benchmark", no_wrap=True, min_width=15)  # copy_h2d_pinned: never cut short
+    for col in ("median", "min", "max"):
+        table.add_column(col, justify="right")
+    table.add_column("unit")
+    table.add_column("n", justify="right")  # repeats
+    table.add_column("verified")
     for r in results:
         ok = "[green]yes[/]" if r.verified else f"[red]NO: {r.error}[/]"
         table.add_row(

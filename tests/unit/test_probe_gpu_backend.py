@@ -107,3 +107,18 @@ def test_bench_cli_takes_the_gpu_backend_when_cupy_loads(monkeypatch: pytest.Mon
         (f"gpu{i}", n) for i in (0, 1) for n in NAMES
     ]
     assert all(b["verified"] for b in out["benchmarks"])
+
+
+def test_interactive_bench_and_inventory_render_gpu_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    nvml = NvmlTestDouble.with_gpus(2)
+    cp = CupyTestDouble.for_gpus(nvml.gpus)
+    monkeypatch.setattr(inventory_module, "_load_pynvml", lambda: (nvml, None))
+    monkeypatch.setattr(cupy_backend, "_cupy", lambda: cp)
+    bench = CliRunner().invoke(app, ["bench", "--quick"])
+    assert bench.exit_code == 0, bench.output
+    for text in ("gpu0", "gpu1", "gemm_int8", "TOPS", "copy_h2d_pinned"):
+        assert text in bench.stdout
+    inventory = CliRunner().invoke(app, ["inventory"])
+    assert inventory.exit_code == 0, inventory.output
+    assert "GPUs (NVML, cross-checked with CUDA)" in inventory.stdout and "H100" in inventory.stdout
+    assert "'gpu_num': 2" in inventory.stdout
