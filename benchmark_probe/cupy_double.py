@@ -33,8 +33,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -205,15 +204,14 @@ class Event:
     def __init__(self, block: bool = False, disable_timing: bool = False, interprocess: bool = False) -> None:
         self.disable_timing = disable_timing
         self.recorded_at: float | None = None
-        self.recorded_on: int | None = None
 
     def record(self, stream: Stream | None = None) -> None:
-        self.recorded_on = stream.ptr if stream is not None else _STATE.stream
+        if stream is not None:
+            _check_stream(stream.ptr)
         self.recorded_at = time.perf_counter()
 
     def synchronize(self) -> None:
-        if self.recorded_at is None:
-            return
+        """Everything in the double runs synchronously."""
 
 
 class Stream:
@@ -239,10 +237,6 @@ class Stream:
 
     def synchronize(self) -> None:
         """Everything in the double runs synchronously."""
-
-    def use(self) -> Stream:
-        _STATE.stream = self.ptr
-        return self
 
 
 def _check_stream(ptr: int) -> None:
@@ -602,10 +596,6 @@ class CupyTestDouble:
     def __post_init__(self) -> None:
         double = self
 
-        @contextmanager
-        def _noop() -> Iterator[None]:
-            yield
-
         class Device:
             def __init__(self, device: int | None = None) -> None:
                 self.id = _STATE.device if device is None else int(device)
@@ -620,9 +610,6 @@ class CupyTestDouble:
 
             def __exit__(self, *exc: object) -> None:
                 _STATE.device = self._previous.pop()
-
-            def use(self) -> None:
-                _STATE.device = self.id
 
             def synchronize(self) -> None:
                 """Everything in the double runs synchronously."""
@@ -651,8 +638,6 @@ class CupyTestDouble:
             cublas=_Cublas(self),
             device=SimpleNamespace(get_cublas_handle=lambda: 0xCB00 + _STATE.device),
             alloc_pinned_memory=self._alloc_pinned,
-            get_current_stream=lambda: SimpleNamespace(ptr=_STATE.stream),
-            profile=_noop,
         )
         self.random = SimpleNamespace(RandomState=_RandomState)
         self.get_default_memory_pool = lambda: pool
