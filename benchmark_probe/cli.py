@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
+import hmac
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -82,25 +85,65 @@ def _measure(backend: Backend, plan: BenchPlan, show: bool) -> list[BenchmarkRes
         return run_benchmarks(backend, plan, step)
 
 
+def _read_secret_seed(as_json: bool) -> bytes:
+    """A 32-byte secret seed as hex from stdin (hidden prompt on a terminal); never echoed or logged."""
+    text = getpass.getpass("secret seed (hex): ") if sys.stdin.isatty() else sys.stdin.readline()
+    text = text.strip().removeprefix("0x")
+    try:
+        seed = bytes.fromhex(text)
+    except ValueError:
+        seed = b""
+    if len(seed) != 32:
+        _fail("the secret seed must be 32 bytes of hex (64 characters, 0x optional)", as_json, 2)
+    return seed
+
+
 @app.command()
 def keygen(
     key: KeyOpt = DEFAULT_KEY,
     scheme: Annotated[Scheme, typer.Option(help="key scheme")] = Scheme.ed25519,
+    import_seed: Annotated[
+        bool,
+        typer.Option(
+            "--import-seed",
+            help="reuse an existing key: read its 32-byte secret seed (hex, as `subkey inspect` prints "
+            "'Secret seed') from stdin instead of generating one; with --scheme sr25519 for a DBC node key",
+        ),
+    ] = False,
+    expect_machine_id: Annotated[
+        str | None,
+        typer.Option("--expect-machine-id", help="refuse unless the key's public key (machine_id) is this"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create the machine key (mode 0600). Refuses to overwrite an existing key."""
+    """Create the machine key (mode 0600), or import an existing one. Refuses to overwrite a key file."""
     path = key.expanduser()
     if path.exists():
         _fail(f"refusing to overwrite existing key file {path}", as_json)
-    new_key = SigningKey.generate(scheme)
+    new_key = (
+        SigningKey.from_seed(_read_secret_seed(as_json), scheme)
+        if import_seed
+        else SigningKey.generate(scheme)
+    )
+    wanted = (expect_machine_id or "").lower().removeprefix("0x")
+    if wanted and not hmac.compare_digest(wanted, new_key.public_hex):
+        _fail(f"the key's machine_id is {new_key.public_hex}, not {wanted}: nothing written", as_json, 2)
     try:
         new_key.save(path)
     except FileExistsError:
         _fail(f"refusing to overwrite existing key file {path}", as_json)
     if as_json:
-        _emit({"machine_id": new_key.public_hex, "key_path": str(path), "scheme": scheme.value})
+        _emit(
+            {
+                "machine_id": new_key.public_hex,
+                "key_path": str(path),
+                "scheme": scheme.value,
+                "imported": import_seed,
+            }
+        )
     else:
-        out.print(f"machine key written to {path} (mode 0600)\nmachine_id {new_key.public_hex}")
+        verb = "imported" if import_seed else "written"
+        out.print(f"machine key {verb} to {path} (mode 0600)\nmachine_id {new_key.public_hex}")
 
 
 @app.command()

@@ -142,3 +142,43 @@ def test_submit_refused_prints_code_and_reasons(
     assert result.exit_code == 1
     out = json.loads(result.stdout)
     assert (out["status"], out["code"], out["reasons"]) == (403, "owner_mismatch", ["bond signature"])
+
+
+ALICE_SEED = "0xe5be9a5092b81bca64be81d212e7f2f9eba183bb7a90954f7b76361f6edb5c0a"  # subkey's //Alice
+ALICE_PUBLIC = "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
+
+
+def test_keygen_imports_an_existing_sr25519_node_key_from_stdin(tmp_path: Path) -> None:
+    path = tmp_path / "machine.key"
+    args = ["keygen", "--key", str(path), "--scheme", "sr25519", "--import-seed", "--json"]
+    result = runner.invoke(app, [*args, "--expect-machine-id", "0x" + ALICE_PUBLIC.upper()], input=ALICE_SEED)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "machine_id": ALICE_PUBLIC,
+        "key_path": str(path),
+        "scheme": "sr25519",
+        "imported": True,
+    }
+    assert ALICE_SEED[2:] not in result.output  # the secret is never echoed
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert SigningKey.load(path).public_hex == ALICE_PUBLIC
+
+
+@pytest.mark.parametrize(
+    ("seed", "expect", "error"),
+    [
+        ("0x1234", None, "32 bytes of hex"),
+        ("zz" * 32, None, "32 bytes of hex"),
+        (ALICE_SEED, "ab" * 32, f"machine_id is {ALICE_PUBLIC}"),
+    ],
+)
+def test_keygen_import_refuses_bad_seeds_and_writes_nothing(
+    tmp_path: Path, seed: str, expect: str | None, error: str
+) -> None:
+    path = tmp_path / "machine.key"
+    args = ["keygen", "--key", str(path), "--scheme", "sr25519", "--import-seed", "--json"]
+    result = runner.invoke(app, [*args, *(["--expect-machine-id", expect] if expect else [])], input=seed)
+    assert result.exit_code == 2
+    assert error in json.loads(result.stdout)["error"]
+    assert seed.removeprefix("0x") not in result.output
+    assert not path.exists()
