@@ -113,6 +113,13 @@ def test_commit_reveal_rules_and_a_verdict_written_once(
     assert members["linked"].account not in (rnd["pool"] or [])
     by_account = {members[n].account: members[n] for n in "ABC"}
     first, second, third = (by_account[a] for a in rnd["members"])
+    # Each drawn member finds the round among its assignments (a query on its assignment items);
+    # the member who was not drawn does not, and the reserved assignment key cannot be asked for.
+    for c in (first, second, third):
+        assert (machine_id, 1) in {(a["machine_id"], a["round"]) for a in c.assignments()}
+    assert machine_id not in {a["machine_id"] for a in members["linked"].assignments()}
+    reserved = requests.get(f"{api}/rounds/%23member%23{first.account}/{rnd['beacon_index']}", timeout=10)
+    assert reserved.status_code == 422, reserved.text  # not a machine_id: refused before any read
 
     transcript = first.transcript(machine_id, 1)
     inspection = inspect_transcript(transcript, allow_cpu_backend=True)

@@ -14,11 +14,13 @@ from pynamodb.transactions import TransactWrite
 
 from gpuproof.adapters.dynamo import DynamoMachineStore
 from gpuproof.adapters.tables import (
+    AssignmentModel,
     BeaconModel,
     MachineModel,
     MemberModel,
     RoundModel,
     VerdictModel,
+    assignment_key,
     bind,
 )
 from gpuproof.adapters.transactions import REPLAYED, commit, consume_nonce
@@ -128,6 +130,7 @@ class DynamoCommitteeStore:
         bind(MemberModel, committee.members_table, settings.region)
         bind(RoundModel, committee.rounds_table, settings.region)
         bind(BeaconModel, committee.rounds_table, settings.region)
+        bind(AssignmentModel, committee.rounds_table, settings.region)
         if committee.verdicts_table:
             bind(VerdictModel, committee.verdicts_table, settings.region)
         self._connection = Connection(region=settings.region)
@@ -202,7 +205,7 @@ class DynamoCommitteeStore:
 
     # -- rounds ---------------------------------------------------------------------------------
     def get_round(self, machine_id: str, round_no: int) -> CommitteeRound | None:
-        if machine_id == BEACON_KEY[0]:
+        if machine_id.startswith("#"):  # reserved keys (beacon, assignments) are not rounds
             return None
         try:
             return _round(RoundModel.get(machine_id, round_no, consistent_read=True))
@@ -210,6 +213,8 @@ class DynamoCommitteeStore:
             return None
 
     def latest_round(self, machine_id: str) -> CommitteeRound | None:
+        if machine_id.startswith("#"):
+            return None
         for item in RoundModel.query(machine_id, scan_index_forward=False, limit=1, consistent_read=True):
             return _round(item)
         return None
@@ -220,9 +225,13 @@ class DynamoCommitteeStore:
         return [r for r in found if r is not None and r.status == OPEN]
 
     def rounds_of_member(self, account: str) -> list[CommitteeRound]:
-        return [
-            _round(i) for i in RoundModel.scan(RoundModel.members.contains(account), consistent_read=True)
+        """One query on the member's assignment items, then the rounds themselves (consistent reads)."""
+        keys = [
+            (a.round_machine_id, int(a.round_number))
+            for a in AssignmentModel.query(assignment_key(account), consistent_read=True)
         ]
+        found = (self.get_round(machine_id, number) for machine_id, number in keys)
+        return [r for r in found if r is not None and account in r.members]
 
     # -- beacon ---------------------------------------------------------------------------------
     def beacon_state(self) -> BeaconState | None:
@@ -275,6 +284,10 @@ class DynamoCommitteeStore:
             reveal_count=0,
         )
 
+        beacon_used = Reason(
+            "beacon_value_used", "another draw used this beacon value; drawn again next tick"
+        )
+
         def build(tx: TransactWrite) -> None:
             tx.update(
                 BeaconModel(*BEACON_KEY),
@@ -282,6 +295,17 @@ class DynamoCommitteeStore:
                 condition=BeaconModel.next_index == round_.beacon_index,
             )
             tx.save(item, condition=RoundModel.machine_id.does_not_exist())
+            for account in round_.members:
+                tx.save(
+                    AssignmentModel(
+                        assignment_key(account),
+                        round_.beacon_index,
+                        round_machine_id=round_.machine_id,
+                        round_number=round_.round,
+                        booked_at=round_.booked_at,
+                    ),
+                    condition=AssignmentModel.machine_id.does_not_exist(),
+                )
             tx.update(
                 MachineModel(round_.machine_id),
                 actions=[
@@ -301,8 +325,9 @@ class DynamoCommitteeStore:
         self._commit(
             build,
             [
-                Reason("beacon_value_used", "another draw used this beacon value; drawn again next tick"),
+                beacon_used,
                 Reason("round_exists", "this round was already drawn"),
+                *[beacon_used] * len(round_.members),  # assignments are keyed by the beacon index
                 Reason("machine_state_conflict", "the machine left the state it was drawn in"),
                 Reason("member_unavailable", "a drawn member retired or reached its in-flight cap meanwhile"),
             ],

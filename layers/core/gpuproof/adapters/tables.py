@@ -190,6 +190,25 @@ class RoundModel(Model):
     closed_at = NumberAttribute(null=True)
 
 
+class AssignmentModel(Model):
+    """A member's place in a round, kept in RoundsTable under the reserved key ("#member#" + account,
+    the draw's beacon index), written in the draw's transaction: a member's rounds are one query,
+    not a scan. It has no status, so it stays out of the ByStatus index."""
+
+    class Meta:
+        table_name = "RoundsTable"
+
+    machine_id = UnicodeAttribute(hash_key=True)  # "#member#" + account
+    round = NumberAttribute(range_key=True)  # the beacon index the draw consumed: one per draw
+    round_machine_id = UnicodeAttribute()
+    round_number = NumberAttribute()
+    booked_at = NumberAttribute()
+
+
+def assignment_key(account: str) -> str:
+    return f"#member#{account}"
+
+
 class BeaconModel(Model):
     """The beacon's counter, kept in RoundsTable under the reserved key ("#beacon", 0)."""
 
