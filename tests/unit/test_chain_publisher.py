@@ -234,3 +234,31 @@ def test_a_malformed_verdict_is_refused_alone() -> None:
     assert status(outbox, ids[0]) == status(outbox, ids[2]) == "published"
     assert outbox.verdicts[ids[1]].publication is None
     assert len(chain.batches_with()) == 1
+
+
+def test_a_concurrent_publisher_recording_first_is_read_back_not_an_error() -> None:
+    """The stream function and `gpuproof-ops republish` can both finish one pending batch."""
+    svc, chain, outbox, ids = services(2)
+    svc.faults.arm("after_submit")
+    with pytest.raises(InjectedCrash):
+        publish(svc, ids)  # reserved and submitted: pending
+
+    class RacedOutbox(FakeOutbox):
+        def set_publication(
+            self,
+            changes: Sequence[tuple[str, dict[str, Any] | None, dict[str, Any]]],
+            batch: PublishedBatch | None = None,
+        ) -> None:
+            if batch is not None and not self.batches:  # the other publisher records first
+                super().set_publication(changes, batch)
+                raise OutboxConflict(changes[0][0])
+            super().set_publication(changes, batch)
+
+    raced = RacedOutbox(outbox.verdicts, outbox.batches)
+    svc_raced = PublishServices(
+        chain=chain, outbox=raced, signer=svc.signer, clock=Clock(), faults=FaultPoints()
+    )
+    outcomes = publish_with_retries(svc_raced, ids, budget_s=5, sleep=lambda _s: None)
+    assert {o.as_dict()["status"] for o in outcomes.values()} == {"published"}
+    assert all(o.error is None for o in outcomes.values())
+    assert len(chain.batches_with()) == 1 and len(raced.batches) == 1

@@ -354,13 +354,17 @@ def publish_with_retries(
     max_delay_s: float = 8.0,
     sleep: Any = time.sleep,
 ) -> dict[str, Outcome]:
-    """`publish`, retried with exponential backoff while the chain is unreachable, within budget."""
+    """`publish`, retried with exponential backoff while the chain is unreachable, within budget.
+
+    An OutboxConflict (another publisher, e.g. the stream function beside `gpuproof-ops republish`,
+    changed a publication between our read and our conditional write) is retried too: `publish`
+    re-reads, and finds the other's result. Nothing is submitted twice either way."""
     deadline = time.monotonic() + budget_s
     delay = first_delay_s
     while True:
         try:
             return publish(svc, verdict_ids)
-        except ChainUnavailable:
+        except (ChainUnavailable, OutboxConflict):
             if time.monotonic() + delay > deadline:
                 raise
             sleep(delay)

@@ -121,6 +121,16 @@ class DynamoVerdictOutbox:
             out[v.verdict_id] = StoredVerdict(v, item.publication)
         return out
 
+    def unpublished(self, decided_before: float) -> list[str]:
+        """Verdicts decided before `decided_before` that are not on chain yet: no publication, or one
+        left `pending`. An operator's scan (after PublisherDLQ), never on a request path."""
+        found = []
+        for item in VerdictModel.scan(VerdictModel.decided_at < decided_before, consistent_read=True):
+            status = (item.publication or {}).get("status")
+            if status in (None, "pending"):
+                found.append((float(item.decided_at), item.verdict_id))
+        return [vid for _, vid in sorted(found)]
+
     def _transact(self, build: Any) -> None:
         try:
             with TransactWrite(connection=Connection(region=self.region)) as tx:
