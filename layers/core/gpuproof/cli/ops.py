@@ -9,6 +9,7 @@ with the publisher's own exactly-once protocol (a pending one is resolved by its
 never submitted twice). Environment: the ChainPublisherFunction's (VERDICTS_TABLE,
 PUBLISHED_BATCHES_TABLE, SERVICE_KEY_ID, CHAIN_NODE_URL, ORACLE_KEY_SECRET_ARN or ORACLE_SURI)
 and AWS credentials allowed what that function is. Exit 1 when any verdict is still not on chain.
+Needs the service extra (`pip install 'gpuproof[service]'`): it runs the service's own code.
 """
 
 from __future__ import annotations
