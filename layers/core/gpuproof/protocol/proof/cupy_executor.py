@@ -248,13 +248,13 @@ class CupyExecutor:
                 out.a[(0, i)] = a_host[where[i]].copy()
             for t in range(1, last + 1):
                 self._gemm(a16, b16, c32)
-                if t in want_c:
-                    c_host = cupy.asnumpy(c32)
-                    for i in want_c[t]:
-                        out.c[(t, i)] = c_host[where[i]].astype(np.int32)
-                a16, _ = self._recentre_pack(module, c32, t, params.q)
+                if t in want_c:  # copy back only the rows asked for at this step, not all of C_t
+                    c_host = cupy.asnumpy(c32[[where[i] for i in want_c[t]]])
+                    for k, i in enumerate(want_c[t]):
+                        out.c[(t, i)] = c_host[k].astype(np.int32)
                 if t in want_a:
-                    a_now = recentre(cupy.asnumpy(c32), t, params.q)
-                    for i in want_a[t]:
-                        out.a[(t, i)] = a_now[where[i]].copy()
+                    a_now = recentre(cupy.asnumpy(c32[[where[i] for i in want_a[t]]]), t, params.q)
+                    for k, i in enumerate(want_a[t]):
+                        out.a[(t, i)] = a_now[k].copy()
+                a16, _ = self._recentre_pack(module, c32, t, params.q)
         return out
