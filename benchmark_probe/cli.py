@@ -25,6 +25,7 @@ from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.proof import ProofRunner
 from benchmark_probe.render import bench_table, inventory_tables
 from benchmark_probe.submit import ProofHook, answer_challenge, submit
+from gpuproof.cli.output import emit, fail
 from gpuproof.protocol.keys import KeyFileError, Scheme, SigningKey
 from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import BenchmarkResult
@@ -49,23 +50,11 @@ QuickOpt = Annotated[
 ApiOpt = Annotated[str, typer.Option("--api", help="machine API base URL")]
 
 
-def _emit(payload: Any) -> None:
-    typer.echo(json.dumps(payload, indent=2, sort_keys=True))
-
-
-def _fail(message: str, as_json: bool, exit_code: int = 1, **extra: Any) -> None:
-    if as_json:
-        _emit({"error": message, **extra})
-    else:
-        err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(exit_code)
-
-
 def _load_key(path: Path, as_json: bool) -> SigningKey:
     try:
         return SigningKey.load(path.expanduser())
     except KeyFileError as exc:
-        _fail(f"{exc} (create one with: benchmark-probe keygen --key {path})", as_json, 2)
+        fail(f"{exc} (create one with: benchmark-probe keygen --key {path})", as_json, 2)
         raise AssertionError("unreachable") from exc
 
 
@@ -94,7 +83,7 @@ def _read_secret_seed(as_json: bool) -> bytes:
     except ValueError:
         seed = b""
     if len(seed) != 32:
-        _fail("the secret seed must be 32 bytes of hex (64 characters, 0x optional)", as_json, 2)
+        fail("the secret seed must be 32 bytes of hex (64 characters, 0x optional)", as_json, 2)
     return seed
 
 
@@ -119,7 +108,7 @@ def keygen(
     """Create the machine key (mode 0600), or import an existing one. Refuses to overwrite a key file."""
     path = key.expanduser()
     if path.exists():
-        _fail(f"refusing to overwrite existing key file {path}", as_json)
+        fail(f"refusing to overwrite existing key file {path}", as_json)
     new_key = (
         SigningKey.from_seed(_read_secret_seed(as_json), scheme)
         if import_seed
@@ -127,13 +116,13 @@ def keygen(
     )
     wanted = (expect_machine_id or "").lower().removeprefix("0x")
     if wanted and not hmac.compare_digest(wanted, new_key.public_hex):
-        _fail(f"the key's machine_id is {new_key.public_hex}, not {wanted}: nothing written", as_json, 2)
+        fail(f"the key's machine_id is {new_key.public_hex}, not {wanted}: nothing written", as_json, 2)
     try:
         new_key.save(path)
     except FileExistsError:
-        _fail(f"refusing to overwrite existing key file {path}", as_json)
+        fail(f"refusing to overwrite existing key file {path}", as_json)
     if as_json:
-        _emit(
+        emit(
             {
                 "machine_id": new_key.public_hex,
                 "key_path": str(path),
@@ -156,7 +145,7 @@ def inventory(as_json: JsonOpt = False) -> None:
     except UploadInfoError as exc:
         upload = {"error": exc.reasons}
     if as_json:
-        _emit(
+        emit(
             {
                 "probe_version": __version__,
                 "inventory": inv.model_dump(mode="json"),
@@ -177,7 +166,7 @@ def bench(as_json: JsonOpt = False, quick: QuickOpt = False) -> None:
     plan = BenchPlan.quick() if quick else BenchPlan()
     results = _measure(backend, plan, show=not as_json)
     if as_json:
-        _emit(
+        emit(
             {
                 "probe_version": __version__,
                 "backend": backend.name,
@@ -229,13 +218,13 @@ def submit_cmd(
             stage,
         )
     except ServiceError as exc:
-        _fail(str(exc), as_json, 1, status=exc.status, code=exc.code, reasons=exc.reasons)
+        fail(str(exc), as_json, 1, status=exc.status, code=exc.code, reasons=exc.reasons)
         return
     except requests.RequestException as exc:
-        _fail(f"service unreachable: {exc}", as_json)
+        fail(f"service unreachable: {exc}", as_json)
         return
     if as_json:
-        _emit(asdict(outcome))
+        emit(asdict(outcome))
     else:
         out.print(f"machine {outcome.machine_id}: {outcome.registration}; challenge {outcome.challenge_id}")
         out.print(f"report accepted: {outcome.report_response}")
@@ -288,7 +277,7 @@ def agent(
     finally:
         telemetry.close()
     if as_json:
-        _emit({"event": "stopped", **asdict(stats)})
+        emit({"event": "stopped", **asdict(stats)})
     else:
         out.print(f"heartbeats sent {stats.sent}, accepted {stats.accepted}")
 

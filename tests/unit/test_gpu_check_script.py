@@ -16,11 +16,8 @@ from types import ModuleType
 import pytest
 from typer.testing import CliRunner
 
-import benchmark_probe.backends.cupy as cupy_backend
-import benchmark_probe.inventory as inventory_module
 from benchmark_probe.cli import app
-from benchmark_probe.cupy_double import CupyTestDouble
-from benchmark_probe.nvml_double import NvmlTestDouble
+from tests.unit.gpu_host_double import patch_gpu_host
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_check.py"
 
@@ -36,10 +33,7 @@ def load_script() -> ModuleType:
 def test_reference_and_compare_stages_on_a_one_gpu_host(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    nvml = NvmlTestDouble.with_gpus(1)
-    cp = CupyTestDouble.for_gpus(nvml.gpus, l2_bytes=1 << 20)
-    monkeypatch.setattr(inventory_module, "_load_pynvml", lambda: (nvml, None))
-    monkeypatch.setattr(cupy_backend, "_cupy", lambda: cp)
+    cp = patch_gpu_host(monkeypatch, 1, l2_bytes=1 << 20)
     runs = []
     for k in (1, 2, 3):
         result = CliRunner().invoke(app, ["bench", "--json", "--quick"])
@@ -77,10 +71,7 @@ def test_reference_and_compare_stages_on_a_one_gpu_host(
 def test_proof_stage_proves_verifies_and_measures_the_gemm_floor(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    nvml = NvmlTestDouble.with_gpus(2)
-    cp = CupyTestDouble.for_gpus(nvml.gpus)
-    monkeypatch.setattr(inventory_module, "_load_pynvml", lambda: (nvml, None))
-    monkeypatch.setattr(cupy_backend, "_cupy", lambda: cp)
+    cp = patch_gpu_host(monkeypatch, 2)
     result = CliRunner().invoke(app, ["inventory", "--json"])
     assert result.exit_code == 0, result.output
     inventory = tmp_path / "inventory.json"

@@ -13,8 +13,6 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import benchmark_probe.backends.cupy as cupy_backend
-import benchmark_probe.inventory as inventory_module
 from benchmark_probe.backends import select_backend
 from benchmark_probe.backends.cupy import GEMM_SPECS, CupyBackend, CupyCudaInspector
 from benchmark_probe.bench import BenchPlan, run_benchmarks
@@ -23,6 +21,7 @@ from benchmark_probe.cupy_double import D2D, D2H, H2D, CupyTestDouble
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.nvml_double import NvmlTestDouble, fake_gpu, fixed_host
 from gpuproof.protocol.report import Inventory
+from tests.unit.gpu_host_double import patch_gpu_host
 
 NAMES = [f"gemm_{k}" for k in GEMM_SPECS] + ["copy_d2d", "copy_h2d_pinned", "copy_d2h_pinned"]
 
@@ -93,11 +92,8 @@ def test_cuda_cross_check_through_cupy_agrees_and_finds_a_swapped_uuid() -> None
 
 
 def test_bench_cli_takes_the_gpu_backend_when_cupy_loads(monkeypatch: pytest.MonkeyPatch) -> None:
-    nvml = NvmlTestDouble.with_gpus(2)
-    cp = CupyTestDouble.for_gpus(nvml.gpus)
-    monkeypatch.setattr(inventory_module, "_load_pynvml", lambda: (nvml, None))
-    monkeypatch.setattr(cupy_backend, "_cupy", lambda: cp)  # the CuPy import, answered by the double
-    backend, notes = select_backend(collect_inventory(nvml, None, fixed_host()))
+    patch_gpu_host(monkeypatch, 2)
+    backend, notes = select_backend(collect_inventory(host=fixed_host()))
     assert isinstance(backend, CupyBackend) and notes == []
     result = CliRunner().invoke(app, ["bench", "--json", "--quick"])
     assert result.exit_code == 0, result.output
@@ -110,10 +106,7 @@ def test_bench_cli_takes_the_gpu_backend_when_cupy_loads(monkeypatch: pytest.Mon
 
 
 def test_interactive_bench_and_inventory_render_gpu_results(monkeypatch: pytest.MonkeyPatch) -> None:
-    nvml = NvmlTestDouble.with_gpus(2)
-    cp = CupyTestDouble.for_gpus(nvml.gpus)
-    monkeypatch.setattr(inventory_module, "_load_pynvml", lambda: (nvml, None))
-    monkeypatch.setattr(cupy_backend, "_cupy", lambda: cp)
+    patch_gpu_host(monkeypatch, 2)
     bench = CliRunner().invoke(app, ["bench", "--quick"])
     assert bench.exit_code == 0, bench.output
     for text in ("gpu0", "gpu1", "gemm_int8", "TOPS", "copy_h2d_pinned"):

@@ -11,11 +11,10 @@ committee agent --api URL [--once] [--interval 5]  # a bot member that reviews h
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -32,6 +31,7 @@ from gpuproof.cli.member import (
     reveal_findings,
     run_agent,
 )
+from gpuproof.cli.output import emit, fail
 from gpuproof.protocol.keys import KeyFileError, Scheme, SigningKey
 
 DEFAULT_KEY = Path("~/.config/gpuproof/committee.key")
@@ -50,23 +50,11 @@ StateOpt = Annotated[Path, typer.Option("--state", help="local vote state (rand_
 CpuOpt = Annotated[bool, typer.Option("--allow-cpu-backend", help="support CPU-backend reports (demo only)")]
 
 
-def _emit(payload: Any) -> None:
-    typer.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
-
-
-def _fail(message: str, as_json: bool, **extra: Any) -> None:
-    if as_json:
-        _emit({"error": message, **extra})
-    else:
-        err.print(f"[red]error:[/] {message}")
-    raise typer.Exit(1)
-
-
 def _client(api: str, key: Path, as_json: bool) -> CommitteeClient:
     try:
         return CommitteeClient(api, SigningKey.load(key.expanduser()))
     except KeyFileError as exc:
-        _fail(str(exc), as_json)
+        fail(str(exc), as_json)
         raise  # unreachable
 
 
@@ -77,7 +65,7 @@ def _busy(label: str, as_json: bool) -> Progress:
 
 
 def _api_error(exc: ApiError, as_json: bool) -> None:
-    _fail(str(exc), as_json, status=exc.status, code=exc.code, reasons=exc.reasons)
+    fail(str(exc), as_json, status=exc.status, code=exc.code, reasons=exc.reasons)
 
 
 @app.command()
@@ -89,11 +77,11 @@ def keygen(
     """Create the member key (account = public key hex), mode 0600."""
     path = key.expanduser()
     if path.exists():
-        _fail(f"{path} exists; refusing to overwrite a key", as_json)
+        fail(f"{path} exists; refusing to overwrite a key", as_json)
     k = SigningKey.generate(scheme)
     k.save(path)
     if as_json:
-        _emit({"account": k.public_hex, "key_file": str(path)})
+        emit({"account": k.public_hex, "key_file": str(path)})
     else:
         out.print(f"account [bold]{k.public_hex}[/] (key in {path}, mode 0600)")
 
@@ -113,7 +101,7 @@ def register(
         doc = client.register(list(linked or []))
     except ApiError as exc:
         _api_error(exc, as_json)
-    _emit(doc) if as_json else out.print(f"registered {doc['account']} (linked: {doc['linked_accounts']})")
+    emit(doc) if as_json else out.print(f"registered {doc['account']} (linked: {doc['linked_accounts']})")
 
 
 @app.command()
@@ -125,7 +113,7 @@ def assignments(api: ApiOpt, key: KeyOpt = DEFAULT_KEY, as_json: JsonOpt = False
     except ApiError as exc:
         _api_error(exc, as_json)
     if as_json:
-        _emit(items)
+        emit(items)
         return
     table = Table("machine", "round", "status", "phase", "commit by", "reveal by", "committed", "revealed")
     for a in items:
@@ -203,7 +191,7 @@ def inspect(
 ) -> None:
     """Download the round's transcript; re-verify signatures, Merkle paths and your own row checks."""
     inspection = _inspect(_client(api, key, as_json), machine_id, round_no, allow_cpu_backend, as_json)
-    _emit(inspection.as_dict()) if as_json else _show(inspection)
+    emit(inspection.as_dict()) if as_json else _show(inspection)
 
 
 @app.command()
@@ -228,7 +216,7 @@ def commit(
         "is_support": info.is_support,
         "calc_point": info.calc_point,
     }
-    _emit(doc) if as_json else out.print(f"committed {doc['commit_hash']} (support={info.is_support})")
+    emit(doc) if as_json else out.print(f"committed {doc['commit_hash']} (support={info.is_support})")
 
 
 @app.command()
@@ -247,8 +235,8 @@ def reveal(
     except (ApiError, LookupError) as exc:
         if isinstance(exc, ApiError):
             _api_error(exc, as_json)
-        _fail(str(exc), as_json)
-    _emit(info.model_dump(mode="json")) if as_json else out.print(f"revealed (support={info.is_support})")
+        fail(str(exc), as_json)
+    emit(info.model_dump(mode="json")) if as_json else out.print(f"revealed (support={info.is_support})")
 
 
 @app.command()
@@ -277,4 +265,4 @@ def agent(
     except KeyboardInterrupt:
         actions = []
     if as_json:
-        _emit([asdict(a) for a in actions])
+        emit([asdict(a) for a in actions])

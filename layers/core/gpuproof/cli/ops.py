@@ -14,10 +14,9 @@ Needs the service extra (`pip install 'gpuproof[service]'`): it runs the service
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,16 +25,13 @@ from rich.table import Table
 
 from gpuproof.chain.adapter import ChainSettings, ChainUnavailable
 from gpuproof.chain.store import DynamoVerdictOutbox, OutboxConflict
+from gpuproof.cli.output import emit, fail
 
 app = typer.Typer(help="gpuproof operator commands.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-
-
-def _emit(payload: Any) -> None:
-    typer.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 def _region() -> str:
@@ -71,7 +67,7 @@ def republish(
     verdict_ids = outbox.unpublished(time.time() - older_than)
     if dry_run or not verdict_ids:
         if as_json:
-            _emit({"dry_run": dry_run, "unpublished": verdict_ids})
+            emit({"dry_run": dry_run, "unpublished": verdict_ids})
         else:
             out.print(
                 f"{len(verdict_ids)} verdict(s) not on chain" + "".join(f"\n  {v}" for v in verdict_ids)
@@ -79,15 +75,14 @@ def republish(
         return
     settings = ChainSettings.from_env()
     if not settings.enabled:
-        _fail("CHAIN_NODE_URL is not set: nothing can be published", as_json)
+        fail("CHAIN_NODE_URL is not set: nothing can be published", as_json, 2)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                       disable=as_json) as progress:  # fmt: skip
             progress.add_task(f"publishing {len(verdict_ids)} verdict(s)", total=None)
             outcomes = publish_with_retries(publisher_services(settings), verdict_ids, budget)
     except (ChainUnavailable, OutboxConflict) as exc:
-        _fail(f"not published within {budget:.0f} s: {exc}", as_json, unpublished=verdict_ids)
-        return
+        fail(f"not published within {budget:.0f} s: {exc}", as_json, 2, unpublished=verdict_ids)
     rows = []
     for vid in verdict_ids:
         outcome = outcomes[vid]
@@ -96,7 +91,7 @@ def republish(
         rows.append(row)
     left = [r for r in rows if r["status"] != "published"]
     if as_json:
-        _emit({"republished": rows, "not_published": [r["verdict_id"] for r in left]})
+        emit({"republished": rows, "not_published": [r["verdict_id"] for r in left]})
     else:
         table = Table(title="republished verdicts")
         for col in ("verdict", "status", "block", "error"):
@@ -106,14 +101,6 @@ def republish(
         out.print(table)
     if left:
         raise typer.Exit(1)
-
-
-def _fail(message: str, as_json: bool, **extra: Any) -> None:
-    if as_json:
-        _emit({"error": message, **extra})
-    else:
-        err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
 
 
 if __name__ == "__main__":
