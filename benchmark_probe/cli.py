@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
-import hmac
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +22,7 @@ from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.proof import ProofRunner
 from benchmark_probe.render import bench_table, inventory_tables
 from benchmark_probe.submit import ProofHook, answer_challenge, submit
+from gpuproof.cli.keyimport import imported_key
 from gpuproof.cli.output import emit, fail
 from gpuproof.protocol.keys import KeyFileError, Scheme, SigningKey
 from gpuproof.protocol.machine import Region
@@ -74,19 +72,6 @@ def _measure(backend: Backend, plan: BenchPlan, show: bool) -> list[BenchmarkRes
         return run_benchmarks(backend, plan, step)
 
 
-def _read_secret_seed(as_json: bool) -> bytes:
-    """A 32-byte secret seed as hex from stdin (hidden prompt on a terminal); never echoed or logged."""
-    text = getpass.getpass("secret seed (hex): ") if sys.stdin.isatty() else sys.stdin.readline()
-    text = text.strip().removeprefix("0x")
-    try:
-        seed = bytes.fromhex(text)
-    except ValueError:
-        seed = b""
-    if len(seed) != 32:
-        fail("the secret seed must be 32 bytes of hex (64 characters, 0x optional)", as_json, 2)
-    return seed
-
-
 @app.command()
 def keygen(
     key: KeyOpt = DEFAULT_KEY,
@@ -109,14 +94,10 @@ def keygen(
     path = key.expanduser()
     if path.exists():
         fail(f"refusing to overwrite existing key file {path}", as_json)
-    new_key = (
-        SigningKey.from_seed(_read_secret_seed(as_json), scheme)
-        if import_seed
-        else SigningKey.generate(scheme)
-    )
-    wanted = (expect_machine_id or "").lower().removeprefix("0x")
-    if wanted and not hmac.compare_digest(wanted, new_key.public_hex):
-        fail(f"the key's machine_id is {new_key.public_hex}, not {wanted}: nothing written", as_json, 2)
+    if import_seed:
+        new_key = imported_key(scheme, expect_machine_id, as_json, "machine_id")
+    else:
+        new_key = SigningKey.generate(scheme)
     try:
         new_key.save(path)
     except FileExistsError:

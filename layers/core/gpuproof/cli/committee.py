@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gpuproof.cli.keyimport import imported_key
 from gpuproof.cli.member import (
     ApiError,
     CommitteeClient,
@@ -72,16 +73,32 @@ def _api_error(exc: ApiError, as_json: bool) -> None:
 def keygen(
     key: KeyOpt = DEFAULT_KEY,
     scheme: Annotated[Scheme, typer.Option(help="key scheme (sr25519 = DBC's own)")] = Scheme.ed25519,
+    import_seed: Annotated[
+        bool,
+        typer.Option(
+            "--import-seed",
+            help="reuse an existing account: read its 32-byte secret seed (hex, as `subkey inspect` "
+            "prints 'Secret seed') from stdin instead of generating one",
+        ),
+    ] = False,
+    expect_account: Annotated[
+        str | None,
+        typer.Option("--expect-account", help="refuse unless the key's account (public key) is this"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create the member key (account = public key hex), mode 0600."""
+    """Create the member key (account = public key hex), mode 0600, or import an existing one."""
     path = key.expanduser()
     if path.exists():
         fail(f"{path} exists; refusing to overwrite a key", as_json)
-    k = SigningKey.generate(scheme)
+    k = (
+        imported_key(scheme, expect_account, as_json, "account")
+        if import_seed
+        else SigningKey.generate(scheme)
+    )
     k.save(path)
     if as_json:
-        emit({"account": k.public_hex, "key_file": str(path)})
+        emit({"account": k.public_hex, "key_file": str(path), "imported": import_seed})
     else:
         out.print(f"account [bold]{k.public_hex}[/] (key in {path}, mode 0600)")
 
