@@ -327,6 +327,11 @@ class _Cublas:
         device = self._double._handle_device(handle)
         if a_type != b_type:
             raise CUBLASError("CUBLAS_STATUS_NOT_SUPPORTED: A and B types differ")
+        if a_type == R_8I and (lda % 4 or ldb % 4 or a % 4 or b % 4):
+            # cublasGemmEx's int8 (IMMA) rules: leading dimensions multiples of 4, 4-byte aligned operands
+            raise CUBLASError(
+                "CUBLAS_STATUS_NOT_SUPPORTED: int8 operands need lda, ldb % 4 == 0 and 4-byte alignment"
+            )
         scale = {COMPUTE_32I: np.int32, COMPUTE_16F: np.float16, COMPUTE_64F: np.float64}.get(
             compute, np.float32
         )
@@ -657,7 +662,9 @@ class CupyTestDouble:
             "totalGlobalMem": gpu.memory_total_bytes - CUDA_RESERVED_BYTES,
             "multiProcessorCount": gpu.sm_count,
             "l2CacheSize": self.l2_bytes,
-            "uuid": bytes.fromhex(gpu.uuid.removeprefix("GPU-").replace("-", "")),
+            # CuPy converts the char[16] as a C string: it ends at the first 0x00 byte (on Linux the
+            # field after it, luid, is zero, so a UUID without 0x00 comes back as exactly 16 bytes).
+            "uuid": bytes.fromhex(gpu.uuid.removeprefix("GPU-").replace("-", "")).split(b"\0")[0],
             "pciDomainID": int(domain, 16),
             "pciBusID": int(bus, 16),
             "pciDeviceID": int(rest.split(".")[0], 16),

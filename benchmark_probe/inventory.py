@@ -173,6 +173,12 @@ def cross_check(gpus: list[GpuInfo], views: list[CudaView]) -> tuple[list[GpuInf
             update["sm_count"] = view.sm_count
         checked.append(gpu.model_copy(update=update))
     notes = [f"CUDA device at {bus} ({v.name}) has no NVML counterpart" for bus, v in by_bus.items()]
+    notes += [
+        f"uuid of {g.pci_bus_id} not cross-checked: CUDA's UUID came back cut short "
+        "(CuPy reads its 16 raw bytes as a C string, which ends at a 0x00 byte)"
+        for g in checked
+        if g.cuda is not None and not g.cuda.uuid and g.uuid
+    ]
     return checked, notes
 
 

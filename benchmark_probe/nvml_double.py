@@ -79,7 +79,8 @@ class FakeGpu:
 def fake_gpu(index: int, **overrides: Any) -> FakeGpu:
     """An H100 with a distinct UUID, serial and PCI bus id per index."""
     base = FakeGpu(
-        uuid=f"GPU-{index:08x}-1111-2222-3333-{index:012x}",
+        # No 0x00 byte, as in most real UUIDs (CuPy's view of one with 0x00 is cut short there).
+        uuid=f"GPU-{0x5A5A5A10 + index:08x}-1111-2222-3333-{0xA5A5A5A5A510 + index:012x}",
         serial=f"16500000000{index:02d}",
         pci_bus_id=f"00000000:{0x18 + 0x10 * index:02X}:00.0",
     )

@@ -51,7 +51,10 @@ def prove(
     if not params:
         return None
     machine_id = key.public_hex
-    prover = Prover(bytes.fromhex(challenge.nonce), machine_id, challenge.challenge_id, params, executor)
+    # All GPUs at once: the service holds a multi-GPU host to its slowest GPU's deadline, not the sum.
+    prover = Prover(
+        bytes.fromhex(challenge.nonce), machine_id, challenge.challenge_id, params, executor, parallel=True
+    )
     commitment = prover.run()
     signed = on_commitment(SignedCommitment.sign(commitment, key))
     receipt: dict[str, Any] = client.submit_commitment(

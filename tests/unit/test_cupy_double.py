@@ -79,6 +79,17 @@ def test_int8_gemm_accumulates_in_int32(cp: CupyTestDouble) -> None:
     assert int(cp.asnumpy(c)[0]) == 64 * 127 * 127
 
 
+def test_int8_gemm_needs_leading_dimensions_in_fours(cp: CupyTestDouble) -> None:
+    a = cp.asarray(np.ones(30, dtype=np.int8))
+    c = cp.empty(36, dtype=np.int32)
+    one, zero = scalar(1, np.int32), scalar(0, np.int32)
+    with pytest.raises(CUBLASError, match="% 4"):
+        cp.cuda.cublas.gemmEx(
+            cp.cuda.device.get_cublas_handle(), 1, 0, 6, 6, 5, one.ctypes.data, a.data.ptr, R_8I, 5,
+            a.data.ptr, R_8I, 5, zero.ctypes.data, c.data.ptr, R_32I, 6, COMPUTE_32I, -1,
+        )  # fmt: skip
+
+
 def test_tf32_rounds_inputs_to_ten_mantissa_bits(cp: CupyTestDouble) -> None:
     a, b = cp.asarray(scalar(2049)), cp.asarray(scalar(1))
     c = cp.empty(1, dtype=np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,12 +14,14 @@ from benchmark_probe.bench import BenchPlan, run_benchmarks
 from benchmark_probe.client import ServiceClient, ServiceError
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
-from benchmark_probe.proof import ProofRunner
+from benchmark_probe.proof import ProofRunner, prove
+from benchmark_probe.report import Challenge
 from benchmark_probe.submit import submit
 from benchmark_probe.telemetry import Telemetry
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import Region
-from gpuproof.protocol.proof import NumpyExecutor
+from gpuproof.protocol.proof import NumpyExecutor, ProofParams, derive_params
+from gpuproof.protocol.proof.executor import ChainCommit
 from gpuproof.protocol.report import Integrity
 from tests.unit.probe_service_double import FakeResponse, FakeService
 
@@ -183,3 +186,26 @@ def test_telemetry_per_gpu_and_without_nvml() -> None:
     cpu = Telemetry(nvml=NvmlTestDouble(library_missing=True)).read("m")
     assert cpu["backend"] == "cpu" and cpu["gpus"] == []
     assert "NVML library not loadable" in cpu["note"]
+
+
+def test_every_gpu_proves_at_once() -> None:
+    """The service holds a multi-GPU host to its slowest GPU's deadline: chains must run in parallel."""
+    params = [derive_params(None, cpu=True, gpu_index=i, gpus=3, n=16, d=16, steps=1) for i in range(3)]
+
+    class AllAtOnce(NumpyExecutor):
+        barrier = threading.Barrier(3, timeout=10)  # a serial prover would never get 3 chains waiting
+
+        def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
+            self.barrier.wait()
+            return super().commit(seed, params, keep_level)
+
+    class Committed(Exception):
+        pass
+
+    class StopAtCommitment:
+        def submit_commitment(self, *_args: Any) -> Any:
+            raise Committed
+
+    challenge = Challenge("ch-1", "7f" * 32, params={"proof": [p.model_dump(mode="json") for p in params]})
+    with pytest.raises(Committed):
+        prove(StopAtCommitment(), KEY, challenge, AllAtOnce())  # type: ignore[arg-type]

@@ -85,10 +85,23 @@ def test_cuda_cross_check_through_cupy_agrees_and_finds_a_swapped_uuid() -> None
     assert all(g.disagreements == [] and g.cuda is not None for g in inventory.gpus)
     assert [g.cuda.uuid for g in inventory.gpus if g.cuda] == [g.uuid for g in inventory.gpus]
     nvml = NvmlTestDouble.with_gpus(2)
-    other = [nvml.gpus[0], fake_gpu(1, uuid="GPU-deadbeef-1111-2222-3333-000000000001")]
+    other = [nvml.gpus[0], fake_gpu(1, uuid="GPU-deadbeef-1111-2222-3333-111111111111")]
     checked = collect_inventory(nvml, CupyCudaInspector(CupyTestDouble.for_gpus(other)), fixed_host())
     assert checked.gpus[0].disagreements == []
     assert [d.split(":")[0] for d in checked.gpus[1].disagreements] == ["uuid"]
+    assert not any("not cross-checked" in n for n in checked.notes)
+
+
+def test_a_uuid_cupy_cuts_at_a_zero_byte_is_said_not_silently_skipped() -> None:
+    """~6% of GPUs have a 0x00 among their 16 UUID bytes; CuPy's C-string conversion stops there."""
+    nvml = NvmlTestDouble(gpus=[fake_gpu(0, uuid="GPU-12340078-1111-2222-3333-444444444444")])
+    inventory = collect_inventory(nvml, CupyCudaInspector(CupyTestDouble.for_gpus(nvml.gpus)), fixed_host())
+    (gpu,) = inventory.gpus
+    assert gpu.cuda is not None and gpu.cuda.uuid == "" and gpu.disagreements == []
+    assert [n for n in inventory.notes if "not cross-checked" in n] == [
+        f"uuid of {gpu.pci_bus_id} not cross-checked: CUDA's UUID came back cut short "
+        "(CuPy reads its 16 raw bytes as a C string, which ends at a 0x00 byte)"
+    ]
 
 
 def test_bench_cli_takes_the_gpu_backend_when_cupy_loads(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -99,7 +99,7 @@ def test_rows_generated_wrong_on_the_device_are_refused(monkeypatch: pytest.Monk
 
     def off_by_one_row(module: object, seed: bytes, tag: bytes, rows: int, d: int, q: int) -> object:
         out = honest(module, seed, tag, rows, d, q)
-        out[min(rows - 1, 2), 0] += 1  # one byte of one row
+        out[rows - 1, 0] += 1  # one byte of the last row (sampled: first, second, middle, last)
         return out
 
     monkeypatch.setattr(executor, "_seeded", off_by_one_row)
