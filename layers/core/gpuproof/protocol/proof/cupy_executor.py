@@ -50,7 +50,7 @@ class CupyExecutor:
     Host memory: level `keep_level` of every tree, 32 * n / 2**keep_level bytes per step.
     A_0 and B are generated on the device (one SHAKE-128 thread per row, shake_kernels.py): on the
     host, hashlib holds the GIL and 2**18 rows take seconds, more than SETUP_S in params.py allows.
-    B and the first rows of A_0 are checked against hashlib before the first step.
+    Sampled rows of B and A_0 are checked against hashlib before the first step.
     """
 
     name = "cupy-gpu"

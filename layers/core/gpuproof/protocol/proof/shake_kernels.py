@@ -3,7 +3,7 @@
 Row r of a seeded matrix is SHAKE-128(ROW_DOMAIN || seed || tag || u32le(r)) squeezed to d bytes,
 each byte b mapped to (b mod q) - q//2 (`matrices.gen_rows`). On the host that is ~10 us per
 4 KiB row and holds the GIL, so an H100-size A_0 (2**18 rows) would take seconds of the timed
-proof; one GPU thread per row makes it milliseconds. The executor checks B and the first rows of
+proof; one GPU thread per row makes it milliseconds. The executor checks sampled rows of B and
 A_0 against hashlib before it commits; the unit tests check the kernel against hashlib through the
 CUDA test double, which builds this same text with g++.
 """
