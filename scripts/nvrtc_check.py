@@ -1,0 +1,62 @@
+"""Compile the GPU executor's kernel source with the real NVRTC library (no GPU needed), as CuPy's
+RawModule would, and say whether every kernel is exported.
+
+    pip download --no-deps nvidia-cuda-nvrtc-cu12 -d /tmp/nvrtc && unzip -q /tmp/nvrtc/*.whl -d /tmp/nvrtc/x
+    python scripts/nvrtc_check.py --lib /tmp/nvrtc/x/nvidia/cuda_nvrtc/lib/libnvrtc.so.12
+
+Exit 0 when the build succeeds with an empty log and all kernels are in the PTX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "core"))
+
+from gpuproof.protocol.proof.epilogue_kernels import RECENTRE_PACK_SOURCE
+from gpuproof.protocol.proof.sha256_kernels import SHA256_SOURCE
+from gpuproof.protocol.proof.shake_kernels import SHAKE_ROWS_SOURCE
+
+KERNELS = ("leaf_hashes", "node_hashes", "seeded_rows", "recentre_pack")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lib", required=True, help="path to libnvrtc.so")
+    parser.add_argument("--arch", default="compute_90", help="virtual architecture (H100/H200: compute_90)")
+    args = parser.parse_args()
+    nvrtc = ctypes.CDLL(args.lib)
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
+    source = (SHA256_SOURCE + SHAKE_ROWS_SOURCE + RECENTRE_PACK_SOURCE).encode()
+    program = ctypes.c_void_p()
+    if nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, b"gpuproof.cu", 0, None, None) != 0:
+        print("nvrtcCreateProgram failed")
+        return 1
+    options = [b"--std=c++11", f"-arch={args.arch}".encode()]  # what the executor passes, plus the arch
+    status = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
+    size = ctypes.c_size_t()
+    nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    nvrtc.nvrtcGetProgramLog(program, log)
+    ptx_text = ""
+    if status == 0:
+        nvrtc.nvrtcGetPTXSize(program, ctypes.byref(size))
+        ptx = ctypes.create_string_buffer(size.value)
+        nvrtc.nvrtcGetPTX(program, ptx)
+        ptx_text = ptx.value.decode()
+    exported = {k: f".entry {k}" in ptx_text for k in KERNELS}
+    print(f"NVRTC {major.value}.{minor.value}, {' '.join(o.decode() for o in options)}: status {status}")
+    print(f"log: {log.value.decode().strip() or '(empty)'}")
+    for kernel, ok in exported.items():
+        print(f"  {kernel}: {'exported' if ok else 'MISSING'}")
+    return 0 if status == 0 and not log.value.strip() and all(exported.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
