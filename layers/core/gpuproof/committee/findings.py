@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
+from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.machine import Region
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import BenchmarkReport, GpuInfo
@@ -137,20 +138,8 @@ def findings_from_report(
     return Findings(_ordered(machine_id, fields, point.chain_value), problems, rows, index)
 
 
-_ORDER = (
-    "machine_id",
-    "gpu_type",
-    "gpu_num",
-    "cuda_core",
-    "gpu_mem",
-    "calc_point",
-    "sys_disk",
-    "data_disk",
-    "cpu_type",
-    "cpu_core_num",
-    "cpu_rate",
-    "mem_num",
-)
+# CommitteeUploadInfo's fields in DBC's order, without the voter's own (rand_str, is_support).
+_ORDER = tuple(name for name in CommitteeUploadInfo.model_fields if name not in ("rand_str", "is_support"))
 
 
 def _ordered(machine_id: str, hardware: dict[str, Any], chain_point: int) -> dict[str, Any]:
