@@ -23,10 +23,10 @@ from benchmark_probe.client import ServiceClient
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.submit import submit
+from gpuproof.claim import Claim, verified_claim
 from gpuproof.cli.member import CommitteeClient, MemberState, run_agent
 from gpuproof.committee.beacon import verify_beacon_value
 from gpuproof.committee.draw import Member, draw_committee
-from gpuproof.claim import Claim, verified_claim
 from gpuproof.committee.findings import findings_from_report
 from gpuproof.logic.committee import pool_digest
 from gpuproof.protocol.keys import SigningKey
