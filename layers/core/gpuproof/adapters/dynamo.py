@@ -200,6 +200,30 @@ class DynamoMachineStore:
             ],
         )
 
+    def record_abandoned(self, machine: Machine, challenge_id: str, attempts: Attempts) -> None:
+        """The machine asked for a new challenge while `challenge_id` (committed, unanswered) was
+        open: that challenge is superseded and counted as failed, atomically, once."""
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                MachineModel(machine.machine_id),
+                actions=[MachineModel.attempts.set(attempts.as_dict())],
+                condition=MachineModel.last_challenge_id == challenge_id,
+            )
+            tx.update(
+                ChallengeModel(challenge_id),
+                actions=[ChallengeModel.status.set(ChallengeStatus.superseded.value)],
+                condition=ChallengeModel.status == ChallengeStatus.issued.value,
+            )
+
+        self._commit(
+            build,
+            [
+                Reason("machine_state_conflict", "the machine took another challenge meanwhile", "state"),
+                Reason("machine_state_conflict", "the challenge was answered meanwhile", "state"),
+            ],
+        )
+
     def record_commitment(
         self,
         challenge: Challenge,

@@ -119,8 +119,13 @@ def issue_challenge(
     else:
         previous = svc.store.get_challenge(machine.last_challenge_id) if machine.last_challenge_id else None
         attempts = count_previous(machine.attempts, previous, svc.cooldown)
+        waiting = cooldown_reasons(attempts, now)
+        if waiting and not reasons and previous is not None and attempts != machine.attempts:
+            # Asking again abandons the committed challenge: it is superseded and its failure
+            # stored now, so the refusal below still leaves the machine's record true.
+            svc.store.record_abandoned(machine, previous.challenge_id, attempts)
         # Before the claim's problems: a machine waiting out a failure learns that first.
-        reasons += cooldown_reasons(attempts, now)
+        reasons += waiting
     raise_if(reasons + claim_problems)
     assert machine is not None and attempts is not None
     challenge = Challenge(

@@ -34,6 +34,10 @@ class MachineStore(Protocol):
 
     def get_challenge(self, challenge_id: str) -> Challenge | None: ...
 
+    def record_abandoned(self, machine: Machine, challenge_id: str, attempts: Attempts) -> None:
+        """Supersede the open, committed `challenge_id` and store `attempts` (it counted as failed),
+        atomically, provided it is still the machine's last challenge."""
+
     def record_commitment(
         self,
         challenge: Challenge,
