@@ -24,6 +24,7 @@ from gpuproof.local.template import (
     load_template,
     resolve_parameters,
 )
+from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE, PROTOCOL_MAX_GPUS
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_NAMES = {
@@ -46,6 +47,7 @@ PARAM_ENV = {
     "MAX_SKEW_S": "SignatureMaxSkewSeconds",
     "ALLOW_CPU_BACKEND": "AllowCpuBackend",
     "SHADOW_CHECKS": "ShadowChecks",
+    "MAX_GPUS_PER_MACHINE": "MaxGpusPerMachine",
     "COMMITTEE_WINDOW_SCALE": "CommitteeWindowScale",
     "COMMITTEE_MAX_IN_FLIGHT": "CommitteeMaxInFlight",
     "BEACON_SEED": "BeaconSeed",
@@ -347,6 +349,8 @@ def test_parameters(template: Template) -> None:
     params = template.parameters
     assert params["ChallengeTtlSeconds"]["Default"] == 900
     assert params["SignatureMaxSkewSeconds"]["Default"] == 300
+    assert params["MaxGpusPerMachine"]["Default"] == DEFAULT_MAX_GPUS_PER_MACHINE
+    assert params["MaxGpusPerMachine"]["MaxValue"] == PROTOCOL_MAX_GPUS
     assert "StageName" in params
 
 

@@ -22,6 +22,7 @@ def machine_services() -> Services:
         queue=SqsVerifyQueue(settings.verify_queue_url, settings.region),
         clock=SystemClock(),
         challenge_ttl_s=settings.challenge_ttl_s,
+        max_gpus_per_machine=settings.max_gpus_per_machine,
     )
 
 
@@ -33,6 +34,7 @@ def verify_services() -> VerifyServices:
         clock=SystemClock(),
         allow_cpu_backend=settings.allow_cpu_backend,
         shadow_checks=settings.shadow_checks,
+        max_gpus_per_machine=settings.max_gpus_per_machine,
     )
 
 

@@ -15,6 +15,7 @@ from gpuproof.logic.states import MachineState, states_before
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.keys import verify
+from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE
 from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration, bond_message
 from gpuproof.protocol.proof import (
     GpuPairs,
@@ -39,6 +40,14 @@ class Services:
     queue: VerifyQueue
     clock: Clock
     challenge_ttl_s: int
+    max_gpus_per_machine: int = DEFAULT_MAX_GPUS_PER_MACHINE
+
+
+def too_many_gpus(count: int, limit: int, what: str, field: str) -> list[Reason]:
+    """The configured GPUs-per-machine limit (MaxGpusPerMachine), checked wherever GPUs are counted."""
+    if count <= limit:
+        return []
+    return [Reason("too_many_gpus", f"{what} {count} GPUs; this service accepts at most {limit}", field)]
 
 
 def _signer_reasons(svc: Services, request: SignedRequest, machine_id: str) -> list[Reason]:
@@ -121,8 +130,10 @@ def issue_challenge(
 ) -> Challenge:
     reasons = _signer_reasons(svc, request, machine_id)
     machine = svc.store.get_machine(machine_id)
+    over = too_many_gpus(body.gpu_count, svc.max_gpus_per_machine, "the challenge claims", "gpu_count")
+    reasons += over
     try:
-        params = challenge_params(body)
+        params = {} if over else challenge_params(body)
     except Rejection as rejection:
         reasons += rejection.reasons
     if machine is None:
@@ -276,6 +287,12 @@ def accept_report(
                 "signed_report.report.challenge_nonce",
             )
         )
+    reasons += too_many_gpus(
+        len(report.inventory.gpus),
+        svc.max_gpus_per_machine,
+        "the inventory lists",
+        "signed_report.report.inventory.gpus",
+    )
     if not signed.verifies():
         reasons.append(
             Reason(

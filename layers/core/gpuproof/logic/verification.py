@@ -13,10 +13,12 @@ from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from gpuproof.logic.machines import proof_params
+from gpuproof.logic.machines import proof_params, too_many_gpus
 from gpuproof.logic.ports import Clock
 from gpuproof.logic.records import Challenge, Machine, StoredReport
 from gpuproof.logic.states import MachineState
+from gpuproof.protocol.gpu_uuid import normalise_gpu_uuid
+from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE
 from gpuproof.protocol.proof import GpuPairs, ThroughputProof, verify_throughput
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import GpuInfo, SignedReport
@@ -68,6 +70,7 @@ class VerifyServices:
     clock: Clock
     allow_cpu_backend: bool
     shadow_checks: frozenset[str]
+    max_gpus_per_machine: int = DEFAULT_MAX_GPUS_PER_MACHINE
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ def check_inventory(ctx: Context) -> CheckResult:
         reasons += [Reason("inventory_error", f"GPU {gpu.index}: {e}") for e in gpu.errors]
     declared = ctx.challenge.params.get("gpu_count")
     found = len(ctx.signed.report.inventory.gpus)
+    # Intake refuses these too; the limit may have been lowered since.
+    reasons += too_many_gpus(found, ctx.svc.max_gpus_per_machine, "the inventory lists", "inventory.gpus")
     if declared and declared != found:
         reasons.append(
             Reason(
@@ -142,10 +147,26 @@ def check_benchmarks(ctx: Context) -> CheckResult:
     return check("benchmarks", reasons, count=len(ctx.signed.report.benchmarks))
 
 
+def gpu_uuids(report: SignedReport) -> tuple[list[str], list[str]]:
+    """The inventory's GPU UUIDs normalised (in order), and the raw ones that are not UUIDs."""
+    normalised, malformed = [], []
+    for gpu in report.report.inventory.gpus:
+        uuid = normalise_gpu_uuid(gpu.uuid)
+        if uuid is None:
+            malformed.append(gpu.uuid)
+        else:
+            normalised.append(uuid)
+    return normalised, malformed
+
+
 def check_gpu_uuids(ctx: Context) -> CheckResult:
-    uuids = [g.uuid for g in ctx.signed.report.inventory.gpus]
-    owners = ctx.svc.store.gpu_uuid_owners(uuids)
+    """Uniqueness of each GPU, claimed on the normalised UUID (protocol/gpu_uuid.py)."""
+    uuids, malformed = gpu_uuids(ctx.signed)
     reasons = [
+        Reason("gpu_uuid_malformed", f"{u!r} is not a GPU UUID (GPU-8-4-4-4-12 hex)") for u in malformed
+    ]
+    owners = ctx.svc.store.gpu_uuid_owners(sorted(set(uuids)))
+    reasons += [
         Reason("gpu_uuid_taken", f"GPU {u} is registered to machine {m}")
         for u, m in owners.items()
         if m != ctx.machine.machine_id
@@ -277,9 +298,30 @@ def verify_report(svc: VerifyServices, machine_id: str, challenge_id: str) -> di
         raise LookupError(f"nothing to verify for {machine_id}/{challenge_id}")
     if stored.verification is not None or machine.state != MachineState.submitted:
         return None  # a redelivery: the first delivery already decided
-    signed = SignedReport.model_validate(stored.signed_report)
+    try:
+        signed = SignedReport.model_validate(stored.signed_report)
+    except ValidationError as exc:
+        # Stored before today's bounds: refused with the reason, never retried forever.
+        results = [
+            check(
+                "report_schema",
+                [
+                    Reason(
+                        "report_schema_invalid",
+                        f"the stored report breaks the wire model: {exc.error_count()} errors",
+                    )
+                ],
+            )
+        ]
+        return _record(svc, stored, results, [])
     ctx = Context(machine, challenge, stored, signed, svc)
     results = run_checks(ctx, CHECKS)
+    return _record(svc, stored, results, gpu_uuids(signed)[0])
+
+
+def _record(
+    svc: VerifyServices, stored: StoredReport, results: list[CheckResult], uuids: list[str]
+) -> dict[str, Any]:
     deciding = [r for r in results if r.status == "fail" and not r.shadow]
     passed = not deciding
     verification = {
@@ -289,6 +331,5 @@ def verify_report(svc: VerifyServices, machine_id: str, challenge_id: str) -> di
         "checks": [r.as_dict() for r in results],
     }
     state = MachineState.auto_verified if passed else MachineState.refused
-    uuids = [g.uuid for g in signed.report.inventory.gpus] if passed else []
-    svc.store.record_verification(stored, verification, state, uuids)
+    svc.store.record_verification(stored, verification, state, uuids if passed else [])
     return verification
