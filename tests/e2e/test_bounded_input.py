@@ -197,3 +197,28 @@ def test_heartbeats_with_impossible_telemetry_are_refused(
     )
     reply, _, _ = api.signed(key, "POST", f"/machines/{key.public_hex}/heartbeats", raw=body)
     assert reply.status == status and reply.body["code"] == code, reply.body
+
+
+HUGE = 10**40
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/rounds/{MACHINE}/{HUGE}",
+        f"/rounds/{MACHINE}/{HUGE}/transcript",
+        f"/feed?since={HUGE}",
+        f"/machines/{MACHINE}/reports/{'c' * 5000}",
+        f"/members/{MACHINE}/assignments",
+    ],
+)
+def test_path_and_query_numbers_are_bounded(api: RawApi, path: str) -> None:
+    reply = api.send("GET", path)
+    expected = 404 if path.endswith("assignments") else 422
+    assert reply.status == expected, (path, reply.status, reply.body)
+
+
+def test_a_signed_commit_for_a_huge_round_is_refused(api: RawApi) -> None:
+    key = SigningKey.generate()
+    reply, _, _ = api.signed(key, "POST", f"/rounds/{MACHINE}/{HUGE}/commit", {"commit_hash": "00" * 16})
+    assert reply.status == 422 and reply.body["code"] == "schema_invalid", reply.body

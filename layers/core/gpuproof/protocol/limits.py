@@ -59,6 +59,11 @@ MAX_BENCHMARKS = 1024  # per report
 MAX_UNIX_TIME_S = 1 << 34  # seconds since 1970; the year 2514
 MAX_DURATION_S = 1e7  # a self-reported elapsed time (informative only)
 
+# -- path and query numbers ----------------------------------------------------------------------
+MAX_ROUND_NO = 1_000_000  # committee rounds of one machine (one per redraw)
+MAX_FEED_POSITION = 2**63 - 1  # block x 100000 + extrinsic index
+MAX_CHALLENGE_ID_CHARS = 64
+
 # -- strings and lists ----------------------------------------------------------------------------
 MAX_NAME_CHARS = 256  # model names, device names, units, versions, OS and kernel strings
 MAX_TEXT_CHARS = 2048  # one error, note or disagreement
