@@ -15,8 +15,9 @@ KIB, MIB, GIB, TIB, PIB = 1 << 10, 1 << 20, 1 << 30, 1 << 40, 1 << 50
 
 # -- the envelope -------------------------------------------------------------------------------
 MAX_BODY_BYTES = 1 * MIB
-# Nesting of objects and arrays in a request body; the deepest wire model (a report's benchmark
-# method) needs about 8, json and pydantic recurse, so a 1 MiB body of "[" must never reach them.
+# Nesting of objects and arrays in a request body. The deepest wire path (a report's proof
+# openings: submission.signed_report.report.proof.openings[].openings[].a_row[]) is 9 levels;
+# json and pydantic recurse per level, so a 1 MiB body of "[" must never reach them.
 MAX_JSON_DEPTH = 32
 
 # -- GPUs per machine -----------------------------------------------------------------------------
