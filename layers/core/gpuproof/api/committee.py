@@ -98,8 +98,13 @@ class RoundOut(BaseModel):
     pool_size: int
     pool: list[str] | None
     cap: int
-    expected_info: dict[str, Any] | None
+    expected_info: dict[str, Any] | None = Field(
+        description="the service's own findings; null while commits are open (expected_hidden)"
+    )
     expected_problems: list[dict[str, str]]
+    expected_hidden: bool = Field(
+        default=False, description="true while commits are open: the service's findings are withheld"
+    )
     performance_index: float | None
     commits: dict[str, dict[str, Any]]
     reveals: dict[str, dict[str, Any]]
@@ -198,7 +203,7 @@ def get_assignments(account: Account, svc: Svc) -> AssignmentsOut:
     responses=responses(200, RoundOut, 404, 422),
 )
 def get_round(machine_id: MachineId, round_no: RoundNo, svc: Svc) -> RoundOut:
-    return RoundOut(**logic.get_round(svc, machine_id, round_no).as_dict())
+    return RoundOut(**logic.published_round(svc, machine_id, round_no))
 
 
 @router.get(

@@ -19,7 +19,7 @@ from gpuproof.committee.beacon import HashChainBeacon
 from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, select_indices
 from gpuproof.committee.findings import findings_from_report
 from gpuproof.committee.tally import Tally, tally
-from gpuproof.committee.windows import RoundWindows
+from gpuproof.committee.windows import Phase, RoundWindows
 from gpuproof.errors import Rejection, raise_if
 from gpuproof.logic.ports import Clock
 from gpuproof.logic.records import Challenge, Machine, StoredReport, Verdict, VerdictResult, Vote
@@ -105,6 +105,21 @@ class CommitteeRound:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def commits_open(self, now: float) -> bool:
+        return self.status == OPEN and self.windows.phase(now, all_committed=self.all_committed) is Phase.commit
+
+    def published(self, now: float) -> dict[str, Any]:
+        """The round as anyone may read it. While commits are open the service's own findings
+        (`expected_info`, `expected_problems`) are withheld: a member who could read them would
+        copy them instead of checking the evidence (`expected_hidden` says so)."""
+        doc = self.as_dict()
+        hidden = self.commits_open(now)
+        if hidden:
+            doc["expected_info"] = None
+            doc["expected_problems"] = []
+        doc["expected_hidden"] = hidden
+        return doc
 
 
 def pool_digest(pool: Sequence[str]) -> str:
@@ -264,6 +279,12 @@ def get_round(svc: CommitteeServices, machine_id: str, round_no: int) -> Committ
     return round_
 
 
+def published_round(svc: CommitteeServices, machine_id: str, round_no: int) -> dict[str, Any]:
+    """GET /rounds/{machine_id}/{round}: the round with the service's findings hidden while
+    commits are open (`CommitteeRound.published`)."""
+    return get_round(svc, machine_id, round_no).published(svc.clock.now())
+
+
 def beacon_info(svc: CommitteeServices) -> BeaconState:
     state = svc.store.beacon_state()
     if state is None:
@@ -284,7 +305,7 @@ def transcript(svc: CommitteeServices, machine_id: str, round_no: int) -> dict[s
     if machine is None or report is None:
         raise Rejection([Reason("unknown_report", "the round's report is no longer stored", "round")])
     return {
-        "round": round_.as_dict(),
+        "round": round_.published(svc.clock.now()),
         "machine": {
             "machine_id": machine.machine_id,
             "owner": machine.owner,
