@@ -24,6 +24,7 @@ from rich.table import Table
 from gpuproof.cli.keyimport import imported_key
 from gpuproof.cli.member import (
     ApiError,
+    CommitConflict,
     CommitteeClient,
     Inspection,
     MemberState,
@@ -223,15 +224,27 @@ def commit(
 ) -> None:
     """Inspect, then commit blake2_128 of your CommitteeUploadInfo (rand_str kept in --state)."""
     client = _client(api, key, as_json)
+    votes = MemberState(state.expanduser())
+    saved = votes.get(machine_id, round_no)
+    if saved is not None and saved.get("committed"):
+        doc = {"commit_hash": saved["commit_hash"], "already_committed": True}
+        if as_json:
+            emit(doc)
+        else:
+            out.print(f"already committed {saved['commit_hash']}; the saved vote is kept (reveal it later)")
+        return
     inspection = _inspect(client, machine_id, round_no, allow_cpu_backend, as_json)
     try:
-        info = commit_findings(client, MemberState(state.expanduser()), inspection)
+        info = commit_findings(client, votes, inspection)
     except ApiError as exc:
         _api_error(exc, as_json)
+    except CommitConflict as exc:
+        fail(str(exc), as_json, code="commit_conflict")
     doc = {
         "commit_hash": info.commit_hash_hex(),
         "is_support": info.is_support,
         "calc_point": info.calc_point,
+        "already_committed": saved is not None,
     }
     emit(doc) if as_json else out.print(f"committed {doc['commit_hash']} (support={info.is_support})")
 

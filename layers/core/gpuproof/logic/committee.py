@@ -107,7 +107,9 @@ class CommitteeRound:
         return asdict(self)
 
     def commits_open(self, now: float) -> bool:
-        return self.status == OPEN and self.windows.phase(now, all_committed=self.all_committed) is Phase.commit
+        return (
+            self.status == OPEN and self.windows.phase(now, all_committed=self.all_committed) is Phase.commit
+        )
 
     def published(self, now: float) -> dict[str, Any]:
         """The round as anyone may read it. While commits are open the service's own findings
