@@ -24,6 +24,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_report": 404,
     "replayed_nonce": 409,
     "machine_exists": 409,
+    "machine_owner_mismatch": 409,
+    "owner_invalid": 422,
     "machine_state_conflict": 409,
     "challenge_used": 409,
     "commitment_exists": 409,
