@@ -25,8 +25,8 @@ from gpuproof.protocol.proof import (
     verify_commitment,
 )
 from gpuproof.protocol.reasons import Reason
-from gpuproof.protocol.ss58 import account_key_or_none
 from gpuproof.protocol.report import SignedReport
+from gpuproof.protocol.ss58 import account_key_or_none
 from gpuproof.protocol.telemetry import Heartbeat
 from gpuproof.reference import lookup
 
