@@ -40,6 +40,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "schema_invalid": 422,
     # committee (logic/committee.py)
     "not_assigned": 403,
+    "not_operator": 403,
+    "operator_not_configured": 403,
+    "linked_account_invalid": 422,
+    "too_many_linked_accounts": 422,
     "unknown_member": 404,
     "unknown_round": 404,
     "beacon_not_started": 404,

@@ -53,6 +53,7 @@ class CommitteeSettings:
     max_in_flight: int
     beacon_seed: str | None
     beacon_length: int
+    operator_key: str | None = None
 
     @classmethod
     def from_env(cls) -> CommitteeSettings:
@@ -64,6 +65,7 @@ class CommitteeSettings:
             max_in_flight=int(os.environ.get("COMMITTEE_MAX_IN_FLIGHT", "10")),
             beacon_seed=os.environ.get("BEACON_SEED") or None,
             beacon_length=int(os.environ.get("BEACON_LENGTH", str(DEFAULT_BEACON_LENGTH))),
+            operator_key=(os.environ.get("COMMITTEE_OPERATOR_KEY") or "").strip().lower() or None,
         )
 
 
@@ -74,6 +76,8 @@ def _member(item: MemberModel) -> CommitteeMember:
         registered_at=float(item.registered_at),
         status=item.status,
         in_flight=int(item.in_flight),
+        admitted=bool(item.admitted),
+        admitted_at=None if item.admitted_at is None else float(item.admitted_at),
     )
 
 
@@ -187,6 +191,22 @@ class DynamoCommitteeStore:
                 Reason("member_exists", "this account is already a committee member", "account"),
                 self._REPLAYED,
             ],
+        )
+
+    def set_admission(self, account: str, admitted: bool, now: float, request: SignedRequest) -> None:
+        actions: list[Any] = [MemberModel.admitted.set(admitted)]
+        if admitted:
+            actions += [MemberModel.admitted_at.set(now), MemberModel.admitted_by.set(request.keyid)]
+        else:
+            actions += [MemberModel.admitted_at.remove(), MemberModel.admitted_by.remove()]
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(MemberModel(account), actions=actions, condition=MemberModel.account.exists())
+            consume_nonce(tx, request)
+
+        self._commit(
+            build,
+            [Reason("unknown_member", "no committee member has this account", "account"), self._REPLAYED],
         )
 
     def retire_member(self, account: str, request: SignedRequest) -> None:
@@ -319,7 +339,9 @@ class DynamoCommitteeStore:
                 tx.update(
                     MemberModel(account),
                     actions=[MemberModel.in_flight.add(1)],
-                    condition=(MemberModel.in_flight < round_.cap) & (MemberModel.status == ACTIVE),
+                    condition=(MemberModel.in_flight < round_.cap)
+                    & (MemberModel.status == ACTIVE)
+                    & (MemberModel.admitted == True),  # noqa: E712 (a PynamoDB condition)
                 )
 
         self._commit(
@@ -329,7 +351,10 @@ class DynamoCommitteeStore:
                 Reason("round_exists", "this round was already drawn"),
                 *[beacon_used] * len(round_.members),  # assignments are keyed by the beacon index
                 Reason("machine_state_conflict", "the machine left the state it was drawn in"),
-                Reason("member_unavailable", "a drawn member retired or reached its in-flight cap meanwhile"),
+                Reason(
+                    "member_unavailable",
+                    "a drawn member retired, lost its admission or reached its in-flight cap meanwhile",
+                ),
             ],
         )
 

@@ -34,11 +34,18 @@ class MemberRegistration(BaseModel):
     """Body of POST /members, signed (RFC 9421) by the member's own key (keyid = account)."""
 
     account: str = Field(pattern=r"^[0-9a-f]{64}$")
-    linked_accounts: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+    linked_accounts: list[Annotated[str, Field(min_length=1, max_length=66)]] = Field(
         default_factory=list,
-        max_length=32,
-        description="owner accounts this member is tied to; it is never drawn for their machines",
+        max_length=logic.MAX_LINKED_ACCOUNTS,
+        description="owner accounts this member is tied to (SS58 of any network prefix, or the "
+        "32-byte public key in hex); stored as public key hex; never drawn for their machines",
     )
+
+
+class AdmissionIn(BaseModel):
+    """Body of POST /members/{account}/admission, signed by the operator key (`gpuproof-ops admit`)."""
+
+    admitted: bool = Field(default=True, description="false revokes: the member is never drawn again")
 
 
 class MemberOut(BaseModel):
@@ -47,6 +54,8 @@ class MemberOut(BaseModel):
     registered_at: float
     status: str
     in_flight: int
+    admitted: bool = Field(description="only admitted members are drawn (`gpuproof-ops admit`)")
+    admitted_at: float | None
 
 
 class BeaconOut(BaseModel):
@@ -145,6 +154,8 @@ def _member_out(m: logic.CommitteeMember) -> MemberOut:
         registered_at=m.registered_at,
         status=m.status,
         in_flight=m.in_flight,
+        admitted=m.admitted,
+        admitted_at=m.admitted_at,
     )
 
 
@@ -173,6 +184,16 @@ def get_beacon(svc: Svc) -> BeaconOut:
 )
 def register_member(body: MemberRegistration, signer: Signer, svc: Svc) -> MemberOut:
     return _member_out(logic.register_member(svc, signer, body.account, body.linked_accounts))
+
+
+@router.post(
+    "/members/<account>/admission",
+    tags=TAGS,
+    summary="Admit a registered member into the draw, or revoke it (operator key only)",
+    responses=responses(200, MemberOut, 401, 403, 404, 409, 422),
+)
+def admit_member(account: Account, body: AdmissionIn, signer: Signer, svc: Svc) -> MemberOut:
+    return _member_out(logic.admit_member(svc, signer, account, body.admitted))
 
 
 @router.post(

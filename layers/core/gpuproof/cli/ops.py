@@ -1,6 +1,12 @@
-"""`gpuproof-ops`: operator commands, run with the service's environment (docs/operations.md).
+"""`gpuproof-ops`: operator commands (docs/operations.md).
 
+gpuproof-ops keygen [--key ~/.config/gpuproof/operator.key]      # the operator key, mode 0600
+gpuproof-ops admit ACCOUNT --api URL [--revoke]                  # signed by the operator key
 gpuproof-ops republish [--older-than 300] [--dry-run] [--budget 120] [--json]
+
+`keygen` makes the operator key; its public key is the stack's `CommitteeOperatorKey` parameter.
+`admit` admits a registered committee member into the draw (a member is never drawn before):
+only the operator key's signed request can, and it needs no AWS credentials (docs/decisions.md).
 
 `republish` brings the verdicts the chain publisher left behind (PublisherDLQDepthAlarm: a
 stream batch exhausted its retries) onto the chain: it lists the verdicts decided more than
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,13 +32,31 @@ from rich.table import Table
 
 from gpuproof.chain.adapter import ChainSettings, ChainUnavailable
 from gpuproof.chain.store import DynamoVerdictOutbox, OutboxConflict
+from gpuproof.cli.operator import OperatorClient
 from gpuproof.cli.output import emit, fail
+from gpuproof.protocol.client import ServiceError
+from gpuproof.protocol.keys import KeyFileError, SigningKey
+from gpuproof.protocol.ss58 import Ss58Error
 
 app = typer.Typer(help="gpuproof operator commands.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+DEFAULT_OPERATOR_KEY = Path("~/.config/gpuproof/operator.key")
+KeyOpt = Annotated[Path, typer.Option("--key", help="operator key file (mode 0600)")]
+ApiOpt = Annotated[str, typer.Option("--api", envvar="GPUPROOF_API", help="service API URL")]
+
+
+def operator_client(api: str, key: Path, as_json: bool) -> OperatorClient:
+    try:
+        return OperatorClient(api, SigningKey.load(key.expanduser()))
+    except KeyFileError as exc:
+        fail(str(exc), as_json, 2)
+
+
+def _refused(exc: ServiceError, as_json: bool) -> None:
+    fail(str(exc), as_json, 1, status=exc.status, code=exc.code, reasons=exc.reasons)
 
 
 def _region() -> str:
@@ -41,6 +66,43 @@ def _region() -> str:
 @app.callback()
 def main() -> None:
     """Operator commands (run with the service's environment)."""
+
+
+@app.command()
+def keygen(key: KeyOpt = DEFAULT_OPERATOR_KEY, as_json: JsonOpt = False) -> None:
+    """Create the operator key (Ed25519, mode 0600); deploy with CommitteeOperatorKey = its public key."""
+    path = key.expanduser()
+    if path.exists():
+        fail(f"{path} exists; refusing to overwrite a key", as_json)
+    k = SigningKey.generate()
+    k.save(path)
+    if as_json:
+        emit({"operator_key": k.public_hex, "key_file": str(path)})
+    else:
+        out.print(f"operator key [bold]{k.public_hex}[/] (in {path}, mode 0600)")
+        out.print(f"deploy with: sam deploy --parameter-overrides CommitteeOperatorKey={k.public_hex}")
+
+
+@app.command()
+def admit(
+    account: Annotated[str, typer.Argument(help="the registered member's account (hex or SS58)")],
+    api: ApiOpt,
+    key: KeyOpt = DEFAULT_OPERATOR_KEY,
+    revoke: Annotated[bool, typer.Option("--revoke", help="withdraw the admission instead")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Admit a registered committee member into the draw (or --revoke it), signed by the operator key."""
+    client = operator_client(api, key, as_json)
+    try:
+        doc = client.admit(account, admitted=not revoke)
+    except Ss58Error as exc:
+        fail(f"{account!r} is not an account: {exc}", as_json, 2)
+    except ServiceError as exc:
+        _refused(exc, as_json)
+    if as_json:
+        emit(doc)
+    else:
+        out.print(f"{doc['account']}: {'admitted' if doc['admitted'] else 'admission revoked'}")
 
 
 @app.command()

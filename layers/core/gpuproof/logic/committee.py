@@ -11,6 +11,7 @@ Deliberate difference from DBC: a round needs at least `MIN_REVEALS` (2) reveals
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
+from gpuproof.protocol.ss58 import account_key_or_none
 
 MIN_REVEALS = 2
 ACTIVE = "active"
@@ -38,6 +40,7 @@ CLOSED = "closed"
 # many accounts; above it only its digest and size are stored (DynamoDB items stop at 400 KB).
 POOL_PUBLISH_LIMIT = 2000
 DRAWABLE = (MachineState.auto_verified, MachineState.no_consensus)
+MAX_LINKED_ACCOUNTS = 32
 
 
 # ------------------------------------------------------------------------------------ records
@@ -48,6 +51,9 @@ class CommitteeMember:
     registered_at: float
     status: str = ACTIVE
     in_flight: int = 0
+    # Admission (docs/decisions.md): only members the operator key admitted are ever drawn.
+    admitted: bool = False
+    admitted_at: float | None = None
 
 
 @dataclass
@@ -141,6 +147,9 @@ class CommitteeStore(Protocol):
 
     def retire_member(self, account: str, request: SignedRequest) -> None: ...
 
+    def set_admission(self, account: str, admitted: bool, now: float, request: SignedRequest) -> None:
+        """Admit (or revoke) a registered member; consumes the operator's request nonce."""
+
     def get_round(self, machine_id: str, round_no: int) -> CommitteeRound | None: ...
 
     def latest_round(self, machine_id: str) -> CommitteeRound | None: ...
@@ -195,6 +204,9 @@ class CommitteeServices:
     allow_cpu_backend: bool = False
     beacon: HashChainBeacon | None = None
     pool_publish_limit: int = POOL_PUBLISH_LIMIT
+    operator_key: str | None = None
+    """Ed25519 public key hex of the operator (COMMITTEE_OPERATOR_KEY): admits members, settles
+    disputes. None: nobody can be admitted, so no committee is ever drawn."""
 
 
 # ------------------------------------------------------------------------------------ members
@@ -204,10 +216,40 @@ def _nonce_reasons(svc: CommitteeServices, request: SignedRequest) -> list[Reaso
     return []
 
 
+def linked_account_keys(linked_accounts: Sequence[str]) -> tuple[list[str], list[Reason]]:
+    """Each linked account as its public key hex (SS58 of any prefix or hex accepted), sorted and
+    de-duplicated, with a reason for every one that names no key and for too many."""
+    reasons = []
+    if len(linked_accounts) > MAX_LINKED_ACCOUNTS:
+        reasons.append(
+            Reason(
+                "too_many_linked_accounts",
+                f"{len(linked_accounts)} linked accounts; at most {MAX_LINKED_ACCOUNTS}",
+                "linked_accounts",
+            )
+        )
+    keys = set()
+    for i, account in enumerate(linked_accounts):
+        key = account_key_or_none(account)
+        if key is None:
+            reasons.append(
+                Reason(
+                    "linked_account_invalid",
+                    f"{account[:64]!r} is neither an SS58 address with a valid checksum nor a 32-byte "
+                    "public key in hex",
+                    f"linked_accounts.{i}",
+                )
+            )
+        else:
+            keys.add(key)
+    return sorted(keys), reasons
+
+
 def register_member(
     svc: CommitteeServices, request: SignedRequest, account: str, linked_accounts: Sequence[str]
 ) -> CommitteeMember:
-    """A member proves its key by signing the request; its linked accounts are in the signed body."""
+    """A member proves its key by signing the request; its linked accounts are in the signed body.
+    It joins unadmitted: it is drawn only once the operator admitted it (`admit_member`)."""
     reasons = []
     if request.keyid != account:
         reasons.append(
@@ -216,9 +258,45 @@ def register_member(
     reasons += _nonce_reasons(svc, request)
     if svc.store.get_member(account) is not None:
         reasons.append(Reason("member_exists", "this account is already a committee member", "account"))
+    linked, linked_reasons = linked_account_keys(linked_accounts)
+    reasons += linked_reasons
     raise_if(reasons)
-    member = CommitteeMember(account, sorted(set(linked_accounts)), svc.clock.now())
+    member = CommitteeMember(account, linked, svc.clock.now())
     svc.store.register_member(member, request)
+    return member
+
+
+def _operator_reasons(svc: CommitteeServices, request: SignedRequest, what: str) -> list[Reason]:
+    if not svc.operator_key:
+        return [
+            Reason(
+                "operator_not_configured",
+                f"no operator key is configured (template parameter CommitteeOperatorKey): nobody can {what}",
+                "keyid",
+            )
+        ]
+    if not hmac.compare_digest(request.keyid.encode(), svc.operator_key.encode()):
+        return [Reason("not_operator", f"only the operator key may {what}", "keyid")]
+    return []
+
+
+def admit_member(
+    svc: CommitteeServices, request: SignedRequest, account: str, admitted: bool = True
+) -> CommitteeMember:
+    """The operator admits a registered member into the draw (or revokes it: never drawn again;
+    rounds it is booked in still expect its votes). The request is signed by the operator key."""
+    reasons = _operator_reasons(svc, request, "admit committee members")
+    if reasons:
+        raise Rejection(reasons)
+    reasons += _nonce_reasons(svc, request)
+    member = svc.store.get_member(account)
+    if member is None:
+        reasons.insert(0, Reason("unknown_member", "no committee member has this account", "account"))
+    raise_if(reasons)
+    assert member is not None
+    now = svc.clock.now()
+    svc.store.set_admission(account, admitted, now, request)
+    member.admitted, member.admitted_at = admitted, now if admitted else None
     return member
 
 
@@ -458,7 +536,7 @@ def draw_machine(svc: CommitteeServices, machine: Machine, members: list[Committ
     pool = [
         Member(m.account, frozenset(m.linked_accounts))
         for m in members
-        if m.status == ACTIVE and m.account not in excluded
+        if m.status == ACTIVE and m.admitted and m.account not in excluded
     ]
     in_flight = {m.account: m.in_flight for m in members}
     eligible = eligible_accounts(pool, owner=machine.owner, in_flight=in_flight, cap=svc.max_in_flight)
