@@ -104,6 +104,12 @@ def local_stack(moto_server: MotoEndpoint) -> Iterator[LocalStack]:
 
 
 @pytest.fixture(scope="session")
+def operator_key() -> SigningKey:
+    """The local stack's operator key (what `gpuproof-ops --key` holds)."""
+    return OPERATOR_KEY
+
+
+@pytest.fixture(scope="session")
 def operator(local_stack: LocalStack) -> OperatorClient:
     """The committee operator of the local stack (admits members, settles disputes)."""
     return OperatorClient(local_stack.api_url, OPERATOR_KEY)

@@ -5,6 +5,7 @@ operator settles it."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,12 +14,21 @@ from typing import Any
 
 import pytest
 import requests
+from typer.testing import CliRunner
 
-from gpuproof.cli.member import ApiError, CommitteeClient, MemberState
+from gpuproof.cli.member import (
+    ApiError,
+    CommitteeClient,
+    MemberState,
+    commit_findings,
+    inspect_transcript,
+    reveal_findings,
+)
 from gpuproof.cli.operator import OperatorClient
+from gpuproof.cli.ops import app as ops_app
 from gpuproof.protocol.keys import Scheme, SigningKey
 from gpuproof.protocol.ss58 import account_key
-from tests.e2e.test_committee_flow import OWNER, Bot, final_state, submit_machine, wait_for
+from tests.e2e.test_committee_flow import OWNER, Bot, final_state, submit_machine, verdict, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -113,3 +123,92 @@ def test_linked_accounts_are_validated(local_stack: Any) -> None:
     with pytest.raises(ApiError) as unknown:  # nothing was stored: the member is not registered
         member.assignments()
     assert unknown.value.code == "unknown_member"
+
+
+def liar(client: CommitteeClient, state: MemberState, stop: threading.Event, factor: int = 1000) -> None:
+    """A bought member: inspects like an honest one, then commits and reveals calc_point × factor."""
+    while not stop.wait(0.3):
+        try:
+            for a in client.assignments():
+                mid, rno = str(a["machine_id"]), int(a["round"])
+                if a["status"] != "open":
+                    continue
+                if a["phase"] == "commit" and not a["committed"]:
+                    found = inspect_transcript(client.transcript(mid, rno), allow_cpu_backend=True)
+                    assert found.fields is not None
+                    found.fields = {**found.fields, "calc_point": found.fields["calc_point"] * factor}
+                    commit_findings(client, state, found)
+                elif a["phase"] == "reveal" and a["committed"] and not a["revealed"]:
+                    reveal_findings(client, state, mid, rno)
+        except (ApiError, requests.RequestException, LookupError, ValueError):
+            continue
+
+
+@pytest.fixture
+def liars(local_stack: Any, operator: OperatorClient, tmp_path: Path) -> Iterator[list[CommitteeClient]]:
+    """Three ADMITTED members that reveal calc_point × 1000: an admitted majority gone bad."""
+    stop = threading.Event()
+    clients, threads = [], []
+    for i in range(3):
+        client = CommitteeClient(local_stack.api_url, SigningKey.generate())
+        client.register([])
+        operator.admit(client.account)
+        state = MemberState(tmp_path / f"liar{i}.json")
+        threads.append(threading.Thread(target=liar, args=(client, state, stop), daemon=True))
+        clients.append(client)
+    for t in threads:
+        t.start()
+    yield clients
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    for c in clients:
+        c.retire()
+
+
+def test_a_majority_disagreeing_with_the_service_is_disputed_until_the_operator_settles_it(
+    local_stack: Any, operator_key: SigningKey, liars: list[CommitteeClient], tmp_path: Path
+) -> None:
+    api = local_stack.api_url
+    machine_id, _ = submit_machine(api)
+    doc = final_state(api, machine_id, {"confirmed", "refused", "no_consensus", "disputed"})
+    assert doc["machine"]["state"] == "disputed", doc  # today: confirmed with calc_point × 1000
+    (reason,) = doc["machine"]["state_reasons"]
+    assert reason["code"] == "committee_disputed" and "calc_point" in reason["message"]
+
+    rnd = requests.get(f"{api}/rounds/{machine_id}/1", timeout=10).json()
+    assert rnd["status"] == "disputed" and rnd["result"] == "disputed"
+    committee_view, service_view = rnd["tally"]["committee_view"], rnd["tally"]["service_view"]
+    assert committee_view["calc_point"] == service_view["calc_point"] * 1000
+    assert verdict(local_stack, machine_id, 1) is None  # nothing for the chain publisher
+    time.sleep(1.5)
+    assert verdict(local_stack, machine_id, 1) is None
+
+    # Only the operator settles it; a member cannot.
+    with pytest.raises(ApiError) as refused:
+        liars[0].request("POST", f"/rounds/{machine_id}/1/resolution", {"accept": "committee"})
+    assert (refused.value.status, refused.value.code) == (403, "not_operator")
+
+    key_file = tmp_path / "operator.key"
+    operator_key.save(key_file)
+    ops = ["--api", api, "--key", str(key_file), "--json"]
+    result = CliRunner().invoke(
+        ops_app, ["resolve", machine_id, "--accept", "service", "--note", "x1000", *ops]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["resolution"]["accept"] == "service"
+
+    settled = final_state(api, machine_id, {"confirmed", "refused"})
+    assert settled["machine"]["state"] == "confirmed"
+    assert settled["machine"]["state_reasons"][0]["code"] == "dispute_resolved"
+    v = wait_for(lambda: verdict(local_stack, machine_id, 1))
+    assert v["result"] == "confirmed"
+    assert int(v["upload_info"]["calc_point"]) == service_view["calc_point"]
+    assert {m["vote"] for m in v["committee"]} == {"dissenting"}
+    closed = requests.get(f"{api}/rounds/{machine_id}/1", timeout=10).json()
+    assert closed["status"] == "closed" and closed["resolution"]["note"] == "x1000"
+
+    again = CliRunner().invoke(
+        ops_app, ["resolve", machine_id, "--round", "1", "--accept", "committee", *ops]
+    )
+    assert again.exit_code == 1 and json.loads(again.stdout)["code"] == "round_not_disputed"

@@ -93,6 +93,7 @@ EXPECTED_ROUTES = {
         "GET /rounds/{machine_id}/{round}/transcript",
         "POST /rounds/{machine_id}/{round}/commit",
         "POST /rounds/{machine_id}/{round}/reveal",
+        "POST /rounds/{machine_id}/{round}/resolution",
     },
     "ScoreFeedFunction": {"GET /feed"},
 }

@@ -58,6 +58,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "reveal_not_open": 409,
     "reveal_window_closed": 409,
     "reveal_refused": 409,
+    "round_not_disputed": 409,
+    "already_resolved": 409,
     "reveal_mismatch": 422,
     "reveal_machine_mismatch": 422,
     "unknown_gpu_model": 422,

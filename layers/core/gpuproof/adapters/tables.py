@@ -192,6 +192,7 @@ class RoundModel(Model):
     result = UnicodeAttribute(null=True)
     tally = JSONAttribute(null=True)
     closed_at = NumberAttribute(null=True)
+    resolution = JSONAttribute(null=True)  # a disputed round's settlement by the operator
 
 
 class AssignmentModel(Model):

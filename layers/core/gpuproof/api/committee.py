@@ -6,7 +6,7 @@ POST is signed by the member's key, and a member votes only in rounds it was dra
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
@@ -119,8 +119,13 @@ class RoundOut(BaseModel):
     reveals: dict[str, dict[str, Any]]
     commit_hashes: list[str]
     result: str | None
-    tally: dict[str, Any] | None
+    tally: dict[str, Any] | None = Field(
+        description="closed: the tally; disputed: also committee_view, service_view and differences"
+    )
     closed_at: float | None
+    resolution: dict[str, Any] | None = Field(
+        default=None, description="a disputed round's settlement: {accept, note, by, at}"
+    )
 
 
 class TranscriptOut(BaseModel):
@@ -138,6 +143,15 @@ class CommitIn(BaseModel):
 
 class RevealIn(BaseModel):
     info: CommitteeUploadInfo
+
+
+class ResolutionIn(BaseModel):
+    """Body of POST /rounds/{machine_id}/{round}/resolution, signed by the operator key."""
+
+    accept: Literal["committee", "service"] = Field(
+        description="whose findings the verdict carries: the committee majority's or the service's"
+    )
+    note: str = Field(default="", max_length=500, description="why (kept on the round)")
 
 
 class VoteOut(BaseModel):
@@ -261,3 +275,16 @@ def reveal_vote(
 ) -> VoteOut:
     r = logic.reveal(svc, signer, machine_id, round_no, body.info)
     return _vote_out(svc, r, signer.keyid)
+
+
+@router.post(
+    "/rounds/<machine_id>/<round_no>/resolution",
+    tags=TAGS,
+    summary="Settle a disputed round: the committee's or the service's findings (operator key only)",
+    responses=responses(200, RoundOut, 401, 403, 404, 409, 422),
+)
+def resolve_round(
+    machine_id: MachineId, round_no: RoundNo, body: ResolutionIn, signer: Signer, svc: Svc
+) -> RoundOut:
+    r = logic.resolve_dispute(svc, signer, machine_id, round_no, body.accept, body.note)
+    return RoundOut(**r.published(svc.clock.now()))

@@ -2,11 +2,15 @@
 
 gpuproof-ops keygen [--key ~/.config/gpuproof/operator.key]      # the operator key, mode 0600
 gpuproof-ops admit ACCOUNT --api URL [--revoke]                  # signed by the operator key
+gpuproof-ops resolve MACHINE_ID --accept committee|service --api URL [--round N] [--note TEXT]
 gpuproof-ops republish [--older-than 300] [--dry-run] [--budget 120] [--json]
 
 `keygen` makes the operator key; its public key is the stack's `CommitteeOperatorKey` parameter.
 `admit` admits a registered committee member into the draw (a member is never drawn before):
 only the operator key's signed request can, and it needs no AWS credentials (docs/decisions.md).
+`resolve` settles a disputed round (the committee's majority confirmed findings the service's own
+differ from): it shows both views, records the operator's choice on the round, and the sweeper
+writes the verdict (and so the chain publication) on its next tick.
 
 `republish` brings the verdicts the chain publisher left behind (PublisherDLQDepthAlarm: a
 stream batch exhausted its retries) onto the chain: it lists the verdicts decided more than
@@ -22,8 +26,9 @@ from __future__ import annotations
 
 import os
 import time
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -103,6 +108,59 @@ def admit(
         emit(doc)
     else:
         out.print(f"{doc['account']}: {'admitted' if doc['admitted'] else 'admission revoked'}")
+
+
+class Accept(StrEnum):
+    committee = "committee"
+    service = "service"
+
+
+def _disputed_round(client: OperatorClient, machine_id: str) -> dict[str, Any] | None:
+    """The machine's latest disputed round (rounds are numbered from 1, without gaps)."""
+    found = None
+    for round_no in range(1, 10_000):
+        try:
+            doc = client.round(machine_id, round_no)
+        except ServiceError as exc:
+            if exc.code == "unknown_round":
+                return found
+            raise
+        if doc["status"] == "disputed":
+            found = doc
+    return found
+
+
+@app.command()
+def resolve(
+    machine_id: Annotated[str, typer.Argument(help="the disputed machine")],
+    accept: Annotated[Accept, typer.Option("--accept", help="whose findings the verdict carries")],
+    api: ApiOpt,
+    round_no: Annotated[
+        int | None, typer.Option("--round", min=1, help="the disputed round (default: the latest)")
+    ] = None,
+    note: Annotated[str, typer.Option("--note", help="why (kept on the round)")] = "",
+    key: KeyOpt = DEFAULT_OPERATOR_KEY,
+    as_json: JsonOpt = False,
+) -> None:
+    """Settle a disputed round: the verdict carries the committee's or the service's findings."""
+    client = operator_client(api, key, as_json)
+    try:
+        rnd = client.round(machine_id, round_no) if round_no else _disputed_round(client, machine_id)
+        if rnd is None:
+            fail(f"machine {machine_id} has no disputed round", as_json, 1, code="round_not_disputed")
+        views = (rnd.get("tally") or {}).get("differences", [])
+        doc = client.resolve(machine_id, int(rnd["round"]), accept.value, note)
+    except ServiceError as exc:
+        _refused(exc, as_json)
+    if as_json:
+        emit({"machine_id": machine_id, "round": doc["round"], "resolution": doc["resolution"]})
+        return
+    table = Table(title=f"disputed round {doc['round']}: committee vs service")
+    table.add_column("difference")
+    for line in views:
+        table.add_row(line)
+    out.print(table)
+    out.print(f"accepted the {accept.value}'s findings; the verdict is written at the sweeper's next tick")
 
 
 @app.command()

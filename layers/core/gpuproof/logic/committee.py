@@ -36,6 +36,11 @@ ACTIVE = "active"
 RETIRED = "retired"
 OPEN = "open"
 CLOSED = "closed"
+# A confirmed majority whose findings differ from the service's: no verdict until the operator
+# settles it (`resolve_dispute`, then the sweeper's `settle_resolved_disputes`).
+DISPUTED = "disputed"
+ACCEPT_COMMITTEE = "committee"
+ACCEPT_SERVICE = "service"
 # The sorted eligible pool is stored on the round (so anyone can recompute the draw) up to this
 # many accounts; above it only its digest and size are stored (DynamoDB items stop at 400 KB).
 POOL_PUBLISH_LIMIT = 2000
@@ -96,6 +101,8 @@ class CommitteeRound:
     result: str | None = None
     tally: dict[str, Any] | None = None
     closed_at: float | None = None
+    resolution: dict[str, Any] | None = None
+    """A disputed round's settlement: {accept: committee | service, note, by, at}."""
 
     @property
     def windows(self) -> RoundWindows:
@@ -178,12 +185,30 @@ class CommitteeStore(Protocol):
     def close_round(
         self,
         round_: CommitteeRound,
+        verdict: Verdict | None,
+        machine_state: MachineState,
+        reasons: list[dict[str, str]],
+    ) -> bool:
+        """Atomically: round open → round_.status (closed, or disputed with no verdict), verdict
+        put (must not exist), machine committee → machine_state, members' in-flight −1. False
+        when another sweep already closed it."""
+
+    def disputed_rounds(self) -> list[CommitteeRound]: ...
+
+    def record_resolution(
+        self, round_: CommitteeRound, resolution: dict[str, Any], request: SignedRequest
+    ) -> None:
+        """The operator's settlement on a disputed round not yet resolved; consumes its nonce."""
+
+    def settle_dispute(
+        self,
+        round_: CommitteeRound,
         verdict: Verdict,
         machine_state: MachineState,
         reasons: list[dict[str, str]],
     ) -> bool:
-        """Atomically: round open → closed, verdict put (must not exist), machine committee →
-        machine_state, members' in-flight −1. False when another sweep already closed it."""
+        """Atomically: round disputed (resolved) → closed, verdict put (must not exist), machine
+        disputed → machine_state. False when another sweep already settled it."""
 
     def machines_awaiting_draw(self) -> list[Machine]: ...
 
@@ -681,6 +706,7 @@ def close_round(svc: CommitteeServices, round_: CommitteeRound) -> Verdict | Non
         ]
     elif result is VerdictResult.no_consensus:
         reasons = [Reason("committee_no_consensus", f"{t.reason}; redrawn with fresh members").as_dict()]
+    matches = _matches_expected(upload_info, round_.expected_info)
     round_.result = result.value
     round_.tally = {
         "result": result.value,
@@ -689,13 +715,152 @@ def close_round(svc: CommitteeServices, round_: CommitteeRound) -> Verdict | Non
         "dissenting": list(t.dissenting),
         "absent": list(t.absent),
         "min_reveals": svc.min_reveals,
-        "matches_expected": _matches_expected(upload_info, round_.expected_info),
+        "matches_expected": matches,
     }
     round_.closed_at = now
     round_.status = CLOSED
+    if result is VerdictResult.confirmed and matches is not True:
+        _dispute(svc, round_, upload_info)
+        return None
     if not svc.store.close_round(round_, verdict, state, reasons):
         return None
     return verdict
+
+
+def _differences(committee: dict[str, Any], service: dict[str, Any] | None) -> list[str]:
+    if service is None:
+        return ["the service found no supportable findings in this evidence"]
+    return [
+        f"{k}: committee {committee.get(k)!r}, service {v!r}"
+        for k, v in sorted(service.items())
+        if committee.get(k) != v
+    ]
+
+
+def _dispute(svc: CommitteeServices, round_: CommitteeRound, committee_view: dict[str, Any]) -> None:
+    """A majority confirmed findings the service's own differ from: the round ends `disputed`,
+    the machine `disputed`, and NO verdict is written (the chain publisher reads the Verdicts
+    stream, so nothing reaches the chain) until an operator settles it (`resolve_dispute`)."""
+    assert round_.tally is not None
+    differences = _differences(committee_view, round_.expected_info)
+    round_.status = DISPUTED
+    round_.result = DISPUTED
+    round_.tally = {
+        **round_.tally,
+        "result": DISPUTED,
+        "committee_result": VerdictResult.confirmed.value,
+        "committee_view": committee_view,
+        "service_view": round_.expected_info,
+        "differences": differences,
+    }
+    reason = Reason(
+        "committee_disputed",
+        f"round {round_.round}: the committee's majority confirmed findings that differ from the "
+        f"service's ({'; '.join(differences)}); nothing is published until an operator settles it "
+        "(gpuproof-ops resolve MACHINE --accept committee|service)",
+    )
+    svc.store.close_round(round_, None, MachineState.disputed, [reason.as_dict()])
+
+
+# ------------------------------------------------------------------------------------ disputes
+def resolve_dispute(
+    svc: CommitteeServices, request: SignedRequest, machine_id: str, round_no: int, accept: str, note: str
+) -> CommitteeRound:
+    """The operator settles a disputed round: accept the committee's majority or the service's
+    findings. Recorded on the round; the sweeper writes the verdict on its next tick."""
+    reasons = _operator_reasons(svc, request, "settle disputed rounds")
+    if reasons:
+        raise Rejection(reasons)
+    round_ = get_round(svc, machine_id, round_no)
+    reasons = _nonce_reasons(svc, request)
+    if accept not in (ACCEPT_COMMITTEE, ACCEPT_SERVICE):
+        reasons.append(Reason("schema_invalid", "accept must be committee or service", "accept"))
+    if round_.status != DISPUTED:
+        reasons.insert(
+            0, Reason("round_not_disputed", f"the round is {round_.status}, not disputed", "round")
+        )
+    elif round_.resolution is not None:
+        reasons.insert(
+            0, Reason("already_resolved", f"already settled: {round_.resolution['accept']}", "round")
+        )
+    raise_if(reasons)
+    resolution = {"accept": accept, "note": note, "by": request.keyid, "at": svc.clock.now()}
+    svc.store.record_resolution(round_, resolution, request)
+    round_.resolution = resolution
+    return round_
+
+
+def settlement(round_: CommitteeRound, now: float) -> tuple[Verdict, MachineState, list[dict[str, str]]]:
+    """The verdict a resolved dispute gets. `committee`: the majority's confirmed findings.
+    `service`: the service's findings — confirmed when it supports them, else refused. A revealer
+    agrees when its reveal is the accepted answer, otherwise dissents; absent stays absent."""
+    assert round_.resolution is not None and round_.tally is not None
+    accept = str(round_.resolution["accept"])
+    if accept == ACCEPT_COMMITTEE:
+        info = dict(round_.tally["committee_view"])
+        result = VerdictResult.confirmed
+    else:
+        expected = round_.expected_info
+        info = {} if expected is None else {k: v for k, v in expected.items() if k != "rand_str"}
+        supports = bool(info.get("is_support")) and not round_.expected_problems
+        result = VerdictResult.confirmed if supports else VerdictResult.refused
+        if info and not supports:
+            info["is_support"] = False
+
+    def agrees(revealed: dict[str, Any]) -> bool:
+        if result is VerdictResult.refused:
+            return not revealed.get("is_support")
+        return all(revealed.get(k) == v for k, v in info.items())
+
+    committee = []
+    for account in round_.members:
+        revealed = round_.reveals.get(account)
+        vote = (
+            Vote.absent
+            if revealed is None
+            else Vote.agreeing
+            if agrees(revealed["info"])
+            else Vote.dissenting
+        )
+        committee.append({"account": account, "vote": str(vote)})
+    verdict = Verdict(
+        verdict_id=Verdict.id_for(round_.machine_id, round_.round),
+        machine_id=round_.machine_id,
+        round=round_.round,
+        result=result,
+        upload_info=info,
+        committee=committee,
+        performance_index=round_.performance_index if result is VerdictResult.confirmed else None,
+        evidence_digest=round_.evidence_digest,
+        decided_at=now,
+    )
+    state = MachineState.confirmed if result is VerdictResult.confirmed else MachineState.refused
+    note = str(round_.resolution.get("note") or "")
+    reason = Reason(
+        "dispute_resolved",
+        f"round {round_.round} was disputed; the operator accepted the {accept}'s findings: {result.value}"
+        + (f" ({note})" if note else ""),
+    )
+    return verdict, state, [reason.as_dict()]
+
+
+def settle_resolved_disputes(svc: CommitteeServices) -> list[Verdict]:
+    """Write the verdict of every disputed round the operator resolved (one transaction each)."""
+    verdicts = []
+    for round_ in svc.store.disputed_rounds():
+        if round_.resolution is None:
+            continue
+        now = svc.clock.now()
+        verdict, state, reasons = settlement(round_, now)
+        round_.status, round_.result, round_.closed_at = CLOSED, verdict.result.value, now
+        round_.tally = {
+            **(round_.tally or {}),
+            "result": verdict.result.value,
+            "resolution": round_.resolution,
+        }
+        if svc.store.settle_dispute(round_, verdict, state, reasons):
+            verdicts.append(verdict)
+    return verdicts
 
 
 def _matches_expected(decided: dict[str, Any], expected: dict[str, Any] | None) -> bool | None:
