@@ -50,7 +50,11 @@ def fresh_bots(local_stack: Any, tmp_path: Path) -> Iterator[list[Bot]]:
 
 
 def test_fresh_keys_are_never_drawn_until_the_operator_admits_them(
-    local_stack: Any, operator: OperatorClient, fresh_bots: list[Bot]
+    local_stack: Any,
+    operator: OperatorClient,
+    operator_key: SigningKey,
+    fresh_bots: list[Bot],
+    tmp_path: Path,
 ) -> None:
     api = local_stack.api_url
     machine_id, _ = submit_machine(api)
@@ -68,7 +72,14 @@ def test_fresh_keys_are_never_drawn_until_the_operator_admits_them(
         member.request("POST", f"/members/{member.account}/admission", {"admitted": True})
     assert (refused.value.status, refused.value.code) == (403, "not_operator")
 
-    for bot in fresh_bots:
+    key_file = tmp_path / "operator.key"
+    operator_key.save(key_file)
+    first, *others = fresh_bots
+    ops = ["--api", api, "--key", str(key_file), "--json"]
+    result = CliRunner().invoke(ops_app, ["admit", first.client.account, *ops])  # as the operator does
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["admitted"] is True
+    for bot in others:
         assert operator.admit(bot.client.account)["admitted"] is True
     rnd = wait_for(lambda: (x := requests.get(f"{api}/rounds/{machine_id}/1", timeout=10)).ok and x.json())
     assert sorted(rnd["members"]) == sorted(b.client.account for b in fresh_bots)

@@ -125,6 +125,9 @@ def test_commit_reveal_rules_and_a_verdict_written_once(
     assert reserved.status_code == 422, reserved.text  # not a machine_id: refused before any read
 
     transcript = first.transcript(machine_id, 1)
+    # Issue 10 (4): the service's own findings stay hidden while commits are open.
+    assert rnd["expected_hidden"] is True and rnd["expected_info"] is None and rnd["expected_problems"] == []
+    assert transcript["round"]["expected_hidden"] is True and transcript["round"]["expected_info"] is None
     inspection = inspect_transcript(transcript, allow_cpu_backend=True)
     assert inspection.supports, inspection.problems
     infos = {c.account: upload_info(inspection, f"salt-{i}") for i, c in enumerate((first, second, third))}

@@ -353,7 +353,7 @@ def assignment_view(round_: CommitteeRound, account: str, now: float) -> dict[st
         "round": round_.round,
         "status": round_.status,
         "phase": CLOSED
-        if round_.status == CLOSED
+        if round_.status != OPEN
         else str(w.phase(now, all_committed=round_.all_committed, all_revealed=round_.all_revealed)),
         "member_index": index,
         "slots": [list(s) for s in w.member_windows(index)],
