@@ -119,7 +119,12 @@ def register(
         doc = client.register(list(linked or []))
     except ApiError as exc:
         _api_error(exc, as_json)
-    emit(doc) if as_json else out.print(f"registered {doc['account']} (linked: {doc['linked_accounts']})")
+    if as_json:
+        emit(doc)
+        return
+    out.print(f"registered {doc['account']} (linked: {doc['linked_accounts']})")
+    if not doc.get("admitted"):
+        out.print("not admitted yet: you are drawn once the operator runs `gpuproof-ops admit` for you")
 
 
 @app.command()
