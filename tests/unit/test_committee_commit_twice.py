@@ -97,3 +97,25 @@ def test_a_commit_the_saved_vote_does_not_explain_is_reported(tmp_path: Path) ->
     with pytest.raises(CommitConflict, match="another commit"):
         commit_findings(service, state, inspection())
     assert state.get(MID, 1)["committed"] is False  # type: ignore[index]
+
+
+def test_the_cli_run_twice_keeps_the_vote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    import gpuproof.cli.committee as cli
+
+    service = RoundService()
+    monkeypatch.setattr(cli, "_client", lambda api, key, as_json: service)
+    monkeypatch.setattr(cli, "_inspect", lambda *args: inspection())
+    state = tmp_path / "state.json"
+    args = ["commit", MID, "1", "--api", "http://service.invalid", "--state", str(state), "--json"]
+    first = CliRunner().invoke(cli.app, args)
+    assert first.exit_code == 0, first.output
+    saved = state.read_text()
+    second = CliRunner().invoke(cli.app, args)
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["already_committed"] is True
+    assert json.loads(second.stdout)["commit_hash"] == json.loads(first.stdout)["commit_hash"]
+    assert state.read_text() == saved and oct(state.stat().st_mode & 0o777) == "0o600"
