@@ -30,10 +30,11 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def members(local_stack: Any) -> Iterator[list[CommitteeClient]]:
+def members(local_stack: Any, operator: Any) -> Iterator[list[CommitteeClient]]:
     clients = [CommitteeClient(local_stack.api_url, SigningKey.generate()) for _ in range(3)]
     for c in clients:
         c.register([])
+        operator.admit(c.account)
     yield clients
     for c in clients:
         c.retire()
@@ -57,7 +58,15 @@ def poisoned(local_stack: Any) -> Iterator[str]:
             "received_at": Decimal(1),
             "report_sha256": "00" * 32,
             "body": zlib.compress(body),
-            "verification": json.dumps({"passed": True, "verified_at": 1.0, "reasons": [], "checks": []}),
+            "verification": json.dumps(
+                {
+                    "passed": True,
+                    "claim": {"claimed_gpu_model": None, "gpu_count": 0},
+                    "verified_at": 1.0,
+                    "reasons": [],
+                    "checks": [],
+                }
+            ),
         }
     )
     machines.put_item(

@@ -36,7 +36,7 @@ class DrawStore:
 
     def __init__(self, machines: list[Machine], reports: dict[str, StoredReport]) -> None:
         self.machines, self.reports = machines, reports
-        self.members = [CommitteeMember(f"member-{i}", [], 0.0) for i in range(4)]
+        self.members = [CommitteeMember(f"member-{i}", [], 0.0, admitted=True) for i in range(4)]
         self.beacon: BeaconState | None = None
         self.drawn: list[CommitteeRound] = []
 

@@ -68,6 +68,8 @@ REASON_CODES: dict[str, ReasonCode] = {
     "unknown_report": request(404, "no report for this machine and challenge"),
     "replayed_nonce": request(409, "the request nonce was already used"),
     "machine_exists": request(409, "the machine is already registered"),
+    "machine_owner_mismatch": request(409, "the machine is registered to another owner (keys compared)"),
+    "owner_invalid": request(422, "the owner is not a valid SS58 address (checksum, length, prefix)"),
     "machine_state_conflict": request(409, "the machine's state does not allow this (or changed meanwhile)"),
     "challenge_used": request(409, "the challenge is answered, superseded or no longer open"),
     "challenge_exists": request(409, "challenge id collision; ask again"),
@@ -88,6 +90,12 @@ REASON_CODES: dict[str, ReasonCode] = {
     "unknown_round": request(404, "no such round for this machine"),
     "beacon_not_started": request(404, "the beacon has published no value yet"),
     "member_exists": request(409, "the account is already a committee member"),
+    "not_operator": request(403, "the request is not signed by the committee operator key"),
+    "operator_not_configured": request(403, "no CommitteeOperatorKey is deployed: nobody can be admitted"),
+    "linked_account_invalid": request(422, "a linked account is neither SS58 nor a 32-byte hex key"),
+    "too_many_linked_accounts": request(422, "more linked accounts than a member may list"),
+    "round_not_disputed": request(409, "the round is not waiting for an operator's resolution"),
+    "already_resolved": request(409, "the disputed round was already resolved"),
     "round_closed": request(409, "the round is closed"),
     "already_committed": request(409, "the member already committed in this round"),
     "commit_window_closed": request(409, "the commit window is over"),
@@ -161,6 +169,8 @@ REASON_CODES: dict[str, ReasonCode] = {
     "upload_info_invalid": committee("the findings do not form a valid CommitteeUploadInfo"),
     "committee_refused": committee("the committee's verdict refused the machine"),
     "committee_no_consensus": committee("the committee reached no consensus"),
+    "committee_disputed": committee("a confirming majority disagrees with the service's findings"),
+    "dispute_resolved": committee("an operator settled a disputed round (gpuproof-ops resolve)"),
 }
 # fmt: on
 

@@ -68,4 +68,5 @@ def committee_services() -> CommitteeServices:
         max_in_flight=committee.max_in_flight,
         allow_cpu_backend=settings.allow_cpu_backend,
         beacon=beacon,
+        operator_key=committee.operator_key,
     )

@@ -28,6 +28,7 @@ from gpuproof.protocol.proof import (
 )
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
+from gpuproof.protocol.ss58 import account_key_or_none
 from gpuproof.protocol.telemetry import Heartbeat
 
 # DynamoDB items stop at 400 KB; a compressed report above this is refused, not truncated.
@@ -75,8 +76,20 @@ def register_machine(svc: Services, request: SignedRequest, body: MachineRegistr
                 "bond_signature",
             )
         )
-    if svc.store.get_machine(body.machine_id) is not None:
+    existing = svc.store.get_machine(body.machine_id)
+    if existing is not None and account_key_or_none(existing.owner) != account_key_or_none(body.owner):
+        reasons.append(
+            Reason(
+                "machine_owner_mismatch",
+                f"machine {body.machine_id} is registered to owner {existing.owner}; this registration "
+                f"names {body.owner}, and a machine's owner is not changed by registering again",
+                "owner",
+            )
+        )
+    elif existing is not None:
         reasons.append(Reason("machine_exists", "this machine is already registered", "machine_id"))
+    if account_key_or_none(body.owner) is None:
+        reasons.append(Reason("owner_invalid", "owner is not an SS58 address with a valid checksum", "owner"))
     raise_if(reasons)
     now = svc.clock.now()
     machine = Machine(

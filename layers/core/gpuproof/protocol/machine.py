@@ -5,13 +5,20 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from gpuproof.protocol.limits import PROTOCOL_MAX_GPUS
 from gpuproof.protocol.report import Hex64, Hex128, WireModel
+from gpuproof.protocol.ss58 import decode
 
-# SS58 address: base58 alphabet, 47 or 48 characters for 32-byte account ids.
-Ss58 = Annotated[str, Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{47,48}$")]
+
+def _checked_ss58(address: str) -> str:
+    decode(address)  # Ss58Error (a ValueError) names what is wrong: pydantic reports it on the field
+    return address
+
+
+# SS58 address of a 32-byte account (any network prefix), its checksum verified (protocol/ss58.py).
+Ss58 = Annotated[str, Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{47,50}$"), AfterValidator(_checked_ss58)]
 
 
 class Region(StrEnum):
