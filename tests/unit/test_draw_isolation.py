@@ -16,6 +16,7 @@ from gpuproof.logic.committee import (
     CommitteeMember,
     CommitteeRound,
     CommitteeServices,
+    close_due_rounds,
     draw_due_machines,
 )
 from gpuproof.logic.records import Machine, StoredReport
@@ -119,3 +120,61 @@ def test_a_machine_whose_findings_raise_does_not_block_the_next_draw() -> None:
     assert outcomes[good.public_hex].outcome == "drawn"
     assert [r.machine_id for r in store.drawn] == [good.public_hex]
     assert store.beacon is not None and store.beacon.next_index == 2  # the failed draw used no value
+
+
+class TallyStore(DrawStore):
+    """Open rounds and the verdicts written, in memory."""
+
+    def __init__(self, rounds: list[CommitteeRound]) -> None:
+        super().__init__([], {})
+        self.rounds = rounds
+        self.closed: list[str] = []
+
+    def open_rounds(self) -> list[CommitteeRound]:
+        return list(self.rounds)
+
+    def close_round(self, round_: CommitteeRound, verdict: Any, machine_state: Any, reasons: Any) -> bool:
+        self.closed.append(round_.machine_id)
+        return True
+
+
+def due_round(machine_id: str, reveals: dict[str, dict[str, Any]]) -> CommitteeRound:
+    members = ["a", "b", "c"]
+    return CommitteeRound(
+        machine_id=machine_id,
+        round=1,
+        status="open",
+        owner=OWNER,
+        region="europe",
+        challenge_id="ch",
+        evidence_digest="00" * 32,
+        members=members,
+        excluded=[],
+        booked_at=0.0,
+        scale=1e-6,
+        commit_deadline=1.0,
+        reveal_deadline=2.0,
+        beacon_index=1,
+        beacon_value="00" * 32,
+        beacon_tip="00" * 32,
+        pool_digest="00" * 32,
+        pool_size=3,
+        pool=members,
+        cap=10,
+        expected_info=None,
+        expected_problems=[],
+        performance_index=None,
+        commits={m: {"commit_hash": "00", "at": 0.5} for m in members if m in reveals},
+        reveals=reveals,
+    )
+
+
+def test_a_round_whose_tally_raises_does_not_block_the_next_verdict() -> None:
+    """A stored reveal that no longer parses (written before today's bounds) fails alone."""
+    broken = due_round("bad", {"a": {"info": {"machine_id": "not an upload info"}, "at": 1.5}})
+    fine = due_round("good", {})
+    store = TallyStore([broken, fine])
+    svc = CommitteeServices(store=store, clock=Clock())  # type: ignore[arg-type]
+    verdicts = close_due_rounds(svc)
+    assert [v.machine_id for v in verdicts] == ["good"]
+    assert store.closed == ["good"]

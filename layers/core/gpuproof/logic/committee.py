@@ -892,11 +892,20 @@ def _matches_expected(decided: dict[str, Any], expected: dict[str, Any] | None) 
 
 
 def close_due_rounds(svc: CommitteeServices) -> list[Verdict]:
+    """Tally every round that is due. One round whose data makes the tally raise is logged and
+    skipped (retried next tick); it never stops the other rounds' verdicts."""
     now = svc.clock.now()
     verdicts = []
     for round_ in svc.store.open_rounds():
-        if due_for_tally(round_, now):
+        try:
+            if not due_for_tally(round_, now):
+                continue
             verdict = close_round(svc, round_)
-            if verdict is not None:
-                verdicts.append(verdict)
+        except Exception:  # one round's data must never stop another round's verdict
+            logging.getLogger(__name__).exception(
+                "tally failed", extra={"machine_id": round_.machine_id, "round": round_.round}
+            )
+            continue
+        if verdict is not None:
+            verdicts.append(verdict)
     return verdicts
