@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from gpuproof.api.models import (
     AttemptsOut,
     ChallengeOut,
+    ChallengeParamsOut,
     CommitmentOut,
     CommitmentSubmission,
     HeartbeatAck,
@@ -106,7 +107,7 @@ def create_challenge(machine_id: MachineId, body: ChallengeRequest, signer: Sign
         nonce=c.nonce,
         issued_at=c.issued_at,
         expires_at=c.expires_at,
-        params=c.params,
+        params=ChallengeParamsOut.model_validate(c.params),
     )
 
 
