@@ -144,8 +144,8 @@ def identities(local_stack: Any) -> Iterator[Identities]:
     assert joined.status == 201, joined.body
     ids = Identities(machine, member, challenge.body["challenge_id"], challenge.body["nonce"])
     yield ids
-    # Out of the pool for whatever runs later on this stack: the members the run registered (fresh keys
-    # signing their own account) would be drawn and never vote. Some may be retired already.
+    # Out of the pool for whatever runs later on this stack: the members the run registered (a key
+    # signing its own account) would be drawn and never vote. Some may be retired already.
     for key in [member, *ids.joined]:
         api.signed(key, "POST", f"/members/{key.public_hex}/retire")
 
@@ -276,8 +276,8 @@ def fuzz_operation(
         code = reply_code(reply)
         tally.outcomes[(label, reply.status_code, code)] += 1
         trace = tracebacks.take()
-        if plan.signer == "fresh" and label == "POST /members" and reply.status_code == 201:
-            ids.joined.append(key)  # type: ignore[arg-type]
+        if label == "POST /members" and reply.status_code == 201 and key is not None:
+            ids.joined.append(key)
         if label == "POST /machines/{machine_id}/challenges" and reply.status_code == 201:
             ids.challenge_id, ids.challenge_nonce = reply.json()["challenge_id"], reply.json()["nonce"]
         if key is not None:
@@ -314,7 +314,12 @@ def test_every_route_fuzzed_without_server_errors(local_stack: Any, identities: 
 
     total = sum(tally.cases.values())
     summary = "\n".join(f"  {op}: {n}" for op, n in sorted(tally.cases.items()))
-    print(f"\nschema fuzz: {total} cases, {tally.signed} signed, {len(tally.unsent)} unsent\n{summary}")
+    print(
+        f"\nschema fuzz: {total} cases, {tally.signed} signed, {len(tally.unsent)} unsent, "
+        f"{len(tracebacks.background)} background errors\n{summary}"
+    )
+    for record in tracebacks.background:
+        print(record[-1500:])
     for (op, status, code), n in sorted(tally.outcomes.items()):
         print(f"  {op} -> {status} {code}: {n}")
     failing = sum(len(v) for v in tally.failures.values())
