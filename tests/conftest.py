@@ -27,7 +27,13 @@ COMMITTEE_WINDOW_SCALE = 6 / (36 * 3600)
 # Template parameters of the test session, for the moto server's environment and the local stack alike
 # (a parameter-fed variable already in os.environ wins over the stack's parameter). No GPU in CI: the
 # verifier accepts the probe's CPU backend; committee windows in seconds (36 h → 6 s, 48 h → 8 s).
-LOCAL_PARAMETERS = {"AllowCpuBackend": "true", "CommitteeWindowScale": str(COMMITTEE_WINDOW_SCALE)}
+# No cooldown after a failed attempt (attempts are still counted): tests retry at once; the
+# production settings, cooldown included, are tested by tests/e2e/test_attacks.py on a stack of its own.
+LOCAL_PARAMETERS = {
+    "AllowCpuBackend": "true",
+    "CommitteeWindowScale": str(COMMITTEE_WINDOW_SCALE),
+    "ChallengeCooldownSeconds": "0",
+}
 
 
 def _is_unit(item: pytest.Item) -> bool:

@@ -23,6 +23,7 @@ from benchmark_probe.client import ServiceClient
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.submit import submit
+from gpuproof.claim import Claim, verified_claim
 from gpuproof.cli.member import CommitteeClient, MemberState, run_agent
 from gpuproof.committee.beacon import verify_beacon_value
 from gpuproof.committee.draw import Member, draw_committee
@@ -147,7 +148,9 @@ def test_probe_to_confirmed_with_calc_point(local_stack: Any, bots: list[Bot]) -
         timeout=10,
     ).json()
     signed = SignedReport.model_validate(report["signed_report"])
-    findings = findings_from_report(machine_id, "europe", signed.report, allow_cpu_backend=True)
+    claim = verified_claim(report["verification"])
+    assert claim == Claim(None, 0)  # this host has no GPU: a CPU-only claim, allowed here
+    findings = findings_from_report(machine_id, "europe", signed.report, claim, allow_cpu_backend=True)
     assert findings.fields is not None
     assert int(v["upload_info"]["calc_point"]) == findings.fields["calc_point"] > 0
     assert v["evidence_digest"] == report["report_sha256"]

@@ -41,7 +41,9 @@ def test_unverified_report_is_requeued(moto_server: Any) -> None:
     store = DynamoMachineStore(settings)
     sqs = moto_server.client("sqs")
     url = sqs.create_queue(QueueName=f"requeue-{time.time_ns()}")["QueueUrl"]
-    lossy = Services(store=store, queue=LosingQueue(), clock=SystemClock(), challenge_ttl_s=900)
+    lossy = Services(
+        store=store, queue=LosingQueue(), clock=SystemClock(), challenge_ttl_s=900, allow_cpu_backend=True
+    )
     key = SigningKey.generate()
     mid = key.public_hex
     bond = key.sign(bond_message(mid, OWNER)).hex()

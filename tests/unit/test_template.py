@@ -46,6 +46,8 @@ PARAM_ENV = {
     "MAX_SKEW_S": "SignatureMaxSkewSeconds",
     "ALLOW_CPU_BACKEND": "AllowCpuBackend",
     "SHADOW_CHECKS": "ShadowChecks",
+    "CHALLENGE_COOLDOWN_S": "ChallengeCooldownSeconds",
+    "CHALLENGE_COOLDOWN_MAX_S": "ChallengeCooldownMaxSeconds",
     "COMMITTEE_WINDOW_SCALE": "CommitteeWindowScale",
     "COMMITTEE_MAX_IN_FLIGHT": "CommitteeMaxInFlight",
     "BEACON_SEED": "BeaconSeed",
@@ -347,6 +349,8 @@ def test_parameters(template: Template) -> None:
     params = template.parameters
     assert params["ChallengeTtlSeconds"]["Default"] == 900
     assert params["SignatureMaxSkewSeconds"]["Default"] == 300
+    assert params["AllowCpuBackend"]["Default"] == "false"
+    assert params["ChallengeCooldownSeconds"]["Default"] == 600
     assert "StageName" in params
 
 

@@ -26,6 +26,8 @@ class Settings:
     shadow_checks: frozenset[str]
     challenge_ttl_s: int
     max_skew_s: int
+    cooldown_s: int
+    cooldown_max_s: int
     region: str
 
     @classmethod
@@ -44,6 +46,8 @@ class Settings:
             ),
             challenge_ttl_s=int(_env("CHALLENGE_TTL_S", "900")),
             max_skew_s=int(_env("MAX_SKEW_S", "300")),
+            cooldown_s=int(_env("CHALLENGE_COOLDOWN_S", "600")),
+            cooldown_max_s=int(_env("CHALLENGE_COOLDOWN_MAX_S", "86400")),
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         )
 

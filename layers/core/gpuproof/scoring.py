@@ -102,6 +102,8 @@ def calc_point(
         gpu_term = Decimal(cuda_cores).sqrt() * (Decimal(gpu_mem_gb) / Decimal(10)).sqrt() * n
         base = Decimal(25) * n + Decimal(ram_gb) / Decimal("3.5") + gpu_term
         exact = base * coefficient * Decimal(large_model_factor)
+        if exact * 100 > U64_MAX:  # before quantize, which cannot hold such a number at this precision
+            raise ScoringError("calc_point_overflow", "calc_point × 100 does not fit a u64")
         point = exact.quantize(_CENT, rounding=ROUND_HALF_UP)
     chain_value = int(point * 100)
     if chain_value > U64_MAX:

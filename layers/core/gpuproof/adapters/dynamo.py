@@ -22,7 +22,7 @@ from gpuproof.adapters.tables import (
 from gpuproof.adapters.transactions import REPLAYED, TransactWriteBuilder, commit, consume_nonce, nonce_item
 from gpuproof.config import Settings
 from gpuproof.errors import Rejection
-from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport
+from gpuproof.logic.records import Attempts, Challenge, ChallengeStatus, Machine, StoredReport
 from gpuproof.logic.states import MachineState, states_before
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.reasons import Reason
@@ -44,6 +44,7 @@ def _machine(item: MachineModel) -> Machine:
         updated_at=float(item.updated_at),
         last_challenge_id=item.last_challenge_id,
         state_reasons=list(item.state_reasons or []),
+        attempts=Attempts.from_dict(item.attempts),
     )
 
 
@@ -146,7 +147,13 @@ class DynamoMachineStore:
             ],
         )
 
-    def issue_challenge(self, challenge: Challenge, previous_state: str, request: SignedRequest) -> None:
+    def issue_challenge(
+        self,
+        challenge: Challenge,
+        previous: Machine,
+        attempts: Attempts,
+        request: SignedRequest,
+    ) -> None:
         item = ChallengeModel(
             challenge.challenge_id,
             machine_id=challenge.machine_id,
@@ -158,6 +165,13 @@ class DynamoMachineStore:
             status=challenge.status.value,
         )
         allowed = [s.value for s in states_before(MachineState.challenged)]
+        # Optimistic concurrency: the attempts written were computed from `previous`'s last
+        # challenge, so two concurrent requests cannot both count (or skip) the same attempt.
+        same_last = (
+            MachineModel.last_challenge_id.does_not_exist()
+            if previous.last_challenge_id is None
+            else MachineModel.last_challenge_id == previous.last_challenge_id
+        )
 
         def build(tx: TransactWrite) -> None:
             tx.save(item, condition=ChallengeModel.challenge_id.does_not_exist())
@@ -167,8 +181,9 @@ class DynamoMachineStore:
                     MachineModel.state.set(MachineState.challenged.value),
                     MachineModel.last_challenge_id.set(challenge.challenge_id),
                     MachineModel.updated_at.set(challenge.issued_at),
+                    MachineModel.attempts.set(attempts.as_dict()),
                 ],
-                condition=MachineModel.machine_id.exists() & MachineModel.state.is_in(*allowed),
+                condition=MachineModel.machine_id.exists() & MachineModel.state.is_in(*allowed) & same_last,
             )
             consume_nonce(tx, request)
 
@@ -182,6 +197,30 @@ class DynamoMachineStore:
                     "state",
                 ),
                 REPLAYED,
+            ],
+        )
+
+    def record_abandoned(self, machine: Machine, challenge_id: str, attempts: Attempts) -> None:
+        """The machine asked for a new challenge while `challenge_id` (committed, unanswered) was
+        open: that challenge is superseded and counted as failed, atomically, once."""
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                MachineModel(machine.machine_id),
+                actions=[MachineModel.attempts.set(attempts.as_dict())],
+                condition=MachineModel.last_challenge_id == challenge_id,
+            )
+            tx.update(
+                ChallengeModel(challenge_id),
+                actions=[ChallengeModel.status.set(ChallengeStatus.superseded.value)],
+                condition=ChallengeModel.status == ChallengeStatus.issued.value,
+            )
+
+        self._commit(
+            build,
+            [
+                Reason("machine_state_conflict", "the machine took another challenge meanwhile", "state"),
+                Reason("machine_state_conflict", "the challenge was answered meanwhile", "state"),
             ],
         )
 
@@ -297,7 +336,12 @@ class DynamoMachineStore:
         return owners
 
     def record_verification(
-        self, report: StoredReport, verification: dict[str, Any], state: MachineState, claim_uuids: list[str]
+        self,
+        report: StoredReport,
+        verification: dict[str, Any],
+        state: MachineState,
+        claim_uuids: list[str],
+        attempts: Attempts,
     ) -> bool:
         now = float(verification["verified_at"])
         reasons = verification.get("reasons", [])
@@ -314,6 +358,7 @@ class DynamoMachineStore:
                     MachineModel.state.set(state.value),
                     MachineModel.updated_at.set(now),
                     MachineModel.state_reasons.set(reasons),
+                    MachineModel.attempts.set(attempts.as_dict()),
                 ],
                 condition=MachineModel.state == MachineState.submitted.value,
             )

@@ -42,6 +42,7 @@ class MachineModel(Model):
     state_reasons = JSONAttribute(null=True)
     last_heartbeat_at = NumberAttribute(null=True)
     last_heartbeat = JSONAttribute(null=True)
+    attempts = JSONAttribute(null=True)
 
 
 class ChallengeModel(Model):

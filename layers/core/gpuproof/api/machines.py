@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from gpuproof.api.models import (
+    AttemptsOut,
     ChallengeOut,
     CommitmentOut,
     CommitmentSubmission,
@@ -47,6 +48,13 @@ def _machine_out(m: Machine) -> MachineOut:
         updated_at=m.updated_at,
         last_challenge_id=m.last_challenge_id,
         state_reasons=[ReasonOut(**r) for r in m.state_reasons],
+        attempts=AttemptsOut(
+            taken=m.attempts.taken,
+            failed=m.attempts.failed,
+            consecutive_failed=m.attempts.consecutive_failed,
+            last_failed_at=m.attempts.last_failed_at,
+            cooldown_until=m.attempts.cooldown_until,
+        ),
     )
 
 
@@ -86,7 +94,7 @@ def get_machine(machine_id: MachineId, svc: Svc) -> MachineStatusOut:
     status_code=201,
     tags=["machines"],
     summary="Issue a single-use challenge",
-    responses=responses(201, ChallengeOut, 401, 403, 404, 409, 413, 422),
+    responses=responses(201, ChallengeOut, 401, 403, 404, 409, 413, 422, 429),
 )
 def create_challenge(machine_id: MachineId, body: ChallengeRequest, signer: Signer, svc: Svc) -> ChallengeOut:
     c = logic.issue_challenge(svc, signer, machine_id, body)

@@ -25,6 +25,18 @@ class ErrorOut(BaseModel):
     reasons: list[ReasonOut]
 
 
+class AttemptsOut(BaseModel):
+    """Challenges taken and failed (refused, or abandoned after the commitment), and the cooldown."""
+
+    taken: int
+    failed: int
+    consecutive_failed: int
+    last_failed_at: float | None = None
+    cooldown_until: float | None = Field(
+        default=None, description="service clock; no challenge is issued before it"
+    )
+
+
 class MachineOut(BaseModel):
     machine_id: str
     owner: str
@@ -34,6 +46,7 @@ class MachineOut(BaseModel):
     updated_at: float
     last_challenge_id: str | None = None
     state_reasons: list[ReasonOut] = Field(default_factory=list)
+    attempts: AttemptsOut
 
 
 class ChallengeOut(BaseModel):

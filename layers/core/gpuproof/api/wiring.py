@@ -9,6 +9,7 @@ from gpuproof.adapters.clock import SystemClock
 from gpuproof.adapters.dynamo import DynamoMachineStore
 from gpuproof.adapters.queue import SqsVerifyQueue
 from gpuproof.config import Settings
+from gpuproof.logic.attempts import CooldownPolicy
 from gpuproof.logic.committee import CommitteeServices
 from gpuproof.logic.machines import Services
 from gpuproof.logic.verification import VerifyServices
@@ -22,6 +23,8 @@ def machine_services() -> Services:
         queue=SqsVerifyQueue(settings.verify_queue_url, settings.region),
         clock=SystemClock(),
         challenge_ttl_s=settings.challenge_ttl_s,
+        allow_cpu_backend=settings.allow_cpu_backend,
+        cooldown=CooldownPolicy(settings.cooldown_s, settings.cooldown_max_s),
     )
 
 
@@ -33,6 +36,7 @@ def verify_services() -> VerifyServices:
         clock=SystemClock(),
         allow_cpu_backend=settings.allow_cpu_backend,
         shadow_checks=settings.shadow_checks,
+        cooldown=CooldownPolicy(settings.cooldown_s, settings.cooldown_max_s),
     )
 
 

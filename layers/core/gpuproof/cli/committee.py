@@ -168,17 +168,19 @@ def _show(inspection: Inspection) -> None:
     out.print(checks)
     gpus = Table(
         "GPU",
-        "claimed (NVML)",
+        "claimed (challenge)",
+        "NVML name (host-reported)",
         "identified",
         "memory GiB / ref GB",
         "measured BF16 / ref TFLOPS",
         "CUDA cores reported / ref",
-        title="claimed vs measured vs reference",
+        title="claimed vs host-reported vs reference",
     )
     for r in inspection.rows:
         gpus.add_row(
             str(r["gpu"]),
             r["claimed"],
+            r["nvml_name"],
             str(r["identified"]),
             f"{r['memory_gib']} / {r['reference_mem_gb']}",
             f"{r['measured_bf16_tflops']} / {r['reference_bf16_tflops']}",

@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 import requests
 
-from gpuproof.committee.findings import findings_from_report
+from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, verified_claim
+from gpuproof.committee.findings import Findings, findings_from_report
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.client import ServiceError, SignedClient
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.proof import ProofParams, ThroughputProof, verify_throughput
+from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
 
 STATE_MODE = 0o600
@@ -137,6 +139,25 @@ def _proof_checks(
     ], "verified"
 
 
+def _claim_check(challenge: dict[str, Any], verification: dict[str, Any]) -> tuple[Check, Claim | None]:
+    """The claim the report is held to: the challenge's (its proof parameters recomputed here),
+    else (the challenge expired from the service's table) the one the verification recorded."""
+    try:
+        if challenge.get("params"):
+            claim = claim_of(challenge["params"])
+            wrong = params_reasons(challenge["params"], claim)
+            if wrong:
+                return Check("claim", False, "; ".join(r.message for r in wrong)), claim
+            source = "the challenge (its proof parameters recomputed)"
+        else:
+            claim = verified_claim(verification)
+            source = "the service's verification record (the challenge has expired)"
+    except ClaimError as exc:
+        return Check("claim", False, "; ".join(r.message for r in exc.reasons)), None
+    what = "no GPU (CPU only)" if claim.cpu else f"{claim.gpu_count} x {claim.gpu_model}"
+    return Check("claim", True, f"claimed {what}, from {source}"), claim
+
+
 def inspect_transcript(
     transcript: dict[str, Any], *, allow_cpu_backend: bool = False, rng: np.random.Generator | None = None
 ) -> Inspection:
@@ -173,8 +194,14 @@ def inspect_transcript(
     )
     proof_checks, proof_status = _proof_checks(transcript, signed, rng)
     checks += proof_checks
-    findings = findings_from_report(
-        machine_id, str(machine["region"]), report, allow_cpu_backend=allow_cpu_backend
+    claim_check, claim = _claim_check(challenge, report_doc.get("verification") or {})
+    checks.append(claim_check)
+    findings = (
+        Findings(None, [Reason("claim_missing", "no claim to hold the report to")])
+        if claim is None
+        else findings_from_report(
+            machine_id, str(machine["region"]), report, claim, allow_cpu_backend=allow_cpu_backend
+        )
     )
     for p in findings.problems:
         checks.append(Check(p.code, False, p.message))

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from gpuproof.claim import ClaimError, verified_claim
 from gpuproof.committee.beacon import HashChainBeacon
 from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, select_indices
 from gpuproof.committee.findings import findings_from_report
@@ -426,6 +427,10 @@ def draw_machine(svc: CommitteeServices, machine: Machine, members: list[Committ
     stored = svc.store.get_report(mid, machine.last_challenge_id)
     if stored is None or not (stored.verification or {}).get("passed"):
         return DrawOutcome(mid, "skipped", detail="no report that passed the automated stage")
+    try:
+        claim = verified_claim(stored.verification or {})
+    except ClaimError as exc:
+        return DrawOutcome(mid, "skipped", detail="; ".join(r.message for r in exc.reasons))
     # NoConsensus: redraw with fresh members (none of the previous round's).
     excluded = (
         sorted(previous.members)
@@ -452,7 +457,11 @@ def draw_machine(svc: CommitteeServices, machine: Machine, members: list[Committ
     drawn = [eligible[i] for i in select_indices(value, mid, round_no, len(eligible), COMMITTEE_SIZE)]
     signed = SignedReport.model_validate(stored.signed_report)
     findings = findings_from_report(
-        mid, machine.region, signed.report, allow_cpu_backend=svc.allow_cpu_backend
+        mid,
+        machine.region,
+        signed.report,
+        claim,
+        allow_cpu_backend=svc.allow_cpu_backend,
     )
     expected = None if findings.fields is None else {**findings.fields, "is_support": findings.supports}
     now = svc.clock.now()

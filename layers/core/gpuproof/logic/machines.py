@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import zlib
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
+from gpuproof.claim import ClaimError, challenge_params, make_claim, stored_proof_params
 from gpuproof.errors import Rejection, raise_if
+from gpuproof.logic.attempts import CooldownPolicy, cooldown_reasons, count_previous, taken
 from gpuproof.logic.ports import Clock, MachineStore, VerifyQueue
 from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport
 from gpuproof.logic.states import MachineState, states_before
@@ -20,14 +21,12 @@ from gpuproof.protocol.proof import (
     GpuPairs,
     ProofParams,
     SignedCommitment,
-    derive_params,
     draw_all_pairs,
     verify_commitment,
 )
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
 from gpuproof.protocol.telemetry import Heartbeat
-from gpuproof.reference import lookup
 
 # DynamoDB items stop at 400 KB; a compressed report above this is refused, not truncated.
 MAX_STORED_REPORT_BYTES = 350 * 1024
@@ -39,6 +38,8 @@ class Services:
     queue: VerifyQueue
     clock: Clock
     challenge_ttl_s: int
+    allow_cpu_backend: bool = False
+    cooldown: CooldownPolicy = field(default_factory=CooldownPolicy)
 
 
 def _signer_reasons(svc: Services, request: SignedRequest, machine_id: str) -> list[Reason]:
@@ -80,37 +81,8 @@ def register_machine(svc: Services, request: SignedRequest, body: MachineRegistr
     return machine
 
 
-def challenge_params(body: ChallengeRequest) -> dict[str, Any]:
-    """What the probe must answer: one set of proof-of-throughput parameters per GPU.
-
-    Sized from the claimed model's reference rate so the proof takes about 10 s on it. A host
-    with no GPU gets the small CPU parameters (its report is refused unless ALLOW_CPU_BACKEND).
-    """
-    if body.gpu_count == 0:
-        proof = [derive_params(None, cpu=True)]
-    else:
-        ref = lookup(body.claimed_gpu_model or "")
-        rate = ref.expected_bf16_tflops if ref is not None else None
-        if ref is None or rate is None:
-            raise Rejection(
-                [
-                    Reason(
-                        "unknown_gpu_model",
-                        f"{body.claimed_gpu_model!r} is not a model with a reference rate",
-                        "claimed_gpu_model",
-                    )
-                ]
-            )
-        proof = [derive_params(rate, gpu_index=i, gpus=body.gpu_count) for i in range(body.gpu_count)]
-    return {
-        "claimed_gpu_model": body.claimed_gpu_model,
-        "gpu_count": body.gpu_count,
-        "proof": [p.model_dump(mode="json") for p in proof],
-    }
-
-
 def proof_params(challenge: Challenge) -> list[ProofParams]:
-    return [ProofParams.model_validate(p) for p in challenge.params.get("proof") or []]
+    return stored_proof_params(challenge.params)
 
 
 CHALLENGEABLE = states_before(MachineState.challenged)
@@ -119,12 +91,19 @@ CHALLENGEABLE = states_before(MachineState.challenged)
 def issue_challenge(
     svc: Services, request: SignedRequest, machine_id: str, body: ChallengeRequest
 ) -> Challenge:
+    """A fresh challenge for the claim in `body`. The machine's previous challenge is counted
+    first: abandoned after its commitment, it is a failed attempt; while a failure's cooldown
+    runs no challenge is issued (challenge_cooldown, 429)."""
     reasons = _signer_reasons(svc, request, machine_id)
     machine = svc.store.get_machine(machine_id)
+    claim_problems: list[Reason] = []
     try:
-        params = challenge_params(body)
-    except Rejection as rejection:
-        reasons += rejection.reasons
+        claim = make_claim(body.claimed_gpu_model, body.gpu_count, allow_cpu_backend=svc.allow_cpu_backend)
+        params = challenge_params(claim)
+    except ClaimError as refused:
+        claim_problems = refused.reasons
+    now = svc.clock.now()
+    attempts = None
     if machine is None:
         reasons.insert(
             0, Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id")
@@ -137,9 +116,18 @@ def issue_challenge(
                 "state",
             )
         )
-    raise_if(reasons)
-    assert machine is not None
-    now = svc.clock.now()
+    else:
+        previous = svc.store.get_challenge(machine.last_challenge_id) if machine.last_challenge_id else None
+        attempts = count_previous(machine.attempts, previous, svc.cooldown)
+        waiting = cooldown_reasons(attempts, now)
+        if waiting and not reasons and previous is not None and attempts != machine.attempts:
+            # Asking again abandons the committed challenge: it is superseded and its failure
+            # stored now, so the refusal below still leaves the machine's record true.
+            svc.store.record_abandoned(machine, previous.challenge_id, attempts)
+        # Before the claim's problems: a machine waiting out a failure learns that first.
+        reasons += waiting
+    raise_if(reasons + claim_problems)
+    assert machine is not None and attempts is not None
     challenge = Challenge(
         challenge_id=secrets.token_hex(16),
         machine_id=machine_id,
@@ -148,7 +136,8 @@ def issue_challenge(
         expires_at=now + svc.challenge_ttl_s,
         params=params,
     )
-    svc.store.issue_challenge(challenge, machine.state, request)
+    svc.store.issue_challenge(challenge, machine, taken(attempts), request)
+    machine.attempts = taken(attempts)
     return challenge
 
 

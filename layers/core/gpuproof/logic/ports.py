@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from gpuproof.logic.records import Challenge, Machine, StoredReport
+from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport
 from gpuproof.protocol.httpsig import SignedRequest
 
 
@@ -26,10 +26,17 @@ class MachineStore(Protocol):
 
         Raises Rejection (machine_exists / replayed_nonce) when a condition fails."""
 
-    def issue_challenge(self, challenge: Challenge, previous_state: str, request: SignedRequest) -> None:
-        """Store the challenge, move the machine to challenged, supersede nothing else, atomically."""
+    def issue_challenge(
+        self, challenge: Challenge, previous: Machine, attempts: Attempts, request: SignedRequest
+    ) -> None:
+        """Store the challenge, move the machine to challenged and write its attempts, atomically,
+        provided the machine's last challenge is still `previous`'s (else machine_state_conflict)."""
 
     def get_challenge(self, challenge_id: str) -> Challenge | None: ...
+
+    def record_abandoned(self, machine: Machine, challenge_id: str, attempts: Attempts) -> None:
+        """Supersede the open, committed `challenge_id` and store `attempts` (it counted as failed),
+        atomically, provided it is still the machine's last challenge."""
 
     def record_commitment(
         self,

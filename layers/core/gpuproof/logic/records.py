@@ -15,6 +15,43 @@ class ChallengeStatus(StrEnum):
     superseded = "superseded"
 
 
+@dataclass(frozen=True)
+class Attempts:
+    """A machine's challenges: taken, failed (refused, or abandoned after the commitment), the
+    current run of consecutive failures, and until when it must wait (logic/attempts.py)."""
+
+    taken: int = 0
+    failed: int = 0
+    consecutive_failed: int = 0
+    last_failed_at: float | None = None
+    cooldown_until: float | None = None
+    # The last challenge whose outcome is counted, so no challenge is counted twice.
+    counted_challenge_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "taken": self.taken,
+            "failed": self.failed,
+            "consecutive_failed": self.consecutive_failed,
+            "last_failed_at": self.last_failed_at,
+            "cooldown_until": self.cooldown_until,
+            "counted_challenge_id": self.counted_challenge_id,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any] | None) -> Attempts:
+        if not doc:
+            return cls()
+        return cls(
+            taken=int(doc.get("taken", 0)),
+            failed=int(doc.get("failed", 0)),
+            consecutive_failed=int(doc.get("consecutive_failed", 0)),
+            last_failed_at=None if doc.get("last_failed_at") is None else float(doc["last_failed_at"]),
+            cooldown_until=None if doc.get("cooldown_until") is None else float(doc["cooldown_until"]),
+            counted_challenge_id=doc.get("counted_challenge_id"),
+        )
+
+
 @dataclass
 class Machine:
     machine_id: str
@@ -25,6 +62,7 @@ class Machine:
     updated_at: float
     last_challenge_id: str | None = None
     state_reasons: list[dict[str, str]] = field(default_factory=list)
+    attempts: Attempts = field(default_factory=Attempts)
 
 
 @dataclass

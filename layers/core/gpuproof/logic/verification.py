@@ -13,14 +13,15 @@ from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from gpuproof.logic.machines import proof_params
+from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, stored_proof_params
+from gpuproof.committee.findings import findings_from_report, measured_bf16
+from gpuproof.logic.attempts import CooldownPolicy, after_verification
 from gpuproof.logic.ports import Clock
-from gpuproof.logic.records import Challenge, Machine, StoredReport
+from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport
 from gpuproof.logic.states import MachineState
 from gpuproof.protocol.proof import GpuPairs, ThroughputProof, verify_throughput
 from gpuproof.protocol.reasons import Reason
-from gpuproof.protocol.report import GpuInfo, SignedReport
-from gpuproof.reference import identify
+from gpuproof.protocol.report import SignedReport
 
 Status = Literal["pass", "fail"]
 
@@ -57,9 +58,15 @@ class VerificationStore(Protocol):
     def gpu_uuid_owners(self, uuids: list[str]) -> dict[str, str]: ...
 
     def record_verification(
-        self, report: StoredReport, verification: dict[str, Any], state: MachineState, claim_uuids: list[str]
+        self,
+        report: StoredReport,
+        verification: dict[str, Any],
+        state: MachineState,
+        claim_uuids: list[str],
+        attempts: Attempts,
     ) -> bool:
-        """Write the result once (conditional); False when another delivery already did."""
+        """Write the result and the machine's attempts once (conditional); False when another
+        delivery already did."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ class VerifyServices:
     clock: Clock
     allow_cpu_backend: bool
     shadow_checks: frozenset[str]
+    cooldown: CooldownPolicy = field(default_factory=CooldownPolicy)
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ class Context:
     stored: StoredReport
     signed: SignedReport
     svc: VerifyServices
+    claim: Claim | None
+    claim_problems: list[Reason]
 
 
 def check_signature(ctx: Context) -> CheckResult:
@@ -87,18 +97,19 @@ def check_signature(ctx: Context) -> CheckResult:
     )
 
 
-def check_gpus_present(ctx: Context) -> CheckResult:
-    inv = ctx.signed.report.inventory
-    if inv.gpus:
-        return check("gpus_present", [], gpu_count=len(inv.gpus))
-    if ctx.svc.allow_cpu_backend:
-        return check(
-            "gpus_present",
-            [],
-            gpu_count=0,
-            note="CPU backend accepted because ALLOW_CPU_BACKEND=true (local stack and tests only)",
-        )
-    return check("gpus_present", [Reason("no_nvidia_gpu", "the report lists no NVIDIA GPU")], gpu_count=0)
+def check_claim(ctx: Context) -> CheckResult:
+    """The challenge's claim (model, GPU count) and the proof parameters it gets, recomputed here
+    rather than trusted as stored. A CPU-only claim passes only where the CPU backend is allowed."""
+    reasons = list(ctx.claim_problems)
+    claim = ctx.claim
+    if claim is not None:
+        reasons += params_reasons(ctx.challenge.params, claim)
+        if claim.cpu and not ctx.svc.allow_cpu_backend:
+            reasons.append(Reason("cpu_claim_refused", "the challenge claims no GPU (a CPU-only host)"))
+    details: dict[str, Any] = {} if claim is None else claim.as_dict()
+    if claim is not None and claim.cpu and ctx.svc.allow_cpu_backend:
+        details["note"] = "CPU backend accepted because ALLOW_CPU_BACKEND=true (local stack and tests only)"
+    return check("claim", reasons, **details)
 
 
 def check_integrity(ctx: Context) -> CheckResult:
@@ -122,15 +133,7 @@ def check_inventory(ctx: Context) -> CheckResult:
     for gpu in ctx.signed.report.inventory.gpus:
         reasons += [Reason("nvml_cuda_disagreement", f"GPU {gpu.index}: {d}") for d in gpu.disagreements]
         reasons += [Reason("inventory_error", f"GPU {gpu.index}: {e}") for e in gpu.errors]
-    declared = ctx.challenge.params.get("gpu_count")
-    found = len(ctx.signed.report.inventory.gpus)
-    if declared and declared != found:
-        reasons.append(
-            Reason(
-                "gpu_count_mismatch", f"the challenge was asked for {declared} GPUs, the report has {found}"
-            )
-        )
-    return check("inventory", reasons, gpu_count=found)
+    return check("inventory", reasons, gpu_count=len(ctx.signed.report.inventory.gpus))
 
 
 def check_benchmarks(ctx: Context) -> CheckResult:
@@ -155,35 +158,27 @@ def check_gpu_uuids(ctx: Context) -> CheckResult:
     return check("gpu_uuids", reasons, uuids=uuids)
 
 
-GIB = 1 << 30
-
-
-def measured_rate(ctx: Context, gpu: GpuInfo, benchmark: str = "gemm_bf16") -> float | None:
-    """The self-reported, verified median of a micro-benchmark on this GPU, if any."""
-    names = {f"gpu{gpu.index}", f"cuda:{gpu.index}", gpu.uuid, gpu.pci_bus_id}
-    for b in ctx.signed.report.benchmarks:
-        if b.name == benchmark and b.device in names and b.verified:
-            return b.median
-    return None
-
-
-def check_envelope(ctx: Context) -> CheckResult:
-    """Each GPU's NVML name, memory and measured bf16 rate against the reference envelope."""
-    reasons: list[Reason] = []
-    models = []
-    for gpu in ctx.signed.report.inventory.gpus:
-        found = identify(gpu.name, gpu.memory_total_bytes / GIB, measured_rate(ctx, gpu))
-        models.append(
-            {
-                "index": gpu.index,
-                "model": found.model,
-                "confidence": str(found.confidence),
-                "rate_ratio": found.rate_ratio,
-                "indistinguishable_from": list(found.indistinguishable_from),
-            }
-        )
-        reasons += [Reason(r.code, f"GPU {gpu.index}: {r.message}", r.field) for r in found.reasons]
-    return check("envelope", reasons, models=models)
+def check_findings(ctx: Context) -> CheckResult:
+    """The report against its claim, as the committee will see it (`committee.findings`): GPU count
+    and every GPU's identified model equal the claim, each GPU's self-measured BF16 rate inside the
+    claimed model's envelope (a missing figure is a failure), and calc_point from the claim."""
+    if ctx.claim is None:
+        return check("findings", [Reason("claim_missing", "no claim to hold the report to")])
+    found = findings_from_report(
+        ctx.machine.machine_id,
+        ctx.machine.region,
+        ctx.signed.report,
+        ctx.claim,
+        allow_cpu_backend=ctx.svc.allow_cpu_backend,
+    )
+    return check(
+        "findings",
+        list(found.problems),  # never empty when no CommitteeUploadInfo could be derived
+        upload_info=found.fields,
+        gpus=found.rows,
+        performance_index=found.performance_index,
+        evidence=found.evidence,
+    )
 
 
 # A self-reported bf16 rate this far above the service-timed proven rate is not believed.
@@ -205,7 +200,7 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
         return [
             Reason("proof_commitment_changed", "the report's commitment is not the one the service timed")
         ], {}
-    params = proof_params(ch)
+    params = stored_proof_params(ch.params)
     reasons = verify_throughput(
         proof,
         machine_id=ctx.machine.machine_id,
@@ -229,7 +224,7 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
             }
         )
         gpu = next((g for g in ctx.signed.report.inventory.gpus if g.index == p.gpu_index), None)
-        reported = measured_rate(ctx, gpu) if gpu is not None else None
+        reported = measured_bf16(ctx.signed.report, gpu) if gpu is not None else None
         if not reasons and proven and reported and reported > SELF_REPORT_OVER_PROVEN * proven:
             reasons.append(
                 Reason(
@@ -249,12 +244,12 @@ def check_proof(ctx: Context) -> CheckResult:
 
 CHECKS: list[Callable[[Context], CheckResult]] = [
     check_signature,
-    check_gpus_present,
+    check_claim,
     check_integrity,
     check_inventory,
     check_benchmarks,
     check_gpu_uuids,
-    check_envelope,
+    check_findings,
     check_proof,
 ]
 
@@ -278,17 +273,27 @@ def verify_report(svc: VerifyServices, machine_id: str, challenge_id: str) -> di
     if stored.verification is not None or machine.state != MachineState.submitted:
         return None  # a redelivery: the first delivery already decided
     signed = SignedReport.model_validate(stored.signed_report)
-    ctx = Context(machine, challenge, stored, signed, svc)
+    claim: Claim | None = None
+    claim_problems: list[Reason] = []
+    try:
+        claim = claim_of(challenge.params)
+    except ClaimError as exc:
+        claim_problems = exc.reasons
+    ctx = Context(machine, challenge, stored, signed, svc, claim, claim_problems)
     results = run_checks(ctx, CHECKS)
     deciding = [r for r in results if r.status == "fail" and not r.shadow]
     passed = not deciding
     verification = {
         "passed": passed,
+        # The claim the report was held to; the draw and the committee score it from here.
+        "claim": None if claim is None else claim.as_dict(),
         "verified_at": svc.clock.now(),
         "reasons": [reason.as_dict() for r in deciding for reason in r.reasons],
         "checks": [r.as_dict() for r in results],
     }
     state = MachineState.auto_verified if passed else MachineState.refused
     uuids = [g.uuid for g in signed.report.inventory.gpus] if passed else []
-    svc.store.record_verification(stored, verification, state, uuids)
+    attempts = after_verification(machine.attempts, challenge_id, passed, svc.clock.now(), svc.cooldown)
+    verification["attempts"] = attempts.as_dict()
+    svc.store.record_verification(stored, verification, state, uuids, attempts)
     return verification

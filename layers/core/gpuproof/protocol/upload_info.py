@@ -72,23 +72,43 @@ def _gpu_problems(gpus: list[GpuInfo]) -> list[str]:
     return problems
 
 
+def round_div(value: int, unit: int) -> int:
+    """round(value / unit) in exact integer arithmetic (half to even, as round() does): no float
+    overflow or precision loss for any int the wire model lets through."""
+    q, r = divmod(value, unit)
+    if 2 * r > unit or (2 * r == unit and q % 2):
+        q += 1
+    return q
+
+
+HOST_FIELDS = ("sys_disk", "data_disk", "cpu_type", "cpu_core_num", "cpu_rate", "mem_num")
+
+
+def host_fields_from_inventory(inventory: Inventory) -> dict[str, Any]:
+    """The host part of CommitteeUploadInfo (disks, CPU, RAM) in DBC's units, as the host declares
+    it. The GPU part of a verdict comes from the challenge's claim, not from here."""
+    host = inventory.host
+    return {
+        "sys_disk": host.sys_disk_bytes // GB,
+        "data_disk": host.data_disk_bytes // GB,
+        "cpu_type": cpu_type_of(host.cpu_model),
+        "cpu_core_num": host.cpu_cores,
+        "cpu_rate": host.cpu_mhz,
+        "mem_num": round_div(host.ram_bytes, GIB),
+    }
+
+
 def upload_fields_from_inventory(inventory: Inventory) -> UploadInfoFields:
     """Every hardware field of CommitteeUploadInfo; raises UploadInfoError listing every problem."""
     gpus = inventory.gpus
     problems = _gpu_problems(gpus)
     if problems:
         raise UploadInfoError(problems)
-    host = inventory.host
     first = gpus[0] if gpus else None
     return UploadInfoFields(
         gpu_type=gpu_type_of(first.name) if first else "",
         gpu_num=len(gpus),
         cuda_core=(first.cuda_cores or 0) if first else 0,
-        gpu_mem=round(min(g.memory_total_bytes for g in gpus) / GIB) if gpus else 0,
-        sys_disk=host.sys_disk_bytes // GB,
-        data_disk=host.data_disk_bytes // GB,
-        cpu_type=cpu_type_of(host.cpu_model),
-        cpu_core_num=host.cpu_cores,
-        cpu_rate=host.cpu_mhz,
-        mem_num=round(host.ram_bytes / GIB),
+        gpu_mem=round_div(min(g.memory_total_bytes for g in gpus), GIB) if gpus else 0,
+        **host_fields_from_inventory(inventory),
     )

@@ -1,0 +1,153 @@
+"""The claim a challenge fixes: which GPU model and how many GPUs the host says it has.
+
+The claim is made once, when the host asks for a challenge; the service sizes the proof of
+throughput for it and stores it in the challenge's `params`. Everything downstream (the verify
+worker, calc_point, the verdict's CommitteeUploadInfo, the committee's expected findings) reads
+the claim from the challenge, never the names in the report's inventory: a report can only fail
+to match its claim, never upgrade it. Pure (no AWS): the service and the committee CLI share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gpuproof.protocol.proof import ProofParams, derive_params
+from gpuproof.protocol.reasons import Reason
+from gpuproof.reference import GpuReference, lookup
+
+
+@dataclass(frozen=True)
+class Claim:
+    """`gpu_model` is a reference-table model name (None for a CPU-only claim, gpu_count 0)."""
+
+    gpu_model: str | None
+    gpu_count: int
+
+    @property
+    def cpu(self) -> bool:
+        return self.gpu_count == 0
+
+    @property
+    def reference(self) -> GpuReference | None:
+        return None if self.gpu_model is None else lookup(self.gpu_model)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"claimed_gpu_model": self.gpu_model, "gpu_count": self.gpu_count}
+
+
+class ClaimError(ValueError):
+    """A claim the service does not accept; `reasons` lists every reason."""
+
+    def __init__(self, reasons: list[Reason]) -> None:
+        super().__init__("; ".join(r.message for r in reasons))
+        self.reasons = reasons
+
+
+def make_claim(claimed_gpu_model: str | None, gpu_count: int, *, allow_cpu_backend: bool) -> Claim:
+    """The claim of a challenge request, its model name normalised to the reference table.
+
+    Raises ClaimError: a CPU-only claim where the CPU backend is not allowed, a GPU claim without a
+    model the table knows (with a rate to size the proof from), or a model named with no GPUs.
+    """
+    if gpu_count == 0:
+        reasons = []
+        if claimed_gpu_model:
+            reasons.append(
+                Reason(
+                    "claim_inconsistent",
+                    "a GPU model is named but gpu_count is 0; claim the GPUs or no model",
+                    "claimed_gpu_model",
+                )
+            )
+        if not allow_cpu_backend:
+            reasons.append(
+                Reason(
+                    "cpu_claim_refused",
+                    "gpu_count 0 (a CPU-only host) is not accepted here: this service verifies GPUs",
+                    "gpu_count",
+                )
+            )
+        if reasons:
+            raise ClaimError(reasons)
+        return Claim(None, 0)
+    ref = lookup(claimed_gpu_model or "")
+    if ref is None or ref.expected_bf16_tflops is None:
+        raise ClaimError(
+            [
+                Reason(
+                    "unknown_gpu_model",
+                    f"{claimed_gpu_model!r} is not a model with a reference rate",
+                    "claimed_gpu_model",
+                )
+            ]
+        )
+    return Claim(ref.model, gpu_count)
+
+
+def proof_params_for(claim: Claim) -> list[ProofParams]:
+    """The proof-of-throughput parameters the service gives this claim: one set per GPU, sized
+    from the claimed model's reference rate so the proof takes about 10 s on it; a CPU claim gets
+    the small CPU parameters."""
+    if claim.cpu:
+        return [derive_params(None, cpu=True)]
+    ref = claim.reference
+    rate = None if ref is None else ref.expected_bf16_tflops
+    if rate is None:
+        raise ClaimError([Reason("unknown_gpu_model", f"{claim.gpu_model!r} has no reference rate")])
+    return [derive_params(rate, gpu_index=i, gpus=claim.gpu_count) for i in range(claim.gpu_count)]
+
+
+def challenge_params(claim: Claim) -> dict[str, Any]:
+    """What a challenge stores and the probe must answer: the claim and its proof parameters."""
+    return {**claim.as_dict(), "proof": [p.model_dump(mode="json") for p in proof_params_for(claim)]}
+
+
+def claim_of(params: Mapping[str, Any]) -> Claim:
+    """The claim stored in a challenge's params. Raises ClaimError when it is missing or unknown
+    (a challenge issued before claims were bound, or a model since removed from the table)."""
+    count = params.get("gpu_count")
+    model = params.get("claimed_gpu_model")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ClaimError([Reason("claim_missing", "the challenge carries no GPU count claim")])
+    if count == 0:
+        if model:
+            raise ClaimError([Reason("claim_inconsistent", "a GPU model is named with gpu_count 0")])
+        return Claim(None, 0)
+    ref = lookup(model) if isinstance(model, str) else None
+    if ref is None or ref.model != model:
+        raise ClaimError([Reason("claim_missing", f"the challenge claims an unknown model {model!r}")])
+    return Claim(ref.model, count)
+
+
+def stored_proof_params(params: Mapping[str, Any]) -> list[ProofParams]:
+    return [ProofParams.model_validate(p) for p in params.get("proof") or []]
+
+
+def params_reasons(params: Mapping[str, Any], claim: Claim) -> list[Reason]:
+    """Why a challenge's stored proof parameters are not the ones its claim gets (empty if they
+    are): the verify worker recomputes them rather than trusting what was stored."""
+    try:
+        stored = stored_proof_params(params)
+    except ValueError:
+        return [Reason("challenge_params_mismatch", "the challenge's proof parameters do not parse")]
+    expected = proof_params_for(claim)
+    if stored != expected:
+        return [
+            Reason(
+                "challenge_params_mismatch",
+                f"the challenge's proof parameters are not those of its claim "
+                f"({claim.gpu_count} x {claim.gpu_model or 'CPU'})",
+            )
+        ]
+    return []
+
+
+def verified_claim(verification: Mapping[str, Any]) -> Claim:
+    """The claim a verification held its report to (`verification["claim"]`); ClaimError if none.
+    Challenges expire from their table a day after expiry; the verification keeps the claim."""
+    doc = verification.get("claim")
+    if not isinstance(doc, Mapping):
+        raise ClaimError([Reason("claim_missing", "the verification records no claim")])
+    return claim_of(doc)
