@@ -333,3 +333,17 @@ def test_every_route_fuzzed_without_server_errors(local_stack: Any, identities: 
     assert posts <= set(tally.reached_logic), (
         f"signed requests never got past validation: {posts - set(tally.reached_logic)}"
     )
+
+
+def test_a_path_only_the_gateway_routes_is_refused_in_error_shape(
+    local_stack: Any, identities: Identities
+) -> None:
+    """API Gateway (and the front) match a trailing slash the resolvers' routes do not."""
+    api = RawApi(local_stack.api_url)
+    machine_id = identities.machine.public_hex
+    reply = api.signed(identities.machine, "POST", f"/machines/{machine_id}/heartbeats/", {})[0]
+    assert reply.status == 404, reply.body
+    assert reply.body.get("code") == "route_not_found", reply.body
+    assert [r["code"] for r in reply.body["reasons"]] == ["route_not_found"]
+    reply = api.send("GET", f"/rounds/{machine_id}/1/")
+    assert reply.status == 404 and reply.body.get("code") == "route_not_found", reply.body
