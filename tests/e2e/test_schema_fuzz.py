@@ -1,8 +1,9 @@
 """Schema fuzzing of every route in docs/openapi.json (schemathesis) against the local stack.
 
 Owns the fuzz plan: which key signs a generated request (none, a registered machine, a registered
-member, a fresh key), which ids are swapped in so signed requests reach validation and logic, the
-checks (no 5xx, every 4xx in our error shape) and the counts that show the run covered every route.
+member, a fresh Ed25519 or sr25519 key), which ids are swapped in so signed requests reach
+validation and logic, the checks (no 5xx; statuses, content types and bodies as documented; every
+4xx in our error shape) and the counts that show the run covered every route.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from gpuproof.protocol.httpsig import sign_request
-from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.keys import Scheme, SigningKey
 from gpuproof.protocol.proof import ThroughputCommitment
 from gpuproof.protocol.report import BenchmarkReport
 
@@ -48,7 +49,7 @@ MIN_SIGNED_SHARE = 0.30
 # Operations with a tiny input space (GET /beacon has none) stop early, so the others take more.
 EXAMPLES_PER_OPERATION = 150
 # Hypothesis draws the first element most often (its simplest value): a signer, not "none".
-SIGNERS = ("machine", "member", "fresh", "none")
+SIGNERS = ("machine", "member", "fresh", "fresh_sr25519", "none")
 # No 5xx; each status, content type and body as docs/openapi.json documents it.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 VALIDATION_CODES = frozenset({"schema_invalid", "malformed_json", "body_too_large", "route_not_found"})
@@ -73,6 +74,8 @@ class Identities:
             return self.member
         if signer == "fresh":
             return SigningKey.generate()
+        if signer == "fresh_sr25519":
+            return SigningKey.generate(Scheme.sr25519)
         return None
 
 
