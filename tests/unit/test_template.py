@@ -24,6 +24,7 @@ from gpuproof.local.template import (
     load_template,
     resolve_parameters,
 )
+from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE, PROTOCOL_MAX_GPUS
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_NAMES = {
@@ -48,6 +49,7 @@ PARAM_ENV = {
     "SHADOW_CHECKS": "ShadowChecks",
     "CHALLENGE_COOLDOWN_S": "ChallengeCooldownSeconds",
     "CHALLENGE_COOLDOWN_MAX_S": "ChallengeCooldownMaxSeconds",
+    "MAX_GPUS_PER_MACHINE": "MaxGpusPerMachine",
     "COMMITTEE_WINDOW_SCALE": "CommitteeWindowScale",
     "COMMITTEE_MAX_IN_FLIGHT": "CommitteeMaxInFlight",
     "BEACON_SEED": "BeaconSeed",
@@ -351,6 +353,8 @@ def test_parameters(template: Template) -> None:
     assert params["SignatureMaxSkewSeconds"]["Default"] == 300
     assert params["AllowCpuBackend"]["Default"] == "false"
     assert params["ChallengeCooldownSeconds"]["Default"] == 600
+    assert params["MaxGpusPerMachine"]["Default"] == DEFAULT_MAX_GPUS_PER_MACHINE
+    assert params["MaxGpusPerMachine"]["MaxValue"] == PROTOCOL_MAX_GPUS
     assert "StageName" in params
 
 

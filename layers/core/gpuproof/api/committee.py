@@ -19,12 +19,13 @@ from gpuproof.api.wiring import committee_services
 from gpuproof.logic import committee as logic
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.limits import MAX_ROUND_NO
 
 router = Router()  # type: ignore[no-untyped-call]
 
 Account = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="member's Ed25519 public key, hex")]
 MachineId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="machine's Ed25519 public key, hex")]
-RoundNo = Annotated[int, Path(ge=1, description="round number, from 1")]
+RoundNo = Annotated[int, Path(ge=1, le=MAX_ROUND_NO, description="round number, from 1")]
 Signer = Annotated[SignedRequest, Depends(signed_request)]
 Svc = Annotated[logic.CommitteeServices, Depends(committee_services)]
 TAGS = ["committee"]

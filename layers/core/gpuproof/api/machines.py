@@ -28,12 +28,14 @@ from gpuproof.api.wiring import machine_services
 from gpuproof.logic import machines as logic
 from gpuproof.logic.records import Machine, StoredReport
 from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.limits import MAX_CHALLENGE_ID_CHARS
 from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration
 from gpuproof.protocol.telemetry import Heartbeat
 
 router = Router()  # type: ignore[no-untyped-call]
 
 MachineId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="Ed25519 public key, hex")]
+ChallengeIdPath = Annotated[str, Path(min_length=1, max_length=MAX_CHALLENGE_ID_CHARS)]
 Signer = Annotated[SignedRequest, Depends(signed_request)]
 Svc = Annotated[logic.Services, Depends(machine_services)]
 
@@ -163,7 +165,7 @@ def heartbeat(machine_id: MachineId, body: Heartbeat, signer: Signer, svc: Svc) 
     summary="A stored report, byte for byte what the machine signed",
     responses=responses(200, ReportOut, 404, 422),
 )
-def get_report(machine_id: MachineId, challenge_id: str, svc: Svc) -> ReportOut:
+def get_report(machine_id: MachineId, challenge_id: ChallengeIdPath, svc: Svc) -> ReportOut:
     r = logic.get_report(svc, machine_id, challenge_id)
     return ReportOut(
         machine_id=r.machine_id,

@@ -25,6 +25,7 @@ def machine_services() -> Services:
         challenge_ttl_s=settings.challenge_ttl_s,
         allow_cpu_backend=settings.allow_cpu_backend,
         cooldown=CooldownPolicy(settings.cooldown_s, settings.cooldown_max_s),
+        max_gpus_per_machine=settings.max_gpus_per_machine,
     )
 
 
@@ -37,6 +38,7 @@ def verify_services() -> VerifyServices:
         allow_cpu_backend=settings.allow_cpu_backend,
         shadow_checks=settings.shadow_checks,
         cooldown=CooldownPolicy(settings.cooldown_s, settings.cooldown_max_s),
+        max_gpus_per_machine=settings.max_gpus_per_machine,
     )
 
 

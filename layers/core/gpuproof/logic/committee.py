@@ -11,6 +11,7 @@ Deliberate difference from DBC: a round needs at least `MIN_REVEALS` (2) reveals
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -396,10 +397,13 @@ def reveal(
 
 
 # ------------------------------------------------------------------------------------ draw
+DRAW_FAILED = "draw_failed"  # the outcome's code when drawing one machine raised
+
+
 @dataclass
 class DrawOutcome:
     machine_id: str
-    outcome: str  # drawn | waiting | skipped | conflict
+    outcome: str  # drawn | waiting | skipped | conflict | failed
     round: int | None = None
     members: list[str] = field(default_factory=list)
     detail: str = ""
@@ -507,7 +511,15 @@ def draw_due_machines(svc: CommitteeServices) -> list[DrawOutcome]:
     outcomes = []
     members = svc.store.list_members()
     for machine in machines:
-        outcome = draw_machine(svc, machine, members)
+        try:
+            outcome = draw_machine(svc, machine, members)
+        except Exception as exc:  # one machine's data must never stop another machine's draw
+            logging.getLogger(__name__).exception(
+                "draw failed", extra={"machine_id": machine.machine_id, "code": DRAW_FAILED}
+            )
+            outcome = DrawOutcome(
+                machine.machine_id, "failed", detail=f"{DRAW_FAILED}: {type(exc).__name__}: {exc}"[:500]
+            )
         outcomes.append(outcome)
         if outcome.outcome == "drawn":
             drawn = set(outcome.members)

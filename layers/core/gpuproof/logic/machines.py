@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpuproof.claim import ClaimError, challenge_params, make_claim, stored_proof_params
 from gpuproof.errors import Rejection, raise_if
@@ -16,6 +17,7 @@ from gpuproof.logic.states import MachineState, states_before
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.keys import verify
+from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE
 from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration, bond_message
 from gpuproof.protocol.proof import (
     GpuPairs,
@@ -40,6 +42,14 @@ class Services:
     challenge_ttl_s: int
     allow_cpu_backend: bool = False
     cooldown: CooldownPolicy = field(default_factory=CooldownPolicy)
+    max_gpus_per_machine: int = DEFAULT_MAX_GPUS_PER_MACHINE
+
+
+def too_many_gpus(count: int, limit: int, what: str, field: str) -> list[Reason]:
+    """The configured GPUs-per-machine limit (MaxGpusPerMachine), checked wherever GPUs are counted."""
+    if count <= limit:
+        return []
+    return [Reason("too_many_gpus", f"{what} {count} GPUs; this service accepts at most {limit}", field)]
 
 
 def _signer_reasons(svc: Services, request: SignedRequest, machine_id: str) -> list[Reason]:
@@ -96,12 +106,18 @@ def issue_challenge(
     runs no challenge is issued (challenge_cooldown, 429)."""
     reasons = _signer_reasons(svc, request, machine_id)
     machine = svc.store.get_machine(machine_id)
-    claim_problems: list[Reason] = []
-    try:
-        claim = make_claim(body.claimed_gpu_model, body.gpu_count, allow_cpu_backend=svc.allow_cpu_backend)
-        params = challenge_params(claim)
-    except ClaimError as refused:
-        claim_problems = refused.reasons
+    claim_problems = too_many_gpus(
+        body.gpu_count, svc.max_gpus_per_machine, "the challenge claims", "gpu_count"
+    )
+    params: dict[str, Any] = {}
+    if not claim_problems:
+        try:
+            claim = make_claim(
+                body.claimed_gpu_model, body.gpu_count, allow_cpu_backend=svc.allow_cpu_backend
+            )
+            params = challenge_params(claim)
+        except ClaimError as refused:
+            claim_problems = refused.reasons
     now = svc.clock.now()
     attempts = None
     if machine is None:
@@ -265,6 +281,12 @@ def accept_report(
                 "signed_report.report.challenge_nonce",
             )
         )
+    reasons += too_many_gpus(
+        len(report.inventory.gpus),
+        svc.max_gpus_per_machine,
+        "the inventory lists",
+        "signed_report.report.inventory.gpus",
+    )
     if not signed.verifies():
         reasons.append(
             Reason(

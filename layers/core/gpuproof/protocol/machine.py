@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from gpuproof.protocol.limits import PROTOCOL_MAX_GPUS
 from gpuproof.protocol.report import Hex64, Hex128, WireModel
 
 # SS58 address: base58 alphabet, 47 or 48 characters for 32-byte account ids.
@@ -49,4 +50,5 @@ class ChallengeRequest(WireModel):
     """Body of POST /machines/{machine_id}/challenges: what the host claims to have."""
 
     claimed_gpu_model: str | None = Field(default=None, max_length=64)
-    gpu_count: int = Field(default=0, ge=0, le=64)
+    # The wire ceiling; the service's configured limit (MaxGpusPerMachine) is checked in logic.
+    gpu_count: int = Field(default=0, strict=True, ge=0, le=PROTOCOL_MAX_GPUS)

@@ -29,6 +29,8 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
             logger.info(
                 "committee drawn", extra={"machine_id": d.machine_id, "round": d.round, "members": d.members}
             )
+        elif d.outcome == "failed":
+            logger.error("draw failed", extra={"machine_id": d.machine_id, "detail": d.detail})
         elif d.outcome != "skipped":
             logger.info(f"draw {d.outcome}", extra={"machine_id": d.machine_id, "detail": d.detail})
     verdicts = close_due_rounds(svc)
@@ -47,6 +49,7 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
         "drawn": counts.get("drawn", 0),
         "waiting": counts.get("waiting", 0),
         "conflicts": counts.get("conflict", 0),
+        "failed": counts.get("failed", 0),
         "closed": len(verdicts),
         "requeued": len(requeued),
         "verdicts": {v.verdict_id: v.result.value for v in verdicts},
