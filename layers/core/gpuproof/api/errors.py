@@ -55,9 +55,4 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
     def _unrouted(exc: NotFoundError) -> Response[str]:
         event = app.current_event
         where = f"{event.http_method} {event.path}"
-        reason = Reason("route_not_found", f"no route for {where}", "path")
-        return Response(
-            status_code=404,
-            content_type=content_types.APPLICATION_JSON,
-            body=json.dumps(Rejection([reason]).body()),
-        )
+        return rejection_response(Rejection([Reason("route_not_found", f"no route for {where}", "path")]))
