@@ -351,7 +351,7 @@ def test_every_route_fuzzed_without_server_errors(local_stack: Any, identities: 
     )
     assert total >= MIN_CASES, summary
     assert {op.label for op in operations} == set(tally.cases), "some route got no case"
-    assert tally.signed >= math.ceil(MIN_SIGNED_SHARE * total)
+    assert tally.signed >= math.ceil(MIN_SIGNED_SHARE * total), f"only {tally.signed} of {total} signed"
     posts = {op.label for op in operations if op.method.upper() == "POST"}
     assert posts <= set(tally.reached_logic), (
         f"signed requests never got past validation: {posts - set(tally.reached_logic)}"
