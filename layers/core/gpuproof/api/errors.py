@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from gpuproof.errors import Rejection
@@ -47,3 +48,11 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
     def _invalid(exc: RequestValidationError) -> Response[str]:
         return rejection_response(validation_rejection(exc))
+
+    # API Gateway routed the request, the resolver's own routes did not match (a trailing slash):
+    # the same 404 and shape as the HTTP front's, not Powertools' bare {"message": "Not found"}.
+    @app.not_found
+    def _unrouted(exc: NotFoundError) -> Response[str]:
+        event = app.current_event
+        where = f"{event.http_method} {event.path}"
+        return rejection_response(Rejection([Reason("route_not_found", f"no route for {where}", "path")]))

@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel
 
 from gpuproof.api.errors import install_error_handlers
+from gpuproof.api.models import responses
 from gpuproof.chain.payload import PPM, PayloadError, decode_record, split_payload
 from gpuproof.chain.signer import KmsBatchSigner
 from gpuproof.chain.store import DynamoVerdictOutbox, PublishedBatch
@@ -123,7 +124,12 @@ def feed_page(since: int | None, limit: int) -> FeedPage:
 router = Router()  # type: ignore[no-untyped-call]
 
 
-@router.get("/feed", tags=["feed"], summary="Signed verdict batches published on chain, after `since`")
+@router.get(
+    "/feed",
+    tags=["feed"],
+    summary="Signed verdict batches published on chain, after `since`",
+    responses=responses(200, FeedPage),
+)
 def get_feed(
     since: Annotated[
         int | None, Query(ge=0, le=MAX_FEED_POSITION, description="the last position seen; omit to start")

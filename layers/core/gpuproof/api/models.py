@@ -120,11 +120,18 @@ class ReportOut(ReportSummary):
     signed_report: dict[str, Any]
 
 
+# Every route validates its input into our error shape (422 schema_invalid), and a signed route (one
+# that answers 401) is behind the envelope: malformed JSON or base64 (400), an oversize body (413).
+ALWAYS_REFUSED = (422,)
+ENVELOPE_REFUSALS = (400, 413)
+
+
 def responses(ok: int, model: type[BaseModel], *refusals: int) -> dict[int, OpenAPIResponse]:
     """A route's success response and every refusal status (each an ErrorOut), for OpenAPI."""
+    statuses = {*refusals, *ALWAYS_REFUSED, *(ENVELOPE_REFUSALS if 401 in refusals else ())}
     out: dict[int, OpenAPIResponse] = {
         ok: {"description": "ok", "content": {"application/json": {"model": model}}}
     }
-    for status in refusals:
+    for status in sorted(statuses):
         out[status] = {"description": "refused", "content": {"application/json": {"model": ErrorOut}}}
     return out
