@@ -18,6 +18,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
 
 # Only what a Python process needs; nothing of the session's AWS or stack variables.
 _KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
@@ -28,6 +31,17 @@ class ProductionStack:
     api_url: str
     environment: dict[str, str]
     log: list[str] = field(default_factory=list)
+
+    def table(self, env_name: str) -> Any:
+        """One of the stack's DynamoDB tables (by its environment variable, e.g. MACHINES_TABLE)."""
+        ddb = boto3.resource(
+            "dynamodb",
+            endpoint_url=self.environment["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        return ddb.Table(self.environment[env_name])
 
 
 @contextmanager
@@ -64,7 +78,7 @@ def production_stack(*parameters: str, timeout_s: float = 120.0) -> Iterator[Pro
             text = line.strip()
             if text.startswith("gpuproof local stack: API"):
                 api_url = text.split()[-1]
-            elif "=" in text and text.split("=", 1)[0].isupper():
+            elif "=" in text and text.removeprefix("export ").split("=", 1)[0].isupper():
                 name, value = text.removeprefix("export ").split("=", 1)
                 environment[name] = value
             if text.startswith("Ctrl-C stops it."):
