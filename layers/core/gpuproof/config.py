@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from gpuproof.protocol.delivery import DEFAULT_MAX_BYTES_PER_GPU as DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
+
 
 def _env(name: str, default: str | None = None) -> str:
     value = os.environ.get(name, default)
@@ -29,6 +31,8 @@ class Settings:
     cooldown_s: int
     cooldown_max_s: int
     region: str
+    transcripts_bucket: str | None = None
+    transcript_max_bytes_per_gpu: int = DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,6 +53,10 @@ class Settings:
             cooldown_s=int(_env("CHALLENGE_COOLDOWN_S", "600")),
             cooldown_max_s=int(_env("CHALLENGE_COOLDOWN_MAX_S", "86400")),
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            transcripts_bucket=os.environ.get("TRANSCRIPTS_BUCKET") or None,
+            transcript_max_bytes_per_gpu=int(
+                _env("TRANSCRIPT_MAX_BYTES_PER_GPU", str(DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU))
+            ),
         )
 
 

@@ -61,6 +61,14 @@ STATUS_BY_CODE: dict[str, int] = {
     "report_machine_mismatch": 422,
     "report_challenge_mismatch": 422,
     "heartbeat_machine_mismatch": 422,
+    # the transcript delivered out of band (protocol/delivery.py)
+    "proof_reference_malformed": 422,
+    "transcript_missing": 422,
+    "transcript_too_large": 413,
+    "transcript_size_mismatch": 422,
+    "transcript_digest_mismatch": 422,
+    "transcript_malformed": 422,
+    "transcript_version_unsupported": 422,
 }
 
 

@@ -643,8 +643,26 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _requires_tls(statement: dict[str, Any]) -> bool:
+    return "aws:SecureTransport" in statement.get("Condition", {}).get("Bool", {})
+
+
+def local_bucket_policy(document: dict[str, Any], endpoint_url: str) -> dict[str, Any] | None:
+    """The policy as the local endpoint can honour it: moto evaluates bucket policies, and the
+    local stack speaks plain HTTP, so a deny-without-TLS statement would deny everything there.
+    It is dropped on an http:// endpoint only (the one deviation from the template; AWS gets it)."""
+    if not endpoint_url.startswith("http://"):
+        return document
+    statements = [st for st in document.get("Statement", []) if not _requires_tls(st)]
+    return {**document, "Statement": statements} if statements else None
+
+
 def _put_bucket_policy(resources: Resources, lid: str) -> None:
     props = resources.resolve(resources.template.properties(lid))
     s3 = aws_client("s3", resources.endpoint_url)
-    s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
+    policy = local_bucket_policy(props["PolicyDocument"], resources.endpoint_url)
+    if policy is None:
+        s3.delete_bucket_policy(Bucket=props["Bucket"])
+    else:
+        s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(policy))
     resources.physical[lid] = Physical(ref=props["Bucket"], attrs={})
