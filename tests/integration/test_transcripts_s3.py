@@ -97,3 +97,18 @@ def test_an_oversized_body_is_refused_by_size_without_being_read(store: S3Transc
     # A report that declares a smaller size than the object is refused on the object's size.
     got, reasons = store.read(machine_id, challenge_id, TranscriptRef.of(1, big[:100]), limit)
     assert got is None and codes(reasons) == {"transcript_too_large", "transcript_size_mismatch"}
+
+
+def test_moto_stores_an_upload_under_another_key_than_the_policys(store: S3TranscriptStore) -> None:
+    """AWS refuses a form whose key is not the policy's exact key; moto does not. The worker
+    reads only its own challenge's key, so such an object is never taken for another's."""
+    machine_id, challenge_id = ids()
+    victim_machine, victim_challenge = ids()
+    upload = store.upload_target(machine_id, challenge_id, max_bytes=1 << 20, expires_at=2e9, now=1.9e9)
+    fields = {**upload.fields, "key": f"transcripts/{victim_machine}/{victim_challenge}"}
+    r = requests.post(upload.url, data=fields, files={"file": ("t", b"forged")}, timeout=30)
+    assert r.status_code in (200, 201, 204), "moto now enforces the policy's key: update the docs"
+    assert store.size(machine_id, challenge_id) is None
+    victim = TranscriptRef.of(1, b"honest")
+    got, reasons = store.read(victim_machine, victim_challenge, victim, 1 << 20)
+    assert got is None and codes(reasons) == {"transcript_digest_mismatch"}
