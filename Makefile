@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: venv demo test lint typecheck unit integration e2e local bench openapi clean
+.PHONY: venv demo test lint typecheck unit integration e2e local bench openapi reason-codes clean
 
 venv: $(STAMP) $(NODE_STAMP)
 
@@ -50,6 +50,9 @@ bench: venv
 
 openapi: venv
 	$(BIN)/python -m gpuproof.api.openapi > docs/openapi.json
+
+reason-codes: venv
+	$(BIN)/python -m gpuproof.reasons_doc > docs/reason-codes.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

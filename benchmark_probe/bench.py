@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gpuproof.protocol.limits import MAX_BENCHMARK_VALUE
 from gpuproof.protocol.report import BenchmarkResult
 
 FP32_EXACT = 1 << 24  # every integer below this is exact in fp32 (and so in an fp32 accumulator)
@@ -113,6 +114,8 @@ def result(
     name: str, device: str, unit: str, rates: Sequence[float], error: str | None, method: dict[str, Any]
 ) -> BenchmarkResult:
     """A result; unverified (error set) results carry no figures."""
+    if error is None and any(not 0 <= r <= MAX_BENCHMARK_VALUE for r in rates):  # NaN fails too
+        error = f"a sample lies outside 0..{MAX_BENCHMARK_VALUE:g} (timer or measurement fault)"
     if error is not None or not rates:
         return BenchmarkResult(
             name=name,

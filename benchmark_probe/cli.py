@@ -27,6 +27,8 @@ from gpuproof.cli.output import emit, fail
 from gpuproof.protocol.keys import KeyFileError, Scheme, SigningKey
 from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import BenchmarkResult
+from gpuproof.protocol.ss58 import Ss58Error
+from gpuproof.protocol.ss58 import decode as ss58_decode
 from gpuproof.protocol.upload_info import UploadInfoError, upload_fields_from_inventory
 
 DEFAULT_KEY = Path("~/.config/gpuproof/machine.key")
@@ -169,10 +171,20 @@ def proof_hook(key: SigningKey) -> ProofHook:
     return ProofRunner(key)
 
 
+def _ss58_owner(value: str) -> str:
+    try:
+        ss58_decode(value)
+    except Ss58Error as exc:
+        raise typer.BadParameter(f"{value!r} is not an SS58 address: {exc}") from exc
+    return value
+
+
 @app.command("submit")
 def submit_cmd(
     api: ApiOpt,
-    owner: Annotated[str, typer.Option("--owner", help="stash account (SS58)")],
+    owner: Annotated[
+        str, typer.Option("--owner", help="stash account (SS58, checksum verified)", callback=_ss58_owner)
+    ],
     region: Annotated[Region, typer.Option("--region", help="DBC region of the machine")],
     key: KeyOpt = DEFAULT_KEY,
     quick: QuickOpt = False,

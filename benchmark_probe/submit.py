@@ -51,7 +51,9 @@ def register(client: ServiceClient, registration: MachineRegistration) -> str:
     try:
         client.register(registration.model_dump(mode="json"))
     except ServiceError as exc:
-        if exc.status == 409:
+        # Only "this machine is registered, to this owner" lets the submission go on; a registration
+        # naming another owner (machine_owner_mismatch) or a replayed nonce stops it.
+        if exc.status == 409 and exc.code == "machine_exists":
             return "already registered"
         raise
     return "registered"

@@ -42,6 +42,15 @@ def probe(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
 
 
+def ops(*args: str) -> Any:
+    """`gpuproof-ops ... --json`, as an operator runs it; its JSON answer."""
+    cmd = [sys.executable, "-m", "gpuproof.cli.ops", *args, "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"gpuproof-ops {args[0]} failed: {done.stdout} {done.stderr}")
+    return json.loads(done.stdout)
+
+
 def get(stack: LocalStack, path: str) -> Any:
     import requests
 
@@ -93,12 +102,16 @@ def _detail(check: dict[str, Any]) -> str:
 FINAL = {"confirmed", "refused", "no_consensus", "published"}
 
 
-def start_bots(stack: LocalStack, tmp: Path, stop: threading.Event) -> list[CommitteeClient]:
-    """Three committee members, each a bot that inspects honestly, commits and reveals."""
+def start_bots(
+    stack: LocalStack, tmp: Path, stop: threading.Event, operator_key: Path
+) -> list[CommitteeClient]:
+    """Three committee members, each a bot that inspects honestly, commits and reveals; each
+    admitted by the operator (`gpuproof-ops admit`), as no unadmitted member is ever drawn."""
     members = []
     for i in range(3):
         client = CommitteeClient(stack.api_url, SigningKey.generate())
         client.register([])
+        ops("admit", client.account, "--api", stack.api_url, "--key", str(operator_key))
         kwargs = {"interval_s": 0.3, "allow_cpu_backend": True, "stop": stop}
         threading.Thread(
             target=run_agent, args=(client, MemberState(tmp / f"member{i}.json")), kwargs=kwargs, daemon=True
@@ -165,11 +178,15 @@ def main() -> int:
     no_chain = unavailable_reason()
     if no_chain:
         console.print(f"[yellow]no local chain ({no_chain}): verdicts stay in VerdictsTable[/yellow]")
-    params = {"AllowCpuBackend": "true"}
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        LocalStack(parameters=params, schedule_interval_s=1, chain=no_chain is None) as stack,
-    ):
+    with tempfile.TemporaryDirectory() as tmp:
+        operator_key = Path(tmp) / "operator.key"
+        operator = ops("keygen", "--key", str(operator_key))["operator_key"]
+        params = {"AllowCpuBackend": "true", "CommitteeOperatorKey": operator}
+        return run_demo(Path(tmp), params, operator_key, no_chain, t0)
+
+
+def run_demo(tmp: Path, params: dict[str, str], operator_key: Path, no_chain: str | None, t0: float) -> int:
+    with LocalStack(parameters=params, schedule_interval_s=1, chain=no_chain is None) as stack:
         console.rule("gpuproof demo: the local embedded stack")
         console.print(
             f"API  {stack.api_url}\nmoto {stack.endpoint_url}  (tables, queues and key from template.yaml)"
@@ -177,8 +194,11 @@ def main() -> int:
         if stack.chain is not None:
             console.print(f"chain {stack.chain.url}  (Chopsticks, Rococo Asset Hub genesis)")
         stop = threading.Event()
-        members = start_bots(stack, Path(tmp), stop)
-        console.print(f"3 committee bots registered: {', '.join(m.account[:12] + '…' for m in members)}")
+        members = start_bots(stack, tmp, stop, operator_key)
+        console.print(
+            f"3 committee bots registered and admitted by the operator key: "
+            f"{', '.join(m.account[:12] + '…' for m in members)}"
+        )
         key = Path(tmp) / "machine.key"
         keygen = probe("keygen", "--key", str(key), "--json")
         if keygen.returncode != 0:

@@ -17,9 +17,11 @@ import boto3
 import pytest
 from pytest_socket import disable_socket, enable_socket
 
+from gpuproof.cli.operator import OperatorClient
 from gpuproof.local.moto_server import MotoServer, aws_environment
 from gpuproof.local.stack import LocalStack
 from gpuproof.local.template import LOCAL_REGION, Resources, load_template, provision
+from gpuproof.protocol.keys import SigningKey
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT_DIR = ROOT / "tests" / "unit"
@@ -27,11 +29,15 @@ COMMITTEE_WINDOW_SCALE = 6 / (36 * 3600)
 # Template parameters of the test session, for the moto server's environment and the local stack alike
 # (a parameter-fed variable already in os.environ wins over the stack's parameter). No GPU in CI: the
 # verifier accepts the probe's CPU backend; committee windows in seconds (36 h → 6 s, 48 h → 8 s).
+# The session's committee operator: its public key is the stack's CommitteeOperatorKey, and the
+# `operator` fixture admits members with it the way `gpuproof-ops admit` does.
+OPERATOR_KEY = SigningKey.generate()
 # No cooldown after a failed attempt (attempts are still counted): tests retry at once; the
 # production settings, cooldown included, are tested by tests/e2e/test_attacks.py on a stack of its own.
 LOCAL_PARAMETERS = {
     "AllowCpuBackend": "true",
     "CommitteeWindowScale": str(COMMITTEE_WINDOW_SCALE),
+    "CommitteeOperatorKey": OPERATOR_KEY.public_hex,
     "ChallengeCooldownSeconds": "0",
 }
 
@@ -98,3 +104,15 @@ def local_stack(moto_server: MotoEndpoint) -> Iterator[LocalStack]:
     )
     with stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def operator_key() -> SigningKey:
+    """The local stack's operator key (what `gpuproof-ops --key` holds)."""
+    return OPERATOR_KEY
+
+
+@pytest.fixture(scope="session")
+def operator(local_stack: LocalStack) -> OperatorClient:
+    """The committee operator of the local stack (admits members, settles disputes)."""
+    return OperatorClient(local_stack.api_url, OPERATOR_KEY)

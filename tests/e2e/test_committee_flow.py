@@ -25,6 +25,7 @@ from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.submit import submit
 from gpuproof.claim import Claim, verified_claim
 from gpuproof.cli.member import CommitteeClient, MemberState, inspect_transcript, run_agent
+from gpuproof.cli.operator import OperatorClient
 from gpuproof.committee.beacon import verify_beacon_value
 from gpuproof.committee.draw import Member, draw_committee
 from gpuproof.committee.findings import findings_from_report
@@ -63,12 +64,15 @@ class Bot:
 
 
 @pytest.fixture(scope="module")
-def bots(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Bot]]:
+def bots(
+    local_stack: Any, operator: OperatorClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Bot]]:
     base = tmp_path_factory.mktemp("members")
     out = []
     for i in range(3):
         client = CommitteeClient(local_stack.api_url, SigningKey.generate())
         client.register([])
+        operator.admit(client.account)  # as `gpuproof-ops admit` does
         out.append(Bot(client, MemberState(Path(base) / f"member{i}.json"), threading.Event()))
     for bot in out:
         bot.start()

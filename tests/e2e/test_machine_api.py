@@ -228,6 +228,32 @@ def test_replayed_registration(api: RawApi, tables: Tables) -> None:
     assert tables.footprint(key.public_hex) == before
 
 
+BOB = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+ALICE_POLKADOT = "15oF4uVJwmo4TdGW7VfQxNLavjCXviqxT9S1MgbjMNHr6Sp5"  # OWNER's key, network prefix 0
+
+
+def test_owner_address_with_a_broken_checksum_is_refused(api: RawApi, tables: Tables) -> None:
+    key = SigningKey.generate()
+    broken = OWNER[:-1] + ("R" if OWNER[-1] != "R" else "S")  # base58, right length, wrong checksum
+    reply, _, _ = api.signed(key, "POST", "/machines", registration(key, owner=broken))
+    assert reply.status == 422 and reply.body["code"] == "schema_invalid", reply.body
+    owner_reason = next(r for r in reply.body["reasons"] if r["field"] == "owner")
+    assert "checksum" in owner_reason["message"]
+    assert tables.footprint(key.public_hex)["machine"] is None
+
+
+def test_registration_naming_another_owner_is_refused(api: RawApi, tables: Tables) -> None:
+    key = registered(api)
+    before = tables.footprint(key.public_hex)
+    reply, _, _ = api.signed(key, "POST", "/machines", registration(key, owner=BOB))
+    assert reply.status == 409 and codes(reply) == ["machine_owner_mismatch"], reply.body
+    assert OWNER in reply.body["message"] and BOB in reply.body["message"]
+    assert tables.footprint(key.public_hex)["machine"] == before["machine"]
+    # the same owner's key under another network prefix is the same owner: only machine_exists
+    same, _, _ = api.signed(key, "POST", "/machines", registration(key, owner=ALICE_POLKADOT))
+    assert same.status == 409 and codes(same) == ["machine_exists"], same.body
+
+
 def test_replayed_challenge_request(api: RawApi, tables: Tables) -> None:
     key = registered(api)
     path = f"/machines/{key.public_hex}/challenges"

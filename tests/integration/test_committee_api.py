@@ -20,6 +20,7 @@ from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.submit import submit
 from gpuproof.api.wiring import committee_services
 from gpuproof.cli.member import ApiError, CommitteeClient, inspect_transcript, upload_info
+from gpuproof.cli.operator import OperatorClient
 from gpuproof.logic import committee as logic
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import Region
@@ -46,13 +47,15 @@ def refused(call: Callable[[], Any]) -> ApiError:
 
 
 @pytest.fixture(scope="module")
-def members(local_stack: Any) -> Iterator[dict[str, CommitteeClient]]:
+def members(local_stack: Any, operator: OperatorClient) -> Iterator[dict[str, CommitteeClient]]:
     clients = {name: CommitteeClient(local_stack.api_url, SigningKey.generate()) for name in "ABC"}
     for c in clients.values():
         c.register([])
     linked = CommitteeClient(local_stack.api_url, SigningKey.generate())
     linked.register([OWNER])  # tied to the owner of every machine below: never drawn for them
     clients["linked"] = linked
+    for c in clients.values():
+        operator.admit(c.account)
     yield clients
     for c in clients.values():
         c.retire()
@@ -122,6 +125,9 @@ def test_commit_reveal_rules_and_a_verdict_written_once(
     assert reserved.status_code == 422, reserved.text  # not a machine_id: refused before any read
 
     transcript = first.transcript(machine_id, 1)
+    # Issue 10 (4): the service's own findings stay hidden while commits are open.
+    assert rnd["expected_hidden"] is True and rnd["expected_info"] is None and rnd["expected_problems"] == []
+    assert transcript["round"]["expected_hidden"] is True and transcript["round"]["expected_info"] is None
     inspection = inspect_transcript(transcript, allow_cpu_backend=True)
     assert inspection.supports, inspection.problems
     infos = {c.account: upload_info(inspection, f"salt-{i}") for i, c in enumerate((first, second, third))}

@@ -41,6 +41,7 @@ class FakeService:
     """Routes like the machine API; refuses any request whose signature does not verify."""
 
     registered: set[str] = field(default_factory=set)
+    owners: dict[str, str] = field(default_factory=dict)
     reports: list[SignedReport] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     heartbeat_status: int = 404
@@ -59,9 +60,14 @@ class FakeService:
             assert verify(
                 reg.machine_id, bond_message(reg.machine_id, reg.owner), bytes.fromhex(reg.bond_signature)
             )
+            known = self.owners.get(reg.machine_id, reg.owner if reg.machine_id in self.registered else None)
+            if known is not None and known != reg.owner:
+                message = f"machine {reg.machine_id} is registered to owner {known}; this names {reg.owner}"
+                return FakeResponse(409, {"code": "machine_owner_mismatch", "message": message})
             if reg.machine_id in self.registered:
-                return FakeResponse(409, {"code": "already_registered", "message": "known machine"})
+                return FakeResponse(409, {"code": "machine_exists", "message": "known machine"})
             self.registered.add(reg.machine_id)
+            self.owners[reg.machine_id] = reg.owner
             return FakeResponse(201, {"machine_id": reg.machine_id})
         if path.endswith("/challenges"):
             ChallengeRequest.model_validate(body)

@@ -184,3 +184,27 @@ def test_large_pool_draws_three_distinct_members() -> None:
     drawn = draw(beacon, pool)
     assert drawn is not None and len(set(drawn)) == 3
     assert set(drawn) <= {m.account for m in pool}
+
+
+ALICE_SS58 = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+ALICE_KEY = "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
+ALICE_POLKADOT = "15oF4uVJwmo4TdGW7VfQxNLavjCXviqxT9S1MgbjMNHr6Sp5"
+
+
+def test_owner_and_linked_accounts_are_compared_as_public_keys() -> None:
+    """Issue 10 (4): the owner's own key as a member (hex vs SS58), or a link to it in another
+    encoding (another network prefix, 0x hex), is never eligible for the owner's machines."""
+    others = [Member(f"{i:064x}") for i in range(1, 4)]
+    tied = [
+        Member(ALICE_KEY),  # the owner's own key, registered as a member
+        Member("e" * 64, frozenset({ALICE_POLKADOT})),
+        Member("f" * 64, frozenset({"0x" + ALICE_KEY.upper()})),
+    ]
+    assert all(m.tied_to(ALICE_SS58) for m in tied)
+    assert eligible_accounts([*others, *tied], owner=ALICE_SS58, in_flight={}, cap=1) == sorted(
+        m.account for m in others
+    )
+    # the same owner named by its hex key excludes the same members
+    assert eligible_accounts([*others, *tied], owner=ALICE_KEY, in_flight={}, cap=1) == sorted(
+        m.account for m in others
+    )

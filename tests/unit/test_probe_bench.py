@@ -104,3 +104,11 @@ def test_a_crashing_device_is_reported_not_hidden() -> None:
 def test_plan_shrinks_gemms_on_small_gpus() -> None:
     assert BenchPlan().sized_for(8 << 30).gemm_n == 4096
     assert BenchPlan().sized_for(80 << 30).gemm_n == 8192
+
+
+def test_a_sample_outside_the_wire_bounds_is_reported_unverified_not_raised() -> None:
+    from benchmark_probe.bench import result
+
+    for bad in (float("nan"), float("inf"), 1e300, -1.0):
+        r = result("gemm_bf16", "gpu0", "TFLOPS", [100.0, bad], None, {})
+        assert not r.verified and r.median == 0.0 and r.error and "outside" in r.error

@@ -106,7 +106,7 @@ def test_submit_without_a_key_explains_how_to_make_one(tmp_path: Path) -> None:
         "--api",
         "https://x",
         "--owner",
-        "o",
+        "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
         "--region",
         "europe",
         "--key",
@@ -142,6 +142,36 @@ def test_submit_refused_prints_code_and_reasons(
     assert result.exit_code == 1
     out = json.loads(result.stdout)
     assert (out["status"], out["code"], out["reasons"]) == (403, "owner_mismatch", ["bond signature"])
+
+
+def test_submit_refuses_an_owner_with_a_broken_checksum(no_gpu: None, tmp_path: Path) -> None:
+    key = tmp_path / "machine.key"
+    runner.invoke(app, ["keygen", "--key", str(key)])
+    args = _submit_args(key)
+    owner_at = args.index("--owner") + 1
+    args[owner_at] = args[owner_at][:-1] + "R"  # base58, right length, wrong checksum
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "checksum" in result.output
+
+
+def test_submit_naming_another_owner_exits_non_zero(
+    no_gpu: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import benchmark_probe.cli as cli
+    from tests.unit.probe_service_double import FakeService
+
+    key = tmp_path / "machine.key"
+    runner.invoke(app, ["keygen", "--key", str(key)])
+    machine_id = SigningKey.load(key).public_hex
+    bob = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+    service = FakeService(registered={machine_id}, owners={machine_id: bob})
+    monkeypatch.setattr(cli, "ServiceClient", lambda api, k: ServiceClient(api, k, transport=service))
+    result = runner.invoke(app, _submit_args(key))
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.stdout)
+    assert (out["status"], out["code"]) == (409, "machine_owner_mismatch")
+    assert bob in out["error"]
 
 
 ALICE_SEED = "0xe5be9a5092b81bca64be81d212e7f2f9eba183bb7a90954f7b76361f6edb5c0a"  # subkey's //Alice

@@ -82,6 +82,17 @@ def test_submit_again_is_fine_when_already_registered() -> None:
     assert _submit(service).registration == "already registered"
 
 
+def test_submit_naming_another_owner_for_a_registered_machine_stops() -> None:
+    service = FakeService(
+        registered={KEY.public_hex},
+        owners={KEY.public_hex: "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"},
+    )
+    with pytest.raises(ServiceError, match="machine_owner_mismatch") as info:
+        _submit(service)
+    assert info.value.status == 409
+    assert service.paths == ["POST /prod/machines"]  # no challenge taken, no report sent
+
+
 def test_a_non_json_error_is_still_a_clear_error() -> None:
     class Gateway(FakeService):
         def route(self, method: str, path: str, body: Any, keyid: str) -> FakeResponse:

@@ -26,6 +26,7 @@ from gpuproof.protocol.proof import (
     derive_params,
     draw_all_pairs,
     draw_pairs,
+    gpu_seed,
     verify_throughput,
 )
 
@@ -317,3 +318,85 @@ def test_draw_is_deterministic_distinct_and_bound_to_its_inputs() -> None:
     assert first != draw_pairs(b"commitment", b"secret", p.model_copy(update={"gpu_index": 1}))
     everything = draw_pairs(b"c", b"s", p.model_copy(update={"checks": 64}))
     assert len(everything) == 64
+
+
+# --- bounded entries and exact groups (issue 10) -----------------------------------------------
+
+INT64_MIN = -(2**63)
+
+
+def _with_opening(r: Run, k: int, changed: object) -> ThroughputProof:
+    gpu = r.proof.openings[0]
+    opens = [*gpu.openings[:k], changed, *gpu.openings[k + 1 :]]
+    return r.proof.model_copy(update={"openings": [gpu.model_copy(update={"openings": opens})]})
+
+
+def test_int64_min_in_an_opening_is_out_of_range_not_wrapped() -> None:
+    """np.abs(-2**63) is negative and -2**63 packs to the int8 0: a zero entry of A_(t-1) written as
+    -2**63 passed the range check and its Merkle path, and the dot product wrapped; with an even
+    y_j the tampered row was accepted."""
+    from gpuproof.protocol.proof.matrices import b_times_x
+    from gpuproof.protocol.proof.verifier import x_bits
+
+    r = run(1, cpu_params())
+    p = r.params[0]
+    x = np.random.default_rng(0).integers(0, 2 ** x_bits(p), size=p.d, dtype=np.int64)
+    y = b_times_x(gpu_seed(r.nonce, KEY.public_hex, 0), p.d, p.q, x)
+    found = next(
+        (k, o, j)
+        for k, o in enumerate(r.proof.openings[0].openings)
+        if o.step > 1 and o.a_prev is not None
+        for j, v in enumerate(o.a_prev)
+        if v == 0 and y[j] % 2 == 0
+    )
+    k, o, j = found
+    a_prev = list(o.a_prev or [])
+    a_prev[j] = INT64_MIN
+    assert verify(r, proof=_with_opening(r, k, o.model_copy(update={"a_prev": a_prev}))) == [
+        codes.VALUE_OUT_OF_RANGE
+    ]
+    for name in ("a_row", "c_row"):
+        row = list(getattr(o, name))
+        row[0] = INT64_MIN
+        tampered = _with_opening(r, k, o.model_copy(update={name: row}))
+        assert verify(r, proof=tampered) == [codes.VALUE_OUT_OF_RANGE]
+    floaty = _with_opening(r, k, o.model_copy(update={"a_row": [float(v) for v in o.a_row]}))
+    assert verify(r, proof=floaty) == [codes.VALUE_OUT_OF_RANGE]
+
+
+def test_an_opening_outside_the_steps_is_malformed_not_an_index_error() -> None:
+    r = run(1, cpu_params())
+    o = r.proof.openings[0].openings[0]
+    far = _with_opening(r, 0, o.model_copy(update={"step": r.params[0].steps + 5}))
+    got = verify(r, proof=far, pairs=None, pairs_secret=None)
+    assert codes.OPENING_MALFORMED in got or codes.OPENINGS_MISMATCH in got
+
+
+def test_an_extra_opening_group_for_an_uncommitted_gpu_is_refused() -> None:
+    r = run(1, cpu_params())
+    extra = r.proof.openings[0].model_copy(update={"gpu_index": 5})
+    proof = r.proof.model_copy(update={"openings": [*r.proof.openings, extra]})
+    assert verify(r, proof=proof) == [codes.OPENINGS_EXTRA]
+
+
+def test_a_duplicate_opening_group_is_refused() -> None:
+    r = run(1, cpu_params())
+    proof = r.proof.model_copy(update={"openings": [*r.proof.openings, r.proof.openings[0]]})
+    assert verify(r, proof=proof) == [codes.OPENINGS_DUPLICATE]
+
+
+def test_a_missing_opening_group_is_refused() -> None:
+    r = run(1, cpu_params(gpus=2))
+    proof = r.proof.model_copy(update={"openings": r.proof.openings[:1]})
+    assert verify(r, proof=proof) == [codes.OPENINGS_MISSING]
+
+
+def test_pair_groups_must_match_the_committed_gpus() -> None:
+    r = run(1, cpu_params(gpus=2))
+    extra = r.proof.pairs[0].model_copy(update={"gpu_index": 7})
+    assert verify(r, proof=r.proof.model_copy(update={"pairs": [*r.proof.pairs, extra]})) == [
+        codes.PAIRS_EXTRA
+    ]
+    twice = [*r.proof.pairs, r.proof.pairs[1]]
+    assert verify(r, proof=r.proof.model_copy(update={"pairs": twice})) == [codes.PAIRS_DUPLICATE]
+    assert verify(r, proof=r.proof.model_copy(update={"pairs": r.proof.pairs[:1]})) == [codes.PAIRS_MISSING]

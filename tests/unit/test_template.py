@@ -24,6 +24,7 @@ from gpuproof.local.template import (
     load_template,
     resolve_parameters,
 )
+from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE, PROTOCOL_MAX_GPUS
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_NAMES = {
@@ -49,8 +50,10 @@ PARAM_ENV = {
     "SHADOW_CHECKS": "ShadowChecks",
     "CHALLENGE_COOLDOWN_S": "ChallengeCooldownSeconds",
     "CHALLENGE_COOLDOWN_MAX_S": "ChallengeCooldownMaxSeconds",
+    "MAX_GPUS_PER_MACHINE": "MaxGpusPerMachine",
     "COMMITTEE_WINDOW_SCALE": "CommitteeWindowScale",
     "COMMITTEE_MAX_IN_FLIGHT": "CommitteeMaxInFlight",
+    "COMMITTEE_OPERATOR_KEY": "CommitteeOperatorKey",
     "BEACON_SEED": "BeaconSeed",
     "BEACON_LENGTH": "BeaconLength",
     "CHAIN_NODE_URL": "ChainNodeUrl",
@@ -90,11 +93,13 @@ EXPECTED_ROUTES = {
         "GET /beacon",
         "POST /members",
         "POST /members/{account}/retire",
+        "POST /members/{account}/admission",
         "GET /members/{account}/assignments",
         "GET /rounds/{machine_id}/{round}",
         "GET /rounds/{machine_id}/{round}/transcript",
         "POST /rounds/{machine_id}/{round}/commit",
         "POST /rounds/{machine_id}/{round}/reveal",
+        "POST /rounds/{machine_id}/{round}/resolution",
     },
     "ScoreFeedFunction": {"GET /feed"},
 }
@@ -394,6 +399,8 @@ def test_parameters(template: Template) -> None:
     assert params["SignatureMaxSkewSeconds"]["Default"] == 300
     assert params["AllowCpuBackend"]["Default"] == "false"
     assert params["ChallengeCooldownSeconds"]["Default"] == 600
+    assert params["MaxGpusPerMachine"]["Default"] == DEFAULT_MAX_GPUS_PER_MACHINE
+    assert params["MaxGpusPerMachine"]["MaxValue"] == PROTOCOL_MAX_GPUS
     assert "StageName" in params
 
 

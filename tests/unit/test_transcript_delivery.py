@@ -20,6 +20,7 @@ from gpuproof.adapters.transcripts import S3TranscriptStore
 from gpuproof.errors import STATUS_BY_CODE
 from gpuproof.protocol import delivery
 from gpuproof.protocol.delivery import TranscriptRef, decode, read_verified, size_reasons, transcript_limit
+from gpuproof.reason_codes import REASON_CODES
 
 DATA = os.urandom(10_000)
 REF = TranscriptRef.of(1, DATA)
@@ -99,9 +100,11 @@ def test_decode_refuses_what_it_cannot_read() -> None:
     assert proof is None and codes(reasons) == {"transcript_version_unsupported"}
 
 
-def test_every_delivery_code_has_a_client_error_status() -> None:
+def test_every_delivery_code_is_registered_and_intake_codes_are_client_errors() -> None:
     for code in delivery.ALL_CODES:
-        assert 400 <= STATUS_BY_CODE[code] < 500, code
+        assert code in REASON_CODES, code
+    for code in ("proof_reference_malformed", "transcript_missing", "transcript_size_mismatch"):
+        assert STATUS_BY_CODE[code] == 422, code
     assert STATUS_BY_CODE["transcript_too_large"] == 413
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from gpuproof.protocol import limits
 from gpuproof.protocol.delivery import DEFAULT_MAX_BYTES_PER_GPU as DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
 
 
@@ -31,6 +32,7 @@ class Settings:
     cooldown_s: int
     cooldown_max_s: int
     region: str
+    max_gpus_per_machine: int = limits.DEFAULT_MAX_GPUS_PER_MACHINE
     transcripts_bucket: str | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
 
@@ -53,6 +55,7 @@ class Settings:
             cooldown_s=int(_env("CHALLENGE_COOLDOWN_S", "600")),
             cooldown_max_s=int(_env("CHALLENGE_COOLDOWN_MAX_S", "86400")),
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            max_gpus_per_machine=max_gpus_per_machine(),
             transcripts_bucket=os.environ.get("TRANSCRIPTS_BUCKET") or None,
             transcript_max_bytes_per_gpu=int(
                 _env("TRANSCRIPT_MAX_BYTES_PER_GPU", str(DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU))
@@ -60,4 +63,12 @@ class Settings:
         )
 
 
-MAX_BODY_BYTES = 1024 * 1024
+def max_gpus_per_machine() -> int:
+    """MAX_GPUS_PER_MACHINE (template parameter MaxGpusPerMachine), never above the wire ceiling."""
+    value = int(_env("MAX_GPUS_PER_MACHINE", str(limits.DEFAULT_MAX_GPUS_PER_MACHINE)))
+    if not 1 <= value <= limits.PROTOCOL_MAX_GPUS:
+        raise RuntimeError(f"MAX_GPUS_PER_MACHINE={value} is outside 1..{limits.PROTOCOL_MAX_GPUS}")
+    return value
+
+
+MAX_BODY_BYTES = limits.MAX_BODY_BYTES

@@ -29,6 +29,7 @@ from gpuproof.errors import Rejection
 from gpuproof.logic.committee import (
     ACTIVE,
     CLOSED,
+    DISPUTED,
     OPEN,
     RETIRED,
     BeaconState,
@@ -53,6 +54,7 @@ class CommitteeSettings:
     max_in_flight: int
     beacon_seed: str | None
     beacon_length: int
+    operator_key: str | None = None
 
     @classmethod
     def from_env(cls) -> CommitteeSettings:
@@ -64,6 +66,7 @@ class CommitteeSettings:
             max_in_flight=int(os.environ.get("COMMITTEE_MAX_IN_FLIGHT", "10")),
             beacon_seed=os.environ.get("BEACON_SEED") or None,
             beacon_length=int(os.environ.get("BEACON_LENGTH", str(DEFAULT_BEACON_LENGTH))),
+            operator_key=(os.environ.get("COMMITTEE_OPERATOR_KEY") or "").strip().lower() or None,
         )
 
 
@@ -74,6 +77,8 @@ def _member(item: MemberModel) -> CommitteeMember:
         registered_at=float(item.registered_at),
         status=item.status,
         in_flight=int(item.in_flight),
+        admitted=bool(item.admitted),
+        admitted_at=None if item.admitted_at is None else float(item.admitted_at),
     )
 
 
@@ -121,6 +126,7 @@ def _round(item: RoundModel) -> CommitteeRound:
         result=item.result,
         tally=item.tally,
         closed_at=None if item.closed_at is None else float(item.closed_at),
+        resolution=item.resolution,
     )
 
 
@@ -187,6 +193,22 @@ class DynamoCommitteeStore:
                 Reason("member_exists", "this account is already a committee member", "account"),
                 self._REPLAYED,
             ],
+        )
+
+    def set_admission(self, account: str, admitted: bool, now: float, request: SignedRequest) -> None:
+        actions: list[Any] = [MemberModel.admitted.set(admitted)]
+        if admitted:
+            actions += [MemberModel.admitted_at.set(now), MemberModel.admitted_by.set(request.keyid)]
+        else:
+            actions += [MemberModel.admitted_at.remove(), MemberModel.admitted_by.remove()]
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(MemberModel(account), actions=actions, condition=MemberModel.account.exists())
+            consume_nonce(tx, request)
+
+        self._commit(
+            build,
+            [Reason("unknown_member", "no committee member has this account", "account"), self._REPLAYED],
         )
 
     def retire_member(self, account: str, request: SignedRequest) -> None:
@@ -319,7 +341,9 @@ class DynamoCommitteeStore:
                 tx.update(
                     MemberModel(account),
                     actions=[MemberModel.in_flight.add(1)],
-                    condition=(MemberModel.in_flight < round_.cap) & (MemberModel.status == ACTIVE),
+                    condition=(MemberModel.in_flight < round_.cap)
+                    & (MemberModel.status == ACTIVE)
+                    & (MemberModel.admitted == True),  # noqa: E712 (a PynamoDB condition)
                 )
 
         self._commit(
@@ -329,7 +353,10 @@ class DynamoCommitteeStore:
                 Reason("round_exists", "this round was already drawn"),
                 *[beacon_used] * len(round_.members),  # assignments are keyed by the beacon index
                 Reason("machine_state_conflict", "the machine left the state it was drawn in"),
-                Reason("member_unavailable", "a drawn member retired or reached its in-flight cap meanwhile"),
+                Reason(
+                    "member_unavailable",
+                    "a drawn member retired, lost its admission or reached its in-flight cap meanwhile",
+                ),
             ],
         )
 
@@ -397,40 +424,31 @@ class DynamoCommitteeStore:
     def close_round(
         self,
         round_: CommitteeRound,
-        verdict: Verdict,
+        verdict: Verdict | None,
         machine_state: MachineState,
         reasons: list[dict[str, str]],
     ) -> bool:
-        verdict_item = VerdictModel(
-            verdict.verdict_id,
-            machine_id=verdict.machine_id,
-            round=verdict.round,
-            result=verdict.result.value,
-            upload_info=verdict.upload_info,
-            committee=verdict.committee,
-            performance_index=verdict.performance_index,
-            evidence_digest=verdict.evidence_digest,
-            decided_at=verdict.decided_at,
-            publication=None,
-        )
+        decided_at = verdict.decided_at if verdict is not None else float(round_.closed_at or 0.0)
+        result = str(round_.result or round_.status)
 
         def build(tx: TransactWrite) -> None:
             tx.update(
                 RoundModel(round_.machine_id, round_.round),
                 actions=[
-                    RoundModel.status.set(CLOSED),
-                    RoundModel.result.set(verdict.result.value),
+                    RoundModel.status.set(round_.status),
+                    RoundModel.result.set(result),
                     RoundModel.tally.set(round_.tally),
-                    RoundModel.closed_at.set(verdict.decided_at),
+                    RoundModel.closed_at.set(decided_at),
                 ],
                 condition=RoundModel.status == OPEN,
             )
-            tx.save(verdict_item, condition=VerdictModel.verdict_id.does_not_exist())
+            if verdict is not None:  # a disputed round writes no verdict: nothing to publish
+                tx.save(_verdict_item(verdict), condition=VerdictModel.verdict_id.does_not_exist())
             tx.update(
                 MachineModel(round_.machine_id),
                 actions=[
                     MachineModel.state.set(machine_state.value),
-                    MachineModel.updated_at.set(verdict.decided_at),
+                    MachineModel.updated_at.set(decided_at),
                     MachineModel.state_reasons.set(reasons),
                 ],
                 condition=MachineModel.state == MachineState.committee.value,
@@ -442,18 +460,99 @@ class DynamoCommitteeStore:
                     condition=MemberModel.account.exists(),
                 )
 
+        return self._closing(
+            build,
+            [
+                Reason("round_closed", "the round is already closed"),
+                *([Reason("verdict_exists", "this round's verdict is already written")] if verdict else []),
+                Reason("machine_state_conflict", "the machine is no longer in committee"),
+                Reason("unknown_member", "a booked member is gone"),
+            ],
+        )
+
+    def _closing(self, build: Callable[[TransactWrite], None], reasons: Sequence[Reason]) -> bool:
         try:
-            self._commit(
-                build,
-                [
-                    Reason("round_closed", "the round is already closed"),
-                    Reason("verdict_exists", "this round's verdict is already written"),
-                    Reason("machine_state_conflict", "the machine is no longer in committee"),
-                    Reason("unknown_member", "a booked member is gone"),
-                ],
-            )
+            self._commit(build, reasons)
         except Rejection as rejection:
             if {r.code for r in rejection.reasons} & {"round_closed", "verdict_exists"}:
                 return False
             raise
         return True
+
+    # -- disputes -------------------------------------------------------------------------------
+    def disputed_rounds(self) -> list[CommitteeRound]:
+        """Disputed rounds from the ByStatus index, each re-read consistently (the index lags)."""
+        found = (self.get_round(k.machine_id, int(k.round)) for k in RoundModel.by_status.query(DISPUTED))
+        return [r for r in found if r is not None and r.status == DISPUTED]
+
+    def record_resolution(
+        self, round_: CommitteeRound, resolution: dict[str, Any], request: SignedRequest
+    ) -> None:
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                RoundModel(round_.machine_id, round_.round),
+                actions=[RoundModel.resolution.set(resolution)],
+                condition=(RoundModel.status == DISPUTED) & RoundModel.resolution.does_not_exist(),
+            )
+            consume_nonce(tx, request)
+
+        self._commit(
+            build,
+            [
+                Reason("already_resolved", "the round was settled or changed meanwhile", "round"),
+                self._REPLAYED,
+            ],
+        )
+
+    def settle_dispute(
+        self,
+        round_: CommitteeRound,
+        verdict: Verdict,
+        machine_state: MachineState,
+        reasons: list[dict[str, str]],
+    ) -> bool:
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                RoundModel(round_.machine_id, round_.round),
+                actions=[
+                    RoundModel.status.set(CLOSED),
+                    RoundModel.result.set(verdict.result.value),
+                    RoundModel.tally.set(round_.tally),
+                    RoundModel.closed_at.set(verdict.decided_at),
+                ],
+                condition=(RoundModel.status == DISPUTED) & RoundModel.resolution.exists(),
+            )
+            tx.save(_verdict_item(verdict), condition=VerdictModel.verdict_id.does_not_exist())
+            tx.update(
+                MachineModel(round_.machine_id),
+                actions=[
+                    MachineModel.state.set(machine_state.value),
+                    MachineModel.updated_at.set(verdict.decided_at),
+                    MachineModel.state_reasons.set(reasons),
+                ],
+                condition=MachineModel.state == MachineState.disputed.value,
+            )
+
+        return self._closing(
+            build,
+            [
+                Reason("round_closed", "the dispute is already settled"),
+                Reason("verdict_exists", "this round's verdict is already written"),
+                Reason("machine_state_conflict", "the machine is no longer disputed"),
+            ],
+        )
+
+
+def _verdict_item(verdict: Verdict) -> VerdictModel:
+    return VerdictModel(
+        verdict.verdict_id,
+        machine_id=verdict.machine_id,
+        round=verdict.round,
+        result=verdict.result.value,
+        upload_info=verdict.upload_info,
+        committee=verdict.committee,
+        performance_index=verdict.performance_index,
+        evidence_digest=verdict.evidence_digest,
+        decided_at=verdict.decided_at,
+        publication=None,
+    )

@@ -24,10 +24,25 @@ from gpuproof.config import Settings
 from gpuproof.errors import Rejection
 from gpuproof.logic.records import Attempts, Challenge, ChallengeStatus, Machine, StoredReport
 from gpuproof.logic.states import MachineState, states_before
+from gpuproof.protocol.gpu_uuid import normalise_gpu_uuid
 from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.limits import DYNAMODB_MAX_TRANSACTION_ITEMS, VERIFICATION_FIXED_ITEMS
 from gpuproof.protocol.reasons import Reason
 
 CHALLENGE_RETENTION_S = 86400
+
+
+def claimed_uuids(uuids: Sequence[str]) -> list[str]:
+    """The GpuUuids keys a verification writes: normalised, sorted, once each, within one transaction."""
+    keys = set()
+    for raw in uuids:
+        uuid = normalise_gpu_uuid(raw)
+        if uuid is None:
+            raise ValueError(f"{raw!r} is not a GPU UUID; the verify worker refuses it before recording")
+        keys.add(uuid)
+    if len(keys) + VERIFICATION_FIXED_ITEMS > DYNAMODB_MAX_TRANSACTION_ITEMS:
+        raise ValueError(f"{len(keys)} GPU claims do not fit one transaction; intake bounds them")
+    return sorted(keys)
 
 
 def _nonce_key(request: SignedRequest) -> str:
@@ -328,7 +343,7 @@ class DynamoMachineStore:
     # -- the verify worker's side --------------------------------------------------------------
     def gpu_uuid_owners(self, uuids: list[str]) -> dict[str, str]:
         owners = {}
-        for uuid in sorted(set(uuids)):
+        for uuid in sorted({normalise_gpu_uuid(u) or u for u in uuids}):
             try:
                 owners[uuid] = GpuUuidModel.get(uuid, consistent_read=True).machine_id
             except DoesNotExist:
@@ -345,6 +360,7 @@ class DynamoMachineStore:
     ) -> bool:
         now = float(verification["verified_at"])
         reasons = verification.get("reasons", [])
+        claims = claimed_uuids(claim_uuids)
 
         def build(tx: TransactWrite) -> None:
             tx.update(
@@ -362,7 +378,7 @@ class DynamoMachineStore:
                 ],
                 condition=MachineModel.state == MachineState.submitted.value,
             )
-            for uuid in sorted(set(claim_uuids)):
+            for uuid in claims:
                 tx.save(
                     GpuUuidModel(uuid, machine_id=report.machine_id, claimed_at=now),
                     condition=GpuUuidModel.gpu_uuid.does_not_exist()
@@ -377,7 +393,7 @@ class DynamoMachineStore:
                     Reason("machine_state_conflict", "the machine is no longer waiting for verification"),
                     *[
                         Reason("gpu_uuid_taken", f"GPU {u} was claimed by another machine meanwhile")
-                        for u in sorted(set(claim_uuids))
+                        for u in claims
                     ],
                 ],
             )

@@ -6,6 +6,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     BinaryAttribute,
+    BooleanAttribute,
     JSONAttribute,
     ListAttribute,
     MapAttribute,
@@ -135,6 +136,9 @@ class MemberModel(Model):
     registered_at = NumberAttribute()
     status = UnicodeAttribute()
     in_flight = NumberAttribute()
+    admitted = BooleanAttribute(null=True)  # absent: registered, never admitted (never drawn)
+    admitted_at = NumberAttribute(null=True)
+    admitted_by = UnicodeAttribute(null=True)  # the operator key that admitted it
 
 
 class ByStatusIndex(GlobalSecondaryIndex["RoundModel"]):  # type: ignore[no-untyped-call]
@@ -189,6 +193,7 @@ class RoundModel(Model):
     result = UnicodeAttribute(null=True)
     tally = JSONAttribute(null=True)
     closed_at = NumberAttribute(null=True)
+    resolution = JSONAttribute(null=True)  # a disputed round's settlement by the operator
 
 
 class AssignmentModel(Model):

@@ -6,7 +6,7 @@ POST is signed by the member's key, and a member votes only in rounds it was dra
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
@@ -19,12 +19,13 @@ from gpuproof.api.wiring import committee_services
 from gpuproof.logic import committee as logic
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.limits import MAX_ROUND_NO
 
 router = Router()  # type: ignore[no-untyped-call]
 
 Account = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="member's Ed25519 public key, hex")]
 MachineId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="machine's Ed25519 public key, hex")]
-RoundNo = Annotated[int, Path(ge=1, description="round number, from 1")]
+RoundNo = Annotated[int, Path(ge=1, le=MAX_ROUND_NO, description="round number, from 1")]
 Signer = Annotated[SignedRequest, Depends(signed_request)]
 Svc = Annotated[logic.CommitteeServices, Depends(committee_services)]
 TAGS = ["committee"]
@@ -34,11 +35,18 @@ class MemberRegistration(BaseModel):
     """Body of POST /members, signed (RFC 9421) by the member's own key (keyid = account)."""
 
     account: str = Field(pattern=r"^[0-9a-f]{64}$")
-    linked_accounts: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+    linked_accounts: list[Annotated[str, Field(min_length=1, max_length=66)]] = Field(
         default_factory=list,
-        max_length=32,
-        description="owner accounts this member is tied to; it is never drawn for their machines",
+        max_length=logic.MAX_LINKED_ACCOUNTS,
+        description="owner accounts this member is tied to (SS58 of any network prefix, or the "
+        "32-byte public key in hex); stored as public key hex; never drawn for their machines",
     )
+
+
+class AdmissionIn(BaseModel):
+    """Body of POST /members/{account}/admission, signed by the operator key (`gpuproof-ops admit`)."""
+
+    admitted: bool = Field(default=True, description="false revokes: the member is never drawn again")
 
 
 class MemberOut(BaseModel):
@@ -47,6 +55,8 @@ class MemberOut(BaseModel):
     registered_at: float
     status: str
     in_flight: int
+    admitted: bool = Field(description="only admitted members are drawn (`gpuproof-ops admit`)")
+    admitted_at: float | None
 
 
 class BeaconOut(BaseModel):
@@ -98,15 +108,25 @@ class RoundOut(BaseModel):
     pool_size: int
     pool: list[str] | None
     cap: int
-    expected_info: dict[str, Any] | None
+    expected_info: dict[str, Any] | None = Field(
+        description="the service's own findings; null while commits are open (expected_hidden)"
+    )
     expected_problems: list[dict[str, str]]
+    expected_hidden: bool = Field(
+        default=False, description="true while commits are open: the service's findings are withheld"
+    )
     performance_index: float | None
     commits: dict[str, dict[str, Any]]
     reveals: dict[str, dict[str, Any]]
     commit_hashes: list[str]
     result: str | None
-    tally: dict[str, Any] | None
+    tally: dict[str, Any] | None = Field(
+        description="closed: the tally; disputed: also committee_view, service_view and differences"
+    )
     closed_at: float | None
+    resolution: dict[str, Any] | None = Field(
+        default=None, description="a disputed round's settlement: {accept, note, by, at}"
+    )
 
 
 class TranscriptOut(BaseModel):
@@ -131,6 +151,15 @@ class RevealIn(BaseModel):
     info: CommitteeUploadInfo
 
 
+class ResolutionIn(BaseModel):
+    """Body of POST /rounds/{machine_id}/{round}/resolution, signed by the operator key."""
+
+    accept: Literal["committee", "service"] = Field(
+        description="whose findings the verdict carries: the committee majority's or the service's"
+    )
+    note: str = Field(default="", max_length=500, description="why (kept on the round)")
+
+
 class VoteOut(BaseModel):
     machine_id: str
     round: int
@@ -145,6 +174,8 @@ def _member_out(m: logic.CommitteeMember) -> MemberOut:
         registered_at=m.registered_at,
         status=m.status,
         in_flight=m.in_flight,
+        admitted=m.admitted,
+        admitted_at=m.admitted_at,
     )
 
 
@@ -176,6 +207,16 @@ def register_member(body: MemberRegistration, signer: Signer, svc: Svc) -> Membe
 
 
 @router.post(
+    "/members/<account>/admission",
+    tags=TAGS,
+    summary="Admit a registered member into the draw, or revoke it (operator key only)",
+    responses=responses(200, MemberOut, 401, 403, 404, 409, 422),
+)
+def admit_member(account: Account, body: AdmissionIn, signer: Signer, svc: Svc) -> MemberOut:
+    return _member_out(logic.admit_member(svc, signer, account, body.admitted))
+
+
+@router.post(
     "/members/<account>/retire",
     tags=TAGS,
     summary="Leave the pool (no new draws)",
@@ -203,7 +244,7 @@ def get_assignments(account: Account, svc: Svc) -> AssignmentsOut:
     responses=responses(200, RoundOut, 404, 422),
 )
 def get_round(machine_id: MachineId, round_no: RoundNo, svc: Svc) -> RoundOut:
-    return RoundOut(**logic.get_round(svc, machine_id, round_no).as_dict())
+    return RoundOut(**logic.published_round(svc, machine_id, round_no))
 
 
 @router.get(
@@ -240,3 +281,16 @@ def reveal_vote(
 ) -> VoteOut:
     r = logic.reveal(svc, signer, machine_id, round_no, body.info)
     return _vote_out(svc, r, signer.keyid)
+
+
+@router.post(
+    "/rounds/<machine_id>/<round_no>/resolution",
+    tags=TAGS,
+    summary="Settle a disputed round: the committee's or the service's findings (operator key only)",
+    responses=responses(200, RoundOut, 401, 403, 404, 409, 422),
+)
+def resolve_round(
+    machine_id: MachineId, round_no: RoundNo, body: ResolutionIn, signer: Signer, svc: Svc
+) -> RoundOut:
+    r = logic.resolve_dispute(svc, signer, machine_id, round_no, body.accept, body.note)
+    return RoundOut(**r.published(svc.clock.now()))

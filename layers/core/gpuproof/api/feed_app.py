@@ -22,6 +22,7 @@ from gpuproof.api.errors import install_error_handlers
 from gpuproof.chain.payload import PPM, PayloadError, decode_record, split_payload
 from gpuproof.chain.signer import KmsBatchSigner
 from gpuproof.chain.store import DynamoVerdictOutbox, PublishedBatch
+from gpuproof.protocol.limits import MAX_FEED_POSITION
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -124,7 +125,9 @@ router = Router()  # type: ignore[no-untyped-call]
 
 @router.get("/feed", tags=["feed"], summary="Signed verdict batches published on chain, after `since`")
 def get_feed(
-    since: Annotated[int | None, Query(ge=0, description="the last position seen; omit to start")] = None,
+    since: Annotated[
+        int | None, Query(ge=0, le=MAX_FEED_POSITION, description="the last position seen; omit to start")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> FeedPage:
     return feed_page(since, limit)

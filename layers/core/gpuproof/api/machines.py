@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from gpuproof.api.models import (
     AttemptsOut,
     ChallengeOut,
+    ChallengeParamsOut,
     CommitmentOut,
     CommitmentSubmission,
     HeartbeatAck,
@@ -28,12 +29,14 @@ from gpuproof.api.wiring import machine_services
 from gpuproof.logic import machines as logic
 from gpuproof.logic.records import Machine, StoredReport
 from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.limits import MAX_CHALLENGE_ID_CHARS
 from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration
 from gpuproof.protocol.telemetry import Heartbeat
 
 router = Router()  # type: ignore[no-untyped-call]
 
 MachineId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="Ed25519 public key, hex")]
+ChallengeIdPath = Annotated[str, Path(min_length=1, max_length=MAX_CHALLENGE_ID_CHARS)]
 Signer = Annotated[SignedRequest, Depends(signed_request)]
 Svc = Annotated[logic.Services, Depends(machine_services)]
 
@@ -104,7 +107,7 @@ def create_challenge(machine_id: MachineId, body: ChallengeRequest, signer: Sign
         nonce=c.nonce,
         issued_at=c.issued_at,
         expires_at=c.expires_at,
-        params=c.params,
+        params=ChallengeParamsOut.model_validate(c.params),
     )
 
 
@@ -164,7 +167,7 @@ def heartbeat(machine_id: MachineId, body: Heartbeat, signer: Signer, svc: Svc) 
     summary="A stored report, byte for byte what the machine signed",
     responses=responses(200, ReportOut, 404, 422),
 )
-def get_report(machine_id: MachineId, challenge_id: str, svc: Svc) -> ReportOut:
+def get_report(machine_id: MachineId, challenge_id: ChallengeIdPath, svc: Svc) -> ReportOut:
     r = logic.get_report(svc, machine_id, challenge_id)
     return ReportOut(
         machine_id=r.machine_id,

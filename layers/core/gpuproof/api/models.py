@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
 from gpuproof.protocol.delivery import TranscriptUpload
-from gpuproof.protocol.proof import GpuPairs, SignedCommitment
+from gpuproof.protocol.proof import GpuPairs, ProofParams, SignedCommitment
 from gpuproof.protocol.report import SignedReport
 
 
@@ -50,13 +50,25 @@ class MachineOut(BaseModel):
     attempts: AttemptsOut
 
 
+class ChallengeParamsOut(BaseModel):
+    """The claim the challenge fixes and what the proof must compute for it (docs/protocol.md §14)."""
+
+    claimed_gpu_model: str | None = Field(
+        description="the claimed model's reference-table name (normalised); null for a CPU-only claim"
+    )
+    gpu_count: int = Field(description="GPUs claimed; the report's inventory must list exactly these")
+    proof: list[ProofParams] = Field(
+        description="one set of proof-of-throughput parameters per claimed GPU (docs/protocol.md §2)"
+    )
+
+
 class ChallengeOut(BaseModel):
     challenge_id: str
     machine_id: str
     nonce: str = Field(description="32 random bytes, hex; the report and the proof must carry it")
     issued_at: float
     expires_at: float
-    params: dict[str, Any]
+    params: ChallengeParamsOut
 
 
 class ReportSubmission(BaseModel):

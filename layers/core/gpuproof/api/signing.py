@@ -16,8 +16,9 @@ from contextvars import ContextVar
 from typing import Any
 
 from gpuproof.adapters.clock import SystemClock
+from gpuproof.api.body import body_reasons
 from gpuproof.config import MAX_BODY_BYTES
-from gpuproof.errors import Rejection
+from gpuproof.errors import Rejection, raise_if
 from gpuproof.protocol.httpsig import DEFAULT_MAX_SKEW_S, RequestSignatureError, SignedRequest, verify_request
 from gpuproof.protocol.reasons import Reason
 
@@ -35,11 +36,13 @@ def _raw_body(event: dict[str, Any]) -> bytes:
             return base64.b64decode(body, validate=True)
         except binascii.Error as exc:
             raise Rejection([Reason("malformed_json", "the body is not valid base64", "body")]) from exc
-    return str(body).encode("utf-8")
+    # surrogatepass: a str that is not Unicode text reaches the UTF-8 check, not an exception.
+    return str(body).encode("utf-8", "surrogatepass")
 
 
 def check_envelope(event: dict[str, Any], now: float, max_skew_s: int) -> SignedRequest | None:
-    """Size first, then the signature; raises Rejection. None for methods that need no signature."""
+    """Size first, then the signature, then the body as JSON (UTF-8, depth, finite numbers);
+    raises Rejection. None for methods that need no signature (their bodies are not read)."""
     body = _raw_body(event)
     if len(body) > MAX_BODY_BYTES:
         raise Rejection(
@@ -54,11 +57,13 @@ def check_envelope(event: dict[str, Any], now: float, max_skew_s: int) -> Signed
     if method not in SIGNED_METHODS:
         return None
     try:
-        return verify_request(
+        signed = verify_request(
             method, event.get("rawPath", ""), event.get("headers") or {}, body, now=now, max_skew_s=max_skew_s
         )
     except RequestSignatureError as exc:
         raise Rejection(exc.reasons) from exc
+    raise_if(body_reasons(body))
+    return signed
 
 
 def _response(rejection: Rejection) -> dict[str, Any]:

@@ -34,6 +34,7 @@ def machine_services() -> Services:
         challenge_ttl_s=settings.challenge_ttl_s,
         allow_cpu_backend=settings.allow_cpu_backend,
         cooldown=CooldownPolicy(settings.cooldown_s, settings.cooldown_max_s),
+        max_gpus_per_machine=settings.max_gpus_per_machine,
         transcripts=transcript_store(settings),
         transcript_max_bytes_per_gpu=settings.transcript_max_bytes_per_gpu,
     )
@@ -48,6 +49,7 @@ def verify_services() -> VerifyServices:
         allow_cpu_backend=settings.allow_cpu_backend,
         shadow_checks=settings.shadow_checks,
         cooldown=CooldownPolicy(settings.cooldown_s, settings.cooldown_max_s),
+        max_gpus_per_machine=settings.max_gpus_per_machine,
         transcripts=transcript_store(settings),
         transcript_max_bytes_per_gpu=settings.transcript_max_bytes_per_gpu,
     )
@@ -79,5 +81,6 @@ def committee_services() -> CommitteeServices:
         max_in_flight=committee.max_in_flight,
         allow_cpu_backend=settings.allow_cpu_backend,
         beacon=beacon,
+        operator_key=committee.operator_key,
         transcripts=transcript_store(settings),
     )

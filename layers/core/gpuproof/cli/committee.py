@@ -24,6 +24,7 @@ from rich.table import Table
 from gpuproof.cli.keyimport import imported_key
 from gpuproof.cli.member import (
     ApiError,
+    CommitConflict,
     CommitteeClient,
     Inspection,
     MemberState,
@@ -118,7 +119,12 @@ def register(
         doc = client.register(list(linked or []))
     except ApiError as exc:
         _api_error(exc, as_json)
-    emit(doc) if as_json else out.print(f"registered {doc['account']} (linked: {doc['linked_accounts']})")
+    if as_json:
+        emit(doc)
+        return
+    out.print(f"registered {doc['account']} (linked: {doc['linked_accounts']})")
+    if not doc.get("admitted"):
+        out.print("not admitted yet: you are drawn once the operator runs `gpuproof-ops admit` for you")
 
 
 @app.command()
@@ -225,15 +231,27 @@ def commit(
 ) -> None:
     """Inspect, then commit blake2_128 of your CommitteeUploadInfo (rand_str kept in --state)."""
     client = _client(api, key, as_json)
+    votes = MemberState(state.expanduser())
+    saved = votes.get(machine_id, round_no)
+    if saved is not None and saved.get("committed"):
+        doc = {"commit_hash": saved["commit_hash"], "already_committed": True}
+        if as_json:
+            emit(doc)
+        else:
+            out.print(f"already committed {saved['commit_hash']}; the saved vote is kept (reveal it later)")
+        return
     inspection = _inspect(client, machine_id, round_no, allow_cpu_backend, as_json)
     try:
-        info = commit_findings(client, MemberState(state.expanduser()), inspection)
+        info = commit_findings(client, votes, inspection)
     except ApiError as exc:
         _api_error(exc, as_json)
+    except CommitConflict as exc:
+        fail(str(exc), as_json, code="commit_conflict")
     doc = {
         "commit_hash": info.commit_hash_hex(),
         "is_support": info.is_support,
         "calc_point": info.calc_point,
+        "already_committed": saved is not None,
     }
     emit(doc) if as_json else out.print(f"committed {doc['commit_hash']} (support={info.is_support})")
 

@@ -337,6 +337,17 @@ class MemberState:
             vote: dict[str, Any] | None = self._load()["votes"].get(self.key(machine_id, round_no))
             return vote
 
+    def put_new(self, machine_id: str, round_no: int, vote: dict[str, Any]) -> dict[str, Any]:
+        """Save `vote` unless a vote for this round is saved already; returns the saved one."""
+        with self._lock:
+            doc = self._load()
+            saved: dict[str, Any] | None = doc["votes"].get(self.key(machine_id, round_no))
+            if saved is not None:
+                return saved
+            doc["votes"][self.key(machine_id, round_no)] = vote
+            self._save(doc)
+            return vote
+
     def put(self, machine_id: str, round_no: int, vote: dict[str, Any]) -> None:
         with self._lock:
             doc = self._load()
@@ -344,20 +355,45 @@ class MemberState:
             self._save(doc)
 
 
+class CommitConflict(ValueError):
+    """The service holds a commit of this member that the saved vote does not explain."""
+
+
 def commit_findings(
     client: CommitteeClient, state: MemberState, inspection: Inspection
 ) -> CommitteeUploadInfo:
-    """Commit blake2_128 of this member's CommitteeUploadInfo; rand_str is saved before sending."""
-    info = upload_info(inspection, secrets.token_hex(8))
-    vote = {
-        "info": info.model_dump(mode="json"),
-        "commit_hash": info.commit_hash_hex(),
-        "committed": False,
-        "revealed": False,
-    }
-    state.put(inspection.machine_id, inspection.round, vote)
-    client.commit(inspection.machine_id, inspection.round, info.commit_hash_hex())
-    state.put(inspection.machine_id, inspection.round, {**vote, "committed": True})
+    """Commit blake2_128 of this member's CommitteeUploadInfo; rand_str is saved before sending.
+
+    Safe to run again: a saved vote is never replaced. If it was accepted it is returned as it
+    is (nothing sent); if its answer never came back the same hash is sent again, and a 409
+    `already_committed` is checked against the round's published commits — ours, so it is
+    marked committed, or another one (`CommitConflict`)."""
+    mid, rno = inspection.machine_id, inspection.round
+    vote = state.get(mid, rno)
+    if vote is None:
+        info = upload_info(inspection, secrets.token_hex(8))
+        vote = {
+            "info": info.model_dump(mode="json"),
+            "commit_hash": info.commit_hash_hex(),
+            "committed": False,
+            "revealed": False,
+        }
+        vote = state.put_new(mid, rno, vote)
+    info = CommitteeUploadInfo.model_validate(vote["info"])
+    if vote.get("committed"):
+        return info
+    try:
+        client.commit(mid, rno, str(vote["commit_hash"]))
+    except ApiError as exc:
+        if exc.code != "already_committed":
+            raise
+        theirs = (client.round(mid, rno).get("commits") or {}).get(client.account, {}).get("commit_hash")
+        if theirs != vote["commit_hash"]:
+            raise CommitConflict(
+                f"the service holds another commit of this member ({theirs}) than the vote saved in "
+                f"{state.path} ({vote['commit_hash']}): it cannot be revealed from this state"
+            ) from exc
+    state.put(mid, rno, {**vote, "committed": True})
     return info
 
 

@@ -1,6 +1,16 @@
-"""`gpuproof-ops`: operator commands, run with the service's environment (docs/operations.md).
+"""`gpuproof-ops`: operator commands (docs/operations.md).
 
+gpuproof-ops keygen [--key ~/.config/gpuproof/operator.key]      # the operator key, mode 0600
+gpuproof-ops admit ACCOUNT --api URL [--revoke]                  # signed by the operator key
+gpuproof-ops resolve MACHINE_ID --accept committee|service --api URL [--round N] [--note TEXT]
 gpuproof-ops republish [--older-than 300] [--dry-run] [--budget 120] [--json]
+
+`keygen` makes the operator key; its public key is the stack's `CommitteeOperatorKey` parameter.
+`admit` admits a registered committee member into the draw (a member is never drawn before):
+only the operator key's signed request can, and it needs no AWS credentials (docs/decisions.md).
+`resolve` settles a disputed round (the committee's majority confirmed findings the service's own
+differ from): it shows both views, records the operator's choice on the round, and the sweeper
+writes the verdict (and so the chain publication) on its next tick.
 
 `republish` brings the verdicts the chain publisher left behind (PublisherDLQDepthAlarm: a
 stream batch exhausted its retries) onto the chain: it lists the verdicts decided more than
@@ -16,7 +26,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Annotated
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,13 +37,31 @@ from rich.table import Table
 
 from gpuproof.chain.adapter import ChainSettings, ChainUnavailable
 from gpuproof.chain.store import DynamoVerdictOutbox, OutboxConflict
+from gpuproof.cli.operator import OperatorClient
 from gpuproof.cli.output import emit, fail
+from gpuproof.protocol.client import ServiceError
+from gpuproof.protocol.keys import KeyFileError, SigningKey
+from gpuproof.protocol.ss58 import Ss58Error
 
 app = typer.Typer(help="gpuproof operator commands.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+DEFAULT_OPERATOR_KEY = Path("~/.config/gpuproof/operator.key")
+KeyOpt = Annotated[Path, typer.Option("--key", help="operator key file (mode 0600)")]
+ApiOpt = Annotated[str, typer.Option("--api", envvar="GPUPROOF_API", help="service API URL")]
+
+
+def operator_client(api: str, key: Path, as_json: bool) -> OperatorClient:
+    try:
+        return OperatorClient(api, SigningKey.load(key.expanduser()))
+    except KeyFileError as exc:
+        fail(str(exc), as_json, 2)
+
+
+def _refused(exc: ServiceError, as_json: bool) -> None:
+    fail(str(exc), as_json, 1, status=exc.status, code=exc.code, reasons=exc.reasons)
 
 
 def _region() -> str:
@@ -41,6 +71,96 @@ def _region() -> str:
 @app.callback()
 def main() -> None:
     """Operator commands (run with the service's environment)."""
+
+
+@app.command()
+def keygen(key: KeyOpt = DEFAULT_OPERATOR_KEY, as_json: JsonOpt = False) -> None:
+    """Create the operator key (Ed25519, mode 0600); deploy with CommitteeOperatorKey = its public key."""
+    path = key.expanduser()
+    if path.exists():
+        fail(f"{path} exists; refusing to overwrite a key", as_json)
+    k = SigningKey.generate()
+    k.save(path)
+    if as_json:
+        emit({"operator_key": k.public_hex, "key_file": str(path)})
+    else:
+        out.print(f"operator key [bold]{k.public_hex}[/] (in {path}, mode 0600)")
+        out.print(f"deploy with: sam deploy --parameter-overrides CommitteeOperatorKey={k.public_hex}")
+
+
+@app.command()
+def admit(
+    account: Annotated[str, typer.Argument(help="the registered member's account (hex or SS58)")],
+    api: ApiOpt,
+    key: KeyOpt = DEFAULT_OPERATOR_KEY,
+    revoke: Annotated[bool, typer.Option("--revoke", help="withdraw the admission instead")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Admit a registered committee member into the draw (or --revoke it), signed by the operator key."""
+    client = operator_client(api, key, as_json)
+    try:
+        doc = client.admit(account, admitted=not revoke)
+    except Ss58Error as exc:
+        fail(f"{account!r} is not an account: {exc}", as_json, 2)
+    except ServiceError as exc:
+        _refused(exc, as_json)
+    if as_json:
+        emit(doc)
+    else:
+        out.print(f"{doc['account']}: {'admitted' if doc['admitted'] else 'admission revoked'}")
+
+
+class Accept(StrEnum):
+    committee = "committee"
+    service = "service"
+
+
+def _disputed_round(client: OperatorClient, machine_id: str) -> dict[str, Any] | None:
+    """The machine's latest disputed round (rounds are numbered from 1, without gaps)."""
+    found = None
+    for round_no in range(1, 10_000):
+        try:
+            doc = client.round(machine_id, round_no)
+        except ServiceError as exc:
+            if exc.code == "unknown_round":
+                return found
+            raise
+        if doc["status"] == "disputed":
+            found = doc
+    return found
+
+
+@app.command()
+def resolve(
+    machine_id: Annotated[str, typer.Argument(help="the disputed machine")],
+    accept: Annotated[Accept, typer.Option("--accept", help="whose findings the verdict carries")],
+    api: ApiOpt,
+    round_no: Annotated[
+        int | None, typer.Option("--round", min=1, help="the disputed round (default: the latest)")
+    ] = None,
+    note: Annotated[str, typer.Option("--note", help="why (kept on the round)")] = "",
+    key: KeyOpt = DEFAULT_OPERATOR_KEY,
+    as_json: JsonOpt = False,
+) -> None:
+    """Settle a disputed round: the verdict carries the committee's or the service's findings."""
+    client = operator_client(api, key, as_json)
+    try:
+        rnd = client.round(machine_id, round_no) if round_no else _disputed_round(client, machine_id)
+        if rnd is None:
+            fail(f"machine {machine_id} has no disputed round", as_json, 1, code="round_not_disputed")
+        views = (rnd.get("tally") or {}).get("differences", [])
+        doc = client.resolve(machine_id, int(rnd["round"]), accept.value, note)
+    except ServiceError as exc:
+        _refused(exc, as_json)
+    if as_json:
+        emit({"machine_id": machine_id, "round": doc["round"], "resolution": doc["resolution"]})
+        return
+    table = Table(title=f"disputed round {doc['round']}: committee vs service")
+    table.add_column("difference")
+    for line in views:
+        table.add_row(line)
+    out.print(table)
+    out.print(f"accepted the {accept.value}'s findings; the verdict is written at the sweeper's next tick")
 
 
 @app.command()

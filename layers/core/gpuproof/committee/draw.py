@@ -3,9 +3,12 @@
 Specification (enough to recompute a draw in any language):
 
 1. Eligible = pool members that are not the owner, do not list the owner among their linked
-   accounts, and have in-flight load < cap. Duplicate accounts count once. Sort the eligible
-   accounts by their UTF-8 bytes (for SS58 addresses: ASCII order). n = their number; if
-   n < size, nobody is drawn and the machine waits.
+   accounts, and have in-flight load < cap. Accounts are compared as 32-byte public keys: an
+   SS58 address (any network prefix, checksum verified) and the key's hex (with or without 0x,
+   any case) name the same account (`gpuproof.protocol.ss58.account_key`); a name that is
+   neither is compared as it is written. Duplicate accounts count once. Sort the eligible
+   accounts by their UTF-8 bytes (for hex keys: ASCII order). n = their number; if n < size,
+   nobody is drawn and the machine waits.
 2. For counter = 0, 1, 2, ...: h = SHA-256(beacon (32 bytes) ‖ machine_id (64 ASCII hex
    characters) ‖ round (u64 big-endian) ‖ counter (u32 big-endian)); x = first 8 bytes of h as a
    big-endian u64. Reject x ≥ 2^64 − (2^64 mod n) (no modulo bias); else index = x mod n. Skip
@@ -16,17 +19,27 @@ Cost: O(pool) to filter plus O(n log n) to sort; the selection loop is O(size) e
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gpuproof.committee.beacon import VALUE_BYTES
+from gpuproof.protocol.ss58 import account_key_or_none
 
 COMMITTEE_SIZE = 3
 _U64 = 2**64
 _MAX_COUNTER = 2**32 - 1
 _MACHINE_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+@functools.lru_cache(maxsize=65536)
+def _key(account: str) -> str:
+    """The public key hex an account names (SS58 or hex), else the name as written."""
+    if _MACHINE_ID.match(account):  # the common case, a lowercase hex key: nothing to decode
+        return account
+    return account_key_or_none(account) or account
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,9 @@ class Member:
     linked_accounts: frozenset[str] = field(default_factory=frozenset)
 
     def tied_to(self, owner: str) -> bool:
-        return self.account == owner or owner in self.linked_accounts
+        """The owner's key is this member's key or one of its linked accounts' (keys compared)."""
+        key = _key(owner)
+        return _key(self.account) == key or any(_key(a) == key for a in self.linked_accounts)
 
 
 def eligible_accounts(
@@ -48,11 +63,14 @@ def eligible_accounts(
     Python orders str by code point, which is the same order as their UTF-8 bytes.
     """
     get = in_flight.get
+    owner_key = _key(owner)
     # Inlined `Member.tied_to`: this loop is the draw's whole cost for large pools.
     accounts = {
         m.account
         for m in pool
-        if m.account != owner and owner not in m.linked_accounts and get(m.account, 0) < cap
+        if _key(m.account) != owner_key
+        and not any(_key(a) == owner_key for a in m.linked_accounts)
+        and get(m.account, 0) < cap
     }
     return sorted(accounts)
 

@@ -11,6 +11,8 @@ Deliberate difference from DBC: a round needs at least `MIN_REVEALS` (2) reveals
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -20,7 +22,7 @@ from gpuproof.committee.beacon import HashChainBeacon
 from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, select_indices
 from gpuproof.committee.findings import findings_from_report
 from gpuproof.committee.tally import Tally, tally
-from gpuproof.committee.windows import RoundWindows
+from gpuproof.committee.windows import Phase, RoundWindows
 from gpuproof.errors import Rejection, raise_if
 from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Challenge, Machine, StoredReport, Verdict, VerdictResult, Vote
@@ -30,16 +32,23 @@ from gpuproof.protocol.delivery import is_reference, transcript_key
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
+from gpuproof.protocol.ss58 import account_key_or_none
 
 MIN_REVEALS = 2
 ACTIVE = "active"
 RETIRED = "retired"
 OPEN = "open"
 CLOSED = "closed"
+# A confirmed majority whose findings differ from the service's: no verdict until the operator
+# settles it (`resolve_dispute`, then the sweeper's `settle_resolved_disputes`).
+DISPUTED = "disputed"
+ACCEPT_COMMITTEE = "committee"
+ACCEPT_SERVICE = "service"
 # The sorted eligible pool is stored on the round (so anyone can recompute the draw) up to this
 # many accounts; above it only its digest and size are stored (DynamoDB items stop at 400 KB).
 POOL_PUBLISH_LIMIT = 2000
 DRAWABLE = (MachineState.auto_verified, MachineState.no_consensus)
+MAX_LINKED_ACCOUNTS = 32
 
 
 # ------------------------------------------------------------------------------------ records
@@ -50,6 +59,9 @@ class CommitteeMember:
     registered_at: float
     status: str = ACTIVE
     in_flight: int = 0
+    # Admission (docs/decisions.md): only members the operator key admitted are ever drawn.
+    admitted: bool = False
+    admitted_at: float | None = None
 
 
 @dataclass
@@ -92,6 +104,8 @@ class CommitteeRound:
     result: str | None = None
     tally: dict[str, Any] | None = None
     closed_at: float | None = None
+    resolution: dict[str, Any] | None = None
+    """A disputed round's settlement: {accept: committee | service, note, by, at}."""
 
     @property
     def windows(self) -> RoundWindows:
@@ -107,6 +121,23 @@ class CommitteeRound:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def commits_open(self, now: float) -> bool:
+        return (
+            self.status == OPEN and self.windows.phase(now, all_committed=self.all_committed) is Phase.commit
+        )
+
+    def published(self, now: float) -> dict[str, Any]:
+        """The round as anyone may read it. While commits are open the service's own findings
+        (`expected_info`, `expected_problems`) are withheld: a member who could read them would
+        copy them instead of checking the evidence (`expected_hidden` says so)."""
+        doc = self.as_dict()
+        hidden = self.commits_open(now)
+        if hidden:
+            doc["expected_info"] = None
+            doc["expected_problems"] = []
+        doc["expected_hidden"] = hidden
+        return doc
 
 
 def pool_digest(pool: Sequence[str]) -> str:
@@ -125,6 +156,9 @@ class CommitteeStore(Protocol):
     def register_member(self, member: CommitteeMember, request: SignedRequest) -> None: ...
 
     def retire_member(self, account: str, request: SignedRequest) -> None: ...
+
+    def set_admission(self, account: str, admitted: bool, now: float, request: SignedRequest) -> None:
+        """Admit (or revoke) a registered member; consumes the operator's request nonce."""
 
     def get_round(self, machine_id: str, round_no: int) -> CommitteeRound | None: ...
 
@@ -154,12 +188,30 @@ class CommitteeStore(Protocol):
     def close_round(
         self,
         round_: CommitteeRound,
+        verdict: Verdict | None,
+        machine_state: MachineState,
+        reasons: list[dict[str, str]],
+    ) -> bool:
+        """Atomically: round open → round_.status (closed, or disputed with no verdict), verdict
+        put (must not exist), machine committee → machine_state, members' in-flight −1. False
+        when another sweep already closed it."""
+
+    def disputed_rounds(self) -> list[CommitteeRound]: ...
+
+    def record_resolution(
+        self, round_: CommitteeRound, resolution: dict[str, Any], request: SignedRequest
+    ) -> None:
+        """The operator's settlement on a disputed round not yet resolved; consumes its nonce."""
+
+    def settle_dispute(
+        self,
+        round_: CommitteeRound,
         verdict: Verdict,
         machine_state: MachineState,
         reasons: list[dict[str, str]],
     ) -> bool:
-        """Atomically: round open → closed, verdict put (must not exist), machine committee →
-        machine_state, members' in-flight −1. False when another sweep already closed it."""
+        """Atomically: round disputed (resolved) → closed, verdict put (must not exist), machine
+        disputed → machine_state. False when another sweep already settled it."""
 
     def machines_awaiting_draw(self) -> list[Machine]: ...
 
@@ -181,6 +233,9 @@ class CommitteeServices:
     beacon: HashChainBeacon | None = None
     pool_publish_limit: int = POOL_PUBLISH_LIMIT
     transcripts: TranscriptStore | None = None
+    operator_key: str | None = None
+    """Ed25519 public key hex of the operator (COMMITTEE_OPERATOR_KEY): admits members, settles
+    disputes. None: nobody can be admitted, so no committee is ever drawn."""
 
 
 # A member's presigned GET of a transcript lasts this long: it downloads at once.
@@ -194,10 +249,40 @@ def _nonce_reasons(svc: CommitteeServices, request: SignedRequest) -> list[Reaso
     return []
 
 
+def linked_account_keys(linked_accounts: Sequence[str]) -> tuple[list[str], list[Reason]]:
+    """Each linked account as its public key hex (SS58 of any prefix or hex accepted), sorted and
+    de-duplicated, with a reason for every one that names no key and for too many."""
+    reasons = []
+    if len(linked_accounts) > MAX_LINKED_ACCOUNTS:
+        reasons.append(
+            Reason(
+                "too_many_linked_accounts",
+                f"{len(linked_accounts)} linked accounts; at most {MAX_LINKED_ACCOUNTS}",
+                "linked_accounts",
+            )
+        )
+    keys = set()
+    for i, account in enumerate(linked_accounts):
+        key = account_key_or_none(account)
+        if key is None:
+            reasons.append(
+                Reason(
+                    "linked_account_invalid",
+                    f"{account[:64]!r} is neither an SS58 address with a valid checksum nor a 32-byte "
+                    "public key in hex",
+                    f"linked_accounts.{i}",
+                )
+            )
+        else:
+            keys.add(key)
+    return sorted(keys), reasons
+
+
 def register_member(
     svc: CommitteeServices, request: SignedRequest, account: str, linked_accounts: Sequence[str]
 ) -> CommitteeMember:
-    """A member proves its key by signing the request; its linked accounts are in the signed body."""
+    """A member proves its key by signing the request; its linked accounts are in the signed body.
+    It joins unadmitted: it is drawn only once the operator admitted it (`admit_member`)."""
     reasons = []
     if request.keyid != account:
         reasons.append(
@@ -206,9 +291,45 @@ def register_member(
     reasons += _nonce_reasons(svc, request)
     if svc.store.get_member(account) is not None:
         reasons.append(Reason("member_exists", "this account is already a committee member", "account"))
+    linked, linked_reasons = linked_account_keys(linked_accounts)
+    reasons += linked_reasons
     raise_if(reasons)
-    member = CommitteeMember(account, sorted(set(linked_accounts)), svc.clock.now())
+    member = CommitteeMember(account, linked, svc.clock.now())
     svc.store.register_member(member, request)
+    return member
+
+
+def _operator_reasons(svc: CommitteeServices, request: SignedRequest, what: str) -> list[Reason]:
+    if not svc.operator_key:
+        return [
+            Reason(
+                "operator_not_configured",
+                f"no operator key is configured (template parameter CommitteeOperatorKey): nobody can {what}",
+                "keyid",
+            )
+        ]
+    if not hmac.compare_digest(request.keyid.encode(), svc.operator_key.encode()):
+        return [Reason("not_operator", f"only the operator key may {what}", "keyid")]
+    return []
+
+
+def admit_member(
+    svc: CommitteeServices, request: SignedRequest, account: str, admitted: bool = True
+) -> CommitteeMember:
+    """The operator admits a registered member into the draw (or revokes it: never drawn again;
+    rounds it is booked in still expect its votes). The request is signed by the operator key."""
+    reasons = _operator_reasons(svc, request, "admit committee members")
+    if reasons:
+        raise Rejection(reasons)
+    reasons += _nonce_reasons(svc, request)
+    member = svc.store.get_member(account)
+    if member is None:
+        reasons.insert(0, Reason("unknown_member", "no committee member has this account", "account"))
+    raise_if(reasons)
+    assert member is not None
+    now = svc.clock.now()
+    svc.store.set_admission(account, admitted, now, request)
+    member.admitted, member.admitted_at = admitted, now if admitted else None
     return member
 
 
@@ -240,7 +361,7 @@ def assignment_view(round_: CommitteeRound, account: str, now: float) -> dict[st
         "round": round_.round,
         "status": round_.status,
         "phase": CLOSED
-        if round_.status == CLOSED
+        if round_.status != OPEN
         else str(w.phase(now, all_committed=round_.all_committed, all_revealed=round_.all_revealed)),
         "member_index": index,
         "slots": [list(s) for s in w.member_windows(index)],
@@ -269,6 +390,12 @@ def get_round(svc: CommitteeServices, machine_id: str, round_no: int) -> Committ
             [Reason("unknown_round", "no committee round with this machine_id and round", "round")]
         )
     return round_
+
+
+def published_round(svc: CommitteeServices, machine_id: str, round_no: int) -> dict[str, Any]:
+    """GET /rounds/{machine_id}/{round}: the round with the service's findings hidden while
+    commits are open (`CommitteeRound.published`)."""
+    return get_round(svc, machine_id, round_no).published(svc.clock.now())
 
 
 def beacon_info(svc: CommitteeServices) -> BeaconState:
@@ -302,7 +429,7 @@ def transcript(svc: CommitteeServices, machine_id: str, round_no: int) -> dict[s
         }
     return {
         "transcript": delivered,
-        "round": round_.as_dict(),
+        "round": round_.published(svc.clock.now()),
         "machine": {
             "machine_id": machine.machine_id,
             "owner": machine.owner,
@@ -413,10 +540,13 @@ def reveal(
 
 
 # ------------------------------------------------------------------------------------ draw
+DRAW_FAILED = "draw_failed"  # the outcome's code when drawing one machine raised
+
+
 @dataclass
 class DrawOutcome:
     machine_id: str
-    outcome: str  # drawn | waiting | skipped | conflict
+    outcome: str  # drawn | waiting | skipped | conflict | failed
     round: int | None = None
     members: list[str] = field(default_factory=list)
     detail: str = ""
@@ -457,7 +587,7 @@ def draw_machine(svc: CommitteeServices, machine: Machine, members: list[Committ
     pool = [
         Member(m.account, frozenset(m.linked_accounts))
         for m in members
-        if m.status == ACTIVE and m.account not in excluded
+        if m.status == ACTIVE and m.admitted and m.account not in excluded
     ]
     in_flight = {m.account: m.in_flight for m in members}
     eligible = eligible_accounts(pool, owner=machine.owner, in_flight=in_flight, cap=svc.max_in_flight)
@@ -524,7 +654,15 @@ def draw_due_machines(svc: CommitteeServices) -> list[DrawOutcome]:
     outcomes = []
     members = svc.store.list_members()
     for machine in machines:
-        outcome = draw_machine(svc, machine, members)
+        try:
+            outcome = draw_machine(svc, machine, members)
+        except Exception as exc:  # one machine's data must never stop another machine's draw
+            logging.getLogger(__name__).exception(
+                "draw failed", extra={"machine_id": machine.machine_id, "code": DRAW_FAILED}
+            )
+            outcome = DrawOutcome(
+                machine.machine_id, "failed", detail=f"{DRAW_FAILED}: {type(exc).__name__}: {exc}"[:500]
+            )
         outcomes.append(outcome)
         if outcome.outcome == "drawn":
             drawn = set(outcome.members)
@@ -606,6 +744,7 @@ def close_round(svc: CommitteeServices, round_: CommitteeRound) -> Verdict | Non
         ]
     elif result is VerdictResult.no_consensus:
         reasons = [Reason("committee_no_consensus", f"{t.reason}; redrawn with fresh members").as_dict()]
+    matches = _matches_expected(upload_info, round_.expected_info)
     round_.result = result.value
     round_.tally = {
         "result": result.value,
@@ -614,13 +753,152 @@ def close_round(svc: CommitteeServices, round_: CommitteeRound) -> Verdict | Non
         "dissenting": list(t.dissenting),
         "absent": list(t.absent),
         "min_reveals": svc.min_reveals,
-        "matches_expected": _matches_expected(upload_info, round_.expected_info),
+        "matches_expected": matches,
     }
     round_.closed_at = now
     round_.status = CLOSED
+    if result is VerdictResult.confirmed and matches is not True:
+        _dispute(svc, round_, upload_info)
+        return None
     if not svc.store.close_round(round_, verdict, state, reasons):
         return None
     return verdict
+
+
+def _differences(committee: dict[str, Any], service: dict[str, Any] | None) -> list[str]:
+    if service is None:
+        return ["the service found no supportable findings in this evidence"]
+    return [
+        f"{k}: committee {committee.get(k)!r}, service {v!r}"
+        for k, v in sorted(service.items())
+        if committee.get(k) != v
+    ]
+
+
+def _dispute(svc: CommitteeServices, round_: CommitteeRound, committee_view: dict[str, Any]) -> None:
+    """A majority confirmed findings the service's own differ from: the round ends `disputed`,
+    the machine `disputed`, and NO verdict is written (the chain publisher reads the Verdicts
+    stream, so nothing reaches the chain) until an operator settles it (`resolve_dispute`)."""
+    assert round_.tally is not None
+    differences = _differences(committee_view, round_.expected_info)
+    round_.status = DISPUTED
+    round_.result = DISPUTED
+    round_.tally = {
+        **round_.tally,
+        "result": DISPUTED,
+        "committee_result": VerdictResult.confirmed.value,
+        "committee_view": committee_view,
+        "service_view": round_.expected_info,
+        "differences": differences,
+    }
+    reason = Reason(
+        "committee_disputed",
+        f"round {round_.round}: the committee's majority confirmed findings that differ from the "
+        f"service's ({'; '.join(differences)}); nothing is published until an operator settles it "
+        "(gpuproof-ops resolve MACHINE --accept committee|service)",
+    )
+    svc.store.close_round(round_, None, MachineState.disputed, [reason.as_dict()])
+
+
+# ------------------------------------------------------------------------------------ disputes
+def resolve_dispute(
+    svc: CommitteeServices, request: SignedRequest, machine_id: str, round_no: int, accept: str, note: str
+) -> CommitteeRound:
+    """The operator settles a disputed round: accept the committee's majority or the service's
+    findings. Recorded on the round; the sweeper writes the verdict on its next tick."""
+    reasons = _operator_reasons(svc, request, "settle disputed rounds")
+    if reasons:
+        raise Rejection(reasons)
+    round_ = get_round(svc, machine_id, round_no)
+    reasons = _nonce_reasons(svc, request)
+    if accept not in (ACCEPT_COMMITTEE, ACCEPT_SERVICE):
+        reasons.append(Reason("schema_invalid", "accept must be committee or service", "accept"))
+    if round_.status != DISPUTED:
+        reasons.insert(
+            0, Reason("round_not_disputed", f"the round is {round_.status}, not disputed", "round")
+        )
+    elif round_.resolution is not None:
+        reasons.insert(
+            0, Reason("already_resolved", f"already settled: {round_.resolution['accept']}", "round")
+        )
+    raise_if(reasons)
+    resolution = {"accept": accept, "note": note, "by": request.keyid, "at": svc.clock.now()}
+    svc.store.record_resolution(round_, resolution, request)
+    round_.resolution = resolution
+    return round_
+
+
+def settlement(round_: CommitteeRound, now: float) -> tuple[Verdict, MachineState, list[dict[str, str]]]:
+    """The verdict a resolved dispute gets. `committee`: the majority's confirmed findings.
+    `service`: the service's findings — confirmed when it supports them, else refused. A revealer
+    agrees when its reveal is the accepted answer, otherwise dissents; absent stays absent."""
+    assert round_.resolution is not None and round_.tally is not None
+    accept = str(round_.resolution["accept"])
+    if accept == ACCEPT_COMMITTEE:
+        info = dict(round_.tally["committee_view"])
+        result = VerdictResult.confirmed
+    else:
+        expected = round_.expected_info
+        info = {} if expected is None else {k: v for k, v in expected.items() if k != "rand_str"}
+        supports = bool(info.get("is_support")) and not round_.expected_problems
+        result = VerdictResult.confirmed if supports else VerdictResult.refused
+        if info and not supports:
+            info["is_support"] = False
+
+    def agrees(revealed: dict[str, Any]) -> bool:
+        if result is VerdictResult.refused:
+            return not revealed.get("is_support")
+        return all(revealed.get(k) == v for k, v in info.items())
+
+    committee = []
+    for account in round_.members:
+        revealed = round_.reveals.get(account)
+        vote = (
+            Vote.absent
+            if revealed is None
+            else Vote.agreeing
+            if agrees(revealed["info"])
+            else Vote.dissenting
+        )
+        committee.append({"account": account, "vote": str(vote)})
+    verdict = Verdict(
+        verdict_id=Verdict.id_for(round_.machine_id, round_.round),
+        machine_id=round_.machine_id,
+        round=round_.round,
+        result=result,
+        upload_info=info,
+        committee=committee,
+        performance_index=round_.performance_index if result is VerdictResult.confirmed else None,
+        evidence_digest=round_.evidence_digest,
+        decided_at=now,
+    )
+    state = MachineState.confirmed if result is VerdictResult.confirmed else MachineState.refused
+    note = str(round_.resolution.get("note") or "")
+    reason = Reason(
+        "dispute_resolved",
+        f"round {round_.round} was disputed; the operator accepted the {accept}'s findings: {result.value}"
+        + (f" ({note})" if note else ""),
+    )
+    return verdict, state, [reason.as_dict()]
+
+
+def settle_resolved_disputes(svc: CommitteeServices) -> list[Verdict]:
+    """Write the verdict of every disputed round the operator resolved (one transaction each)."""
+    verdicts = []
+    for round_ in svc.store.disputed_rounds():
+        if round_.resolution is None:
+            continue
+        now = svc.clock.now()
+        verdict, state, reasons = settlement(round_, now)
+        round_.status, round_.result, round_.closed_at = CLOSED, verdict.result.value, now
+        round_.tally = {
+            **(round_.tally or {}),
+            "result": verdict.result.value,
+            "resolution": round_.resolution,
+        }
+        if svc.store.settle_dispute(round_, verdict, state, reasons):
+            verdicts.append(verdict)
+    return verdicts
 
 
 def _matches_expected(decided: dict[str, Any], expected: dict[str, Any] | None) -> bool | None:
@@ -631,11 +909,20 @@ def _matches_expected(decided: dict[str, Any], expected: dict[str, Any] | None) 
 
 
 def close_due_rounds(svc: CommitteeServices) -> list[Verdict]:
+    """Tally every round that is due. One round whose data makes the tally raise is logged and
+    skipped (retried next tick); it never stops the other rounds' verdicts."""
     now = svc.clock.now()
     verdicts = []
     for round_ in svc.store.open_rounds():
-        if due_for_tally(round_, now):
+        try:
+            if not due_for_tally(round_, now):
+                continue
             verdict = close_round(svc, round_)
-            if verdict is not None:
-                verdicts.append(verdict)
+        except Exception:  # one round's data must never stop another round's verdict
+            logging.getLogger(__name__).exception(
+                "tally failed", extra={"machine_id": round_.machine_id, "round": round_.round}
+            )
+            continue
+        if verdict is not None:
+            verdicts.append(verdict)
     return verdicts

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpuproof.claim import ClaimError, challenge_params, make_claim, stored_proof_params
 from gpuproof.errors import Rejection, raise_if
@@ -24,6 +25,7 @@ from gpuproof.protocol.delivery import (
 )
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.keys import verify
+from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE
 from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration, bond_message
 from gpuproof.protocol.proof import (
     GpuPairs,
@@ -34,6 +36,7 @@ from gpuproof.protocol.proof import (
 )
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
+from gpuproof.protocol.ss58 import account_key_or_none
 from gpuproof.protocol.telemetry import Heartbeat
 
 # DynamoDB items stop at 400 KB; a compressed report above this is refused, not truncated.
@@ -48,12 +51,20 @@ class Services:
     challenge_ttl_s: int
     allow_cpu_backend: bool = False
     cooldown: CooldownPolicy = field(default_factory=CooldownPolicy)
+    max_gpus_per_machine: int = DEFAULT_MAX_GPUS_PER_MACHINE
     # Where the probe uploads its transcript; None: proofs travel inline in the report (v1 only).
     transcripts: TranscriptStore | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
 
     def transcript_limit(self, challenge: Challenge) -> int:
         return transcript_limit(self.transcript_max_bytes_per_gpu, len(proof_params(challenge)))
+
+
+def too_many_gpus(count: int, limit: int, what: str, field: str) -> list[Reason]:
+    """The configured GPUs-per-machine limit (MaxGpusPerMachine), checked wherever GPUs are counted."""
+    if count <= limit:
+        return []
+    return [Reason("too_many_gpus", f"{what} {count} GPUs; this service accepts at most {limit}", field)]
 
 
 def _signer_reasons(svc: Services, request: SignedRequest, machine_id: str) -> list[Reason]:
@@ -79,8 +90,20 @@ def register_machine(svc: Services, request: SignedRequest, body: MachineRegistr
                 "bond_signature",
             )
         )
-    if svc.store.get_machine(body.machine_id) is not None:
+    existing = svc.store.get_machine(body.machine_id)
+    if existing is not None and account_key_or_none(existing.owner) != account_key_or_none(body.owner):
+        reasons.append(
+            Reason(
+                "machine_owner_mismatch",
+                f"machine {body.machine_id} is registered to owner {existing.owner}; this registration "
+                f"names {body.owner}, and a machine's owner is not changed by registering again",
+                "owner",
+            )
+        )
+    elif existing is not None:
         reasons.append(Reason("machine_exists", "this machine is already registered", "machine_id"))
+    if account_key_or_none(body.owner) is None:
+        reasons.append(Reason("owner_invalid", "owner is not an SS58 address with a valid checksum", "owner"))
     raise_if(reasons)
     now = svc.clock.now()
     machine = Machine(
@@ -110,12 +133,18 @@ def issue_challenge(
     runs no challenge is issued (challenge_cooldown, 429)."""
     reasons = _signer_reasons(svc, request, machine_id)
     machine = svc.store.get_machine(machine_id)
-    claim_problems: list[Reason] = []
-    try:
-        claim = make_claim(body.claimed_gpu_model, body.gpu_count, allow_cpu_backend=svc.allow_cpu_backend)
-        params = challenge_params(claim)
-    except ClaimError as refused:
-        claim_problems = refused.reasons
+    claim_problems = too_many_gpus(
+        body.gpu_count, svc.max_gpus_per_machine, "the challenge claims", "gpu_count"
+    )
+    params: dict[str, Any] = {}
+    if not claim_problems:
+        try:
+            claim = make_claim(
+                body.claimed_gpu_model, body.gpu_count, allow_cpu_backend=svc.allow_cpu_backend
+            )
+            params = challenge_params(claim)
+        except ClaimError as refused:
+            claim_problems = refused.reasons
     now = svc.clock.now()
     attempts = None
     if machine is None:
@@ -313,6 +342,12 @@ def accept_report(
                 "signed_report.report.challenge_nonce",
             )
         )
+    reasons += too_many_gpus(
+        len(report.inventory.gpus),
+        svc.max_gpus_per_machine,
+        "the inventory lists",
+        "signed_report.report.inventory.gpus",
+    )
     if not signed.verifies():
         reasons.append(
             Reason(

@@ -14,6 +14,8 @@ class MachineState(StrEnum):
     committee = "committee"
     confirmed = "confirmed"
     no_consensus = "no_consensus"
+    # The committee's majority confirmed findings the service's differ from: an operator settles it.
+    disputed = "disputed"
     published = "published"
 
 
@@ -26,7 +28,9 @@ TRANSITIONS: dict[MachineState, frozenset[MachineState]] = {
     S.auto_verified: frozenset({S.committee}),
     # A refused machine may try again with a fresh challenge.
     S.refused: frozenset({S.challenged, S.published}),
-    S.committee: frozenset({S.confirmed, S.refused, S.no_consensus}),
+    S.committee: frozenset({S.confirmed, S.refused, S.no_consensus, S.disputed}),
+    # Settled by the operator (`gpuproof-ops resolve`): the committee's or the service's findings.
+    S.disputed: frozenset({S.confirmed, S.refused}),
     # NoConsensus goes back to be drawn again with fresh members.
     S.no_consensus: frozenset({S.committee}),
     S.confirmed: frozenset({S.published}),

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, stored_proof_params
 from gpuproof.committee.findings import findings_from_report, measured_bf16
 from gpuproof.logic.attempts import CooldownPolicy, after_verification
+from gpuproof.logic.machines import too_many_gpus
 from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport
 from gpuproof.logic.states import MachineState
@@ -27,6 +28,8 @@ from gpuproof.protocol.delivery import (
     transcript_key,
     transcript_limit,
 )
+from gpuproof.protocol.gpu_uuid import normalise_gpu_uuid
+from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE
 from gpuproof.protocol.proof import GpuPairs, ThroughputProof, verify_throughput
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
@@ -84,6 +87,7 @@ class VerifyServices:
     allow_cpu_backend: bool
     shadow_checks: frozenset[str]
     cooldown: CooldownPolicy = field(default_factory=CooldownPolicy)
+    max_gpus_per_machine: int = DEFAULT_MAX_GPUS_PER_MACHINE
     transcripts: TranscriptStore | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
 
@@ -143,7 +147,10 @@ def check_inventory(ctx: Context) -> CheckResult:
     for gpu in ctx.signed.report.inventory.gpus:
         reasons += [Reason("nvml_cuda_disagreement", f"GPU {gpu.index}: {d}") for d in gpu.disagreements]
         reasons += [Reason("inventory_error", f"GPU {gpu.index}: {e}") for e in gpu.errors]
-    return check("inventory", reasons, gpu_count=len(ctx.signed.report.inventory.gpus))
+    found = len(ctx.signed.report.inventory.gpus)
+    # Intake refuses these too; the limit may have been lowered since.
+    reasons += too_many_gpus(found, ctx.svc.max_gpus_per_machine, "the inventory lists", "inventory.gpus")
+    return check("inventory", reasons, gpu_count=found)
 
 
 def check_benchmarks(ctx: Context) -> CheckResult:
@@ -155,10 +162,26 @@ def check_benchmarks(ctx: Context) -> CheckResult:
     return check("benchmarks", reasons, count=len(ctx.signed.report.benchmarks))
 
 
+def gpu_uuids(report: SignedReport) -> tuple[list[str], list[str]]:
+    """The inventory's GPU UUIDs normalised (in order), and the raw ones that are not UUIDs."""
+    normalised, malformed = [], []
+    for gpu in report.report.inventory.gpus:
+        uuid = normalise_gpu_uuid(gpu.uuid)
+        if uuid is None:
+            malformed.append(gpu.uuid)
+        else:
+            normalised.append(uuid)
+    return normalised, malformed
+
+
 def check_gpu_uuids(ctx: Context) -> CheckResult:
-    uuids = [g.uuid for g in ctx.signed.report.inventory.gpus]
-    owners = ctx.svc.store.gpu_uuid_owners(uuids)
+    """Uniqueness of each GPU, claimed on the normalised UUID (protocol/gpu_uuid.py)."""
+    uuids, malformed = gpu_uuids(ctx.signed)
     reasons = [
+        Reason("gpu_uuid_malformed", f"{u!r} is not a GPU UUID (GPU-8-4-4-4-12 hex)") for u in malformed
+    ]
+    owners = ctx.svc.store.gpu_uuid_owners(sorted(set(uuids)))
+    reasons += [
         Reason("gpu_uuid_taken", f"GPU {u} is registered to machine {m}")
         for u, m in owners.items()
         if m != ctx.machine.machine_id
@@ -319,15 +342,42 @@ def verify_report(svc: VerifyServices, machine_id: str, challenge_id: str) -> di
         raise LookupError(f"nothing to verify for {machine_id}/{challenge_id}")
     if stored.verification is not None or machine.state != MachineState.submitted:
         return None  # a redelivery: the first delivery already decided
-    signed = SignedReport.model_validate(stored.signed_report)
     claim: Claim | None = None
     claim_problems: list[Reason] = []
     try:
         claim = claim_of(challenge.params)
     except ClaimError as exc:
         claim_problems = exc.reasons
+    try:
+        signed = SignedReport.model_validate(stored.signed_report)
+    except ValidationError as exc:
+        # Stored before today's bounds: refused with the reason, never retried forever.
+        results = [
+            check(
+                "report_schema",
+                [
+                    Reason(
+                        "report_schema_invalid",
+                        f"the stored report breaks the wire model: {exc.error_count()} errors",
+                    )
+                ],
+            )
+        ]
+        return _record(svc, machine, stored, claim, results, [])
     ctx = Context(machine, challenge, stored, signed, svc, claim, claim_problems)
     results = run_checks(ctx, CHECKS)
+    return _record(svc, machine, stored, claim, results, gpu_uuids(signed)[0])
+
+
+def _record(
+    svc: VerifyServices,
+    machine: Machine,
+    stored: StoredReport,
+    claim: Claim | None,
+    results: list[CheckResult],
+    uuids: list[str],
+) -> dict[str, Any]:
+    """Write the verification and the machine's attempts (a refusal is a failed attempt)."""
     deciding = [r for r in results if r.status == "fail" and not r.shadow]
     passed = not deciding
     verification = {
@@ -339,8 +389,9 @@ def verify_report(svc: VerifyServices, machine_id: str, challenge_id: str) -> di
         "checks": [r.as_dict() for r in results],
     }
     state = MachineState.auto_verified if passed else MachineState.refused
-    uuids = [g.uuid for g in signed.report.inventory.gpus] if passed else []
-    attempts = after_verification(machine.attempts, challenge_id, passed, svc.clock.now(), svc.cooldown)
+    attempts = after_verification(
+        machine.attempts, stored.challenge_id, passed, svc.clock.now(), svc.cooldown
+    )
     verification["attempts"] = attempts.as_dict()
-    svc.store.record_verification(stored, verification, state, uuids, attempts)
+    svc.store.record_verification(stored, verification, state, uuids if passed else [], attempts)
     return verification

@@ -5,12 +5,20 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from gpuproof.protocol.limits import PROTOCOL_MAX_GPUS
 from gpuproof.protocol.report import Hex64, Hex128, WireModel
+from gpuproof.protocol.ss58 import decode
 
-# SS58 address: base58 alphabet, 47 or 48 characters for 32-byte account ids.
-Ss58 = Annotated[str, Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{47,48}$")]
+
+def _checked_ss58(address: str) -> str:
+    decode(address)  # Ss58Error (a ValueError) names what is wrong: pydantic reports it on the field
+    return address
+
+
+# SS58 address of a 32-byte account (any network prefix), its checksum verified (protocol/ss58.py).
+Ss58 = Annotated[str, Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{47,50}$"), AfterValidator(_checked_ss58)]
 
 
 class Region(StrEnum):
@@ -49,4 +57,5 @@ class ChallengeRequest(WireModel):
     """Body of POST /machines/{machine_id}/challenges: what the host claims to have."""
 
     claimed_gpu_model: str | None = Field(default=None, max_length=64)
-    gpu_count: int = Field(default=0, ge=0, le=64)
+    # The wire ceiling; the service's configured limit (MaxGpusPerMachine) is checked in logic.
+    gpu_count: int = Field(default=0, strict=True, ge=0, le=PROTOCOL_MAX_GPUS)

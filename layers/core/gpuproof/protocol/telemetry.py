@@ -2,44 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from gpuproof.protocol.report import Hex64, WireModel
+from gpuproof.protocol import limits as L
+from gpuproof.protocol.limits import ClockMhz, FiniteFloat, Text, UnixTime
+from gpuproof.protocol.report import GpuIndex, Hex64, RawUuid, WireModel
+
+Percent = Annotated[FiniteFloat, Field(ge=0, le=100)]
+MemoryBytes = Annotated[int, Field(strict=True, ge=0, le=L.MAX_RAM_BYTES)]
 
 
 class ProcessTelemetry(WireModel):
-    pid: int
-    used_memory_bytes: int | None = None
+    pid: Annotated[int, Field(strict=True, ge=0, le=L.MAX_PID)]
+    used_memory_bytes: MemoryBytes | None = None
 
 
 class GpuTelemetry(WireModel):
-    index: int
-    uuid: str | None = None
-    utilization_pct: float | None = None
-    memory_used_bytes: int | None = None
-    temperature_c: float | None = None
-    power_w: float | None = None
-    sm_clock_mhz: int | None = None
-    mem_clock_mhz: int | None = None
-    processes: list[ProcessTelemetry] = Field(default_factory=list, max_length=1024)
-    error: str | None = None
+    index: GpuIndex
+    uuid: RawUuid | None = None
+    utilization_pct: Percent | None = None
+    memory_used_bytes: MemoryBytes | None = None
+    temperature_c: Annotated[FiniteFloat, Field(ge=L.MIN_TEMPERATURE_C, le=L.MAX_TEMPERATURE_C)] | None = None
+    power_w: Annotated[FiniteFloat, Field(ge=0, le=L.MAX_GPU_POWER_W)] | None = None
+    sm_clock_mhz: ClockMhz | None = None
+    mem_clock_mhz: ClockMhz | None = None
+    processes: list[ProcessTelemetry] = Field(default_factory=list, max_length=L.MAX_PROCESSES_PER_GPU)
+    error: Text | None = None
 
 
 class HostTelemetry(WireModel):
-    load_average: list[float] = Field(default_factory=list, max_length=3)
-    cpu_percent: float | None = None
-    memory_used_bytes: int | None = None
-    memory_total_bytes: int | None = None
+    load_average: list[Annotated[FiniteFloat, Field(ge=0, le=L.MAX_LOAD_AVERAGE)]] = Field(
+        default_factory=list, max_length=3
+    )
+    cpu_percent: Percent | None = None
+    memory_used_bytes: MemoryBytes | None = None
+    memory_total_bytes: MemoryBytes | None = None
 
 
 class Heartbeat(WireModel):
     """Body of POST /machines/{machine_id}/heartbeats, signed like every request."""
 
     machine_id: Hex64
-    sent_at: int
+    sent_at: UnixTime
     backend: Literal["nvml", "cpu"]
-    gpus: list[GpuTelemetry] = Field(default_factory=list, max_length=64)
+    gpus: list[GpuTelemetry] = Field(default_factory=list, max_length=L.MAX_HEARTBEAT_GPUS)
     host: HostTelemetry
     note: str | None = Field(default=None, max_length=512)

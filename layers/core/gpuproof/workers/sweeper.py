@@ -2,8 +2,9 @@
 
 Each tick: (1) draw a committee for every machine that passed the automated stage or lost its
 consensus (`logic.committee.draw_due_machines`), then (2) tally every round whose windows are
-over, or whose votes are all in (`logic.committee.close_due_rounds`), then (3) re-enqueue
-reports left unverified (`logic.machines.requeue_unverified_reports`). (1) and (2) are
+over, or whose votes are all in (`logic.committee.close_due_rounds`), and write the verdict of
+every disputed round the operator settled (`logic.committee.settle_resolved_disputes`), then (3)
+re-enqueue reports left unverified (`logic.machines.requeue_unverified_reports`). (1) and (2) are
 conditional writes, so overlapping ticks cannot draw or close twice; (3) is idempotent downstream.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from gpuproof.api.wiring import committee_services, machine_services
-from gpuproof.logic.committee import close_due_rounds, draw_due_machines
+from gpuproof.logic.committee import close_due_rounds, draw_due_machines, settle_resolved_disputes
 from gpuproof.logic.machines import requeue_unverified_reports
 
 logger = Logger(child=True)
@@ -29,6 +30,8 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
             logger.info(
                 "committee drawn", extra={"machine_id": d.machine_id, "round": d.round, "members": d.members}
             )
+        elif d.outcome == "failed":
+            logger.error("draw failed", extra={"machine_id": d.machine_id, "detail": d.detail})
         elif d.outcome != "skipped":
             logger.info(f"draw {d.outcome}", extra={"machine_id": d.machine_id, "detail": d.detail})
     verdicts = close_due_rounds(svc)
@@ -37,6 +40,9 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
             "round tallied",
             extra={"verdict_id": v.verdict_id, "result": v.result.value, "committee": v.committee},
         )
+    settled = settle_resolved_disputes(svc)
+    for v in settled:
+        logger.info("dispute settled", extra={"verdict_id": v.verdict_id, "result": v.result.value})
     requeued = requeue_unverified_reports(machine_services())
     if requeued:
         logger.warning("re-enqueued unverified reports", extra={"machines": requeued})
@@ -47,7 +53,9 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
         "drawn": counts.get("drawn", 0),
         "waiting": counts.get("waiting", 0),
         "conflicts": counts.get("conflict", 0),
+        "failed": counts.get("failed", 0),
         "closed": len(verdicts),
+        "settled": len(settled),
         "requeued": len(requeued),
-        "verdicts": {v.verdict_id: v.result.value for v in verdicts},
+        "verdicts": {v.verdict_id: v.result.value for v in [*verdicts, *settled]},
     }

@@ -9,7 +9,13 @@ MACHINE_MISMATCH = "proof_machine_mismatch"
 CHALLENGE_MISMATCH = "proof_challenge_mismatch"
 ROOT_CHAIN_INVALID = "proof_root_chain_invalid"
 PAIRS_MISMATCH = "proof_pairs_mismatch"
+PAIRS_MISSING = "proof_pairs_missing"
+PAIRS_EXTRA = "proof_pairs_extra"
+PAIRS_DUPLICATE = "proof_pairs_duplicate"
 OPENINGS_MISMATCH = "proof_openings_mismatch"
+OPENINGS_MISSING = "proof_openings_missing"
+OPENINGS_EXTRA = "proof_openings_extra"
+OPENINGS_DUPLICATE = "proof_openings_duplicate"
 OPENING_MALFORMED = "proof_opening_malformed"
 VALUE_OUT_OF_RANGE = "proof_value_out_of_range"
 MERKLE_PATH_INVALID = "proof_merkle_path_invalid"
@@ -26,7 +32,13 @@ ALL_CODES = (
     CHALLENGE_MISMATCH,
     ROOT_CHAIN_INVALID,
     PAIRS_MISMATCH,
+    PAIRS_MISSING,
+    PAIRS_EXTRA,
+    PAIRS_DUPLICATE,
     OPENINGS_MISMATCH,
+    OPENINGS_MISSING,
+    OPENINGS_EXTRA,
+    OPENINGS_DUPLICATE,
     OPENING_MALFORMED,
     VALUE_OUT_OF_RANGE,
     MERKLE_PATH_INVALID,

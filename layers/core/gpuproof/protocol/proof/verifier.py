@@ -115,11 +115,14 @@ def verify_commitment(
     return reasons
 
 
-def _ints(values: list[int]) -> npt.NDArray[np.int64] | None:
-    try:
-        return np.array(values, dtype=np.int64)
-    except OverflowError:
-        return None
+def _within(values: Sequence[object], bound: int) -> bool:
+    """Every entry a Python int (not a bool) in [-bound, bound], checked before numpy sees it:
+    numpy's int64 wraps, and np.abs(-2**63) is negative."""
+    return all(type(v) is int and -bound <= v <= bound for v in values)
+
+
+def _ints(values: Sequence[int]) -> npt.NDArray[np.int64]:
+    return np.array(values, dtype=np.int64)
 
 
 def _path(hexes: Sequence[str]) -> list[bytes]:
@@ -200,7 +203,9 @@ def _check_opening(
     label = f"step {t} row {i}"
     first = t == 1
     shape_ok = (
-        len(o.a_row) == d
+        1 <= t <= params.steps
+        and 0 <= i < params.n
+        and len(o.a_row) == d
         and len(o.c_row) == d
         and len(o.a_path) == depth
         and (o.a_prev is None if first else (o.a_prev is not None and len(o.a_prev) == d))
@@ -212,20 +217,13 @@ def _check_opening(
                 codes.OPENING_MALFORMED, f"{label}: wrong row length, path length or a_prev presence", field
             )
         ]
-    a_row = _ints(o.a_row)
-    c_row = _ints(o.c_row)
-    a_prev = gen_rows(seed, TAG_A0, [i], d, params.q)[0].astype(np.int64) if first else _ints(o.a_prev or [])
-    if (
-        a_row is None
-        or c_row is None
-        or a_prev is None
-        or np.abs(a_row).max() > h
-        or np.abs(a_prev).max() > h
-        or np.abs(c_row).max() > d * h * h
-    ):
+    if not (_within(o.a_row, h) and _within(o.c_row, d * h * h) and (first or _within(o.a_prev or [], h))):
         return [
             Reason(codes.VALUE_OUT_OF_RANGE, f"{label}: entries outside [-{h}, {h}] or |C| > d*h*h", field)
         ]
+    a_row = _ints(o.a_row)
+    c_row = _ints(o.c_row)
+    a_prev = gen_rows(seed, TAG_A0, [i], d, params.q)[0].astype(np.int64) if first else _ints(o.a_prev or [])
     reasons = []
     try:
         a_path, prev_path = _path(o.a_path), _path(o.a_prev_path)
@@ -250,6 +248,21 @@ def _check_opening(
         reasons.append(Reason(codes.ROW_RECENTRE_FAILED, f"{label}: A_t row is not g_t(C_t row)", field))
     if int(c_row @ x) != int(a_prev @ y):
         reasons.append(Reason(codes.ROW_CHECK_FAILED, f"{label}: C_t row is not A_(t-1) row times B", field))
+    return reasons
+
+
+def check_groups(
+    found: Sequence[int], committed: Sequence[int], where: str, missing: str, extra: str, duplicate: str
+) -> list[Reason]:
+    """One group per committed GPU, exactly: none missing, none for an uncommitted GPU, none twice."""
+    reasons = []
+    want = set(committed)
+    for g in sorted(want - set(found)):
+        reasons.append(Reason(missing, f"{where}: no group for committed gpu {g}", where))
+    for g in sorted(set(found) - want):
+        reasons.append(Reason(extra, f"{where}: a group for gpu {g}, which was not committed", where))
+    for g in sorted({g for g in found if list(found).count(g) > 1}):
+        reasons.append(Reason(duplicate, f"{where}: gpu {g} has more than one group", where))
     return reasons
 
 
@@ -289,6 +302,20 @@ def verify_throughput(
         secret = pairs_secret if pairs_secret is not None else bytes.fromhex(proof.pairs_secret or "")
         data = proof.commitment.signing_bytes()
         expected = {p.gpu_index: draw_pairs(data, secret, p) for p in params}
+    committed = [p.gpu_index for p in params]
+    pair_groups = [g.gpu_index for g in proof.pairs]
+    opening_groups = [g.gpu_index for g in proof.openings]
+    reasons += check_groups(
+        pair_groups, committed, "pairs", codes.PAIRS_MISSING, codes.PAIRS_EXTRA, codes.PAIRS_DUPLICATE
+    )
+    reasons += check_groups(
+        opening_groups,
+        committed,
+        "openings",
+        codes.OPENINGS_MISSING,
+        codes.OPENINGS_EXTRA,
+        codes.OPENINGS_DUPLICATE,
+    )
     claimed = {g.gpu_index: list(g.pairs) for g in proof.pairs}
     for p in params:
         want = expected.get(p.gpu_index, claimed.get(p.gpu_index))
@@ -304,9 +331,8 @@ def verify_throughput(
         gpu_openings = next((o for o in proof.openings if o.gpu_index == p.gpu_index), None)
         if gpu_commitment is None or want is None:
             continue
-        if gpu_openings is None:
-            reasons.append(Reason(codes.OPENINGS_MISMATCH, f"gpu {p.gpu_index}: no openings", "openings"))
-            continue
+        if gpu_openings is None or opening_groups.count(p.gpu_index) != 1:
+            continue  # refused above (missing or duplicate group)
         reasons.extend(verify_gpu(nonce, machine_id, p, gpu_commitment, want, gpu_openings, rng=rng))
     return reasons
 

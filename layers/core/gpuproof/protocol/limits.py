@@ -1,0 +1,94 @@
+"""Every bound on what a request or report may say: physical ceilings, sizes, lengths, depth.
+
+One place so the wire models, the envelope and the docs name the same numbers. A ceiling is set
+well above any machine that exists (so an honest host never meets it) and far below where a
+figure could overflow a float, a DynamoDB number or a transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+KIB, MIB, GIB, TIB, PIB = 1 << 10, 1 << 20, 1 << 30, 1 << 40, 1 << 50
+
+# -- the envelope -------------------------------------------------------------------------------
+MAX_BODY_BYTES = 1 * MIB
+# Nesting of objects and arrays in a request body. The deepest wire path (a report's proof
+# openings: submission.signed_report.report.proof.openings[].openings[].a_row[]) is 9 levels;
+# json and pydantic recurse per level, so a 1 MiB body of "[" must never reach them.
+MAX_JSON_DEPTH = 32
+
+# -- GPUs per machine -----------------------------------------------------------------------------
+# The wire ceiling; the configured limit (template parameter MaxGpusPerMachine, env
+# MAX_GPUS_PER_MACHINE) may only be lower. A machine's GpuUuids claims plus the report and machine
+# updates are one DynamoDB transaction (at most 100 items), so the ceiling stays well below 98.
+PROTOCOL_MAX_GPUS = 64
+DEFAULT_MAX_GPUS_PER_MACHINE = 16
+# Items record_verification writes besides the GPU claims: the report and the machine.
+VERIFICATION_FIXED_ITEMS = 2
+DYNAMODB_MAX_TRANSACTION_ITEMS = 100
+
+# -- host -----------------------------------------------------------------------------------------
+MAX_CPU_CORES = 4096  # logical CPUs; the largest single-image servers have 1,920 (32 x 60)
+MAX_CLOCK_MHZ = 10_000  # CPU, SM and memory clocks; nothing ships above 6,200 MHz
+MAX_RAM_BYTES = 64 * TIB  # the largest single-image servers hold 32 TiB
+MAX_DISK_BYTES = 16 * PIB  # one filesystem
+
+# -- one GPU --------------------------------------------------------------------------------------
+MAX_GPU_INDEX = 255  # as ProofParams.gpu_index
+MAX_GPU_MEMORY_BYTES = 4 * TIB  # B300: 288 GB
+MAX_SM_COUNT = 4096  # B200: 148 per die
+MAX_CUDA_CORES = 1 << 20  # B200: ~18,000
+MAX_GPU_POWER_W = 10_000.0  # one board; GB300: 1,400 W
+MAX_PCIE_GEN = 16
+MAX_PCIE_WIDTH = 64
+
+# -- telemetry ------------------------------------------------------------------------------------
+MIN_TEMPERATURE_C = -100.0
+MAX_TEMPERATURE_C = 250.0  # a sensor reads ~90-110 C before throttling; beyond this it is broken
+MAX_PID = 1 << 22  # Linux pid_max ceiling
+MAX_LOAD_AVERAGE = 1_000_000.0
+MAX_PROCESSES_PER_GPU = 1024
+MAX_HEARTBEAT_GPUS = PROTOCOL_MAX_GPUS
+
+# -- benchmarks, times ----------------------------------------------------------------------------
+MAX_BENCHMARK_VALUE = 1e12  # TFLOPS, GB/s, ...: a million times today's best figures
+MAX_BENCHMARK_REPEATS = 1_000_000
+MAX_BENCHMARKS = 1024  # per report
+MAX_UNIX_TIME_S = 1 << 34  # seconds since 1970; the year 2514
+MAX_DURATION_S = 1e7  # a self-reported elapsed time (informative only)
+
+# -- path and query numbers ----------------------------------------------------------------------
+MAX_ROUND_NO = 1_000_000  # committee rounds of one machine (one per redraw)
+MAX_FEED_POSITION = 2**63 - 1  # block x 100000 + extrinsic index
+MAX_CHALLENGE_ID_CHARS = 64
+
+# -- strings and lists ----------------------------------------------------------------------------
+MAX_NAME_CHARS = 256  # model names, device names, units, versions, OS and kernel strings
+MAX_TEXT_CHARS = 2048  # one error, note or disagreement
+MAX_LIST_ITEMS = 256  # notes, errors, hints, preload entries, hashed libraries
+MAX_GPU_UUID_CHARS = 96  # raw, before normalisation ("GPU-" + 36)
+
+# -- the proof of throughput ----------------------------------------------------------------------
+MAX_PROOF_STEPS = 100_000  # as ProofParams.steps: roots per GPU
+MAX_PROOF_CHECKS = 4096  # as ProofParams.checks: pairs (and openings) per GPU
+MAX_PROOF_ROW = 2**22  # as ProofParams.n
+MAX_PROOF_D = 2**16  # as ProofParams.d: entries of an opened row
+MAX_MERKLE_DEPTH = 32
+# |A| <= q//2 <= 7 and |C| <= d * (q//2)**2 < 2**24 (docs/protocol.md "Exactness"); a wire entry
+# outside this is refused as a value before any numpy conversion.
+MAX_PROOF_ENTRY = 2**24
+
+# -- reusable field types ---------------------------------------------------------------------------
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Name = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+
+
+# Integers are strict where they count or measure: 1.0 and true are not numbers of cores.
+Bytes = Annotated[int, Field(strict=True, ge=0, le=MAX_DISK_BYTES)]
+ClockMhz = Annotated[int, Field(strict=True, ge=0, le=MAX_CLOCK_MHZ)]
+UnixTime = Annotated[int, Field(strict=True, ge=0, le=MAX_UNIX_TIME_S)]
+ProofEntry = Annotated[int, Field(strict=True, ge=-MAX_PROOF_ENTRY, le=MAX_PROOF_ENTRY)]
