@@ -194,3 +194,31 @@ def test_the_probe_stops_at_a_refusal_and_says_why() -> None:
     with pytest.raises(ServiceError) as local:
         upload_transcript({**UPLOAD, "max_bytes": 10}, DATA, delivery.MEDIA_TYPES[1], session=ScriptedS3())
     assert local.value.code == "transcript_too_large"
+
+
+def test_a_v1_transcript_round_trips_and_the_member_checks_what_it_fetches() -> None:
+    """The committee CLI's side: the bytes it fetches must be the signed ones before it decodes."""
+    from gpuproof.cli.member import ApiError, _delivered
+
+    from .test_proof_protocol import cpu_params, run
+
+    proof = run(3, cpu_params(1)).proof
+    data = delivery.encode_v1(proof)
+    decoded, reasons = decode(TranscriptRef.of(1, data), data)
+    assert reasons == [] and decoded == proof
+    ref = TranscriptRef.of(1, data).model_dump()
+    where = {"transcript": {"url": "https://s3.example/t", "expires_at": 0, "key": "k"}}
+
+    got, check = _delivered(where, ref, lambda url: iter(chunks(data)))
+    assert check.ok and got == proof, check
+    tampered = data.replace(b'"commitment"', b'"commitmenT"', 1)
+    got, check = _delivered(where, ref, lambda url: iter(chunks(tampered)))
+    assert got is None and not check.ok and "transcript_digest_mismatch" in check.detail
+    got, check = _delivered({"transcript": None}, ref, lambda url: iter(chunks(data)))
+    assert got is None and not check.ok and "no URL" in check.detail
+
+    def refused(url: str) -> Any:
+        raise ApiError(403, "transcript_unavailable", "AccessDenied", [])
+
+    got, check = _delivered(where, ref, refused)
+    assert got is None and not check.ok and "could not fetch" in check.detail
