@@ -85,7 +85,7 @@ def test_8xh100_transcript_through_the_local_path(
     assert {r["code"] for r in check["reasons"]} == {"transcript_version_unsupported"}
     assert status["machine"]["state"] == "refused"
     # An upper bound: moto serves the object from this same process. The worker alone (moto in
-    # its own process, scripts/bench_delivery.py) holds the transcript twice plus one chunk.
+    # its own process, scripts/bench_delivery.py) holds the transcript once plus one chunk.
     assert peak < 4 * len(transcript) + (128 << 20), peak
 
 

@@ -67,7 +67,7 @@ class S3TranscriptStore:
 
     def read(
         self, machine_id: str, challenge_id: str, ref: TranscriptRef, max_bytes: int
-    ) -> tuple[bytes | None, list[Reason]]:
+    ) -> tuple[bytearray | None, list[Reason]]:
         key = transcript_key(machine_id, challenge_id)
         head = self._head(key)
         reasons = size_reasons(None if head is None else int(head["ContentLength"]), ref, max_bytes)

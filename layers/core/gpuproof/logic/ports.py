@@ -81,7 +81,7 @@ class TranscriptStore(Protocol):
 
     def read(
         self, machine_id: str, challenge_id: str, ref: TranscriptRef, max_bytes: int
-    ) -> tuple[bytes | None, list[Reason]]:
+    ) -> tuple[bytearray | None, list[Reason]]:
         """The object's bytes, streamed and checked against `ref` (size, SHA-256) and `max_bytes`;
         else why not (absent, too large, mismatched). Transient storage errors raise."""
 
