@@ -265,11 +265,11 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
             return [Reason("proof_malformed", f"the proof does not parse: {exc.error_count()} errors")], {}
     ch = ctx.challenge
     if ch.commitment_sha256 is None or ch.commitment_received_at is None or ch.pairs is None:
-        return [Reason("proof_commitment_missing", "no commitment was received for this challenge")], {}
+        return [Reason("proof_commitment_missing", "no commitment was received for this challenge")], delivery
     if hashlib.sha256(proof.commitment.signing_bytes()).hexdigest() != ch.commitment_sha256:
         return [
             Reason("proof_commitment_changed", "the report's commitment is not the one the service timed")
-        ], {}
+        ], delivery
     params = stored_proof_params(ch.params)
     reasons = verify_throughput(
         proof,
