@@ -1,12 +1,20 @@
-"""HTTP client of the gpuproof machine API: the shared signed client plus the machine routes."""
+"""HTTP client of the gpuproof machine API: the shared signed client plus the machine routes, and
+the upload of a proof transcript to the presigned S3 POST the service hands out."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+import time
+from collections.abc import Mapping
 from typing import Any
+
+import requests
 
 from gpuproof.protocol.client import ServiceError, SignedClient, Transport, error_from_response
 
-__all__ = ["ServiceClient", "ServiceError", "Transport", "error_from_response"]
+__all__ = ["ServiceClient", "ServiceError", "Transport", "error_from_response", "upload_transcript"]
 
 
 class ServiceClient(SignedClient):
@@ -31,3 +39,65 @@ class ServiceClient(SignedClient):
 
     def heartbeat(self, machine_id: str, telemetry: dict[str, Any]) -> Any:
         return self.request("POST", f"/machines/{machine_id}/heartbeats", telemetry)
+
+
+# Retried: the connection failing and S3 saying "try again"; any other refusal is final.
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _s3_error(status: int, text: str) -> ServiceError:
+    """S3 answers a refused upload with XML: <Error><Code>EntityTooLarge</Code><Message>…"""
+    code = re.search(r"<Code>([^<]{1,100})</Code>", text)
+    message = re.search(r"<Message>([^<]{1,500})</Message>", text)
+    return ServiceError(
+        status,
+        code.group(1) if code else "upload_refused",
+        message.group(1) if message else text[:300],
+        [],
+    )
+
+
+def upload_transcript(
+    upload: Mapping[str, Any],
+    data: bytes,
+    media_type: str,
+    *,
+    attempts: int = 4,
+    backoff_s: float = 1.0,
+    session: Any = None,
+    timeout_s: float = 120.0,
+) -> None:
+    """POST `data` to the presigned upload the commitment's answer carries: the policy's fields,
+    the SHA-256 checksum field S3 checks the body against, then the file. Retries transient
+    failures with exponential backoff; raises ServiceError when S3 refuses."""
+    max_bytes = int(upload["max_bytes"])
+    if len(data) > max_bytes:
+        raise ServiceError(
+            413,
+            "transcript_too_large",
+            f"the transcript is {len(data)} bytes; the service takes {max_bytes}",
+            [],
+        )
+    fields = dict(upload["fields"])
+    fields[str(upload.get("checksum_field") or "x-amz-checksum-sha256")] = base64.b64encode(
+        hashlib.sha256(data).digest()
+    ).decode()
+    http = session or requests.Session()
+    for attempt in range(attempts):
+        last = attempt == attempts - 1
+        try:
+            response = http.post(
+                str(upload["url"]),
+                data=fields,
+                files={"file": ("transcript", data, media_type)},
+                timeout=timeout_s,
+            )
+        except (requests.ConnectionError, requests.Timeout):
+            if last:
+                raise
+        else:
+            if response.status_code < 300:
+                return
+            if response.status_code not in RETRY_STATUS or last:
+                raise _s3_error(response.status_code, response.text)
+        time.sleep(backoff_s * 2**attempt)

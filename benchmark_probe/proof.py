@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from benchmark_probe.client import ServiceClient
+from benchmark_probe.client import ServiceClient, upload_transcript
 from benchmark_probe.report import Challenge
+from gpuproof.protocol.delivery import MEDIA_TYPES, TranscriptRef, encode_v1
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import (
     GpuPairs,
@@ -47,6 +48,18 @@ def prove(
     The service times the interval from issuing the challenge to receiving the commitment, so
     nothing else may run between the two. `on_commitment` exists for tests that tamper.
     """
+    answered = prove_and_receipt(client, key, challenge, executor, on_commitment)
+    return None if answered is None else answered[0]
+
+
+def prove_and_receipt(
+    client: ServiceClient,
+    key: SigningKey,
+    challenge: Challenge,
+    executor: ProofExecutor,
+    on_commitment: Callable[[SignedCommitment], SignedCommitment] = lambda s: s,
+) -> tuple[ThroughputProof, dict[str, Any]] | None:
+    """`prove`, with the service's answer to the commitment (its pairs and transcript upload)."""
     params = challenge_params(challenge)
     if not params:
         return None
@@ -62,9 +75,24 @@ def prove(
     )
     pairs = [GpuPairs.model_validate(p) for p in receipt["pairs"]]
     openings = prover.open(pairs)
-    return ThroughputProof(
+    proof = ThroughputProof(
         commitment=signed.commitment, signature=signed.signature, pairs=pairs, openings=openings
     )
+    return proof, receipt
+
+
+def deliver(proof: ThroughputProof, receipt: dict[str, Any]) -> dict[str, Any]:
+    """What the report's `proof` carries: a reference to the transcript uploaded where the
+    commitment's answer says (the service's size bound and checksum apply), else (a service
+    without uploads) the proof inline."""
+    upload = receipt.get("transcript_upload")
+    if not upload:
+        inline: dict[str, Any] = proof.model_dump(mode="json")
+        return inline
+    data = encode_v1(proof)  # v2: gpuproof.protocol.proof.wire.encode_transcript
+    upload_transcript(upload, data, MEDIA_TYPES[1])
+    ref: dict[str, Any] = TranscriptRef.of(1, data).model_dump(mode="json")
+    return ref
 
 
 class ProofRunner:
@@ -86,5 +114,5 @@ class ProofRunner:
         if self.executor is None:
             self.prepare(inventory)
         assert self.executor is not None
-        proof = prove(client, self.key, challenge, self.executor)
-        return None if proof is None else proof.model_dump(mode="json")
+        answered = prove_and_receipt(client, self.key, challenge, self.executor)
+        return None if answered is None else deliver(*answered)

@@ -24,7 +24,7 @@ from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.submit import submit
 from gpuproof.claim import Claim, verified_claim
-from gpuproof.cli.member import CommitteeClient, MemberState, run_agent
+from gpuproof.cli.member import CommitteeClient, MemberState, inspect_transcript, run_agent
 from gpuproof.cli.operator import OperatorClient
 from gpuproof.committee.beacon import verify_beacon_value
 from gpuproof.committee.draw import Member, draw_committee
@@ -163,6 +163,18 @@ def test_probe_to_confirmed_with_calc_point(local_stack: Any, bots: list[Bot]) -
     rnd = bots[0].client.round(machine_id, 1)
     assert rnd["status"] == "closed" and rnd["result"] == "confirmed"
     assert rnd["tally"]["matches_expected"] is True
+
+    # The proof travelled out of band: the signed report references the uploaded transcript, the
+    # verify worker fetched it at that size and digest, and a member fetches and checks the same.
+    ref = signed.report.proof
+    assert ref is not None and set(ref) == {"version", "transcript_sha256", "transcript_bytes"}
+    (proof_check,) = [c for c in report["verification"]["checks"] if c["name"] == "proof_of_throughput"]
+    delivered = proof_check["details"]["transcript"]
+    assert delivered["delivered"] is True and delivered["sha256"] == ref["transcript_sha256"]
+    inspection = inspect_transcript(bots[0].client.transcript(machine_id, 1), allow_cpu_backend=True)
+    (transcript_check,) = [c for c in inspection.checks if c.name == "transcript"]
+    assert transcript_check.ok, inspection.problems
+    assert inspection.proof_status == "verified"
 
 
 def test_draw_recomputed_from_published_data_alone(local_stack: Any, bots: list[Bot]) -> None:

@@ -41,6 +41,7 @@ ENV_NAMES = {
     "SERVICE_KEY_ID": "ServiceKey",
     "PUBLISHED_BATCHES_TABLE": "PublishedBatchesTable",
     "ORACLE_KEY_SECRET_ARN": "OracleKeySecret",
+    "TRANSCRIPTS_BUCKET": "TranscriptsBucket",
 }
 PARAM_ENV = {
     "CHALLENGE_TTL_S": "ChallengeTtlSeconds",
@@ -57,6 +58,7 @@ PARAM_ENV = {
     "BEACON_LENGTH": "BeaconLength",
     "CHAIN_NODE_URL": "ChainNodeUrl",
     "CHAIN_CALL": "ChainCall",
+    "TRANSCRIPT_MAX_BYTES_PER_GPU": "TranscriptMaxBytesPerGpu",
 }
 
 EXPECTED_KEYS = {
@@ -102,7 +104,10 @@ EXPECTED_ROUTES = {
     "ScoreFeedFunction": {"GET /feed"},
 }
 
-# What each function may touch: table -> "crud" | "read"; queues it sends to; KMS signing.
+# What each function may touch: table -> "crud" | "read"; queues it sends to; KMS signing;
+# bucket -> the S3 actions it calls, on its transcripts/ prefix only (measured from the code:
+# MachineApi presigns a POST = PutObject and HEADs at intake = GetObject; the worker GETs; the
+# committee API presigns a GET = GetObject).
 EXPECTED_ACCESS: dict[str, dict[str, Any]] = {
     "MachineApiFunction": {
         "tables": {
@@ -113,6 +118,7 @@ EXPECTED_ACCESS: dict[str, dict[str, Any]] = {
         },
         "send": {"VerifyQueue"},
         "kms": False,
+        "s3": {"TranscriptsBucket": ("s3:GetObject", "s3:PutObject")},
     },
     "VerifyWorkerFunction": {
         "tables": {
@@ -126,6 +132,7 @@ EXPECTED_ACCESS: dict[str, dict[str, Any]] = {
         },
         "send": set(),
         "kms": False,
+        "s3": {"TranscriptsBucket": ("s3:GetObject",)},
     },
     "CommitteeApiFunction": {
         "tables": {
@@ -138,6 +145,7 @@ EXPECTED_ACCESS: dict[str, dict[str, Any]] = {
         },
         "send": set(),
         "kms": False,
+        "s3": {"TranscriptsBucket": ("s3:GetObject",)},
     },
     "DeadlineSweeperFunction": {
         "tables": {
@@ -259,6 +267,30 @@ def test_queues_redrive_and_visibility(template: Template) -> None:
     assert set(template.of_type("AWS::SQS::Queue")) == {"VerifyQueue", "VerifyDLQ", "PublisherDLQ"}
 
 
+def test_transcripts_bucket_is_private_encrypted_and_expires(template: Template) -> None:
+    assert set(template.of_type("AWS::S3::Bucket")) == {"TranscriptsBucket"}
+    bucket = props(template, "TranscriptsBucket")
+    assert "BucketName" not in bucket, "a generated name: one stack per account and region"
+    (sse,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireTranscripts"]["Prefix"] == "transcripts/"
+    assert rules["ExpireTranscripts"]["ExpirationInDays"] == {"Ref": "TranscriptRetentionDays"}
+    assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    # The committee's windows (36 h + 48 h at scale 1) end before any transcript expires.
+    assert template.parameters["TranscriptRetentionDays"]["MinValue"] * 24 > 36 + 48
+    (deny,) = props(template, "TranscriptsBucketPolicy")["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert props(template, "TranscriptsBucketPolicy")["Bucket"] == {"Ref": "TranscriptsBucket"}
+
+
 def test_service_key(template: Template) -> None:
     key = props(template, "ServiceKey")
     assert key["KeySpec"] == "ECC_NIST_P256"
@@ -303,6 +335,7 @@ def _access(template: Template, lid: str) -> dict[str, Any]:
     tables: dict[str, str] = {}
     send: set[str] = set()
     secrets: set[str] = set()
+    s3: dict[str, tuple[str, ...]] = {}
     kms = False
     for policy in props(template, lid).get("Policies", []):
         ((name, arg),) = policy.items()
@@ -316,6 +349,14 @@ def _access(template: Template, lid: str) -> dict[str, Any]:
             secrets.add(arg["SecretArn"]["Ref"])
         elif name == "Statement":
             for st in arg:
+                assert st["Effect"] == "Allow", st
+                if all(a.startswith("s3:") for a in st["Action"]):
+                    resource = st["Resource"]["Fn::Sub"]
+                    bucket = resource.removeprefix("${").split(".Arn}", 1)[0]
+                    assert resource == f"${{{bucket}.Arn}}/transcripts/*", f"{lid}: {resource}"
+                    assert bucket not in s3, f"{lid}: {bucket} granted twice"
+                    s3[bucket] = tuple(sorted(st["Action"]))
+                    continue
                 assert st["Action"] == ["kms:Sign", "kms:GetPublicKey"], st
                 assert st["Resource"] == {"Fn::GetAtt": ["ServiceKey", "Arn"]}
                 kms = True
@@ -324,6 +365,8 @@ def _access(template: Template, lid: str) -> dict[str, Any]:
     out: dict[str, Any] = {"tables": tables, "send": send, "kms": kms}
     if secrets:
         out["secrets"] = secrets
+    if s3:
+        out["s3"] = s3
     return out
 
 
@@ -341,7 +384,7 @@ def test_environment_matches_access(template: Template, lid: str) -> None:
     for name, target in told.items():
         assert target == ENV_NAMES[name], f"{lid}: {name} must !Ref {ENV_NAMES[name]}"
     expected = set(access["tables"]) | set(access["send"]) | ({"ServiceKey"} if access["kms"] else set())
-    expected |= set(access.get("secrets", ()))
+    expected |= set(access.get("secrets", ())) | set(access.get("s3", ()))
     assert set(told.values()) == expected
     for name, value in env.items():
         if name in PARAM_ENV:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from gpuproof.protocol import limits
+from gpuproof.protocol.delivery import DEFAULT_MAX_BYTES_PER_GPU as DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
 
 
 def _env(name: str, default: str | None = None) -> str:
@@ -32,6 +33,8 @@ class Settings:
     cooldown_max_s: int
     region: str
     max_gpus_per_machine: int = limits.DEFAULT_MAX_GPUS_PER_MACHINE
+    transcripts_bucket: str | None = None
+    transcript_max_bytes_per_gpu: int = DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,6 +56,10 @@ class Settings:
             cooldown_max_s=int(_env("CHALLENGE_COOLDOWN_MAX_S", "86400")),
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             max_gpus_per_machine=max_gpus_per_machine(),
+            transcripts_bucket=os.environ.get("TRANSCRIPTS_BUCKET") or None,
+            transcript_max_bytes_per_gpu=int(
+                _env("TRANSCRIPT_MAX_BYTES_PER_GPU", str(DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU))
+            ),
         )
 
 

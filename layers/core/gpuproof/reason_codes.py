@@ -164,6 +164,15 @@ REASON_CODES: dict[str, ReasonCode] = {
     "proof_row_check_failed": proof("an opened C_t row is not A_(t-1) row times B"),
     "proof_deadline_missed": proof("the commitment arrived after the deadline (service clock)"),
     "proof_clock_invalid": proof("the commitment was received before the challenge was issued"),
+    # -- the transcript delivered out of band (protocol/delivery.py): refused at report intake
+    # (a HEAD of the object; nothing is stored) and again by the verify worker and `committee inspect`
+    "proof_reference_malformed": request(422, "the report's proof reference does not parse"),
+    "transcript_missing": request(422, "no transcript was uploaded for this challenge"),
+    "transcript_too_large": request(413, "the transcript is over TranscriptMaxBytesPerGpu x the GPU count"),
+    "transcript_size_mismatch": request(422, "the uploaded transcript is not the size the report signs"),
+    "transcript_digest_mismatch": verification("the transcript's SHA-256 is not the one the report signs"),
+    "transcript_malformed": verification("the delivered transcript does not decode"),
+    "transcript_version_unsupported": verification("the service has no decoder for this transcript version"),
     # -- the service's findings for a round (committee/findings.py, logic/committee.py)
     "gpu_models_mixed": committee("the GPUs are of more than one model"),
     "region_unknown": committee("the machine's region has no DBC coefficient"),

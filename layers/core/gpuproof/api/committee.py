@@ -134,6 +134,11 @@ class TranscriptOut(BaseModel):
     machine: dict[str, Any]
     challenge: dict[str, Any] | None
     report: dict[str, Any]
+    transcript: dict[str, Any] | None = Field(
+        default=None,
+        description="where the report's proof is a reference: a presigned GET of the uploaded "
+        "transcript (url, expires_at, key); check its size and SHA-256 against the signed reference",
+    )
 
 
 class CommitIn(BaseModel):

@@ -128,6 +128,7 @@ def submit_commitment(
         elapsed_s=r.elapsed_s,
         deadline_s=r.deadline_s,
         pairs=r.pairs,
+        transcript_upload=r.upload,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
+from gpuproof.protocol.delivery import TranscriptUpload
 from gpuproof.protocol.proof import GpuPairs, ProofParams, SignedCommitment
 from gpuproof.protocol.report import SignedReport
 
@@ -90,6 +91,12 @@ class CommitmentOut(BaseModel):
     elapsed_s: float = Field(description="service clock, from challenge issue to commitment receipt")
     deadline_s: float = Field(description="the slowest GPU's deadline; the verify worker decides")
     pairs: list[GpuPairs] = Field(description="the (step, row) pairs to open, drawn after receipt")
+    transcript_upload: TranscriptUpload | None = Field(
+        default=None,
+        description="the presigned POST for this challenge's transcript (its key only, at most "
+        "max_bytes, with a SHA-256 checksum field, until expires_at); the report then carries "
+        "proof = {version, transcript_sha256, transcript_bytes}",
+    )
 
 
 class HeartbeatAck(BaseModel):

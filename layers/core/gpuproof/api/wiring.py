@@ -8,11 +8,20 @@ import logging
 from gpuproof.adapters.clock import SystemClock
 from gpuproof.adapters.dynamo import DynamoMachineStore
 from gpuproof.adapters.queue import SqsVerifyQueue
+from gpuproof.adapters.transcripts import S3TranscriptStore
 from gpuproof.config import Settings
 from gpuproof.logic.attempts import CooldownPolicy
 from gpuproof.logic.committee import CommitteeServices
 from gpuproof.logic.machines import Services
+from gpuproof.logic.ports import TranscriptStore
 from gpuproof.logic.verification import VerifyServices
+
+
+def transcript_store(settings: Settings) -> TranscriptStore | None:
+    """The transcripts bucket where the function is told of one (TRANSCRIPTS_BUCKET)."""
+    if not settings.transcripts_bucket:
+        return None
+    return S3TranscriptStore(settings.transcripts_bucket, settings.region)
 
 
 @functools.cache
@@ -26,6 +35,8 @@ def machine_services() -> Services:
         allow_cpu_backend=settings.allow_cpu_backend,
         cooldown=CooldownPolicy(settings.cooldown_s, settings.cooldown_max_s),
         max_gpus_per_machine=settings.max_gpus_per_machine,
+        transcripts=transcript_store(settings),
+        transcript_max_bytes_per_gpu=settings.transcript_max_bytes_per_gpu,
     )
 
 
@@ -39,6 +50,8 @@ def verify_services() -> VerifyServices:
         shadow_checks=settings.shadow_checks,
         cooldown=CooldownPolicy(settings.cooldown_s, settings.cooldown_max_s),
         max_gpus_per_machine=settings.max_gpus_per_machine,
+        transcripts=transcript_store(settings),
+        transcript_max_bytes_per_gpu=settings.transcript_max_bytes_per_gpu,
     )
 
 
@@ -69,4 +82,5 @@ def committee_services() -> CommitteeServices:
         allow_cpu_backend=settings.allow_cpu_backend,
         beacon=beacon,
         operator_key=committee.operator_key,
+        transcripts=transcript_store(settings),
     )

@@ -13,7 +13,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,13 @@ from gpuproof.committee.findings import Findings, findings_from_report
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.client import ServiceError, SignedClient
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
+from gpuproof.protocol.delivery import (
+    MAX_TRANSCRIPT_BYTES,
+    decode,
+    is_reference,
+    parse_reference,
+    read_verified,
+)
 from gpuproof.protocol.proof import ProofParams, ThroughputProof, verify_throughput
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
@@ -68,6 +75,19 @@ class CommitteeClient(SignedClient):
 
 
 # ------------------------------------------------------------------------------------ inspection
+# Fetches a URL as chunks of bytes (tests and other transports may pass their own).
+Fetch = Callable[[str], Iterator[bytes]]
+FETCH_CHUNK_BYTES = 1024 * 1024
+
+
+def http_fetch(url: str) -> Iterator[bytes]:
+    """GET `url` streamed (the presigned transcript URL); an HTTP error is an ApiError."""
+    with requests.get(url, stream=True, timeout=60) as response:
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, "transcript_unavailable", response.text[:300], [])
+        yield from response.iter_content(FETCH_CHUNK_BYTES)
+
+
 @dataclass
 class Check:
     name: str
@@ -101,8 +121,32 @@ class Inspection:
         return {**asdict(self), "supports": self.supports, "problems": self.problems}
 
 
+def _delivered(
+    transcript: dict[str, Any], proof_doc: dict[str, Any], fetch: Fetch
+) -> tuple[ThroughputProof | None, Check]:
+    """The uploaded transcript the signed report references: fetched, bounded by the size the
+    machine signed, its SHA-256 compared to the signed one, decoded. The service is not trusted."""
+    ref, reasons = parse_reference(proof_doc)
+    if ref is None:
+        return None, Check("transcript", False, "; ".join(r.message for r in reasons))
+    where = transcript.get("transcript") or {}
+    if not where.get("url"):
+        return None, Check("transcript", False, "the service gave no URL for the uploaded transcript")
+    try:
+        data, reasons = read_verified(fetch(str(where["url"])), ref, MAX_TRANSCRIPT_BYTES)
+    except (ApiError, requests.RequestException) as exc:
+        return None, Check("transcript", False, f"could not fetch the transcript: {exc}")
+    if data is None:
+        return None, Check("transcript", False, "; ".join(f"{r.code}: {r.message}" for r in reasons))
+    proof, reasons = decode(ref, data)
+    if proof is None:
+        return None, Check("transcript", False, "; ".join(f"{r.code}: {r.message}" for r in reasons))
+    detail = f"{ref.transcript_bytes} bytes, sha256 {ref.transcript_sha256[:16]}… as signed (v{ref.version})"
+    return proof, Check("transcript", True, detail)
+
+
 def _proof_checks(
-    transcript: dict[str, Any], signed: SignedReport, rng: np.random.Generator
+    transcript: dict[str, Any], signed: SignedReport, rng: np.random.Generator, fetch: Fetch = http_fetch
 ) -> tuple[list[Check], str]:
     challenge = transcript.get("challenge") or {}
     params_doc = (challenge.get("params") or {}).get("proof")
@@ -117,7 +161,14 @@ def _proof_checks(
         return [
             Check("proof", False, "the report carries a proof but the challenge has no proof parameters")
         ], ("unexpected")
-    proof = ThroughputProof.model_validate(proof_doc)
+    delivery: list[Check] = []
+    if is_reference(proof_doc):
+        fetched, delivered = _delivered(transcript, proof_doc, fetch)
+        if fetched is None:
+            return [delivered], "undelivered"
+        proof, delivery = fetched, [delivered]
+    else:
+        proof = ThroughputProof.model_validate(proof_doc)
     params = [ProofParams.model_validate(p) for p in params_doc]
     secret = challenge.get("pairs_secret")
     reasons = verify_throughput(
@@ -132,10 +183,13 @@ def _proof_checks(
         rng=rng,
     )
     if reasons:
-        return [Check("proof", False, "; ".join(f"{r.code}: {r.message}" for r in reasons))], "failed"
+        return [*delivery, Check("proof", False, "; ".join(f"{r.code}: {r.message}" for r in reasons))], (
+            "failed"
+        )
     checks = sum(p.checks for p in params)
     return [
-        Check("proof", True, f"Merkle paths and {checks} pairs re-checked with this member's own x")
+        *delivery,
+        Check("proof", True, f"Merkle paths and {checks} pairs re-checked with this member's own x"),
     ], "verified"
 
 
@@ -159,7 +213,11 @@ def _claim_check(challenge: dict[str, Any], verification: dict[str, Any]) -> tup
 
 
 def inspect_transcript(
-    transcript: dict[str, Any], *, allow_cpu_backend: bool = False, rng: np.random.Generator | None = None
+    transcript: dict[str, Any],
+    *,
+    allow_cpu_backend: bool = False,
+    rng: np.random.Generator | None = None,
+    fetch: Fetch = http_fetch,
 ) -> Inspection:
     """Re-verify the evidence of one round locally; trusts nothing the service concluded."""
     rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
@@ -192,7 +250,7 @@ def inspect_transcript(
     checks.append(
         Check("benchmarks", not unverified, f"unverified: {unverified}" if unverified else "all verified")
     )
-    proof_checks, proof_status = _proof_checks(transcript, signed, rng)
+    proof_checks, proof_status = _proof_checks(transcript, signed, rng, fetch)
     checks += proof_checks
     claim_check, claim = _claim_check(challenge, report_doc.get("verification") or {})
     checks.append(claim_check)

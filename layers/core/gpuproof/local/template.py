@@ -1,7 +1,7 @@
 """Read template.yaml and turn its resources into local ones: the single source of what exists.
 
 Owns the CloudFormation short-tag loader, intrinsic resolution (Ref, GetAtt, Sub, Join, Select, If)
-and provisioning of tables, queues and the KMS key on a moto endpoint. Nothing here is hand-listed.
+and provisioning of tables, queues, buckets and the KMS key on a moto endpoint. Nothing here is hand-listed.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ KMS_KEY = "AWS::KMS::Key"
 KMS_ALIAS = "AWS::KMS::Alias"
 SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type, not a secret
 FUNCTION = "AWS::Serverless::Function"
+BUCKET = "AWS::S3::Bucket"
+BUCKET_POLICY = "AWS::S3::BucketPolicy"
+PROVISIONED = (TABLE, QUEUE, KMS_KEY, KMS_ALIAS, SECRET, BUCKET, BUCKET_POLICY)
 
 
 class TemplateError(Exception):
@@ -198,6 +201,9 @@ class Resources:
     def queue_url(self, logical_id: str) -> str:
         return self.physical[logical_id].ref
 
+    def bucket_name(self, logical_id: str) -> str:
+        return self.physical[logical_id].ref
+
     def function_environment(self, spec: FunctionSpec) -> dict[str, str]:
         """The function's Environment (Globals merged), resolved; a parameter-fed name can be
         overridden by the same name in the process environment (e.g. CHALLENGE_TTL_S=5)."""
@@ -351,7 +357,7 @@ def provision(
     stack_name: str = DEFAULT_STACK_NAME,
     parameters: Mapping[str, str] | None = None,
 ) -> Resources:
-    """Create the template's tables, queues and KMS key(s) on `endpoint_url`; idempotent."""
+    """Create the template's tables, queues, buckets and KMS key(s) on `endpoint_url`; idempotent."""
     resources = Resources(
         template=template,
         stack_name=stack_name,
@@ -360,7 +366,7 @@ def provision(
         physical={},
     )
     for lid, res in template.resources.items():
-        if res.get("Type") not in (TABLE, QUEUE, KMS_KEY, KMS_ALIAS, SECRET):
+        if res.get("Type") not in PROVISIONED:
             # Functions, APIs and alarms have no local resource; give them a name for Ref/GetAtt.
             name = f"{stack_name}-{lid}"
             resources.physical[lid] = Physical(
@@ -377,6 +383,10 @@ def provision(
         _create_alias(resources, lid)
     for lid in _ordered(template, SECRET):
         _create_secret(resources, lid)
+    for lid in _ordered(template, BUCKET):
+        _create_bucket(resources, lid)
+    for lid in _ordered(template, BUCKET_POLICY):
+        _put_bucket_policy(resources, lid)
     return resources
 
 
@@ -572,3 +582,87 @@ def _create_secret(resources: Resources, lid: str) -> None:
         description = props.get("Description", lid)
         arn = sm.create_secret(Name=name, SecretString=value, Description=description)["ARN"]
     resources.physical[lid] = Physical(ref=arn, attrs={"Id": arn})
+
+
+def _bucket_name(stack_name: str, lid: str) -> str:
+    """CloudFormation's pattern for an unnamed bucket: lower case, at most 63 characters."""
+    return re.sub(r"[^a-z0-9.-]", "-", f"{stack_name}-{lid}".lower())[:63].strip("-.")
+
+
+def _create_bucket(resources: Resources, lid: str) -> None:
+    """A bucket with the template's encryption, public access block, ownership and lifecycle."""
+    props = resources.resolve(resources.template.properties(lid))
+    name = props.get("BucketName") or _bucket_name(resources.stack_name, lid)
+    s3 = aws_client("s3", resources.endpoint_url)
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if name not in existing:
+        s3.create_bucket(Bucket=name)
+    if "BucketEncryption" in props:
+        # CloudFormation says ServerSideEncryptionByDefault where the S3 API says Apply...
+        rules = [
+            {"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"]}
+            for r in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        ]
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+    if "PublicAccessBlockConfiguration" in props:
+        s3.put_public_access_block(
+            Bucket=name,
+            PublicAccessBlockConfiguration={
+                k: bool(v) for k, v in props["PublicAccessBlockConfiguration"].items()
+            },
+        )
+    if "OwnershipControls" in props:
+        s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=props["OwnershipControls"])
+    lifecycle = props.get("LifecycleConfiguration")
+    if lifecycle:
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in lifecycle["Rules"]]}
+        )
+    resources.physical[lid] = Physical(
+        ref=name,
+        attrs={
+            "Arn": f"arn:aws:s3:::{name}",
+            "DomainName": f"{name}.s3.amazonaws.com",
+            "RegionalDomainName": f"{name}.s3.{LOCAL_REGION}.amazonaws.com",
+        },
+    )
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's rule shape (ExpirationInDays, Prefix) as the S3 API's."""
+    out: dict[str, Any] = {
+        "ID": rule["Id"],
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "AbortIncompleteMultipartUpload" in rule:
+        days = int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        out["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+    return out
+
+
+def _requires_tls(statement: dict[str, Any]) -> bool:
+    return "aws:SecureTransport" in statement.get("Condition", {}).get("Bool", {})
+
+
+def local_bucket_policy(document: dict[str, Any], endpoint_url: str) -> dict[str, Any] | None:
+    """The policy as the local endpoint can honour it: moto evaluates bucket policies, and the
+    local stack speaks plain HTTP, so a deny-without-TLS statement would deny everything there.
+    It is dropped on an http:// endpoint only (the one deviation from the template; AWS gets it)."""
+    if not endpoint_url.startswith("http://"):
+        return document
+    statements = [st for st in document.get("Statement", []) if not _requires_tls(st)]
+    return {**document, "Statement": statements} if statements else None
+
+
+def _put_bucket_policy(resources: Resources, lid: str) -> None:
+    props = resources.resolve(resources.template.properties(lid))
+    s3 = aws_client("s3", resources.endpoint_url)
+    policy = local_bucket_policy(props["PolicyDocument"], resources.endpoint_url)
+    if policy is None:
+        s3.delete_bucket_policy(Bucket=props["Bucket"])
+    else:
+        s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(policy))
+    resources.physical[lid] = Physical(ref=props["Bucket"], attrs={})

@@ -24,10 +24,11 @@ from gpuproof.committee.findings import findings_from_report
 from gpuproof.committee.tally import Tally, tally
 from gpuproof.committee.windows import Phase, RoundWindows
 from gpuproof.errors import Rejection, raise_if
-from gpuproof.logic.ports import Clock
+from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Challenge, Machine, StoredReport, Verdict, VerdictResult, Vote
 from gpuproof.logic.states import MachineState
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
+from gpuproof.protocol.delivery import is_reference, transcript_key
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
@@ -231,9 +232,14 @@ class CommitteeServices:
     allow_cpu_backend: bool = False
     beacon: HashChainBeacon | None = None
     pool_publish_limit: int = POOL_PUBLISH_LIMIT
+    transcripts: TranscriptStore | None = None
     operator_key: str | None = None
     """Ed25519 public key hex of the operator (COMMITTEE_OPERATOR_KEY): admits members, settles
     disputes. None: nobody can be admitted, so no committee is ever drawn."""
+
+
+# A member's presigned GET of a transcript lasts this long: it downloads at once.
+TRANSCRIPT_URL_TTL_S = 3600
 
 
 # ------------------------------------------------------------------------------------ members
@@ -404,14 +410,25 @@ def beacon_info(svc: CommitteeServices) -> BeaconState:
 def transcript(svc: CommitteeServices, machine_id: str, round_no: int) -> dict[str, Any]:
     """Everything a member needs to re-verify the evidence itself: the round, the machine's
     owner and region, the challenge (nonce, parameters, service-clock times, the pair draw's
-    secret) and the stored signed report byte for byte, with the automated stage's result."""
+    secret), the stored signed report byte for byte, with the automated stage's result, and,
+    where the report references an uploaded transcript, a presigned GET of its object (the
+    member checks its size and SHA-256 against the signed reference itself)."""
     round_ = get_round(svc, machine_id, round_no)
     machine = svc.store.get_machine(machine_id)
     report = svc.store.get_report(machine_id, round_.challenge_id)
     challenge = svc.store.get_challenge(round_.challenge_id)
     if machine is None or report is None:
         raise Rejection([Reason("unknown_report", "the round's report is no longer stored", "round")])
+    proof = (report.signed_report.get("report") or {}).get("proof")
+    delivered = None
+    if is_reference(proof) and svc.transcripts is not None:
+        delivered = {
+            "url": svc.transcripts.download_url(machine_id, round_.challenge_id, TRANSCRIPT_URL_TTL_S),
+            "expires_at": svc.clock.now() + TRANSCRIPT_URL_TTL_S,
+            "key": transcript_key(machine_id, round_.challenge_id),
+        }
     return {
+        "transcript": delivered,
         "round": round_.published(svc.clock.now()),
         "machine": {
             "machine_id": machine.machine_id,

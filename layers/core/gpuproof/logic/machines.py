@@ -11,10 +11,18 @@ from typing import Any
 from gpuproof.claim import ClaimError, challenge_params, make_claim, stored_proof_params
 from gpuproof.errors import Rejection, raise_if
 from gpuproof.logic.attempts import CooldownPolicy, cooldown_reasons, count_previous, taken
-from gpuproof.logic.ports import Clock, MachineStore, VerifyQueue
+from gpuproof.logic.ports import Clock, MachineStore, TranscriptStore, VerifyQueue
 from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport
 from gpuproof.logic.states import MachineState, states_before
 from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.delivery import (
+    DEFAULT_MAX_BYTES_PER_GPU,
+    TranscriptUpload,
+    is_reference,
+    parse_reference,
+    size_reasons,
+    transcript_limit,
+)
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.keys import verify
 from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE
@@ -44,6 +52,12 @@ class Services:
     allow_cpu_backend: bool = False
     cooldown: CooldownPolicy = field(default_factory=CooldownPolicy)
     max_gpus_per_machine: int = DEFAULT_MAX_GPUS_PER_MACHINE
+    # Where the probe uploads its transcript; None: proofs travel inline in the report (v1 only).
+    transcripts: TranscriptStore | None = None
+    transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
+
+    def transcript_limit(self, challenge: Challenge) -> int:
+        return transcript_limit(self.transcript_max_bytes_per_gpu, len(proof_params(challenge)))
 
 
 def too_many_gpus(count: int, limit: int, what: str, field: str) -> list[Reason]:
@@ -211,12 +225,14 @@ class CommitmentReceipt:
     received_at: float
     elapsed_s: float
     deadline_s: float
+    upload: TranscriptUpload | None = None
 
 
 def record_commitment(
     svc: Services, request: SignedRequest, machine_id: str, challenge_id: str, signed: SignedCommitment
 ) -> CommitmentReceipt:
-    """Time the commitment by the service clock, then draw the pairs to open (never before)."""
+    """Time the commitment by the service clock, then draw the pairs to open (never before), and
+    hand out the one upload this challenge's transcript may use (its key, size bound, expiry)."""
     now = svc.clock.now()
     reasons = _signer_reasons(svc, request, machine_id)
     machine = svc.store.get_machine(machine_id)
@@ -254,7 +270,39 @@ def record_commitment(
         challenge, digest, now, [p.model_dump(mode="json") for p in pairs], secret.hex(), request
     )
     deadline = max(p.deadline_s for p in params) if params else 0.0
-    return CommitmentReceipt(challenge, pairs, now, now - challenge.issued_at, deadline)
+    upload = None
+    if svc.transcripts is not None:
+        upload = svc.transcripts.upload_target(
+            machine_id, challenge_id, svc.transcript_limit(challenge), challenge.expires_at, now
+        )
+    return CommitmentReceipt(challenge, pairs, now, now - challenge.issued_at, deadline, upload)
+
+
+def _transcript_reasons(
+    svc: Services, machine_id: str, challenge: Challenge | None, signed: SignedReport
+) -> list[Reason]:
+    """A report whose proof is a reference: the reference parses, and its transcript is uploaded,
+    within the challenge's bound and at the declared size (the worker checks the SHA-256). Refused
+    here the report is not stored, so a probe whose upload failed can upload again and resend."""
+    proof = signed.report.proof
+    if not is_reference(proof) or challenge is None or challenge.machine_id != machine_id:
+        return []
+    assert proof is not None
+    ref, reasons = parse_reference(proof)
+    if ref is None:
+        return reasons
+    limit = svc.transcript_limit(challenge)
+    if ref.transcript_bytes > limit:
+        return [
+            Reason(
+                "transcript_too_large",
+                f"the report declares a {ref.transcript_bytes}-byte transcript (limit {limit})",
+                "signed_report.report.proof.transcript_bytes",
+            )
+        ]
+    if svc.transcripts is None:
+        return [Reason("transcript_missing", "this service takes no uploaded transcripts", "proof")]
+    return size_reasons(svc.transcripts.size(machine_id, challenge.challenge_id), ref, limit)
 
 
 def accept_report(
@@ -308,6 +356,7 @@ def accept_report(
                 "signed_report.signature",
             )
         )
+    reasons += _transcript_reasons(svc, machine_id, challenge, signed)
     body = signed.model_dump(mode="json")
     raw = canonical_bytes(body)
     compressed = zlib.compress(raw, 6)

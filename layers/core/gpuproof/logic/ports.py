@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport
+from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload
 from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.reasons import Reason
 
 
 class Clock(Protocol):
@@ -64,3 +66,24 @@ class MachineStore(Protocol):
 
 class VerifyQueue(Protocol):
     def enqueue(self, machine_id: str, challenge_id: str) -> None: ...
+
+
+class TranscriptStore(Protocol):
+    """Proof transcripts, one object per challenge, uploaded by the probe out of band."""
+
+    def upload_target(
+        self, machine_id: str, challenge_id: str, max_bytes: int, expires_at: float, now: float
+    ) -> TranscriptUpload:
+        """A presigned upload for this challenge's key only, at most `max_bytes`, until `expires_at`."""
+
+    def size(self, machine_id: str, challenge_id: str) -> int | None:
+        """The uploaded object's size in bytes; None when nothing was uploaded."""
+
+    def read(
+        self, machine_id: str, challenge_id: str, ref: TranscriptRef, max_bytes: int
+    ) -> tuple[bytearray | None, list[Reason]]:
+        """The object's bytes, streamed and checked against `ref` (size, SHA-256) and `max_bytes`;
+        else why not (absent, too large, mismatched). Transient storage errors raise."""
+
+    def download_url(self, machine_id: str, challenge_id: str, expires_in_s: int) -> str:
+        """A presigned GET of the object, for a committee member."""

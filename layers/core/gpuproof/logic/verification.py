@@ -17,9 +17,17 @@ from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, stored_p
 from gpuproof.committee.findings import findings_from_report, measured_bf16
 from gpuproof.logic.attempts import CooldownPolicy, after_verification
 from gpuproof.logic.machines import too_many_gpus
-from gpuproof.logic.ports import Clock
+from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport
 from gpuproof.logic.states import MachineState
+from gpuproof.protocol.delivery import (
+    DEFAULT_MAX_BYTES_PER_GPU,
+    decode,
+    is_reference,
+    parse_reference,
+    transcript_key,
+    transcript_limit,
+)
 from gpuproof.protocol.gpu_uuid import normalise_gpu_uuid
 from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE
 from gpuproof.protocol.proof import GpuPairs, ThroughputProof, verify_throughput
@@ -80,6 +88,8 @@ class VerifyServices:
     shadow_checks: frozenset[str]
     cooldown: CooldownPolicy = field(default_factory=CooldownPolicy)
     max_gpus_per_machine: int = DEFAULT_MAX_GPUS_PER_MACHINE
+    transcripts: TranscriptStore | None = None
+    transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
 
 
 @dataclass(frozen=True)
@@ -208,21 +218,58 @@ def check_findings(ctx: Context) -> CheckResult:
 SELF_REPORT_OVER_PROVEN = 1.5
 
 
+def _delivered_proof(
+    ctx: Context, raw: dict[str, Any]
+) -> tuple[ThroughputProof | None, list[Reason], dict[str, Any]]:
+    """The transcript the report references, fetched from the store (streamed, bounded, its
+    SHA-256 compared to the signed reference's) and decoded."""
+    ref, reasons = parse_reference(raw)
+    if ref is None:
+        return None, reasons, {}
+    ch = ctx.challenge
+    limit = transcript_limit(ctx.svc.transcript_max_bytes_per_gpu, len(stored_proof_params(ch.params)))
+    details: dict[str, Any] = {
+        "transcript": {
+            "key": transcript_key(ctx.machine.machine_id, ch.challenge_id),
+            "version": ref.version,
+            "bytes": ref.transcript_bytes,
+            "sha256": ref.transcript_sha256,
+            "limit_bytes": limit,
+            "delivered": False,
+        }
+    }
+    if ctx.svc.transcripts is None:
+        return None, [Reason("transcript_missing", "this service has no transcript store")], details
+    data, reasons = ctx.svc.transcripts.read(ctx.machine.machine_id, ch.challenge_id, ref, limit)
+    if data is None:
+        return None, reasons, details
+    details["transcript"]["delivered"] = True  # size and SHA-256 are the signed reference's
+    proof, reasons = decode(ref, data)
+    return proof, reasons, details
+
+
 def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
     raw = ctx.signed.report.proof
     if raw is None:
         return [Reason("proof_missing", "the report carries no proof of throughput")], {}
-    try:
-        proof = ThroughputProof.model_validate(raw)
-    except ValidationError as exc:
-        return [Reason("proof_malformed", f"the proof does not parse: {exc.error_count()} errors")], {}
+    delivery: dict[str, Any] = {}
+    if is_reference(raw):
+        delivered, reasons, delivery = _delivered_proof(ctx, raw)
+        if delivered is None:
+            return reasons, delivery
+        proof = delivered
+    else:
+        try:
+            proof = ThroughputProof.model_validate(raw)
+        except ValidationError as exc:
+            return [Reason("proof_malformed", f"the proof does not parse: {exc.error_count()} errors")], {}
     ch = ctx.challenge
     if ch.commitment_sha256 is None or ch.commitment_received_at is None or ch.pairs is None:
-        return [Reason("proof_commitment_missing", "no commitment was received for this challenge")], {}
+        return [Reason("proof_commitment_missing", "no commitment was received for this challenge")], delivery
     if hashlib.sha256(proof.commitment.signing_bytes()).hexdigest() != ch.commitment_sha256:
         return [
             Reason("proof_commitment_changed", "the report's commitment is not the one the service timed")
-        ], {}
+        ], delivery
     params = stored_proof_params(ch.params)
     reasons = verify_throughput(
         proof,
@@ -256,7 +303,7 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
                     f"{proven:.1f} under the service's clock",
                 )
             )
-    return reasons, {"elapsed_s": elapsed, "gpus": per_gpu}
+    return reasons, {"elapsed_s": elapsed, "gpus": per_gpu, **delivery}
 
 
 def check_proof(ctx: Context) -> CheckResult:

@@ -1,0 +1,93 @@
+"""TranscriptStore on S3: presigned POST uploads (policy: exact key, size range, SHA-256 checksum),
+streamed reads checked against the signed report's reference, presigned GETs for members."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from gpuproof.protocol.delivery import (
+    TranscriptRef,
+    TranscriptUpload,
+    read_verified,
+    size_reasons,
+    transcript_key,
+)
+from gpuproof.protocol.reasons import Reason
+
+# A streamed GET reads this much at a time: the worker holds the transcript plus one chunk.
+READ_CHUNK_BYTES = 1024 * 1024
+_ABSENT = {"404", "NoSuchKey", "NotFound"}
+
+
+class S3TranscriptStore:
+    def __init__(self, bucket: str, region: str, client: Any = None) -> None:
+        self.bucket = bucket
+        # SigV4 everywhere: presigned POST policies and GETs signed the way every region accepts.
+        self._s3 = client or boto3.client("s3", region_name=region, config=Config(signature_version="s3v4"))
+
+    def upload_target(
+        self, machine_id: str, challenge_id: str, max_bytes: int, expires_at: float, now: float
+    ) -> TranscriptUpload:
+        key = transcript_key(machine_id, challenge_id)
+        fields = {"x-amz-checksum-algorithm": "SHA256"}
+        conditions: list[Any] = [
+            {"x-amz-checksum-algorithm": "SHA256"},
+            ["starts-with", "$x-amz-checksum-sha256", ""],
+            ["content-length-range", 1, max_bytes],
+        ]
+        expires_in = max(1, math.ceil(expires_at - now))
+        post = self._s3.generate_presigned_post(
+            self.bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
+        )
+        return TranscriptUpload(
+            url=post["url"],
+            fields={str(k): str(v) for k, v in post["fields"].items()},
+            key=key,
+            max_bytes=max_bytes,
+            expires_at=now + expires_in,
+        )
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            head: dict[str, Any] = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in _ABSENT:
+                return None
+            raise
+        return head
+
+    def size(self, machine_id: str, challenge_id: str) -> int | None:
+        head = self._head(transcript_key(machine_id, challenge_id))
+        return None if head is None else int(head["ContentLength"])
+
+    def read(
+        self, machine_id: str, challenge_id: str, ref: TranscriptRef, max_bytes: int
+    ) -> tuple[bytearray | None, list[Reason]]:
+        key = transcript_key(machine_id, challenge_id)
+        head = self._head(key)
+        reasons = size_reasons(None if head is None else int(head["ContentLength"]), ref, max_bytes)
+        if reasons:
+            return None, reasons  # refused on its size alone: nothing is read
+        assert head is not None
+        # The object HEAD measured, never a replacement; and never more bytes than the bound.
+        got = self._s3.get_object(
+            Bucket=self.bucket, Key=key, IfMatch=head["ETag"], Range=f"bytes=0-{ref.transcript_bytes - 1}"
+        )
+        body = got["Body"]
+        try:
+            return read_verified(body.iter_chunks(READ_CHUNK_BYTES), ref, max_bytes)
+        finally:
+            body.close()
+
+    def download_url(self, machine_id: str, challenge_id: str, expires_in_s: int) -> str:
+        url: str = self._s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": transcript_key(machine_id, challenge_id)},
+            ExpiresIn=expires_in_s,
+        )
+        return url

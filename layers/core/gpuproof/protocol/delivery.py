@@ -1,0 +1,185 @@
+"""The proof transcript delivered out of band: its reference in the signed report, its object key,
+its size bound, and the streaming size + SHA-256 check that the verify worker and the committee
+CLI both run on the bytes they fetch (docs/protocol-v2.md §7, docs/architecture.md).
+
+No AWS here: the bytes arrive as an iterable of chunks from whichever transport fetched them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.proof import ThroughputProof
+from gpuproof.protocol.reasons import Reason
+from gpuproof.protocol.report import Hex64, WireModel
+
+# Reason codes of delivery (the proof's own codes are in protocol/proof/codes.py).
+REFERENCE_MALFORMED = "proof_reference_malformed"
+TRANSCRIPT_MISSING = "transcript_missing"
+TRANSCRIPT_TOO_LARGE = "transcript_too_large"
+TRANSCRIPT_SIZE_MISMATCH = "transcript_size_mismatch"
+TRANSCRIPT_DIGEST_MISMATCH = "transcript_digest_mismatch"
+TRANSCRIPT_MALFORMED = "transcript_malformed"
+TRANSCRIPT_VERSION_UNSUPPORTED = "transcript_version_unsupported"
+ALL_CODES = (
+    REFERENCE_MALFORMED,
+    TRANSCRIPT_MISSING,
+    TRANSCRIPT_TOO_LARGE,
+    TRANSCRIPT_SIZE_MISMATCH,
+    TRANSCRIPT_DIGEST_MISMATCH,
+    TRANSCRIPT_MALFORMED,
+    TRANSCRIPT_VERSION_UNSUPPORTED,
+)
+
+# Media types of the uploaded object: v1 is the ThroughputProof's canonical JSON (the transition,
+# until the v2 codec lands); v2 is the binary format of docs/protocol-v2.md §7.
+MEDIA_TYPES = {
+    1: "application/vnd.gpuproof.transcript.v1+json",
+    2: "application/vnd.gpuproof.transcript.v2",
+}
+# Whatever a template parameter says, nothing larger is ever read (8 GPUs x 64 MiB, the parameter's cap).
+MAX_TRANSCRIPT_BYTES = 8 * 64 * 1024 * 1024
+KEY_PREFIX = "transcripts/"
+# template.yaml's TranscriptMaxBytesPerGpu default.
+DEFAULT_MAX_BYTES_PER_GPU = 4 * 1024 * 1024
+
+
+class TranscriptRef(WireModel):
+    """What the signed report carries in `proof` instead of the transcript itself."""
+
+    version: Literal[1, 2]
+    transcript_sha256: Hex64
+    transcript_bytes: int = Field(ge=1, le=MAX_TRANSCRIPT_BYTES)
+
+    @classmethod
+    def of(cls, version: Literal[1, 2], data: bytes) -> TranscriptRef:
+        digest = hashlib.sha256(data).hexdigest()
+        return cls(version=version, transcript_sha256=digest, transcript_bytes=len(data))
+
+
+class TranscriptUpload(WireModel):
+    """Where and how the probe uploads one challenge's transcript: a presigned S3 POST whose
+    signed policy fixes the key, bounds the size and requires a SHA-256 checksum field."""
+
+    method: Literal["POST"] = "POST"
+    url: str
+    fields: dict[str, str]
+    key: str
+    max_bytes: int = Field(ge=1)
+    expires_at: float = Field(description="service clock; the policy's expiration")
+    checksum_field: str = "x-amz-checksum-sha256"
+
+
+def is_reference(proof: Mapping[str, Any] | None) -> bool:
+    """True when the report's proof is a reference to an uploaded transcript (not inline v1 JSON)."""
+    return proof is not None and "transcript_sha256" in proof
+
+
+def parse_reference(proof: Mapping[str, Any]) -> tuple[TranscriptRef | None, list[Reason]]:
+    try:
+        return TranscriptRef.model_validate(proof), []
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in e["loc"]) or "proof" for e in exc.errors()})
+        return None, [
+            Reason(
+                REFERENCE_MALFORMED,
+                f"the proof reference does not parse ({exc.error_count()} errors: {', '.join(fields)})",
+                "signed_report.report.proof",
+            )
+        ]
+
+
+def transcript_key(machine_id: str, challenge_id: str) -> str:
+    return f"{KEY_PREFIX}{machine_id}/{challenge_id}"
+
+
+def transcript_limit(per_gpu_bytes: int, gpu_count: int) -> int:
+    """A challenge's bound: the per-GPU parameter times its GPU count (a CPU claim counts one)."""
+    return min(per_gpu_bytes * max(1, gpu_count), MAX_TRANSCRIPT_BYTES)
+
+
+def size_reasons(size: int | None, ref: TranscriptRef, max_bytes: int) -> list[Reason]:
+    """Why an object of `size` bytes (None: absent) cannot be the transcript `ref` names."""
+    if size is None:
+        return [Reason(TRANSCRIPT_MISSING, "no transcript was uploaded for this challenge", "proof")]
+    reasons = []
+    if size > max_bytes:
+        reasons.append(
+            Reason(TRANSCRIPT_TOO_LARGE, f"the transcript is {size} bytes (limit {max_bytes})", "proof")
+        )
+    if size != ref.transcript_bytes:
+        reasons.append(
+            Reason(
+                TRANSCRIPT_SIZE_MISMATCH,
+                f"the uploaded transcript is {size} bytes; the report says {ref.transcript_bytes}",
+                "proof.transcript_bytes",
+            )
+        )
+    return reasons
+
+
+def read_verified(
+    chunks: Iterable[bytes], ref: TranscriptRef, max_bytes: int
+) -> tuple[bytearray | None, list[Reason]]:
+    """Read at most min(max_bytes, ref.transcript_bytes) bytes, hashing as they come; the bytes
+    when their length and SHA-256 are the reference's (constant-time compare), else the reasons.
+    The buffer grows with what arrives (a declared size is never allocated up front)."""
+    bound = min(max_bytes, ref.transcript_bytes)
+    buffer = bytearray()
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        if len(buffer) + len(chunk) > bound:
+            over = TRANSCRIPT_TOO_LARGE if len(buffer) + len(chunk) > max_bytes else TRANSCRIPT_SIZE_MISMATCH
+            return None, [
+                Reason(
+                    over,
+                    f"the transcript is longer than {bound} bytes (the report says {ref.transcript_bytes})",
+                )
+            ]
+        buffer += chunk
+        digest.update(chunk)
+    if len(buffer) != ref.transcript_bytes:
+        return None, [
+            Reason(
+                TRANSCRIPT_SIZE_MISMATCH,
+                f"read {len(buffer)} bytes; the report says {ref.transcript_bytes}",
+                "proof.transcript_bytes",
+            )
+        ]
+    if not hmac.compare_digest(digest.hexdigest(), ref.transcript_sha256):
+        return None, [
+            Reason(
+                TRANSCRIPT_DIGEST_MISMATCH,
+                "the transcript's SHA-256 is not the one the signed report carries",
+                "proof.transcript_sha256",
+            )
+        ]
+    return buffer, []  # not bytes(buffer): that copy would double the worker's peak
+
+
+def encode_v1(proof: ThroughputProof) -> bytes:
+    """The v1 transcript object: the ThroughputProof's canonical JSON."""
+    return canonical_bytes(proof.model_dump(mode="json"))
+
+
+def decode(ref: TranscriptRef, data: bytes | bytearray) -> tuple[ThroughputProof | None, list[Reason]]:
+    """The delivered bytes as the proof the verifier checks. v2's binary codec plugs in here
+    (protocol/proof/wire.py); until it does a v2 transcript is refused with its own code."""
+    if ref.version == 1:
+        try:
+            return ThroughputProof.model_validate_json(data), []
+        except ValidationError as exc:
+            return None, [
+                Reason(TRANSCRIPT_MALFORMED, f"the v1 transcript does not parse: {exc.error_count()} errors")
+            ]
+    return None, [
+        Reason(
+            TRANSCRIPT_VERSION_UNSUPPORTED, f"transcript version {ref.version} has no decoder in this service"
+        )
+    ]
