@@ -24,7 +24,7 @@ from gpuproof.api.models import (
     ReportSummary,
     responses,
 )
-from gpuproof.api.signing import signed_request
+from gpuproof.api.signing import request_arrived, signed_request
 from gpuproof.api.wiring import machine_services
 from gpuproof.logic import machines as logic
 from gpuproof.logic.records import Machine, StoredReport
@@ -38,6 +38,7 @@ router = Router()  # type: ignore[no-untyped-call]
 MachineId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="Ed25519 public key, hex")]
 ChallengeIdPath = Annotated[str, Path(min_length=1, max_length=MAX_CHALLENGE_ID_CHARS)]
 Signer = Annotated[SignedRequest, Depends(signed_request)]
+Arrived = Annotated[float | None, Depends(request_arrived)]
 Svc = Annotated[logic.Services, Depends(machine_services)]
 
 
@@ -119,9 +120,11 @@ def create_challenge(machine_id: MachineId, body: ChallengeRequest, signer: Sign
     responses=responses(201, CommitmentOut, 401, 403, 404, 409, 410, 413, 422),
 )
 def submit_commitment(
-    machine_id: MachineId, body: CommitmentSubmission, signer: Signer, svc: Svc
+    machine_id: MachineId, body: CommitmentSubmission, signer: Signer, svc: Svc, arrived: Arrived
 ) -> CommitmentOut:
-    r = logic.record_commitment(svc, signer, machine_id, body.challenge_id, body.signed_commitment)
+    r = logic.record_commitment(
+        svc, signer, machine_id, body.challenge_id, body.signed_commitment, arrived_at=arrived
+    )
     return CommitmentOut(
         challenge_id=r.challenge.challenge_id,
         received_at=r.received_at,

@@ -24,6 +24,7 @@ from gpuproof.protocol.reasons import Reason
 
 SIGNED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _current: ContextVar[SignedRequest | None] = ContextVar("gpuproof_signed_request", default=None)
+_arrived: ContextVar[float | None] = ContextVar("gpuproof_request_arrived", default=None)
 _clock = SystemClock()
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -86,12 +87,29 @@ def signature_first(handler: Handler) -> Handler:
         except Rejection as rejection:
             return _response(rejection)
         token = _current.set(signed)
+        arrived = _arrived.set(edge_time(event))
         try:
             return handler(event, context)
         finally:
             _current.reset(token)
+            _arrived.reset(arrived)
 
     return wrapper
+
+
+def edge_time(event: dict[str, Any]) -> float | None:
+    """When the API received the request (the HTTP API event's `requestContext.timeEpoch`, ms),
+    in epoch seconds; None when the event has no usable one. Set by API Gateway, not the caller."""
+    value = (event.get("requestContext") or {}).get("timeEpoch")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    seconds = float(value) / 1000.0
+    return seconds if 0 < seconds < 2**34 else None
+
+
+def request_arrived() -> float | None:
+    """Dependency: the current request's arrival time at the API's edge (see `edge_time`)."""
+    return _arrived.get()
 
 
 def signed_request() -> SignedRequest:

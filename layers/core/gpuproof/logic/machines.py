@@ -228,12 +228,28 @@ class CommitmentReceipt:
     upload: TranscriptUpload | None = None
 
 
+def received_time(issued_at: float, handled_at: float, arrived_at: float | None) -> float:
+    """When the commitment counts as received: its arrival at the API's edge, so time spent
+    queued, throttled or cold-starting inside the service never counts against the machine;
+    clamped to [issued_at, handled_at] (the edge and the function clocks may differ a little)."""
+    if arrived_at is None:
+        return handled_at
+    return max(issued_at, min(arrived_at, handled_at))
+
+
 def record_commitment(
-    svc: Services, request: SignedRequest, machine_id: str, challenge_id: str, signed: SignedCommitment
+    svc: Services,
+    request: SignedRequest,
+    machine_id: str,
+    challenge_id: str,
+    signed: SignedCommitment,
+    *,
+    arrived_at: float | None = None,
 ) -> CommitmentReceipt:
-    """Time the commitment by the service clock, then draw the pairs to open (never before), and
-    hand out the one upload this challenge's transcript may use (its key, size bound, expiry)."""
-    now = svc.clock.now()
+    """Time the commitment (its arrival at the API's edge, `received_time`), then draw the pairs
+    to open (never before), and hand out the one upload this challenge's transcript may use."""
+    handled_at = svc.clock.now()
+    now = handled_at
     reasons = _signer_reasons(svc, request, machine_id)
     machine = svc.store.get_machine(machine_id)
     if machine is None:
@@ -262,6 +278,7 @@ def record_commitment(
             )
     raise_if(reasons)
     assert challenge is not None
+    now = received_time(challenge.issued_at, handled_at, arrived_at)
     secret = secrets.token_bytes(32)
     params = proof_params(challenge)
     pairs = draw_all_pairs(signed, secret, params)
@@ -273,7 +290,7 @@ def record_commitment(
     upload = None
     if svc.transcripts is not None:
         upload = svc.transcripts.upload_target(
-            machine_id, challenge_id, svc.transcript_limit(challenge), challenge.expires_at, now
+            machine_id, challenge_id, svc.transcript_limit(challenge), challenge.expires_at, handled_at
         )
     return CommitmentReceipt(challenge, pairs, now, now - challenge.issued_at, deadline, upload)
 
