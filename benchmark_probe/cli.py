@@ -179,6 +179,13 @@ def _ss58_owner(value: str) -> str:
     return value
 
 
+def _retry_line(client: ServiceClient) -> None:
+    """What was retried, on stderr (stdout stays the command's output, JSON included)."""
+    summary = client.retry_summary()
+    if summary:
+        err.print(summary, markup=False)
+
+
 @app.command("submit")
 def submit_cmd(
     api: ApiOpt,
@@ -211,11 +218,14 @@ def submit_cmd(
             stage,
         )
     except ServiceError as exc:
+        _retry_line(client)
         fail(str(exc), as_json, 1, status=exc.status, code=exc.code, reasons=exc.reasons)
         return
     except requests.RequestException as exc:
+        _retry_line(client)
         fail(f"service unreachable: {exc}", as_json)
         return
+    _retry_line(client)
     if as_json:
         emit(asdict(outcome))
     else:

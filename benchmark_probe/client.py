@@ -12,16 +12,27 @@ from typing import Any
 
 import requests
 
-from gpuproof.protocol.client import ServiceError, SignedClient, Transport, error_from_response
+from gpuproof.protocol.client import (
+    RETRY_SAFE,
+    ServiceError,
+    SignedClient,
+    Transport,
+    error_from_response,
+)
 
 __all__ = ["ServiceClient", "ServiceError", "Transport", "error_from_response", "upload_transcript"]
 
 
 class ServiceClient(SignedClient):
-    """`ServiceClient(api_url, key)`: the machine API, every request signed with the machine key."""
+    """`ServiceClient(api_url, key)`: the machine API, every request signed with the machine key.
+
+    Registration and heartbeats are retried whatever happened to the first try (a second
+    registration of the same key answers 409, which `submit` takes as registered; a heartbeat
+    only refreshes); challenges, commitments and reports only when they were never sent or were
+    throttled (429): a repeat of a delivered one is refused or supersedes it."""
 
     def register(self, registration: dict[str, Any]) -> Any:
-        return self.request("POST", "/machines", registration)
+        return self.request("POST", "/machines", registration, retry=RETRY_SAFE)
 
     def create_challenge(self, machine_id: str, request: dict[str, Any]) -> Any:
         return self.request("POST", f"/machines/{machine_id}/challenges", request)
@@ -38,7 +49,7 @@ class ServiceClient(SignedClient):
         return self.request("GET", f"/machines/{machine_id}")
 
     def heartbeat(self, machine_id: str, telemetry: dict[str, Any]) -> Any:
-        return self.request("POST", f"/machines/{machine_id}/heartbeats", telemetry)
+        return self.request("POST", f"/machines/{machine_id}/heartbeats", telemetry, retry=RETRY_SAFE)
 
 
 # Retried: the connection failing and S3 saying "try again"; any other refusal is final.

@@ -4,10 +4,14 @@
 - `moto_server` (session): moto on 127.0.0.1 with template.yaml's tables, queues and key, and the
   AWS_* / table / queue variables set in os.environ for the session.
 - `local_stack` (session): the LocalStack (HTTP front + pollers) on that same moto server.
+- The AWS calls every function makes (this process's stacks and `python -m gpuproof.local`
+  children) are recorded for tests/e2e/test_least_privilege.py, which runs last.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ import pytest
 from pytest_socket import disable_socket, enable_socket
 
 from gpuproof.cli.operator import OperatorClient
+from gpuproof.local import aws_calls
 from gpuproof.local.moto_server import MotoServer, aws_environment
 from gpuproof.local.stack import LocalStack
 from gpuproof.local.template import LOCAL_REGION, Resources, load_template, provision
@@ -42,13 +47,50 @@ LOCAL_PARAMETERS = {
 }
 
 
+LEAST_PRIVILEGE_MARK = "least_privilege"
+
+
 def _is_unit(item: pytest.Item) -> bool:
     return UNIT_DIR in Path(str(item.path)).parents
 
 
+@dataclass
+class CallRecord:
+    """What the least-privilege test needs to know about the session that recorded the calls."""
+
+    child_dir: Path
+    collected: set[str]
+    deselected: int = 0
+    not_passed: set[str] | None = None
+
+
+CALL_RECORD = CallRecord(Path(tempfile.mkdtemp(prefix="gpuproof-aws-calls-")), set(), 0, set())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before any test module makes a botocore client: every client is hooked from here on.
+    aws_calls.install()
+    os.environ[aws_calls.RECORD_DIR_ENV] = str(CALL_RECORD.child_dir)
+    config.addinivalue_line("markers", f"{LEAST_PRIVILEGE_MARK}: compares the recorded AWS calls, runs last")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Unit tests first: once a session server is up its threads need sockets.
-    items.sort(key=lambda item: 0 if _is_unit(item) else 1)
+    # Unit tests first: once a session server is up its threads need sockets. The least-privilege
+    # comparison last: it reads what every other integration and e2e test made the functions call.
+    items.sort(
+        key=lambda item: 0 if _is_unit(item) else 2 if item.get_closest_marker(LEAST_PRIVILEGE_MARK) else 1
+    )
+    CALL_RECORD.collected = {item.nodeid for item in items if not _is_unit(item)}
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    CALL_RECORD.deselected += len(items)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    assert CALL_RECORD.not_passed is not None
+    if report.failed or (report.when == "call" and report.skipped):
+        CALL_RECORD.not_passed.add(report.nodeid)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -22,8 +22,21 @@ from typing import Any
 
 import boto3
 
+from gpuproof.local.aws_calls import RECORD_DIR_ENV
+
 # Only what a Python process needs; nothing of the session's AWS or stack variables.
-_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
+# (and where the session collects the child's AWS calls for tests/e2e/test_least_privilege.py).
+_KEEP = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "SYSTEMROOT",
+    RECORD_DIR_ENV,
+)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from gpuproof.chain.consumer import VerifiedBatch, scan_chain, verify_payload, v
 from gpuproof.chain.publisher import faults
 from gpuproof.chain.signer import public_key_from_der
 from gpuproof.cli import ops
+from gpuproof.local import aws_calls
 from gpuproof.local.chain import LocalChain, start_for_stack, unavailable_reason
 from gpuproof.local.stack import LocalStack
 
@@ -244,12 +245,14 @@ def test_verdicts_left_unpublished_are_republished_once_by_the_operator_tool(
     monkeypatch.setenv("CHAIN_NODE_URL", chain.url)
 
     runner = CliRunner()
-    dry = runner.invoke(ops.app, ["republish", "--older-than", "0", "--dry-run", "--json"])
+    with aws_calls.acting_as("ChainPublisherFunction"):  # the runbook runs it with the publisher's role
+        dry = runner.invoke(ops.app, ["republish", "--older-than", "0", "--dry-run", "--json"])
     assert dry.exit_code == 0, dry.output
     assert set(vids) <= set(cli_json(dry.stdout)["unpublished"])
     assert {publication(v).get("status") for v in vids} == {None}  # a dry run publishes nothing
 
-    result = runner.invoke(ops.app, ["republish", "--older-than", "0", "--json"])
+    with aws_calls.acting_as("ChainPublisherFunction"):
+        result = runner.invoke(ops.app, ["republish", "--older-than", "0", "--json"])
     doc = cli_json(result.stdout)
     # Poison verdicts left by other tests stay listed (exit 1); ours are on chain, once each.
     assert result.exit_code == (1 if doc["not_published"] else 0), result.output

@@ -10,6 +10,9 @@ after that (registration, admission, the sweeper's draw, the published round) is
 - the owner's own key registered as a member (hex, where the machine names it in SS58) is never in
   the pool for its machine;
 - a planted report with ram_bytes = 10**400 (stored before the bounds) stops no other draw.
+
+First, before any of that: the beacon's tip is published by the sweeper's first tick on a fresh
+stack with no member and no machine (issue 14 §7), so it is public before any draw is possible.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
 from gpuproof.cli.member import ApiError, CommitteeClient
 from gpuproof.cli.operator import OperatorClient
+from gpuproof.committee.beacon import HashChainBeacon
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.keys import Scheme, SigningKey
 from gpuproof.protocol.report import BenchmarkReport, BenchmarkResult, Integrity, SignedReport
@@ -151,6 +155,23 @@ def retire_machine(prod: ProductionStack, machine_id: str) -> None:
         ExpressionAttributeNames={"#s": "state"},
         ExpressionAttributeValues={":s": "refused"},
     )
+
+
+def test_the_beacon_tip_is_public_from_the_first_tick_before_any_draw(prod: ProductionStack) -> None:
+    """First in the module: nobody registered, nothing to draw; the tip is there all the same."""
+    seed = prod.environment["BEACON_SEED"].encode()
+    expected = HashChainBeacon(seed, int(prod.environment["BEACON_LENGTH"])).tip.hex()
+    deadline = time.monotonic() + 30  # ticks every second; a generous wait, not a timing claim
+    answer = requests.get(f"{prod.api_url}/beacon", timeout=10)
+    while answer.status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        answer = requests.get(f"{prod.api_url}/beacon", timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "tip": expected,
+        "length": int(prod.environment["BEACON_LENGTH"]),
+        "next_index": 1,
+    }
 
 
 def test_fresh_keys_form_no_committee_until_admitted(

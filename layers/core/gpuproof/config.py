@@ -19,7 +19,7 @@ def _env(name: str, default: str | None = None) -> str:
 @dataclass(frozen=True)
 class Settings:
     machines_table: str
-    challenges_table: str
+    challenges_table: str | None  # the sweeper is neither told nor granted it
     reports_table: str
     request_nonces_table: str | None
     verify_queue_url: str
@@ -40,7 +40,7 @@ class Settings:
     def from_env(cls) -> Settings:
         return cls(
             machines_table=_env("MACHINES_TABLE"),
-            challenges_table=_env("CHALLENGES_TABLE"),
+            challenges_table=os.environ.get("CHALLENGES_TABLE"),
             reports_table=_env("REPORTS_TABLE"),
             request_nonces_table=os.environ.get("REQUEST_NONCES_TABLE"),
             verify_queue_url=os.environ.get("VERIFY_QUEUE_URL", ""),

@@ -77,9 +77,10 @@ def _report(item: ReportModel) -> StoredReport:
 class DynamoMachineStore:
     def __init__(self, settings: Settings) -> None:
         bind(MachineModel, settings.machines_table, settings.region)
-        bind(ChallengeModel, settings.challenges_table, settings.region)
         bind(ReportModel, settings.reports_table, settings.region)
         # Each function is granted (and given the name of) only the tables it uses.
+        if settings.challenges_table:
+            bind(ChallengeModel, settings.challenges_table, settings.region)
         if settings.request_nonces_table:
             bind(RequestNonceModel, settings.request_nonces_table, settings.region)
         if settings.gpu_uuids_table:

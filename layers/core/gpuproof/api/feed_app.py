@@ -22,7 +22,7 @@ from gpuproof.api.errors import install_error_handlers
 from gpuproof.api.models import responses
 from gpuproof.chain.payload import PPM, PayloadError, decode_record, split_payload
 from gpuproof.chain.signer import KmsBatchSigner
-from gpuproof.chain.store import DynamoVerdictOutbox, PublishedBatch
+from gpuproof.chain.store import PublishedBatch, PublishedBatchFeed
 from gpuproof.protocol.limits import MAX_FEED_POSITION
 
 DEFAULT_LIMIT = 20
@@ -61,9 +61,9 @@ class FeedPage(BaseModel):
 
 
 @functools.cache
-def _outbox() -> DynamoVerdictOutbox:
+def _feed() -> PublishedBatchFeed:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return DynamoVerdictOutbox(os.environ["VERDICTS_TABLE"], os.environ["PUBLISHED_BATCHES_TABLE"], region)
+    return PublishedBatchFeed(os.environ["PUBLISHED_BATCHES_TABLE"], region)
 
 
 @functools.cache
@@ -99,7 +99,7 @@ def _verdicts(batch: PublishedBatch) -> list[FeedVerdict]:
 
 
 def feed_page(since: int | None, limit: int) -> FeedPage:
-    batches = _outbox().batches_since(since, limit)
+    batches = _feed().batches_since(since, limit)
     return FeedPage(
         service_key=_service_key(),
         batches=[

@@ -177,24 +177,38 @@ class DynamoVerdictOutbox:
         self._transact(build)
 
     def batches_since(self, since: int | None, limit: int) -> list[PublishedBatch]:
-        condition = None if since is None else PublishedBatchModel.position > since
-        items = PublishedBatchModel.query(FEED_PARTITION, condition, limit=limit, scan_index_forward=True)
-        return [
-            PublishedBatch(
-                position=int(i.position),
-                batch_id=i.batch_id,
-                payload=bytes(i.payload),
-                extrinsic_hash=i.extrinsic_hash,
-                block_hash=i.block_hash,
-                block_number=int(i.block_number),
-                extrinsic_index=int(i.extrinsic_index),
-                call=i.call,
-                account=i.account,
-                verdict_ids=[str(v) for v in i.verdict_ids],
-                published_at=float(i.published_at),
-            )
-            for i in items
-        ]
+        return published_batches_since(since, limit)
+
+
+class PublishedBatchFeed:
+    """What the score feed reads: PublishedBatchesTable only (it is granted nothing else)."""
+
+    def __init__(self, batches_table: str, region: str) -> None:
+        bind(PublishedBatchModel, batches_table, region)
+
+    def batches_since(self, since: int | None, limit: int) -> list[PublishedBatch]:
+        return published_batches_since(since, limit)
+
+
+def published_batches_since(since: int | None, limit: int) -> list[PublishedBatch]:
+    condition = None if since is None else PublishedBatchModel.position > since
+    items = PublishedBatchModel.query(FEED_PARTITION, condition, limit=limit, scan_index_forward=True)
+    return [
+        PublishedBatch(
+            position=int(i.position),
+            batch_id=i.batch_id,
+            payload=bytes(i.payload),
+            extrinsic_hash=i.extrinsic_hash,
+            block_hash=i.block_hash,
+            block_number=int(i.block_number),
+            extrinsic_index=int(i.extrinsic_index),
+            call=i.call,
+            account=i.account,
+            verdict_ids=[str(v) for v in i.verdict_ids],
+            published_at=float(i.published_at),
+        )
+        for i in items
+    ]
 
 
 def canonical(value: dict[str, Any]) -> dict[str, Any]:

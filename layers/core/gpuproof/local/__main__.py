@@ -9,6 +9,7 @@ import sys
 import threading
 from types import FrameType
 
+from gpuproof.local import aws_calls
 from gpuproof.local.stack import LocalStack
 
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    record_to = aws_calls.install_from_environment()
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         print("Ctrl-C stops it.", flush=True)
         stopping.wait()
         print("stopping...", file=sys.stderr, flush=True)
+    if record_to is not None:
+        aws_calls.recorder.dump(record_to)
     return 0
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpuproof.local import aws_calls
 from gpuproof.local.template import LOCAL_ACCOUNT, LOCAL_REGION, FunctionSpec
 
 log = logging.getLogger("gpuproof_local")
@@ -58,7 +59,8 @@ class LocalFunction:
         with _INVOKE_LOCK:
             self.invocations += 1
             try:
-                return self.handler(event, context)
+                with aws_calls.running(self.spec.logical_id):
+                    return self.handler(event, context)
             except Exception as exc:
                 self.errors += 1
                 self.last_error = exc

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from gpuproof.local import aws_calls
 from gpuproof.local.chain import LocalChain, start_for_stack
 from gpuproof.local.front import HttpFront, Route, Router
 from gpuproof.local.moto_server import HOST, MotoServer, aws_environment
@@ -102,6 +103,7 @@ class LocalStack:
         self.resources = provision(
             self.template, self._endpoint_url, stack_name=self.stack_name, parameters=self.parameters
         )
+        aws_calls.recorder.register_resources(self.resources)
         self.environment = self.resources.merged_environment()
         self._set_env(self.environment)
         if self.chain_enabled:

@@ -564,6 +564,15 @@ def ensure_beacon(svc: CommitteeServices) -> BeaconState:
     return state
 
 
+def publish_beacon_tip(svc: CommitteeServices) -> BeaconState | None:
+    """Every sweeper tick, before any draw: the tip is stored (once, conditionally) the first time,
+    so `GET /beacon` answers from the first tick on, whether or not anything can be drawn yet.
+    None where this service holds no seed."""
+    if svc.beacon is None:
+        return None
+    return ensure_beacon(svc)
+
+
 def draw_machine(svc: CommitteeServices, machine: Machine, members: list[CommitteeMember]) -> DrawOutcome:
     mid = machine.machine_id
     previous = svc.store.latest_round(mid)

@@ -1,7 +1,7 @@
 """The deadline sweeper's use case entry: one schedule tick draws committees and closes rounds.
 
-Each tick: (1) draw a committee for every machine that passed the automated stage or lost its
-consensus (`logic.committee.draw_due_machines`), then (2) tally every round whose windows are
+Each tick: (0) publish the beacon's tip if it is not yet (the first tick after deploy), (1) draw
+a committee for every machine that passed the automated stage or lost its consensus (`logic.committee.draw_due_machines`), then (2) tally every round whose windows are
 over, or whose votes are all in (`logic.committee.close_due_rounds`), and write the verdict of
 every disputed round the operator settled (`logic.committee.settle_resolved_disputes`), then (3)
 re-enqueue reports left unverified (`logic.machines.requeue_unverified_reports`). (1) and (2) are
@@ -16,7 +16,12 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from gpuproof.api.wiring import committee_services, machine_services
-from gpuproof.logic.committee import close_due_rounds, draw_due_machines, settle_resolved_disputes
+from gpuproof.logic.committee import (
+    close_due_rounds,
+    draw_due_machines,
+    publish_beacon_tip,
+    settle_resolved_disputes,
+)
 from gpuproof.logic.machines import requeue_unverified_reports
 
 logger = Logger(child=True)
@@ -24,6 +29,10 @@ logger = Logger(child=True)
 
 def sweep(event: dict[str, Any]) -> dict[str, Any]:
     svc = committee_services()
+    try:
+        publish_beacon_tip(svc)
+    except Exception:  # a changed seed: every draw refuses it too; tallies and requeues go on
+        logger.exception("beacon tip not published")
     draws = draw_due_machines(svc)
     for d in draws:
         if d.outcome == "drawn":
