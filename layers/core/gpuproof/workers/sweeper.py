@@ -1,9 +1,10 @@
 """The deadline sweeper's use case entry: one schedule tick draws committees and closes rounds.
 
 Each tick: (0) publish the beacon's tip if it is not yet (the first tick after deploy), (1) draw
-a committee for every machine that passed the automated stage or lost its consensus (`logic.committee.draw_due_machines`), then (2) tally every round whose windows are
-over, or whose votes are all in (`logic.committee.close_due_rounds`), and write the verdict of
-every disputed round the operator settled (`logic.committee.settle_resolved_disputes`), then (3)
+a committee for every machine that passed the automated stage or lost its consensus
+(`logic.committee.draw_due_machines`), then (2) tally every round whose windows are over, or
+whose votes are all in (`logic.committee.close_due_rounds`), and write the verdict of every
+disputed round the operator settled (`logic.committee.settle_resolved_disputes`), then (3)
 re-enqueue reports left unverified (`logic.machines.requeue_unverified_reports`). (1) and (2) are
 conditional writes, so overlapping ticks cannot draw or close twice; (3) is idempotent downstream.
 """
