@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from gpuproof import observability
 from gpuproof.local.front import Route, Router, build_http_event, translate_response
 from gpuproof.local.iam import grants
 from gpuproof.local.pollers import schedule_period_s
@@ -369,12 +370,81 @@ def test_alarms_cover_every_dlq_and_function(template: Template) -> None:
         assert a["ComparisonOperator"] == "GreaterThanThreshold"
 
 
+def test_every_alarm_notifies_the_topic_when_it_fires_and_clears(template: Template) -> None:
+    alarms = template.of_type("AWS::CloudWatch::Alarm")
+    assert alarms
+    for lid, alarm in alarms.items():
+        p = alarm["Properties"]
+        assert p["AlarmActions"] == [{"Ref": "AlarmTopic"}], lid
+        assert p["OKActions"] == [{"Ref": "AlarmTopic"}], lid
+    assert set(template.of_type("AWS::SNS::Topic")) == {"AlarmTopic"}
+    (sub,) = template.of_type("AWS::SNS::Subscription").values()
+    assert sub["Condition"] == "HasAlarmEmail"
+    assert sub["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
+    assert template.parameters["AlarmEmail"]["Default"] == ""
+    r = _fake_resources(template)
+    assert r.resolve({"Condition": "HasAlarmEmail"}) is False
+    assert (
+        _fake_resources(template, AlarmEmail="ops@example.org").resolve({"Condition": "HasAlarmEmail"})
+        is True
+    )
+
+
+def test_custom_metric_alarms_watch_what_the_code_emits(template: Template) -> None:
+    namespace = template.function_globals["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    service = template.function_globals["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    custom = {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in template.of_type("AWS::CloudWatch::Alarm").values()
+        if not a["Properties"]["Namespace"].startswith("AWS/")
+    }
+    assert set(custom) == {
+        observability.PUBLICATION_FAILURES,
+        observability.PUBLICATION_RETRIES,
+        observability.RECONCILIATION_REPAIRS,
+    }
+    for p in custom.values():
+        assert p["Namespace"] == namespace
+        assert p["Dimensions"] == [{"Name": "service", "Value": service}]
+
+
+def test_the_dashboard_shows_every_alarm_function_queue_and_metric(template: Template) -> None:
+    (dashboard,) = template.of_type("AWS::CloudWatch::Dashboard").values()
+    body = json.loads(_fake_resources(template).resolve(dashboard["Properties"]["DashboardBody"]))
+    text = json.dumps(body)
+    (alarm_widget,) = [w for w in body["widgets"] if w["type"] == "alarm"]
+    assert set(alarm_widget["properties"]["alarms"]) == {
+        f"arn:{lid}" for lid in template.of_type("AWS::CloudWatch::Alarm")
+    }
+    for lid in template.of_type(FUNCTION):
+        assert f'"t-{lid}"' in text, lid
+    for lid in template.of_type("AWS::SQS::Queue"):
+        assert f'"t-{lid}"' in text, lid
+    for name in observability.METRIC_NAMES:
+        assert name in text, name
+    for w in body["widgets"]:
+        assert {"x", "y", "width", "height"} <= set(w) and w["properties"].get("title")
+
+
+def test_every_alarm_has_a_runbook() -> None:
+    runbooks = (ROOT / "docs" / "operations.md").read_text()
+    for lid in load_template(ROOT / "template.yaml").of_type("AWS::CloudWatch::Alarm"):
+        assert f"### {lid}" in runbooks, f"docs/operations.md has no runbook section for {lid}"
+
+
 # ---------------------------------------------------------------- resolution (no AWS)
 
 
 def _fake_resources(template: Template, **params: str) -> Resources:
     physical = {
-        lid: Physical(ref=f"t-{lid}", attrs={"Arn": f"arn:{lid}", "StreamArn": f"arn:{lid}/stream"})
+        lid: Physical(
+            ref=f"t-{lid}",
+            attrs={"Arn": f"arn:{lid}", "StreamArn": f"arn:{lid}/stream", "QueueName": f"t-{lid}"},
+        )
         for lid in template.resources
     }
     return Resources(template, "stk", "http://unused", resolve_parameters(template, params), physical)

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from gpuproof.errors import Rejection
+from gpuproof.observability import count_refusals
 from gpuproof.protocol.reasons import Reason
 
 
@@ -33,6 +34,7 @@ def validation_rejection(exc: RequestValidationError) -> Rejection:
 
 
 def rejection_response(rejection: Rejection) -> Response[str]:
+    count_refusals(r.code for r in rejection.reasons)
     return Response(
         status_code=rejection.status,
         content_type=content_types.APPLICATION_JSON,

@@ -19,6 +19,7 @@ from gpuproof.adapters.clock import SystemClock
 from gpuproof.api.body import body_reasons
 from gpuproof.config import MAX_BODY_BYTES
 from gpuproof.errors import Rejection, raise_if
+from gpuproof.observability import count_refusals
 from gpuproof.protocol.httpsig import DEFAULT_MAX_SKEW_S, RequestSignatureError, SignedRequest, verify_request
 from gpuproof.protocol.reasons import Reason
 
@@ -68,6 +69,7 @@ def check_envelope(event: dict[str, Any], now: float, max_skew_s: int) -> Signed
 
 
 def _response(rejection: Rejection) -> dict[str, Any]:
+    count_refusals(r.code for r in rejection.reasons)
     return {
         "statusCode": rejection.status,
         "headers": {"Content-Type": "application/json"},

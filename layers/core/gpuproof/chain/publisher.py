@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -353,8 +353,11 @@ def publish_with_retries(
     first_delay_s: float = 0.5,
     max_delay_s: float = 8.0,
     sleep: Any = time.sleep,
+    on_retry: Callable[[Exception, float], None] | None = None,
 ) -> dict[str, Outcome]:
     """`publish`, retried with exponential backoff while the chain is unreachable, within budget.
+    `on_retry(error, delay_s)` hears of each retry before its wait (the worker logs and counts it);
+    the last error is raised, for the caller to report.
 
     An OutboxConflict (another publisher, e.g. the stream function beside `gpuproof-ops republish`,
     changed a publication between our read and our conditional write) is retried too: `publish`
@@ -364,8 +367,10 @@ def publish_with_retries(
     while True:
         try:
             return publish(svc, verdict_ids)
-        except (ChainUnavailable, OutboxConflict):
+        except (ChainUnavailable, OutboxConflict) as exc:
             if time.monotonic() + delay > deadline:
                 raise
+            if on_retry is not None:
+                on_retry(exc, delay)
             sleep(delay)
             delay = min(delay * 2, max_delay_s)

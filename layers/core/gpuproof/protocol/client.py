@@ -90,7 +90,7 @@ class RetryPolicy:
         """Exponential with jitter (attempt 1 = the first retry); the server's Retry-After wins."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), 4 * self.max_delay_s)
-        ceiling = min(self.max_delay_s, self.first_delay_s * 2 ** (attempt - 1))
+        ceiling = min(self.max_delay_s, self.first_delay_s * 2.0 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 

@@ -38,6 +38,13 @@ from gpuproof.chain.adapter import ChainSettings, SubstrateChain, load_oracle_se
 from gpuproof.chain.publisher import Outcome, PublishServices, publish_with_retries
 from gpuproof.chain.signer import KmsBatchSigner
 from gpuproof.chain.store import DynamoVerdictOutbox
+from gpuproof.observability import (
+    PUBLICATION_FAILURES,
+    PUBLICATION_RETRIES,
+    VERDICTS_PUBLISHED,
+    VERDICTS_REFUSED,
+    count,
+)
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -75,15 +82,36 @@ class StreamBatch:
         self._outcomes: dict[str, Outcome] | None = None
         self._error: Exception | None = None
 
+    def _retrying(self, error: Exception, delay_s: float) -> None:
+        logger.warning(
+            "chain publication retried",
+            extra={
+                "verdict_ids": self.verdict_ids,
+                "error": f"{type(error).__name__}: {error}",
+                "delay_s": delay_s,
+            },
+        )
+        count(PUBLICATION_RETRIES)
+
     def outcome(self, verdict_id: str) -> dict[str, Any]:
         if self._outcomes is None and self._error is None:
             try:
                 self._outcomes = publish_with_retries(
-                    publisher_services(self.settings), self.verdict_ids, self.budget_s
+                    publisher_services(self.settings),
+                    self.verdict_ids,
+                    self.budget_s,
+                    on_retry=self._retrying,
                 )
                 _count(self._outcomes.values())
             except Exception as exc:
                 self._error = exc
+                # Every verdict of the batch stays unpublished this time; the stream retries the
+                # batch, then PublisherDLQ (runbook: docs/operations.md, PublisherDLQDepthAlarm).
+                logger.exception(
+                    "publication failed; the stream will retry the batch",
+                    extra={"verdict_ids": self.verdict_ids, "error": f"{type(exc).__name__}: {exc}"},
+                )
+                count(PUBLICATION_FAILURES, len(self.verdict_ids))
         if self._error is not None:
             raise self._error
         assert self._outcomes is not None
@@ -116,8 +144,9 @@ def _count(outcomes: Any) -> None:
         1 for o in outcomes if o.error is None and (o.publication or {}).get("status") == "published"
     )
     failed = sum(1 for o in outcomes if o.error is not None)
-    metrics.add_metric(name="VerdictsPublished", unit=MetricUnit.Count, value=published)
-    metrics.add_metric(name="VerdictsRefused", unit=MetricUnit.Count, value=failed)
+    metrics.add_metric(name=VERDICTS_PUBLISHED, unit=MetricUnit.Count, value=published)
+    metrics.add_metric(name=VERDICTS_REFUSED, unit=MetricUnit.Count, value=failed)
+    count(PUBLICATION_FAILURES, failed)
 
 
 _current: ContextVar[StreamBatch | None] = ContextVar("gpuproof_stream_batch", default=None)
@@ -146,6 +175,7 @@ def record_handler(record: DynamoDBRecord) -> dict[str, Any] | None:
     batch = _current.get()
     if vid is None or batch is None:
         return None
+    logger.set_correlation_id(vid)  # every line about this verdict, its ERROR included
     if not batch.settings.enabled:
         logger.warning("CHAIN_NODE_URL is empty: verdict left unpublished", extra={"verdict_id": vid})
         return None

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 
 from gpuproof.api.wiring import verify_services
 from gpuproof.logic.verification import verify_report
+from gpuproof.observability import count_refusals
 
 logger = Logger(child=True)
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -31,12 +32,24 @@ def verify_message(message: dict[str, Any]) -> dict[str, Any]:
     result = verify_report(verify_services(), str(message["machine_id"]), str(message["challenge_id"]))
     passed = None if result is None else result["passed"]
     logger.info("report verified", extra={"machine_id": message["machine_id"], "passed": passed})
+    if result is not None and not passed:  # counted once: a replay returns the stored result
+        count_refusals(str(r.get("code")) for r in result.get("reasons", []))
     return {"passed": passed}
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
-    message = json.loads(record.body)
-    result: dict[str, Any] = verify_message(message=message)
+    logger.set_correlation_id(record.message_id)  # until the body names the report
+    try:
+        message = json.loads(record.body)
+        # The report's ids are the correlation id of every line about it, the ERROR below included.
+        logger.set_correlation_id(f"{message['machine_id']}/{message['challenge_id']}")
+        result: dict[str, Any] = verify_message(message=message)
+    except Exception:
+        # The batch reports the record failed and SQS redelivers it (VerifyDLQ after 5): say why.
+        logger.exception(
+            "verification failed; the message will be retried", extra={"message_id": record.message_id}
+        )
+        raise
     return result
 
 

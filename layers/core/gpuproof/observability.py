@@ -1,0 +1,61 @@
+"""The service's own CloudWatch metrics: their names (template.yaml's alarms and dashboard use the
+same) and the one way they are emitted (Powertools EMF, namespace POWERTOOLS_METRICS_NAMESPACE).
+
+Each metric is written as its own EMF record at once (`single_metric`), so a dimension such as
+`reason` never leaks onto another metric of the invocation, and a record is emitted even when
+the invocation then fails. Every metric carries the `service` dimension Powertools adds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from gpuproof.reason_codes import REASON_CODES
+
+# Dimension `reason`: a code of gpuproof/reason_codes.py (a bounded set), never free text.
+REFUSALS = "Refusals"
+# A proof's commitment arrived after its deadline (reason proof_deadline_missed, verify worker).
+DEADLINE_MISSES = "DeadlineMisses"
+# Verdicts an invocation of the publisher could not bring on chain (poison or chain unreachable).
+PUBLICATION_FAILURES = "PublicationFailures"
+# Each backoff of the publisher while the chain is unreachable or a reservation conflicted.
+PUBLICATION_RETRIES = "PublicationRetries"
+# Disagreements between verdicts, machines and the chain that the reconciler repaired (emitted by
+# the reconciler, issue 14 §1; any repair means something went wrong first).
+RECONCILIATION_REPAIRS = "ReconciliationRepairs"
+# Already emitted by the publisher before this module: verdicts brought on chain / refused as poison.
+VERDICTS_PUBLISHED = "VerdictsPublished"
+VERDICTS_REFUSED = "VerdictsRefused"
+
+METRIC_NAMES = (
+    REFUSALS,
+    DEADLINE_MISSES,
+    PUBLICATION_FAILURES,
+    PUBLICATION_RETRIES,
+    RECONCILIATION_REPAIRS,
+    VERDICTS_PUBLISHED,
+    VERDICTS_REFUSED,
+)
+DEADLINE_MISSED_CODE = "proof_deadline_missed"
+UNREGISTERED = "unregistered"  # a code missing from the registry (a test fails on those anyway)
+
+
+def count(name: str, value: float = 1, **dimensions: str) -> None:
+    """Emit one Count metric now, with these dimensions (besides `service`)."""
+    if value <= 0:
+        return
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "gpuproof")
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=namespace) as metric:
+        for key, dim in dimensions.items():
+            metric.add_dimension(name=key, value=dim)
+
+
+def count_refusals(codes: Iterable[str]) -> None:
+    """One `Refusals` per distinct reason code of a refusal; deadline misses counted apart too."""
+    for code in sorted(set(codes)):
+        count(REFUSALS, reason=code if code in REASON_CODES else UNREGISTERED)
+        if code == DEADLINE_MISSED_CODE:
+            count(DEADLINE_MISSES)
