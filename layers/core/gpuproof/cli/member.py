@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 import requests
+from pydantic import ValidationError
 
 from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, verified_claim
 from gpuproof.committee.findings import Findings, findings_from_report
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.client import ServiceError, SignedClient
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
-from gpuproof.protocol.proof import ProofParams, ThroughputProof, verify_throughput
+from gpuproof.protocol.proof import ProofParams, ThroughputProof, codes, verify_throughput
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
 
@@ -117,8 +118,14 @@ def _proof_checks(
         return [
             Check("proof", False, "the report carries a proof but the challenge has no proof parameters")
         ], ("unexpected")
-    proof = ThroughputProof.model_validate(proof_doc)
-    params = [ProofParams.model_validate(p) for p in params_doc]
+    try:
+        proof = ThroughputProof.model_validate(proof_doc)
+        params = [ProofParams.model_validate(p) for p in params_doc]
+    except ValidationError as exc:
+        unsupported = codes.unsupported_version(exc)
+        if unsupported is not None:
+            return [Check("proof", False, f"{codes.VERSION_UNSUPPORTED}: {unsupported}")], "failed"
+        return [Check("proof", False, f"proof_malformed: {exc.error_count()} errors")], "failed"
     secret = challenge.get("pairs_secret")
     reasons = verify_throughput(
         proof,

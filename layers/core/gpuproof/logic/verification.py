@@ -22,7 +22,7 @@ from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport
 from gpuproof.logic.states import MachineState
 from gpuproof.protocol.gpu_uuid import normalise_gpu_uuid
 from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE
-from gpuproof.protocol.proof import GpuPairs, ThroughputProof, verify_throughput
+from gpuproof.protocol.proof import GpuPairs, ThroughputProof, codes, verify_throughput
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
 
@@ -215,6 +215,9 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
     try:
         proof = ThroughputProof.model_validate(raw)
     except ValidationError as exc:
+        unsupported = codes.unsupported_version(exc)
+        if unsupported is not None:
+            return [Reason(codes.VERSION_UNSUPPORTED, unsupported, "proof")], {}
         return [Reason("proof_malformed", f"the proof does not parse: {exc.error_count()} errors")], {}
     ch = ctx.challenge
     if ch.commitment_sha256 is None or ch.commitment_received_at is None or ch.pairs is None:
@@ -223,7 +226,11 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
         return [
             Reason("proof_commitment_changed", "the report's commitment is not the one the service timed")
         ], {}
-    params = stored_proof_params(ch.params)
+    try:
+        params = stored_proof_params(ch.params)
+    except ValidationError as exc:
+        message = codes.unsupported_version(exc) or "the challenge's proof parameters do not parse"
+        return [Reason(codes.VERSION_UNSUPPORTED, message, "challenge.params")], {}
     reasons = verify_throughput(
         proof,
         machine_id=ctx.machine.machine_id,
@@ -237,12 +244,14 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
     elapsed = ch.commitment_received_at - ch.issued_at
     per_gpu = []
     for p in params:
-        proven = p.flops / elapsed / 1e12 if elapsed > 0 else None
+        # int8 ops per second under the service's clock; a bf16 rate above 1.5x it is not believed
+        # (no part runs bf16 faster than int8).
+        proven = p.ops / elapsed / 1e12 if elapsed > 0 else None
         per_gpu.append(
             {
                 "gpu_index": p.gpu_index,
-                "claimed_rate_tflops": p.claimed_rate_tflops,
-                "proven_tflops_lower_bound": proven,
+                "claimed_rate_tops": p.claimed_rate_tops,
+                "proven_tops_lower_bound": proven,
                 "deadline_s": p.deadline_s,
             }
         )
@@ -253,7 +262,7 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
                 Reason(
                     "benchmark_exceeds_proven",
                     f"GPU {p.gpu_index} reports {reported:.1f} TFLOPS bf16 but proved only "
-                    f"{proven:.1f} under the service's clock",
+                    f"{proven:.1f} TOPS int8 under the service's clock",
                 )
             )
     return reasons, {"elapsed_s": elapsed, "gpus": per_gpu}
