@@ -29,13 +29,13 @@ def test_gpu_work_is_about_target_seconds(rate: float) -> None:
 
 def test_the_h100_gets_the_h100_shape() -> None:
     p = proof_params_for(Claim("H100 SXM5 80GB", 1))[0]
-    assert (p.n, p.d, p.checks, p.version, p.q) == (2**18, 4096, 72, 2, 17)
+    assert (p.n, p.d, p.checks, p.version, p.q) == (2**18, 4096, 140, 2, 17)
     assert 1400 <= p.steps <= 1700  # 10 s at 0.7 x 1979 TOPS: docs/protocol.md "Deadline"
 
 
 def test_cpu_params_are_tiny() -> None:
     p = derive_params(None, cpu=True)
-    assert p.n * p.d <= 128 * 128 and p.steps <= 8 and p.checks == 72
+    assert p.n * p.d <= 128 * 128 and p.steps <= 8 and p.checks == 140
 
 
 def test_gpu_needs_a_rate() -> None:

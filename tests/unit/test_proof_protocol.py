@@ -217,7 +217,7 @@ def test_bad_merkle_path_fails() -> None:
 
 def test_pairs_other_than_drawn_fail() -> None:
     r = run(1, cpu_params())
-    chosen = [GpuPairs(gpu_index=0, pairs=[Pair(step=1, row=k) for k in range(72)])]
+    chosen = [GpuPairs(gpu_index=0, pairs=[Pair(step=1 + k // 128, row=k % 128) for k in range(140)])]
     proof = r.proof.model_copy(update={"pairs": chosen})
     assert codes.PAIRS_MISMATCH in verify(r, proof=proof, pairs=None, pairs_secret=r.secret)
 

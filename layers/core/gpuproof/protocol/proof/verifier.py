@@ -119,19 +119,20 @@ def verify_commitment(
     return reasons
 
 
-def _within(values: Sequence[object], bound: int) -> bool:
-    """Every entry a Python int (not a bool) in [-bound, bound], checked before numpy sees it:
-    numpy's int64 wraps, and np.abs(-2**63) is negative."""
-    if not values:
-        return True
-    if set(map(type, values)) != {int}:  # C-speed type scan; bool is its own type
-        return False
-    ints: Sequence[int] = values  # type: ignore[assignment]
-    return -bound <= min(ints) and max(ints) <= bound
-
-
-def _ints(values: Sequence[int]) -> npt.NDArray[np.int64]:
-    return np.array(values, dtype=np.int64)
+def _bounded(values: Sequence[object], bound: int) -> npt.NDArray[np.int64] | None:
+    """The entries as int64 when every one is a Python int (not a bool, not a float) in
+    [-bound, bound]; None otherwise. The type scan comes first, so numpy only ever converts ints
+    (exactly, or OverflowError), and the range is checked with min/max, never np.abs (np.abs(-2**63)
+    is negative)."""
+    if set(map(type, values)) - {int}:  # C-speed type scan; bool is its own type
+        return None
+    try:
+        array = np.array(values, dtype=np.int64)
+    except OverflowError:
+        return None
+    if array.size and (int(array.min()) < -bound or int(array.max()) > bound):
+        return None
+    return array
 
 
 def _path(hexes: Sequence[str]) -> list[bytes]:
@@ -190,11 +191,12 @@ def verify_gpu(
     x = gen.integers(0, 2 ** x_bits(params), size=params.d, dtype=np.int64)
     y = b_times_x(seed, params.d, x)
     seen: set[tuple[int, int]] = set()
+    perms: dict[int, npt.NDArray[np.intp]] = {}  # pi_t per step, shared by the openings of one step
     for k, opening in todo:
         if (opening.step, opening.row) in seen:
             continue
         seen.add((opening.step, opening.row))
-        reasons.extend(_check_opening(seed, params, roots, opening, x, y, f"{where}.openings[{k}]"))
+        reasons.extend(_check_opening(seed, params, roots, opening, x, y, f"{where}.openings[{k}]", perms))
     return reasons
 
 
@@ -206,6 +208,7 @@ def _check_opening(
     x: npt.NDArray[np.int64],
     y: npt.NDArray[np.int64],
     field: str,
+    perms: dict[int, npt.NDArray[np.intp]] | None = None,
 ) -> list[Reason]:
     d, h, t, i = params.d, params.half, o.step, o.row
     depth = merkle.depth(params.n)
@@ -226,7 +229,10 @@ def _check_opening(
                 codes.OPENING_MALFORMED, f"{label}: wrong row length, path length or a_prev presence", field
             )
         ]
-    if not (_within(o.a_row, h) and _within(o.k, params.k_bound) and (first or _within(o.a_prev or [], h))):
+    a_row = _bounded(o.a_row, h)
+    k_row = _bounded(o.k, params.k_bound)
+    a_prev = None if first else _bounded(o.a_prev or [], h)
+    if a_row is None or k_row is None or (not first and a_prev is None):
         return [
             Reason(
                 codes.VALUE_OUT_OF_RANGE,
@@ -234,9 +240,9 @@ def _check_opening(
                 field,
             )
         ]
-    a_row = _ints(o.a_row)
     anchor = gen_rows(seed, TAG_A0, [i], d)[0].astype(np.int64)
-    a_prev = anchor if first else _ints(o.a_prev or [])
+    if a_prev is None:
+        a_prev = anchor
     reasons = []
     try:
         a_path, prev_path = _path(o.a_path), _path(o.a_prev_path)
@@ -257,8 +263,14 @@ def _check_opening(
                     f"{field}.a_prev_path",
                 )
             )
-    c_row = c_from_quotient(_ints(o.k), a_row, t)
-    if int(c_row @ x) != int(a_prev @ y[permutation(seed, t, d)]) + int(anchor @ x):
+    c_row = c_from_quotient(k_row, a_row, t)
+    if perms is None or t not in perms:
+        perm = permutation(seed, t, d)
+        if perms is not None:
+            perms[t] = perm
+    else:
+        perm = perms[t]
+    if int(c_row @ x) != int(a_prev @ y[perm]) + int(anchor @ x):
         reasons.append(
             Reason(codes.ROW_CHECK_FAILED, f"{label}: C_t row is not A_(t-1) row . B_t + A_0 row", field)
         )

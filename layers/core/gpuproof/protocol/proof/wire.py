@@ -124,7 +124,8 @@ def _digests(chunk: memoryview) -> list[str]:
 
 def _row(chunk: memoryview, d: int) -> list[int]:
     packed = np.frombuffer(chunk, dtype=np.uint8).reshape(1, -1)
-    return [int(v) for v in unpack_rows(packed, d)[0].tolist()]
+    values: list[int] = unpack_rows(packed, d)[0].tolist()  # Python ints
+    return values
 
 
 def decode_transcript(data: bytes, params: Sequence[ProofParams]) -> list[GpuOpenings]:
@@ -158,7 +159,7 @@ def decode_transcript(data: bytes, params: Sequence[ProofParams]) -> list[GpuOpe
             if step > 1:
                 a_prev = _row(r.take(row_size, "a_prev"), d)
                 prev_path = _digests(r.take(DIGEST * depth, "a_prev path"))
-            quotients = np.frombuffer(r.take(2 * d, "k"), dtype="<i2").tolist()
+            quotients: list[int] = np.frombuffer(r.take(2 * d, "k"), dtype="<i2").tolist()
             a_row = _row(r.take(row_size, "a_row"), d)
             a_path = _digests(r.take(DIGEST * depth, "a_row path"))
             # Built without re-validation: every value is bounded by the layout just read.
@@ -168,7 +169,7 @@ def decode_transcript(data: bytes, params: Sequence[ProofParams]) -> list[GpuOpe
                     row=row,
                     a_prev=a_prev,
                     a_prev_path=prev_path,
-                    k=[int(v) for v in quotients],
+                    k=quotients,
                     a_row=a_row,
                     a_path=a_path,
                 )
