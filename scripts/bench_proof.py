@@ -118,7 +118,8 @@ def verify_section() -> str:
             f"m = {gpu.checks}, n = {gpu.n}, T = {gpu.steps}. Method: an honest proof with the same d and m "
             f"(n = {small.n}, T = {small.steps}), its binary transcript decoded and verified {REPEATS} times "
             f"in one process; the {depth(gpu.n) - depth(small.n)} extra Merkle levels of the GPU's tree "
-            f"({extra} node hashes) and the chain over T roots timed separately. Median (min, max).",
+            f"({extra} node hashes) and the chain over T roots timed separately. BLAS on one thread "
+            "(`OPENBLAS_NUM_THREADS=1`, set by scripts/bench.py). Median (min, max).",
             "",
             "| part | time |",
             "|---|---|",

@@ -85,7 +85,7 @@ class GpuReference:
         when the table has no int8 rate for the model (it cannot be claimed)."""
         if self.int8_dense_tops is None or self.int8_achieved_fraction is None:
             return None
-        return self.int8_dense_tops * self.int8_achieved_fraction
+        return round(self.int8_dense_tops * self.int8_achieved_fraction, 3)
 
     @property
     def expected_bf16_tflops(self) -> float | None:
