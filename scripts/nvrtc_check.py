@@ -20,7 +20,7 @@ from gpuproof.protocol.proof.epilogue_kernels import ANCHOR_RECENTRE_PACK_SOURCE
 from gpuproof.protocol.proof.sha256_kernels import SHA256_SOURCE
 from gpuproof.protocol.proof.shake_kernels import SHAKE_ROWS_SOURCE
 
-KERNELS = ("leaf_hashes", "node_hashes", "seeded_rows", "recentre_pack")
+KERNELS = ("leaf_hashes", "node_hashes", "seeded_rows", "anchor_recentre_pack")
 
 
 def main() -> int:
