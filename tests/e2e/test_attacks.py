@@ -3,7 +3,7 @@ the template's cooldown): each was accepted before the challenge became the clai
 
 - a host with no GPU takes the tiny CPU challenge (gpu_count 0);
 - a host with no GPU claims 8 x H100, fabricates a commitment and reports 8 H100s;
-- a challenge sized for an RTX 3060 answered by a report naming an H100 (model swap);
+- a challenge sized for an L4 answered by a report naming an H100 (model swap);
 - a commitment abandoned after the pairs were drawn, and a fresh challenge taken at once.
 """
 
@@ -79,21 +79,14 @@ def bf16_figures(inventory: Inventory, tflops: float) -> list[BenchmarkResult]:
 def fabricated_commitment(
     client: ServiceClient, key: SigningKey, challenge: dict[str, Any]
 ) -> tuple[SignedCommitment, list[GpuPairs]]:
-    """Random roots of the right shape, signed: accepted on receipt (only the openings can tell),
+    """A random chained value per GPU, signed: accepted on receipt (only the transcript can tell),
     and the service answers with the pairs it will open."""
     params = [ProofParams.model_validate(p) for p in challenge["params"]["proof"]]
     commitment = ThroughputCommitment(
         machine_id=key.public_hex,
         challenge_id=challenge["challenge_id"],
         nonce=challenge["nonce"],
-        gpus=[
-            GpuCommitment(
-                gpu_index=p.gpu_index,
-                roots=[secrets.token_hex(32) for _ in range(p.steps)],
-                chain=secrets.token_hex(32),
-            )
-            for p in params
-        ],
+        gpus=[GpuCommitment(gpu_index=p.gpu_index, chain=secrets.token_hex(32)) for p in params],
     )
     signed = SignedCommitment.sign(commitment, key)
     answer = client.submit_commitment(
@@ -163,18 +156,16 @@ def test_a_host_with_no_gpu_claiming_eight_h100_is_refused(prod: ProductionStack
     assert machine["attempts"]["failed"] == 1
 
 
-def test_a_challenge_for_an_rtx_3060_answered_as_an_h100_is_refused(prod: ProductionStack) -> None:
+def test_a_challenge_for_an_l4_answered_as_an_h100_is_refused(prod: ProductionStack) -> None:
     key, client = new_machine(prod)
-    challenge = client.create_challenge(
-        key.public_hex, {"claimed_gpu_model": "GeForce RTX 3060", "gpu_count": 1}
-    )
+    challenge = client.create_challenge(key.public_hex, {"claimed_gpu_model": "L4", "gpu_count": 1})
     forged_report(client, key, challenge, h100_inventory(1))
     machine = decided(client, key.public_hex)
     assert machine["state"] == "refused"
     assert "gpu_model_mismatch" in codes(machine), codes(machine)
     report = client.request("GET", f"/machines/{key.public_hex}/reports/{challenge['challenge_id']}")
     findings = next(c for c in report["verification"]["checks"] if c["name"] == "findings")
-    assert findings["details"]["upload_info"]["gpu_type"] == "GeForceRTX3060"  # scored as claimed
+    assert findings["details"]["upload_info"]["gpu_type"] == "L4"  # scored as claimed
     # A refusal is a failed attempt: the next challenge waits out the cooldown.
     with pytest.raises(ServiceError) as waiting:
         client.create_challenge(key.public_hex, {"claimed_gpu_model": H100, "gpu_count": 1})

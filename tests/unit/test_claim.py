@@ -104,7 +104,7 @@ def test_the_nvml_name_is_normalised_to_the_table_model_and_stored_with_the_para
 def test_stored_params_that_are_not_the_claims_are_refused() -> None:
     """A challenge whose stored parameters were sized for a smaller card than its claim."""
     claim = Claim("H100 SXM5 80GB", 1)
-    small = challenge_params(Claim("GeForce RTX 3060", 1))
+    small = challenge_params(Claim("L4", 1))
     tampered = {**challenge_params(claim), "proof": small["proof"]}
     assert codes(params_reasons(tampered, claim)) == {"challenge_params_mismatch"}
     fewer = {**challenge_params(Claim("H100 SXM5 80GB", 2)), "gpu_count": 3}
@@ -123,8 +123,8 @@ def test_a_claim_missing_from_the_challenge_or_the_verification_is_an_error() ->
 
 def test_proof_parameters_grow_with_the_claimed_models_rate() -> None:
     fast = proof_params_for(Claim("H100 SXM5 80GB", 1))[0]
-    slow = proof_params_for(Claim("GeForce RTX 3060", 1))[0]
-    assert fast.flops > 5 * slow.flops
+    slow = proof_params_for(Claim("L4", 1))[0]
+    assert fast.ops > 5 * slow.ops
 
 
 # ---------------------------------------------------------------------------- findings from the claim
@@ -141,23 +141,23 @@ def test_no_gpu_claim_with_eight_h100_in_the_inventory_is_refused() -> None:
 
 
 def test_model_swap_is_refused_and_scored_as_the_claimed_model() -> None:
-    """A challenge sized for an RTX 3060 answered by a report naming an H100."""
+    """A challenge sized for an L4 answered by a report naming an H100."""
     inventory = h100_inventory(1)
     found = findings_from_report(
         MID,
         "europe",
         report(inventory, bf16(inventory, 790.0)),
-        Claim("GeForce RTX 3060", 1),
+        Claim("L4", 1),
         allow_cpu_backend=False,
     )
     assert not found.supports
     assert "gpu_model_mismatch" in codes(found.problems)
     assert found.fields is not None
-    ref = lookup("GeForce RTX 3060")
+    ref = lookup("L4")
     assert ref is not None
     expected = calc_point_for_model(ref, gpu_num=1, ram_gb=found.fields["mem_num"], region=Region.europe)
     assert found.fields["calc_point"] == expected.chain_value
-    assert found.fields["gpu_type"] == "GeForceRTX3060" and found.fields["cuda_core"] == 3584
+    assert found.fields["gpu_type"] == "L4" and found.fields["cuda_core"] == 7424
 
 
 def test_more_gpus_in_the_inventory_than_claimed_score_nothing_more() -> None:
