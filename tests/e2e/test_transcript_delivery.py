@@ -86,7 +86,8 @@ def test_8xh100_transcript_through_the_local_path(local_stack: Any, peak_memory:
     assert not codes & {"proof_transcript_malformed", "transcript_digest_mismatch"}, codes
     assert status["machine"]["state"] == "refused"
     # An upper bound: moto serves the object from this same process (scripts/bench_delivery.py
-    # measures the worker with moto in its own process). Decoding holds every opening as Python ints (~20x the bytes): within the VerifyWorker's 1024 MB.
+    # measures the worker with moto in its own process). Decoding holds every opening as Python
+    # ints (~20x the bytes): within the VerifyWorker's 1024 MB.
     assert peak < 900 << 20, peak
 
 
