@@ -17,8 +17,6 @@ from typing import Any
 import pytest
 
 from benchmark_probe.client import ServiceClient, ServiceError
-from benchmark_probe.inventory import collect_inventory
-from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
 from benchmark_probe.report import Challenge, build_report
 from benchmark_probe.submit import register, registration_for
 from gpuproof.protocol.keys import SigningKey
@@ -31,7 +29,8 @@ from gpuproof.protocol.proof import (
     ThroughputCommitment,
     ThroughputProof,
 )
-from gpuproof.protocol.report import BenchmarkResult, Integrity, Inventory
+from gpuproof.protocol.report import Integrity, Inventory
+from tests.unit.gpu_host_double import bf16_figures, h100_inventory
 
 from .api_client import OWNER
 from .production_stack import ProductionStack, production_stack
@@ -52,28 +51,6 @@ def new_machine(stack: ProductionStack) -> tuple[SigningKey, ServiceClient]:
     client = ServiceClient(stack.api_url, key)
     assert register(client, registration_for(key, OWNER, Region.europe)) == "registered"
     return key, client
-
-
-def h100_inventory(count: int) -> Inventory:
-    """What a modified probe on a host without a GPU can say: NVML's answers are its to make."""
-    nvml = NvmlTestDouble.with_gpus(count)
-    return collect_inventory(nvml, CudaTestDouble.agreeing_with(nvml), fixed_host())
-
-
-def bf16_figures(inventory: Inventory, tflops: float) -> list[BenchmarkResult]:
-    return [
-        BenchmarkResult(
-            name="gemm_bf16",
-            device=f"gpu{g.index}",
-            unit="TFLOPS",
-            median=tflops,
-            min=tflops,
-            max=tflops,
-            repeats=5,
-            verified=True,
-        )
-        for g in inventory.gpus
-    ]
 
 
 def fabricated_commitment(
