@@ -160,7 +160,7 @@ def size_section() -> str:
             "| H100 challenge | bytes |",
             "|---|---|",
             f"| header + T = {gpu.steps} roots | {gpu_size(gpu, []):,} |",
-            f"| one opening (step > 1: 2 packed rows + 2 paths of {depth(gpu.n)} + k) | {per_opening:,.0f} |",
+            f"| one opening (step > 1: 2 packed rows + 2 paths of {depth(gpu.n)}) | {per_opening:,.0f} |",
             f"| **per GPU, m = {gpu.checks} openings** | **{exact:,}** (target <= 1,500,000) |",
             f"| per GPU if every pair were at step 1 (no a_prev) | {first_step:,} |",
             f"| an 8-GPU host | {8 * exact + 10:,} |",

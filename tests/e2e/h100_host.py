@@ -27,7 +27,7 @@ from .test_attacks import H100, bf16_figures, fabricated_commitment, h100_invent
 def shaped_transcript(params: list[ProofParams], pairs: list[GpuPairs], rng: np.random.Generator) -> bytes:
     """A transcript in the exact binary layout of docs/protocol.md §7 for these params and the
     pairs the service drew (headers, roots, one opening per pair, a_prev absent at step 1), its
-    rows, quotients and digests random: it decodes, and the verifier refuses it."""
+    rows and digests random: it decodes, and the verifier refuses it."""
     packed = 5 * params[0].d // 8
     by_gpu = {g.gpu_index: g.pairs for g in pairs}
     out = bytearray(MAGIC + struct.pack("<H", len(params)))
@@ -40,7 +40,6 @@ def shaped_transcript(params: list[ProofParams], pairs: list[GpuPairs], rng: np.
             out += struct.pack("<II", pair.step, pair.row)
             if pair.step > 1:
                 out += rng.bytes(packed + 32 * depth)  # A_{t-1}[row] and its path
-            out += rng.integers(-200, 200, size=p.d, dtype="<i2").tobytes()  # k
             out += rng.bytes(packed + 32 * depth)  # A_t[row] and its path
     assert len(out) <= max_size(params)
     return bytes(out)

@@ -2,9 +2,9 @@
 scripts/proof_soundness.py.
 
 A strategy decides the rows it COMMITS (A_1..A_T; A_0 is the seed's) and what it computes. Whatever
-it committed, its best answer to an opened pair (t, i) is the quotient of the product of its own
-committed A_{t-1}[i]: that passes exactly when the transition is consistent (A_t[i] = g_t(A_{t-1}[i]
-. B_t + A_0[i])), and fails the product check otherwise (up to 2^-b). So every strategy is judged by
+it committed, an opened pair (t, i) is the committed rows A_{t-1}[i] and A_t[i] themselves (nothing
+else is sent): that passes exactly when the transition is consistent (A_t[i] = g_t(A_{t-1}[i]
+. B_t + A_0[i])), and fails the mod-17 product check otherwise (up to 17^-8). So every strategy is judged by
 its set of wrong transitions W: P(accept) = prod_{j<m} (N - W - j) / (N - j), N = n T.
 """
 
@@ -36,7 +36,6 @@ from gpuproof.protocol.proof.matrices import (
     gen_matrix,
     gpu_seed,
     permutation,
-    quotient,
     recentre,
 )
 from gpuproof.protocol.proof.merkle import depth, levels, path
@@ -193,13 +192,11 @@ def opening(c: Committed, pair: Pair, bts: Sequence[npt.NDArray[np.float32]]) ->
     """The strategy's best answer: k of the product of its own committed A_{t-1}[i]."""
     t, i = pair.step, pair.row
     chain = c.forgery.chain
-    product = step_product(chain[t - 1][i : i + 1], bts[t], chain[0][i : i + 1])[0]
     return RowOpening(
         step=t,
         row=i,
         a_prev=None if t == 1 else chain[t - 1][i].tolist(),
         a_prev_path=[] if t == 1 else [s.hex() for s in path(c.trees[t - 2], i)],
-        k=quotient(product).tolist(),
         a_row=chain[t][i].tolist(),
         a_path=[s.hex() for s in path(c.trees[t - 1], i)],
     )

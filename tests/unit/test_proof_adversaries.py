@@ -26,7 +26,7 @@ from gpuproof.protocol.proof import (
     merkle,
     verify_throughput,
 )
-from gpuproof.protocol.proof.matrices import TAG_A0, gen_rows, pack_rows, quotient
+from gpuproof.protocol.proof.matrices import TAG_A0, gen_rows, pack_rows
 from gpuproof.protocol.proof.models import GpuOpenings, RowOpening, ThroughputProof
 from tests.unit import proof_adversaries as adv
 from tests.unit.test_proof_protocol import CHALLENGE, KEY, nonce_of
@@ -168,7 +168,6 @@ def test_the_v1_row_collapse_forgery_is_refused_at_h100_size() -> None:
     signed = adv.signed_commitment(KEY, nonce, CHALLENGE, [committed])
     pairs = draw_all_pairs(signed, b"h100 secret", [p])
     rows = sorted({q.row for q in pairs[0].pairs})
-    anchors = dict(zip(rows, gen_rows(seed, TAG_A0, rows, p.d), strict=True))
 
     def siblings(t: int) -> list[str]:
         return [s.hex() for s in levels[t - 1][:depth]]
@@ -176,14 +175,12 @@ def test_the_v1_row_collapse_forgery_is_refused_at_h100_size() -> None:
     openings = []
     for q in pairs[0].pairs:
         t, i = q.step, q.row
-        product = adv.step_product(v[t - 1], bts[t], anchors[i][None, :])[0]
         openings.append(
             RowOpening(
                 step=t,
                 row=i,
                 a_prev=None if t == 1 else v[t - 1][0].tolist(),
                 a_prev_path=[] if t == 1 else siblings(t - 1),
-                k=quotient(product).tolist(),
                 a_row=v[t][0].tolist(),
                 a_path=siblings(t),
             )

@@ -1,5 +1,5 @@
 """Seeded matrices (v2): rows and permutations regenerable alone, ranges, exactness, 5-bit packing,
-the quotient encoding, binding of the seed, and pinned test vectors (docs/protocol.md, "Test vectors")."""
+binding of the seed, and pinned test vectors (docs/protocol.md, "Test vectors")."""
 
 from __future__ import annotations
 
@@ -13,13 +13,11 @@ from gpuproof.protocol.proof.executor import step_product
 from gpuproof.protocol.proof.matrices import (
     TAG_A0,
     TAG_B,
-    c_from_quotient,
     gen_matrix,
     gen_rows,
     gpu_seed,
     pack_rows,
     permutation,
-    quotient,
     recentre,
     unpack_rows,
 )
@@ -91,18 +89,6 @@ def test_recentre_is_mathematical_mod_and_step_dependent() -> None:
     assert recentre(c, 1).tolist() == [((v + 1) % 17) - 8 for v in c.tolist()]
     assert recentre(c, 1).tolist() != recentre(c, 2).tolist()
     assert recentre(c, 5).min() >= -8 and recentre(c, 5).max() <= 8
-
-
-def test_quotient_encodes_c_exactly() -> None:
-    rng = np.random.default_rng(3)
-    d = 8192
-    c = rng.integers(-(d * 64 + 8), d * 64 + 9, size=4096)
-    c[:2] = [-(d * 64 + 8), d * 64 + 8]
-    for t in (1, 2, 16, 17, 903):
-        a = recentre(c, t)
-        k = quotient(c)
-        assert k.dtype == np.int16
-        assert np.array_equal(c_from_quotient(k, a, t), c)
 
 
 def test_float32_products_are_exact_at_the_bound() -> None:

@@ -89,7 +89,7 @@ def verify(r: Run, proof: ThroughputProof | None = None, **kw: object) -> list[s
 
 class Fabricating(NumpyExecutor):
     """Writes random rows instead of computing a fraction of one step's rows (the tree covers them);
-    the chain goes on from them, and its openings carry the honest quotient of the product."""
+    the chain goes on from them, and its openings carry its own committed rows."""
 
     def __init__(self, step: int, rows: set[int]) -> None:
         self.step, self.rows = step, rows
@@ -237,10 +237,6 @@ def test_out_of_range_and_malformed_openings_fail() -> None:
         openings = [gpu.model_copy(update={"openings": [changed, *gpu.openings[1:]]})]
         return r.proof.model_copy(update={"openings": openings})
 
-    big = with_first(o.model_copy(update={"k": [10**30, *o.k[1:]]}))
-    assert verify(r, proof=big) == [codes.VALUE_OUT_OF_RANGE]
-    over = with_first(o.model_copy(update={"k": [r.params[0].k_bound + 1, *o.k[1:]]}))
-    assert verify(r, proof=over) == [codes.VALUE_OUT_OF_RANGE]
     wide = with_first(o.model_copy(update={"a_row": [9, *o.a_row[1:]]}))
     assert verify(r, proof=wide) == [codes.VALUE_OUT_OF_RANGE]
     short = with_first(o.model_copy(update={"a_row": o.a_row[:-1]}))
@@ -327,7 +323,7 @@ def test_int64_min_in_an_opening_is_out_of_range_not_wrapped() -> None:
     assert verify(r, proof=_with_opening(r, k, o.model_copy(update={"a_prev": a_prev}))) == [
         codes.VALUE_OUT_OF_RANGE
     ]
-    for name in ("a_row", "k"):
+    for name in ("a_row",):
         row = list(getattr(o, name))
         row[0] = INT64_MIN
         tampered = _with_opening(r, k, o.model_copy(update={name: row}))

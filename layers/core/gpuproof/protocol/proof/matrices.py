@@ -1,5 +1,5 @@
 """Seeded matrices of the proof (v2): per-GPU seed, counter-based rows and per-step permutations
-(SHAKE-128), the anchored step's recentring, 5-bit leaf packing and the quotient encoding of C.
+(SHAKE-128), the anchored step's recentring, and 5-bit leaf packing.
 
 Any row of A_0 or B, and any step's permutation, can be generated alone (docs/protocol.md §3).
 """
@@ -79,18 +79,6 @@ def recentre(c: npt.NDArray[np.integer[Any]] | npt.NDArray[np.floating[Any]], st
     return ((c.astype(np.int64) + step) % Q - HALF).astype(np.int8)
 
 
-def quotient(c: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int16]:
-    """k = floor(C / 17): C = 17 k + ((A_t + 8 - t) mod 17), since that residue is C mod 17."""
-    return np.floor_divide(c.astype(np.int64), Q).astype(np.int16)
-
-
-def c_from_quotient(
-    k: npt.NDArray[np.integer[Any]], a_row: npt.NDArray[np.integer[Any]], step: int
-) -> Int64Array:
-    """C = 17 k + ((A_t + 8 - t) mod 17): by construction g_t(C) = A_t."""
-    return Q * k.astype(np.int64) + (a_row.astype(np.int64) + HALF - step) % Q
-
-
 def pack_rows(a: Int8Matrix) -> UInt8Array:
     """8 entries in 5 bytes: u = a + 8 in 0..16; group g is sum u[8g+k] << 5k as 40 bits LE."""
     if a.shape[-1] % PACK_GROUP:
@@ -120,11 +108,12 @@ def packed_row_bytes(d: int) -> int:
 
 
 def b_times_x(seed: bytes, d: int, x: Int64Array, chunk: int = 512) -> Int64Array:
-    """y = B . x exactly, generating B a block of rows at a time (memory O(chunk * d)).
+    """y = B . x exactly (x a vector, or a d x r matrix of r vectors), generating B a block of rows
+    at a time (memory O(chunk * d)).
 
     float64 BLAS is exact here: |B . x| <= d * 8 * max|x| < 2**53 when d * 8 * max|x| < 2**53 (the
-    verifier's x has at most 31 bits and d <= 8192: 2**13 * 2**3 * 2**31 = 2**47); beyond that, int64."""
-    y = np.empty(d, dtype=np.int64)
+    verifier's x has entries below 17 and d <= 8192); beyond that, int64."""
+    y = np.empty((d, *x.shape[1:]), dtype=np.int64)
     exact_in_float = d * HALF * int(np.abs(x).max(initial=0)) < 2**53
     xf = x.astype(np.float64)
     for start in range(0, d, chunk):

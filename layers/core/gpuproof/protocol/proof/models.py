@@ -157,8 +157,8 @@ class GpuPairs(WireModel):
 class RowOpening(WireModel):
     """One opened transition. a_prev is absent for step 1: the verifier regenerates A_0[row].
 
-    `k` is the quotient row: C_t[row] = 17 k + ((A_t[row] + 8 - t) mod 17), so g_t(C) = A_t holds
-    by construction and only the product check remains.
+    Nothing of C_t[row] is sent: A_t[row] = g_t(C_t[row]) depends on C_t[row] mod 17 only, so the
+    verifier checks A_{t-1}[row].B_t + A_0[row] == A_t[row] + 8 - t (mod 17) directly.
     """
 
     step: Step
@@ -168,7 +168,6 @@ class RowOpening(WireModel):
     # them to the parameters' own range.
     a_prev: Entries | None = None
     a_prev_path: Path = Field(default_factory=list)
-    k: Entries = Field(description="quotient row of C_t[row] (i16 in the binary transcript)")
     a_row: Entries
     a_path: Path
 

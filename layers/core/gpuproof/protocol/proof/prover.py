@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from gpuproof.protocol.proof import merkle
 from gpuproof.protocol.proof.executor import ChainCommit, ProofExecutor, RecomputedRows, leaves_of
-from gpuproof.protocol.proof.matrices import gpu_seed, quotient
+from gpuproof.protocol.proof.matrices import gpu_seed
 from gpuproof.protocol.proof.models import (
     GpuCommitment,
     GpuOpenings,
@@ -136,7 +136,6 @@ class Prover:
                     row=i,
                     a_prev=None if t == 1 else rows.a[(t - 1, i)].tolist(),
                     a_prev_path=[] if t == 1 else path_at(t - 1, i),
-                    k=quotient(rows.c[(t, i)]).tolist(),
                     a_row=rows.a[(t, i)].tolist(),
                     a_path=path_at(t, i),
                 )

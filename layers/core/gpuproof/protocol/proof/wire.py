@@ -6,13 +6,13 @@ same list of GpuOpenings as the JSON encoding, packed rows, raw digests, little-
       per opening, in the drawn pairs' order:
         u32 step || u32 row ||
         [step > 1: packed A_{t-1}[row] (5d/8 bytes) || depth x 32-byte siblings] ||
-        k (d x i16) || packed A_t[row] (5d/8 bytes) || depth x 32-byte siblings
+        packed A_t[row] (5d/8 bytes) || depth x 32-byte siblings
 
 `encode_transcript(groups, params) -> bytes`; `decode_transcript(data, params) -> list[GpuOpenings]`
 (raises TranscriptError, code `proof_transcript_malformed`). The decoder takes its shapes from the
 service's params, so the header must repeat them and no allocation exceeds what they imply;
 nothing else is allowed (trailing bytes are an error). Decoded entries are Python ints bounded by
-the layout (rows in [-8, 23], k in i16): the verifier then holds them to the protocol's range.
+the layout (rows in [-8, 23]): the verifier then holds them to the protocol's range.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class TranscriptError(ValueError):
 def gpu_size(params: ProofParams, steps_of_openings: Sequence[int]) -> int:
     """Bytes of one GPU's section given the steps of its openings (a step-1 opening has no a_prev)."""
     row, depth = packed_row_bytes(params.d), merkle.depth(params.n)
-    one = _OPENING_HEADER.size + 2 * params.d + row + DIGEST * depth
+    one = _OPENING_HEADER.size + row + DIGEST * depth
     prev = sum(row + DIGEST * depth for t in steps_of_openings if t > 1)
     return _GPU_HEADER.size + DIGEST * params.steps + one * len(steps_of_openings) + prev
 
@@ -71,7 +71,7 @@ def _path_bytes(path: Sequence[str], depth: int, what: str) -> bytes:
 def encode_transcript(groups: Sequence[GpuOpenings], params: Sequence[ProofParams]) -> bytes:
     """The binary transcript of `groups` (one per params entry, any order: written in gpu_index
     order). Raises ValueError for what the layout cannot represent (a missing group, a row of
-    another length, an entry outside the 5-bit field, k outside i16, a path of another depth)."""
+    another length, an entry outside the 5-bit field, a path of another depth)."""
     by_index = {g.gpu_index: g for g in groups}
     if sorted(by_index) != sorted(p.gpu_index for p in params) or len(by_index) != len(groups):
         raise ValueError("one group per params entry, exactly")
@@ -93,9 +93,6 @@ def encode_transcript(groups: Sequence[GpuOpenings], params: Sequence[ProofParam
                 out.append(_path_bytes(o.a_prev_path, depth, what))
             elif o.a_prev is not None or o.a_prev_path:
                 raise ValueError(f"{what}: step 1 has no a_prev")
-            if len(o.k) != p.d or not all(type(v) is int and -(2**15) <= v < 2**15 for v in o.k):
-                raise ValueError(f"{what}: k must be {p.d} i16 values")
-            out.append(np.array(o.k, dtype="<i2").tobytes())
             out.append(_pack_one(o.a_row, p.d, what))
             out.append(_path_bytes(o.a_path, depth, what))
     return b"".join(out)
@@ -159,7 +156,6 @@ def decode_transcript(data: bytes, params: Sequence[ProofParams]) -> list[GpuOpe
             if step > 1:
                 a_prev = _row(r.take(row_size, "a_prev"), d)
                 prev_path = _digests(r.take(DIGEST * depth, "a_prev path"))
-            quotients: list[int] = np.frombuffer(r.take(2 * d, "k"), dtype="<i2").tolist()
             a_row = _row(r.take(row_size, "a_row"), d)
             a_path = _digests(r.take(DIGEST * depth, "a_row path"))
             # Built without re-validation: every value is bounded by the layout just read.
@@ -169,7 +165,6 @@ def decode_transcript(data: bytes, params: Sequence[ProofParams]) -> list[GpuOpe
                     row=row,
                     a_prev=a_prev,
                     a_prev_path=prev_path,
-                    k=quotients,
                     a_row=a_row,
                     a_path=a_path,
                 )
