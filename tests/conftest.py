@@ -89,7 +89,7 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     assert CALL_RECORD.not_passed is not None
-    if report.failed or (report.when == "call" and report.skipped):
+    if report.failed or report.skipped:  # in any phase: a skipped fixture means the test never ran
         CALL_RECORD.not_passed.add(report.nodeid)
 
 

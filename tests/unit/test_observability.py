@@ -15,13 +15,13 @@ def emitted(out: str) -> list[dict[str, object]]:
 
 
 def test_refusals_count_each_reason_once_and_deadline_misses_apart(
-    capsys: pytest.CaptureFixture[str],
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     observability.count_refusals(
         ["proof_deadline_missed", "report_signature_invalid", "proof_deadline_missed"]
     )
     observability.count_refusals(["no such code, free text"])
-    records = emitted(capsys.readouterr().out)
+    records = emitted(capfd.readouterr().out)
     refusals = sorted(str(r["reason"]) for r in records if observability.REFUSALS in r)
     assert refusals == sorted(
         ["proof_deadline_missed", "report_signature_invalid", observability.UNREGISTERED]
@@ -34,6 +34,6 @@ def test_refusals_count_each_reason_once_and_deadline_misses_apart(
         assert directive["Namespace"] == "gpuproof"  # `service` joins from POWERTOOLS_SERVICE_NAME
 
 
-def test_a_zero_count_emits_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_zero_count_emits_nothing(capfd: pytest.CaptureFixture[str]) -> None:
     observability.count(observability.PUBLICATION_FAILURES, 0)
-    assert emitted(capsys.readouterr().out) == []
+    assert emitted(capfd.readouterr().out) == []

@@ -1,17 +1,23 @@
 """The service's own CloudWatch metrics: their names (template.yaml's alarms and dashboard use the
 same) and the one way they are emitted (Powertools EMF, namespace POWERTOOLS_METRICS_NAMESPACE).
 
-Each metric is written as its own EMF record at once (`single_metric`), so a dimension such as
-`reason` never leaks onto another metric of the invocation, and a record is emitted even when
-the invocation then fails. Every metric carries the `service` dimension Powertools adds.
+Each metric is written as its own EMF record at once (as Powertools' `single_metric` does), so a
+dimension such as `reason` never leaks onto another metric of the invocation, and a record is
+emitted even when the invocation then fails. Every metric carries the `service` dimension
+Powertools adds. Records go to the process's own stdout (`sys.__stdout__`, what Lambda ships to
+CloudWatch), never to a replaced `sys.stdout`: in the local stack a CLI run in-process captures
+that, and a service record must not land in its output.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Iterable
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.base import SingleMetric
 
 from gpuproof.reason_codes import REASON_CODES
 
@@ -47,10 +53,12 @@ def count(name: str, value: float = 1, **dimensions: str) -> None:
     """Emit one Count metric now, with these dimensions (besides `service`)."""
     if value <= 0:
         return
-    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "gpuproof")
-    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=namespace) as metric:
-        for key, dim in dimensions.items():
-            metric.add_dimension(name=key, value=dim)
+    metric = SingleMetric(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "gpuproof"))
+    metric.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    for key, dim in dimensions.items():
+        metric.add_dimension(name=key, value=dim)
+    stream = sys.__stdout__ or sys.stdout
+    print(json.dumps(metric.serialize_metric_set(), separators=(",", ":")), file=stream, flush=True)
 
 
 def count_refusals(codes: Iterable[str]) -> None:
