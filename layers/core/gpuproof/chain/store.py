@@ -27,6 +27,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from gpuproof.adapters.tables import OUTBOX_MALFORMED, OUTBOX_OPEN, VerdictModel, bind
+from gpuproof.chain.payload import PayloadError, verdict_record
 from gpuproof.logic.records import Verdict, VerdictResult
 
 FEED_PARTITION = "verdicts"
@@ -142,6 +143,11 @@ def read_item(raw: dict[str, Any]) -> Loaded:
     if reasons:
         return MalformedVerdict(vid, reasons, outbox)
     v = _verdict(item)
+    if item.publication is None:  # not yet reserved: it must encode as a record to be publishable
+        try:
+            verdict_record(v)
+        except PayloadError as exc:
+            return MalformedVerdict(vid, exc.reasons, outbox)
     return StoredVerdict(
         v,
         item.publication,

@@ -4,7 +4,7 @@ gpuproof-ops keygen [--key ~/.config/gpuproof/operator.key]      # the operator 
 gpuproof-ops admit ACCOUNT --api URL [--revoke]                  # signed by the operator key
 gpuproof-ops resolve MACHINE_ID --accept committee|service --api URL [--round N] [--note TEXT]
 gpuproof-ops republish [--older-than 300] [--dry-run] [--budget 120] [--json]
-gpuproof-ops reconcile [--dry-run] [--full] [--json]
+gpuproof-ops reconcile [--dry-run] [--full] [--grace 300] [--json]
 
 `keygen` makes the operator key; its public key is the stack's `CommitteeOperatorKey` parameter.
 `admit` admits a registered committee member into the draw (a member is never drawn before):
@@ -254,13 +254,23 @@ def reconcile(
     full: Annotated[
         bool, typer.Option("--full", help="scan every verdict and open round, not only the unsettled ones")
     ] = False,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            "--grace", min=0, help="leave verdicts younger than this (s) to the stream (default 300)"
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Repair what the verdicts, the machines and the chain disagree on (the sweeper does it each tick)."""
+    import dataclasses
+
     from gpuproof.api.wiring import reconcile_services
     from gpuproof.logic.reconcile import reconcile as run_reconcile
 
     svc = reconcile_services()
+    if grace is not None:
+        svc = dataclasses.replace(svc, grace_s=grace)
     now = time.time()
     done = run_reconcile(svc, now, dry_run=dry_run, full=full)
     rescheduled = _schedule_open_rounds(now, dry_run) if full else []
