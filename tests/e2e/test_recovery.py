@@ -159,12 +159,13 @@ def test_killed_mid_publication_the_retry_takes_over(
     local_stack: LocalStack, chain: LocalChain, service_key: bytes, dlq: str, point: str
 ) -> None:
     publisher = local_stack.function("ChainPublisherFunction")
-    before = publisher.invocations
+    before, errors = publisher.invocations, publisher.errors
     faults.arm(point, kill=True)
     verdict = confirmed_machine(local_stack)
     local_stack.drain(90)
     assert publisher.invocations - before >= 2, "the killed invocation and its retry"
     assert repr(publisher.last_error) == f"InjectedKill({point!r})"
+    assert publisher.errors - errors == 1, "only the killed invocation failed: the retry took over"
     assert_converged(local_stack, chain, service_key, verdict)
     assert dlq_messages(local_stack, dlq) == []
 

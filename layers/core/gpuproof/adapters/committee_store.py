@@ -302,37 +302,7 @@ class DynamoCommitteeStore:
         return BeaconState(tip, length, 1)
 
     def record_draw(self, round_: CommitteeRound, previous_state: MachineState) -> None:
-        item = RoundModel(
-            round_.machine_id,
-            round_.round,
-            status=OPEN,
-            owner=round_.owner,
-            region=round_.region,
-            challenge_id=round_.challenge_id,
-            evidence_digest=round_.evidence_digest,
-            members=round_.members,
-            excluded=round_.excluded,
-            booked_at=round_.booked_at,
-            scale=round_.scale,
-            commit_deadline=round_.commit_deadline,
-            reveal_deadline=round_.reveal_deadline,
-            beacon_index=round_.beacon_index,
-            beacon_value=round_.beacon_value,
-            beacon_tip=round_.beacon_tip,
-            pool_digest=round_.pool_digest,
-            pool_size=round_.pool_size,
-            pool=round_.pool,
-            cap=round_.cap,
-            expected_info=round_.expected_info,
-            expected_problems=round_.expected_problems,
-            performance_index=round_.performance_index,
-            commits={},
-            reveals={},
-            commit_hashes=[],
-            commit_count=0,
-            reveal_count=0,
-            due_at=round_.commit_deadline,  # the first moment the sweeper needs to look
-        )
+        item = round_item(round_)
 
         beacon_used = Reason(
             "beacon_value_used", "another draw used this beacon value; drawn again next tick"
@@ -587,4 +557,39 @@ def _verdict_item(verdict: Verdict) -> VerdictModel:
         publication=None,
         outbox=OUTBOX_OPEN,  # in the Unsettled index until on chain with its machine marked
         outbox_at=verdict.decided_at,
+    )
+
+
+def round_item(round_: CommitteeRound) -> RoundModel:
+    """A freshly drawn round as RoundsTable holds it (open, no votes, due at its commit deadline)."""
+    return RoundModel(
+        round_.machine_id,
+        round_.round,
+        status=OPEN,
+        owner=round_.owner,
+        region=round_.region,
+        challenge_id=round_.challenge_id,
+        evidence_digest=round_.evidence_digest,
+        members=round_.members,
+        excluded=round_.excluded,
+        booked_at=round_.booked_at,
+        scale=round_.scale,
+        commit_deadline=round_.commit_deadline,
+        reveal_deadline=round_.reveal_deadline,
+        beacon_index=round_.beacon_index,
+        beacon_value=round_.beacon_value,
+        beacon_tip=round_.beacon_tip,
+        pool_digest=round_.pool_digest,
+        pool_size=round_.pool_size,
+        pool=round_.pool,
+        cap=round_.cap,
+        expected_info=round_.expected_info,
+        expected_problems=round_.expected_problems,
+        performance_index=round_.performance_index,
+        commits={},
+        reveals={},
+        commit_hashes=[],
+        commit_count=0,
+        reveal_count=0,
+        due_at=round_.commit_deadline,  # the first moment the sweeper needs to look
     )

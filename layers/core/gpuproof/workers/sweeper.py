@@ -39,7 +39,7 @@ def reconcile_tick() -> Reconciliation | None:
     for r in done.repairs:
         logger.warning(f"reconciled: {r.line()}", extra={"verdict_id": r.verdict_id, "repair": r.kind})
     for line in done.malformed:
-        logger.error(line, extra={"code": "verdict_malformed"})
+        logger.error(line, extra={"code": "malformed_verdict"})
     metrics.add_metric(name="ReconciliationRepairs", unit=MetricUnit.Count, value=len(done.repairs))
     return done
 
