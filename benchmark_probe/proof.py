@@ -7,7 +7,7 @@ from typing import Any
 
 from benchmark_probe.client import ServiceClient, upload_transcript
 from benchmark_probe.report import Challenge
-from gpuproof.protocol.delivery import MEDIA_TYPES, TranscriptRef, encode_v1
+from gpuproof.protocol.delivery import MEDIA_TYPES, encode_binary
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import (
     GpuPairs,
@@ -81,18 +81,18 @@ def prove_and_receipt(
     return proof, receipt
 
 
-def deliver(proof: ThroughputProof, receipt: dict[str, Any]) -> dict[str, Any]:
-    """What the report's `proof` carries: a reference to the transcript uploaded where the
-    commitment's answer says (the service's size bound and checksum apply), else (a service
-    without uploads) the proof inline."""
+def deliver(proof: ThroughputProof, receipt: dict[str, Any], params: list[ProofParams]) -> dict[str, Any]:
+    """What the report's `proof` carries: a reference to the binary transcript uploaded where the
+    commitment's answer says (the service's size bound and checksum apply; the reference carries
+    the commitment and pairs), else (a service without uploads) the proof inline."""
     upload = receipt.get("transcript_upload")
     if not upload:
         inline: dict[str, Any] = proof.model_dump(mode="json")
         return inline
-    data = encode_v1(proof)  # v2: gpuproof.protocol.proof.wire.encode_transcript
-    upload_transcript(upload, data, MEDIA_TYPES[1])
-    ref: dict[str, Any] = TranscriptRef.of(1, data).model_dump(mode="json")
-    return ref
+    data, ref = encode_binary(proof, params)
+    upload_transcript(upload, data, MEDIA_TYPES[2])
+    doc: dict[str, Any] = ref.model_dump(mode="json")
+    return doc
 
 
 class ProofRunner:
@@ -115,4 +115,4 @@ class ProofRunner:
             self.prepare(inventory)
         assert self.executor is not None
         answered = prove_and_receipt(client, self.key, challenge, self.executor)
-        return None if answered is None else deliver(*answered)
+        return None if answered is None else deliver(*answered, challenge_params(challenge))

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+# One core, as a Lambda verifying one GPU has: BLAS threads would also spin and inflate process time.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 warnings.filterwarnings("ignore")
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -36,8 +36,8 @@ from gpuproof.adapters.transcripts import S3TranscriptStore  # noqa: E402
 from gpuproof.local.moto_server import HOST, free_port  # noqa: E402
 from gpuproof.local.stack import LocalStack  # noqa: E402
 from gpuproof.local.template import LOCAL_REGION  # noqa: E402
-from gpuproof.protocol.delivery import MEDIA_TYPES, TranscriptRef  # noqa: E402
-from tests.e2e.h100_host import H100_HOST, committed_h100_host, send_report, v2_shaped_transcript  # noqa: E402
+from gpuproof.protocol.delivery import MEDIA_TYPES  # noqa: E402
+from tests.e2e.h100_host import committed_h100_host, send_report, shaped_transcript  # noqa: E402
 
 PARAMETERS = {"AllowCpuBackend": "true", "ChallengeCooldownSeconds": "0"}
 
@@ -60,12 +60,12 @@ def moto_process() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def measure() -> dict[str, Any]:
-    transcript = v2_shaped_transcript(H100_HOST, np.random.default_rng(8))
-    ref = TranscriptRef.of(2, transcript)
     proc, endpoint = moto_process()
     try:
         with LocalStack(endpoint_url=endpoint, parameters=PARAMETERS) as stack:
             host = committed_h100_host(stack)
+            transcript = shaped_transcript(host.params, host.pairs, np.random.default_rng(8))
+            ref = host.reference(transcript)
             upload_transcript(host.upload, transcript, MEDIA_TYPES[2], backoff_s=0)
             send_report(host, ref)
             tracemalloc.start()
@@ -97,15 +97,15 @@ def measure() -> dict[str, Any]:
     mib = 2**20
     return {
         "shape": {
-            "gpus": H100_HOST.gpus,
-            "n": H100_HOST.n,
-            "d": H100_HOST.d,
-            "steps": H100_HOST.steps,
-            "openings": H100_HOST.m,
-            "merkle_depth": H100_HOST.depth,
+            "gpus": len(host.params),
+            "n": host.params[0].n,
+            "d": host.params[0].d,
+            "steps": host.params[0].steps,
+            "openings": host.params[0].checks,
+            "merkle_depth": (host.params[0].n - 1).bit_length(),
         },
         "transcript_bytes": len(transcript),
-        "transcript_bytes_per_gpu": H100_HOST.gpu_bytes,
+        "transcript_bytes_per_gpu": len(transcript) // len(host.params),
         "limit_bytes": host.upload["max_bytes"],
         "worker_peak_mib": round(worker_peak / mib, 1),
         "fetch_and_digest_peak_mib": round(fetch_peak / mib, 1),

@@ -237,19 +237,19 @@ def compare(bench_paths: list[Path], ref_path: Path, out_path: Path | None) -> N
 
 
 def _gemm_floor(cp: Any, executor: Any, n: int, d: int, steps: int) -> dict[str, Any]:
-    """`steps` bare GEMMs of the proof's shapes (n x d by d x d, fp16 in, fp32 out) between CUDA events."""
-    a16 = cp.ones((n, d), dtype=cp.float16)
-    b16 = cp.ones((d, d), dtype=cp.float16)
-    c32 = cp.empty((n, d), dtype=cp.float32)
-    executor._gemm(a16, b16, c32)  # warm-up: cuBLAS picks its kernel
+    """`steps` bare GEMMs of the proof's shapes (n x d by d x d, int8 in, int32 out) between CUDA events."""
+    a8 = cp.ones((n, d), dtype=cp.int8)
+    b8 = cp.ones((d, d), dtype=cp.int8)
+    c32 = cp.empty((n, d), dtype=cp.int32)
+    executor._gemm(a8, b8, c32)  # warm-up: cuBLAS picks its kernel
     start, end = cp.cuda.Event(), cp.cuda.Event()
     start.record()
     for _ in range(steps):
-        executor._gemm(a16, b16, c32)
+        executor._gemm(a8, b8, c32)
     end.record()
     end.synchronize()
     seconds = cp.cuda.get_elapsed_time(start, end) / 1e3
-    return {"seconds": seconds, "tflops": 2 * n * d * d * steps / seconds / 1e12}
+    return {"seconds": seconds, "tops": 2 * n * d * d * steps / seconds / 1e12}
 
 
 def proof(inventory_path: Path, out_path: Path, n: int | None, d: int | None, steps: int | None) -> None:
@@ -277,12 +277,10 @@ def proof(inventory_path: Path, out_path: Path, n: int | None, d: int | None, st
         raise SystemExit("proof: the inventory found no GPU")
     model = normalise_nvml_name(gpus[0]["name"]) or gpus[0]["name"]
     ref = lookup(model)
-    rate = ref.expected_bf16_tflops if ref is not None else None
+    rate = ref.expected_int8_tops if ref is not None else None
     if rate is None:
-        raise SystemExit(f"proof: no reference rate for {model!r}")
-    params = [
-        derive_params(rate, gpu_index=i, gpus=len(gpus), n=n, d=d, steps=steps) for i in range(len(gpus))
-    ]
+        raise SystemExit(f"proof: no reference int8 rate for {model!r}")
+    params = [derive_params(rate, gpu_index=i, n=n, d=d, steps=steps) for i in range(len(gpus))]
     key = SigningKey.generate()
     nonce = secrets.token_bytes(32)
     executor = CupyExecutor(cupy=cp)
@@ -312,18 +310,19 @@ def proof(inventory_path: Path, out_path: Path, n: int | None, d: int | None, st
     p0 = params[0]
     with cp.cuda.Device(0):
         floor = _guard(lambda: _gemm_floor(cp, executor, p0.n, p0.d, p0.steps))
+    elapsed = prover.elapsed
     per_gpu = [
         {
-            "gpu_index": g.gpu_index,
-            "elapsed_s": g.elapsed_s,
-            "proof_tflops": 2 * p.n * p.d * p.d * p.steps / g.elapsed_s / 1e12 if g.elapsed_s else None,
+            "gpu_index": p.gpu_index,
+            "elapsed_s": elapsed[p.gpu_index],
+            "proof_tops": p.ops / elapsed[p.gpu_index] / 1e12 if elapsed[p.gpu_index] else None,
         }
-        for g, p in zip(signed.commitment.gpus, params, strict=True)
+        for p in params
     ]
     gemm_s = floor.get("seconds")
     result = {
         "model": model,
-        "reference_rate_tflops": rate,
+        "reference_rate_tops": rate,
         "params": [p.model_dump(mode="json") for p in params],
         "commit_wall_s": commit_s,
         "per_gpu": per_gpu,

@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "core"))
 
-from gpuproof.protocol.proof.epilogue_kernels import RECENTRE_PACK_SOURCE
+from gpuproof.protocol.proof.epilogue_kernels import ANCHOR_RECENTRE_PACK_SOURCE
 from gpuproof.protocol.proof.sha256_kernels import SHA256_SOURCE
 from gpuproof.protocol.proof.shake_kernels import SHAKE_ROWS_SOURCE
 
-KERNELS = ("leaf_hashes", "node_hashes", "seeded_rows", "recentre_pack")
+KERNELS = ("leaf_hashes", "node_hashes", "seeded_rows", "anchor_recentre_pack")
 
 
 def main() -> int:
@@ -33,7 +33,7 @@ def main() -> int:
     nvrtc = ctypes.CDLL(args.lib)
     major, minor = ctypes.c_int(), ctypes.c_int()
     nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
-    source = (SHA256_SOURCE + SHAKE_ROWS_SOURCE + RECENTRE_PACK_SOURCE).encode()
+    source = (SHA256_SOURCE + SHAKE_ROWS_SOURCE + ANCHOR_RECENTRE_PACK_SOURCE).encode()
     program = ctypes.c_void_p()
     if nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, b"gpuproof.cu", 0, None, None) != 0:
         print("nvrtcCreateProgram failed")

@@ -1,6 +1,6 @@
-"""An 8 x H100 host for delivery tests and scripts/bench_delivery.py: the transcript's shape
-(docs/protocol-v2.md §7), random bytes in that exact layout, and a machine that took an 8 x H100
-challenge and committed (random roots: the commitment is accepted on receipt)."""
+"""An 8 x H100 host for delivery tests and scripts/bench_delivery.py: a machine that took an
+8 x H100 challenge and committed (a random chained value per GPU: accepted on receipt), and a
+transcript in the exact binary layout for its parameters and drawn pairs, with random content."""
 
 from __future__ import annotations
 
@@ -16,58 +16,32 @@ from benchmark_probe.submit import register, registration_for
 from gpuproof.protocol.delivery import TranscriptRef
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import Region
+from gpuproof.protocol.proof import GpuPairs, ProofParams, SignedCommitment, ThroughputProof
+from gpuproof.protocol.proof.wire import MAGIC, max_size
 from gpuproof.protocol.report import Integrity
 
 from .api_client import OWNER
 from .test_attacks import H100, bf16_figures, fabricated_commitment, h100_inventory
 
 
-@dataclass(frozen=True)
-class Shape:
-    """One host's transcript dimensions (docs/protocol-v2.md §7)."""
-
-    gpus: int = 8
-    n: int = 1 << 18
-    d: int = 4096
-    steps: int = 1600
-    m: int = 72
-
-    @property
-    def depth(self) -> int:
-        return (self.n - 1).bit_length()
-
-    @property
-    def opening_bytes(self) -> int:
-        """An opening with step > 1 (the larger kind): both packed rows with their paths, k."""
-        packed = 5 * self.d // 8
-        return 8 + 2 * (packed + 32 * self.depth) + 2 * self.d
-
-    @property
-    def gpu_bytes(self) -> int:
-        return 2 + 4 + 4 + 2 + 2 + 32 * self.steps + self.m * self.opening_bytes
-
-    @property
-    def total_bytes(self) -> int:
-        return 8 + 2 + self.gpus * self.gpu_bytes
-
-
-H100_HOST = Shape()
-
-
-def v2_shaped_transcript(shape: Shape, rng: np.random.Generator) -> bytes:
-    """Random content in §7's layout: header, per GPU its dimensions, roots, openings."""
-    packed = 5 * shape.d // 8
-    out = bytearray(b"GPTRv2\0\0" + struct.pack("<H", shape.gpus))
-    for gpu in range(shape.gpus):
-        out += struct.pack("<HIIHH", gpu, shape.steps, shape.n, shape.d, shape.m)
-        out += rng.bytes(32 * shape.steps)
-        for _ in range(shape.m):
-            step, row = int(rng.integers(2, shape.steps + 1)), int(rng.integers(0, shape.n))
-            out += struct.pack("<II", step, row)
-            out += rng.bytes(packed + 32 * shape.depth)  # A_{t-1}[row] and its path
-            out += rng.integers(-200, 200, size=shape.d, dtype="<i2").tobytes()  # k
-            out += rng.bytes(packed + 32 * shape.depth)  # A_t[row] and its path
-    assert len(out) == shape.total_bytes
+def shaped_transcript(params: list[ProofParams], pairs: list[GpuPairs], rng: np.random.Generator) -> bytes:
+    """A transcript in the exact binary layout of docs/protocol.md §7 for these params and the
+    pairs the service drew (headers, roots, one opening per pair, a_prev absent at step 1), its
+    rows and digests random: it decodes, and the verifier refuses it."""
+    packed = 5 * params[0].d // 8
+    by_gpu = {g.gpu_index: g.pairs for g in pairs}
+    out = bytearray(MAGIC + struct.pack("<H", len(params)))
+    for p in params:
+        depth = (p.n - 1).bit_length()
+        drawn = by_gpu[p.gpu_index]
+        out += struct.pack("<HIIHH", p.gpu_index, p.steps, p.n, p.d, len(drawn))
+        out += rng.bytes(32 * p.steps)
+        for pair in drawn:
+            out += struct.pack("<II", pair.step, pair.row)
+            if pair.step > 1:
+                out += rng.bytes(packed + 32 * depth)  # A_{t-1}[row] and its path
+            out += rng.bytes(packed + 32 * depth)  # A_t[row] and its path
+    assert len(out) <= max_size(params)
     return bytes(out)
 
 
@@ -77,6 +51,19 @@ class Committed:
     client: ServiceClient
     challenge: dict[str, Any]
     upload: dict[str, Any]
+    signed: SignedCommitment
+    pairs: list[GpuPairs]
+
+    @property
+    def params(self) -> list[ProofParams]:
+        return [ProofParams.model_validate(p) for p in self.challenge["params"]["proof"]]
+
+    def reference(self, data: bytes) -> TranscriptRef:
+        """The reference the signed report carries for these transcript bytes."""
+        proof = ThroughputProof(
+            commitment=self.signed.commitment, signature=self.signed.signature, pairs=self.pairs, openings=[]
+        )
+        return TranscriptRef.of(2, data, proof)
 
 
 def committed_h100_host(local_stack: Any) -> Committed:
@@ -94,11 +81,11 @@ def committed_h100_host(local_stack: Any) -> Committed:
 
     real = client.submit_commitment
     client.submit_commitment = capture  # type: ignore[method-assign]
-    fabricated_commitment(client, key, challenge)
+    signed, pairs = fabricated_commitment(client, key, challenge)
     client.submit_commitment = real  # type: ignore[method-assign]
     upload = answer["transcript_upload"]
     assert upload["key"] == f"transcripts/{key.public_hex}/{challenge['challenge_id']}"
-    return Committed(key, client, challenge, upload)
+    return Committed(key, client, challenge, upload, signed, pairs)
 
 
 def send_report(host: Committed, ref: TranscriptRef) -> Any:

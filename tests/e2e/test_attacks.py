@@ -3,7 +3,7 @@ the template's cooldown): each was accepted before the challenge became the clai
 
 - a host with no GPU takes the tiny CPU challenge (gpu_count 0);
 - a host with no GPU claims 8 x H100, fabricates a commitment and reports 8 H100s;
-- a challenge sized for an RTX 3060 answered by a report naming an H100 (model swap);
+- a challenge sized for an L4 answered by a report naming an H100 (model swap);
 - a commitment abandoned after the pairs were drawn, and a fresh challenge taken at once.
 """
 
@@ -17,8 +17,6 @@ from typing import Any
 import pytest
 
 from benchmark_probe.client import ServiceClient, ServiceError
-from benchmark_probe.inventory import collect_inventory
-from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
 from benchmark_probe.report import Challenge, build_report
 from benchmark_probe.submit import register, registration_for
 from gpuproof.protocol.keys import SigningKey
@@ -31,7 +29,8 @@ from gpuproof.protocol.proof import (
     ThroughputCommitment,
     ThroughputProof,
 )
-from gpuproof.protocol.report import BenchmarkResult, Integrity, Inventory
+from gpuproof.protocol.report import Integrity, Inventory
+from tests.unit.gpu_host_double import bf16_figures, h100_inventory
 
 from .api_client import OWNER
 from .production_stack import ProductionStack, production_stack
@@ -54,46 +53,17 @@ def new_machine(stack: ProductionStack) -> tuple[SigningKey, ServiceClient]:
     return key, client
 
 
-def h100_inventory(count: int) -> Inventory:
-    """What a modified probe on a host without a GPU can say: NVML's answers are its to make."""
-    nvml = NvmlTestDouble.with_gpus(count)
-    return collect_inventory(nvml, CudaTestDouble.agreeing_with(nvml), fixed_host())
-
-
-def bf16_figures(inventory: Inventory, tflops: float) -> list[BenchmarkResult]:
-    return [
-        BenchmarkResult(
-            name="gemm_bf16",
-            device=f"gpu{g.index}",
-            unit="TFLOPS",
-            median=tflops,
-            min=tflops,
-            max=tflops,
-            repeats=5,
-            verified=True,
-        )
-        for g in inventory.gpus
-    ]
-
-
 def fabricated_commitment(
     client: ServiceClient, key: SigningKey, challenge: dict[str, Any]
 ) -> tuple[SignedCommitment, list[GpuPairs]]:
-    """Random roots of the right shape, signed: accepted on receipt (only the openings can tell),
+    """A random chained value per GPU, signed: accepted on receipt (only the transcript can tell),
     and the service answers with the pairs it will open."""
     params = [ProofParams.model_validate(p) for p in challenge["params"]["proof"]]
     commitment = ThroughputCommitment(
         machine_id=key.public_hex,
         challenge_id=challenge["challenge_id"],
         nonce=challenge["nonce"],
-        gpus=[
-            GpuCommitment(
-                gpu_index=p.gpu_index,
-                roots=[secrets.token_hex(32) for _ in range(p.steps)],
-                chain=secrets.token_hex(32),
-            )
-            for p in params
-        ],
+        gpus=[GpuCommitment(gpu_index=p.gpu_index, chain=secrets.token_hex(32)) for p in params],
     )
     signed = SignedCommitment.sign(commitment, key)
     answer = client.submit_commitment(
@@ -163,18 +133,16 @@ def test_a_host_with_no_gpu_claiming_eight_h100_is_refused(prod: ProductionStack
     assert machine["attempts"]["failed"] == 1
 
 
-def test_a_challenge_for_an_rtx_3060_answered_as_an_h100_is_refused(prod: ProductionStack) -> None:
+def test_a_challenge_for_an_l4_answered_as_an_h100_is_refused(prod: ProductionStack) -> None:
     key, client = new_machine(prod)
-    challenge = client.create_challenge(
-        key.public_hex, {"claimed_gpu_model": "GeForce RTX 3060", "gpu_count": 1}
-    )
+    challenge = client.create_challenge(key.public_hex, {"claimed_gpu_model": "L4", "gpu_count": 1})
     forged_report(client, key, challenge, h100_inventory(1))
     machine = decided(client, key.public_hex)
     assert machine["state"] == "refused"
     assert "gpu_model_mismatch" in codes(machine), codes(machine)
     report = client.request("GET", f"/machines/{key.public_hex}/reports/{challenge['challenge_id']}")
     findings = next(c for c in report["verification"]["checks"] if c["name"] == "findings")
-    assert findings["details"]["upload_info"]["gpu_type"] == "GeForceRTX3060"  # scored as claimed
+    assert findings["details"]["upload_info"]["gpu_type"] == "L4"  # scored as claimed
     # A refusal is a failed attempt: the next challenge waits out the cooldown.
     with pytest.raises(ServiceError) as waiting:
         client.create_challenge(key.public_hex, {"claimed_gpu_model": H100, "gpu_count": 1})

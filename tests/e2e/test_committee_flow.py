@@ -167,7 +167,17 @@ def test_probe_to_confirmed_with_calc_point(local_stack: Any, bots: list[Bot]) -
     # The proof travelled out of band: the signed report references the uploaded transcript, the
     # verify worker fetched it at that size and digest, and a member fetches and checks the same.
     ref = signed.report.proof
-    assert ref is not None and set(ref) == {"version", "transcript_sha256", "transcript_bytes"}
+    # The binary transcript (format 2): the object holds roots and openings; the signed reference
+    # carries the commitment, its signature and the drawn pairs.
+    assert ref is not None and ref["version"] == 2
+    assert set(ref) == {
+        "version",
+        "transcript_sha256",
+        "transcript_bytes",
+        "commitment",
+        "signature",
+        "pairs",
+    }
     (proof_check,) = [c for c in report["verification"]["checks"] if c["name"] == "proof_of_throughput"]
     delivered = proof_check["details"]["transcript"]
     assert delivered["delivered"] is True and delivered["sha256"] == ref["transcript_sha256"]

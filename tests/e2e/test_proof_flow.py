@@ -29,14 +29,12 @@ pytestmark = pytest.mark.e2e
 class SkippingWork(NumpyExecutor):
     """A dishonest prover: writes random rows for half of every step instead of computing them."""
 
-    def next_rows(
-        self, step: int, rows: Sequence[int], c: npt.NDArray[np.float32], q: int
-    ) -> npt.NDArray[np.int8]:
-        a = super().next_rows(step, rows, c, q)
+    def next_rows(self, step: int, rows: Sequence[int], c: npt.NDArray[np.int32]) -> npt.NDArray[np.int8]:
+        a = super().next_rows(step, rows, c)
         rng = np.random.default_rng(step)
         for k, row in enumerate(rows):
             if row % 2:
-                a[k] = rng.integers(-(q // 2), q // 2 + 1, size=a.shape[1]).astype(np.int8)
+                a[k] = rng.integers(-8, 9, size=a.shape[1]).astype(np.int8)
         return a
 
 
@@ -111,7 +109,7 @@ def test_prover_skipping_work_is_refused(local_stack: Any) -> None:
     status = run_prover(local_stack, SkippingWork())
     assert status["machine"]["state"] == "refused"
     codes = {r["code"] for r in status["machine"]["state_reasons"]}
-    assert codes & {"proof_row_check_failed", "proof_row_recentre_failed"}, codes
+    assert "proof_row_check_failed" in codes, codes
 
 
 def test_prover_slower_than_the_deadline_is_refused(local_stack: Any) -> None:

@@ -1,5 +1,6 @@
-"""A GPU host for CLI-level tests: the NVML and CUDA (CuPy) test doubles patched in where the probe
-loads the real libraries, so `benchmark-probe` takes its GPU paths. Test doubles only."""
+"""A GPU host for tests: the NVML and CUDA (CuPy) test doubles patched in where the probe loads the
+real libraries, so `benchmark-probe` takes its GPU paths; and what a (possibly modified) probe on
+such a host reports: an H100 inventory and self-measured BF16 figures. Test doubles only."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import benchmark_probe.backends.cupy as cupy_backend
 import benchmark_probe.inventory as inventory_module
 from benchmark_probe.cupy_double import CupyTestDouble
-from benchmark_probe.nvml_double import NvmlTestDouble
+from benchmark_probe.inventory import collect_inventory
+from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
+from gpuproof.protocol.report import BenchmarkResult, Inventory
 
 
 def patch_gpu_host(monkeypatch: pytest.MonkeyPatch, gpus: int, **double: Any) -> CupyTestDouble:
@@ -19,3 +22,27 @@ def patch_gpu_host(monkeypatch: pytest.MonkeyPatch, gpus: int, **double: Any) ->
     monkeypatch.setattr(inventory_module, "_load_pynvml", lambda: (nvml, None))
     monkeypatch.setattr(cupy_backend, "_cupy", lambda: cp)  # the CuPy import, answered by the double
     return cp
+
+
+def h100_inventory(count: int) -> Inventory:
+    """What a probe on `count` H100s reports, or a modified one on a host without them: NVML's
+    answers are the probe's to make."""
+    nvml = NvmlTestDouble.with_gpus(count)
+    return collect_inventory(nvml, CudaTestDouble.agreeing_with(nvml), fixed_host())
+
+
+def bf16_figures(inventory: Inventory, tflops: float) -> list[BenchmarkResult]:
+    """A verified `gemm_bf16` micro-benchmark of `tflops` for every GPU of `inventory` (self-measured)."""
+    return [
+        BenchmarkResult(
+            name="gemm_bf16",
+            device=f"gpu{g.index}",
+            unit="TFLOPS",
+            median=tflops,
+            min=tflops,
+            max=tflops,
+            repeats=5,
+            verified=True,
+        )
+        for g in inventory.gpus
+    ]

@@ -28,6 +28,7 @@ from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import BenchmarkReport, BenchmarkResult, Integrity, Inventory
 from gpuproof.reference import lookup
 from gpuproof.scoring import calc_point_for_model
+from tests.unit.gpu_host_double import bf16_figures, h100_inventory
 
 MID = "ab" * 32
 
@@ -36,29 +37,8 @@ def codes(reasons: Any) -> set[str]:
     return {r.code for r in reasons}
 
 
-def h100_inventory(count: int) -> Inventory:
-    nvml = NvmlTestDouble.with_gpus(count)
-    return collect_inventory(nvml, CudaTestDouble.agreeing_with(nvml), fixed_host())
-
-
 def cpu_inventory() -> Inventory:
     return Inventory(backend="cpu", host=fixed_host())
-
-
-def bf16(inventory: Inventory, tflops: float) -> list[BenchmarkResult]:
-    return [
-        BenchmarkResult(
-            name="gemm_bf16",
-            device=f"gpu{g.index}",
-            unit="TFLOPS",
-            median=tflops,
-            min=tflops,
-            max=tflops,
-            repeats=5,
-            verified=True,
-        )
-        for g in inventory.gpus
-    ]
 
 
 def report(inventory: Inventory, benchmarks: list[BenchmarkResult] | None = None) -> BenchmarkReport:
@@ -104,7 +84,7 @@ def test_the_nvml_name_is_normalised_to_the_table_model_and_stored_with_the_para
 def test_stored_params_that_are_not_the_claims_are_refused() -> None:
     """A challenge whose stored parameters were sized for a smaller card than its claim."""
     claim = Claim("H100 SXM5 80GB", 1)
-    small = challenge_params(Claim("GeForce RTX 3060", 1))
+    small = challenge_params(Claim("L4", 1))
     tampered = {**challenge_params(claim), "proof": small["proof"]}
     assert codes(params_reasons(tampered, claim)) == {"challenge_params_mismatch"}
     fewer = {**challenge_params(Claim("H100 SXM5 80GB", 2)), "gpu_count": 3}
@@ -123,14 +103,14 @@ def test_a_claim_missing_from_the_challenge_or_the_verification_is_an_error() ->
 
 def test_proof_parameters_grow_with_the_claimed_models_rate() -> None:
     fast = proof_params_for(Claim("H100 SXM5 80GB", 1))[0]
-    slow = proof_params_for(Claim("GeForce RTX 3060", 1))[0]
-    assert fast.flops > 5 * slow.flops
+    slow = proof_params_for(Claim("L4", 1))[0]
+    assert fast.ops > 5 * slow.ops
 
 
 # ---------------------------------------------------------------------------- findings from the claim
 def test_no_gpu_claim_with_eight_h100_in_the_inventory_is_refused() -> None:
     """The attack: gpu_count 0 for the tiny CPU proof, then a report listing 8 x H100."""
-    forged = report(h100_inventory(8), bf16(h100_inventory(8), 790.0))
+    forged = report(h100_inventory(8), bf16_figures(h100_inventory(8), 790.0))
     prod = findings_from_report(MID, "europe", forged, Claim(None, 0), allow_cpu_backend=False)
     assert not prod.supports and prod.fields is None
     assert {"cpu_claim_refused", "gpu_count_mismatch"} <= codes(prod.problems)
@@ -141,23 +121,23 @@ def test_no_gpu_claim_with_eight_h100_in_the_inventory_is_refused() -> None:
 
 
 def test_model_swap_is_refused_and_scored_as_the_claimed_model() -> None:
-    """A challenge sized for an RTX 3060 answered by a report naming an H100."""
+    """A challenge sized for an L4 answered by a report naming an H100."""
     inventory = h100_inventory(1)
     found = findings_from_report(
         MID,
         "europe",
-        report(inventory, bf16(inventory, 790.0)),
-        Claim("GeForce RTX 3060", 1),
+        report(inventory, bf16_figures(inventory, 790.0)),
+        Claim("L4", 1),
         allow_cpu_backend=False,
     )
     assert not found.supports
     assert "gpu_model_mismatch" in codes(found.problems)
     assert found.fields is not None
-    ref = lookup("GeForce RTX 3060")
+    ref = lookup("L4")
     assert ref is not None
     expected = calc_point_for_model(ref, gpu_num=1, ram_gb=found.fields["mem_num"], region=Region.europe)
     assert found.fields["calc_point"] == expected.chain_value
-    assert found.fields["gpu_type"] == "GeForceRTX3060" and found.fields["cuda_core"] == 3584
+    assert found.fields["gpu_type"] == "L4" and found.fields["cuda_core"] == 7424
 
 
 def test_more_gpus_in_the_inventory_than_claimed_score_nothing_more() -> None:
@@ -165,7 +145,7 @@ def test_more_gpus_in_the_inventory_than_claimed_score_nothing_more() -> None:
     found = findings_from_report(
         MID,
         "europe",
-        report(inventory, bf16(inventory, 790.0)),
+        report(inventory, bf16_figures(inventory, 790.0)),
         Claim("H100 SXM5 80GB", 2),
         allow_cpu_backend=False,
     )
@@ -187,7 +167,7 @@ def test_a_rate_outside_the_claimed_envelope_is_refused() -> None:
     found = findings_from_report(
         MID,
         "europe",
-        report(inventory, bf16(inventory, 150.0)),
+        report(inventory, bf16_figures(inventory, 150.0)),
         Claim("H100 SXM5 80GB", 1),
         allow_cpu_backend=False,
     )
@@ -199,7 +179,7 @@ def test_an_honest_report_supports_its_claim_and_says_which_input_is_declared() 
     found = findings_from_report(
         MID,
         "europe",
-        report(inventory, bf16(inventory, 790.0)),
+        report(inventory, bf16_figures(inventory, 790.0)),
         Claim("H100 SXM5 80GB", 8),
         allow_cpu_backend=False,
     )
@@ -217,7 +197,7 @@ def test_a_mixed_host_is_held_to_its_one_claimed_model() -> None:
     found = findings_from_report(
         MID,
         "europe",
-        report(inventory, bf16(inventory, 790.0)),
+        report(inventory, bf16_figures(inventory, 790.0)),
         Claim("H100 SXM5 80GB", 2),
         allow_cpu_backend=False,
     )

@@ -81,7 +81,7 @@ def test_proof_stage_proves_verifies_and_measures_the_gemm_floor(
     out = tmp_path / "proof.json"
     load_script().proof(inventory, out, 64, 64, 2)  # the service's H100 parameters, shrunk for the double
     proof = json.loads(out.read_text())
-    assert proof["model"] == "H100 SXM5 80GB" and proof["reference_rate_tflops"] > 0
+    assert proof["model"] == "H100 SXM5 80GB" and proof["reference_rate_tops"] > 0
     assert proof["verified"] == "accepted"
     assert [g["gpu_index"] for g in proof["per_gpu"]] == [0, 1]
     assert [(p["n"], p["d"], p["steps"]) for p in proof["params"]] == [(64, 64, 2)] * 2

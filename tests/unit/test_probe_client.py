@@ -201,7 +201,7 @@ def test_telemetry_per_gpu_and_without_nvml() -> None:
 
 def test_every_gpu_proves_at_once() -> None:
     """The service holds a multi-GPU host to its slowest GPU's deadline: chains must run in parallel."""
-    params = [derive_params(None, cpu=True, gpu_index=i, gpus=3, n=16, d=16, steps=1) for i in range(3)]
+    params = [derive_params(None, cpu=True, gpu_index=i, n=16, d=16, steps=1) for i in range(3)]
 
     class AllAtOnce(NumpyExecutor):
         barrier = threading.Barrier(3, timeout=10)  # a serial prover would never get 3 chains waiting

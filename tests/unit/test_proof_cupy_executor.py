@@ -1,8 +1,9 @@
 """The proof's GPU executor run against the CUDA test double: same roots and rows as the numpy
 executor, proofs the service accepts, and a GEMM that is not exact refused before committing.
 
-The double runs the executor's real cuBLAS calls and compiles its real kernels (SHA-256 tree,
-SHAKE-128 rows, recentre-and-pack) with g++; it says nothing about GPU speed.
+The double runs the executor's real cuBLAS calls (int8 gemmEx, int32 accumulate) and compiles its real
+kernels (SHA-256 tree, SHAKE-128 rows, anchor-recentre-and-pack) with g++; it says nothing about GPU
+speed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def double(gpus: int = 2, **kw: object) -> CupyTestDouble:
 
 @pytest.mark.parametrize("keep_level", [0, 2, 7])
 def test_commit_matches_the_numpy_executor(keep_level: int) -> None:
-    params = derive_params(None, cpu=True, gpu_index=1, gpus=2, n=100, d=64, steps=3)
+    params = derive_params(None, cpu=True, gpu_index=1, n=100, d=64, steps=3)
     want = NumpyExecutor().commit(SEED, params, keep_level)
     got = CupyExecutor(cupy=double()).commit(SEED, params, keep_level)
     assert got.roots == want.roots and got.keep_level == want.keep_level
@@ -81,15 +82,13 @@ def test_gpu_index_maps_to_the_device_it_names() -> None:
         CupyExecutor({0: 5}, cupy=cp).commit(SEED, params, 0)
 
 
-@pytest.mark.parametrize(
-    ("tag", "rows", "d", "q"), [(b"A", 300, 168, 7), (b"B", 5, 1000, 7), (b"A", 2, 4097, 13)]
-)
-def test_device_row_generation_is_shake128_of_the_spec(tag: bytes, rows: int, d: int, q: int) -> None:
+@pytest.mark.parametrize(("tag", "rows", "d"), [(b"A", 300, 168), (b"B", 5, 1000), (b"A", 2, 4097)])
+def test_device_row_generation_is_shake128_of_the_spec(tag: bytes, rows: int, d: int) -> None:
     """The kernel against matrices.gen_rows (hashlib): squeeze lengths around the 168-byte rate."""
     executor = CupyExecutor(cupy=double(1))
     module = executor._kernels(0)
-    got = executor._seeded(module, SEED, tag, rows, d, q)
-    assert np.array_equal(executor._cp.asnumpy(got), gen_rows(SEED, tag, range(rows), d, q))
+    got = executor._seeded(module, SEED, tag, rows, d)
+    assert np.array_equal(executor._cp.asnumpy(got), gen_rows(SEED, tag, range(rows), d))
 
 
 def test_rows_generated_wrong_on_the_device_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,8 +96,8 @@ def test_rows_generated_wrong_on_the_device_are_refused(monkeypatch: pytest.Monk
     executor = CupyExecutor(cupy=double(1))
     honest = executor._seeded
 
-    def off_by_one_row(module: object, seed: bytes, tag: bytes, rows: int, d: int, q: int) -> object:
-        out = honest(module, seed, tag, rows, d, q)
+    def off_by_one_row(module: object, seed: bytes, tag: bytes, rows: int, d: int) -> object:
+        out = honest(module, seed, tag, rows, d)
         out[rows - 1, 0] += 1  # one byte of the last row (sampled: first, second, middle, last)
         return out
 
@@ -115,16 +114,28 @@ def test_prepare_pays_the_one_off_costs_on_every_gpu_before_any_commit() -> None
     assert sorted({e[9] for e in cp.log if e[0] == "gemm"}) == [0, 1]  # cuBLAS warmed on both
 
 
-@pytest.mark.parametrize(("q", "step"), [(7, 1), (7, 903), (13, 5), (16, 2)])
-def test_fused_epilogue_is_recentre_then_pack(q: int, step: int) -> None:
-    """The kernel's fp16 bits and leaf bytes against matrices.recentre / pack_rows, negatives included."""
+@pytest.mark.parametrize("step", [1, 16, 17, 903])
+def test_fused_epilogue_is_anchor_recentre_then_pack(step: int) -> None:
+    """The kernel's int8 rows and 5-bit leaf bytes against matrices.recentre / pack_rows, negatives
+    included, at the largest |C| of d = 8192."""
     executor = CupyExecutor(cupy=double(1))
     cp = executor._cp
-    rng = np.random.default_rng(q * step)
-    c = rng.integers(-36864, 36865, size=(6, 40)).astype(np.float32)
-    a16, packed = executor._recentre_pack(executor._kernels(0), cp.asarray(c), step, q)
-    want = recentre(c, step, q)
-    assert np.array_equal(cp.asnumpy(a16).astype(np.int64), want.astype(np.int64))
-    assert np.array_equal(cp.asnumpy(packed), pack_rows(want, q))
-    with pytest.raises(ValueError, match="even row length"):
-        executor._recentre_pack(executor._kernels(0), cp.asarray(c[:, :39]), step, q)
+    rng = np.random.default_rng(step)
+    c = rng.integers(-(8192 * 64), 8192 * 64 + 1, size=(6, 40)).astype(np.int32)
+    a0 = rng.integers(-8, 9, size=(6, 40)).astype(np.int8)
+    out = cp.empty((6, 40), dtype=cp.int8)
+    packed = executor._epilogue(executor._kernels(0), cp.asarray(c), cp.asarray(a0), step, out)
+    want = recentre(c.astype(np.int64) + a0, step)
+    assert np.array_equal(cp.asnumpy(out), want)
+    assert np.array_equal(cp.asnumpy(packed), pack_rows(want))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        executor._epilogue(executor._kernels(0), cp.asarray(c[:, :36]), cp.asarray(a0[:, :36]), step, out)
+
+
+def test_the_gemm_is_int8_in_int32_out() -> None:
+    """The exact path the deadline is sized from: gemmEx with CUBLAS_COMPUTE_32I on int8 operands."""
+    params = derive_params(None, cpu=True, gpu_index=0, n=16, d=16, steps=2)
+    cp = double(1)
+    CupyExecutor(cupy=cp).commit(SEED, params, 0)
+    gemms = [e for e in cp.log if e[0] == "gemm"]
+    assert gemms and all(e[1:4] == (72, 3, 10) for e in gemms)  # COMPUTE_32I, R_8I, R_32I

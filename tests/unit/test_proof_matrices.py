@@ -1,4 +1,5 @@
-"""Seeded matrices: rows regenerable alone, ranges, exactness, packing, binding of the seed."""
+"""Seeded matrices (v2): rows and permutations regenerable alone, ranges, exactness, 5-bit packing,
+binding of the seed, and pinned test vectors (docs/protocol.md, "Test vectors")."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from gpuproof.protocol.proof import matrices
+from gpuproof.protocol.proof.executor import step_product
 from gpuproof.protocol.proof.matrices import (
     TAG_A0,
     TAG_B,
@@ -15,8 +17,11 @@ from gpuproof.protocol.proof.matrices import (
     gen_rows,
     gpu_seed,
     pack_rows,
+    permutation,
     recentre,
+    unpack_rows,
 )
+from gpuproof.protocol.proof.transcript import chain_start
 
 NONCE = bytes(range(32))
 MACHINE = "11" * 32
@@ -24,7 +29,7 @@ MACHINE = "11" * 32
 
 def test_seed_binds_nonce_machine_and_gpu() -> None:
     base = gpu_seed(NONCE, MACHINE, 0)
-    assert base == hashlib.sha256(b"gpuproof/seed/v1" + NONCE + bytes.fromhex(MACHINE) + b"\0\0\0\0").digest()
+    assert base == hashlib.sha256(b"gpuproof/seed/v2" + NONCE + bytes.fromhex(MACHINE) + b"\0\0\0\0").digest()
     assert gpu_seed(NONCE, MACHINE, 1) != base
     assert gpu_seed(NONCE, "22" * 32, 0) != base
     assert gpu_seed(bytes(32), MACHINE, 0) != base
@@ -32,69 +37,90 @@ def test_seed_binds_nonce_machine_and_gpu() -> None:
         gpu_seed(b"short", MACHINE, 0)
 
 
-def test_known_answer_vector() -> None:
+def test_known_answer_vectors() -> None:
     """Pinned bytes for other implementers (docs/protocol.md, "Test vectors")."""
     seed = gpu_seed(NONCE, MACHINE, 0)
-    assert seed.hex() == "29647b4cf1c713d6f405c635dffc01aec5ea40adb0e962c31498fe8747bfa121"
-    row = gen_rows(seed, TAG_A0, [0], 16, 7)[0]
-    assert row.tolist() == [2, -3, 1, -3, -1, 1, -3, 1, 0, 0, 3, 0, 2, -1, 1, -2]
-    assert gen_rows(seed, TAG_B, [1], 16, 7)[0].tolist() == [
+    assert seed.hex() == "bd6caab826c8d53d6af6bfc0ecc9211ee08d88871b33e9914b601e36756e56e6"
+    row = gen_rows(seed, TAG_A0, [0], 16)[0]
+    assert row.tolist() == [8, 5, 7, -2, -7, 1, -2, -2, 2, -8, 5, -6, 5, 7, 6, 2]
+    assert gen_rows(seed, TAG_B, [1], 16)[0].tolist() == [
         0,
-        2,
+        -7,
+        0,
+        -7,
+        -1,
+        8,
+        0,
+        8,
+        8,
+        -2,
         3,
-        0,
-        2,
-        -2,
-        2,
-        -2,
-        2,
-        0,
-        2,
-        0,
-        -2,
-        0,
-        -3,
-        -3,
+        1,
+        -5,
+        -6,
+        -7,
+        7,
     ]
-    raw = hashlib.shake_128(b"gpuproof/row/v1" + seed + b"A" + b"\0\0\0\0").digest(16)
-    assert row.tolist() == [(b % 7) - 3 for b in raw]
+    raw = hashlib.shake_128(b"gpuproof/row/v2" + seed + b"A" + b"\0\0\0\0").digest(16)
+    assert row.tolist() == [(b % 17) - 8 for b in raw]
+    assert permutation(seed, 1, 16).tolist() == [9, 7, 11, 10, 14, 4, 0, 1, 3, 8, 6, 12, 2, 5, 15, 13]
+    assert chain_start(seed).hex() == "b6ce0e9ffdceda2d3e1f52605639414566e57bc730c04e5d36543c9c481828ad"
+
+
+def test_permutation_is_the_stable_argsort_of_its_keys_and_differs_per_step() -> None:
+    seed = gpu_seed(NONCE, MACHINE, 2)
+    keys = hashlib.shake_128(b"gpuproof/perm/v2" + seed + (5).to_bytes(4, "little")).digest(8 * 64)
+    values = [int.from_bytes(keys[8 * j : 8 * j + 8], "little") for j in range(64)]
+    assert permutation(seed, 5, 64).tolist() == sorted(range(64), key=lambda j: (values[j], j))
+    assert sorted(permutation(seed, 5, 64).tolist()) == list(range(64))
+    assert permutation(seed, 5, 64).tolist() != permutation(seed, 6, 64).tolist()
 
 
 def test_any_row_regenerates_alone() -> None:
     seed = gpu_seed(NONCE, MACHINE, 3)
-    full = gen_matrix(seed, TAG_B, 40, 32, 7)
-    assert np.array_equal(gen_rows(seed, TAG_B, [17, 3], 32, 7), full[[17, 3]])
-    assert full.min() >= -3 and full.max() <= 3
-    assert not np.array_equal(gen_matrix(seed, TAG_A0, 40, 32, 7), full)
+    full = gen_matrix(seed, TAG_B, 40, 32)
+    assert np.array_equal(gen_rows(seed, TAG_B, [17, 3], 32), full[[17, 3]])
+    assert full.min() >= -8 and full.max() <= 8
+    assert not np.array_equal(gen_matrix(seed, TAG_A0, 40, 32), full)
 
 
 def test_recentre_is_mathematical_mod_and_step_dependent() -> None:
-    c = np.array([-10, -1, 0, 1, 3, 4, 6, 7, 100], dtype=np.int64)
-    assert recentre(c, 1, 7).tolist() == [((v + 1) % 7) - 3 for v in c.tolist()]
-    assert recentre(c, 1, 7).tolist() != recentre(c, 2, 7).tolist()
-    assert recentre(c, 5, 7).min() >= -3 and recentre(c, 5, 7).max() <= 3
+    c = np.array([-40, -1, 0, 1, 3, 8, 9, 16, 17, 1000], dtype=np.int64)
+    assert recentre(c, 1).tolist() == [((v + 1) % 17) - 8 for v in c.tolist()]
+    assert recentre(c, 1).tolist() != recentre(c, 2).tolist()
+    assert recentre(c, 5).min() >= -8 and recentre(c, 5).max() <= 8
 
 
 def test_float32_products_are_exact_at_the_bound() -> None:
-    d, h = 2048, 3
+    d, h = 8192, 8
     a = np.full((2, d), h, dtype=np.int8)
     a[1] = -h
-    b = np.full((d, 4), h, dtype=np.int8)
-    exact = a.astype(np.int64) @ b.astype(np.int64)
-    assert np.array_equal(matrices.product_rows(a, b), exact)
-    rng = np.random.default_rng(1)
-    a = rng.integers(-h, h + 1, size=(8, d)).astype(np.int8)
-    b = rng.integers(-h, h + 1, size=(d, d)).astype(np.int8)
-    assert np.array_equal(matrices.product_rows(a, b), a.astype(np.int64) @ b.astype(np.int64))
+    b = np.full((d, 4), h, dtype=np.float32)
+    a0 = np.full((2, 4), h, dtype=np.int8)
+    a0[1] = -h
+    exact = a.astype(np.int64) @ b.astype(np.int64) + a0
+    assert np.array_equal(step_product(a, b, a0), exact)
+    assert int(exact.max()) == d * h * h + h < 2**24
 
 
-def test_pack_two_entries_per_byte() -> None:
-    a = np.array([[-3, 3, 0, -1]], dtype=np.int8)
-    assert pack_rows(a, 7).tolist() == [[0 | (6 << 4), 3 | (2 << 4)]]
+def test_pack_eight_entries_in_five_bytes() -> None:
+    a = np.array([[-8, -7, 0, 1, 8, 2, -3, 5]], dtype=np.int8)
+    value = sum((v + 8) << (5 * k) for k, v in enumerate(a[0].tolist()))
+    assert pack_rows(a).tobytes() == value.to_bytes(5, "little")
+    rng = np.random.default_rng(0)
+    many = rng.integers(-8, 9, size=(3, 64)).astype(np.int8)
+    packed = pack_rows(many)
+    assert packed.shape == (3, 40)
+    assert np.array_equal(unpack_rows(packed, 64), many)
+    with pytest.raises(ValueError):
+        pack_rows(np.zeros((1, 12), dtype=np.int8))
 
 
 def test_b_times_x_matches_full_matrix() -> None:
     seed = gpu_seed(NONCE, MACHINE, 0)
     x = np.arange(64, dtype=np.int64) * 1000
-    b = gen_matrix(seed, TAG_B, 64, 64, 7).astype(np.int64)
-    assert np.array_equal(matrices.b_times_x(seed, 64, 7, x, chunk=10), b @ x)
+    b = gen_matrix(seed, TAG_B, 64, 64).astype(np.int64)
+    assert np.array_equal(matrices.b_times_x(seed, 64, x, chunk=10), b @ x)
+    # B_t . x = y[pi_t]: what the verifier uses per opening
+    pi = permutation(seed, 3, 64)
+    assert np.array_equal(b[pi] @ x, (b @ x)[pi])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +18,6 @@ from gpuproof.protocol.proof import (
     Pair,
     ProofParams,
     Prover,
-    RecomputedRows,
     SignedCommitment,
     ThroughputProof,
     check_deadline,
@@ -26,7 +25,6 @@ from gpuproof.protocol.proof import (
     derive_params,
     draw_all_pairs,
     draw_pairs,
-    gpu_seed,
     verify_throughput,
 )
 
@@ -90,40 +88,23 @@ def verify(r: Run, proof: ThroughputProof | None = None, **kw: object) -> list[s
 
 
 class Fabricating(NumpyExecutor):
-    """Writes random rows instead of computing a fraction of one step's rows (the tree covers them)."""
+    """Writes random rows instead of computing a fraction of one step's rows (the tree covers them);
+    the chain goes on from them, and its openings carry its own committed rows."""
 
-    def __init__(self, step: int, rows: set[int], consistent_c: bool = False) -> None:
-        self.step, self.rows, self.consistent_c = step, rows, consistent_c
+    def __init__(self, step: int, rows: set[int]) -> None:
+        self.step, self.rows = step, rows
 
-    def fake(self, row: int, d: int, q: int) -> npt.NDArray[np.int8]:
+    def fake(self, row: int, d: int) -> npt.NDArray[np.int8]:
         rng = np.random.default_rng(1000 + row)
-        return rng.integers(-(q // 2), q // 2 + 1, size=d).astype(np.int8)
+        return rng.integers(-8, 9, size=d).astype(np.int8)
 
-    def next_rows(
-        self, step: int, rows: Sequence[int], c: npt.NDArray[np.float32], q: int
-    ) -> npt.NDArray[np.int8]:
-        a = super().next_rows(step, rows, c, q)
+    def next_rows(self, step: int, rows: Sequence[int], c: npt.NDArray[np.int32]) -> npt.NDArray[np.int8]:
+        a = super().next_rows(step, rows, c)
         if step == self.step:
             for k, row in enumerate(rows):
                 if row in self.rows:
-                    a[k] = self.fake(row, a.shape[1], q)
+                    a[k] = self.fake(row, a.shape[1])
         return a
-
-    def recompute(
-        self,
-        seed: bytes,
-        params: ProofParams,
-        want_a: Mapping[int, Sequence[int]],
-        want_c: Mapping[int, Sequence[int]],
-    ) -> RecomputedRows:
-        out = super().recompute(seed, params, want_a, want_c)
-        if self.consistent_c:  # pick C with g_t(C) == the fake row, so only the product check can catch it
-            for (t, i), _ in list(out.c.items()):
-                if t == self.step and i in self.rows:
-                    out.c[(t, i)] = (
-                        self.fake(i, params.d, params.q).astype(np.int32) - t + params.half
-                    ).astype(np.int32)
-        return out
 
 
 def fabricated_rows(n: int, fraction: float, seed: int) -> set[int]:
@@ -176,13 +157,8 @@ def test_fabricating_ten_percent_of_one_step_fails(seed: int) -> None:
     rows = fabricated_rows(64, 0.10, seed)
     r = run(seed, params, Fabricating(step=2, rows=rows))
     got = verify(r)
-    assert got and set(got) == {codes.ROW_RECENTRE_FAILED}
-
-
-def test_fabricating_with_matching_products_fails_on_the_product_check() -> None:
-    params = cpu_params(n=64, d=64, steps=2, checks=96)
-    r = run(3, params, Fabricating(step=1, rows=fabricated_rows(64, 0.10, 3), consistent_c=True))
-    assert set(verify(r)) == {codes.ROW_CHECK_FAILED}
+    # k decodes to a C with g_t(C) = the fake row by construction, so the product check refuses it
+    assert got and set(got) == {codes.ROW_CHECK_FAILED}
 
 
 def test_accepted_exactly_when_no_fabricated_pair_is_drawn() -> None:
@@ -241,7 +217,7 @@ def test_bad_merkle_path_fails() -> None:
 
 def test_pairs_other_than_drawn_fail() -> None:
     r = run(1, cpu_params())
-    chosen = [GpuPairs(gpu_index=0, pairs=[Pair(step=1, row=k) for k in range(48)])]
+    chosen = [GpuPairs(gpu_index=0, pairs=[Pair(step=1 + k // 128, row=k % 128) for k in range(140)])]
     proof = r.proof.model_copy(update={"pairs": chosen})
     assert codes.PAIRS_MISMATCH in verify(r, proof=proof, pairs=None, pairs_secret=r.secret)
 
@@ -261,8 +237,6 @@ def test_out_of_range_and_malformed_openings_fail() -> None:
         openings = [gpu.model_copy(update={"openings": [changed, *gpu.openings[1:]]})]
         return r.proof.model_copy(update={"openings": openings})
 
-    big = with_first(o.model_copy(update={"c_row": [10**30, *o.c_row[1:]]}))
-    assert verify(r, proof=big) == [codes.VALUE_OUT_OF_RANGE]
     wide = with_first(o.model_copy(update={"a_row": [9, *o.a_row[1:]]}))
     assert verify(r, proof=wide) == [codes.VALUE_OUT_OF_RANGE]
     short = with_first(o.model_copy(update={"a_row": o.a_row[:-1]}))
@@ -285,13 +259,13 @@ def test_each_failure_has_its_own_code() -> None:
 
 
 @pytest.mark.parametrize("gpus", [1, 8])
-@pytest.mark.parametrize("rate", [25.6, 157.0, 794.5])
+@pytest.mark.parametrize("rate", [170.0, 462.0, 1385.0])
 def test_deadline_slow_gpu_fails_honest_gpu_passes(gpus: int, rate: float) -> None:
-    params = [derive_params(rate, gpu_index=i, gpus=gpus) for i in range(gpus)]
+    params = [derive_params(rate, gpu_index=i) for i in range(gpus)]
     expected = params[0].expected_s
     issued = 1_000_000.0
     assert check_deadline(issued, issued + expected * 1.0, params) == []
-    assert check_deadline(issued, issued + expected * 1.15, params) == []
+    assert check_deadline(issued, issued + expected * 1.1, params) == []
     late = check_deadline(issued, issued + expected * 1.3, params)
     assert [r.code for r in late] == [codes.DEADLINE_MISSED]
 
@@ -333,21 +307,15 @@ def _with_opening(r: Run, k: int, changed: object) -> ThroughputProof:
 
 def test_int64_min_in_an_opening_is_out_of_range_not_wrapped() -> None:
     """np.abs(-2**63) is negative and -2**63 packs to the int8 0: a zero entry of A_(t-1) written as
-    -2**63 passed the range check and its Merkle path, and the dot product wrapped; with an even
-    y_j the tampered row was accepted."""
-    from gpuproof.protocol.proof.matrices import b_times_x
-    from gpuproof.protocol.proof.verifier import x_bits
-
+    -2**63 passed the range check and its Merkle path, and the dot product wrapped (v1, issue 10);
+    every opened entry is checked as a bounded Python int before numpy sees it."""
     r = run(1, cpu_params())
-    p = r.params[0]
-    x = np.random.default_rng(0).integers(0, 2 ** x_bits(p), size=p.d, dtype=np.int64)
-    y = b_times_x(gpu_seed(r.nonce, KEY.public_hex, 0), p.d, p.q, x)
     found = next(
         (k, o, j)
         for k, o in enumerate(r.proof.openings[0].openings)
         if o.step > 1 and o.a_prev is not None
         for j, v in enumerate(o.a_prev)
-        if v == 0 and y[j] % 2 == 0
+        if v == 0
     )
     k, o, j = found
     a_prev = list(o.a_prev or [])
@@ -355,7 +323,7 @@ def test_int64_min_in_an_opening_is_out_of_range_not_wrapped() -> None:
     assert verify(r, proof=_with_opening(r, k, o.model_copy(update={"a_prev": a_prev}))) == [
         codes.VALUE_OUT_OF_RANGE
     ]
-    for name in ("a_row", "c_row"):
+    for name in ("a_row",):
         row = list(getattr(o, name))
         row[0] = INT64_MIN
         tampered = _with_opening(r, k, o.model_copy(update={name: row}))

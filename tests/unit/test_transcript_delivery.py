@@ -19,7 +19,24 @@ from benchmark_probe.client import ServiceError, upload_transcript
 from gpuproof.adapters.transcripts import S3TranscriptStore
 from gpuproof.errors import STATUS_BY_CODE
 from gpuproof.protocol import delivery
-from gpuproof.protocol.delivery import TranscriptRef, decode, read_verified, size_reasons, transcript_limit
+from gpuproof.protocol.delivery import (
+    TranscriptRef,
+    decode,
+    encode_binary,
+    read_verified,
+    size_reasons,
+    transcript_limit,
+)
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.proof import (
+    NumpyExecutor,
+    Prover,
+    SignedCommitment,
+    ThroughputProof,
+    derive_params,
+    draw_all_pairs,
+    verify_throughput,
+)
 from gpuproof.reason_codes import REASON_CODES
 
 DATA = os.urandom(10_000)
@@ -94,10 +111,40 @@ def test_limits() -> None:
 
 
 def test_decode_refuses_what_it_cannot_read() -> None:
-    proof, reasons = decode(REF, DATA)
+    proof, reasons = decode(REF, DATA, [])
     assert proof is None and codes(reasons) == {"transcript_malformed"}
-    proof, reasons = decode(TranscriptRef.of(2, DATA), DATA)
-    assert proof is None and codes(reasons) == {"transcript_version_unsupported"}
+    bare = TranscriptRef(version=2, transcript_sha256=REF.transcript_sha256, transcript_bytes=len(DATA))
+    proof, reasons = decode(bare, DATA, [])
+    assert proof is None and codes(reasons) == {"proof_reference_malformed"}
+    with pytest.raises(ValueError):
+        TranscriptRef.of(2, DATA)  # a binary transcript's reference needs the proof's commitment
+
+
+def test_a_binary_transcript_round_trips_to_the_proof_the_verifier_accepts() -> None:
+    """The probe's encoding (binary object + reference) decodes to the same proof, which verifies."""
+    key = SigningKey.from_seed(bytes([9]) * 32)
+    nonce = bytes(range(32))
+    params = [derive_params(None, cpu=True, gpu_index=i) for i in range(2)]
+    prover = Prover(nonce, key.public_hex, "ch", params, NumpyExecutor())
+    signed = SignedCommitment.sign(prover.run(), key)
+    secret = bytes([7]) * 32
+    pairs = draw_all_pairs(signed, secret, params)
+    proof = ThroughputProof(
+        commitment=signed.commitment, signature=signed.signature, pairs=pairs, openings=prover.open(pairs)
+    )
+    data, ref = encode_binary(proof, params)
+    assert ref.version == 2 and ref.transcript_bytes == len(data) and ref.commitment == proof.commitment
+    again = TranscriptRef.model_validate(ref.model_dump(mode="json"))  # as the signed report carries it
+    decoded, reasons = decode(again, data, params)
+    assert reasons == [] and decoded == proof
+    kw = {"machine_id": key.public_hex, "challenge_id": "ch", "nonce": nonce, "params": params}
+    assert verify_throughput(decoded, pairs=pairs, **kw) == []
+    flipped = bytearray(data)
+    flipped[-1] ^= 0xFF  # the last Merkle sibling of the last opening
+    tampered, reasons = decode(again, flipped, params)
+    assert tampered is not None and verify_throughput(tampered, pairs=pairs, **kw) != []
+    short, reasons = decode(again, data[:-1], params)
+    assert short is None and codes(reasons) == {"proof_transcript_malformed"}
 
 
 def test_every_delivery_code_is_registered_and_intake_codes_are_client_errors() -> None:
@@ -204,21 +251,21 @@ def test_a_v1_transcript_round_trips_and_the_member_checks_what_it_fetches() -> 
 
     proof = run(3, cpu_params(1)).proof
     data = delivery.encode_v1(proof)
-    decoded, reasons = decode(TranscriptRef.of(1, data), data)
+    decoded, reasons = decode(TranscriptRef.of(1, data), data, [])
     assert reasons == [] and decoded == proof
     ref = TranscriptRef.of(1, data).model_dump()
     where = {"transcript": {"url": "https://s3.example/t", "expires_at": 0, "key": "k"}}
 
-    got, check = _delivered(where, ref, lambda url: iter(chunks(data)))
+    got, check = _delivered(where, ref, lambda url: iter(chunks(data)), [])
     assert check.ok and got == proof, check
     tampered = data.replace(b'"commitment"', b'"commitmenT"', 1)
-    got, check = _delivered(where, ref, lambda url: iter(chunks(tampered)))
+    got, check = _delivered(where, ref, lambda url: iter(chunks(tampered)), [])
     assert got is None and not check.ok and "transcript_digest_mismatch" in check.detail
-    got, check = _delivered({"transcript": None}, ref, lambda url: iter(chunks(data)))
+    got, check = _delivered({"transcript": None}, ref, lambda url: iter(chunks(data)), [])
     assert got is None and not check.ok and "no URL" in check.detail
 
     def refused(url: str) -> Any:
         raise ApiError(403, "transcript_unavailable", "AccessDenied", [])
 
-    got, check = _delivered(where, ref, refused)
+    got, check = _delivered(where, ref, refused, [])
     assert got is None and not check.ok and "could not fetch" in check.detail

@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gpuproof.protocol.proof import ProofParams, derive_params
+from pydantic import ValidationError
+
+from gpuproof.protocol.proof import ProofParams, codes, derive_params
+from gpuproof.protocol.proof.params import EPILOGUE_FRACTION, SETUP_S
 from gpuproof.protocol.reasons import Reason
 from gpuproof.reference import GpuReference, lookup
 
@@ -73,12 +76,13 @@ def make_claim(claimed_gpu_model: str | None, gpu_count: int, *, allow_cpu_backe
             raise ClaimError(reasons)
         return Claim(None, 0)
     ref = lookup(claimed_gpu_model or "")
-    if ref is None or ref.expected_bf16_tflops is None:
+    if ref is None or ref.expected_int8_tops is None:
         raise ClaimError(
             [
                 Reason(
                     "unknown_gpu_model",
-                    f"{claimed_gpu_model!r} is not a model with a reference rate",
+                    f"{claimed_gpu_model!r} is not a model with a reference int8 rate "
+                    "(the proof's deadline is sized from it)",
                     "claimed_gpu_model",
                 )
             ]
@@ -88,15 +92,21 @@ def make_claim(claimed_gpu_model: str | None, gpu_count: int, *, allow_cpu_backe
 
 def proof_params_for(claim: Claim) -> list[ProofParams]:
     """The proof-of-throughput parameters the service gives this claim: one set per GPU, sized
-    from the claimed model's reference rate so the proof takes about 10 s on it; a CPU claim gets
-    the small CPU parameters."""
+    from the claimed model's expected int8 rate (its fastest exact path) so the GEMMs take about
+    10 s on it, with the model's own epilogue and setup allowances; a CPU claim gets the small
+    CPU parameters."""
     if claim.cpu:
         return [derive_params(None, cpu=True)]
     ref = claim.reference
-    rate = None if ref is None else ref.expected_bf16_tflops
-    if rate is None:
-        raise ClaimError([Reason("unknown_gpu_model", f"{claim.gpu_model!r} has no reference rate")])
-    return [derive_params(rate, gpu_index=i, gpus=claim.gpu_count) for i in range(claim.gpu_count)]
+    rate = None if ref is None else ref.expected_int8_tops
+    if ref is None or rate is None:
+        raise ClaimError([Reason("unknown_gpu_model", f"{claim.gpu_model!r} has no reference int8 rate")])
+    epilogue = EPILOGUE_FRACTION if ref.epilogue_fraction is None else ref.epilogue_fraction
+    setup = SETUP_S if ref.setup_s is None else ref.setup_s
+    return [
+        derive_params(rate, gpu_index=i, epilogue_fraction=epilogue, setup_s=setup)
+        for i in range(claim.gpu_count)
+    ]
 
 
 def challenge_params(claim: Claim) -> dict[str, Any]:
@@ -130,6 +140,11 @@ def params_reasons(params: Mapping[str, Any], claim: Claim) -> list[Reason]:
     are): the verify worker recomputes them rather than trusting what was stored."""
     try:
         stored = stored_proof_params(params)
+    except ValidationError as exc:
+        unsupported = codes.unsupported_version(exc)
+        if unsupported is not None:
+            return [Reason(codes.VERSION_UNSUPPORTED, unsupported)]
+        return [Reason("challenge_params_mismatch", "the challenge's proof parameters do not parse")]
     except ValueError:
         return [Reason("challenge_params_mismatch", "the challenge's proof parameters do not parse")]
     expected = proof_params_for(claim)

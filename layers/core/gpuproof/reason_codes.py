@@ -148,6 +148,8 @@ REASON_CODES: dict[str, ReasonCode] = {
     "proof_commitment_missing": verification("no commitment was received for this challenge"),
     "proof_commitment_changed": verification("the report's commitment is not the one the service timed"),
     # -- the proof of throughput (protocol/proof/codes.py); 422 where the commitment route refuses
+    "proof_version_unsupported": proof("a proof, commitment or params of another version (v1 is forgeable)"),
+    "proof_transcript_malformed": proof("the binary transcript is not the layout its params imply"),
     "proof_params_mismatch": proof("the commitment covers other GPUs or step counts than the challenge"),
     "proof_commitment_signature_invalid": proof("the commitment is not signed by the machine key", 403),
     "proof_nonce_mismatch": proof("the commitment is for another nonce"),
@@ -165,8 +167,7 @@ REASON_CODES: dict[str, ReasonCode] = {
     "proof_opening_malformed": proof("an opening has a wrong row/path length, step or row"),
     "proof_value_out_of_range": proof("an opened entry lies outside the parameters' range"),
     "proof_merkle_path_invalid": proof("an opened row does not open its committed root"),
-    "proof_row_recentre_failed": proof("an opened A_t row is not g_t of its C_t row"),
-    "proof_row_check_failed": proof("an opened C_t row is not A_(t-1) row times B"),
+    "proof_row_check_failed": proof("an opened C_t row is not A_(t-1) row . B_t + A_0 row"),
     "proof_deadline_missed": proof("the commitment arrived after the deadline (service clock)"),
     "proof_clock_invalid": proof("the commitment was received before the challenge was issued"),
     # -- the transcript delivered out of band (protocol/delivery.py): refused at report intake

@@ -70,6 +70,22 @@ class GpuReference:
     achieved_source: str
     notes: str
     sources: str
+    # The proof of throughput's exact path (int8 x int8 -> int32; docs/protocol.md "Deadline"):
+    # the datasheet's dense int8 rate, and the per-model allowances its deadline is sized with
+    # (estimates until calibrated on a GPU: data/README.md gives their method).
+    int8_dense_tops: float | None = None
+    int8_source: str = ""
+    int8_achieved_fraction: float | None = None
+    epilogue_fraction: float | None = None
+    setup_s: float | None = None
+
+    @property
+    def expected_int8_tops(self) -> float | None:
+        """Dense int8 datasheet rate x the achieved fraction (an estimate, data/README.md); None
+        when the table has no int8 rate for the model (it cannot be claimed)."""
+        if self.int8_dense_tops is None or self.int8_achieved_fraction is None:
+            return None
+        return round(self.int8_dense_tops * self.int8_achieved_fraction, 3)
 
     @property
     def expected_bf16_tflops(self) -> float | None:
@@ -121,6 +137,11 @@ def parse_table(text: str) -> tuple[GpuReference, ...]:
                 achieved_source=row["achieved_source"].strip(),
                 notes=row["notes"].strip(),
                 sources=row["sources"].strip(),
+                int8_dense_tops=_opt_float(row.get("int8_dense_tops") or ""),
+                int8_source=(row.get("int8_source") or "").strip(),
+                int8_achieved_fraction=_opt_float(row.get("int8_achieved_fraction") or ""),
+                epilogue_fraction=_opt_float(row.get("epilogue_fraction") or ""),
+                setup_s=_opt_float(row.get("setup_s") or ""),
             )
         )
     return tuple(rows)

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from gpuproof.errors import Rejection
+from gpuproof.protocol.proof.codes import VERSION_UNSUPPORTED
 from gpuproof.protocol.reasons import Reason
 
 
@@ -24,7 +25,10 @@ def validation_rejection(exc: RequestValidationError) -> Rejection:
         return Rejection([Reason("malformed_json", "the body is not valid JSON", "body")])
     return Rejection(
         [
-            Reason(
+            # A document of another protocol version keeps its own code (proof/models.py _only_v2).
+            Reason(VERSION_UNSUPPORTED, str(e.get("msg", "")), _loc(e.get("loc", ())))
+            if e.get("type") == VERSION_UNSUPPORTED
+            else Reason(
                 "schema_invalid", f"{e.get('msg', 'invalid')} ({e.get('type', '?')})", _loc(e.get("loc", ()))
             )
             for e in errors

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import requests
+from pydantic import ValidationError
 
 from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, verified_claim
 from gpuproof.committee.findings import Findings, findings_from_report
@@ -33,7 +34,7 @@ from gpuproof.protocol.delivery import (
     parse_reference,
     read_verified,
 )
-from gpuproof.protocol.proof import ProofParams, ThroughputProof, verify_throughput
+from gpuproof.protocol.proof import ProofParams, ThroughputProof, codes, verify_throughput
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
 
@@ -122,7 +123,7 @@ class Inspection:
 
 
 def _delivered(
-    transcript: dict[str, Any], proof_doc: dict[str, Any], fetch: Fetch
+    transcript: dict[str, Any], proof_doc: dict[str, Any], fetch: Fetch, params: list[ProofParams]
 ) -> tuple[ThroughputProof | None, Check]:
     """The uploaded transcript the signed report references: fetched, bounded by the size the
     machine signed, its SHA-256 compared to the signed one, decoded. The service is not trusted."""
@@ -138,7 +139,7 @@ def _delivered(
         return None, Check("transcript", False, f"could not fetch the transcript: {exc}")
     if data is None:
         return None, Check("transcript", False, "; ".join(f"{r.code}: {r.message}" for r in reasons))
-    proof, reasons = decode(ref, data)
+    proof, reasons = decode(ref, data, params)
     if proof is None:
         return None, Check("transcript", False, "; ".join(f"{r.code}: {r.message}" for r in reasons))
     detail = f"{ref.transcript_bytes} bytes, sha256 {ref.transcript_sha256[:16]}… as signed (v{ref.version})"
@@ -162,14 +163,20 @@ def _proof_checks(
             Check("proof", False, "the report carries a proof but the challenge has no proof parameters")
         ], ("unexpected")
     delivery: list[Check] = []
-    if is_reference(proof_doc):
-        fetched, delivered = _delivered(transcript, proof_doc, fetch)
-        if fetched is None:
-            return [delivered], "undelivered"
-        proof, delivery = fetched, [delivered]
-    else:
-        proof = ThroughputProof.model_validate(proof_doc)
-    params = [ProofParams.model_validate(p) for p in params_doc]
+    try:
+        params = [ProofParams.model_validate(p) for p in params_doc]
+        if is_reference(proof_doc):
+            fetched, delivered = _delivered(transcript, proof_doc, fetch, params)
+            if fetched is None:
+                return [delivered], "undelivered"
+            proof, delivery = fetched, [delivered]
+        else:
+            proof = ThroughputProof.model_validate(proof_doc)
+    except ValidationError as exc:
+        unsupported = codes.unsupported_version(exc)
+        if unsupported is not None:
+            return [Check("proof", False, f"{codes.VERSION_UNSUPPORTED}: {unsupported}")], "failed"
+        return [Check("proof", False, f"proof_malformed: {exc.error_count()} errors")], "failed"
     secret = challenge.get("pairs_secret")
     reasons = verify_throughput(
         proof,

@@ -30,7 +30,7 @@ from gpuproof.protocol.delivery import (
 )
 from gpuproof.protocol.gpu_uuid import normalise_gpu_uuid
 from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE
-from gpuproof.protocol.proof import GpuPairs, ThroughputProof, verify_throughput
+from gpuproof.protocol.proof import GpuPairs, ThroughputProof, codes, verify_throughput
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
 
@@ -244,7 +244,7 @@ def _delivered_proof(
     if data is None:
         return None, reasons, details
     details["transcript"]["delivered"] = True  # size and SHA-256 are the signed reference's
-    proof, reasons = decode(ref, data)
+    proof, reasons = decode(ref, data, stored_proof_params(ch.params))
     return proof, reasons, details
 
 
@@ -253,16 +253,19 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
     if raw is None:
         return [Reason("proof_missing", "the report carries no proof of throughput")], {}
     delivery: dict[str, Any] = {}
-    if is_reference(raw):
-        delivered, reasons, delivery = _delivered_proof(ctx, raw)
-        if delivered is None:
-            return reasons, delivery
-        proof = delivered
-    else:
-        try:
+    try:
+        if is_reference(raw):
+            delivered, reasons, delivery = _delivered_proof(ctx, raw)
+            if delivered is None:
+                return reasons, delivery
+            proof = delivered
+        else:
             proof = ThroughputProof.model_validate(raw)
-        except ValidationError as exc:
-            return [Reason("proof_malformed", f"the proof does not parse: {exc.error_count()} errors")], {}
+    except ValidationError as exc:
+        unsupported = codes.unsupported_version(exc)
+        if unsupported is not None:
+            return [Reason(codes.VERSION_UNSUPPORTED, unsupported, "proof")], delivery
+        return [Reason("proof_malformed", f"the proof does not parse: {exc.error_count()} errors")], delivery
     ch = ctx.challenge
     if ch.commitment_sha256 is None or ch.commitment_received_at is None or ch.pairs is None:
         return [Reason("proof_commitment_missing", "no commitment was received for this challenge")], delivery
@@ -270,7 +273,11 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
         return [
             Reason("proof_commitment_changed", "the report's commitment is not the one the service timed")
         ], delivery
-    params = stored_proof_params(ch.params)
+    try:
+        params = stored_proof_params(ch.params)
+    except ValidationError as exc:
+        message = codes.unsupported_version(exc) or "the challenge's proof parameters do not parse"
+        return [Reason(codes.VERSION_UNSUPPORTED, message, "challenge.params")], delivery
     reasons = verify_throughput(
         proof,
         machine_id=ctx.machine.machine_id,
@@ -284,12 +291,14 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
     elapsed = ch.commitment_received_at - ch.issued_at
     per_gpu = []
     for p in params:
-        proven = p.flops / elapsed / 1e12 if elapsed > 0 else None
+        # int8 ops per second under the service's clock; a bf16 rate above 1.5x it is not believed
+        # (no part runs bf16 faster than int8).
+        proven = p.ops / elapsed / 1e12 if elapsed > 0 else None
         per_gpu.append(
             {
                 "gpu_index": p.gpu_index,
-                "claimed_rate_tflops": p.claimed_rate_tflops,
-                "proven_tflops_lower_bound": proven,
+                "claimed_rate_tops": p.claimed_rate_tops,
+                "proven_tops_lower_bound": proven,
                 "deadline_s": p.deadline_s,
             }
         )
@@ -300,7 +309,7 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
                 Reason(
                     "benchmark_exceeds_proven",
                     f"GPU {p.gpu_index} reports {reported:.1f} TFLOPS bf16 but proved only "
-                    f"{proven:.1f} under the service's clock",
+                    f"{proven:.1f} TOPS int8 under the service's clock",
                 )
             )
     return reasons, {"elapsed_s": elapsed, "gpus": per_gpu, **delivery}

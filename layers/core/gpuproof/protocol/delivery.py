@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
 from gpuproof.protocol.canonical import canonical_bytes
-from gpuproof.protocol.proof import ThroughputProof
+from gpuproof.protocol.limits import PROTOCOL_MAX_GPUS
+from gpuproof.protocol.proof import GpuPairs, ProofParams, ThroughputCommitment, ThroughputProof, codes
+from gpuproof.protocol.proof.wire import TranscriptError, decode_transcript, encode_transcript
 from gpuproof.protocol.reasons import Reason
-from gpuproof.protocol.report import Hex64, WireModel
+from gpuproof.protocol.report import Hex64, Hex128, WireModel
 
 # Reason codes of delivery (the proof's own codes are in protocol/proof/codes.py).
 REFERENCE_MALFORMED = "proof_reference_malformed"
@@ -51,16 +53,30 @@ DEFAULT_MAX_BYTES_PER_GPU = 4 * 1024 * 1024
 
 
 class TranscriptRef(WireModel):
-    """What the signed report carries in `proof` instead of the transcript itself."""
+    """What the signed report carries in `proof` instead of the transcript itself.
+
+    `version` is the object's format: 1 = the whole ThroughputProof as canonical JSON (small
+    proofs), 2 = the binary transcript of docs/protocol.md §7 (roots and openings per GPU), in
+    which case the reference itself carries the rest of the proof: the signed commitment (a
+    chained value per GPU) and the pairs the service drew.
+    """
 
     version: Literal[1, 2]
     transcript_sha256: Hex64
     transcript_bytes: int = Field(ge=1, le=MAX_TRANSCRIPT_BYTES)
+    commitment: ThroughputCommitment | None = None
+    signature: Hex128 | None = None
+    pairs: list[GpuPairs] | None = Field(default=None, max_length=PROTOCOL_MAX_GPUS)
 
     @classmethod
-    def of(cls, version: Literal[1, 2], data: bytes) -> TranscriptRef:
+    def of(cls, version: Literal[1, 2], data: bytes, proof: ThroughputProof | None = None) -> TranscriptRef:
         digest = hashlib.sha256(data).hexdigest()
-        return cls(version=version, transcript_sha256=digest, transcript_bytes=len(data))
+        rest: dict[str, Any] = {}
+        if version == 2:
+            if proof is None:
+                raise ValueError("a binary transcript's reference carries the proof's commitment")
+            rest = {"commitment": proof.commitment, "signature": proof.signature, "pairs": proof.pairs}
+        return cls(version=version, transcript_sha256=digest, transcript_bytes=len(data), **rest)
 
 
 class TranscriptUpload(WireModel):
@@ -164,22 +180,52 @@ def read_verified(
 
 
 def encode_v1(proof: ThroughputProof) -> bytes:
-    """The v1 transcript object: the ThroughputProof's canonical JSON."""
+    """The format-1 transcript object: the ThroughputProof's canonical JSON."""
     return canonical_bytes(proof.model_dump(mode="json"))
 
 
-def decode(ref: TranscriptRef, data: bytes | bytearray) -> tuple[ThroughputProof | None, list[Reason]]:
-    """The delivered bytes as the proof the verifier checks. v2's binary codec plugs in here
-    (protocol/proof/wire.py); until it does a v2 transcript is refused with its own code."""
+def encode_binary(proof: ThroughputProof, params: Sequence[ProofParams]) -> tuple[bytes, TranscriptRef]:
+    """The format-2 transcript object (the binary roots and openings) and its reference, which
+    carries the commitment, its signature and the pairs."""
+    data = encode_transcript(proof.openings, params)
+    return data, TranscriptRef.of(2, data, proof)
+
+
+def decode(
+    ref: TranscriptRef, data: bytes | bytearray, params: Sequence[ProofParams]
+) -> tuple[ThroughputProof | None, list[Reason]]:
+    """The delivered bytes as the proof the verifier checks (format 1: JSON; format 2: the
+    binary codec of protocol/proof/wire.py, its shapes taken from the service's `params`)."""
     if ref.version == 1:
         try:
             return ThroughputProof.model_validate_json(data), []
         except ValidationError as exc:
+            unsupported = codes.unsupported_version(exc)
+            if unsupported is not None:
+                return None, [Reason(codes.VERSION_UNSUPPORTED, unsupported, "proof")]
             return None, [
-                Reason(TRANSCRIPT_MALFORMED, f"the v1 transcript does not parse: {exc.error_count()} errors")
+                Reason(
+                    TRANSCRIPT_MALFORMED, f"the JSON transcript does not parse: {exc.error_count()} errors"
+                )
             ]
-    return None, [
-        Reason(
-            TRANSCRIPT_VERSION_UNSUPPORTED, f"transcript version {ref.version} has no decoder in this service"
+    if ref.commitment is None or ref.signature is None or ref.pairs is None:
+        return None, [
+            Reason(
+                REFERENCE_MALFORMED,
+                "a binary transcript's reference must carry the commitment, its signature and the pairs",
+                "proof",
+            )
+        ]
+    try:
+        openings = decode_transcript(bytes(data), params)
+    except TranscriptError as exc:
+        return None, [Reason(exc.code, f"the binary transcript does not decode: {exc}")]
+    try:
+        proof = ThroughputProof(
+            commitment=ref.commitment, signature=ref.signature, pairs=ref.pairs, openings=openings
         )
-    ]
+    except ValidationError as exc:
+        return None, [
+            Reason(TRANSCRIPT_MALFORMED, f"the transcript's proof is invalid: {exc.error_count()} errors")
+        ]
+    return proof, []

@@ -1,4 +1,5 @@
-"""Proof of throughput: seeded exact GEMM chains, Merkle commitments, openings, verification.
+"""Proof of throughput (protocol v2): anchored, per-step permuted exact int8 GEMM chains, Merkle
+commitments chained to one value per GPU, a binary transcript, verification.
 
 docs/protocol.md specifies it byte for byte. Pure and AWS-free: the probe (prover), the verify
 worker and the committee CLI (verifiers) all import it.
@@ -30,6 +31,7 @@ from gpuproof.protocol.proof.verifier import (
     verify_proof,
     verify_throughput,
 )
+from gpuproof.protocol.proof.wire import TranscriptError, decode_transcript, encode_transcript
 
 __all__ = [
     "ChainCommit",
@@ -46,11 +48,14 @@ __all__ = [
     "SignedCommitment",
     "ThroughputCommitment",
     "ThroughputProof",
+    "TranscriptError",
     "check_deadline",
     "codes",
+    "decode_transcript",
     "derive_params",
     "draw_all_pairs",
     "draw_pairs",
+    "encode_transcript",
     "gpu_seed",
     "verify_commitment",
     "verify_gpu",

@@ -1,4 +1,6 @@
-"""The chain on an NVIDIA GPU with CuPy: fp16 operands, fp32-accumulate GEMM, hashing on the device.
+"""The v2 chain on an NVIDIA GPU with CuPy: int8 x int8 -> int32 GEMM (cuBLAS gemmEx, the fastest exact
+path), the per-step row gather of B by pi_t, anchor + recentre + 5-bit packing in one epilogue kernel,
+and the Merkle trees hashed on the device.
 
 NOT YET RUN ON A GPU (none was available when it was written). Its code runs in the tests against
 the CUDA test double (benchmark_probe/cupy_double.py: the same cuBLAS calls, and the same kernel
@@ -19,23 +21,36 @@ from typing import Any, TypeVar
 import numpy as np
 
 from gpuproof.protocol.proof import merkle
-from gpuproof.protocol.proof.epilogue_kernels import MAX_Q, RECENTRE_PACK_SOURCE
+from gpuproof.protocol.proof.epilogue_kernels import ANCHOR_RECENTRE_PACK_SOURCE
 from gpuproof.protocol.proof.executor import (
     ChainCommit,
     DigestArray,
     RecomputedRows,
     clamp_keep_level,
+    step_product,
     wanted_rows,
 )
-from gpuproof.protocol.proof.matrices import ROW_DOMAIN, TAG_A0, TAG_B, gen_matrix, gen_rows, recentre
+from gpuproof.protocol.proof.matrices import (
+    PACK_GROUP,
+    ROW_DOMAIN,
+    TAG_A0,
+    TAG_B,
+    Q,
+    gen_matrix,
+    gen_rows,
+    packed_row_bytes,
+    permutation,
+)
 from gpuproof.protocol.proof.models import ProofParams
 from gpuproof.protocol.proof.sha256_kernels import SHA256_SOURCE
 from gpuproof.protocol.proof.shake_kernels import RATE_BYTES, SHAKE_ROWS_SOURCE
 
 T = TypeVar("T")
 
-CUDA_R_16F = 2  # cudaDataType_t values (library_types.h)
-CUDA_R_32F = 0
+CUDA_R_8I = 3  # cudaDataType_t values (library_types.h)
+CUDA_R_32I = 10
+CUBLAS_COMPUTE_32I = 72  # cublasComputeType_t
+CUBLAS_GEMM_DEFAULT = -1
 THREADS = 256
 SELF_CHECK_ROWS = 4
 WARM_ROWS = 64
@@ -44,8 +59,8 @@ WARM_ROWS = 64
 class CupyExecutor:
     """One GPU per gpu_index (device id = devices[gpu_index] or gpu_index).
 
-    Memory per GPU: A fp16 (2 n d, twice while a step writes the next) + C fp32 (4 n d) + packed
-    rows (n d / 2) + B (3 d d) + one padded tree (64 n): about 8.5 n d bytes, 8.5 GiB at
+    Memory per GPU: A_0 and two A buffers int8 (3 n d) + C int32 (4 n d) + packed rows (5 n d / 8)
+    + B and B_t int8 (2 d d) + one padded tree (64 n): about 7.7 n d bytes, 7.7 GiB at
     n = 2**18, d = 4096.
     Host memory: level `keep_level` of every tree, 32 * n / 2**keep_level bytes per step.
     A_0 and B are generated on the device (one SHAKE-128 thread per row, shake_kernels.py): on the
@@ -94,11 +109,11 @@ class CupyExecutor:
     def _warm(self, device: int) -> None:
         cupy = self._cp
         module = self._kernels(device)
-        a8 = self._seeded(module, b"\0" * 32, TAG_A0, WARM_ROWS, WARM_ROWS, 7)
-        a16 = a8.astype(cupy.float16)
-        c32 = cupy.empty((WARM_ROWS, WARM_ROWS), dtype=cupy.float32)
-        self._gemm(a16, a16, c32)
-        _, packed = self._recentre_pack(module, c32, 1, 7)
+        a8 = self._seeded(module, b"\0" * 32, TAG_A0, WARM_ROWS, WARM_ROWS)
+        c32 = cupy.empty((WARM_ROWS, WARM_ROWS), dtype=cupy.int32)
+        self._gemm(a8, a8, c32)
+        out = cupy.empty_like(a8)
+        packed = self._epilogue(module, c32, a8, 1, out)
         self._tree(packed, WARM_ROWS, 0, module)
         cupy.cuda.Device().synchronize()
 
@@ -108,23 +123,25 @@ class CupyExecutor:
     def _kernels(self, device: int) -> Any:
         cupy = self._cp
         if device not in self._modules:
-            source = SHA256_SOURCE + SHAKE_ROWS_SOURCE + RECENTRE_PACK_SOURCE
+            source = SHA256_SOURCE + SHAKE_ROWS_SOURCE + ANCHOR_RECENTRE_PACK_SOURCE
             self._modules[device] = cupy.RawModule(code=source, options=("--std=c++11",))
         return self._modules[device]
 
-    def _gemm(self, a16: Any, b16: Any, c32: Any) -> None:
-        """c32 (r x d, fp32) = a16 (r x d, fp16) . b16 (d x d, fp16), fp32 accumulate (tensor cores).
+    def _gemm(self, a8: Any, b8: Any, c32: Any) -> None:
+        """c32 (r x d, int32) = a8 (r x d, int8) . b8 (d x d, int8): cuBLAS gemmEx, CUBLAS_COMPUTE_32I
+        (int8 tensor cores, int32 accumulate: exact for any summation order, |sums| < 2**31).
 
-        Row-major C = A.B is column-major C^T = B^T.A^T, hence B first.
+        Row-major C = A.B is column-major C^T = B^T.A^T, hence B first. d % 4 == 0 (d % 8 == 0 in
+        v2) meets gemmEx's int8 rules on leading dimensions and alignment.
         """
         cupy = self._cp
         cublas = cupy.cuda.cublas
-        r, d = a16.shape
+        r, d = a8.shape
         handle = cupy.cuda.device.get_cublas_handle()
-        # CuPy's sgemmEx takes alpha and beta as host pointers (size_t), read under the handle's
-        # default host pointer mode. No Python floats: Cython 0.29 casts 1.0 to address 0x1, no TypeError.
-        one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
-        cublas.sgemmEx(
+        # Host pointers to int32 scalars (the compute type's scale type), read under the handle's
+        # default host pointer mode. No Python ints: Cython would take them as addresses.
+        one, zero = np.ones(1, np.int32), np.zeros(1, np.int32)
+        cublas.gemmEx(
             handle,
             0,  # CUBLAS_OP_N
             0,  # CUBLAS_OP_N
@@ -132,33 +149,39 @@ class CupyExecutor:
             r,
             d,
             one.ctypes.data,
-            b16.data.ptr,
-            CUDA_R_16F,
+            b8.data.ptr,
+            CUDA_R_8I,
             d,
-            a16.data.ptr,
-            CUDA_R_16F,
+            a8.data.ptr,
+            CUDA_R_8I,
             d,
             zero.ctypes.data,
             c32.data.ptr,
-            CUDA_R_32F,
+            CUDA_R_32I,
             d,
+            CUBLAS_COMPUTE_32I,
+            CUBLAS_GEMM_DEFAULT,
         )
 
-    def _recentre_pack(self, module: Any, c32: Any, step: int, q: int) -> tuple[Any, Any]:
-        """A_t (fp16) and the packed leaf bytes from C_t, in one kernel (epilogue_kernels.py)."""
+    def _epilogue(self, module: Any, c32: Any, a0: Any, step: int, out: Any) -> Any:
+        """A_t = g_t(C + A_0) into `out` (int8) and the packed leaf bytes, in one kernel."""
         cupy = self._cp
         rows, d = c32.shape
-        if d % 2 or q > MAX_Q:
-            raise ValueError("packing needs an even row length and q <= 16")
-        a_bits = cupy.empty((rows, d), dtype=cupy.uint16)
-        packed = cupy.empty((rows, d // 2), dtype=cupy.uint8)
-        pairs = rows * d // 2
-        module.get_function("recentre_pack")(
-            ((pairs + THREADS - 1) // THREADS,),
+        if d % PACK_GROUP:
+            raise ValueError("packing needs rows of a multiple of 8 entries")
+        packed = cupy.empty((rows, packed_row_bytes(d)), dtype=cupy.uint8)
+        groups = rows * d // PACK_GROUP
+        module.get_function("anchor_recentre_pack")(
+            ((groups + THREADS - 1) // THREADS,),
             (THREADS,),
-            (c32, np.uint64(pairs), np.int32(step), np.int32(q), a_bits, packed),
+            (c32, a0, np.uint64(groups), np.int32(step), out, packed),
         )
-        return a_bits.view(cupy.float16), packed
+        return packed
+
+    def _b_step(self, b8: Any, seed: bytes, step: int, d: int) -> Any:
+        """B_t = B with rows gathered by pi_t (a d x d device gather; pi_t from SHAKE-128 on the host)."""
+        cupy = self._cp
+        return cupy.ascontiguousarray(b8[cupy.asarray(permutation(seed, step, d))])
 
     def _tree(self, packed: Any, n: int, keep_level: int, module: Any) -> tuple[bytes, DigestArray]:
         cupy = self._cp
@@ -183,7 +206,7 @@ class CupyExecutor:
         assert kept is not None
         return bytes(cupy.asnumpy(level[0]).tobytes()), kept
 
-    def _seeded(self, module: Any, seed: bytes, tag: bytes, rows: int, d: int, q: int) -> Any:
+    def _seeded(self, module: Any, seed: bytes, tag: bytes, rows: int, d: int) -> Any:
         """Rows 0..rows-1 of a seeded matrix (int8), generated on the device (`matrices.gen_rows`)."""
         cupy = self._cp
         prefix = ROW_DOMAIN + seed + tag
@@ -199,7 +222,7 @@ class CupyExecutor:
                 np.uint32(0),
                 np.uint32(rows),
                 np.uint32(d),
-                np.uint32(q),
+                np.uint32(Q),
                 out,
             ),
         )
@@ -216,19 +239,21 @@ class CupyExecutor:
         keep_level = clamp_keep_level(params, keep_level)
         module = self._kernels(device)
         start = time.perf_counter()
-        b8 = self._seeded(module, seed, TAG_B, params.d, params.d, params.q)
-        a8 = self._seeded(module, seed, TAG_A0, params.n, params.d, params.q)
-        self._check_generated(seed, params, a8, b8)
-        b16, a16 = b8.astype(cupy.float16), a8.astype(cupy.float16)
-        del a8
-        c32 = cupy.empty((params.n, params.d), dtype=cupy.float32)
+        b8 = self._seeded(module, seed, TAG_B, params.d, params.d)
+        a0 = self._seeded(module, seed, TAG_A0, params.n, params.d)
+        self._check_generated(seed, params, a0, b8)
+        c32 = cupy.empty((params.n, params.d), dtype=cupy.int32)
+        buffers = [cupy.empty_like(a0), cupy.empty_like(a0)]
+        a8 = a0  # the first step's operand is A_0 itself
         roots: list[bytes] = []
         kept: list[DigestArray] = []
         for t in range(1, params.steps + 1):
-            self._gemm(a16, b16, c32)
+            b_t = self._b_step(b8, seed, t, params.d)
+            self._gemm(a8, b_t, c32)
             if t == 1:
-                self._check_first_product(seed, params, b8, c32)
-            a16, packed = self._recentre_pack(module, c32, t, params.q)
+                self._check_first_product(seed, params, b_t, c32)
+            a8 = buffers[t % 2]
+            packed = self._epilogue(module, c32, a0, t, a8)
             root, level = self._tree(packed, params.n, keep_level, module)
             roots.append(root)
             kept.append(level)
@@ -246,23 +271,23 @@ class CupyExecutor:
         cupy = self._cp
         for tag, device_rows, count in ((TAG_B, b8, params.d), (TAG_A0, a8, params.n)):
             rows = self._sample_rows(count)
-            want = gen_rows(seed, tag, rows, params.d, params.q)
+            want = gen_rows(seed, tag, rows, params.d)
             if not np.array_equal(cupy.asnumpy(device_rows[rows]), want):
                 raise RuntimeError(
                     "GPU row generation differs from SHAKE-128 on the host: refusing to commit"
                 )
 
-    def _check_first_product(self, seed: bytes, params: ProofParams, b8: Any, c32: Any) -> None:
-        """Sampled rows of C_1 against the host product, in float32: exact here (|sums| < 2**24,
-        ProofParams checks it) and a BLAS call, where an int64 product takes ~0.6 s at d = 4096."""
+    def _check_first_product(self, seed: bytes, params: ProofParams, b_t: Any, c32: Any) -> None:
+        """Sampled rows of C_1 = A_0 . B_1 + A_0 against the host's float32 product (exact here:
+        |sums| < 2**24), where an int64 product takes ~0.6 s at d = 4096."""
         cupy = self._cp
         rows = self._sample_rows(params.n)
-        a_host = gen_rows(seed, TAG_A0, rows, params.d, params.q).astype(np.float32)
-        want = a_host @ cupy.asnumpy(b8).astype(np.float32)
-        got = cupy.asnumpy(c32[rows])
+        a_host = gen_rows(seed, TAG_A0, rows, params.d)
+        want = step_product(a_host, cupy.asnumpy(b_t).astype(np.float32), a_host)
+        got = cupy.asnumpy(c32[rows]).astype(np.int32) + a_host.astype(np.int32)
         if not np.array_equal(got, want):
             raise RuntimeError(
-                "GPU GEMM is not exact on the first rows: refusing to commit (check cuBLAS math mode)"
+                "GPU int8 GEMM is not exact on the first rows: refusing to commit (check cuBLAS gemmEx)"
             )
 
     def recompute(
@@ -290,21 +315,24 @@ class CupyExecutor:
         out = RecomputedRows()
         rows, where, last = wanted_rows(want_a, want_c)
         module = self._kernels(device)
-        b16 = cupy.asarray(gen_matrix(seed, TAG_B, params.d, params.d, params.q), dtype=cupy.float16)
-        a_host = gen_rows(seed, TAG_A0, rows, params.d, params.q)
-        a16 = cupy.asarray(a_host, dtype=cupy.float16)
-        c32 = cupy.empty((len(rows), params.d), dtype=cupy.float32)
+        b8 = cupy.asarray(gen_matrix(seed, TAG_B, params.d, params.d))
+        a0_host = gen_rows(seed, TAG_A0, rows, params.d)
+        a0 = cupy.asarray(a0_host)
+        a8 = a0
+        c32 = cupy.empty((len(rows), params.d), dtype=cupy.int32)
         for i in want_a.get(0, ()):
-            out.a[(0, i)] = a_host[where[i]].copy()
+            out.a[(0, i)] = a0_host[where[i]].copy()
         for t in range(1, last + 1):
-            self._gemm(a16, b16, c32)
+            self._gemm(a8, self._b_step(b8, seed, t, params.d), c32)
             if t in want_c:  # copy back only the rows asked for at this step, not all of C_t
-                c_host = cupy.asnumpy(c32[[where[i] for i in want_c[t]]])
+                idx = [where[i] for i in want_c[t]]
+                c_host = cupy.asnumpy(c32[idx]).astype(np.int32) + a0_host[idx].astype(np.int32)
                 for k, i in enumerate(want_c[t]):
-                    out.c[(t, i)] = c_host[k].astype(np.int32)
+                    out.c[(t, i)] = c_host[k]
+            a8 = cupy.empty_like(a0)
+            self._epilogue(module, c32, a0, t, a8)
             if t in want_a:
-                a_now = recentre(cupy.asnumpy(c32[[where[i] for i in want_a[t]]]), t, params.q)
+                a_now = cupy.asnumpy(a8[[where[i] for i in want_a[t]]])
                 for k, i in enumerate(want_a[t]):
-                    out.a[(t, i)] = a_now[k].copy()
-            a16, _ = self._recentre_pack(module, c32, t, params.q)
+                    out.a[(t, i)] = a_now[k].astype(np.int8).copy()
         return out

@@ -1,6 +1,7 @@
-"""Seeded matrices of the proof: per-GPU seed, counter-based rows (SHAKE-128), recentring, packing.
+"""Seeded matrices of the proof (v2): per-GPU seed, counter-based rows and per-step permutations
+(SHAKE-128), the anchored step's recentring, and 5-bit leaf packing.
 
-Any row of A_0 or B can be generated alone: row r is one SHAKE-128 call on (seed, tag, r).
+Any row of A_0 or B, and any step's permutation, can be generated alone (docs/protocol.md §3).
 """
 
 from __future__ import annotations
@@ -13,13 +14,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-SEED_DOMAIN = b"gpuproof/seed/v1"
-ROW_DOMAIN = b"gpuproof/row/v1"
+SEED_DOMAIN = b"gpuproof/seed/v2"
+ROW_DOMAIN = b"gpuproof/row/v2"
+PERM_DOMAIN = b"gpuproof/perm/v2"
 TAG_A0 = b"A"
 TAG_B = b"B"
+Q = 17  # fixed in v2: 17 values do not fit int4/fp4, so int8 is the fastest exact path
+HALF = Q // 2
+PACK_GROUP = 8  # entries per packed group
+PACK_GROUP_BYTES = 5  # 8 entries x 5 bits
 
 Int8Matrix = npt.NDArray[np.int8]
 Int64Array = npt.NDArray[np.int64]
+UInt8Array = npt.NDArray[np.uint8]
 
 
 def u32(value: int) -> bytes:
@@ -36,49 +43,84 @@ def gpu_seed(nonce: bytes, machine_id: str, gpu_index: int) -> bytes:
     return hashlib.sha256(SEED_DOMAIN + nonce + machine + u32(gpu_index)).digest()
 
 
-def _lut(q: int) -> Int8Matrix:
-    """Byte b maps to (b mod q) - q//2: slightly biased toward low residues, documented."""
-    return ((np.arange(256, dtype=np.int16) % q) - q // 2).astype(np.int8)
+def _lut() -> bytes:
+    """Byte b maps to (b mod 17) - 8 (as an int8 bit pattern): residues 0..0 slightly favoured
+    (256 = 15*17 + 1), harmless: soundness rests on the verifier's own randomness."""
+    return ((np.arange(256, dtype=np.int16) % Q) - HALF).astype(np.int8).view(np.uint8).tobytes()
+
+
+_LUT = _lut()
 
 
 def row_bytes(seed: bytes, tag: bytes, row: int, d: int) -> bytes:
     return hashlib.shake_128(ROW_DOMAIN + seed + tag + u32(row)).digest(d)
 
 
-def gen_rows(seed: bytes, tag: bytes, rows: Iterable[int], d: int, q: int) -> Int8Matrix:
-    """Rows `rows` of the matrix named `tag`, entries in [-(q//2), q//2], as an int8 array."""
+def gen_rows(seed: bytes, tag: bytes, rows: Iterable[int], d: int) -> Int8Matrix:
+    """Rows `rows` of the matrix named `tag`, entries in [-8, 8], as an int8 array."""
     raw = b"".join(row_bytes(seed, tag, r, d) for r in rows)
-    mapped = raw.translate(_lut(q).view(np.uint8).tobytes())  # 4x a numpy gather on 1 GiB
+    mapped = raw.translate(_LUT)  # 4x a numpy gather on 1 GiB
     return np.frombuffer(mapped, dtype=np.int8).reshape(-1, d).copy()
 
 
-def gen_matrix(seed: bytes, tag: bytes, n_rows: int, d: int, q: int) -> Int8Matrix:
-    return gen_rows(seed, tag, range(n_rows), d, q)
+def gen_matrix(seed: bytes, tag: bytes, n_rows: int, d: int) -> Int8Matrix:
+    return gen_rows(seed, tag, range(n_rows), d)
 
 
-def recentre(
-    c: npt.NDArray[np.integer[Any]] | npt.NDArray[np.floating[Any]], step: int, q: int
-) -> Int8Matrix:
-    """g_t(c) = ((c + t) mod q) - q//2 with the mathematical (non-negative) mod."""
-    return ((c.astype(np.int64) + step) % q - q // 2).astype(np.int8)
+def permutation(seed: bytes, step: int, d: int) -> npt.NDArray[np.intp]:
+    """pi_t: indices 0..d-1 sorted by (key, index), keys = d u64le of
+    SHAKE-128(PERM_DOMAIN || seed || u32le t). B_t[j] = B[pi_t[j]]."""
+    keys = np.frombuffer(hashlib.shake_128(PERM_DOMAIN + seed + u32(step)).digest(8 * d), dtype="<u8")
+    return np.argsort(keys, kind="stable")
 
 
-def pack_rows(a: Int8Matrix, q: int) -> npt.NDArray[np.uint8]:
-    """Two entries per byte: u = a + q//2 in 0..q-1; byte k = u[2k] | u[2k+1] << 4."""
-    u = (a.astype(np.int16) + q // 2).astype(np.uint8)
-    return (u[..., 0::2] | (u[..., 1::2] << 4)).astype(np.uint8)
+def recentre(c: npt.NDArray[np.integer[Any]] | npt.NDArray[np.floating[Any]], step: int) -> Int8Matrix:
+    """g_t(c) = ((c + t) mod 17) - 8 with the mathematical (non-negative) mod."""
+    return ((c.astype(np.int64) + step) % Q - HALF).astype(np.int8)
 
 
-def product_rows(a: Int8Matrix, b: Int8Matrix) -> npt.NDArray[np.int32]:
-    """C = A . B exactly: float32 sums are exact while d * h * h < 2**24 (ProofParams checks it)."""
-    return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.int32)
+def pack_rows(a: Int8Matrix) -> UInt8Array:
+    """8 entries in 5 bytes: u = a + 8 in 0..16; group g is sum u[8g+k] << 5k as 40 bits LE."""
+    if a.shape[-1] % PACK_GROUP:
+        raise ValueError("rows must have a multiple of 8 entries")
+    u = (a.astype(np.int16) + HALF).astype(np.uint64)
+    groups = u.reshape(*a.shape[:-1], a.shape[-1] // PACK_GROUP, PACK_GROUP)
+    shifts = np.arange(0, 5 * PACK_GROUP, 5, dtype=np.uint64)
+    value = np.bitwise_or.reduce(groups << shifts, axis=-1).astype("<u8")
+    as_bytes = value.view(np.uint8).reshape(*value.shape, 8)[..., :PACK_GROUP_BYTES]
+    return np.ascontiguousarray(as_bytes).reshape(*a.shape[:-1], -1)
 
 
-def b_times_x(seed: bytes, d: int, q: int, x: Int64Array, chunk: int = 512) -> Int64Array:
-    """y = B . x in exact int64, generating B a block of rows at a time (memory O(chunk * d))."""
-    y = np.empty(d, dtype=np.int64)
+def unpack_rows(packed: UInt8Array, d: int) -> npt.NDArray[np.int16]:
+    """Inverse of pack_rows: 5-bit fields minus 8, so entries lie in [-8, 23] (the verifier holds
+    them to [-8, 8]); the result is int16 so nothing wraps."""
+    groups = packed.reshape(*packed.shape[:-1], d // PACK_GROUP, PACK_GROUP_BYTES).astype(np.uint64)
+    value = np.zeros(groups.shape[:-1], dtype=np.uint64)
+    for b in range(PACK_GROUP_BYTES):
+        value |= groups[..., b] << np.uint64(8 * b)
+    shifts = np.arange(0, 5 * PACK_GROUP, 5, dtype=np.uint64)
+    u = (value[..., None] >> shifts) & np.uint64(31)
+    return u.reshape(*packed.shape[:-1], d).astype(np.int16) - HALF
+
+
+def packed_row_bytes(d: int) -> int:
+    return d * PACK_GROUP_BYTES // PACK_GROUP
+
+
+def b_times_x(seed: bytes, d: int, x: Int64Array, chunk: int = 512) -> Int64Array:
+    """y = B . x exactly (x a vector, or a d x r matrix of r vectors), generating B a block of rows
+    at a time (memory O(chunk * d)).
+
+    float64 BLAS is exact here: |B . x| <= d * 8 * max|x| < 2**53 when d * 8 * max|x| < 2**53 (the
+    verifier's x has entries below 17 and d <= 8192); beyond that, int64."""
+    y = np.empty((d, *x.shape[1:]), dtype=np.int64)
+    exact_in_float = d * HALF * int(np.abs(x).max(initial=0)) < 2**53
+    xf = x.astype(np.float64)
     for start in range(0, d, chunk):
         stop = min(d, start + chunk)
-        block = gen_rows(seed, TAG_B, range(start, stop), d, q)
-        y[start:stop] = block.astype(np.int64) @ x
+        block = gen_rows(seed, TAG_B, range(start, stop), d)
+        if exact_in_float:
+            y[start:stop] = (block.astype(np.float64) @ xf).astype(np.int64)
+        else:
+            y[start:stop] = block.astype(np.int64) @ x
     return y

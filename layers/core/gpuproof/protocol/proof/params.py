@@ -1,4 +1,11 @@
-"""Challenge parameters per GPU from the claimed rate: ~target_s of exact fp16/bf16 GEMM work."""
+"""Challenge parameters per GPU (v2), sized from the claimed model's fastest exact path: int8 x
+int8 -> int32 (entries in [-8, 8] do not fit int4/fp4; docs/protocol.md "Deadline").
+
+expected_s = T * 2*n*d*d / rate * (1 + epilogue_fraction) + setup_s, with rate = the model's dense
+int8 datasheet rate x its achieved fraction; deadline_s = expected_s * tolerance + network
+allowance. The epilogue fraction, setup time and achieved fraction are per-model parameters
+(reference table), ESTIMATES until calibrated on a GPU (docs/measurements.md).
+"""
 
 from __future__ import annotations
 
@@ -6,34 +13,37 @@ import math
 
 from gpuproof.protocol.proof.models import ProofParams
 
-GPU_D = 4096  # inner dimension: GEMM efficiency, verifier O(d^2), commitment bytes ~ 1/d of flops
-GPU_N_SMALL = 2**16  # rows on GPUs under 100 TFLOPS (fits 12 GB cards with room to spare)
-GPU_N_LARGE = 2**18  # rows on faster GPUs: ~7 GB working set, fewer and larger steps
+GPU_D = 4096  # inner dimension: GEMM efficiency against the verifier's O(d^2) B.x
+GPU_N_SMALL = 2**16  # rows on GPUs under LARGE_N_TOPS (fits 12 GB cards)
+GPU_N_LARGE = 2**18  # ~7 GB working set: A_{t-1}, A_0 (int8), C (int32), packed rows, one tree
+LARGE_N_TOPS = 200.0  # expected int8 rate from which a GPU gets GPU_N_LARGE rows
 CPU_N, CPU_D, CPU_STEPS = 128, 128, 8
-DEFAULT_Q = 7
-DEFAULT_CHECKS = 48
-DEFAULT_TOLERANCE = 1.10
-# Estimates until calibrated on each model (docs/protocol.md, "Deadline"): they are slack a
-# faster-than-estimated pipeline can spend, so measure them and pass the measured values.
-EPILOGUE_FRACTION = 0.25  # recentring (~19% unfused on H100) + hashing (~5%), relative to GEMM time
-SETUP_S = 1.0  # generating A_0 and B and moving them to the device
-NETWORK_ALLOWANCE_S = 1.0
-COMMITMENT_BYTES_PER_STEP = 70  # one hex root in JSON
-UPLINK_BYTES_PER_S = 1_000_000  # a conservative 8 Mbit/s uplink for the signed commitment
+# A prover that skips a fraction eps of the row products leaves >= eps/c of the transitions wrong,
+# c = 2 (a copied row saves its own product and makes the next one shared) or 2 + 1/16 counting the
+# 1/17 of entries the row after a copy shares (docs/protocol.md "Soundness"). P(pass) <= (1 - eps/c)**m:
+# at eps = 10%, (1 - 0.1/2.0625)**140 = 9.5e-4 and (1 - 0.05)**140 = 7.6e-4, both <= 1e-3.
+DEFAULT_CHECKS = 140
+TARGET_S = 10.0  # seconds of int8 GEMM on the claimed model
+# Chosen with tests/unit/test_proof_params.py: honest GPUs within +-10% speed (uniform, per GPU)
+# need >= 1/0.9 of the pipeline time minus setup; a GPU 20% slower needs 1.25x and must miss.
+DEFAULT_TOLERANCE = 1.14
+# Estimates used where a model has none of its own (reference table columns, data/README.md).
+ACHIEVED_FRACTION = 0.70
+EPILOGUE_FRACTION = 0.85
+SETUP_S = 1.0
+NETWORK_ALLOWANCE_S = 1.0  # the commitment is ~100 bytes per GPU: latency, not bandwidth
+CPU_RATE_TOPS = 0.02  # numpy float32 on one core does ~20-100 GOPS
 
 
 def derive_params(
-    claimed_rate_tflops: float | None,
+    claimed_rate_tops: float | None,
     *,
     gpu_index: int = 0,
-    gpus: int = 1,
-    target_s: float = 10.0,
+    target_s: float = TARGET_S,
     cpu: bool = False,
     checks: int = DEFAULT_CHECKS,
-    q: int = DEFAULT_Q,
     tolerance: float = DEFAULT_TOLERANCE,
     network_allowance_s: float = NETWORK_ALLOWANCE_S,
-    uplink_bytes_per_s: float = UPLINK_BYTES_PER_S,
     n: int | None = None,
     d: int | None = None,
     steps: int | None = None,
@@ -42,42 +52,38 @@ def derive_params(
 ) -> ProofParams:
     """Parameters for one GPU.
 
-    `claimed_rate_tflops` is the dense fp16/bf16 (fp32 accumulate) GEMM rate the claimed model
-    achieves in practice (reference table: achieved column, else a fraction of the peak). Work
-    is 2*n*d*d*T flops; T is chosen so the work takes about `target_s` at that rate.
-    expected_s = T * step_time * (1 + epilogue_fraction) + setup_s;
-    deadline_s = expected_s * tolerance + network_allowance_s + commitment upload time
-    (all `gpus` GPUs' roots at `uplink_bytes_per_s`). `cpu=True` gives tiny sizes for tests
-    and demos (prove + verify well under a second); n, d, steps override the choice.
+    `claimed_rate_tops` is the claimed model's EXPECTED dense int8 rate (int32 accumulate), i.e.
+    datasheet x achieved fraction (`GpuReference.expected_int8_tops`). Work is 2*n*d*d*T ops; T
+    is chosen so that the GEMMs take about `target_s` at that rate. `cpu=True` gives tiny sizes
+    for tests and demos; n, d, steps override the choice.
     """
     if cpu:
         n = n or CPU_N
         d = d or CPU_D
         steps = steps or CPU_STEPS
-        rate = claimed_rate_tflops or 0.02  # a numpy core does ~20-100 GFLOPS in float32
+        rate = claimed_rate_tops or CPU_RATE_TOPS
+        setup_s = 0.0
     else:
-        if claimed_rate_tflops is None or claimed_rate_tflops <= 0:
-            raise ValueError("a GPU challenge needs the claimed model's rate")
-        rate = claimed_rate_tflops
+        if claimed_rate_tops is None or claimed_rate_tops <= 0:
+            raise ValueError("a GPU challenge needs the claimed model's int8 rate")
+        rate = claimed_rate_tops
         d = d or GPU_D
-        n = n or (GPU_N_LARGE if rate >= 100 else GPU_N_SMALL)
-    step_flops = 2 * n * d * d
+        n = n or (GPU_N_LARGE if rate >= LARGE_N_TOPS else GPU_N_SMALL)
+    step_ops = 2 * n * d * d
     if steps is None:
-        steps = max(1, round(target_s * rate * 1e12 / step_flops))
-    gemm_s = steps * step_flops / (rate * 1e12)
-    expected_s = gemm_s * (1 + epilogue_fraction) + (0.0 if cpu else setup_s)
-    upload_s = gpus * (steps * COMMITMENT_BYTES_PER_STEP + 256) / uplink_bytes_per_s
-    deadline_s = expected_s * tolerance + network_allowance_s + upload_s
+        steps = max(1, round(target_s * rate * 1e12 / step_ops))
+    gemm_s = steps * step_ops / (rate * 1e12)
+    expected_s = gemm_s * (1 + epilogue_fraction) + setup_s
+    deadline_s = expected_s * tolerance + network_allowance_s
     return ProofParams(
         gpu_index=gpu_index,
         n=n,
         d=d,
         steps=steps,
-        q=q,
         checks=checks,
         expected_s=_round_up(expected_s),
         deadline_s=_round_up(deadline_s),
-        claimed_rate_tflops=claimed_rate_tflops,
+        claimed_rate_tops=claimed_rate_tops,
     )
 
 

@@ -1,4 +1,5 @@
-"""The prover the probe runs: one chain per GPU, a signed-ready commitment, then openings."""
+"""The prover the probe runs: one chain per GPU, a signed-ready commitment (H_T per GPU), then the
+transcript (roots and openings)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ class Prover:
         return self.executor.commit(self._seeds[params.gpu_index], params, self.keep_level)
 
     def run(self) -> ThroughputCommitment:
-        """Run every GPU's chain; each GpuCommitment carries its self-measured elapsed_s."""
+        """Run every GPU's chain; the commitment carries H_T per GPU (`elapsed` has the prover's
+        own timings, informative only: the service times the proof)."""
         if self.parallel and len(self.params) > 1:
             with ThreadPoolExecutor(max_workers=len(self.params)) as pool:
                 chains = list(pool.map(self._commit_one, self.params))
@@ -66,19 +68,18 @@ class Prover:
         for params, chain in zip(self.params, chains, strict=True):
             self._chains[params.gpu_index] = chain
             seed = self._seeds[params.gpu_index]
-            gpus.append(
-                GpuCommitment(
-                    gpu_index=params.gpu_index,
-                    roots=[r.hex() for r in chain.roots],
-                    chain=chain_value(seed, params, chain.roots).hex(),
-                    elapsed_s=round(chain.elapsed_s, 6),
-                )
-            )
+            gpus.append(GpuCommitment(gpu_index=params.gpu_index, chain=chain_value(seed, chain.roots).hex()))
         return ThroughputCommitment(
             machine_id=self.machine_id, challenge_id=self.challenge_id, nonce=self.nonce.hex(), gpus=gpus
         )
 
+    @property
+    def elapsed(self) -> dict[int, float]:
+        """Self-measured seconds per GPU of the last run (informative only)."""
+        return {g: c.elapsed_s for g, c in self._chains.items()}
+
     def open(self, pairs_by_gpu: Sequence[GpuPairs]) -> list[GpuOpenings]:
+        """The transcript: per GPU its roots and one opening per drawn pair, in the drawn order."""
         by_index = {p.gpu_index: p for p in self.params}
         out = []
         for gpu_pairs in pairs_by_gpu:
@@ -88,7 +89,9 @@ class Prover:
                 raise ValueError(f"no chain was run for gpu {gpu_pairs.gpu_index}")
             out.append(
                 GpuOpenings(
-                    gpu_index=params.gpu_index, openings=self._open_gpu(params, chain, gpu_pairs.pairs)
+                    gpu_index=params.gpu_index,
+                    roots=[r.hex() for r in chain.roots],
+                    openings=self._open_gpu(params, chain, gpu_pairs.pairs),
                 )
             )
         return out
@@ -116,7 +119,7 @@ class Prover:
 
         def path_at(step: int, row: int) -> list[str]:
             sub = _subtree_rows(row, h, params.n)
-            leaves = leaves_of(_stack(rows, step, sub), params.q)
+            leaves = leaves_of(_stack(rows, step, sub))
             inner = merkle.path(merkle.levels(leaves, h), row - (row >> h << h))
             if step not in upper:
                 kept = chain.kept[step - 1]
@@ -131,10 +134,9 @@ class Prover:
                 RowOpening(
                     step=t,
                     row=i,
-                    a_prev=None if t == 1 else [int(v) for v in rows.a[(t - 1, i)]],
+                    a_prev=None if t == 1 else rows.a[(t - 1, i)].tolist(),
                     a_prev_path=[] if t == 1 else path_at(t - 1, i),
-                    c_row=[int(v) for v in rows.c[(t, i)]],
-                    a_row=[int(v) for v in rows.a[(t, i)]],
+                    a_row=rows.a[(t, i)].tolist(),
                     a_path=path_at(t, i),
                 )
             )

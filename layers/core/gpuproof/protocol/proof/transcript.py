@@ -1,4 +1,4 @@
-"""The transcript's hash chain over step roots, and the service's draw of (step, row) pairs."""
+"""The commitment's hash chain over step roots, and the service's draw of (step, row) pairs (m = 72)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from gpuproof.protocol.proof.matrices import u32
 from gpuproof.protocol.proof.models import GpuPairs, Pair, ProofParams, SignedCommitment
 
-CHAIN_DOMAIN = b"gpuproof/chain/v1"
+CHAIN_DOMAIN = b"gpuproof/chain/v2"
 PAIRS_DOMAIN = b"gpuproof/pairs/v1"
 
 
-def chain_start(seed: bytes, params: ProofParams) -> bytes:
-    """H_0 = SHA-256(CHAIN_DOMAIN || seed || u32le n || u32le d || u32le T || u32le q)."""
-    shape = u32(params.n) + u32(params.d) + u32(params.steps) + u32(params.q)
-    return hashlib.sha256(CHAIN_DOMAIN + seed + shape).digest()
+def chain_start(seed: bytes) -> bytes:
+    """H_0 = SHA-256(CHAIN_DOMAIN || seed). (The shape is the service's params, and the seed binds
+    nonce, machine and GPU; the transcript header repeats the shape and must match the params.)"""
+    return hashlib.sha256(CHAIN_DOMAIN + seed).digest()
 
 
 def chain_next(previous: bytes, root: bytes) -> bytes:
@@ -23,8 +23,9 @@ def chain_next(previous: bytes, root: bytes) -> bytes:
     return hashlib.sha256(previous + root).digest()
 
 
-def chain_value(seed: bytes, params: ProofParams, roots: Sequence[bytes]) -> bytes:
-    h = chain_start(seed, params)
+def chain_value(seed: bytes, roots: Sequence[bytes]) -> bytes:
+    """H_T over the roots of steps 1..T."""
+    h = chain_start(seed)
     for root in roots:
         h = chain_next(h, root)
     return h
