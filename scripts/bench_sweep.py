@@ -250,7 +250,7 @@ def _measure(rounds: int) -> str:
         "",
         f"Method: `scripts/bench_sweep.py` — {rounds:,} open rounds on moto {moto_version()} built from "
         "template.yaml, written as a draw writes them (30-member published pool, 3 members, expected "
-        "info: 1.9 KB an item), booked uniformly over the last 48 h; "
+        "info; under 4 KB an item, so one read unit per consistent read), booked uniformly over the last 48 h; "
         f"{due} are due at the tick (a deadline in the last minute, or one of {REVEALS_PER_MINUTE} reveals in it). "
         "One run each; requests and items counted on the wire (botocore event hooks); read units by "
         "DynamoDB's rule (consistent read: 1 per 4 KB of the item; GSI query: 0.5 per 4 KB returned), "
