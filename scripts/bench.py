@@ -32,6 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the tests' API client and t
 
 import bench_draw  # noqa: E402
 import bench_proof  # noqa: E402
+import bench_sweep  # noqa: E402
 
 from gpuproof.local.stack import LocalStack  # noqa: E402
 from gpuproof.protocol.httpsig import sign_request, verify_request  # noqa: E402
@@ -267,6 +268,7 @@ def main() -> int:
         ed25519(2000),
         bench_proof.bench_sections(),
         bench_draw.bench_sections(),
+        bench_sweep.bench_sections(),
     ]
     sections.append(f"\n_Total bench time: {time.monotonic() - started:.0f} s._\n")
     args.out.write_text("\n".join(sections))

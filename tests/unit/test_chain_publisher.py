@@ -27,7 +27,7 @@ from gpuproof.chain.publisher import (
     publish_with_retries,
 )
 from gpuproof.chain.signer import LocalBatchSigner
-from gpuproof.chain.store import OutboxConflict, PublishedBatch, StoredVerdict
+from gpuproof.chain.store import MalformedVerdict, OutboxConflict, PublishedBatch, StoredVerdict
 from tests.unit.test_chain_payload import verdict
 
 
@@ -105,6 +105,9 @@ class FakeOutbox:
 
     def load(self, verdict_ids: Sequence[str]) -> dict[str, StoredVerdict]:
         return {v: self.verdicts[v] for v in verdict_ids if v in self.verdicts}
+
+    def load_all(self, verdict_ids: Sequence[str]) -> dict[str, StoredVerdict | MalformedVerdict]:
+        return dict(self.load(verdict_ids))
 
     def set_publication(
         self,

@@ -133,6 +133,12 @@ class TallyStore(DrawStore):
     def open_rounds(self) -> list[CommitteeRound]:
         return list(self.rounds)
 
+    def due_rounds(self, now: float) -> list[CommitteeRound]:
+        return [r for r in self.rounds if r.due_at is None or r.due_at <= now]
+
+    def reschedule(self, round_: CommitteeRound, due_at: float) -> bool:
+        return True
+
     def close_round(self, round_: CommitteeRound, verdict: Any, machine_state: Any, reasons: Any) -> bool:
         self.closed.append(round_.machine_id)
         return True

@@ -41,6 +41,7 @@ ENV_NAMES = {
     "VERDICTS_TABLE": "VerdictsTable",
     "IDEMPOTENCY_TABLE": "IdempotencyTable",
     "VERIFY_QUEUE_URL": "VerifyQueue",
+    "PUBLISHER_DLQ_URL": "PublisherDLQ",
     "SERVICE_KEY_ID": "ServiceKey",
     "PUBLISHED_BATCHES_TABLE": "PublishedBatchesTable",
     "ORACLE_KEY_SECRET_ARN": "OracleKeySecret",
@@ -180,13 +181,30 @@ def test_machines_by_state_index(template: Template) -> None:
     ]
 
 
-def test_open_rounds_index(template: Template) -> None:
-    (index,) = props(template, "RoundsTable")["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "ByStatus"
-    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+def test_rounds_indexes(template: Template) -> None:
+    by_status, by_due = props(template, "RoundsTable")["GlobalSecondaryIndexes"]
+    assert by_status["IndexName"] == "ByStatus"
+    assert [(k["AttributeName"], k["KeyType"]) for k in by_status["KeySchema"]] == [
         ("status", "HASH"),
         ("booked_at", "RANGE"),
     ]
+    # the sweeper's work list: status = open AND due_at <= now (sparse: only rounds with a due_at)
+    assert by_due["IndexName"] == "ByDue"
+    assert [(k["AttributeName"], k["KeyType"]) for k in by_due["KeySchema"]] == [
+        ("status", "HASH"),
+        ("due_at", "RANGE"),
+    ]
+    assert by_due["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
+def test_unsettled_verdicts_index(template: Template) -> None:
+    (index,) = props(template, "VerdictsTable")["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "Unsettled"
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        ("outbox", "HASH"),
+        ("outbox_at", "RANGE"),
+    ]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
 
 
 def test_every_table_is_expected(template: Template) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Stage = Literal["request", "verification", "proof", "committee", "draw"]
+Stage = Literal["request", "verification", "proof", "committee", "draw", "publication"]
 STAGES: dict[Stage, str] = {
     "request": "an API request is refused (the HTTP status is the answer's)",
     "verification": "the verify worker refuses a stored report (recorded on the report and machine)",
     "proof": "the proof of throughput fails (verify worker and `committee inspect`)",
     "committee": "a committee round's outcome, or the service's own findings for it",
     "draw": "a committee draw of one machine (the sweeper's outcome, logged)",
+    "publication": "a verdict's way to the chain (publisher and reconciler; logged, PublisherDLQ, metrics)",
 }
 
 
@@ -42,6 +43,10 @@ def proof(description: str, status: int = 422) -> ReasonCode:
 
 def committee(description: str) -> ReasonCode:
     return ReasonCode("committee", description)
+
+
+def publication(description: str) -> ReasonCode:
+    return ReasonCode("publication", description)
 
 
 # fmt: off
@@ -182,6 +187,15 @@ REASON_CODES: dict[str, ReasonCode] = {
     "committee_no_consensus": committee("the committee reached no consensus"),
     "committee_disputed": committee("a confirming majority disagrees with the service's findings"),
     "dispute_resolved": committee("an operator settled a disputed round (gpuproof-ops resolve)"),
+    # -- publication (workers/publisher.py, workers/sweeper.py, logic/reconcile.py)
+    "malformed_verdict": publication(
+        "a verdict item does not read or encode as a verdict: set aside alone, one PublisherDLQ message"
+    ),
+    "refused_by_chain": publication("the chain included the verdict's extrinsic but the call failed"),
+    "publication_deferred": publication(
+        "the chain stayed unreachable for the retry budget: the reconciler hands the verdict back later"
+    ),
+    "reconciliation_failed": publication("the reconciler's pass raised (logged; the tick goes on)"),
 }
 # fmt: on
 

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from gpuproof.adapters.dynamo import DynamoMachineStore
 from gpuproof.adapters.tables import (
+    OUTBOX_OPEN,
     AssignmentModel,
     BeaconModel,
     MachineModel,
@@ -127,6 +128,7 @@ def _round(item: RoundModel) -> CommitteeRound:
         tally=item.tally,
         closed_at=None if item.closed_at is None else float(item.closed_at),
         resolution=item.resolution,
+        due_at=None if item.due_at is None else float(item.due_at),
     )
 
 
@@ -242,9 +244,34 @@ class DynamoCommitteeStore:
         return None
 
     def open_rounds(self) -> list[CommitteeRound]:
-        """Open rounds from the ByStatus index, each re-read consistently (the index lags)."""
+        """Every open round (ByStatus index), each re-read consistently: for operators and tests;
+        the sweeper reads `due_rounds`."""
         found = (self.get_round(k.machine_id, int(k.round)) for k in RoundModel.by_status.query(OPEN))
         return [r for r in found if r is not None and r.status == OPEN]
+
+    def due_rounds(self, now: float) -> list[CommitteeRound]:
+        """Open rounds with due_at <= now (the sparse ByDue index), each re-read consistently (the
+        index lags): a tick reads what is due, not every open round."""
+        keys = RoundModel.by_due.query(OPEN, RoundModel.due_at <= now)
+        found = (self.get_round(k.machine_id, int(k.round)) for k in keys)
+        return [r for r in found if r is not None and r.status == OPEN]
+
+    def reschedule(self, round_: CommitteeRound, due_at: float) -> bool:
+        condition = RoundModel.status == OPEN
+        condition &= (
+            RoundModel.due_at.does_not_exist()
+            if round_.due_at is None
+            else RoundModel.due_at == round_.due_at
+        )
+        try:
+            RoundModel(round_.machine_id, round_.round).update(
+                actions=[RoundModel.due_at.set(due_at)], condition=condition
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def rounds_of_member(self, account: str) -> list[CommitteeRound]:
         """One query on the member's assignment items, then the rounds themselves (consistent reads)."""
@@ -275,36 +302,7 @@ class DynamoCommitteeStore:
         return BeaconState(tip, length, 1)
 
     def record_draw(self, round_: CommitteeRound, previous_state: MachineState) -> None:
-        item = RoundModel(
-            round_.machine_id,
-            round_.round,
-            status=OPEN,
-            owner=round_.owner,
-            region=round_.region,
-            challenge_id=round_.challenge_id,
-            evidence_digest=round_.evidence_digest,
-            members=round_.members,
-            excluded=round_.excluded,
-            booked_at=round_.booked_at,
-            scale=round_.scale,
-            commit_deadline=round_.commit_deadline,
-            reveal_deadline=round_.reveal_deadline,
-            beacon_index=round_.beacon_index,
-            beacon_value=round_.beacon_value,
-            beacon_tip=round_.beacon_tip,
-            pool_digest=round_.pool_digest,
-            pool_size=round_.pool_size,
-            pool=round_.pool,
-            cap=round_.cap,
-            expected_info=round_.expected_info,
-            expected_problems=round_.expected_problems,
-            performance_index=round_.performance_index,
-            commits={},
-            reveals={},
-            commit_hashes=[],
-            commit_count=0,
-            reveal_count=0,
-        )
+        item = round_item(round_)
 
         beacon_used = Reason(
             "beacon_value_used", "another draw used this beacon value; drawn again next tick"
@@ -404,6 +402,7 @@ class DynamoCommitteeStore:
                 actions=[
                     RoundModel.reveals[account].set({"info": info, "at": now}),
                     RoundModel.reveal_count.add(1),
+                    RoundModel.due_at.set(now),  # this reveal may complete the round: look now
                 ],
                 condition=(RoundModel.status == OPEN)
                 & RoundModel.commits[account].exists()
@@ -439,6 +438,7 @@ class DynamoCommitteeStore:
                     RoundModel.result.set(result),
                     RoundModel.tally.set(round_.tally),
                     RoundModel.closed_at.set(decided_at),
+                    RoundModel.due_at.remove(),
                 ],
                 condition=RoundModel.status == OPEN,
             )
@@ -555,4 +555,41 @@ def _verdict_item(verdict: Verdict) -> VerdictModel:
         evidence_digest=verdict.evidence_digest,
         decided_at=verdict.decided_at,
         publication=None,
+        outbox=OUTBOX_OPEN,  # in the Unsettled index until on chain with its machine marked
+        outbox_at=verdict.decided_at,
+    )
+
+
+def round_item(round_: CommitteeRound) -> RoundModel:
+    """A freshly drawn round as RoundsTable holds it (open, no votes, due at its commit deadline)."""
+    return RoundModel(
+        round_.machine_id,
+        round_.round,
+        status=OPEN,
+        owner=round_.owner,
+        region=round_.region,
+        challenge_id=round_.challenge_id,
+        evidence_digest=round_.evidence_digest,
+        members=round_.members,
+        excluded=round_.excluded,
+        booked_at=round_.booked_at,
+        scale=round_.scale,
+        commit_deadline=round_.commit_deadline,
+        reveal_deadline=round_.reveal_deadline,
+        beacon_index=round_.beacon_index,
+        beacon_value=round_.beacon_value,
+        beacon_tip=round_.beacon_tip,
+        pool_digest=round_.pool_digest,
+        pool_size=round_.pool_size,
+        pool=round_.pool,
+        cap=round_.cap,
+        expected_info=round_.expected_info,
+        expected_problems=round_.expected_problems,
+        performance_index=round_.performance_index,
+        commits={},
+        reveals={},
+        commit_hashes=[],
+        commit_count=0,
+        reveal_count=0,
+        due_at=round_.commit_deadline,  # the first moment the sweeper needs to look
     )

@@ -426,3 +426,33 @@ def mark_machine_published(
             return False
         raise
     return True
+
+
+class DynamoReconcileMachines:
+    """The reconciler's view of machines (MachinesTable) and their latest round (RoundsTable)."""
+
+    def __init__(self, machines_table: str, rounds_table: str | None, region: str) -> None:
+        from gpuproof.adapters.tables import RoundModel
+
+        self.machines_table = machines_table
+        self.region = region
+        self._rounds = RoundModel if rounds_table else None
+        bind(MachineModel, machines_table, region)
+        if rounds_table:
+            bind(RoundModel, rounds_table, region)
+
+    def machine_state(self, machine_id: str) -> str | None:
+        try:
+            return str(MachineModel.get(machine_id, consistent_read=True, attributes_to_get=["state"]).state)
+        except DoesNotExist:
+            return None
+
+    def latest_round(self, machine_id: str) -> int | None:
+        if self._rounds is None:
+            return None
+        for item in self._rounds.query(machine_id, scan_index_forward=False, limit=1, consistent_read=True):
+            return int(item.round)
+        return None
+
+    def mark_published(self, machine_id: str, result: str, now: float) -> bool:
+        return mark_machine_published(self.machines_table, self.region, machine_id, result, now)

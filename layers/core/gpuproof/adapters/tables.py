@@ -107,13 +107,38 @@ class GpuUuidModel(Model):
     claimed_at = NumberAttribute()
 
 
+class UnsettledIndex(GlobalSecondaryIndex["VerdictModel"]):  # type: ignore[no-untyped-call]
+    """VerdictsTable's Unsettled index (sparse, keys only): verdicts whose publication or machine
+    is not final yet (outbox = "open"), or that the publisher set aside as malformed."""
+
+    class Meta:
+        index_name = "Unsettled"
+        projection = KeysOnlyProjection()
+
+    outbox = UnicodeAttribute(hash_key=True)
+    outbox_at = NumberAttribute(range_key=True)
+
+
+OUTBOX_OPEN = "open"
+OUTBOX_MALFORMED = "malformed"
+
+
 class VerdictModel(Model):
-    """VerdictsTable; its stream is the chain outbox. `publication` is set once, conditionally."""
+    """VerdictsTable; its stream is the chain outbox. `publication` is set once, conditionally.
+
+    `outbox`/`outbox_at` keep a verdict in the Unsettled index until it is on chain and its
+    machine is marked (then both are removed); `redrive` counts the reconciler's hand-backs to
+    the publisher (each one a new stream record and a new idempotency key)."""
 
     class Meta:
         table_name = "VerdictsTable"
 
     verdict_id = UnicodeAttribute(hash_key=True)
+    unsettled = UnsettledIndex()
+    outbox = UnicodeAttribute(null=True)
+    outbox_at = NumberAttribute(null=True)
+    redrive = NumberAttribute(null=True)
+    redriven_at = NumberAttribute(null=True)
     machine_id = UnicodeAttribute()
     round = NumberAttribute()
     result = UnicodeAttribute()
@@ -152,6 +177,17 @@ class ByStatusIndex(GlobalSecondaryIndex["RoundModel"]):  # type: ignore[no-unty
     booked_at = NumberAttribute(range_key=True)
 
 
+class ByDueIndex(GlobalSecondaryIndex["RoundModel"]):  # type: ignore[no-untyped-call]
+    """RoundsTable's ByDue index (sparse, keys only): open rounds by the time they may be due."""
+
+    class Meta:
+        index_name = "ByDue"
+        projection = KeysOnlyProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
 class RoundModel(Model):
     """RoundsTable: one committee round of a machine (the draw's published data, commits, reveals,
     result). The reserved item machine_id="#beacon", round=0 is the beacon's counter (BeaconModel)."""
@@ -163,6 +199,10 @@ class RoundModel(Model):
     round = NumberAttribute(range_key=True)
     status = UnicodeAttribute()
     by_status = ByStatusIndex()
+    by_due = ByDueIndex()
+    # When the sweeper must look at this open round next: its commit deadline, then its reveal
+    # deadline, or the time of a reveal (which may complete it). Removed when the round closes.
+    due_at = NumberAttribute(null=True)
     owner = UnicodeAttribute()
     region = UnicodeAttribute()
     challenge_id = UnicodeAttribute()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 
 from gpuproof.adapters.clock import SystemClock
 from gpuproof.adapters.dynamo import DynamoMachineStore
@@ -14,6 +15,7 @@ from gpuproof.logic.attempts import CooldownPolicy
 from gpuproof.logic.committee import CommitteeServices
 from gpuproof.logic.machines import Services
 from gpuproof.logic.ports import TranscriptStore
+from gpuproof.logic.reconcile import ReconcileServices
 from gpuproof.logic.verification import VerifyServices
 
 
@@ -83,4 +85,22 @@ def committee_services() -> CommitteeServices:
         beacon=beacon,
         operator_key=committee.operator_key,
         transcripts=transcript_store(settings),
+    )
+
+
+def reconcile_services() -> ReconcileServices:
+    """The reconciler (the sweeper's tick and `gpuproof-ops reconcile`); RECONCILE_GRACE_S is read
+    at each call (default 300 s: younger verdicts are the stream's)."""
+    from gpuproof.adapters.dynamo import DynamoReconcileMachines
+    from gpuproof.chain.store import DynamoVerdictOutbox
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return ReconcileServices(
+        outbox=DynamoVerdictOutbox(
+            os.environ["VERDICTS_TABLE"], os.environ.get("PUBLISHED_BATCHES_TABLE"), region
+        ),
+        machines=DynamoReconcileMachines(
+            os.environ["MACHINES_TABLE"], os.environ.get("ROUNDS_TABLE"), region
+        ),
+        grace_s=float(os.environ.get("RECONCILE_GRACE_S", "300")),
     )

@@ -21,7 +21,7 @@ from gpuproof.chain.adapter import ChainSettings, SubstrateChain, oracle_keypair
 from gpuproof.chain.payload import verdict_record
 from gpuproof.chain.publisher import FaultPoints, PublishServices, publish
 from gpuproof.chain.signer import LocalBatchSigner
-from gpuproof.chain.store import OutboxConflict, PublishedBatch, StoredVerdict
+from gpuproof.chain.store import MalformedVerdict, OutboxConflict, PublishedBatch, StoredVerdict
 from gpuproof.logic.records import Verdict, VerdictResult
 
 
@@ -32,6 +32,9 @@ class MemoryOutbox:
 
     def load(self, verdict_ids: Sequence[str]) -> dict[str, StoredVerdict]:
         return {v: self.items[v] for v in verdict_ids if v in self.items}
+
+    def load_all(self, verdict_ids: Sequence[str]) -> dict[str, StoredVerdict | MalformedVerdict]:
+        return dict(self.load(verdict_ids))
 
     def set_publication(
         self,

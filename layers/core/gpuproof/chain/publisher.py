@@ -27,7 +27,14 @@ from typing import Any, Protocol
 from gpuproof.chain.adapter import ChainHead, ChainRejected, ChainUnavailable, Inclusion, PreparedExtrinsic
 from gpuproof.chain.payload import PayloadError, SignedBatch, VerdictRecord, build_batch, verdict_record
 from gpuproof.chain.signer import BatchSigner
-from gpuproof.chain.store import OutboxConflict, PublishedBatch, StoredVerdict, canonical, position_of
+from gpuproof.chain.store import (
+    MalformedVerdict,
+    OutboxConflict,
+    PublishedBatch,
+    StoredVerdict,
+    canonical,
+    position_of,
+)
 
 MAX_BATCH = 50
 
@@ -52,6 +59,9 @@ class ChainPort(Protocol):
 class VerdictOutbox(Protocol):
     def load(self, verdict_ids: Sequence[str]) -> dict[str, StoredVerdict]: ...
 
+    def load_all(self, verdict_ids: Sequence[str]) -> dict[str, StoredVerdict | MalformedVerdict]:
+        """As `load`, with the items that do not read as verdicts named and their reasons."""
+
     def set_publication(
         self,
         changes: Sequence[tuple[str, dict[str, Any] | None, dict[str, Any]]],
@@ -64,11 +74,15 @@ class Clock(Protocol):
 
 
 class PoisonVerdict(Exception):
-    """This verdict can never be published as stored (malformed, or refused by the chain)."""
+    """This verdict can never be published as stored (malformed, or refused by the chain).
 
-    def __init__(self, verdict_id: str, reasons: Sequence[str]) -> None:
+    `malformed`: the stored item itself is at fault (it does not read or encode as a verdict);
+    otherwise the chain refused it."""
+
+    def __init__(self, verdict_id: str, reasons: Sequence[str], malformed: bool = False) -> None:
         self.verdict_id = verdict_id
         self.reasons = list(reasons)
+        self.malformed = malformed
         super().__init__(f"{verdict_id}: " + "; ".join(self.reasons))
 
 
@@ -80,23 +94,35 @@ class InjectedCrash(Exception):
     """Fault injection: the publisher 'dies' at a named point (tests arm it; nothing else does)."""
 
 
+class InjectedKill(BaseException):
+    """Fault injection: the process is killed at a named point. A BaseException, so nothing on the
+    way out (Powertools' idempotency and batch layers catch Exception) cleans up: the idempotency
+    record stays "in progress" and the publication as far as it got, as after a SIGKILL."""
+
+
 class FaultPoints:
     """Named points where tests make the publisher crash, e.g. after submitting, before recording."""
 
     def __init__(self) -> None:
-        self._armed: dict[str, int] = {}
+        self._armed: dict[str, tuple[int, bool]] = {}
         self._lock = threading.Lock()
 
-    def arm(self, point: str, times: int = 1) -> None:
+    def arm(self, point: str, times: int = 1, *, kill: bool = False) -> None:
         with self._lock:
-            self._armed[point] = times
+            self._armed[point] = (times, kill)
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._armed.clear()
 
     def hit(self, point: str) -> None:
         with self._lock:
-            left = self._armed.get(point, 0)
+            left, kill = self._armed.get(point, (0, False))
             if left <= 0:
                 return
-            self._armed[point] = left - 1
+            self._armed[point] = (left - 1, kill)
+        if kill:
+            raise InjectedKill(point)
         raise InjectedCrash(point)
 
 
@@ -135,7 +161,7 @@ class Outcome:
 def publish(svc: PublishServices, verdict_ids: Sequence[str]) -> dict[str, Outcome]:
     """Bring every listed verdict to `published` (or report why not). Raises ChainUnavailable when
     the chain cannot be reached, so the caller can back off and call again; safe to call again."""
-    stored = svc.outbox.load(verdict_ids)
+    stored = svc.outbox.load_all(verdict_ids)
     outcomes: dict[str, Outcome] = {}
     fresh: list[StoredVerdict] = []
     pending: dict[str, list[StoredVerdict]] = {}
@@ -143,6 +169,9 @@ def publish(svc: PublishServices, verdict_ids: Sequence[str]) -> dict[str, Outco
         s = stored.get(vid)
         if s is None:
             outcomes[vid] = Outcome(vid)  # deleted or never written: nothing to publish
+            continue
+        if isinstance(s, MalformedVerdict):  # fails alone; the others are published
+            outcomes[vid] = Outcome(vid, None, PoisonVerdict(vid, s.reasons, malformed=True))
             continue
         pub = s.publication or {}
         status = pub.get("status")
@@ -163,7 +192,7 @@ def publish(svc: PublishServices, verdict_ids: Sequence[str]) -> dict[str, Outco
             records.append((s, verdict_record(s.verdict)))
         except PayloadError as exc:
             outcomes[s.verdict.verdict_id] = Outcome(
-                s.verdict.verdict_id, None, PoisonVerdict(s.verdict.verdict_id, exc.reasons)
+                s.verdict.verdict_id, None, PoisonVerdict(s.verdict.verdict_id, exc.reasons, malformed=True)
             )
     for i in range(0, len(records), svc.max_batch):
         _publish_new(svc, records[i : i + svc.max_batch], outcomes)

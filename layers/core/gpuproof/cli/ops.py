@@ -4,6 +4,7 @@ gpuproof-ops keygen [--key ~/.config/gpuproof/operator.key]      # the operator 
 gpuproof-ops admit ACCOUNT --api URL [--revoke]                  # signed by the operator key
 gpuproof-ops resolve MACHINE_ID --accept committee|service --api URL [--round N] [--note TEXT]
 gpuproof-ops republish [--older-than 300] [--dry-run] [--budget 120] [--json]
+gpuproof-ops reconcile [--dry-run] [--full] [--grace 300] [--json]
 
 `keygen` makes the operator key; its public key is the stack's `CommitteeOperatorKey` parameter.
 `admit` admits a registered committee member into the draw (a member is never drawn before):
@@ -19,6 +20,13 @@ with the publisher's own exactly-once protocol (a pending one is resolved by its
 never submitted twice). Environment: the ChainPublisherFunction's (VERDICTS_TABLE,
 PUBLISHED_BATCHES_TABLE, SERVICE_KEY_ID, CHAIN_NODE_URL, ORACLE_KEY_SECRET_ARN or ORACLE_SURI)
 and AWS credentials allowed what that function is. Exit 1 when any verdict is still not on chain.
+A malformed verdict is listed in one line with its reasons and never stops the others.
+
+`reconcile` runs the sweeper's reconciler now (gpuproof.logic.reconcile): a verdict on chain whose
+machine is not marked, a pending or never-published verdict (handed back to the publisher), a
+malformed one (set aside); each repair one line. `--full` scans every verdict (and every open
+round) once instead of the Unsettled index: after deploying this version over older data.
+Environment: the DeadlineSweeperFunction's (VERDICTS_TABLE, MACHINES_TABLE, ROUNDS_TABLE).
 Needs the service extra (`pip install 'gpuproof[service]'`): it runs the service's own code.
 """
 
@@ -184,14 +192,17 @@ def republish(
     outbox = DynamoVerdictOutbox(
         os.environ["VERDICTS_TABLE"], os.environ["PUBLISHED_BATCHES_TABLE"], _region()
     )
-    verdict_ids = outbox.unpublished(time.time() - older_than)
+    verdict_ids, bad = outbox.unpublished(time.time() - older_than)
+    malformed = [m.line() for m in bad]
     if dry_run or not verdict_ids:
         if as_json:
-            emit({"dry_run": dry_run, "unpublished": verdict_ids})
+            emit({"dry_run": dry_run, "unpublished": verdict_ids, "malformed": malformed})
         else:
             out.print(
                 f"{len(verdict_ids)} verdict(s) not on chain" + "".join(f"\n  {v}" for v in verdict_ids)
             )
+            for line in malformed:
+                out.print(f"  {line}", markup=False, highlight=False)
         return
     settings = ChainSettings.from_env()
     if not settings.enabled:
@@ -208,10 +219,12 @@ def republish(
         outcome = outcomes[vid]
         row = outcome.as_dict()
         row["error"] = None if outcome.error is None else str(outcome.error)
+        if row["status"] == "published":
+            _finish(outbox, vid)
         rows.append(row)
     left = [r for r in rows if r["status"] != "published"]
     if as_json:
-        emit({"republished": rows, "not_published": [r["verdict_id"] for r in left]})
+        emit({"republished": rows, "not_published": [r["verdict_id"] for r in left], "malformed": malformed})
     else:
         table = Table(title="republished verdicts")
         for col in ("verdict", "status", "block", "error"):
@@ -219,8 +232,81 @@ def republish(
         for r in rows:
             table.add_row(r["verdict_id"], r["status"], str(r["block_hash"] or "—"), r["error"] or "")
         out.print(table)
+        for line in malformed:
+            out.print(f"  {line}", markup=False, highlight=False)
     if left:
         raise typer.Exit(1)
+
+
+def _finish(outbox: DynamoVerdictOutbox, verdict_id: str) -> None:
+    """As the stream publisher does after publishing: mark the machine, settle the verdict."""
+    from gpuproof.workers.publisher import _advance_machine
+
+    _advance_machine(verdict_id)
+    outbox.settle(verdict_id)
+
+
+@app.command()
+def reconcile(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list what would be repaired; change nothing")
+    ] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="scan every verdict and open round, not only the unsettled ones")
+    ] = False,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            "--grace", min=0, help="leave verdicts younger than this (s) to the stream (default 300)"
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Repair what the verdicts, the machines and the chain disagree on (the sweeper does it each tick)."""
+    import dataclasses
+
+    from gpuproof.api.wiring import reconcile_services
+    from gpuproof.logic.reconcile import reconcile as run_reconcile
+
+    svc = reconcile_services()
+    if grace is not None:
+        svc = dataclasses.replace(svc, grace_s=grace)
+    now = time.time()
+    done = run_reconcile(svc, now, dry_run=dry_run, full=full)
+    rescheduled = _schedule_open_rounds(now, dry_run) if full else []
+    set_aside = [] if full else [m.line() for m in _set_aside_verdicts(svc.outbox)]
+    doc = done.as_dict() | {"set_aside": set_aside, "rounds_scheduled": rescheduled}
+    if as_json:
+        emit(doc)
+        return
+    verb = "would repair" if dry_run else "repaired"
+    out.print(f"{verb} {len(done.repairs)}; examined {done.examined}; waiting {len(done.waiting)}")
+    for r in done.repairs:
+        out.print(f"  {r.line()}", markup=False, highlight=False)
+    for line in [*done.malformed, *set_aside]:
+        out.print(f"  {line}", markup=False, highlight=False)
+    for key in rescheduled:
+        out.print(f"  round scheduled {key}", markup=False, highlight=False)
+
+
+def _set_aside_verdicts(outbox: Any) -> list[Any]:
+    """The verdicts the publisher set aside as malformed (each one line)."""
+    from gpuproof.chain.store import MalformedVerdict
+
+    loaded = outbox.load_all(outbox.unsettled("malformed"))
+    return [m for m in loaded.values() if isinstance(m, MalformedVerdict)]
+
+
+def _schedule_open_rounds(now: float, dry_run: bool) -> list[str]:
+    """Open rounds written before the ByDue index (no due_at): due now, so the next tick sees them."""
+    from gpuproof.api.wiring import committee_services
+
+    store = committee_services().store
+    missing = [r for r in store.open_rounds() if r.due_at is None]
+    if not dry_run:
+        for r in missing:
+            store.reschedule(r, now)
+    return [f"{r.machine_id}:{r.round}" for r in missing]
 
 
 if __name__ == "__main__":

@@ -65,6 +65,14 @@ class LocalFunction:
                 self.errors += 1
                 self.last_error = exc
                 raise
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                # The execution environment died mid-invocation (a test's injected kill): nothing
+                # in the handler cleaned up; the event source sees an error and retries, as on AWS.
+                self.errors += 1
+                self.last_error = exc
+                raise RuntimeError(f"{self.spec.logical_id}: execution environment died ({exc!r})") from exc
 
 
 def load_handler(spec: FunctionSpec) -> Handler:

@@ -105,6 +105,8 @@ class CommitteeRound:
     tally: dict[str, Any] | None = None
     closed_at: float | None = None
     resolution: dict[str, Any] | None = None
+    # When the sweeper looks at this open round next (ByDue index); None once closed.
+    due_at: float | None = None
     """A disputed round's settlement: {accept: committee | service, note, by, at}."""
 
     @property
@@ -165,6 +167,13 @@ class CommitteeStore(Protocol):
     def latest_round(self, machine_id: str) -> CommitteeRound | None: ...
 
     def open_rounds(self) -> list[CommitteeRound]: ...
+
+    def due_rounds(self, now: float) -> list[CommitteeRound]:
+        """Open rounds whose due_at <= now (the ByDue index), each re-read consistently."""
+
+    def reschedule(self, round_: CommitteeRound, due_at: float) -> bool:
+        """Set an open round's next due_at, on condition that it still holds the one read (a
+        reveal meanwhile made it due now). False when it changed."""
 
     def rounds_of_member(self, account: str) -> list[CommitteeRound]: ...
 
@@ -693,6 +702,14 @@ def due_for_tally(round_: CommitteeRound, now: float) -> bool:
     return commits_closed and bool(round_.commits) and set(round_.commits) <= set(round_.reveals)
 
 
+def next_due_at(round_: CommitteeRound, now: float) -> float:
+    """When time alone could next make a round due: its commit deadline (nobody committed, or
+    every committer revealed), else its reveal deadline (always due then). A reveal makes a round
+    due at once (`record_reveal` sets due_at to its time), so no other moment needs a look."""
+    w = round_.windows
+    return w.commit_deadline if now < w.commit_deadline else w.reveal_deadline
+
+
 def _votes(t: Tally, booked: Sequence[str]) -> list[dict[str, str]]:
     vote = {
         **{a: Vote.agreeing for a in t.agreeing},
@@ -922,9 +939,10 @@ def close_due_rounds(svc: CommitteeServices) -> list[Verdict]:
     skipped (retried next tick); it never stops the other rounds' verdicts."""
     now = svc.clock.now()
     verdicts = []
-    for round_ in svc.store.open_rounds():
+    for round_ in svc.store.due_rounds(now):
         try:
             if not due_for_tally(round_, now):
+                svc.store.reschedule(round_, next_due_at(round_, now))
                 continue
             verdict = close_round(svc, round_)
         except Exception:  # one round's data must never stop another round's verdict

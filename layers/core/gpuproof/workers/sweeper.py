@@ -7,6 +7,9 @@ whose votes are all in (`logic.committee.close_due_rounds`), and write the verdi
 disputed round the operator settled (`logic.committee.settle_resolved_disputes`), then (3)
 re-enqueue reports left unverified (`logic.machines.requeue_unverified_reports`). (1) and (2) are
 conditional writes, so overlapping ticks cannot draw or close twice; (3) is idempotent downstream.
+Then (4) the reconciler repairs what the verdicts, the machines and the chain disagree on
+(`logic.reconcile.reconcile`: each repair one log line, counted in `ReconciliationRepairs`).
+Each step reads only what is due (the ByDue, ByState and Unsettled indexes), never every round.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
-from gpuproof.api.wiring import committee_services, machine_services
+from gpuproof.adapters.clock import SystemClock
+from gpuproof.api.wiring import committee_services, machine_services, reconcile_services
 from gpuproof.logic.committee import (
     close_due_rounds,
     draw_due_machines,
@@ -24,8 +29,25 @@ from gpuproof.logic.committee import (
     settle_resolved_disputes,
 )
 from gpuproof.logic.machines import requeue_unverified_reports
+from gpuproof.logic.reconcile import Reconciliation, reconcile
 
 logger = Logger(child=True)
+metrics = Metrics()
+
+
+def reconcile_tick() -> Reconciliation | None:
+    """The reconciler's pass of this tick; its failure is logged and never stops the tick."""
+    try:
+        done = reconcile(reconcile_services(), SystemClock().now())
+    except Exception:
+        logger.exception("reconciliation failed", extra={"code": "reconciliation_failed"})
+        return None
+    for r in done.repairs:
+        logger.warning(f"reconciled: {r.line()}", extra={"verdict_id": r.verdict_id, "repair": r.kind})
+    for line in done.malformed:
+        logger.error(line, extra={"code": "malformed_verdict"})
+    metrics.add_metric(name="ReconciliationRepairs", unit=MetricUnit.Count, value=len(done.repairs))
+    return done
 
 
 def sweep(event: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +78,7 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
     requeued = requeue_unverified_reports(machine_services())
     if requeued:
         logger.warning("re-enqueued unverified reports", extra={"machines": requeued})
+    reconciled = reconcile_tick()
     counts = Counter(d.outcome for d in draws)
     return {
         "implemented": True,
@@ -67,5 +90,6 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
         "closed": len(verdicts),
         "settled": len(settled),
         "requeued": len(requeued),
+        "repairs": [] if reconciled is None else [r.line() for r in reconciled.repairs],
         "verdicts": {v.verdict_id: v.result.value for v in [*verdicts, *settled]},
     }
