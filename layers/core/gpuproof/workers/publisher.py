@@ -119,10 +119,10 @@ class StreamBatch:
                 _count(self._outcomes.values())
             except Exception as exc:
                 self._error = exc
-                # Every verdict of the batch stays unpublished this time; the stream retries the
-                # batch, then PublisherDLQ (runbook: docs/operations.md, PublisherDLQDepthAlarm).
+                # Every verdict of the batch stays unpublished this time: deferred when the chain
+                # is out of reach (record_handler), else the stream retries the batch.
                 logger.exception(
-                    "publication failed; the stream will retry the batch",
+                    "publication failed this time",
                     extra={"verdict_ids": self.verdict_ids, "error": f"{type(exc).__name__}: {exc}"},
                 )
                 count(PUBLICATION_FAILURES, len(self.verdict_ids))
