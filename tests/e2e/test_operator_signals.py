@@ -3,8 +3,8 @@ stack, read from the process's own stdout as CloudWatch would (EMF records and P
 
 - a refused API request counts `Refusals` with its reason code as the dimension;
 - a chain that cannot be reached makes the publisher back off (`PublicationRetries`, a WARNING
-  per retry), then give up with an ERROR line whose correlation id is the verdict's id and count
-  `PublicationFailures`; after the stream's retries the batch is in PublisherDLQ.
+  per retry), then give up with ERROR lines whose correlation id is the verdict's id, count
+  `PublicationFailures`, and defer the verdict (unpublished, for the reconciler; not PublisherDLQ).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import requests
 
 from gpuproof import observability
 from gpuproof.local.stack import LocalStack
-from tests.e2e.test_chain import write_verdict
+from tests.e2e.test_chain import publication, write_verdict
 
 pytestmark = pytest.mark.e2e
 
@@ -126,7 +126,7 @@ def test_an_unreachable_chain_is_logged_counted_and_deferred(
     assert retried and all(r["level"] == "WARNING" and vid in r["verdict_ids"] for r in retried)
     errors = [r for r in lines if r.get("level") == "ERROR" and r.get("correlation_id") == vid]
     assert any(r["message"].startswith("publication failed") for r in errors), lines[-5:]
-    # Not dead-lettered: it can still be published, so it is deferred (the reconciler hands it
-    # back once the chain answers; tests/e2e/test_recovery.py); the DLQ keeps what never can be.
+    # Deferred, not sent to PublisherDLQ: the verdict waits unpublished for the reconciler.
     assert any(r["message"].startswith("publication deferred") for r in errors), lines[-5:]
-    assert _empty(sqs, dlq) == 0
+    assert not publication(vid)
+    _empty(sqs, dlq)

@@ -32,6 +32,8 @@ PUBLICATION_RETRIES = "PublicationRetries"
 # Disagreements between verdicts, machines and the chain that the reconciler repaired (emitted by
 # the reconciler, issue 14 §1; any repair means something went wrong first).
 RECONCILIATION_REPAIRS = "ReconciliationRepairs"
+# Verdicts the publisher set aside while the chain stays unreachable (the reconciler hands them back).
+PUBLICATIONS_DEFERRED = "PublicationsDeferred"
 # Already emitted by the publisher before this module: verdicts brought on chain / refused as poison.
 VERDICTS_PUBLISHED = "VerdictsPublished"
 VERDICTS_REFUSED = "VerdictsRefused"
@@ -41,6 +43,7 @@ METRIC_NAMES = (
     DEADLINE_MISSES,
     PUBLICATION_FAILURES,
     PUBLICATION_RETRIES,
+    PUBLICATIONS_DEFERRED,
     RECONCILIATION_REPAIRS,
     VERDICTS_PUBLISHED,
     VERDICTS_REFUSED,
