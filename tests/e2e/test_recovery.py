@@ -37,6 +37,7 @@ from gpuproof.cli import ops
 from gpuproof.local.chain import LocalChain, start_for_stack, unavailable_reason
 from gpuproof.local.stack import LocalStack
 from gpuproof.logic.records import Verdict, VerdictResult
+from tests.unit.test_chain_payload import INFO as DBC_VECTOR_INFO
 
 pytestmark = pytest.mark.e2e
 
@@ -103,21 +104,7 @@ def confirmed_machine(stack: LocalStack, result: str = "confirmed") -> Verdict:
         machine_id=mid,
         round=1,
         result=VerdictResult(result),
-        upload_info={
-            "machine_id": mid,
-            "gpu_type": "GeForceRTX3080",
-            "gpu_num": 4,
-            "cuda_core": 8704,
-            "gpu_mem": 10,
-            "calc_point": 59890,
-            "sys_disk": 500,
-            "data_disk": 3905,
-            "cpu_type": "Intel(R) Xeon(R) Silver 4214R",
-            "cpu_core_num": 46,
-            "cpu_rate": 2400,
-            "mem_num": 440,
-            "is_support": result == "confirmed",
-        },
+        upload_info={**DBC_VECTOR_INFO, "machine_id": mid, "is_support": result == "confirmed"},
         committee=[{"account": f"{n}" * 64, "vote": "agreeing"} for n in (1, 2, 3)],
         performance_index=1.01,
         evidence_digest="ab" * 32,
