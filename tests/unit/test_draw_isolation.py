@@ -44,6 +44,13 @@ class DrawStore:
     def machines_awaiting_draw(self) -> list[Machine]:
         return list(self.machines)
 
+    def set_state_reasons(self, machine_id: str, state: str, reasons: list[dict[str, str]]) -> bool:
+        for m in self.machines:
+            if m.machine_id == machine_id and m.state == state and m.state_reasons != reasons:
+                m.state_reasons = reasons
+                return True
+        return False
+
     def list_members(self) -> list[CommitteeMember]:
         return self.members
 

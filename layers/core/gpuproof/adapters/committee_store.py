@@ -160,6 +160,20 @@ class DynamoCommitteeStore:
         states = [MachineState.auto_verified.value, MachineState.no_consensus.value]
         return [m for state in states for m in self._machines.machines_in_state(state)]
 
+    def set_state_reasons(self, machine_id: str, state: str, reasons: list[dict[str, str]]) -> bool:
+        """One conditional update: only while the machine is in `state` and its reasons differ."""
+        try:
+            MachineModel(machine_id).update(
+                actions=[MachineModel.state_reasons.set(reasons)],
+                condition=(MachineModel.state == state)
+                & (MachineModel.state_reasons.does_not_exist() | (MachineModel.state_reasons != reasons)),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     # -- transactions ---------------------------------------------------------------------------
     def _commit(self, build: Callable[[TransactWrite], None], reasons_by_item: Sequence[Reason]) -> None:
         commit(self._connection, build, reasons_by_item)
@@ -272,6 +286,11 @@ class DynamoCommitteeStore:
                 return False
             raise
         return True
+
+    def rounds_of_machine(self, machine_id: str, limit: int = 50) -> list[CommitteeRound]:
+        """The machine's rounds, newest first (one query on its partition)."""
+        items = RoundModel.query(machine_id, scan_index_forward=False, limit=limit)
+        return [_round(i) for i in items]
 
     def rounds_of_member(self, account: str) -> list[CommitteeRound]:
         """One query on the member's assignment items, then the rounds themselves (consistent reads)."""

@@ -64,6 +64,15 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
             )
         elif d.outcome == "failed":
             logger.error("draw failed", extra={"machine_id": d.machine_id, "detail": d.detail})
+        elif d.outcome == "waiting":
+            # Once per reason: the machine's state_reasons hold it; a later tick with the same
+            # reason changes nothing and says nothing.
+            if d.announced:
+                code = d.reason["code"] if d.reason else None
+                logger.warning(
+                    f"draw waiting: {d.detail}",
+                    extra={"machine_id": d.machine_id, "code": code, "detail": d.detail},
+                )
         elif d.outcome != "skipped":
             logger.info(f"draw {d.outcome}", extra={"machine_id": d.machine_id, "detail": d.detail})
     verdicts = close_due_rounds(svc)
