@@ -12,6 +12,7 @@ asserted; screenshots go to test-artifacts/console/ (gitignored).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -72,12 +73,20 @@ def probe(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def submit_this_host(api: str, key: Path) -> str:
+    """`benchmark-probe submit` until the report passes the automated stage: on a loaded machine
+    the CPU backend may miss the proof's deadline (sized for a GPU), as a slow GPU would; the
+    stack has no cooldown, so the owner's next step, submitting again, is taken at once."""
     assert probe("keygen", "--key", str(key), "--json").returncode == 0
-    run = probe(
-        "submit", "--api", api, "--owner", OWNER, "--region", "europe", "--key", str(key), "--quick", "--json"
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    return str(json.loads(run.stdout)["machine_id"])
+    for _ in range(4):
+        args = ["--api", api, "--owner", OWNER, "--region", "europe", "--key", str(key)]
+        run = probe("submit", *args, "--quick", "--json")
+        assert run.returncode == 0, run.stdout + run.stderr
+        machine_id = str(json.loads(run.stdout)["machine_id"])
+        m = wait_state(api, machine_id, {"auto_verified", "committee", "confirmed", "published", "refused"})
+        if m["state"] != "refused":
+            return machine_id
+        assert {r["code"] for r in m["state_reasons"]} == {"proof_deadline_missed"}, m
+    raise AssertionError("the CPU backend missed the proof's deadline four times")
 
 
 def wait_state(api: str, machine_id: str, states: set[str], timeout_s: float = 120) -> dict[str, Any]:
@@ -96,7 +105,11 @@ def populated() -> Iterator[Populated]:
         pytest.fail("Debian's chromium is missing: `make browser` installs it (apt-get install chromium)")
     if not CHART_JS.exists():
         pytest.fail("the console's Chart.js is missing: `make console-assets` copies it from node_modules")
-    params = ("AllowCpuBackend=true", f"CommitteeOperatorKey={OPERATOR.public_hex}")
+    params = (
+        "AllowCpuBackend=true",
+        f"CommitteeOperatorKey={OPERATOR.public_hex}",
+        "ChallengeCooldownSeconds=0",
+    )
     with production_stack(*params) as stack, tempfile.TemporaryDirectory() as tmp:
         api = stack.api_url
         operator = OperatorClient(api, OPERATOR)
@@ -112,15 +125,24 @@ def populated() -> Iterator[Populated]:
             members.append(member)
         key_file = Path(tmp) / "machine.key"
         confirmed = submit_this_host(api, key_file)
-        wait_state(api, confirmed, {"confirmed", "published"})
+        wait_state(api, confirmed, {"confirmed", "published"}, timeout_s=300)
         stop.set()
         # The agent's heartbeats: NVML answers from the test double (two H100s, a changing load).
         client = ServiceClient(api, SigningKey.load(key_file))
+        nvml = NvmlTestDouble(gpus=[fake_gpu(0), fake_gpu(1)], xid_queue=[(1, 79)])
+        telemetry = Telemetry(nvml)
         for beat in range(6):
-            gpus = [
-                fake_gpu(i, utilization_pct=15 * beat + 5 * i, temperature_c=40 + 3 * beat) for i in range(2)
+            nvml.gpus = [
+                fake_gpu(
+                    i,
+                    utilization_pct=15 * beat + 5 * i,
+                    temperature_c=40 + 3 * beat,
+                    ecc_corrected=beat * i,
+                    remapped_rows=(i, 0, False, False),
+                    throttle_mask=0x40 if i else 0,
+                )
+                for i in range(2)
             ]
-            telemetry = Telemetry(NvmlTestDouble(gpus=gpus))
             client.heartbeat(confirmed, telemetry.read(confirmed))
         # A host with no GPU claiming 8 H100s with a fabricated proof: refused.
         key, forger = new_machine(stack)
@@ -166,7 +188,12 @@ def test_the_overview_shows_the_network(populated: Populated, browser: Any) -> N
     assert page.get_by_test_id("machines-total").inner_text() == "3"
     states = page.get_by_role("table").first.inner_text()
     assert "refused" in states and "committee" in states
-    assert page.get_by_test_id("refusal-rate").inner_text() == "33.3 %"  # 1 of 3 verifications
+    # The forged host's refusal, and any CPU run that missed the proof's deadline under load.
+    refused, verified = map(
+        int, re.search(r"\((\d+) of (\d+)\)", page.locator("#totals-h").locator("..").inner_text()).groups()
+    )
+    assert refused >= 1 and verified >= 3
+    assert page.get_by_test_id("refusal-rate").inner_text() == f"{100 * refused / verified:.1f} %"
     assert int(page.get_by_test_id("calc-point-total").inner_text().replace(",", "")) > 0
     assert page.locator("#chart-per-day").get_attribute("data-rendered") == "true"
     assert page.get_by_role("link", name=populated.confirmed).count() == 1
@@ -193,6 +220,10 @@ def test_a_verified_machine_shows_its_verdicts_calc_point_and_charts(
         assert page.locator(f"#chart-{chart}").get_attribute("data-rendered") == "true", chart
     caption = page.locator("#chart-gpu-utilization_pct").locator("..").locator("figcaption").inner_text()
     assert "GPU 0 75" in caption and "GPU 1 80" in caption  # the latest beat: 15 * 5 + 5 * i
+    health = page.get_by_test_id("health").inner_text()
+    assert "hw_thermal_slowdown" in health and "remapped rows (correctable)" in health
+    assert "79" in page.get_by_test_id("xid-events").inner_text()
+    assert page.locator("#chart-gpu-ecc_corrected").get_attribute("data-rendered") == "true"
     assert not page.errors, page.errors
 
 
@@ -206,7 +237,6 @@ def test_a_refused_machine_shows_why_and_what_to_do(populated: Populated, browse
     assert "fix what the reasons name" in page.get_by_test_id("next-step").inner_text()
     assert "refused" in page.get_by_test_id("history").inner_text()
     assert "fail" in page.get_by_test_id("checks").inner_text()
-    assert page.get_by_test_id("cooldown").count() == 1  # the template's 600 s cooldown
     assert not page.errors, page.errors
 
 
@@ -250,3 +280,19 @@ def test_unknown_pages_say_so(populated: Populated, browser: Any) -> None:
         == 404
     )
     assert requests.get(populated.stack.api_url + "/console/members/zz", timeout=10).status_code == 404
+
+
+def test_the_operator_page_shows_queues_unsettled_verdicts_and_says_alarms_are_not_local(
+    populated: Populated, browser: Any
+) -> None:
+    page, response = open_page(browser, populated.stack.api_url + "/console/operator", "operator")
+    assert response.status == 200
+    queues = page.get_by_test_id("queues").inner_text()
+    assert "VerifyQueue" in queues and "VerifyDLQ" in queues and "PublisherDLQ" in queues
+    assert "No dead letter." in page.locator("main").inner_text()
+    # No chain in this stack: the committee's verdict stays in VerdictsTable, not yet on chain.
+    assert f"{populated.confirmed}:1" in page.get_by_test_id("unsettled").inner_text()
+    missing = page.get_by_test_id("alarms-missing").inner_text()
+    assert "11 of the stack's 11 alarms are not in CloudWatch here" in missing
+    assert "not available locally" in missing
+    assert not page.errors, page.errors

@@ -162,3 +162,40 @@ def test_durations_read_as_a_person_says_them() -> None:
     assert _duration(129_600) == "1 d 12 h"
     assert _duration(3_725) == "1 h 2 min"
     assert _duration(65) == "1 min 5 s"
+
+
+class OperatorDouble:
+    """What the operator page reads, as values (the AWS adapter is exercised by the browser test)."""
+
+    def __init__(self) -> None:
+        self.alarm_names = ["stack-VerifyDLQDepthAlarm", "stack-MachineApiErrorsAlarm"]
+
+    def queue_depths(self) -> list[dict[str, Any]]:
+        return [
+            {"queue": "VerifyQueue", "visible": 3, "in_flight": 1},
+            {"queue": "VerifyDLQ", "visible": 2, "in_flight": 0},
+        ]
+
+    def unsettled_verdicts(self) -> dict[str, list[str]]:
+        return {"open": ["m:1"], "malformed": []}
+
+    def alarms(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "stack-VerifyDLQDepthAlarm",
+                "state": "ALARM",
+                "reason": "",
+                "description": "",
+                "since": NOW,
+            }
+        ]
+
+
+def test_the_operator_page_counts_dead_letters_and_names_missing_alarms() -> None:
+    from gpuproof.logic.console import ConsoleServices, operator_page
+
+    svc = ConsoleServices(None, None, None, None, 0, OperatorDouble())  # type: ignore[arg-type]
+    v = operator_page(svc)
+    assert v["dead_letters"] == 2 and v["unsettled"] == ["m:1"] and v["in_alarm"] == 1
+    assert v["alarms_missing"] == ["stack-MachineApiErrorsAlarm"]
+    assert operator_page(ConsoleServices(None, None, None, None, 0))["available"] is False  # type: ignore[arg-type]

@@ -65,6 +65,7 @@ def test_the_html_pages_are_the_console_functions_only() -> None:
         "/",
         "/console/machines/{machine_id}",
         "/console/members/{account}",
+        "/console/operator",
         "/console/static/{name}",
     }
 

@@ -111,13 +111,24 @@ def reconcile_services() -> ReconcileServices:
 def console_services() -> ConsoleServices:
     """The console's reads: machines, reports and heartbeats, the committee's rounds (no beacon
     seed and no key reach it: it is told only table names)."""
-    from gpuproof.adapters.console_store import DynamoConsoleReads
+    from gpuproof.adapters.console_store import AwsOperatorReads, DynamoConsoleReads
 
     settings = Settings.from_env()
+    queues = {
+        name: url
+        for name, url in (
+            ("VerifyQueue", settings.verify_queue_url),
+            ("VerifyDLQ", os.environ.get("VERIFY_DLQ_URL", "")),
+            ("PublisherDLQ", os.environ.get("PUBLISHER_DLQ_URL", "")),
+        )
+        if url
+    }
+    alarms = [a for a in os.environ.get("ALARM_NAMES", "").split(",") if a]
     return ConsoleServices(
         machines=DynamoMachineStore(settings),
         overview=DynamoConsoleReads(),
         committee=committee_services(),
         clock=SystemClock(),
         heartbeat_window_s=settings.heartbeat_retention_s,
+        operator=AwsOperatorReads(queues, os.environ.get("VERDICTS_TABLE"), alarms, settings.region),
     )

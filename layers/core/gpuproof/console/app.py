@@ -1,6 +1,7 @@
 """The web console (functions/console): server-rendered HTML pages of public data, read only.
 
-Pages: `GET /` (the network), `GET /console/machines/{machine_id}`, `GET /console/members/{account}`;
+Pages: `GET /` (the network), `GET /console/machines/{machine_id}`, `GET /console/members/{account}`,
+`GET /console/operator` (queues, DLQs, verdicts not yet on chain, alarms);
 assets under `GET /console/static/{name}` come from this package (no CDN): console.css,
 console.js and the charting library Chart.js, copied from node_modules by `make console-assets`.
 Templates are Jinja2 with autoescaping on; every page works without JavaScript except the charts
@@ -142,6 +143,11 @@ def build() -> APIGatewayHttpResolver:
         if view is None:
             return not_found("no committee member has this account")
         return page("member.html", title=f"Member {account[:12]}…", v=view, now=svc.clock.now())
+
+    @app.get("/console/operator")
+    def operator() -> Response[str]:
+        svc = console_services()
+        return page("operator.html", title="Operator", v=logic.operator_page(svc), now=svc.clock.now())
 
     @app.get("/console/static/<name>")
     def static(name: str) -> Response[str]:

@@ -288,6 +288,19 @@ GPU_SERIES: tuple[tuple[str, str, str, float], ...] = (
     ("power_w", "power", "W", 1.0),
     ("sm_clock_mhz", "SM clock", "MHz", 1.0),
     ("mem_clock_mhz", "memory clock", "MHz", 1.0),
+    ("ecc_corrected", "ECC errors corrected", "count", 1.0),
+    ("ecc_uncorrected", "ECC errors uncorrected", "count", 1.0),
+)
+# Health signals shown per GPU from the latest heartbeat (label by key), beside the charts.
+HEALTH_SIGNALS: tuple[tuple[str, str], ...] = (
+    ("retired_pages_single_bit", "retired pages (single-bit ECC)"),
+    ("retired_pages_double_bit", "retired pages (double-bit ECC)"),
+    ("retired_pages_pending", "page retirement pending"),
+    ("remapped_rows_correctable", "remapped rows (correctable)"),
+    ("remapped_rows_uncorrectable", "remapped rows (uncorrectable)"),
+    ("remapped_rows_pending", "row remapping pending"),
+    ("remapping_failed", "row remapping failed"),
+    ("throttle_reasons", "throttle reasons"),
 )
 HOST_SERIES: tuple[tuple[str, str, str, float], ...] = (
     ("cpu_percent", "host CPU", "%", 1.0),
@@ -334,8 +347,25 @@ def telemetry_series(beats: Sequence[dict[str, Any]]) -> dict[str, Any]:
                     "lines": [{"label": "host", "values": values}],
                 }
             )
-    charted = {k for k, *_ in GPU_SERIES} | {"index", "uuid", "processes", "error"}
+    charted = {k for k, *_ in GPU_SERIES} | {k for k, _ in HEALTH_SIGNALS}
+    charted |= {"index", "uuid", "processes", "error", "xid_events"}
     latest = beats[-1]["telemetry"] if beats else {}
+    latest_gpus = list(latest.get("gpus") or [])
+    health = {
+        "gpus": [g.get("index") for g in latest_gpus],
+        "rows": [
+            {"key": k, "label": label, "values": [_health_value(g.get(k)) for g in latest_gpus]}
+            for k, label in HEALTH_SIGNALS
+        ]
+        if latest_gpus
+        else [],
+    }
+    xids = [
+        {"at": b["received_at"], "gpu": g.get("index"), "xid": xid}
+        for b in beats
+        for g in b["telemetry"].get("gpus") or []
+        for xid in g.get("xid_events") or []
+    ]
     other: list[dict[str, Any]] = []
     for g in latest.get("gpus") or []:
         for k, v in sorted(g.items()):
@@ -352,7 +382,25 @@ def telemetry_series(beats: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "backend": latest.get("backend"),
         "note": latest.get("note"),
         "other_signals": other,
+        "health": health,
+        "xid_events": xids[-MAX_LISTED_XIDS:],
+        "xid_total": len(xids),
     }
+
+
+# The machine page lists the newest this many XID events of the heartbeat history.
+MAX_LISTED_XIDS = 100
+
+
+def _health_value(value: Any) -> str:
+    """A health signal as a person reads it; "not reported" where the GPU or driver cannot tell."""
+    if value is None:
+        return "not reported"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
 
 
 BENCHMARK_FIELDS = ("name", "device", "median", "min", "max", "unit", "verified", "error")
@@ -483,6 +531,16 @@ class MachineReads(Protocol):
     def heartbeats(self, machine_id: str, since: float, limit: int) -> list[dict[str, Any]]: ...
 
 
+class OperatorReads(Protocol):
+    alarm_names: list[str]
+
+    def queue_depths(self) -> list[dict[str, Any]]: ...
+
+    def unsettled_verdicts(self) -> dict[str, list[str]]: ...
+
+    def alarms(self) -> list[dict[str, Any]]: ...
+
+
 @dataclass(frozen=True)
 class ConsoleServices:
     machines: MachineReads
@@ -490,6 +548,7 @@ class ConsoleServices:
     committee: CommitteeServices
     clock: Clock
     heartbeat_window_s: int
+    operator: OperatorReads | None = None
 
 
 # The machine page charts at most this many heartbeats (the newest), over the retention period.
@@ -525,3 +584,32 @@ def member_page(svc: ConsoleServices, account: str) -> dict[str, Any] | None:
     view = member_view(account, items, rounds, now)
     view["member"] = member
     return view
+
+
+# Queues whose depth is trouble (a message there waits for an operator), by the console's names.
+DEAD_LETTER_QUEUES = frozenset({"VerifyDLQ", "PublisherDLQ"})
+
+
+def operator_page(svc: ConsoleServices) -> dict[str, Any]:
+    """Queue and DLQ depths, verdicts not yet on chain, and the stack's alarms as CloudWatch has
+    them; where CloudWatch knows none of the named alarms (the local stack creates none), the
+    page says so instead of showing a state."""
+    reads = svc.operator
+    if reads is None:
+        return {"available": False}
+    queues = reads.queue_depths()
+    for q in queues:
+        q["dead_letter"] = q["queue"] in DEAD_LETTER_QUEUES
+    unsettled = reads.unsettled_verdicts()
+    alarms = reads.alarms()
+    return {
+        "available": True,
+        "queues": queues,
+        "dead_letters": sum(q["visible"] for q in queues if q["dead_letter"]),
+        "unsettled": unsettled.get("open", []),
+        "malformed": unsettled.get("malformed", []),
+        "alarms": sorted(alarms, key=lambda a: (a["state"] != "ALARM", a["name"])),
+        "alarm_names": list(reads.alarm_names),
+        "alarms_missing": sorted(set(reads.alarm_names) - {a["name"] for a in alarms}),
+        "in_alarm": sum(1 for a in alarms if a["state"] == "ALARM"),
+    }
