@@ -245,7 +245,8 @@ def run_demo(tmp: Path, params: dict[str, str], operator_key: Path, no_chain: st
         console.print(
             f"network  {stack.api_url}/\n"
             f"machine  {stack.api_url}/console/machines/{machine_id}\n"
-            f"member   {stack.api_url}/console/members/{members[0].account}"
+            f"member   {stack.api_url}/console/members/{members[0].account}",
+            soft_wrap=True,  # whole links, to copy or click
         )
         console.print(f"demo finished in {time.monotonic() - t0:.1f} s")
     return 0
