@@ -161,18 +161,7 @@ class DynamoCommitteeStore:
         return [m for state in states for m in self._machines.machines_in_state(state)]
 
     def set_state_reasons(self, machine_id: str, state: str, reasons: list[dict[str, str]]) -> bool:
-        """One conditional update: only while the machine is in `state` and its reasons differ."""
-        try:
-            MachineModel(machine_id).update(
-                actions=[MachineModel.state_reasons.set(reasons)],
-                condition=(MachineModel.state == state)
-                & (MachineModel.state_reasons.does_not_exist() | (MachineModel.state_reasons != reasons)),
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._machines.set_state_reasons(machine_id, state, reasons)
 
     # -- transactions ---------------------------------------------------------------------------
     def _commit(self, build: Callable[[TransactWrite], None], reasons_by_item: Sequence[Reason]) -> None:

@@ -138,6 +138,20 @@ class DynamoMachineStore:
         except DoesNotExist:
             return None
 
+    def set_state_reasons(self, machine_id: str, state: str, reasons: list[dict[str, str]]) -> bool:
+        """One conditional update: only while the machine is in `state` and its reasons differ."""
+        try:
+            MachineModel(machine_id).update(
+                actions=[MachineModel.state_reasons.set(reasons)],
+                condition=(MachineModel.state == state)
+                & (MachineModel.state_reasons.does_not_exist() | (MachineModel.state_reasons != reasons)),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def heartbeats(self, machine_id: str, since: float, limit: int) -> list[dict[str, Any]]:
         """The stored heartbeats received since `since`, newest `limit` of them, oldest first."""
         if not self._heartbeats:

@@ -84,9 +84,12 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
     settled = settle_resolved_disputes(svc)
     for v in settled:
         logger.info("dispute settled", extra={"verdict_id": v.verdict_id, "result": v.result.value})
-    requeued = requeue_unverified_reports(machine_services())
-    if requeued:
-        logger.warning("re-enqueued unverified reports", extra={"machines": requeued})
+    announced: list[str] = []
+    requeued = requeue_unverified_reports(machine_services(), announced=announced)
+    if announced:  # once per stuck machine; later ticks re-enqueue it without a new line
+        logger.warning(
+            "re-enqueued unverified reports", extra={"machines": announced, "code": "verification_requeued"}
+        )
     reconciled = reconcile_tick()
     counts = Counter(d.outcome for d in draws)
     return {
