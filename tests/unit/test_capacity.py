@@ -224,12 +224,12 @@ def test_tampered_openings_are_refused() -> None:
         def openings(self, openings):  # type: ignore[no-untyped-def]
             t = openings[0]
             spot = t.spots[0]
-            rows = [list(row) for row in spot.rows]
-            rows[0][0] = (rows[0][0] + 1 + 125) % 251 - 125
+            first = bytearray(bytes.fromhex(spot.rows[0]))
+            first[0] = (first[0] + 1) % 0x7D  # another in-range entry
+            rows = [first.hex(), *spot.rows[1:]]
             spots = [spot.model_copy(update={"rows": rows}), *t.spots[1:]]
             step = t.walks[0].steps[0]
-            a_row = list(step.a_row)
-            a_row[0] = 126  # out of range
+            a_row = "7e" + step.a_row[2:]  # 126: out of range
             walks = [
                 t.walks[0].model_copy(
                     update={"steps": [step.model_copy(update={"a_row": a_row}), *t.walks[0].steps[1:]]}

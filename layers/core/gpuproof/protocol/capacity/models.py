@@ -22,9 +22,11 @@ COMMITMENT_DOMAIN = b"gpuproof/capacity-commitment/v1\n"
 HOST_TARGET = 0xFFFF
 
 Target = Annotated[int, Field(strict=True, ge=0, le=HOST_TARGET)]
-Entry = Annotated[int, Field(strict=True, ge=-128, le=127)]
 Path = Annotated[list[Hex64], Field(max_length=L.MAX_MERKLE_DEPTH)]
-RowEntries = Annotated[list[Entry], Field(max_length=L.MAX_CAPACITY_D)]
+# A fill row on the wire: its d bytes (int8 two's complement) as lower-case hex, exactly the bytes
+# its leaf hashes; the verifier holds the length to d and every entry to [-125, 125].
+RowHex = Annotated[str, Field(pattern=r"^(?:[0-9a-f]{2})*$", max_length=2 * L.MAX_CAPACITY_D)]
+RowEntries = RowHex
 
 
 class CapacityTargetParams(WireModel):

@@ -202,7 +202,7 @@ class CapacityProver:
                     SpotOpening(
                         round=r,
                         item=item,
-                        rows=[top[i].tolist() for i in rows],
+                        rows=[top[i].tobytes().hex() for i in rows],
                         tree_path=[s.hex() for s in merkle.path(upper, node)],
                         answer_path=[s.hex() for s in merkle.path(answer_tree, item)],
                     )
@@ -225,11 +225,11 @@ class CapacityProver:
                 WalkStep(
                     stage=stage,
                     row=row,
-                    a_row=layers[stage][row].tolist(),
+                    a_row=layers[stage][row].tobytes().hex(),
                     a_path=hexpath(stage, row),
-                    own_prev=None if first else layers[stage - 1][row].tolist(),
+                    own_prev=None if first else layers[stage - 1][row].tobytes().hex(),
                     own_prev_path=[] if first else hexpath(stage - 1, row),
-                    mate_prev=None if first else layers[stage - 1][mate].tolist(),
+                    mate_prev=None if first else layers[stage - 1][mate].tobytes().hex(),
                     mate_prev_path=[] if first else hexpath(stage - 1, mate),
                 )
             )

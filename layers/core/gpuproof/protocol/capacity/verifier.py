@@ -101,13 +101,17 @@ class CapacityResult:
         }
 
 
-def _bounded(values: Sequence[object], d: int) -> npt.NDArray[np.int64] | None:
-    if len(values) != d or set(map(type, values)) - {int}:
+def _bounded(row_hex: str | None, d: int) -> npt.NDArray[np.int64] | None:
+    """The row's d entries when it is d bytes of hex with every entry in [-125, 125]; else None."""
+    if row_hex is None or len(row_hex) != 2 * d:
         return None
-    array = np.array(values, dtype=np.int64)
+    try:
+        array = np.frombuffer(bytes.fromhex(row_hex), dtype=np.int8)
+    except ValueError:
+        return None
     if int(array.min()) < -HALF or int(array.max()) > HALF:
         return None
-    return array
+    return array.astype(np.int64)
 
 
 def _hexes(path: Sequence[str]) -> list[bytes]:
@@ -256,6 +260,7 @@ class _WalkChecker:
             y[start:stop] = (block @ self.x.astype(np.float64)).astype(np.int64)
         self.y = y % Q
         self.good: set[tuple[int, int, bytes]] = set()  # (layer, row, leaf) already opened
+        self.perms: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = {}
 
     def opens(self, layer: int, row: int, values: npt.NDArray[np.int64], path: Sequence[str]) -> bool:
         digest = leaf(values.astype(np.int8))
@@ -292,7 +297,7 @@ class _WalkChecker:
             x0 = gen_rows(self.seed, TAG_X0, [row, mate_row], tp.d).astype(np.int64)
             own, mate = x0[0], x0[1]
         else:
-            own_b, mate_b = _bounded(s.own_prev or [], tp.d), _bounded(s.mate_prev or [], tp.d)
+            own_b, mate_b = _bounded(s.own_prev, tp.d), _bounded(s.mate_prev, tp.d)
             if own_b is None or mate_b is None:
                 return [Reason(codes.VALUE_OUT_OF_RANGE, f"{label}: entries outside ±{HALF}", field_name)]
             own, mate = own_b, mate_b
@@ -310,7 +315,9 @@ class _WalkChecker:
             reasons.append(
                 Reason(codes.MERKLE_PATH_INVALID, f"{label}: rows do not open their layer roots", field_name)
             )
-        pi, sigma = stage_perms(self.seed, stage, tp.d)
+        if stage not in self.perms:
+            self.perms[stage] = stage_perms(self.seed, stage, tp.d)
+        pi, sigma = self.perms[stage]
         product = (own @ self.y[pi] + mate @ self.y[sigma]) % Q
         residue = ((a_row + HALF - stage) % Q) @ self.x % Q
         if not np.array_equal(product, residue):
