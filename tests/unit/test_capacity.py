@@ -296,6 +296,19 @@ def regenerable_rows(tp: CapacityTargetParams, budget_ops: float) -> int:
     return rows
 
 
+def max_junk_depth(tp: CapacityTargetParams, fraction: float, budget_ops: float) -> int:
+    """The deepest junk layer (stages below X_L) from which `fraction` of X_L regenerates within
+    `budget_ops`: sum over k < depth of 2 min(N, |M| 2^k) products of 2 d^2 operations."""
+    missing = int(fraction * tp.n_rows)
+    depth = 0
+    while (
+        depth < tp.n_stages
+        and sum(2 * min(tp.n_rows, missing * 2**k) for k in range(depth + 1)) * 2 * tp.d**2 <= budget_ops
+    ):
+        depth += 1
+    return depth
+
+
 def test_h100_parameters_and_the_stated_bounds() -> None:
     params, ref = _h100()
     gpu = params.targets[0]

@@ -15,7 +15,7 @@ GPU_D = 1024  # fill row width on a GPU: K = 2d = 2048 per stage GEMM
 HOST_D = 512  # host rows are cheaper to fill (GPUs fill host RAM on top of their own)
 CPU_D = 32
 GPU_CHUNK_ROWS = 16
-GPU_SPOTS, GPU_WALKS, WALK_STAGES = 8, 24, 10
+GPU_SPOTS, GPU_WALKS, WALK_STAGES = 12, 32, 10
 HOST_SAMPLES = 2**22
 ROUNDS = 4
 TOLERANCE = 1.14
