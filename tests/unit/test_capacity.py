@@ -340,3 +340,14 @@ def test_partner_is_an_involution() -> None:
         for stage in range(1, (n - 1).bit_length() + 1):
             for i in range(n):
                 assert partner(partner(i, stage, n), stage, n) == i
+
+
+def test_a_claim_gets_capacity_params_for_every_claimed_gpu() -> None:
+    from gpuproof.claim import capacity_params_for, make_claim
+
+    claim = make_claim("NVIDIA H100 80GB HBM3", 8, allow_cpu_backend=False)
+    params = capacity_params_for(claim, host_ram_bytes=256 * 2**30)
+    assert params is not None
+    assert [t.target for t in params.targets] == [*range(8), HOST_TARGET]
+    assert all(t.claimed_bytes == 80 * 2**30 for t in params.targets[:8])
+    assert capacity_params_for(make_claim(None, 0, allow_cpu_backend=True)) is None
