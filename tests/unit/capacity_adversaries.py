@@ -352,3 +352,41 @@ class SwapProver(PartialProver):
 
 def fill_cost_s(tp: CapacityTargetParams) -> float:
     return fill_ops(tp.n_rows, tp.d) / GPU_GEMM
+
+
+class PartialJunkState(TargetState):
+    """Layer `junk_stage` is junk only on the rows whose low `junk_stage` bits are in `classes`: X_L
+    rows with those low bits (their cones meet the junk) are the cheap ones, a fraction
+    len(classes) / 2^junk_stage of X_L. A walk keeps its low bits below every stage it opens, so it
+    meets the junk exactly when it starts on a cheap row."""
+
+    junk_stage = 1
+    classes: frozenset[int] = frozenset()
+
+    def layers(self) -> list[Rows]:
+        from gpuproof.protocol.capacity.fill import gen_rows
+
+        out = [self.fill.x0(range(self.tp.n_rows))]
+        mask = (1 << self.junk_stage) - 1
+        for stage in range(1, self.fill.n_stages + 1):
+            layer = self.fill.step(out[-1], stage)
+            if stage == self.junk_stage:
+                rows = [i for i in range(self.tp.n_rows) if i & mask in self.classes]
+                layer[rows] = gen_rows(self.seed, b"junk", rows, self.tp.d)
+            out.append(layer)
+        return out
+
+
+class PartialJunkProver(CapacityProver):
+    def __init__(self, *args: object, junk_stage: int, classes: frozenset[int], **kwargs: object) -> None:
+        self._junk, self._classes = junk_stage, classes
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def make_state(self, tp: CapacityTargetParams) -> TargetState:
+        from gpuproof.protocol.capacity.fill import capacity_seed
+
+        state = PartialJunkState(
+            tp, capacity_seed(self.nonce, self.machine_id, tp.target), self.devices[tp.target]
+        )
+        state.junk_stage, state.classes = self._junk, self._classes
+        return state

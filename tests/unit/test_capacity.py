@@ -351,3 +351,104 @@ def test_a_claim_gets_capacity_params_for_every_claimed_gpu() -> None:
     assert [t.target for t in params.targets] == [*range(8), HOST_TARGET]
     assert all(t.claimed_bytes == 80 * 2**30 for t in params.targets[:8])
     assert capacity_params_for(make_claim(None, 0, allow_cpu_backend=True)) is None
+
+
+def test_junk_answers_are_accepted_exactly_when_no_spot_hits_them_at_the_stated_rate() -> None:
+    """Bound 1 measured: a GPU keeping 90% of its fill answers zeros for the rest. The real verifier
+    accepts exactly when the drawn spots miss every bad item; over fresh draw secrets the acceptance
+    rate matches the exact prediction (hypergeometric per round), below the bound (1 - phi)^(spots R)."""
+    from gpuproof.protocol.capacity.draws import draw_spots, target_rounds
+    from tests.unit.proof_adversaries import hypergeometric, wilson
+
+    params = adv.target_params(1, host=False)
+    tp = params.targets[0]
+    devs = {0: adv.gpu_device("gpu0-90", capacity=adv.TEST_VRAM)}
+    prover = adv.PartialProver(
+        NONCE, KEY.public_hex, CHALLENGE, params, devs, regenerate=False, keep_fraction=0.9
+    )
+    r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
+    kept = int(tp.n_rows * 0.9)
+    bad = {c for c in range(tp.items) if (c + 1) * tp.chunk_rows > kept}
+    rounds = target_rounds(params, 0)
+    session = r.session
+    assert session.signed is not None and session.commitment_received_at is not None
+    data = session.signed.commitment.signing_bytes()
+    nonces = {x.round: bytes.fromhex(x.nonce) for x in session.rounds}
+    for k in range(6):
+        session.draw_secret = bytes([k]) * 32
+        spots, walks = session.draw()
+        result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
+        missed = not any(item in bad for items in spots[0].values() for item in items)
+        assert result.passed == missed, k
+        assert {x.code for x in result.reasons} <= {codes.ANSWER_MISMATCH}
+    trials = 3000
+    accepted = 0
+    for k in range(trials):
+        drawn = draw_spots(data, k.to_bytes(8, "little") * 4, tp, rounds)
+        accepted += not any(item in bad for items in drawn.values() for item in items)
+    predicted = hypergeometric(tp.items, len(bad), tp.spots) ** len(rounds)
+    lo, hi = wilson(accepted, trials, 3.0)
+    assert lo <= predicted <= hi, (accepted, predicted)
+    assert predicted <= (1 - len(bad) / tp.items) ** (tp.spots * len(rounds))
+
+
+def verify_capacity_again(params, session, openings):  # type: ignore[no-untyped-def]
+    from gpuproof.protocol.capacity import verify_capacity
+
+    return verify_capacity(
+        params,
+        machine_id=KEY.public_hex,
+        challenge_id=CHALLENGE,
+        nonce=NONCE,
+        signed=session.signed,
+        phase_opened_at=session.opened_at,
+        commitment_received_at=session.commitment_received_at,
+        rounds=session.rounds,
+        draw_secret=session.draw_secret,
+        openings=openings,
+        rng=np.random.default_rng(1),
+    )
+
+
+def test_a_partly_cheap_fill_passes_the_walks_at_the_stated_rate() -> None:
+    """Bound 3 measured: junk on a quarter of the low-bit classes of a stage the walks open makes a
+    quarter of X_L cheap. The verifier accepts exactly when no walk starts on a cheap row, and over
+    fresh secrets the acceptance rate matches (1 - phi)^walks."""
+    from gpuproof.protocol.capacity.draws import draw_walks
+    from tests.unit.proof_adversaries import wilson
+
+    params = adv.target_params(1, host=False, walks=4)
+    tp = params.targets[0]
+    junk_stage = tp.n_stages - 2  # within the walked stages
+    classes = frozenset(range(0, 1 << junk_stage, 4))  # one class in four
+    prover = adv.PartialJunkProver(
+        NONCE,
+        KEY.public_hex,
+        CHALLENGE,
+        params,
+        adv.honest_devices(params),
+        junk_stage=junk_stage,
+        classes=classes,
+    )
+    r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
+    mask = (1 << junk_stage) - 1
+    cheap = {i for i in range(tp.n_rows) if i & mask in classes}
+    session = r.session
+    assert session.signed is not None
+    data = session.signed.commitment.signing_bytes()
+    nonces = {x.round: bytes.fromhex(x.nonce) for x in session.rounds}
+    for k in range(6):
+        session.draw_secret = bytes([k + 1]) * 32
+        spots, walks = session.draw()
+        result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
+        caught = sum(w.rows[0] in cheap for w in walks[0])
+        assert result.passed == (caught == 0), k
+        assert [x.code for x in result.reasons] == [codes.WALK_CHECK_FAILED] * caught
+    trials = 3000
+    accepted = sum(
+        not any(w.rows[0] in cheap for w in draw_walks(data, k.to_bytes(8, "little") * 4, tp))
+        for k in range(trials)
+    )
+    predicted = (1 - len(cheap) / tp.n_rows) ** tp.walks
+    lo, hi = wilson(accepted, trials, 3.0)
+    assert lo <= predicted <= hi, (accepted, predicted)
