@@ -54,8 +54,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 KeyOpt = Annotated[Path, typer.Option("--key", envvar=ENV_MACHINE_KEY, help="machine key file (mode 0600)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout only")]

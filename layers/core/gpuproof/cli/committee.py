@@ -65,8 +65,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 KeyOpt = Annotated[Path, typer.Option("--key", envvar=ENV_COMMITTEE_KEY, help="member key file (mode 0600)")]

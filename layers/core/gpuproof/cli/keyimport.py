@@ -18,14 +18,13 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.panel import Panel
 
 from gpuproof.cli.output import KEY_PATH_FIELD, ExitCode, fail
 from gpuproof.protocol.keys import Scheme, SigningKey
 from gpuproof.protocol.mnemonic import MnemonicError, generate_mnemonic, key_from_uri
 from gpuproof.protocol.ss58 import DBC_PREFIX, Ss58Error, account_key, encode
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def read_secret_seed(as_json: bool) -> bytes:
@@ -93,12 +92,10 @@ def _backup_prompt(phrase: str, show: bool, yes: bool, as_json: bool) -> bool:
     if not (show or sys.stderr.isatty()):
         return False
     err.print(
-        Panel(
-            phrase,
-            title="recovery phrase (BIP-39): write these words down, offline",
-            subtitle="anyone with them holds this key; they are shown only now",
-        )
+        "[bold]recovery phrase (BIP-39)[/]: write these words down, offline; anyone with them holds "
+        "this key, and they are shown only now:"
     )
+    err.print(f"  {phrase}", markup=False, highlight=False)
     if not yes and sys.stdin.isatty() and not typer.confirm("Have you written the phrase down?", err=True):
         fail("key not written (the phrase was not confirmed)", as_json, ExitCode.FAILED)
     return True

@@ -46,7 +46,17 @@ from rich.table import Table
 from gpuproof.chain.adapter import ChainSettings, ChainUnavailable
 from gpuproof.chain.store import DynamoVerdictOutbox, OutboxConflict
 from gpuproof.cli.operator import OperatorClient
-from gpuproof.cli.output import emit, fail
+from gpuproof.cli.output import (
+    ENV_API,
+    ENV_OPERATOR_KEY,
+    KEY_PATH_FIELD,
+    ExitCode,
+    emit,
+    fail,
+    fail_for,
+    package_version,
+    version_callback,
+)
 from gpuproof.protocol.client import ServiceError
 from gpuproof.protocol.keys import KeyFileError, SigningKey
 from gpuproof.protocol.ss58 import Ss58Error
@@ -57,19 +67,19 @@ err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 DEFAULT_OPERATOR_KEY = Path("~/.config/gpuproof/operator.key")
-KeyOpt = Annotated[Path, typer.Option("--key", help="operator key file (mode 0600)")]
-ApiOpt = Annotated[str, typer.Option("--api", envvar="GPUPROOF_API", help="service API URL")]
+KeyOpt = Annotated[Path, typer.Option("--key", envvar=ENV_OPERATOR_KEY, help="operator key file (mode 0600)")]
+ApiOpt = Annotated[str, typer.Option("--api", envvar=ENV_API, help="service API URL")]
 
 
 def operator_client(api: str, key: Path, as_json: bool) -> OperatorClient:
     try:
         return OperatorClient(api, SigningKey.load(key.expanduser()))
     except KeyFileError as exc:
-        fail(str(exc), as_json, 2)
+        fail(f"{exc} (create one with: gpuproof-ops keygen --key {key})", as_json, ExitCode.KEY)
 
 
 def _refused(exc: ServiceError, as_json: bool) -> None:
-    fail(str(exc), as_json, 1, status=exc.status, code=exc.code, reasons=exc.reasons)
+    fail_for(exc, as_json)
 
 
 def _region() -> str:
@@ -77,7 +87,13 @@ def _region() -> str:
 
 
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="print the version and exit", is_eager=True,
+                     callback=version_callback("gpuproof-ops", package_version())),
+    ] = False,
+) -> None:  # fmt: skip
     """Operator commands (run with the service's environment)."""
 
 
@@ -86,11 +102,11 @@ def keygen(key: KeyOpt = DEFAULT_OPERATOR_KEY, as_json: JsonOpt = False) -> None
     """Create the operator key (Ed25519, mode 0600); deploy with CommitteeOperatorKey = its public key."""
     path = key.expanduser()
     if path.exists():
-        fail(f"{path} exists; refusing to overwrite a key", as_json)
+        fail(f"refusing to overwrite existing key file {path}", as_json, ExitCode.KEY, code="key_exists")
     k = SigningKey.generate()
     k.save(path)
     if as_json:
-        emit({"operator_key": k.public_hex, "key_file": str(path)})
+        emit({"operator_key": k.public_hex, "public_key": k.public_hex, KEY_PATH_FIELD: str(path)})
     else:
         out.print(f"operator key [bold]{k.public_hex}[/] (in {path}, mode 0600)")
         out.print(f"deploy with: sam deploy --parameter-overrides CommitteeOperatorKey={k.public_hex}")

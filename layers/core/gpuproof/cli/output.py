@@ -27,7 +27,7 @@ from gpuproof.protocol.client import ServiceError
 from gpuproof.protocol.keys import KeyFileError
 from gpuproof.protocol.ss58 import Ss58Error
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 # Environment variables every CLI reads (an option on the command line wins).
 ENV_API = "GPUPROOF_API"
