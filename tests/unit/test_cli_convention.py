@@ -339,3 +339,35 @@ def test_recompute_draw_accepts_the_published_draw_and_catches_each_change() -> 
     assert {"pool_digest"} <= {c.name for c in recompute_draw(padded, tip) if not c.ok}
     hidden = {**rnd, "pool": None}
     assert [c.name for c in recompute_draw(hidden, tip) if not c.ok] == ["pool"]
+
+
+# ------------------------------------------------------------------------------------ install
+BLOCK_SERVICE = (
+    "import sys\n"
+    "for m in ('boto3', 'botocore', 'pynamodb', 'aws_lambda_powertools'): sys.modules[m] = None\n"
+    "from gpuproof.cli.ops import app\n"
+    "app()\n"
+)
+
+
+def test_ops_without_the_service_extra_says_which_extra_in_one_line(tmp_path: Path) -> None:
+    """`pip install .` (no extra): key and signed-API commands work; AWS ones name the extra."""
+    environ = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'core'}:{ROOT}"}
+
+    def ops(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", BLOCK_SERVICE, *args], capture_output=True, text=True,
+                              env=environ, timeout=120)  # fmt: skip
+
+    assert ops("--version").returncode == 0
+    made = ops("keygen", "--key", str(tmp_path / "op.key"), "--json")
+    assert made.returncode == 0 and json.loads(made.stdout)["key_path"] == str(tmp_path / "op.key")
+    stuck = ops("stuck", "--json")
+    assert stuck.returncode == 2, stuck.stderr
+    env_missing = json.loads(stuck.stdout)
+    assert env_missing["code"] in ("not_configured", "extra_missing")
+    redrive = subprocess.run(
+        [sys.executable, "-c", BLOCK_SERVICE, "dlq", "list"], capture_output=True, text=True, timeout=120,
+        env={**environ, "VERIFY_DLQ_URL": "http://x", "AWS_REGION": "us-east-1"},
+    )  # fmt: skip
+    assert redrive.returncode == 2 and "pip install '.[ops]'" in redrive.stderr
+    assert "Traceback" not in redrive.stderr + stuck.stderr

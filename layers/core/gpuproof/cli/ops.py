@@ -53,8 +53,6 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gpuproof.chain.adapter import ChainSettings, ChainUnavailable
-from gpuproof.chain.store import DynamoVerdictOutbox, OutboxConflict
 from gpuproof.cli.operator import OperatorClient
 from gpuproof.cli.output import (
     ENV_API,
@@ -116,9 +114,32 @@ def _env(as_json: bool, *names: str) -> dict[str, str]:
         fail(str(exc), as_json, ExitCode.USAGE, code="not_configured")
 
 
+SERVICE_MODULES = ("boto3", "botocore", "pynamodb", "aws_lambda_powertools")
+
+
+def needs_service_extra(as_json: bool) -> None:
+    """The AWS commands run the service's own code: without its extra, one line saying so."""
+    import importlib
+
+    missing = []
+    for module in SERVICE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        fail(
+            f"this command needs the service extra ({', '.join(missing)} missing): pip install '.[ops]'",
+            as_json,
+            ExitCode.USAGE,
+            code="extra_missing",
+        )
+
+
 @contextmanager
 def aws_errors(as_json: bool) -> Iterator[None]:
     """AWS refusing or unreachable (credentials, a missing table): one line, exit 3."""
+    needs_service_extra(as_json)
     from botocore.exceptions import BotoCoreError, ClientError
     from pynamodb.exceptions import PynamoDBException
 
@@ -148,6 +169,7 @@ def main(
     if region:
         os.environ["AWS_REGION"] = region
     if stack_name:
+        needs_service_extra(False)
         try:
             outputs = stack_outputs(stack_name, region)
         except StackError as exc:
@@ -261,6 +283,10 @@ def republish(
 ) -> None:
     """Publish the verdicts the chain publisher left behind (exactly once, by its own protocol)."""
     env = _env(as_json, "VERDICTS_TABLE", "PUBLISHED_BATCHES_TABLE")
+    needs_service_extra(as_json)
+    from gpuproof.chain.adapter import ChainSettings, ChainUnavailable
+    from gpuproof.chain.store import DynamoVerdictOutbox, OutboxConflict
+
     outbox = DynamoVerdictOutbox(env["VERDICTS_TABLE"], env["PUBLISHED_BATCHES_TABLE"], _region(as_json))
     with aws_errors(as_json):
         verdict_ids, bad = outbox.unpublished(time.time() - older_than)
@@ -314,7 +340,7 @@ def republish(
         raise typer.Exit(1)
 
 
-def _finish(outbox: DynamoVerdictOutbox, verdict_id: str) -> None:
+def _finish(outbox: Any, verdict_id: str) -> None:
     """As the stream publisher does after publishing: mark the machine, settle the verdict."""
     from gpuproof.workers.publisher import _advance_machine
 
@@ -341,12 +367,13 @@ def reconcile(
     """Repair what the verdicts, the machines and the chain disagree on (the sweeper does it each tick)."""
     import dataclasses
 
-    from gpuproof.api.wiring import reconcile_services
-    from gpuproof.logic.reconcile import reconcile as run_reconcile
-
     _env(as_json, "VERDICTS_TABLE", "MACHINES_TABLE")
     _region(as_json)
-    svc = reconcile_services()
+    with aws_errors(as_json):
+        from gpuproof.api.wiring import reconcile_services
+        from gpuproof.logic.reconcile import reconcile as run_reconcile
+
+        svc = reconcile_services()
     if grace is not None:
         svc = dataclasses.replace(svc, grace_s=grace)
     now = time.time()
@@ -397,6 +424,7 @@ DLQ_ENV = {Queue.verify: "VERIFY_DLQ_URL", Queue.publisher: "PUBLISHER_DLQ_URL"}
 
 
 def _sqs(as_json: bool) -> Any:
+    needs_service_extra(as_json)
     import boto3
 
     return boto3.client("sqs", region_name=_region(as_json))

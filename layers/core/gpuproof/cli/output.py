@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import requests
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gpuproof.protocol.client import ServiceError
 from gpuproof.protocol.keys import KeyFileError
@@ -58,7 +59,7 @@ def fail(message: str, as_json: bool, exit_code: int = ExitCode.FAILED, **extra:
     if as_json:
         emit({"error": message, "exit_code": int(exit_code), **extra})
     else:
-        err.print(f"[bold red]error:[/] {message}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(int(exit_code))
 
 
