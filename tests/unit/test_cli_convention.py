@@ -371,3 +371,16 @@ def test_ops_without_the_service_extra_says_which_extra_in_one_line(tmp_path: Pa
     )  # fmt: skip
     assert redrive.returncode == 2 and "pip install '.[ops]'" in redrive.stderr
     assert "Traceback" not in redrive.stderr + stuck.stderr
+
+
+def test_the_development_phrase_gives_subkeys_accounts() -> None:
+    """Known vectors (`subkey inspect` of Substrate's development phrase): the phrase's mini secret
+    is the seed for both schemes; `//Alice` is the well-known 5Grw… account."""
+    from gpuproof.protocol.keys import Scheme
+    from gpuproof.protocol.mnemonic import key_from_uri
+
+    sr = key_from_uri(DEV_PHRASE, Scheme.sr25519)
+    assert sr.public_hex == "46ebddef8cd9bb167dc30878d7113b7e168e6f0646beffd77d69d39bad76b47a"
+    ed = key_from_uri(DEV_PHRASE, Scheme.ed25519)
+    assert ed.public_hex == "345071da55e5dccefaaa440339415ef9f2663338a38f7da0df21be5ab4e055ef"
+    assert key_from_uri(f"  {DEV_PHRASE}//Alice\n", Scheme.sr25519).public_hex == ALICE_PUBLIC

@@ -1,11 +1,13 @@
 """BIP-39 mnemonics and Substrate secret URIs (`PHRASE//hard/soft///password`) for gpuproof keys.
 
-The library is substrate-interface's `Keypair` (Polkascan, on py-bip39-bindings and
-py-sr25519-bindings): the same phrase gives the same account as `subkey` and polkadot.js —
-the mini secret of the phrase is the key's seed, for sr25519 and Ed25519 alike. Derivation paths
-(`//Alice`) are what the library supports: sr25519 hard and soft junctions; Ed25519 none (it
-refuses them, and so do we). A derived sr25519 key has no seed, only its 64-byte secret key,
-which is what its key file then holds (`SigningKey.from_sr25519_secret`).
+The libraries are Polkascan's: py-bip39-bindings (the Rust `tiny-bip39` crate substrate uses)
+for the phrase — its mini secret is the key's seed, for sr25519 and Ed25519 alike, as
+substrate-interface's `Keypair.create_from_mnemonic` does — and substrate-interface's
+`Keypair.create_from_uri` for derivation paths (`//Alice`), imported only then (it is heavy).
+The same phrase and path give the same account as `subkey` and polkadot.js. Derivations are what
+that library supports: sr25519 hard and soft junctions; Ed25519 none (it refuses them, and so do
+we). A derived sr25519 key has no seed, only its 64-byte secret key, which is what its key file
+then holds (`SigningKey.from_sr25519_secret`).
 
 Nothing here logs, prints or keeps a phrase: the CLI shows a generated one once, for backup.
 """
@@ -28,21 +30,25 @@ def _crypto_type(scheme: Scheme) -> int:
 
 
 def generate_mnemonic(words: int = WORDS) -> str:
-    from substrateinterface import Keypair
+    from bip39 import bip39_generate
 
-    return str(Keypair.generate_mnemonic(words))
+    return str(bip39_generate(words))
 
 
 def key_from_uri(uri: str, scheme: Scheme) -> SigningKey:
     """The key a BIP-39 phrase, optionally followed by a derivation path, names."""
-    from substrateinterface import Keypair
+    from bip39 import bip39_to_mini_secret, bip39_validate
 
     text = " ".join(uri.split())
     if not text:
         raise MnemonicError("empty mnemonic")
     phrase = text.split("/", 1)[0].strip()
-    if phrase and not Keypair.validate_mnemonic(phrase):
+    if phrase and not bip39_validate(phrase):
         raise MnemonicError("not a valid BIP-39 mnemonic (a word or the checksum is wrong)")
+    if phrase == text:  # no derivation path: the phrase's mini secret is the seed
+        return SigningKey.from_seed(bytes(bip39_to_mini_secret(phrase, "")), scheme)
+    from substrateinterface import Keypair
+
     try:
         pair = Keypair.create_from_uri(text, crypto_type=_crypto_type(scheme))
     except NotImplementedError as exc:
