@@ -12,6 +12,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -384,3 +385,24 @@ def test_the_development_phrase_gives_subkeys_accounts() -> None:
     ed = key_from_uri(DEV_PHRASE, Scheme.ed25519)
     assert ed.public_hex == "345071da55e5dccefaaa440339415ef9f2663338a38f7da0df21be5ab4e055ef"
     assert key_from_uri(f"  {DEV_PHRASE}//Alice\n", Scheme.sr25519).public_hex == ALICE_PUBLIC
+
+
+def test_the_committee_agent_announces_each_new_draw_once(tmp_path: Path) -> None:
+    from gpuproof.cli.member import CommitteeClient, MemberState, agent_tick
+
+    now = time.time()
+    booked = [{"machine_id": "ef" * 32, "round": 2, "status": "open", "phase": "reveal", "committed": False,
+               "revealed": False, "commit_deadline": now + 60, "reveal_deadline": now + 120}]  # fmt: skip
+
+    class Drawn(CommitteeClient):  # SERVICE TEST DOUBLE: the assignments the API would answer
+        def assignments(self) -> list[dict[str, object]]:
+            return booked
+
+    client = Drawn(DEAD, SigningKey.generate())
+    logs: list[str] = []
+    announced: set[str] = set()
+    state = MemberState(tmp_path / "votes.json")
+    for _ in range(2):
+        agent_tick(client, state, log=logs.append, announced=announced)
+    assert len(logs) == 1 and logs[0].startswith(f"drawn for machine {'ef' * 32} round 2: commit by 20")
+    assert "(in 1 min 00 s)" in logs[0] or "(in 59 s)" in logs[0]

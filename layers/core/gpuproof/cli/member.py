@@ -23,7 +23,7 @@ import requests
 from pydantic import ValidationError
 
 from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, verified_claim
-from gpuproof.cli.output import backoff_delay, duration, unreachable_message
+from gpuproof.cli.output import backoff_delay, duration, unreachable_message, when
 from gpuproof.committee.findings import Findings, findings_from_report
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.client import ServiceError, SignedClient
@@ -438,14 +438,22 @@ def agent_tick(
     allow_cpu_backend: bool = False,
     rng: np.random.Generator | None = None,
     log: Log = lambda _m: None,
+    announced: set[str] | None = None,
 ) -> list[AgentAction]:
     """One pass over this member's open assignments: inspect and commit in the commit phase,
-    reveal in the reveal phase. Errors on one assignment never stop the others."""
+    reveal in the reveal phase. Errors on one assignment never stop the others. A round not in
+    `announced` is logged once as a new draw, with its deadlines (the member's notification)."""
     actions = []
     for a in client.assignments():
         if a["status"] != "open":
             continue
         mid, rno = str(a["machine_id"]), int(a["round"])
+        if announced is not None and f"{mid}:{rno}" not in announced:
+            announced.add(f"{mid}:{rno}")
+            log(
+                f"drawn for machine {mid} round {rno}: commit by {when(a['commit_deadline'])}, "
+                f"reveal by {when(a['reveal_deadline'])}"
+            )
         try:
             if a["phase"] == "commit" and not a["committed"]:
                 inspection = inspect_transcript(
@@ -502,11 +510,14 @@ def run_agent(
     stop = stop or threading.Event()
     stats = stats if stats is not None else PassStats()
     done: list[AgentAction] = []
+    announced: set[str] = set()
     while True:
         started = time.monotonic()
         stats.passes += 1
         try:
-            done += agent_tick(client, state, allow_cpu_backend=allow_cpu_backend, log=log)
+            done += agent_tick(
+                client, state, allow_cpu_backend=allow_cpu_backend, log=log, announced=announced
+            )
             stats.consecutive_failed = 0
         except (ApiError, requests.RequestException) as exc:
             stats.failed += 1
