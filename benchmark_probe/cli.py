@@ -350,11 +350,20 @@ def status(
             state = (doc.get("machine") or {}).get("state")
             err.print(f"[cyan]→ {state}[/] ({time.strftime('%H:%M:%S')})")
 
-    with handled(as_json, api):
-        if wait:
-            doc, final = wait_for_verdict(client, mid, timeout_s=timeout, poll_s=poll, on_change=show)
-        else:
-            doc, final = client.machine(mid), True
+    try:
+        with handled(as_json, api):
+            try:
+                if wait:
+                    doc, final = wait_for_verdict(client, mid, timeout_s=timeout, poll_s=poll, on_change=show)
+                else:
+                    doc, final = client.machine(mid), True
+            except ServiceError as exc:
+                if exc.code != "unknown_machine":
+                    raise
+                step = "register it and send a report: benchmark-probe submit --owner SS58 --region REGION"
+                fail(f"machine {mid} is not registered; {step}", as_json, ExitCode.FAILED, code=exc.code)
+    finally:
+        _retry_line(client)
     if as_json:
         emit({**doc, "final": final})
     else:

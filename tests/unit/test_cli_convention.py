@@ -406,3 +406,24 @@ def test_the_committee_agent_announces_each_new_draw_once(tmp_path: Path) -> Non
         agent_tick(client, state, log=logs.append, announced=announced)
     assert len(logs) == 1 and logs[0].startswith(f"drawn for machine {'ef' * 32} round 2: commit by 20")
     assert "(in 1 min 00 s)" in logs[0] or "(in 59 s)" in logs[0]
+
+
+def test_status_of_an_unknown_machine_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import benchmark_probe.cli as cli
+    from tests.unit.probe_service_double import FakeResponse
+
+    class Unknown(FakeService):  # SERVICE TEST DOUBLE: the machine API's 404 for an unknown id
+        def route(self, method: str, path: str, body: object, keyid: str) -> FakeResponse:
+            return FakeResponse(404, {"code": "unknown_machine", "message": "no machine", "reasons": []})
+
+    monkeypatch.setattr(cli, "ServiceClient", lambda api, k: ServiceClient(api, k, transport=Unknown()))
+    key = tmp_path / "machine.key"
+    SigningKey.generate().save(key)
+    result = runner.invoke(probe_app, ["status", "--api", "https://api.example", "--key", str(key)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: machine {SigningKey.load(key).public_hex} is not registered; register it and send a "
+        "report: benchmark-probe submit --owner SS58 --region REGION"
+    ]
