@@ -131,8 +131,9 @@ def keygen(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask whether the phrase is written down")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create the machine key from a new BIP-39 phrase (shown once, for backup), mode 0600, or import
-    an existing one. Refuses to overwrite a key file."""
+    """Create the machine key (mode 0600) from a new BIP-39 phrase, or import one.
+
+    The new phrase is shown once, for backup. Refuses to overwrite a key file."""
     path = key.expanduser()
     refuse_existing(path, as_json)
     made = new_key(
@@ -168,8 +169,9 @@ def inventory(
         Region | None, typer.Option("--region", help="DBC region, for the calc_point preview")
     ] = None,
 ) -> None:
-    """GPUs (NVML cross-checked with CUDA), host figures, integrity signals, DBC upload fields and a
-    calc_point preview from the reference table."""
+    """GPUs, host figures, integrity signals, DBC upload fields, a calc_point preview.
+
+    GPUs are read through NVML and cross-checked with CUDA; the preview uses the reference table."""
     inv = collect_inventory()
     integrity = collect_integrity()
     try:
@@ -286,8 +288,9 @@ def submit_cmd(
     ] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register, take a challenge, benchmark, sign and send the report, print the machine's state
-    (with --wait, the verdict). Exit 1 when the machine is refused."""
+    """Register, take a challenge, prove, benchmark, send the signed report; print the state.
+
+    With --wait, wait for the verdict. Exit 1 when the machine is refused."""
     signing_key = _load_key(key, as_json)
     inv = collect_inventory()
     _confirm_without_gpu(bool(inv.gpus), yes, as_json)
@@ -340,6 +343,7 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """The machine's state, its reasons and the next step; with --wait, until the verdict.
+
     Exit 0 (not refused), 1 refused, or 1 when --wait saw no verdict in time."""
     signing_key = _load_key(key, as_json) if machine_id is None else SigningKey.generate()
     mid = machine_id or signing_key.public_hex
@@ -385,6 +389,7 @@ def agent(
     as_json: JsonOpt = False,
 ) -> None:
     """Stay running: signed heartbeats of live GPU (or host) telemetry every --interval seconds.
+
     Backs off while the service is unreachable (the interval doubled per failure, at most 10 min);
     ends with a summary line; exit 3 when no heartbeat was accepted."""
     from benchmark_probe.telemetry import Telemetry

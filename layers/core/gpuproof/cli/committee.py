@@ -417,8 +417,9 @@ def verify_draw(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recompute the round's draw from its public data (beacon tip and value, pool, digest); exit 1
-    unless the published members are exactly the ones the draw gives."""
+    """Recompute the round's draw from its public data; exit 1 unless it is the published one.
+
+    Public data: the beacon tip and value, the pool and its digest (GET /beacon, GET /rounds)."""
     account = None
     if key is not None and key.expanduser().exists():
         with handled(as_json):
@@ -453,8 +454,9 @@ def retire(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Leave the pool (signed by your key): you are never drawn again; rounds already booked still
-    expect your votes."""
+    """Leave the pool (signed by your key): you are never drawn again.
+
+    Rounds already booked still expect your votes."""
     client = _client(api, key, as_json)
     if not yes and not as_json and not typer.confirm(f"retire {client.account} from the pool?", err=True):
         fail("not retired", as_json, ExitCode.FAILED)
@@ -478,8 +480,10 @@ def agent(
     allow_cpu_backend: CpuOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """A bot member: inspects honestly, commits and reveals within its windows. Backs off while the
-    service is unreachable; ends with a summary line; exit 3 when no pass reached the service."""
+    """A bot member: inspects honestly, commits and reveals within its windows.
+
+    Backs off while the service is unreachable; ends with a summary line; exit 3 when no pass
+    reached the service."""
     client = _client(api, key, as_json)
     log = (lambda _m: None) if as_json else (lambda m: err.print(m, markup=False, highlight=False))
     stats = PassStats()

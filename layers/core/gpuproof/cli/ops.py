@@ -489,8 +489,10 @@ def stuck(
     ] = 600.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Machines waiting (submitted, auto_verified, committee, no_consensus, disputed), oldest first,
-    each with why: the service's state_reasons, else what that state waits for."""
+    """Machines waiting longer than --older-than, oldest first, each with why.
+
+    Waiting: submitted, auto_verified, committee, no_consensus, disputed. Why: the service's
+    state_reasons, else what that state waits for."""
     from gpuproof.cli.queues import stuck_machines
 
     table_name = _env(as_json, "MACHINES_TABLE")["MACHINES_TABLE"]
