@@ -82,6 +82,9 @@ class AssignmentOut(BaseModel):
 
 class AssignmentsOut(BaseModel):
     account: str
+    member: MemberOut | None = Field(
+        default=None, description="the member's own record: status (active, retired), admission, load"
+    )
     assignments: list[AssignmentOut]
 
 
@@ -234,7 +237,8 @@ def retire_member(account: Account, signer: Signer, svc: Svc) -> MemberOut:
 )
 def get_assignments(account: Account, svc: Svc) -> AssignmentsOut:
     items = logic.assignments(svc, account)
-    return AssignmentsOut(account=account, assignments=[AssignmentOut(**a) for a in items])
+    member = _member_out(logic.member_record(svc, account))
+    return AssignmentsOut(account=account, member=member, assignments=[AssignmentOut(**a) for a in items])
 
 
 @router.get(

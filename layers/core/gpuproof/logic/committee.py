@@ -10,7 +10,6 @@ Deliberate difference from DBC: a round needs at least `MIN_REVEALS` (2) reveals
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from typing import Any, Protocol
 
 from gpuproof.claim import ClaimError, verified_claim
 from gpuproof.committee.beacon import HashChainBeacon
-from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, select_indices
+from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, pool_digest, select_indices
 from gpuproof.committee.findings import findings_from_report
 from gpuproof.committee.tally import Tally, tally
 from gpuproof.committee.windows import Phase, RoundWindows
@@ -140,11 +139,6 @@ class CommitteeRound:
             doc["expected_problems"] = []
         doc["expected_hidden"] = hidden
         return doc
-
-
-def pool_digest(pool: Sequence[str]) -> str:
-    """SHA-256 hex of the sorted eligible accounts joined by "\\n" (UTF-8)."""
-    return hashlib.sha256("\n".join(pool).encode("utf-8")).hexdigest()
 
 
 # ------------------------------------------------------------------------------------ ports
@@ -383,9 +377,16 @@ def assignment_view(round_: CommitteeRound, account: str, now: float) -> dict[st
     }
 
 
-def assignments(svc: CommitteeServices, account: str) -> list[dict[str, Any]]:
-    if svc.store.get_member(account) is None:
+def member_record(svc: CommitteeServices, account: str) -> CommitteeMember:
+    """A member's own record (status, admission, in-flight rounds), shown with its assignments."""
+    member = svc.store.get_member(account)
+    if member is None:
         raise Rejection([Reason("unknown_member", "no committee member has this account", "account")])
+    return member
+
+
+def assignments(svc: CommitteeServices, account: str) -> list[dict[str, Any]]:
+    member_record(svc, account)
     now = svc.clock.now()
     rounds = sorted(svc.store.rounds_of_member(account), key=lambda r: r.booked_at)
     return [assignment_view(r, account, now) for r in rounds]
