@@ -3,6 +3,9 @@ that does not serve heartbeats yet (404/501 are logged, the loop goes on).
 
 When the service's answer to a heartbeat says `reverify`, the agent answers a fresh challenge
 (proof of throughput, benchmarks, signed report) through the `on_reverify` callback.
+
+With `live_endpoint`, every heartbeat publishes where committee members reach the agent's live
+check (benchmark_probe/live.py, served alongside this loop by `benchmark-probe agent --live-listen`).
 """
 
 from __future__ import annotations
@@ -55,12 +58,16 @@ def run_agent(
     log: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
     on_reverify: Callable[[], None] | None = None,
+    live_endpoint: str | None = None,
 ) -> AgentStats:
     stats = AgentStats()
     while True:
         started = time.monotonic()
         stats.sent += 1
-        ack = beat_once(client, machine_id, read_telemetry(), log)
+        telemetry = read_telemetry()
+        if live_endpoint is not None:
+            telemetry = {**telemetry, "live_endpoint": live_endpoint}
+        ack = beat_once(client, machine_id, telemetry, log)
         if ack is not None:
             stats.accepted += 1
             if ack.get("reverify") and on_reverify is not None:

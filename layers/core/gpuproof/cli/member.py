@@ -40,6 +40,8 @@ from gpuproof.protocol.report import SignedReport
 
 STATE_MODE = 0o600
 Log = Callable[[str], None]
+# Runs the member's live check on a round's transcript and folds it into its inspection (cli/live.py).
+LiveChecker = Callable[[dict[str, Any], "Inspection"], "Inspection"]
 
 
 ApiError = ServiceError  # the committee CLI's name for a refusal; one type for both clients
@@ -69,10 +71,17 @@ class CommitteeClient(SignedClient):
     def commit(self, machine_id: str, round_no: int, commit_hash: str) -> Any:
         return self.request("POST", f"/rounds/{machine_id}/{round_no}/commit", {"commit_hash": commit_hash})
 
-    def reveal(self, machine_id: str, round_no: int, info: CommitteeUploadInfo) -> Any:
-        return self.request(
-            "POST", f"/rounds/{machine_id}/{round_no}/reveal", {"info": info.model_dump(mode="json")}
-        )
+    def reveal(
+        self,
+        machine_id: str,
+        round_no: int,
+        info: CommitteeUploadInfo,
+        live_check: dict[str, Any] | None = None,
+    ) -> Any:
+        body: dict[str, Any] = {"info": info.model_dump(mode="json")}
+        if live_check is not None:
+            body["live_check"] = live_check
+        return self.request("POST", f"/rounds/{machine_id}/{round_no}/reveal", body)
 
 
 # ------------------------------------------------------------------------------------ inspection
@@ -109,6 +118,8 @@ class Inspection:
     proof_status: str
     expected_info: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    # The member's own live check of the machine (cli/live.py), when it ran one: revealed with the vote.
+    live_check: dict[str, Any] | None = None
 
     @property
     def supports(self) -> bool:
@@ -384,6 +395,7 @@ def commit_findings(
             "commit_hash": info.commit_hash_hex(),
             "committed": False,
             "revealed": False,
+            "live_check": inspection.live_check,
         }
         vote = state.put_new(mid, rno, vote)
     info = CommitteeUploadInfo.model_validate(vote["info"])
@@ -411,7 +423,7 @@ def reveal_findings(
     if vote is None:
         raise LookupError(f"no committed vote for {machine_id} round {round_no} in {state.path}")
     info = CommitteeUploadInfo.model_validate(vote["info"])
-    client.reveal(machine_id, round_no, info)
+    client.reveal(machine_id, round_no, info, vote.get("live_check"))
     state.put(machine_id, round_no, {**vote, "revealed": True})
     return info
 
@@ -432,9 +444,11 @@ def agent_tick(
     allow_cpu_backend: bool = False,
     rng: np.random.Generator | None = None,
     log: Log = lambda _m: None,
+    live: LiveChecker | None = None,
 ) -> list[AgentAction]:
-    """One pass over this member's open assignments: inspect and commit in the commit phase,
-    reveal in the reveal phase. Errors on one assignment never stop the others."""
+    """One pass over this member's open assignments: inspect (and, with `live`, run its own live
+    check of the machine) and commit in the commit phase, reveal in the reveal phase. Errors on
+    one assignment never stop the others."""
     actions = []
     for a in client.assignments():
         if a["status"] != "open":
@@ -442,9 +456,10 @@ def agent_tick(
         mid, rno = str(a["machine_id"]), int(a["round"])
         try:
             if a["phase"] == "commit" and not a["committed"]:
-                inspection = inspect_transcript(
-                    client.transcript(mid, rno), allow_cpu_backend=allow_cpu_backend, rng=rng
-                )
+                transcript = client.transcript(mid, rno)
+                inspection = inspect_transcript(transcript, allow_cpu_backend=allow_cpu_backend, rng=rng)
+                if live is not None and state.get(mid, rno) is None:
+                    inspection = live(transcript, inspection)
                 info = commit_findings(client, state, inspection)
                 detail = f"is_support={info.is_support} calc_point={info.calc_point}"
                 if not inspection.supports:
@@ -469,6 +484,7 @@ def run_agent(
     allow_cpu_backend: bool = False,
     stop: threading.Event | None = None,
     log: Log = lambda _m: None,
+    live: LiveChecker | None = None,
 ) -> list[AgentAction]:
     """The bot member: `agent_tick` every `interval_s` until `stop` is set (or once)."""
     stop = stop or threading.Event()
@@ -476,7 +492,7 @@ def run_agent(
     while True:
         started = time.monotonic()
         try:
-            done += agent_tick(client, state, allow_cpu_backend=allow_cpu_backend, log=log)
+            done += agent_tick(client, state, allow_cpu_backend=allow_cpu_backend, log=log, live=live)
         except (ApiError, requests.RequestException) as exc:
             log(f"{client.account[:12]}… assignments unavailable: {exc}")
         if once or stop.wait(max(0.0, interval_s - (time.monotonic() - started))):

@@ -1,0 +1,355 @@
+"""Live checks by committee members on the local stack (issue 13 §1).
+
+A machine is submitted honestly (the service's automated stage passes: its proof of throughput
+was answered by the fast CPU prover), its agent serves the live-check endpoint and publishes it in
+a signed heartbeat, and members drawn for its round challenge the agent themselves:
+
+- an honest agent: every member's live check verifies, every member supports, the round confirms
+  and its published data records each member's figures;
+- an agent that answers from a slower prover than the claim (the chain's steps slowed down), or
+  that proves at speed but answers late (a relay): the member's own clock misses its own deadline,
+  so that member reveals a refusal with `live_deadline_missed`, although the service's stage passed;
+- a key not drawn for the round is refused by the agent (signed 403 `live_not_drawn`), and a drawn
+  member cannot make the machine run other parameters than the round's claim gets.
+
+The CPU claim's derived deadline is ~1.0 s (mostly the network allowance); the honest CPU prover
+answers in tens of milliseconds, the adversaries in over 2 s, far from the line on a busy host.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from benchmark_probe.agent import run_agent as run_machine_agent
+from benchmark_probe.backends import select_backend
+from benchmark_probe.bench import BenchPlan, run_benchmarks
+from benchmark_probe.cli import proof_hook
+from benchmark_probe.client import ServiceClient
+from benchmark_probe.integrity import collect_integrity
+from benchmark_probe.inventory import collect_inventory
+from benchmark_probe.live import LiveResponder, LiveServer, RoundSource
+from benchmark_probe.submit import registration_for, submit
+from benchmark_probe.telemetry import Telemetry
+from gpuproof.claim import Claim, proof_params_for
+from gpuproof.cli.live import LiveOptions, live_checker
+from gpuproof.cli.member import CommitteeClient, MemberState, run_agent
+from gpuproof.cli.operator import OperatorClient
+from gpuproof.protocol import live as L
+from gpuproof.protocol.httpsig import sign_request
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.machine import Region
+from gpuproof.protocol.proof import (
+    ChainCommit,
+    NumpyExecutor,
+    ProofParams,
+    Prover,
+    RecomputedRows,
+    SignedCommitment,
+)
+
+pytestmark = pytest.mark.e2e
+
+OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+FLOW_TIMEOUT_S = 90
+CPU_PARAMS = proof_params_for(Claim(None, 0))
+# Past the member's own deadline by a margin no scheduler hiccup closes: derived deadline + the
+# largest RTT allowance + 1 s.
+LATE_S = max(p.deadline_s for p in CPU_PARAMS) + L.MAX_RTT_ALLOWANCE_S + 1.0
+
+
+class SlowerExecutor(NumpyExecutor):
+    """An adversarial prover (a test double at the hardware boundary): the real chain, with every
+    step taking longer, as on a GPU slower than the one claimed."""
+
+    name = "numpy-slowed"
+
+    def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
+        chain = super().commit(seed, params, keep_level)
+        time.sleep(LATE_S)  # T steps at (LATE_S / T) extra each
+        return chain
+
+    def recompute(
+        self,
+        seed: bytes,
+        params: ProofParams,
+        want_a: Mapping[int, Sequence[int]],
+        want_c: Mapping[int, Sequence[int]],
+    ) -> RecomputedRows:
+        return super().recompute(seed, params, want_a, want_c)
+
+
+class LateResponder(LiveResponder):
+    """An agent that proves at speed and answers late (a relay to hardware elsewhere)."""
+
+    def prove(
+        self, nonce: bytes, challenge_id: str, params: list[ProofParams]
+    ) -> tuple[Prover, SignedCommitment]:
+        answered = super().prove(nonce, challenge_id, params)
+        time.sleep(LATE_S)
+        return answered
+
+
+@dataclass
+class Bot:
+    client: CommitteeClient
+    state: MemberState
+    stop: threading.Event
+    thread: threading.Thread | None = None
+
+    def start(self, live: bool) -> None:
+        checker = live_checker(self.client.key, LiveOptions(allow_private=True)) if live else None
+        self.stop.clear()
+        self.thread = threading.Thread(
+            target=run_agent,
+            args=(self.client, self.state),
+            kwargs={"interval_s": 0.3, "allow_cpu_backend": True, "stop": self.stop, "live": checker},
+            daemon=True,
+        )
+        self.thread.start()
+
+    def halt(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def bots(
+    local_stack: Any, operator: OperatorClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Bot]]:
+    base = tmp_path_factory.mktemp("live-members")
+    out = []
+    for i in range(3):
+        client = CommitteeClient(local_stack.api_url, SigningKey.generate())
+        client.register([])
+        operator.admit(client.account)
+        out.append(Bot(client, MemberState(Path(base) / f"member{i}.json"), threading.Event()))
+    yield out
+    for bot in out:
+        bot.halt()
+        bot.client.retire()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = FLOW_TIMEOUT_S, every: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@dataclass
+class LiveMachine:
+    key: SigningKey
+    server: LiveServer
+    endpoint: str
+
+    @property
+    def machine_id(self) -> str:
+        return self.key.public_hex
+
+
+def start_machine(
+    api_url: str, responder_type: type[LiveResponder] = LiveResponder, executor: Any = None
+) -> LiveMachine:
+    """Register, serve the live endpoint, publish it in a signed heartbeat (the agent's own loop,
+    once), then submit honestly: the service's stage sees the fast prover."""
+    key = SigningKey.generate()
+    client = ServiceClient(api_url, key)
+    responder = responder_type(key, RoundSource(api_url), executor or NumpyExecutor())
+    server = LiveServer(responder, "127.0.0.1", 0).start()
+    endpoint = f"http://127.0.0.1:{server.port}"
+    mid = key.public_hex
+    client.register(registration_for(key, OWNER, Region.europe).model_dump(mode="json"))
+    telemetry = Telemetry()
+    stats = run_machine_agent(
+        client,
+        mid,
+        lambda: telemetry.read(mid),
+        interval_s=1,
+        once=True,
+        log=lambda _m: None,
+        live_endpoint=endpoint,
+    )
+    assert stats.accepted == 1, stats
+    inventory = collect_inventory()
+    backend, _ = select_backend(inventory)
+    submit(
+        client,
+        key,
+        OWNER,
+        Region.europe,
+        inventory,
+        collect_integrity(),
+        lambda _c: run_benchmarks(backend, BenchPlan.quick()),
+        proof_hook(key),
+    )
+    return LiveMachine(key, server, endpoint)
+
+
+def get(api_url: str, path: str) -> dict[str, Any]:
+    r = requests.get(api_url + path, timeout=10)
+    assert r.status_code == 200, r.text
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+def closed_round(api_url: str, machine_id: str) -> dict[str, Any]:
+    def closed() -> dict[str, Any] | None:
+        r = requests.get(f"{api_url}/rounds/{machine_id}/1", timeout=10)
+        return r.json() if r.ok and r.json()["status"] != "open" else None
+
+    result: dict[str, Any] = wait_for(closed)
+    return result
+
+
+def service_stage_passed(api_url: str, machine_id: str) -> None:
+    """The automated stage verified the proof of throughput the machine answered the service with."""
+    machine = get(api_url, f"/machines/{machine_id}")["machine"]
+    report = get(api_url, f"/machines/{machine_id}/reports/{machine['last_challenge_id']}")
+    (check,) = [c for c in report["verification"]["checks"] if c["name"] == "proof_of_throughput"]
+    assert check["status"] == "pass", check
+
+
+def test_honest_agent_passes_every_members_live_check(local_stack: Any, bots: list[Bot]) -> None:
+    api = local_stack.api_url
+    machine = start_machine(api)
+    try:
+        for bot in bots:
+            bot.start(live=True)
+        rnd = closed_round(api, machine.machine_id)
+    finally:
+        for bot in bots:
+            bot.halt()
+        machine.server.stop()
+    assert rnd["result"] == "confirmed", rnd
+    assert set(rnd["live_checks"]) == {b.client.account for b in bots}
+    for account, live in rnd["live_checks"].items():
+        assert live["verified"] is True, live
+        assert live["reasons"] == []
+        assert 0 < live["commitment_s"] <= live["deadline_s"], live
+        assert live["deadline_s"] <= max(p.deadline_s for p in CPU_PARAMS) + L.MAX_RTT_ALLOWANCE_S
+        assert live["endpoint"] == machine.endpoint
+        assert rnd["reveals"][account]["info"]["is_support"] is True
+        assert rnd["reveals"][account]["live_check"] == live
+    # The transcript names where the live check reached the agent: the heartbeat's endpoint.
+    assert (
+        get(api, f"/rounds/{machine.machine_id}/1/transcript")["machine"]["live_endpoint"] == machine.endpoint
+    )
+
+
+@pytest.mark.parametrize(
+    "adversary",
+    [
+        pytest.param((LiveResponder, SlowerExecutor), id="slower-prover"),
+        pytest.param((LateResponder, None), id="late-answer"),
+    ],
+)
+def test_member_refuses_a_machine_that_misses_its_own_deadline(
+    local_stack: Any, bots: list[Bot], adversary: tuple[type[LiveResponder], Any]
+) -> None:
+    api = local_stack.api_url
+    responder_type, executor_type = adversary
+    machine = start_machine(api, responder_type, executor_type() if executor_type else None)
+    checker, others = bots[0], bots[1:]
+    try:
+        checker.start(live=True)
+        for bot in others:
+            bot.start(live=False)
+        rnd = closed_round(api, machine.machine_id)
+    finally:
+        for bot in bots:
+            bot.halt()
+        machine.server.stop()
+    service_stage_passed(api, machine.machine_id)
+    account = checker.client.account
+    assert set(rnd["live_checks"]) == {account}, rnd["live_checks"]
+    live = rnd["live_checks"][account]
+    assert live["verified"] is False
+    assert [r["code"] for r in live["reasons"]] == ["live_deadline_missed"], live
+    assert live["commitment_s"] > live["deadline_s"]
+    reveal = rnd["reveals"][account]
+    assert reveal["info"]["is_support"] is False and reveal["live_check"] == live
+    for bot in others:  # members without a live check relied on the service's evidence alone
+        assert rnd["reveals"][bot.client.account]["info"]["is_support"] is True
+        assert "live_check" not in rnd["reveals"][bot.client.account]
+
+
+def signed_post(
+    key: SigningKey, endpoint: str, path: str, doc: dict[str, Any]
+) -> tuple[requests.Response, str]:
+    body = json.dumps(doc).encode()
+    headers = sign_request(key, "POST", path, body)
+    nonce = headers["signature-input"].split('nonce="', 1)[1].split('"', 1)[0]
+    return requests.post(endpoint + path, data=body, headers=headers, timeout=30), nonce
+
+
+def test_agent_answers_only_drawn_members_with_the_rounds_parameters(
+    local_stack: Any, bots: list[Bot]
+) -> None:
+    api = local_stack.api_url
+    machine = start_machine(api)  # no bot runs: the round stays open through its commit window
+    mid = machine.machine_id
+    try:
+        rnd = wait_for(lambda: (r := requests.get(f"{api}/rounds/{mid}/1", timeout=10)).ok and r.json())
+        assert rnd["status"] == "open"
+        drawn = next(b for b in bots if b.client.account in rnd["members"])
+
+        def challenge(key: SigningKey, params: list[ProofParams]) -> tuple[requests.Response, str]:
+            doc = L.LiveChallenge(
+                machine_id=mid, round=1, challenge_id="live-" + "ab" * 16, nonce="cd" * 32, params=params
+            ).model_dump(mode="json")
+            return signed_post(key, machine.endpoint, f"/live/{mid}/challenges", doc)
+
+        path = f"/live/{mid}/challenges"
+        for key, params, status, code in [
+            (SigningKey.generate(), CPU_PARAMS, 403, "live_not_drawn"),  # not drawn
+            (
+                drawn.client.key,
+                [p.model_copy(update={"steps": 64}) for p in CPU_PARAMS],
+                422,
+                "live_params_mismatch",
+            ),
+        ]:
+            r, nonce = challenge(key, params)
+            assert r.status_code == status and r.json()["code"] == code, r.text
+            # the refusal itself is signed by the machine key, for this request
+            assert (
+                L.response_reasons(
+                    "POST",
+                    path,
+                    dict(r.headers),
+                    r.content,
+                    machine_id=mid,
+                    request_nonce=nonce,
+                    now=time.time(),
+                )
+                == []
+            )
+        ping, _ = signed_post(
+            SigningKey.generate(), machine.endpoint, f"/live/{mid}/ping", {"machine_id": mid, "round": 1}
+        )
+        assert ping.status_code == 403 and ping.json()["code"] == "live_not_drawn"
+        unsigned = requests.post(machine.endpoint + path, data=b"{}", timeout=10)
+        assert unsigned.status_code == 401 and unsigned.json()["code"] == "signature_missing"
+        # A drawn member with the round's parameters is answered: a commitment to ITS nonce.
+        r, nonce = challenge(drawn.client.key, CPU_PARAMS)
+        assert r.status_code == 200, r.text
+        signed = SignedCommitment.model_validate_json(r.content)
+        assert (
+            signed.verifies() and signed.commitment.nonce == "cd" * 32 and signed.commitment.machine_id == mid
+        )
+    finally:
+        machine.server.stop()
+        closed_round(api, mid)  # nobody commits: the round closes at its commit deadline
