@@ -28,18 +28,20 @@ from typing import Any
 
 import pytest
 import requests
+from typer.testing import CliRunner
 
 from benchmark_probe.agent import run_agent as run_machine_agent
 from benchmark_probe.backends import select_backend
 from benchmark_probe.bench import BenchPlan, run_benchmarks
 from benchmark_probe.cli import proof_hook
-from benchmark_probe.client import ServiceClient
+from benchmark_probe.client import ServiceClient, ServiceError
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.live import LiveResponder, LiveServer, RoundSource
 from benchmark_probe.submit import registration_for, submit
 from benchmark_probe.telemetry import Telemetry
 from gpuproof.claim import Claim, proof_params_for
+from gpuproof.cli.committee import app as committee_app
 from gpuproof.cli.live import LiveOptions, live_checker
 from gpuproof.cli.member import CommitteeClient, MemberState, run_agent
 from gpuproof.cli.operator import OperatorClient
@@ -296,7 +298,7 @@ def signed_post(
 
 
 def test_agent_answers_only_drawn_members_with_the_rounds_parameters(
-    local_stack: Any, bots: list[Bot]
+    local_stack: Any, bots: list[Bot], tmp_path: Path
 ) -> None:
     api = local_stack.api_url
     machine = start_machine(api)  # no bot runs: the round stays open through its commit window
@@ -350,6 +352,43 @@ def test_agent_answers_only_drawn_members_with_the_rounds_parameters(
         assert (
             signed.verifies() and signed.commitment.nonce == "cd" * 32 and signed.commitment.machine_id == mid
         )
+        # The member's CLI: `committee inspect --live` challenges the agent itself and says why it supports.
+        key_file = tmp_path / "member.key"
+        drawn.client.key.save(key_file)
+        args = ["inspect", mid, "1", "--api", api, "--key", str(key_file), "--allow-cpu-backend"]
+        result = CliRunner().invoke(committee_app, [*args, "--live", "--allow-private-endpoint", "--json"])
+        assert result.exit_code == 0, result.output
+        inspected = json.loads(result.stdout)
+        assert inspected["live_check"]["verified"] is True and inspected["supports"] is True, inspected
+        (live_row,) = [c for c in inspected["checks"] if c["name"] == "live_check"]
+        assert live_row["ok"] is True
+        # Without --allow-private-endpoint the member refuses to send requests to a loopback address.
+        result = CliRunner().invoke(committee_app, [*args, "--live", "--json"])
+        inspected = json.loads(result.stdout)
+        assert inspected["supports"] is False
+        assert [r["code"] for r in inspected["live_check"]["reasons"]] == ["live_endpoint_private"]
     finally:
         machine.server.stop()
         closed_round(api, mid)  # nobody commits: the round closes at its commit deadline
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://example.com:8421",
+        "https://1.2.3.4:8421",
+        "http://1.2.3.4:99999",
+        "http://1.2.3.4",
+        "http://" + "1" * 70,
+    ],
+)
+def test_heartbeat_refuses_a_live_endpoint_that_is_not_an_ip_and_port(
+    local_stack: Any, endpoint: str
+) -> None:
+    key = SigningKey.generate()
+    client = ServiceClient(local_stack.api_url, key)
+    client.register(registration_for(key, OWNER, Region.europe).model_dump(mode="json"))
+    beat = {**Telemetry().read(key.public_hex), "live_endpoint": endpoint}
+    with pytest.raises(ServiceError) as refused:
+        client.heartbeat(key.public_hex, beat)
+    assert refused.value.status == 422, refused.value

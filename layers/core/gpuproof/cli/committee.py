@@ -3,10 +3,11 @@
 committee keygen                      # Ed25519 member key, file mode 0600
 committee register --api URL --linked OWNER_ACCOUNT ...
 committee assignments --api URL
-committee inspect MACHINE_ID ROUND --api URL     # re-verifies the evidence locally
-committee commit MACHINE_ID ROUND --api URL      # inspects, then commits blake2_128 of the findings
-committee reveal MACHINE_ID ROUND --api URL
-committee agent --api URL [--once] [--interval 5]  # a bot member that reviews honestly
+committee inspect MACHINE_ID ROUND --api URL [--live]  # re-verifies the evidence locally; --live
+                                                 # also challenges the machine's agent yourself
+committee commit MACHINE_ID ROUND --api URL [--live]   # inspects, then commits blake2_128 of the findings
+committee reveal MACHINE_ID ROUND --api URL      # reveals the findings (and the live check's result)
+committee agent --api URL [--once] [--interval 5] [--live]  # a bot member that reviews honestly
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gpuproof.cli.keyimport import imported_key
+from gpuproof.cli.live import LiveOptions, live_checker
 from gpuproof.cli.member import (
     ApiError,
     CommitConflict,
     CommitteeClient,
     Inspection,
+    LiveChecker,
     MemberState,
     commit_findings,
     inspect_transcript,
@@ -50,6 +53,24 @@ KeyOpt = Annotated[Path, typer.Option("--key", help="member key file (mode 0600)
 ApiOpt = Annotated[str, typer.Option("--api", envvar="GPUPROOF_API", help="service API URL")]
 StateOpt = Annotated[Path, typer.Option("--state", help="local vote state (rand_str), mode 0600")]
 CpuOpt = Annotated[bool, typer.Option("--allow-cpu-backend", help="support CPU-backend reports (demo only)")]
+LiveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--live",
+        help="also run your own live check: challenge the machine's agent with your nonce and pair "
+        "secret, time it with your clock, verify it yourself; a failed one makes you refuse",
+    ),
+]
+PrivateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private-endpoint", help="let --live reach a loopback/private address (local stacks)"
+    ),
+]
+
+
+def _live(client: CommitteeClient, live: bool, allow_private: bool) -> LiveChecker | None:
+    return live_checker(client.key, LiveOptions(allow_private=allow_private)) if live else None
 
 
 def _client(api: str, key: Path, as_json: bool) -> CommitteeClient:
@@ -154,15 +175,26 @@ def assignments(api: ApiOpt, key: KeyOpt = DEFAULT_KEY, as_json: JsonOpt = False
 
 
 def _inspect(
-    client: CommitteeClient, machine_id: str, round_no: int, allow_cpu: bool, as_json: bool
+    client: CommitteeClient,
+    machine_id: str,
+    round_no: int,
+    allow_cpu: bool,
+    as_json: bool,
+    live: LiveChecker | None = None,
 ) -> Inspection:
     with _busy("downloading the transcript and re-verifying the proof…", as_json) as progress:
         progress.add_task("inspect")
         try:
-            return inspect_transcript(client.transcript(machine_id, round_no), allow_cpu_backend=allow_cpu)
+            transcript = client.transcript(machine_id, round_no)
+            inspection = inspect_transcript(transcript, allow_cpu_backend=allow_cpu)
         except ApiError as exc:
             _api_error(exc, as_json)
             raise
+    if live is None:
+        return inspection
+    with _busy("live check: challenging the machine's agent…", as_json) as progress:
+        progress.add_task("live")
+        return live(transcript, inspection)
 
 
 def _show(inspection: Inspection) -> None:
@@ -212,10 +244,14 @@ def inspect(
     api: ApiOpt,
     key: KeyOpt = DEFAULT_KEY,
     allow_cpu_backend: CpuOpt = False,
+    live: LiveOpt = False,
+    allow_private_endpoint: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Download the round's transcript; re-verify signatures, Merkle paths and your own row checks."""
-    inspection = _inspect(_client(api, key, as_json), machine_id, round_no, allow_cpu_backend, as_json)
+    client = _client(api, key, as_json)
+    checker = _live(client, live, allow_private_endpoint)
+    inspection = _inspect(client, machine_id, round_no, allow_cpu_backend, as_json, checker)
     emit(inspection.as_dict()) if as_json else _show(inspection)
 
 
@@ -227,6 +263,8 @@ def commit(
     key: KeyOpt = DEFAULT_KEY,
     state: StateOpt = DEFAULT_STATE,
     allow_cpu_backend: CpuOpt = False,
+    live: LiveOpt = False,
+    allow_private_endpoint: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Inspect, then commit blake2_128 of your CommitteeUploadInfo (rand_str kept in --state)."""
@@ -240,7 +278,8 @@ def commit(
         else:
             out.print(f"already committed {saved['commit_hash']}; the saved vote is kept (reveal it later)")
         return
-    inspection = _inspect(client, machine_id, round_no, allow_cpu_backend, as_json)
+    checker = _live(client, live, allow_private_endpoint)
+    inspection = _inspect(client, machine_id, round_no, allow_cpu_backend, as_json, checker)
     try:
         info = commit_findings(client, votes, inspection)
     except ApiError as exc:
@@ -284,9 +323,12 @@ def agent(
     once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
     interval: Annotated[float, typer.Option("--interval", help="seconds between passes")] = 5.0,
     allow_cpu_backend: CpuOpt = False,
+    live: LiveOpt = False,
+    allow_private_endpoint: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """A bot member: inspects honestly, commits and reveals within its windows."""
+    """A bot member: inspects honestly (with --live, challenges each machine itself), commits and
+    reveals within its windows."""
     client = _client(api, key, as_json)
     log = (lambda _m: None) if as_json else (lambda m: err.print(m))
     try:
@@ -298,6 +340,7 @@ def agent(
             allow_cpu_backend=allow_cpu_backend,
             stop=threading.Event(),
             log=log,
+            live=_live(client, live, allow_private_endpoint),
         )
     except KeyboardInterrupt:
         actions = []
