@@ -17,7 +17,8 @@ import pytest
 
 from benchmark_probe.live import Answer, LiveResponder, RoundSource
 from gpuproof.claim import Claim, challenge_params, proof_params_for
-from gpuproof.cli.live import LiveOptions, live_check
+from gpuproof.cli.live import LiveOptions, apply_live_check, live_check
+from gpuproof.cli.member import Inspection
 from gpuproof.protocol import live as L
 from gpuproof.protocol.httpsig import sign_request
 from gpuproof.protocol.keys import SigningKey
@@ -321,3 +322,24 @@ def test_member_refuses_a_machine_without_an_endpoint_and_a_private_one() -> Non
     assert [r.code for r in result.reasons] == [L.ENDPOINT_MISSING]
     result = live_check(MEMBER, transcript(key.public_hex), http=Direct(responder))  # type: ignore[arg-type]
     assert [r.code for r in result.reasons] == [L.ENDPOINT_PRIVATE]
+
+
+def test_shadow_mode_records_a_failed_check_without_refusing() -> None:
+    key, responder = machine(responder=OtherKeyAgent)
+    result = live_check(
+        MEMBER,
+        transcript(key.public_hex),
+        LiveOptions(allow_private=True, shadow=True),
+        http=Direct(responder),  # type: ignore[arg-type]
+    )
+    assert not result.verified and result.shadow
+    inspection = Inspection(key.public_hex, 1, [], {"calc_point": 1}, [], None, "verified")
+    assert inspection.supports
+    apply_live_check(inspection, result)
+    assert (
+        inspection.supports and inspection.live_check is not None and inspection.live_check["shadow"] is True
+    )
+    assert any("shadow mode" in n for n in inspection.notes)
+    counted = Inspection(key.public_hex, 1, [], {"calc_point": 1}, [], None, "verified")
+    apply_live_check(counted, result.model_copy(update={"shadow": False}))
+    assert not counted.supports and counted.problems[0].startswith("live_check: ")

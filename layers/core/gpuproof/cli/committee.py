@@ -69,8 +69,16 @@ PrivateOpt = Annotated[
 ]
 
 
-def _live(client: CommitteeClient, live: bool, allow_private: bool) -> LiveChecker | None:
-    return live_checker(client.key, LiveOptions(allow_private=allow_private)) if live else None
+ShadowOpt = Annotated[
+    bool, typer.Option("--live-shadow", help="run the live check in shadow mode: recorded, not counted")
+]
+
+
+def _live(
+    client: CommitteeClient, live: bool, allow_private: bool, shadow: bool = False
+) -> LiveChecker | None:
+    options = LiveOptions(allow_private=allow_private, shadow=shadow)
+    return live_checker(client.key, options) if live or shadow else None
 
 
 def _client(api: str, key: Path, as_json: bool) -> CommitteeClient:
@@ -246,11 +254,12 @@ def inspect(
     allow_cpu_backend: CpuOpt = False,
     live: LiveOpt = False,
     allow_private_endpoint: PrivateOpt = False,
+    live_shadow: ShadowOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Download the round's transcript; re-verify signatures, Merkle paths and your own row checks."""
     client = _client(api, key, as_json)
-    checker = _live(client, live, allow_private_endpoint)
+    checker = _live(client, live, allow_private_endpoint, live_shadow)
     inspection = _inspect(client, machine_id, round_no, allow_cpu_backend, as_json, checker)
     emit(inspection.as_dict()) if as_json else _show(inspection)
 
@@ -265,6 +274,7 @@ def commit(
     allow_cpu_backend: CpuOpt = False,
     live: LiveOpt = False,
     allow_private_endpoint: PrivateOpt = False,
+    live_shadow: ShadowOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Inspect, then commit blake2_128 of your CommitteeUploadInfo (rand_str kept in --state)."""
@@ -278,7 +288,7 @@ def commit(
         else:
             out.print(f"already committed {saved['commit_hash']}; the saved vote is kept (reveal it later)")
         return
-    checker = _live(client, live, allow_private_endpoint)
+    checker = _live(client, live, allow_private_endpoint, live_shadow)
     inspection = _inspect(client, machine_id, round_no, allow_cpu_backend, as_json, checker)
     try:
         info = commit_findings(client, votes, inspection)
@@ -325,6 +335,7 @@ def agent(
     allow_cpu_backend: CpuOpt = False,
     live: LiveOpt = False,
     allow_private_endpoint: PrivateOpt = False,
+    live_shadow: ShadowOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """A bot member: inspects honestly (with --live, challenges each machine itself), commits and
@@ -340,7 +351,7 @@ def agent(
             allow_cpu_backend=allow_cpu_backend,
             stop=threading.Event(),
             log=log,
-            live=_live(client, live, allow_private_endpoint),
+            live=_live(client, live, allow_private_endpoint, live_shadow),
         )
     except KeyboardInterrupt:
         actions = []

@@ -52,9 +52,12 @@ PING_TIMEOUT_S = 5.0
 
 @dataclass(frozen=True)
 class LiveOptions:
-    """`allow_private`: talk to a loopback or private endpoint (local stacks and tests only)."""
+    """`allow_private`: talk to a loopback or private endpoint (local stacks and tests only).
+    `shadow`: run and record the check, but leave `is_support` to the evidence alone (a new check
+    starts in shadow mode until its deadlines are calibrated on real paths)."""
 
     allow_private: bool = False
+    shadow: bool = False
 
 
 class LiveFailure(Exception):
@@ -89,21 +92,22 @@ class LiveSession:
         headers = sign_request(self.key, "POST", path, body)
         nonce = headers["signature-input"].split('nonce="', 1)[1].split('"', 1)[0]
         try:
-            with self.http.post(
+            # Read to the end (no `with`): the kept-alive connection goes back to the pool, so the
+            # timed challenge rides the connection the pings opened (no handshake in the window).
+            r = self.http.post(
                 self.endpoint + path,
                 data=body,
                 headers={**headers, "content-type": "application/json"},
                 timeout=timeout_s,
                 stream=True,
-            ) as r:
-                data = bytearray()
-                for chunk in r.iter_content(64 * 1024):
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise LiveFailure(
-                            [Reason(L.RESPONSE_MALFORMED, f"the answer is over {max_bytes} bytes")]
-                        )
-                reply = _Reply(r.status_code, bytes(data), dict(r.headers.items()))
+            )
+            data = bytearray()
+            for chunk in r.iter_content(64 * 1024):
+                data += chunk
+                if len(data) > max_bytes:
+                    r.close()
+                    raise LiveFailure([Reason(L.RESPONSE_MALFORMED, f"the answer is over {max_bytes} bytes")])
+            reply = _Reply(r.status_code, bytes(data), dict(r.headers.items()))
         except requests.Timeout as exc:
             raise _Timeout(str(exc)) from exc
         except requests.RequestException as exc:
@@ -158,6 +162,7 @@ def live_check(
         reasons = exc.reasons
     return L.LiveCheck(
         verified=not reasons,
+        shadow=options.shadow,
         reasons=[L.LiveReason(code=r.code, message=r.message[:500]) for r in reasons[: L.MAX_REASONS]],
         **{k: v for k, v in figures.items() if k != "endpoint" or _valid_endpoint(v)},
     )
@@ -322,8 +327,12 @@ def apply_live_check(inspection: Inspection, result: L.LiveCheck) -> Inspection:
         )
     else:
         detail = "; ".join(f"{r.code}: {r.message}" for r in result.reasons)
-    inspection.checks.append(Check("live_check", result.verified, detail))
-    inspection.live_check = result.model_dump(mode="json")
+    if result.shadow:
+        state = "verified" if result.verified else detail
+        inspection.notes.append(f"LIVE CHECK in shadow mode (not counted): {state}")
+    else:
+        inspection.checks.append(Check("live_check", result.verified, detail))
+    inspection.live_check = result.model_dump(mode="json", exclude_none=True)
     return inspection
 
 

@@ -562,7 +562,7 @@ def reveal(
         reasons.append(
             Reason("reveal_mismatch", "blake2_128 of the revealed info is not this member's commit", "info")
         )
-    if live_check is not None and not live_check.verified and info.is_support:
+    if live_check is not None and not live_check.verified and not live_check.shadow and info.is_support:
         reasons.append(
             Reason(
                 "live_check_inconsistent",

@@ -33,9 +33,10 @@ OPENINGS_PATH = "/live/{machine_id}/openings"
 MAX_REQUEST_BYTES = 64 * 1024  # a live request is a few hundred bytes of JSON per GPU
 PINGS = 3  # signed pings before the challenge; the smallest round trip is the RTT allowance
 # The member's own deadline adds its measured round trip to the service's derived deadline (whose
-# network allowance already covers an ordinary path), up to this much: a machine can slow its pings
-# down, but gains at most this on the commitment; it cannot make a ping faster than the path.
-MAX_RTT_ALLOWANCE_S = 0.5
+# 1 s network allowance already covers an ordinary path), up to this much: a machine can slow its
+# pings down, but gains at most this on the commitment; it cannot make a ping faster than the path.
+# 0.25 s keeps >= 0.28 s of the slow-card margin (docs/protocol.md §8: 0.53-1.25 s) for every model.
+MAX_RTT_ALLOWANCE_S = 0.25
 MAX_CHALLENGES_PER_MEMBER = 3  # per round, at the agent: a member retries at most this often
 MAX_ENDPOINT_CHARS = 64
 MAX_REASONS = 16
@@ -172,6 +173,9 @@ class LiveCheck(WireModel):
     )
     endpoint: LiveEndpoint | None = None
     checked_at: UnixTime | None = None
+    shadow: bool = Field(
+        default=False, description="run in shadow mode: recorded, but the member's is_support ignores it"
+    )
     reasons: list[LiveReason] = Field(default_factory=list, max_length=MAX_REASONS)
 
 
