@@ -19,6 +19,7 @@ answers in tens of milliseconds, the adversaries in over 2 s, far from the line 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -43,9 +44,17 @@ from benchmark_probe.telemetry import Telemetry
 from gpuproof.claim import Claim, proof_params_for
 from gpuproof.cli.committee import app as committee_app
 from gpuproof.cli.live import LiveOptions, live_checker
-from gpuproof.cli.member import CommitteeClient, MemberState, run_agent
+from gpuproof.cli.member import (
+    ApiError,
+    CommitteeClient,
+    MemberState,
+    inspect_transcript,
+    run_agent,
+    upload_info,
+)
 from gpuproof.cli.operator import OperatorClient
 from gpuproof.protocol import live as L
+from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.httpsig import sign_request
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import Region
@@ -301,12 +310,15 @@ def test_agent_answers_only_drawn_members_with_the_rounds_parameters(
     local_stack: Any, bots: list[Bot], tmp_path: Path
 ) -> None:
     api = local_stack.api_url
-    machine = start_machine(api)  # no bot runs: the round stays open through its commit window
+    machine = start_machine(api)  # no bot runs: this test votes itself
     mid = machine.machine_id
     try:
         rnd = wait_for(lambda: (r := requests.get(f"{api}/rounds/{mid}/1", timeout=10)).ok and r.json())
         assert rnd["status"] == "open"
         drawn = next(b for b in bots if b.client.account in rnd["members"])
+        # Votes committed at once, revealed at the end: the round stays open (the agent answers
+        # only while it is) and then closes with a result.
+        infos = commit_all([b for b in bots if b.client.account in rnd["members"]], mid)
 
         def challenge(key: SigningKey, params: list[ProofParams]) -> tuple[requests.Response, str]:
             doc = L.LiveChallenge(
@@ -358,18 +370,22 @@ def test_agent_answers_only_drawn_members_with_the_rounds_parameters(
         args = ["inspect", mid, "1", "--api", api, "--key", str(key_file), "--allow-cpu-backend"]
         result = CliRunner().invoke(committee_app, [*args, "--live", "--allow-private-endpoint", "--json"])
         assert result.exit_code == 0, result.output
-        inspected = json.loads(result.stdout)
+        inspected = cli_json(result.stdout)
         assert inspected["live_check"]["verified"] is True and inspected["supports"] is True, inspected
         (live_row,) = [c for c in inspected["checks"] if c["name"] == "live_check"]
         assert live_row["ok"] is True
         # Without --allow-private-endpoint the member refuses to send requests to a loopback address.
         result = CliRunner().invoke(committee_app, [*args, "--live", "--json"])
-        inspected = json.loads(result.stdout)
+        inspected = cli_json(result.stdout)
         assert inspected["supports"] is False
         assert [r["code"] for r in inspected["live_check"]["reasons"]] == ["live_endpoint_private"]
+        # Close the round with votes (an all-absent round would leave the machine awaiting a redraw).
+        for bot in bots:
+            if bot.client.account in infos:
+                bot.client.reveal(mid, 1, infos[bot.client.account])
+        assert closed_round(api, mid)["result"] == "confirmed"
     finally:
         machine.server.stop()
-        closed_round(api, mid)  # nobody commits: the round closes at its commit deadline
 
 
 @pytest.mark.parametrize(
@@ -392,3 +408,50 @@ def test_heartbeat_refuses_a_live_endpoint_that_is_not_an_ip_and_port(
     with pytest.raises(ServiceError) as refused:
         client.heartbeat(key.public_hex, beat)
     assert refused.value.status == 422, refused.value
+
+
+def cli_json(stdout: str) -> dict[str, Any]:
+    """The CLI's --json document; the in-process local stack may log a line of its own meanwhile
+    (Powertools writes JSON log lines to the same, captured, stdout)."""
+    start = stdout.index("{\n")  # emit() indents: its document starts with a lone brace
+    doc, _ = json.JSONDecoder().raw_decode(stdout[start:])
+    assert isinstance(doc, dict)
+    return doc
+
+
+def commit_all(bots: list[Bot], mid: str) -> dict[str, CommitteeUploadInfo]:
+    """Every drawn member commits a supporting vote from its own inspection, at once."""
+    infos = {}
+    for bot in bots:
+        inspection = inspect_transcript(bot.client.transcript(mid, 1), allow_cpu_backend=True)
+        assert inspection.supports, inspection.problems
+        infos[bot.client.account] = info = upload_info(inspection, secrets.token_hex(8))
+        bot.client.commit(mid, 1, info.commit_hash_hex())
+    return infos
+
+
+def test_reveal_cannot_support_against_its_own_failed_live_check(local_stack: Any, bots: list[Bot]) -> None:
+    api = local_stack.api_url
+    machine = start_machine(api)
+    mid = machine.machine_id
+    try:
+        rnd = wait_for(lambda: (r := requests.get(f"{api}/rounds/{mid}/1", timeout=10)).ok and r.json())
+        drawn = [b for b in bots if b.client.account in rnd["members"]]
+        infos = commit_all(drawn, mid)
+        first = drawn[0]
+        failed = L.LiveCheck(
+            verified=False, reasons=[L.LiveReason(code="live_deadline_missed", message="late")]
+        ).model_dump(mode="json", exclude_none=True)
+        with pytest.raises(ApiError) as refused:
+            first.client.reveal(mid, 1, infos[first.client.account], failed)
+        assert (refused.value.status, refused.value.code) == (422, "live_check_inconsistent")
+        # In shadow mode a failed live check does not decide the vote: the same reveal is taken.
+        shadow = {**failed, "shadow": True}
+        first.client.reveal(mid, 1, infos[first.client.account], shadow)
+        for bot in drawn[1:]:
+            bot.client.reveal(mid, 1, infos[bot.client.account])
+        closed = closed_round(api, mid)
+    finally:
+        machine.server.stop()
+    assert closed["result"] == "confirmed"
+    assert closed["live_checks"] == {first.client.account: shadow}
