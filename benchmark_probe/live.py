@@ -50,8 +50,14 @@ from gpuproof.protocol.proof import (
 from gpuproof.protocol.reasons import Reason
 
 ROUND_CACHE_S = 5.0  # a round's members and params are read from the service at most this often
+MAX_ROUND_READS_PER_MIN = 60  # reads of rounds not cached (strangers naming random rounds), all told
 SESSION_TTL_S = 120.0  # an unopened live challenge is forgotten after this long
 OPENINGS_WAIT_S = 30.0
+_MODELS: dict[str, type[BaseModel]] = {
+    "ping": L.LivePing,
+    "challenges": L.LiveChallenge,
+    "openings": L.LiveOpenings,
+}
 _ROUTE = re.compile(r"^/live/(?P<machine_id>[0-9a-f]{64})/(?P<what>ping|challenges|openings)$")
 Log = Callable[[str], None]
 M = TypeVar("M", bound=BaseModel)
@@ -143,6 +149,7 @@ class LiveResponder:
         self._sessions: dict[str, Session] = {}
         self._nonces: dict[str, float] = {}
         self._counts: dict[tuple[int, str], int] = {}
+        self._reads: list[float] = []
 
     # ------------------------------------------------------------------ HTTP-independent entry
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
@@ -158,18 +165,18 @@ class LiveResponder:
             except RequestSignatureError as exc:
                 raise Refusal(401, exc.reasons) from exc
             nonce = signed.nonce
-            self._consume_nonce(signed.nonce, signed.created)
             what = m["what"]
-            if what == "ping":
-                ping = self._parse(L.LivePing, body)
-                self._authorize(signed.keyid, ping.machine_id, ping.round)
-                answer = Answer(
-                    200, json.dumps({"machine_id": self.machine_id, "round": ping.round}).encode()
-                )
-            elif what == "challenges":
-                answer = self._challenge(signed.keyid, self._parse(L.LiveChallenge, body))
+            doc = self._parse(_MODELS[what], body)
+            assert isinstance(doc, L.LivePing | L.LiveChallenge | L.LiveOpenings)
+            view = self._authorize(signed.keyid, doc.machine_id, doc.round, need_params=what == "challenges")
+            # Only a drawn member's nonces are kept (a flood of strangers' requests stores nothing).
+            self._consume_nonce(signed.nonce, signed.created)
+            if isinstance(doc, L.LiveChallenge):
+                answer = self._challenge(signed.keyid, doc, view)
+            elif isinstance(doc, L.LiveOpenings):
+                answer = self._openings(signed.keyid, doc)
             else:
-                answer = self._openings(signed.keyid, self._parse(L.LiveOpenings, body))
+                answer = Answer(200, json.dumps({"machine_id": self.machine_id, "round": doc.round}).encode())
         except Refusal as exc:
             self.log(f"live request refused: {exc}")
             doc = {
@@ -214,6 +221,13 @@ class LiveResponder:
         with self._state:
             view = self._views.get(round_no)
         if view is None or now - view.fetched_at > ROUND_CACHE_S or (need_params and view.params is None):
+            with self._state:
+                self._reads = [t for t in self._reads if now - t < 60.0]
+                if len(self._reads) >= MAX_ROUND_READS_PER_MIN:
+                    raise Refusal(
+                        503, [Reason(L.ROUND_UNAVAILABLE, "too many round reads this minute; retry later")]
+                    )
+                self._reads.append(now)
             mid = self.machine_id
             try:
                 doc = self.rounds.get(f"/rounds/{mid}/{round_no}")
@@ -234,6 +248,9 @@ class LiveResponder:
                     params = None
             view = RoundView(str(doc.get("status")), frozenset(doc.get("members") or []), params, now)
             with self._state:
+                for r, v in list(self._views.items()):
+                    if now - v.fetched_at > ROUND_CACHE_S:
+                        del self._views[r]
                 self._views[round_no] = view
         return view
 
@@ -252,8 +269,7 @@ class LiveResponder:
         return view
 
     # ------------------------------------------------------------------ the two proof steps
-    def _challenge(self, account: str, c: L.LiveChallenge) -> Answer:
-        view = self._authorize(account, c.machine_id, c.round, need_params=True)
+    def _challenge(self, account: str, c: L.LiveChallenge, view: RoundView) -> Answer:
         if view.params is None or list(c.params) != view.params:
             raise Refusal(
                 422,
@@ -298,7 +314,6 @@ class LiveResponder:
         return prove_commitment(self.key, self.executor, nonce, challenge_id, params)
 
     def _openings(self, account: str, o: L.LiveOpenings) -> Answer:
-        self._authorize(account, o.machine_id, o.round)
         with self._state:
             session = self._sessions.get(o.challenge_id)
             if session is None or session.account != account or session.round != o.round:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benchmark_probe.live import Answer, LiveResponder, RoundSource
+from benchmark_probe.live import MAX_ROUND_READS_PER_MIN, Answer, LiveResponder, RoundSource
 from gpuproof.claim import Claim, challenge_params, proof_params_for
 from gpuproof.cli.live import LiveOptions, apply_live_check, live_check
 from gpuproof.cli.member import Inspection
@@ -86,8 +86,21 @@ def transcript(machine_id: str) -> dict[str, Any]:
     }
 
 
+class Ticks:
+    """The member's clock in these tests: each reading `step` seconds after the last, so what is
+    tested is the protocol, not how busy the test host is (the e2e tests use real clocks)."""
+
+    def __init__(self, step: float = 0.001) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
 def check(responder: LiveResponder, machine_id: str) -> L.LiveCheck:
-    return live_check(MEMBER, transcript(machine_id), LiveOptions(allow_private=True), http=Direct(responder))  # type: ignore[arg-type]
+    options = LiveOptions(allow_private=True)
+    return live_check(MEMBER, transcript(machine_id), options, http=Direct(responder), clock=Ticks())  # type: ignore[arg-type]
 
 
 def post(responder: LiveResponder, key: SigningKey, what: str, doc: Any, **sign: Any) -> tuple[Answer, str]:
@@ -252,6 +265,33 @@ def test_honest_agent_verifies() -> None:
     assert result.verified, result.reasons
     assert result.commitment_s is not None and result.deadline_s is not None and result.rtt_s is not None
     assert result.commitment_s <= result.deadline_s
+    assert result.rtt_s == pytest.approx(0.001)
+    assert result.deadline_s == pytest.approx(L.live_deadline(PARAMS, 0.001))
+
+
+def test_the_timing_rule_is_the_members_own_clock() -> None:
+    """Readings: 2 per ping (3 pings), then the challenge's start and end. A reply read one
+    millisecond past the deadline is late, and its openings are never asked for."""
+    key, responder = machine()
+    derived = max(p.deadline_s for p in PARAMS)
+    rtt = 0.1
+    for late in (False, True):
+        elapsed = L.live_deadline(PARAMS, rtt) + (0.001 if late else -0.001)
+        readings = iter([0.0, rtt, 1.0, 1.0 + rtt, 2.0, 2.0 + rtt, 10.0, 10.0 + elapsed] + [20.0] * 10)
+        unopened = len(responder._sessions)
+        result = live_check(
+            MEMBER,
+            transcript(key.public_hex),
+            LiveOptions(allow_private=True),
+            http=Direct(responder),  # type: ignore[arg-type]
+            clock=lambda: next(readings),
+        )
+        assert result.verified is not late, result.reasons
+        assert result.deadline_s == pytest.approx(derived + rtt)
+        assert result.commitment_s == pytest.approx(elapsed)
+        if late:
+            assert [r.code for r in result.reasons] == [L.DEADLINE_MISSED]
+            assert len(responder._sessions) == unopened + 1  # the late challenge was never opened
 
 
 class ReplayingAgent(LiveResponder):
@@ -331,6 +371,7 @@ def test_shadow_mode_records_a_failed_check_without_refusing() -> None:
         transcript(key.public_hex),
         LiveOptions(allow_private=True, shadow=True),
         http=Direct(responder),  # type: ignore[arg-type]
+        clock=Ticks(),
     )
     assert not result.verified and result.shadow
     inspection = Inspection(key.public_hex, 1, [], {"calc_point": 1}, [], None, "verified")
@@ -343,3 +384,19 @@ def test_shadow_mode_records_a_failed_check_without_refusing() -> None:
     counted = Inspection(key.public_hex, 1, [], {"calc_point": 1}, [], None, "verified")
     apply_live_check(counted, result.model_copy(update={"shadow": False}))
     assert not counted.supports and counted.problems[0].startswith("live_check: ")
+
+
+def test_strangers_naming_rounds_cost_a_bounded_number_of_service_reads() -> None:
+    key, responder = machine()
+    reads: list[str] = []
+    published = responder.rounds.get
+    responder.rounds.get = lambda path: reads.append(path) or published(path)  # type: ignore[method-assign]
+    stranger = SigningKey.generate()
+    codes = [
+        code(post(responder, stranger, "ping", {"machine_id": key.public_hex, "round": r})[0])
+        for r in range(2, 2 + MAX_ROUND_READS_PER_MIN + 5)
+    ]
+    assert codes[:MAX_ROUND_READS_PER_MIN] == [L.ROUND_NOT_OPEN] * MAX_ROUND_READS_PER_MIN
+    assert set(codes[MAX_ROUND_READS_PER_MIN:]) == {L.ROUND_UNAVAILABLE}
+    assert len(reads) == MAX_ROUND_READS_PER_MIN  # unknown rounds: one read each, then none
+    assert not responder._nonces  # nothing of a stranger's is kept

@@ -71,18 +71,25 @@ class _Reply:
     status: int
     body: bytes
     headers: dict[str, str]
+    elapsed: float = 0.0  # request sent → answer read, on the member's clock
 
 
 class LiveSession:
     """Signed requests to one machine's agent, each answer's signature checked."""
 
     def __init__(
-        self, key: SigningKey, endpoint: str, machine_id: str, http: requests.Session | None = None
+        self,
+        key: SigningKey,
+        endpoint: str,
+        machine_id: str,
+        http: requests.Session | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.key = key
         self.endpoint = endpoint
         self.machine_id = machine_id
         self.http = http or requests.Session()
+        self.clock = clock
 
     def post(
         self, what: str, doc: dict[str, Any], timeout_s: float, max_bytes: int = L.MAX_REQUEST_BYTES
@@ -91,6 +98,9 @@ class LiveSession:
         body = json.dumps(doc).encode()
         headers = sign_request(self.key, "POST", path, body)
         nonce = headers["signature-input"].split('nonce="', 1)[1].split('"', 1)[0]
+        # The clock runs from the request being sent to its answer read, nothing of this member's
+        # own work (signing before, checking the answer's signature after) inside.
+        started = self.clock()
         try:
             # Read to the end (no `with`): the kept-alive connection goes back to the pool, so the
             # timed challenge rides the connection the pings opened (no handshake in the window).
@@ -107,9 +117,9 @@ class LiveSession:
                 if len(data) > max_bytes:
                     r.close()
                     raise LiveFailure([Reason(L.RESPONSE_MALFORMED, f"the answer is over {max_bytes} bytes")])
-            reply = _Reply(r.status_code, bytes(data), dict(r.headers.items()))
+            reply = _Reply(r.status_code, bytes(data), dict(r.headers.items()), self.clock() - started)
         except requests.Timeout as exc:
-            raise _Timeout(str(exc)) from exc
+            raise _Timeout(self.clock() - started) from exc
         except requests.RequestException as exc:
             raise LiveFailure(
                 [Reason(L.UNREACHABLE, f"the agent at {self.endpoint} is unreachable: {exc}")]
@@ -129,7 +139,9 @@ class LiveSession:
 
 
 class _Timeout(Exception):
-    pass
+    def __init__(self, elapsed: float) -> None:
+        super().__init__(f"no answer after {elapsed:.3f} s")
+        self.elapsed = elapsed
 
 
 def _refusal(reply: _Reply) -> LiveFailure:
@@ -197,8 +209,8 @@ def _run(
         params = round_params(transcript)
     except ClaimError as exc:
         return exc.reasons
-    session = LiveSession(key, str(endpoint), machine_id, http)
-    figures["rtt_s"] = rtt = _rtt(session, round_no, clock)
+    session = LiveSession(key, str(endpoint), machine_id, http, clock)
+    figures["rtt_s"] = rtt = _rtt(session, round_no)
     figures["deadline_s"] = deadline = L.live_deadline(params, rtt)
     nonce = secrets.token_bytes(32)
     challenge_id = "live-" + secrets.token_hex(16)
@@ -206,7 +218,7 @@ def _run(
     doc = L.LiveChallenge(
         machine_id=machine_id, round=round_no, challenge_id=challenge_id, nonce=nonce.hex(), params=params
     ).model_dump(mode="json")
-    reply, elapsed = _timed_challenge(session, doc, deadline, clock)
+    reply, elapsed = _timed_challenge(session, doc, deadline)
     if reply is None:
         figures["commitment_s"] = round(elapsed, 6)
         return [
@@ -242,10 +254,9 @@ def _run(
     return _opened(session, round_no, challenge_id, nonce, signed, params, rng)
 
 
-def _rtt(session: LiveSession, round_no: int, clock: Callable[[], float]) -> float:
+def _rtt(session: LiveSession, round_no: int) -> float:
     best = float("inf")
     for _ in range(L.PINGS):
-        started = clock()
         try:
             reply = session.post(
                 "ping", {"machine_id": session.machine_id, "round": round_no}, PING_TIMEOUT_S
@@ -256,24 +267,22 @@ def _rtt(session: LiveSession, round_no: int, clock: Callable[[], float]) -> flo
             ) from exc
         if reply.status != 200:
             raise _refusal(reply)
-        best = min(best, clock() - started)
+        best = min(best, reply.elapsed)
     return round(best, 6)
 
 
 def _timed_challenge(
-    session: LiveSession, doc: dict[str, Any], deadline: float, clock: Callable[[], float]
+    session: LiveSession, doc: dict[str, Any], deadline: float
 ) -> tuple[_Reply | None, float]:
     for _ in range(BUSY_RETRIES):
-        started = clock()
         try:
             reply = session.post("challenges", doc, deadline + ANSWER_MARGIN_S)
-        except _Timeout:
-            return None, clock() - started
-        elapsed = clock() - started
+        except _Timeout as exc:
+            return None, exc.elapsed
         if reply.status == 503 and b'"live_busy"' in reply.body:
             time.sleep(random.uniform(*BUSY_BACKOFF_S))
             continue
-        return reply, elapsed
+        return reply, reply.elapsed
     raise LiveFailure([Reason(L.REFUSED, f"the agent stayed busy for {BUSY_RETRIES} tries")])
 
 
