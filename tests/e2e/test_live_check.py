@@ -4,18 +4,20 @@ A machine is submitted honestly (the service's automated stage passes: its proof
 was answered by the fast CPU prover), its agent serves the live-check endpoint and publishes it in
 a signed heartbeat, and members drawn for its round challenge the agent themselves:
 
-- an honest agent: every member's live check verifies, every member supports, the round confirms
-  and its published data records each member's figures;
+- an honest agent: the checking member's live check verifies, it supports, the round confirms
+  and its published data records who checked and the figures;
 - an agent that answers from a slower prover than the claim (the chain's steps slowed down), or
   that proves at speed but answers late (a relay): the member's own clock misses its own deadline,
   so that member reveals a refusal with `live_deadline_missed`, although the service's stage passed;
 - a key not drawn for the round is refused by the agent (signed 403 `live_not_drawn`), and a drawn
   member cannot make the machine run other parameters than the round's claim gets.
 
-The CPU claim's derived deadline is ~1.0 s (mostly the network allowance, + the member's RTT);
-the honest agent's commitment took 0.17-0.28 s median, 0.76 s at most, over loopback on this
-2-core container at load average 8-12 (20 live checks, /tmp scripts, 2026-12-01); the adversaries
-answer after >= 2.25 s (LATE_S).
+The CPU claim's derived deadline is ~1.0 s (mostly the network allowance, + the member's RTT).
+The agents run in processes of their own, as on a host (the honest one is the real
+`benchmark-probe agent --live-listen`); an honest commitment took 0.17-0.28 s median, 0.76 s at
+most, over loopback with agent and member in ONE process on this 2-core container at load
+average 8-12 (20 live checks, 2026-12-01), so separate processes leave more room; the
+adversaries answer after >= 2.25 s (tests/e2e/live_agents.py LATE_S).
 """
 
 from __future__ import annotations
