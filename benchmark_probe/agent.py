@@ -5,6 +5,9 @@ fail the loop backs off (the interval doubled per failure in a row, at most 10 m
 
 When the service's answer to a heartbeat says `reverify`, the agent answers a fresh challenge
 (proof of throughput, benchmarks, signed report) through the `on_reverify` callback.
+
+With `live_endpoint`, every heartbeat publishes where committee members reach the agent's live
+check (benchmark_probe/live.py, served alongside this loop by `benchmark-probe agent --live-listen`).
 """
 
 from __future__ import annotations
@@ -79,12 +82,16 @@ def run_agent(
     sleep: Callable[[float], None] = time.sleep,
     on_reverify: Callable[[], None] | None = None,
     stats: AgentStats | None = None,
+    live_endpoint: str | None = None,
 ) -> AgentStats:
     stats = stats if stats is not None else AgentStats()
     while True:
         started = time.monotonic()
         stats.sent += 1
-        ack = beat_once(client, machine_id, read_telemetry(), log, stats)
+        telemetry = read_telemetry()
+        if live_endpoint is not None:
+            telemetry = {**telemetry, "live_endpoint": live_endpoint}
+        ack = beat_once(client, machine_id, telemetry, log, stats)
         if ack is not None:
             stats.accepted += 1
             stats.consecutive_failed = 0

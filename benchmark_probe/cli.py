@@ -25,7 +25,8 @@ from benchmark_probe.bench import Backend, BenchPlan, run_benchmarks
 from benchmark_probe.client import ServiceClient, ServiceError
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
-from benchmark_probe.proof import ProofRunner
+from benchmark_probe.live import LiveResponder, LiveServer, RoundSource
+from benchmark_probe.proof import ProofRunner, default_executor
 from benchmark_probe.render import bench_table, calc_point_preview, inventory_tables, upload_table
 from benchmark_probe.status import REFUSED_STATES, summary_lines, wait_for_verdict, waited
 from benchmark_probe.submit import ProofHook, SubmitOutcome, answer_challenge, submit
@@ -42,6 +43,7 @@ from gpuproof.cli.output import (
     when,
 )
 from gpuproof.protocol.keys import KeyFileError, Scheme, SigningKey
+from gpuproof.protocol.live import parse_endpoint
 from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import BenchmarkResult
 from gpuproof.protocol.ss58 import Ss58Error
@@ -380,12 +382,59 @@ def status(
         raise typer.Exit(ExitCode.FAILED)
 
 
+def _live_server(
+    api: str, key: SigningKey, listen: str | None, endpoint: str | None, as_json: bool
+) -> LiveServer | None:
+    """The live-check endpoint (benchmark_probe/live.py), its executor prepared before any challenge."""
+    if (listen is None) != (endpoint is None):
+        fail(
+            "--live-listen and --live-endpoint go together (serve here, published as there)",
+            as_json,
+            ExitCode.USAGE,
+        )
+    if listen is None or endpoint is None:
+        return None
+    try:
+        parse_endpoint(endpoint)
+        host, _, port = listen.rpartition(":")
+        server_port = int(port)
+        if not host:
+            raise ValueError("--live-listen is HOST:PORT (the address to bind, e.g. your public IP)")
+    except ValueError as exc:
+        fail(f"live endpoint: {exc}", as_json, ExitCode.USAGE)
+        raise
+    inv = collect_inventory()
+    executor = default_executor(inv)
+    executor.prepare([gpu.index for gpu in inv.gpus] or [0])
+    responder = LiveResponder(key, RoundSource(api), executor)
+    try:
+        return LiveServer(responder, host.strip("[]"), server_port).start()
+    except OSError as exc:
+        fail(f"cannot listen on {listen}: {exc}", as_json)
+        raise
+
+
 @app.command()
 def agent(
     api: ApiOpt,
     key: KeyOpt = DEFAULT_KEY,
     interval: Annotated[float, typer.Option("--interval", min=1.0, help="seconds between heartbeats")] = 60.0,
     once: Annotated[bool, typer.Option("--once", help="send one heartbeat and exit")] = False,
+    live_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--live-listen",
+            help="serve committee members' live checks on HOST:PORT (e.g. 0.0.0.0:8421); only members "
+            "drawn for this machine's open round are answered",
+        ),
+    ] = None,
+    live_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--live-endpoint",
+            help="the public address members use, published in every heartbeat: http://<public IP>:<port>",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Stay running: signed heartbeats of live GPU (or host) telemetry every --interval seconds.
@@ -396,6 +445,7 @@ def agent(
 
     signing_key = _load_key(key, as_json)
     client = ServiceClient(api, signing_key)
+    live_server = _live_server(api, signing_key, live_listen, live_endpoint, as_json)
     telemetry = Telemetry()
 
     def reverify() -> None:
@@ -427,11 +477,14 @@ def agent(
             log=log,
             on_reverify=reverify,
             stats=stats,
+            live_endpoint=live_endpoint,
         )
     except KeyboardInterrupt:
         log("agent stopped")
     finally:
         telemetry.close()
+        if live_server is not None:
+            live_server.stop()
     if as_json:
         emit({"event": "stopped", **asdict(stats), "summary": stats.summary()})
     else:

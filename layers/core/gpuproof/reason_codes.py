@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Stage = Literal["request", "verification", "proof", "committee", "draw", "publication"]
+Stage = Literal["request", "verification", "proof", "committee", "draw", "publication", "live"]
 STAGES: dict[Stage, str] = {
     "request": "an API request is refused (the HTTP status is the answer's)",
     "verification": "the verify worker refuses a stored report (recorded on the report and machine)",
@@ -18,6 +18,8 @@ STAGES: dict[Stage, str] = {
     "committee": "a committee round's outcome, or the service's own findings for it",
     "draw": "a committee draw of one machine (the sweeper's outcome, logged)",
     "publication": "a verdict's way to the chain (publisher and reconciler; logged, PublisherDLQ, metrics)",
+    "live": "a committee member's live check of a machine: the agent's refusals (HTTP status theirs; "
+    "503 where none is given) and the member's own result (revealed in `live_check`)",
 }
 
 
@@ -47,6 +49,10 @@ def committee(description: str) -> ReasonCode:
 
 def publication(description: str) -> ReasonCode:
     return ReasonCode("publication", description)
+
+
+def live(description: str, status: int | None = None) -> ReasonCode:
+    return ReasonCode("live", description, status)
 
 
 # fmt: off
@@ -217,6 +223,24 @@ REASON_CODES: dict[str, ReasonCode] = {
         "the chain stayed unreachable for the retry budget: the reconciler hands the verdict back later"
     ),
     "reconciliation_failed": publication("the reconciler's pass raised (logged; the tick goes on)"),
+    # -- the live check (protocol/live.py; the agent: benchmark_probe/live.py; the member: cli/live.py)
+    "live_not_drawn": live("the signer is not drawn for the machine's round the service publishes", 403),
+    "live_round_not_open": live("the round named is unknown to the service or no longer open", 403),
+    "live_round_unavailable": live("the agent could not read the round from the service (answered 503)"),
+    "live_params_mismatch": live("the parameters are not those derived for the round's claim", 422),
+    "live_machine_mismatch": live("the live request names another machine", 422),
+    "live_request_invalid": live("the live request's body does not parse, or reuses a challenge_id", 422),
+    "live_busy": live("another member's live challenge is being answered (503; retried at once)"),
+    "live_limit": live("this member sent the most live challenges one round allows", 429),
+    "live_unknown_challenge": live("openings asked for a live challenge this member did not send", 404),
+    "live_endpoint_missing": live("the machine's heartbeat publishes no (valid) live endpoint"),
+    "live_endpoint_private": live("the live endpoint is not a public address (the member refuses it)"),
+    "live_unreachable": live("the agent did not answer (connection refused, reset or timed out)"),
+    "live_refused": live("the agent refused the member's live request (its code in the message)"),
+    "live_response_signature_invalid": live("an answer is not signed by the machine key for that request"),
+    "live_response_malformed": live("the commitment or the openings do not parse, or are too large"),
+    "live_deadline_missed": live("the commitment arrived after the member's own deadline (member's clock)"),
+    "live_check_inconsistent": request(422, "a reveal supports the machine though its own live check failed"),
 }
 # fmt: on
 

@@ -4,12 +4,13 @@ committee keygen [--scheme sr25519] [--import-seed | --import-mnemonic]  # key f
 committee register --api URL --linked OWNER_ACCOUNT ...
 committee status --api URL                         # your record, open rounds, what to do next
 committee assignments --api URL                    # deadlines as dates with countdowns
-committee inspect MACHINE_ID ROUND --api URL       # re-verifies the evidence locally
-committee commit MACHINE_ID ROUND --api URL        # inspects, then commits blake2_128 of the findings
-committee reveal MACHINE_ID ROUND --api URL
+committee inspect MACHINE_ID ROUND --api URL [--live]  # re-verifies the evidence locally; --live
+                                                   # also challenges the machine's agent yourself
+committee commit MACHINE_ID ROUND --api URL [--live]   # inspects, then commits blake2_128 of the findings
+committee reveal MACHINE_ID ROUND --api URL        # reveals the findings (and the live check's result)
 committee verify-draw MACHINE_ID ROUND --api URL   # recomputes the draw from the round's public data
 committee retire --api URL                         # leave the pool: never drawn again
-committee agent --api URL [--once] [--interval 5]  # a bot member that reviews honestly
+committee agent --api URL [--once] [--interval 5] [--live]  # a bot member that reviews honestly
 
 `--api` reads GPUPROOF_API, `--key` GPUPROOF_COMMITTEE_KEY. Exit codes: gpuproof.cli.output.ExitCode.
 """
@@ -30,11 +31,13 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gpuproof.cli.keyimport import address, new_key, refuse_existing, write_key
+from gpuproof.cli.live import LiveOptions, live_checker
 from gpuproof.cli.member import (
     ApiError,
     CommitConflict,
     CommitteeClient,
     Inspection,
+    LiveChecker,
     MemberState,
     PassStats,
     commit_findings,
@@ -88,6 +91,34 @@ def main(
     """gpuproof committee member: inspect the evidence yourself, commit, reveal."""
 
 
+LiveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--live",
+        help="also run your own live check: challenge the machine's agent with your nonce and pair "
+        "secret, time it with your clock, verify it yourself; a failed one makes you refuse",
+    ),
+]
+PrivateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private-endpoint", help="let --live reach a loopback/private address (local stacks)"
+    ),
+]
+
+
+ShadowOpt = Annotated[
+    bool, typer.Option("--live-shadow", help="run the live check in shadow mode: recorded, not counted")
+]
+
+
+def _live(
+    client: CommitteeClient, live: bool, allow_private: bool, shadow: bool = False
+) -> LiveChecker | None:
+    options = LiveOptions(allow_private=allow_private, shadow=shadow)
+    return live_checker(client.key, options) if live or shadow else None
+
+
 def _client(api: str, key: Path, as_json: bool) -> CommitteeClient:
     try:
         return CommitteeClient(api, SigningKey.load(key.expanduser()))
@@ -104,10 +135,6 @@ def _busy(label: str, as_json: bool) -> Progress:
     return Progress(
         SpinnerColumn(), TextColumn(label), TimeElapsedColumn(), console=err, transient=True, disable=as_json
     )
-
-
-def _api_error(exc: ApiError, as_json: bool) -> None:
-    fail_for(exc, as_json)
 
 
 @app.command()
@@ -281,12 +308,24 @@ def assignments(api: ApiOpt, key: KeyOpt = DEFAULT_KEY, as_json: JsonOpt = False
 
 
 def _inspect(
-    client: CommitteeClient, machine_id: str, round_no: int, allow_cpu: bool, as_json: bool
+    client: CommitteeClient,
+    machine_id: str,
+    round_no: int,
+    allow_cpu: bool,
+    as_json: bool,
+    live: LiveChecker | None = None,
 ) -> Inspection:
     with _busy("downloading the transcript and re-verifying the proof…", as_json) as progress:
         progress.add_task("inspect")
         with handled(as_json, client.api_url):
-            return inspect_transcript(client.transcript(machine_id, round_no), allow_cpu_backend=allow_cpu)
+            transcript = client.transcript(machine_id, round_no)
+            inspection = inspect_transcript(transcript, allow_cpu_backend=allow_cpu)
+    if live is None:
+        return inspection
+    with _busy("live check: challenging the machine's agent…", as_json) as progress:
+        progress.add_task("live")
+        with handled(as_json, client.api_url):
+            return live(transcript, inspection)
     raise AssertionError("unreachable")
 
 
@@ -338,10 +377,15 @@ def inspect(
     api: ApiOpt,
     key: KeyOpt = DEFAULT_KEY,
     allow_cpu_backend: CpuOpt = False,
+    live: LiveOpt = False,
+    allow_private_endpoint: PrivateOpt = False,
+    live_shadow: ShadowOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Download the round's transcript; re-verify signatures, Merkle paths and your own row checks."""
-    inspection = _inspect(_client(api, key, as_json), machine_id, round_no, allow_cpu_backend, as_json)
+    client = _client(api, key, as_json)
+    checker = _live(client, live, allow_private_endpoint, live_shadow)
+    inspection = _inspect(client, machine_id, round_no, allow_cpu_backend, as_json, checker)
     emit(inspection.as_dict()) if as_json else _show(inspection)
 
 
@@ -353,6 +397,9 @@ def commit(
     key: KeyOpt = DEFAULT_KEY,
     state: StateOpt = DEFAULT_STATE,
     allow_cpu_backend: CpuOpt = False,
+    live: LiveOpt = False,
+    allow_private_endpoint: PrivateOpt = False,
+    live_shadow: ShadowOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Inspect, then commit blake2_128 of your CommitteeUploadInfo (rand_str kept in --state)."""
@@ -366,7 +413,8 @@ def commit(
         else:
             out.print(f"already committed {saved['commit_hash']}; the saved vote is kept (reveal it later)")
         return
-    inspection = _inspect(client, machine_id, round_no, allow_cpu_backend, as_json)
+    checker = _live(client, live, allow_private_endpoint, live_shadow)
+    inspection = _inspect(client, machine_id, round_no, allow_cpu_backend, as_json, checker)
     try:
         with handled(as_json, api):
             info = commit_findings(client, votes, inspection)
@@ -478,9 +526,13 @@ def agent(
     once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
     interval: Annotated[float, typer.Option("--interval", min=0.1, help="seconds between passes")] = 5.0,
     allow_cpu_backend: CpuOpt = False,
+    live: LiveOpt = False,
+    allow_private_endpoint: PrivateOpt = False,
+    live_shadow: ShadowOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """A bot member: inspects honestly, commits and reveals within its windows.
+    """A bot member: inspects honestly (with --live, challenges each machine itself), commits and
+    reveals within its windows.
 
     Backs off while the service is unreachable; ends with a summary line; exit 3 when no pass
     reached the service."""
@@ -498,6 +550,7 @@ def agent(
             stop=threading.Event(),
             log=log,
             stats=stats,
+            live=_live(client, live, allow_private_endpoint, live_shadow),
         )
     summary = stats.summary(actions)
     if as_json:

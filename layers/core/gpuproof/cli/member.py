@@ -41,6 +41,8 @@ from gpuproof.protocol.report import SignedReport
 
 STATE_MODE = 0o600
 Log = Callable[[str], None]
+# Runs the member's live check on a round's transcript and folds it into its inspection (cli/live.py).
+LiveChecker = Callable[[dict[str, Any], "Inspection"], "Inspection"]
 
 
 ApiError = ServiceError  # the committee CLI's name for a refusal; one type for both clients
@@ -75,10 +77,17 @@ class CommitteeClient(SignedClient):
     def commit(self, machine_id: str, round_no: int, commit_hash: str) -> Any:
         return self.request("POST", f"/rounds/{machine_id}/{round_no}/commit", {"commit_hash": commit_hash})
 
-    def reveal(self, machine_id: str, round_no: int, info: CommitteeUploadInfo) -> Any:
-        return self.request(
-            "POST", f"/rounds/{machine_id}/{round_no}/reveal", {"info": info.model_dump(mode="json")}
-        )
+    def reveal(
+        self,
+        machine_id: str,
+        round_no: int,
+        info: CommitteeUploadInfo,
+        live_check: dict[str, Any] | None = None,
+    ) -> Any:
+        body: dict[str, Any] = {"info": info.model_dump(mode="json")}
+        if live_check is not None:
+            body["live_check"] = live_check
+        return self.request("POST", f"/rounds/{machine_id}/{round_no}/reveal", body)
 
 
 # ------------------------------------------------------------------------------------ inspection
@@ -115,6 +124,8 @@ class Inspection:
     proof_status: str
     expected_info: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    # The member's own live check of the machine (cli/live.py), when it ran one: revealed with the vote.
+    live_check: dict[str, Any] | None = None
 
     @property
     def supports(self) -> bool:
@@ -390,6 +401,7 @@ def commit_findings(
             "commit_hash": info.commit_hash_hex(),
             "committed": False,
             "revealed": False,
+            "live_check": inspection.live_check,
         }
         vote = state.put_new(mid, rno, vote)
     info = CommitteeUploadInfo.model_validate(vote["info"])
@@ -417,7 +429,7 @@ def reveal_findings(
     if vote is None:
         raise LookupError(f"no committed vote for {machine_id} round {round_no} in {state.path}")
     info = CommitteeUploadInfo.model_validate(vote["info"])
-    client.reveal(machine_id, round_no, info)
+    client.reveal(machine_id, round_no, info, vote.get("live_check"))
     state.put(machine_id, round_no, {**vote, "revealed": True})
     return info
 
@@ -439,10 +451,12 @@ def agent_tick(
     rng: np.random.Generator | None = None,
     log: Log = lambda _m: None,
     announced: set[str] | None = None,
+    live: LiveChecker | None = None,
 ) -> list[AgentAction]:
-    """One pass over this member's open assignments: inspect and commit in the commit phase,
-    reveal in the reveal phase. Errors on one assignment never stop the others. A round not in
-    `announced` is logged once as a new draw, with its deadlines (the member's notification)."""
+    """One pass over this member's open assignments: inspect (and, with `live`, run its own live
+    check of the machine) and commit in the commit phase, reveal in the reveal phase. Errors on
+    one assignment never stop the others. A round not in `announced` is logged once as a new
+    draw, with its deadlines (the member's notification)."""
     actions = []
     for a in client.assignments():
         if a["status"] != "open":
@@ -456,9 +470,10 @@ def agent_tick(
             )
         try:
             if a["phase"] == "commit" and not a["committed"]:
-                inspection = inspect_transcript(
-                    client.transcript(mid, rno), allow_cpu_backend=allow_cpu_backend, rng=rng
-                )
+                transcript = client.transcript(mid, rno)
+                inspection = inspect_transcript(transcript, allow_cpu_backend=allow_cpu_backend, rng=rng)
+                if live is not None and state.get(mid, rno) is None:
+                    inspection = live(transcript, inspection)
                 info = commit_findings(client, state, inspection)
                 detail = f"is_support={info.is_support} calc_point={info.calc_point}"
                 if not inspection.supports:
@@ -503,6 +518,7 @@ def run_agent(
     stop: threading.Event | None = None,
     log: Log = lambda _m: None,
     stats: PassStats | None = None,
+    live: LiveChecker | None = None,
 ) -> list[AgentAction]:
     """The bot member: `agent_tick` every `interval_s` until `stop` is set (or once). A pass that
     cannot list the assignments is logged in one line and the next waits longer (the interval
@@ -516,7 +532,7 @@ def run_agent(
         stats.passes += 1
         try:
             done += agent_tick(
-                client, state, allow_cpu_backend=allow_cpu_backend, log=log, announced=announced
+                client, state, allow_cpu_backend=allow_cpu_backend, log=log, announced=announced, live=live
             )
             stats.consecutive_failed = 0
         except (ApiError, requests.RequestException) as exc:
