@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 CHART_JS := layers/core/gpuproof/console/static/chart.umd.min.js
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: venv demo test lint typecheck unit integration e2e local bench openapi reason-codes clean console-assets browser
+.PHONY: venv demo test lint typecheck unit integration e2e local bench openapi reason-codes wheel clean console-assets browser
 
 venv: $(STAMP) $(NODE_STAMP) $(CHART_JS)
 
@@ -68,5 +68,10 @@ openapi: venv
 reason-codes: venv
 	$(BIN)/python -m gpuproof.reasons_doc > docs/reason-codes.md
 
+# A wheel to copy to a GPU host: `pip install 'dist/gpuproof-<version>-py3-none-any.whl[gpu]'`.
+wheel: venv
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/*.whl
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam dist build
