@@ -1,20 +1,38 @@
 """Loads each function's own lambda_handler from functions/<name>/app.py and invokes it as Lambda would.
 
-One lock serialises invocations: the local stack is one process, and Powertools keeps some state
-(metrics) per process, as a Lambda execution environment runs one invocation at a time.
+Concurrency, as Lambda runs it: every function has its own execution environment, and an
+environment runs one invocation at a time; different functions run at the same time (a publisher
+waiting on a hung chain node never holds up the API or the verify worker). Locally each function has
+one environment (like `ReservedConcurrentExecutions: 1`): a second invocation of the same function
+waits for the first, since a function's module state (its Event Handler app's `current_event`, its
+Idempotency config's Lambda context) belongs to one invocation at a time, as in one Lambda sandbox.
+
+What one process would otherwise share between environments is kept per environment here
+(`isolate()`): Powertools' Metrics store (class-level dicts shared by every `Metrics()`) and the
+Logger's keys (one formatter for every Logger of the "gpuproof" service), so a function's metrics
+and log keys (function_name, request id, correlation id) are its own, as in separate sandboxes.
+The environment variables are the stack's merged ones (template.merged_environment refuses a
+variable two functions would set differently) and every function runs with the same local
+credentials; which function made an AWS call is a ContextVar (gpuproof.local.aws_calls), so the
+least-privilege record is per function under concurrency too. botocore's client creation is not
+thread-safe (boto/boto3#1592): clients are created one at a time.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import logging
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+import botocore.session
 
 from gpuproof.local import aws_calls
 from gpuproof.local.template import LOCAL_ACCOUNT, LOCAL_REGION, FunctionSpec
@@ -23,7 +41,134 @@ log = logging.getLogger("gpuproof_local")
 
 Handler = Callable[[Any, Any], Any]
 
-_INVOKE_LOCK = threading.RLock()
+# The execution environment (a function's logical id) the current thread is running in.
+_environment: ContextVar[str | None] = ContextVar("gpuproof_local_environment", default=None)
+
+
+def current_environment() -> str | None:
+    return _environment.get()
+
+
+class EnvironmentLocal(MutableMapping[str, Any]):
+    """A dict per execution environment; outside every environment (a test calling code directly),
+    one of its own. An environment's dict starts as a copy of that outside one."""
+
+    def __init__(self, initial: dict[str, Any] | None = None) -> None:
+        self._outside: dict[str, Any] = dict(initial or {})
+        self._inside: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def current(self) -> dict[str, Any]:
+        env = _environment.get()
+        if env is None:
+            return self._outside
+        found = self._inside.get(env)
+        if found is None:
+            with self._lock:
+                found = self._inside.setdefault(env, dict(self._outside))
+        return found
+
+    def replace(self, value: dict[str, Any]) -> None:
+        env = _environment.get()
+        if env is None:
+            self._outside = value
+        else:
+            with self._lock:
+                self._inside[env] = value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.current()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.current()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.current()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.current()))
+
+    def __len__(self) -> int:
+        return len(self.current())
+
+    def __repr__(self) -> str:
+        return f"EnvironmentLocal({self.current()!r})"
+
+
+_isolated = False
+_isolate_lock = threading.Lock()
+_METRICS_STORES = ("_metrics", "_dimensions", "_metadata", "_default_dimensions")
+# Metrics attribute, provider attribute, class store: the same dict object in each Metrics() built
+# with Powertools' own provider.
+_METRICS_BINDINGS = (
+    ("metric_set", "metric_set", "_metrics"),
+    ("dimension_set", "dimension_set", "_dimensions"),
+    ("metadata_set", "metadata_set", "_metadata"),
+    ("default_dimensions", "default_dimensions", "_default_dimensions"),
+)
+
+
+def isolate() -> None:
+    """Keep Powertools' per-process state per execution environment, and create botocore clients
+    one at a time (idempotent; the local stack calls it before loading any handler)."""
+    global _isolated
+    with _isolate_lock:
+        if _isolated:
+            return
+        _isolate_metrics()
+        _isolate_logger_keys()
+        _serialise_client_creation()
+        _isolated = True
+
+
+def _isolate_metrics() -> None:
+    from aws_lambda_powertools.metrics import Metrics
+
+    originals = {name: getattr(Metrics, name) for name in _METRICS_STORES}
+    stores = {name: EnvironmentLocal(originals[name]) for name in _METRICS_STORES}
+    for name, store in stores.items():
+        setattr(Metrics, name, store)
+    # Instances made before (a module imported earlier) hold the class dicts themselves.
+    for obj in gc.get_objects():
+        if not isinstance(obj, Metrics):
+            continue
+        provider = getattr(obj, "provider", None)
+        for attr, provider_attr, store_name in _METRICS_BINDINGS:
+            if getattr(obj, attr, None) is originals[store_name]:
+                setattr(obj, attr, stores[store_name])
+            if provider is not None and getattr(provider, provider_attr, None) is originals[store_name]:
+                setattr(provider, provider_attr, stores[store_name])
+
+
+def _isolate_logger_keys() -> None:
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    def get(self: LambdaPowertoolsFormatter) -> Any:
+        store = self.__dict__.get("_gpuproof_log_format")
+        if store is None:
+            store = self.__dict__["_gpuproof_log_format"] = EnvironmentLocal(self.__dict__.get("log_format"))
+        return store.current()
+
+    def set_(self: LambdaPowertoolsFormatter, value: dict[str, Any]) -> None:
+        store = self.__dict__.get("_gpuproof_log_format")
+        if store is None:
+            self.__dict__["log_format"] = value
+        else:
+            store.replace(value)
+
+    # A data descriptor wins over the instance's own `log_format` (which stays the outside value).
+    LambdaPowertoolsFormatter.log_format = property(get, set_)  # type: ignore[assignment]
+
+
+def _serialise_client_creation() -> None:
+    lock = threading.RLock()
+    original = botocore.session.Session.create_client
+
+    def create_client(self: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
 
 
 class LambdaContext:
@@ -45,7 +190,7 @@ class LambdaContext:
 
 @dataclass
 class LocalFunction:
-    """A template function bound to its imported handler."""
+    """A template function bound to its imported handler, with its one execution environment."""
 
     spec: FunctionSpec
     physical_name: str
@@ -53,30 +198,50 @@ class LocalFunction:
     invocations: int = 0
     errors: int = 0
     last_error: BaseException | None = field(default=None, repr=False)
+    # Re-entrant: a handler that invokes its own function in-process (a CLI acting as it) runs on.
+    _environment_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def busy(self) -> bool:
+        """An invocation is running (or waiting for the environment)."""
+        if self._environment_lock.acquire(blocking=False):
+            self._environment_lock.release()
+            return False
+        return True
 
     def invoke(self, event: Any) -> Any:
-        context = LambdaContext(self.physical_name, self.spec.memory_mb, self.spec.timeout_s)
-        with _INVOKE_LOCK:
-            self.invocations += 1
+        with self._environment_lock:
+            # The timeout runs from when the environment takes the event, as Lambda's does.
+            context = LambdaContext(self.physical_name, self.spec.memory_mb, self.spec.timeout_s)
+            with self._count_lock:
+                self.invocations += 1
+            token = _environment.set(self.spec.logical_id)
             try:
                 with aws_calls.running(self.spec.logical_id):
                     return self.handler(event, context)
             except Exception as exc:
-                self.errors += 1
-                self.last_error = exc
+                self._failed(exc)
                 raise
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:
                 # The execution environment died mid-invocation (a test's injected kill): nothing
                 # in the handler cleaned up; the event source sees an error and retries, as on AWS.
-                self.errors += 1
-                self.last_error = exc
+                self._failed(exc)
                 raise RuntimeError(f"{self.spec.logical_id}: execution environment died ({exc!r})") from exc
+            finally:
+                _environment.reset(token)
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._count_lock:
+            self.errors += 1
+            self.last_error = exc
 
 
 def load_handler(spec: FunctionSpec) -> Handler:
     """Import the function's handler module under a name unique to the function."""
+    isolate()
     module_name = f"gpuproof_local_fn_{spec.logical_id}"
     module = sys.modules.get(module_name)
     if module is None:
