@@ -100,3 +100,48 @@ def test_one_function_runs_one_invocation_at_a_time() -> None:
     first.join(WAIT_S)
     second.join(WAIT_S)
     assert order == ["start 1", "end 1", "start 2", "end 2"]
+
+
+def test_two_requests_of_one_api_function_at_once_each_see_their_own_event() -> None:
+    """Behind the HTTP API a function runs invocations side by side: Powertools' Event Handler keeps
+    the current event on a class every resolver shares, and the matched route on the app; each
+    invocation sees its own."""
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+    isolate()
+    app = APIGatewayHttpResolver()
+    both_inside = threading.Barrier(2)
+
+    @app.get("/items/<item>")
+    def item(item: str) -> dict[str, str]:
+        both_inside.wait(WAIT_S)  # the other request has been resolved up to here too
+        return {"item": item, "path": app.current_event.path}
+
+    isolate()  # as load_handler does once a handler module (and its app) is loaded
+    fn = _function("Api", lambda event, context: app.resolve(event, context))
+    fn.concurrency = 2
+    fn.__post_init__()
+
+    def event(item: str) -> dict[str, Any]:
+        path = f"/items/{item}"
+        return {
+            "version": "2.0",
+            "routeKey": "GET /items/{item}",
+            "rawPath": path,
+            "rawQueryString": "",
+            "headers": {},
+            "requestContext": {"http": {"method": "GET", "path": path}, "stage": "$default"},
+            "isBase64Encoded": False,
+        }
+
+    results: list[Any] = [None, None]
+
+    def run(i: int, name: str) -> None:
+        results[i] = json.loads(fn.invoke(event(name))["body"])
+
+    threads = [threading.Thread(target=run, args=(i, n)) for i, n in enumerate(["one", "two"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_S)
+    assert results == [{"item": "one", "path": "/items/one"}, {"item": "two", "path": "/items/two"}]

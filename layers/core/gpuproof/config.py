@@ -35,6 +35,8 @@ class Settings:
     max_gpus_per_machine: int = limits.DEFAULT_MAX_GPUS_PER_MACHINE
     transcripts_bucket: str | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
+    # The CPU backend's deadline floor (template CpuProofDeadlineSeconds; 0: the derived one).
+    cpu_proof_deadline_s: float = 0.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,7 +62,19 @@ class Settings:
             transcript_max_bytes_per_gpu=int(
                 _env("TRANSCRIPT_MAX_BYTES_PER_GPU", str(DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU))
             ),
+            cpu_proof_deadline_s=cpu_proof_deadline_s(),
         )
+
+
+CPU_PROOF_DEADLINE_MAX_S = 600.0
+
+
+def cpu_proof_deadline_s() -> float:
+    """CPU_PROOF_DEADLINE_S (template parameter CpuProofDeadlineSeconds), within 0..600 s."""
+    value = float(_env("CPU_PROOF_DEADLINE_S", "0"))
+    if not 0.0 <= value <= CPU_PROOF_DEADLINE_MAX_S:
+        raise RuntimeError(f"CPU_PROOF_DEADLINE_S={value} is outside 0..{CPU_PROOF_DEADLINE_MAX_S:g}")
+    return value
 
 
 def max_gpus_per_machine() -> int:

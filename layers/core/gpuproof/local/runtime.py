@@ -1,21 +1,24 @@
 """Loads each function's own lambda_handler from functions/<name>/app.py and invokes it as Lambda would.
 
-Concurrency, as Lambda runs it: every function has its own execution environment, and an
-environment runs one invocation at a time; different functions run at the same time (a publisher
-waiting on a hung chain node never holds up the API or the verify worker). Locally each function has
-one environment (like `ReservedConcurrentExecutions: 1`): a second invocation of the same function
-waits for the first, since a function's module state (its Event Handler app's `current_event`, its
-Idempotency config's Lambda context) belongs to one invocation at a time, as in one Lambda sandbox.
+Concurrency, as Lambda runs it: every invocation has an execution environment of its own, and the
+functions run at the same time (a publisher waiting on a hung chain node holds up neither the API
+nor the verify worker). A function with HttpApi routes runs up to `API_CONCURRENCY` invocations at
+once (Lambda scales out per request); a function fed by an event source runs one at a time, as its
+local poller delivers one batch at a time (a stream's shard with ParallelizationFactor 1) and its
+adapters (one chain websocket per process) serve one invocation.
 
-What one process would otherwise share between environments is kept per environment here
-(`isolate()`): Powertools' Metrics store (class-level dicts shared by every `Metrics()`) and the
-Logger's keys (one formatter for every Logger of the "gpuproof" service), so a function's metrics
-and log keys (function_name, request id, correlation id) are its own, as in separate sandboxes.
-The environment variables are the stack's merged ones (template.merged_environment refuses a
-variable two functions would set differently) and every function runs with the same local
-credentials; which function made an AWS call is a ContextVar (gpuproof.local.aws_calls), so the
-least-privilege record is per function under concurrency too. botocore's client creation is not
-thread-safe (boto/boto3#1592): clients are created one at a time.
+All environments share one process, so what Powertools keeps per process is kept per invocation
+here (`isolate()`): Metrics' store (class-level dicts shared by every `Metrics()`), the Logger's
+keys (one formatter per service: function_name, request id, correlation id), and the Event
+Handler's current event, Lambda context (class attributes of BaseRouter, shared by every resolver)
+and per-request context (on each app). The environment variables are the stack's merged ones
+(template.merged_environment refuses a variable two functions would set differently) and every
+function runs with the same local credentials; which function made an AWS call is a ContextVar
+(gpuproof.local.aws_calls), so the least-privilege record is per function under concurrency too.
+botocore's client creation is not thread-safe (boto/boto3#1592): clients are created one at a time.
+Not isolated: cold-start flags (one per process: the first invocation of any function is "cold")
+and an Idempotency config's Lambda context (only event-source functions use one; they run one
+invocation at a time).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -41,12 +45,23 @@ log = logging.getLogger("gpuproof_local")
 
 Handler = Callable[[Any, Any], Any]
 
-# The execution environment (a function's logical id) the current thread is running in.
+# The execution environment (one per invocation) the current thread is running in.
 _environment: ContextVar[str | None] = ContextVar("gpuproof_local_environment", default=None)
+_stores: weakref.WeakValueDictionary[int, EnvironmentLocal] = weakref.WeakValueDictionary()
+_stores_lock = threading.Lock()
+API_CONCURRENCY = 16
 
 
 def current_environment() -> str | None:
     return _environment.get()
+
+
+def _release(environment: str) -> None:
+    """The invocation ended: drop what it kept."""
+    with _stores_lock:
+        stores = list(_stores.values())
+    for store in stores:
+        store.release(environment)
 
 
 class EnvironmentLocal(MutableMapping[str, Any]):
@@ -57,6 +72,12 @@ class EnvironmentLocal(MutableMapping[str, Any]):
         self._outside: dict[str, Any] = dict(initial or {})
         self._inside: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        with _stores_lock:
+            _stores[id(self)] = self
+
+    def release(self, environment: str) -> None:
+        with self._lock:
+            self._inside.pop(environment, None)
 
     def current(self) -> dict[str, Any]:
         env = _environment.get()
@@ -117,8 +138,60 @@ def isolate() -> None:
             return
         _isolate_metrics()
         _isolate_logger_keys()
+        _isolate_event_handler()
         _serialise_client_creation()
         _isolated = True
+    _isolate_resolvers()
+
+
+class _Slot:
+    """A class attribute kept per execution environment (set and read on the class)."""
+
+    def __init__(self, initial: Any) -> None:
+        self.store = EnvironmentLocal({"value": initial})
+
+    def get(self) -> Any:
+        try:
+            return self.store["value"]
+        except KeyError:
+            raise AttributeError("not set in this execution environment") from None
+
+    def set(self, value: Any) -> None:
+        self.store["value"] = value
+
+
+def _isolate_event_handler() -> None:
+    """BaseRouter.current_event and .lambda_context are class attributes every resolver shares:
+    a metaclass property keeps them per environment, read on the class or through an instance."""
+    from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+
+    slots = {name: _Slot(BaseRouter.__dict__.get(name)) for name in ("current_event", "lambda_context")}
+
+    def class_property(slot: _Slot) -> property:
+        return property(lambda cls: slot.get(), lambda cls, value: slot.set(value))
+
+    def instance_property(slot: _Slot) -> property:
+        return property(lambda self: slot.get(), lambda self, value: slot.set(value))
+
+    meta = type(BaseRouter)
+    per_environment = type(
+        "PerEnvironmentRouterMeta", (meta,), {name: class_property(slot) for name, slot in slots.items()}
+    )
+    for name, slot in slots.items():
+        setattr(BaseRouter, name, instance_property(slot))  # before the metaclass takes the name
+    BaseRouter.__class__ = per_environment  # type: ignore[method-assign]
+
+
+def _isolate_resolvers() -> None:
+    """Each resolver's per-request `context` (the matched route, its arguments, the request) is
+    kept per environment; run again after each handler module is loaded (its app is new)."""
+    from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+
+    for obj in gc.get_objects():
+        if isinstance(obj, ApiGatewayResolver) and not isinstance(
+            obj.__dict__.get("context"), EnvironmentLocal
+        ):
+            obj.__dict__["context"] = EnvironmentLocal(obj.__dict__.get("context"))
 
 
 def _isolate_metrics() -> None:
@@ -198,40 +271,53 @@ class LocalFunction:
     invocations: int = 0
     errors: int = 0
     last_error: BaseException | None = field(default=None, repr=False)
-    # Re-entrant: a handler that invokes its own function in-process (a CLI acting as it) runs on.
-    _environment_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    concurrency: int = 1  # invocations at once (API_CONCURRENCY for a function behind the HTTP API)
+    running: int = 0
+    _slots: threading.Semaphore = field(init=False, repr=False)
     _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.Semaphore(self.concurrency)
 
     @property
     def busy(self) -> bool:
-        """An invocation is running (or waiting for the environment)."""
-        if self._environment_lock.acquire(blocking=False):
-            self._environment_lock.release()
-            return False
-        return True
+        """An invocation is running."""
+        return self.running > 0
 
     def invoke(self, event: Any) -> Any:
-        with self._environment_lock:
-            # The timeout runs from when the environment takes the event, as Lambda's does.
-            context = LambdaContext(self.physical_name, self.spec.memory_mb, self.spec.timeout_s)
+        if _environment.get() is not None:
+            # Called from inside an invocation (a handler calling another function in-process):
+            # a nested call does not wait for an environment, which could deadlock.
+            return self._run(event)
+        with self._slots:
+            return self._run(event)
+
+    def _run(self, event: Any) -> Any:
+        # The timeout runs from when an environment takes the event, as Lambda's does.
+        context = LambdaContext(self.physical_name, self.spec.memory_mb, self.spec.timeout_s)
+        with self._count_lock:
+            self.invocations += 1
+            self.running += 1
+        environment = f"{self.spec.logical_id}/{context.aws_request_id}"
+        token = _environment.set(environment)
+        try:
+            with aws_calls.running(self.spec.logical_id):
+                return self.handler(event, context)
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            # The execution environment died mid-invocation (a test's injected kill): nothing
+            # in the handler cleaned up; the event source sees an error and retries, as on AWS.
+            self._failed(exc)
+            raise RuntimeError(f"{self.spec.logical_id}: execution environment died ({exc!r})") from exc
+        finally:
+            _environment.reset(token)
+            _release(environment)
             with self._count_lock:
-                self.invocations += 1
-            token = _environment.set(self.spec.logical_id)
-            try:
-                with aws_calls.running(self.spec.logical_id):
-                    return self.handler(event, context)
-            except Exception as exc:
-                self._failed(exc)
-                raise
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:
-                # The execution environment died mid-invocation (a test's injected kill): nothing
-                # in the handler cleaned up; the event source sees an error and retries, as on AWS.
-                self._failed(exc)
-                raise RuntimeError(f"{self.spec.logical_id}: execution environment died ({exc!r})") from exc
-            finally:
-                _environment.reset(token)
+                self.running -= 1
 
     def _failed(self, exc: BaseException) -> None:
         with self._count_lock:
@@ -258,5 +344,6 @@ def load_handler(spec: FunctionSpec) -> Handler:
         except BaseException:
             del sys.modules[module_name]
             raise
+    isolate()  # the module's resolver, if it has one, is new
     handler: Handler = getattr(module, spec.handler_name)
     return handler
