@@ -273,6 +273,9 @@ class LocalFunction:
     last_error: BaseException | None = field(default=None, repr=False)
     concurrency: int = 1  # invocations at once (API_CONCURRENCY for a function behind the HTTP API)
     running: int = 0
+    # Invocations that ran past the function's Timeout: Lambda would have killed them (the event
+    # source sees an error). Locally a thread cannot be killed; it is logged and counted instead.
+    timeouts: int = 0
     _slots: threading.Semaphore = field(init=False, repr=False)
     _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -316,8 +319,16 @@ class LocalFunction:
         finally:
             _environment.reset(token)
             _release(environment)
+            overran = context.get_remaining_time_in_millis() == 0
             with self._count_lock:
                 self.running -= 1
+                self.timeouts += overran
+            if overran:
+                log.error(
+                    "%s ran past its %d s timeout: Lambda would have killed it",
+                    self.spec.logical_id,
+                    self.spec.timeout_s,
+                )
 
     def _failed(self, exc: BaseException) -> None:
         with self._count_lock:
