@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from gpuproof.local.runtime import LocalFunction, isolate
+from gpuproof.local.runtime import LocalFunction, isolate, isolate_resolvers
 from gpuproof.local.template import FunctionSpec
 
 WAIT_S = 30.0
@@ -117,7 +117,7 @@ def test_two_requests_of_one_api_function_at_once_each_see_their_own_event() -> 
         both_inside.wait(WAIT_S)  # the other request has been resolved up to here too
         return {"item": item, "path": app.current_event.path}
 
-    isolate()  # as load_handler does once a handler module (and its app) is loaded
+    isolate_resolvers()  # as load_handler does once a handler module (and its app) is loaded
     fn = _function("Api", lambda event, context: app.resolve(event, context))
     fn.concurrency = 2
     fn.__post_init__()

@@ -141,7 +141,7 @@ def isolate() -> None:
         _isolate_event_handler()
         _serialise_client_creation()
         _isolated = True
-    _isolate_resolvers()
+        isolate_resolvers()
 
 
 class _Slot:
@@ -182,7 +182,7 @@ def _isolate_event_handler() -> None:
     BaseRouter.__class__ = per_environment  # type: ignore[method-assign]
 
 
-def _isolate_resolvers() -> None:
+def isolate_resolvers() -> None:
     """Each resolver's per-request `context` (the matched route, its arguments, the request) is
     kept per environment; run again after each handler module is loaded (its app is new)."""
     from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
@@ -355,6 +355,6 @@ def load_handler(spec: FunctionSpec) -> Handler:
         except BaseException:
             del sys.modules[module_name]
             raise
-    isolate()  # the module's resolver, if it has one, is new
+        isolate_resolvers()  # the module's resolver, if it has one, is new
     handler: Handler = getattr(module, spec.handler_name)
     return handler
