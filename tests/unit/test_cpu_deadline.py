@@ -35,3 +35,13 @@ def test_the_setting_is_bounded(monkeypatch: pytest.MonkeyPatch, value: str) -> 
     monkeypatch.setenv("CPU_PROOF_DEADLINE_S", value)
     with pytest.raises(RuntimeError):
         cpu_proof_deadline_s()
+
+
+def test_a_member_takes_a_cpu_deadline_as_issued_but_never_below_the_derived_one() -> None:
+    from gpuproof.claim import stored_cpu_deadline
+
+    issued = challenge_params(CPU, cpu_deadline_s=120.0)
+    assert params_reasons(issued, CPU, cpu_deadline_s=stored_cpu_deadline(issued)) == []
+    too_tight = {**issued, "proof": [{**issued["proof"][0], "deadline_s": 0.5}]}
+    assert stored_cpu_deadline(too_tight) == 0.5
+    assert params_reasons(too_tight, CPU, cpu_deadline_s=stored_cpu_deadline(too_tight)) != []

@@ -141,6 +141,17 @@ def stored_proof_params(params: Mapping[str, Any]) -> list[ProofParams]:
     return [ProofParams.model_validate(p) for p in params.get("proof") or []]
 
 
+def stored_cpu_deadline(params: Mapping[str, Any]) -> float:
+    """The deadline a CPU challenge was issued with (0 if none parses): a committee member, who
+    cannot know the service's CpuProofDeadlineSeconds, holds a CPU claim's parameters to it (never
+    below the derived one) and recomputes everything else."""
+    try:
+        stored = stored_proof_params(params)
+    except ValueError:
+        return 0.0
+    return stored[0].deadline_s if len(stored) == 1 else 0.0
+
+
 def params_reasons(params: Mapping[str, Any], claim: Claim, *, cpu_deadline_s: float = 0.0) -> list[Reason]:
     """Why a challenge's stored proof parameters are not the ones its claim gets (empty if they
     are): the verify worker recomputes them rather than trusting what was stored."""
