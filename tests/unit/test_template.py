@@ -55,6 +55,7 @@ PARAM_ENV = {
     "CHALLENGE_TTL_S": "ChallengeTtlSeconds",
     "MAX_SKEW_S": "SignatureMaxSkewSeconds",
     "ALLOW_CPU_BACKEND": "AllowCpuBackend",
+    "CPU_PROOF_DEADLINE_S": "CpuProofDeadlineSeconds",
     "SHADOW_CHECKS": "ShadowChecks",
     "CHALLENGE_COOLDOWN_S": "ChallengeCooldownSeconds",
     "CHALLENGE_COOLDOWN_MAX_S": "ChallengeCooldownMaxSeconds",

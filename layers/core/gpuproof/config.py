@@ -41,6 +41,8 @@ class Settings:
     # The heartbeat history (HEARTBEATS_TABLE) and how long each heartbeat stays (days in the env).
     heartbeats_table: str | None = None
     heartbeat_retention_s: int = DEFAULT_HEARTBEAT_RETENTION_DAYS * 86400
+    # The CPU backend's deadline floor (template CpuProofDeadlineSeconds; 0: the derived one).
+    cpu_proof_deadline_s: float = 0.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -68,6 +70,7 @@ class Settings:
             ),
             heartbeats_table=os.environ.get("HEARTBEATS_TABLE") or None,
             heartbeat_retention_s=heartbeat_retention_days() * 86400,
+            cpu_proof_deadline_s=cpu_proof_deadline_s(),
         )
 
 
@@ -76,6 +79,17 @@ def heartbeat_retention_days() -> int:
     value = int(_env("HEARTBEAT_RETENTION_DAYS", str(DEFAULT_HEARTBEAT_RETENTION_DAYS)))
     if not 1 <= value <= MAX_HEARTBEAT_RETENTION_DAYS:
         raise RuntimeError(f"HEARTBEAT_RETENTION_DAYS={value} is outside 1..{MAX_HEARTBEAT_RETENTION_DAYS}")
+    return value
+
+
+CPU_PROOF_DEADLINE_MAX_S = 600.0
+
+
+def cpu_proof_deadline_s() -> float:
+    """CPU_PROOF_DEADLINE_S (template parameter CpuProofDeadlineSeconds), within 0..600 s."""
+    value = float(_env("CPU_PROOF_DEADLINE_S", "0"))
+    if not 0.0 <= value <= CPU_PROOF_DEADLINE_MAX_S:
+        raise RuntimeError(f"CPU_PROOF_DEADLINE_S={value} is outside 0..{CPU_PROOF_DEADLINE_MAX_S:g}")
     return value
 
 

@@ -70,6 +70,7 @@ REASON_CODES: dict[str, ReasonCode] = {
     "timestamp_stale": request(401, "the signature's created time is outside the allowed skew"),
     "schema_invalid": request(422, "a field breaks the wire model (type, bound, length), one reason each"),
     "route_not_found": request(404, "no route matches the method and path (api/errors.py, the local front)"),
+    "request_malformed": request(400, "the HTTP request does not parse (request line, headers): local front"),
     # -- machines (logic/machines.py, adapters/dynamo.py)
     "key_mismatch": request(403, "the request is signed by another key than the one it acts for"),
     "bond_signature_invalid": request(403, "bond_signature is not the machine key's signature of the bond"),

@@ -40,6 +40,7 @@ def machine_services() -> Services:
         max_gpus_per_machine=settings.max_gpus_per_machine,
         transcripts=transcript_store(settings),
         transcript_max_bytes_per_gpu=settings.transcript_max_bytes_per_gpu,
+        cpu_proof_deadline_s=settings.cpu_proof_deadline_s,
     )
 
 
@@ -55,6 +56,7 @@ def verify_services() -> VerifyServices:
         max_gpus_per_machine=settings.max_gpus_per_machine,
         transcripts=transcript_store(settings),
         transcript_max_bytes_per_gpu=settings.transcript_max_bytes_per_gpu,
+        cpu_proof_deadline_s=settings.cpu_proof_deadline_s,
     )
 
 

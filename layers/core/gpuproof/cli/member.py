@@ -22,7 +22,7 @@ import numpy as np
 import requests
 from pydantic import ValidationError
 
-from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, verified_claim
+from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, stored_cpu_deadline, verified_claim
 from gpuproof.cli.output import backoff_delay, duration, unreachable_message, when
 from gpuproof.committee.findings import Findings, findings_from_report
 from gpuproof.protocol.canonical import canonical_bytes
@@ -223,7 +223,10 @@ def _claim_check(challenge: dict[str, Any], verification: dict[str, Any]) -> tup
     try:
         if challenge.get("params"):
             claim = claim_of(challenge["params"])
-            wrong = params_reasons(challenge["params"], claim)
+            # A CPU claim's deadline is the service's setting (CpuProofDeadlineSeconds): taken as
+            # issued, never below the derived one; every other parameter is recomputed.
+            floor = stored_cpu_deadline(challenge["params"]) if claim.cpu else 0.0
+            wrong = params_reasons(challenge["params"], claim, cpu_deadline_s=floor)
             if wrong:
                 return Check("claim", False, "; ".join(r.message for r in wrong)), claim
             source = "the challenge (its proof parameters recomputed)"

@@ -55,6 +55,7 @@ class Services:
     # Where the probe uploads its transcript; None: proofs travel inline in the report (v1 only).
     transcripts: TranscriptStore | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
+    cpu_proof_deadline_s: float = 0.0  # the CPU backend's deadline floor (gpuproof.claim)
 
     def transcript_limit(self, challenge: Challenge) -> int:
         return transcript_limit(self.transcript_max_bytes_per_gpu, len(proof_params(challenge)))
@@ -142,7 +143,7 @@ def issue_challenge(
             claim = make_claim(
                 body.claimed_gpu_model, body.gpu_count, allow_cpu_backend=svc.allow_cpu_backend
             )
-            params = challenge_params(claim)
+            params = challenge_params(claim, cpu_deadline_s=svc.cpu_proof_deadline_s)
         except ClaimError as refused:
             claim_problems = refused.reasons
     now = svc.clock.now()

@@ -90,6 +90,7 @@ class VerifyServices:
     max_gpus_per_machine: int = DEFAULT_MAX_GPUS_PER_MACHINE
     transcripts: TranscriptStore | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
+    cpu_proof_deadline_s: float = 0.0  # the CPU backend's deadline floor (gpuproof.claim)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def check_claim(ctx: Context) -> CheckResult:
     reasons = list(ctx.claim_problems)
     claim = ctx.claim
     if claim is not None:
-        reasons += params_reasons(ctx.challenge.params, claim)
+        reasons += params_reasons(ctx.challenge.params, claim, cpu_deadline_s=ctx.svc.cpu_proof_deadline_s)
         if claim.cpu and not ctx.svc.allow_cpu_backend:
             reasons.append(Reason("cpu_claim_refused", "the challenge claims no GPU (a CPU-only host)"))
     details: dict[str, Any] = {} if claim is None else claim.as_dict()
