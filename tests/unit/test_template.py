@@ -52,6 +52,7 @@ PARAM_ENV = {
     "MAX_SKEW_S": "SignatureMaxSkewSeconds",
     "ALLOW_CPU_BACKEND": "AllowCpuBackend",
     "SHADOW_CHECKS": "ShadowChecks",
+    "ENFORCE_CHECKS": "EnforceChecks",
     "CHALLENGE_COOLDOWN_S": "ChallengeCooldownSeconds",
     "CHALLENGE_COOLDOWN_MAX_S": "ChallengeCooldownMaxSeconds",
     "MAX_GPUS_PER_MACHINE": "MaxGpusPerMachine",

@@ -35,6 +35,7 @@ class Settings:
     max_gpus_per_machine: int = limits.DEFAULT_MAX_GPUS_PER_MACHINE
     transcripts_bucket: str | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
+    enforced_checks: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,9 +48,8 @@ class Settings:
             gpu_uuids_table=os.environ.get("GPU_UUIDS_TABLE"),
             idempotency_table=os.environ.get("IDEMPOTENCY_TABLE"),
             allow_cpu_backend=os.environ.get("ALLOW_CPU_BACKEND", "false").lower() == "true",
-            shadow_checks=frozenset(
-                c.strip() for c in os.environ.get("SHADOW_CHECKS", "").split(",") if c.strip()
-            ),
+            shadow_checks=_names("SHADOW_CHECKS"),
+            enforced_checks=_names("ENFORCE_CHECKS"),
             challenge_ttl_s=int(_env("CHALLENGE_TTL_S", "900")),
             max_skew_s=int(_env("MAX_SKEW_S", "300")),
             cooldown_s=int(_env("CHALLENGE_COOLDOWN_S", "600")),
@@ -61,6 +61,10 @@ class Settings:
                 _env("TRANSCRIPT_MAX_BYTES_PER_GPU", str(DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU))
             ),
         )
+
+
+def _names(var: str) -> frozenset[str]:
+    return frozenset(c.strip() for c in os.environ.get(var, "").split(",") if c.strip())
 
 
 def max_gpus_per_machine() -> int:

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gpuproof.cli.evidence_view import evidence_table
 from gpuproof.cli.keyimport import imported_key
 from gpuproof.cli.member import (
     ApiError,
@@ -194,6 +195,8 @@ def _show(inspection: Inspection) -> None:
         )
     if inspection.rows:
         out.print(gpus)
+    if inspection.evidence:
+        out.print(evidence_table(inspection.evidence))
     if inspection.fields:
         info = Table("field", "your finding", "service expects", title="CommitteeUploadInfo")
         expected = inspection.expected_info or {}
