@@ -154,11 +154,24 @@ def test_an_a100_40gb_claiming_80gb_is_held_to_what_its_capacity_proves() -> Non
     assert "model_capacity_failed" in codes(g.reasons) and g.mem_gb == 0
 
 
-def test_host_memory_over_pcie_misses_the_bandwidth_envelope() -> None:
+def test_host_memory_over_pcie_misses_the_bandwidth_envelope_a_cross_check_until_calibrated() -> None:
     claim = Claim(H100, 1)
     cap = capacity_doc(claim, bandwidth_fraction=25 / 3350)  # 25 GB/s: host RAM over PCIe
     g = gpu_evidence(0, ref(H100), None, facts(claim, capacity=cap))
-    assert codes(g.reasons) == {"model_bandwidth_outside_claim"} and g.mem_gb == 0
+    assert not g.reasons and codes(g.notes) == {"model_bandwidth_outside_claim"}
+    # It narrows nothing, so it cannot raise the score: the rate and capacity candidates remain.
+    assert g.bandwidth_candidates is None and set(g.candidates) == {H100, "H200"} and g.mem_gb == 80
+
+
+def test_bandwidth_tells_an_rtx_4090_from_an_a100_40gb_once_capacity_is_proven() -> None:
+    claim = Claim("GeForce RTX 4090", 1)
+    g = gpu_evidence(0, ref("GeForce RTX 4090"), None, facts(claim, capacity=capacity_doc(claim)))
+    assert set(g.candidates) == {"GeForce RTX 4090", "L40S"}
+    assert (g.cuda_cores, g.mem_gb, g.large_model_factor) == (16384, 24, 1)
+    l40s = Claim("L40S", 1)
+    assert gpu_evidence(0, ref("L40S"), None, facts(l40s, capacity=capacity_doc(l40s))).candidates == (
+        "L40S",
+    )
 
 
 def test_mig_instances_and_vgpus_are_refused() -> None:

@@ -152,11 +152,11 @@ REASON_CODES: dict[str, ReasonCode] = {
     "model_rate_not_proven": verification("no passing proof of throughput: the model is not measured"),
     "model_capacity_above_claim": verification("a GPU proved more VRAM than the claimed model holds"),
     "model_capacity_failed": verification("a GPU failed the capacity phase: its VRAM is not proven"),
-    "model_bandwidth_outside_claim": verification("the measured bandwidth is outside the claimed model's"),
     "gpu_mig_refused": verification("a GPU is a MIG instance (MIG mode on): refused, not counted as a GPU"),
     "gpu_vgpu_refused": verification("a GPU is a vGPU (NVML virtualization mode or name): refused"),
     # -- cross-checks of the measured model (check model_cross_checks, shadow by default)
     "model_rate_above_claim": verification("ran > 1.2x faster than the claimed model (scored as one)"),
+    "model_bandwidth_outside_claim": verification("the measured bandwidth is outside the claimed model's"),
     "nvml_name_cross_check": verification("NVML's name (host-sent) is not the claimed, measured model"),
     # -- inputs not proven (check evidence, shadow by default) and DBC's minimums (check dbc_minimums)
     "capacity_record_malformed": verification("the capacity record does not parse: nothing in it is proven"),
