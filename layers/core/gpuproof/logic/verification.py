@@ -394,8 +394,11 @@ def evidence_results(
     capacity, capacity_reasons = parse_capacity(capacity_doc)
     throughput = throughput_from_checks([r.as_dict() for r in results])
     found, findings = check_findings(ctx, MeasuredFacts(throughput, capacity, tuple(capacity_reasons)))
+    proof_shadow = any(r.name == "proof_of_throughput" and r.shadow for r in results)
     for r in found:
-        r.shadow = is_shadow(r.name, ctx.svc)
+        # The measured model rests on the proof's timing: while the proof of throughput is in
+        # shadow mode (deadline calibration), so is the model check; scoring stays fail-closed.
+        r.shadow = is_shadow(r.name, ctx.svc) or (r.name == "measured_model" and proof_shadow)
     extra: dict[str, Any] = {}
     if capacity_doc is not None:
         extra["capacity"] = capacity_doc
