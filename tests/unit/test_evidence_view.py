@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
 
 from rich.console import Console
 
 from benchmark_probe.nvml_double import fixed_host
-from gpuproof.claim import Claim
+from gpuproof.claim import Claim, proof_params_for
 from gpuproof.cli.evidence_view import evidence_table
 from gpuproof.cli.member import breakdown_check, member_facts
-from gpuproof.evidence import assess
+from gpuproof.evidence import assess, facts_from_verification
 from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import BenchmarkReport, Integrity, Inventory
 from tests.unit.evidence_facts import capacity_doc, facts
@@ -18,9 +19,8 @@ from tests.unit.evidence_facts import capacity_doc, facts
 H100 = "H100 SXM5 80GB"
 
 
-def breakdown() -> dict[str, object]:
-    claim = Claim(H100, 2)
-    rep = BenchmarkReport(
+def bare_report() -> BenchmarkReport:
+    return BenchmarkReport(
         machine_id="ab" * 32,
         challenge_id="c1",
         challenge_nonce="00" * 32,
@@ -29,7 +29,11 @@ def breakdown() -> dict[str, object]:
         inventory=Inventory(backend="cpu", host=fixed_host()),
         integrity=Integrity(),
     )
-    return assess(claim, rep, Region.europe, 2048, facts(claim)).as_dict()
+
+
+def breakdown() -> dict[str, object]:
+    claim = Claim(H100, 2)
+    return assess(claim, bare_report(), Region.europe, 2048, facts(claim)).as_dict()
 
 
 def test_the_table_shows_every_input_with_its_status() -> None:
@@ -59,6 +63,47 @@ def test_the_member_rechecks_the_services_breakdown() -> None:
     found = breakdown_check(mine, service)
     assert not found.ok and "RAM_GB: mine 0, service 2048" in found.detail
     assert not breakdown_check(mine, None).ok
+
+
+def test_the_member_and_the_service_reach_the_same_breakdown() -> None:
+    """The service scores from its verification record (the proof check's details), the member
+    from the challenge's service-clock times and the proof it verified itself: same digest."""
+    claim = Claim(H100, 2)
+    params = proof_params_for(claim)
+    challenge = {
+        "issued_at": 1_800_000_000.25,
+        "commitment_received_at": 1_800_000_020.125,
+        "params": {"proof": [p.model_dump(mode="json") for p in params]},
+    }
+    elapsed = challenge["commitment_received_at"] - challenge["issued_at"]
+    record = {
+        "checks": [
+            {
+                "name": "proof_of_throughput",
+                "status": "pass",
+                "reasons": [],
+                "details": {
+                    "elapsed_s": elapsed,
+                    "commitment_sha256": "aa" * 32,
+                    "gpus": [
+                        {
+                            "gpu_index": p.gpu_index,
+                            "ops": p.ops,
+                            "proven_tops_lower_bound": p.ops / elapsed / 1e12,
+                        }
+                        for p in params
+                    ],
+                },
+            }
+        ],
+        "capacity": capacity_doc(claim),
+    }
+    record = json.loads(json.dumps(record))  # as stored (a JSON attribute) and served
+    rep = bare_report()
+    service = assess(claim, rep, Region.europe, 2048, facts_from_verification(record)).as_dict()
+    mine = assess(claim, rep, Region.europe, 2048, member_facts(challenge, "aa" * 32, record)).as_dict()
+    assert service["digest"] == mine["digest"] and breakdown_check(mine, service).ok
+    assert service["scored"]["gpu_num"] == 2 and service["scored"]["ram_gb"] == 512
 
 
 def test_a_member_that_did_not_verify_the_proof_scores_no_throughput() -> None:

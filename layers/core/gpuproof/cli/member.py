@@ -273,7 +273,8 @@ def inspect_transcript(
     service_record = report_doc.get("verification") or {}
     claim_check, claim = _claim_check(challenge, service_record)
     checks.append(claim_check)
-    facts = member_facts(challenge, verified[0] if verified else None, service_record)
+    commitment = hashlib.sha256(verified[0].commitment.signing_bytes()).hexdigest() if verified else None
+    facts = member_facts(challenge, commitment, service_record)
     findings = (
         Findings(None, [Reason("claim_missing", "no claim to hold the report to")])
         if claim is None
@@ -310,20 +311,25 @@ def inspect_transcript(
 
 
 def member_facts(
-    challenge: dict[str, Any], proof: ThroughputProof | None, service_record: dict[str, Any]
+    challenge: dict[str, Any], commitment_sha256: str | None, service_record: dict[str, Any]
 ) -> MeasuredFacts:
-    """What the member scores from: the throughput only when it re-verified the proof itself (its
-    elapsed time from the challenge's service-clock times, the service's only timing), the capacity
+    """What the member scores from: the throughput only when it re-verified the proof itself
+    (`commitment_sha256` of the proof it verified; None when it did not; the elapsed time from the
+    challenge's service-clock times, the service's only timing), the capacity
     phase's record as the service stored it (its timed rounds cannot be replayed; its shape and the
     scoring that follows are re-checked here)."""
     capacity, reasons = parse_capacity(service_record.get("capacity"))
     throughput = None
     issued, received = challenge.get("issued_at"), challenge.get("commitment_received_at")
     params_doc = (challenge.get("params") or {}).get("proof") or []
-    if proof is not None and isinstance(issued, int | float) and isinstance(received, int | float):
+    if (
+        commitment_sha256 is not None
+        and isinstance(issued, int | float)
+        and isinstance(received, int | float)
+    ):
         params = [ProofParams.model_validate(p) for p in params_doc]
-        digest = hashlib.sha256(proof.commitment.signing_bytes()).hexdigest()
-        throughput = Throughput(True, received - issued, {p.gpu_index: p.ops for p in params}, digest)
+        digest = commitment_sha256
+        throughput = Throughput(True, received - issued, {p.gpu_index: float(p.ops) for p in params}, digest)
     return MeasuredFacts(throughput, capacity, tuple(reasons))
 
 
