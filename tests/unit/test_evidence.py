@@ -373,3 +373,18 @@ def test_a_cpu_claim_scores_proven_ram_only() -> None:
     found = assess(Claim(None, 0), report(cpu), Region.europe, DECLARED_RAM_GB, NOTHING_MEASURED)
     assert found.point is not None and found.point.chain_value == 0
     assert by_input(found)["RAM_GB"]["status"] == "not_proven"
+
+
+def test_the_capacity_phases_own_record_parses() -> None:
+    """The contract with gpuproof.protocol.capacity: its `as_record()` is what `parse_capacity` reads."""
+    from gpuproof.protocol.capacity.verifier import CapacityResult, TargetResult
+
+    gpus = [TargetResult(i, 80 * GIB, int(0.9 * 80 * GIB), 2.8e12, 0.004, 0.009, True) for i in range(2)]
+    host = TargetResult(255, 512 * GIB, 512 * GIB, 1.5e11, 0.01, 0.02, True)
+    result = CapacityResult(gpus, host, [], "ab" * 32)
+    record, reasons = parse_capacity(result.as_record())
+    assert reasons == [] and record is not None
+    assert [g.index for g in record.gpus] == [0, 1] and record.host_ram is not None
+    assert record.host_ram.proven_bytes == 512 * GIB
+    empty, why = parse_capacity(CapacityResult(gpus, None).as_record())  # no digest: not proven
+    assert empty is None and codes(why) == {"capacity_record_malformed"}

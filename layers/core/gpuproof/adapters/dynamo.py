@@ -60,7 +60,14 @@ def _machine(item: MachineModel) -> Machine:
         last_challenge_id=item.last_challenge_id,
         state_reasons=list(item.state_reasons or []),
         attempts=Attempts.from_dict(item.attempts),
+        live_endpoint=_live_endpoint(item.last_heartbeat),
     )
+
+
+def _live_endpoint(heartbeat: Any) -> str | None:
+    """The heartbeat's live endpoint (validated by the Heartbeat model when it was accepted)."""
+    value = heartbeat.get("live_endpoint") if isinstance(heartbeat, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _report(item: ReportModel) -> StoredReport:
