@@ -260,6 +260,14 @@ def test_failed_capacity_scores_no_more_than_absent() -> None:
     assert "model_capacity_failed" in codes(failed.model_reasons)
 
 
+def test_a_gpu_missing_from_the_capacity_record_is_not_counted() -> None:
+    claim = Claim(H100, 2)
+    cap = capacity_doc(claim)
+    cap["gpus"].pop()
+    found = assess(claim, report(inventory(2)), Region.europe, DECLARED_RAM_GB, facts(claim, capacity=cap))
+    assert found.scored.gpu_num == 1 and "model_capacity_failed" in codes(found.model_reasons)
+
+
 def test_ram_scores_the_least_of_declared_and_proven() -> None:
     claim = Claim(H100, 1)
     rep = report(inventory(1))

@@ -427,6 +427,14 @@ def gpu_evidence(
             bandwidth_candidates = None
     elif cap is not None:
         reasons.append(Reason("model_capacity_failed", f"GPU {index} failed the capacity phase", "capacity"))
+    elif facts.capacity is not None:
+        reasons.append(
+            Reason(
+                "model_capacity_failed",
+                f"GPU {index} is missing from the capacity record: its VRAM is not proven",
+                "capacity",
+            )
+        )
     candidates = [
         m
         for m in rate_candidates
@@ -444,7 +452,7 @@ def gpu_evidence(
             )
         )
     refs = _refs(candidates, rows)
-    failed_capacity = cap is not None and not cap.passed
+    failed_capacity = facts.capacity is not None and (cap is None or not cap.passed)
     if reasons or not refs or failed_capacity:
         cores = mem = 0
         factor = 1
