@@ -241,6 +241,13 @@ def run_demo(tmp: Path, params: dict[str, str], operator_key: Path, no_chain: st
                 m = get(stack, f"/machines/{machine_id}")["machine"]
             console.print(f"machine state: [bold]{m['state']}[/bold]")
             show_chain(stack, machine_id)
+        console.rule("the web console")
+        console.print(
+            f"network  {stack.api_url}/\n"
+            f"machine  {stack.api_url}/console/machines/{machine_id}\n"
+            f"member   {stack.api_url}/console/members/{members[0].account}",
+            soft_wrap=True,  # whole links, to copy or click
+        )
         console.print(f"demo finished in {time.monotonic() - t0:.1f} s")
     return 0
 

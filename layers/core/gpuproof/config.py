@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from gpuproof.protocol import limits
 from gpuproof.protocol.delivery import DEFAULT_MAX_BYTES_PER_GPU as DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
 
+DEFAULT_HEARTBEAT_RETENTION_DAYS = 14
+MAX_HEARTBEAT_RETENTION_DAYS = 365
+
 
 def _env(name: str, default: str | None = None) -> str:
     value = os.environ.get(name, default)
@@ -36,6 +39,9 @@ class Settings:
     transcripts_bucket: str | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
     enforced_checks: frozenset[str] = frozenset()
+    # The heartbeat history (HEARTBEATS_TABLE) and how long each heartbeat stays (days in the env).
+    heartbeats_table: str | None = None
+    heartbeat_retention_s: int = DEFAULT_HEARTBEAT_RETENTION_DAYS * 86400
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,11 +66,21 @@ class Settings:
             transcript_max_bytes_per_gpu=int(
                 _env("TRANSCRIPT_MAX_BYTES_PER_GPU", str(DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU))
             ),
+            heartbeats_table=os.environ.get("HEARTBEATS_TABLE") or None,
+            heartbeat_retention_s=heartbeat_retention_days() * 86400,
         )
 
 
 def _names(var: str) -> frozenset[str]:
     return frozenset(c.strip() for c in os.environ.get(var, "").split(",") if c.strip())
+
+
+def heartbeat_retention_days() -> int:
+    """HEARTBEAT_RETENTION_DAYS (template parameter HeartbeatRetentionDays), 1..365."""
+    value = int(_env("HEARTBEAT_RETENTION_DAYS", str(DEFAULT_HEARTBEAT_RETENTION_DAYS)))
+    if not 1 <= value <= MAX_HEARTBEAT_RETENTION_DAYS:
+        raise RuntimeError(f"HEARTBEAT_RETENTION_DAYS={value} is outside 1..{MAX_HEARTBEAT_RETENTION_DAYS}")
+    return value
 
 
 def max_gpus_per_machine() -> int:

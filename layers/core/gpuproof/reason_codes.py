@@ -127,6 +127,15 @@ REASON_CODES: dict[str, ReasonCode] = {
     "beacon_value_used": ReasonCode("draw", "the beacon value was used by another draw meanwhile", 409),
     "verdict_exists": ReasonCode("draw", "the round's verdict is already written", 409),
     "draw_failed": ReasonCode("draw", "drawing this machine raised; logged, the other machines are drawn"),
+    "verification_requeued": verification(
+        "the report waited unverified past REQUEUE_AFTER_S; its verification was queued again (the "
+        "machine stays submitted with this reason and its next step; logged once)"
+    ),
+    "committee_pool_too_small": ReasonCode(
+        "draw",
+        "fewer eligible committee members than a committee needs: the machine waits in auto_verified "
+        "(or no_consensus) with this reason and its next step in state_reasons; logged once",
+    ),
     # -- the verify worker (logic/verification.py)
     "report_schema_invalid": verification("the stored report breaks today's wire model"),
     "integrity_ld_preload": verification("LD_PRELOAD or /etc/ld.so.preload is set"),

@@ -175,6 +175,8 @@ class CommitteeStore(Protocol):
 
     def rounds_of_member(self, account: str) -> list[CommitteeRound]: ...
 
+    def rounds_of_machine(self, machine_id: str, limit: int = 50) -> list[CommitteeRound]: ...
+
     def beacon_state(self) -> BeaconState | None: ...
 
     def init_beacon(self, tip: str, length: int, now: float) -> BeaconState:
@@ -229,6 +231,10 @@ class CommitteeStore(Protocol):
         disputed → machine_state. False when another sweep already settled it."""
 
     def machines_awaiting_draw(self) -> list[Machine]: ...
+
+    def set_state_reasons(self, machine_id: str, state: str, reasons: list[dict[str, str]]) -> bool:
+        """Store why a machine in `state` waits, provided it is still in `state` and its reasons
+        differ; True when they changed (so the caller logs a reason once, not every tick)."""
 
     def get_machine(self, machine_id: str) -> Machine | None: ...
 
@@ -591,6 +597,34 @@ class DrawOutcome:
     round: int | None = None
     members: list[str] = field(default_factory=list)
     detail: str = ""
+    # Why the machine waits (its state_reasons), and whether this tick is the first to say so.
+    reason: dict[str, str] | None = None
+    announced: bool = False
+
+
+# Why a machine waits for its draw: a stable code, the message, and the owner's next step.
+POOL_TOO_SMALL = "committee_pool_too_small"
+
+
+def waiting_reason(eligible: int, needed: int, excluded: int) -> dict[str, str]:
+    fresh = f" ({excluded} members of the previous round are excluded)" if excluded else ""
+    return {
+        "code": POOL_TOO_SMALL,
+        "message": f"{eligible} eligible committee members, {needed} needed for a draw{fresh}",
+        "next_step": (
+            "nothing to do on the machine: the draw happens at the first sweeper tick after enough "
+            "members are admitted and not at their cap; the committee operator admits members "
+            "(`gpuproof-ops admit`)"
+        ),
+    }
+
+
+def failed_reason(detail: str) -> dict[str, str]:
+    return {
+        "code": DRAW_FAILED,
+        "message": f"the committee draw of this machine failed: {detail}"[:500],
+        "next_step": "nothing to do on the machine: the operator is alerted; the draw is retried each tick",
+    }
 
 
 def ensure_beacon(svc: CommitteeServices) -> BeaconState:
@@ -643,7 +677,10 @@ def draw_machine(svc: CommitteeServices, machine: Machine, members: list[Committ
     eligible = eligible_accounts(pool, owner=machine.owner, in_flight=in_flight, cap=svc.max_in_flight)
     if len(eligible) < COMMITTEE_SIZE:
         return DrawOutcome(
-            mid, "waiting", detail=f"{len(eligible)} eligible members, {COMMITTEE_SIZE} needed"
+            mid,
+            "waiting",
+            detail=f"{len(eligible)} eligible members, {COMMITTEE_SIZE} needed",
+            reason=waiting_reason(len(eligible), COMMITTEE_SIZE, len(excluded)),
         )
     beacon = ensure_beacon(svc)
     assert svc.beacon is not None
@@ -713,6 +750,11 @@ def draw_due_machines(svc: CommitteeServices) -> list[DrawOutcome]:
             )
             outcome = DrawOutcome(
                 machine.machine_id, "failed", detail=f"{DRAW_FAILED}: {type(exc).__name__}: {exc}"[:500]
+            )
+            outcome.reason = failed_reason(f"{type(exc).__name__}")
+        if outcome.reason is not None:
+            outcome.announced = svc.store.set_state_reasons(
+                machine.machine_id, machine.state.value, [outcome.reason]
             )
         outcomes.append(outcome)
         if outcome.outcome == "drawn":

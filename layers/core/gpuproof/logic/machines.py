@@ -433,14 +433,37 @@ def record_heartbeat(svc: Services, request: SignedRequest, machine_id: str, bea
 REQUEUE_AFTER_S = 300
 
 
-def requeue_unverified_reports(svc: Services, older_than_s: float = REQUEUE_AFTER_S) -> list[str]:
-    """Send a verification message again for every machine stuck in `submitted`."""
+VERIFICATION_REQUEUED = "verification_requeued"
+STUCK_IN_SUBMITTED = {
+    "code": VERIFICATION_REQUEUED,
+    "message": (
+        f"the report waited more than {REQUEUE_AFTER_S // 60} minutes unverified (its queue message "
+        "was lost or its verification keeps failing); its verification was queued again"
+    ),
+    "next_step": (
+        "nothing to do on the machine: the service retries; if the machine stays submitted, the "
+        "operator looks at VerifyDLQ and the verify worker's errors (docs/operations.md)"
+    ),
+}
+
+
+def requeue_unverified_reports(
+    svc: Services, older_than_s: float = REQUEUE_AFTER_S, announced: list[str] | None = None
+) -> list[str]:
+    """Send a verification message again for every machine stuck in `submitted`, and say so on
+    the machine (`verification_requeued` in state_reasons); `announced` receives the machines
+    whose reason this call wrote, so the caller logs each once, not every tick."""
     cutoff = svc.clock.now() - older_than_s
     requeued = []
     for machine in svc.store.machines_in_state(MachineState.submitted):
         if machine.updated_at < cutoff and machine.last_challenge_id:
             svc.queue.enqueue(machine.machine_id, machine.last_challenge_id)
             requeued.append(machine.machine_id)
+            wrote = svc.store.set_state_reasons(
+                machine.machine_id, MachineState.submitted.value, [dict(STUCK_IN_SUBMITTED)]
+            )
+            if wrote and announced is not None:
+                announced.append(machine.machine_id)
     return requeued
 
 
