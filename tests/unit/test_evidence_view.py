@@ -114,3 +114,13 @@ def test_a_member_that_did_not_verify_the_proof_scores_no_throughput() -> None:
     assert found.capacity is not None and found.capacity.digest == "ef" * 32
     bad = member_facts(challenge, None, {"capacity": {"version": 1}})
     assert bad.capacity is None and [r.code for r in bad.capacity_reasons] == ["capacity_record_malformed"]
+
+
+def test_the_console_shows_the_breakdown_with_its_statuses() -> None:
+    from gpuproof.logic.console import calc_point_breakdown
+
+    rows = {r["input"]: r for r in calc_point_breakdown({"evidence": breakdown(), "checks": []})}
+    assert rows["RAM_GB"]["mark"] == "not_proven" and rows["RAM_GB"]["value"] == 0
+    assert rows["region"]["mark"] == "declared" and rows["gpu_num"]["mark"] == "bound"
+    assert rows["cuda_cores"]["mark"] == "reference" and rows["calc_point"]["mark"] == "computed"
+    assert "declared_gb" in rows["RAM_GB"]["evidence"]
