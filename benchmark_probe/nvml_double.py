@@ -69,6 +69,7 @@ class FakeGpu:
     pcie_width_current: int = 16
     ecc_mode: tuple[int, int] = (1, 1)
     mig_mode: tuple[int, int] = (0, 0)
+    virtualization_mode: int = 0  # NVML_GPU_VIRTUALIZATION_MODE_NONE
     utilization_pct: int = 0
     temperature_c: int = 35
     power_usage_mw: int = 70_000
@@ -241,6 +242,9 @@ class NvmlTestDouble:
 
     def nvmlDeviceGetMigMode(self, h: int) -> tuple[int, int]:
         return tuple(self._call("nvmlDeviceGetMigMode", h, lambda g: g.mig_mode))
+
+    def nvmlDeviceGetVirtualizationMode(self, h: int) -> int:
+        return int(self._call("nvmlDeviceGetVirtualizationMode", h, lambda g: g.virtualization_mode))
 
     def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
         return self._call(

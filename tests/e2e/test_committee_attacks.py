@@ -144,7 +144,8 @@ def test_linked_accounts_are_validated(local_stack: Any) -> None:
 
 
 def liar(client: CommitteeClient, state: MemberState, stop: threading.Event, factor: int = 1000) -> None:
-    """A bought member: inspects like an honest one, then commits and reveals calc_point × factor."""
+    """A bought member: inspects like an honest one, then commits and reveals (calc_point + 100) ×
+    factor (+ 100: a CPU-backend machine's calc_point is 0 while its RAM is not proven)."""
     while not stop.wait(0.3):
         try:
             for a in client.assignments():
@@ -154,7 +155,8 @@ def liar(client: CommitteeClient, state: MemberState, stop: threading.Event, fac
                 if a["phase"] == "commit" and not a["committed"]:
                     found = inspect_transcript(client.transcript(mid, rno), allow_cpu_backend=True)
                     assert found.fields is not None
-                    found.fields = {**found.fields, "calc_point": found.fields["calc_point"] * factor}
+                    bought = (found.fields["calc_point"] + 100) * factor
+                    found.fields = {**found.fields, "calc_point": bought}
                     commit_findings(client, state, found)
                 elif a["phase"] == "reveal" and a["committed"] and not a["revealed"]:
                     reveal_findings(client, state, mid, rno)
@@ -164,7 +166,7 @@ def liar(client: CommitteeClient, state: MemberState, stop: threading.Event, fac
 
 @pytest.fixture
 def liars(local_stack: Any, operator: OperatorClient, tmp_path: Path) -> Iterator[list[CommitteeClient]]:
-    """Three ADMITTED members that reveal calc_point × 1000: an admitted majority gone bad."""
+    """Three ADMITTED members that reveal (calc_point + 100) × 1000: an admitted majority gone bad."""
     stop = threading.Event()
     clients, threads = [], []
     for i in range(3):
@@ -197,7 +199,7 @@ def test_a_majority_disagreeing_with_the_service_is_disputed_until_the_operator_
     rnd = requests.get(f"{api}/rounds/{machine_id}/1", timeout=10).json()
     assert rnd["status"] == "disputed" and rnd["result"] == "disputed"
     committee_view, service_view = rnd["tally"]["committee_view"], rnd["tally"]["service_view"]
-    assert committee_view["calc_point"] == service_view["calc_point"] * 1000
+    assert committee_view["calc_point"] == (service_view["calc_point"] + 100) * 1000
     assert verdict(local_stack, machine_id, 1) is None  # nothing for the chain publisher
     time.sleep(1.5)
     assert verdict(local_stack, machine_id, 1) is None

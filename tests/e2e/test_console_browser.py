@@ -66,6 +66,12 @@ class Populated:
     member: str
 
 
+def scored(api_url: str, machine_id: str) -> int:
+    """The calc_point (x 100) the service scored the machine's latest report with."""
+    doc = requests.get(f"{api_url}/machines/{machine_id}", timeout=10).json()
+    return int(doc["reports"][0]["verification"]["evidence"]["calc_point"]["chain_value"])
+
+
 def probe(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "benchmark_probe", *args], capture_output=True, text=True, check=False
@@ -194,7 +200,11 @@ def test_the_overview_shows_the_network(populated: Populated, browser: Any) -> N
     )
     assert refused >= 1 and verified >= 3
     assert page.get_by_test_id("refusal-rate").inner_text() == f"{100 * refused / verified:.1f} %"
-    assert int(page.get_by_test_id("calc-point-total").inner_text().replace(",", "")) > 0
+    # The confirmed machine's calc_point as the service scored it: 0 while its RAM is not proven
+    # (a CPU-backend machine, no capacity phase: docs/scoring.md).
+    assert int(page.get_by_test_id("calc-point-total").inner_text().replace(",", "")) == scored(
+        populated.stack.api_url, populated.confirmed
+    )
     assert page.locator("#chart-per-day").get_attribute("data-rendered") == "true"
     assert page.get_by_role("link", name=populated.confirmed).count() == 1
     assert not page.errors, page.errors
@@ -211,8 +221,10 @@ def test_a_verified_machine_shows_its_verdicts_calc_point_and_charts(
     history = page.get_by_test_id("history").inner_text()
     assert "committee round 1" in history and "automated verification" in history and "passed" in history
     breakdown = page.get_by_test_id("breakdown").inner_text()
-    assert "mem_num" in breakdown and "declared" in breakdown
-    assert int(page.get_by_test_id("calc-point").inner_text().replace(",", "")) > 0
+    assert "RAM_GB" in breakdown and "not_proven" in breakdown and "declared" in breakdown
+    assert int(page.get_by_test_id("calc-point").inner_text().replace(",", "")) == scored(
+        populated.stack.api_url, populated.confirmed
+    )
     assert "gemm_fp32" in page.get_by_test_id("benchmarks").inner_text()
     assert page.locator("#chart-proof").get_attribute("data-rendered") == "true"
     assert "6 heartbeats" in page.get_by_test_id("telemetry-summary").inner_text()

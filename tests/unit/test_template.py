@@ -57,6 +57,7 @@ PARAM_ENV = {
     "ALLOW_CPU_BACKEND": "AllowCpuBackend",
     "CPU_PROOF_DEADLINE_S": "CpuProofDeadlineSeconds",
     "SHADOW_CHECKS": "ShadowChecks",
+    "ENFORCE_CHECKS": "EnforceChecks",
     "CHALLENGE_COOLDOWN_S": "ChallengeCooldownSeconds",
     "CHALLENGE_COOLDOWN_MAX_S": "ChallengeCooldownMaxSeconds",
     "MAX_GPUS_PER_MACHINE": "MaxGpusPerMachine",

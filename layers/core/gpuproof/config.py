@@ -38,6 +38,7 @@ class Settings:
     max_gpus_per_machine: int = limits.DEFAULT_MAX_GPUS_PER_MACHINE
     transcripts_bucket: str | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
+    enforced_checks: frozenset[str] = frozenset()
     # The heartbeat history (HEARTBEATS_TABLE) and how long each heartbeat stays (days in the env).
     heartbeats_table: str | None = None
     heartbeat_retention_s: int = DEFAULT_HEARTBEAT_RETENTION_DAYS * 86400
@@ -55,9 +56,8 @@ class Settings:
             gpu_uuids_table=os.environ.get("GPU_UUIDS_TABLE"),
             idempotency_table=os.environ.get("IDEMPOTENCY_TABLE"),
             allow_cpu_backend=os.environ.get("ALLOW_CPU_BACKEND", "false").lower() == "true",
-            shadow_checks=frozenset(
-                c.strip() for c in os.environ.get("SHADOW_CHECKS", "").split(",") if c.strip()
-            ),
+            shadow_checks=_names("SHADOW_CHECKS"),
+            enforced_checks=_names("ENFORCE_CHECKS"),
             challenge_ttl_s=int(_env("CHALLENGE_TTL_S", "900")),
             max_skew_s=int(_env("MAX_SKEW_S", "300")),
             cooldown_s=int(_env("CHALLENGE_COOLDOWN_S", "600")),
@@ -72,6 +72,10 @@ class Settings:
             heartbeat_retention_s=heartbeat_retention_days() * 86400,
             cpu_proof_deadline_s=cpu_proof_deadline_s(),
         )
+
+
+def _names(var: str) -> frozenset[str]:
+    return frozenset(c.strip() for c in os.environ.get(var, "").split(",") if c.strip())
 
 
 def heartbeat_retention_days() -> int:

@@ -163,6 +163,31 @@ REASON_CODES: dict[str, ReasonCode] = {
     "proof_malformed": verification("the proof does not parse as the wire model"),
     "proof_commitment_missing": verification("no commitment was received for this challenge"),
     "proof_commitment_changed": verification("the report's commitment is not the one the service timed"),
+    # -- the model from what the service measured (evidence.py; check measured_model, deciding)
+    "model_rate_below_claim": verification("the service-timed proof is slower than the claimed model allows"),
+    "model_rate_not_proven": verification("no passing proof of throughput: the model is not measured"),
+    "model_capacity_above_claim": verification("a GPU proved more VRAM than the claimed model holds"),
+    "model_capacity_failed": verification("a GPU failed the capacity phase: its VRAM is not proven"),
+    "gpu_mig_refused": verification("a GPU is a MIG instance (MIG mode on): refused, not counted as a GPU"),
+    "gpu_vgpu_refused": verification("a GPU is a vGPU (NVML virtualization mode or name): refused"),
+    # -- cross-checks of the measured model (check model_cross_checks, shadow by default)
+    "model_rate_above_claim": verification("ran > 1.2x faster than the claimed model (scored as one)"),
+    "model_bandwidth_outside_claim": verification("the measured bandwidth is outside the claimed model's"),
+    "nvml_name_cross_check": verification("NVML's name (host-sent) is not the claimed, measured model"),
+    # -- inputs not proven (check evidence, shadow by default) and DBC's minimums (check dbc_minimums)
+    "capacity_record_malformed": verification("the capacity record does not parse: nothing in it is proven"),
+    "gpu_count_not_proven": verification("no capacity record: the GPU count is bound only by aggregate work"),
+    "vram_not_proven": verification("no capacity record: VRAM scores the smallest memory the rate fits"),
+    "ram_not_proven": verification("host RAM is not proven (absent or failed): the RAM term scores 0"),
+    "dbc_ram_per_gpu_below_minimum": verification("proven RAM is under DBC's 48 GB per card"),
+    "dbc_ram_per_machine_below_minimum": verification("proven RAM is under DBC's 64 GB per machine"),
+    "calc_point_missing": verification("calc_point could not be scored from the evidence"),
+    # -- device identity from the kernel (identity.py; check kernel_identity, shadow by default)
+    "kernel_view_missing": verification("the report has no kernel view (/proc/driver/nvidia, PCI)"),
+    "kernel_gpu_count_mismatch": verification("claim, NVML, /proc/driver/nvidia and PCI count differ"),
+    "kernel_bus_id_mismatch": verification("a GPU's bus id is missing from the kernel's or NVML's view"),
+    "kernel_model_mismatch": verification("the kernel's model name for a GPU is not NVML's"),
+    "kernel_uuid_mismatch": verification("the kernel's GPU UUID is not NVML's"),
     # -- the proof of throughput (protocol/proof/codes.py); 422 where the commitment route refuses
     "proof_version_unsupported": proof("a proof, commitment or params of another version (v1 is forgeable)"),
     "proof_transcript_malformed": proof("the binary transcript is not the layout its params imply"),

@@ -52,6 +52,7 @@ def verify_services() -> VerifyServices:
         clock=SystemClock(),
         allow_cpu_backend=settings.allow_cpu_backend,
         shadow_checks=settings.shadow_checks,
+        enforced_checks=settings.enforced_checks,
         cooldown=CooldownPolicy(settings.cooldown_s, settings.cooldown_max_s),
         max_gpus_per_machine=settings.max_gpus_per_machine,
         transcripts=transcript_store(settings),

@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gpuproof.cli.evidence_view import evidence_table
 from gpuproof.cli.keyimport import address, new_key, refuse_existing, write_key
 from gpuproof.cli.live import LiveOptions, live_checker
 from gpuproof.cli.member import (
@@ -358,6 +359,8 @@ def _show(inspection: Inspection) -> None:
         )
     if inspection.rows:
         out.print(gpus)
+    if inspection.evidence:
+        out.print(evidence_table(inspection.evidence))
     if inspection.fields:
         info = Table("field", "your finding", "service expects", title="CommitteeUploadInfo")
         expected = inspection.expected_info or {}

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, stored_cpu_deadline, verified_claim
 from gpuproof.cli.output import backoff_delay, duration, unreachable_message, when
 from gpuproof.committee.findings import Findings, findings_from_report
+from gpuproof.evidence import MeasuredFacts, Throughput, parse_capacity
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.client import ServiceError, SignedClient
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
@@ -126,6 +127,8 @@ class Inspection:
     notes: list[str] = field(default_factory=list)
     # The member's own live check of the machine (cli/live.py), when it ran one: revealed with the vote.
     live_check: dict[str, Any] | None = None
+    # The per-input breakdown this member computed (docs/scoring.md), re-checked against the service's.
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def supports(self) -> bool:
@@ -164,8 +167,14 @@ def _delivered(
 
 
 def _proof_checks(
-    transcript: dict[str, Any], signed: SignedReport, rng: np.random.Generator, fetch: Fetch = http_fetch
+    transcript: dict[str, Any],
+    signed: SignedReport,
+    rng: np.random.Generator,
+    fetch: Fetch = http_fetch,
+    verified: list[ThroughputProof] | None = None,
 ) -> tuple[list[Check], str]:
+    """The proof re-verified with this member's own row checks; a verified proof is appended to
+    `verified` (the member scores the throughput from it and the challenge's service-clock times)."""
     challenge = transcript.get("challenge") or {}
     params_doc = (challenge.get("params") or {}).get("proof")
     proof_doc = signed.report.proof
@@ -211,6 +220,8 @@ def _proof_checks(
             "failed"
         )
     checks = sum(p.checks for p in params)
+    if verified is not None:
+        verified.append(proof)
     return [
         *delivery,
         Check("proof", True, f"Merkle paths and {checks} pairs re-checked with this member's own x"),
@@ -277,19 +288,30 @@ def inspect_transcript(
     checks.append(
         Check("benchmarks", not unverified, f"unverified: {unverified}" if unverified else "all verified")
     )
-    proof_checks, proof_status = _proof_checks(transcript, signed, rng, fetch)
+    verified: list[ThroughputProof] = []
+    proof_checks, proof_status = _proof_checks(transcript, signed, rng, fetch, verified)
     checks += proof_checks
-    claim_check, claim = _claim_check(challenge, report_doc.get("verification") or {})
+    service_record = report_doc.get("verification") or {}
+    claim_check, claim = _claim_check(challenge, service_record)
     checks.append(claim_check)
+    commitment = hashlib.sha256(verified[0].commitment.signing_bytes()).hexdigest() if verified else None
+    facts = member_facts(challenge, commitment, service_record)
     findings = (
         Findings(None, [Reason("claim_missing", "no claim to hold the report to")])
         if claim is None
         else findings_from_report(
-            machine_id, str(machine["region"]), report, claim, allow_cpu_backend=allow_cpu_backend
+            machine_id,
+            str(machine["region"]),
+            report,
+            claim,
+            allow_cpu_backend=allow_cpu_backend,
+            facts=facts,
         )
     )
     for p in findings.problems:
         checks.append(Check(p.code, False, p.message))
+    if findings.evidence:
+        checks.append(breakdown_check(findings.evidence, service_record.get("evidence")))
     notes = []
     if proof_status.startswith("no proof"):
         notes.append("NO PROOF IN THIS REPORT: throughput is not proven, only the self-measured benchmarks")
@@ -305,7 +327,48 @@ def inspect_transcript(
         proof_status=proof_status,
         expected_info=rnd.get("expected_info"),
         notes=notes,
+        evidence=findings.evidence,
     )
+
+
+def member_facts(
+    challenge: dict[str, Any], commitment_sha256: str | None, service_record: dict[str, Any]
+) -> MeasuredFacts:
+    """What the member scores from: the throughput only when it re-verified the proof itself
+    (`commitment_sha256` of the proof it verified; None when it did not; the elapsed time from the
+    challenge's service-clock times, the service's only timing), the capacity
+    phase's record as the service stored it (its timed rounds cannot be replayed; its shape and the
+    scoring that follows are re-checked here)."""
+    capacity, reasons = parse_capacity(service_record.get("capacity"))
+    throughput = None
+    issued, received = challenge.get("issued_at"), challenge.get("commitment_received_at")
+    params_doc = (challenge.get("params") or {}).get("proof") or []
+    if (
+        commitment_sha256 is not None
+        and isinstance(issued, int | float)
+        and isinstance(received, int | float)
+    ):
+        params = [ProofParams.model_validate(p) for p in params_doc]
+        digest = commitment_sha256
+        throughput = Throughput(True, received - issued, {p.gpu_index: float(p.ops) for p in params}, digest)
+    return MeasuredFacts(throughput, capacity, tuple(reasons))
+
+
+def breakdown_check(mine: dict[str, Any], service: Any) -> Check:
+    """The member's own per-input breakdown against the one the service recorded."""
+    if not isinstance(service, dict):
+        return Check("evidence_breakdown", False, "the service recorded no per-input breakdown")
+    if mine.get("digest") == service.get("digest"):
+        return Check(
+            "evidence_breakdown", True, f"same per-input breakdown (sha256 {str(mine['digest'])[:16]}…)"
+        )
+    theirs = {i.get("input"): i.get("value") for i in service.get("inputs") or [] if isinstance(i, dict)}
+    differ = [
+        f"{i['input']}: mine {i['value']}, service {theirs.get(i['input'])}"
+        for i in mine.get("inputs") or []
+        if theirs.get(i["input"]) != i["value"]
+    ]
+    return Check("evidence_breakdown", False, "; ".join(differ) or "the breakdowns differ (digest)")
 
 
 def upload_info(inspection: Inspection, rand_str: str) -> CommitteeUploadInfo:

@@ -23,6 +23,7 @@ from gpuproof.committee.findings import findings_from_report
 from gpuproof.committee.tally import Tally, tally
 from gpuproof.committee.windows import Phase, RoundWindows
 from gpuproof.errors import Rejection, raise_if
+from gpuproof.evidence import facts_from_verification
 from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Challenge, Machine, StoredReport, Verdict, VerdictResult, Vote
 from gpuproof.logic.states import MachineState
@@ -695,6 +696,7 @@ def draw_machine(svc: CommitteeServices, machine: Machine, members: list[Committ
         signed.report,
         claim,
         allow_cpu_backend=svc.allow_cpu_backend,
+        facts=facts_from_verification(stored.verification),
     )
     expected = None if findings.fields is None else {**findings.fields, "is_support": findings.supports}
     now = svc.clock.now()

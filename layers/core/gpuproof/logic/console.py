@@ -218,9 +218,45 @@ def _evidence_text(evidence: Any) -> str:
     return "no evidence recorded for this input"
 
 
+def _scored_breakdown(breakdown: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the per-input breakdown (`verification.evidence`, docs/scoring.md): the mark is the
+    input's status (proven, bound, reference, declared, not_proven), never upgraded."""
+    rows = []
+    for item in breakdown.get("inputs") or []:
+        if not isinstance(item, dict):
+            continue
+        status = item.get("status")
+        mark = status if status in ("proven", "bound", "reference", "declared", "not_proven") else "unknown"
+        detail = _evidence_text(item.get("evidence") or {})
+        note = item.get("note") if isinstance(item.get("note"), str) else ""
+        rows.append(
+            {
+                "input": str(item.get("input")),
+                "value": item.get("value"),
+                "mark": mark,
+                "evidence": f"{note} ({detail})" if detail and note else note or detail,
+            }
+        )
+    point = breakdown.get("calc_point")
+    if isinstance(point, dict):
+        rows.append(
+            {
+                "input": "calc_point",
+                "value": point.get("chain_value"),
+                "mark": "computed",
+                "evidence": "DBC's formula of the inputs above (x 100)",
+            }
+        )
+    return rows
+
+
 def calc_point_breakdown(verification: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Every input of the calc_point with its value and how it is known (the verification's
-    `findings` evidence); an input without evidence is marked "unknown", never "proven"."""
+    """Every input of the calc_point with its value and how it is known: the verification's
+    per-input breakdown (`evidence`) where it has one, else the `findings` evidence of older
+    verifications; an input without evidence is marked "unknown", never "proven"."""
+    breakdown = (verification or {}).get("evidence")
+    if isinstance(breakdown, dict) and isinstance(breakdown.get("inputs"), list):
+        return _scored_breakdown(breakdown)
     findings = findings_of(verification)
     info = findings.get("upload_info") or {}
     evidence = findings.get("evidence") or {}
