@@ -35,6 +35,8 @@ class Settings:
     max_gpus_per_machine: int = limits.DEFAULT_MAX_GPUS_PER_MACHINE
     transcripts_bucket: str | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
+    # Where a revocation's verdict is written (the functions that revoke are granted it).
+    verdicts_table: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,6 +62,7 @@ class Settings:
             transcript_max_bytes_per_gpu=int(
                 _env("TRANSCRIPT_MAX_BYTES_PER_GPU", str(DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU))
             ),
+            verdicts_table=os.environ.get("VERDICTS_TABLE") or None,
         )
 
 
@@ -72,3 +75,21 @@ def max_gpus_per_machine() -> int:
 
 
 MAX_BODY_BYTES = limits.MAX_BODY_BYTES
+
+
+@dataclass(frozen=True)
+class LivenessPolicy:
+    """When a watched machine is offline, and when offline costs its score (docs/machine-states.md)."""
+
+    offline_after_s: int  # no heartbeat this long: offline (template OfflineAfterSeconds)
+    revoke_offline_after_s: int  # offline this long: revoked (template RevokeOfflineAfterSeconds)
+
+    @classmethod
+    def from_env(cls) -> LivenessPolicy:
+        offline = int(_env("OFFLINE_AFTER_S", "900"))
+        revoke = int(_env("REVOKE_OFFLINE_AFTER_S", "86400"))
+        if not 1 <= offline <= 7 * 86400 or not 0 <= revoke <= 30 * 86400:
+            raise RuntimeError(
+                f"OFFLINE_AFTER_S={offline} or REVOKE_OFFLINE_AFTER_S={revoke} is out of bounds"
+            )
+        return cls(offline, revoke)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Stage = Literal["request", "verification", "proof", "committee", "draw", "publication"]
+Stage = Literal["request", "verification", "proof", "committee", "draw", "publication", "liveness"]
 STAGES: dict[Stage, str] = {
     "request": "an API request is refused (the HTTP status is the answer's)",
     "verification": "the verify worker refuses a stored report (recorded on the report and machine)",
@@ -18,6 +18,7 @@ STAGES: dict[Stage, str] = {
     "committee": "a committee round's outcome, or the service's own findings for it",
     "draw": "a committee draw of one machine (the sweeper's outcome, logged)",
     "publication": "a verdict's way to the chain (publisher and reconciler; logged, PublisherDLQ, metrics)",
+    "liveness": "a scored machine goes offline or its score is revoked (sweeper, verify worker, exit)",
 }
 
 
@@ -47,6 +48,10 @@ def committee(description: str) -> ReasonCode:
 
 def publication(description: str) -> ReasonCode:
     return ReasonCode("publication", description)
+
+
+def liveness(description: str) -> ReasonCode:
+    return ReasonCode("liveness", description)
 
 
 # fmt: off
@@ -196,6 +201,13 @@ REASON_CODES: dict[str, ReasonCode] = {
         "the chain stayed unreachable for the retry budget: the reconciler hands the verdict back later"
     ),
     "reconciliation_failed": publication("the reconciler's pass raised (logged; the tick goes on)"),
+    "liveness_failed": liveness("the liveness pass raised (logged; the tick goes on)"),
+    # -- liveness and revocation (workers/sweeper.py, logic/liveness.py, logic/revocation.py)
+    "heartbeat_missed": liveness("no heartbeat for OfflineAfterSeconds: the machine is offline"),
+    "offline_too_long": liveness("offline for RevokeOfflineAfterSeconds: its score is revoked on chain"),
+    "reverification_failed": liveness("a scored machine's re-verification was refused: its score is revoked"),
+    "machine_exited": liveness("the owner signed an exit: the score is revoked, the GPUs released"),
+    "exit_not_owner": request(403, "an exit is signed by the owner's key (sr25519; keyid: its public key)"),
 }
 # fmt: on
 

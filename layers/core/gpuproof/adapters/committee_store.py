@@ -12,9 +12,8 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from gpuproof.adapters.dynamo import DynamoMachineStore
+from gpuproof.adapters.dynamo import DynamoMachineStore, verdict_item
 from gpuproof.adapters.tables import (
-    OUTBOX_OPEN,
     AssignmentModel,
     BeaconModel,
     MachineModel,
@@ -443,7 +442,7 @@ class DynamoCommitteeStore:
                 condition=RoundModel.status == OPEN,
             )
             if verdict is not None:  # a disputed round writes no verdict: nothing to publish
-                tx.save(_verdict_item(verdict), condition=VerdictModel.verdict_id.does_not_exist())
+                tx.save(verdict_item(verdict), condition=VerdictModel.verdict_id.does_not_exist())
             tx.update(
                 MachineModel(round_.machine_id),
                 actions=[
@@ -522,7 +521,7 @@ class DynamoCommitteeStore:
                 ],
                 condition=(RoundModel.status == DISPUTED) & RoundModel.resolution.exists(),
             )
-            tx.save(_verdict_item(verdict), condition=VerdictModel.verdict_id.does_not_exist())
+            tx.save(verdict_item(verdict), condition=VerdictModel.verdict_id.does_not_exist())
             tx.update(
                 MachineModel(round_.machine_id),
                 actions=[
@@ -541,23 +540,6 @@ class DynamoCommitteeStore:
                 Reason("machine_state_conflict", "the machine is no longer disputed"),
             ],
         )
-
-
-def _verdict_item(verdict: Verdict) -> VerdictModel:
-    return VerdictModel(
-        verdict.verdict_id,
-        machine_id=verdict.machine_id,
-        round=verdict.round,
-        result=verdict.result.value,
-        upload_info=verdict.upload_info,
-        committee=verdict.committee,
-        performance_index=verdict.performance_index,
-        evidence_digest=verdict.evidence_digest,
-        decided_at=verdict.decided_at,
-        publication=None,
-        outbox=OUTBOX_OPEN,  # in the Unsettled index until on chain with its machine marked
-        outbox_at=verdict.decided_at,
-    )
 
 
 def round_item(round_: CommitteeRound) -> RoundModel:

@@ -14,6 +14,7 @@ from gpuproof.api.models import (
     ChallengeParamsOut,
     CommitmentOut,
     CommitmentSubmission,
+    ExitOut,
     HeartbeatAck,
     MachineOut,
     MachineStatusOut,
@@ -22,6 +23,7 @@ from gpuproof.api.models import (
     ReportOut,
     ReportSubmission,
     ReportSummary,
+    ScoredOut,
     responses,
 )
 from gpuproof.api.signing import request_arrived, signed_request
@@ -59,6 +61,16 @@ def _machine_out(m: Machine) -> MachineOut:
             last_failed_at=m.attempts.last_failed_at,
             cooldown_until=m.attempts.cooldown_until,
         ),
+        last_heartbeat_at=m.last_heartbeat_at,
+        offline_since=m.offline_since,
+        scored=None
+        if not m.scored
+        else ScoredOut(
+            verdict_id=str(m.scored["verdict_id"]),
+            round=int(m.scored["round"]),
+            calc_point=int(m.scored["upload_info"]["calc_point"]),
+        ),
+        gpu_uuids=m.gpu_uuids,
     )
 
 
@@ -162,6 +174,19 @@ def submit_report(machine_id: MachineId, body: ReportSubmission, signer: Signer,
 def heartbeat(machine_id: MachineId, body: Heartbeat, signer: Signer, svc: Svc) -> HeartbeatAck:
     ack = logic.record_heartbeat(svc, signer, machine_id, body)
     return HeartbeatAck(received_at=ack.received_at, state=ack.machine.state.value, reverify=ack.reverify)
+
+
+@router.post(
+    "/machines/<machine_id>/exit",
+    tags=["machines"],
+    summary="The owner takes the machine out: its score is revoked on chain and its GPUs released",
+    responses=responses(200, ExitOut, 401, 403, 404, 409, 413, 422),
+)
+def exit_machine(machine_id: MachineId, signer: Signer, svc: Svc) -> ExitOut:
+    machine, verdict = logic.exit_machine(svc, signer, machine_id)
+    return ExitOut(
+        machine=_machine_out(machine), revoked_verdict_id=None if verdict is None else verdict.verdict_id
+    )
 
 
 @router.get(

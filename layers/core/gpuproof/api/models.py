@@ -38,6 +38,12 @@ class AttemptsOut(BaseModel):
     )
 
 
+class ScoredOut(BaseModel):
+    verdict_id: str
+    round: int
+    calc_point: int
+
+
 class MachineOut(BaseModel):
     machine_id: str
     owner: str
@@ -48,6 +54,21 @@ class MachineOut(BaseModel):
     last_challenge_id: str | None = None
     state_reasons: list[ReasonOut] = Field(default_factory=list)
     attempts: AttemptsOut
+    last_heartbeat_at: float | None = Field(default=None, description="service clock")
+    offline_since: float | None = Field(
+        default=None, description="when the sweeper found it silent (state offline); null otherwise"
+    )
+    scored: ScoredOut | None = Field(
+        default=None, description="the Confirmed verdict whose score is on chain; null when none stands"
+    )
+    gpu_uuids: list[str] = Field(default_factory=list, description="the GPU UUIDs this machine holds")
+
+
+class ExitOut(BaseModel):
+    machine: MachineOut
+    revoked_verdict_id: str | None = Field(
+        description="the Revoked verdict withdrawing its score on chain; null when it had none"
+    )
 
 
 class ChallengeParamsOut(BaseModel):

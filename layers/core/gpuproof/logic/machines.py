@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpuproof.claim import ClaimError, challenge_params, make_claim, stored_proof_params
+from gpuproof.config import LivenessPolicy
 from gpuproof.errors import Rejection, raise_if
 from gpuproof.logic.attempts import CooldownPolicy, cooldown_reasons, count_previous, taken
 from gpuproof.logic.ports import Clock, MachineStore, TranscriptStore, VerifyQueue
-from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport
-from gpuproof.logic.states import MachineState, states_before
+from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport, Verdict
+from gpuproof.logic.revocation import revoked_verdict
+from gpuproof.logic.states import EXITABLE, MachineState, states_before
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.delivery import (
     DEFAULT_MAX_BYTES_PER_GPU,
@@ -55,6 +57,7 @@ class Services:
     # Where the probe uploads its transcript; None: proofs travel inline in the report (v1 only).
     transcripts: TranscriptStore | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
+    liveness: LivenessPolicy = field(default_factory=lambda: LivenessPolicy(900, 86400))
 
     def transcript_limit(self, challenge: Challenge) -> int:
         return transcript_limit(self.transcript_max_bytes_per_gpu, len(proof_params(challenge)))
@@ -423,9 +426,61 @@ def record_heartbeat(svc: Services, request: SignedRequest, machine_id: str, bea
     raise_if(reasons)
     assert machine is not None
     now = svc.clock.now()
-    svc.store.record_heartbeat(machine_id, now, beat.model_dump(mode="json"), request)
+    back = machine.state == MachineState.offline
+    svc.store.record_heartbeat(
+        machine_id,
+        now,
+        beat.model_dump(mode="json"),
+        request,
+        back_online=back,
+        liveness_due_at=now + svc.liveness.offline_after_s if back else None,
+    )
+    if back:  # an offline machine that beats again is online (published) again
+        machine.state = MachineState.published
+        machine.updated_at = now
     due = machine.state == MachineState.published and now - machine.updated_at > REVERIFY_AFTER_S
     return HeartbeatAck(machine, now, due)
+
+
+def exit_machine(svc: Services, request: SignedRequest, machine_id: str) -> tuple[Machine, Verdict | None]:
+    """The owner takes the machine out: signed by the owner's key (sr25519, keyid = the owner's
+    public key hex; the machine key cannot exit for it). Its score on chain is revoked (a Revoked
+    verdict, reason machine_exited) and its GPU UUIDs are released, in one transaction."""
+    machine = svc.store.get_machine(machine_id)
+    if machine is None:
+        raise Rejection(
+            [Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id")]
+        )
+    reasons = []
+    if request.keyid != account_key_or_none(machine.owner):
+        reasons.append(
+            Reason(
+                "exit_not_owner",
+                f"an exit is signed by the owner {machine.owner}'s key (keyid = its public key hex)",
+                "keyid",
+            )
+        )
+    if svc.store.nonce_used(request):
+        reasons.append(Reason("replayed_nonce", "this request nonce was already used", "nonce"))
+    if machine.state not in EXITABLE:
+        reasons.append(
+            Reason(
+                "machine_state_conflict",
+                f"a machine in state {machine.state} cannot exit now (allowed from "
+                f"{', '.join(sorted(s.value for s in EXITABLE))})",
+                "state",
+            )
+        )
+    raise_if(reasons)
+    now = svc.clock.now()
+    reason = Reason("machine_exited", f"the owner {machine.owner} signed an exit")
+    evidence = {"keyid": request.keyid, "created": request.created, "nonce": request.nonce}
+    verdict = revoked_verdict(machine, reason, evidence, now)
+    svc.store.revoke(machine, MachineState.exited, reason, verdict, now, request)
+    machine.state = MachineState.exited
+    machine.state_reasons = [reason.as_dict()]
+    machine.updated_at = now
+    return machine, verdict
 
 
 # A report still unverified this long after intake lost its queue message (a crash between the

@@ -1,0 +1,128 @@
+"""Offline detection: a scored machine's heartbeats are watched; silence makes it offline, and
+offline past the limit revokes its score on chain (docs/machine-states.md "Liveness").
+
+The machine's item carries `liveness_due_at` while it is watched (published or offline); the
+sweeper reads only the machines due (the sparse ByLivenessDue index, at most `limit` a tick, most
+overdue first) and re-arms each one. Heartbeats do not touch the index: a heartbeat only writes
+`last_heartbeat_at`, and the sweeper, when the machine is due, either finds it fresh (re-armed to
+`last seen + offline_after_s`) or stale (offline). So in steady state a watched machine costs one
+index read and one conditional write per `offline_after_s`, and an offline one is detected at most
+`offline_after_s` + one sweeper period after its last heartbeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gpuproof.config import LivenessPolicy
+from gpuproof.errors import Rejection
+from gpuproof.logic.ports import Clock
+from gpuproof.logic.records import Machine, Verdict
+from gpuproof.logic.revocation import revoked_verdict
+from gpuproof.logic.states import WATCHED, MachineState
+from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.reasons import Reason
+
+# Machines looked at per sweeper tick at most: the tick's work stays bounded whatever the fleet.
+DEFAULT_TICK_LIMIT = 200
+
+
+class LivenessStore(Protocol):
+    def get_machine(self, machine_id: str) -> Machine | None: ...
+
+    def liveness_due(self, now: float, limit: int) -> list[str]: ...
+
+    def set_liveness(
+        self,
+        machine: Machine,
+        *,
+        due_at: float | None,
+        offline: Reason | None = None,
+        now: float | None = None,
+    ) -> bool: ...
+
+    def revoke(
+        self,
+        machine: Machine,
+        state: MachineState,
+        reason: Reason,
+        verdict: Verdict | None,
+        now: float,
+        request: SignedRequest | None = None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class LivenessOutcome:
+    machine_id: str
+    outcome: str  # online | offline | revoked | unwatched | raced
+    detail: str = ""
+
+
+def last_seen(machine: Machine) -> float:
+    """The machine's last sign of life: its last heartbeat, or when it became published/online."""
+    return max(machine.last_heartbeat_at or 0.0, machine.updated_at)
+
+
+def sweep_liveness(
+    store: LivenessStore, clock: Clock, policy: LivenessPolicy, limit: int = DEFAULT_TICK_LIMIT
+) -> list[LivenessOutcome]:
+    now = clock.now()
+    out = []
+    for machine_id in store.liveness_due(now, limit):
+        machine = store.get_machine(machine_id)
+        if machine is None:
+            continue
+        out.append(_look_at(store, machine, now, policy))
+    return out
+
+
+def _look_at(store: LivenessStore, m: Machine, now: float, policy: LivenessPolicy) -> LivenessOutcome:
+    if m.state not in WATCHED:
+        ok = store.set_liveness(m, due_at=None)
+        return LivenessOutcome(m.machine_id, "unwatched" if ok else "raced", m.state.value)
+    if m.state == MachineState.published:
+        seen = last_seen(m)
+        silent = now - seen
+        if silent <= policy.offline_after_s:
+            ok = store.set_liveness(m, due_at=seen + policy.offline_after_s)
+            return LivenessOutcome(m.machine_id, "online" if ok else "raced")
+        reason = Reason(
+            "heartbeat_missed",
+            f"no heartbeat for {int(silent)} s (offline after {policy.offline_after_s} s); the score "
+            f"is revoked after {policy.revoke_offline_after_s} s offline",
+            "last_heartbeat_at",
+        )
+        ok = store.set_liveness(m, due_at=now + policy.revoke_offline_after_s, offline=reason, now=now)
+        return LivenessOutcome(m.machine_id, "offline" if ok else "raced", reason.message)
+    since = m.offline_since if m.offline_since is not None else m.updated_at
+    if now - since < policy.revoke_offline_after_s:
+        ok = store.set_liveness(m, due_at=since + policy.revoke_offline_after_s)
+        return LivenessOutcome(m.machine_id, "offline" if ok else "raced")
+    reason = Reason(
+        "offline_too_long",
+        f"offline since {since:.0f} ({int(now - since)} s; the limit is {policy.revoke_offline_after_s} s)",
+        "last_heartbeat_at",
+    )
+    evidence = {
+        "last_heartbeat_at": m.last_heartbeat_at,
+        "offline_since": since,
+        "revoked_at": now,
+        "offline_after_s": policy.offline_after_s,
+        "revoke_offline_after_s": policy.revoke_offline_after_s,
+    }
+    verdict = revoked_verdict(m, reason, evidence, now)
+    try:
+        store.revoke(m, MachineState.revoked, reason, verdict, now)
+    except Rejection as exc:
+        return LivenessOutcome(m.machine_id, "raced", "; ".join(r.code for r in exc.reasons))
+    return LivenessOutcome(m.machine_id, "revoked", reason.message)
+
+
+def outcomes_by_kind(outcomes: Sequence[LivenessOutcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.outcome] = counts.get(o.outcome, 0) + 1
+    return counts
