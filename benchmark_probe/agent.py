@@ -2,7 +2,9 @@
 that does not serve heartbeats yet (404/501 are logged, the loop goes on).
 
 When the service's answer to a heartbeat says `reverify`, the agent answers a fresh challenge
-(proof of throughput, benchmarks, signed report) through the `on_reverify` callback.
+(proof of throughput, benchmarks, signed report) through the `on_reverify` callback; when it
+announces a presence check, the agent answers it through `on_presence`
+(benchmark_probe/presence.py), given the offset of the service's clock from its own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class AgentStats:
     sent: int = 0
     accepted: int = 0
     reverified: int = 0
+    presence_answered: int = 0
     failures: list[str] = field(default_factory=list)
 
 
@@ -55,14 +58,25 @@ def run_agent(
     log: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
     on_reverify: Callable[[], None] | None = None,
+    on_presence: Callable[[dict[str, Any], float], Any] | None = None,
 ) -> AgentStats:
     stats = AgentStats()
     while True:
         started = time.monotonic()
         stats.sent += 1
+        sent_at = time.time()
         ack = beat_once(client, machine_id, read_telemetry(), log)
         if ack is not None:
             stats.accepted += 1
+            if ack.get("presence") and on_presence is not None:
+                # The service's clock minus ours, at the midpoint of the heartbeat's round trip.
+                offset = float(ack.get("received_at", sent_at)) - (sent_at + time.time()) / 2
+                log(f"presence check {ack['presence'].get('check_id')}: answering at its opening")
+                try:
+                    on_presence(ack["presence"], offset)
+                    stats.presence_answered += 1
+                except (ServiceError, requests.RequestException) as exc:
+                    log(f"presence check not answered: {exc}")
             if ack.get("reverify") and on_reverify is not None:
                 log("the service asks for re-verification: answering a fresh challenge")
                 try:

@@ -264,6 +264,18 @@ def agent(
     def log(message: str) -> None:
         typer.echo(json.dumps({"event": "log", "message": message})) if as_json else err.print(message)
 
+    from benchmark_probe.presence import PresenceResponder
+    from benchmark_probe.proof import default_executor
+    from gpuproof.protocol.proof import ProofExecutor
+
+    def presence_executor() -> ProofExecutor:
+        inv = collect_inventory()
+        executor = default_executor(inv)
+        executor.prepare([gpu.index for gpu in inv.gpus] or [0])
+        return executor
+
+    presence = PresenceResponder(client, signing_key, presence_executor)
+
     try:
         stats = run_agent(
             client,
@@ -273,6 +285,7 @@ def agent(
             once=once,
             log=log,
             on_reverify=reverify,
+            on_presence=presence,
         )
     except KeyboardInterrupt:
         log("agent stopped")

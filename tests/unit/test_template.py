@@ -65,6 +65,8 @@ PARAM_ENV = {
     "TRANSCRIPT_MAX_BYTES_PER_GPU": "TranscriptMaxBytesPerGpu",
     "OFFLINE_AFTER_S": "OfflineAfterSeconds",
     "REVOKE_OFFLINE_AFTER_S": "RevokeOfflineAfterSeconds",
+    "PRESENCE_CHECKS_PER_DAY": "PresenceChecksPerDay",
+    "PRESENCE_MAX_MISSES": "PresenceMaxMisses",
 }
 
 EXPECTED_FUNCTIONS = {
@@ -103,6 +105,9 @@ EXPECTED_ROUTES = {
         "POST /machines/{machine_id}/reports",
         "POST /machines/{machine_id}/heartbeats",
         "POST /machines/{machine_id}/exit",
+        "POST /machines/{machine_id}/presence/{check_id}",
+        "POST /machines/{machine_id}/presence/{check_id}/commitment",
+        "POST /machines/{machine_id}/presence/{check_id}/proof",
         "GET /machines/{machine_id}/reports/{challenge_id}",
     },
     "CommitteeApiFunction": {

@@ -93,3 +93,37 @@ class LivenessPolicy:
                 f"OFFLINE_AFTER_S={offline} or REVOKE_OFFLINE_AFTER_S={revoke} is out of bounds"
             )
         return cls(offline, revoke)
+
+
+@dataclass(frozen=True)
+class PresencePolicy:
+    """Presence checks (docs/protocol.md §17): Poisson re-challenges of scored machines."""
+
+    checks_per_day: float  # λ per machine (template PresenceChecksPerDay); 0 turns them off
+    max_misses: int  # consecutive misses that revoke (template PresenceMaxMisses)
+    lead_s: int  # a check is announced (heartbeat answers) this long before it opens
+    fetch_allowance_s: float  # its nonce must be fetched within this of opening
+    proof_allowance_s: float  # the openings must arrive within this after the commitment's deadline
+
+    @property
+    def enabled(self) -> bool:
+        return self.checks_per_day > 0
+
+    @classmethod
+    def from_env(cls) -> PresencePolicy:
+        policy = cls(
+            checks_per_day=float(_env("PRESENCE_CHECKS_PER_DAY", "6")),
+            max_misses=int(_env("PRESENCE_MAX_MISSES", "3")),
+            lead_s=int(_env("PRESENCE_LEAD_S", "180")),
+            fetch_allowance_s=float(_env("PRESENCE_FETCH_ALLOWANCE_S", "5")),
+            proof_allowance_s=float(_env("PRESENCE_PROOF_ALLOWANCE_S", "120")),
+        )
+        if not (
+            0 <= policy.checks_per_day <= 86400
+            and 1 <= policy.max_misses <= 100
+            and 0 <= policy.lead_s <= 3600
+            and 0 < policy.fetch_allowance_s <= 60
+            and 0 < policy.proof_allowance_s <= 900
+        ):
+            raise RuntimeError(f"presence settings out of bounds: {policy}")
+        return policy

@@ -202,6 +202,11 @@ REASON_CODES: dict[str, ReasonCode] = {
     ),
     "reconciliation_failed": publication("the reconciler's pass raised (logged; the tick goes on)"),
     "liveness_failed": liveness("the liveness pass raised (logged; the tick goes on)"),
+    "presence_missed": liveness("a presence check unanswered in time: offline; PresenceMaxMisses revoke"),
+    "presence_failed": liveness("a presence check's commitment came late or its proof failed: revoked"),
+    "presence_unknown": request(404, "no open presence check of this machine has this check_id"),
+    "presence_too_early": request(425, "the presence check does not open yet: fetch it at opens_at"),
+    "presence_closed": request(410, "the presence check's fetch or answer window is over: a miss"),
     # -- liveness and revocation (workers/sweeper.py, logic/liveness.py, logic/revocation.py)
     "heartbeat_missed": liveness("no heartbeat for OfflineAfterSeconds: the machine is offline"),
     "offline_too_long": liveness("offline for RevokeOfflineAfterSeconds: its score is revoked on chain"),

@@ -68,6 +68,9 @@ def _machine(item: MachineModel) -> Machine:
         last_heartbeat_at=None if item.last_heartbeat_at is None else float(item.last_heartbeat_at),
         liveness_due_at=None if item.liveness_due_at is None else float(item.liveness_due_at),
         offline_since=None if item.offline_since is None else float(item.offline_since),
+        claim=item.claim,
+        presence=item.presence,
+        presence_v=int(item.presence_v or 0),
     )
 
 
@@ -87,6 +90,12 @@ def verdict_item(verdict: Verdict) -> VerdictModel:
         outbox_at=verdict.decided_at,
         revocation=verdict.revocation,
     )
+
+
+def _presence_version(machine: Machine) -> Any:
+    if machine.presence_v == 0:
+        return MachineModel.presence_v.does_not_exist() | (MachineModel.presence_v == 0)
+    return MachineModel.presence_v == machine.presence_v
 
 
 def _release_uuids(tx: TransactWrite, machine_id: str, uuids: Sequence[str]) -> None:
@@ -376,9 +385,11 @@ class DynamoMachineStore:
         due_at: float | None,
         offline: Reason | None = None,
         now: float | None = None,
+        presence: dict[str, Any] | None = None,
     ) -> bool:
         """Re-arm (or with due_at None, end) the machine's watch; with `offline`, move it from
-        published to offline with that reason. Conditional on the state read; False on a race."""
+        published to offline with that reason; with `presence`, write the presence schedule (its
+        version bumped). Conditional on the state and presence version read; False on a race."""
         actions: list[Any] = (
             [MachineModel.liveness_due_at.set(due_at)]
             if due_at is not None
@@ -392,15 +403,46 @@ class DynamoMachineStore:
                 MachineModel.state_reasons.set([offline.as_dict()]),
                 MachineModel.offline_since.set(now),
             ]
+        condition = MachineModel.state == machine.state.value
+        if presence is not None:
+            actions += [
+                MachineModel.presence.set(presence),
+                MachineModel.presence_v.set(machine.presence_v + 1),
+            ]
+            condition = condition & _presence_version(machine)
         try:
-            MachineModel(machine.machine_id).update(
-                actions=actions, condition=MachineModel.state == machine.state.value
-            )
+            MachineModel(machine.machine_id).update(actions=actions, condition=condition)
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 return False
             raise
         return True
+
+    def update_presence(
+        self, machine: Machine, presence: dict[str, Any], request: SignedRequest | None = None
+    ) -> None:
+        """Write the presence schedule/open check the machine API advanced (fetch, commitment,
+        pass), conditional on the version read and on the machine still being watched."""
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                MachineModel(machine.machine_id),
+                actions=[
+                    MachineModel.presence.set(presence),
+                    MachineModel.presence_v.set(machine.presence_v + 1),
+                ],
+                condition=_presence_version(machine) & (MachineModel.state == machine.state.value),
+            )
+            if request is not None:
+                consume_nonce(tx, request)
+
+        self._commit(
+            build,
+            [
+                Reason("machine_state_conflict", "the presence check changed meanwhile; ask again", "state"),
+                *([REPLAYED] if request is not None else []),
+            ],
+        )
 
     def revoke(
         self,
@@ -427,6 +469,7 @@ class DynamoMachineStore:
                     MachineModel.liveness.remove(),
                     MachineModel.liveness_due_at.remove(),
                     MachineModel.offline_since.remove(),
+                    MachineModel.presence.remove(),
                 ],
                 condition=MachineModel.state == machine.state.value,
             )
@@ -529,12 +572,15 @@ class DynamoMachineStore:
             MachineModel.attempts.set(attempts.as_dict()),
             MachineModel.gpu_uuids.set(claims) if claims else MachineModel.gpu_uuids.remove(),
         ]
+        if verification.get("passed") and verification.get("claim") is not None:
+            machine_actions.append(MachineModel.claim.set(verification["claim"]))
         if revocation is not None:
             machine_actions += [
                 MachineModel.scored.remove(),
                 MachineModel.liveness.remove(),
                 MachineModel.liveness_due_at.remove(),
                 MachineModel.offline_since.remove(),
+                MachineModel.presence.remove(),
             ]
 
         def build(tx: TransactWrite) -> None:
@@ -614,6 +660,7 @@ def mark_machine_published(
             MachineModel.liveness.set(LIVENESS_WATCH),
             MachineModel.liveness_due_at.set(now),
             MachineModel.offline_since.remove(),
+            MachineModel.presence.remove(),  # a fresh score: a fresh presence schedule
         ]
     try:
         MachineModel(machine_id).update(actions=actions, condition=MachineModel.state == result)

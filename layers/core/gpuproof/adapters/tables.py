@@ -66,6 +66,9 @@ class MachineModel(Model):
     liveness = UnicodeAttribute(null=True)  # LIVENESS_WATCH while watched (published, offline)
     liveness_due_at = NumberAttribute(null=True)
     offline_since = NumberAttribute(null=True)
+    claim = JSONAttribute(null=True)
+    presence = JSONAttribute(null=True)
+    presence_v = NumberAttribute(null=True)
 
 
 class ChallengeModel(Model):

@@ -10,7 +10,7 @@ from gpuproof.adapters.clock import SystemClock
 from gpuproof.adapters.dynamo import DynamoMachineStore
 from gpuproof.adapters.queue import SqsVerifyQueue
 from gpuproof.adapters.transcripts import S3TranscriptStore
-from gpuproof.config import LivenessPolicy, Settings
+from gpuproof.config import LivenessPolicy, PresencePolicy, Settings
 from gpuproof.logic.attempts import CooldownPolicy
 from gpuproof.logic.committee import CommitteeServices
 from gpuproof.logic.machines import Services
@@ -40,6 +40,7 @@ def machine_services() -> Services:
         transcripts=transcript_store(settings),
         transcript_max_bytes_per_gpu=settings.transcript_max_bytes_per_gpu,
         liveness=LivenessPolicy.from_env(),
+        presence=PresencePolicy.from_env(),
     )
 
 

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpuproof.claim import ClaimError, challenge_params, make_claim, stored_proof_params
-from gpuproof.config import LivenessPolicy
+from gpuproof.config import LivenessPolicy, PresencePolicy
 from gpuproof.errors import Rejection, raise_if
 from gpuproof.logic.attempts import CooldownPolicy, cooldown_reasons, count_previous, taken
 from gpuproof.logic.ports import Clock, MachineStore, TranscriptStore, VerifyQueue
+from gpuproof.logic.presence import announcement, presence_due
 from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport, Verdict
 from gpuproof.logic.revocation import revoked_verdict
 from gpuproof.logic.states import EXITABLE, MachineState, states_before
@@ -58,6 +59,7 @@ class Services:
     transcripts: TranscriptStore | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
     liveness: LivenessPolicy = field(default_factory=lambda: LivenessPolicy(900, 86400))
+    presence: PresencePolicy = field(default_factory=lambda: PresencePolicy(0, 3, 180, 5.0, 120.0))
 
     def transcript_limit(self, challenge: Challenge) -> int:
         return transcript_limit(self.transcript_max_bytes_per_gpu, len(proof_params(challenge)))
@@ -409,6 +411,8 @@ class HeartbeatAck:
     machine: Machine
     received_at: float
     reverify: bool
+    # An open presence check not yet fetched: {check_id, opens_at, fetch_by} (logic/presence.py).
+    presence: dict[str, Any] | None = None
 
 
 def record_heartbeat(svc: Services, request: SignedRequest, machine_id: str, beat: Heartbeat) -> HeartbeatAck:
@@ -433,13 +437,17 @@ def record_heartbeat(svc: Services, request: SignedRequest, machine_id: str, bea
         beat.model_dump(mode="json"),
         request,
         back_online=back,
-        liveness_due_at=now + svc.liveness.offline_after_s if back else None,
+        liveness_due_at=min(
+            now + svc.liveness.offline_after_s, presence_due(machine, svc.presence) or float("inf")
+        )
+        if back
+        else None,
     )
     if back:  # an offline machine that beats again is online (published) again
         machine.state = MachineState.published
         machine.updated_at = now
     due = machine.state == MachineState.published and now - machine.updated_at > REVERIFY_AFTER_S
-    return HeartbeatAck(machine, now, due)
+    return HeartbeatAck(machine, now, due, announcement(machine, svc.presence))
 
 
 def exit_machine(svc: Services, request: SignedRequest, machine_id: str) -> tuple[Machine, Verdict | None]:

@@ -67,6 +67,11 @@ class MachineStore(Protocol):
         """Keep the latest heartbeat on the machine (which must exist) and consume the nonce; with
         `back_online` an offline machine is published (online) again, re-armed at `liveness_due_at`."""
 
+    def update_presence(
+        self, machine: Machine, presence: dict[str, Any], request: SignedRequest | None = None
+    ) -> None:
+        """Write the machine's presence document, conditional on its version as read."""
+
     def revoke(
         self,
         machine: Machine,

@@ -72,6 +72,12 @@ class Machine:
     # When a watched (published/offline) machine's liveness is looked at next (ByLivenessDue).
     liveness_due_at: float | None = None
     offline_since: float | None = None
+    # The claim its last passing verification held it to ({"claimed_gpu_model", "gpu_count"}):
+    # presence checks are sized from it. `presence` is the schedule and open check
+    # (logic/presence.py); `presence_v` its version, every write of it conditional on it.
+    claim: dict[str, Any] | None = None
+    presence: dict[str, Any] | None = None
+    presence_v: int = 0
 
 
 @dataclass

@@ -25,7 +25,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from gpuproof.adapters.clock import SystemClock
 from gpuproof.api.wiring import committee_services, liveness_store, machine_services, reconcile_services
-from gpuproof.config import LivenessPolicy
+from gpuproof.config import LivenessPolicy, PresencePolicy
 from gpuproof.logic.committee import (
     close_due_rounds,
     draw_due_machines,
@@ -58,7 +58,9 @@ def reconcile_tick() -> Reconciliation | None:
 def liveness_tick() -> list[LivenessOutcome]:
     """This tick's liveness pass; its failure is logged and never stops the tick."""
     try:
-        outcomes = sweep_liveness(liveness_store(), SystemClock(), LivenessPolicy.from_env())
+        outcomes = sweep_liveness(
+            liveness_store(), SystemClock(), LivenessPolicy.from_env(), presence=PresencePolicy.from_env()
+        )
     except Exception:
         logger.exception("liveness pass failed", extra={"code": "liveness_failed"})
         return []
@@ -68,6 +70,9 @@ def liveness_tick() -> list[LivenessOutcome]:
     counts = outcomes_by_kind(outcomes)
     metrics.add_metric(name="MachinesOffline", unit=MetricUnit.Count, value=counts.get("offline", 0))
     metrics.add_metric(name="MachinesRevoked", unit=MetricUnit.Count, value=counts.get("revoked", 0))
+    metrics.add_metric(
+        name="PresenceChecksOpened", unit=MetricUnit.Count, value=counts.get("presence_opened", 0)
+    )
     return outcomes
 
 
