@@ -30,6 +30,9 @@ from gpuproof.protocol.proof import (
 # The agent never waits longer than this for a check to open (a service announces a few minutes
 # ahead; anything further is asked again at a later heartbeat).
 MAX_WAIT_S = 900.0
+# Fetch this long after the opening (by the service clock as the heartbeat measured it): a fetch
+# before `opens_at` is refused, and the fetch allowance (5 s) leaves room for it.
+OPEN_MARGIN_S = 0.1
 
 
 @dataclass
@@ -59,8 +62,8 @@ class PresenceResponder:
         wait = float(announcement["opens_at"]) - (time.time() + service_offset_s)
         if wait > MAX_WAIT_S:
             return None
-        if wait > 0:
-            self.sleep(wait)
+        if wait > -OPEN_MARGIN_S:
+            self.sleep(wait + OPEN_MARGIN_S)
         check = self.client.request("POST", f"/machines/{machine_id}/presence/{check_id}", {})
         params = [ProofParams.model_validate(p) for p in check["params"]]
         prover = Prover(bytes.fromhex(check["nonce"]), machine_id, check_id, params, executor, parallel=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from benchmark_probe.backends import select_backend
 from benchmark_probe.bench import BenchPlan, run_benchmarks
@@ -29,9 +30,18 @@ from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import Integrity
 from tests.e2e.test_chain import chain, reader, service_key  # noqa: F401 - fixtures
 from tests.e2e.test_chain import pytestmark as chain_marks
-from tests.e2e.test_committee_flow import Bot, bots, machine_state, verdict, wait_for  # noqa: F401
+from tests.e2e.test_committee_flow import Bot, bots, verdict, wait_for  # noqa: F401
 
 pytestmark = chain_marks
+
+
+def machine_state(api_url: str, machine_id: str) -> dict[str, Any]:
+    """GET /machines/{id}; patient (60 s): the local stack shares this busy host's CPUs with the
+    probe's prover and the committee bots, and a GET can wait behind them."""
+    r = requests.get(f"{api_url}/machines/{machine_id}", timeout=60)
+    assert r.status_code == 200, r.text
+    doc: dict[str, Any] = r.json()
+    return doc
 
 
 def publish(

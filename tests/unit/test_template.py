@@ -67,6 +67,7 @@ PARAM_ENV = {
     "REVOKE_OFFLINE_AFTER_S": "RevokeOfflineAfterSeconds",
     "PRESENCE_CHECKS_PER_DAY": "PresenceChecksPerDay",
     "PRESENCE_MAX_MISSES": "PresenceMaxMisses",
+    "PRESENCE_ENFORCE": "PresenceEnforce",
 }
 
 EXPECTED_FUNCTIONS = {

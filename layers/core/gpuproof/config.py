@@ -104,6 +104,9 @@ class PresencePolicy:
     lead_s: int  # a check is announced (heartbeat answers) this long before it opens
     fetch_allowance_s: float  # its nonce must be fetched within this of opening
     proof_allowance_s: float  # the openings must arrive within this after the commitment's deadline
+    # False (the template's default, PresenceEnforce): shadow mode, a miss or failure is recorded
+    # on the machine and logged but takes nothing (no offline, no revocation).
+    enforce: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -117,6 +120,7 @@ class PresencePolicy:
             lead_s=int(_env("PRESENCE_LEAD_S", "180")),
             fetch_allowance_s=float(_env("PRESENCE_FETCH_ALLOWANCE_S", "5")),
             proof_allowance_s=float(_env("PRESENCE_PROOF_ALLOWANCE_S", "120")),
+            enforce=_env("PRESENCE_ENFORCE", "false").lower() == "true",
         )
         if not (
             0 <= policy.checks_per_day <= 86400

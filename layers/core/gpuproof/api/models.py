@@ -40,15 +40,17 @@ class AttemptsOut(BaseModel):
 
 class PresenceLast(BaseModel):
     check_id: str | None
-    result: str  # passed | missed | unsized
+    result: str  # passed | missed | failed_shadow | unsized
     at: float
     elapsed_s: float | None = None
+    detail: str | None = None
 
 
 class PresenceOut(BaseModel):
     checks: int
     passed: int
     missed: int
+    failed: int = Field(description="failures recorded in shadow mode (enforced, one failure revokes)")
     consecutive_misses: int
     last: PresenceLast | None
 

@@ -152,7 +152,7 @@ def _look_at(
         presence=step.presence,
     )
     detail = "" if offline is None else offline.message
-    if step.outcome in ("missed", "opened"):
+    if step.outcome in ("missed", "opened", "shadow_missed"):
         kind = f"presence_{step.outcome}" if offline is None else "offline"
     return LivenessOutcome(m.machine_id, kind if ok else "raced", detail)
 

@@ -112,6 +112,8 @@ def presence_step(m: Machine, now: float, policy: PresencePolicy) -> PresenceSte
             "score is revoked)",
             "presence",
         )
+        if not policy.enforce:  # shadow mode: recorded, nothing taken
+            return PresenceStep(p, p["next_at"] - policy.lead_s, "shadow_missed", reason)
         outcome = "revoke" if p["misses"] >= policy.max_misses else "missed"
         return PresenceStep(p, p["next_at"] - policy.lead_s, outcome, reason)
     if "next_at" not in p:
@@ -215,7 +217,22 @@ def _fail(
     now: float,
     request: SignedRequest,
 ) -> None:
-    """One failed presence check: the score is revoked at once (Revoked verdict, GPUs released)."""
+    """One failed presence check: the score is revoked at once (Revoked verdict, GPUs released);
+    in shadow mode the failure is only recorded on the machine and the next check scheduled."""
+    if not svc.presence.enforce:
+        p = _fresh(m.presence)
+        p["checks"] += 1
+        p["failed"] = int(p.get("failed", 0)) + 1
+        p["open"] = None
+        p["last"] = {
+            "check_id": evidence.get("check_id"),
+            "result": "failed_shadow",
+            "at": now,
+            "detail": reason.message,
+        }
+        p["next_at"] = next_opening(now, svc.presence)
+        svc.store.update_presence(m, p, request)
+        return
     verdict = revoked_verdict(m, reason, evidence, now)
     svc.store.revoke(m, MachineState.revoked, reason, verdict, now, request)
 
@@ -389,6 +406,7 @@ def presence_summary(m: Machine) -> dict[str, Any] | None:
         "checks": p["checks"],
         "passed": p["passed"],
         "missed": p["missed"],
+        "failed": int(p.get("failed", 0)),
         "consecutive_misses": p["misses"],
         "last": p["last"],
     }
