@@ -63,7 +63,7 @@ def publish(
         proof_hook(key),
     )
     mid = key.public_hex
-    doc = wait_for(lambda: (d := machine_state(api_url, mid)) and d["machine"]["scored"] and d)
+    doc = wait_for(lambda: (d := machine_state(api_url, mid)) and d["machine"]["scored"] and d, timeout=240)
     assert doc["machine"]["state"] == "published"
     assert doc["machine"]["scored"]["verdict_id"] == f"{mid}:1"
     v = verdict(local_stack, mid, 1)

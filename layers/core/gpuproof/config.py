@@ -86,7 +86,7 @@ class LivenessPolicy:
 
     @classmethod
     def from_env(cls) -> LivenessPolicy:
-        offline = int(_env("OFFLINE_AFTER_S", "900"))
+        offline = int(_env("OFFLINE_AFTER_S", "1800"))
         revoke = int(_env("REVOKE_OFFLINE_AFTER_S", "86400"))
         if not 1 <= offline <= 7 * 86400 or not 0 <= revoke <= 30 * 86400:
             raise RuntimeError(

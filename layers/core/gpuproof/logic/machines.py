@@ -58,7 +58,7 @@ class Services:
     # Where the probe uploads its transcript; None: proofs travel inline in the report (v1 only).
     transcripts: TranscriptStore | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
-    liveness: LivenessPolicy = field(default_factory=lambda: LivenessPolicy(900, 86400))
+    liveness: LivenessPolicy = field(default_factory=lambda: LivenessPolicy(1800, 86400))
     presence: PresencePolicy = field(default_factory=lambda: PresencePolicy(0, 3, 180, 5.0, 120.0))
 
     def transcript_limit(self, challenge: Challenge) -> int:

@@ -35,7 +35,6 @@ from gpuproof.logic.revocation import revoked_verdict
 from gpuproof.logic.states import WATCHED, MachineState
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.proof import (
-    GpuPairs,
     ProofParams,
     SignedCommitment,
     ThroughputProof,
@@ -139,7 +138,9 @@ def presence_step(m: Machine, now: float, policy: PresencePolicy) -> PresenceSte
         "fetched_at": None,
         "commitment_sha256": None,
         "commitment_received_at": None,
-        "pairs": None,
+        # The secret the pairs were drawn with (never their list: 140 per GPU would make the
+        # machine item tens of KB); the openings are checked against the same draw, recomputed.
+        "pairs_secret": None,
     }
     return PresenceStep(p, answer_by(p["open"], policy), "opened")
 
@@ -336,14 +337,14 @@ def presence_commitment(
     pairs = draw_all_pairs(signed, secret, params)
     open_check["commitment_sha256"] = hashlib.sha256(signed.commitment.signing_bytes()).hexdigest()
     open_check["commitment_received_at"] = received
-    open_check["pairs"] = [p.model_dump(mode="json") for p in pairs]
+    open_check["pairs_secret"] = secret.hex()
     svc.store.update_presence(m, {**(m.presence or {}), "open": open_check}, request)
     return {
         "check_id": check_id,
         "received_at": received,
         "elapsed_s": elapsed,
         "limit_s": deadline - opens_at,
-        "pairs": open_check["pairs"],
+        "pairs": [p.model_dump(mode="json") for p in pairs],
         "answer_by": answer_by(open_check, policy),
     }
 
@@ -359,7 +360,7 @@ def presence_proof(
     open_check = _open_for(m, machine_id, check_id, request, svc.store.nonce_used(request))
     assert m is not None
     reasons = []
-    if open_check.get("commitment_sha256") is None or open_check.get("pairs") is None:
+    if open_check.get("commitment_sha256") is None or open_check.get("pairs_secret") is None:
         reasons.append(Reason("proof_commitment_missing", "no commitment was received for this check"))
     if now > answer_by(open_check, policy):
         reasons.append(Reason("presence_closed", "the check's answer window is over: it counts as missed"))
@@ -370,13 +371,15 @@ def presence_proof(
             Reason("proof_commitment_changed", "the proof's commitment is not the one the service timed")
         )
     else:
+        params = _params(open_check)
+        signed = SignedCommitment(commitment=proof.commitment, signature=proof.signature)
         failed = verify_throughput(
             proof,
             machine_id=machine_id,
             challenge_id=check_id,
             nonce=bytes.fromhex(open_check["nonce"]),
-            params=_params(open_check),
-            pairs=[GpuPairs.model_validate(p) for p in open_check["pairs"]],
+            params=params,
+            pairs=draw_all_pairs(signed, bytes.fromhex(open_check["pairs_secret"]), params),
         )
     if failed:
         codes = sorted({r.code for r in failed})

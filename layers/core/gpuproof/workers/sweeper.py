@@ -8,7 +8,7 @@ disputed round the operator settled (`logic.committee.settle_resolved_disputes`)
 re-enqueue reports left unverified (`logic.machines.requeue_unverified_reports`). (1) and (2) are
 conditional writes, so overlapping ticks cannot draw or close twice; (3) is idempotent downstream.
 Then (3b) the liveness watch (`logic.liveness.sweep_liveness`): the scored machines due (the
-ByLivenessDue index, at most 200 a tick) are found online, offline (no heartbeat for
+ByLivenessDue index, at most 1000 a tick) are found online, offline (no heartbeat for
 OfflineAfterSeconds) or, offline for RevokeOfflineAfterSeconds, revoked (a Revoked verdict).
 Then (4) the reconciler repairs what the verdicts, the machines and the chain disagree on
 (`logic.reconcile.reconcile`: each repair one log line, counted in `ReconciliationRepairs`).
