@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the tests' API client and the sibling bench_* modules
 
 import bench_draw  # noqa: E402
+import bench_presence  # noqa: E402
 import bench_proof  # noqa: E402
 import bench_sweep  # noqa: E402
 
@@ -269,6 +270,7 @@ def main() -> int:
         bench_proof.bench_sections(),
         bench_draw.bench_sections(),
         bench_sweep.bench_sections(),
+        bench_presence.bench_sections(),
     ]
     sections.append(f"\n_Total bench time: {time.monotonic() - started:.0f} s._\n")
     args.out.write_text("\n".join(sections))

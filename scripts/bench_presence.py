@@ -166,7 +166,13 @@ def _measure(checks: int) -> str:
         store.set_liveness(m, due_at=time.time())  # the re-arm happens when the open check's time is due
         _, c, w = _step(sweep, clients)
         cpu[STEPS[5]].append(c), wires[STEPS[5]].append(w)
-    return _render(checks, cpu, wires, challenge_params(Claim(None, 0))["proof"][0]) + _sizes(mid)
+    medians = {k: statistics.median(v) for k, v in cpu.items()}
+    return (
+        _render(checks, cpu, wires, challenge_params(Claim(None, 0))["proof"][0])
+        + _sizes(mid)
+        + "\n"
+        + _cost(medians)
+    )
 
 
 def _sizes(mid: str) -> str:
@@ -234,11 +240,84 @@ def _render(
     )
 
 
+# List prices, us-east-1, on-demand (AWS pricing pages as of 2025; check before relying on them).
+HTTP_API_PER_M = 1.00
+LAMBDA_PER_M = 0.20
+LAMBDA_ARM_GB_S = 0.0000133334
+DDB_WRU_PER_M = 0.625
+DDB_RRU_PER_M = 0.125
+# Lambda gives one vCPU at 1769 MB; the functions run at 512 MB: billed time ~ CPU time / 0.289.
+VCPU_AT_512 = 512 / 1769
+# docs/benchmarks.md "Proof of throughput (v2): service CPU time to verify one GPU" (H100 size).
+VERIFY_CPU_PER_GPU_S = 0.133
+MACHINES, CHECKS_PER_DAY, GPUS, OFFLINE_AFTER_S = 20_000, 6, 8, 1800
+# An 8-GPU machine's item: 1.1 KB measured (CPU claim) + 1.3 KB of H100 x 8 proof parameters while
+# a check is open + ~2 KB of heartbeat telemetry for 8 GPUs (estimate): <= 5 KB, 5 write units.
+ITEM_WRU, ITEM_RRU = 5, 2
+
+
+def _cost(cpu: dict[str, float]) -> str:
+    checks = MACHINES * CHECKS_PER_DAY
+    api_cpu = cpu["fetch nonce"] + cpu["commitment"] + cpu["openings"] + GPUS * VERIFY_CPU_PER_GPU_S
+    sweep_cpu = cpu["sweeper: open"] + cpu["sweeper: re-arm"]
+    gb_s = (api_cpu + sweep_cpu) / VCPU_AT_512 * 0.5
+    # writes: sweeper open and re-arm (update + ByLivenessDue entry), three transactions of the
+    # machine item and the request nonce (transactions bill twice); reads: consistent machine
+    # reads, the nonce lookups, the two index queries.
+    wru = 2 * (ITEM_WRU + 1) + 3 * 2 * (ITEM_WRU + 1)
+    rru = 5 * ITEM_RRU + 3 * 1 + 2 * 0.5
+    presence = {
+        "HTTP API requests": (3 * checks, 3 * checks / 1e6 * HTTP_API_PER_M),
+        "Lambda requests": (3 * checks, 3 * checks / 1e6 * LAMBDA_PER_M),
+        "Lambda GB-s": (gb_s * checks, gb_s * checks * LAMBDA_ARM_GB_S),
+        "DynamoDB write units": (wru * checks, wru * checks / 1e6 * DDB_WRU_PER_M),
+        "DynamoDB read units": (rru * checks, rru * checks / 1e6 * DDB_RRU_PER_M),
+    }
+    looks = MACHINES * 86400 / OFFLINE_AFTER_S
+    look_gb_s = cpu["sweeper: re-arm"] / VCPU_AT_512 * 0.5
+    liveness = {
+        "Lambda GB-s": (look_gb_s * looks, look_gb_s * looks * LAMBDA_ARM_GB_S),
+        "DynamoDB write units": ((ITEM_WRU + 1) * looks, (ITEM_WRU + 1) * looks / 1e6 * DDB_WRU_PER_M),
+        "DynamoDB read units": ((ITEM_RRU + 0.5) * looks, (ITEM_RRU + 0.5) * looks / 1e6 * DDB_RRU_PER_M),
+    }
+    lines = [
+        "### Presence and liveness at DBC scale (estimate from the figures above)",
+        "",
+        f"{MACHINES:,} machines of {GPUS} x H100, {CHECKS_PER_DAY} presence checks each a day ({checks:,} "
+        f"checks), the liveness watch at OfflineAfterSeconds = {OFFLINE_AFTER_S} s ({looks:,.0f} sweeper "
+        "looks a day). Method: per check 3 API requests and 3 MachineApiFunction invocations (fetch, "
+        "commitment, openings; the announcing heartbeat is sent anyway and not counted; the sweeper runs "
+        "every minute anyway); Lambda time = the CPU measured above for those steps plus the openings' "
+        f"verification at H100 size ({VERIFY_CPU_PER_GPU_S * 1000:.0f} ms a GPU, measured in the proof "
+        f"section) x {GPUS}, divided by the {VCPU_AT_512:.3f} vCPU a 512 MB function gets, x 0.5 GB; "
+        f"DynamoDB units by its rules for an item of <= 5 KB ({wru} write units and {rru:g} read units "
+        "a check: two updates with their index entry, three transactions of the machine item and the "
+        "nonce, which bill twice; consistent reads). List prices, us-east-1, on-demand (HTTP API "
+        f"${HTTP_API_PER_M:.2f}/M requests, Lambda ${LAMBDA_PER_M:.2f}/M requests and "
+        f"${LAMBDA_ARM_GB_S:.10f}/GB-s arm64, DynamoDB ${DDB_WRU_PER_M}/M write and ${DDB_RRU_PER_M}/M read "
+        "units). An estimate: the CPU was measured on this x86 host, not on Lambda's Graviton.",
+        "",
+        "| item | per day | $ per day |",
+        "|---|---:|---:|",
+    ]
+    total = 0.0
+    for title, block in (("presence", presence), ("liveness watch", liveness)):
+        for name, (amount, dollars) in block.items():
+            lines.append(f"| {title}: {name} | {amount:,.0f} | {dollars:.2f} |")
+            total += dollars
+    lines += [f"| **total** | | **{total:.2f}** |", ""]
+    return "\n".join(lines)
+
+
+def bench_sections(checks: int = 20) -> str:
+    return measure(checks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checks", type=int, default=20)
     args = parser.parse_args()
-    print(measure(args.checks))
+    print(bench_sections(args.checks))
 
 
 if __name__ == "__main__":
