@@ -50,8 +50,8 @@ def publication(description: str) -> ReasonCode:
     return ReasonCode("publication", description)
 
 
-def liveness(description: str) -> ReasonCode:
-    return ReasonCode("liveness", description)
+def liveness(description: str, status: int | None = None) -> ReasonCode:
+    return ReasonCode("liveness", description, status)
 
 
 # fmt: off
@@ -203,7 +203,8 @@ REASON_CODES: dict[str, ReasonCode] = {
     "reconciliation_failed": publication("the reconciler's pass raised (logged; the tick goes on)"),
     "liveness_failed": liveness("the liveness pass raised (logged; the tick goes on)"),
     "presence_missed": liveness("a presence check unanswered in time: offline; PresenceMaxMisses revoke"),
-    "presence_failed": liveness("a presence check's commitment came late or its proof failed: revoked"),
+    "presence_failed": liveness("a presence check's commitment came late or its proof failed: revoked", 422),
+    "presence_not_committed": request(409, "the presence check has no commitment yet: send it first"),
     "presence_unknown": request(404, "no open presence check of this machine has this check_id"),
     "presence_too_early": request(425, "the presence check does not open yet: fetch it at opens_at"),
     "presence_closed": request(410, "the presence check's fetch or answer window is over: a miss"),

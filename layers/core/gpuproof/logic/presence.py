@@ -332,7 +332,7 @@ def presence_commitment(
             "limit_s": deadline - opens_at,
         }
         _fail(svc, m, reason, evidence, received, request)
-        raise Rejection([Reason("proof_deadline_missed", reason.message), reason])
+        raise Rejection([reason, Reason("proof_deadline_missed", reason.message)])
     secret = secrets.token_bytes(32)
     pairs = draw_all_pairs(signed, secret, params)
     open_check["commitment_sha256"] = hashlib.sha256(signed.commitment.signing_bytes()).hexdigest()
@@ -361,7 +361,7 @@ def presence_proof(
     assert m is not None
     reasons = []
     if open_check.get("commitment_sha256") is None or open_check.get("pairs_secret") is None:
-        reasons.append(Reason("proof_commitment_missing", "no commitment was received for this check"))
+        reasons.append(Reason("presence_not_committed", "no commitment was received for this check yet"))
     if now > answer_by(open_check, policy):
         reasons.append(Reason("presence_closed", "the check's answer window is over: it counts as missed"))
     raise_if(reasons)
@@ -387,7 +387,7 @@ def presence_proof(
             "presence_failed", f"presence check {check_id}: the proof was refused: {', '.join(codes)}"
         )
         _fail(svc, m, reason, {"check_id": check_id, "reasons": codes}, now, request)
-        raise Rejection([*failed, reason])
+        raise Rejection([reason, *failed])
     p = _fresh(m.presence)
     p["checks"] += 1
     p["passed"] += 1
