@@ -47,28 +47,44 @@ def machine_state(api_url: str, machine_id: str) -> dict[str, Any]:
 def publish(
     api_url: str, local_stack: LocalStack, owner_key: SigningKey | None = None
 ) -> tuple[SigningKey, str]:
-    """A CPU-backed machine through the whole path to a Confirmed verdict on chain (published)."""
-    key = SigningKey.generate()
+    """A CPU-backed machine through the whole path to a Confirmed verdict on chain (published).
+
+    The CPU claim's proof deadline is 1.004 s (docs/protocol.md §8); on this shared 2-core host a
+    commitment sometimes misses it (`proof_deadline_missed`, the machine refused): then a fresh
+    machine tries again, at most three times, and the test goes on with the one published."""
     owner = ss58.encode(bytes.fromhex((owner_key or SigningKey.generate(Scheme.sr25519)).public_hex))
     inventory = collect_inventory()
     backend, _ = select_backend(inventory)
-    submit(
-        ServiceClient(api_url, key),
-        key,
-        owner,
-        Region.europe,
-        inventory,
-        collect_integrity(),
-        lambda _c: run_benchmarks(backend, BenchPlan.quick()),
-        proof_hook(key),
-    )
-    mid = key.public_hex
-    doc = wait_for(lambda: (d := machine_state(api_url, mid)) and d["machine"]["scored"] and d, timeout=240)
-    assert doc["machine"]["state"] == "published"
-    assert doc["machine"]["scored"]["verdict_id"] == f"{mid}:1"
-    v = verdict(local_stack, mid, 1)
-    assert v is not None and v["result"] == "confirmed" and v["publication"]["status"] == "published"
-    return key, mid
+    refusals = []
+    for _attempt in range(3):
+        key = SigningKey.generate()
+        submit(
+            ServiceClient(api_url, key),
+            key,
+            owner,
+            Region.europe,
+            inventory,
+            collect_integrity(),
+            lambda _c: run_benchmarks(backend, BenchPlan.quick()),
+            proof_hook(key),
+        )
+        mid = key.public_hex
+
+        def settled(mid: str = mid) -> dict[str, Any] | None:
+            d = machine_state(api_url, mid)
+            return d if d["machine"]["scored"] or d["machine"]["state"] == "refused" else None
+
+        doc = wait_for(settled, timeout=240)
+        codes = {r["code"] for r in doc["machine"]["state_reasons"]}
+        if doc["machine"]["state"] == "refused" and codes == {"proof_deadline_missed"}:
+            refusals.append(mid)
+            continue
+        assert doc["machine"]["state"] == "published", doc["machine"]
+        assert doc["machine"]["scored"]["verdict_id"] == f"{mid}:1"
+        v = verdict(local_stack, mid, 1)
+        assert v is not None and v["result"] == "confirmed" and v["publication"]["status"] == "published"
+        return key, mid
+    raise AssertionError(f"three machines missed the CPU proof deadline on this host: {refusals}")
 
 
 def revoked_on_chain(reader: SubstrateChain, key: bytes, machine_id: str) -> dict[str, Any]:
