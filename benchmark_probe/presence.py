@@ -1,4 +1,4 @@
-"""The agent's answer to a presence check (docs/protocol.md §17).
+"""The agent's answer to a presence check (docs/protocol.md §19).
 
 A heartbeat answer may announce `{check_id, opens_at, fetch_by}` (service clock). The agent
 waits until `opens_at` (its own clock corrected by the offset the heartbeat answer measured),

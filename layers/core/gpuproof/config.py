@@ -97,7 +97,7 @@ class LivenessPolicy:
 
 @dataclass(frozen=True)
 class PresencePolicy:
-    """Presence checks (docs/protocol.md §17): Poisson re-challenges of scored machines."""
+    """Presence checks (docs/protocol.md §19): Poisson re-challenges of scored machines."""
 
     checks_per_day: float  # λ per machine (template PresenceChecksPerDay); 0 turns them off
     max_misses: int  # consecutive misses that revoke (template PresenceMaxMisses)

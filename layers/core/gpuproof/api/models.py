@@ -80,7 +80,7 @@ class MachineOut(BaseModel):
     )
     gpu_uuids: list[str] = Field(default_factory=list, description="the GPU UUIDs this machine holds")
     presence: PresenceOut | None = Field(
-        default=None, description="its presence checks so far (docs/protocol.md §17); null before the first"
+        default=None, description="its presence checks so far (docs/protocol.md §19); null before the first"
     )
 
 
@@ -151,7 +151,7 @@ class HeartbeatAck(BaseModel):
     state: str
     reverify: bool = Field(description="true when the machine should answer a fresh challenge now")
     presence: PresenceAnnouncement | None = Field(
-        default=None, description="an open presence check to answer (docs/protocol.md §17)"
+        default=None, description="an open presence check to answer (docs/protocol.md §19)"
     )
 
 

@@ -1,5 +1,5 @@
 """Presence checks: scored machines are re-challenged at random times and must prove their claimed
-throughput again within a short window, timed by the service (docs/protocol.md §17).
+throughput again within a short window, timed by the service (docs/protocol.md §19).
 
 Schedule (the sweeper, `presence_step`): a watched machine's next check opens at
 `now + lead_s + Exp(λ)` (λ = checks_per_day / 86400; drawn with the OS's CSPRNG, never stored
