@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: venv demo test lint typecheck unit integration e2e local bench openapi reason-codes clean
+.PHONY: venv demo test lint typecheck unit integration e2e local bench openapi reason-codes wheel clean
 
 venv: $(STAMP) $(NODE_STAMP)
 
@@ -54,5 +54,10 @@ openapi: venv
 reason-codes: venv
 	$(BIN)/python -m gpuproof.reasons_doc > docs/reason-codes.md
 
+# A wheel to copy to a GPU host: `pip install 'dist/gpuproof-<version>-py3-none-any.whl[gpu]'`.
+wheel: venv
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/*.whl
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam dist build

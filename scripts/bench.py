@@ -30,6 +30,7 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the tests' API client and the sibling bench_* modules
 
+import bench_capacity  # noqa: E402
 import bench_draw  # noqa: E402
 import bench_presence  # noqa: E402
 import bench_proof  # noqa: E402
@@ -268,6 +269,7 @@ def main() -> int:
         report_intake(args.intake),
         ed25519(2000),
         bench_proof.bench_sections(),
+        bench_capacity.capacity_section(),
         bench_draw.bench_sections(),
         bench_sweep.bench_sections(),
         bench_presence.bench_sections(),

@@ -207,7 +207,7 @@ def run_demo(tmp: Path, params: dict[str, str], operator_key: Path, no_chain: st
         console.print(f"new machine key {key} (mode {oct(key.stat().st_mode & 0o777)})")
         console.rule("benchmark-probe submit (this host)")
         args = ["--api", stack.api_url, "--owner", OWNER, "--region", "europe", "--key", str(key)]
-        run = probe("submit", *args, "--quick", "--json")
+        run = probe("submit", *args, "--quick", "--yes", "--json")  # --yes: a CPU-only host goes on
         if run.returncode != 0:
             console.print(run.stdout, run.stderr)
             return 1

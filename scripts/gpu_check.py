@@ -3,6 +3,7 @@
     python scripts/gpu_check.py reference --bench OUT/bench_run1.json --out OUT/reference.json
     python scripts/gpu_check.py compare --bench OUT/bench_run*.json --reference OUT/reference.json
     python scripts/gpu_check.py proof --inventory OUT/inventory.json --out OUT/proof.json
+    python scripts/gpu_check.py capacity --out OUT/capacity.json
 
 References: torch.matmul (and torch._int_mm for int8), cupy.matmul (fp32, fp16), a plain device
 copy (torch copy_, cupy.copyto) and pinned host copies (torch copy_ non_blocking). Method as the
@@ -16,6 +17,14 @@ estimated few percent at n = 8192), never high.
 inventory found (all GPUs in parallel, CuPy executor), opened at drawn pairs and verified with the
 service's own code; beside it, the same number of bare fp16 GEMMs of the same shapes (the GEMM-only
 floor) so the commitment's overhead is measured, not estimated.
+
+`capacity`: the capacity phase's device costs on GPU 0 (docs/protocol.md §17): a fill of 90% of
+the device's memory (as `rows_for` sizes it) run through ONE full stage of its int8 GEMM (two
+gemmEx of K = d per row, int32 out, the mod-251 epilogue; the fill's L stages then take L times
+that), a full scan of the fill (a read-round's memory traffic, without the hashing), 2^16 random
+row reads (a sample round's), and beside them a plain device copy of 512 MiB (the fill
+leaves 2 GiB free). The GPU executor of
+the phase itself is not written yet: these are its parts, timed.
 """
 
 from __future__ import annotations
@@ -342,6 +351,76 @@ def proof(inventory_path: Path, out_path: Path, n: int | None, d: int | None, st
     )
 
 
+def capacity(out_path: Path, fill_bytes: int | None = None, d: int = 1024, batch_rows: int = 1 << 16) -> None:
+    """Measure the capacity phase's parts on GPU 0 (see the module docstring)."""
+    import cupy as cp
+
+    from gpuproof.protocol.capacity.fill import stages
+    from gpuproof.protocol.capacity.params import rows_for
+    from gpuproof.protocol.proof.cupy_executor import CupyExecutor
+
+    executor = CupyExecutor(cupy=cp)
+    result: dict[str, Any] = {"d": d}
+    with cp.cuda.Device(0):
+        if fill_bytes is None:
+            free, total = cp.cuda.runtime.memGetInfo()
+            n_rows = min(rows_for(total, d), (free - (2 << 30)) // d)  # leave 2 GiB of workspace
+            result.update(total_bytes=total, free_bytes=free)
+        else:
+            n_rows = fill_bytes // d
+        result.update(n_rows=n_rows, fill_bytes=n_rows * d, stages=stages(n_rows))
+        if result.get("total_bytes"):
+            result["fill_fraction_of_total"] = n_rows * d / result["total_bytes"]
+        rs = cp.random.RandomState(1)
+        fill = cp.zeros((n_rows, d), dtype=cp.int8)
+        b_pi = rs.randint(-125, 126, size=(d, d), dtype=cp.int32).astype(cp.int8)
+        b_sigma = rs.randint(-125, 126, size=(d, d), dtype=cp.int32).astype(cp.int8)
+        batch = min(batch_rows, n_rows)
+        c1 = cp.empty((batch, d), dtype=cp.int32)
+        c2 = cp.empty((batch, d), dtype=cp.int32)
+        half = n_rows // 2
+
+        def stage() -> None:
+            for start in range(0, n_rows, batch):
+                rows = min(batch, n_rows - start)
+                mate = (start + half) % max(1, n_rows - rows + 1)
+                executor._gemm(fill[start : start + rows], b_pi, c1[:rows])
+                executor._gemm(fill[mate : mate + rows], b_sigma, c2[:rows])
+                fill[start : start + rows] = ((c1[:rows] + c2[:rows] + 1) % 251 - 125).astype(cp.int8)
+
+        def timed(fn: Callable[[], Any], repeats: int) -> list[float]:
+            fn()  # warm-up
+            start, end = cp.cuda.Event(), cp.cuda.Event()
+            out = []
+            for _ in range(repeats):
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                out.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+            return out
+
+        stage_s = statistics.median(timed(stage, 3))
+        ops = 2 * n_rows * 2 * d * d
+        result["stage"] = {"seconds": stage_s, "tops": ops / stage_s / 1e12}
+        result["fill_estimate_s"] = stage_s * result["stages"]
+        scan_s = timed(lambda: fill.sum(dtype=cp.int64), 3)
+        result["scan"] = {
+            "seconds": statistics.median(scan_s),
+            "bytes_per_s": n_rows * d / statistics.median(scan_s),
+        }
+        idx = rs.randint(0, n_rows, size=(1 << 16,), dtype=cp.int64)
+        gather_s = statistics.median(timed(lambda: fill[idx], 5))
+        result["random_rows"] = {"rows": 1 << 16, "seconds": gather_s, "rows_per_s": (1 << 16) / gather_s}
+        result["copy_d2d"] = _guard(lambda: _cupy_copy(cp, min(1 << 29, max(1 << 20, n_rows * d // 4))))
+    out_path.write_text(json.dumps(result, indent=2, default=float))
+    print(
+        f"capacity: {n_rows} rows x {d} ({n_rows * d / 2**30:.2f} GiB), L = {result['stages']}; "
+        f"stage {stage_s:.3f} s ({result['stage']['tops']:.1f} TOPS), fill ~{result['fill_estimate_s']:.1f} s; "
+        f"scan {result['scan']['bytes_per_s'] / 1e9:.1f} GB/s; {result['random_rows']['rows_per_s']:.3g} random rows/s"
+    )
+
+
 def main() -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
@@ -358,8 +437,14 @@ def main() -> None:
     prf.add_argument("--out", type=Path, required=True)
     for size in ("n", "d", "steps"):
         prf.add_argument(f"--{size}", type=int, help="override the service's choice (smoke runs)")
+    cap = sub.add_parser("capacity")
+    cap.add_argument("--out", type=Path, required=True)
+    cap.add_argument("--bytes", type=int, help="fill size (default: 90%% of GPU 0's memory)")
+    cap.add_argument("--d", type=int, default=1024)
     args = parser.parse_args()
-    if args.command == "reference":
+    if args.command == "capacity":
+        capacity(args.out, args.bytes, args.d)
+    elif args.command == "reference":
         reference(args.bench, args.out)
     elif args.command == "proof":
         proof(args.inventory, args.out, args.n, args.d, args.steps)

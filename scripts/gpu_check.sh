@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One run on a GPU machine: probe inventory, probe benchmarks (3 runs, for repeatability), a full
 # proof of throughput at the service's parameters (verified, beside its bare-GEMM floor), reference
-# measurements (torch / CuPy, same sizes and method), then a comparison table, printed last.
+# measurements (torch / CuPy, same sizes and method), the capacity phase's device parts (fill stage,
+# scan, random rows beside a plain device copy), then a comparison table, printed last.
 # Usage: scripts/gpu_check.sh OUTDIR
 # Needs CuPy, nvidia-ml-py, torch, numpy, typer, rich, psutil, requests present (the device image has
 # them); the rest (pydantic, cryptography, sr25519) as wheels in .whl/ from scripts/gpu_wheels.sh,
@@ -44,12 +45,17 @@ timeout 150 "$PY" scripts/gpu_check.py proof --inventory "$OUT/inventory.json" -
   > "$OUT/proof.txt" 2> "$OUT/proof.stderr"
 echo "proof exit $?" >&2
 
+stage "capacity phase parts"
+timeout 120 "$PY" scripts/gpu_check.py capacity --out "$OUT/capacity.json" \
+  > "$OUT/capacity.txt" 2> "$OUT/capacity.stderr"
+echo "capacity exit $?" >&2
+
 stage "reference measurements"
 timeout 90 "$PY" scripts/gpu_check.py reference --bench "$OUT/bench_run1.json" --out "$OUT/reference.json" \
   2> "$OUT/reference.stderr"
 echo "reference exit $?" >&2
 
-cat "$OUT/proof.txt"
+cat "$OUT/proof.txt" "$OUT/capacity.txt"
 stage "comparison (probe vs reference)"
 "$PY" scripts/gpu_check.py compare --bench "$OUT"/bench_run{1,2,3}.json --reference "$OUT/reference.json" \
   --out "$OUT/comparison.json" | tee "$OUT/comparison.txt"

@@ -49,6 +49,13 @@ def fresh_bots(local_stack: Any, tmp_path: Path) -> Iterator[list[Bot]]:
         bot.client.retire()
 
 
+def cli_json(output: str) -> Any:
+    """The command's one indented JSON document: the stack's functions run in background threads
+    of this process and their one-line log and metric documents can share the captured stdout."""
+    start = output.index("{\n")
+    return json.JSONDecoder().raw_decode(output[start:])[0]
+
+
 def test_fresh_keys_are_never_drawn_until_the_operator_admits_them(
     local_stack: Any,
     operator: OperatorClient,
@@ -78,7 +85,7 @@ def test_fresh_keys_are_never_drawn_until_the_operator_admits_them(
     ops = ["--api", api, "--key", str(key_file), "--json"]
     result = CliRunner().invoke(ops_app, ["admit", first.client.account, *ops])  # as the operator does
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["admitted"] is True
+    assert cli_json(result.stdout)["admitted"] is True
     for bot in others:
         assert operator.admit(bot.client.account)["admitted"] is True
     rnd = wait_for(lambda: (x := requests.get(f"{api}/rounds/{machine_id}/1", timeout=10)).ok and x.json())
@@ -207,7 +214,7 @@ def test_a_majority_disagreeing_with_the_service_is_disputed_until_the_operator_
         ops_app, ["resolve", machine_id, "--accept", "service", "--note", "x1000", *ops]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["resolution"]["accept"] == "service"
+    assert cli_json(result.stdout)["resolution"]["accept"] == "service"
 
     settled = final_state(api, machine_id, {"confirmed", "refused"})
     assert settled["machine"]["state"] == "confirmed"
@@ -222,4 +229,4 @@ def test_a_majority_disagreeing_with_the_service_is_disputed_until_the_operator_
     again = CliRunner().invoke(
         ops_app, ["resolve", machine_id, "--round", "1", "--accept", "committee", *ops]
     )
-    assert again.exit_code == 1 and json.loads(again.stdout)["code"] == "round_not_disputed"
+    assert again.exit_code == 1 and cli_json(again.stdout)["code"] == "round_not_disputed"

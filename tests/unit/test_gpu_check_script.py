@@ -87,3 +87,20 @@ def test_proof_stage_proves_verifies_and_measures_the_gemm_floor(
     assert [(p["n"], p["d"], p["steps"]) for p in proof["params"]] == [(64, 64, 2)] * 2
     assert proof["gemm_floor_gpu0"]["seconds"] > 0 and proof["overhead_vs_gemm_floor"] is not None
     assert capsys.readouterr().out.startswith("proof: 2 GPU(s) H100 SXM5 80GB, n=64 d=64 T=2")
+
+
+def test_capacity_stage_measures_the_fill_stage_scan_and_random_rows(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cp = patch_gpu_host(monkeypatch, 1)
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    out = tmp_path / "capacity.json"
+    load_script().capacity(out, 64 * 1024, 64, 256)  # 1024 rows of 64: the double's size
+    cap = json.loads(out.read_text())
+    assert (cap["n_rows"], cap["d"], cap["stages"]) == (1024, 64, 10)
+    assert cap["stage"]["seconds"] > 0 and cap["fill_estimate_s"] == pytest.approx(
+        10 * cap["stage"]["seconds"]
+    )
+    assert cap["scan"]["bytes_per_s"] > 0 and cap["random_rows"]["rows_per_s"] > 0
+    assert cap["copy_d2d"]["median"] > 0
+    assert capsys.readouterr().out.startswith("capacity: 1024 rows x 64")

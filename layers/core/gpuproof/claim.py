@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gpuproof.protocol.capacity import CapacityParams, derive_capacity_params
 from gpuproof.protocol.proof import ProofParams, codes, derive_params
 from gpuproof.protocol.proof.params import EPILOGUE_FRACTION, SETUP_S
 from gpuproof.protocol.reasons import Reason
@@ -166,3 +167,24 @@ def verified_claim(verification: Mapping[str, Any]) -> Claim:
     if not isinstance(doc, Mapping):
         raise ClaimError([Reason("claim_missing", "the verification records no claim")])
     return claim_of(doc)
+
+
+def capacity_params_for(claim: Claim, host_ram_bytes: int | None = None) -> CapacityParams | None:
+    """The capacity phase (docs/protocol.md §17) this claim gets: every claimed GPU fills 90% of the
+    claimed model's VRAM, sized from its reference row (memory, bandwidth, expected int8 rate), and
+    host RAM when a RAM figure is claimed. None for a CPU claim. NOT yet stored in challenges: the
+    phase's API, probe and verify-worker wiring are not written (issue 12)."""
+    if claim.cpu:
+        return None
+    ref = claim.reference
+    if ref is None or ref.expected_int8_tops is None or ref.mem_bw_gbs is None:
+        raise ClaimError(
+            [Reason("unknown_gpu_model", f"{claim.gpu_model!r} has no reference rate or bandwidth")]
+        )
+    return derive_capacity_params(
+        gpu_count=claim.gpu_count,
+        mem_gb=ref.mem_gb,
+        rate_tops=ref.expected_int8_tops,
+        bandwidth_gbs=ref.mem_bw_gbs,
+        host_ram_bytes=host_ram_bytes,
+    )

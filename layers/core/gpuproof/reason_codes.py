@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Stage = Literal["request", "verification", "proof", "committee", "draw", "publication", "liveness"]
+Stage = Literal["request", "verification", "proof", "committee", "draw", "publication", "live", "liveness"]
 STAGES: dict[Stage, str] = {
     "request": "an API request is refused (the HTTP status is the answer's)",
     "verification": "the verify worker refuses a stored report (recorded on the report and machine)",
@@ -18,6 +18,8 @@ STAGES: dict[Stage, str] = {
     "committee": "a committee round's outcome, or the service's own findings for it",
     "draw": "a committee draw of one machine (the sweeper's outcome, logged)",
     "publication": "a verdict's way to the chain (publisher and reconciler; logged, PublisherDLQ, metrics)",
+    "live": "a committee member's live check of a machine: the agent's refusals (HTTP status theirs; "
+    "503 where none is given) and the member's own result (revealed in `live_check`)",
     "liveness": "a scored machine goes offline or its score is revoked (sweeper, verify worker, exit)",
 }
 
@@ -48,6 +50,10 @@ def committee(description: str) -> ReasonCode:
 
 def publication(description: str) -> ReasonCode:
     return ReasonCode("publication", description)
+
+
+def live(description: str, status: int | None = None) -> ReasonCode:
+    return ReasonCode("live", description, status)
 
 
 def liveness(description: str, status: int | None = None) -> ReasonCode:
@@ -177,6 +183,27 @@ REASON_CODES: dict[str, ReasonCode] = {
     "proof_clock_invalid": proof("the commitment was received before the challenge was issued"),
     # -- the transcript delivered out of band (protocol/delivery.py): refused at report intake
     # (a HEAD of the object; nothing is stored) and again by the verify worker and `committee inspect`
+    # -- the capacity phase (protocol/capacity/codes.py; docs/protocol.md "Capacity phase")
+    "capacity_missing": proof("no capacity phase was run or recorded for the challenge (not proven)"),
+    "capacity_params_mismatch": proof("the capacity commitment or transcript covers other targets"),
+    "capacity_commitment_signature_invalid": proof("the capacity commitment is not the machine key's", 403),
+    "capacity_machine_mismatch": proof("the capacity commitment names another machine"),
+    "capacity_challenge_mismatch": proof("the capacity commitment names another challenge"),
+    "capacity_nonce_mismatch": proof("the capacity commitment is for another nonce"),
+    "capacity_root_chain_invalid": proof("a target's layer roots do not chain to its commitment"),
+    "capacity_fill_deadline_missed": proof("the capacity commitment came after the fill deadline"),
+    "capacity_clock_invalid": proof("a capacity time precedes the event it follows (service clock)"),
+    "capacity_round_missing": proof("a read round was not answered, or its answer lacks a target"),
+    "capacity_round_deadline_missed": proof("a GPU read round was answered after its deadline"),
+    "capacity_host_round_deadline_missed": proof("a host RAM read round answered after its deadline"),
+    "capacity_openings_mismatch": proof("the opened spots or walks differ from those the service drew"),
+    "capacity_opening_malformed": proof("a capacity opening has a wrong row count or length"),
+    "capacity_value_out_of_range": proof("an opened fill entry lies outside [-125, 125]"),
+    "capacity_merkle_path_invalid": proof("opened fill rows do not open their committed layer root"),
+    "capacity_answer_mismatch": proof("an opened item is not the leaf the round's timed answer committed"),
+    "capacity_walk_check_failed": proof("an opened fill row is not g_l(own . B[pi_l] + mate . B[sigma_l])"),
+    "capacity_state_conflict": request(409, "a capacity message out of order"),
+    "capacity_answer_invalid": request(422, "a capacity answer does not cover exactly the round's targets"),
     "proof_reference_malformed": request(422, "the report's proof reference does not parse"),
     "transcript_missing": request(422, "no transcript was uploaded for this challenge"),
     "transcript_too_large": request(413, "the transcript is over TranscriptMaxBytesPerGpu x the GPU count"),
@@ -214,6 +241,24 @@ REASON_CODES: dict[str, ReasonCode] = {
     "reverification_failed": liveness("a scored machine's re-verification was refused: its score is revoked"),
     "machine_exited": liveness("the owner signed an exit: the score is revoked, the GPUs released"),
     "exit_not_owner": request(403, "an exit is signed by the owner's key (sr25519; keyid: its public key)"),
+    # -- the live check (protocol/live.py; the agent: benchmark_probe/live.py; the member: cli/live.py)
+    "live_not_drawn": live("the signer is not drawn for the machine's round the service publishes", 403),
+    "live_round_not_open": live("the round named is unknown to the service or no longer open", 403),
+    "live_round_unavailable": live("the agent could not read the round from the service (answered 503)"),
+    "live_params_mismatch": live("the parameters are not those derived for the round's claim", 422),
+    "live_machine_mismatch": live("the live request names another machine", 422),
+    "live_request_invalid": live("the live request's body does not parse, or reuses a challenge_id", 422),
+    "live_busy": live("another member's live challenge is being answered (503; retried at once)"),
+    "live_limit": live("this member sent the most live challenges one round allows", 429),
+    "live_unknown_challenge": live("openings asked for a live challenge this member did not send", 404),
+    "live_endpoint_missing": live("the machine's heartbeat publishes no (valid) live endpoint"),
+    "live_endpoint_private": live("the live endpoint is not a public address (the member refuses it)"),
+    "live_unreachable": live("the agent did not answer (connection refused, reset or timed out)"),
+    "live_refused": live("the agent refused the member's live request (its code in the message)"),
+    "live_response_signature_invalid": live("an answer is not signed by the machine key for that request"),
+    "live_response_malformed": live("the commitment or the openings do not parse, or are too large"),
+    "live_deadline_missed": live("the commitment arrived after the member's own deadline (member's clock)"),
+    "live_check_inconsistent": request(422, "a reveal supports the machine though its own live check failed"),
 }
 # fmt: on
 

@@ -391,15 +391,24 @@ class DynamoCommitteeStore:
         )
 
     def record_reveal(
-        self, round_: CommitteeRound, account: str, info: dict[str, Any], now: float, request: SignedRequest
+        self,
+        round_: CommitteeRound,
+        account: str,
+        info: dict[str, Any],
+        now: float,
+        request: SignedRequest,
+        live_check: dict[str, Any] | None = None,
     ) -> None:
         n = len(round_.members)
+        entry: dict[str, Any] = {"info": info, "at": now}
+        if live_check is not None:
+            entry["live_check"] = live_check
 
         def build(tx: TransactWrite) -> None:
             tx.update(
                 RoundModel(round_.machine_id, round_.round),
                 actions=[
-                    RoundModel.reveals[account].set({"info": info, "at": now}),
+                    RoundModel.reveals[account].set(entry),
                     RoundModel.reveal_count.add(1),
                     RoundModel.due_at.set(now),  # this reveal may complete the round: look now
                 ],

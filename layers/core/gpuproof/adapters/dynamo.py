@@ -71,7 +71,14 @@ def _machine(item: MachineModel) -> Machine:
         claim=item.claim,
         presence=item.presence,
         presence_v=int(item.presence_v or 0),
+        live_endpoint=_live_endpoint(item.last_heartbeat),
     )
+
+
+def _live_endpoint(heartbeat: Any) -> str | None:
+    """The heartbeat's live endpoint (validated by the Heartbeat model when it was accepted)."""
+    value = heartbeat.get("live_endpoint") if isinstance(heartbeat, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def verdict_item(verdict: Verdict) -> VerdictModel:

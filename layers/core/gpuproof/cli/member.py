@@ -23,6 +23,7 @@ import requests
 from pydantic import ValidationError
 
 from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, verified_claim
+from gpuproof.cli.output import backoff_delay, duration, unreachable_message, when
 from gpuproof.committee.findings import Findings, findings_from_report
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.client import ServiceError, SignedClient
@@ -40,6 +41,8 @@ from gpuproof.protocol.report import SignedReport
 
 STATE_MODE = 0o600
 Log = Callable[[str], None]
+# Runs the member's live check on a round's transcript and folds it into its inspection (cli/live.py).
+LiveChecker = Callable[[dict[str, Any], "Inspection"], "Inspection"]
 
 
 ApiError = ServiceError  # the committee CLI's name for a refusal; one type for both clients
@@ -58,7 +61,12 @@ class CommitteeClient(SignedClient):
         return self.request("POST", f"/members/{self.account}/retire", {})
 
     def assignments(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", f"/members/{self.account}/assignments")["assignments"])
+        return list(self.assignments_doc()["assignments"])
+
+    def assignments_doc(self) -> dict[str, Any]:
+        """The member's record (`member`) and the rounds it was drawn for (`assignments`)."""
+        doc: dict[str, Any] = self.request("GET", f"/members/{self.account}/assignments")
+        return doc
 
     def round(self, machine_id: str, round_no: int) -> Any:
         return self.request("GET", f"/rounds/{machine_id}/{round_no}")
@@ -69,10 +77,17 @@ class CommitteeClient(SignedClient):
     def commit(self, machine_id: str, round_no: int, commit_hash: str) -> Any:
         return self.request("POST", f"/rounds/{machine_id}/{round_no}/commit", {"commit_hash": commit_hash})
 
-    def reveal(self, machine_id: str, round_no: int, info: CommitteeUploadInfo) -> Any:
-        return self.request(
-            "POST", f"/rounds/{machine_id}/{round_no}/reveal", {"info": info.model_dump(mode="json")}
-        )
+    def reveal(
+        self,
+        machine_id: str,
+        round_no: int,
+        info: CommitteeUploadInfo,
+        live_check: dict[str, Any] | None = None,
+    ) -> Any:
+        body: dict[str, Any] = {"info": info.model_dump(mode="json")}
+        if live_check is not None:
+            body["live_check"] = live_check
+        return self.request("POST", f"/rounds/{machine_id}/{round_no}/reveal", body)
 
 
 # ------------------------------------------------------------------------------------ inspection
@@ -109,6 +124,8 @@ class Inspection:
     proof_status: str
     expected_info: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    # The member's own live check of the machine (cli/live.py), when it ran one: revealed with the vote.
+    live_check: dict[str, Any] | None = None
 
     @property
     def supports(self) -> bool:
@@ -384,6 +401,7 @@ def commit_findings(
             "commit_hash": info.commit_hash_hex(),
             "committed": False,
             "revealed": False,
+            "live_check": inspection.live_check,
         }
         vote = state.put_new(mid, rno, vote)
     info = CommitteeUploadInfo.model_validate(vote["info"])
@@ -411,7 +429,7 @@ def reveal_findings(
     if vote is None:
         raise LookupError(f"no committed vote for {machine_id} round {round_no} in {state.path}")
     info = CommitteeUploadInfo.model_validate(vote["info"])
-    client.reveal(machine_id, round_no, info)
+    client.reveal(machine_id, round_no, info, vote.get("live_check"))
     state.put(machine_id, round_no, {**vote, "revealed": True})
     return info
 
@@ -432,19 +450,30 @@ def agent_tick(
     allow_cpu_backend: bool = False,
     rng: np.random.Generator | None = None,
     log: Log = lambda _m: None,
+    announced: set[str] | None = None,
+    live: LiveChecker | None = None,
 ) -> list[AgentAction]:
-    """One pass over this member's open assignments: inspect and commit in the commit phase,
-    reveal in the reveal phase. Errors on one assignment never stop the others."""
+    """One pass over this member's open assignments: inspect (and, with `live`, run its own live
+    check of the machine) and commit in the commit phase, reveal in the reveal phase. Errors on
+    one assignment never stop the others. A round not in `announced` is logged once as a new
+    draw, with its deadlines (the member's notification)."""
     actions = []
     for a in client.assignments():
         if a["status"] != "open":
             continue
         mid, rno = str(a["machine_id"]), int(a["round"])
+        if announced is not None and f"{mid}:{rno}" not in announced:
+            announced.add(f"{mid}:{rno}")
+            log(
+                f"drawn for machine {mid} round {rno}: commit by {when(a['commit_deadline'])}, "
+                f"reveal by {when(a['reveal_deadline'])}"
+            )
         try:
             if a["phase"] == "commit" and not a["committed"]:
-                inspection = inspect_transcript(
-                    client.transcript(mid, rno), allow_cpu_backend=allow_cpu_backend, rng=rng
-                )
+                transcript = client.transcript(mid, rno)
+                inspection = inspect_transcript(transcript, allow_cpu_backend=allow_cpu_backend, rng=rng)
+                if live is not None and state.get(mid, rno) is None:
+                    inspection = live(transcript, inspection)
                 info = commit_findings(client, state, inspection)
                 detail = f"is_support={info.is_support} calc_point={info.calc_point}"
                 if not inspection.supports:
@@ -456,8 +485,27 @@ def agent_tick(
         except (ApiError, LookupError, ValueError, requests.RequestException) as exc:
             actions.append(AgentAction(mid, rno, "failed", str(exc)))
     for act in actions:
-        log(f"{client.account[:12]}… {act.action} {act.machine_id[:12]}…#{act.round} {act.detail}")
+        log(f"{act.action} {act.machine_id} round {act.round} {act.detail}")
     return actions
+
+
+@dataclass
+class PassStats:
+    """The agent's passes: how many, how many could not even list the assignments, the last why."""
+
+    passes: int = 0
+    failed: int = 0
+    consecutive_failed: int = 0
+    last_error: str = ""
+    last_unreachable: bool = False  # the last failure was the network's, not a refusal
+
+    def summary(self, actions: list[AgentAction]) -> str:
+        counts = {k: sum(a.action == k for a in actions) for k in ("committed", "revealed", "failed")}
+        line = (
+            f"{self.passes} pass(es), {self.failed} without the service; committed {counts['committed']}, "
+            f"revealed {counts['revealed']}, failed {counts['failed']}"
+        )
+        return line + (f" (last error: {self.last_error})" if self.failed else "")
 
 
 def run_agent(
@@ -469,15 +517,32 @@ def run_agent(
     allow_cpu_backend: bool = False,
     stop: threading.Event | None = None,
     log: Log = lambda _m: None,
+    stats: PassStats | None = None,
+    live: LiveChecker | None = None,
 ) -> list[AgentAction]:
-    """The bot member: `agent_tick` every `interval_s` until `stop` is set (or once)."""
+    """The bot member: `agent_tick` every `interval_s` until `stop` is set (or once). A pass that
+    cannot list the assignments is logged in one line and the next waits longer (the interval
+    doubled per failure in a row, at most 10 min: `backoff_delay`)."""
     stop = stop or threading.Event()
+    stats = stats if stats is not None else PassStats()
     done: list[AgentAction] = []
+    announced: set[str] = set()
     while True:
         started = time.monotonic()
+        stats.passes += 1
         try:
-            done += agent_tick(client, state, allow_cpu_backend=allow_cpu_backend, log=log)
+            done += agent_tick(
+                client, state, allow_cpu_backend=allow_cpu_backend, log=log, announced=announced, live=live
+            )
+            stats.consecutive_failed = 0
         except (ApiError, requests.RequestException) as exc:
-            log(f"{client.account[:12]}… assignments unavailable: {exc}")
-        if once or stop.wait(max(0.0, interval_s - (time.monotonic() - started))):
+            stats.failed += 1
+            stats.consecutive_failed += 1
+            why = str(exc) if isinstance(exc, ApiError) else unreachable_message(exc, client.api_url)
+            stats.last_error = why
+            stats.last_unreachable = not isinstance(exc, ApiError)
+            wait = backoff_delay(interval_s, stats.consecutive_failed)
+            log(f"assignments unavailable: {why}" + ("" if once else f"; next try in {duration(wait)}"))
+        wait = backoff_delay(interval_s, stats.consecutive_failed)
+        if once or stop.wait(max(0.0, wait - (time.monotonic() - started))):
             return done

@@ -10,7 +10,6 @@ Deliberate difference from DBC: a round needs at least `MIN_REVEALS` (2) reveals
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from typing import Any, Protocol
 
 from gpuproof.claim import ClaimError, verified_claim
 from gpuproof.committee.beacon import HashChainBeacon
-from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, select_indices
+from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, pool_digest, select_indices
 from gpuproof.committee.findings import findings_from_report
 from gpuproof.committee.tally import Tally, tally
 from gpuproof.committee.windows import Phase, RoundWindows
@@ -30,6 +29,7 @@ from gpuproof.logic.states import MachineState
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.delivery import is_reference, transcript_key
 from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.live import LiveCheck
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
 from gpuproof.protocol.ss58 import account_key_or_none
@@ -139,12 +139,9 @@ class CommitteeRound:
             doc["expected_info"] = None
             doc["expected_problems"] = []
         doc["expected_hidden"] = hidden
+        # Which members ran their own live check of the machine, and what they measured.
+        doc["live_checks"] = {a: r["live_check"] for a, r in self.reveals.items() if r.get("live_check")}
         return doc
-
-
-def pool_digest(pool: Sequence[str]) -> str:
-    """SHA-256 hex of the sorted eligible accounts joined by "\\n" (UTF-8)."""
-    return hashlib.sha256("\n".join(pool).encode("utf-8")).hexdigest()
 
 
 # ------------------------------------------------------------------------------------ ports
@@ -191,8 +188,16 @@ class CommitteeStore(Protocol):
     ) -> None: ...
 
     def record_reveal(
-        self, round_: CommitteeRound, account: str, info: dict[str, Any], now: float, request: SignedRequest
-    ) -> None: ...
+        self,
+        round_: CommitteeRound,
+        account: str,
+        info: dict[str, Any],
+        now: float,
+        request: SignedRequest,
+        live_check: dict[str, Any] | None = None,
+    ) -> None:
+        """The reveal, with the member's live-check result when it ran one (its own figures)."""
+        ...
 
     def close_round(
         self,
@@ -383,9 +388,16 @@ def assignment_view(round_: CommitteeRound, account: str, now: float) -> dict[st
     }
 
 
-def assignments(svc: CommitteeServices, account: str) -> list[dict[str, Any]]:
-    if svc.store.get_member(account) is None:
+def member_record(svc: CommitteeServices, account: str) -> CommitteeMember:
+    """A member's own record (status, admission, in-flight rounds), shown with its assignments."""
+    member = svc.store.get_member(account)
+    if member is None:
         raise Rejection([Reason("unknown_member", "no committee member has this account", "account")])
+    return member
+
+
+def assignments(svc: CommitteeServices, account: str) -> list[dict[str, Any]]:
+    member_record(svc, account)
     now = svc.clock.now()
     rounds = sorted(svc.store.rounds_of_member(account), key=lambda r: r.booked_at)
     return [assignment_view(r, account, now) for r in rounds]
@@ -444,6 +456,8 @@ def transcript(svc: CommitteeServices, machine_id: str, round_no: int) -> dict[s
             "owner": machine.owner,
             "region": machine.region,
             "state": machine.state.value,
+            # Where a member's live check reaches the machine's agent (its signed heartbeat's claim).
+            "live_endpoint": machine.live_endpoint,
         },
         "challenge": None
         if challenge is None
@@ -512,8 +526,16 @@ def commit(
 
 
 def reveal(
-    svc: CommitteeServices, request: SignedRequest, machine_id: str, round_no: int, info: CommitteeUploadInfo
+    svc: CommitteeServices,
+    request: SignedRequest,
+    machine_id: str,
+    round_no: int,
+    info: CommitteeUploadInfo,
+    live_check: LiveCheck | None = None,
 ) -> CommitteeRound:
+    """Record the member's revealed findings; `live_check` is its own live check of the machine
+    (docs/committee.md "Live check"), kept with the reveal and published in the round. A reveal
+    whose live check did not verify must not support the machine (`live_check_inconsistent`)."""
     round_, reasons = _voting_round(svc, request, machine_id, round_no)
     account = request.keyid
     now = svc.clock.now()
@@ -541,10 +563,19 @@ def reveal(
         reasons.append(
             Reason("reveal_mismatch", "blake2_128 of the revealed info is not this member's commit", "info")
         )
+    if live_check is not None and not live_check.verified and not live_check.shadow and info.is_support:
+        reasons.append(
+            Reason(
+                "live_check_inconsistent",
+                "the revealed info supports the machine but the member's own live check did not verify",
+                "live_check",
+            )
+        )
     raise_if(reasons)
     doc = info.model_dump(mode="json")
-    svc.store.record_reveal(round_, account, doc, now, request)
-    round_.reveals[account] = {"info": doc, "at": now}
+    live = None if live_check is None else live_check.model_dump(mode="json", exclude_none=True)
+    svc.store.record_reveal(round_, account, doc, now, request, live)
+    round_.reveals[account] = {"info": doc, "at": now, **({"live_check": live} if live else {})}
     return round_
 
 

@@ -78,6 +78,8 @@ class Machine:
     claim: dict[str, Any] | None = None
     presence: dict[str, Any] | None = None
     presence_v: int = 0
+    # The agent's live-check address from its latest signed heartbeat (a claim; None if none).
+    live_endpoint: str | None = None
 
 
 @dataclass

@@ -81,6 +81,16 @@ MAX_MERKLE_DEPTH = 32
 # outside this is refused as a value before any numpy conversion.
 MAX_PROOF_ENTRY = 2**24
 
+# -- the capacity phase (protocol/capacity, docs/protocol.md "Capacity phase") ---------------------
+MAX_CAPACITY_BYTES = 64 * TIB  # claimed bytes of one target (a GPU or host RAM)
+MAX_CAPACITY_D = 8192  # entries (bytes) of a fill row
+MAX_CAPACITY_ROWS = 2**32  # rows of a fill: the Merkle depth stays <= 32
+MAX_CAPACITY_CHUNK_ROWS = 1024  # rows of one scan item (an opened spot sends them all)
+MAX_CAPACITY_SAMPLES = 2**22  # rows one sample round reads
+MAX_CAPACITY_SPOTS = 64  # items opened per round and target
+MAX_CAPACITY_WALKS = 256  # walks opened per target
+MAX_CAPACITY_ROUNDS = 64
+
 # -- reusable field types ---------------------------------------------------------------------------
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Name = Annotated[str, Field(max_length=MAX_NAME_CHARS)]

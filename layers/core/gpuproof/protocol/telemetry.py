@@ -8,6 +8,7 @@ from pydantic import Field
 
 from gpuproof.protocol import limits as L
 from gpuproof.protocol.limits import ClockMhz, FiniteFloat, Text, UnixTime
+from gpuproof.protocol.live import LiveEndpoint
 from gpuproof.protocol.report import GpuIndex, Hex64, RawUuid, WireModel
 
 Percent = Annotated[FiniteFloat, Field(ge=0, le=100)]
@@ -50,3 +51,6 @@ class Heartbeat(WireModel):
     gpus: list[GpuTelemetry] = Field(default_factory=list, max_length=L.MAX_HEARTBEAT_GPUS)
     host: HostTelemetry
     note: str | None = Field(default=None, max_length=512)
+    live_endpoint: LiveEndpoint | None = Field(
+        default=None, description="where committee members reach the agent's live check: http://<IP>:<port>"
+    )

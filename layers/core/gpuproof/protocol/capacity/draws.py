@@ -1,0 +1,116 @@
+"""The service's draws of the capacity phase: sampled rows of a round, opened spots and walks.
+
+Pure functions of their inputs, so anyone given the recorded nonces and the draw secret replays them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from gpuproof.protocol.capacity.fill import partner, u32
+from gpuproof.protocol.capacity.models import CapacityParams, CapacityTargetParams
+
+SAMPLE_DOMAIN = b"gpuproof/capacity/sample/v1"
+SPOTS_DOMAIN = b"gpuproof/capacity/spots/v1"
+WALKS_DOMAIN = b"gpuproof/capacity/walks/v1"
+
+
+def sample_row(round_nonce: bytes, target: int, item: int, n_rows: int) -> int:
+    """Row of item c of a sample round:
+    u64le(SHA-256(SAMPLE_DOMAIN || nonce || u32 target || u32 c)[0:8]) mod N."""
+    h = hashlib.sha256(SAMPLE_DOMAIN + round_nonce + u32(target) + u32(item)).digest()
+    return int.from_bytes(h[:8], "little") % n_rows
+
+
+def item_rows(tp: CapacityTargetParams, round_nonce: bytes, item: int) -> list[int]:
+    """The rows item c of a round covers: chunk c (scan) or the sampled row (sample)."""
+    if tp.mode == "scan":
+        start = item * tp.chunk_rows
+        return list(range(start, min(start + tp.chunk_rows, tp.n_rows)))
+    return [sample_row(round_nonce, tp.target, item, tp.n_rows)]
+
+
+def _prefix(domain: bytes, secret: bytes, commitment_bytes: bytes, target: int) -> bytes:
+    return domain + u32(len(secret)) + secret + hashlib.sha256(commitment_bytes).digest() + u32(target)
+
+
+def round_plan(params: CapacityParams) -> dict[int, list[int]]:
+    """Targets per round number: rounds 1..R read every GPU at once (one deadline, one answer);
+    rounds R+1..2R read host RAM, when it is claimed."""
+    gpus = [t.target for t in params.targets if not t.is_host]
+    host = [t.target for t in params.targets if t.is_host]
+    plan: dict[int, list[int]] = {}
+    for _ in range(params.rounds):
+        if gpus:
+            plan[len(plan) + 1] = gpus
+    for _ in range(params.rounds):
+        if host:
+            plan[len(plan) + 1] = host
+    return plan
+
+
+def target_rounds(params: CapacityParams, target: int) -> list[int]:
+    return [r for r, targets in round_plan(params).items() if target in targets]
+
+
+def draw_spots(
+    commitment_bytes: bytes, secret: bytes, tp: CapacityTargetParams, rounds: list[int]
+) -> dict[int, list[int]]:
+    """Per round r of the target, `spots` distinct items:
+    u64le(SHA-256(prefix || u32 r || u32 k)[0:8]) mod items, k = 0, 1, ...; repeats skipped;
+    every item when spots >= items."""
+    prefix = _prefix(SPOTS_DOMAIN, secret, commitment_bytes, tp.target)
+    out: dict[int, list[int]] = {}
+    for r in rounds:
+        if tp.spots >= tp.items:
+            out[r] = list(range(tp.items))
+            continue
+        chosen: list[int] = []
+        k = 0
+        while len(chosen) < tp.spots:
+            h = hashlib.sha256(prefix + u32(r) + u32(k)).digest()
+            k += 1
+            item = int.from_bytes(h[:8], "little") % tp.items
+            if item not in chosen:
+                chosen.append(item)
+        out[r] = chosen
+    return out
+
+
+@dataclass(frozen=True)
+class Walk:
+    """Rows of one walk from stage L down: rows[j] is the row opened at stage L - j."""
+
+    index: int
+    stages: list[int]
+    rows: list[int]
+
+
+def draw_walks(commitment_bytes: bytes, secret: bytes, tp: CapacityTargetParams) -> list[Walk]:
+    """Walk w: h = SHA-256(prefix || u32 w); start i_L = u64le(h[0:8]) mod N; at stage l the next row is
+    i_l (bit l-1 of u64le(h[8:16]) = 0) or p_l(i_l) (bit 1). Opens stages L .. L - walk_stages + 1."""
+    prefix = _prefix(WALKS_DOMAIN, secret, commitment_bytes, tp.target)
+    top = tp.n_stages
+    walks = []
+    for w in range(tp.walks):
+        h = hashlib.sha256(prefix + u32(w)).digest()
+        row = int.from_bytes(h[:8], "little") % tp.n_rows
+        bits = int.from_bytes(h[8:16], "little")
+        stages, rows = [], []
+        for stage in range(top, top - tp.walk_stages, -1):
+            stages.append(stage)
+            rows.append(row)
+            if (bits >> (stage - 1)) & 1:
+                row = partner(row, stage, tp.n_rows)
+        walks.append(Walk(w, stages, rows))
+    return walks
+
+
+def all_spots(
+    commitment_bytes: bytes, secret: bytes, params: CapacityParams
+) -> dict[int, dict[int, list[int]]]:
+    return {
+        tp.target: draw_spots(commitment_bytes, secret, tp, target_rounds(params, tp.target))
+        for tp in params.targets
+    }

@@ -1,0 +1,169 @@
+"""The capacity fill (docs/protocol.md "Capacity phase"): a seeded, row-mixing (butterfly) chain of
+exact int8 GEMMs over Z_251 whose last layer is what a target (a GPU, or host RAM) must hold.
+
+X_0[i] is seeded; stage l = 1..L computes, for every row i with partner p_l(i) = i xor 2^(l-1)
+(i itself when that is >= N):
+
+    X_l[i] = g_l(X_{l-1}[i] . B[pi_l] + X_{l-1}[p_l(i)] . B[sigma_l]),  g_l(c) = ((c + l) mod 251) - 125
+
+so after L = ceil(log2 N) stages every row depends on at least N/2 rows of X_0: regenerating a row
+that is not held costs a cone of ~2N row products, i.e. about two whole stages of the fill.
+Entries lie in [-125, 125] (int8, 7.97 bits of information per byte, so the data does not
+compress), products are exact in int32 (GPU) and float64 (this numpy code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+
+import numpy as np
+import numpy.typing as npt
+
+from gpuproof.protocol.proof import merkle
+
+SEED_DOMAIN = b"gpuproof/capacity/seed/v1"
+ROW_DOMAIN = b"gpuproof/capacity/row/v1"
+PERM_DOMAIN = b"gpuproof/capacity/perm/v1"
+CHAIN_DOMAIN = b"gpuproof/capacity/chain/v1"
+TAG_X0 = b"X"
+TAG_B = b"B"
+Q = 251  # the largest prime whose centred residues fit int8
+HALF = Q // 2  # 125
+HOST_TARGET = 0xFFFF  # the target number of host RAM (GPUs are 0..255)
+BITS_PER_ENTRY = math.log2(Q)
+
+Rows = npt.NDArray[np.int8]
+
+
+def u32(value: int) -> bytes:
+    return struct.pack("<I", value)
+
+
+def capacity_seed(nonce: bytes, machine_id: str, target: int) -> bytes:
+    """SHA-256(SEED_DOMAIN || nonce (32 bytes) || raw machine_id (32 bytes) || u32le target)."""
+    if len(nonce) != 32:
+        raise ValueError("the nonce must be 32 bytes")
+    machine = bytes.fromhex(machine_id)
+    if len(machine) != 32:
+        raise ValueError("machine_id must be 32 bytes of hex")
+    return hashlib.sha256(SEED_DOMAIN + nonce + machine + u32(target)).digest()
+
+
+def _lut() -> bytes:
+    return ((np.arange(256, dtype=np.int16) % Q) - HALF).astype(np.int8).view(np.uint8).tobytes()
+
+
+_LUT = _lut()
+
+
+def gen_rows(seed: bytes, tag: bytes, rows: range | list[int], d: int) -> Rows:
+    """Row r = SHAKE-128(ROW_DOMAIN || seed || tag || u32le r), first d bytes, byte b -> (b mod 251) - 125."""
+    raw = b"".join(hashlib.shake_128(ROW_DOMAIN + seed + tag + u32(r)).digest(d) for r in rows)
+    return np.frombuffer(raw.translate(_LUT), dtype=np.int8).reshape(-1, d).copy()
+
+
+def permutation(seed: bytes, index: int, d: int) -> npt.NDArray[np.intp]:
+    """Stable argsort of d u64le keys from SHAKE-128(PERM_DOMAIN || seed || u32le index)."""
+    keys = np.frombuffer(hashlib.shake_128(PERM_DOMAIN + seed + u32(index)).digest(8 * d), dtype="<u8")
+    return np.argsort(keys, kind="stable")
+
+
+def stage_perms(seed: bytes, stage: int, d: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """(pi_l, sigma_l) = permutations 2l - 1 and 2l."""
+    return permutation(seed, 2 * stage - 1, d), permutation(seed, 2 * stage, d)
+
+
+def stages(n_rows: int) -> int:
+    """L = ceil(log2 N), at least 1."""
+    return max(1, (n_rows - 1).bit_length())
+
+
+def partner(row: int, stage: int, n_rows: int) -> int:
+    mate = row ^ (1 << (stage - 1))
+    return mate if mate < n_rows else row
+
+
+def partners(n_rows: int, stage: int) -> npt.NDArray[np.intp]:
+    rows = np.arange(n_rows, dtype=np.intp)
+    mates = rows ^ (1 << (stage - 1))
+    return np.where(mates < n_rows, mates, rows)
+
+
+def recentre(c: npt.NDArray[np.float64] | npt.NDArray[np.int64], stage: int) -> Rows:
+    return ((c.astype(np.int64) + stage) % Q - HALF).astype(np.int8)
+
+
+def stage_rows(
+    own: Rows, mate: Rows, b_pi: npt.NDArray[np.float64], b_sigma: npt.NDArray[np.float64], stage: int
+) -> Rows:
+    """g_l(own . B[pi] + mate . B[sigma]) exactly (float64: |c| <= 2 d 125^2 < 2^53)."""
+    c = own.astype(np.float64) @ b_pi + mate.astype(np.float64) @ b_sigma
+    return recentre(c, stage)
+
+
+def row_products(n_rows: int, n_stages: int) -> int:
+    """Row products v . B of a whole fill: two per row per stage."""
+    return 2 * n_rows * n_stages
+
+
+def leaf(row: Rows) -> bytes:
+    """SHA-256(0x00 || the row's d bytes, int8 two's complement)."""
+    return merkle.leaf_hash(np.ascontiguousarray(row, dtype=np.int8).tobytes())
+
+
+def leaves(rows: Rows) -> list[bytes]:
+    return [leaf(rows[i]) for i in range(rows.shape[0])]
+
+
+def chain_start(seed: bytes) -> bytes:
+    return hashlib.sha256(CHAIN_DOMAIN + seed).digest()
+
+
+def chain_value(seed: bytes, roots: list[bytes]) -> bytes:
+    """H_0 = SHA-256(CHAIN_DOMAIN || seed); H_l = SHA-256(H_{l-1} || root_l); the value is H_L."""
+    h = chain_start(seed)
+    for root in roots:
+        h = hashlib.sha256(h + root).digest()
+    return h
+
+
+class Fill:
+    """The stage matrices of one target's fill (B, its permutations) and the stage function."""
+
+    def __init__(self, seed: bytes, n_rows: int, d: int) -> None:
+        self.seed, self.n_rows, self.d = seed, n_rows, d
+        self.n_stages = stages(n_rows)
+        self.b = gen_rows(seed, TAG_B, range(d), d).astype(np.float64)
+        self._perms: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+
+    def x0(self, rows: range | list[int]) -> Rows:
+        return gen_rows(self.seed, TAG_X0, rows, self.d)
+
+    def matrices(self, stage: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        if stage not in self._perms:
+            pi, sigma = stage_perms(self.seed, stage, self.d)
+            self._perms[stage] = (self.b[pi], self.b[sigma])
+        return self._perms[stage]
+
+    def step(self, prev: Rows, stage: int) -> Rows:
+        """A whole layer X_l from X_{l-1}."""
+        b_pi, b_sigma = self.matrices(stage)
+        return stage_rows(prev, prev[partners(self.n_rows, stage)], b_pi, b_sigma, stage)
+
+    def layers(self) -> list[Rows]:
+        """X_0 .. X_L (tests and the honest CPU prover at small sizes)."""
+        out = [self.x0(range(self.n_rows))]
+        for stage in range(1, self.n_stages + 1):
+            out.append(self.step(out[-1], stage))
+        return out
+
+
+ANSWER_DOMAIN = b"gpuproof/capacity/answer/v1"
+
+
+def answer_leaf(round_nonce: bytes, target: int, item: int, rows: Rows) -> bytes:
+    """SHA-256(ANSWER_DOMAIN || round nonce || u32 target || u32 item || the item's row bytes)."""
+    body = np.ascontiguousarray(rows, dtype=np.int8).tobytes()
+    return hashlib.sha256(ANSWER_DOMAIN + round_nonce + u32(target) + u32(item) + body).digest()

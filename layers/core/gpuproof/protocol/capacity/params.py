@@ -1,0 +1,154 @@
+"""Capacity parameters chosen by the service from the claim (docs/protocol.md "Capacity phase").
+
+Every rate here is an ESTIMATE until calibrated on hardware (scripts/gpu_check.sh); each deadline
+is expected time x tolerance + the network allowance, so an honest host is never held to a guess.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gpuproof.protocol.capacity.models import HOST_TARGET, CapacityParams, CapacityTargetParams
+
+FILL_FRACTION = 0.90  # of the claimed model's VRAM (or the claimed RAM), in information bytes
+GPU_D = 1024  # fill row width on a GPU: K = 2d = 2048 per stage GEMM
+HOST_D = 512  # host rows are cheaper to fill (GPUs fill host RAM on top of their own)
+CPU_D = 32
+GPU_CHUNK_ROWS = 16
+GPU_SPOTS, GPU_WALKS, WALK_STAGES = 12, 32, 10
+HOST_SAMPLES = 2**22
+ROUNDS = 4
+TOLERANCE = 1.14
+FILL_OVERHEAD = 0.5  # hashing and memory traffic beside the stage GEMMs (estimate)
+GPU_HASH_BYTES_PER_S = 256e9  # SHA-256 on the device, 4 G compressions/s (the pessimistic §12 figure)
+HOST_ROWS_PER_S = 2e7  # random 512-byte reads from DRAM, all cores (estimate; calibrate: gpu_check.sh)
+HOST_HASH_BYTES_PER_S = 8e9  # SHA-256 of those rows, all cores (estimate)
+NETWORK_ALLOWANCE_S = 0.5  # one small request/answer round trip at the API edge
+FILL_ALLOWANCE_S = 1.0
+LOG2_Q = math.log2(251)
+
+
+def rows_for(claimed_bytes: int, d: int, fraction: float = FILL_FRACTION) -> int:
+    """Rows whose information (d entries of log2 251 bits each) is >= fraction x claimed bytes."""
+    return max(2, math.ceil(fraction * claimed_bytes * 8 / (d * LOG2_Q)))
+
+
+def fill_ops(n_rows: int, d: int) -> int:
+    """Two row products v . B (2 d^2 ops each) per row per stage."""
+    stages = max(1, (n_rows - 1).bit_length())
+    return n_rows * stages * 2 * 2 * d * d
+
+
+def _up(seconds: float) -> float:
+    return math.ceil(seconds * 1e6) / 1e6
+
+
+def gpu_target(
+    index: int,
+    claimed_bytes: int,
+    *,
+    rate_tops: float,
+    bandwidth_gbs: float,
+    d: int = GPU_D,
+    chunk_rows: int = GPU_CHUNK_ROWS,
+    spots: int = GPU_SPOTS,
+    walks: int = GPU_WALKS,
+    walk_stages: int = WALK_STAGES,
+    hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S,
+    network_allowance_s: float = NETWORK_ALLOWANCE_S,
+    tolerance: float = TOLERANCE,
+) -> CapacityTargetParams:
+    n_rows = rows_for(claimed_bytes, d)
+    fill_bytes = n_rows * d
+    expected = fill_bytes / (bandwidth_gbs * 1e9) + fill_bytes / hash_bytes_per_s
+    stages = max(1, (n_rows - 1).bit_length())
+    return CapacityTargetParams(
+        target=index,
+        claimed_bytes=claimed_bytes,
+        d=d,
+        n_rows=n_rows,
+        mode="scan",
+        chunk_rows=chunk_rows,
+        samples=0,
+        spots=spots,
+        walks=walks,
+        walk_stages=min(walk_stages, stages),
+        round_expected_s=_up(expected),
+        round_deadline_s=_up(expected * tolerance + network_allowance_s),
+        fill_expected_s=_up(fill_ops(n_rows, d) / (rate_tops * 1e12) * (1 + FILL_OVERHEAD)),
+    )
+
+
+def host_target(
+    claimed_bytes: int,
+    *,
+    fill_rate_tops: float,
+    d: int = HOST_D,
+    samples: int = HOST_SAMPLES,
+    spots: int = GPU_SPOTS,
+    walks: int = GPU_WALKS,
+    walk_stages: int = WALK_STAGES,
+    rows_per_s: float = HOST_ROWS_PER_S,
+    hash_bytes_per_s: float = HOST_HASH_BYTES_PER_S,
+    network_allowance_s: float = NETWORK_ALLOWANCE_S,
+    tolerance: float = TOLERANCE,
+) -> CapacityTargetParams:
+    """Host RAM: filled by the GPUs (all of them: `fill_rate_tops` is their sum), read in rounds of
+    `samples` random rows."""
+    n_rows = rows_for(claimed_bytes, d)
+    expected = samples / rows_per_s + samples * d / hash_bytes_per_s
+    stages = max(1, (n_rows - 1).bit_length())
+    return CapacityTargetParams(
+        target=HOST_TARGET,
+        claimed_bytes=claimed_bytes,
+        d=d,
+        n_rows=n_rows,
+        mode="sample",
+        chunk_rows=1,
+        samples=samples,
+        spots=spots,
+        walks=walks,
+        walk_stages=min(walk_stages, stages),
+        round_expected_s=_up(expected),
+        round_deadline_s=_up(expected * tolerance + network_allowance_s),
+        fill_expected_s=_up(fill_ops(n_rows, d) / (fill_rate_tops * 1e12) * (1 + FILL_OVERHEAD)),
+    )
+
+
+def phase(
+    targets: list[CapacityTargetParams],
+    *,
+    rounds: int = ROUNDS,
+    tolerance: float = TOLERANCE,
+    fill_allowance_s: float = FILL_ALLOWANCE_S,
+    network_allowance_s: float = NETWORK_ALLOWANCE_S,
+) -> CapacityParams:
+    """GPU fills run at once, then the host fill on all GPUs: the fill deadline is the slowest GPU
+    fill plus the host fill, x tolerance, + allowance."""
+    gpu = max((t.fill_expected_s for t in targets if not t.is_host), default=0.0)
+    host = sum(t.fill_expected_s for t in targets if t.is_host)
+    return CapacityParams(
+        targets=targets,
+        rounds=rounds,
+        fill_deadline_s=_up((gpu + host) * tolerance + fill_allowance_s),
+        network_allowance_s=network_allowance_s,
+    )
+
+
+def derive_capacity_params(
+    *,
+    gpu_count: int,
+    mem_gb: int,
+    rate_tops: float,
+    bandwidth_gbs: float,
+    host_ram_bytes: int | None,
+    rounds: int = ROUNDS,
+) -> CapacityParams:
+    """The GPU-size phase for `gpu_count` GPUs of one model (mem_gb GiB each) and the claimed RAM."""
+    targets = [
+        gpu_target(i, mem_gb * 2**30, rate_tops=rate_tops, bandwidth_gbs=bandwidth_gbs)
+        for i in range(gpu_count)
+    ]
+    if host_ram_bytes:
+        targets.append(host_target(host_ram_bytes, fill_rate_tops=rate_tops * max(1, gpu_count)))
+    return phase(targets, rounds=rounds)

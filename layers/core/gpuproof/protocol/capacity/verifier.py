@@ -1,0 +1,499 @@
+"""The capacity verifier: a plain, pure function over the service's own records (round nonces and
+its clock) and the host's transcript; cheap (the service never recomputes a fill).
+
+Per target: the layer roots chain to the signed commitment (the seed binds machine, challenge
+nonce and target); every round was answered within its deadline on the service clock; the spots
+drawn after the last round open the answered trees and root_L; the walks drawn then check the top
+`walk_stages` stages row by row (Freivalds modulo 251 against B, regenerated once per target).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gpuproof.protocol.capacity import codes
+from gpuproof.protocol.capacity.draws import draw_spots, draw_walks, item_rows, target_rounds
+from gpuproof.protocol.capacity.fill import (
+    HALF,
+    TAG_B,
+    TAG_X0,
+    Q,
+    answer_leaf,
+    capacity_seed,
+    chain_value,
+    gen_rows,
+    leaf,
+    partner,
+    stage_perms,
+)
+from gpuproof.protocol.capacity.models import (
+    CapacityParams,
+    CapacityTargetParams,
+    RoundRecord,
+    SignedCapacityCommitment,
+    SpotOpening,
+    TargetOpenings,
+    WalkStep,
+)
+from gpuproof.protocol.proof import merkle
+from gpuproof.protocol.reasons import Reason
+
+RESULT_VERSION = 1
+FREIVALDS_VECTORS = 4  # a wrong row passes one vector with probability 1/251: all four, 251^-4 < 2^-31
+
+
+@dataclass
+class TargetResult:
+    target: int
+    claimed_bytes: int
+    proven_bytes: int
+    bandwidth_bytes_per_s: float
+    read_round_p50_s: float
+    read_round_max_s: float
+    passed: bool
+
+
+@dataclass
+class CapacityResult:
+    """What the service stores as verification["capacity"] (`as_record`)."""
+
+    gpus: list[TargetResult]
+    host_ram: TargetResult | None
+    reasons: list[Reason] = field(default_factory=list)
+    digest: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "version": RESULT_VERSION,
+            "gpus": [
+                {
+                    "index": g.target,
+                    "claimed_bytes": g.claimed_bytes,
+                    "proven_bytes": g.proven_bytes,
+                    "bandwidth_bytes_per_s": g.bandwidth_bytes_per_s,
+                    "read_round_p50_s": g.read_round_p50_s,
+                    "read_round_max_s": g.read_round_max_s,
+                    "passed": g.passed,
+                }
+                for g in self.gpus
+            ],
+            "host_ram": None
+            if self.host_ram is None
+            else {
+                "claimed_bytes": self.host_ram.claimed_bytes,
+                "proven_bytes": self.host_ram.proven_bytes,
+                "passed": self.host_ram.passed,
+            },
+            "reasons": [r.code for r in self.reasons],
+            "digest": self.digest,
+        }
+
+
+def _bounded(row_hex: str | None, d: int) -> npt.NDArray[np.int64] | None:
+    """The row's d entries when it is d bytes of hex with every entry in [-125, 125]; else None."""
+    if row_hex is None or len(row_hex) != 2 * d:
+        return None
+    try:
+        array = np.frombuffer(bytes.fromhex(row_hex), dtype=np.int8)
+    except ValueError:
+        return None
+    if int(array.min()) < -HALF or int(array.max()) > HALF:
+        return None
+    return array.astype(np.int64)
+
+
+def _hexes(path: Sequence[str]) -> list[bytes]:
+    return [bytes.fromhex(h) for h in path]
+
+
+def check_signed(
+    signed: SignedCapacityCommitment,
+    *,
+    machine_id: str,
+    challenge_id: str,
+    nonce: bytes,
+    params: CapacityParams,
+) -> list[Reason]:
+    c = signed.commitment
+    reasons = []
+    if c.machine_id != machine_id:
+        reasons.append(
+            Reason(codes.MACHINE_MISMATCH, "commitment names another machine", "commitment.machine_id")
+        )
+    if c.challenge_id != challenge_id:
+        reasons.append(
+            Reason(codes.CHALLENGE_MISMATCH, "commitment names another challenge", "commitment.challenge_id")
+        )
+    if c.nonce != nonce.hex():
+        reasons.append(Reason(codes.NONCE_MISMATCH, "commitment is for another nonce", "commitment.nonce"))
+    try:
+        ok = signed.commitment.machine_id == machine_id and signed.verifies()
+    except ValueError:
+        ok = False
+    if not ok:
+        reasons.append(
+            Reason(codes.SIGNATURE_INVALID, "commitment is not signed by this machine's key", "signature")
+        )
+    want = sorted(t.target for t in params.targets)
+    got = [t.target for t in c.targets]
+    if sorted(got) != want:
+        reasons.append(
+            Reason(codes.PARAMS_MISMATCH, f"commitment covers {got}, params ask {want}", "commitment.targets")
+        )
+    return reasons
+
+
+def _round_times(
+    tp: CapacityTargetParams, rounds: Sequence[RoundRecord], planned: list[int]
+) -> tuple[list[float], list[Reason]]:
+    where = f"targets[{tp.target}]"
+    late_code = codes.HOST_ROUND_DEADLINE_MISSED if tp.is_host else codes.ROUND_DEADLINE_MISSED
+    elapsed: list[float] = []
+    reasons: list[Reason] = []
+    covering = {r.round: r for r in rounds if tp.target in r.targets}
+    for k in planned:
+        record = covering.get(k)
+        answered = record is not None and any(a.target == tp.target for a in record.answers)
+        if record is None or record.received_at is None or not answered:
+            reasons.append(
+                Reason(codes.ROUND_MISSING, f"round {k} has no answer for target {tp.target}", where)
+            )
+            continue
+        took = record.received_at - record.sent_at
+        if took < 0:
+            reasons.append(Reason(codes.CLOCK_INVALID, f"round {k} answered before it was sent", where))
+            continue
+        elapsed.append(took)
+        if took > tp.round_deadline_s:
+            reasons.append(
+                Reason(
+                    late_code,
+                    f"round {k} answered {took:.4f} s after it was sent; "
+                    f"deadline {tp.round_deadline_s:.4f} s (expected {tp.round_expected_s:.4f} s)",
+                    where,
+                )
+            )
+    return elapsed, reasons
+
+
+def _check_spot(
+    tp: CapacityTargetParams, root_l: bytes, record: RoundRecord, spot: SpotOpening, field_name: str
+) -> list[Reason]:
+    nonce = bytes.fromhex(record.nonce)
+    rows_idx = item_rows(tp, nonce, spot.item)
+    depth = merkle.depth(tp.n_rows)
+    sub_height = tp.chunk_rows.bit_length() - 1
+    if (
+        len(spot.rows) != len(rows_idx)
+        or len(spot.tree_path) != depth - sub_height
+        or len(spot.answer_path) != merkle.depth(tp.items)
+    ):
+        return [
+            Reason(
+                codes.OPENING_MALFORMED,
+                f"spot {spot.round}/{spot.item}: row count or path length",
+                field_name,
+            )
+        ]
+    arrays = [_bounded(r, tp.d) for r in spot.rows]
+    if any(a is None for a in arrays):
+        return [
+            Reason(
+                codes.VALUE_OUT_OF_RANGE,
+                f"spot {spot.round}/{spot.item}: entries outside ±{HALF}",
+                field_name,
+            )
+        ]
+    rows = np.stack([a for a in arrays if a is not None]).astype(np.int8)
+    reasons = []
+    if tp.mode == "scan":
+        sub = merkle.levels([leaf(r) for r in rows], sub_height)[-1][0]
+        node_index = spot.item
+    else:
+        sub = leaf(rows[0])
+        node_index = rows_idx[0]
+    if merkle.root_from_path(sub, node_index, _hexes(spot.tree_path)) != root_l:
+        reasons.append(
+            Reason(
+                codes.MERKLE_PATH_INVALID,
+                f"spot {spot.round}/{spot.item}: rows do not open root_L",
+                field_name,
+            )
+        )
+    answered = next(a.root for a in record.answers if a.target == tp.target)
+    item_leaf = answer_leaf(nonce, tp.target, spot.item, rows)
+    if not merkle.verify_path(
+        item_leaf, spot.item, tp.items, _hexes(spot.answer_path), bytes.fromhex(answered)
+    ):
+        reasons.append(
+            Reason(
+                codes.ANSWER_MISMATCH,
+                f"spot {spot.round}/{spot.item}: not the leaf the timed answer committed",
+                field_name,
+            )
+        )
+    return reasons
+
+
+class _WalkChecker:
+    def __init__(
+        self, seed: bytes, tp: CapacityTargetParams, roots: Sequence[bytes], rng: np.random.Generator
+    ) -> None:
+        self.seed, self.tp, self.roots = seed, tp, roots
+        self.x = rng.integers(0, Q, size=(tp.d, FREIVALDS_VECTORS), dtype=np.int64)
+        y = np.empty((tp.d, FREIVALDS_VECTORS), dtype=np.int64)
+        for start in range(0, tp.d, 512):
+            stop = min(tp.d, start + 512)
+            block = gen_rows(seed, TAG_B, range(start, stop), tp.d).astype(np.float64)
+            y[start:stop] = (block @ self.x.astype(np.float64)).astype(np.int64)
+        self.y = y % Q
+        self.good: set[tuple[int, int, bytes]] = set()  # (layer, row, leaf) already opened
+        self.perms: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = {}
+
+    def opens(self, layer: int, row: int, values: npt.NDArray[np.int64], path: Sequence[str]) -> bool:
+        digest = leaf(values.astype(np.int8))
+        if (layer, row, digest) in self.good:
+            return True
+        ok = merkle.verify_path(digest, row, self.tp.n_rows, _hexes(path), self.roots[layer - 1])
+        if ok:
+            self.good.add((layer, row, digest))
+        return ok
+
+    def step(self, s: WalkStep, stage: int, row: int, field_name: str) -> list[Reason]:
+        tp, label = self.tp, f"stage {stage} row {row}"
+        first = stage == 1
+        depth = merkle.depth(tp.n_rows)
+        if s.stage != stage or s.row != row:
+            return [
+                Reason(codes.OPENINGS_MISMATCH, f"{label}: opened stage {s.stage} row {s.row}", field_name)
+            ]
+        shape_ok = len(s.a_path) == depth and (
+            (s.own_prev is None and s.mate_prev is None and not s.own_prev_path and not s.mate_prev_path)
+            if first
+            else (
+                s.own_prev is not None
+                and s.mate_prev is not None
+                and len(s.own_prev_path) == depth
+                and len(s.mate_prev_path) == depth
+            )
+        )
+        if not shape_ok:
+            return [Reason(codes.OPENING_MALFORMED, f"{label}: path length or parents' presence", field_name)]
+        a_row = _bounded(s.a_row, tp.d)
+        mate_row = partner(row, stage, tp.n_rows)
+        if first:
+            x0 = gen_rows(self.seed, TAG_X0, [row, mate_row], tp.d).astype(np.int64)
+            own, mate = x0[0], x0[1]
+        else:
+            own_b, mate_b = _bounded(s.own_prev, tp.d), _bounded(s.mate_prev, tp.d)
+            if own_b is None or mate_b is None:
+                return [Reason(codes.VALUE_OUT_OF_RANGE, f"{label}: entries outside ±{HALF}", field_name)]
+            own, mate = own_b, mate_b
+        if a_row is None:
+            return [Reason(codes.VALUE_OUT_OF_RANGE, f"{label}: entries outside ±{HALF}", field_name)]
+        try:
+            ok = self.opens(stage, row, a_row, s.a_path)
+            if not first:
+                ok = self.opens(stage - 1, row, own, s.own_prev_path) and ok
+                ok = self.opens(stage - 1, mate_row, mate, s.mate_prev_path) and ok
+        except ValueError:
+            ok = False
+        reasons = []
+        if not ok:
+            reasons.append(
+                Reason(codes.MERKLE_PATH_INVALID, f"{label}: rows do not open their layer roots", field_name)
+            )
+        if stage not in self.perms:
+            self.perms[stage] = stage_perms(self.seed, stage, tp.d)
+        pi, sigma = self.perms[stage]
+        product = (own @ self.y[pi] + mate @ self.y[sigma]) % Q
+        residue = ((a_row + HALF - stage) % Q) @ self.x % Q
+        if not np.array_equal(product, residue):
+            reasons.append(
+                Reason(
+                    codes.WALK_CHECK_FAILED, f"{label}: not g_l(own . B[pi] + mate . B[sigma])", field_name
+                )
+            )
+        return reasons
+
+
+def verify_target(
+    tp: CapacityTargetParams,
+    *,
+    seed: bytes,
+    chain_hex: str,
+    root_hex: str,
+    commitment_bytes: bytes,
+    rounds: Sequence[RoundRecord],
+    planned: list[int],
+    draw_secret: bytes,
+    openings: TargetOpenings,
+    rng: np.random.Generator,
+) -> tuple[list[Reason], list[float]]:
+    """One target; returns its reasons and the service-clock duration of each answered round."""
+    where = f"targets[{tp.target}]"
+    elapsed, reasons = _round_times(tp, rounds, planned)
+    if len(openings.roots) != tp.n_stages:
+        return [
+            *reasons,
+            Reason(codes.PARAMS_MISMATCH, f"{len(openings.roots)} roots for {tp.n_stages} stages", where),
+        ], elapsed
+    roots = _hexes(openings.roots)
+    if chain_value(seed, roots).hex() != chain_hex or roots[-1].hex() != root_hex:
+        reasons.append(
+            Reason(
+                codes.ROOT_CHAIN_INVALID, "layer roots do not chain to the committed value", f"{where}.chain"
+            )
+        )
+        return reasons, elapsed  # nothing below can be judged against roots that are not the committed ones
+
+    spots_wanted = draw_spots(commitment_bytes, draw_secret, tp, planned)
+    wanted = sorted((r, i) for r, items in spots_wanted.items() for i in items)
+    opened = [(s.round, s.item) for s in openings.spots]
+    if sorted(opened) != wanted:
+        reasons.append(
+            Reason(codes.OPENINGS_MISMATCH, "opened spots differ from those drawn", f"{where}.spots")
+        )
+    by_round = {
+        r.round: r for r in rounds if tp.target in r.targets and any(a.target == tp.target for a in r.answers)
+    }
+    checked: set[tuple[int, int]] = set()
+    for k, spot in enumerate(openings.spots):
+        key = (spot.round, spot.item)
+        if key in checked or key not in set(wanted) or spot.round not in by_round:
+            continue
+        checked.add(key)
+        reasons.extend(_check_spot(tp, roots[-1], by_round[spot.round], spot, f"{where}.spots[{k}]"))
+
+    walks = draw_walks(commitment_bytes, draw_secret, tp)
+    if sorted(w.walk for w in openings.walks) != [w.index for w in walks]:
+        reasons.append(
+            Reason(codes.OPENINGS_MISMATCH, "opened walks differ from those drawn", f"{where}.walks")
+        )
+        return reasons, elapsed
+    checker = _WalkChecker(seed, tp, roots, rng)
+    got = {w.walk: w for w in openings.walks}
+    for walk in walks:
+        steps = got[walk.index].steps
+        field_name = f"{where}.walks[{walk.index}]"
+        if len(steps) != len(walk.stages):
+            reasons.append(
+                Reason(codes.OPENING_MALFORMED, f"walk {walk.index}: {len(steps)} steps", field_name)
+            )
+            continue
+        for step, stage, row in zip(steps, walk.stages, walk.rows, strict=True):
+            found = checker.step(step, stage, row, field_name)
+            reasons.extend(found)
+            if found:
+                break
+    return reasons, elapsed
+
+
+def verify_capacity(
+    params: CapacityParams,
+    *,
+    machine_id: str,
+    challenge_id: str,
+    nonce: bytes,
+    signed: SignedCapacityCommitment,
+    phase_opened_at: float,
+    commitment_received_at: float,
+    rounds: Sequence[RoundRecord],
+    draw_secret: bytes,
+    openings: Sequence[TargetOpenings],
+    rng: np.random.Generator | None = None,
+) -> CapacityResult:
+    """The whole phase. Times are the SERVICE's clock; `rounds` are the service's own records."""
+    gen = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
+    commitment_bytes = signed.commitment.signing_bytes()
+    reasons = check_signed(
+        signed, machine_id=machine_id, challenge_id=challenge_id, nonce=nonce, params=params
+    )
+    took = commitment_received_at - phase_opened_at
+    if took < 0:
+        reasons.append(
+            Reason(codes.CLOCK_INVALID, "commitment received before the phase opened", "commitment")
+        )
+    elif took > params.fill_deadline_s:
+        reasons.append(
+            Reason(
+                codes.FILL_DEADLINE_MISSED,
+                f"commitment {took:.4f} s after the phase opened; deadline {params.fill_deadline_s:.4f} s",
+                "commitment",
+            )
+        )
+    for r in rounds:
+        if r.sent_at < commitment_received_at:
+            reasons.append(
+                Reason(codes.CLOCK_INVALID, f"round {r.round} sent before the commitment arrived", "rounds")
+            )
+    global_reasons = list(reasons)
+    per_target: dict[int, tuple[list[Reason], list[float]]] = {}
+    opened = {o.target: o for o in openings}
+    if sorted(opened) != sorted(t.target for t in params.targets) or len(opened) != len(openings):
+        global_reasons.append(
+            Reason(codes.PARAMS_MISMATCH, "transcript covers other targets than the params", "transcript")
+        )
+    for tp in params.targets:
+        committed = signed.commitment.target(tp.target)
+        target_openings = opened.get(tp.target)
+        if committed is None or target_openings is None:
+            per_target[tp.target] = (
+                [
+                    Reason(
+                        codes.PARAMS_MISMATCH, "target not committed or not opened", f"targets[{tp.target}]"
+                    )
+                ],
+                [],
+            )
+            continue
+        seed = capacity_seed(nonce, machine_id, tp.target)
+        per_target[tp.target] = verify_target(
+            tp,
+            seed=seed,
+            chain_hex=committed.chain,
+            root_hex=committed.root,
+            commitment_bytes=commitment_bytes,
+            rounds=rounds,
+            planned=target_rounds(params, tp.target),
+            draw_secret=draw_secret,
+            openings=target_openings,
+            rng=gen,
+        )
+    results: list[TargetResult] = []
+    host: TargetResult | None = None
+    all_reasons = list(global_reasons)
+    for tp in params.targets:
+        target_reasons, elapsed = per_target[tp.target]
+        all_reasons.extend(target_reasons)
+        passed = not global_reasons and not target_reasons
+        worst = max(elapsed, default=0.0)
+        read_bytes = tp.fill_bytes if tp.mode == "scan" else tp.samples * tp.d
+        result = TargetResult(
+            target=tp.target,
+            claimed_bytes=tp.claimed_bytes,
+            proven_bytes=tp.proven_bytes if passed else 0,
+            bandwidth_bytes_per_s=read_bytes / worst if worst > 0 and passed else 0.0,
+            read_round_p50_s=statistics.median(elapsed) if elapsed else 0.0,  # 0.0: no round answered
+            read_round_max_s=worst,
+            passed=passed,
+        )
+        if tp.is_host:
+            host = result
+        else:
+            results.append(result)
+    return CapacityResult(
+        gpus=results, host_ram=host, reasons=all_reasons, digest=hashlib.sha256(commitment_bytes).hexdigest()
+    )

@@ -1,0 +1,392 @@
+"""The capacity phase at test size (issue 12): test-size parameters, modelled devices (the
+hardware double, `SimulatedDevice`), a driver that runs the interactive phase against the
+service's `CapacitySession` on a modelled clock, and adversarial provers.
+
+Every computation is real numpy; only device seconds are modelled (bandwidth, per-row latency,
+hash and GEMM rates below), so the deadlines judge what the modelled device could do and the
+tests do not depend on this machine's load. Shared by tests/unit/test_capacity*.py and
+scripts/bench_capacity.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gpuproof.protocol.capacity import (
+    CapacityParams,
+    CapacityResult,
+    CapacitySession,
+    SignedCapacityCommitment,
+    gpu_target,
+    host_target,
+    phase,
+    verify_capacity,
+)
+from gpuproof.protocol.capacity.device import OutOfDeviceMemory, SimulatedDevice
+from gpuproof.protocol.capacity.fill import Rows
+from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetOpenings
+from gpuproof.protocol.capacity.params import fill_ops
+from gpuproof.protocol.capacity.prover import CapacityProver, TargetState
+from gpuproof.protocol.keys import SigningKey
+
+# -- a test-size "reference model": 16 KiB of VRAM, 32 KiB of host RAM ------------------------------
+TEST_VRAM = 16 * 1024
+TEST_RAM = 32 * 1024
+TEST_D = 32
+# The modelled test GPU: rates in the proportions of an H100 at GPU size, scaled to these bytes so
+# a scan takes ~30 ms and a fill ~20 s (fill ops 1.7e7 at 1e6 ops/s, x 1.5 overhead).
+GPU_SCAN = 1.0e6  # bytes/s ("HBM")
+GPU_HASH = 1.0e6  # bytes/s
+GPU_GEMM = 1.0e6  # int8 ops/s
+PCIE_SCAN = GPU_SCAN / 60  # host memory over PCIe: 3.35 TB/s HBM vs ~55 GB/s PCIe 5 x16
+HOST_ROW_S = 1e-5  # a random row from DRAM
+SWAP_ROW_S = 1e-3  # a random row from swap / NVMe
+RTT_S = 0.05  # modelled network round trip (the allowance is 0.2 s)
+ALLOWANCE_S = 0.2
+HOST_SAMPLES = 1024
+
+
+def target_params(gpus: int, *, host: bool = True, rounds: int = 4, walks: int = 8) -> CapacityParams:
+    targets: list[CapacityTargetParams] = [
+        gpu_target(
+            i,
+            TEST_VRAM,
+            rate_tops=GPU_GEMM / 1e12,
+            bandwidth_gbs=GPU_SCAN / 1e9,
+            d=TEST_D,
+            chunk_rows=4,
+            spots=8,
+            walks=walks,
+            walk_stages=6,
+            hash_bytes_per_s=GPU_HASH,
+            network_allowance_s=ALLOWANCE_S,
+        )
+        for i in range(gpus)
+    ]
+    if host:
+        targets.append(
+            host_target(
+                TEST_RAM,
+                fill_rate_tops=GPU_GEMM * max(1, gpus) / 1e12,
+                d=TEST_D,
+                samples=HOST_SAMPLES,
+                spots=8,
+                walks=walks,
+                walk_stages=6,
+                rows_per_s=1 / HOST_ROW_S,
+                hash_bytes_per_s=GPU_HASH,
+                network_allowance_s=ALLOWANCE_S,
+            )
+        )
+    return phase(targets, rounds=rounds, network_allowance_s=ALLOWANCE_S, fill_allowance_s=ALLOWANCE_S)
+
+
+def gpu_device(
+    name: str,
+    *,
+    capacity: int = TEST_VRAM,
+    scan: float = GPU_SCAN,
+    extra_read_s: float = 0.0,
+    gemm: float = GPU_GEMM,
+) -> SimulatedDevice:
+    return SimulatedDevice(name, capacity, scan, 1e-6, GPU_HASH, gemm, extra_read_s=extra_read_s)
+
+
+def host_device(*, capacity: int = TEST_RAM, row_s: float = HOST_ROW_S) -> SimulatedDevice:
+    return SimulatedDevice("host-ram", capacity, GPU_SCAN, row_s, GPU_HASH, GPU_GEMM)
+
+
+def honest_devices(params: CapacityParams) -> dict[int, SimulatedDevice]:
+    return {
+        tp.target: host_device() if tp.is_host else gpu_device(f"gpu{tp.target}") for tp in params.targets
+    }
+
+
+@dataclass
+class Run:
+    result: CapacityResult
+    session: CapacitySession
+    fill_s: float
+    round_s: list[float]
+
+
+def run_phase(
+    prover: CapacityProver,
+    key: SigningKey,
+    params: CapacityParams,
+    *,
+    machine_id: str | None = None,
+    nonce: bytes,
+    challenge_id: str,
+    tamper: Tamper | None = None,
+) -> Run:
+    """The interactive phase on a modelled clock: the service clock advances by the modelled
+    device seconds plus the network round trip; the service's own session records every time."""
+    clock = 100.0
+    session = CapacitySession(params, opened_at=clock)
+    prover.reset_clocks()
+    commitment = prover.fill()
+    fill_s = prover.phase_seconds()
+    signed = SignedCapacityCommitment.sign(commitment, key)
+    if tamper is not None:
+        signed = tamper.commitment(signed)
+    clock += fill_s + RTT_S / 2
+    session.receive_commitment(signed, clock)
+    round_s = []
+    nonces: dict[int, bytes] = {}
+    while not session.done:
+        clock += 0.001
+        opened = session.open_round(clock)
+        nonces[opened.round] = bytes.fromhex(opened.nonce)
+        prover.reset_clocks()
+        answer = prover.answer(opened)
+        took = prover.phase_seconds() + RTT_S
+        round_s.append(took)
+        clock += took
+        session.receive_answer(answer, clock)
+    spots, walks = session.draw()
+    openings: Sequence[TargetOpenings] = prover.open(nonces, spots, walks)
+    if tamper is not None:
+        openings = tamper.openings(openings)
+    assert session.draw_secret is not None and session.commitment_received_at is not None
+    result = verify_capacity(
+        params,
+        machine_id=machine_id or key.public_hex,
+        challenge_id=challenge_id,
+        nonce=nonce,
+        signed=signed,
+        phase_opened_at=session.opened_at,
+        commitment_received_at=session.commitment_received_at,
+        rounds=session.rounds,
+        draw_secret=session.draw_secret,
+        openings=openings,
+        rng=np.random.default_rng(7),
+    )
+    return Run(result, session, fill_s, round_s)
+
+
+class Tamper:
+    """Changes what travels after the prover made it (a relay, or a second machine reusing it)."""
+
+    def commitment(self, signed: SignedCapacityCommitment) -> SignedCapacityCommitment:
+        return signed
+
+    def openings(self, openings: Sequence[TargetOpenings]) -> Sequence[TargetOpenings]:
+        return openings
+
+
+# -- adversaries ------------------------------------------------------------------------------------
+
+
+def cone_products(missing: int, n_rows: int, n_stages: int) -> int:
+    """Row products to regenerate `missing` rows of X_L from X_0 when nothing below is held: at
+    stage L - k their cones span min(N, missing * 2^k) rows, two products each."""
+    return sum(2 * min(n_rows, missing * 2**k) for k in range(n_stages))
+
+
+class PartialState(TargetState):
+    """Holds only the rows that fit in its device; missing rows are regenerated (`regenerate`,
+    charged at the cone's GEMM cost on the device) or answered with zeros (`regenerate=False`)."""
+
+    regenerate = True
+    keep_fraction = 0.5
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.kept: set[int] = set()
+        self.full: Rows | None = None
+
+    def read(self, rows: Sequence[int]) -> Rows:
+        assert self.full is not None
+        missing = sorted({r for r in rows if r not in self.kept})
+        out = self.full[list(rows)].copy()
+        if self.regenerate:
+            if missing:
+                ops = cone_products(len(missing), self.tp.n_rows, self.tp.n_stages) * 2 * self.tp.d**2
+                self.device.charge(self.device.gemm(ops))
+            return out  # the regenerated rows are right (the layers are recomputed for real below)
+        for k, r in enumerate(rows):
+            if r not in self.kept:
+                out[k] = 0
+        return out
+
+
+class PartialProver(CapacityProver):
+    """A device holding only part of the claimed memory: it keeps what fits (`keep_fraction`)."""
+
+    def __init__(
+        self, *args: object, regenerate: bool = True, keep_fraction: float = 0.5, **kwargs: object
+    ) -> None:
+        self._regenerate, self._keep = regenerate, keep_fraction
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def make_state(self, tp: CapacityTargetParams) -> TargetState:
+        from gpuproof.protocol.capacity.fill import capacity_seed
+
+        state = PartialState(
+            tp, capacity_seed(self.nonce, self.machine_id, tp.target), self.devices[tp.target]
+        )
+        state.regenerate, state.keep_fraction = self._regenerate, self._keep
+        return state
+
+    def hold(self, state: TargetState, layer: Rows) -> None:
+        assert isinstance(state, PartialState)
+        keep = int(layer.shape[0] * state.keep_fraction)
+        state.device.alloc(keep * layer.shape[1])
+        state.kept = set(range(keep))
+        state.full = layer  # only to hand back regenerated rows; the kept set decides the cost
+        state.held = layer[:keep]
+
+    def recompute_check(self) -> None:
+        """Regeneration is real: the layers recompute to the same X_L."""
+        for state in self.states.values():
+            assert isinstance(state, PartialState) and state.full is not None
+            assert np.array_equal(state.fill.layers()[-1], state.full)
+
+
+class SharedDeviceProver(CapacityProver):
+    """K devices answering for M > K targets: targets share devices, so fills and scans queue on
+    one device, and a fill that does not fit beside the other is kept partly (regenerating the rest)."""
+
+    def hold(self, state: TargetState, layer: Rows) -> None:
+        try:
+            state.device.alloc(layer.nbytes)
+            state.held = layer
+        except OutOfDeviceMemory:
+            free = state.device.capacity_bytes - state.device.used_bytes
+            keep = max(0, free // layer.shape[1])
+            state.device.alloc(keep * layer.shape[1])
+            state.held = layer
+            missing = layer.shape[0] - keep
+            self._missing[state.tp.target] = missing
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self._missing: dict[int, int] = {}
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def answer_leaves(self, state: TargetState, round_nonce: bytes) -> list[bytes]:
+        missing = self._missing.get(state.tp.target, 0)
+        if missing:
+            ops = cone_products(missing, state.tp.n_rows, state.tp.n_stages) * 2 * state.tp.d**2
+            state.device.charge(state.device.gemm(ops))
+        return super().answer_leaves(state, round_nonce)
+
+
+def devices_for(params: CapacityParams, mapping: Mapping[int, SimulatedDevice]) -> dict[int, SimulatedDevice]:
+    return {tp.target: mapping[tp.target] for tp in params.targets}
+
+
+class CheapFillState(PartialState):
+    """Commits a fill whose layer `junk_stage` is seeded junk (memory-speed to regenerate) and whose
+    stages above it are honest, so the rows it does not hold regenerate cheaply: only
+    2^(L - junk_stage) products per row instead of the whole cone (what the walks must catch)."""
+
+    junk_stage = 0
+
+    def layers(self) -> list[Rows]:
+        from gpuproof.protocol.capacity.fill import gen_rows
+
+        out = [self.fill.x0(range(self.tp.n_rows))]
+        for stage in range(1, self.fill.n_stages + 1):
+            if stage == self.junk_stage:
+                out.append(gen_rows(self.seed, b"junk", range(self.tp.n_rows), self.tp.d))
+            else:
+                out.append(self.fill.step(out[-1], stage))
+        return out
+
+    def read(self, rows: Sequence[int]) -> Rows:
+        assert self.full is not None
+        missing = sorted({r for r in rows if r not in self.kept})
+        if missing:  # from the junk layer up: 2^k rows per missing row at depth k
+            depth = self.fill.n_stages - self.junk_stage
+            products = sum(2 * min(self.tp.n_rows, len(missing) * 2**k) for k in range(depth))
+            self.device.charge(self.device.gemm(products * 2 * self.tp.d**2))
+        return self.full[list(rows)].copy()
+
+
+class CheapFillProver(PartialProver):
+    def __init__(self, *args: object, junk_stage: int, **kwargs: object) -> None:
+        self._junk = junk_stage
+        super().__init__(*args, **kwargs)
+
+    def make_state(self, tp: CapacityTargetParams) -> TargetState:
+        from gpuproof.protocol.capacity.fill import capacity_seed
+
+        state = CheapFillState(
+            tp, capacity_seed(self.nonce, self.machine_id, tp.target), self.devices[tp.target]
+        )
+        state.keep_fraction = self._keep
+        state.junk_stage = self.fill_stages(tp) if self._junk <= 0 else self._junk
+        return state
+
+    def fill_stages(self, tp: CapacityTargetParams) -> int:
+        return tp.n_stages + self._junk  # junk_stage <= 0: counted from the top (0 = X_L itself)
+
+
+class SwapState(PartialState):
+    """Host RAM over-claimed: what does not fit lives in swap (a slower store, `SWAP_ROW_S` a row)."""
+
+    def read(self, rows: Sequence[int]) -> Rows:
+        assert self.full is not None
+        swapped = sum(1 for r in rows if r not in self.kept)
+        self.device.charge(swapped * SWAP_ROW_S)
+        return self.full[list(rows)].copy()
+
+
+class SwapProver(PartialProver):
+    def make_state(self, tp: CapacityTargetParams) -> TargetState:
+        from gpuproof.protocol.capacity.fill import capacity_seed
+
+        seed = capacity_seed(self.nonce, self.machine_id, tp.target)
+        state: PartialState = (
+            SwapState(tp, seed, self.devices[tp.target])
+            if tp.is_host
+            else PartialState(tp, seed, self.devices[tp.target])
+        )
+        state.keep_fraction = self._keep if tp.is_host else 1.0
+        return state
+
+
+def fill_cost_s(tp: CapacityTargetParams) -> float:
+    return fill_ops(tp.n_rows, tp.d) / GPU_GEMM
+
+
+class PartialJunkState(TargetState):
+    """Layer `junk_stage` is junk only on the rows whose low `junk_stage` bits are in `classes`: X_L
+    rows with those low bits (their cones meet the junk) are the cheap ones, a fraction
+    len(classes) / 2^junk_stage of X_L. A walk keeps its low bits below every stage it opens, so it
+    meets the junk exactly when it starts on a cheap row."""
+
+    junk_stage = 1
+    classes: frozenset[int] = frozenset()
+
+    def layers(self) -> list[Rows]:
+        from gpuproof.protocol.capacity.fill import gen_rows
+
+        out = [self.fill.x0(range(self.tp.n_rows))]
+        mask = (1 << self.junk_stage) - 1
+        for stage in range(1, self.fill.n_stages + 1):
+            layer = self.fill.step(out[-1], stage)
+            if stage == self.junk_stage:
+                rows = [i for i in range(self.tp.n_rows) if i & mask in self.classes]
+                layer[rows] = gen_rows(self.seed, b"junk", rows, self.tp.d)
+            out.append(layer)
+        return out
+
+
+class PartialJunkProver(CapacityProver):
+    def __init__(self, *args: object, junk_stage: int, classes: frozenset[int], **kwargs: object) -> None:
+        self._junk, self._classes = junk_stage, classes
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def make_state(self, tp: CapacityTargetParams) -> TargetState:
+        from gpuproof.protocol.capacity.fill import capacity_seed
+
+        state = PartialJunkState(
+            tp, capacity_seed(self.nonce, self.machine_id, tp.target), self.devices[tp.target]
+        )
+        state.junk_stage, state.classes = self._junk, self._classes
+        return state

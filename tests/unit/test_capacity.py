@@ -1,0 +1,454 @@
+"""The capacity phase (issue 12): an honest host passes; each adversary of the issue is refused
+with its own reason; the stated bounds at GPU size; the verification record's shape."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.capacity import (
+    HOST_TARGET,
+    CapacityAnswer,
+    CapacitySession,
+    SessionError,
+    SignedCapacityCommitment,
+    codes,
+    derive_capacity_params,
+)
+from gpuproof.protocol.capacity.device import OutOfDeviceMemory
+from gpuproof.protocol.capacity.fill import Fill, capacity_seed, partner
+from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetAnswer
+from gpuproof.protocol.capacity.params import fill_ops
+from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.reason_codes import REASON_CODES
+from gpuproof.reference import lookup
+from tests.unit import capacity_adversaries as adv
+
+KEY = SigningKey.from_seed(bytes(range(32)))
+OTHER = SigningKey.from_seed(bytes(range(1, 33)))
+NONCE = bytes(range(100, 132))
+CHALLENGE = "cap-challenge-1"
+
+
+def run(
+    prover_cls: type[CapacityProver] = CapacityProver,
+    *,
+    gpus: int = 2,
+    host: bool = True,
+    devices: dict | None = None,
+    **kwargs: object,
+) -> adv.Run:  # type: ignore[type-arg]
+    params = adv.target_params(gpus, host=host)
+    devs = devices if devices is not None else adv.honest_devices(params)
+    prover = prover_cls(NONCE, KEY.public_hex, CHALLENGE, params, devs, **kwargs)
+    return adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
+
+
+def codes_of(r: adv.Run) -> set[str]:
+    return {x.code for x in r.result.reasons}
+
+
+def test_honest_host_passes_and_the_record_has_the_agreed_shape() -> None:
+    r = run()
+    assert r.result.reasons == []
+    record = r.result.as_record()
+    json.loads(canonical_bytes(record))  # canonical JSON: no NaN, no infinity
+    assert set(record) == {"version", "gpus", "host_ram", "reasons", "digest"}
+    assert record["version"] == 1 and record["reasons"] == []
+    assert [g["index"] for g in record["gpus"]] == [0, 1]
+    for g in record["gpus"]:
+        assert set(g) == {
+            "index",
+            "claimed_bytes",
+            "proven_bytes",
+            "bandwidth_bytes_per_s",
+            "read_round_p50_s",
+            "read_round_max_s",
+            "passed",
+        }
+        assert g["passed"] and g["claimed_bytes"] == adv.TEST_VRAM
+        assert 0.90 * adv.TEST_VRAM <= g["proven_bytes"] <= adv.TEST_VRAM
+        assert 0 < g["read_round_p50_s"] <= g["read_round_max_s"]
+        assert g["bandwidth_bytes_per_s"] > 0
+    assert record["host_ram"]["passed"] and record["host_ram"]["proven_bytes"] >= 0.90 * adv.TEST_RAM
+    assert len(record["digest"]) == 64
+
+
+def test_the_fill_is_exact_and_mixes_rows() -> None:
+    tp = adv.target_params(1, host=False).targets[0]
+    fill = Fill(capacity_seed(NONCE, KEY.public_hex, 0), tp.n_rows, tp.d)
+    layers = fill.layers()
+    assert len(layers) == tp.n_stages + 1
+    assert all(int(x.min()) >= -125 and int(x.max()) <= 125 for x in layers)
+    # change one row of X_0: after L stages at least half of X_L's rows change
+    changed = layers[0].copy()
+    changed[3] = ((changed[3].astype(np.int64) + 1 + 125) % 251 - 125).astype(np.int8)
+    out = changed
+    for stage in range(1, fill.n_stages + 1):
+        out = fill.step(out, stage)
+    assert (out != layers[-1]).any(axis=1).sum() >= tp.n_rows // 2
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.85, 0.99])
+def test_a_gpu_holding_less_than_claimed_and_regenerating_misses_the_round_deadline(keep: float) -> None:
+    params = adv.target_params(2, host=False)
+    devs = adv.honest_devices(params)
+    devs[1] = adv.gpu_device("gpu1-small", capacity=int(adv.TEST_VRAM * keep))
+    prover = adv.PartialProver(NONCE, KEY.public_hex, CHALLENGE, params, devs, keep_fraction=keep)
+    r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
+    prover.recompute_check()
+    assert codes_of(r) == {codes.ROUND_DEADLINE_MISSED}
+    # one answer carries every GPU of a round (one service-timed deadline): all of them are late
+    assert {x.field for x in r.result.reasons} == {"targets[0]", "targets[1]"}
+    assert not any(g.passed for g in r.result.gpus) and all(g.proven_bytes == 0 for g in r.result.gpus)
+
+
+def test_a_gpu_holding_half_and_answering_junk_for_the_rest_fails_the_spot_checks() -> None:
+    params = adv.target_params(1, host=False)
+    devs = adv.honest_devices(params)
+    devs[0] = adv.gpu_device("gpu0-half", capacity=adv.TEST_VRAM // 2)
+    prover = adv.PartialProver(NONCE, KEY.public_hex, CHALLENGE, params, devs, regenerate=False)
+    r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
+    assert codes.ANSWER_MISMATCH in codes_of(r)
+    assert codes_of(r) <= {codes.ANSWER_MISMATCH}
+    assert max(r.round_s) <= params.targets[0].round_deadline_s  # it was on time, and wrong
+
+
+def test_a_device_holding_half_cannot_even_allocate_the_fill() -> None:
+    params = adv.target_params(1, host=False)
+    devs = {0: adv.gpu_device("gpu0-half", capacity=adv.TEST_VRAM // 2)}
+    with pytest.raises(OutOfDeviceMemory):
+        CapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, devs).fill()
+
+
+def test_reads_from_a_slower_store_miss_the_round_deadline() -> None:
+    params = adv.target_params(2, host=False)
+    devs = adv.honest_devices(params)
+    # GPU 1's data is served from host memory over PCIe: 60x less bandwidth ...
+    devs[1] = adv.gpu_device("gpu1-pcie", scan=adv.PCIE_SCAN)
+    r = run(devices=devs, host=False)
+    assert codes_of(r) == {codes.ROUND_DEADLINE_MISSED}
+    # ... or with an added latency per row read at the hardware boundary
+    devs = adv.honest_devices(params)
+    devs[0] = adv.gpu_device("gpu0-slow", extra_read_s=1e-3)
+    r = run(devices=devs, host=False)
+    assert codes_of(r) == {codes.ROUND_DEADLINE_MISSED}
+
+
+def test_two_devices_cannot_answer_for_four() -> None:
+    params = adv.target_params(4, host=False)
+    a, b = (
+        adv.gpu_device("gpu-a", capacity=2 * adv.TEST_VRAM),
+        adv.gpu_device("gpu-b", capacity=2 * adv.TEST_VRAM),
+    )
+    # even with twice the memory each, the fills queue on two devices: twice the GEMM time
+    devs = {0: a, 1: b, 2: a, 3: b}
+    r = run(adv.SharedDeviceProver, gpus=4, host=False, devices=devs)
+    assert codes.FILL_DEADLINE_MISSED in codes_of(r)
+    assert r.fill_s > params.fill_deadline_s
+    # with the memory of one fill each, the second fill must also be regenerated in every round
+    a, b = adv.gpu_device("gpu-a"), adv.gpu_device("gpu-b")
+    r = run(adv.SharedDeviceProver, gpus=4, host=False, devices={0: a, 1: b, 2: a, 3: b})
+    assert {codes.FILL_DEADLINE_MISSED, codes.ROUND_DEADLINE_MISSED} <= codes_of(r)
+    assert not any(g.passed for g in r.result.gpus)
+
+
+def test_host_ram_over_claimed_twice_misses_the_host_deadline() -> None:
+    params = adv.target_params(1)
+    devs = adv.honest_devices(params)
+    devs[HOST_TARGET] = adv.host_device(capacity=adv.TEST_RAM // 2)
+    r = run(adv.SwapProver, gpus=1, devices=devs, keep_fraction=0.5)
+    assert codes_of(r) == {codes.HOST_ROUND_DEADLINE_MISSED}
+    assert r.result.gpus[0].passed
+    assert (
+        r.result.host_ram is not None and not r.result.host_ram.passed and r.result.host_ram.proven_bytes == 0
+    )
+    # the same host RAM honestly claimed at its size passes
+    assert run(gpus=1).result.host_ram.passed  # type: ignore[union-attr]
+
+
+def test_host_ram_in_swap_misses_the_host_deadline() -> None:
+    params = adv.target_params(1)
+    devs = adv.honest_devices(params)
+    devs[HOST_TARGET] = adv.host_device(row_s=adv.SWAP_ROW_S)
+    assert codes_of(run(gpus=1, devices=devs)) == {codes.HOST_ROUND_DEADLINE_MISSED}
+
+
+class _ReSigned(adv.Tamper):
+    """Machine B takes machine A's fill, commitment and openings and signs them as its own."""
+
+    def commitment(self, signed: SignedCapacityCommitment) -> SignedCapacityCommitment:
+        c = signed.commitment.model_copy(update={"machine_id": OTHER.public_hex})
+        return SignedCapacityCommitment.sign(c, OTHER)
+
+
+def test_two_machines_cannot_share_one_devices_proof() -> None:
+    params = adv.target_params(1, host=False)
+    prover = CapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, adv.honest_devices(params))
+    # as is: A's commitment names and is signed by A
+    r = adv.run_phase(prover, KEY, params, machine_id=OTHER.public_hex, nonce=NONCE, challenge_id=CHALLENGE)
+    assert {codes.MACHINE_MISMATCH, codes.SIGNATURE_INVALID} <= codes_of(r)
+    # re-signed by B: the seed binds the machine, so A's roots do not chain for B
+    prover = CapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, adv.honest_devices(params))
+    r = adv.run_phase(
+        prover,
+        OTHER,
+        params,
+        machine_id=OTHER.public_hex,
+        nonce=NONCE,
+        challenge_id=CHALLENGE,
+        tamper=_ReSigned(),
+    )
+    assert codes_of(r) == {codes.ROOT_CHAIN_INVALID}
+
+
+@pytest.mark.parametrize("junk", [0, -1, -5])
+def test_a_cheap_fill_regenerates_in_time_and_fails_the_walks(junk: int) -> None:
+    params = adv.target_params(1, host=False)
+    # half the memory, a thousand times the GEMM rate: regenerating from junk fits the deadline
+    devs = {0: adv.gpu_device("gpu0-half", capacity=adv.TEST_VRAM // 2, gemm=1e3 * adv.GPU_GEMM)}
+    prover = adv.CheapFillProver(NONCE, KEY.public_hex, CHALLENGE, params, devs, junk_stage=junk)
+    r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
+    assert max(r.round_s) <= params.targets[0].round_deadline_s  # the rounds alone would pass
+    assert codes_of(r) == {codes.WALK_CHECK_FAILED}
+    assert len(r.result.reasons) == params.targets[0].walks  # every walk crosses the junk stage
+
+
+def test_tampered_openings_are_refused() -> None:
+    class Flip(adv.Tamper):
+        def openings(self, openings):  # type: ignore[no-untyped-def]
+            t = openings[0]
+            spot = t.spots[0]
+            first = bytearray(bytes.fromhex(spot.rows[0]))
+            first[0] = (first[0] + 1) % 0x7D  # another in-range entry
+            rows = [first.hex(), *spot.rows[1:]]
+            spots = [spot.model_copy(update={"rows": rows}), *t.spots[1:]]
+            step = t.walks[0].steps[0]
+            a_row = "7e" + step.a_row[2:]  # 126: out of range
+            walks = [
+                t.walks[0].model_copy(
+                    update={"steps": [step.model_copy(update={"a_row": a_row}), *t.walks[0].steps[1:]]}
+                ),
+                *t.walks[1:],
+            ]
+            return [t.model_copy(update={"spots": spots, "walks": walks}), *openings[1:]]
+
+    params = adv.target_params(1, host=False)
+    prover = CapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, adv.honest_devices(params))
+    r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE, tamper=Flip())
+    assert codes_of(r) == {codes.MERKLE_PATH_INVALID, codes.ANSWER_MISMATCH, codes.VALUE_OUT_OF_RANGE}
+
+
+def test_the_session_is_interactive_and_in_order() -> None:
+    params = adv.target_params(1)
+    session = CapacitySession(params, opened_at=0.0)
+    with pytest.raises(SessionError):
+        session.open_round(1.0)  # before the commitment
+    prover = CapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, adv.honest_devices(params))
+    session.receive_commitment(SignedCapacityCommitment.sign(prover.fill(), KEY), 1.0)
+    first = session.open_round(2.0)
+    assert first.targets == [0]
+    with pytest.raises(SessionError):
+        session.open_round(2.5)  # the previous round is unanswered
+    with pytest.raises(SessionError) as wrong:
+        session.receive_answer(CapacityAnswer(round=1, answers=[TargetAnswer(target=5, root="00" * 32)]), 3.0)
+    assert wrong.value.code == "capacity_answer_invalid"
+    session.receive_answer(prover.answer(first), 3.0)
+    second = session.open_round(4.0)
+    assert second.nonce != first.nonce  # fresh per round, drawn when it opens
+    with pytest.raises(SessionError):
+        session.draw()  # spots and walks only after the last round
+
+
+def test_every_capacity_code_is_registered() -> None:
+    for code in codes.ALL_CODES:
+        assert code in REASON_CODES, code
+
+
+# -- the stated bounds at GPU size (arithmetic on the service's own parameters) -----------------------
+
+
+def _h100(host_ram: int | None = 1024 * 2**30, gpus: int = 8):  # type: ignore[no-untyped-def]
+    ref = lookup("H100 SXM5 80GB")
+    assert ref is not None and ref.expected_int8_tops and ref.mem_bw_gbs
+    return derive_capacity_params(
+        gpu_count=gpus,
+        mem_gb=ref.mem_gb,
+        rate_tops=ref.expected_int8_tops,
+        bandwidth_gbs=ref.mem_bw_gbs,
+        host_ram_bytes=host_ram,
+    ), ref
+
+
+def regenerable_rows(tp: CapacityTargetParams, budget_ops: float) -> int:
+    """The most missing rows whose cones fit `budget_ops` (nothing below X_L held)."""
+    rows = 0
+    while (
+        rows < tp.n_rows
+        and adv.cone_products(max(2 * rows, 1), tp.n_rows, tp.n_stages) * 2 * tp.d**2 <= budget_ops
+    ):
+        rows = max(2 * rows, 1)
+    return rows
+
+
+def max_junk_depth(tp: CapacityTargetParams, fraction: float, budget_ops: float) -> int:
+    """The deepest junk layer (stages below X_L) from which `fraction` of X_L regenerates within
+    `budget_ops`: sum over k < depth of 2 min(N, |M| 2^k) products of 2 d^2 operations."""
+    missing = int(fraction * tp.n_rows)
+    depth = 0
+    while (
+        depth < tp.n_stages
+        and sum(2 * min(tp.n_rows, missing * 2**k) for k in range(depth + 1)) * 2 * tp.d**2 <= budget_ops
+    ):
+        depth += 1
+    return depth
+
+
+def test_h100_parameters_and_the_stated_bounds() -> None:
+    params, ref = _h100()
+    gpu = params.targets[0]
+    assert gpu.proven_bytes >= 0.90 * 80 * 2**30 and gpu.fill_bytes <= 0.91 * 80 * 2**30
+    rate = ref.expected_int8_tops * 1e12
+    # the GPU's own GEMM power for a whole round deadline regenerates only a few rows (the other
+    # GPUs are full with their own fills, so they have no memory for a cone: docs/protocol.md)
+    rows = regenerable_rows(gpu, rate * gpu.round_deadline_s)
+    assert rows <= 64 < 1e-5 * gpu.n_rows
+    # whereas the whole host's compute could, if it had a fill's worth of free memory
+    assert regenerable_rows(gpu, 8 * rate * gpu.round_deadline_s) >= gpu.n_rows
+    # data served over PCIe 5 x16 (~55 GB/s) misses the round deadline
+    assert gpu.fill_bytes / 55e9 > gpu.round_deadline_s
+    # two H100 fills queued on one H100 miss the fill deadline (tolerance < 2)
+    assert (
+        2 * fill_ops(gpu.n_rows, gpu.d) / rate
+        > params.fill_deadline_s - params.targets[-1].fill_expected_s * 1.14
+    )
+    # host RAM: half of the samples from swap at ~1e6 random reads/s misses the host deadline
+    host = params.targets[-1]
+    assert host.is_host and host.samples / 2 / 1e6 > host.round_deadline_s
+    # the fill's walks open the top stages a cheap fill could regenerate from within a deadline
+    assert regenerable_rows(gpu, rate * gpu.round_deadline_s) < 2**gpu.walk_stages
+    assert math.isclose(gpu.proven_bytes / gpu.fill_bytes, math.log2(251) / 8, rel_tol=1e-6)
+
+
+def test_partner_is_an_involution() -> None:
+    for n in (5, 8, 463):
+        for stage in range(1, (n - 1).bit_length() + 1):
+            for i in range(n):
+                assert partner(partner(i, stage, n), stage, n) == i
+
+
+def test_a_claim_gets_capacity_params_for_every_claimed_gpu() -> None:
+    from gpuproof.claim import capacity_params_for, make_claim
+
+    claim = make_claim("NVIDIA H100 80GB HBM3", 8, allow_cpu_backend=False)
+    params = capacity_params_for(claim, host_ram_bytes=256 * 2**30)
+    assert params is not None
+    assert [t.target for t in params.targets] == [*range(8), HOST_TARGET]
+    assert all(t.claimed_bytes == 80 * 2**30 for t in params.targets[:8])
+    assert capacity_params_for(make_claim(None, 0, allow_cpu_backend=True)) is None
+
+
+def test_junk_answers_are_accepted_exactly_when_no_spot_hits_them_at_the_stated_rate() -> None:
+    """Bound 1 measured: a GPU keeping 90% of its fill answers zeros for the rest. The real verifier
+    accepts exactly when the drawn spots miss every bad item; over fresh draw secrets the acceptance
+    rate matches the exact prediction (hypergeometric per round), below the bound (1 - phi)^(spots R)."""
+    from gpuproof.protocol.capacity.draws import draw_spots, target_rounds
+    from tests.unit.proof_adversaries import hypergeometric, wilson
+
+    params = adv.target_params(1, host=False)
+    tp = params.targets[0]
+    devs = {0: adv.gpu_device("gpu0-90", capacity=adv.TEST_VRAM)}
+    prover = adv.PartialProver(
+        NONCE, KEY.public_hex, CHALLENGE, params, devs, regenerate=False, keep_fraction=0.9
+    )
+    r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
+    kept = int(tp.n_rows * 0.9)
+    bad = {c for c in range(tp.items) if (c + 1) * tp.chunk_rows > kept}
+    rounds = target_rounds(params, 0)
+    session = r.session
+    assert session.signed is not None and session.commitment_received_at is not None
+    data = session.signed.commitment.signing_bytes()
+    nonces = {x.round: bytes.fromhex(x.nonce) for x in session.rounds}
+    for k in range(6):
+        session.draw_secret = bytes([k]) * 32
+        spots, walks = session.draw()
+        result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
+        missed = not any(item in bad for items in spots[0].values() for item in items)
+        assert result.passed == missed, k
+        assert {x.code for x in result.reasons} <= {codes.ANSWER_MISMATCH}
+    trials = 3000
+    accepted = 0
+    for k in range(trials):
+        drawn = draw_spots(data, k.to_bytes(8, "little") * 4, tp, rounds)
+        accepted += not any(item in bad for items in drawn.values() for item in items)
+    predicted = hypergeometric(tp.items, len(bad), tp.spots) ** len(rounds)
+    lo, hi = wilson(accepted, trials, 3.0)
+    assert lo <= predicted <= hi, (accepted, predicted)
+    assert predicted <= (1 - len(bad) / tp.items) ** (tp.spots * len(rounds))
+
+
+def verify_capacity_again(params, session, openings):  # type: ignore[no-untyped-def]
+    from gpuproof.protocol.capacity import verify_capacity
+
+    return verify_capacity(
+        params,
+        machine_id=KEY.public_hex,
+        challenge_id=CHALLENGE,
+        nonce=NONCE,
+        signed=session.signed,
+        phase_opened_at=session.opened_at,
+        commitment_received_at=session.commitment_received_at,
+        rounds=session.rounds,
+        draw_secret=session.draw_secret,
+        openings=openings,
+        rng=np.random.default_rng(1),
+    )
+
+
+def test_a_partly_cheap_fill_passes_the_walks_at_the_stated_rate() -> None:
+    """Bound 3 measured: junk on a quarter of the low-bit classes of a stage the walks open makes a
+    quarter of X_L cheap. The verifier accepts exactly when no walk starts on a cheap row, and over
+    fresh secrets the acceptance rate matches (1 - phi)^walks."""
+    from gpuproof.protocol.capacity.draws import draw_walks
+    from tests.unit.proof_adversaries import wilson
+
+    params = adv.target_params(1, host=False, walks=4)
+    tp = params.targets[0]
+    junk_stage = tp.n_stages - 2  # within the walked stages
+    classes = frozenset(range(0, 1 << junk_stage, 4))  # one class in four
+    prover = adv.PartialJunkProver(
+        NONCE,
+        KEY.public_hex,
+        CHALLENGE,
+        params,
+        adv.honest_devices(params),
+        junk_stage=junk_stage,
+        classes=classes,
+    )
+    r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
+    mask = (1 << junk_stage) - 1
+    cheap = {i for i in range(tp.n_rows) if i & mask in classes}
+    session = r.session
+    assert session.signed is not None
+    data = session.signed.commitment.signing_bytes()
+    nonces = {x.round: bytes.fromhex(x.nonce) for x in session.rounds}
+    for k in range(6):
+        session.draw_secret = bytes([k + 1]) * 32
+        spots, walks = session.draw()
+        result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
+        caught = sum(w.rows[0] in cheap for w in walks[0])
+        assert result.passed == (caught == 0), k
+        assert [x.code for x in result.reasons] == [codes.WALK_CHECK_FAILED] * caught
+    trials = 3000
+    accepted = sum(
+        not any(w.rows[0] in cheap for w in draw_walks(data, k.to_bytes(8, "little") * 4, tp))
+        for k in range(trials)
+    )
+    predicted = (1 - len(cheap) / tp.n_rows) ** tp.walks
+    lo, hi = wilson(accepted, trials, 3.0)
+    assert lo <= predicted <= hi, (accepted, predicted)
