@@ -12,6 +12,11 @@ only what can never be published:
   and the sweeper's tick) repairs it;
 - poison verdicts of each malformed kind in one stream batch with good ones;
 - the chain down from the start: publication deferred (no DLQ), then handed back and published.
+
+The kills here are in process (the test's own stack survives them). The real process kill is
+tests/e2e/test_process_kill.py: the whole `python -m gpuproof.local` process SIGKILLed before
+submitting, after submitting and after inclusion, a second stack started on the same moto and
+chain node (each in a process of its own), with the same end conditions.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from gpuproof.local import aws_calls
+from gpuproof.local import aws_calls, hooks
 from gpuproof.local.stack import LocalStack
 
 
@@ -63,6 +63,26 @@ def main(argv: list[str] | None = None) -> int:
         help="template parameter override, e.g. AllowCpuBackend=true (repeatable)",
     )
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--moto-endpoint",
+        default=None,
+        metavar="URL",
+        help="use a moto server already running there (python -m gpuproof.local.moto_process), "
+        "reusing the resources a stack made there before; default: start one in this process",
+    )
+    parser.add_argument(
+        "--chain-endpoint",
+        default=None,
+        metavar="URL",
+        help="publish to a local chain node already running there (ws://host:port); "
+        "the stack funds its oracle account on it",
+    )
+    parser.add_argument(
+        "--hang-at",
+        choices=hooks.HANG_POINTS,
+        default=None,
+        help="TEST HOOK: the chain publisher blocks forever at this point (to SIGKILL the stack there)",
+    )
     args = parser.parse_args(argv)
     record_to = aws_calls.install_from_environment()
     configure_logging(args.log_level)
@@ -75,9 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    if args.hang_at is not None:
+        hooks.hang_publisher_at(args.hang_at)
     parameters = dict(p.split("=", 1) for p in args.parameter)
     stack = LocalStack(
-        host=args.host, port=args.port, schedule_interval_s=args.schedule_interval, parameters=parameters
+        endpoint_url=args.moto_endpoint,
+        host=args.host,
+        port=args.port,
+        schedule_interval_s=args.schedule_interval,
+        parameters=parameters,
+        chain_url=args.chain_endpoint,
     )
     with stack:
         print(f"gpuproof local stack: API  {stack.api_url}", flush=True)

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import TracebackType
@@ -131,6 +132,18 @@ class LocalChain:
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir = Path(tempfile.mkdtemp(prefix="gpuproof-chain-"))
         self.log_path = self._workdir / "chopsticks.log"
+        self.adopted = False  # run by another process (adopt): never started, stop() leaves it
+
+    @classmethod
+    def adopt(cls, url: str) -> LocalChain:
+        """A chain node already running at `url` (ws://host:port), started by another process:
+        this object funds accounts on it and reads its url, but never starts or stops it."""
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("ws", "http") or not parsed.hostname or not parsed.port:
+            raise ValueError(f"not a local chain endpoint (ws://host:port): {url!r}")
+        chain = cls(host=parsed.hostname, port=parsed.port)
+        chain.adopted = True
+        return chain
 
     @property
     def url(self) -> str:
@@ -155,6 +168,8 @@ class LocalChain:
     def start(self) -> LocalChain:
         if self.running:
             return self
+        if self.adopted:
+            raise ChainUnavailableLocally(f"{self.url} is another process's chain: it is not started here")
         reason = unavailable_reason(self.node_modules)
         if reason is not None:
             raise ChainUnavailableLocally(reason)
@@ -231,6 +246,16 @@ class LocalChain:
         """Fund more accounts on the running chain (dev_setStorage); they stay funded on restart."""
         self.fund.extend(a for a in accounts if a not in self.fund)
         _rpc(self.http_url, "dev_setStorage", [account_storage(accounts)])
+
+    def ensure_funded(self, account: str) -> bool:
+        """Fund `account` unless it has sent an extrinsic already (then it was funded before, e.g. by
+        a stack that ran here earlier). Chopsticks' storage write replaces the whole System.Account
+        entry, its nonce included: re-funding a used account would reset its nonce, and an
+        extrinsic a killed stack left pending could then be signed again with a reused nonce."""
+        if int(self.rpc("system_accountNextIndex", [account])) > 0:
+            return False
+        self.add_funds([account])
+        return True
 
     def rpc(self, method: str, params: list[Any] | None = None) -> Any:
         return _rpc(self.http_url, method, params or [])

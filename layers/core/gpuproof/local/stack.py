@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from gpuproof.local import aws_calls
-from gpuproof.local.chain import LocalChain, start_for_stack
+from gpuproof.local.chain import LocalChain, oracle_account_from_environment, start_for_stack
 from gpuproof.local.front import HttpFront, Route, Router
 from gpuproof.local.moto_server import HOST, MotoServer, aws_environment
 from gpuproof.local.pollers import Poller, SchedulePoller, SqsPoller, StreamPoller, schedule_period_s
@@ -49,6 +49,7 @@ class LocalStack:
         parameters: dict[str, str] | None = None,
         allow_missing_handlers: bool = False,
         chain: bool | None = None,
+        chain_url: str | None = None,
     ) -> None:
         self.template: Template = load_template(template_path)
         self._endpoint_url = endpoint_url
@@ -63,6 +64,8 @@ class LocalStack:
         self.allow_missing_handlers = allow_missing_handlers
         # A local Chopsticks chain for the publisher: chain=True or GPUPROOF_LOCAL_CHAIN=1.
         self.chain_enabled = chain if chain is not None else os.environ.get("GPUPROOF_LOCAL_CHAIN") == "1"
+        # Or a chain node another process runs (the stack funds its oracle account there).
+        self.chain_url = chain_url
         self.chain: LocalChain | None = None
         self.moto: MotoServer | None = None
         self.resources: Resources | None = None
@@ -106,7 +109,11 @@ class LocalStack:
         aws_calls.recorder.register_resources(self.resources)
         self.environment = self.resources.merged_environment()
         self._set_env(self.environment)
-        if self.chain_enabled:
+        if self.chain_url:
+            adopted = LocalChain.adopt(self.chain_url)
+            adopted.ensure_funded(oracle_account_from_environment())
+            self.attach_chain(adopted)
+        elif self.chain_enabled:
             self.attach_chain()
 
         routes: list[Route] = []
@@ -198,7 +205,8 @@ class LocalStack:
 
     def detach_chain(self) -> None:
         if self.chain is not None:
-            self.chain.stop()
+            if not self.chain.adopted:
+                self.chain.stop()
             self.chain = None
             self._set_env({"CHAIN_NODE_URL": ""})
             self.environment["CHAIN_NODE_URL"] = ""
