@@ -35,7 +35,11 @@ def aws() -> Iterator[tuple[str, Resources]]:
             mp.setenv(key, value)
         for variable in STACK_ENV.values():  # nothing but the stack tells the CLI where things are
             mp.delenv(variable, raising=False)
-        resources = provision(load_template(ROOT / "template.yaml"), server.endpoint_url)
+        # Its own resource names: moto's servers in one process share one backend, so the
+        # session stack's queues (and what other tests left in its DLQs) would be these.
+        resources = provision(
+            load_template(ROOT / "template.yaml"), server.endpoint_url, stack_name="gpuproof-opscli"
+        )
         outputs = {
             "VerifyQueueUrl": resources.queue_url("VerifyQueue"),
             "VerifyDLQUrl": resources.queue_url("VerifyDLQ"),
