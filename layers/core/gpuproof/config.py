@@ -47,9 +47,7 @@ class Settings:
             gpu_uuids_table=os.environ.get("GPU_UUIDS_TABLE"),
             idempotency_table=os.environ.get("IDEMPOTENCY_TABLE"),
             allow_cpu_backend=os.environ.get("ALLOW_CPU_BACKEND", "false").lower() == "true",
-            shadow_checks=frozenset(
-                c.strip() for c in os.environ.get("SHADOW_CHECKS", "").split(",") if c.strip()
-            ),
+            shadow_checks=shadow_checks(),
             challenge_ttl_s=int(_env("CHALLENGE_TTL_S", "900")),
             max_skew_s=int(_env("MAX_SKEW_S", "300")),
             cooldown_s=int(_env("CHALLENGE_COOLDOWN_S", "600")),
@@ -61,6 +59,21 @@ class Settings:
                 _env("TRANSCRIPT_MAX_BYTES_PER_GPU", str(DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU))
             ),
         )
+
+
+CAPACITY_CHECK = "capacity"  # logic/verification.py's check of the capacity phase
+
+
+def shadow_checks() -> frozenset[str]:
+    """SHADOW_CHECKS, plus the capacity check unless CAPACITY_ENFORCEMENT=enforce (template
+    parameter CapacityEnforcement, default shadow: a check new to production starts in shadow)."""
+    named = {c.strip() for c in os.environ.get("SHADOW_CHECKS", "").split(",") if c.strip()}
+    enforcement = os.environ.get("CAPACITY_ENFORCEMENT", "shadow").strip().lower()
+    if enforcement not in ("shadow", "enforce"):
+        raise RuntimeError(f"CAPACITY_ENFORCEMENT={enforcement!r} is neither shadow nor enforce")
+    if enforcement == "shadow":
+        named.add(CAPACITY_CHECK)
+    return frozenset(named)
 
 
 def max_gpus_per_machine() -> int:

@@ -7,6 +7,13 @@ from typing import Any
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
+from gpuproof.protocol.capacity import (
+    CapacityAnswer,
+    CapacityParams,
+    CapacityRound,
+    CapacityTranscript,
+    SignedCapacityCommitment,
+)
 from gpuproof.protocol.delivery import TranscriptUpload
 from gpuproof.protocol.proof import GpuPairs, ProofParams, SignedCommitment
 from gpuproof.protocol.report import SignedReport
@@ -60,6 +67,11 @@ class ChallengeParamsOut(BaseModel):
     proof: list[ProofParams] = Field(
         description="one set of proof-of-throughput parameters per claimed GPU (docs/protocol.md §2)"
     )
+    claimed_ram_bytes: int | None = Field(default=None, description="the host RAM claimed, if any")
+    capacity: CapacityParams | None = Field(
+        default=None,
+        description="the capacity phase every claimed GPU and the claimed RAM answer (docs/protocol.md §17)",
+    )
 
 
 class ChallengeOut(BaseModel):
@@ -97,6 +109,57 @@ class CommitmentOut(BaseModel):
         "max_bytes, with a SHA-256 checksum field, until expires_at); the report then carries "
         "proof = {version, transcript_sha256, transcript_bytes}",
     )
+
+
+class CapacityOpen(BaseModel):
+    """Body of POST /machines/{machine_id}/capacity: open the challenge's capacity phase."""
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+
+
+class CapacityOpened(BaseModel):
+    challenge_id: str
+    nonce: str = Field(description="32 fresh bytes, hex: the seed of every fill (docs/protocol.md §17.2)")
+    opened_at: float = Field(description="service clock; the fill deadline runs from here")
+    params: CapacityParams
+
+
+class CapacityCommitmentSubmission(BaseModel):
+    """Body of POST /machines/{machine_id}/capacity/commitments."""
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+    signed_commitment: SignedCapacityCommitment
+
+
+class CapacityAnswerSubmission(BaseModel):
+    """Body of POST /machines/{machine_id}/capacity/answers: the answer to the open round."""
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+    answer: CapacityAnswer
+
+
+class CapacityStepOut(BaseModel):
+    challenge_id: str
+    received_at: float = Field(description="service clock (the API edge's arrival)")
+    round: CapacityRound | None = Field(
+        description="the next read round, its nonce drawn now; null after the last"
+    )
+    draw_secret: str | None = Field(
+        description="after the last round: the secret the spots and walks are drawn with (§17.6)"
+    )
+
+
+class CapacityOpeningsSubmission(BaseModel):
+    """Body of POST /machines/{machine_id}/capacity/openings (test-size phases: within the body
+    limit; GPU-size openings need out-of-band delivery, not written yet)."""
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+    transcript: CapacityTranscript
+
+
+class CapacityOpeningsAccepted(BaseModel):
+    challenge_id: str
+    stored_bytes: int = Field(description="zlib'd canonical JSON kept for the verify worker")
 
 
 class HeartbeatAck(BaseModel):

@@ -142,7 +142,7 @@ def issue_challenge(
             claim = make_claim(
                 body.claimed_gpu_model, body.gpu_count, allow_cpu_backend=svc.allow_cpu_backend
             )
-            params = challenge_params(claim)
+            params = challenge_params(claim, body.claimed_ram_bytes)
         except ClaimError as refused:
             claim_problems = refused.reasons
     now = svc.clock.now()

@@ -51,6 +51,18 @@ class MachineStore(Protocol):
     ) -> None:
         """Record the commitment's receipt and the drawn pairs once, while the challenge is open."""
 
+    def record_capacity(
+        self,
+        challenge: Challenge,
+        session: dict[str, Any],
+        at: float,
+        request: SignedRequest,
+        openings: bytes | None = None,
+    ) -> None:
+        """Write the capacity session (and the openings, once) as step capacity_step + 1, provided
+        the stored step is still `challenge.capacity_step` and the challenge is open at `at`
+        (else capacity_state_conflict); consume the request nonce, atomically."""
+
     def accept_report(self, report: StoredReport, compressed: bytes, request: SignedRequest) -> None:
         """Store the report, mark the challenge used, move the machine to submitted, atomically."""
 

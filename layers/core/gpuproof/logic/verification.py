@@ -13,13 +13,24 @@ from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, stored_proof_params
+from gpuproof.claim import (
+    Claim,
+    ClaimError,
+    capacity_params_reasons,
+    claim_of,
+    params_reasons,
+    stored_capacity_params,
+    stored_proof_params,
+)
 from gpuproof.committee.findings import findings_from_report, measured_bf16
 from gpuproof.logic.attempts import CooldownPolicy, after_verification
+from gpuproof.logic.capacity import load_session, stored_openings
 from gpuproof.logic.machines import too_many_gpus
 from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport
 from gpuproof.logic.states import MachineState
+from gpuproof.protocol.capacity import codes as capacity_codes
+from gpuproof.protocol.capacity import verify_capacity
 from gpuproof.protocol.delivery import (
     DEFAULT_MAX_BYTES_PER_GPU,
     decode,
@@ -321,6 +332,61 @@ def check_proof(ctx: Context) -> CheckResult:
     return check("proof_of_throughput", reasons, **details)
 
 
+CAPACITY_CHECK = "capacity"
+
+
+def _capacity(ctx: Context) -> tuple[list[Reason], dict[str, Any] | None]:
+    """The capacity phase (docs/protocol.md §17) from the service's own records in the challenge
+    (its nonces, its clock) and the host's stored openings; the record is `CapacityResult.as_record`."""
+    ch = ctx.challenge
+    missing = capacity_codes.MISSING
+    if ctx.claim is None:
+        return [Reason(missing, "no claim to size the capacity phase from")], None
+    try:
+        params = stored_capacity_params(ch.params)
+    except (ValidationError, ValueError):
+        params = None
+    if params is None:
+        return [Reason(missing, "the challenge carries no capacity phase")], None
+    mismatch = capacity_params_reasons(ch.params, ctx.claim)
+    if mismatch:
+        return mismatch, None
+    if ch.capacity is None:
+        return [Reason(missing, "the capacity phase was never opened")], None
+    nonce, session = load_session(params, ch.capacity)
+    if session.signed is None or session.commitment_received_at is None:
+        return [Reason(missing, "no capacity commitment was received")], None
+    if session.draw_secret is None:
+        return [Reason(capacity_codes.ROUND_MISSING, "the read rounds were not all answered")], None
+    try:
+        transcript = stored_openings(ch)
+    except (ValidationError, ValueError):
+        transcript = None
+        return [Reason(capacity_codes.OPENING_MALFORMED, "the stored openings do not parse")], None
+    if transcript is None:
+        return [Reason(missing, "no capacity openings were received")], None
+    result = verify_capacity(
+        params,
+        machine_id=ctx.machine.machine_id,
+        challenge_id=ch.challenge_id,
+        nonce=nonce,
+        signed=session.signed,
+        phase_opened_at=session.opened_at,
+        commitment_received_at=session.commitment_received_at,
+        rounds=session.rounds,
+        draw_secret=session.draw_secret,
+        openings=transcript.targets,
+    )
+    return list(result.reasons), result.as_record()
+
+
+def check_capacity(ctx: Context) -> CheckResult:
+    """VRAM and host RAM held, proven by the capacity phase. In shadow (CapacityEnforcement, the
+    default) its reasons are recorded and do not refuse; its record is verification["capacity"]."""
+    reasons, record = _capacity(ctx)
+    return check(CAPACITY_CHECK, reasons, record=record)
+
+
 CHECKS: list[Callable[[Context], CheckResult]] = [
     check_signature,
     check_claim,
@@ -330,6 +396,7 @@ CHECKS: list[Callable[[Context], CheckResult]] = [
     check_gpu_uuids,
     check_findings,
     check_proof,
+    check_capacity,
 ]
 
 
@@ -397,6 +464,10 @@ def _record(
         "reasons": [reason.as_dict() for r in deciding for reason in r.reasons],
         "checks": [r.as_dict() for r in results],
     }
+    capacity = next((r for r in results if r.name == CAPACITY_CHECK), None)
+    if capacity is not None:
+        # What proved VRAM and host RAM (None: nothing did); scoring reads only this.
+        verification["capacity"] = capacity.details.get("record")
     state = MachineState.auto_verified if passed else MachineState.refused
     attempts = after_verification(
         machine.attempts, stored.challenge_id, passed, svc.clock.now(), svc.cooldown
