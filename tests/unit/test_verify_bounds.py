@@ -187,6 +187,7 @@ def test_claims_are_written_normalised() -> None:
             "benchmarks",
             "findings",
             "proof_of_throughput",
+            "capacity",
         }
     )
     assert len(names) == len(shadow) + 1
