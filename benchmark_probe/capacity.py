@@ -11,12 +11,14 @@ service times every message on its own clock.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from benchmark_probe.client import ServiceClient
+from benchmark_probe.client import ServiceClient, upload_transcript
 from benchmark_probe.report import Challenge
+from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.capacity import (
     CapacityParams,
     CapacityRound,
@@ -26,12 +28,18 @@ from gpuproof.protocol.capacity import (
 )
 from gpuproof.protocol.capacity.device import SimulatedDevice
 from gpuproof.protocol.capacity.draws import all_spots
+from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE
 from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.delivery import TranscriptRef
 from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.limits import MAX_BODY_BYTES, MAX_CAPACITY_OPENINGS_STORED_BYTES
 
 # The numpy prover holds every layer of a fill while it opens the walks: fills above this are
 # skipped on the CPU executor (a GPU-size phase needs the CUDA fill, not written yet).
 MAX_NUMPY_FILL_BYTES = 64 * 1024 * 1024
+# Room for the request's own fields beside the openings' JSON in one body.
+BODY_MARGIN_BYTES = 4096
+Delivery = Literal["auto", "inline", "upload"]
 
 ProverFactory = Callable[[bytes, str, str, CapacityParams, Mapping[int, SimulatedDevice]], CapacityProver]
 
@@ -50,6 +58,7 @@ class CapacityOutcome:
     note: str
     rounds: int = 0
     openings_bytes: int = 0
+    delivery: str = ""
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -64,9 +73,12 @@ def run_capacity(
     challenge: Challenge,
     prover_factory: ProverFactory = CapacityProver,
     on_round: Callable[[CapacityRound], None] = lambda _r: None,
+    delivery: Delivery = "auto",
 ) -> CapacityOutcome:
     """The whole interactive phase against the service. `prover_factory` and `on_round` exist for
-    tests (adversarial provers, a slow store)."""
+    tests (adversarial provers, a slow store). The openings go inline when they fit the body and
+    the service's inline bound, else (or with `delivery="upload"`) to the presigned POST the last
+    round's answer carries, followed by a reference."""
     params = capacity_params(challenge)
     if params is None:
         return CapacityOutcome(False, "the challenge carries no capacity phase")
@@ -99,8 +111,22 @@ def run_capacity(
     data = signed.commitment.signing_bytes()
     walks = {tp.target: draw_walks(data, secret, tp) for tp in params.targets}
     openings = prover.open(nonces, all_spots(data, secret, params), walks)
-    accepted = client.submit_capacity_openings(
-        machine_id, challenge_id, CapacityTranscript(targets=list(openings)).model_dump(mode="json")
+    doc = CapacityTranscript(targets=list(openings)).model_dump(mode="json")
+    raw = canonical_bytes(doc)
+    fits = (
+        len(raw) + BODY_MARGIN_BYTES <= MAX_BODY_BYTES
+        and len(zlib.compress(raw, 6)) <= MAX_CAPACITY_OPENINGS_STORED_BYTES
     )
+    upload = step.get("openings_upload")
+    if delivery == "inline" or (delivery == "auto" and (fits or not upload)):
+        accepted = client.submit_capacity_openings(machine_id, challenge_id, transcript=doc)
+        outcome.delivery = "inline"
+    else:
+        if not upload:
+            raise ValueError("the service offered no upload for the capacity openings")
+        upload_transcript(upload, raw, OPENINGS_MEDIA_TYPE)
+        ref = TranscriptRef.of(1, raw).model_dump(mode="json", exclude_none=True)
+        accepted = client.submit_capacity_openings(machine_id, challenge_id, reference=ref)
+        outcome.delivery = "upload"
     outcome.openings_bytes = int(accepted["stored_bytes"])
     return outcome

@@ -54,8 +54,19 @@ class ServiceClient(SignedClient):
         body = {"challenge_id": challenge_id, "answer": answer}
         return self.request("POST", f"/machines/{machine_id}/capacity/answers", body)
 
-    def submit_capacity_openings(self, machine_id: str, challenge_id: str, transcript: dict[str, Any]) -> Any:
-        body = {"challenge_id": challenge_id, "transcript": transcript}
+    def submit_capacity_openings(
+        self,
+        machine_id: str,
+        challenge_id: str,
+        transcript: dict[str, Any] | None = None,
+        reference: dict[str, Any] | None = None,
+    ) -> Any:
+        """The openings inline (`transcript`) or a reference to their uploaded canonical JSON."""
+        body: dict[str, Any] = {"challenge_id": challenge_id}
+        if transcript is not None:
+            body["transcript"] = transcript
+        if reference is not None:
+            body["reference"] = reference
         return self.request("POST", f"/machines/{machine_id}/capacity/openings", body)
 
     def submit_report(self, machine_id: str, challenge_id: str, signed_report: dict[str, Any]) -> Any:

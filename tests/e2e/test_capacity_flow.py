@@ -14,20 +14,30 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pytest
 
 from benchmark_probe.capacity import run_capacity
-from benchmark_probe.client import ServiceClient, ServiceError
+from benchmark_probe.client import ServiceClient, ServiceError, upload_transcript
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.proof import prove
 from benchmark_probe.report import Challenge, build_report
 from gpuproof.api.wiring import verify_services
-from gpuproof.protocol.capacity import CapacityParams, CapacityRound, SignedCapacityCommitment
+from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.capacity import (
+    CapacityParams,
+    CapacityRound,
+    CapacityTranscript,
+    SignedCapacityCommitment,
+)
 from gpuproof.protocol.capacity.device import SimulatedDevice
+from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE
 from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.delivery import TranscriptRef
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import NumpyExecutor
 from tests.unit import capacity_adversaries as adv
+from tests.unit.test_capacity_wiring import _h100_openings
 
 from .test_proof_flow import new_machine, take_challenge, verification
 
@@ -41,29 +51,31 @@ def half_memory(
     params: CapacityParams,
     devices: Mapping[int, SimulatedDevice],
 ) -> CapacityProver:
+    """Holds half of every fill and answers zeros for the rest (on time, and wrong)."""
     return adv.PartialProver(nonce, machine_id, challenge_id, params, devices, regenerate=False)
 
 
+def finish(
+    local_stack: Any, key: SigningKey, client: ServiceClient, inventory: Any, challenge: Challenge, proof: Any
+) -> dict[str, Any]:
+    """Sign and send the report, let the verify worker run, read the machine back."""
+    proof_doc = None if proof is None else proof.model_dump(mode="json")
+    signed = build_report(key, challenge, inventory, [], collect_integrity(), proof_doc)
+    client.submit_report(key.public_hex, challenge.challenge_id, signed.model_dump(mode="json"))
+    local_stack.drain()
+    status: dict[str, Any] = client.machine(key.public_hex)
+    return status
+
+
 def run_machine(
-    local_stack: Any, prover: Any = CapacityProver, on_round: Any = lambda _r: None
+    local_stack: Any, prover: Any = CapacityProver, on_round: Any = lambda _r: None, delivery: Any = "auto"
 ) -> tuple[dict[str, Any], Any]:
     key, client, inventory = new_machine(local_stack)
     challenge = take_challenge(client, key, inventory)
     proof = prove(client, key, challenge, NumpyExecutor())
-    outcome = run_capacity(client, key, challenge, prover, on_round)
+    outcome = run_capacity(client, key, challenge, prover, on_round, delivery)
     assert outcome.ran and outcome.rounds == 8, outcome.note  # 4 GPU rounds, 4 host RAM rounds
-    signed = build_report(
-        key,
-        challenge,
-        inventory,
-        [],
-        collect_integrity(),
-        None if proof is None else proof.model_dump(mode="json"),
-    )
-    client.submit_report(key.public_hex, challenge.challenge_id, signed.model_dump(mode="json"))
-    local_stack.drain()
-    status: dict[str, Any] = client.machine(key.public_hex)
-    return status, outcome
+    return finish(local_stack, key, client, inventory, challenge, proof), outcome
 
 
 def test_an_honest_machine_proves_its_capacity(local_stack: Any) -> None:
@@ -80,7 +92,53 @@ def test_an_honest_machine_proves_its_capacity(local_stack: Any) -> None:
     host = record["host_ram"]
     assert host["passed"] and 0.90 * 32 * 1024 <= host["proven_bytes"] <= 32 * 1024
     assert report["passed"] is True and status["machine"]["state"] != "refused"
-    assert 0 < outcome.openings_bytes <= 256 * 1024
+    assert 0 < outcome.openings_bytes <= 256 * 1024 and outcome.delivery == "inline"
+
+
+def test_openings_uploaded_out_of_band_prove_the_same(local_stack: Any) -> None:
+    status, outcome = run_machine(local_stack, delivery="upload")
+    assert outcome.delivery == "upload" and outcome.openings_bytes > 256 * 1024  # the JSON, unzipped
+    check = verification(status)["capacity"]
+    assert check["status"] == "pass" and check["reasons"] == []
+    record = status["reports"][0]["verification"]["capacity"]
+    assert record["gpus"][0]["passed"] and record["host_ram"]["passed"]
+
+
+def test_h100_size_openings_travel_by_upload_and_are_judged(local_stack: Any) -> None:
+    """5.3 MB of openings (an H100's real shapes, random content) through the presigned POST: the
+    service checks the size, the worker fetches and decodes them, and the verifier (not the
+    delivery) refuses them: they are not this phase's openings."""
+    key, client, inventory = new_machine(local_stack)
+    challenge = take_challenge(client, key, inventory)
+    proof = prove(client, key, challenge, NumpyExecutor())
+    mid, cid = key.public_hex, challenge.challenge_id
+    opened = client.open_capacity(mid, cid)
+    params = CapacityParams.model_validate(opened["params"])
+    prover = CapacityProver(bytes.fromhex(opened["nonce"]), mid, cid, params, adv.honest_devices(params))
+    step = client.submit_capacity_commitment(
+        mid, cid, SignedCapacityCommitment.sign(prover.fill(), key).model_dump(mode="json")
+    )
+    while step["round"]:
+        answer = prover.answer(CapacityRound.model_validate(step["round"]))
+        step = client.submit_capacity_answer(mid, cid, answer.model_dump(mode="json"))
+    openings, _ = _h100_openings(np.random.default_rng(3))
+    raw = canonical_bytes(CapacityTranscript(targets=[openings]).model_dump(mode="json"))
+    assert len(raw) > 5_000_000
+    upload_transcript(step["openings_upload"], raw, OPENINGS_MEDIA_TYPE)
+    ref = TranscriptRef.of(1, raw).model_dump(mode="json", exclude_none=True)
+    with pytest.raises(ServiceError) as both:
+        client.submit_capacity_openings(mid, cid, transcript={"version": 1, "targets": []}, reference=ref)
+    assert both.value.status == 422 and both.value.code == "capacity_openings_invalid"
+    with pytest.raises(ServiceError) as short:
+        client.submit_capacity_openings(mid, cid, reference={**ref, "transcript_bytes": len(raw) - 1})
+    assert short.value.status == 422 and short.value.code == "transcript_size_mismatch"
+    accepted = client.submit_capacity_openings(mid, cid, reference=ref)
+    assert accepted["stored_bytes"] == len(raw)
+    status = finish(local_stack, key, client, inventory, challenge, proof)
+    check = verification(status)["capacity"]
+    codes = {r["code"] for r in check["reasons"]}
+    assert check["status"] == "fail" and codes == {"capacity_params_mismatch"}, codes
+    assert not codes & {"capacity_missing", "transcript_missing", "transcript_digest_mismatch"}
 
 
 def test_half_memory_is_recorded_in_shadow_and_not_refused(local_stack: Any) -> None:

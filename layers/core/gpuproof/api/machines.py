@@ -161,6 +161,7 @@ def _step_out(challenge_id: str, step: capacity.CapacityStep) -> CapacityStepOut
         received_at=step.received_at,
         round=step.next_round,
         draw_secret=step.draw_secret,
+        openings_upload=step.openings_upload,
     )
 
 
@@ -206,7 +207,9 @@ def submit_capacity_answer(
 def submit_capacity_openings(
     machine_id: MachineId, body: CapacityOpeningsSubmission, signer: Signer, svc: Svc
 ) -> CapacityOpeningsAccepted:
-    stored = capacity.record_capacity_openings(svc, signer, machine_id, body.challenge_id, body.transcript)
+    stored = capacity.record_capacity_openings(
+        svc, signer, machine_id, body.challenge_id, body.transcript, body.reference
+    )
     return CapacityOpeningsAccepted(challenge_id=body.challenge_id, stored_bytes=stored)
 
 

@@ -14,7 +14,7 @@ from gpuproof.protocol.capacity import (
     CapacityTranscript,
     SignedCapacityCommitment,
 )
-from gpuproof.protocol.delivery import TranscriptUpload
+from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload
 from gpuproof.protocol.proof import GpuPairs, ProofParams, SignedCommitment
 from gpuproof.protocol.report import SignedReport
 
@@ -147,19 +147,25 @@ class CapacityStepOut(BaseModel):
     draw_secret: str | None = Field(
         description="after the last round: the secret the spots and walks are drawn with (§17.6)"
     )
+    openings_upload: TranscriptUpload | None = Field(
+        default=None,
+        description="after the last round: the presigned POST for openings too large to send inline",
+    )
 
 
 class CapacityOpeningsSubmission(BaseModel):
-    """Body of POST /machines/{machine_id}/capacity/openings (test-size phases: within the body
-    limit; GPU-size openings need out-of-band delivery, not written yet)."""
+    """Body of POST /machines/{machine_id}/capacity/openings: the openings inline (within 256 KiB
+    zlib'd), or a reference {version: 1, transcript_sha256, transcript_bytes} to their canonical
+    JSON uploaded to `openings_upload`."""
 
     challenge_id: str = Field(min_length=1, max_length=64)
-    transcript: CapacityTranscript
+    transcript: CapacityTranscript | None = None
+    reference: TranscriptRef | None = None
 
 
 class CapacityOpeningsAccepted(BaseModel):
     challenge_id: str
-    stored_bytes: int = Field(description="zlib'd canonical JSON kept for the verify worker")
+    stored_bytes: int = Field(description="bytes kept inline (zlib'd canonical JSON) or uploaded")
 
 
 class HeartbeatAck(BaseModel):

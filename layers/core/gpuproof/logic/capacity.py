@@ -30,13 +30,25 @@ from gpuproof.protocol.capacity import (
     SessionError,
     SignedCapacityCommitment,
 )
+from gpuproof.protocol.capacity.models import OPENINGS_SUFFIX
 from gpuproof.protocol.capacity.verifier import check_signed
+from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload, size_reasons
 from gpuproof.protocol.httpsig import SignedRequest
-from gpuproof.protocol.limits import MAX_CAPACITY_OPENINGS_STORED_BYTES
+from gpuproof.protocol.limits import (
+    MAX_CAPACITY_OPENINGS_BYTES,
+    MAX_CAPACITY_OPENINGS_BYTES_PER_TARGET,
+    MAX_CAPACITY_OPENINGS_STORED_BYTES,
+)
 from gpuproof.protocol.reasons import Reason
 
 STATE_CONFLICT = "capacity_state_conflict"
 OPENINGS_TOO_LARGE = "capacity_openings_too_large"
+OPENINGS_INVALID = "capacity_openings_invalid"
+
+
+def openings_limit(params: CapacityParams) -> int:
+    """The bound on uploaded openings: per target, capped."""
+    return min(MAX_CAPACITY_OPENINGS_BYTES_PER_TARGET * len(params.targets), MAX_CAPACITY_OPENINGS_BYTES)
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,7 @@ class CapacityStep:
     received_at: float
     next_round: CapacityRound | None
     draw_secret: str | None
+    openings_upload: TranscriptUpload | None = None
 
 
 def _advance(svc: Services, loaded: Loaded, request: SignedRequest, received_at: float) -> CapacityStep:
@@ -161,7 +174,18 @@ def _advance(svc: Services, loaded: Loaded, request: SignedRequest, received_at:
         loaded.challenge, session_doc(loaded.nonce, session), loaded.handled_at, request
     )
     secret = None if session.draw_secret is None else session.draw_secret.hex()
-    return CapacityStep(received_at, next_round, secret)
+    upload = None
+    if secret is not None and svc.transcripts is not None:
+        ch = loaded.challenge
+        upload = svc.transcripts.upload_target(
+            ch.machine_id,
+            ch.challenge_id,
+            openings_limit(loaded.params),
+            ch.expires_at,
+            loaded.handled_at,
+            suffix=OPENINGS_SUFFIX,
+        )
+    return CapacityStep(received_at, next_round, secret, upload)
 
 
 def record_capacity_commitment(
@@ -216,35 +240,76 @@ def record_capacity_openings(
     request: SignedRequest,
     machine_id: str,
     challenge_id: str,
-    transcript: CapacityTranscript,
+    transcript: CapacityTranscript | None,
+    reference: TranscriptRef | None = None,
 ) -> int:
-    """Keep the openings (once, after the draw); the verify worker judges them. Returns the bytes
-    stored (zlib'd canonical JSON, bounded: the challenge item is a DynamoDB item)."""
+    """Keep the openings (once, after the draw) for the verify worker to judge: inline (zlib'd
+    canonical JSON in the challenge item, bounded: it is a DynamoDB item) or, for openings over
+    that bound, a reference to the object uploaded where the last round's answer said (its size
+    checked here, its SHA-256 by the worker). Returns the bytes stored or uploaded."""
     loaded = _load(svc, request, machine_id, challenge_id)
     reasons = []
+    doc = session_doc(loaded.nonce, loaded.session)
+    received = loaded.challenge.capacity_openings is not None or bool(
+        (loaded.challenge.capacity or {}).get("openings_ref")
+    )
     if loaded.session.draw_secret is None:
         reasons.append(_conflict("the openings follow the last round's answer"))
-    elif loaded.challenge.capacity_openings is not None:
+    elif received:
         reasons.append(_conflict("the openings of this capacity phase were already received"))
-    data = openings_bytes(transcript)
-    if len(data) > MAX_CAPACITY_OPENINGS_STORED_BYTES:
+    if (transcript is None) == (reference is None):
         reasons.append(
-            Reason(
-                OPENINGS_TOO_LARGE,
-                f"the openings compress to {len(data)} bytes (limit {MAX_CAPACITY_OPENINGS_STORED_BYTES}; "
-                "GPU-size openings need the out-of-band delivery, not written yet)",
-                "targets",
-            )
+            Reason(OPENINGS_INVALID, "send either the transcript or a reference to it, not both", "body")
         )
+    data: bytes | None = None
+    stored = 0
+    if transcript is not None:
+        data = openings_bytes(transcript)
+        stored = len(data)
+        if stored > MAX_CAPACITY_OPENINGS_STORED_BYTES:
+            reasons.append(
+                Reason(
+                    OPENINGS_TOO_LARGE,
+                    f"the openings compress to {stored} bytes (limit {MAX_CAPACITY_OPENINGS_STORED_BYTES} "
+                    "inline): upload them where the last round's answer says and send a reference",
+                    "transcript",
+                )
+            )
+    elif reference is not None:
+        stored = reference.transcript_bytes
+        limit = openings_limit(loaded.params)
+        if reference.version != 1 or reference.commitment is not None or reference.pairs is not None:
+            reasons.append(
+                Reason(
+                    OPENINGS_INVALID,
+                    "a capacity openings reference is version 1, sha256 and bytes",
+                    "reference",
+                )
+            )
+        elif svc.transcripts is None:
+            reasons.append(
+                Reason("transcript_missing", "this service takes no uploaded openings", "reference")
+            )
+        elif stored > limit:
+            reasons.append(
+                Reason(
+                    OPENINGS_TOO_LARGE, f"the reference declares {stored} bytes (limit {limit})", "reference"
+                )
+            )
+        else:
+            reasons += size_reasons(
+                svc.transcripts.size(machine_id, challenge_id, OPENINGS_SUFFIX), reference, limit
+            )
+        doc["openings_ref"] = reference.model_dump(mode="json", exclude_none=True)
     raise_if(reasons)
-    svc.store.record_capacity(
-        loaded.challenge,
-        session_doc(loaded.nonce, loaded.session),
-        loaded.handled_at,
-        request,
-        openings=data,
-    )
-    return len(data)
+    svc.store.record_capacity(loaded.challenge, doc, loaded.handled_at, request, openings=data)
+    return stored
+
+
+def openings_reference(challenge: Challenge) -> TranscriptRef | None:
+    """The reference to uploaded openings the session keeps (None: inline, or none)."""
+    doc = (challenge.capacity or {}).get("openings_ref")
+    return None if doc is None else TranscriptRef.model_validate(doc)
 
 
 def stored_openings(challenge: Challenge) -> CapacityTranscript | None:

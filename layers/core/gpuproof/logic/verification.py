@@ -24,13 +24,19 @@ from gpuproof.claim import (
 )
 from gpuproof.committee.findings import findings_from_report, measured_bf16
 from gpuproof.logic.attempts import CooldownPolicy, after_verification
-from gpuproof.logic.capacity import load_session, stored_openings
+from gpuproof.logic.capacity import (
+    load_session,
+    openings_limit,
+    openings_reference,
+    stored_openings,
+)
 from gpuproof.logic.machines import too_many_gpus
 from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport
 from gpuproof.logic.states import MachineState
+from gpuproof.protocol.capacity import CapacityTranscript, verify_capacity
 from gpuproof.protocol.capacity import codes as capacity_codes
-from gpuproof.protocol.capacity import verify_capacity
+from gpuproof.protocol.capacity.models import OPENINGS_SUFFIX
 from gpuproof.protocol.delivery import (
     DEFAULT_MAX_BYTES_PER_GPU,
     decode,
@@ -358,11 +364,22 @@ def _capacity(ctx: Context) -> tuple[list[Reason], dict[str, Any] | None]:
         return [Reason(missing, "no capacity commitment was received")], None
     if session.draw_secret is None:
         return [Reason(capacity_codes.ROUND_MISSING, "the read rounds were not all answered")], None
+    transcript: CapacityTranscript | None
     try:
-        transcript = stored_openings(ch)
+        ref = openings_reference(ch)
+        if ref is not None:
+            if ctx.svc.transcripts is None:
+                return [Reason("transcript_missing", "this service has no transcript store")], None
+            limit = openings_limit(params)
+            mid = ctx.machine.machine_id
+            data, reasons = ctx.svc.transcripts.read(mid, ch.challenge_id, ref, limit, OPENINGS_SUFFIX)
+            if data is None:
+                return reasons, None  # absent, or not the referenced bytes (size, SHA-256)
+            transcript = CapacityTranscript.model_validate_json(bytes(data))
+        else:
+            transcript = stored_openings(ch)
     except (ValidationError, ValueError):
-        transcript = None
-        return [Reason(capacity_codes.OPENING_MALFORMED, "the stored openings do not parse")], None
+        return [Reason(capacity_codes.OPENING_MALFORMED, "the capacity openings do not parse")], None
     if transcript is None:
         return [Reason(missing, "no capacity openings were received")], None
     result = verify_capacity(

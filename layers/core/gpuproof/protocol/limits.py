@@ -94,6 +94,10 @@ MAX_CAPACITY_ROUNDS = 64
 # phases (the CPU claim's: ~100 KB) fit; GPU-size openings (~5.3 MB per H100) need the out-of-band
 # delivery (protocol/delivery.py's presigned POST), which the capacity phase does not use yet.
 MAX_CAPACITY_OPENINGS_STORED_BYTES = 256 * KIB
+# The openings uploaded out of band (canonical JSON, one S3 object beside the throughput
+# transcript): per target (an H100's JSON openings are ~5.3 MB), and never more than the total.
+MAX_CAPACITY_OPENINGS_BYTES_PER_TARGET = 8 * MIB
+MAX_CAPACITY_OPENINGS_BYTES = 160 * MIB
 
 # -- reusable field types ---------------------------------------------------------------------------
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
