@@ -316,5 +316,10 @@ def stored_openings(challenge: Challenge) -> CapacityTranscript | None:
     """The openings a challenge keeps (None when none were received)."""
     if challenge.capacity_openings is None:
         return None
-    raw = zlib.decompressobj().decompress(challenge.capacity_openings, 4 * MAX_CAPACITY_OPENINGS_STORED_BYTES)
+    try:
+        raw = zlib.decompressobj().decompress(
+            challenge.capacity_openings, 4 * MAX_CAPACITY_OPENINGS_STORED_BYTES
+        )
+    except zlib.error as exc:
+        raise ValueError(f"the stored openings do not decompress: {exc}") from exc
     return CapacityTranscript.model_validate_json(raw)
