@@ -11,6 +11,7 @@ service times every message on its own clock.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ MAX_NUMPY_FILL_BYTES = 64 * 1024 * 1024
 # Room for the request's own fields beside the openings' JSON in one body.
 BODY_MARGIN_BYTES = 4096
 Delivery = Literal["auto", "inline", "upload"]
+log = logging.getLogger(__name__)
 
 ProverFactory = Callable[[bytes, str, str, CapacityParams, Mapping[int, SimulatedDevice]], CapacityProver]
 
@@ -84,11 +86,12 @@ def run_capacity(
         return CapacityOutcome(False, "the challenge carries no capacity phase")
     total = sum(tp.fill_bytes for tp in params.targets)
     if total > MAX_NUMPY_FILL_BYTES:
-        return CapacityOutcome(
-            False,
-            f"capacity phase skipped: its fills hold {total} bytes and only the numpy prover exists "
-            "(no GPU executor yet); the service records capacity_missing",
+        note = (
+            f"capacity phase NOT run: its fills hold {total} bytes and only the numpy prover exists "
+            "(no GPU executor yet); the service records capacity_missing (VRAM and RAM not proven)"
         )
+        log.warning(note)
+        return CapacityOutcome(False, note)
     machine_id, challenge_id = key.public_hex, challenge.challenge_id
     opened = client.open_capacity(machine_id, challenge_id)
     nonce = bytes.fromhex(opened["nonce"])
