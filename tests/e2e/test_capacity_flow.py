@@ -240,3 +240,54 @@ def test_capacity_messages_out_of_order_or_foreign_are_refused_with_codes(local_
     with pytest.raises(ServiceError) as schema:
         client.submit_capacity_answer(mid, cid, {"round": 0, "answers": []})
     assert schema.value.status == 422
+
+
+def test_a_stack_started_with_capacity_enforcement_enforce_refuses_with_the_code() -> None:
+    """The template parameter itself (CapacityEnforcement=enforce → CAPACITY_ENFORCEMENT of the
+    verify worker), on a stack of its own process: half memory is refused with its code, and an
+    honest machine on the same stack is not."""
+    from benchmark_probe.inventory import collect_inventory
+    from benchmark_probe.submit import register, registration_for
+    from gpuproof.protocol.machine import Region
+
+    from .api_client import OWNER
+    from .production_stack import production_stack
+
+    def decided(client: ServiceClient, machine_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline:
+            doc: dict[str, Any] = client.machine(machine_id)
+            if doc["machine"]["state"] not in ("submitted", "challenged"):
+                return doc
+            time.sleep(0.2)
+        raise AssertionError(f"machine {machine_id} still undecided")
+
+    params = ("AllowCpuBackend=true", "ChallengeCooldownSeconds=0", "CapacityEnforcement=enforce")
+    with production_stack(*params) as stack:
+        outcomes = {}
+        for name, prover in (("honest", CapacityProver), ("half", half_memory)):
+            key = SigningKey.generate()
+            client = ServiceClient(stack.api_url, key)
+            assert register(client, registration_for(key, OWNER, Region.europe)) == "registered"
+            inventory = collect_inventory()
+            challenge = take_challenge(client, key, inventory)
+            proof = prove(client, key, challenge, NumpyExecutor())
+            assert run_capacity(client, key, challenge, prover).ran
+            signed = build_report(
+                key,
+                challenge,
+                inventory,
+                [],
+                collect_integrity(),
+                None if proof is None else proof.model_dump(mode="json"),
+            )
+            client.submit_report(key.public_hex, challenge.challenge_id, signed.model_dump(mode="json"))
+            outcomes[name] = decided(client, key.public_hex)
+    honest, half = outcomes["honest"], outcomes["half"]
+    assert honest["machine"]["state"] != "refused", honest["reports"][0]["verification"]["reasons"]
+    check = verification(honest)["capacity"]
+    assert check["status"] == "pass" and check["shadow"] is False
+    assert half["machine"]["state"] == "refused"
+    refused = half["reports"][0]["verification"]
+    assert "capacity_answer_mismatch" in {r["code"] for r in refused["reasons"]}
+    assert verification(half)["capacity"]["shadow"] is False
