@@ -1,8 +1,13 @@
 """The agent loop: signed heartbeats of live telemetry at a fixed interval, tolerant of a service
-that does not serve heartbeats yet (404/501 are logged, the loop goes on).
+that does not serve heartbeats yet (404/501 are logged, the loop goes on). While heartbeats
+fail the loop backs off (the interval doubled per failure in a row, at most 10 min:
+`gpuproof.cli.output.backoff_delay`), each failure one line; `AgentStats.summary` ends the run.
 
 When the service's answer to a heartbeat says `reverify`, the agent answers a fresh challenge
 (proof of throughput, benchmarks, signed report) through the `on_reverify` callback.
+
+With `live_endpoint`, every heartbeat publishes where committee members reach the agent's live
+check (benchmark_probe/live.py, served alongside this loop by `benchmark-probe agent --live-listen`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 import requests
 
 from benchmark_probe.client import ServiceClient, ServiceError
+from gpuproof.cli.output import backoff_delay, duration, network_cause
 
 NOT_SERVED_YET = (404, 405, 501)
 
@@ -25,22 +31,42 @@ class AgentStats:
     accepted: int = 0
     reverified: int = 0
     failures: list[str] = field(default_factory=list)
+    consecutive_failed: int = 0
+    last_error: str = ""
+    last_unreachable: bool = False  # the last failure was the network's, not a refusal
+    last_not_served: bool = False  # the service has no heartbeat route yet: no backoff for that
+
+    def summary(self) -> str:
+        line = f"heartbeats: {self.sent} sent, {self.accepted} accepted, {self.sent - self.accepted} failed"
+        if self.reverified:
+            line += f", {self.reverified} re-verification(s)"
+        return line + (f" (last error: {self.last_error})" if self.sent > self.accepted else "")
 
 
 def beat_once(
-    client: ServiceClient, machine_id: str, telemetry: dict[str, Any], log: Callable[[str], None]
+    client: ServiceClient,
+    machine_id: str,
+    telemetry: dict[str, Any],
+    log: Callable[[str], None],
+    stats: AgentStats | None = None,
 ) -> dict[str, Any] | None:
     """One heartbeat; the service's answer when accepted, else None. Never raises for service trouble."""
+    stats = stats if stats is not None else AgentStats()
     try:
         ack = client.heartbeat(machine_id, telemetry)
     except ServiceError as exc:
-        if exc.status in NOT_SERVED_YET:
-            log(f"heartbeat endpoint not served yet (HTTP {exc.status}); continuing")
+        stats.last_not_served = exc.status in NOT_SERVED_YET
+        if stats.last_not_served:
+            stats.last_error = f"heartbeat endpoint not served yet (HTTP {exc.status}); continuing"
         else:
-            log(f"heartbeat refused: {exc}")
+            stats.last_error = f"heartbeat refused: {exc}"
+        stats.last_unreachable = False
+        log(stats.last_error)
         return None
     except requests.RequestException as exc:
-        log(f"heartbeat not delivered: {exc}")
+        stats.last_error = f"heartbeat not delivered to {client.api_url}: {network_cause(exc)}"
+        stats.last_unreachable, stats.last_not_served = True, False
+        log(stats.last_error)
         return None
     return ack if isinstance(ack, dict) else {}
 
@@ -55,14 +81,20 @@ def run_agent(
     log: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
     on_reverify: Callable[[], None] | None = None,
+    stats: AgentStats | None = None,
+    live_endpoint: str | None = None,
 ) -> AgentStats:
-    stats = AgentStats()
+    stats = stats if stats is not None else AgentStats()
     while True:
         started = time.monotonic()
         stats.sent += 1
-        ack = beat_once(client, machine_id, read_telemetry(), log)
+        telemetry = read_telemetry()
+        if live_endpoint is not None:
+            telemetry = {**telemetry, "live_endpoint": live_endpoint}
+        ack = beat_once(client, machine_id, telemetry, log, stats)
         if ack is not None:
             stats.accepted += 1
+            stats.consecutive_failed = 0
             if ack.get("reverify") and on_reverify is not None:
                 log("the service asks for re-verification: answering a fresh challenge")
                 try:
@@ -72,6 +104,10 @@ def run_agent(
                     log(f"re-verification failed: {exc}")
         else:
             stats.failures.append(f"beat {stats.sent}")
+            stats.consecutive_failed = 0 if stats.last_not_served else stats.consecutive_failed + 1
         if once:
             return stats
-        sleep(max(0.0, interval_s - (time.monotonic() - started)))
+        wait = backoff_delay(interval_s, stats.consecutive_failed)
+        if stats.consecutive_failed:
+            log(f"next heartbeat in {duration(wait)} ({stats.consecutive_failed} failed in a row)")
+        sleep(max(0.0, wait - (time.monotonic() - started)))

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from benchmark_probe.host import collect_host
+from benchmark_probe.kernel import normalise_pci_bus_id, read_kernel_view
 from gpuproof.protocol.report import CudaView, GpuInfo, HostInfo, Inventory
 
 # CUDA cores per SM by compute capability (CUDA C Programming Guide, "Arithmetic Instructions").
@@ -41,17 +43,6 @@ class CudaInspector(Protocol):
     def views(self) -> list[CudaView]: ...
 
 
-def normalise_pci_bus_id(bus_id: str | bytes) -> str:
-    """NVML says 00000000:3B:00.0, CUDA says 0000:3b:00.0: both become 0000:3b:00.0."""
-    text = bus_id.decode() if isinstance(bus_id, bytes) else bus_id
-    try:
-        domain, bus, devfn = text.strip().split(":")
-        dev, fn = devfn.split(".")
-        return f"{int(domain, 16):04x}:{int(bus, 16):02x}:{int(dev, 16):02x}.{int(fn, 16):x}"
-    except ValueError:
-        return text.strip().lower()
-
-
 def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
@@ -72,6 +63,14 @@ class _Reader:
         except self.nvml.NVMLError as exc:
             self.errors.append(f"{field}: NVML error: {exc}")
             return None
+
+
+# nvmlDeviceGetVirtualizationMode's values (nvml.h NVML_GPU_VIRTUALIZATION_MODE_*).
+VIRTUALIZATION_MODES = {0: "none", 1: "passthrough", 2: "vgpu", 3: "host_vgpu", 4: "host_vsga"}
+
+
+def _virtualization(mode: Any) -> str | None:
+    return None if mode is None else VIRTUALIZATION_MODES.get(int(mode), f"unknown({int(mode)})")
 
 
 def _mode_enabled(mode: Any) -> bool | None:
@@ -131,6 +130,9 @@ def read_gpu(nvml: Any, index: int) -> GpuInfo:
         pcie_width_current=r.get("pcie_width_current", nvml.nvmlDeviceGetCurrPcieLinkWidth),
         ecc_enabled=_mode_enabled(r.get("ecc_mode", nvml.nvmlDeviceGetEccMode)),
         mig_enabled=_mode_enabled(r.get("mig_mode", nvml.nvmlDeviceGetMigMode)),
+        virtualization_mode=_virtualization(
+            r.get("virtualization_mode", nvml.nvmlDeviceGetVirtualizationMode)
+        ),
         errors=r.errors,
     )
 
@@ -231,8 +233,10 @@ def collect_inventory(
     host: HostInfo | None = None,
     *,
     use_default_cuda: bool = True,
+    kernel_roots: tuple[Path, Path] = (Path("/proc"), Path("/sys")),
 ) -> Inventory:
-    """Inventory of this host. Pass an NvmlTestDouble / CudaTestDouble in tests."""
+    """Inventory of this host. Pass an NvmlTestDouble / CudaTestDouble in tests, and the roots of a
+    fake /proc and /sys tree (`kernel_double.write_tree`) for the kernel's view."""
     host = host or collect_host()
     if nvml is None:
         nvml, why = _load_pynvml()
@@ -265,4 +269,5 @@ def collect_inventory(
         gpus=gpus,
         host=host,
         notes=notes,
+        kernel=read_kernel_view(*kernel_roots),
     )

@@ -36,6 +36,11 @@ class NVMLError_LibraryNotFound(NVMLError):
         super().__init__(message)
 
 
+class NVMLError_Timeout(NVMLError):
+    def __init__(self) -> None:
+        super().__init__("Timeout")
+
+
 class NVMLError_Unknown(NVMLError):
     pass
 
@@ -64,12 +69,21 @@ class FakeGpu:
     pcie_width_current: int = 16
     ecc_mode: tuple[int, int] = (1, 1)
     mig_mode: tuple[int, int] = (0, 0)
+    virtualization_mode: int = 0  # NVML_GPU_VIRTUALIZATION_MODE_NONE
     utilization_pct: int = 0
     temperature_c: int = 35
     power_usage_mw: int = 70_000
     sm_clock_mhz: int = 1980
     mem_clock_mhz: int = 2619
     processes: tuple[tuple[int, int], ...] = ()
+    # Health signals: ECC error counts (volatile), retired pages, remapped rows, throttle mask.
+    ecc_corrected: int = 0
+    ecc_uncorrected: int = 0
+    retired_pages_single_bit: int = 0
+    retired_pages_double_bit: int = 0
+    retired_pages_pending: bool = False
+    remapped_rows: tuple[int, int, bool, bool] = (0, 0, False, False)
+    throttle_mask: int = 0
 
     @property
     def sm_count(self) -> int:
@@ -98,10 +112,14 @@ class NvmlTestDouble:
     fail_on: dict[str, set[int]] = field(default_factory=dict)
     unsupported: set[str] = field(default_factory=set)
     initialised: bool = False
+    # XID events queued for nvmlEventSetWait: (gpu index, xid), delivered in order.
+    xid_queue: list[tuple[int, int]] = field(default_factory=list)
+    registered_events: dict[int, int] = field(default_factory=dict)
 
     NVMLError = NVMLError
     NVMLError_NotSupported = NVMLError_NotSupported
     NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
+    NVMLError_Timeout = NVMLError_Timeout
     NVML_CLOCK_SM = 1
     NVML_CLOCK_MEM = 2
     NVML_TEMPERATURE_GPU = 0
@@ -133,6 +151,10 @@ class NvmlTestDouble:
         if not 0 <= index < len(self.gpus):
             raise NVMLError("Invalid Argument")
         return index
+
+    def nvmlDeviceGetIndex(self, h: int) -> int:
+        self._maybe_fail("nvmlDeviceGetIndex", h)
+        return h
 
     # -- per device --------------------------------------------------------------------------
     def _call(self, fn: str, handle: int, get: Callable[[FakeGpu], Any]) -> Any:
@@ -221,6 +243,9 @@ class NvmlTestDouble:
     def nvmlDeviceGetMigMode(self, h: int) -> tuple[int, int]:
         return tuple(self._call("nvmlDeviceGetMigMode", h, lambda g: g.mig_mode))
 
+    def nvmlDeviceGetVirtualizationMode(self, h: int) -> int:
+        return int(self._call("nvmlDeviceGetVirtualizationMode", h, lambda g: g.virtualization_mode))
+
     def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
         return self._call(
             "nvmlDeviceGetUtilizationRates", h, lambda g: SimpleNamespace(gpu=g.utilization_pct, memory=0)
@@ -231,6 +256,52 @@ class NvmlTestDouble:
 
     def nvmlDeviceGetPowerUsage(self, h: int) -> int:
         return int(self._call("nvmlDeviceGetPowerUsage", h, lambda g: g.power_usage_mw))
+
+    def nvmlDeviceGetTotalEccErrors(self, h: int, error_type: int, counter_type: int) -> int:
+        return int(
+            self._call(
+                "nvmlDeviceGetTotalEccErrors",
+                h,
+                lambda g: g.ecc_corrected if error_type == 0 else g.ecc_uncorrected,
+            )
+        )
+
+    def nvmlDeviceGetRetiredPages(self, h: int, cause: int) -> list[int]:
+        count = self._call(
+            "nvmlDeviceGetRetiredPages",
+            h,
+            lambda g: g.retired_pages_single_bit if cause == 0 else g.retired_pages_double_bit,
+        )
+        return [0x1000 * i for i in range(int(count))]
+
+    def nvmlDeviceGetRetiredPagesPendingStatus(self, h: int) -> int:
+        return int(self._call("nvmlDeviceGetRetiredPagesPendingStatus", h, lambda g: g.retired_pages_pending))
+
+    def nvmlDeviceGetRemappedRows(self, h: int) -> tuple[int, int, bool, bool]:
+        return tuple(self._call("nvmlDeviceGetRemappedRows", h, lambda g: g.remapped_rows))
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: int) -> int:
+        return int(self._call("nvmlDeviceGetCurrentClocksThrottleReasons", h, lambda g: g.throttle_mask))
+
+    # -- events (XID) ----------------------------------------------------------------------------
+    def nvmlEventSetCreate(self) -> str:
+        self._maybe_fail("nvmlEventSetCreate", -1)
+        return "event-set"
+
+    def nvmlDeviceRegisterEvents(self, h: int, event_types: int, event_set: str) -> None:
+        self._maybe_fail("nvmlDeviceRegisterEvents", h)
+        self.registered_events[h] = event_types
+
+    def nvmlEventSetWait(self, event_set: str, timeout_ms: int) -> Any:
+        self._maybe_fail("nvmlEventSetWait", -1)
+        while self.xid_queue:
+            index, xid = self.xid_queue.pop(0)
+            if index in self.registered_events:
+                return SimpleNamespace(device=index, eventType=0x8, eventData=xid)
+        raise NVMLError_Timeout()
+
+    def nvmlEventSetFree(self, event_set: str) -> None:
+        return None
 
     def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[Any]:
         return list(

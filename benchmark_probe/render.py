@@ -7,7 +7,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import BenchmarkResult, Integrity, Inventory
+from gpuproof.reference import RATE_HIGH, RATE_LOW, GpuReference, lookup
+from gpuproof.scoring import ScoringError, calc_point_for_model
 
 GIB = 1 << 30
 
@@ -70,8 +73,72 @@ def _integrity_table(integrity: Integrity) -> Table:
     return table
 
 
-def bench_table(console: Console, results: list[BenchmarkResult]) -> None:
-    table = Table(title="Micro-benchmarks (median of repeats; min–max)")
+# ------------------------------------------------------------------------------------ previews
+def upload_table(upload: dict[str, Any]) -> Table:
+    """DBC's CommitteeUploadInfo fields as the service would derive them from this inventory."""
+    table = Table(title="DBC CommitteeUploadInfo fields (derived from this inventory)", show_header=False)
+    if "error" in upload:
+        for reason in upload["error"]:
+            table.add_row("[red]not derivable[/]", str(getattr(reason, "message", reason)))
+        return table
+    for key, value in upload.items():
+        table.add_row(key, str(value))
+    return table
+
+
+def _gpu_reference(inventory: Inventory) -> GpuReference | None:
+    names = {g.name for g in inventory.gpus if g.name}
+    if len(names) != 1:
+        return None
+    return lookup(names.pop())
+
+
+def calc_point_preview(inventory: Inventory, mem_num: int | None, region: Region | None) -> list[str]:
+    """What calc_point the machine would get if every claim is proven (scoring.calc_point_for_model
+    on the reference table's figures for the model, never the host's): a preview, not a verdict."""
+    if not inventory.gpus:
+        return ["calc_point preview: no GPU found, so no calc_point (a CPU-only machine earns none)"]
+    ref = _gpu_reference(inventory)
+    if ref is None:
+        names = sorted({g.name or "?" for g in inventory.gpus})
+        return [f"calc_point preview: {', '.join(names)} not in the reference table (or mixed models)"]
+    if mem_num is None:
+        return ["calc_point preview: the host's RAM could not be read"]
+    basis = region or Region.china
+    try:
+        point = calc_point_for_model(ref, gpu_num=len(inventory.gpus), ram_gb=mem_num, region=basis)
+    except ScoringError as exc:
+        return [f"calc_point preview: {exc}"]
+    where = f"region {basis.value}" if region else "no --region given: coefficient 1 (region china)"
+    return [
+        f"calc_point preview: {point.decimal} "
+        f"({len(inventory.gpus)} x {ref.model}, {mem_num} GB RAM, {where})",
+        "  a preview from the reference table: the verdict's calc_point counts only what is proven",
+    ]
+
+
+def _reference_cell(ref: GpuReference | None, r: BenchmarkResult) -> str:
+    """The model's reference figure (or envelope) beside a measured one; '' when none applies."""
+    if ref is None or not r.verified:
+        return ""
+    if r.name == "gemm_bf16" and ref.expected_bf16_tflops is not None:
+        low, high = RATE_LOW * ref.expected_bf16_tflops, RATE_HIGH * ref.expected_bf16_tflops
+        mark = "[green]inside[/]" if ref.rate_fits(r.median) else "[red]outside[/]"
+        return f"{low:.1f}–{high:.1f} ({mark})"
+    if r.name == "gemm_fp32" and ref.fp32_tflops is not None:
+        return f"peak {ref.fp32_tflops:g}"
+    if r.name == "gemm_int8" and ref.expected_int8_tops is not None:
+        return f"~{ref.expected_int8_tops:g} (estimate)"
+    if r.name == "copy_d2d" and ref.mem_bw_gbs is not None:
+        return f"memory peak {ref.mem_bw_gbs:g} (a copy moves each byte twice)"
+    return ""
+
+
+def bench_table(console: Console, results: list[BenchmarkResult], inventory: Inventory | None = None) -> None:
+    by_label = {
+        f"gpu{g.index}": lookup(g.name) if g.name else None for g in (inventory.gpus if inventory else [])
+    }
+    table = Table(title="Micro-benchmarks (median of repeats; min–max) beside the model's reference")
     table.add_column("device", no_wrap=True)
     table.add_column("benchmark", no_wrap=True, min_width=15)  # copy_h2d_pinned: never cut short
     for col in ("median", "min", "max"):
@@ -79,9 +146,18 @@ def bench_table(console: Console, results: list[BenchmarkResult]) -> None:
     table.add_column("unit")
     table.add_column("n", justify="right")  # repeats
     table.add_column("verified")
+    table.add_column("reference")
     for r in results:
         ok = "[green]yes[/]" if r.verified else f"[red]NO: {r.error}[/]"
         table.add_row(
-            r.device, r.name, f"{r.median:.3f}", f"{r.min:.3f}", f"{r.max:.3f}", r.unit, str(r.repeats), ok
+            r.device,
+            r.name,
+            f"{r.median:.3f}",
+            f"{r.min:.3f}",
+            f"{r.max:.3f}",
+            r.unit,
+            str(r.repeats),
+            ok,
+            _reference_cell(by_label.get(r.device), r),
         )
     console.print(table)

@@ -2,7 +2,8 @@
 
 Sections: cold import of every handler (reference: `import boto3`), report intake on the local
 stack (reference: a raw DynamoDB put_item against the same moto server), Ed25519 request
-verification (reference: SHA-256 of the same bytes), then the proof and draw sections.
+verification (reference: SHA-256 of the same bytes), then the proof, draw, sweeper and
+concurrent-machines (scripts/bench_load.py: 20/50/100 machines at once) sections.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the tests' API client and t
 
 import bench_capacity  # noqa: E402
 import bench_draw  # noqa: E402
+import bench_load  # noqa: E402
 import bench_proof  # noqa: E402
 import bench_sweep  # noqa: E402
 
@@ -271,6 +273,7 @@ def main() -> int:
         bench_capacity.capacity_section(),
         bench_draw.bench_sections(),
         bench_sweep.bench_sections(),
+        bench_load.bench_sections(),
     ]
     sections.append(f"\n_Total bench time: {time.monotonic() - started:.0f} s._\n")
     args.out.write_text("\n".join(sections))

@@ -207,7 +207,7 @@ def run_demo(tmp: Path, params: dict[str, str], operator_key: Path, no_chain: st
         console.print(f"new machine key {key} (mode {oct(key.stat().st_mode & 0o777)})")
         console.rule("benchmark-probe submit (this host)")
         args = ["--api", stack.api_url, "--owner", OWNER, "--region", "europe", "--key", str(key)]
-        run = probe("submit", *args, "--quick", "--json")
+        run = probe("submit", *args, "--quick", "--yes", "--json")  # --yes: a CPU-only host goes on
         if run.returncode != 0:
             console.print(run.stdout, run.stderr)
             return 1
@@ -241,6 +241,13 @@ def run_demo(tmp: Path, params: dict[str, str], operator_key: Path, no_chain: st
                 m = get(stack, f"/machines/{machine_id}")["machine"]
             console.print(f"machine state: [bold]{m['state']}[/bold]")
             show_chain(stack, machine_id)
+        console.rule("the web console")
+        console.print(
+            f"network  {stack.api_url}/\n"
+            f"machine  {stack.api_url}/console/machines/{machine_id}\n"
+            f"member   {stack.api_url}/console/members/{members[0].account}",
+            soft_wrap=True,  # whole links, to copy or click
+        )
         console.print(f"demo finished in {time.monotonic() - t0:.1f} s")
     return 0
 

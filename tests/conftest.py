@@ -39,8 +39,14 @@ COMMITTEE_WINDOW_SCALE = 6 / (36 * 3600)
 OPERATOR_KEY = SigningKey.generate()
 # No cooldown after a failed attempt (attempts are still counted): tests retry at once; the
 # production settings, cooldown included, are tested by tests/e2e/test_attacks.py on a stack of its own.
+# The CPU backend's deadline (CpuProofDeadlineSeconds): its proof is ~33 ms of numpy work, timed here
+# on 2 cores shared by the stack, moto, up to 100 provers of tests/e2e/test_load.py in this process
+# and another suite; a derived 1 s deadline fails honest provers under that load (8.05 s seen).
+# GPU deadlines never read it; tests of a missed deadline set the derived one (CPU_PROOF_DEADLINE_S=0).
+CPU_PROOF_DEADLINE_S = 120
 LOCAL_PARAMETERS = {
     "AllowCpuBackend": "true",
+    "CpuProofDeadlineSeconds": str(CPU_PROOF_DEADLINE_S),
     "CommitteeWindowScale": str(COMMITTEE_WINDOW_SCALE),
     "CommitteeOperatorKey": OPERATOR_KEY.public_hex,
     "ChallengeCooldownSeconds": "0",

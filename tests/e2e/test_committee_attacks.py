@@ -49,6 +49,13 @@ def fresh_bots(local_stack: Any, tmp_path: Path) -> Iterator[list[Bot]]:
         bot.client.retire()
 
 
+def cli_json(output: str) -> Any:
+    """The command's one indented JSON document: the stack's functions run in background threads
+    of this process and their one-line log and metric documents can share the captured stdout."""
+    start = output.index("{\n")
+    return json.JSONDecoder().raw_decode(output[start:])[0]
+
+
 def test_fresh_keys_are_never_drawn_until_the_operator_admits_them(
     local_stack: Any,
     operator: OperatorClient,
@@ -78,7 +85,7 @@ def test_fresh_keys_are_never_drawn_until_the_operator_admits_them(
     ops = ["--api", api, "--key", str(key_file), "--json"]
     result = CliRunner().invoke(ops_app, ["admit", first.client.account, *ops])  # as the operator does
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["admitted"] is True
+    assert cli_json(result.stdout)["admitted"] is True
     for bot in others:
         assert operator.admit(bot.client.account)["admitted"] is True
     rnd = wait_for(lambda: (x := requests.get(f"{api}/rounds/{machine_id}/1", timeout=10)).ok and x.json())
@@ -137,7 +144,8 @@ def test_linked_accounts_are_validated(local_stack: Any) -> None:
 
 
 def liar(client: CommitteeClient, state: MemberState, stop: threading.Event, factor: int = 1000) -> None:
-    """A bought member: inspects like an honest one, then commits and reveals calc_point × factor."""
+    """A bought member: inspects like an honest one, then commits and reveals (calc_point + 100) ×
+    factor (+ 100: a CPU-backend machine's calc_point is 0 while its RAM is not proven)."""
     while not stop.wait(0.3):
         try:
             for a in client.assignments():
@@ -147,7 +155,8 @@ def liar(client: CommitteeClient, state: MemberState, stop: threading.Event, fac
                 if a["phase"] == "commit" and not a["committed"]:
                     found = inspect_transcript(client.transcript(mid, rno), allow_cpu_backend=True)
                     assert found.fields is not None
-                    found.fields = {**found.fields, "calc_point": found.fields["calc_point"] * factor}
+                    bought = (found.fields["calc_point"] + 100) * factor
+                    found.fields = {**found.fields, "calc_point": bought}
                     commit_findings(client, state, found)
                 elif a["phase"] == "reveal" and a["committed"] and not a["revealed"]:
                     reveal_findings(client, state, mid, rno)
@@ -157,7 +166,7 @@ def liar(client: CommitteeClient, state: MemberState, stop: threading.Event, fac
 
 @pytest.fixture
 def liars(local_stack: Any, operator: OperatorClient, tmp_path: Path) -> Iterator[list[CommitteeClient]]:
-    """Three ADMITTED members that reveal calc_point × 1000: an admitted majority gone bad."""
+    """Three ADMITTED members that reveal (calc_point + 100) × 1000: an admitted majority gone bad."""
     stop = threading.Event()
     clients, threads = [], []
     for i in range(3):
@@ -190,7 +199,7 @@ def test_a_majority_disagreeing_with_the_service_is_disputed_until_the_operator_
     rnd = requests.get(f"{api}/rounds/{machine_id}/1", timeout=10).json()
     assert rnd["status"] == "disputed" and rnd["result"] == "disputed"
     committee_view, service_view = rnd["tally"]["committee_view"], rnd["tally"]["service_view"]
-    assert committee_view["calc_point"] == service_view["calc_point"] * 1000
+    assert committee_view["calc_point"] == (service_view["calc_point"] + 100) * 1000
     assert verdict(local_stack, machine_id, 1) is None  # nothing for the chain publisher
     time.sleep(1.5)
     assert verdict(local_stack, machine_id, 1) is None
@@ -207,7 +216,7 @@ def test_a_majority_disagreeing_with_the_service_is_disputed_until_the_operator_
         ops_app, ["resolve", machine_id, "--accept", "service", "--note", "x1000", *ops]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["resolution"]["accept"] == "service"
+    assert cli_json(result.stdout)["resolution"]["accept"] == "service"
 
     settled = final_state(api, machine_id, {"confirmed", "refused"})
     assert settled["machine"]["state"] == "confirmed"
@@ -222,4 +231,4 @@ def test_a_majority_disagreeing_with_the_service_is_disputed_until_the_operator_
     again = CliRunner().invoke(
         ops_app, ["resolve", machine_id, "--round", "1", "--accept", "committee", *ops]
     )
-    assert again.exit_code == 1 and json.loads(again.stdout)["code"] == "round_not_disputed"
+    assert again.exit_code == 1 and cli_json(again.stdout)["code"] == "round_not_disputed"

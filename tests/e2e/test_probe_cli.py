@@ -37,6 +37,7 @@ def test_submit_registers_proves_and_is_verified(local_stack: Any, tmp_path: Pat
         "--key",
         str(key_path),
         "--quick",
+        "--yes",  # the CI host has no GPU: a CPU-only report, on purpose
         "--json",
     ]
     result = runner.invoke(app, args)

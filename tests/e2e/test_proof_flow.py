@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,10 +16,11 @@ from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.proof import prove
 from benchmark_probe.report import Challenge, build_report
 from benchmark_probe.submit import challenge_request_for, register, registration_for
-from gpuproof.api.wiring import verify_services
+from gpuproof.api.wiring import machine_services, verify_services
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import Region
 from gpuproof.protocol.proof import NumpyExecutor, ProofExecutor, ProofParams, Prover, SignedCommitment
+from tests.conftest import CPU_PROOF_DEADLINE_S
 
 from .api_client import OWNER, Tables
 
@@ -112,10 +113,30 @@ def test_prover_skipping_work_is_refused(local_stack: Any) -> None:
     assert "proof_row_check_failed" in codes, codes
 
 
-def test_prover_slower_than_the_deadline_is_refused(local_stack: Any) -> None:
+@pytest.fixture
+def derived_cpu_deadline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CPU proof's derived deadline (about 1 s) instead of the session's load allowance
+    (tests/conftest.py CPU_PROOF_DEADLINE_S), for the machine API and the verify worker alike."""
+    monkeypatch.setenv("CPU_PROOF_DEADLINE_S", "0")
+    machine_services.cache_clear()
+    verify_services.cache_clear()
+    yield
+    monkeypatch.undo()
+    machine_services.cache_clear()
+    verify_services.cache_clear()
+
+
+def test_honest_prover_gets_the_session_cpu_deadline(local_stack: Any) -> None:
+    key, client, inventory = new_machine(local_stack)
+    (params,) = take_challenge(client, key, inventory).params["proof"]
+    assert params["deadline_s"] == CPU_PROOF_DEADLINE_S > params["expected_s"]
+
+
+def test_prover_slower_than_the_deadline_is_refused(local_stack: Any, derived_cpu_deadline: None) -> None:
     key, client, inventory = new_machine(local_stack)
     challenge = take_challenge(client, key, inventory)
     deadline = challenge.params["proof"][0]["deadline_s"]
+    assert deadline < 2.0  # the derived one: expected_s x tolerance + the network allowance
     time.sleep(deadline * 1.3)
     status = submit(
         local_stack, key, client, inventory, challenge, prove(client, key, challenge, NumpyExecutor())

@@ -92,7 +92,16 @@ def test_unverified_report_is_requeued(moto_server: Any) -> None:
         challenge_ttl_s=900,
     )
     assert mid not in requeue_unverified_reports(real, older_than_s=3600)  # too recent: left alone
-    assert mid in requeue_unverified_reports(real, older_than_s=0)
+    announced: list[str] = []
+    assert mid in requeue_unverified_reports(real, older_than_s=0, announced=announced)
+    assert announced == [mid]  # the first time: the sweeper logs it
+    machine = store.get_machine(mid)
+    assert machine is not None and machine.state == MachineState.submitted
+    (reason,) = machine.state_reasons
+    assert reason["code"] == "verification_requeued" and "VerifyDLQ" in reason["next_step"]
+    again: list[str] = []
+    assert mid in requeue_unverified_reports(real, older_than_s=0, announced=again)
+    assert again == []  # the same reason: re-enqueued, not logged again
     bodies = [
         json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     ]

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from gpuproof.claim import capacity_params_for, make_claim
-from gpuproof.config import shadow_checks
+from gpuproof.config import enforced_checks
 from gpuproof.logic.capacity import load_session, openings_bytes, openings_limit, session_doc
+from gpuproof.logic.verification import SHADOW_BY_DEFAULT
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.capacity import CapacitySession, CapacityTranscript, TargetOpenings
 from gpuproof.protocol.capacity.models import SpotOpening, WalkOpening, WalkStep
@@ -32,15 +33,16 @@ NONCE = bytes(range(7, 39))
 
 def test_capacity_is_in_shadow_unless_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CAPACITY_ENFORCEMENT", raising=False)
-    monkeypatch.setenv("SHADOW_CHECKS", "integrity")
-    assert shadow_checks() == {"integrity", "capacity"}
+    monkeypatch.setenv("ENFORCE_CHECKS", "evidence")
+    assert enforced_checks() == {"evidence"}  # capacity stays in SHADOW_BY_DEFAULT's shadow
+    assert "capacity" in SHADOW_BY_DEFAULT
     monkeypatch.setenv("CAPACITY_ENFORCEMENT", "enforce")
-    assert shadow_checks() == {"integrity"}
+    assert enforced_checks() == {"evidence", "capacity"}
     monkeypatch.setenv("CAPACITY_ENFORCEMENT", "shadow")
-    assert "capacity" in shadow_checks()
+    assert "capacity" not in enforced_checks()
     monkeypatch.setenv("CAPACITY_ENFORCEMENT", "off")
     with pytest.raises(RuntimeError, match="neither shadow nor enforce"):
-        shadow_checks()
+        enforced_checks()
 
 
 def _honest_session() -> tuple[CapacitySession, list[TargetOpenings]]:

@@ -28,6 +28,7 @@ from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import BenchmarkReport, BenchmarkResult, Integrity, Inventory
 from gpuproof.reference import lookup
 from gpuproof.scoring import calc_point_for_model
+from tests.unit.evidence_facts import capacity_doc, facts
 from tests.unit.gpu_host_double import bf16_figures, h100_inventory
 
 MID = "ab" * 32
@@ -129,6 +130,7 @@ def test_model_swap_is_refused_and_scored_as_the_claimed_model() -> None:
         report(inventory, bf16_figures(inventory, 790.0)),
         Claim("L4", 1),
         allow_cpu_backend=False,
+        facts=facts(Claim("L4", 1), capacity=capacity_doc(Claim("L4", 1))),
     )
     assert not found.supports
     assert "gpu_model_mismatch" in codes(found.problems)
@@ -136,6 +138,7 @@ def test_model_swap_is_refused_and_scored_as_the_claimed_model() -> None:
     ref = lookup("L4")
     assert ref is not None
     expected = calc_point_for_model(ref, gpu_num=1, ram_gb=found.fields["mem_num"], region=Region.europe)
+    assert found.fields["mem_num"] == 512  # proven
     assert found.fields["calc_point"] == expected.chain_value
     assert found.fields["gpu_type"] == "L4" and found.fields["cuda_core"] == 7424
 
@@ -155,8 +158,9 @@ def test_more_gpus_in_the_inventory_than_claimed_score_nothing_more() -> None:
 
 def test_a_missing_benchmark_is_a_refusal_not_medium_confidence() -> None:
     inventory = h100_inventory(2)
+    claim = Claim("H100 SXM5 80GB", 2)
     found = findings_from_report(
-        MID, "europe", report(inventory), Claim("H100 SXM5 80GB", 2), allow_cpu_backend=False
+        MID, "europe", report(inventory), claim, allow_cpu_backend=False, facts=facts(claim)
     )
     assert not found.supports
     assert codes(found.problems) == {"benchmark_missing"}
@@ -182,12 +186,15 @@ def test_an_honest_report_supports_its_claim_and_says_which_input_is_declared() 
         report(inventory, bf16_figures(inventory, 790.0)),
         Claim("H100 SXM5 80GB", 8),
         allow_cpu_backend=False,
+        facts=facts(Claim("H100 SXM5 80GB", 8)),
     )
     assert found.supports, found.problems
     assert found.fields is not None and found.fields["gpu_num"] == 8
     assert found.fields["gpu_type"] == "H100SXM580GB" and found.fields["gpu_mem"] == 80
-    assert "not proven" in found.evidence["mem_num"]
-    assert "claimed in the challenge" in found.evidence["gpu_num"]
+    status = {i["input"]: i["status"] for i in found.evidence["inputs"]}
+    # No capacity record: RAM not proven (scores 0), count bound by work, region declared.
+    assert status["RAM_GB"] == "not_proven" and found.fields["mem_num"] == 0
+    assert status["gpu_num"] == "bound" and status["region"] == "declared"
 
 
 def test_a_mixed_host_is_held_to_its_one_claimed_model() -> None:
@@ -206,10 +213,11 @@ def test_a_mixed_host_is_held_to_its_one_claimed_model() -> None:
 
 
 def test_huge_or_negative_ram_never_raises() -> None:
-    """One bad report must not stop a draw: scoring errors become problems."""
+    """One bad report must not stop a draw: scoring errors become problems; declared RAM scores
+    only up to what was proven (none here: 0)."""
     for ram in (10**400, 10**30, -(1 << 40)):
         host = fixed_host().model_copy(update={"ram_bytes": ram})
         found = findings_from_report(
             MID, "europe", report(Inventory(backend="cpu", host=host)), Claim(None, 0), allow_cpu_backend=True
         )
-        assert not found.supports and found.problems
+        assert found.fields is not None and found.fields["mem_num"] == 0 and found.fields["calc_point"] == 0

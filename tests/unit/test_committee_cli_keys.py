@@ -25,14 +25,14 @@ def test_keygen_writes_a_0600_member_key_once(tmp_path: Path) -> None:
     assert doc["imported"] is False and SigningKey.load(path).public_hex == doc["account"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = runner.invoke(app, ["keygen", "--key", str(path), "--json"])
-    assert again.exit_code == 1 and "refusing to overwrite" in json.loads(again.stdout)["error"]
+    assert again.exit_code == 4 and "refusing to overwrite" in json.loads(again.stdout)["error"]
 
 
 def test_keygen_imports_a_dbc_account_and_checks_it(tmp_path: Path) -> None:
     path = tmp_path / "committee.key"
     args = ["keygen", "--key", str(path), "--scheme", "sr25519", "--import-seed", "--json"]
     wrong = runner.invoke(app, [*args, "--expect-account", "00" * 32], input=ALICE_SEED)
-    assert wrong.exit_code == 2 and not path.exists()
+    assert wrong.exit_code == 4 and not path.exists()
     assert f"account is {ALICE_ACCOUNT}" in json.loads(wrong.stdout)["error"]
     ok = runner.invoke(app, [*args, "--expect-account", ALICE_ACCOUNT], input=ALICE_SEED + "\n")
     assert ok.exit_code == 0, ok.output

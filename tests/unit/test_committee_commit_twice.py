@@ -58,7 +58,9 @@ class RoundService(CommitteeClient):
     def round(self, machine_id: str, round_no: int) -> Any:
         return {"commits": {a: {"commit_hash": h} for a, h in self.commits.items()}}
 
-    def reveal(self, machine_id: str, round_no: int, info: CommitteeUploadInfo) -> Any:
+    def reveal(
+        self, machine_id: str, round_no: int, info: CommitteeUploadInfo, live_check: Any = None
+    ) -> Any:
         if not info.matches_commit(self.commits[self.account]):
             raise ApiError(422, "reveal_mismatch", "blake2_128 of the revealed info is not the commit", [])
         self.reveals.append(info)

@@ -44,6 +44,13 @@ class DrawStore:
     def machines_awaiting_draw(self) -> list[Machine]:
         return list(self.machines)
 
+    def set_state_reasons(self, machine_id: str, state: str, reasons: list[dict[str, str]]) -> bool:
+        for m in self.machines:
+            if m.machine_id == machine_id and m.state == state and m.state_reasons != reasons:
+                m.state_reasons = reasons
+                return True
+        return False
+
     def list_members(self) -> list[CommitteeMember]:
         return self.members
 
@@ -184,3 +191,29 @@ def test_a_round_whose_tally_raises_does_not_block_the_next_verdict() -> None:
     verdicts = close_due_rounds(svc)
     assert [v.machine_id for v in verdicts] == ["good"]
     assert store.closed == ["good"]
+
+
+def test_a_machine_waiting_for_members_is_told_why_once() -> None:
+    """Fewer eligible members than a committee needs: the reason, with the next step, lands in
+    state_reasons on the first tick (announced: logged) and the next ticks change nothing."""
+    key = SigningKey.generate()
+    store = DrawStore([machine(key, 1.0)], {key.public_hex: verified(key)})
+    store.members = store.members[:2]
+    svc = CommitteeServices(
+        store=store,  # type: ignore[arg-type]
+        clock=Clock(),
+        allow_cpu_backend=True,
+        beacon=HashChainBeacon(b"s" * 32, 10),
+    )
+    (first,) = draw_due_machines(svc)
+    assert first.outcome == "waiting" and first.announced
+    (reason,) = store.machines[0].state_reasons
+    assert reason["code"] == "committee_pool_too_small"
+    assert reason["message"] == "2 eligible committee members, 3 needed for a draw"
+    assert "gpuproof-ops admit" in reason["next_step"]
+    for _ in range(3):
+        (again,) = draw_due_machines(svc)
+        assert again.outcome == "waiting" and not again.announced
+    store.members.append(CommitteeMember("member-9", [], 0.0, admitted=True))
+    (drawn,) = draw_due_machines(svc)
+    assert drawn.outcome == "drawn"

@@ -42,7 +42,7 @@ def test_keygen_writes_0600_and_refuses_to_overwrite(tmp_path: Path) -> None:
     assert SigningKey.load(key).public_hex == out["machine_id"]
     before = key.read_bytes()
     second = runner.invoke(app, ["keygen", "--key", str(key), "--json"])
-    assert second.exit_code == 1
+    assert second.exit_code == 4  # a key problem (docs/cli.md)
     assert "refusing to overwrite" in json.loads(second.stdout)["error"]
     assert key.read_bytes() == before
 
@@ -113,14 +113,14 @@ def test_submit_without_a_key_explains_how_to_make_one(tmp_path: Path) -> None:
         str(tmp_path / "nokey"),
     ]
     result = runner.invoke(app, [*args, "--json"])
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert "benchmark-probe keygen" in json.loads(result.stdout)["error"]
 
 
 def _submit_args(key: Path) -> list[str]:
     owner = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
     return ["submit", "--api", "https://api.example/prod", "--owner", owner, "--region", "europe",
-            "--key", str(key), "--quick", "--json"]  # fmt: skip
+            "--key", str(key), "--quick", "--yes", "--json"]  # fmt: skip
 
 
 def test_submit_refused_prints_code_and_reasons(
@@ -185,9 +185,13 @@ def test_keygen_imports_an_existing_sr25519_node_key_from_stdin(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
         "machine_id": ALICE_PUBLIC,
+        "public_key": ALICE_PUBLIC,
+        "address": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
         "key_path": str(path),
         "scheme": "sr25519",
         "imported": True,
+        "source": "seed",
+        "mnemonic_shown": False,
     }
     assert ALICE_SEED[2:] not in result.output  # the secret is never echoed
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -195,20 +199,20 @@ def test_keygen_imports_an_existing_sr25519_node_key_from_stdin(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    ("seed", "expect", "error"),
+    ("seed", "expect", "error", "code"),
     [
-        ("0x1234", None, "32 bytes of hex"),
-        ("zz" * 32, None, "32 bytes of hex"),
-        (ALICE_SEED, "ab" * 32, f"machine_id is {ALICE_PUBLIC}"),
+        ("0x1234", None, "32 bytes of hex", 2),
+        ("zz" * 32, None, "32 bytes of hex", 2),
+        (ALICE_SEED, "ab" * 32, f"machine_id is {ALICE_PUBLIC}", 4),
     ],
 )
 def test_keygen_import_refuses_bad_seeds_and_writes_nothing(
-    tmp_path: Path, seed: str, expect: str | None, error: str
+    tmp_path: Path, seed: str, expect: str | None, error: str, code: int
 ) -> None:
     path = tmp_path / "machine.key"
     args = ["keygen", "--key", str(path), "--scheme", "sr25519", "--import-seed", "--json"]
     result = runner.invoke(app, [*args, *(["--expect-machine-id", expect] if expect else [])], input=seed)
-    assert result.exit_code == 2
+    assert result.exit_code == code
     assert error in json.loads(result.stdout)["error"]
     assert seed.removeprefix("0x") not in result.output
     assert not path.exists()

@@ -9,6 +9,7 @@ figure's size on a real GPU (docs/measurements.md).
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -127,4 +128,5 @@ def test_interactive_bench_and_inventory_render_gpu_results(monkeypatch: pytest.
     inventory = CliRunner().invoke(app, ["inventory"])
     assert inventory.exit_code == 0, inventory.output
     assert "GPUs (NVML, cross-checked with CUDA)" in inventory.stdout and "H100" in inventory.stdout
-    assert "'gpu_num': 2" in inventory.stdout
+    assert re.search(r"gpu_num\s*│\s*2\s*│", inventory.stdout), inventory.stdout
+    assert "calc_point preview:" in inventory.stdout and "2 x H100" in inventory.stdout

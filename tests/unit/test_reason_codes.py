@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gpuproof.errors import STATUS_BY_CODE, Rejection
 from gpuproof.logic.committee import DRAW_FAILED
+from gpuproof.protocol import live as live_codes
 from gpuproof.protocol.proof import codes as proof_codes
 from gpuproof.protocol.reasons import Reason
 from gpuproof.reason_codes import REASON_CODES, STAGES
@@ -57,6 +58,7 @@ def test_every_literal_reason_code_is_registered() -> None:
 
 def test_every_proof_code_and_outcome_code_is_registered() -> None:
     assert set(proof_codes.ALL_CODES) <= set(REASON_CODES)
+    assert set(live_codes.ALL_CODES) <= set(REASON_CODES)
     assert DRAW_FAILED in REASON_CODES
 
 

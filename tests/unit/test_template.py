@@ -46,12 +46,18 @@ ENV_NAMES = {
     "PUBLISHED_BATCHES_TABLE": "PublishedBatchesTable",
     "ORACLE_KEY_SECRET_ARN": "OracleKeySecret",
     "TRANSCRIPTS_BUCKET": "TranscriptsBucket",
+    "HEARTBEATS_TABLE": "HeartbeatsTable",
+    "VERIFY_DLQ_URL": "VerifyDLQ",
 }
+# Told, not granted through these names: the console reads the alarms' states by name.
+ALARM_ENV = "ALARM_NAMES"
 PARAM_ENV = {
     "CHALLENGE_TTL_S": "ChallengeTtlSeconds",
     "MAX_SKEW_S": "SignatureMaxSkewSeconds",
     "ALLOW_CPU_BACKEND": "AllowCpuBackend",
+    "CPU_PROOF_DEADLINE_S": "CpuProofDeadlineSeconds",
     "SHADOW_CHECKS": "ShadowChecks",
+    "ENFORCE_CHECKS": "EnforceChecks",
     "CAPACITY_ENFORCEMENT": "CapacityEnforcement",
     "CHALLENGE_COOLDOWN_S": "ChallengeCooldownSeconds",
     "CHALLENGE_COOLDOWN_MAX_S": "ChallengeCooldownMaxSeconds",
@@ -64,6 +70,7 @@ PARAM_ENV = {
     "CHAIN_NODE_URL": "ChainNodeUrl",
     "CHAIN_CALL": "ChainCall",
     "TRANSCRIPT_MAX_BYTES_PER_GPU": "TranscriptMaxBytesPerGpu",
+    "HEARTBEAT_RETENTION_DAYS": "HeartbeatRetentionDays",
 }
 
 EXPECTED_FUNCTIONS = {
@@ -73,6 +80,7 @@ EXPECTED_FUNCTIONS = {
     "DeadlineSweeperFunction",
     "ChainPublisherFunction",
     "ScoreFeedFunction",
+    "ConsoleFunction",
 }
 
 EXPECTED_KEYS = {
@@ -86,10 +94,12 @@ EXPECTED_KEYS = {
     "VerdictsTable": [("verdict_id", "HASH", "S")],
     "IdempotencyTable": [("id", "HASH", "S")],
     "PublishedBatchesTable": [("feed", "HASH", "S"), ("position", "RANGE", "N")],
+    "HeartbeatsTable": [("machine_id", "HASH", "S"), ("received_at", "RANGE", "N")],
 }
 EXPECTED_TTL = {
     "ChallengesTable": "expires_ttl",
     "RequestNoncesTable": "expires_ttl",
+    "HeartbeatsTable": "expires_ttl",
     "IdempotencyTable": "expiration",
 }
 
@@ -331,6 +341,13 @@ def test_policies_are_scoped_and_stated_once(template: Template, lid: str) -> No
                 assert st["Effect"] == "Allow", st
                 if all(a.startswith("s3:") for a in st["Action"]):
                     assert st["Resource"] == {"Fn::Sub": "${TranscriptsBucket.Arn}/transcripts/*"}, st
+                elif st["Action"] == ["dynamodb:PutItem"]:  # one action on one table
+                    assert st["Resource"] == {"Fn::GetAtt": ["HeartbeatsTable", "Arn"]}, st
+                elif st["Action"] == ["sqs:GetQueueAttributes"]:  # depths of the stack's queues
+                    queues = set(template.of_type("AWS::SQS::Queue"))
+                    assert {r["Fn::GetAtt"][0] for r in st["Resource"]} <= queues, st
+                elif st["Action"] == ["cloudwatch:DescribeAlarms"]:  # read-only alarm states
+                    assert lid == "ConsoleFunction", st
                 else:
                     assert all(a.startswith("kms:") for a in st["Action"]), st
                     assert st["Resource"] == {"Fn::GetAtt": ["ServiceKey", "Arn"]}, st
@@ -349,6 +366,10 @@ def test_environment_matches_access(template: Template, lid: str) -> None:
     for name, value in env.items():
         if name in PARAM_ENV:
             assert value == {"Ref": PARAM_ENV[name]}
+        elif name == ALARM_ENV:
+            separator, refs = value["Fn::Join"]
+            alarms = set(template.of_type("AWS::CloudWatch::Alarm"))
+            assert separator == "," and {r["Ref"] for r in refs} <= alarms, value
         else:
             assert name in ENV_NAMES, f"{lid}: unexpected variable {name}"
 

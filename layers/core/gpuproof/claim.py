@@ -92,13 +92,18 @@ def make_claim(claimed_gpu_model: str | None, gpu_count: int, *, allow_cpu_backe
     return Claim(ref.model, gpu_count)
 
 
-def proof_params_for(claim: Claim) -> list[ProofParams]:
+def proof_params_for(claim: Claim, *, cpu_deadline_s: float = 0.0) -> list[ProofParams]:
     """The proof-of-throughput parameters the service gives this claim: one set per GPU, sized
     from the claimed model's expected int8 rate (its fastest exact path) so the GEMMs take about
     10 s on it, with the model's own epilogue and setup allowances; a CPU claim gets the small
-    CPU parameters."""
+    CPU parameters, its deadline at least `cpu_deadline_s` (CPU_PROOF_DEADLINE_S: the CPU backend
+    is a plumbing check for tests and demos, timed on a host it shares with the stack and the other
+    provers of a test, not a throughput bound; docs/protocol.md "Deadline"). GPU claims never read it."""
     if claim.cpu:
-        return [derive_params(None, cpu=True)]
+        params = derive_params(None, cpu=True)
+        if cpu_deadline_s > params.deadline_s:
+            params = params.model_copy(update={"deadline_s": cpu_deadline_s})
+        return [params]
     ref = claim.reference
     rate = None if ref is None else ref.expected_int8_tops
     if ref is None or rate is None:
@@ -111,14 +116,17 @@ def proof_params_for(claim: Claim) -> list[ProofParams]:
     ]
 
 
-def challenge_params(claim: Claim, claimed_ram_bytes: int | None = None) -> dict[str, Any]:
+def challenge_params(
+    claim: Claim, claimed_ram_bytes: int | None = None, *, cpu_deadline_s: float = 0.0
+) -> dict[str, Any]:
     """What a challenge stores and the probe must answer: the claim, its proof parameters, the
     claimed host RAM and the capacity phase (docs/protocol.md §17) for every claimed GPU and it."""
+    params = proof_params_for(claim, cpu_deadline_s=cpu_deadline_s)
     capacity = capacity_params_for(claim, claimed_ram_bytes)
     return {
         **claim.as_dict(),
         "claimed_ram_bytes": claimed_ram_bytes,
-        "proof": [p.model_dump(mode="json") for p in proof_params_for(claim)],
+        "proof": [p.model_dump(mode="json") for p in params],
         "capacity": None if capacity is None else capacity.model_dump(mode="json"),
     }
 
@@ -144,7 +152,18 @@ def stored_proof_params(params: Mapping[str, Any]) -> list[ProofParams]:
     return [ProofParams.model_validate(p) for p in params.get("proof") or []]
 
 
-def params_reasons(params: Mapping[str, Any], claim: Claim) -> list[Reason]:
+def stored_cpu_deadline(params: Mapping[str, Any]) -> float:
+    """The deadline a CPU challenge was issued with (0 if none parses): a committee member, who
+    cannot know the service's CpuProofDeadlineSeconds, holds a CPU claim's parameters to it (never
+    below the derived one) and recomputes everything else."""
+    try:
+        stored = stored_proof_params(params)
+    except ValueError:
+        return 0.0
+    return stored[0].deadline_s if len(stored) == 1 else 0.0
+
+
+def params_reasons(params: Mapping[str, Any], claim: Claim, *, cpu_deadline_s: float = 0.0) -> list[Reason]:
     """Why a challenge's stored proof parameters are not the ones its claim gets (empty if they
     are): the verify worker recomputes them rather than trusting what was stored."""
     try:
@@ -156,7 +175,7 @@ def params_reasons(params: Mapping[str, Any], claim: Claim) -> list[Reason]:
         return [Reason("challenge_params_mismatch", "the challenge's proof parameters do not parse")]
     except ValueError:
         return [Reason("challenge_params_mismatch", "the challenge's proof parameters do not parse")]
-    expected = proof_params_for(claim)
+    expected = proof_params_for(claim, cpu_deadline_s=cpu_deadline_s)
     if stored != expected:
         return [
             Reason(

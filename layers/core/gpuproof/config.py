@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from gpuproof.protocol import limits
 from gpuproof.protocol.delivery import DEFAULT_MAX_BYTES_PER_GPU as DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
 
+DEFAULT_HEARTBEAT_RETENTION_DAYS = 14
+MAX_HEARTBEAT_RETENTION_DAYS = 365
+
 
 def _env(name: str, default: str | None = None) -> str:
     value = os.environ.get(name, default)
@@ -35,6 +38,12 @@ class Settings:
     max_gpus_per_machine: int = limits.DEFAULT_MAX_GPUS_PER_MACHINE
     transcripts_bucket: str | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU
+    enforced_checks: frozenset[str] = frozenset()
+    # The heartbeat history (HEARTBEATS_TABLE) and how long each heartbeat stays (days in the env).
+    heartbeats_table: str | None = None
+    heartbeat_retention_s: int = DEFAULT_HEARTBEAT_RETENTION_DAYS * 86400
+    # The CPU backend's deadline floor (template CpuProofDeadlineSeconds; 0: the derived one).
+    cpu_proof_deadline_s: float = 0.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,7 +56,8 @@ class Settings:
             gpu_uuids_table=os.environ.get("GPU_UUIDS_TABLE"),
             idempotency_table=os.environ.get("IDEMPOTENCY_TABLE"),
             allow_cpu_backend=os.environ.get("ALLOW_CPU_BACKEND", "false").lower() == "true",
-            shadow_checks=shadow_checks(),
+            shadow_checks=_names("SHADOW_CHECKS"),
+            enforced_checks=enforced_checks(),
             challenge_ttl_s=int(_env("CHALLENGE_TTL_S", "900")),
             max_skew_s=int(_env("MAX_SKEW_S", "300")),
             cooldown_s=int(_env("CHALLENGE_COOLDOWN_S", "600")),
@@ -58,22 +68,52 @@ class Settings:
             transcript_max_bytes_per_gpu=int(
                 _env("TRANSCRIPT_MAX_BYTES_PER_GPU", str(DEFAULT_TRANSCRIPT_MAX_BYTES_PER_GPU))
             ),
+            heartbeats_table=os.environ.get("HEARTBEATS_TABLE") or None,
+            heartbeat_retention_s=heartbeat_retention_days() * 86400,
+            cpu_proof_deadline_s=cpu_proof_deadline_s(),
         )
+
+
+def _names(var: str) -> frozenset[str]:
+    return frozenset(c.strip() for c in os.environ.get(var, "").split(",") if c.strip())
+
+
+def heartbeat_retention_days() -> int:
+    """HEARTBEAT_RETENTION_DAYS (template parameter HeartbeatRetentionDays), 1..365."""
+    value = int(_env("HEARTBEAT_RETENTION_DAYS", str(DEFAULT_HEARTBEAT_RETENTION_DAYS)))
+    if not 1 <= value <= MAX_HEARTBEAT_RETENTION_DAYS:
+        raise RuntimeError(f"HEARTBEAT_RETENTION_DAYS={value} is outside 1..{MAX_HEARTBEAT_RETENTION_DAYS}")
+    return value
+
+
+CPU_PROOF_DEADLINE_MAX_S = 600.0
+
+
+def cpu_proof_deadline_s() -> float:
+    """CPU_PROOF_DEADLINE_S (template parameter CpuProofDeadlineSeconds), within 0..600 s."""
+    value = float(_env("CPU_PROOF_DEADLINE_S", "0"))
+    if not 0.0 <= value <= CPU_PROOF_DEADLINE_MAX_S:
+        raise RuntimeError(f"CPU_PROOF_DEADLINE_S={value} is outside 0..{CPU_PROOF_DEADLINE_MAX_S:g}")
+    return value
 
 
 CAPACITY_CHECK = "capacity"  # logic/verification.py's check of the capacity phase
 
 
-def shadow_checks() -> frozenset[str]:
-    """SHADOW_CHECKS, plus the capacity check unless CAPACITY_ENFORCEMENT=enforce (template
-    parameter CapacityEnforcement, default shadow: a check new to production starts in shadow)."""
-    named = {c.strip() for c in os.environ.get("SHADOW_CHECKS", "").split(",") if c.strip()}
-    enforcement = os.environ.get("CAPACITY_ENFORCEMENT", "shadow").strip().lower()
-    if enforcement not in ("shadow", "enforce"):
-        raise RuntimeError(f"CAPACITY_ENFORCEMENT={enforcement!r} is neither shadow nor enforce")
-    if enforcement == "shadow":
-        named.add(CAPACITY_CHECK)
-    return frozenset(named)
+def capacity_enforcement() -> str:
+    """CAPACITY_ENFORCEMENT (template parameter CapacityEnforcement): shadow (the default) or enforce."""
+    value = os.environ.get("CAPACITY_ENFORCEMENT", "shadow").strip().lower()
+    if value not in ("shadow", "enforce"):
+        raise RuntimeError(f"CAPACITY_ENFORCEMENT={value!r} is neither shadow nor enforce")
+    return value
+
+
+def enforced_checks() -> frozenset[str]:
+    """ENFORCE_CHECKS, plus the capacity check when CAPACITY_ENFORCEMENT=enforce: checks new to
+    production (logic/verification.py SHADOW_BY_DEFAULT, the capacity check among them) decide
+    only once named here."""
+    named = _names("ENFORCE_CHECKS")
+    return named | {CAPACITY_CHECK} if capacity_enforcement() == "enforce" else named
 
 
 def max_gpus_per_machine() -> int:

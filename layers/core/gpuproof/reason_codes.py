@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Stage = Literal["request", "verification", "proof", "committee", "draw", "publication"]
+Stage = Literal["request", "verification", "proof", "committee", "draw", "publication", "live"]
 STAGES: dict[Stage, str] = {
     "request": "an API request is refused (the HTTP status is the answer's)",
     "verification": "the verify worker refuses a stored report (recorded on the report and machine)",
@@ -18,6 +18,8 @@ STAGES: dict[Stage, str] = {
     "committee": "a committee round's outcome, or the service's own findings for it",
     "draw": "a committee draw of one machine (the sweeper's outcome, logged)",
     "publication": "a verdict's way to the chain (publisher and reconciler; logged, PublisherDLQ, metrics)",
+    "live": "a committee member's live check of a machine: the agent's refusals (HTTP status theirs; "
+    "503 where none is given) and the member's own result (revealed in `live_check`)",
 }
 
 
@@ -49,6 +51,10 @@ def publication(description: str) -> ReasonCode:
     return ReasonCode("publication", description)
 
 
+def live(description: str, status: int | None = None) -> ReasonCode:
+    return ReasonCode("live", description, status)
+
+
 # fmt: off
 REASON_CODES: dict[str, ReasonCode] = {
     # -- the envelope (api/signing.py, api/body.py): before anything is parsed
@@ -64,6 +70,7 @@ REASON_CODES: dict[str, ReasonCode] = {
     "timestamp_stale": request(401, "the signature's created time is outside the allowed skew"),
     "schema_invalid": request(422, "a field breaks the wire model (type, bound, length), one reason each"),
     "route_not_found": request(404, "no route matches the method and path (api/errors.py, the local front)"),
+    "request_malformed": request(400, "the HTTP request does not parse (request line, headers): local front"),
     # -- machines (logic/machines.py, adapters/dynamo.py)
     "key_mismatch": request(403, "the request is signed by another key than the one it acts for"),
     "bond_signature_invalid": request(403, "bond_signature is not the machine key's signature of the bond"),
@@ -121,6 +128,15 @@ REASON_CODES: dict[str, ReasonCode] = {
     "beacon_value_used": ReasonCode("draw", "the beacon value was used by another draw meanwhile", 409),
     "verdict_exists": ReasonCode("draw", "the round's verdict is already written", 409),
     "draw_failed": ReasonCode("draw", "drawing this machine raised; logged, the other machines are drawn"),
+    "verification_requeued": verification(
+        "the report waited unverified past REQUEUE_AFTER_S; its verification was queued again (the "
+        "machine stays submitted with this reason and its next step; logged once)"
+    ),
+    "committee_pool_too_small": ReasonCode(
+        "draw",
+        "fewer eligible committee members than a committee needs: the machine waits in auto_verified "
+        "(or no_consensus) with this reason and its next step in state_reasons; logged once",
+    ),
     # -- the verify worker (logic/verification.py)
     "report_schema_invalid": verification("the stored report breaks today's wire model"),
     "integrity_ld_preload": verification("LD_PRELOAD or /etc/ld.so.preload is set"),
@@ -147,6 +163,31 @@ REASON_CODES: dict[str, ReasonCode] = {
     "proof_malformed": verification("the proof does not parse as the wire model"),
     "proof_commitment_missing": verification("no commitment was received for this challenge"),
     "proof_commitment_changed": verification("the report's commitment is not the one the service timed"),
+    # -- the model from what the service measured (evidence.py; check measured_model, deciding)
+    "model_rate_below_claim": verification("the service-timed proof is slower than the claimed model allows"),
+    "model_rate_not_proven": verification("no passing proof of throughput: the model is not measured"),
+    "model_capacity_above_claim": verification("a GPU proved more VRAM than the claimed model holds"),
+    "model_capacity_failed": verification("a GPU failed the capacity phase: its VRAM is not proven"),
+    "gpu_mig_refused": verification("a GPU is a MIG instance (MIG mode on): refused, not counted as a GPU"),
+    "gpu_vgpu_refused": verification("a GPU is a vGPU (NVML virtualization mode or name): refused"),
+    # -- cross-checks of the measured model (check model_cross_checks, shadow by default)
+    "model_rate_above_claim": verification("ran > 1.2x faster than the claimed model (scored as one)"),
+    "model_bandwidth_outside_claim": verification("the measured bandwidth is outside the claimed model's"),
+    "nvml_name_cross_check": verification("NVML's name (host-sent) is not the claimed, measured model"),
+    # -- inputs not proven (check evidence, shadow by default) and DBC's minimums (check dbc_minimums)
+    "capacity_record_malformed": verification("the capacity record does not parse: nothing in it is proven"),
+    "gpu_count_not_proven": verification("no capacity record: the GPU count is bound only by aggregate work"),
+    "vram_not_proven": verification("no capacity record: VRAM scores the smallest memory the rate fits"),
+    "ram_not_proven": verification("host RAM is not proven (absent or failed): the RAM term scores 0"),
+    "dbc_ram_per_gpu_below_minimum": verification("proven RAM is under DBC's 48 GB per card"),
+    "dbc_ram_per_machine_below_minimum": verification("proven RAM is under DBC's 64 GB per machine"),
+    "calc_point_missing": verification("calc_point could not be scored from the evidence"),
+    # -- device identity from the kernel (identity.py; check kernel_identity, shadow by default)
+    "kernel_view_missing": verification("the report has no kernel view (/proc/driver/nvidia, PCI)"),
+    "kernel_gpu_count_mismatch": verification("claim, NVML, /proc/driver/nvidia and PCI count differ"),
+    "kernel_bus_id_mismatch": verification("a GPU's bus id is missing from the kernel's or NVML's view"),
+    "kernel_model_mismatch": verification("the kernel's model name for a GPU is not NVML's"),
+    "kernel_uuid_mismatch": verification("the kernel's GPU UUID is not NVML's"),
     # -- the proof of throughput (protocol/proof/codes.py); 422 where the commitment route refuses
     "proof_version_unsupported": proof("a proof, commitment or params of another version (v1 is forgeable)"),
     "proof_transcript_malformed": proof("the binary transcript is not the layout its params imply"),
@@ -219,6 +260,24 @@ REASON_CODES: dict[str, ReasonCode] = {
         "the chain stayed unreachable for the retry budget: the reconciler hands the verdict back later"
     ),
     "reconciliation_failed": publication("the reconciler's pass raised (logged; the tick goes on)"),
+    # -- the live check (protocol/live.py; the agent: benchmark_probe/live.py; the member: cli/live.py)
+    "live_not_drawn": live("the signer is not drawn for the machine's round the service publishes", 403),
+    "live_round_not_open": live("the round named is unknown to the service or no longer open", 403),
+    "live_round_unavailable": live("the agent could not read the round from the service (answered 503)"),
+    "live_params_mismatch": live("the parameters are not those derived for the round's claim", 422),
+    "live_machine_mismatch": live("the live request names another machine", 422),
+    "live_request_invalid": live("the live request's body does not parse, or reuses a challenge_id", 422),
+    "live_busy": live("another member's live challenge is being answered (503; retried at once)"),
+    "live_limit": live("this member sent the most live challenges one round allows", 429),
+    "live_unknown_challenge": live("openings asked for a live challenge this member did not send", 404),
+    "live_endpoint_missing": live("the machine's heartbeat publishes no (valid) live endpoint"),
+    "live_endpoint_private": live("the live endpoint is not a public address (the member refuses it)"),
+    "live_unreachable": live("the agent did not answer (connection refused, reset or timed out)"),
+    "live_refused": live("the agent refused the member's live request (its code in the message)"),
+    "live_response_signature_invalid": live("an answer is not signed by the machine key for that request"),
+    "live_response_malformed": live("the commitment or the openings do not parse, or are too large"),
+    "live_deadline_missed": live("the commitment arrived after the member's own deadline (member's clock)"),
+    "live_check_inconsistent": request(422, "a reveal supports the machine though its own live check failed"),
 }
 # fmt: on
 

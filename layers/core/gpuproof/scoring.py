@@ -17,7 +17,7 @@ half-even cannot differ there; half-up only matters for a fractional `ram_gb`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from types import MappingProxyType
@@ -109,6 +109,15 @@ def calc_point(
     if chain_value > U64_MAX:
         raise ScoringError("calc_point_overflow", "calc_point × 100 does not fit a u64")
     return CalcPoint(point, chain_value)
+
+
+def weakest_gpu(gpus: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """DBC's weakest-GPU convention: its calculator scores the whole machine with the weakest GPU's
+    CUDA cores and memory. Given (cuda_cores, gpu_mem_gb) per GPU, the fewest cores and the least
+    memory (taken separately, so never more than any one GPU's: fail closed)."""
+    if not gpus:
+        raise ScoringError("calc_point_no_gpus", "the weakest GPU of no GPUs")
+    return min(c for c, _ in gpus), min(m for _, m in gpus)
 
 
 def calc_point_for_model(

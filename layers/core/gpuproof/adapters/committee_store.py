@@ -160,6 +160,9 @@ class DynamoCommitteeStore:
         states = [MachineState.auto_verified.value, MachineState.no_consensus.value]
         return [m for state in states for m in self._machines.machines_in_state(state)]
 
+    def set_state_reasons(self, machine_id: str, state: str, reasons: list[dict[str, str]]) -> bool:
+        return self._machines.set_state_reasons(machine_id, state, reasons)
+
     # -- transactions ---------------------------------------------------------------------------
     def _commit(self, build: Callable[[TransactWrite], None], reasons_by_item: Sequence[Reason]) -> None:
         commit(self._connection, build, reasons_by_item)
@@ -272,6 +275,11 @@ class DynamoCommitteeStore:
                 return False
             raise
         return True
+
+    def rounds_of_machine(self, machine_id: str, limit: int = 50) -> list[CommitteeRound]:
+        """The machine's rounds, newest first (one query on its partition)."""
+        items = RoundModel.query(machine_id, scan_index_forward=False, limit=limit)
+        return [_round(i) for i in items]
 
     def rounds_of_member(self, account: str) -> list[CommitteeRound]:
         """One query on the member's assignment items, then the rounds themselves (consistent reads)."""
@@ -392,15 +400,24 @@ class DynamoCommitteeStore:
         )
 
     def record_reveal(
-        self, round_: CommitteeRound, account: str, info: dict[str, Any], now: float, request: SignedRequest
+        self,
+        round_: CommitteeRound,
+        account: str,
+        info: dict[str, Any],
+        now: float,
+        request: SignedRequest,
+        live_check: dict[str, Any] | None = None,
     ) -> None:
         n = len(round_.members)
+        entry: dict[str, Any] = {"info": info, "at": now}
+        if live_check is not None:
+            entry["live_check"] = live_check
 
         def build(tx: TransactWrite) -> None:
             tx.update(
                 RoundModel(round_.machine_id, round_.round),
                 actions=[
-                    RoundModel.reveals[account].set({"info": info, "at": now}),
+                    RoundModel.reveals[account].set(entry),
                     RoundModel.reveal_count.add(1),
                     RoundModel.due_at.set(now),  # this reveal may complete the round: look now
                 ],

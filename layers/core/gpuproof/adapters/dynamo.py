@@ -15,6 +15,7 @@ from pynamodb.transactions import TransactWrite
 from gpuproof.adapters.tables import (
     ChallengeModel,
     GpuUuidModel,
+    HeartbeatModel,
     MachineModel,
     ReportModel,
     RequestNonceModel,
@@ -61,7 +62,14 @@ def _machine(item: MachineModel) -> Machine:
         last_challenge_id=item.last_challenge_id,
         state_reasons=list(item.state_reasons or []),
         attempts=Attempts.from_dict(item.attempts),
+        live_endpoint=_live_endpoint(item.last_heartbeat),
     )
+
+
+def _live_endpoint(heartbeat: Any) -> str | None:
+    """The heartbeat's live endpoint (validated by the Heartbeat model when it was accepted)."""
+    value = heartbeat.get("live_endpoint") if isinstance(heartbeat, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _report(item: ReportModel) -> StoredReport:
@@ -86,6 +94,10 @@ class DynamoMachineStore:
             bind(RequestNonceModel, settings.request_nonces_table, settings.region)
         if settings.gpu_uuids_table:
             bind(GpuUuidModel, settings.gpu_uuids_table, settings.region)
+        self._heartbeats = settings.heartbeats_table
+        self._heartbeat_retention_s = settings.heartbeat_retention_s
+        if settings.heartbeats_table:
+            bind(HeartbeatModel, settings.heartbeats_table, settings.region)
         self._connection = Connection(region=settings.region)
 
     # -- reads -----------------------------------------------------------------------------
@@ -136,6 +148,30 @@ class DynamoMachineStore:
             return _report(ReportModel.get(machine_id, challenge_id, consistent_read=True))
         except DoesNotExist:
             return None
+
+    def set_state_reasons(self, machine_id: str, state: str, reasons: list[dict[str, str]]) -> bool:
+        """One conditional update: only while the machine is in `state` and its reasons differ."""
+        try:
+            MachineModel(machine_id).update(
+                actions=[MachineModel.state_reasons.set(reasons)],
+                condition=(MachineModel.state == state)
+                & (MachineModel.state_reasons.does_not_exist() | (MachineModel.state_reasons != reasons)),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def heartbeats(self, machine_id: str, since: float, limit: int) -> list[dict[str, Any]]:
+        """The stored heartbeats received since `since`, newest `limit` of them, oldest first."""
+        if not self._heartbeats:
+            return []
+        items = HeartbeatModel.query(
+            machine_id, HeartbeatModel.received_at >= since, scan_index_forward=False, limit=limit
+        )
+        beats = [{"received_at": float(i.received_at), "telemetry": i.telemetry} for i in items]
+        return beats[::-1]
 
     def list_reports(self, machine_id: str, limit: int = 10) -> list[StoredReport]:
         items = ReportModel.query(machine_id, scan_index_forward=False, limit=limit)
@@ -336,6 +372,15 @@ class DynamoMachineStore:
                 condition=MachineModel.machine_id.exists(),
             )
             consume_nonce(tx, request)
+            if self._heartbeats:
+                tx.save(
+                    HeartbeatModel(
+                        machine_id,
+                        received_at,
+                        telemetry=telemetry,
+                        expires_ttl=int(received_at) + self._heartbeat_retention_s,
+                    )
+                )
 
         self._commit(
             build,

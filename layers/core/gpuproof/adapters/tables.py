@@ -81,6 +81,19 @@ class ReportModel(Model):
     verification = JSONAttribute(null=True)
 
 
+class HeartbeatModel(Model):
+    """One stored heartbeat of a machine (HeartbeatsTable), kept for the retention period
+    (template parameter HeartbeatRetentionDays) and then deleted by DynamoDB's TTL."""
+
+    class Meta:
+        table_name = "HeartbeatsTable"
+
+    machine_id = UnicodeAttribute(hash_key=True)
+    received_at = NumberAttribute(range_key=True)
+    telemetry = JSONAttribute()
+    expires_ttl = NumberAttribute()
+
+
 class RequestNonceModel(Model):
     class Meta:
         table_name = "RequestNoncesTable"

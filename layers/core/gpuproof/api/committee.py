@@ -20,6 +20,7 @@ from gpuproof.logic import committee as logic
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.limits import MAX_ROUND_NO
+from gpuproof.protocol.live import LiveCheck
 
 router = Router()  # type: ignore[no-untyped-call]
 
@@ -82,6 +83,9 @@ class AssignmentOut(BaseModel):
 
 class AssignmentsOut(BaseModel):
     account: str
+    member: MemberOut | None = Field(
+        default=None, description="the member's own record: status (active, retired), admission, load"
+    )
     assignments: list[AssignmentOut]
 
 
@@ -127,6 +131,11 @@ class RoundOut(BaseModel):
     resolution: dict[str, Any] | None = Field(
         default=None, description="a disputed round's settlement: {accept, note, by, at}"
     )
+    live_checks: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="the members that revealed a live check of the machine, with its figures "
+        "(commitment_s, rtt_s, deadline_s, verified, reasons): the member's own measurements",
+    )
 
 
 class TranscriptOut(BaseModel):
@@ -149,6 +158,11 @@ class CommitIn(BaseModel):
 
 class RevealIn(BaseModel):
     info: CommitteeUploadInfo
+    live_check: LiveCheck | None = Field(
+        default=None,
+        description="the member's own live check of the machine (its figures, its clock); a failed "
+        "one must come with is_support false",
+    )
 
 
 class ResolutionIn(BaseModel):
@@ -234,7 +248,8 @@ def retire_member(account: Account, signer: Signer, svc: Svc) -> MemberOut:
 )
 def get_assignments(account: Account, svc: Svc) -> AssignmentsOut:
     items = logic.assignments(svc, account)
-    return AssignmentsOut(account=account, assignments=[AssignmentOut(**a) for a in items])
+    member = _member_out(logic.member_record(svc, account))
+    return AssignmentsOut(account=account, member=member, assignments=[AssignmentOut(**a) for a in items])
 
 
 @router.get(
@@ -279,7 +294,7 @@ def commit_vote(
 def reveal_vote(
     machine_id: MachineId, round_no: RoundNo, body: RevealIn, signer: Signer, svc: Svc
 ) -> VoteOut:
-    r = logic.reveal(svc, signer, machine_id, round_no, body.info)
+    r = logic.reveal(svc, signer, machine_id, round_no, body.info, body.live_check)
     return _vote_out(svc, r, signer.keyid)
 
 

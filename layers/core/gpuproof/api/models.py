@@ -23,6 +23,8 @@ class ReasonOut(BaseModel):
     code: str
     message: str
     field: str | None = None
+    # What the owner (or operator) does next, where a machine waits or is stuck for this reason.
+    next_step: str | None = None
 
 
 class ErrorOut(BaseModel):

@@ -13,6 +13,7 @@ from gpuproof.adapters.transcripts import S3TranscriptStore
 from gpuproof.config import Settings
 from gpuproof.logic.attempts import CooldownPolicy
 from gpuproof.logic.committee import CommitteeServices
+from gpuproof.logic.console import ConsoleServices
 from gpuproof.logic.machines import Services
 from gpuproof.logic.ports import TranscriptStore
 from gpuproof.logic.reconcile import ReconcileServices
@@ -39,6 +40,7 @@ def machine_services() -> Services:
         max_gpus_per_machine=settings.max_gpus_per_machine,
         transcripts=transcript_store(settings),
         transcript_max_bytes_per_gpu=settings.transcript_max_bytes_per_gpu,
+        cpu_proof_deadline_s=settings.cpu_proof_deadline_s,
     )
 
 
@@ -50,10 +52,12 @@ def verify_services() -> VerifyServices:
         clock=SystemClock(),
         allow_cpu_backend=settings.allow_cpu_backend,
         shadow_checks=settings.shadow_checks,
+        enforced_checks=settings.enforced_checks,
         cooldown=CooldownPolicy(settings.cooldown_s, settings.cooldown_max_s),
         max_gpus_per_machine=settings.max_gpus_per_machine,
         transcripts=transcript_store(settings),
         transcript_max_bytes_per_gpu=settings.transcript_max_bytes_per_gpu,
+        cpu_proof_deadline_s=settings.cpu_proof_deadline_s,
     )
 
 
@@ -103,4 +107,31 @@ def reconcile_services() -> ReconcileServices:
             os.environ["MACHINES_TABLE"], os.environ.get("ROUNDS_TABLE"), region
         ),
         grace_s=float(os.environ.get("RECONCILE_GRACE_S", "300")),
+    )
+
+
+@functools.cache
+def console_services() -> ConsoleServices:
+    """The console's reads: machines, reports and heartbeats, the committee's rounds (no beacon
+    seed and no key reach it: it is told only table names)."""
+    from gpuproof.adapters.console_store import AwsOperatorReads, DynamoConsoleReads
+
+    settings = Settings.from_env()
+    queues = {
+        name: url
+        for name, url in (
+            ("VerifyQueue", settings.verify_queue_url),
+            ("VerifyDLQ", os.environ.get("VERIFY_DLQ_URL", "")),
+            ("PublisherDLQ", os.environ.get("PUBLISHER_DLQ_URL", "")),
+        )
+        if url
+    }
+    alarms = [a for a in os.environ.get("ALARM_NAMES", "").split(",") if a]
+    return ConsoleServices(
+        machines=DynamoMachineStore(settings),
+        overview=DynamoConsoleReads(),
+        committee=committee_services(),
+        clock=SystemClock(),
+        heartbeat_window_s=settings.heartbeat_retention_s,
+        operator=AwsOperatorReads(queues, os.environ.get("VERDICTS_TABLE"), alarms, settings.region),
     )

@@ -22,8 +22,10 @@ import numpy as np
 import requests
 from pydantic import ValidationError
 
-from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, verified_claim
+from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, stored_cpu_deadline, verified_claim
+from gpuproof.cli.output import backoff_delay, duration, unreachable_message, when
 from gpuproof.committee.findings import Findings, findings_from_report
+from gpuproof.evidence import MeasuredFacts, Throughput, parse_capacity
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.client import ServiceError, SignedClient
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
@@ -40,6 +42,8 @@ from gpuproof.protocol.report import SignedReport
 
 STATE_MODE = 0o600
 Log = Callable[[str], None]
+# Runs the member's live check on a round's transcript and folds it into its inspection (cli/live.py).
+LiveChecker = Callable[[dict[str, Any], "Inspection"], "Inspection"]
 
 
 ApiError = ServiceError  # the committee CLI's name for a refusal; one type for both clients
@@ -58,7 +62,12 @@ class CommitteeClient(SignedClient):
         return self.request("POST", f"/members/{self.account}/retire", {})
 
     def assignments(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", f"/members/{self.account}/assignments")["assignments"])
+        return list(self.assignments_doc()["assignments"])
+
+    def assignments_doc(self) -> dict[str, Any]:
+        """The member's record (`member`) and the rounds it was drawn for (`assignments`)."""
+        doc: dict[str, Any] = self.request("GET", f"/members/{self.account}/assignments")
+        return doc
 
     def round(self, machine_id: str, round_no: int) -> Any:
         return self.request("GET", f"/rounds/{machine_id}/{round_no}")
@@ -69,10 +78,17 @@ class CommitteeClient(SignedClient):
     def commit(self, machine_id: str, round_no: int, commit_hash: str) -> Any:
         return self.request("POST", f"/rounds/{machine_id}/{round_no}/commit", {"commit_hash": commit_hash})
 
-    def reveal(self, machine_id: str, round_no: int, info: CommitteeUploadInfo) -> Any:
-        return self.request(
-            "POST", f"/rounds/{machine_id}/{round_no}/reveal", {"info": info.model_dump(mode="json")}
-        )
+    def reveal(
+        self,
+        machine_id: str,
+        round_no: int,
+        info: CommitteeUploadInfo,
+        live_check: dict[str, Any] | None = None,
+    ) -> Any:
+        body: dict[str, Any] = {"info": info.model_dump(mode="json")}
+        if live_check is not None:
+            body["live_check"] = live_check
+        return self.request("POST", f"/rounds/{machine_id}/{round_no}/reveal", body)
 
 
 # ------------------------------------------------------------------------------------ inspection
@@ -109,6 +125,10 @@ class Inspection:
     proof_status: str
     expected_info: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    # The member's own live check of the machine (cli/live.py), when it ran one: revealed with the vote.
+    live_check: dict[str, Any] | None = None
+    # The per-input breakdown this member computed (docs/scoring.md), re-checked against the service's.
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def supports(self) -> bool:
@@ -147,8 +167,14 @@ def _delivered(
 
 
 def _proof_checks(
-    transcript: dict[str, Any], signed: SignedReport, rng: np.random.Generator, fetch: Fetch = http_fetch
+    transcript: dict[str, Any],
+    signed: SignedReport,
+    rng: np.random.Generator,
+    fetch: Fetch = http_fetch,
+    verified: list[ThroughputProof] | None = None,
 ) -> tuple[list[Check], str]:
+    """The proof re-verified with this member's own row checks; a verified proof is appended to
+    `verified` (the member scores the throughput from it and the challenge's service-clock times)."""
     challenge = transcript.get("challenge") or {}
     params_doc = (challenge.get("params") or {}).get("proof")
     proof_doc = signed.report.proof
@@ -194,6 +220,8 @@ def _proof_checks(
             "failed"
         )
     checks = sum(p.checks for p in params)
+    if verified is not None:
+        verified.append(proof)
     return [
         *delivery,
         Check("proof", True, f"Merkle paths and {checks} pairs re-checked with this member's own x"),
@@ -206,7 +234,10 @@ def _claim_check(challenge: dict[str, Any], verification: dict[str, Any]) -> tup
     try:
         if challenge.get("params"):
             claim = claim_of(challenge["params"])
-            wrong = params_reasons(challenge["params"], claim)
+            # A CPU claim's deadline is the service's setting (CpuProofDeadlineSeconds): taken as
+            # issued, never below the derived one; every other parameter is recomputed.
+            floor = stored_cpu_deadline(challenge["params"]) if claim.cpu else 0.0
+            wrong = params_reasons(challenge["params"], claim, cpu_deadline_s=floor)
             if wrong:
                 return Check("claim", False, "; ".join(r.message for r in wrong)), claim
             source = "the challenge (its proof parameters recomputed)"
@@ -257,19 +288,30 @@ def inspect_transcript(
     checks.append(
         Check("benchmarks", not unverified, f"unverified: {unverified}" if unverified else "all verified")
     )
-    proof_checks, proof_status = _proof_checks(transcript, signed, rng, fetch)
+    verified: list[ThroughputProof] = []
+    proof_checks, proof_status = _proof_checks(transcript, signed, rng, fetch, verified)
     checks += proof_checks
-    claim_check, claim = _claim_check(challenge, report_doc.get("verification") or {})
+    service_record = report_doc.get("verification") or {}
+    claim_check, claim = _claim_check(challenge, service_record)
     checks.append(claim_check)
+    commitment = hashlib.sha256(verified[0].commitment.signing_bytes()).hexdigest() if verified else None
+    facts = member_facts(challenge, commitment, service_record)
     findings = (
         Findings(None, [Reason("claim_missing", "no claim to hold the report to")])
         if claim is None
         else findings_from_report(
-            machine_id, str(machine["region"]), report, claim, allow_cpu_backend=allow_cpu_backend
+            machine_id,
+            str(machine["region"]),
+            report,
+            claim,
+            allow_cpu_backend=allow_cpu_backend,
+            facts=facts,
         )
     )
     for p in findings.problems:
         checks.append(Check(p.code, False, p.message))
+    if findings.evidence:
+        checks.append(breakdown_check(findings.evidence, service_record.get("evidence")))
     notes = []
     if proof_status.startswith("no proof"):
         notes.append("NO PROOF IN THIS REPORT: throughput is not proven, only the self-measured benchmarks")
@@ -285,7 +327,48 @@ def inspect_transcript(
         proof_status=proof_status,
         expected_info=rnd.get("expected_info"),
         notes=notes,
+        evidence=findings.evidence,
     )
+
+
+def member_facts(
+    challenge: dict[str, Any], commitment_sha256: str | None, service_record: dict[str, Any]
+) -> MeasuredFacts:
+    """What the member scores from: the throughput only when it re-verified the proof itself
+    (`commitment_sha256` of the proof it verified; None when it did not; the elapsed time from the
+    challenge's service-clock times, the service's only timing), the capacity
+    phase's record as the service stored it (its timed rounds cannot be replayed; its shape and the
+    scoring that follows are re-checked here)."""
+    capacity, reasons = parse_capacity(service_record.get("capacity"))
+    throughput = None
+    issued, received = challenge.get("issued_at"), challenge.get("commitment_received_at")
+    params_doc = (challenge.get("params") or {}).get("proof") or []
+    if (
+        commitment_sha256 is not None
+        and isinstance(issued, int | float)
+        and isinstance(received, int | float)
+    ):
+        params = [ProofParams.model_validate(p) for p in params_doc]
+        digest = commitment_sha256
+        throughput = Throughput(True, received - issued, {p.gpu_index: float(p.ops) for p in params}, digest)
+    return MeasuredFacts(throughput, capacity, tuple(reasons))
+
+
+def breakdown_check(mine: dict[str, Any], service: Any) -> Check:
+    """The member's own per-input breakdown against the one the service recorded."""
+    if not isinstance(service, dict):
+        return Check("evidence_breakdown", False, "the service recorded no per-input breakdown")
+    if mine.get("digest") == service.get("digest"):
+        return Check(
+            "evidence_breakdown", True, f"same per-input breakdown (sha256 {str(mine['digest'])[:16]}…)"
+        )
+    theirs = {i.get("input"): i.get("value") for i in service.get("inputs") or [] if isinstance(i, dict)}
+    differ = [
+        f"{i['input']}: mine {i['value']}, service {theirs.get(i['input'])}"
+        for i in mine.get("inputs") or []
+        if theirs.get(i["input"]) != i["value"]
+    ]
+    return Check("evidence_breakdown", False, "; ".join(differ) or "the breakdowns differ (digest)")
 
 
 def upload_info(inspection: Inspection, rand_str: str) -> CommitteeUploadInfo:
@@ -384,6 +467,7 @@ def commit_findings(
             "commit_hash": info.commit_hash_hex(),
             "committed": False,
             "revealed": False,
+            "live_check": inspection.live_check,
         }
         vote = state.put_new(mid, rno, vote)
     info = CommitteeUploadInfo.model_validate(vote["info"])
@@ -411,7 +495,7 @@ def reveal_findings(
     if vote is None:
         raise LookupError(f"no committed vote for {machine_id} round {round_no} in {state.path}")
     info = CommitteeUploadInfo.model_validate(vote["info"])
-    client.reveal(machine_id, round_no, info)
+    client.reveal(machine_id, round_no, info, vote.get("live_check"))
     state.put(machine_id, round_no, {**vote, "revealed": True})
     return info
 
@@ -432,19 +516,30 @@ def agent_tick(
     allow_cpu_backend: bool = False,
     rng: np.random.Generator | None = None,
     log: Log = lambda _m: None,
+    announced: set[str] | None = None,
+    live: LiveChecker | None = None,
 ) -> list[AgentAction]:
-    """One pass over this member's open assignments: inspect and commit in the commit phase,
-    reveal in the reveal phase. Errors on one assignment never stop the others."""
+    """One pass over this member's open assignments: inspect (and, with `live`, run its own live
+    check of the machine) and commit in the commit phase, reveal in the reveal phase. Errors on
+    one assignment never stop the others. A round not in `announced` is logged once as a new
+    draw, with its deadlines (the member's notification)."""
     actions = []
     for a in client.assignments():
         if a["status"] != "open":
             continue
         mid, rno = str(a["machine_id"]), int(a["round"])
+        if announced is not None and f"{mid}:{rno}" not in announced:
+            announced.add(f"{mid}:{rno}")
+            log(
+                f"drawn for machine {mid} round {rno}: commit by {when(a['commit_deadline'])}, "
+                f"reveal by {when(a['reveal_deadline'])}"
+            )
         try:
             if a["phase"] == "commit" and not a["committed"]:
-                inspection = inspect_transcript(
-                    client.transcript(mid, rno), allow_cpu_backend=allow_cpu_backend, rng=rng
-                )
+                transcript = client.transcript(mid, rno)
+                inspection = inspect_transcript(transcript, allow_cpu_backend=allow_cpu_backend, rng=rng)
+                if live is not None and state.get(mid, rno) is None:
+                    inspection = live(transcript, inspection)
                 info = commit_findings(client, state, inspection)
                 detail = f"is_support={info.is_support} calc_point={info.calc_point}"
                 if not inspection.supports:
@@ -456,8 +551,27 @@ def agent_tick(
         except (ApiError, LookupError, ValueError, requests.RequestException) as exc:
             actions.append(AgentAction(mid, rno, "failed", str(exc)))
     for act in actions:
-        log(f"{client.account[:12]}… {act.action} {act.machine_id[:12]}…#{act.round} {act.detail}")
+        log(f"{act.action} {act.machine_id} round {act.round} {act.detail}")
     return actions
+
+
+@dataclass
+class PassStats:
+    """The agent's passes: how many, how many could not even list the assignments, the last why."""
+
+    passes: int = 0
+    failed: int = 0
+    consecutive_failed: int = 0
+    last_error: str = ""
+    last_unreachable: bool = False  # the last failure was the network's, not a refusal
+
+    def summary(self, actions: list[AgentAction]) -> str:
+        counts = {k: sum(a.action == k for a in actions) for k in ("committed", "revealed", "failed")}
+        line = (
+            f"{self.passes} pass(es), {self.failed} without the service; committed {counts['committed']}, "
+            f"revealed {counts['revealed']}, failed {counts['failed']}"
+        )
+        return line + (f" (last error: {self.last_error})" if self.failed else "")
 
 
 def run_agent(
@@ -469,15 +583,32 @@ def run_agent(
     allow_cpu_backend: bool = False,
     stop: threading.Event | None = None,
     log: Log = lambda _m: None,
+    stats: PassStats | None = None,
+    live: LiveChecker | None = None,
 ) -> list[AgentAction]:
-    """The bot member: `agent_tick` every `interval_s` until `stop` is set (or once)."""
+    """The bot member: `agent_tick` every `interval_s` until `stop` is set (or once). A pass that
+    cannot list the assignments is logged in one line and the next waits longer (the interval
+    doubled per failure in a row, at most 10 min: `backoff_delay`)."""
     stop = stop or threading.Event()
+    stats = stats if stats is not None else PassStats()
     done: list[AgentAction] = []
+    announced: set[str] = set()
     while True:
         started = time.monotonic()
+        stats.passes += 1
         try:
-            done += agent_tick(client, state, allow_cpu_backend=allow_cpu_backend, log=log)
+            done += agent_tick(
+                client, state, allow_cpu_backend=allow_cpu_backend, log=log, announced=announced, live=live
+            )
+            stats.consecutive_failed = 0
         except (ApiError, requests.RequestException) as exc:
-            log(f"{client.account[:12]}… assignments unavailable: {exc}")
-        if once or stop.wait(max(0.0, interval_s - (time.monotonic() - started))):
+            stats.failed += 1
+            stats.consecutive_failed += 1
+            why = str(exc) if isinstance(exc, ApiError) else unreachable_message(exc, client.api_url)
+            stats.last_error = why
+            stats.last_unreachable = not isinstance(exc, ApiError)
+            wait = backoff_delay(interval_s, stats.consecutive_failed)
+            log(f"assignments unavailable: {why}" + ("" if once else f"; next try in {duration(wait)}"))
+        wait = backoff_delay(interval_s, stats.consecutive_failed)
+        if once or stop.wait(max(0.0, wait - (time.monotonic() - started))):
             return done

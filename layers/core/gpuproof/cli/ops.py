@@ -5,6 +5,13 @@ gpuproof-ops admit ACCOUNT --api URL [--revoke]                  # signed by the
 gpuproof-ops resolve MACHINE_ID --accept committee|service --api URL [--round N] [--note TEXT]
 gpuproof-ops republish [--older-than 300] [--dry-run] [--budget 120] [--json]
 gpuproof-ops reconcile [--dry-run] [--full] [--grace 300] [--json]
+gpuproof-ops dlq list [--queue verify|publisher] [--max 10] [--json]
+gpuproof-ops dlq redrive [--max 100] [--dry-run] [--json]        # verify DLQ → verify queue
+gpuproof-ops stuck [--older-than 600] [--json]                   # machines waiting, with why
+
+Every command takes `--stack-name NAME [--region R]` first (`gpuproof-ops --stack-name gpuproof
+stuck`): the deployed stack's outputs (DescribeStacks) fill the environment below
+(gpuproof/cli/stack.py); a variable already set wins. Exit codes: gpuproof.cli.output.ExitCode.
 
 `keygen` makes the operator key; its public key is the stack's `CommitteeOperatorKey` parameter.
 `admit` admits a registered committee member into the draw (a member is never drawn before):
@@ -34,51 +41,140 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import requests
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gpuproof.chain.adapter import ChainSettings, ChainUnavailable
-from gpuproof.chain.store import DynamoVerdictOutbox, OutboxConflict
 from gpuproof.cli.operator import OperatorClient
-from gpuproof.cli.output import emit, fail
+from gpuproof.cli.output import (
+    ENV_API,
+    ENV_OPERATOR_KEY,
+    KEY_PATH_FIELD,
+    ExitCode,
+    duration,
+    emit,
+    fail,
+    fail_for,
+    package_version,
+    version_callback,
+    when,
+)
+from gpuproof.cli.stack import StackError, apply_outputs, region_or_none, require_env, stack_outputs
 from gpuproof.protocol.client import ServiceError
 from gpuproof.protocol.keys import KeyFileError, SigningKey
 from gpuproof.protocol.ss58 import Ss58Error
 
-app = typer.Typer(help="gpuproof operator commands.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
+app = typer.Typer(help="gpuproof operator commands.", no_args_is_help=True, add_completion=False)
+dlq_app = typer.Typer(help="the dead-letter queues: list, redrive", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 DEFAULT_OPERATOR_KEY = Path("~/.config/gpuproof/operator.key")
-KeyOpt = Annotated[Path, typer.Option("--key", help="operator key file (mode 0600)")]
-ApiOpt = Annotated[str, typer.Option("--api", envvar="GPUPROOF_API", help="service API URL")]
+KeyOpt = Annotated[Path, typer.Option("--key", envvar=ENV_OPERATOR_KEY, help="operator key file (mode 0600)")]
+ApiOpt = Annotated[str, typer.Option("--api", envvar=ENV_API, help="service API URL")]
 
 
 def operator_client(api: str, key: Path, as_json: bool) -> OperatorClient:
     try:
         return OperatorClient(api, SigningKey.load(key.expanduser()))
     except KeyFileError as exc:
-        fail(str(exc), as_json, 2)
+        fail(f"{exc} (create one with: gpuproof-ops keygen --key {key})", as_json, ExitCode.KEY)
 
 
 def _refused(exc: ServiceError, as_json: bool) -> None:
-    fail(str(exc), as_json, 1, status=exc.status, code=exc.code, reasons=exc.reasons)
+    fail_for(exc, as_json)
 
 
-def _region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+def _region(as_json: bool = False) -> str:
+    region = region_or_none()
+    if region is None:
+        fail(
+            "no AWS region: pass gpuproof-ops --region R COMMAND (or set AWS_REGION)",
+            as_json,
+            ExitCode.USAGE,
+            code="no_region",
+        )
+    return region
+
+
+def _env(as_json: bool, *names: str) -> dict[str, str]:
+    try:
+        return require_env(*names)
+    except StackError as exc:
+        fail(str(exc), as_json, ExitCode.USAGE, code="not_configured")
+
+
+SERVICE_MODULES = ("boto3", "botocore", "pynamodb", "aws_lambda_powertools")
+
+
+def needs_service_extra(as_json: bool) -> None:
+    """The AWS commands run the service's own code: without its extra, one line saying so."""
+    import importlib
+
+    missing = []
+    for module in SERVICE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        fail(
+            f"this command needs the service extra ({', '.join(missing)} missing): pip install '.[ops]'",
+            as_json,
+            ExitCode.USAGE,
+            code="extra_missing",
+        )
+
+
+@contextmanager
+def aws_errors(as_json: bool) -> Iterator[None]:
+    """AWS refusing or unreachable (credentials, a missing table): one line, exit 3."""
+    needs_service_extra(as_json)
+    from botocore.exceptions import BotoCoreError, ClientError
+    from pynamodb.exceptions import PynamoDBException
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        fail(f"AWS refused: {error.get('Code')}: {error.get('Message')}", as_json, ExitCode.UNREACHABLE)
+    except (BotoCoreError, PynamoDBException) as exc:
+        fail(f"AWS: {exc}", as_json, ExitCode.UNREACHABLE)
 
 
 @app.callback()
-def main() -> None:
-    """Operator commands (run with the service's environment)."""
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="print the version and exit", is_eager=True,
+                     callback=version_callback("gpuproof-ops", package_version())),
+    ] = False,
+    stack_name: Annotated[
+        str | None,
+        typer.Option("--stack-name", envvar="GPUPROOF_STACK", help="read the deployed stack's outputs"),
+    ] = None,
+    region: Annotated[str | None, typer.Option("--region", help="AWS region of the stack")] = None,
+) -> None:  # fmt: skip
+    """Operator commands: with --stack-name, the deployed stack's outputs are the environment."""
+    if region:
+        os.environ["AWS_REGION"] = region
+    if stack_name:
+        needs_service_extra(False)
+        try:
+            outputs = stack_outputs(stack_name, region)
+        except StackError as exc:
+            fail(str(exc), False, ExitCode.UNREACHABLE if "not read" in str(exc) else ExitCode.USAGE)
+        apply_outputs(outputs, os.environ, region)
 
 
 @app.command()
@@ -86,11 +182,11 @@ def keygen(key: KeyOpt = DEFAULT_OPERATOR_KEY, as_json: JsonOpt = False) -> None
     """Create the operator key (Ed25519, mode 0600); deploy with CommitteeOperatorKey = its public key."""
     path = key.expanduser()
     if path.exists():
-        fail(f"{path} exists; refusing to overwrite a key", as_json)
+        fail(f"refusing to overwrite existing key file {path}", as_json, ExitCode.KEY, code="key_exists")
     k = SigningKey.generate()
     k.save(path)
     if as_json:
-        emit({"operator_key": k.public_hex, "key_file": str(path)})
+        emit({"operator_key": k.public_hex, "public_key": k.public_hex, KEY_PATH_FIELD: str(path)})
     else:
         out.print(f"operator key [bold]{k.public_hex}[/] (in {path}, mode 0600)")
         out.print(f"deploy with: sam deploy --parameter-overrides CommitteeOperatorKey={k.public_hex}")
@@ -109,9 +205,9 @@ def admit(
     try:
         doc = client.admit(account, admitted=not revoke)
     except Ss58Error as exc:
-        fail(f"{account!r} is not an account: {exc}", as_json, 2)
-    except ServiceError as exc:
-        _refused(exc, as_json)
+        fail(f"{account!r} is not an account: {exc}", as_json, ExitCode.USAGE)
+    except (ServiceError, requests.RequestException) as exc:
+        fail_for(exc, as_json, api)
     if as_json:
         emit(doc)
     else:
@@ -158,8 +254,8 @@ def resolve(
             fail(f"machine {machine_id} has no disputed round", as_json, 1, code="round_not_disputed")
         views = (rnd.get("tally") or {}).get("differences", [])
         doc = client.resolve(machine_id, int(rnd["round"]), accept.value, note)
-    except ServiceError as exc:
-        _refused(exc, as_json)
+    except (ServiceError, requests.RequestException) as exc:
+        fail_for(exc, as_json, api)
     if as_json:
         emit({"machine_id": machine_id, "round": doc["round"], "resolution": doc["resolution"]})
         return
@@ -186,13 +282,14 @@ def republish(
     as_json: JsonOpt = False,
 ) -> None:
     """Publish the verdicts the chain publisher left behind (exactly once, by its own protocol)."""
-    from gpuproof.chain.publisher import publish_with_retries
-    from gpuproof.workers.publisher import publisher_services
+    env = _env(as_json, "VERDICTS_TABLE", "PUBLISHED_BATCHES_TABLE")
+    needs_service_extra(as_json)
+    from gpuproof.chain.adapter import ChainSettings, ChainUnavailable
+    from gpuproof.chain.store import DynamoVerdictOutbox, OutboxConflict
 
-    outbox = DynamoVerdictOutbox(
-        os.environ["VERDICTS_TABLE"], os.environ["PUBLISHED_BATCHES_TABLE"], _region()
-    )
-    verdict_ids, bad = outbox.unpublished(time.time() - older_than)
+    outbox = DynamoVerdictOutbox(env["VERDICTS_TABLE"], env["PUBLISHED_BATCHES_TABLE"], _region(as_json))
+    with aws_errors(as_json):
+        verdict_ids, bad = outbox.unpublished(time.time() - older_than)
     malformed = [m.line() for m in bad]
     if dry_run or not verdict_ids:
         if as_json:
@@ -204,16 +301,21 @@ def republish(
             for line in malformed:
                 out.print(f"  {line}", markup=False, highlight=False)
         return
+    from gpuproof.chain.publisher import publish_with_retries
+
+    with aws_errors(as_json):  # the publisher's module makes its AWS clients on import
+        from gpuproof.workers.publisher import publisher_services
     settings = ChainSettings.from_env()
     if not settings.enabled:
-        fail("CHAIN_NODE_URL is not set: nothing can be published", as_json, 2)
+        fail("CHAIN_NODE_URL is not set: nothing can be published", as_json, ExitCode.USAGE)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                       disable=as_json) as progress:  # fmt: skip
             progress.add_task(f"publishing {len(verdict_ids)} verdict(s)", total=None)
             outcomes = publish_with_retries(publisher_services(settings), verdict_ids, budget)
     except (ChainUnavailable, OutboxConflict) as exc:
-        fail(f"not published within {budget:.0f} s: {exc}", as_json, 2, unpublished=verdict_ids)
+        why = f"not published within {budget:.0f} s: {exc}"
+        fail(why, as_json, ExitCode.UNREACHABLE, unpublished=verdict_ids)
     rows = []
     for vid in verdict_ids:
         outcome = outcomes[vid]
@@ -238,7 +340,7 @@ def republish(
         raise typer.Exit(1)
 
 
-def _finish(outbox: DynamoVerdictOutbox, verdict_id: str) -> None:
+def _finish(outbox: Any, verdict_id: str) -> None:
     """As the stream publisher does after publishing: mark the machine, settle the verdict."""
     from gpuproof.workers.publisher import _advance_machine
 
@@ -265,16 +367,20 @@ def reconcile(
     """Repair what the verdicts, the machines and the chain disagree on (the sweeper does it each tick)."""
     import dataclasses
 
-    from gpuproof.api.wiring import reconcile_services
-    from gpuproof.logic.reconcile import reconcile as run_reconcile
+    _env(as_json, "VERDICTS_TABLE", "MACHINES_TABLE")
+    _region(as_json)
+    with aws_errors(as_json):
+        from gpuproof.api.wiring import reconcile_services
+        from gpuproof.logic.reconcile import reconcile as run_reconcile
 
-    svc = reconcile_services()
+        svc = reconcile_services()
     if grace is not None:
         svc = dataclasses.replace(svc, grace_s=grace)
     now = time.time()
-    done = run_reconcile(svc, now, dry_run=dry_run, full=full)
-    rescheduled = _schedule_open_rounds(now, dry_run) if full else []
-    set_aside = [] if full else [m.line() for m in _set_aside_verdicts(svc.outbox)]
+    with aws_errors(as_json):
+        done = run_reconcile(svc, now, dry_run=dry_run, full=full)
+        rescheduled = _schedule_open_rounds(now, dry_run) if full else []
+        set_aside = [] if full else [m.line() for m in _set_aside_verdicts(svc.outbox)]
     doc = done.as_dict() | {"set_aside": set_aside, "rounds_scheduled": rescheduled}
     if as_json:
         emit(doc)
@@ -307,6 +413,99 @@ def _schedule_open_rounds(now: float, dry_run: bool) -> list[str]:
         for r in missing:
             store.reschedule(r, now)
     return [f"{r.machine_id}:{r.round}" for r in missing]
+
+
+class Queue(StrEnum):
+    verify = "verify"
+    publisher = "publisher"
+
+
+DLQ_ENV = {Queue.verify: "VERIFY_DLQ_URL", Queue.publisher: "PUBLISHER_DLQ_URL"}
+
+
+def _sqs(as_json: bool) -> Any:
+    needs_service_extra(as_json)
+    import boto3
+
+    return boto3.client("sqs", region_name=_region(as_json))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    queue: Annotated[Queue, typer.Option("--queue", help="which dead-letter queue")] = Queue.verify,
+    limit: Annotated[int, typer.Option("--max", min=1, max=1000, help="messages to show")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """The DLQ's depth and its first messages (left in the queue)."""
+    from gpuproof.cli.queues import depth, peek
+
+    url = _env(as_json, DLQ_ENV[queue])[DLQ_ENV[queue]]
+    sqs = _sqs(as_json)
+    with aws_errors(as_json):
+        count, messages = depth(sqs, url), peek(sqs, url, limit)
+    if as_json:
+        emit({"queue": queue.value, "url": url, "depth": count, "messages": [m.__dict__ for m in messages]})
+        return
+    out.print(f"{queue.value} DLQ: {count} message(s)", highlight=False)
+    for m in messages:
+        sent = when(m.sent_at) if m.sent_at else "—"
+        out.print(f"  {m.message_id}  sent {sent}, received {m.receive_count}x  {m.summary()}", markup=False)
+    if count and queue is Queue.verify:
+        out.print("redrive them to the verify queue: gpuproof-ops dlq redrive")
+    elif count:
+        out.print("the verdicts they name are published by: gpuproof-ops republish")
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    limit: Annotated[int, typer.Option("--max", min=1, max=10_000, help="messages to move at most")] = 100,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count only; move nothing")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the verify DLQ's messages back to the verify queue (the publisher DLQ: `republish`)."""
+    from gpuproof.cli.queues import depth, redrive
+
+    env = _env(as_json, "VERIFY_DLQ_URL", "VERIFY_QUEUE_URL")
+    sqs = _sqs(as_json)
+    with aws_errors(as_json):
+        if dry_run:
+            count = depth(sqs, env["VERIFY_DLQ_URL"])
+            moved: list[str] = []
+        else:
+            moved = redrive(sqs, env["VERIFY_DLQ_URL"], env["VERIFY_QUEUE_URL"], limit)
+            count = len(moved)
+    if as_json:
+        emit({"dry_run": dry_run, "moved": moved, "count": count})
+    elif dry_run:
+        out.print(f"would move {count} message(s) from the verify DLQ to the verify queue")
+    else:
+        out.print(f"moved {count} message(s) from the verify DLQ to the verify queue")
+
+
+@app.command()
+def stuck(
+    older_than: Annotated[
+        float, typer.Option("--older-than", min=0, help="only machines waiting at least this many seconds")
+    ] = 600.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Machines waiting longer than --older-than, oldest first, each with why.
+
+    Waiting: submitted, auto_verified, committee, no_consensus, disputed. Why: the service's
+    state_reasons, else what that state waits for."""
+    from gpuproof.cli.queues import stuck_machines
+
+    table_name = _env(as_json, "MACHINES_TABLE")["MACHINES_TABLE"]
+    with aws_errors(as_json):
+        found = stuck_machines(table_name, _region(as_json), older_than)
+    if as_json:
+        emit({"older_than_s": older_than, "stuck": [s.__dict__ for s in found]})
+        return
+    out.print(f"{len(found)} machine(s) waiting longer than {duration(older_than)}")
+    for s in found:
+        out.print(f"  {s.machine_id}  {s.state} since {when(s.since)}", highlight=False)
+        for why in s.why:
+            out.print(f"    why: {why}", markup=False, highlight=False)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,12 @@ def eligible_accounts(
     return sorted(accounts)
 
 
+def pool_digest(pool: Sequence[str]) -> str:
+    """SHA-256 hex of the sorted eligible accounts joined by "\\n" (UTF-8): what a round publishes
+    when its pool is too large to list."""
+    return hashlib.sha256("\n".join(pool).encode("utf-8")).hexdigest()
+
+
 def draw_seed(beacon_value: bytes, machine_id: str, round: int, counter: int) -> bytes:
     """SHA-256(beacon ‖ machine_id ‖ round u64 BE ‖ counter u32 BE)."""
     return hashlib.sha256(

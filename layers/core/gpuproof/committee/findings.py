@@ -4,19 +4,24 @@ The service (expected info stored on each round, and the verify worker's `findin
 every committee member (the `committee` CLI) run this same function on the same signed report
 and challenge, so honest reviewers reach the same bytes. Rules:
 
-- The GPU part of CommitteeUploadInfo comes from the challenge's claim (`gpuproof.claim`), which
-  the proof of throughput was sized for: gpu_num = the claimed count; gpu_type, cuda_core and
-  gpu_mem = the claimed model's reference row. Names in the inventory never raise a score: they
-  can only fail to match the claim (gpu_count_mismatch, gpu_model_mismatch).
+- The GPU part of CommitteeUploadInfo starts from the challenge's claim (`gpuproof.claim`), which
+  the proof of throughput was sized for: gpu_type is the claimed model. Names in the inventory
+  never raise a score: they can only fail to match the claim (gpu_count_mismatch,
+  gpu_model_mismatch; host-sent cross-checks).
 - Every GPU must identify (`gpuproof.reference.identify`: NVML name, visible memory, verified BF16
   rate) as the claimed model; a GPU without a verified BF16 figure is a problem
   (benchmark_missing): missing evidence never scores better than failed evidence.
-- RAM, disks and CPU are what the host declares (`protocol.upload_info` rounding rules): not proven.
-- calc_point = DBC's formula (`scoring.calc_point_for_model`) × 100, with the machine's region.
+- calc_point is scored from what the service measured (`gpuproof.evidence.assess`, docs/scoring.md):
+  the claimed model must be among the models the service-timed proof (and the capacity phase,
+  when present) fit; cores, memory and factor are the least of those models' (DBC's weakest-GPU
+  convention over the GPUs); RAM is min(declared, proven) and 0 when not proven; the region is
+  declared. gpu_num, cuda_core, gpu_mem and mem_num of CommitteeUploadInfo are these scored
+  figures, so calc_point follows from the fields. Disks and CPU are declared (not scored).
 - A CPU-only claim (gpu_num 0; accepted only where the CPU backend is allowed) scores
-  RAM_GB / 3.5 × region coefficient.
+  proven RAM_GB / 3.5 × region coefficient.
 
-`Findings.evidence` says, for every calc_point input, whether it is measured or declared.
+`Findings.evidence` is the per-input breakdown (`Assessment.as_dict()`): value, status (proven,
+bound, reference, declared, not_proven) and the evidence (digest, measured figure).
 """
 
 from __future__ import annotations
@@ -27,35 +32,17 @@ from statistics import fmean
 from typing import Any
 
 from gpuproof.claim import Claim
+from gpuproof.evidence import NOTHING_MEASURED, Assessment, MeasuredFacts, assess
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.machine import Region
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import BenchmarkReport, GpuInfo
 from gpuproof.protocol.upload_info import gpu_type_of, host_fields_from_inventory
-from gpuproof.reference import identify
-from gpuproof.scoring import ScoringError, calc_point, calc_point_for_model, performance_index
+from gpuproof.reference import GpuReference, identify
+from gpuproof.scoring import ScoringError, performance_index
 
 GIB = 1 << 30
 BF16_BENCHMARK = "gemm_bf16"
-
-# Where each calc_point input comes from (shown in the verification and the committee CLI).
-GPU_EVIDENCE = {
-    "gpu_num": "claimed in the challenge; bound only by the proof of throughput (aggregate exact GEMM "
-    "work at the claimed model's rate, service-timed); the GPU count itself is not proven",
-    "gpu_type": "claimed in the challenge; NVML names, memory and the self-measured BF16 rate are "
-    "checked against it (host-reported, cross-check only)",
-    "cuda_core": "reference table row of the claimed model",
-    "gpu_mem": "reference table row of the claimed model; visible memory is host-reported",
-}
-HOST_EVIDENCE = {
-    "mem_num": "declared by the host (not proven)",
-    "sys_disk": "declared by the host (not proven)",
-    "data_disk": "declared by the host (not proven)",
-    "cpu_type": "declared by the host (not proven)",
-    "cpu_core_num": "declared by the host (not proven)",
-    "cpu_rate": "declared by the host (not proven)",
-    "region": "declared by the owner at registration (not proven)",
-}
 
 
 def measured_bf16(report: BenchmarkReport, gpu: GpuInfo) -> float | None:
@@ -77,7 +64,8 @@ class Findings:
     problems: list[Reason] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     performance_index: float | None = None
-    evidence: dict[str, str] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    assessment: Assessment | None = None
 
     @property
     def supports(self) -> bool:
@@ -98,8 +86,16 @@ def _count_problems(claim: Claim, report: BenchmarkReport) -> list[Reason]:
 
 
 def findings_from_report(
-    machine_id: str, region: str, report: BenchmarkReport, claim: Claim, *, allow_cpu_backend: bool
+    machine_id: str,
+    region: str,
+    report: BenchmarkReport,
+    claim: Claim,
+    *,
+    allow_cpu_backend: bool,
+    facts: MeasuredFacts = NOTHING_MEASURED,
 ) -> Findings:
+    """The findings of `report` for `claim`, scored from `facts` (what the service measured; nothing
+    measured scores fail-closed: no RAM, no model, see `gpuproof.evidence`)."""
     problems = _count_problems(claim, report)
     rows: list[dict[str, Any]] = []
     host = host_fields_from_inventory(report.inventory)
@@ -108,30 +104,49 @@ def findings_from_report(
     except ValueError:
         return Findings(None, [Reason("region_unknown", f"region {region!r} has no DBC coefficient")])
 
-    if claim.cpu:
-        if not allow_cpu_backend:
-            return Findings(
-                None,
-                [Reason("cpu_claim_refused", "the challenge claims no GPU (a CPU-only host)"), *problems],
-            )
-        try:
-            point = calc_point(
-                gpu_num=0,
-                cuda_cores=0,
-                gpu_mem_gb=0,
-                ram_gb=host["mem_num"],
-                region=region_enum,
-                large_model_factor=1,
-            )
-        except ScoringError as exc:
-            return Findings(None, [*problems, Reason(exc.code, str(exc))])
-        fields = {**host, "gpu_type": "", "gpu_num": 0, "cuda_core": 0, "gpu_mem": 0}
-        return Findings(_ordered(machine_id, fields, point.chain_value), problems, [], None, HOST_EVIDENCE)
-
+    if claim.cpu and not allow_cpu_backend:
+        return Findings(
+            None,
+            [Reason("cpu_claim_refused", "the challenge claims no GPU (a CPU-only host)"), *problems],
+        )
     reference = claim.reference
-    if reference is None:
+    if not claim.cpu and reference is None:
         return Findings(None, [Reason("claim_missing", f"the claimed model {claim.gpu_model!r} is unknown")])
+    found_assessment = assess(claim, report, region_enum, int(host["mem_num"]), facts)
     indices: list[float] = []
+    if reference is not None:
+        problems += _gpu_problems(report, reference, rows, indices)
+    problems += found_assessment.model_reasons
+    if found_assessment.point is None:
+        error = found_assessment.scoring_error or Reason(
+            "calc_point_missing", "calc_point could not be scored"
+        )
+        return Findings(None, [*problems, error], rows, None, found_assessment.as_dict(), found_assessment)
+    scored = found_assessment.scored
+    fields = {
+        **host,
+        "mem_num": scored.ram_gb,
+        "gpu_type": "" if reference is None else gpu_type_of(reference.model),
+        "gpu_num": scored.gpu_num,
+        "cuda_core": scored.cuda_cores,
+        "gpu_mem": scored.gpu_mem_gb,
+    }
+    index = round(fmean(indices), 4) if indices else None
+    return Findings(
+        _ordered(machine_id, fields, found_assessment.point.chain_value),
+        problems,
+        rows,
+        index,
+        found_assessment.as_dict(),
+        found_assessment,
+    )
+
+
+def _gpu_problems(
+    report: BenchmarkReport, reference: GpuReference, rows: list[dict[str, Any]], indices: list[float]
+) -> list[Reason]:
+    """Each GPU of the inventory against the claimed model (host-reported figures: cross-checks)."""
+    problems: list[Reason] = []
     for gpu in report.inventory.gpus:
         rate = measured_bf16(report, gpu)
         found = identify(gpu.name, gpu.memory_total_bytes / GIB, rate)
@@ -173,27 +188,7 @@ def findings_from_report(
         elif ref is not None:
             with suppress(ScoringError):
                 indices.append(performance_index(rate, reference))
-    try:
-        point = calc_point_for_model(
-            reference, gpu_num=claim.gpu_count, ram_gb=host["mem_num"], region=region_enum
-        )
-    except ScoringError as exc:
-        return Findings(None, [*problems, Reason(exc.code, str(exc))], rows)
-    fields = {
-        **host,
-        "gpu_type": gpu_type_of(reference.model),
-        "gpu_num": claim.gpu_count,
-        "cuda_core": reference.cuda_cores or 0,
-        "gpu_mem": reference.mem_gb,
-    }
-    index = round(fmean(indices), 4) if indices else None
-    return Findings(
-        _ordered(machine_id, fields, point.chain_value),
-        problems,
-        rows,
-        index,
-        {**GPU_EVIDENCE, **HOST_EVIDENCE},
-    )
+    return problems
 
 
 # CommitteeUploadInfo's fields in DBC's order, without the voter's own (rand_str, is_support).

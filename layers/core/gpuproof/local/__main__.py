@@ -8,9 +8,41 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 from gpuproof.local import aws_calls
 from gpuproof.local.stack import LocalStack
+
+
+class ServiceChildFilter(logging.Filter):
+    """Drops the records of `service`'s own loggers ("gpuproof", "gpuproof.workers...") at the root:
+    Powertools' handler on the "gpuproof" logger has printed them already. Powertools' SuppressFilter
+    does this with a substring test, which drops "gpuproof_local" (the stack's own lines) too."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == self.service or record.name.startswith(self.service + "."))
+
+
+class StackLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler of `python -m gpuproof.local`: it keeps every line of the stack."""
+
+    def addFilter(self, filter: Any) -> None:
+        from aws_lambda_powertools.logging.filters import SuppressFilter
+
+        if isinstance(filter, SuppressFilter):
+            filter = ServiceChildFilter(filter.logger)
+        super().addFilter(filter)
+
+
+def configure_logging(level: str) -> StackLogHandler:
+    handler = StackLogHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    return handler
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     record_to = aws_calls.install_from_environment()
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
 
     stopping = threading.Event()
 

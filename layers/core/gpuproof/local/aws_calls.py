@@ -44,6 +44,10 @@ class Call:
     resource: str
 
 
+# botocore signing names whose IAM action prefix differs.
+IAM_PREFIX = {"monitoring": "cloudwatch"}
+
+
 class Recorder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -129,7 +133,8 @@ class Recorder:
                     f"arn:aws:secretsmanager:{LOCAL_REGION}:{LOCAL_ACCOUNT}:secret:{secret}",
                 )
             ]
-        return [(f"{prefix}:{operation}", "*")]
+        # CloudWatch signs as "monitoring"; IAM names its actions "cloudwatch:*".
+        return [(f"{IAM_PREFIX.get(prefix, prefix)}:{operation}", "*")]
 
     def _table_arn(self, table: str, index: str | None = None) -> str:
         arn = f"arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{self.logical(table)}"

@@ -7,6 +7,7 @@ handlers' responses become HTTP responses, as API Gateway does.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
@@ -179,6 +180,20 @@ def _json(status: int, doc: dict[str, Any]) -> tuple[int, list[tuple[str, str]],
     return status, [("content-type", "application/json")], json.dumps(doc).encode("utf-8")
 
 
+def _error(
+    status: int, code: str, message: str, field: str | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The API's error shape (gpuproof.api.errors): a stable code, every reason."""
+    reason: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        reason["field"] = field
+    return _json(status, {"code": code, "message": message, "reasons": [reason]})
+
+
+def _route_not_found(method: str, raw_path: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    return _error(404, "route_not_found", f"no route for {method} {raw_path}", "path")
+
+
 class _TooLarge(Exception):
     pass
 
@@ -229,20 +244,20 @@ class _FrontHandler(BaseHTTPRequestHandler):
             body = self._read_body()
         except _TooLarge:
             self.close_connection = True
-            self._send(*_json(413, {"message": "Request Entity Too Large", "code": "payload_too_large"}))
+            self._send(
+                *_error(
+                    413,
+                    "body_too_large",
+                    f"the body is over {MAX_BODY_BYTES} bytes (API Gateway's limit)",
+                    "body",
+                )
+            )
             return
         matched = self.server.router.match(self.command, raw_path)
         if matched is None:
-            self._send(
-                *_json(
-                    404,
-                    {
-                        "code": "route_not_found",
-                        "message": f"no route for {self.command} {raw_path}",
-                        "reasons": [{"code": "route_not_found", "message": f"{self.command} {raw_path}"}],
-                    },
-                )
-            )
+            # HTTP API answers 404 for a method and path no route has (the method is part of the
+            # route key): TRACE, CONNECT and any other verb outside the API included.
+            self._send(*_route_not_found(self.command, raw_path))
             return
         route, params = matched
         event = build_http_event(
@@ -284,17 +299,30 @@ class _FrontHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(payload)
 
-    do_GET = _handle
-    do_POST = _handle
-    do_PUT = _handle
-    do_PATCH = _handle
-    do_DELETE = _handle
-    do_HEAD = _handle
-    do_OPTIONS = _handle
+    def __getattr__(self, name: str) -> Any:
+        # BaseHTTPRequestHandler looks up do_<METHOD> and answers 501 with an HTML page where there
+        # is none: every method goes to the router instead, which answers the API's JSON 404.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What the front refuses before routing (a malformed request line, a header too long):
+        the API's JSON error shape, never http.server's HTML page."""
+        text = message or self.responses.get(code, ("error",))[0]
+        self.close_connection = True
+        # A request line that does not parse leaves http.server at HTTP/0.9 (no status line).
+        self.request_version = self.protocol_version
+        status, headers, payload = _error(code, "request_malformed", text)
+        with contextlib.suppress(OSError):  # the client may be gone already
+            self._send(status, headers, payload)
 
 
 class LocalHttpServer(ThreadingHTTPServer):
     daemon_threads = True
+    # The listen backlog: socketserver's default of 5 resets connections when 50 machines connect
+    # at once; API Gateway queues them. (The kernel caps it at net.core.somaxconn.)
+    request_queue_size = 1024
 
     def __init__(self, host: str, port: int, router: Router) -> None:
         self.router = router

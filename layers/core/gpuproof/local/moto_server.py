@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 from gpuproof.local.template import LOCAL_REGION
 
@@ -33,12 +41,41 @@ def aws_environment(endpoint_url: str) -> dict[str, str]:
     }
 
 
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class AtomicDynamoDB:
+    """DynamoDB applies each request atomically (a conditional write checks and writes as one);
+    moto's backend does not lock, and the server answers requests on threads: DynamoDB requests
+    are served one at a time. Other services' requests (an SQS long poll) are not held up."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
+            with self.lock:
+                return list(self.app(environ, start_response))
+        return self.app(environ, start_response)
+
+
+class _AtomicMotoServer(ThreadedMotoServer):
+    def _server_entry(self) -> None:
+        app = AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 class MotoServer:
-    """A ThreadedMotoServer bound to a free port on loopback."""
+    """A ThreadedMotoServer bound to a free port on loopback, DynamoDB requests atomic."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
+        self._server = _AtomicMotoServer(ip_address=HOST, port=self.port, verbose=False)
         self._running = False
 
     @property

@@ -19,7 +19,7 @@ from gpuproof.local.chain import LocalChain, start_for_stack
 from gpuproof.local.front import HttpFront, Route, Router
 from gpuproof.local.moto_server import HOST, MotoServer, aws_environment
 from gpuproof.local.pollers import Poller, SchedulePoller, SqsPoller, StreamPoller, schedule_period_s
-from gpuproof.local.runtime import LocalFunction, load_handler
+from gpuproof.local.runtime import API_CONCURRENCY, LocalFunction, load_handler
 from gpuproof.local.template import (
     DEFAULT_STACK_NAME,
     Resources,
@@ -121,7 +121,13 @@ class LocalStack:
                     "%s: %s missing; its routes and events are not served", spec.logical_id, spec.module_file
                 )
                 continue
-            fn = LocalFunction(spec=spec, physical_name=name, handler=handler)
+            behind_api = any(event.type == "HttpApi" for event in spec.events)
+            fn = LocalFunction(
+                spec=spec,
+                physical_name=name,
+                handler=handler,
+                concurrency=API_CONCURRENCY if behind_api else 1,
+            )
             self.functions[spec.logical_id] = fn
             for event in spec.events:
                 routes.extend(self._bind_event(fn, event.type, event.name, event.properties))

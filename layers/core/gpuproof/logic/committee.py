@@ -10,7 +10,6 @@ Deliberate difference from DBC: a round needs at least `MIN_REVEALS` (2) reveals
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from collections.abc import Sequence
@@ -19,17 +18,19 @@ from typing import Any, Protocol
 
 from gpuproof.claim import ClaimError, verified_claim
 from gpuproof.committee.beacon import HashChainBeacon
-from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, select_indices
+from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, pool_digest, select_indices
 from gpuproof.committee.findings import findings_from_report
 from gpuproof.committee.tally import Tally, tally
 from gpuproof.committee.windows import Phase, RoundWindows
 from gpuproof.errors import Rejection, raise_if
+from gpuproof.evidence import facts_from_verification
 from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Challenge, Machine, StoredReport, Verdict, VerdictResult, Vote
 from gpuproof.logic.states import MachineState
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.delivery import is_reference, transcript_key
 from gpuproof.protocol.httpsig import SignedRequest
+from gpuproof.protocol.live import LiveCheck
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
 from gpuproof.protocol.ss58 import account_key_or_none
@@ -139,12 +140,9 @@ class CommitteeRound:
             doc["expected_info"] = None
             doc["expected_problems"] = []
         doc["expected_hidden"] = hidden
+        # Which members ran their own live check of the machine, and what they measured.
+        doc["live_checks"] = {a: r["live_check"] for a, r in self.reveals.items() if r.get("live_check")}
         return doc
-
-
-def pool_digest(pool: Sequence[str]) -> str:
-    """SHA-256 hex of the sorted eligible accounts joined by "\\n" (UTF-8)."""
-    return hashlib.sha256("\n".join(pool).encode("utf-8")).hexdigest()
 
 
 # ------------------------------------------------------------------------------------ ports
@@ -177,6 +175,8 @@ class CommitteeStore(Protocol):
 
     def rounds_of_member(self, account: str) -> list[CommitteeRound]: ...
 
+    def rounds_of_machine(self, machine_id: str, limit: int = 50) -> list[CommitteeRound]: ...
+
     def beacon_state(self) -> BeaconState | None: ...
 
     def init_beacon(self, tip: str, length: int, now: float) -> BeaconState:
@@ -191,8 +191,16 @@ class CommitteeStore(Protocol):
     ) -> None: ...
 
     def record_reveal(
-        self, round_: CommitteeRound, account: str, info: dict[str, Any], now: float, request: SignedRequest
-    ) -> None: ...
+        self,
+        round_: CommitteeRound,
+        account: str,
+        info: dict[str, Any],
+        now: float,
+        request: SignedRequest,
+        live_check: dict[str, Any] | None = None,
+    ) -> None:
+        """The reveal, with the member's live-check result when it ran one (its own figures)."""
+        ...
 
     def close_round(
         self,
@@ -223,6 +231,10 @@ class CommitteeStore(Protocol):
         disputed → machine_state. False when another sweep already settled it."""
 
     def machines_awaiting_draw(self) -> list[Machine]: ...
+
+    def set_state_reasons(self, machine_id: str, state: str, reasons: list[dict[str, str]]) -> bool:
+        """Store why a machine in `state` waits, provided it is still in `state` and its reasons
+        differ; True when they changed (so the caller logs a reason once, not every tick)."""
 
     def get_machine(self, machine_id: str) -> Machine | None: ...
 
@@ -383,9 +395,16 @@ def assignment_view(round_: CommitteeRound, account: str, now: float) -> dict[st
     }
 
 
-def assignments(svc: CommitteeServices, account: str) -> list[dict[str, Any]]:
-    if svc.store.get_member(account) is None:
+def member_record(svc: CommitteeServices, account: str) -> CommitteeMember:
+    """A member's own record (status, admission, in-flight rounds), shown with its assignments."""
+    member = svc.store.get_member(account)
+    if member is None:
         raise Rejection([Reason("unknown_member", "no committee member has this account", "account")])
+    return member
+
+
+def assignments(svc: CommitteeServices, account: str) -> list[dict[str, Any]]:
+    member_record(svc, account)
     now = svc.clock.now()
     rounds = sorted(svc.store.rounds_of_member(account), key=lambda r: r.booked_at)
     return [assignment_view(r, account, now) for r in rounds]
@@ -444,6 +463,8 @@ def transcript(svc: CommitteeServices, machine_id: str, round_no: int) -> dict[s
             "owner": machine.owner,
             "region": machine.region,
             "state": machine.state.value,
+            # Where a member's live check reaches the machine's agent (its signed heartbeat's claim).
+            "live_endpoint": machine.live_endpoint,
         },
         "challenge": None
         if challenge is None
@@ -512,8 +533,16 @@ def commit(
 
 
 def reveal(
-    svc: CommitteeServices, request: SignedRequest, machine_id: str, round_no: int, info: CommitteeUploadInfo
+    svc: CommitteeServices,
+    request: SignedRequest,
+    machine_id: str,
+    round_no: int,
+    info: CommitteeUploadInfo,
+    live_check: LiveCheck | None = None,
 ) -> CommitteeRound:
+    """Record the member's revealed findings; `live_check` is its own live check of the machine
+    (docs/committee.md "Live check"), kept with the reveal and published in the round. A reveal
+    whose live check did not verify must not support the machine (`live_check_inconsistent`)."""
     round_, reasons = _voting_round(svc, request, machine_id, round_no)
     account = request.keyid
     now = svc.clock.now()
@@ -541,10 +570,19 @@ def reveal(
         reasons.append(
             Reason("reveal_mismatch", "blake2_128 of the revealed info is not this member's commit", "info")
         )
+    if live_check is not None and not live_check.verified and not live_check.shadow and info.is_support:
+        reasons.append(
+            Reason(
+                "live_check_inconsistent",
+                "the revealed info supports the machine but the member's own live check did not verify",
+                "live_check",
+            )
+        )
     raise_if(reasons)
     doc = info.model_dump(mode="json")
-    svc.store.record_reveal(round_, account, doc, now, request)
-    round_.reveals[account] = {"info": doc, "at": now}
+    live = None if live_check is None else live_check.model_dump(mode="json", exclude_none=True)
+    svc.store.record_reveal(round_, account, doc, now, request, live)
+    round_.reveals[account] = {"info": doc, "at": now, **({"live_check": live} if live else {})}
     return round_
 
 
@@ -559,6 +597,34 @@ class DrawOutcome:
     round: int | None = None
     members: list[str] = field(default_factory=list)
     detail: str = ""
+    # Why the machine waits (its state_reasons), and whether this tick is the first to say so.
+    reason: dict[str, str] | None = None
+    announced: bool = False
+
+
+# Why a machine waits for its draw: a stable code, the message, and the owner's next step.
+POOL_TOO_SMALL = "committee_pool_too_small"
+
+
+def waiting_reason(eligible: int, needed: int, excluded: int) -> dict[str, str]:
+    fresh = f" ({excluded} members of the previous round are excluded)" if excluded else ""
+    return {
+        "code": POOL_TOO_SMALL,
+        "message": f"{eligible} eligible committee members, {needed} needed for a draw{fresh}",
+        "next_step": (
+            "nothing to do on the machine: the draw happens at the first sweeper tick after enough "
+            "members are admitted and not at their cap; the committee operator admits members "
+            "(`gpuproof-ops admit`)"
+        ),
+    }
+
+
+def failed_reason(detail: str) -> dict[str, str]:
+    return {
+        "code": DRAW_FAILED,
+        "message": f"the committee draw of this machine failed: {detail}"[:500],
+        "next_step": "nothing to do on the machine: the operator is alerted; the draw is retried each tick",
+    }
 
 
 def ensure_beacon(svc: CommitteeServices) -> BeaconState:
@@ -611,7 +677,10 @@ def draw_machine(svc: CommitteeServices, machine: Machine, members: list[Committ
     eligible = eligible_accounts(pool, owner=machine.owner, in_flight=in_flight, cap=svc.max_in_flight)
     if len(eligible) < COMMITTEE_SIZE:
         return DrawOutcome(
-            mid, "waiting", detail=f"{len(eligible)} eligible members, {COMMITTEE_SIZE} needed"
+            mid,
+            "waiting",
+            detail=f"{len(eligible)} eligible members, {COMMITTEE_SIZE} needed",
+            reason=waiting_reason(len(eligible), COMMITTEE_SIZE, len(excluded)),
         )
     beacon = ensure_beacon(svc)
     assert svc.beacon is not None
@@ -627,6 +696,7 @@ def draw_machine(svc: CommitteeServices, machine: Machine, members: list[Committ
         signed.report,
         claim,
         allow_cpu_backend=svc.allow_cpu_backend,
+        facts=facts_from_verification(stored.verification),
     )
     expected = None if findings.fields is None else {**findings.fields, "is_support": findings.supports}
     now = svc.clock.now()
@@ -680,6 +750,11 @@ def draw_due_machines(svc: CommitteeServices) -> list[DrawOutcome]:
             )
             outcome = DrawOutcome(
                 machine.machine_id, "failed", detail=f"{DRAW_FAILED}: {type(exc).__name__}: {exc}"[:500]
+            )
+            outcome.reason = failed_reason(f"{type(exc).__name__}")
+        if outcome.reason is not None:
+            outcome.announced = svc.store.set_state_reasons(
+                machine.machine_id, machine.state.value, [outcome.reason]
             )
         outcomes.append(outcome)
         if outcome.outcome == "drawn":

@@ -55,6 +55,7 @@ class Services:
     # Where the probe uploads its transcript; None: proofs travel inline in the report (v1 only).
     transcripts: TranscriptStore | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
+    cpu_proof_deadline_s: float = 0.0  # the CPU backend's deadline floor (gpuproof.claim)
 
     def transcript_limit(self, challenge: Challenge) -> int:
         return transcript_limit(self.transcript_max_bytes_per_gpu, len(proof_params(challenge)))
@@ -142,7 +143,7 @@ def issue_challenge(
             claim = make_claim(
                 body.claimed_gpu_model, body.gpu_count, allow_cpu_backend=svc.allow_cpu_backend
             )
-            params = challenge_params(claim, body.claimed_ram_bytes)
+            params = challenge_params(claim, body.claimed_ram_bytes, cpu_deadline_s=svc.cpu_proof_deadline_s)
         except ClaimError as refused:
             claim_problems = refused.reasons
     now = svc.clock.now()
@@ -433,14 +434,37 @@ def record_heartbeat(svc: Services, request: SignedRequest, machine_id: str, bea
 REQUEUE_AFTER_S = 300
 
 
-def requeue_unverified_reports(svc: Services, older_than_s: float = REQUEUE_AFTER_S) -> list[str]:
-    """Send a verification message again for every machine stuck in `submitted`."""
+VERIFICATION_REQUEUED = "verification_requeued"
+STUCK_IN_SUBMITTED = {
+    "code": VERIFICATION_REQUEUED,
+    "message": (
+        f"the report waited more than {REQUEUE_AFTER_S // 60} minutes unverified (its queue message "
+        "was lost or its verification keeps failing); its verification was queued again"
+    ),
+    "next_step": (
+        "nothing to do on the machine: the service retries; if the machine stays submitted, the "
+        "operator looks at VerifyDLQ and the verify worker's errors (docs/operations.md)"
+    ),
+}
+
+
+def requeue_unverified_reports(
+    svc: Services, older_than_s: float = REQUEUE_AFTER_S, announced: list[str] | None = None
+) -> list[str]:
+    """Send a verification message again for every machine stuck in `submitted`, and say so on
+    the machine (`verification_requeued` in state_reasons); `announced` receives the machines
+    whose reason this call wrote, so the caller logs each once, not every tick."""
     cutoff = svc.clock.now() - older_than_s
     requeued = []
     for machine in svc.store.machines_in_state(MachineState.submitted):
         if machine.updated_at < cutoff and machine.last_challenge_id:
             svc.queue.enqueue(machine.machine_id, machine.last_challenge_id)
             requeued.append(machine.machine_id)
+            wrote = svc.store.set_state_reasons(
+                machine.machine_id, MachineState.submitted.value, [dict(STUCK_IN_SUBMITTED)]
+            )
+            if wrote and announced is not None:
+                announced.append(machine.machine_id)
     return requeued
 
 

@@ -73,6 +73,10 @@ class MachineStore(Protocol):
 
     def get_report(self, machine_id: str, challenge_id: str) -> StoredReport | None: ...
 
+    def set_state_reasons(self, machine_id: str, state: str, reasons: list[dict[str, str]]) -> bool:
+        """Store why a machine in `state` waits or is stuck, provided it is still in `state` and its
+        reasons differ (never its state or `updated_at`); True when they changed."""
+
     def list_reports(self, machine_id: str, limit: int = 10) -> list[StoredReport]: ...
 
 

@@ -63,6 +63,8 @@ class Machine:
     last_challenge_id: str | None = None
     state_reasons: list[dict[str, str]] = field(default_factory=list)
     attempts: Attempts = field(default_factory=Attempts)
+    # The agent's live-check address from its latest signed heartbeat (a claim; None if none).
+    live_endpoint: str | None = None
 
 
 @dataclass

@@ -1,7 +1,12 @@
 """The automated stage: verify a stored report off the request path and move the machine on.
 
 Each check yields a CheckResult; a failing check refuses the machine unless configuration puts
-it in shadow mode (recorded, not deciding).
+it in shadow mode (recorded, not deciding). Checks new to production (`SHADOW_BY_DEFAULT`) are
+in shadow mode until `EnforceChecks` (env ENFORCE_CHECKS) names them.
+
+The evidence checks run after the others, on what they measured (`gpuproof.evidence`): the
+proof of throughput's result and the capacity phase's record (`verification["capacity"]`);
+`verification["evidence"]` is the per-input breakdown calc_point was scored from (docs/scoring.md).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from gpuproof.claim import (
     stored_capacity_params,
     stored_proof_params,
 )
-from gpuproof.committee.findings import findings_from_report, measured_bf16
+from gpuproof.committee.findings import Findings, findings_from_report, measured_bf16
+from gpuproof.evidence import MeasuredFacts, parse_capacity, throughput_from_checks
+from gpuproof.identity import kernel_reasons
 from gpuproof.logic.attempts import CooldownPolicy, after_verification
 from gpuproof.logic.capacity import (
     load_session,
@@ -107,6 +114,8 @@ class VerifyServices:
     max_gpus_per_machine: int = DEFAULT_MAX_GPUS_PER_MACHINE
     transcripts: TranscriptStore | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
+    cpu_proof_deadline_s: float = 0.0  # the CPU backend's deadline floor (gpuproof.claim)
+    enforced_checks: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,7 @@ def check_claim(ctx: Context) -> CheckResult:
     reasons = list(ctx.claim_problems)
     claim = ctx.claim
     if claim is not None:
-        reasons += params_reasons(ctx.challenge.params, claim)
+        reasons += params_reasons(ctx.challenge.params, claim, cpu_deadline_s=ctx.svc.cpu_proof_deadline_s)
         if claim.cpu and not ctx.svc.allow_cpu_backend:
             reasons.append(Reason("cpu_claim_refused", "the challenge claims no GPU (a CPU-only host)"))
     details: dict[str, Any] = {} if claim is None else claim.as_dict()
@@ -208,27 +217,50 @@ def check_gpu_uuids(ctx: Context) -> CheckResult:
     return check("gpu_uuids", reasons, uuids=uuids)
 
 
-def check_findings(ctx: Context) -> CheckResult:
-    """The report against its claim, as the committee will see it (`committee.findings`): GPU count
-    and every GPU's identified model equal the claim, each GPU's self-measured BF16 rate inside the
-    claimed model's envelope (a missing figure is a failure), and calc_point from the claim."""
+def check_kernel_identity(ctx: Context) -> CheckResult:
+    """The kernel's view (/proc/driver/nvidia, PCI enumeration) against NVML's and the claim's
+    count (`gpuproof.identity`); host-sent, shadow mode by default."""
+    count = ctx.claim.gpu_count if ctx.claim is not None else len(ctx.signed.report.inventory.gpus)
+    reasons, details = kernel_reasons(ctx.signed.report.inventory, count)
+    return check("kernel_identity", reasons, **details)
+
+
+def check_findings(ctx: Context, facts: MeasuredFacts) -> tuple[list[CheckResult], Findings | None]:
+    """The report against its claim, as the committee will see it (`committee.findings`), scored
+    from what the service measured (`facts`): `findings` (GPU count and every GPU's identified model
+    equal the claim, each GPU's self-measured BF16 rate inside the claimed model's envelope, a
+    missing figure is a failure, calc_point from the evidence), `measured_model` (the claimed model
+    among those the service-timed proof and the capacity phase fit; MIG and vGPU refused), and,
+    shadow by default, `model_cross_checks`, `evidence` (inputs not proven) and `dbc_minimums`."""
     if ctx.claim is None:
-        return check("findings", [Reason("claim_missing", "no claim to hold the report to")])
+        return [check("findings", [Reason("claim_missing", "no claim to hold the report to")])], None
     found = findings_from_report(
         ctx.machine.machine_id,
         ctx.machine.region,
         ctx.signed.report,
         ctx.claim,
         allow_cpu_backend=ctx.svc.allow_cpu_backend,
+        facts=facts,
     )
-    return check(
-        "findings",
-        list(found.problems),  # never empty when no CommitteeUploadInfo could be derived
-        upload_info=found.fields,
-        gpus=found.rows,
-        performance_index=found.performance_index,
-        evidence=found.evidence,
-    )
+    a = found.assessment
+    model = [] if a is None else a.model_reasons
+    results = [
+        check(
+            "findings",
+            [p for p in found.problems if p not in model],  # never empty without CommitteeUploadInfo
+            upload_info=found.fields,
+            gpus=found.rows,
+            performance_index=found.performance_index,
+        ),
+    ]
+    if a is not None:
+        results += [
+            check("measured_model", model, gpus=[g.as_dict() for g in a.gpus]),
+            check("model_cross_checks", a.ceiling_reasons),
+            check("evidence", a.unproven, breakdown_digest=found.evidence.get("digest")),
+            check("dbc_minimums", a.minimums, ram_gb=a.scored.ram_gb, gpu_num=a.scored.gpu_num),
+        ]
+    return results, found
 
 
 # A self-reported bf16 rate this far above the service-timed proven rate is not believed.
@@ -314,6 +346,7 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
         per_gpu.append(
             {
                 "gpu_index": p.gpu_index,
+                "ops": p.ops,
                 "claimed_rate_tops": p.claimed_rate_tops,
                 "proven_tops_lower_bound": proven,
                 "deadline_s": p.deadline_s,
@@ -329,7 +362,12 @@ def _proof_reasons(ctx: Context) -> tuple[list[Reason], dict[str, Any]]:
                     f"{proven:.1f} TOPS int8 under the service's clock",
                 )
             )
-    return reasons, {"elapsed_s": elapsed, "gpus": per_gpu, **delivery}
+    return reasons, {
+        "elapsed_s": elapsed,
+        "commitment_sha256": ch.commitment_sha256,
+        "gpus": per_gpu,
+        **delivery,
+    }
 
 
 def check_proof(ctx: Context) -> CheckResult:
@@ -411,19 +449,49 @@ CHECKS: list[Callable[[Context], CheckResult]] = [
     check_inventory,
     check_benchmarks,
     check_gpu_uuids,
-    check_findings,
+    check_kernel_identity,
     check_proof,
     check_capacity,
 ]
+
+# New to production: recorded, not deciding, until EnforceChecks names them (docs/operations.md).
+SHADOW_BY_DEFAULT = frozenset(
+    {"kernel_identity", "model_cross_checks", "evidence", "dbc_minimums", CAPACITY_CHECK}
+)
+
+
+def is_shadow(name: str, svc: VerifyServices) -> bool:
+    return name in svc.shadow_checks or (name in SHADOW_BY_DEFAULT and name not in svc.enforced_checks)
 
 
 def run_checks(ctx: Context, checks: list[Callable[[Context], CheckResult]]) -> list[CheckResult]:
     results = []
     for fn in checks:
         result = fn(ctx)
-        result.shadow = result.name in ctx.svc.shadow_checks
+        result.shadow = is_shadow(result.name, ctx.svc)
         results.append(result)
     return results
+
+
+def evidence_results(
+    ctx: Context, results: list[CheckResult], capacity_doc: Any
+) -> tuple[list[CheckResult], dict[str, Any]]:
+    """The findings and evidence checks on what the checks before measured, and the verification
+    fields they add (`evidence`: the breakdown; `capacity`: the capacity phase's record as given)."""
+    capacity, capacity_reasons = parse_capacity(capacity_doc)
+    throughput = throughput_from_checks([r.as_dict() for r in results])
+    found, findings = check_findings(ctx, MeasuredFacts(throughput, capacity, tuple(capacity_reasons)))
+    proof_shadow = any(r.name == "proof_of_throughput" and r.shadow for r in results)
+    for r in found:
+        # The measured model rests on the proof's timing: while the proof of throughput is in
+        # shadow mode (deadline calibration), so is the model check; scoring stays fail-closed.
+        r.shadow = is_shadow(r.name, ctx.svc) or (r.name == "measured_model" and proof_shadow)
+    extra: dict[str, Any] = {}
+    if capacity_doc is not None:
+        extra["capacity"] = capacity_doc
+    if findings is not None and findings.evidence:
+        extra["evidence"] = findings.evidence
+    return found, extra
 
 
 def verify_report(svc: VerifyServices, machine_id: str, challenge_id: str) -> dict[str, Any] | None:
@@ -459,7 +527,17 @@ def verify_report(svc: VerifyServices, machine_id: str, challenge_id: str) -> di
         return _record(svc, machine, stored, claim, results, [])
     ctx = Context(machine, challenge, stored, signed, svc, claim, claim_problems)
     results = run_checks(ctx, CHECKS)
-    return _record(svc, machine, stored, claim, results, gpu_uuids(signed)[0])
+    # The capacity phase's record (check_capacity); absent, nothing it proves is proven (fail closed).
+    found, extra = evidence_results(ctx, results, capacity_record(results))
+    return _record(svc, machine, stored, claim, results + found, gpu_uuids(signed)[0], extra)
+
+
+def capacity_record(results: list[CheckResult]) -> Any:
+    """The capacity phase's record for this challenge (`verification["capacity"]`, from
+    `check_capacity`); None when nothing was verified (docs/scoring.md): every input it proves is
+    then not proven."""
+    capacity = next((r for r in results if r.name == CAPACITY_CHECK), None)
+    return None if capacity is None else capacity.details.get("record")
 
 
 def _record(
@@ -469,6 +547,7 @@ def _record(
     claim: Claim | None,
     results: list[CheckResult],
     uuids: list[str],
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the verification and the machine's attempts (a refusal is a failed attempt)."""
     deciding = [r for r in results if r.status == "fail" and not r.shadow]
@@ -480,11 +559,8 @@ def _record(
         "verified_at": svc.clock.now(),
         "reasons": [reason.as_dict() for r in deciding for reason in r.reasons],
         "checks": [r.as_dict() for r in results],
+        **(extra or {}),
     }
-    capacity = next((r for r in results if r.name == CAPACITY_CHECK), None)
-    if capacity is not None:
-        # What proved VRAM and host RAM (None: nothing did); scoring reads only this.
-        verification["capacity"] = capacity.details.get("record")
     state = MachineState.auto_verified if passed else MachineState.refused
     attempts = after_verification(
         machine.attempts, stored.challenge_id, passed, svc.clock.now(), svc.cooldown

@@ -3,6 +3,9 @@
 Two schemes: Ed25519 (the default) and sr25519 (Schnorrkel, DBC's own, "substrate" signing
 context) so a machine already bonded on DBC can reuse its node key. Either way the public key
 is 32 bytes and its hex is the machine_id or member account.
+
+An sr25519 key derived with a `//` path (`gpuproof.protocol.mnemonic`) has no 32-byte seed, only
+schnorrkel's 64-byte secret key (key ‖ nonce): its key file holds those 64 bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 KEY_FILE_MODE = 0o600
+SEED_BYTES = 32
+SR25519_SECRET_BYTES = 64  # schnorrkel's expanded secret key: what a `//` derivation yields
 PUBLIC_KEY_HEX_LEN = 64
 SIGNATURE_HEX_LEN = 128
 
@@ -36,15 +41,17 @@ class KeyFileError(Exception):
 class SigningKey:
     """A private key and its scheme. Its repr never shows the secret.
 
-    Key files hold the 32-byte seed as hex; an sr25519 file prefixes it with "sr25519:".
+    Key files hold the 32-byte seed as hex; an sr25519 file prefixes it with "sr25519:" (and may
+    hold a derived key's 64-byte secret instead of a seed).
     """
 
     _seed: bytes = field(repr=False)
     scheme: Scheme = Scheme.ed25519
 
     def __post_init__(self) -> None:
-        if len(self._seed) != 32:
-            raise ValueError("a key seed is 32 bytes")
+        derived = self.scheme is Scheme.sr25519 and len(self._seed) == SR25519_SECRET_BYTES
+        if len(self._seed) != SEED_BYTES and not derived:
+            raise ValueError("a key seed is 32 bytes (an sr25519 secret key 64)")
 
     @classmethod
     def generate(cls, scheme: Scheme = Scheme.ed25519) -> SigningKey:
@@ -54,14 +61,26 @@ class SigningKey:
     def from_seed(cls, seed: bytes, scheme: Scheme = Scheme.ed25519) -> SigningKey:
         return cls(seed, Scheme(scheme))
 
+    @classmethod
+    def from_sr25519_secret(cls, secret: bytes) -> SigningKey:
+        """An sr25519 key from schnorrkel's 64-byte secret key (a derived key has no seed)."""
+        if len(secret) != SR25519_SECRET_BYTES:
+            raise ValueError("an sr25519 secret key is 64 bytes")
+        return cls(secret, Scheme.sr25519)
+
+    def _sr25519_pair(self) -> tuple[bytes, bytes]:
+        if len(self._seed) == SR25519_SECRET_BYTES:
+            return bytes(sr25519.public_from_secret_key(self._seed)), self._seed
+        public, secret = sr25519.pair_from_seed(self._seed)
+        return bytes(public), bytes(secret)
+
     def _ed25519(self) -> Ed25519PrivateKey:
         return Ed25519PrivateKey.from_private_bytes(self._seed)
 
     @property
     def public_hex(self) -> str:
         if self.scheme is Scheme.sr25519:
-            public, _secret = sr25519.pair_from_seed(self._seed)
-            return bytes(public).hex()
+            return self._sr25519_pair()[0].hex()
         raw = (
             self._ed25519()
             .public_key()
@@ -71,7 +90,7 @@ class SigningKey:
 
     def sign(self, message: bytes) -> bytes:
         if self.scheme is Scheme.sr25519:
-            return bytes(sr25519.sign(sr25519.pair_from_seed(self._seed), message))
+            return bytes(sr25519.sign(self._sr25519_pair(), message))
         return self._ed25519().sign(message)
 
     def seed(self) -> bytes:
@@ -112,7 +131,9 @@ class SigningKey:
             seed = bytes.fromhex(text)
         except ValueError as exc:
             raise KeyFileError(f"key file {path} is not hex") from exc
-        if len(seed) != 32:
+        if len(seed) == SR25519_SECRET_BYTES and scheme is Scheme.sr25519:
+            return cls.from_sr25519_secret(seed)
+        if len(seed) != SEED_BYTES:
             raise KeyFileError(f"key file {path} must hold a 32-byte seed")
         return cls.from_seed(seed, scheme)
 

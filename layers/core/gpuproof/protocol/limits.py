@@ -52,6 +52,10 @@ MAX_PID = 1 << 22  # Linux pid_max ceiling
 MAX_LOAD_AVERAGE = 1_000_000.0
 MAX_PROCESSES_PER_GPU = 1024
 MAX_HEARTBEAT_GPUS = PROTOCOL_MAX_GPUS
+MAX_HEALTH_COUNT = 1 << 32  # ECC error counters, retired pages, remapped rows (NVML's are 32/64-bit)
+MAX_XID_EVENTS = 64  # XID events reported per GPU in one heartbeat (the rest are counted)
+MAX_XID = 1 << 16  # XID codes are small integers (NVIDIA lists fewer than 200)
+MAX_THROTTLE_REASONS = 16
 
 # -- benchmarks, times ----------------------------------------------------------------------------
 MAX_BENCHMARK_VALUE = 1e12  # TFLOPS, GB/s, ...: a million times today's best figures

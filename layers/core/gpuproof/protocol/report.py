@@ -61,6 +61,8 @@ class GpuInfo(WireModel):
     pcie_width_current: Annotated[int, Field(strict=True, ge=0, le=L.MAX_PCIE_WIDTH)] | None = None
     ecc_enabled: bool | None = None
     mig_enabled: bool | None = None
+    # NVML's virtualization mode: none, passthrough, vgpu (a guest vGPU), host_vgpu, host_vsga.
+    virtualization_mode: Name | None = None
     cuda: CudaView | None = None
     disagreements: Texts = Field(default_factory=list)
     errors: Texts = Field(default_factory=list)
@@ -77,6 +79,30 @@ class HostInfo(WireModel):
     kernel: Name
 
 
+class KernelGpu(WireModel):
+    """One `/proc/driver/nvidia/gpus/<bus>/information` file, as the NVIDIA kernel module writes it."""
+
+    bus_location: Name
+    model: Name | None = None
+    uuid: RawUuid | None = None
+
+
+class PciDevice(WireModel):
+    """One NVIDIA (vendor 0x10de) display or 3D controller in `/sys/bus/pci/devices`."""
+
+    address: Name
+    device_id: Name
+    class_code: Name
+
+
+class KernelView(WireModel):
+    """The kernel's account of the GPUs beside NVML's (host-sent, like everything in a report)."""
+
+    proc_gpus: list[KernelGpu] = Field(default_factory=list, max_length=L.MAX_LIST_ITEMS)
+    pci_devices: list[PciDevice] = Field(default_factory=list, max_length=L.MAX_LIST_ITEMS)
+    errors: Texts = Field(default_factory=list)
+
+
 class Inventory(WireModel):
     backend: Literal["nvml", "cpu"]
     driver_version: Name | None = None
@@ -85,6 +111,7 @@ class Inventory(WireModel):
     gpus: list[GpuInfo] = Field(default_factory=list, max_length=L.PROTOCOL_MAX_GPUS)
     host: HostInfo
     notes: Texts = Field(default_factory=list)
+    kernel: KernelView | None = None
 
 
 BenchmarkValue = Annotated[FiniteFloat, Field(ge=0, le=L.MAX_BENCHMARK_VALUE)]

@@ -8,9 +8,23 @@ from pydantic import Field
 
 from gpuproof.protocol import limits as L
 from gpuproof.protocol.limits import ClockMhz, FiniteFloat, Text, UnixTime
+from gpuproof.protocol.live import LiveEndpoint
 from gpuproof.protocol.report import GpuIndex, Hex64, RawUuid, WireModel
 
 Percent = Annotated[FiniteFloat, Field(ge=0, le=100)]
+HealthCount = Annotated[int, Field(strict=True, ge=0, le=L.MAX_HEALTH_COUNT)]
+# NVML's clock event (throttle) reasons by name (nvmlClocksEventReason*, benchmark_probe/telemetry.py).
+ThrottleReason = Literal[
+    "gpu_idle",
+    "applications_clocks_setting",
+    "sw_power_cap",
+    "hw_slowdown",
+    "sync_boost",
+    "sw_thermal_slowdown",
+    "hw_thermal_slowdown",
+    "hw_power_brake_slowdown",
+    "display_clock_setting",
+]
 MemoryBytes = Annotated[int, Field(strict=True, ge=0, le=L.MAX_RAM_BYTES)]
 
 
@@ -29,6 +43,22 @@ class GpuTelemetry(WireModel):
     sm_clock_mhz: ClockMhz | None = None
     mem_clock_mhz: ClockMhz | None = None
     processes: list[ProcessTelemetry] = Field(default_factory=list, max_length=L.MAX_PROCESSES_PER_GPU)
+    # Health signals (None: not readable on this GPU or driver). ECC counts since the driver
+    # loaded (volatile); retired pages (pre-Ampere) and remapped rows (Ampere and later).
+    ecc_corrected: HealthCount | None = None
+    ecc_uncorrected: HealthCount | None = None
+    retired_pages_single_bit: HealthCount | None = None
+    retired_pages_double_bit: HealthCount | None = None
+    retired_pages_pending: bool | None = None
+    remapped_rows_correctable: HealthCount | None = None
+    remapped_rows_uncorrectable: HealthCount | None = None
+    remapped_rows_pending: bool | None = None
+    remapping_failed: bool | None = None
+    throttle_reasons: list[ThrottleReason] | None = Field(default=None, max_length=L.MAX_THROTTLE_REASONS)
+    # XID events seen since the previous heartbeat (critical-error events NVML delivered).
+    xid_events: list[Annotated[int, Field(strict=True, ge=0, le=L.MAX_XID)]] = Field(
+        default_factory=list, max_length=L.MAX_XID_EVENTS
+    )
     error: Text | None = None
 
 
@@ -50,3 +80,6 @@ class Heartbeat(WireModel):
     gpus: list[GpuTelemetry] = Field(default_factory=list, max_length=L.MAX_HEARTBEAT_GPUS)
     host: HostTelemetry
     note: str | None = Field(default=None, max_length=512)
+    live_endpoint: LiveEndpoint | None = Field(
+        default=None, description="where committee members reach the agent's live check: http://<IP>:<port>"
+    )

@@ -64,6 +64,15 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
             )
         elif d.outcome == "failed":
             logger.error("draw failed", extra={"machine_id": d.machine_id, "detail": d.detail})
+        elif d.outcome == "waiting":
+            # Once per reason: the machine's state_reasons hold it; a later tick with the same
+            # reason changes nothing and says nothing.
+            if d.announced:
+                code = d.reason["code"] if d.reason else None
+                logger.warning(
+                    f"draw waiting: {d.detail}",
+                    extra={"machine_id": d.machine_id, "code": code, "detail": d.detail},
+                )
         elif d.outcome != "skipped":
             logger.info(f"draw {d.outcome}", extra={"machine_id": d.machine_id, "detail": d.detail})
     verdicts = close_due_rounds(svc)
@@ -75,9 +84,12 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
     settled = settle_resolved_disputes(svc)
     for v in settled:
         logger.info("dispute settled", extra={"verdict_id": v.verdict_id, "result": v.result.value})
-    requeued = requeue_unverified_reports(machine_services())
-    if requeued:
-        logger.warning("re-enqueued unverified reports", extra={"machines": requeued})
+    announced: list[str] = []
+    requeued = requeue_unverified_reports(machine_services(), announced=announced)
+    if announced:  # once per stuck machine; later ticks re-enqueue it without a new line
+        logger.warning(
+            "re-enqueued unverified reports", extra={"machines": announced, "code": "verification_requeued"}
+        )
     reconciled = reconcile_tick()
     counts = Counter(d.outcome for d in draws)
     return {

@@ -1,0 +1,1 @@
+"""The web console: server-rendered pages of public data (gpuproof.console.app)."""

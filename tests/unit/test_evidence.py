@@ -1,0 +1,398 @@
+"""The model from what the service measured, the per-input evidence and fail-closed scoring
+(`gpuproof.evidence`, docs/scoring.md): tolerance pairs, an A100 claiming H100, NVML as a
+cross-check only, MIG and vGPU, the capacity record absent / present / malformed / failed, RAM,
+DBC's weakest-GPU convention and minimums."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from benchmark_probe.inventory import collect_inventory
+from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fake_gpu, fixed_host
+from gpuproof.claim import Claim, proof_params_for
+from gpuproof.committee.findings import findings_from_report
+from gpuproof.evidence import (
+    GIB,
+    NOTHING_MEASURED,
+    MeasuredFacts,
+    assess,
+    facts_from_verification,
+    gpu_evidence,
+    parse_capacity,
+    rate_fits,
+    throughput_from_checks,
+)
+from gpuproof.protocol.machine import Region
+from gpuproof.protocol.report import BenchmarkReport, Integrity, Inventory
+from gpuproof.reference import lookup
+from gpuproof.scoring import ScoringError, calc_point, weakest_gpu
+from tests.unit.evidence_facts import capacity_doc, facts, throughput
+from tests.unit.gpu_host_double import bf16_figures
+
+MID = "ab" * 32
+H100 = "H100 SXM5 80GB"
+DECLARED_RAM_GB = 2048  # fixed_host(): 2 TiB declared
+
+
+def inventory(count: int, **gpu: Any) -> Inventory:
+    nvml = NvmlTestDouble(gpus=[fake_gpu(i, **gpu) for i in range(count)])
+    return collect_inventory(nvml, CudaTestDouble.agreeing_with(nvml), fixed_host())
+
+
+def report(inv: Inventory) -> BenchmarkReport:
+    return BenchmarkReport(
+        machine_id=MID,
+        challenge_id="c1",
+        challenge_nonce="00" * 32,
+        probe_version="t",
+        created_at=0,
+        inventory=inv,
+        benchmarks=bf16_figures(inv, 790.0),
+        integrity=Integrity(),
+    )
+
+
+def codes(reasons: Any) -> set[str]:
+    return {r.code for r in reasons}
+
+
+def by_input(found: Any) -> dict[str, dict[str, Any]]:
+    return {i.name: i.as_dict() for i in found.inputs}
+
+
+def ref(model: str) -> Any:
+    row = lookup(model)
+    assert row is not None
+    return row
+
+
+# ------------------------------------------------------------------------ the rate classifier
+def test_an_honest_h100_rate_is_the_h100_h200_pair() -> None:
+    claim = Claim(H100, 1)
+    for speed, latency in ((1.1, 0.0), (1.0, 0.5)):
+        g = gpu_evidence(0, ref(H100), None, MeasuredFacts(throughput(claim, speed=speed, latency_s=latency)))
+        assert set(g.rate_candidates) == {H100, "H200"} and not g.reasons
+        # Without a capacity proof the pair scores the smaller memory (fail closed).
+        assert (g.mem_gb, g.cuda_cores, g.large_model_factor) == (80, 16896, 2)
+
+
+def test_an_honest_h200_without_capacity_scores_the_h100s_memory_then_its_own_when_proven() -> None:
+    claim = Claim("H200", 1)
+    unproven = gpu_evidence(0, ref("H200"), None, MeasuredFacts(throughput(claim)))
+    assert set(unproven.candidates) == {H100, "H200"} and unproven.mem_gb == 80
+    proven = gpu_evidence(0, ref("H200"), None, facts(claim, capacity=capacity_doc(claim)))
+    assert proven.candidates == ("H200",) and proven.mem_gb == 141
+
+
+def test_an_a100_claiming_h100_is_refused_by_the_measured_rate() -> None:
+    claim = Claim(H100, 1)
+    slow = throughput(claim, model="A100 SXM4 80GB")
+    assert not slow.passed and slow.late_only  # its deadline is missed: the work is valid, the time slow
+    g = gpu_evidence(0, ref(H100), None, MeasuredFacts(slow))
+    assert codes(g.reasons) == {"model_rate_below_claim"}
+    assert H100 not in g.rate_candidates and "A100 SXM4 80GB" in g.rate_candidates
+    assert (g.cuda_cores, g.mem_gb) == (0, 0)  # a refused GPU scores nothing
+    fits = {f.model: f.side for f in rate_fits(proof_params_for(claim)[0].ops, slow.elapsed_s or 0)}
+    assert fits[H100] == "slower" and fits["H200"] == "slower" and fits["A100 SXM4 80GB"] == "fits"
+
+
+def test_a_proof_that_failed_otherwise_measures_no_model() -> None:
+    claim = Claim(H100, 1)
+    checks = [
+        {"name": "proof_of_throughput", "status": "fail", "reasons": [{"code": "proof_row_check_failed"}]}
+    ]
+    tp = throughput_from_checks(checks)
+    assert tp is not None and not tp.timed
+    g = gpu_evidence(0, ref(H100), None, MeasuredFacts(tp))
+    assert codes(g.reasons) == {"model_rate_not_proven"} and g.mem_gb == 0
+    assert codes(gpu_evidence(0, ref(H100), None, NOTHING_MEASURED).reasons) == {"model_rate_not_proven"}
+    del claim
+
+
+def test_the_nvml_name_is_a_cross_check_never_the_source() -> None:
+    claim = Claim(H100, 1)
+    # An honest H100 measurement whose (host-sent) NVML name says H200: not refused by the model
+    # check, noted, and scored from the measurement (80 GB), not from the name (141 GB).
+    named_h200 = inventory(1, name="NVIDIA H200", memory_total_bytes=150_000_000_000).gpus[0]
+    g = gpu_evidence(0, ref(H100), named_h200, MeasuredFacts(throughput(claim)))
+    assert not g.reasons and codes(g.notes) == {"nvml_name_cross_check"} and g.mem_gb == 80
+    # An A100's measurement under a perfect H100 NVML name is still refused.
+    named_h100 = inventory(1).gpus[0]
+    slow = gpu_evidence(0, ref(H100), named_h100, MeasuredFacts(throughput(claim, model="A100 SXM4 80GB")))
+    assert "model_rate_below_claim" in codes(slow.reasons) and not slow.notes
+
+
+def test_a_faster_part_under_claiming_is_noted_and_scored_as_the_claim() -> None:
+    claim = Claim("GeForce RTX 4090", 1)
+    g = gpu_evidence(0, ref("GeForce RTX 4090"), None, MeasuredFacts(throughput(claim, model=H100)))
+    assert not g.reasons and codes(g.notes) == {"model_rate_above_claim"}
+    assert (g.mem_gb, g.large_model_factor) == (24, 1)
+
+
+def test_an_rtx_4090_passing_an_a100_proof_scores_no_large_model_factor_until_capacity() -> None:
+    """The A100 | L40S | RTX 4090 int8 envelopes overlap: without capacity the least of them."""
+    claim = Claim("A100 SXM4 80GB", 1)
+    fake = gpu_evidence(
+        0, ref("A100 SXM4 80GB"), None, MeasuredFacts(throughput(claim, model="GeForce RTX 4090"))
+    )
+    assert not fake.reasons and "GeForce RTX 4090" in fake.candidates
+    assert (fake.mem_gb, fake.large_model_factor, fake.cuda_cores) == (24, 1, 6912)
+    honest = gpu_evidence(0, ref("A100 SXM4 80GB"), None, facts(claim, capacity=capacity_doc(claim)))
+    assert set(honest.candidates) == {"A100 80GB PCIe", "A100 SXM4 80GB"}
+    assert (honest.mem_gb, honest.large_model_factor) == (80, 2)
+
+
+def test_an_a100_40gb_claiming_80gb_is_held_to_what_its_capacity_proves() -> None:
+    claim = Claim("A100 SXM4 80GB", 1)
+    # The A100 40GB's rate fits; the capacity phase proving only 40 GiB fails the 80 GB claim.
+    cap = capacity_doc(claim, fill=0.5, passed=[False])
+    g = gpu_evidence(0, ref("A100 SXM4 80GB"), None, facts(claim, model="A100 40GB PCIe", capacity=cap))
+    assert "model_capacity_failed" in codes(g.reasons) and g.mem_gb == 0
+
+
+def test_host_memory_over_pcie_misses_the_bandwidth_envelope_a_cross_check_until_calibrated() -> None:
+    claim = Claim(H100, 1)
+    cap = capacity_doc(claim, bandwidth_fraction=25 / 3350)  # 25 GB/s: host RAM over PCIe
+    g = gpu_evidence(0, ref(H100), None, facts(claim, capacity=cap))
+    assert not g.reasons and codes(g.notes) == {"model_bandwidth_outside_claim"}
+    # It narrows nothing, so it cannot raise the score: the rate and capacity candidates remain.
+    assert g.bandwidth_candidates is None and set(g.candidates) == {H100, "H200"} and g.mem_gb == 80
+
+
+def test_bandwidth_tells_an_rtx_4090_from_an_a100_40gb_once_capacity_is_proven() -> None:
+    claim = Claim("GeForce RTX 4090", 1)
+    g = gpu_evidence(0, ref("GeForce RTX 4090"), None, facts(claim, capacity=capacity_doc(claim)))
+    assert set(g.candidates) == {"GeForce RTX 4090", "L40S"}
+    assert (g.cuda_cores, g.mem_gb, g.large_model_factor) == (16384, 24, 1)
+    l40s = Claim("L40S", 1)
+    assert gpu_evidence(0, ref("L40S"), None, facts(l40s, capacity=capacity_doc(l40s))).candidates == (
+        "L40S",
+    )
+
+
+def test_mig_instances_and_vgpus_are_refused() -> None:
+    claim = Claim(H100, 1)
+    mig = inventory(1, mig_mode=(1, 1)).gpus[0]
+    assert mig.mig_enabled
+    assert "gpu_mig_refused" in codes(
+        gpu_evidence(0, ref(H100), mig, MeasuredFacts(throughput(claim))).reasons
+    )
+    vgpu = inventory(1, virtualization_mode=2).gpus[0]
+    assert vgpu.virtualization_mode == "vgpu"
+    assert "gpu_vgpu_refused" in codes(
+        gpu_evidence(0, ref(H100), vgpu, MeasuredFacts(throughput(claim))).reasons
+    )
+    passthrough = inventory(1, virtualization_mode=1).gpus[0]
+    assert not gpu_evidence(0, ref(H100), passthrough, MeasuredFacts(throughput(claim))).reasons
+
+
+# ------------------------------------------------------------------------ the capacity record
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.pop("digest"),
+        lambda d: d.update(version=2),
+        lambda d: d["gpus"][0].update(proven_bytes=-1),
+        lambda d: d["gpus"][0].update(bandwidth_bytes_per_s=math.nan),
+        lambda d: d["gpus"][0].update(passed="yes"),
+        lambda d: d["gpus"].append(dict(d["gpus"][0])),
+        lambda d: d.update(extra=1),
+        lambda d: d.update(host_ram={"claimed_bytes": 1}),
+    ],
+)
+def test_a_malformed_capacity_record_is_not_proven(mutate: Any) -> None:
+    claim = Claim(H100, 2)
+    doc = capacity_doc(claim)
+    mutate(doc)
+    record, reasons = parse_capacity(doc)
+    assert record is None and codes(reasons) == {"capacity_record_malformed"}
+    malformed = assess(
+        claim, report(inventory(2)), Region.europe, DECLARED_RAM_GB, facts(claim, capacity=doc)
+    )
+    absent = assess(claim, report(inventory(2)), Region.europe, DECLARED_RAM_GB, facts(claim))
+    assert malformed.point is not None and absent.point is not None
+    assert malformed.point.chain_value == absent.point.chain_value
+    assert "capacity_record_malformed" in codes(malformed.unproven)
+
+
+def test_absent_capacity_is_not_proven_and_never_scores_more_than_proven() -> None:
+    claim = Claim(H100, 8)
+    absent = assess(claim, report(inventory(8)), Region.europe, DECLARED_RAM_GB, facts(claim))
+    inputs = by_input(absent)
+    assert inputs["RAM_GB"]["status"] == "not_proven" and inputs["RAM_GB"]["value"] == 0
+    assert inputs["gpu_num"]["status"] == "bound" and inputs["gpu_mem_GB"]["status"] == "bound"
+    assert inputs["region"]["status"] == "declared"
+    assert {"ram_not_proven", "gpu_count_not_proven", "vram_not_proven"} <= codes(absent.unproven)
+    proven = assess(
+        claim,
+        report(inventory(8)),
+        Region.europe,
+        DECLARED_RAM_GB,
+        facts(claim, capacity=capacity_doc(claim)),
+    )
+    assert by_input(proven)["RAM_GB"]["status"] == "proven" and not proven.unproven
+    assert absent.point is not None and proven.point is not None
+    assert absent.point.chain_value < proven.point.chain_value
+    expected = calc_point(
+        gpu_num=8, cuda_cores=16896, gpu_mem_gb=80, ram_gb=512, region=Region.europe, large_model_factor=2
+    )
+    assert proven.point == expected
+
+
+def test_failed_capacity_scores_no_more_than_absent() -> None:
+    claim = Claim(H100, 4)
+    rep = report(inventory(4))
+    absent = assess(claim, rep, Region.europe, DECLARED_RAM_GB, facts(claim))
+    failed = assess(
+        claim,
+        rep,
+        Region.europe,
+        DECLARED_RAM_GB,
+        facts(claim, capacity=capacity_doc(claim, passed=[True, False, True, True], ram_passed=False)),
+    )
+    assert failed.point is not None and absent.point is not None
+    assert failed.point.chain_value <= absent.point.chain_value
+    assert failed.scored.gpu_num == 3 and failed.scored.ram_gb == 0  # the failing GPU is not counted
+    assert "model_capacity_failed" in codes(failed.model_reasons)
+
+
+def test_a_gpu_missing_from_the_capacity_record_is_not_counted() -> None:
+    claim = Claim(H100, 2)
+    cap = capacity_doc(claim)
+    cap["gpus"].pop()
+    found = assess(claim, report(inventory(2)), Region.europe, DECLARED_RAM_GB, facts(claim, capacity=cap))
+    assert found.scored.gpu_num == 1 and "model_capacity_failed" in codes(found.model_reasons)
+
+
+def test_ram_scores_the_least_of_declared_and_proven() -> None:
+    claim = Claim(H100, 1)
+    rep = report(inventory(1))
+    more_than_declared = capacity_doc(claim, ram_claimed_gb=4096, ram_proven_gb=4096)
+    assert (
+        assess(claim, rep, Region.china, 2048, facts(claim, capacity=more_than_declared)).scored.ram_gb
+        == 2048
+    )
+    less = capacity_doc(claim, ram_claimed_gb=2048, ram_proven_gb=1000)
+    assert assess(claim, rep, Region.china, 2048, facts(claim, capacity=less)).scored.ram_gb == 1000
+    no_ram = capacity_doc(claim, ram_claimed_gb=None)
+    found = assess(claim, rep, Region.china, 2048, facts(claim, capacity=no_ram))
+    assert found.scored.ram_gb == 0 and "ram_not_proven" in codes(found.unproven)
+
+
+# ------------------------------------------------------------------------ DBC's rules
+def test_the_weakest_gpu_sets_cores_and_memory_for_the_machine() -> None:
+    assert weakest_gpu([(16896, 141), (16896, 80), (14592, 141)]) == (14592, 80)
+    with pytest.raises(ScoringError):
+        weakest_gpu([])
+    claim = Claim("H200", 2)
+    cap = capacity_doc(claim)
+    # GPU 1 passed, but proved what an H100 holds at an H100's bandwidth: both models fit it.
+    cap["gpus"][1].update(proven_bytes=75 * GIB, bandwidth_bytes_per_s=0.85 * 3350e9)
+    found = assess(claim, report(inventory(2)), Region.europe, DECLARED_RAM_GB, facts(claim, capacity=cap))
+    assert [g.mem_gb for g in found.gpus] == [141, 80]
+    assert found.scored.gpu_mem_gb == 80 and found.scored.gpu_num == 2
+    weakest = by_input(found)["gpu_mem_GB"]["evidence"]
+    assert weakest["weakest_gpu"] == 1 and weakest["proven_vram_bytes"] == 75 * GIB
+
+
+@pytest.mark.parametrize(
+    ("gpus", "ram_gb", "expected"),
+    [
+        (8, 512, set()),
+        (8, 256, {"dbc_ram_per_gpu_below_minimum"}),
+        (1, 48, {"dbc_ram_per_machine_below_minimum"}),
+        (1, 64, set()),
+        (2, 0, {"dbc_ram_per_gpu_below_minimum", "dbc_ram_per_machine_below_minimum"}),
+    ],
+)
+def test_dbc_minimums_are_checked_against_proven_ram(gpus: int, ram_gb: int, expected: set[str]) -> None:
+    claim = Claim(H100, gpus)
+    cap = capacity_doc(claim, ram_claimed_gb=ram_gb, ram_proven_gb=ram_gb)
+    found = assess(claim, report(inventory(gpus)), Region.europe, 4096, facts(claim, capacity=cap))
+    assert codes(found.minimums) == expected
+    assert found.as_dict()["minimums"]["met"] is (not expected)
+
+
+def test_the_findings_upload_info_is_the_scored_inputs() -> None:
+    claim = Claim(H100, 8)
+    measured = facts(claim, capacity=capacity_doc(claim, ram_proven_gb=1024, ram_claimed_gb=2048))
+    found = findings_from_report(
+        MID, "europe", report(inventory(8)), claim, allow_cpu_backend=False, facts=measured
+    )
+    assert found.supports, found.problems
+    assert found.fields is not None
+    f = found.fields
+    assert (f["gpu_num"], f["cuda_core"], f["gpu_mem"], f["mem_num"]) == (8, 16896, 80, 1024)
+    point = calc_point(
+        gpu_num=8,
+        cuda_cores=16896,
+        gpu_mem_gb=80,
+        ram_gb=Decimal(1024),
+        region=Region.europe,
+        large_model_factor=2,
+    )
+    assert f["calc_point"] == point.chain_value == found.evidence["calc_point"]["chain_value"]
+    assert found.evidence["scored"]["region_coefficient"] == "1.5"
+    assert "claim" in found.evidence["host_sent"]
+
+
+def test_the_breakdown_digest_is_stable_and_covers_every_value() -> None:
+    claim = Claim(H100, 2)
+    rep = report(inventory(2))
+    one = assess(claim, rep, Region.europe, DECLARED_RAM_GB, facts(claim)).as_dict()
+    two = assess(claim, rep, Region.europe, DECLARED_RAM_GB, facts(claim)).as_dict()
+    assert one == two and len(one["digest"]) == 64
+    other = assess(claim, rep, Region.japan, DECLARED_RAM_GB, facts(claim)).as_dict()
+    assert other["digest"] != one["digest"]
+
+
+def test_facts_from_a_verification_record_read_the_proof_check_and_capacity() -> None:
+    claim = Claim(H100, 1)
+    params = proof_params_for(claim)[0]
+    record = {
+        "checks": [
+            {
+                "name": "proof_of_throughput",
+                "status": "pass",
+                "reasons": [],
+                "details": {
+                    "elapsed_s": 20.0,
+                    "commitment_sha256": "aa" * 32,
+                    "gpus": [{"gpu_index": 0, "ops": params.ops, "proven_tops_lower_bound": 1.0}],
+                },
+            }
+        ],
+        "capacity": capacity_doc(claim),
+    }
+    found = facts_from_verification(record)
+    assert found.throughput is not None and found.throughput.proven
+    assert found.throughput.ops_per_gpu == {0: float(params.ops)} and found.throughput.digest == "aa" * 32
+    assert found.capacity is not None and found.capacity.gpus[0].passed
+    assert facts_from_verification(None) == NOTHING_MEASURED
+    assert facts_from_verification({"checks": []}).throughput is None
+
+
+def test_a_cpu_claim_scores_proven_ram_only() -> None:
+    cpu = Inventory(backend="cpu", host=fixed_host())
+    found = assess(Claim(None, 0), report(cpu), Region.europe, DECLARED_RAM_GB, NOTHING_MEASURED)
+    assert found.point is not None and found.point.chain_value == 0
+    assert by_input(found)["RAM_GB"]["status"] == "not_proven"
+
+
+def test_the_capacity_phases_own_record_parses() -> None:
+    """The contract with gpuproof.protocol.capacity: its `as_record()` is what `parse_capacity` reads."""
+    from gpuproof.protocol.capacity.verifier import CapacityResult, TargetResult
+
+    gpus = [TargetResult(i, 80 * GIB, int(0.9 * 80 * GIB), 2.8e12, 0.004, 0.009, True) for i in range(2)]
+    host = TargetResult(255, 512 * GIB, 512 * GIB, 1.5e11, 0.01, 0.02, True)
+    result = CapacityResult(gpus, host, [], "ab" * 32)
+    record, reasons = parse_capacity(result.as_record())
+    assert reasons == [] and record is not None
+    assert [g.index for g in record.gpus] == [0, 1] and record.host_ram is not None
+    assert record.host_ram.proven_bytes == 512 * GIB
+    empty, why = parse_capacity(CapacityResult(gpus, None).as_record())  # no digest: not proven
+    assert empty is None and codes(why) == {"capacity_record_malformed"}
