@@ -4,7 +4,9 @@ fail the loop backs off (the interval doubled per failure in a row, at most 10 m
 `gpuproof.cli.output.backoff_delay`), each failure one line; `AgentStats.summary` ends the run.
 
 When the service's answer to a heartbeat says `reverify`, the agent answers a fresh challenge
-(proof of throughput, benchmarks, signed report) through the `on_reverify` callback.
+(proof of throughput, benchmarks, signed report) through the `on_reverify` callback; when it
+announces a presence check, the agent answers it through `on_presence`
+(benchmark_probe/presence.py), given the offset of the service's clock from its own.
 
 With `live_endpoint`, every heartbeat publishes where committee members reach the agent's live
 check (benchmark_probe/live.py, served alongside this loop by `benchmark-probe agent --live-listen`).
@@ -30,6 +32,7 @@ class AgentStats:
     sent: int = 0
     accepted: int = 0
     reverified: int = 0
+    presence_answered: int = 0
     failures: list[str] = field(default_factory=list)
     consecutive_failed: int = 0
     last_error: str = ""
@@ -83,6 +86,7 @@ def run_agent(
     on_reverify: Callable[[], None] | None = None,
     stats: AgentStats | None = None,
     live_endpoint: str | None = None,
+    on_presence: Callable[[dict[str, Any], float], Any] | None = None,
 ) -> AgentStats:
     stats = stats if stats is not None else AgentStats()
     while True:
@@ -91,10 +95,20 @@ def run_agent(
         telemetry = read_telemetry()
         if live_endpoint is not None:
             telemetry = {**telemetry, "live_endpoint": live_endpoint}
+        sent_at = time.time()
         ack = beat_once(client, machine_id, telemetry, log, stats)
         if ack is not None:
             stats.accepted += 1
             stats.consecutive_failed = 0
+            if ack.get("presence") and on_presence is not None:
+                # The service's clock minus ours, at the midpoint of the heartbeat's round trip.
+                offset = float(ack.get("received_at", sent_at)) - (sent_at + time.time()) / 2
+                log(f"presence check {ack['presence'].get('check_id')}: answering at its opening")
+                try:
+                    on_presence(ack["presence"], offset)
+                    stats.presence_answered += 1
+                except (ServiceError, requests.RequestException) as exc:
+                    log(f"presence check not answered: {exc}")
             if ack.get("reverify") and on_reverify is not None:
                 log("the service asks for re-verification: answering a fresh challenge")
                 try:

@@ -466,6 +466,17 @@ def agent(
         else:
             err.print(message, markup=False, highlight=False)
 
+    from benchmark_probe.presence import PresenceResponder
+    from benchmark_probe.proof import default_executor
+    from gpuproof.protocol.proof import ProofExecutor
+
+    def presence_executor() -> ProofExecutor:
+        inv = collect_inventory()
+        executor = default_executor(inv)
+        executor.prepare([gpu.index for gpu in inv.gpus] or [0])
+        return executor
+
+    presence = PresenceResponder(client, signing_key, presence_executor)
     stats = AgentStats()
     try:
         run_agent(
@@ -478,6 +489,7 @@ def agent(
             on_reverify=reverify,
             stats=stats,
             live_endpoint=live_endpoint,
+            on_presence=presence,
         )
     except KeyboardInterrupt:
         log("agent stopped")

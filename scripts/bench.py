@@ -34,6 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the tests' API client and t
 import bench_capacity  # noqa: E402
 import bench_draw  # noqa: E402
 import bench_load  # noqa: E402
+import bench_presence  # noqa: E402
 import bench_proof  # noqa: E402
 import bench_sweep  # noqa: E402
 
@@ -274,6 +275,7 @@ def main() -> int:
         bench_draw.bench_sections(),
         bench_sweep.bench_sections(),
         bench_load.bench_sections(),
+        bench_presence.bench_sections(),
     ]
     sections.append(f"\n_Total bench time: {time.monotonic() - started:.0f} s._\n")
     args.out.write_text("\n".join(sections))

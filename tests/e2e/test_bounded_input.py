@@ -27,7 +27,13 @@ MACHINE = "ab" * 32
 
 def post_routes() -> list[str]:
     """Every POST route of the template, its path parameters filled in."""
-    fill = {"{machine_id}": MACHINE, "{account}": MACHINE, "{round}": "1", "{id}": MACHINE}
+    fill = {
+        "{machine_id}": MACHINE,
+        "{account}": MACHINE,
+        "{round}": "1",
+        "{id}": MACHINE,
+        "{check_id}": "c" * 32,
+    }
     paths = []
     for spec in load_template(ROOT_TEMPLATE).functions():
         for ev in spec.events:

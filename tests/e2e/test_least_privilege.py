@@ -30,6 +30,15 @@ UNEXERCISED: dict[tuple[str, str], str] = {
         "transaction (adapters/dynamo.py record_verification); the reports the suite can pass come "
         "from the CPU backend and list no GPU UUID, so only the GetItem of the check is measured"
     ),
+    ("MachineApiFunction", "DynamoDBCrudPolicy GpuUuidsTable"): (
+        "an owner's exit releases the machine's GPU UUIDs with conditional DeleteItems in the exit's "
+        "transaction (adapters/dynamo.py revoke); the machines the suite can publish come from the CPU "
+        "backend and hold no GPU UUID (tests/integration/test_gpu_release.py runs the release itself)"
+    ),
+    ("DeadlineSweeperFunction", "DynamoDBCrudPolicy GpuUuidsTable"): (
+        "a machine revoked for staying offline releases its GPU UUIDs with conditional DeleteItems "
+        "(adapters/dynamo.py revoke); the suite's CPU-backed machines hold none"
+    ),
 }
 
 

@@ -65,7 +65,9 @@ class Machines:
     def latest_round(self, machine_id: str) -> int | None:
         return 1
 
-    def mark_published(self, machine_id: str, result: str, now: float) -> bool:
+    def mark_published(
+        self, machine_id: str, result: str, now: float, scored: dict[str, Any] | None = None
+    ) -> bool:
         if self.states.get(machine_id) != result:
             return False
         self.states[machine_id] = "published"

@@ -71,6 +71,11 @@ PARAM_ENV = {
     "CHAIN_CALL": "ChainCall",
     "TRANSCRIPT_MAX_BYTES_PER_GPU": "TranscriptMaxBytesPerGpu",
     "HEARTBEAT_RETENTION_DAYS": "HeartbeatRetentionDays",
+    "OFFLINE_AFTER_S": "OfflineAfterSeconds",
+    "REVOKE_OFFLINE_AFTER_S": "RevokeOfflineAfterSeconds",
+    "PRESENCE_CHECKS_PER_DAY": "PresenceChecksPerDay",
+    "PRESENCE_MAX_MISSES": "PresenceMaxMisses",
+    "PRESENCE_ENFORCE": "PresenceEnforce",
 }
 
 EXPECTED_FUNCTIONS = {
@@ -115,6 +120,10 @@ EXPECTED_ROUTES = {
         "POST /machines/{machine_id}/capacity/openings",
         "POST /machines/{machine_id}/reports",
         "POST /machines/{machine_id}/heartbeats",
+        "POST /machines/{machine_id}/exit",
+        "POST /machines/{machine_id}/presence/{check_id}",
+        "POST /machines/{machine_id}/presence/{check_id}/commitment",
+        "POST /machines/{machine_id}/presence/{check_id}/proof",
         "GET /machines/{machine_id}/reports/{challenge_id}",
     },
     "CommitteeApiFunction": {
@@ -187,13 +196,20 @@ def test_table_keys_and_protection(template: Template, lid: str) -> None:
     assert (stream == {"StreamViewType": "NEW_AND_OLD_IMAGES"}) if lid == "VerdictsTable" else stream is None
 
 
-def test_machines_by_state_index(template: Template) -> None:
-    (index,) = props(template, "MachinesTable")["GlobalSecondaryIndexes"]
+def test_machines_indexes(template: Template) -> None:
+    index, liveness = props(template, "MachinesTable")["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "ByState"
     assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
         ("state", "HASH"),
         ("updated_at", "RANGE"),
     ]
+    # The liveness watch reads only the machines due (tables.py ByLivenessDueIndex).
+    assert liveness["IndexName"] == "ByLivenessDue"
+    assert [(k["AttributeName"], k["KeyType"]) for k in liveness["KeySchema"]] == [
+        ("liveness", "HASH"),
+        ("liveness_due_at", "RANGE"),
+    ]
+    assert liveness["Projection"] == {"ProjectionType": "KEYS_ONLY"}
 
 
 def test_rounds_indexes(template: Template) -> None:

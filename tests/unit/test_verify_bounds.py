@@ -4,13 +4,14 @@ the GPUs-per-machine limit, reports stored before today's bounds; it never raise
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from gpuproof.adapters.dynamo import claimed_uuids
 from gpuproof.claim import Claim, challenge_params, claim_of
-from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport
+from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport, Verdict
 from gpuproof.logic.states import MachineState
 from gpuproof.logic.verification import (
     CHECKS,
@@ -76,6 +77,8 @@ class Store:
         state: MachineState,
         claim_uuids: list[str],
         attempts: Attempts,
+        held: Sequence[str] = (),
+        revocation: Verdict | None = None,
     ) -> bool:
         claimed_uuids(claim_uuids)  # the adapter's own bound, as DynamoDB would enforce it
         self.recorded.append((verification, state, claim_uuids))

@@ -44,6 +44,8 @@ class Settings:
     heartbeat_retention_s: int = DEFAULT_HEARTBEAT_RETENTION_DAYS * 86400
     # The CPU backend's deadline floor (template CpuProofDeadlineSeconds; 0: the derived one).
     cpu_proof_deadline_s: float = 0.0
+    # Where a revocation's verdict is written (the functions that revoke are granted it).
+    verdicts_table: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -71,6 +73,7 @@ class Settings:
             heartbeats_table=os.environ.get("HEARTBEATS_TABLE") or None,
             heartbeat_retention_s=heartbeat_retention_days() * 86400,
             cpu_proof_deadline_s=cpu_proof_deadline_s(),
+            verdicts_table=os.environ.get("VERDICTS_TABLE") or None,
         )
 
 
@@ -125,3 +128,59 @@ def max_gpus_per_machine() -> int:
 
 
 MAX_BODY_BYTES = limits.MAX_BODY_BYTES
+
+
+@dataclass(frozen=True)
+class LivenessPolicy:
+    """When a watched machine is offline, and when offline costs its score (docs/machine-states.md)."""
+
+    offline_after_s: int  # no heartbeat this long: offline (template OfflineAfterSeconds)
+    revoke_offline_after_s: int  # offline this long: revoked (template RevokeOfflineAfterSeconds)
+
+    @classmethod
+    def from_env(cls) -> LivenessPolicy:
+        offline = int(_env("OFFLINE_AFTER_S", "1800"))
+        revoke = int(_env("REVOKE_OFFLINE_AFTER_S", "86400"))
+        if not 1 <= offline <= 7 * 86400 or not 0 <= revoke <= 30 * 86400:
+            raise RuntimeError(
+                f"OFFLINE_AFTER_S={offline} or REVOKE_OFFLINE_AFTER_S={revoke} is out of bounds"
+            )
+        return cls(offline, revoke)
+
+
+@dataclass(frozen=True)
+class PresencePolicy:
+    """Presence checks (docs/protocol.md §19): Poisson re-challenges of scored machines."""
+
+    checks_per_day: float  # λ per machine (template PresenceChecksPerDay); 0 turns them off
+    max_misses: int  # consecutive misses that revoke (template PresenceMaxMisses)
+    lead_s: int  # a check is announced (heartbeat answers) this long before it opens
+    fetch_allowance_s: float  # its nonce must be fetched within this of opening
+    proof_allowance_s: float  # the openings must arrive within this after the commitment's deadline
+    # False (the template's default, PresenceEnforce): shadow mode, a miss or failure is recorded
+    # on the machine and logged but takes nothing (no offline, no revocation).
+    enforce: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.checks_per_day > 0
+
+    @classmethod
+    def from_env(cls) -> PresencePolicy:
+        policy = cls(
+            checks_per_day=float(_env("PRESENCE_CHECKS_PER_DAY", "6")),
+            max_misses=int(_env("PRESENCE_MAX_MISSES", "3")),
+            lead_s=int(_env("PRESENCE_LEAD_S", "180")),
+            fetch_allowance_s=float(_env("PRESENCE_FETCH_ALLOWANCE_S", "5")),
+            proof_allowance_s=float(_env("PRESENCE_PROOF_ALLOWANCE_S", "120")),
+            enforce=_env("PRESENCE_ENFORCE", "false").lower() == "true",
+        )
+        if not (
+            0 <= policy.checks_per_day <= 86400
+            and 1 <= policy.max_misses <= 100
+            and 0 <= policy.lead_s <= 3600
+            and 0 < policy.fetch_allowance_s <= 60
+            and 0 < policy.proof_allowance_s <= 900
+        ):
+            raise RuntimeError(f"presence settings out of bounds: {policy}")
+        return policy

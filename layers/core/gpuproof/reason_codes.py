@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Stage = Literal["request", "verification", "proof", "committee", "draw", "publication", "live"]
+Stage = Literal["request", "verification", "proof", "committee", "draw", "publication", "live", "liveness"]
 STAGES: dict[Stage, str] = {
     "request": "an API request is refused (the HTTP status is the answer's)",
     "verification": "the verify worker refuses a stored report (recorded on the report and machine)",
@@ -20,6 +20,7 @@ STAGES: dict[Stage, str] = {
     "publication": "a verdict's way to the chain (publisher and reconciler; logged, PublisherDLQ, metrics)",
     "live": "a committee member's live check of a machine: the agent's refusals (HTTP status theirs; "
     "503 where none is given) and the member's own result (revealed in `live_check`)",
+    "liveness": "a scored machine goes offline or its score is revoked (sweeper, verify worker, exit)",
 }
 
 
@@ -53,6 +54,10 @@ def publication(description: str) -> ReasonCode:
 
 def live(description: str, status: int | None = None) -> ReasonCode:
     return ReasonCode("live", description, status)
+
+
+def liveness(description: str, status: int | None = None) -> ReasonCode:
+    return ReasonCode("liveness", description, status)
 
 
 # fmt: off
@@ -260,6 +265,19 @@ REASON_CODES: dict[str, ReasonCode] = {
         "the chain stayed unreachable for the retry budget: the reconciler hands the verdict back later"
     ),
     "reconciliation_failed": publication("the reconciler's pass raised (logged; the tick goes on)"),
+    "liveness_failed": liveness("the liveness pass raised (logged; the tick goes on)"),
+    "presence_missed": liveness("a presence check unanswered in time: offline; PresenceMaxMisses revoke"),
+    "presence_failed": liveness("a presence check's commitment came late or its proof failed: revoked", 422),
+    "presence_not_committed": request(409, "the presence check has no commitment yet: send it first"),
+    "presence_unknown": request(404, "no open presence check of this machine has this check_id"),
+    "presence_too_early": request(425, "the presence check does not open yet: fetch it at opens_at"),
+    "presence_closed": request(410, "the presence check's fetch or answer window is over: a miss"),
+    # -- liveness and revocation (workers/sweeper.py, logic/liveness.py, logic/revocation.py)
+    "heartbeat_missed": liveness("no heartbeat for OfflineAfterSeconds: the machine is offline"),
+    "offline_too_long": liveness("offline for RevokeOfflineAfterSeconds: its score is revoked on chain"),
+    "reverification_failed": liveness("a scored machine's re-verification was refused: its score is revoked"),
+    "machine_exited": liveness("the owner signed an exit: the score is revoked, the GPUs released"),
+    "exit_not_owner": request(403, "an exit is signed by the owner's key (sr25519; keyid: its public key)"),
     # -- the live check (protocol/live.py; the agent: benchmark_probe/live.py; the member: cli/live.py)
     "live_not_drawn": live("the signer is not drawn for the machine's round the service publishes", 403),
     "live_round_not_open": live("the round named is unknown to the service or no longer open", 403),

@@ -12,9 +12,8 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from gpuproof.adapters.dynamo import DynamoMachineStore
+from gpuproof.adapters.dynamo import DynamoMachineStore, verdict_item
 from gpuproof.adapters.tables import (
-    OUTBOX_OPEN,
     AssignmentModel,
     BeaconModel,
     MachineModel,
@@ -460,7 +459,7 @@ class DynamoCommitteeStore:
                 condition=RoundModel.status == OPEN,
             )
             if verdict is not None:  # a disputed round writes no verdict: nothing to publish
-                tx.save(_verdict_item(verdict), condition=VerdictModel.verdict_id.does_not_exist())
+                tx.save(verdict_item(verdict), condition=VerdictModel.verdict_id.does_not_exist())
             tx.update(
                 MachineModel(round_.machine_id),
                 actions=[
@@ -539,7 +538,7 @@ class DynamoCommitteeStore:
                 ],
                 condition=(RoundModel.status == DISPUTED) & RoundModel.resolution.exists(),
             )
-            tx.save(_verdict_item(verdict), condition=VerdictModel.verdict_id.does_not_exist())
+            tx.save(verdict_item(verdict), condition=VerdictModel.verdict_id.does_not_exist())
             tx.update(
                 MachineModel(round_.machine_id),
                 actions=[
@@ -560,21 +559,9 @@ class DynamoCommitteeStore:
         )
 
 
-def _verdict_item(verdict: Verdict) -> VerdictModel:
-    return VerdictModel(
-        verdict.verdict_id,
-        machine_id=verdict.machine_id,
-        round=verdict.round,
-        result=verdict.result.value,
-        upload_info=verdict.upload_info,
-        committee=verdict.committee,
-        performance_index=verdict.performance_index,
-        evidence_digest=verdict.evidence_digest,
-        decided_at=verdict.decided_at,
-        publication=None,
-        outbox=OUTBOX_OPEN,  # in the Unsettled index until on chain with its machine marked
-        outbox_at=verdict.decided_at,
-    )
+# The verdict item is written by dynamo.verdict_item (a revocation writes verdicts too); the old
+# name stays for tests/e2e/test_recovery.py, which others edit in parallel.
+_verdict_item = verdict_item
 
 
 def round_item(round_: CommitteeRound) -> RoundModel:

@@ -13,18 +13,21 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from gpuproof.adapters.tables import (
+    LIVENESS_WATCH,
+    OUTBOX_OPEN,
     ChallengeModel,
     GpuUuidModel,
     HeartbeatModel,
     MachineModel,
     ReportModel,
     RequestNonceModel,
+    VerdictModel,
     bind,
 )
 from gpuproof.adapters.transactions import REPLAYED, TransactWriteBuilder, commit, consume_nonce, nonce_item
 from gpuproof.config import Settings
 from gpuproof.errors import Rejection
-from gpuproof.logic.records import Attempts, Challenge, ChallengeStatus, Machine, StoredReport
+from gpuproof.logic.records import Attempts, Challenge, ChallengeStatus, Machine, StoredReport, Verdict
 from gpuproof.logic.states import MachineState, states_before
 from gpuproof.protocol.gpu_uuid import normalise_gpu_uuid
 from gpuproof.protocol.httpsig import SignedRequest
@@ -62,6 +65,14 @@ def _machine(item: MachineModel) -> Machine:
         last_challenge_id=item.last_challenge_id,
         state_reasons=list(item.state_reasons or []),
         attempts=Attempts.from_dict(item.attempts),
+        scored=item.scored,
+        gpu_uuids=[str(u) for u in (item.gpu_uuids or [])],
+        last_heartbeat_at=None if item.last_heartbeat_at is None else float(item.last_heartbeat_at),
+        liveness_due_at=None if item.liveness_due_at is None else float(item.liveness_due_at),
+        offline_since=None if item.offline_since is None else float(item.offline_since),
+        claim=item.claim,
+        presence=item.presence,
+        presence_v=int(item.presence_v or 0),
         live_endpoint=_live_endpoint(item.last_heartbeat),
     )
 
@@ -70,6 +81,42 @@ def _live_endpoint(heartbeat: Any) -> str | None:
     """The heartbeat's live endpoint (validated by the Heartbeat model when it was accepted)."""
     value = heartbeat.get("live_endpoint") if isinstance(heartbeat, dict) else None
     return value if isinstance(value, str) else None
+
+
+def verdict_item(verdict: Verdict) -> VerdictModel:
+    return VerdictModel(
+        verdict.verdict_id,
+        machine_id=verdict.machine_id,
+        round=verdict.round,
+        result=verdict.result.value,
+        upload_info=verdict.upload_info,
+        committee=verdict.committee,
+        performance_index=verdict.performance_index,
+        evidence_digest=verdict.evidence_digest,
+        decided_at=verdict.decided_at,
+        publication=None,
+        outbox=OUTBOX_OPEN,  # in the Unsettled index until on chain with its machine marked
+        outbox_at=verdict.decided_at,
+        revocation=verdict.revocation,
+    )
+
+
+def _presence_version(machine: Machine) -> Any:
+    if machine.presence_v == 0:
+        return MachineModel.presence_v.does_not_exist() | (MachineModel.presence_v == 0)
+    return MachineModel.presence_v == machine.presence_v
+
+
+def _release_uuids(tx: TransactWrite, machine_id: str, uuids: Sequence[str]) -> None:
+    """Give back GPU UUIDs this machine holds (conditional: only its own claims are deleted)."""
+    for uuid in sorted(set(uuids)):
+        tx.delete(GpuUuidModel(uuid), condition=GpuUuidModel.machine_id == machine_id)
+
+
+def _withdraw(tx: TransactWrite, verdict: Verdict | None) -> None:
+    """Write the Revoked verdict (once: its id names the revoked round)."""
+    if verdict is not None:
+        tx.save(verdict_item(verdict), condition=VerdictModel.verdict_id.does_not_exist())
 
 
 def _report(item: ReportModel) -> StoredReport:
@@ -98,6 +145,8 @@ class DynamoMachineStore:
         self._heartbeat_retention_s = settings.heartbeat_retention_s
         if settings.heartbeats_table:
             bind(HeartbeatModel, settings.heartbeats_table, settings.region)
+        if settings.verdicts_table:
+            bind(VerdictModel, settings.verdicts_table, settings.region)
         self._connection = Connection(region=settings.region)
 
     # -- reads -----------------------------------------------------------------------------
@@ -360,17 +409,34 @@ class DynamoMachineStore:
         )
 
     def record_heartbeat(
-        self, machine_id: str, received_at: float, telemetry: dict[str, Any], request: SignedRequest
+        self,
+        machine_id: str,
+        received_at: float,
+        telemetry: dict[str, Any],
+        request: SignedRequest,
+        back_online: bool = False,
+        liveness_due_at: float | None = None,
     ) -> None:
+        """Keep the heartbeat; with `back_online`, an offline machine is published (online) again,
+        conditional on it still being offline."""
+        actions: list[Any] = [
+            MachineModel.last_heartbeat_at.set(received_at),
+            MachineModel.last_heartbeat.set(telemetry),
+        ]
+        condition = MachineModel.machine_id.exists()
+        if back_online:
+            actions += [
+                MachineModel.state.set(MachineState.published.value),
+                MachineModel.updated_at.set(received_at),
+                MachineModel.state_reasons.set([]),
+                MachineModel.offline_since.remove(),
+            ]
+            if liveness_due_at is not None:
+                actions.append(MachineModel.liveness_due_at.set(liveness_due_at))
+            condition = condition & (MachineModel.state == MachineState.offline.value)
+
         def build(tx: TransactWrite) -> None:
-            tx.update(
-                MachineModel(machine_id),
-                actions=[
-                    MachineModel.last_heartbeat_at.set(received_at),
-                    MachineModel.last_heartbeat.set(telemetry),
-                ],
-                condition=MachineModel.machine_id.exists(),
-            )
+            tx.update(MachineModel(machine_id), actions=actions, condition=condition)
             consume_nonce(tx, request)
             if self._heartbeats:
                 tx.save(
@@ -385,8 +451,135 @@ class DynamoMachineStore:
         self._commit(
             build,
             [
-                Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id"),
+                Reason(
+                    "machine_state_conflict" if back_online else "unknown_machine",
+                    "the machine's state changed meanwhile; send the heartbeat again"
+                    if back_online
+                    else "no machine is registered with this machine_id",
+                    "machine_id",
+                ),
                 REPLAYED,
+            ],
+        )
+
+    # -- liveness and revocation ---------------------------------------------------------------
+    def liveness_due(self, now: float, limit: int) -> list[str]:
+        """At most `limit` watched machines whose liveness is due by `now`, most overdue first."""
+        keys = MachineModel.by_liveness_due.query(
+            LIVENESS_WATCH, MachineModel.liveness_due_at <= now, limit=limit
+        )
+        return [k.machine_id for k in keys][:limit]
+
+    def set_liveness(
+        self,
+        machine: Machine,
+        *,
+        due_at: float | None,
+        offline: Reason | None = None,
+        now: float | None = None,
+        presence: dict[str, Any] | None = None,
+    ) -> bool:
+        """Re-arm (or with due_at None, end) the machine's watch; with `offline`, move it from
+        published to offline with that reason; with `presence`, write the presence schedule (its
+        version bumped). Conditional on the state and presence version read; False on a race."""
+        actions: list[Any] = (
+            [MachineModel.liveness_due_at.set(due_at)]
+            if due_at is not None
+            else [MachineModel.liveness.remove(), MachineModel.liveness_due_at.remove()]
+        )
+        if offline is not None:
+            assert now is not None
+            actions += [
+                MachineModel.state.set(MachineState.offline.value),
+                MachineModel.updated_at.set(now),
+                MachineModel.state_reasons.set([offline.as_dict()]),
+                MachineModel.offline_since.set(now),
+            ]
+        condition = MachineModel.state == machine.state.value
+        if presence is not None:
+            actions += [
+                MachineModel.presence.set(presence),
+                MachineModel.presence_v.set(machine.presence_v + 1),
+            ]
+            condition = condition & _presence_version(machine)
+        try:
+            MachineModel(machine.machine_id).update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def update_presence(
+        self, machine: Machine, presence: dict[str, Any], request: SignedRequest | None = None
+    ) -> None:
+        """Write the presence schedule/open check the machine API advanced (fetch, commitment,
+        pass), conditional on the version read and on the machine still being watched."""
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                MachineModel(machine.machine_id),
+                actions=[
+                    MachineModel.presence.set(presence),
+                    MachineModel.presence_v.set(machine.presence_v + 1),
+                ],
+                condition=_presence_version(machine) & (MachineModel.state == machine.state.value),
+            )
+            if request is not None:
+                consume_nonce(tx, request)
+
+        self._commit(
+            build,
+            [
+                Reason("machine_state_conflict", "the presence check changed meanwhile; ask again", "state"),
+                *([REPLAYED] if request is not None else []),
+            ],
+        )
+
+    def revoke(
+        self,
+        machine: Machine,
+        state: MachineState,
+        reason: Reason,
+        verdict: Verdict | None,
+        now: float,
+        request: SignedRequest | None = None,
+    ) -> None:
+        """One transaction: the machine leaves its state (as read) for `state` with `reason`, its
+        score and watch are dropped, the Revoked verdict (if it had a score) is written, and its
+        GPU UUIDs are released."""
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                MachineModel(machine.machine_id),
+                actions=[
+                    MachineModel.state.set(state.value),
+                    MachineModel.updated_at.set(now),
+                    MachineModel.state_reasons.set([reason.as_dict()]),
+                    MachineModel.scored.remove(),
+                    MachineModel.gpu_uuids.remove(),
+                    MachineModel.liveness.remove(),
+                    MachineModel.liveness_due_at.remove(),
+                    MachineModel.offline_since.remove(),
+                    MachineModel.presence.remove(),
+                ],
+                condition=MachineModel.state == machine.state.value,
+            )
+            _withdraw(tx, verdict)
+            _release_uuids(tx, machine.machine_id, machine.gpu_uuids)
+            if request is not None:
+                consume_nonce(tx, request)
+
+        self._commit(
+            build,
+            [
+                Reason("machine_state_conflict", "the machine's state changed meanwhile", "state"),
+                *([Reason("verdict_exists", "this score is already revoked")] if verdict else []),
+                *[
+                    Reason("machine_state_conflict", f"GPU {u} is no longer this machine's")
+                    for u in sorted(set(machine.gpu_uuids))
+                ],
+                *([REPLAYED] if request is not None else []),
             ],
         )
 
@@ -450,10 +643,37 @@ class DynamoMachineStore:
         state: MachineState,
         claim_uuids: list[str],
         attempts: Attempts,
+        held: Sequence[str] = (),
+        revocation: Verdict | None = None,
     ) -> bool:
+        """Write the verification, move the machine, claim a passing report's GPU UUIDs, and
+        release the ones it `held` that it no longer claims (all of them when refused); with
+        `revocation` (a scored machine refused) drop its score and write the Revoked verdict."""
         now = float(verification["verified_at"])
         reasons = verification.get("reasons", [])
         claims = claimed_uuids(claim_uuids)
+        released = sorted(set(held) - set(claims))
+        if len(claims) + len(released) + VERIFICATION_FIXED_ITEMS + 1 > DYNAMODB_MAX_TRANSACTION_ITEMS:
+            raise ValueError(
+                f"{len(claims)} GPU claims and {len(released)} releases do not fit one transaction"
+            )
+        machine_actions: list[Any] = [
+            MachineModel.state.set(state.value),
+            MachineModel.updated_at.set(now),
+            MachineModel.state_reasons.set(reasons),
+            MachineModel.attempts.set(attempts.as_dict()),
+            MachineModel.gpu_uuids.set(claims) if claims else MachineModel.gpu_uuids.remove(),
+        ]
+        if verification.get("passed") and verification.get("claim") is not None:
+            machine_actions.append(MachineModel.claim.set(verification["claim"]))
+        if revocation is not None:
+            machine_actions += [
+                MachineModel.scored.remove(),
+                MachineModel.liveness.remove(),
+                MachineModel.liveness_due_at.remove(),
+                MachineModel.offline_since.remove(),
+                MachineModel.presence.remove(),
+            ]
 
         def build(tx: TransactWrite) -> None:
             tx.update(
@@ -463,14 +683,11 @@ class DynamoMachineStore:
             )
             tx.update(
                 MachineModel(report.machine_id),
-                actions=[
-                    MachineModel.state.set(state.value),
-                    MachineModel.updated_at.set(now),
-                    MachineModel.state_reasons.set(reasons),
-                    MachineModel.attempts.set(attempts.as_dict()),
-                ],
+                actions=machine_actions,
                 condition=MachineModel.state == MachineState.submitted.value,
             )
+            _withdraw(tx, revocation)
+            _release_uuids(tx, report.machine_id, released)
             for uuid in claims:
                 tx.save(
                     GpuUuidModel(uuid, machine_id=report.machine_id, claimed_at=now),
@@ -484,6 +701,11 @@ class DynamoMachineStore:
                 [
                     Reason("already_verified", "this report already has a verification"),
                     Reason("machine_state_conflict", "the machine is no longer waiting for verification"),
+                    *([Reason("already_verified", "this score is already revoked")] if revocation else []),
+                    *[
+                        Reason("machine_state_conflict", f"GPU {u} is no longer this machine's")
+                        for u in released
+                    ],
                     *[
                         Reason("gpu_uuid_taken", f"GPU {u} was claimed by another machine meanwhile")
                         for u in claims
@@ -497,22 +719,43 @@ class DynamoMachineStore:
         return True
 
 
+def scored_of(verdict_id: str, round_: int, upload_info: dict[str, Any]) -> dict[str, Any]:
+    """What a machine keeps of its published Confirmed verdict (Machine.scored)."""
+    return {"verdict_id": verdict_id, "round": int(round_), "upload_info": dict(upload_info)}
+
+
 def mark_machine_published(
-    machines_table: str, region: str, machine_id: str, result: str, now: float
+    machines_table: str,
+    region: str,
+    machine_id: str,
+    result: str,
+    now: float,
+    scored: dict[str, Any] | None = None,
 ) -> bool:
     """Move a machine from its verdict's state (confirmed or refused) to `published`, once.
 
     The condition names the verdict's own result, so a verdict of an older round, or one the
     machine has moved on from (a fresh challenge), changes nothing. False when nothing changed.
+    A Confirmed verdict's `scored` is kept on the machine (what a revocation withdraws) and the
+    machine enters the liveness watch (ByLivenessDue, due now: the sweeper arms it).
     """
     if result not in (MachineState.confirmed.value, MachineState.refused.value):
         return False
     bind(MachineModel, machines_table, region)
+    actions: list[Any] = [
+        MachineModel.state.set(MachineState.published.value),
+        MachineModel.updated_at.set(now),
+    ]
+    if result == MachineState.confirmed.value and scored is not None:
+        actions += [
+            MachineModel.scored.set(scored),
+            MachineModel.liveness.set(LIVENESS_WATCH),
+            MachineModel.liveness_due_at.set(now),
+            MachineModel.offline_since.remove(),
+            MachineModel.presence.remove(),  # a fresh score: a fresh presence schedule
+        ]
     try:
-        MachineModel(machine_id).update(
-            actions=[MachineModel.state.set(MachineState.published.value), MachineModel.updated_at.set(now)],
-            condition=MachineModel.state == result,
-        )
+        MachineModel(machine_id).update(actions=actions, condition=MachineModel.state == result)
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
             return False
@@ -546,5 +789,7 @@ class DynamoReconcileMachines:
             return int(item.round)
         return None
 
-    def mark_published(self, machine_id: str, result: str, now: float) -> bool:
-        return mark_machine_published(self.machines_table, self.region, machine_id, result, now)
+    def mark_published(
+        self, machine_id: str, result: str, now: float, scored: dict[str, Any] | None = None
+    ) -> bool:
+        return mark_machine_published(self.machines_table, self.region, machine_id, result, now, scored)

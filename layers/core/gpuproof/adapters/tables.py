@@ -28,12 +28,28 @@ class ByStateIndex(GlobalSecondaryIndex["MachineModel"]):  # type: ignore[no-unt
     updated_at = NumberAttribute(range_key=True)
 
 
+class ByLivenessDueIndex(GlobalSecondaryIndex["MachineModel"]):  # type: ignore[no-untyped-call]
+    """MachinesTable's ByLivenessDue index (sparse, keys only): the watched (published or offline)
+    machines by when the sweeper looks at their heartbeats next; only they carry `liveness`."""
+
+    class Meta:
+        index_name = "ByLivenessDue"
+        projection = KeysOnlyProjection()
+
+    liveness = UnicodeAttribute(hash_key=True)
+    liveness_due_at = NumberAttribute(range_key=True)
+
+
+LIVENESS_WATCH = "watch"
+
+
 class MachineModel(Model):
     class Meta:
         table_name = "MachinesTable"
 
     machine_id = UnicodeAttribute(hash_key=True)
     by_state = ByStateIndex()
+    by_liveness_due = ByLivenessDueIndex()
     owner = UnicodeAttribute()
     region = UnicodeAttribute()
     state = UnicodeAttribute()
@@ -44,6 +60,15 @@ class MachineModel(Model):
     last_heartbeat_at = NumberAttribute(null=True)
     last_heartbeat = JSONAttribute(null=True)
     attempts = JSONAttribute(null=True)
+    # The published Confirmed verdict's {"verdict_id", "round", "upload_info"} (logic/revocation.py).
+    scored = JSONAttribute(null=True)
+    gpu_uuids = JSONAttribute(null=True)  # the GpuUuidsTable keys this machine holds
+    liveness = UnicodeAttribute(null=True)  # LIVENESS_WATCH while watched (published, offline)
+    liveness_due_at = NumberAttribute(null=True)
+    offline_since = NumberAttribute(null=True)
+    claim = JSONAttribute(null=True)
+    presence = JSONAttribute(null=True)
+    presence_v = NumberAttribute(null=True)
 
 
 class ChallengeModel(Model):
@@ -164,6 +189,7 @@ class VerdictModel(Model):
     evidence_digest = UnicodeAttribute()
     decided_at = NumberAttribute()
     publication = JSONAttribute(null=True)
+    revocation = JSONAttribute(null=True)  # a Revoked verdict's document (logic/revocation.py)
 
 
 class MemberModel(Model):

@@ -29,6 +29,11 @@ DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
 
+class FeedRevocation(BaseModel):
+    reason: str  # a reason code (docs/reason-codes.md, stage liveness)
+    revokes_round: int  # the round whose Confirmed score this withdraws
+
+
 class FeedVerdict(BaseModel):
     machine_id: str
     round: int
@@ -39,6 +44,8 @@ class FeedVerdict(BaseModel):
     performance_index: float | None
     evidence_digest: str
     leaf_index: int
+    # Set on a Revoked verdict only: the score of round `revokes_round` no longer holds.
+    revocation: FeedRevocation | None = None
 
 
 class FeedBatch(BaseModel):
@@ -93,6 +100,7 @@ def _verdicts(batch: PublishedBatch) -> list[FeedVerdict]:
                 performance_index=None if perf is None else perf / PPM,
                 evidence_digest=v["evidence_digest"],
                 leaf_index=n,
+                revocation=None if v["revocation"] is None else FeedRevocation(**v["revocation"]),
             )
         )
     return out

@@ -21,19 +21,28 @@ from gpuproof.api.models import (
     ChallengeParamsOut,
     CommitmentOut,
     CommitmentSubmission,
+    ExitOut,
     HeartbeatAck,
     MachineOut,
     MachineStatusOut,
+    PresenceAnnouncement,
+    PresenceChallengeOut,
+    PresenceCommitmentIn,
+    PresenceCommitmentOut,
+    PresenceOut,
+    PresenceProofIn,
+    PresenceResultOut,
     ReasonOut,
     ReportAccepted,
     ReportOut,
     ReportSubmission,
     ReportSummary,
+    ScoredOut,
     responses,
 )
 from gpuproof.api.signing import request_arrived, signed_request
 from gpuproof.api.wiring import machine_services
-from gpuproof.logic import capacity
+from gpuproof.logic import capacity, presence
 from gpuproof.logic import machines as logic
 from gpuproof.logic.records import Machine, StoredReport
 from gpuproof.protocol.httpsig import SignedRequest
@@ -67,6 +76,17 @@ def _machine_out(m: Machine) -> MachineOut:
             last_failed_at=m.attempts.last_failed_at,
             cooldown_until=m.attempts.cooldown_until,
         ),
+        last_heartbeat_at=m.last_heartbeat_at,
+        offline_since=m.offline_since,
+        scored=None
+        if not m.scored
+        else ScoredOut(
+            verdict_id=str(m.scored["verdict_id"]),
+            round=int(m.scored["round"]),
+            calc_point=int(m.scored["upload_info"]["calc_point"]),
+        ),
+        gpu_uuids=m.gpu_uuids,
+        presence=None if (p := presence.presence_summary(m)) is None else PresenceOut.model_validate(p),
     )
 
 
@@ -239,7 +259,72 @@ def submit_report(machine_id: MachineId, body: ReportSubmission, signer: Signer,
 )
 def heartbeat(machine_id: MachineId, body: Heartbeat, signer: Signer, svc: Svc) -> HeartbeatAck:
     ack = logic.record_heartbeat(svc, signer, machine_id, body)
-    return HeartbeatAck(received_at=ack.received_at, state=ack.machine.state.value, reverify=ack.reverify)
+    return HeartbeatAck(
+        received_at=ack.received_at,
+        state=ack.machine.state.value,
+        reverify=ack.reverify,
+        presence=None if ack.presence is None else PresenceAnnouncement(**ack.presence),
+    )
+
+
+@router.post(
+    "/machines/<machine_id>/presence/<check_id>",
+    tags=["presence"],
+    summary="Fetch an open presence check's nonce and proof parameters, at its opening time",
+    responses=responses(200, PresenceChallengeOut, 401, 403, 404, 409, 410, 413, 422, 425),
+)
+def fetch_presence(
+    machine_id: MachineId, check_id: ChallengeIdPath, signer: Signer, svc: Svc, arrived: Arrived
+) -> PresenceChallengeOut:
+    return PresenceChallengeOut.model_validate(
+        presence.fetch_presence(svc, signer, machine_id, check_id, arrived)
+    )
+
+
+@router.post(
+    "/machines/<machine_id>/presence/<check_id>/commitment",
+    tags=["presence"],
+    summary="Deliver the presence check's commitment (timed at the API edge); receive the pairs to open",
+    responses=responses(200, PresenceCommitmentOut, 401, 403, 404, 409, 413, 422),
+)
+def presence_commitment(
+    machine_id: MachineId,
+    check_id: ChallengeIdPath,
+    body: PresenceCommitmentIn,
+    signer: Signer,
+    svc: Svc,
+    arrived: Arrived,
+) -> PresenceCommitmentOut:
+    return PresenceCommitmentOut.model_validate(
+        presence.presence_commitment(svc, signer, machine_id, check_id, body.signed_commitment, arrived)
+    )
+
+
+@router.post(
+    "/machines/<machine_id>/presence/<check_id>/proof",
+    tags=["presence"],
+    summary="Deliver the presence check's openings; verified at once (a failure revokes the score)",
+    responses=responses(200, PresenceResultOut, 401, 403, 404, 409, 410, 413, 422),
+)
+def presence_proof(
+    machine_id: MachineId, check_id: ChallengeIdPath, body: PresenceProofIn, signer: Signer, svc: Svc
+) -> PresenceResultOut:
+    return PresenceResultOut.model_validate(
+        presence.presence_proof(svc, signer, machine_id, check_id, body.proof)
+    )
+
+
+@router.post(
+    "/machines/<machine_id>/exit",
+    tags=["machines"],
+    summary="The owner takes the machine out: its score is revoked on chain and its GPUs released",
+    responses=responses(200, ExitOut, 401, 403, 404, 409, 413, 422),
+)
+def exit_machine(machine_id: MachineId, signer: Signer, svc: Svc) -> ExitOut:
+    machine, verdict = logic.exit_machine(svc, signer, machine_id)
+    return ExitOut(
+        machine=_machine_out(machine), revoked_verdict_id=None if verdict is None else verdict.verdict_id
+    )
 
 
 @router.get(

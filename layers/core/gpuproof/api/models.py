@@ -15,7 +15,7 @@ from gpuproof.protocol.capacity import (
     SignedCapacityCommitment,
 )
 from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload
-from gpuproof.protocol.proof import GpuPairs, ProofParams, SignedCommitment
+from gpuproof.protocol.proof import GpuPairs, ProofParams, SignedCommitment, ThroughputProof
 from gpuproof.protocol.report import SignedReport
 
 
@@ -47,6 +47,29 @@ class AttemptsOut(BaseModel):
     )
 
 
+class PresenceLast(BaseModel):
+    check_id: str | None
+    result: str  # passed | missed | failed_shadow | unsized
+    at: float
+    elapsed_s: float | None = None
+    detail: str | None = None
+
+
+class PresenceOut(BaseModel):
+    checks: int
+    passed: int
+    missed: int
+    failed: int = Field(description="failures recorded in shadow mode (enforced, one failure revokes)")
+    consecutive_misses: int
+    last: PresenceLast | None
+
+
+class ScoredOut(BaseModel):
+    verdict_id: str
+    round: int
+    calc_point: int
+
+
 class MachineOut(BaseModel):
     machine_id: str
     owner: str
@@ -57,6 +80,24 @@ class MachineOut(BaseModel):
     last_challenge_id: str | None = None
     state_reasons: list[ReasonOut] = Field(default_factory=list)
     attempts: AttemptsOut
+    last_heartbeat_at: float | None = Field(default=None, description="service clock")
+    offline_since: float | None = Field(
+        default=None, description="when the sweeper found it silent (state offline); null otherwise"
+    )
+    scored: ScoredOut | None = Field(
+        default=None, description="the Confirmed verdict whose score is on chain; null when none stands"
+    )
+    gpu_uuids: list[str] = Field(default_factory=list, description="the GPU UUIDs this machine holds")
+    presence: PresenceOut | None = Field(
+        default=None, description="its presence checks so far (docs/protocol.md §19); null before the first"
+    )
+
+
+class ExitOut(BaseModel):
+    machine: MachineOut
+    revoked_verdict_id: str | None = Field(
+        description="the Revoked verdict withdrawing its score on chain; null when it had none"
+    )
 
 
 class ChallengeParamsOut(BaseModel):
@@ -170,10 +211,51 @@ class CapacityOpeningsAccepted(BaseModel):
     stored_bytes: int = Field(description="bytes kept inline (zlib'd canonical JSON) or uploaded")
 
 
+class PresenceAnnouncement(BaseModel):
+    check_id: str
+    opens_at: float = Field(description="service clock: fetch the nonce at this time, not before")
+    fetch_by: float = Field(description="service clock: a fetch after this is refused and the check missed")
+
+
 class HeartbeatAck(BaseModel):
     received_at: float = Field(description="service clock")
     state: str
     reverify: bool = Field(description="true when the machine should answer a fresh challenge now")
+    presence: PresenceAnnouncement | None = Field(
+        default=None, description="an open presence check to answer (docs/protocol.md §19)"
+    )
+
+
+class PresenceChallengeOut(BaseModel):
+    check_id: str
+    nonce: str
+    opens_at: float
+    commit_by: float = Field(description="service clock: the commitment must reach the API edge by then")
+    answer_by: float = Field(description="service clock: the openings must arrive by then")
+    params: list[ProofParams]
+
+
+class PresenceCommitmentIn(BaseModel):
+    signed_commitment: SignedCommitment
+
+
+class PresenceCommitmentOut(BaseModel):
+    check_id: str
+    received_at: float
+    elapsed_s: float
+    limit_s: float
+    pairs: list[GpuPairs]
+    answer_by: float
+
+
+class PresenceProofIn(BaseModel):
+    proof: ThroughputProof
+
+
+class PresenceResultOut(BaseModel):
+    check_id: str
+    result: str
+    elapsed_s: float
 
 
 class ReportSummary(BaseModel):

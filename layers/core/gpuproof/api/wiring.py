@@ -10,7 +10,7 @@ from gpuproof.adapters.clock import SystemClock
 from gpuproof.adapters.dynamo import DynamoMachineStore
 from gpuproof.adapters.queue import SqsVerifyQueue
 from gpuproof.adapters.transcripts import S3TranscriptStore
-from gpuproof.config import Settings
+from gpuproof.config import LivenessPolicy, PresencePolicy, Settings
 from gpuproof.logic.attempts import CooldownPolicy
 from gpuproof.logic.committee import CommitteeServices
 from gpuproof.logic.console import ConsoleServices
@@ -41,7 +41,15 @@ def machine_services() -> Services:
         transcripts=transcript_store(settings),
         transcript_max_bytes_per_gpu=settings.transcript_max_bytes_per_gpu,
         cpu_proof_deadline_s=settings.cpu_proof_deadline_s,
+        liveness=LivenessPolicy.from_env(),
+        presence=PresencePolicy.from_env(),
     )
+
+
+@functools.cache
+def liveness_store() -> DynamoMachineStore:
+    """The sweeper's view of watched machines (MachinesTable, VerdictsTable, GpuUuidsTable)."""
+    return DynamoMachineStore(Settings.from_env())
 
 
 @functools.cache

@@ -150,3 +150,41 @@ def scan_chain(
             batch.block_number, batch.block_hash, batch.extrinsic_index = number, block_hash, index
             batch.call, batch.signer = xt["call"], xt.get("signer")
             yield batch
+
+
+@dataclass(frozen=True)
+class Score:
+    """A machine's standing as the chain says: its last Confirmed round's calc_point, or why not."""
+
+    machine_id: str
+    round: int
+    result: str  # Confirmed | Refused | Revoked (NoConsensus changes nothing)
+    calc_point: int
+    revocation: dict[str, Any] | None = None
+
+
+def current_scores(batches: Iterator[VerifiedBatch] | list[VerifiedBatch]) -> dict[str, Score]:
+    """Fold verified batches in chain order into each machine's current score, the way a pallet
+    keeps it: Confirmed/Refused of a round set it; Revoked of round r withdraws it when the score
+    standing is round r's (a later round's verdict is not undone by an older revocation);
+    NoConsensus changes nothing. Batches with problems are skipped."""
+    scores: dict[str, Score] = {}
+    for batch in batches:
+        if not batch.ok:
+            continue
+        for v in batch.verdicts:
+            mid = v["upload_info"]["machine_id"].decode()
+            result = v["result"]
+            current = scores.get(mid)
+            if result == "NoConsensus":
+                continue
+            if result == "Revoked":
+                revoked_round = int(v["revocation"]["revokes_round"])
+                if current is None or current.round != revoked_round:
+                    continue
+                scores[mid] = Score(mid, revoked_round, "Revoked", 0, v["revocation"])
+                continue
+            if current is not None and v["round"] < current.round:
+                continue
+            scores[mid] = Score(mid, v["round"], result, int(v["upload_info"]["calc_point"]))
+    return scores

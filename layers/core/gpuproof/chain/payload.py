@@ -34,14 +34,31 @@ RESULTS: tuple[VerdictResult, ...] = (
     VerdictResult.confirmed,
     VerdictResult.refused,
     VerdictResult.no_consensus,
+    VerdictResult.revoked,
 )
 VOTES: tuple[Vote, ...] = (Vote.agreeing, Vote.dissenting, Vote.absent)
-_RESULT_NAMES = ("Confirmed", "Refused", "NoConsensus")
+_RESULT_NAMES = ("Confirmed", "Refused", "NoConsensus", "Revoked")
+# A revocation's reason code on chain (reason_codes.py; ASCII snake_case).
+MAX_REVOCATION_REASON_BYTES = 64
 _VOTE_NAMES = ("Agreeing", "Dissenting", "Absent")
 
 TYPE_REGISTRY: dict[str, Any] = {
     "types": {
-        "GpuproofVerdictResult": {"type": "enum", "value_list": list(_RESULT_NAMES)},
+        # The first three variants carry nothing, so their bytes are one index byte, exactly as
+        # before Revoked was appended; Revoked carries the reason code and the revoked verdict's round.
+        "GpuproofVerdictResult": {
+            "type": "enum",
+            "type_mapping": [
+                ["Confirmed", "Null"],
+                ["Refused", "Null"],
+                ["NoConsensus", "Null"],
+                ["Revoked", "GpuproofRevocation"],
+            ],
+        },
+        "GpuproofRevocation": {
+            "type": "struct",
+            "type_mapping": [["reason", "Vec<u8>"], ["revokes_round", "u32"]],
+        },
         "GpuproofVote": {"type": "enum", "value_list": list(_VOTE_NAMES)},
         "GpuproofCommitteeVote": {
             "type": "struct",
@@ -228,6 +245,19 @@ def verdict_record(verdict: Verdict) -> VerdictRecord:
     decided_ms = round(float(verdict.decided_at) * 1000)
     if not 0 <= decided_ms < 2**64:
         reasons.append("decided_at is outside u64 milliseconds")
+    result_value: Any = _RESULT_NAMES[result_index]
+    if RESULTS[result_index] is VerdictResult.revoked:
+        doc = verdict.revocation if isinstance(verdict.revocation, Mapping) else {}
+        code = str(doc.get("reason") or "")
+        if not code or len(code) > MAX_REVOCATION_REASON_BYTES or not code.isascii():
+            reasons.append(
+                f"revocation.reason: an ASCII reason code of 1..{MAX_REVOCATION_REASON_BYTES} bytes"
+            )
+        if upload is not None and (upload.is_support or upload.calc_point != 0):
+            reasons.append("a Revoked verdict's upload_info has calc_point 0 and is_support false")
+        result_value = {
+            "Revoked": {"reason": code.encode("ascii", "replace"), "revokes_round": verdict.round}
+        }
     if reasons or upload is None:
         raise PayloadError(reasons)
     upload_value: dict[str, Any] = {f: getattr(upload, f) for f in (*_UPLOAD_FIELDS, "rand_str")}
@@ -235,7 +265,7 @@ def verdict_record(verdict: Verdict) -> VerdictRecord:
         upload_value[f] = str(upload_value[f]).encode("utf-8")  # bytes, never a "0x.." string
     value = {
         "round": verdict.round,
-        "result": _RESULT_NAMES[result_index],
+        "result": result_value,
         "upload_info": upload_value,
         "committee": committee,
         "performance_index_ppm": perf,
@@ -341,4 +371,11 @@ def decode_record(record: bytes) -> dict[str, Any]:
     for f in (*_TEXT_FIELDS, "rand_str"):
         info[f] = bytes(info_obj[f].value_object)
     value["upload_info"] = info
+    result = value["result"]
+    if isinstance(result, dict) and "Revoked" in result:  # {"Revoked": {...}} → "Revoked" + detail
+        detail = dict(result["Revoked"])
+        value["result"] = "Revoked"
+        value["revocation"] = {"reason": str(detail["reason"]), "revokes_round": int(detail["revokes_round"])}
+    else:
+        value["revocation"] = None
     return value

@@ -128,7 +128,7 @@ def read_item(raw: dict[str, Any]) -> Loaded:
     outbox = (raw.get("outbox") or {}).get("S")
     reasons: list[str] = []
     for name, value in raw.items():  # each JSON attribute on its own, so every bad one is named
-        if name in ("upload_info", "committee", "publication") and "S" in value:
+        if name in ("upload_info", "committee", "publication", "revocation") and "S" in value:
             try:
                 json.loads(value["S"], strict=False)
             except json.JSONDecodeError as exc:
@@ -173,6 +173,7 @@ def _verdict(item: VerdictModel) -> Verdict:
         evidence_digest=item.evidence_digest,
         decided_at=float(item.decided_at),
         publication=item.publication,
+        revocation=item.revocation,
     )
 
 

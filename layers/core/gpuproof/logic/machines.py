@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpuproof.claim import ClaimError, challenge_params, make_claim, stored_proof_params
+from gpuproof.config import LivenessPolicy, PresencePolicy
 from gpuproof.errors import Rejection, raise_if
 from gpuproof.logic.attempts import CooldownPolicy, cooldown_reasons, count_previous, taken
 from gpuproof.logic.ports import Clock, MachineStore, TranscriptStore, VerifyQueue
-from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport
-from gpuproof.logic.states import MachineState, states_before
+from gpuproof.logic.presence import announcement, presence_due
+from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport, Verdict
+from gpuproof.logic.revocation import revoked_verdict
+from gpuproof.logic.states import EXITABLE, MachineState, states_before
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.delivery import (
     DEFAULT_MAX_BYTES_PER_GPU,
@@ -56,6 +59,8 @@ class Services:
     transcripts: TranscriptStore | None = None
     transcript_max_bytes_per_gpu: int = DEFAULT_MAX_BYTES_PER_GPU
     cpu_proof_deadline_s: float = 0.0  # the CPU backend's deadline floor (gpuproof.claim)
+    liveness: LivenessPolicy = field(default_factory=lambda: LivenessPolicy(1800, 86400))
+    presence: PresencePolicy = field(default_factory=lambda: PresencePolicy(0, 3, 180, 5.0, 120.0))
 
     def transcript_limit(self, challenge: Challenge) -> int:
         return transcript_limit(self.transcript_max_bytes_per_gpu, len(proof_params(challenge)))
@@ -407,6 +412,8 @@ class HeartbeatAck:
     machine: Machine
     received_at: float
     reverify: bool
+    # An open presence check not yet fetched: {check_id, opens_at, fetch_by} (logic/presence.py).
+    presence: dict[str, Any] | None = None
 
 
 def record_heartbeat(svc: Services, request: SignedRequest, machine_id: str, beat: Heartbeat) -> HeartbeatAck:
@@ -424,9 +431,65 @@ def record_heartbeat(svc: Services, request: SignedRequest, machine_id: str, bea
     raise_if(reasons)
     assert machine is not None
     now = svc.clock.now()
-    svc.store.record_heartbeat(machine_id, now, beat.model_dump(mode="json"), request)
+    back = machine.state == MachineState.offline
+    svc.store.record_heartbeat(
+        machine_id,
+        now,
+        beat.model_dump(mode="json"),
+        request,
+        back_online=back,
+        liveness_due_at=min(
+            now + svc.liveness.offline_after_s, presence_due(machine, svc.presence) or float("inf")
+        )
+        if back
+        else None,
+    )
+    if back:  # an offline machine that beats again is online (published) again
+        machine.state = MachineState.published
+        machine.updated_at = now
     due = machine.state == MachineState.published and now - machine.updated_at > REVERIFY_AFTER_S
-    return HeartbeatAck(machine, now, due)
+    return HeartbeatAck(machine, now, due, announcement(machine, svc.presence))
+
+
+def exit_machine(svc: Services, request: SignedRequest, machine_id: str) -> tuple[Machine, Verdict | None]:
+    """The owner takes the machine out: signed by the owner's key (sr25519, keyid = the owner's
+    public key hex; the machine key cannot exit for it). Its score on chain is revoked (a Revoked
+    verdict, reason machine_exited) and its GPU UUIDs are released, in one transaction."""
+    machine = svc.store.get_machine(machine_id)
+    if machine is None:
+        raise Rejection(
+            [Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id")]
+        )
+    reasons = []
+    if request.keyid != account_key_or_none(machine.owner):
+        reasons.append(
+            Reason(
+                "exit_not_owner",
+                f"an exit is signed by the owner {machine.owner}'s key (keyid = its public key hex)",
+                "keyid",
+            )
+        )
+    if svc.store.nonce_used(request):
+        reasons.append(Reason("replayed_nonce", "this request nonce was already used", "nonce"))
+    if machine.state not in EXITABLE:
+        reasons.append(
+            Reason(
+                "machine_state_conflict",
+                f"a machine in state {machine.state} cannot exit now (allowed from "
+                f"{', '.join(sorted(s.value for s in EXITABLE))})",
+                "state",
+            )
+        )
+    raise_if(reasons)
+    now = svc.clock.now()
+    reason = Reason("machine_exited", f"the owner {machine.owner} signed an exit")
+    evidence = {"keyid": request.keyid, "created": request.created, "nonce": request.nonce}
+    verdict = revoked_verdict(machine, reason, evidence, now)
+    svc.store.revoke(machine, MachineState.exited, reason, verdict, now, request)
+    machine.state = MachineState.exited
+    machine.state_reasons = [reason.as_dict()]
+    machine.updated_at = now
+    return machine, verdict
 
 
 # A report still unverified this long after intake lost its queue message (a crash between the

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport
+from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport, Verdict
+from gpuproof.logic.states import MachineState
 from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.reasons import Reason
@@ -67,9 +68,33 @@ class MachineStore(Protocol):
         """Store the report, mark the challenge used, move the machine to submitted, atomically."""
 
     def record_heartbeat(
-        self, machine_id: str, received_at: float, telemetry: dict[str, Any], request: SignedRequest
+        self,
+        machine_id: str,
+        received_at: float,
+        telemetry: dict[str, Any],
+        request: SignedRequest,
+        back_online: bool = False,
+        liveness_due_at: float | None = None,
     ) -> None:
-        """Keep the latest heartbeat on the machine (which must exist) and consume the nonce."""
+        """Keep the latest heartbeat on the machine (which must exist) and consume the nonce; with
+        `back_online` an offline machine is published (online) again, re-armed at `liveness_due_at`."""
+
+    def update_presence(
+        self, machine: Machine, presence: dict[str, Any], request: SignedRequest | None = None
+    ) -> None:
+        """Write the machine's presence document, conditional on its version as read."""
+
+    def revoke(
+        self,
+        machine: Machine,
+        state: MachineState,
+        reason: Reason,
+        verdict: Verdict | None,
+        now: float,
+        request: SignedRequest | None = None,
+    ) -> None:
+        """Move the machine (from its state as read) to `state` with `reason`, drop its score,
+        write the Revoked `verdict` and release its GPU UUIDs, atomically."""
 
     def get_report(self, machine_id: str, challenge_id: str) -> StoredReport | None: ...
 

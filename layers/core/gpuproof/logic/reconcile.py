@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gpuproof.chain.store import Loaded
@@ -51,7 +51,9 @@ class ReconcileMachines(Protocol):
 
     def latest_round(self, machine_id: str) -> int | None: ...
 
-    def mark_published(self, machine_id: str, result: str, now: float) -> bool: ...
+    def mark_published(
+        self, machine_id: str, result: str, now: float, scored: dict[str, Any] | None = None
+    ) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,12 @@ def reconcile(
             state = svc.machines.machine_state(v.machine_id)
             latest = svc.machines.latest_round(v.machine_id)
             stale = state == str(v.result) and state in FINAL_MACHINE_STATES and latest in (None, v.round)
-            if stale and (dry_run or svc.machines.mark_published(v.machine_id, str(state), now)):
+            scored = (
+                {"verdict_id": v.verdict_id, "round": v.round, "upload_info": dict(v.upload_info)}
+                if state == "confirmed"
+                else None
+            )
+            if stale and (dry_run or svc.machines.mark_published(v.machine_id, str(state), now, scored)):
                 out.repairs.append(
                     Repair("machine_marked", vid, f"machine {v.machine_id} {state} → published")
                 )

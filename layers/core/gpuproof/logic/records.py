@@ -63,6 +63,21 @@ class Machine:
     last_challenge_id: str | None = None
     state_reasons: list[dict[str, str]] = field(default_factory=list)
     attempts: Attempts = field(default_factory=Attempts)
+    # The Confirmed verdict whose score is on chain ({"verdict_id", "round", "upload_info"}), set
+    # when it is published; a revocation withdraws exactly this one.
+    scored: dict[str, Any] | None = None
+    # The GPU UUIDs this machine holds in GpuUuidsTable (released when it is revoked or exits).
+    gpu_uuids: list[str] = field(default_factory=list)
+    last_heartbeat_at: float | None = None
+    # When a watched (published/offline) machine's liveness is looked at next (ByLivenessDue).
+    liveness_due_at: float | None = None
+    offline_since: float | None = None
+    # The claim its last passing verification held it to ({"claimed_gpu_model", "gpu_count"}):
+    # presence checks are sized from it. `presence` is the schedule and open check
+    # (logic/presence.py); `presence_v` its version, every write of it conditional on it.
+    claim: dict[str, Any] | None = None
+    presence: dict[str, Any] | None = None
+    presence_v: int = 0
     # The agent's live-check address from its latest signed heartbeat (a claim; None if none).
     live_endpoint: str | None = None
 
@@ -102,11 +117,13 @@ class StoredReport:
 
 
 class VerdictResult(StrEnum):
-    """DBC's three outcomes of a committee round."""
+    """DBC's three outcomes of a committee round, and the service's withdrawal of a published
+    score (`revoked`: the machine failed re-verification, went offline too long, or exited)."""
 
     confirmed = "confirmed"
     refused = "refused"
     no_consensus = "no_consensus"
+    revoked = "revoked"
 
 
 class Vote(StrEnum):
@@ -134,7 +151,14 @@ class Verdict:
     evidence_digest: str
     decided_at: float
     publication: dict[str, Any] | None = None
+    # A Revoked verdict only: {"reason", "detail", "revokes_verdict_id", "evidence"}; its
+    # evidence_digest is the SHA-256 of this document's canonical JSON.
+    revocation: dict[str, Any] | None = None
 
     @staticmethod
     def id_for(machine_id: str, round_: int) -> str:
         return f"{machine_id}:{round_}"
+
+    @staticmethod
+    def revocation_id_for(machine_id: str, round_: int) -> str:
+        return f"{machine_id}:{round_}:revoked"

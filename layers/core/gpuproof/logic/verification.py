@@ -12,7 +12,7 @@ proof of throughput's result and the capacity phase's record (`verification["cap
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -39,7 +39,8 @@ from gpuproof.logic.capacity import (
 )
 from gpuproof.logic.machines import too_many_gpus
 from gpuproof.logic.ports import Clock, TranscriptStore
-from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport
+from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport, Verdict
+from gpuproof.logic.revocation import revoked_verdict
 from gpuproof.logic.states import MachineState
 from gpuproof.protocol.capacity import CapacityTranscript, verify_capacity
 from gpuproof.protocol.capacity import codes as capacity_codes
@@ -99,9 +100,12 @@ class VerificationStore(Protocol):
         state: MachineState,
         claim_uuids: list[str],
         attempts: Attempts,
+        held: Sequence[str] = (),
+        revocation: Verdict | None = None,
     ) -> bool:
         """Write the result and the machine's attempts once (conditional); False when another
-        delivery already did."""
+        delivery already did. GPU UUIDs `held` and no longer claimed are released; `revocation`
+        (a scored machine refused) withdraws its score in the same transaction."""
 
 
 @dataclass(frozen=True)
@@ -552,11 +556,12 @@ def _record(
     """Write the verification and the machine's attempts (a refusal is a failed attempt)."""
     deciding = [r for r in results if r.status == "fail" and not r.shadow]
     passed = not deciding
-    verification = {
+    now = svc.clock.now()
+    verification: dict[str, Any] = {
         "passed": passed,
         # The claim the report was held to; the draw and the committee score it from here.
         "claim": None if claim is None else claim.as_dict(),
-        "verified_at": svc.clock.now(),
+        "verified_at": now,
         "reasons": [reason.as_dict() for r in deciding for reason in r.reasons],
         "checks": [r.as_dict() for r in results],
         **(extra or {}),
@@ -566,5 +571,24 @@ def _record(
         machine.attempts, stored.challenge_id, passed, svc.clock.now(), svc.cooldown
     )
     verification["attempts"] = attempts.as_dict()
-    svc.store.record_verification(stored, verification, state, uuids if passed else [], attempts)
+    revocation = None
+    if not passed and machine.scored:
+        # A scored machine failed its re-verification: the score on chain no longer holds.
+        codes = sorted({r.code for res in deciding for r in res.reasons})
+        revocation = revoked_verdict(
+            machine,
+            Reason("reverification_failed", f"the re-verification was refused: {', '.join(codes)}"),
+            {"challenge_id": stored.challenge_id, "report_sha256": stored.report_sha256, "reasons": codes},
+            now,
+        )
+        verification["revoked_verdict_id"] = None if revocation is None else revocation.verdict_id
+    svc.store.record_verification(
+        stored,
+        verification,
+        state,
+        uuids if passed else [],
+        attempts,
+        held=machine.gpu_uuids,
+        revocation=revocation,
+    )
     return verification

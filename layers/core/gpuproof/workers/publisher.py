@@ -44,7 +44,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
 from gpuproof.adapters.clock import SystemClock
-from gpuproof.adapters.dynamo import mark_machine_published
+from gpuproof.adapters.dynamo import mark_machine_published, scored_of
 from gpuproof.adapters.tables import VerdictModel
 from gpuproof.chain.adapter import ChainSettings, ChainUnavailable, SubstrateChain, load_oracle_secret
 from gpuproof.chain.publisher import Outcome, PoisonVerdict, PublishServices, faults, publish_with_retries
@@ -150,7 +150,10 @@ def _advance_machine(verdict_id: str) -> None:
     if not machines_table:
         return
     verdict = VerdictModel.get(verdict_id, consistent_read=True)
-    if mark_machine_published(machines_table, _region(), verdict.machine_id, verdict.result, time.time()):
+    scored = scored_of(verdict.verdict_id, int(verdict.round), verdict.upload_info)
+    if mark_machine_published(
+        machines_table, _region(), verdict.machine_id, verdict.result, time.time(), scored
+    ):
         logger.info("machine published", extra={"machine_id": verdict.machine_id, "result": verdict.result})
 
 

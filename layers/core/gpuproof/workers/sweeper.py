@@ -7,6 +7,9 @@ whose votes are all in (`logic.committee.close_due_rounds`), and write the verdi
 disputed round the operator settled (`logic.committee.settle_resolved_disputes`), then (3)
 re-enqueue reports left unverified (`logic.machines.requeue_unverified_reports`). (1) and (2) are
 conditional writes, so overlapping ticks cannot draw or close twice; (3) is idempotent downstream.
+Then (3b) the liveness watch (`logic.liveness.sweep_liveness`): the scored machines due (the
+ByLivenessDue index, at most 1000 a tick) are found online, offline (no heartbeat for
+OfflineAfterSeconds) or, offline for RevokeOfflineAfterSeconds, revoked (a Revoked verdict).
 Then (4) the reconciler repairs what the verdicts, the machines and the chain disagree on
 (`logic.reconcile.reconcile`: each repair one log line, counted in `ReconciliationRepairs`).
 Each step reads only what is due (the ByDue, ByState and Unsettled indexes), never every round.
@@ -21,13 +24,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from gpuproof.adapters.clock import SystemClock
-from gpuproof.api.wiring import committee_services, machine_services, reconcile_services
+from gpuproof.api.wiring import committee_services, liveness_store, machine_services, reconcile_services
+from gpuproof.config import LivenessPolicy, PresencePolicy
 from gpuproof.logic.committee import (
     close_due_rounds,
     draw_due_machines,
     publish_beacon_tip,
     settle_resolved_disputes,
 )
+from gpuproof.logic.liveness import LivenessOutcome, outcomes_by_kind, sweep_liveness
 from gpuproof.logic.machines import requeue_unverified_reports
 from gpuproof.logic.reconcile import Reconciliation, reconcile
 
@@ -48,6 +53,27 @@ def reconcile_tick() -> Reconciliation | None:
         logger.error(line, extra={"code": "malformed_verdict"})
     metrics.add_metric(name="ReconciliationRepairs", unit=MetricUnit.Count, value=len(done.repairs))
     return done
+
+
+def liveness_tick() -> list[LivenessOutcome]:
+    """This tick's liveness pass; its failure is logged and never stops the tick."""
+    try:
+        outcomes = sweep_liveness(
+            liveness_store(), SystemClock(), LivenessPolicy.from_env(), presence=PresencePolicy.from_env()
+        )
+    except Exception:
+        logger.exception("liveness pass failed", extra={"code": "liveness_failed"})
+        return []
+    for o in outcomes:
+        if o.outcome in ("offline", "revoked") and o.detail:
+            logger.warning(f"machine {o.outcome}", extra={"machine_id": o.machine_id, "detail": o.detail})
+    counts = outcomes_by_kind(outcomes)
+    metrics.add_metric(name="MachinesOffline", unit=MetricUnit.Count, value=counts.get("offline", 0))
+    metrics.add_metric(name="MachinesRevoked", unit=MetricUnit.Count, value=counts.get("revoked", 0))
+    metrics.add_metric(
+        name="PresenceChecksOpened", unit=MetricUnit.Count, value=counts.get("presence_opened", 0)
+    )
+    return outcomes
 
 
 def sweep(event: dict[str, Any]) -> dict[str, Any]:
@@ -90,6 +116,7 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
         logger.warning(
             "re-enqueued unverified reports", extra={"machines": announced, "code": "verification_requeued"}
         )
+    liveness = liveness_tick()
     reconciled = reconcile_tick()
     counts = Counter(d.outcome for d in draws)
     return {
@@ -102,6 +129,7 @@ def sweep(event: dict[str, Any]) -> dict[str, Any]:
         "closed": len(verdicts),
         "settled": len(settled),
         "requeued": len(requeued),
+        "liveness": outcomes_by_kind(liveness),
         "repairs": [] if reconciled is None else [r.line() for r in reconciled.repairs],
         "verdicts": {v.verdict_id: v.result.value for v in [*verdicts, *settled]},
     }
