@@ -41,6 +41,34 @@ class ServiceClient(SignedClient):
         body = {"challenge_id": challenge_id, "signed_commitment": signed_commitment}
         return self.request("POST", f"/machines/{machine_id}/commitments", body)
 
+    def open_capacity(self, machine_id: str, challenge_id: str) -> Any:
+        return self.request("POST", f"/machines/{machine_id}/capacity", {"challenge_id": challenge_id})
+
+    def submit_capacity_commitment(
+        self, machine_id: str, challenge_id: str, signed_commitment: dict[str, Any]
+    ) -> Any:
+        body = {"challenge_id": challenge_id, "signed_commitment": signed_commitment}
+        return self.request("POST", f"/machines/{machine_id}/capacity/commitments", body)
+
+    def submit_capacity_answer(self, machine_id: str, challenge_id: str, answer: dict[str, Any]) -> Any:
+        body = {"challenge_id": challenge_id, "answer": answer}
+        return self.request("POST", f"/machines/{machine_id}/capacity/answers", body)
+
+    def submit_capacity_openings(
+        self,
+        machine_id: str,
+        challenge_id: str,
+        transcript: dict[str, Any] | None = None,
+        reference: dict[str, Any] | None = None,
+    ) -> Any:
+        """The openings inline (`transcript`) or a reference to their uploaded canonical JSON."""
+        body: dict[str, Any] = {"challenge_id": challenge_id}
+        if transcript is not None:
+            body["transcript"] = transcript
+        if reference is not None:
+            body["reference"] = reference
+        return self.request("POST", f"/machines/{machine_id}/capacity/openings", body)
+
     def submit_report(self, machine_id: str, challenge_id: str, signed_report: dict[str, Any]) -> Any:
         body = {"challenge_id": challenge_id, "signed_report": signed_report}
         return self.request("POST", f"/machines/{machine_id}/reports", body)

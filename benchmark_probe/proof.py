@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from benchmark_probe.capacity import CapacityOutcome, ProverFactory, run_capacity
 from benchmark_probe.client import ServiceClient, upload_transcript
 from benchmark_probe.report import Challenge
 from gpuproof.protocol.delivery import MEDIA_TYPES, encode_binary
@@ -99,10 +100,17 @@ class ProofRunner:
     """The submit flow's proof hook: `prepare` before the challenge is taken (the executor, its GPU
     context, libraries and kernels), then called right after it, inside the service-timed window."""
 
-    def __init__(self, key: SigningKey, executor_factory: ExecutorFactory = default_executor) -> None:
+    def __init__(
+        self,
+        key: SigningKey,
+        executor_factory: ExecutorFactory = default_executor,
+        capacity_prover: ProverFactory | None = None,
+    ) -> None:
         self.key = key
         self.executor_factory = executor_factory
         self.executor: ProofExecutor | None = None
+        self.capacity_prover = capacity_prover
+        self.capacity: CapacityOutcome | None = None
 
     def prepare(self, inventory: Inventory) -> None:
         self.executor = self.executor_factory(inventory)
@@ -115,4 +123,12 @@ class ProofRunner:
             self.prepare(inventory)
         assert self.executor is not None
         answered = prove_and_receipt(client, self.key, challenge, self.executor)
-        return None if answered is None else deliver(*answered, challenge_params(challenge))
+        if answered is None:
+            return None
+        doc = deliver(*answered, challenge_params(challenge))
+        # The capacity phase after the throughput proof is opened and delivered (its memory freed).
+        if self.capacity_prover is None:
+            self.capacity = run_capacity(client, self.key, challenge)
+        else:
+            self.capacity = run_capacity(client, self.key, challenge, self.capacity_prover)
+        return doc

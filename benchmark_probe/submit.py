@@ -44,7 +44,10 @@ def registration_for(key: SigningKey, owner: str, region: Region) -> MachineRegi
 
 def challenge_request_for(inventory: Inventory) -> ChallengeRequest:
     model = inventory.gpus[0].name[:64] if inventory.gpus and inventory.gpus[0].name else None
-    return ChallengeRequest(claimed_gpu_model=model, gpu_count=len(inventory.gpus))
+    ram = inventory.host.ram_bytes
+    return ChallengeRequest(
+        claimed_gpu_model=model, gpu_count=len(inventory.gpus), claimed_ram_bytes=ram if ram > 0 else None
+    )
 
 
 def register(client: ServiceClient, registration: MachineRegistration) -> str:

@@ -166,21 +166,24 @@ def test_probe_to_confirmed_with_calc_point(local_stack: Any, bots: list[Bot]) -
     )
     assert findings.fields is not None
     assert int(v["upload_info"]["calc_point"]) == findings.fields["calc_point"]
-    # Every calc_point input with its evidence, on GET /machines/{id}: no capacity phase ran, so
-    # the RAM this host declares is not proven and scores 0 (fail closed); the region is declared.
+    # Every calc_point input with its evidence, on GET /machines/{id}: the probe ran the CPU
+    # claim's test-size capacity phase, so host RAM is proven, but only its 32 KiB (29 KiB of
+    # information): 0 GiB, never the RAM this host declares (fail closed); the region is declared.
     latest = machine_state(local_stack.api_url, machine_id)["reports"][0]["verification"]
     breakdown = latest["evidence"]
     assert breakdown == findings.evidence and breakdown["calc_point"]["chain_value"] == 0
     inputs = {i["input"]: i for i in breakdown["inputs"]}
-    assert inputs["RAM_GB"]["status"] == "not_proven" and inputs["RAM_GB"]["value"] == 0
+    assert inputs["RAM_GB"]["status"] == "proven" and inputs["RAM_GB"]["value"] == 0
+    ram = latest["capacity"]["host_ram"]
+    assert ram["passed"] and inputs["RAM_GB"]["evidence"]["proven_bytes"] == ram["proven_bytes"] < 2**15
+    assert inputs["RAM_GB"]["evidence"]["capacity_digest"] == latest["capacity"]["digest"]
     declared = host_fields_from_inventory(signed.report.inventory)["mem_num"]
     assert inputs["RAM_GB"]["evidence"]["declared_gb"] == declared > 0
     assert inputs["region"] == {**inputs["region"], "status": "declared", "value": "europe"}
     assert "claim" in breakdown["host_sent"]
     checks = {c["name"]: c for c in latest["checks"]}
-    assert checks["evidence"]["shadow"] and "ram_not_proven" in {
-        r["code"] for r in checks["evidence"]["reasons"]
-    }
+    assert checks["capacity"]["shadow"] and checks["capacity"]["status"] == "pass"
+    assert "ram_not_proven" not in {r["code"] for r in checks["evidence"]["reasons"]}
     assert checks["dbc_minimums"]["shadow"] and checks["dbc_minimums"]["status"] == "fail"
     assert checks["kernel_identity"]["shadow"]
     assert v["evidence_digest"] == report["report_sha256"]

@@ -200,8 +200,8 @@ def test_the_overview_shows_the_network(populated: Populated, browser: Any) -> N
     )
     assert refused >= 1 and verified >= 3
     assert page.get_by_test_id("refusal-rate").inner_text() == f"{100 * refused / verified:.1f} %"
-    # The confirmed machine's calc_point as the service scored it: 0 while its RAM is not proven
-    # (a CPU-backend machine, no capacity phase: docs/scoring.md).
+    # The confirmed machine's calc_point as the service scored it: 0, its RAM proven only at the
+    # CPU claim's test size (a CPU-backend machine: docs/scoring.md, docs/protocol.md §17.10).
     assert int(page.get_by_test_id("calc-point-total").inner_text().replace(",", "")) == scored(
         populated.stack.api_url, populated.confirmed
     )
@@ -221,7 +221,8 @@ def test_a_verified_machine_shows_its_verdicts_calc_point_and_charts(
     history = page.get_by_test_id("history").inner_text()
     assert "committee round 1" in history and "automated verification" in history and "passed" in history
     breakdown = page.get_by_test_id("breakdown").inner_text()
-    assert "RAM_GB" in breakdown and "not_proven" in breakdown and "declared" in breakdown
+    # RAM proven by the CPU claim's test-size capacity phase: 32 KiB, 0 GiB (docs/protocol.md §17.10)
+    assert "RAM_GB\t0\tproven" in breakdown and "declared" in breakdown
     assert int(page.get_by_test_id("calc-point").inner_text().replace(",", "")) == scored(
         populated.stack.api_url, populated.confirmed
     )

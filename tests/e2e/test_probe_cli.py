@@ -55,6 +55,8 @@ def test_submit_registers_proves_and_is_verified(local_stack: Any, tmp_path: Pat
     assert verification["passed"] is True, verification["reasons"]
     checks = {c["name"]: c["status"] for c in verification["checks"]}
     assert checks["proof_of_throughput"] == "pass" and checks["benchmarks"] == "pass"
+    # the probe ran the capacity phase after the proof (the CPU claim's test-size phase)
+    assert checks["capacity"] == "pass" and verification["capacity"]["gpus"][0]["passed"]
     stored = client.request("GET", f"/machines/{key.public_hex}/reports/{out['challenge_id']}")
     signed = SignedReport.model_validate(stored["signed_report"])
     assert signed.verifies() and signed.report.inventory.backend == "cpu"

@@ -350,7 +350,31 @@ def test_a_claim_gets_capacity_params_for_every_claimed_gpu() -> None:
     assert params is not None
     assert [t.target for t in params.targets] == [*range(8), HOST_TARGET]
     assert all(t.claimed_bytes == 80 * 2**30 for t in params.targets[:8])
-    assert capacity_params_for(make_claim(None, 0, allow_cpu_backend=True)) is None
+    # a CPU claim (ALLOW_CPU_BACKEND only) gets the fixed test-size phase, whatever RAM it claims
+    cpu = capacity_params_for(make_claim(None, 0, allow_cpu_backend=True), host_ram_bytes=2**40)
+    assert cpu is not None and [t.target for t in cpu.targets] == [0, HOST_TARGET]
+    assert [t.claimed_bytes for t in cpu.targets] == [16 * 1024, 32 * 1024]
+
+
+def test_a_challenge_stores_the_capacity_phase_and_the_worker_recomputes_it() -> None:
+    from gpuproof.claim import (
+        capacity_params_for,
+        capacity_params_reasons,
+        challenge_params,
+        make_claim,
+        stored_capacity_params,
+    )
+
+    claim = make_claim("NVIDIA H100 80GB HBM3", 2, allow_cpu_backend=False)
+    params = challenge_params(claim, 512 * 2**30)
+    assert params["claimed_ram_bytes"] == 512 * 2**30
+    assert stored_capacity_params(params) == capacity_params_for(claim, 512 * 2**30)
+    assert capacity_params_reasons(params, claim) == []
+    # a stored phase that is not the claim's (less RAM to prove) is a reason, and so is garbage
+    cheaper = {**params, "capacity": challenge_params(claim, 2**30)["capacity"]}
+    assert [r.code for r in capacity_params_reasons(cheaper, claim)] == ["capacity_params_mismatch"]
+    garbage = {**params, "capacity": {"version": 1, "targets": []}}
+    assert [r.code for r in capacity_params_reasons(garbage, claim)] == ["capacity_params_mismatch"]
 
 
 def test_junk_answers_are_accepted_exactly_when_no_spot_hits_them_at_the_stated_rate() -> None:

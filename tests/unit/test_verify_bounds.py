@@ -190,13 +190,14 @@ def test_claims_are_written_normalised() -> None:
             "findings",
             "measured_model",
             "proof_of_throughput",
+            "capacity",
         }
     )
     svc = VerifyServices(store, Clock(), allow_cpu_backend=False, shadow_checks=shadow)
     verification = verify_report(svc, MID, "ch")
     assert verification is not None and verification["passed"], verification
     deciding = {c["name"] for c in verification["checks"] if not c["shadow"]}
-    assert deciding == {"gpu_uuids"} and len(CHECKS) == 8
+    assert deciding == {"gpu_uuids"} and len(CHECKS) == 9
     assert store.recorded[0][1:] == (MachineState.auto_verified, [CANONICAL])
     assert claimed_uuids([CANONICAL.upper(), f" {CANONICAL}"]) == [CANONICAL]
 

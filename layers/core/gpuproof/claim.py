@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gpuproof.protocol.capacity import CapacityParams, derive_capacity_params
+from gpuproof.protocol.capacity.params import cpu_capacity_params
 from gpuproof.protocol.proof import ProofParams, codes, derive_params
 from gpuproof.protocol.proof.params import EPILOGUE_FRACTION, SETUP_S
 from gpuproof.protocol.reasons import Reason
@@ -115,10 +116,19 @@ def proof_params_for(claim: Claim, *, cpu_deadline_s: float = 0.0) -> list[Proof
     ]
 
 
-def challenge_params(claim: Claim, *, cpu_deadline_s: float = 0.0) -> dict[str, Any]:
-    """What a challenge stores and the probe must answer: the claim and its proof parameters."""
+def challenge_params(
+    claim: Claim, claimed_ram_bytes: int | None = None, *, cpu_deadline_s: float = 0.0
+) -> dict[str, Any]:
+    """What a challenge stores and the probe must answer: the claim, its proof parameters, the
+    claimed host RAM and the capacity phase (docs/protocol.md §17) for every claimed GPU and it."""
     params = proof_params_for(claim, cpu_deadline_s=cpu_deadline_s)
-    return {**claim.as_dict(), "proof": [p.model_dump(mode="json") for p in params]}
+    capacity = capacity_params_for(claim, claimed_ram_bytes)
+    return {
+        **claim.as_dict(),
+        "claimed_ram_bytes": claimed_ram_bytes,
+        "proof": [p.model_dump(mode="json") for p in params],
+        "capacity": None if capacity is None else capacity.model_dump(mode="json"),
+    }
 
 
 def claim_of(params: Mapping[str, Any]) -> Claim:
@@ -177,6 +187,26 @@ def params_reasons(params: Mapping[str, Any], claim: Claim, *, cpu_deadline_s: f
     return []
 
 
+def stored_capacity_params(params: Mapping[str, Any]) -> CapacityParams | None:
+    """The capacity phase a challenge stored (None: issued before the phase was wired, or none)."""
+    doc = params.get("capacity")
+    return None if doc is None else CapacityParams.model_validate(doc)
+
+
+def capacity_params_reasons(params: Mapping[str, Any], claim: Claim) -> list[Reason]:
+    """Why a challenge's stored capacity phase is not the one its claim and claimed RAM get (the
+    verify worker recomputes it, as it does the proof parameters)."""
+    ram = params.get("claimed_ram_bytes")
+    ram = ram if isinstance(ram, int) and not isinstance(ram, bool) else None
+    try:
+        stored = stored_capacity_params(params)
+    except (ValidationError, ValueError):
+        return [Reason("capacity_params_mismatch", "the challenge's capacity parameters do not parse")]
+    if stored != capacity_params_for(claim, ram):
+        return [Reason("capacity_params_mismatch", "the challenge's capacity parameters are not its claim's")]
+    return []
+
+
 def verified_claim(verification: Mapping[str, Any]) -> Claim:
     """The claim a verification held its report to (`verification["claim"]`); ClaimError if none.
     Challenges expire from their table a day after expiry; the verification keeps the claim."""
@@ -189,10 +219,10 @@ def verified_claim(verification: Mapping[str, Any]) -> Claim:
 def capacity_params_for(claim: Claim, host_ram_bytes: int | None = None) -> CapacityParams | None:
     """The capacity phase (docs/protocol.md §17) this claim gets: every claimed GPU fills 90% of the
     claimed model's VRAM, sized from its reference row (memory, bandwidth, expected int8 rate), and
-    host RAM when a RAM figure is claimed. None for a CPU claim. NOT yet stored in challenges: the
-    phase's API, probe and verify-worker wiring are not written (issue 12)."""
+    host RAM when a RAM figure is claimed. A CPU claim (accepted only where ALLOW_CPU_BACKEND) gets
+    the fixed test-size phase `cpu_capacity_params` (no VRAM; the wiring end to end)."""
     if claim.cpu:
-        return None
+        return cpu_capacity_params()
     ref = claim.reference
     if ref is None or ref.expected_int8_tops is None or ref.mem_bw_gbs is None:
         raise ClaimError(

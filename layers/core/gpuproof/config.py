@@ -59,7 +59,7 @@ class Settings:
             idempotency_table=os.environ.get("IDEMPOTENCY_TABLE"),
             allow_cpu_backend=os.environ.get("ALLOW_CPU_BACKEND", "false").lower() == "true",
             shadow_checks=_names("SHADOW_CHECKS"),
-            enforced_checks=_names("ENFORCE_CHECKS"),
+            enforced_checks=enforced_checks(),
             challenge_ttl_s=int(_env("CHALLENGE_TTL_S", "900")),
             max_skew_s=int(_env("MAX_SKEW_S", "300")),
             cooldown_s=int(_env("CHALLENGE_COOLDOWN_S", "600")),
@@ -98,6 +98,25 @@ def cpu_proof_deadline_s() -> float:
     if not 0.0 <= value <= CPU_PROOF_DEADLINE_MAX_S:
         raise RuntimeError(f"CPU_PROOF_DEADLINE_S={value} is outside 0..{CPU_PROOF_DEADLINE_MAX_S:g}")
     return value
+
+
+CAPACITY_CHECK = "capacity"  # logic/verification.py's check of the capacity phase
+
+
+def capacity_enforcement() -> str:
+    """CAPACITY_ENFORCEMENT (template parameter CapacityEnforcement): shadow (the default) or enforce."""
+    value = os.environ.get("CAPACITY_ENFORCEMENT", "shadow").strip().lower()
+    if value not in ("shadow", "enforce"):
+        raise RuntimeError(f"CAPACITY_ENFORCEMENT={value!r} is neither shadow nor enforce")
+    return value
+
+
+def enforced_checks() -> frozenset[str]:
+    """ENFORCE_CHECKS, plus the capacity check when CAPACITY_ENFORCEMENT=enforce: checks new to
+    production (logic/verification.py SHADOW_BY_DEFAULT, the capacity check among them) decide
+    only once named here."""
+    named = _names("ENFORCE_CHECKS")
+    return named | {CAPACITY_CHECK} if capacity_enforcement() == "enforce" else named
 
 
 def max_gpus_per_machine() -> int:

@@ -239,6 +239,8 @@ REASON_CODES: dict[str, ReasonCode] = {
     "capacity_walk_check_failed": proof("an opened fill row is not g_l(own . B[pi_l] + mate . B[sigma_l])"),
     "capacity_state_conflict": request(409, "a capacity message out of order"),
     "capacity_answer_invalid": request(422, "a capacity answer does not cover exactly the round's targets"),
+    "capacity_openings_invalid": request(422, "send the capacity openings inline or as a v1 reference"),
+    "capacity_openings_too_large": request(413, "the capacity openings are over the stored bound (256 KiB)"),
     "proof_reference_malformed": request(422, "the report's proof reference does not parse"),
     "transcript_missing": request(422, "no transcript was uploaded for this challenge"),
     "transcript_too_large": request(413, "the transcript is over TranscriptMaxBytesPerGpu x the GPU count"),

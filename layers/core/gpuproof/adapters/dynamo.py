@@ -9,6 +9,7 @@ from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from gpuproof.adapters.tables import (
@@ -186,6 +187,9 @@ class DynamoMachineStore:
             else float(item.commitment_received_at),
             pairs=item.pairs,
             pairs_secret=item.pairs_secret,
+            capacity=item.capacity,
+            capacity_step=int(item.capacity_step or 0),
+            capacity_openings=None if item.capacity_openings is None else bytes(item.capacity_openings),
         )
 
     def get_report(self, machine_id: str, challenge_id: str) -> StoredReport | None:
@@ -355,6 +359,49 @@ class DynamoMachineStore:
                 Reason(
                     "commitment_exists",
                     "a commitment for this challenge was already received",
+                    "challenge_id",
+                ),
+                REPLAYED,
+            ],
+        )
+
+    def record_capacity(
+        self,
+        challenge: Challenge,
+        session: dict[str, Any],
+        at: float,
+        request: SignedRequest,
+        openings: bytes | None = None,
+    ) -> None:
+        step = challenge.capacity_step
+        actions: list[Action] = [
+            ChallengeModel.capacity.set(session),
+            ChallengeModel.capacity_step.set(step + 1),
+        ]
+        if openings is not None:
+            actions.append(ChallengeModel.capacity_openings.set(openings))
+        previous = (
+            ChallengeModel.capacity_step.does_not_exist()
+            if step == 0
+            else ChallengeModel.capacity_step == step
+        )
+
+        def build(tx: TransactWrite) -> None:
+            tx.update(
+                ChallengeModel(challenge.challenge_id),
+                actions=actions,
+                condition=(ChallengeModel.status == ChallengeStatus.issued.value)
+                & previous
+                & (ChallengeModel.expires_at >= at),
+            )
+            consume_nonce(tx, request)
+
+        self._commit(
+            build,
+            [
+                Reason(
+                    "capacity_state_conflict",
+                    "the capacity phase moved on, or the challenge closed, meanwhile",
                     "challenge_id",
                 ),
                 REPLAYED,

@@ -88,6 +88,9 @@ class ChallengeModel(Model):
     commitment_received_at = NumberAttribute(null=True)
     pairs = JSONAttribute(null=True)
     pairs_secret = UnicodeAttribute(null=True)
+    capacity = JSONAttribute(null=True)
+    capacity_step = NumberAttribute(null=True)
+    capacity_openings = BinaryAttribute(null=True, legacy_encoding=False)
 
 
 class ReportModel(Model):

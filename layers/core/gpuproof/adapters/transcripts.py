@@ -31,9 +31,15 @@ class S3TranscriptStore:
         self._s3 = client or boto3.client("s3", region_name=region, config=Config(signature_version="s3v4"))
 
     def upload_target(
-        self, machine_id: str, challenge_id: str, max_bytes: int, expires_at: float, now: float
+        self,
+        machine_id: str,
+        challenge_id: str,
+        max_bytes: int,
+        expires_at: float,
+        now: float,
+        suffix: str = "",
     ) -> TranscriptUpload:
-        key = transcript_key(machine_id, challenge_id)
+        key = transcript_key(machine_id, challenge_id) + suffix
         fields = {"x-amz-checksum-algorithm": "SHA256"}
         conditions: list[Any] = [
             {"x-amz-checksum-algorithm": "SHA256"},
@@ -61,14 +67,14 @@ class S3TranscriptStore:
             raise
         return head
 
-    def size(self, machine_id: str, challenge_id: str) -> int | None:
-        head = self._head(transcript_key(machine_id, challenge_id))
+    def size(self, machine_id: str, challenge_id: str, suffix: str = "") -> int | None:
+        head = self._head(transcript_key(machine_id, challenge_id) + suffix)
         return None if head is None else int(head["ContentLength"])
 
     def read(
-        self, machine_id: str, challenge_id: str, ref: TranscriptRef, max_bytes: int
+        self, machine_id: str, challenge_id: str, ref: TranscriptRef, max_bytes: int, suffix: str = ""
     ) -> tuple[bytearray | None, list[Reason]]:
-        key = transcript_key(machine_id, challenge_id)
+        key = transcript_key(machine_id, challenge_id) + suffix
         head = self._head(key)
         reasons = size_reasons(None if head is None else int(head["ContentLength"]), ref, max_bytes)
         if reasons:

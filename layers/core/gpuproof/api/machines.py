@@ -10,6 +10,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from gpuproof.api.models import (
     AttemptsOut,
+    CapacityAnswerSubmission,
+    CapacityCommitmentSubmission,
+    CapacityOpen,
+    CapacityOpened,
+    CapacityOpeningsAccepted,
+    CapacityOpeningsSubmission,
+    CapacityStepOut,
     ChallengeOut,
     ChallengeParamsOut,
     CommitmentOut,
@@ -35,8 +42,8 @@ from gpuproof.api.models import (
 )
 from gpuproof.api.signing import request_arrived, signed_request
 from gpuproof.api.wiring import machine_services
+from gpuproof.logic import capacity, presence
 from gpuproof.logic import machines as logic
-from gpuproof.logic import presence
 from gpuproof.logic.records import Machine, StoredReport
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.limits import MAX_CHALLENGE_ID_CHARS
@@ -154,6 +161,76 @@ def submit_commitment(
         pairs=r.pairs,
         transcript_upload=r.upload,
     )
+
+
+@router.post(
+    "/machines/<machine_id>/capacity",
+    status_code=201,
+    tags=["capacity"],
+    summary="Open the challenge's capacity phase (after the throughput commitment): its fill nonce",
+    responses=responses(201, CapacityOpened, 401, 403, 404, 409, 410, 413, 422),
+)
+def open_capacity(machine_id: MachineId, body: CapacityOpen, signer: Signer, svc: Svc) -> CapacityOpened:
+    r = capacity.open_phase(svc, signer, machine_id, body.challenge_id)
+    return CapacityOpened(challenge_id=r.challenge_id, nonce=r.nonce, opened_at=r.opened_at, params=r.params)
+
+
+def _step_out(challenge_id: str, step: capacity.CapacityStep) -> CapacityStepOut:
+    return CapacityStepOut(
+        challenge_id=challenge_id,
+        received_at=step.received_at,
+        round=step.next_round,
+        draw_secret=step.draw_secret,
+        openings_upload=step.openings_upload,
+    )
+
+
+@router.post(
+    "/machines/<machine_id>/capacity/commitments",
+    status_code=201,
+    tags=["capacity"],
+    summary="Deliver the signed capacity commitment (timed); receive read round 1",
+    responses=responses(201, CapacityStepOut, 401, 403, 404, 409, 410, 413, 422),
+)
+def submit_capacity_commitment(
+    machine_id: MachineId, body: CapacityCommitmentSubmission, signer: Signer, svc: Svc, arrived: Arrived
+) -> CapacityStepOut:
+    step = capacity.record_capacity_commitment(
+        svc, signer, machine_id, body.challenge_id, body.signed_commitment, arrived_at=arrived
+    )
+    return _step_out(body.challenge_id, step)
+
+
+@router.post(
+    "/machines/<machine_id>/capacity/answers",
+    status_code=201,
+    tags=["capacity"],
+    summary="Answer the open read round (timed); receive the next round, or the draw secret",
+    responses=responses(201, CapacityStepOut, 401, 403, 404, 409, 410, 413, 422),
+)
+def submit_capacity_answer(
+    machine_id: MachineId, body: CapacityAnswerSubmission, signer: Signer, svc: Svc, arrived: Arrived
+) -> CapacityStepOut:
+    step = capacity.record_capacity_answer(
+        svc, signer, machine_id, body.challenge_id, body.answer, arrived_at=arrived
+    )
+    return _step_out(body.challenge_id, step)
+
+
+@router.post(
+    "/machines/<machine_id>/capacity/openings",
+    status_code=202,
+    tags=["capacity"],
+    summary="Deliver the capacity openings (spots and walks) the draw secret names",
+    responses=responses(202, CapacityOpeningsAccepted, 401, 403, 404, 409, 410, 413, 422),
+)
+def submit_capacity_openings(
+    machine_id: MachineId, body: CapacityOpeningsSubmission, signer: Signer, svc: Svc
+) -> CapacityOpeningsAccepted:
+    stored = capacity.record_capacity_openings(
+        svc, signer, machine_id, body.challenge_id, body.transcript, body.reference
+    )
+    return CapacityOpeningsAccepted(challenge_id=body.challenge_id, stored_bytes=stored)
 
 
 @router.post(

@@ -7,7 +7,14 @@ from typing import Any
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
-from gpuproof.protocol.delivery import TranscriptUpload
+from gpuproof.protocol.capacity import (
+    CapacityAnswer,
+    CapacityParams,
+    CapacityRound,
+    CapacityTranscript,
+    SignedCapacityCommitment,
+)
+from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload
 from gpuproof.protocol.proof import GpuPairs, ProofParams, SignedCommitment, ThroughputProof
 from gpuproof.protocol.report import SignedReport
 
@@ -103,6 +110,11 @@ class ChallengeParamsOut(BaseModel):
     proof: list[ProofParams] = Field(
         description="one set of proof-of-throughput parameters per claimed GPU (docs/protocol.md §2)"
     )
+    claimed_ram_bytes: int | None = Field(default=None, description="the host RAM claimed, if any")
+    capacity: CapacityParams | None = Field(
+        default=None,
+        description="the capacity phase every claimed GPU and the claimed RAM answer (docs/protocol.md §17)",
+    )
 
 
 class ChallengeOut(BaseModel):
@@ -140,6 +152,63 @@ class CommitmentOut(BaseModel):
         "max_bytes, with a SHA-256 checksum field, until expires_at); the report then carries "
         "proof = {version, transcript_sha256, transcript_bytes}",
     )
+
+
+class CapacityOpen(BaseModel):
+    """Body of POST /machines/{machine_id}/capacity: open the challenge's capacity phase."""
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+
+
+class CapacityOpened(BaseModel):
+    challenge_id: str
+    nonce: str = Field(description="32 fresh bytes, hex: the seed of every fill (docs/protocol.md §17.2)")
+    opened_at: float = Field(description="service clock; the fill deadline runs from here")
+    params: CapacityParams
+
+
+class CapacityCommitmentSubmission(BaseModel):
+    """Body of POST /machines/{machine_id}/capacity/commitments."""
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+    signed_commitment: SignedCapacityCommitment
+
+
+class CapacityAnswerSubmission(BaseModel):
+    """Body of POST /machines/{machine_id}/capacity/answers: the answer to the open round."""
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+    answer: CapacityAnswer
+
+
+class CapacityStepOut(BaseModel):
+    challenge_id: str
+    received_at: float = Field(description="service clock (the API edge's arrival)")
+    round: CapacityRound | None = Field(
+        description="the next read round, its nonce drawn now; null after the last"
+    )
+    draw_secret: str | None = Field(
+        description="after the last round: the secret the spots and walks are drawn with (§17.6)"
+    )
+    openings_upload: TranscriptUpload | None = Field(
+        default=None,
+        description="after the last round: the presigned POST for openings too large to send inline",
+    )
+
+
+class CapacityOpeningsSubmission(BaseModel):
+    """Body of POST /machines/{machine_id}/capacity/openings: the openings inline (within 256 KiB
+    zlib'd), or a reference {version: 1, transcript_sha256, transcript_bytes} to their canonical
+    JSON uploaded to `openings_upload`."""
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+    transcript: CapacityTranscript | None = None
+    reference: TranscriptRef | None = None
+
+
+class CapacityOpeningsAccepted(BaseModel):
+    challenge_id: str
+    stored_bytes: int = Field(description="bytes kept inline (zlib'd canonical JSON) or uploaded")
 
 
 class PresenceAnnouncement(BaseModel):

@@ -148,7 +148,7 @@ def issue_challenge(
             claim = make_claim(
                 body.claimed_gpu_model, body.gpu_count, allow_cpu_backend=svc.allow_cpu_backend
             )
-            params = challenge_params(claim, cpu_deadline_s=svc.cpu_proof_deadline_s)
+            params = challenge_params(claim, body.claimed_ram_bytes, cpu_deadline_s=svc.cpu_proof_deadline_s)
         except ClaimError as refused:
             claim_problems = refused.reasons
     now = svc.clock.now()

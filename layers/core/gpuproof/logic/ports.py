@@ -52,6 +52,18 @@ class MachineStore(Protocol):
     ) -> None:
         """Record the commitment's receipt and the drawn pairs once, while the challenge is open."""
 
+    def record_capacity(
+        self,
+        challenge: Challenge,
+        session: dict[str, Any],
+        at: float,
+        request: SignedRequest,
+        openings: bytes | None = None,
+    ) -> None:
+        """Write the capacity session (and the openings, once) as step capacity_step + 1, provided
+        the stored step is still `challenge.capacity_step` and the challenge is open at `at`
+        (else capacity_state_conflict); consume the request nonce, atomically."""
+
     def accept_report(self, report: StoredReport, compressed: bytes, request: SignedRequest) -> None:
         """Store the report, mark the challenge used, move the machine to submitted, atomically."""
 
@@ -101,15 +113,22 @@ class TranscriptStore(Protocol):
     """Proof transcripts, one object per challenge, uploaded by the probe out of band."""
 
     def upload_target(
-        self, machine_id: str, challenge_id: str, max_bytes: int, expires_at: float, now: float
+        self,
+        machine_id: str,
+        challenge_id: str,
+        max_bytes: int,
+        expires_at: float,
+        now: float,
+        suffix: str = "",
     ) -> TranscriptUpload:
-        """A presigned upload for this challenge's key only, at most `max_bytes`, until `expires_at`."""
+        """A presigned upload for this challenge's key (+ `suffix`: another object of the same
+        challenge, e.g. the capacity openings) only, at most `max_bytes`, until `expires_at`."""
 
-    def size(self, machine_id: str, challenge_id: str) -> int | None:
+    def size(self, machine_id: str, challenge_id: str, suffix: str = "") -> int | None:
         """The uploaded object's size in bytes; None when nothing was uploaded."""
 
     def read(
-        self, machine_id: str, challenge_id: str, ref: TranscriptRef, max_bytes: int
+        self, machine_id: str, challenge_id: str, ref: TranscriptRef, max_bytes: int, suffix: str = ""
     ) -> tuple[bytearray | None, list[Reason]]:
         """The object's bytes, streamed and checked against `ref` (size, SHA-256) and `max_bytes`;
         else why not (absent, too large, mismatched). Transient storage errors raise."""

@@ -97,6 +97,13 @@ class Challenge:
     commitment_received_at: float | None = None
     pairs: list[dict[str, Any]] | None = None
     pairs_secret: str | None = None
+    # The capacity phase's session (logic/capacity.py, docs/protocol.md §17): the service's own
+    # records (opened_at, the signed commitment and its receipt, every round's nonce and times,
+    # the draw secret); `capacity_step` counts its writes (each conditional on the previous);
+    # `capacity_openings` is the zlib'd canonical JSON of the host's openings.
+    capacity: dict[str, Any] | None = None
+    capacity_step: int = 0
+    capacity_openings: bytes | None = None
 
 
 @dataclass

@@ -18,16 +18,33 @@ from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, stored_proof_params
+from gpuproof.claim import (
+    Claim,
+    ClaimError,
+    capacity_params_reasons,
+    claim_of,
+    params_reasons,
+    stored_capacity_params,
+    stored_proof_params,
+)
 from gpuproof.committee.findings import Findings, findings_from_report, measured_bf16
 from gpuproof.evidence import MeasuredFacts, parse_capacity, throughput_from_checks
 from gpuproof.identity import kernel_reasons
 from gpuproof.logic.attempts import CooldownPolicy, after_verification
+from gpuproof.logic.capacity import (
+    load_session,
+    openings_limit,
+    openings_reference,
+    stored_openings,
+)
 from gpuproof.logic.machines import too_many_gpus
 from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport, Verdict
 from gpuproof.logic.revocation import revoked_verdict
 from gpuproof.logic.states import MachineState
+from gpuproof.protocol.capacity import CapacityTranscript, verify_capacity
+from gpuproof.protocol.capacity import codes as capacity_codes
+from gpuproof.protocol.capacity.models import OPENINGS_SUFFIX
 from gpuproof.protocol.delivery import (
     DEFAULT_MAX_BYTES_PER_GPU,
     decode,
@@ -363,6 +380,72 @@ def check_proof(ctx: Context) -> CheckResult:
     return check("proof_of_throughput", reasons, **details)
 
 
+CAPACITY_CHECK = "capacity"
+
+
+def _capacity(ctx: Context) -> tuple[list[Reason], dict[str, Any] | None]:
+    """The capacity phase (docs/protocol.md §17) from the service's own records in the challenge
+    (its nonces, its clock) and the host's stored openings; the record is `CapacityResult.as_record`."""
+    ch = ctx.challenge
+    missing = capacity_codes.MISSING
+    if ctx.claim is None:
+        return [Reason(missing, "no claim to size the capacity phase from")], None
+    try:
+        params = stored_capacity_params(ch.params)
+    except (ValidationError, ValueError):
+        params = None
+    if params is None:
+        return [Reason(missing, "the challenge carries no capacity phase")], None
+    mismatch = capacity_params_reasons(ch.params, ctx.claim)
+    if mismatch:
+        return mismatch, None
+    if ch.capacity is None:
+        return [Reason(missing, "the capacity phase was never opened")], None
+    nonce, session = load_session(params, ch.capacity)
+    if session.signed is None or session.commitment_received_at is None:
+        return [Reason(missing, "no capacity commitment was received")], None
+    if session.draw_secret is None:
+        return [Reason(capacity_codes.ROUND_MISSING, "the read rounds were not all answered")], None
+    transcript: CapacityTranscript | None
+    try:
+        ref = openings_reference(ch)
+        if ref is not None:
+            if ctx.svc.transcripts is None:
+                return [Reason("transcript_missing", "this service has no transcript store")], None
+            limit = openings_limit(params)
+            mid = ctx.machine.machine_id
+            data, reasons = ctx.svc.transcripts.read(mid, ch.challenge_id, ref, limit, OPENINGS_SUFFIX)
+            if data is None:
+                return reasons, None  # absent, or not the referenced bytes (size, SHA-256)
+            transcript = CapacityTranscript.model_validate_json(bytes(data))
+        else:
+            transcript = stored_openings(ch)
+    except (ValidationError, ValueError):
+        return [Reason(capacity_codes.OPENING_MALFORMED, "the capacity openings do not parse")], None
+    if transcript is None:
+        return [Reason(missing, "no capacity openings were received")], None
+    result = verify_capacity(
+        params,
+        machine_id=ctx.machine.machine_id,
+        challenge_id=ch.challenge_id,
+        nonce=nonce,
+        signed=session.signed,
+        phase_opened_at=session.opened_at,
+        commitment_received_at=session.commitment_received_at,
+        rounds=session.rounds,
+        draw_secret=session.draw_secret,
+        openings=transcript.targets,
+    )
+    return list(result.reasons), result.as_record()
+
+
+def check_capacity(ctx: Context) -> CheckResult:
+    """VRAM and host RAM held, proven by the capacity phase. In shadow (CapacityEnforcement, the
+    default) its reasons are recorded and do not refuse; its record is verification["capacity"]."""
+    reasons, record = _capacity(ctx)
+    return check(CAPACITY_CHECK, reasons, record=record)
+
+
 CHECKS: list[Callable[[Context], CheckResult]] = [
     check_signature,
     check_claim,
@@ -372,10 +455,13 @@ CHECKS: list[Callable[[Context], CheckResult]] = [
     check_gpu_uuids,
     check_kernel_identity,
     check_proof,
+    check_capacity,
 ]
 
 # New to production: recorded, not deciding, until EnforceChecks names them (docs/operations.md).
-SHADOW_BY_DEFAULT = frozenset({"kernel_identity", "model_cross_checks", "evidence", "dbc_minimums"})
+SHADOW_BY_DEFAULT = frozenset(
+    {"kernel_identity", "model_cross_checks", "evidence", "dbc_minimums", CAPACITY_CHECK}
+)
 
 
 def is_shadow(name: str, svc: VerifyServices) -> bool:
@@ -445,16 +531,17 @@ def verify_report(svc: VerifyServices, machine_id: str, challenge_id: str) -> di
         return _record(svc, machine, stored, claim, results, [])
     ctx = Context(machine, challenge, stored, signed, svc, claim, claim_problems)
     results = run_checks(ctx, CHECKS)
-    # The capacity phase's record (gpuproof.protocol.capacity) is passed here once it exists;
-    # absent, nothing it proves is proven (fail closed).
-    found, extra = evidence_results(ctx, results, capacity_record(ctx))
+    # The capacity phase's record (check_capacity); absent, nothing it proves is proven (fail closed).
+    found, extra = evidence_results(ctx, results, capacity_record(results))
     return _record(svc, machine, stored, claim, results + found, gpu_uuids(signed)[0], extra)
 
 
-def capacity_record(ctx: Context) -> Any:
-    """The capacity phase's record for this challenge (`verification["capacity"]`); None until the
-    capacity phase is wired in (docs/scoring.md): every input it proves is then not proven."""
-    return None
+def capacity_record(results: list[CheckResult]) -> Any:
+    """The capacity phase's record for this challenge (`verification["capacity"]`, from
+    `check_capacity`); None when nothing was verified (docs/scoring.md): every input it proves is
+    then not proven."""
+    capacity = next((r for r in results if r.name == CAPACITY_CHECK), None)
+    return None if capacity is None else capacity.details.get("record")
 
 
 def _record(

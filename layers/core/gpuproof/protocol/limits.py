@@ -94,6 +94,14 @@ MAX_CAPACITY_SAMPLES = 2**22  # rows one sample round reads
 MAX_CAPACITY_SPOTS = 64  # items opened per round and target
 MAX_CAPACITY_WALKS = 256  # walks opened per target
 MAX_CAPACITY_ROUNDS = 64
+# The openings kept in the challenge's DynamoDB item (400 KB): zlib'd canonical JSON. Test-size
+# phases (the CPU claim's: ~100 KB) fit; GPU-size openings (~5.3 MB per H100) need the out-of-band
+# delivery (protocol/delivery.py's presigned POST), which the capacity phase does not use yet.
+MAX_CAPACITY_OPENINGS_STORED_BYTES = 256 * KIB
+# The openings uploaded out of band (canonical JSON, one S3 object beside the throughput
+# transcript): per target (an H100's JSON openings are ~5.3 MB), and never more than the total.
+MAX_CAPACITY_OPENINGS_BYTES_PER_TARGET = 8 * MIB
+MAX_CAPACITY_OPENINGS_BYTES = 160 * MIB
 
 # -- reusable field types ---------------------------------------------------------------------------
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]

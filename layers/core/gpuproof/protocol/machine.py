@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from gpuproof.protocol.limits import PROTOCOL_MAX_GPUS
+from gpuproof.protocol.limits import MAX_CAPACITY_BYTES, PROTOCOL_MAX_GPUS
 from gpuproof.protocol.report import Hex64, Hex128, WireModel
 from gpuproof.protocol.ss58 import decode
 
@@ -59,3 +59,10 @@ class ChallengeRequest(WireModel):
     claimed_gpu_model: str | None = Field(default=None, max_length=64)
     # The wire ceiling; the service's configured limit (MaxGpusPerMachine) is checked in logic.
     gpu_count: int = Field(default=0, strict=True, ge=0, le=PROTOCOL_MAX_GPUS)
+    claimed_ram_bytes: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=MAX_CAPACITY_BYTES,
+        description="host RAM the host claims; the capacity phase proves it (docs/protocol.md §17)",
+    )

@@ -20,6 +20,10 @@ from gpuproof.protocol.report import Hex64, Hex128, WireModel
 CAPACITY_VERSION = 1
 COMMITMENT_DOMAIN = b"gpuproof/capacity-commitment/v1\n"
 HOST_TARGET = 0xFFFF
+# Openings too large for a request body travel out of band: their canonical JSON as one object
+# beside the throughput transcript (its key + this suffix), this media type, a presigned POST.
+OPENINGS_SUFFIX = ".capacity"
+OPENINGS_MEDIA_TYPE = "application/vnd.gpuproof.capacity-openings.v1+json"
 
 Target = Annotated[int, Field(strict=True, ge=0, le=HOST_TARGET)]
 Path = Annotated[list[Hex64], Field(max_length=L.MAX_MERKLE_DEPTH)]

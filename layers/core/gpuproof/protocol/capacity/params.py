@@ -152,3 +152,54 @@ def derive_capacity_params(
     if host_ram_bytes:
         targets.append(host_target(host_ram_bytes, fill_rate_tops=rate_tops * max(1, gpu_count)))
     return phase(targets, rounds=rounds)
+
+
+# -- the CPU claim's phase (ALLOW_CPU_BACKEND: the local stack and tests only) ---------------------
+# A CPU-only claim has no VRAM to prove; it gets a fixed TEST-SIZE phase so the wiring (routes, the
+# probe's numpy prover, the verify worker's record) runs end to end: one target 0 of 16 KiB (the
+# numpy executor's memory) and host RAM of 32 KiB, whatever RAM is claimed. Its rates are modelled
+# ones (the unit tests' test GPU, tests/unit/capacity_adversaries.py); its network allowance is the
+# local stack's, not the API edge's: the stack runs every function in one Python process on a
+# shared machine, so a round trip there can take seconds. Nothing a CPU phase proves is GPU memory.
+CPU_VRAM_BYTES = 16 * 1024
+CPU_RAM_BYTES = 32 * 1024
+CPU_RATE_OPS = 1.0e6  # modelled int8 ops/s (fill deadline ~ 100 s: generous on a loaded machine)
+CPU_SCAN_BYTES_PER_S = 1.0e6
+CPU_HOST_ROW_S = 1e-5
+CPU_SPOTS, CPU_WALKS, CPU_WALK_STAGES, CPU_CHUNK_ROWS, CPU_SAMPLES = 8, 8, 6, 4, 1024
+CPU_NETWORK_ALLOWANCE_S = 10.0
+CPU_FILL_ALLOWANCE_S = 30.0
+
+
+def cpu_capacity_params(*, network_allowance_s: float = CPU_NETWORK_ALLOWANCE_S) -> CapacityParams:
+    """The test-size phase a CPU-only claim gets (see above); about 100 KB of openings, zlib'd."""
+    gpu = gpu_target(
+        0,
+        CPU_VRAM_BYTES,
+        rate_tops=CPU_RATE_OPS / 1e12,
+        bandwidth_gbs=CPU_SCAN_BYTES_PER_S / 1e9,
+        d=CPU_D,
+        chunk_rows=CPU_CHUNK_ROWS,
+        spots=CPU_SPOTS,
+        walks=CPU_WALKS,
+        walk_stages=CPU_WALK_STAGES,
+        hash_bytes_per_s=CPU_SCAN_BYTES_PER_S,
+        network_allowance_s=network_allowance_s,
+    )
+    host = host_target(
+        CPU_RAM_BYTES,
+        fill_rate_tops=CPU_RATE_OPS / 1e12,
+        d=CPU_D,
+        samples=CPU_SAMPLES,
+        spots=CPU_SPOTS,
+        walks=CPU_WALKS,
+        walk_stages=CPU_WALK_STAGES,
+        rows_per_s=1 / CPU_HOST_ROW_S,
+        hash_bytes_per_s=CPU_SCAN_BYTES_PER_S,
+        network_allowance_s=network_allowance_s,
+    )
+    return phase(
+        [gpu, host],
+        network_allowance_s=network_allowance_s,
+        fill_allowance_s=CPU_FILL_ALLOWANCE_S,
+    )

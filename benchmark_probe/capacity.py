@@ -1,0 +1,135 @@
+"""The probe's side of the capacity phase (docs/protocol.md §17): after the proof of throughput,
+open the phase, fill every target from the phase nonce, commit, answer each read round as it
+opens, and send the openings the service's draw secret names.
+
+Only the numpy prover exists (`gpuproof.protocol.capacity.prover`, CPU executor): the CUDA fill
+is NOT written, so a phase too large for host memory (a GPU-size claim) is skipped, said so, and
+the service records `capacity_missing` (in shadow mode it does not refuse). The prover books the
+modelled seconds of its `SimulatedDevice`s (the hardware double); nothing reads them here: the
+service times every message on its own clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from benchmark_probe.client import ServiceClient, upload_transcript
+from benchmark_probe.report import Challenge
+from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.capacity import (
+    CapacityParams,
+    CapacityRound,
+    CapacityTranscript,
+    SignedCapacityCommitment,
+    draw_walks,
+)
+from gpuproof.protocol.capacity.device import SimulatedDevice
+from gpuproof.protocol.capacity.draws import all_spots
+from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE
+from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.delivery import TranscriptRef
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.limits import MAX_BODY_BYTES, MAX_CAPACITY_OPENINGS_STORED_BYTES
+
+# The numpy prover holds every layer of a fill while it opens the walks: fills above this are
+# skipped on the CPU executor (a GPU-size phase needs the CUDA fill, not written yet).
+MAX_NUMPY_FILL_BYTES = 64 * 1024 * 1024
+# Room for the request's own fields beside the openings' JSON in one body.
+BODY_MARGIN_BYTES = 4096
+Delivery = Literal["auto", "inline", "upload"]
+log = logging.getLogger(__name__)
+
+ProverFactory = Callable[[bytes, str, str, CapacityParams, Mapping[int, SimulatedDevice]], CapacityProver]
+
+
+def numpy_devices(params: CapacityParams) -> dict[int, SimulatedDevice]:
+    """One numpy store per target (the hardware double's figures are placeholders: unread here)."""
+    return {
+        tp.target: SimulatedDevice(f"numpy-{tp.target}", 4 * tp.fill_bytes, 1e9, 1e-6, 1e9, 1e9)
+        for tp in params.targets
+    }
+
+
+@dataclass
+class CapacityOutcome:
+    ran: bool
+    note: str
+    rounds: int = 0
+    openings_bytes: int = 0
+    delivery: str = ""
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def capacity_params(challenge: Challenge) -> CapacityParams | None:
+    doc = challenge.params.get("capacity")
+    return None if doc is None else CapacityParams.model_validate(doc)
+
+
+def run_capacity(
+    client: ServiceClient,
+    key: SigningKey,
+    challenge: Challenge,
+    prover_factory: ProverFactory = CapacityProver,
+    on_round: Callable[[CapacityRound], None] = lambda _r: None,
+    delivery: Delivery = "auto",
+) -> CapacityOutcome:
+    """The whole interactive phase against the service. `prover_factory` and `on_round` exist for
+    tests (adversarial provers, a slow store). The openings go inline when they fit the body and
+    the service's inline bound, else (or with `delivery="upload"`) to the presigned POST the last
+    round's answer carries, followed by a reference."""
+    params = capacity_params(challenge)
+    if params is None:
+        return CapacityOutcome(False, "the challenge carries no capacity phase")
+    total = sum(tp.fill_bytes for tp in params.targets)
+    if total > MAX_NUMPY_FILL_BYTES:
+        note = (
+            f"capacity phase NOT run: its fills hold {total} bytes and only the numpy prover exists "
+            "(no GPU executor yet); the service records capacity_missing (VRAM and RAM not proven)"
+        )
+        log.warning(note)
+        return CapacityOutcome(False, note)
+    machine_id, challenge_id = key.public_hex, challenge.challenge_id
+    opened = client.open_capacity(machine_id, challenge_id)
+    nonce = bytes.fromhex(opened["nonce"])
+    prover = prover_factory(nonce, machine_id, challenge_id, params, numpy_devices(params))
+    signed = SignedCapacityCommitment.sign(prover.fill(), key)
+    step: dict[str, Any] = client.submit_capacity_commitment(
+        machine_id, challenge_id, signed.model_dump(mode="json")
+    )
+    outcome = CapacityOutcome(True, "capacity phase answered", steps=[step])
+    nonces: dict[int, bytes] = {}
+    while step.get("round"):
+        opened_round = CapacityRound.model_validate(step["round"])
+        nonces[opened_round.round] = bytes.fromhex(opened_round.nonce)
+        on_round(opened_round)
+        answer = prover.answer(opened_round)
+        step = client.submit_capacity_answer(machine_id, challenge_id, answer.model_dump(mode="json"))
+        outcome.steps.append(step)
+        outcome.rounds += 1
+    secret = bytes.fromhex(str(step["draw_secret"]))
+    data = signed.commitment.signing_bytes()
+    walks = {tp.target: draw_walks(data, secret, tp) for tp in params.targets}
+    openings = prover.open(nonces, all_spots(data, secret, params), walks)
+    doc = CapacityTranscript(targets=list(openings)).model_dump(mode="json")
+    raw = canonical_bytes(doc)
+    fits = (
+        len(raw) + BODY_MARGIN_BYTES <= MAX_BODY_BYTES
+        and len(zlib.compress(raw, 6)) <= MAX_CAPACITY_OPENINGS_STORED_BYTES
+    )
+    upload = step.get("openings_upload")
+    if delivery == "inline" or (delivery == "auto" and (fits or not upload)):
+        accepted = client.submit_capacity_openings(machine_id, challenge_id, transcript=doc)
+        outcome.delivery = "inline"
+    else:
+        if not upload:
+            raise ValueError("the service offered no upload for the capacity openings")
+        upload_transcript(upload, raw, OPENINGS_MEDIA_TYPE)
+        ref = TranscriptRef.of(1, raw).model_dump(mode="json", exclude_none=True)
+        accepted = client.submit_capacity_openings(machine_id, challenge_id, reference=ref)
+        outcome.delivery = "upload"
+    outcome.openings_bytes = int(accepted["stored_bytes"])
+    return outcome

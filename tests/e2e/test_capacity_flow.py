@@ -1,0 +1,293 @@
+"""The capacity phase end to end on the local stack (issue 12, docs/protocol.md §17): the probe
+opens the phase after its throughput commitment, fills, commits, answers every timed read round
+and sends its openings; the verify worker records verification["capacity"]. Shadow by default
+(CapacityEnforcement=shadow): a failed phase is recorded, not refused; with enforce it refuses.
+
+The CPU claim's test-size phase (`cpu_capacity_params`), the numpy prover and the adversaries of
+tests/unit/capacity_adversaries.py (a device holding half its fill, answering junk for the rest);
+a slow store is a real delay before an answer, past the round deadline on the service's clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmark_probe.capacity import run_capacity
+from benchmark_probe.client import ServiceClient, ServiceError, upload_transcript
+from benchmark_probe.integrity import collect_integrity
+from benchmark_probe.proof import prove
+from benchmark_probe.report import Challenge, build_report
+from gpuproof.api.wiring import verify_services
+from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.capacity import (
+    CapacityParams,
+    CapacityRound,
+    CapacityTranscript,
+    SignedCapacityCommitment,
+)
+from gpuproof.protocol.capacity.device import SimulatedDevice
+from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE
+from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.delivery import TranscriptRef
+from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.proof import NumpyExecutor
+from tests.unit import capacity_adversaries as adv
+from tests.unit.test_capacity_wiring import _h100_openings
+
+from .test_proof_flow import new_machine, take_challenge, verification
+
+pytestmark = pytest.mark.e2e
+
+
+def half_memory(
+    nonce: bytes,
+    machine_id: str,
+    challenge_id: str,
+    params: CapacityParams,
+    devices: Mapping[int, SimulatedDevice],
+) -> CapacityProver:
+    """Holds half of every fill and answers zeros for the rest (on time, and wrong)."""
+    return adv.PartialProver(nonce, machine_id, challenge_id, params, devices, regenerate=False)
+
+
+def finish(
+    local_stack: Any, key: SigningKey, client: ServiceClient, inventory: Any, challenge: Challenge, proof: Any
+) -> dict[str, Any]:
+    """Sign and send the report, let the verify worker run, read the machine back."""
+    proof_doc = None if proof is None else proof.model_dump(mode="json")
+    signed = build_report(key, challenge, inventory, [], collect_integrity(), proof_doc)
+    client.submit_report(key.public_hex, challenge.challenge_id, signed.model_dump(mode="json"))
+    local_stack.drain()
+    status: dict[str, Any] = client.machine(key.public_hex)
+    return status
+
+
+def run_machine(
+    local_stack: Any, prover: Any = CapacityProver, on_round: Any = lambda _r: None, delivery: Any = "auto"
+) -> tuple[dict[str, Any], Any]:
+    key, client, inventory = new_machine(local_stack)
+    challenge = take_challenge(client, key, inventory)
+    proof = prove(client, key, challenge, NumpyExecutor())
+    outcome = run_capacity(client, key, challenge, prover, on_round, delivery)
+    assert outcome.ran and outcome.rounds == 8, outcome.note  # 4 GPU rounds, 4 host RAM rounds
+    return finish(local_stack, key, client, inventory, challenge, proof), outcome
+
+
+def test_an_honest_machine_proves_its_capacity(local_stack: Any) -> None:
+    status, outcome = run_machine(local_stack)
+    report = status["reports"][0]["verification"]
+    check = verification(status)["capacity"]
+    assert check["status"] == "pass" and check["shadow"] is True and check["reasons"] == []
+    record = report["capacity"]
+    assert record["version"] == 1 and record["reasons"] == [] and len(record["digest"]) == 64
+    [gpu] = record["gpus"]
+    assert gpu["passed"] and gpu["index"] == 0 and gpu["claimed_bytes"] == 16 * 1024
+    assert 0.90 * 16 * 1024 <= gpu["proven_bytes"] <= 16 * 1024
+    assert 0 < gpu["read_round_p50_s"] <= gpu["read_round_max_s"] and gpu["bandwidth_bytes_per_s"] > 0
+    host = record["host_ram"]
+    assert host["passed"] and 0.90 * 32 * 1024 <= host["proven_bytes"] <= 32 * 1024
+    assert report["passed"] is True and status["machine"]["state"] != "refused"
+    assert 0 < outcome.openings_bytes <= 256 * 1024 and outcome.delivery == "inline"
+
+
+def test_openings_uploaded_out_of_band_prove_the_same(local_stack: Any) -> None:
+    status, outcome = run_machine(local_stack, delivery="upload")
+    assert outcome.delivery == "upload" and outcome.openings_bytes > 256 * 1024  # the JSON, unzipped
+    check = verification(status)["capacity"]
+    assert check["status"] == "pass" and check["reasons"] == []
+    record = status["reports"][0]["verification"]["capacity"]
+    assert record["gpus"][0]["passed"] and record["host_ram"]["passed"]
+
+
+def test_h100_size_openings_travel_by_upload_and_are_judged(local_stack: Any) -> None:
+    """5.3 MB of openings (an H100's real shapes, random content) through the presigned POST: the
+    service checks the size, the worker fetches and decodes them, and the verifier (not the
+    delivery) refuses them: they are not this phase's openings."""
+    key, client, inventory = new_machine(local_stack)
+    challenge = take_challenge(client, key, inventory)
+    proof = prove(client, key, challenge, NumpyExecutor())
+    mid, cid = key.public_hex, challenge.challenge_id
+    opened = client.open_capacity(mid, cid)
+    params = CapacityParams.model_validate(opened["params"])
+    prover = CapacityProver(bytes.fromhex(opened["nonce"]), mid, cid, params, adv.honest_devices(params))
+    step = client.submit_capacity_commitment(
+        mid, cid, SignedCapacityCommitment.sign(prover.fill(), key).model_dump(mode="json")
+    )
+    while step["round"]:
+        answer = prover.answer(CapacityRound.model_validate(step["round"]))
+        step = client.submit_capacity_answer(mid, cid, answer.model_dump(mode="json"))
+    openings, _ = _h100_openings(np.random.default_rng(3))
+    raw = canonical_bytes(CapacityTranscript(targets=[openings]).model_dump(mode="json"))
+    assert len(raw) > 5_000_000
+    upload_transcript(step["openings_upload"], raw, OPENINGS_MEDIA_TYPE)
+    ref = TranscriptRef.of(1, raw).model_dump(mode="json", exclude_none=True)
+    with pytest.raises(ServiceError) as both:
+        client.submit_capacity_openings(mid, cid, transcript={"version": 1, "targets": []}, reference=ref)
+    assert both.value.status == 422 and both.value.code == "capacity_openings_invalid"
+    with pytest.raises(ServiceError) as short:
+        client.submit_capacity_openings(mid, cid, reference={**ref, "transcript_bytes": len(raw) - 1})
+    assert short.value.status == 422 and short.value.code == "transcript_size_mismatch"
+    accepted = client.submit_capacity_openings(mid, cid, reference=ref)
+    assert accepted["stored_bytes"] == len(raw)
+    status = finish(local_stack, key, client, inventory, challenge, proof)
+    check = verification(status)["capacity"]
+    codes = {r["code"] for r in check["reasons"]}
+    assert check["status"] == "fail" and codes == {"capacity_params_mismatch"}, codes
+    assert not codes & {"capacity_missing", "transcript_missing", "transcript_digest_mismatch"}
+
+
+def test_half_memory_is_recorded_in_shadow_and_not_refused(local_stack: Any) -> None:
+    status, _ = run_machine(local_stack, half_memory)
+    check = verification(status)["capacity"]
+    assert check["status"] == "fail" and check["shadow"] is True
+    assert {r["code"] for r in check["reasons"]} == {"capacity_answer_mismatch"}
+    record = status["reports"][0]["verification"]["capacity"]
+    assert not any(g["passed"] for g in record["gpus"]) and record["gpus"][0]["proven_bytes"] == 0
+    assert record["host_ram"]["proven_bytes"] == 0
+    assert status["reports"][0]["verification"]["passed"] is True
+    assert status["machine"]["state"] != "refused"
+
+
+def test_a_slow_store_misses_the_round_deadline_on_the_service_clock(local_stack: Any) -> None:
+    def slow(r: CapacityRound) -> None:
+        if r.round == 1:  # the GPU's first read round: slower than its deadline (10.23 s)
+            time.sleep(11.0)
+
+    status, _ = run_machine(local_stack, on_round=slow)
+    check = verification(status)["capacity"]
+    assert check["status"] == "fail" and check["shadow"] is True
+    assert {r["code"] for r in check["reasons"]} == {"capacity_round_deadline_missed"}
+    record = status["reports"][0]["verification"]["capacity"]
+    assert record["gpus"][0]["proven_bytes"] == 0 and record["host_ram"]["passed"] is True
+    assert status["machine"]["state"] != "refused"
+
+
+def test_enforce_refuses_a_failed_capacity_phase_with_its_code(
+    local_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAPACITY_ENFORCEMENT", "enforce")
+    verify_services.cache_clear()
+    try:
+        status, _ = run_machine(local_stack, half_memory)
+    finally:
+        monkeypatch.undo()
+        verify_services.cache_clear()
+    report = status["reports"][0]["verification"]
+    check = verification(status)["capacity"]
+    assert check["status"] == "fail" and check["shadow"] is False
+    assert report["passed"] is False and status["machine"]["state"] == "refused"
+    assert "capacity_answer_mismatch" in {r["code"] for r in report["reasons"]}
+
+
+def _opened(local_stack: Any) -> tuple[SigningKey, ServiceClient, Challenge, CapacityProver]:
+    key, client, inventory = new_machine(local_stack)
+    challenge = take_challenge(client, key, inventory)
+    with pytest.raises(ServiceError) as early:  # before the throughput commitment
+        client.open_capacity(key.public_hex, challenge.challenge_id)
+    assert early.value.status == 409 and early.value.code == "capacity_state_conflict"
+    prove(client, key, challenge, NumpyExecutor())
+    opened = client.open_capacity(key.public_hex, challenge.challenge_id)
+    params = CapacityParams.model_validate(opened["params"])
+    prover = CapacityProver(
+        bytes.fromhex(opened["nonce"]),
+        key.public_hex,
+        challenge.challenge_id,
+        params,
+        adv.honest_devices(params),
+    )
+    return key, client, challenge, prover
+
+
+def test_capacity_messages_out_of_order_or_foreign_are_refused_with_codes(local_stack: Any) -> None:
+    key, client, challenge, prover = _opened(local_stack)
+    mid, cid = key.public_hex, challenge.challenge_id
+    with pytest.raises(ServiceError) as again:
+        client.open_capacity(mid, cid)
+    assert again.value.status == 409 and again.value.code == "capacity_state_conflict"
+    answer = {"round": 1, "answers": [{"target": 0, "root": "00" * 32}]}
+    with pytest.raises(ServiceError) as no_commitment:
+        client.submit_capacity_answer(mid, cid, answer)
+    assert no_commitment.value.status == 409 and no_commitment.value.code == "capacity_state_conflict"
+    commitment = prover.fill()
+    foreign = SignedCapacityCommitment.sign(commitment, SigningKey.generate())
+    with pytest.raises(ServiceError) as forged:
+        client.submit_capacity_commitment(mid, cid, foreign.model_dump(mode="json"))
+    assert forged.value.status == 403 and forged.value.code == "capacity_commitment_signature_invalid"
+    step = client.submit_capacity_commitment(
+        mid, cid, SignedCapacityCommitment.sign(commitment, key).model_dump(mode="json")
+    )
+    assert step["round"]["round"] == 1 and step["draw_secret"] is None
+    with pytest.raises(ServiceError) as twice:
+        client.submit_capacity_commitment(
+            mid, cid, SignedCapacityCommitment.sign(commitment, key).model_dump(mode="json")
+        )
+    assert twice.value.status == 409 and twice.value.code == "capacity_state_conflict"
+    wrong_targets = {"round": 1, "answers": [{"target": 5, "root": "00" * 32}]}
+    with pytest.raises(ServiceError) as invalid:
+        client.submit_capacity_answer(mid, cid, wrong_targets)
+    assert invalid.value.status == 422 and invalid.value.code == "capacity_answer_invalid"
+    with pytest.raises(ServiceError) as wrong_round:
+        client.submit_capacity_answer(mid, cid, {**answer, "round": 2})
+    assert wrong_round.value.status == 409 and wrong_round.value.code == "capacity_state_conflict"
+    with pytest.raises(ServiceError) as early_openings:
+        client.submit_capacity_openings(mid, cid, {"version": 1, "targets": []})
+    assert early_openings.value.status == 409 and early_openings.value.code == "capacity_state_conflict"
+    with pytest.raises(ServiceError) as schema:
+        client.submit_capacity_answer(mid, cid, {"round": 0, "answers": []})
+    assert schema.value.status == 422
+
+
+def test_a_stack_started_with_capacity_enforcement_enforce_refuses_with_the_code() -> None:
+    """The template parameter itself (CapacityEnforcement=enforce → CAPACITY_ENFORCEMENT of the
+    verify worker), on a stack of its own process: half memory is refused with its code, and an
+    honest machine on the same stack is not."""
+    from benchmark_probe.inventory import collect_inventory
+    from benchmark_probe.submit import register, registration_for
+    from gpuproof.protocol.machine import Region
+
+    from .api_client import OWNER
+    from .production_stack import production_stack
+
+    def decided(client: ServiceClient, machine_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline:
+            doc: dict[str, Any] = client.machine(machine_id)
+            if doc["machine"]["state"] not in ("submitted", "challenged"):
+                return doc
+            time.sleep(0.2)
+        raise AssertionError(f"machine {machine_id} still undecided")
+
+    params = ("AllowCpuBackend=true", "ChallengeCooldownSeconds=0", "CapacityEnforcement=enforce")
+    with production_stack(*params) as stack:
+        outcomes = {}
+        for name, prover in (("honest", CapacityProver), ("half", half_memory)):
+            key = SigningKey.generate()
+            client = ServiceClient(stack.api_url, key)
+            assert register(client, registration_for(key, OWNER, Region.europe)) == "registered"
+            inventory = collect_inventory()
+            challenge = take_challenge(client, key, inventory)
+            proof = prove(client, key, challenge, NumpyExecutor())
+            assert run_capacity(client, key, challenge, prover).ran
+            signed = build_report(
+                key,
+                challenge,
+                inventory,
+                [],
+                collect_integrity(),
+                None if proof is None else proof.model_dump(mode="json"),
+            )
+            client.submit_report(key.public_hex, challenge.challenge_id, signed.model_dump(mode="json"))
+            outcomes[name] = decided(client, key.public_hex)
+    honest, half = outcomes["honest"], outcomes["half"]
+    assert honest["machine"]["state"] != "refused", honest["reports"][0]["verification"]["reasons"]
+    check = verification(honest)["capacity"]
+    assert check["status"] == "pass" and check["shadow"] is False
+    assert half["machine"]["state"] == "refused"
+    refused = half["reports"][0]["verification"]
+    assert "capacity_answer_mismatch" in {r["code"] for r in refused["reasons"]}
+    assert verification(half)["capacity"]["shadow"] is False
