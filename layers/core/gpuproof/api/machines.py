@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from pydantic import ValidationError
 
 from gpuproof.api.models import (
     AttemptsOut,
@@ -23,6 +24,8 @@ from gpuproof.api.models import (
     CommitmentSubmission,
     ExitOut,
     HeartbeatAck,
+    HeartbeatOut,
+    HeartbeatsOut,
     MachineOut,
     MachineStatusOut,
     PresenceAnnouncement,
@@ -46,7 +49,7 @@ from gpuproof.logic import capacity, presence
 from gpuproof.logic import machines as logic
 from gpuproof.logic.records import Machine, StoredReport
 from gpuproof.protocol.httpsig import SignedRequest
-from gpuproof.protocol.limits import MAX_CHALLENGE_ID_CHARS
+from gpuproof.protocol.limits import MAX_CHALLENGE_ID_CHARS, MAX_UNIX_TIME_S
 from gpuproof.protocol.machine import ChallengeRequest, MachineRegistration
 from gpuproof.protocol.telemetry import Heartbeat
 
@@ -117,8 +120,47 @@ def register_machine(body: MachineRegistration, signer: Signer, svc: Svc) -> Mac
     responses=responses(200, MachineStatusOut, 404, 422),
 )
 def get_machine(machine_id: MachineId, svc: Svc) -> MachineStatusOut:
-    machine, reports = logic.machine_status(svc, machine_id)
-    return MachineStatusOut(machine=_machine_out(machine), reports=[_summary(r) for r in reports])
+    status = logic.machine_status(svc, machine_id)
+    return MachineStatusOut(
+        machine=_machine_out(status.machine),
+        reports=[_summary(r) for r in status.reports],
+        latest_heartbeat=None if status.latest_heartbeat is None else _heartbeat_out(status.latest_heartbeat),
+    )
+
+
+def _heartbeat_out(beat: dict[str, Any]) -> HeartbeatOut | None:
+    """A stored heartbeat as today's model; one that no longer fits it (stored under an older
+    model, kept until its TTL) is left out rather than failing the read."""
+    try:
+        return HeartbeatOut.model_validate({**beat["telemetry"], "received_at": beat["received_at"]})
+    except (ValidationError, KeyError, TypeError):
+        return None
+
+
+@router.get(
+    "/machines/<machine_id>/heartbeats",
+    tags=["machines"],
+    summary="A machine's stored heartbeats (its signed telemetry, a claim), newest first",
+    responses=responses(200, HeartbeatsOut, 404, 422),
+)
+def get_heartbeats(
+    machine_id: MachineId,
+    svc: Svc,
+    since: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_UNIX_TIME_S,
+            description="service clock, epoch s: only heartbeats received then or later",
+        ),
+    ] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=logic.MAX_HEARTBEATS_PAGE, description="at most this many, the newest")
+    ] = logic.DEFAULT_HEARTBEATS_PAGE,
+) -> HeartbeatsOut:
+    beats = logic.machine_heartbeats(svc, machine_id, since, limit)
+    outs = [_heartbeat_out(b) for b in beats]
+    return HeartbeatsOut(machine_id=machine_id, heartbeats=[o for o in outs if o is not None])
 
 
 @router.post(

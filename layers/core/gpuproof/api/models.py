@@ -17,6 +17,7 @@ from gpuproof.protocol.capacity import (
 from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload
 from gpuproof.protocol.proof import GpuPairs, ProofParams, SignedCommitment, ThroughputProof
 from gpuproof.protocol.report import SignedReport
+from gpuproof.protocol.telemetry import Heartbeat
 
 
 class ReasonOut(BaseModel):
@@ -270,9 +271,23 @@ class ReportAccepted(ReportSummary):
     state: str
 
 
+class HeartbeatOut(Heartbeat):
+    """A stored heartbeat: the telemetry the machine signed (a claim) and when the service got it."""
+
+    received_at: float = Field(description="service clock")
+
+
+class HeartbeatsOut(BaseModel):
+    machine_id: str
+    heartbeats: list[HeartbeatOut] = Field(description="newest first")
+
+
 class MachineStatusOut(BaseModel):
     machine: MachineOut
     reports: list[ReportSummary]
+    latest_heartbeat: HeartbeatOut | None = Field(
+        default=None, description="the most recent stored heartbeat; null when none is kept"
+    )
 
 
 class ReportOut(ReportSummary):

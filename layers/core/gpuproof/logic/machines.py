@@ -531,13 +531,43 @@ def requeue_unverified_reports(
     return requeued
 
 
-def machine_status(svc: Services, machine_id: str) -> tuple[Machine, list[StoredReport]]:
+# GET /machines/{id}/heartbeats answers this many heartbeats unless asked for fewer or more (at
+# most MAX_HEARTBEATS_PAGE); older ones are read with `since` (the history is kept for the template's
+# HeartbeatRetentionDays).
+DEFAULT_HEARTBEATS_PAGE = 100
+MAX_HEARTBEATS_PAGE = 500
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    machine: Machine
+    reports: list[StoredReport]
+    # The most recent stored heartbeat ({"received_at", "telemetry"}); None when none is kept.
+    latest_heartbeat: dict[str, Any] | None
+
+
+def _known_machine(svc: Services, machine_id: str) -> Machine:
     machine = svc.store.get_machine(machine_id)
     if machine is None:
         raise Rejection(
             [Reason("unknown_machine", "no machine is registered with this machine_id", "machine_id")]
         )
-    return machine, svc.store.list_reports(machine_id)
+    return machine
+
+
+def machine_status(svc: Services, machine_id: str) -> MachineStatus:
+    machine = _known_machine(svc, machine_id)
+    latest = svc.store.heartbeats(machine_id, 0, 1)
+    return MachineStatus(machine, svc.store.list_reports(machine_id), latest[0] if latest else None)
+
+
+def machine_heartbeats(svc: Services, machine_id: str, since: float, limit: int) -> list[dict[str, Any]]:
+    """A known machine's stored heartbeats received at or after `since`, the newest `limit` of
+    them (1..MAX_HEARTBEATS_PAGE), newest first."""
+    if not 1 <= limit <= MAX_HEARTBEATS_PAGE:
+        raise Rejection([Reason("schema_invalid", f"limit must be 1..{MAX_HEARTBEATS_PAGE}", "query.limit")])
+    _known_machine(svc, machine_id)
+    return svc.store.heartbeats(machine_id, since, limit)[::-1]
 
 
 def get_report(svc: Services, machine_id: str, challenge_id: str) -> StoredReport:

@@ -104,6 +104,10 @@ class MachineStore(Protocol):
 
     def list_reports(self, machine_id: str, limit: int = 10) -> list[StoredReport]: ...
 
+    def heartbeats(self, machine_id: str, since: float, limit: int) -> list[dict[str, Any]]:
+        """The stored heartbeats ({"received_at", "telemetry"}) received at or after `since`, the
+        newest `limit` of them, oldest first (the console's read, logic/console.py MachineReads)."""
+
 
 class VerifyQueue(Protocol):
     def enqueue(self, machine_id: str, challenge_id: str) -> None: ...
