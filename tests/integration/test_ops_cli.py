@@ -1,30 +1,62 @@
 """`gpuproof-ops` against a moto server of its own (template.yaml's tables and queues): the
 deployed stack's outputs read by `--stack-name` (CloudFormation DescribeStacks: a moto
 cloudformation stack whose Outputs name the provisioned resources, the shape `sam deploy` leaves),
-`dlq list`, `dlq redrive`, `stuck`, and one-line errors when the environment is missing."""
+`dlq list`, `dlq redrive`, `stuck`, and one-line errors when the environment is missing.
+
+The CLI runs as an operator runs it, in a process of its own (the environment a deployed stack's
+outputs give it stays there), on resources of its own names: moto's servers in one process share
+one backend, and the session's stack (its functions in this process) must neither see this test's
+machines and DLQ messages nor have its own left here."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from typer.testing import CliRunner
 
-from gpuproof.adapters.tables import MachineModel, bind
-from gpuproof.cli.ops import app
+from gpuproof.adapters.tables import MachineModel
 from gpuproof.cli.stack import STACK_ENV
 from gpuproof.local.moto_server import MotoServer, aws_environment
 from gpuproof.local.template import LOCAL_REGION, Resources, load_template, provision
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-runner = CliRunner()
 STACK = "gpuproof-ops-test"
+# Only what a Python process needs (nothing of the session's table or queue variables).
+_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+_ENDPOINT: list[str] = []
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_ops(*args: str) -> Result:
+    """`gpuproof-ops ARGS` in its own process, with only the local endpoint's credentials."""
+    env = {k: v for k, v in os.environ.items() if k in _KEEP}
+    env.update(aws_environment(_ENDPOINT[-1]))
+    env["COLUMNS"] = "200"
+    done = subprocess.run(
+        [sys.executable, "-c", "from gpuproof.cli.ops import app; app()", *args],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return Result(done.returncode, done.stdout, done.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +66,7 @@ def aws() -> Iterator[tuple[str, Resources]]:
         for key, value in aws_environment(server.endpoint_url).items():
             mp.setenv(key, value)
         for variable in STACK_ENV.values():  # nothing but the stack tells the CLI where things are
-            mp.delenv(variable, raising=False)
-        # Its own resource names: moto's servers in one process share one backend, so the
-        # session stack's queues (and what other tests left in its DLQs) would be these.
+            assert variable not in _KEEP
         resources = provision(
             load_template(ROOT / "template.yaml"), server.endpoint_url, stack_name="gpuproof-opscli"
         )
@@ -53,14 +83,16 @@ def aws() -> Iterator[tuple[str, Resources]]:
         }
         cfn = boto3.client("cloudformation", region_name=LOCAL_REGION, endpoint_url=server.endpoint_url)
         cfn.create_stack(StackName=STACK, TemplateBody=json.dumps(body))
+        _ENDPOINT.append(server.endpoint_url)
         try:
             yield server.endpoint_url, resources
         finally:
+            _ENDPOINT.pop()
             server.stop()
 
 
 def ops(*args: str) -> Any:
-    return runner.invoke(app, ["--stack-name", STACK, "--region", LOCAL_REGION, *args])
+    return run_ops("--stack-name", STACK, "--region", LOCAL_REGION, *args)
 
 
 def sqs(endpoint: str) -> Any:
@@ -68,16 +100,16 @@ def sqs(endpoint: str) -> Any:
 
 
 def test_without_the_stack_a_missing_table_is_one_line(aws: tuple[str, Resources]) -> None:
-    result = runner.invoke(app, ["stuck", "--json"])
+    result = run_ops("stuck", "--json")
     assert result.exit_code == 2
     doc = json.loads(result.stdout)
     assert doc["code"] == "not_configured" and "MACHINES_TABLE not set" in doc["error"]
-    human = runner.invoke(app, ["dlq", "list"])
+    human = run_ops("dlq", "list")
     assert human.exit_code == 2 and len(human.stderr.strip().splitlines()) == 1
 
 
 def test_an_unknown_stack_is_one_line(aws: tuple[str, Resources]) -> None:
-    result = runner.invoke(app, ["--stack-name", "no-such-stack", "--region", LOCAL_REGION, "stuck"])
+    result = run_ops("--stack-name", "no-such-stack", "--region", LOCAL_REGION, "stuck")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         "error: stack 'no-such-stack': ValidationError: Stack with id no-such-stack does not exist"
@@ -111,7 +143,10 @@ def test_dlq_list_and_redrive_through_the_stack_outputs(aws: tuple[str, Resource
 
 def test_stuck_lists_waiting_machines_with_why(aws: tuple[str, Resources]) -> None:
     _endpoint, resources = aws
-    bind(MachineModel, resources.table_name("MachinesTable"), LOCAL_REGION)
+    # Written with the low-level client: binding the model to this table would move the session
+    # stack's functions (this process) onto it too.
+    ddb = boto3.client("dynamodb", region_name=LOCAL_REGION, endpoint_url=_endpoint)
+    table = resources.table_name("MachinesTable")
     now = time.time()
     rows = {
         "aa" * 32: ("disputed", now - 7200, [{"code": "committee_disputed", "message": "gpu_mem: 80 vs 40"}]),
@@ -120,10 +155,11 @@ def test_stuck_lists_waiting_machines_with_why(aws: tuple[str, Resources]) -> No
         "dd" * 32: ("refused", now - 9000, None),  # not waiting: a verdict
     }
     for machine_id, (state, updated, reasons) in rows.items():
-        MachineModel(
+        item = MachineModel(
             machine_id, owner="o", region="europe", state=state, registered_at=updated, updated_at=updated,
             state_reasons=reasons,
-        ).save()  # fmt: skip
+        ).serialize()  # fmt: skip
+        ddb.put_item(TableName=table, Item=item)
     result = ops("stuck", "--older-than", "600", "--json")
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)["stuck"]
