@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
-from gpuproof.protocol.delivery import TranscriptUpload
+from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload
 from gpuproof.protocol.proof import GpuPairs, ProofParams, SignedCommitment, ThroughputProof
 from gpuproof.protocol.report import SignedReport
 
@@ -177,10 +177,19 @@ class PresenceCommitmentOut(BaseModel):
     limit_s: float
     pairs: list[GpuPairs]
     answer_by: float
+    transcript_upload: TranscriptUpload | None = Field(
+        default=None,
+        description="the presigned POST for this check's transcript (its key only, at most "
+        "TranscriptMaxBytesPerGpu x the claim's GPUs, a SHA-256 checksum field, until answer_by); "
+        "the proof request then carries proof = a TranscriptRef (docs/protocol.md §19)",
+    )
 
 
 class PresenceProofIn(BaseModel):
-    proof: ThroughputProof
+    proof: ThroughputProof | TranscriptRef = Field(
+        description="the openings inline (within the 1 MiB body bound: a CPU claim), or the "
+        "reference to the transcript uploaded with transcript_upload (any claim; the agent's way)"
+    )
 
 
 class PresenceResultOut(BaseModel):
