@@ -59,9 +59,10 @@ class H100Host:
     commitment (a random chained value per GPU: accepted on receipt, in time), and its openings
     are uploaded as a shaped transcript and named by reference."""
 
-    def __init__(self, api: str, key: SigningKey) -> None:
+    def __init__(self, api: str, key: SigningKey, swap: bool = False) -> None:
         self.client = ServiceClient(api, key)
         self.key = key
+        self.swap = swap  # upload other bytes of the same size than the reference names
         self.honest = PresenceResponder(self.client, key)
         self.delivered: dict[str, Any] = {}
 
@@ -100,7 +101,10 @@ class H100Host:
         with pytest.raises(ServiceError) as missing:
             self.client.request("POST", f"{base}/proof", {"proof": ref.model_dump(mode="json")})
         self.delivered["before_upload"] = (missing.value.status, missing.value.code)
-        upload_transcript(upload, data, MEDIA_TYPES[2], backoff_s=0)
+        sent = bytearray(data)
+        if self.swap:
+            sent[len(sent) // 2] ^= 0xFF
+        upload_transcript(upload, bytes(sent), MEDIA_TYPES[2], backoff_s=0)
         with pytest.raises(ServiceError) as judged:
             self.client.request("POST", f"{base}/proof", {"proof": ref.model_dump(mode="json")})
         self.delivered["verdict"] = (judged.value.status, judged.value.code, judged.value.reasons)
@@ -159,3 +163,22 @@ def test_an_8xh100_presence_proof_is_delivered_through_s3_and_judged_by_verifyin
         "delivered": True,
     }
     assert "proof_root_chain_invalid" in evidence["reasons"]
+
+
+def test_a_presence_transcript_other_than_the_signed_one_fails_the_check(
+    local_stack: LocalStack, chain: Any, bots: list[Bot], frequent_presence: None
+) -> None:
+    """Same size, one byte changed: the HEAD cannot tell, the streamed SHA-256 does, and the check
+    fails (the machine signed a reference to bytes it did not upload) rather than waiting."""
+    api = local_stack.api_url
+    key, mid = publish(api, local_stack)
+    set_claim(local_stack, mid, make_claim(H100, 8, allow_cpu_backend=False).as_dict())
+    host = H100Host(api, key, swap=True)
+    doc = agent_until(api, key, lambda m: m["state"] == "revoked", host, timeout=180.0)
+    status, code, reasons = host.delivered["verdict"]
+    assert (status, code) == (422, "presence_failed"), host.delivered["verdict"]
+    assert {r["code"] for r in reasons} == {"presence_failed", "transcript_digest_mismatch"}
+    assert [r["code"] for r in doc["machine"]["state_reasons"]] == ["presence_failed"]
+    evidence = revoked_item(local_stack, mid)["revocation"]["evidence"]
+    assert evidence["reasons"] == ["transcript_digest_mismatch"]
+    assert evidence["transcript"]["delivered"] is False
