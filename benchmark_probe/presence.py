@@ -4,8 +4,10 @@ A heartbeat answer may announce `{check_id, opens_at, fetch_by}` (service clock)
 waits until `opens_at` (its own clock corrected by the offset the heartbeat answer measured),
 fetches the nonce and the proof parameters, runs the proof of throughput at once, sends the
 signed commitment (the service times it from `opens_at`), opens the pairs it answers with and
-sends the openings. Nothing else runs in between: the window is the claim's proof deadline plus
-a few seconds.
+sends the openings: uploaded as the binary transcript to the presigned POST the commitment's
+answer carries, the proof request naming it by its TranscriptRef (as the full verification's
+report does; an 8-GPU transcript is far over the API's 1 MiB body bound). Nothing else runs in
+between: the window is the claim's proof deadline plus a few seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark_probe.client import ServiceClient
+from benchmark_probe.proof import deliver
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import (
     GpuPairs,
@@ -82,7 +85,9 @@ class PresenceResponder:
         result: dict[str, Any] = self.client.request(
             "POST",
             f"/machines/{machine_id}/presence/{check_id}/proof",
-            {"proof": proof.model_dump(mode="json")},
+            # Uploaded where the commitment's answer says and named by its reference (any claim
+            # size); inline only from a service that hands out no upload (docs/protocol.md §19).
+            {"proof": deliver(proof, receipt, params)},
         )
         self.answered.append(result)
         return result

@@ -247,10 +247,19 @@ class PresenceCommitmentOut(BaseModel):
     limit_s: float
     pairs: list[GpuPairs]
     answer_by: float
+    transcript_upload: TranscriptUpload | None = Field(
+        default=None,
+        description="the presigned POST for this check's transcript (its key only, at most "
+        "TranscriptMaxBytesPerGpu x the claim's GPUs, a SHA-256 checksum field, until answer_by); "
+        "the proof request then carries proof = a TranscriptRef (docs/protocol.md §19)",
+    )
 
 
 class PresenceProofIn(BaseModel):
-    proof: ThroughputProof
+    proof: ThroughputProof | TranscriptRef = Field(
+        description="the openings inline (within the 1 MiB body bound: a CPU claim), or the "
+        "reference to the transcript uploaded with transcript_upload (any claim; the agent's way)"
+    )
 
 
 class PresenceResultOut(BaseModel):

@@ -29,10 +29,19 @@ from typing import Any, Protocol
 from gpuproof.claim import ClaimError, challenge_params, claim_of
 from gpuproof.config import PresencePolicy
 from gpuproof.errors import Rejection, raise_if
-from gpuproof.logic.ports import Clock, MachineStore
+from gpuproof.logic.ports import Clock, MachineStore, TranscriptStore
 from gpuproof.logic.records import Machine
 from gpuproof.logic.revocation import revoked_verdict
 from gpuproof.logic.states import WATCHED, MachineState
+from gpuproof.protocol.delivery import (
+    TRANSCRIPT_MISSING,
+    TRANSCRIPT_SIZE_MISMATCH,
+    TRANSCRIPT_TOO_LARGE,
+    TranscriptRef,
+    decode,
+    transcript_key,
+    transcript_limit,
+)
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.proof import (
     ProofParams,
@@ -184,6 +193,28 @@ class PresenceServices(Protocol):
 
     @property
     def presence(self) -> PresencePolicy: ...
+
+    @property
+    def transcripts(self) -> TranscriptStore | None: ...
+
+    @property
+    def transcript_max_bytes_per_gpu(self) -> int: ...
+
+
+def transcript_id(check_id: str) -> str:
+    """The transcript object's id under the machine's prefix (`transcripts/{machine}/presence-{check}`):
+    never a challenge's id, and inside the prefix the machine API may already write and read."""
+    return f"presence-{check_id}"
+
+
+def _transcript_limit(svc: PresenceServices, open_check: dict[str, Any]) -> int:
+    """The same bound as the full verification's: TranscriptMaxBytesPerGpu x the claim's GPUs."""
+    return transcript_limit(svc.transcript_max_bytes_per_gpu, len(open_check["params"]))
+
+
+# Delivery refusals the agent can put right before `answer_by` (upload again, resend): the check
+# is not consumed, as report intake keeps the challenge. Never answered in time, it is a miss.
+_RESENDABLE = frozenset({TRANSCRIPT_MISSING, TRANSCRIPT_SIZE_MISMATCH, TRANSCRIPT_TOO_LARGE})
 
 
 def _open_for(
@@ -339,6 +370,17 @@ def presence_commitment(
     open_check["commitment_received_at"] = received
     open_check["pairs_secret"] = secret.hex()
     svc.store.update_presence(m, {**(m.presence or {}), "open": open_check}, request)
+    # The openings travel out of band as the full verification's do (docs/protocol.md §19): one
+    # presigned POST for this check's key, bounded per GPU, valid until the answer window closes.
+    upload = None
+    if svc.transcripts is not None:
+        upload = svc.transcripts.upload_target(
+            machine_id,
+            transcript_id(check_id),
+            _transcript_limit(svc, open_check),
+            answer_by(open_check, policy),
+            handled,
+        )
     return {
         "check_id": check_id,
         "received_at": received,
@@ -346,14 +388,63 @@ def presence_commitment(
         "limit_s": deadline - opens_at,
         "pairs": [p.model_dump(mode="json") for p in pairs],
         "answer_by": answer_by(open_check, policy),
+        "transcript_upload": None if upload is None else upload.model_dump(mode="json"),
     }
 
 
+def _delivered(
+    svc: PresenceServices,
+    machine_id: str,
+    check_id: str,
+    open_check: dict[str, Any],
+    ref: TranscriptRef,
+    evidence: dict[str, Any],
+) -> tuple[ThroughputProof | None, list[Reason]]:
+    """The proof a reference names, read back from the transcripts bucket (HEAD, then a streamed
+    GET of exactly that object, its size and SHA-256 the signed request's) and decoded with the
+    check's own params. Resendable delivery faults raise; a digest or decoding fault is the
+    proof's failure (returned)."""
+    limit = _transcript_limit(svc, open_check)
+    details: dict[str, Any] = {
+        "key": transcript_key(machine_id, transcript_id(check_id)),
+        "version": ref.version,
+        "bytes": ref.transcript_bytes,
+        "sha256": ref.transcript_sha256,
+        "limit_bytes": limit,
+        "delivered": False,
+    }
+    evidence["transcript"] = details
+    if ref.transcript_bytes > limit:
+        raise Rejection(
+            [
+                Reason(
+                    TRANSCRIPT_TOO_LARGE,
+                    f"the request declares a {ref.transcript_bytes}-byte transcript (limit {limit})",
+                    "proof.transcript_bytes",
+                )
+            ]
+        )
+    if svc.transcripts is None:
+        raise Rejection([Reason(TRANSCRIPT_MISSING, "this service takes no uploaded transcripts", "proof")])
+    data, reasons = svc.transcripts.read(machine_id, transcript_id(check_id), ref, limit)
+    if reasons and all(r.code in _RESENDABLE for r in reasons):
+        raise Rejection(reasons)
+    if data is None or reasons:
+        return None, reasons
+    details["delivered"] = True
+    return decode(ref, data, _params(open_check))
+
+
 def presence_proof(
-    svc: PresenceServices, request: SignedRequest, machine_id: str, check_id: str, proof: ThroughputProof
+    svc: PresenceServices,
+    request: SignedRequest,
+    machine_id: str,
+    check_id: str,
+    sent: ThroughputProof | TranscriptRef,
 ) -> dict[str, Any]:
-    """Verify the openings (proof v2, the pairs the service drew): a pass clears the misses and
-    schedules the next check; a failure revokes the machine."""
+    """Verify the openings (proof v2, the pairs the service drew), sent inline or uploaded to the
+    check's transcript key and named by a TranscriptRef: a pass clears the misses and schedules
+    the next check; a failure revokes the machine."""
     policy = svc.presence
     now = svc.clock.now()
     m = svc.store.get_machine(machine_id)
@@ -365,8 +456,14 @@ def presence_proof(
     if now > answer_by(open_check, policy):
         reasons.append(Reason("presence_closed", "the check's answer window is over: it counts as missed"))
     raise_if(reasons)
+    evidence: dict[str, Any] = {"check_id": check_id}
     failed: list[Reason] = []
-    if hashlib.sha256(proof.commitment.signing_bytes()).hexdigest() != open_check["commitment_sha256"]:
+    proof: ThroughputProof | None = sent if isinstance(sent, ThroughputProof) else None
+    if isinstance(sent, TranscriptRef):
+        proof, failed = _delivered(svc, machine_id, check_id, open_check, sent, evidence)
+    if proof is None:
+        pass  # the delivered bytes are not a proof: `failed` says why
+    elif hashlib.sha256(proof.commitment.signing_bytes()).hexdigest() != open_check["commitment_sha256"]:
         failed.append(
             Reason("proof_commitment_changed", "the proof's commitment is not the one the service timed")
         )
@@ -386,7 +483,7 @@ def presence_proof(
         reason = Reason(
             "presence_failed", f"presence check {check_id}: the proof was refused: {', '.join(codes)}"
         )
-        _fail(svc, m, reason, {"check_id": check_id, "reasons": codes}, now, request)
+        _fail(svc, m, reason, {**evidence, "reasons": codes}, now, request)
         raise Rejection([reason, *failed])
     p = _fresh(m.presence)
     p["checks"] += 1
