@@ -28,6 +28,7 @@ warnings.filterwarnings("ignore")
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from gpuproof.cli.evidence_view import evidence_table  # noqa: E402
 from gpuproof.cli.member import CommitteeClient, MemberState, run_agent  # noqa: E402
 from gpuproof.local.chain import unavailable_reason  # noqa: E402
 from gpuproof.local.stack import LocalStack  # noqa: E402
@@ -90,6 +91,10 @@ def show_report(stack: LocalStack, machine_id: str, challenge_id: str) -> None:
         detail = "; ".join(r["message"] for r in check["reasons"]) or _detail(check)
         c.add_row(check["name"], check["status"] + (" (shadow)" if check["shadow"] else ""), detail)
     console.print(c)
+    if v.get("evidence"):
+        # Fail closed: what is not proven scores nothing (docs/scoring.md). This host has no GPU and
+        # the local stack's capacity phase proves test-size RAM only, so its calc_point is 0.
+        console.print(evidence_table(v["evidence"]))
 
 
 def _detail(check: dict[str, Any]) -> str:
