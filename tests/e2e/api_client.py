@@ -70,6 +70,18 @@ def registration(key: SigningKey, owner: str = OWNER, region: str = "europe") ->
     }
 
 
+def scan_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item a filtered scan matches, over all pages (a scan page stops at 1 MB, before the
+    filter: the session's tables outgrow one page)."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = table.scan(ConsistentRead=True, **kwargs)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 class Tables:
     """Reads the stack's real tables to show what was (not) stored for one machine."""
 
@@ -79,15 +91,11 @@ class Tables:
 
     def footprint(self, machine_id: str) -> dict[str, Any]:
         machine = self.t["machines"].get_item(Key={"machine_id": machine_id}, ConsistentRead=True).get("Item")
-        challenges = self.t["challenges"].scan(
-            FilterExpression=Attr("machine_id").eq(machine_id), ConsistentRead=True
-        )["Items"]
+        challenges = scan_all(self.t["challenges"], FilterExpression=Attr("machine_id").eq(machine_id))
         reports = self.t["reports"].query(
             KeyConditionExpression=Key("machine_id").eq(machine_id), ConsistentRead=True
         )["Items"]
-        nonces = self.t["nonces"].scan(
-            FilterExpression=Attr("nonce_key").begins_with(machine_id), ConsistentRead=True
-        )["Items"]
+        nonces = scan_all(self.t["nonces"], FilterExpression=Attr("nonce_key").begins_with(machine_id))
         return {
             "machine": machine,
             "challenges": sorted((c["challenge_id"], c["status"]) for c in challenges),

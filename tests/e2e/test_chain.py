@@ -44,6 +44,10 @@ def chain(local_stack: LocalStack) -> Iterator[LocalChain]:
     try:
         yield local
     finally:
+        # Publications in flight finish against the live node first: one started just before the
+        # detach would otherwise retry the stopped node's URL for its whole budget (~40 s) while
+        # the next module waits on a drain.
+        local_stack.drain(120)
         local_stack.detach_chain()
 
 

@@ -61,6 +61,7 @@ def chain(local_stack: LocalStack) -> Iterator[LocalChain]:
         yield local
     finally:
         faults.disarm()
+        local_stack.drain(120)  # publications in flight end on the live node (tests/e2e/test_chain.py)
         local_stack.detach_chain()
 
 

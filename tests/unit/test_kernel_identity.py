@@ -102,7 +102,13 @@ def test_information_files_parse_as_the_module_writes_them() -> None:
 def test_kernel_identity_is_shadow_until_enforced() -> None:
     base: Any = {"store": None, "clock": None, "allow_cpu_backend": False, "shadow_checks": frozenset()}
     default = VerifyServices(**base)
-    assert {"kernel_identity", "dbc_minimums", "evidence", "model_cross_checks"} == SHADOW_BY_DEFAULT
+    assert {
+        "kernel_identity",
+        "dbc_minimums",
+        "evidence",
+        "model_cross_checks",
+        "capacity",
+    } == SHADOW_BY_DEFAULT
     assert is_shadow("kernel_identity", default) and not is_shadow("measured_model", default)
     enforced = VerifyServices(**base, enforced_checks=frozenset({"kernel_identity"}))
     assert not is_shadow("kernel_identity", enforced) and is_shadow("dbc_minimums", enforced)
