@@ -47,9 +47,14 @@ SWAP_ROW_S = 1e-3  # a random row from swap / NVMe
 RTT_S = 0.05  # modelled network round trip (the allowance is 0.2 s)
 ALLOWANCE_S = 0.2
 HOST_SAMPLES = 1024
+TEST_SWEEP_S = 1.5  # the bandwidth round at test size (0: the phase has none)
 
 
-def target_params(gpus: int, *, host: bool = True, rounds: int = 4, walks: int = 8) -> CapacityParams:
+def target_params(
+    gpus: int, *, host: bool = True, rounds: int = 4, walks: int = 8, sweep_s: float = 0.0
+) -> CapacityParams:
+    """The test-size phase; `sweep_s` > 0 adds the bandwidth round (§17.11), which the read-round
+    tests leave out so that each judges its own bound alone."""
     targets: list[CapacityTargetParams] = [
         gpu_target(
             i,
@@ -63,6 +68,7 @@ def target_params(gpus: int, *, host: bool = True, rounds: int = 4, walks: int =
             walk_stages=6,
             hash_bytes_per_s=GPU_HASH,
             network_allowance_s=ALLOWANCE_S,
+            sweep_s=sweep_s,
         )
         for i in range(gpus)
     ]

@@ -41,9 +41,10 @@ def run(
     gpus: int = 2,
     host: bool = True,
     devices: dict | None = None,
+    sweep_s: float = 0.0,
     **kwargs: object,
 ) -> adv.Run:  # type: ignore[type-arg]
-    params = adv.target_params(gpus, host=host)
+    params = adv.target_params(gpus, host=host, sweep_s=sweep_s)
     devs = devices if devices is not None else adv.honest_devices(params)
     prover = prover_cls(NONCE, KEY.public_hex, CHALLENGE, params, devs, **kwargs)
     return adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
@@ -54,7 +55,7 @@ def codes_of(r: adv.Run) -> set[str]:
 
 
 def test_honest_host_passes_and_the_record_has_the_agreed_shape() -> None:
-    r = run()
+    r = run(sweep_s=adv.TEST_SWEEP_S)
     assert r.result.reasons == []
     record = r.result.as_record()
     json.loads(canonical_bytes(record))  # canonical JSON: no NaN, no infinity
@@ -69,12 +70,13 @@ def test_honest_host_passes_and_the_record_has_the_agreed_shape() -> None:
             "bandwidth_bytes_per_s",
             "read_round_p50_s",
             "read_round_max_s",
+            "bandwidth_round_s",
             "passed",
         }
         assert g["passed"] and g["claimed_bytes"] == adv.TEST_VRAM
         assert 0.90 * adv.TEST_VRAM <= g["proven_bytes"] <= adv.TEST_VRAM
         assert 0 < g["read_round_p50_s"] <= g["read_round_max_s"]
-        assert g["bandwidth_bytes_per_s"] > 0
+        assert g["bandwidth_bytes_per_s"] > 0 and g["bandwidth_round_s"] > 0
     assert record["host_ram"]["passed"] and record["host_ram"]["proven_bytes"] >= 0.90 * adv.TEST_RAM
     assert len(record["digest"]) == 64
 

@@ -88,6 +88,7 @@ class CapacityGpu(_Record):
     bandwidth_bytes_per_s: Annotated[float, Field(ge=0, le=1e15)]
     read_round_p50_s: Seconds
     read_round_max_s: Seconds
+    bandwidth_round_s: Seconds = 0.0
     passed: bool
 
 

@@ -237,8 +237,12 @@ REASON_CODES: dict[str, ReasonCode] = {
     "capacity_merkle_path_invalid": proof("opened fill rows do not open their committed layer root"),
     "capacity_answer_mismatch": proof("an opened item is not the leaf the round's timed answer committed"),
     "capacity_walk_check_failed": proof("an opened fill row is not g_l(own . B[pi_l] + mate . B[sigma_l])"),
+    "capacity_bandwidth_deadline_missed": proof("the bandwidth round's sweeps came after their deadline"),
+    "capacity_sweep_mismatch": proof("an opened item is not the leaf its timed sweep committed"),
     "capacity_state_conflict": request(409, "a capacity message out of order"),
-    "capacity_answer_invalid": request(422, "a capacity answer does not cover exactly the round's targets"),
+    "capacity_answer_invalid": request(
+        422, "a capacity answer does not cover exactly the round's targets, or has the wrong sweep roots"
+    ),
     "capacity_openings_invalid": request(422, "send the capacity openings inline or as a v1 reference"),
     "capacity_openings_too_large": request(413, "the capacity openings are over the stored bound (256 KiB)"),
     "proof_reference_malformed": request(422, "the report's proof reference does not parse"),

@@ -94,6 +94,7 @@ MAX_CAPACITY_SAMPLES = 2**22  # rows one sample round reads
 MAX_CAPACITY_SPOTS = 64  # items opened per round and target
 MAX_CAPACITY_WALKS = 256  # walks opened per target
 MAX_CAPACITY_ROUNDS = 64
+MAX_CAPACITY_SWEEPS = 1024  # sweeps of one bandwidth round (its answer carries one root per sweep)
 # The openings kept in the challenge's DynamoDB item (400 KB): zlib'd canonical JSON. Test-size
 # phases (the CPU claim's: ~100 KB) fit; GPU-size openings (~5.3 MB per H100) need the out-of-band
 # delivery (protocol/delivery.py's presigned POST), which the capacity phase does not use yet.

@@ -20,6 +20,8 @@ VALUE_OUT_OF_RANGE = "capacity_value_out_of_range"
 MERKLE_PATH_INVALID = "capacity_merkle_path_invalid"
 ANSWER_MISMATCH = "capacity_answer_mismatch"
 WALK_CHECK_FAILED = "capacity_walk_check_failed"
+BANDWIDTH_DEADLINE_MISSED = "capacity_bandwidth_deadline_missed"
+SWEEP_MISMATCH = "capacity_sweep_mismatch"
 
 DESCRIPTIONS = {
     MISSING: "no capacity phase was run or recorded for the challenge (not proven)",
@@ -40,6 +42,9 @@ DESCRIPTIONS = {
     MERKLE_PATH_INVALID: "opened rows do not open their committed layer root",
     ANSWER_MISMATCH: "an opened item is not the leaf the round's timed answer committed",
     WALK_CHECK_FAILED: "an opened row is not g_l(own . B[pi_l] + mate . B[sigma_l]) of its parents",
+    BANDWIDTH_DEADLINE_MISSED: "the bandwidth round's sweeps were answered after their deadline: "
+    "the device reads its fill slower than the claimed model's memory (service clock)",
+    SWEEP_MISMATCH: "an opened bandwidth-round item is not the leaf its timed sweep committed",
 }
 
 ALL_CODES = tuple(DESCRIPTIONS)

@@ -50,5 +50,11 @@ class SimulatedDevice:
         """Read `rows` random rows and hash them."""
         return rows * (self.row_read_s + self.extra_read_s) + nbytes / self.hash_bytes_per_s
 
+    def sweep(self, nbytes: int, rows: int, hashed_bytes: int) -> float:
+        """One sweep of the bandwidth round: read `rows` rows (`nbytes`) in order, hash `hashed_bytes`."""
+        return (
+            nbytes / self.scan_bytes_per_s + hashed_bytes / self.hash_bytes_per_s + rows * self.extra_read_s
+        )
+
     def gemm(self, ops: int) -> float:
         return ops / self.gemm_ops_per_s

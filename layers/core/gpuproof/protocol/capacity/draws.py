@@ -37,9 +37,11 @@ def _prefix(domain: bytes, secret: bytes, commitment_bytes: bytes, target: int) 
 
 def round_plan(params: CapacityParams) -> dict[int, list[int]]:
     """Targets per round number: rounds 1..R read every GPU at once (one deadline, one answer);
-    rounds R+1..2R read host RAM, when it is claimed."""
+    rounds R+1..2R read host RAM, when it is claimed; then one bandwidth round (§17.11) sweeps every
+    GPU target that has sweeps, at once."""
     gpus = [t.target for t in params.targets if not t.is_host]
     host = [t.target for t in params.targets if t.is_host]
+    swept = [t.target for t in params.targets if t.sweeps]
     plan: dict[int, list[int]] = {}
     for _ in range(params.rounds):
         if gpus:
@@ -47,7 +49,16 @@ def round_plan(params: CapacityParams) -> dict[int, list[int]]:
     for _ in range(params.rounds):
         if host:
             plan[len(plan) + 1] = host
+    if swept:
+        plan[len(plan) + 1] = swept
     return plan
+
+
+def bandwidth_round(params: CapacityParams) -> int | None:
+    """The bandwidth round's number (the plan's last), or None when no target sweeps."""
+    if not any(t.sweeps for t in params.targets):
+        return None
+    return max(round_plan(params))
 
 
 def target_rounds(params: CapacityParams, target: int) -> list[int]:
@@ -55,23 +66,31 @@ def target_rounds(params: CapacityParams, target: int) -> list[int]:
 
 
 def draw_spots(
-    commitment_bytes: bytes, secret: bytes, tp: CapacityTargetParams, rounds: list[int]
+    commitment_bytes: bytes,
+    secret: bytes,
+    tp: CapacityTargetParams,
+    rounds: list[int],
+    sweep_round: int | None = None,
 ) -> dict[int, list[int]]:
     """Per round r of the target, `spots` distinct items:
     u64le(SHA-256(prefix || u32 r || u32 k)[0:8]) mod items, k = 0, 1, ...; repeats skipped;
-    every item when spots >= items."""
+    every item when spots >= items. In the bandwidth round (`sweep_round`) the same draw picks
+    `sweep_spots` of the sweeps x items (sweep, item) pairs, j = (s - 1) x items + c."""
     prefix = _prefix(SPOTS_DOMAIN, secret, commitment_bytes, tp.target)
     out: dict[int, list[int]] = {}
     for r in rounds:
-        if tp.spots >= tp.items:
-            out[r] = list(range(tp.items))
+        swept = r == sweep_round and tp.sweeps > 0
+        universe = tp.items * tp.sweeps if swept else tp.items
+        count = tp.sweep_spots if swept else tp.spots
+        if count >= universe:
+            out[r] = list(range(universe))
             continue
         chosen: list[int] = []
         k = 0
-        while len(chosen) < tp.spots:
+        while len(chosen) < count:
             h = hashlib.sha256(prefix + u32(r) + u32(k)).digest()
             k += 1
-            item = int.from_bytes(h[:8], "little") % tp.items
+            item = int.from_bytes(h[:8], "little") % universe
             if item not in chosen:
                 chosen.append(item)
         out[r] = chosen
@@ -110,7 +129,8 @@ def draw_walks(commitment_bytes: bytes, secret: bytes, tp: CapacityTargetParams)
 def all_spots(
     commitment_bytes: bytes, secret: bytes, params: CapacityParams
 ) -> dict[int, dict[int, list[int]]]:
+    sweep_round = bandwidth_round(params)
     return {
-        tp.target: draw_spots(commitment_bytes, secret, tp, target_rounds(params, tp.target))
+        tp.target: draw_spots(commitment_bytes, secret, tp, target_rounds(params, tp.target), sweep_round)
         for tp in params.targets
     }

@@ -51,6 +51,14 @@ class CapacityTargetParams(WireModel):
     round_expected_s: FiniteFloat = Field(gt=0)
     round_deadline_s: FiniteFloat = Field(gt=0)
     fill_expected_s: FiniteFloat = Field(gt=0)
+    sweeps: int = Field(
+        0, strict=True, ge=0, le=L.MAX_CAPACITY_SWEEPS, description="sweeps of the bandwidth round (0: none)"
+    )
+    sweep_spots: int = Field(
+        0, strict=True, ge=0, le=L.MAX_CAPACITY_SPOTS, description="items opened in the bandwidth round"
+    )
+    sweep_expected_s: FiniteFloat = Field(0.0, ge=0)
+    sweep_deadline_s: FiniteFloat = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> CapacityTargetParams:
@@ -64,6 +72,19 @@ class CapacityTargetParams(WireModel):
             raise ValueError("walk_stages must not exceed the fill's stages")
         if self.round_deadline_s < self.round_expected_s:
             raise ValueError("round_deadline_s must not be shorter than round_expected_s")
+        if self.sweeps and (
+            self.mode != "scan"
+            or self.sweep_spots < 1
+            or not 0 < self.sweep_expected_s <= self.sweep_deadline_s
+        ):
+            raise ValueError(
+                "a bandwidth round needs a scan target, sweep_spots >= 1 "
+                "and 0 < sweep_expected_s <= sweep_deadline_s"
+            )
+        if not self.sweeps and (self.sweep_spots or self.sweep_expected_s or self.sweep_deadline_s):
+            raise ValueError("sweep fields without sweeps")
+        if self.sweeps * self.items > L.MAX_CAPACITY_ROWS:
+            raise ValueError("sweeps x items exceeds the item bound")
         return self
 
     @property
@@ -158,7 +179,12 @@ class CapacityRound(WireModel):
 
 class TargetAnswer(WireModel):
     target: Target
-    root: Hex64 = Field(description="root of the round's answer tree")
+    root: Hex64 = Field(description="root of the round's answer tree (the last sweep's in a bandwidth round)")
+    sweep_roots: list[Hex64] = Field(
+        default_factory=list,
+        max_length=L.MAX_CAPACITY_SWEEPS,
+        description="bandwidth round only: the roots of sweeps 1..P-1 (root is sweep P's)",
+    )
 
 
 class CapacityAnswer(WireModel):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
+from gpuproof.protocol import limits as L
 from gpuproof.protocol.capacity.models import HOST_TARGET, CapacityParams, CapacityTargetParams
+from gpuproof.protocol.capacity.sweep import sweep_seconds
 
 FILL_FRACTION = 0.90  # of the claimed model's VRAM (or the claimed RAM), in information bytes
 GPU_D = 1024  # fill row width on a GPU: K = 2d = 2048 per stage GEMM
@@ -26,6 +28,10 @@ HOST_HASH_BYTES_PER_S = 8e9  # SHA-256 of those rows, all cores (estimate)
 NETWORK_ALLOWANCE_S = 0.5  # one small request/answer round trip at the API edge
 FILL_ALLOWANCE_S = 1.0
 LOG2_Q = math.log2(251)
+# The bandwidth round (§17.11): sweeps enough for ~1.5 s at the claimed model's bandwidth, long
+# beside the network allowance, so the round's deadline bounds the read rate to ~1.4x.
+SWEEP_S = 1.5
+SWEEP_SPOTS = 24
 
 
 def rows_for(claimed_bytes: int, d: int, fraction: float = FILL_FRACTION) -> int:
@@ -43,6 +49,29 @@ def _up(seconds: float) -> float:
     return math.ceil(seconds * 1e6) / 1e6
 
 
+def sweep_fields(
+    n_rows: int,
+    d: int,
+    chunk_rows: int,
+    *,
+    bandwidth_bytes_per_s: float,
+    hash_bytes_per_s: float,
+    sweep_s: float,
+    sweep_spots: int,
+    tolerance: float,
+    network_allowance_s: float,
+) -> tuple[int, int, float, float]:
+    """The bandwidth round's (sweeps, sweep_spots, sweep_expected_s, sweep_deadline_s) of a GPU
+    target; all 0 when sweep_s is 0 (no bandwidth round)."""
+    if sweep_s <= 0:
+        return 0, 0, 0.0, 0.0
+    items = -(-n_rows // chunk_rows)
+    per = sweep_seconds(n_rows * d, items, chunk_rows, bandwidth_bytes_per_s, hash_bytes_per_s)
+    sweeps = min(L.MAX_CAPACITY_SWEEPS, max(1, math.ceil(sweep_s / per)), L.MAX_CAPACITY_ROWS // items)
+    expected = sweeps * per
+    return sweeps, sweep_spots, _up(expected), _up(expected * tolerance + network_allowance_s)
+
+
 def gpu_target(
     index: int,
     claimed_bytes: int,
@@ -57,11 +86,24 @@ def gpu_target(
     hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S,
     network_allowance_s: float = NETWORK_ALLOWANCE_S,
     tolerance: float = TOLERANCE,
+    sweep_s: float = SWEEP_S,
+    sweep_spots: int = SWEEP_SPOTS,
 ) -> CapacityTargetParams:
     n_rows = rows_for(claimed_bytes, d)
     fill_bytes = n_rows * d
     expected = fill_bytes / (bandwidth_gbs * 1e9) + fill_bytes / hash_bytes_per_s
     stages = max(1, (n_rows - 1).bit_length())
+    sweeps, spots_swept, sweep_expected, sweep_deadline = sweep_fields(
+        n_rows,
+        d,
+        chunk_rows,
+        bandwidth_bytes_per_s=bandwidth_gbs * 1e9,
+        hash_bytes_per_s=hash_bytes_per_s,
+        sweep_s=sweep_s,
+        sweep_spots=sweep_spots,
+        tolerance=tolerance,
+        network_allowance_s=network_allowance_s,
+    )
     return CapacityTargetParams(
         target=index,
         claimed_bytes=claimed_bytes,
@@ -76,6 +118,10 @@ def gpu_target(
         round_expected_s=_up(expected),
         round_deadline_s=_up(expected * tolerance + network_allowance_s),
         fill_expected_s=_up(fill_ops(n_rows, d) / (rate_tops * 1e12) * (1 + FILL_OVERHEAD)),
+        sweeps=sweeps,
+        sweep_spots=spots_swept,
+        sweep_expected_s=sweep_expected,
+        sweep_deadline_s=sweep_deadline,
     )
 
 

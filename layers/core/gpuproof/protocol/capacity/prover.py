@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from gpuproof.protocol.capacity.device import SimulatedDevice
-from gpuproof.protocol.capacity.draws import Walk, item_rows
+from gpuproof.protocol.capacity.draws import Walk, bandwidth_round, item_rows
 from gpuproof.protocol.capacity.fill import (
     Fill,
     Rows,
@@ -33,6 +33,13 @@ from gpuproof.protocol.capacity.models import (
     WalkStep,
 )
 from gpuproof.protocol.capacity.params import fill_ops
+from gpuproof.protocol.capacity.sweep import (
+    split_item,
+    sweep_bytes_hashed,
+    sweep_keys,
+    sweep_leaves,
+    sweep_roots,
+)
 from gpuproof.protocol.proof import merkle
 
 
@@ -76,6 +83,8 @@ class CapacityProver:
         self.nonce, self.machine_id, self.challenge_id, self.params = nonce, machine_id, challenge_id, params
         self.devices = dict(devices)
         self.states = {tp.target: self.make_state(tp) for tp in params.targets}
+        self.sweep_round = bandwidth_round(params)
+        self.swept: dict[int, list[bytes]] = {}  # target -> its bandwidth round's sweep roots
 
     def make_state(self, tp: CapacityTargetParams) -> TargetState:
         return TargetState(tp, capacity_seed(self.nonce, self.machine_id, tp.target), self.devices[tp.target])
@@ -146,11 +155,29 @@ class CapacityProver:
             at += len(rows)
         return out
 
+    def sweep(self, state: TargetState, round_nonce: bytes) -> list[bytes]:
+        """The bandwidth round's sweep roots from the rows held (adversaries override it)."""
+        tp = state.tp
+        assert state.held is not None
+        top = state.read(range(tp.n_rows))
+        per = state.device.sweep(tp.fill_bytes, tp.n_rows, sweep_bytes_hashed(tp.items, tp.chunk_rows))
+        state.device.charge(tp.sweeps * per)
+        return sweep_roots(tp, top, round_nonce)
+
     def answer(self, round_: CapacityRound) -> CapacityAnswer:
         nonce = bytes.fromhex(round_.nonce)
         answers = []
         for target in round_.targets:
             state = self.states[target]
+            if round_.round == self.sweep_round:
+                roots = self.sweep(state, nonce)
+                self.swept[target] = roots
+                answers.append(
+                    TargetAnswer(
+                        target=target, root=roots[-1].hex(), sweep_roots=[r.hex() for r in roots[:-1]]
+                    )
+                )
+                continue
             root = merkle.levels(self.answer_leaves(state, nonce))[-1][0]
             answers.append(TargetAnswer(target=target, root=root.hex()))
         return CapacityAnswer(round=round_.round, answers=answers)
@@ -191,6 +218,9 @@ class CapacityProver:
         out = []
         for r, items in sorted(spots.items()):
             nonce = round_nonces[r]
+            if r == self.sweep_round:
+                out += self._sweep_spots(state, top, tree[sub_height:], nonce, r, items)
+                continue
             answer_tree = merkle.levels(
                 [answer_leaf(nonce, tp.target, c, top[item_rows(tp, nonce, c)]) for c in range(tp.items)]
             )
@@ -207,6 +237,40 @@ class CapacityProver:
                         answer_path=[s.hex() for s in merkle.path(answer_tree, item)],
                     )
                 )
+        return out
+
+    def sweep_tree(self, state: TargetState, key: bytes) -> list[list[bytes]]:
+        """One sweep's answer tree from the rows held (what the prover committed; adversaries override it)."""
+        assert state.held is not None
+        return merkle.levels(sweep_leaves(state.tp, state.held, key))
+
+    def _sweep_spots(
+        self,
+        state: TargetState,
+        top: Rows,
+        upper: list[list[bytes]],
+        nonce: bytes,
+        r: int,
+        items: Sequence[int],
+    ) -> list[SpotOpening]:
+        tp = state.tp
+        keys = sweep_keys(nonce, self.swept.get(tp.target, []), tp.sweeps)
+        trees: dict[int, list[list[bytes]]] = {}
+        out = []
+        for j in items:
+            s, c = split_item(tp, j)
+            if s not in trees:
+                trees[s] = self.sweep_tree(state, keys[s - 1])
+            rows = item_rows(tp, nonce, c)
+            out.append(
+                SpotOpening(
+                    round=r,
+                    item=j,
+                    rows=[top[i].tobytes().hex() for i in rows],
+                    tree_path=[h.hex() for h in merkle.path(upper, c)],
+                    answer_path=[h.hex() for h in merkle.path(trees[s], c)],
+                )
+            )
         return out
 
     @staticmethod

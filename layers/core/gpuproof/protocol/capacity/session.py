@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from gpuproof.protocol.capacity.draws import Walk, all_spots, draw_walks, round_plan
+from gpuproof.protocol.capacity.draws import Walk, all_spots, bandwidth_round, draw_walks, round_plan
 from gpuproof.protocol.capacity.models import (
     CapacityAnswer,
     CapacityParams,
@@ -70,6 +70,15 @@ class CapacitySession:
         last = self.rounds[-1]
         if sorted(a.target for a in answer.answers) != sorted(last.targets):
             raise SessionError("capacity_answer_invalid", "the answer must cover exactly the round's targets")
+        swept = last.round == bandwidth_round(self.params)
+        for a in answer.answers:
+            tp = self.params.target(a.target)
+            want = tp.sweeps - 1 if swept and tp is not None else 0
+            if len(a.sweep_roots) != want:
+                raise SessionError(
+                    "capacity_answer_invalid",
+                    f"target {a.target}: {len(a.sweep_roots)} sweep roots, the round needs {want}",
+                )
         self.rounds[-1] = last.model_copy(update={"received_at": at, "answers": list(answer.answers)})
 
     @property

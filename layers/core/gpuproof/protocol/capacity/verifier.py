@@ -20,7 +20,13 @@ import numpy as np
 import numpy.typing as npt
 
 from gpuproof.protocol.capacity import codes
-from gpuproof.protocol.capacity.draws import draw_spots, draw_walks, item_rows, target_rounds
+from gpuproof.protocol.capacity.draws import (
+    bandwidth_round,
+    draw_spots,
+    draw_walks,
+    item_rows,
+    target_rounds,
+)
 from gpuproof.protocol.capacity.fill import (
     HALF,
     TAG_B,
@@ -43,6 +49,7 @@ from gpuproof.protocol.capacity.models import (
     TargetOpenings,
     WalkStep,
 )
+from gpuproof.protocol.capacity.sweep import fingerprints, split_item, sweep_keys, sweep_leaf, sweep_matrix
 from gpuproof.protocol.proof import merkle
 from gpuproof.protocol.reasons import Reason
 
@@ -59,6 +66,7 @@ class TargetResult:
     read_round_p50_s: float
     read_round_max_s: float
     passed: bool
+    bandwidth_round_s: float = 0.0  # the bandwidth round's service-clock time (0: none answered)
 
 
 @dataclass
@@ -85,6 +93,7 @@ class CapacityResult:
                     "bandwidth_bytes_per_s": g.bandwidth_bytes_per_s,
                     "read_round_p50_s": g.read_round_p50_s,
                     "read_round_max_s": g.read_round_max_s,
+                    "bandwidth_round_s": g.bandwidth_round_s,
                     "passed": g.passed,
                 }
                 for g in self.gpus
@@ -156,12 +165,13 @@ def check_signed(
 
 
 def _round_times(
-    tp: CapacityTargetParams, rounds: Sequence[RoundRecord], planned: list[int]
-) -> tuple[list[float], list[Reason]]:
+    tp: CapacityTargetParams, rounds: Sequence[RoundRecord], planned: list[int], sweep_round: int | None
+) -> tuple[list[float], list[Reason], float]:
+    """The read rounds' durations, the reasons, and the bandwidth round's duration (0.0: none)."""
     where = f"targets[{tp.target}]"
-    late_code = codes.HOST_ROUND_DEADLINE_MISSED if tp.is_host else codes.ROUND_DEADLINE_MISSED
     elapsed: list[float] = []
     reasons: list[Reason] = []
+    swept_s = 0.0
     covering = {r.round: r for r in rounds if tp.target in r.targets}
     for k in planned:
         record = covering.get(k)
@@ -175,17 +185,27 @@ def _round_times(
         if took < 0:
             reasons.append(Reason(codes.CLOCK_INVALID, f"round {k} answered before it was sent", where))
             continue
-        elapsed.append(took)
-        if took > tp.round_deadline_s:
+        if k == sweep_round:
+            swept_s = took
+            late_code, deadline, expected = (
+                codes.BANDWIDTH_DEADLINE_MISSED,
+                tp.sweep_deadline_s,
+                tp.sweep_expected_s,
+            )
+        else:
+            elapsed.append(took)
+            late_code = codes.HOST_ROUND_DEADLINE_MISSED if tp.is_host else codes.ROUND_DEADLINE_MISSED
+            deadline, expected = tp.round_deadline_s, tp.round_expected_s
+        if took > deadline:
             reasons.append(
                 Reason(
                     late_code,
                     f"round {k} answered {took:.4f} s after it was sent; "
-                    f"deadline {tp.round_deadline_s:.4f} s (expected {tp.round_expected_s:.4f} s)",
+                    f"deadline {deadline:.4f} s (expected {expected:.4f} s)",
                     where,
                 )
             )
-    return elapsed, reasons
+    return elapsed, reasons, swept_s
 
 
 def _check_spot(
@@ -243,6 +263,42 @@ def _check_spot(
                 f"spot {spot.round}/{spot.item}: not the leaf the timed answer committed",
                 field_name,
             )
+        )
+    return reasons
+
+
+def _check_sweep_spot(
+    tp: CapacityTargetParams, root_l: bytes, record: RoundRecord, spot: SpotOpening, field_name: str
+) -> list[Reason]:
+    """A bandwidth-round spot j = (sweep s, item c): the item's rows open root_L, and their
+    fingerprint under R_s, with kappa_s chained from the recorded roots, opens root_s."""
+    s, c = split_item(tp, spot.item)
+    nonce = bytes.fromhex(record.nonce)
+    rows_idx = item_rows(tp, nonce, c)
+    label = f"bandwidth spot sweep {s} item {c}"
+    if (
+        len(spot.rows) != len(rows_idx)
+        or len(spot.tree_path) != merkle.depth(tp.n_rows) - (tp.chunk_rows.bit_length() - 1)
+        or len(spot.answer_path) != merkle.depth(tp.items)
+    ):
+        return [Reason(codes.OPENING_MALFORMED, f"{label}: row count or path length", field_name)]
+    arrays = [_bounded(r, tp.d) for r in spot.rows]
+    if any(a is None for a in arrays):
+        return [Reason(codes.VALUE_OUT_OF_RANGE, f"{label}: entries outside ±{HALF}", field_name)]
+    rows = np.stack([a for a in arrays if a is not None]).astype(np.int8)
+    reasons = []
+    sub = merkle.levels([leaf(r) for r in rows], tp.chunk_rows.bit_length() - 1)[-1][0]
+    if merkle.root_from_path(sub, c, _hexes(spot.tree_path)) != root_l:
+        reasons.append(Reason(codes.MERKLE_PATH_INVALID, f"{label}: rows do not open root_L", field_name))
+    answer = next(a for a in record.answers if a.target == tp.target)
+    roots = [bytes.fromhex(h) for h in [*answer.sweep_roots, answer.root]]
+    if len(roots) != tp.sweeps:
+        return [*reasons, Reason(codes.OPENING_MALFORMED, f"{label}: {len(roots)} sweep roots", field_name)]
+    key = sweep_keys(nonce, roots, tp.sweeps)[s - 1]
+    item_leaf = sweep_leaf(key, tp.target, c, fingerprints(rows, sweep_matrix(key, tp.d)))
+    if not merkle.verify_path(item_leaf, c, tp.items, _hexes(spot.answer_path), roots[s - 1]):
+        reasons.append(
+            Reason(codes.SWEEP_MISMATCH, f"{label}: not the leaf the timed sweep committed", field_name)
         )
     return reasons
 
@@ -341,15 +397,21 @@ def verify_target(
     draw_secret: bytes,
     openings: TargetOpenings,
     rng: np.random.Generator,
-) -> tuple[list[Reason], list[float]]:
-    """One target; returns its reasons and the service-clock duration of each answered round."""
+    sweep_round: int | None = None,
+) -> tuple[list[Reason], list[float], float]:
+    """One target; returns its reasons, the service-clock duration of each answered read round and
+    that of its bandwidth round (0.0: none)."""
     where = f"targets[{tp.target}]"
-    elapsed, reasons = _round_times(tp, rounds, planned)
+    elapsed, reasons, swept_s = _round_times(tp, rounds, planned, sweep_round)
     if len(openings.roots) != tp.n_stages:
-        return [
-            *reasons,
-            Reason(codes.PARAMS_MISMATCH, f"{len(openings.roots)} roots for {tp.n_stages} stages", where),
-        ], elapsed
+        return (
+            [
+                *reasons,
+                Reason(codes.PARAMS_MISMATCH, f"{len(openings.roots)} roots for {tp.n_stages} stages", where),
+            ],
+            elapsed,
+            swept_s,
+        )
     roots = _hexes(openings.roots)
     if chain_value(seed, roots).hex() != chain_hex or roots[-1].hex() != root_hex:
         reasons.append(
@@ -357,9 +419,9 @@ def verify_target(
                 codes.ROOT_CHAIN_INVALID, "layer roots do not chain to the committed value", f"{where}.chain"
             )
         )
-        return reasons, elapsed  # nothing below can be judged against roots that are not the committed ones
+        return reasons, elapsed, swept_s  # nothing below can be judged against roots not committed
 
-    spots_wanted = draw_spots(commitment_bytes, draw_secret, tp, planned)
+    spots_wanted = draw_spots(commitment_bytes, draw_secret, tp, planned, sweep_round)
     wanted = sorted((r, i) for r, items in spots_wanted.items() for i in items)
     opened = [(s.round, s.item) for s in openings.spots]
     if sorted(opened) != wanted:
@@ -375,14 +437,15 @@ def verify_target(
         if key in checked or key not in set(wanted) or spot.round not in by_round:
             continue
         checked.add(key)
-        reasons.extend(_check_spot(tp, roots[-1], by_round[spot.round], spot, f"{where}.spots[{k}]"))
+        check = _check_sweep_spot if spot.round == sweep_round else _check_spot
+        reasons.extend(check(tp, roots[-1], by_round[spot.round], spot, f"{where}.spots[{k}]"))
 
     walks = draw_walks(commitment_bytes, draw_secret, tp)
     if sorted(w.walk for w in openings.walks) != [w.index for w in walks]:
         reasons.append(
             Reason(codes.OPENINGS_MISMATCH, "opened walks differ from those drawn", f"{where}.walks")
         )
-        return reasons, elapsed
+        return reasons, elapsed, swept_s
     checker = _WalkChecker(seed, tp, roots, rng)
     got = {w.walk: w for w in openings.walks}
     for walk in walks:
@@ -398,7 +461,7 @@ def verify_target(
             reasons.extend(found)
             if found:
                 break
-    return reasons, elapsed
+    return reasons, elapsed, swept_s
 
 
 def verify_capacity(
@@ -440,7 +503,8 @@ def verify_capacity(
                 Reason(codes.CLOCK_INVALID, f"round {r.round} sent before the commitment arrived", "rounds")
             )
     global_reasons = list(reasons)
-    per_target: dict[int, tuple[list[Reason], list[float]]] = {}
+    per_target: dict[int, tuple[list[Reason], list[float], float]] = {}
+    sweep_round = bandwidth_round(params)
     opened = {o.target: o for o in openings}
     if sorted(opened) != sorted(t.target for t in params.targets) or len(opened) != len(openings):
         global_reasons.append(
@@ -457,6 +521,7 @@ def verify_capacity(
                     )
                 ],
                 [],
+                0.0,
             )
             continue
         seed = capacity_seed(nonce, machine_id, tp.target)
@@ -471,24 +536,30 @@ def verify_capacity(
             draw_secret=draw_secret,
             openings=target_openings,
             rng=gen,
+            sweep_round=sweep_round,
         )
     results: list[TargetResult] = []
     host: TargetResult | None = None
     all_reasons = list(global_reasons)
     for tp in params.targets:
-        target_reasons, elapsed = per_target[tp.target]
+        target_reasons, elapsed, swept_s = per_target[tp.target]
         all_reasons.extend(target_reasons)
         passed = not global_reasons and not target_reasons
         worst = max(elapsed, default=0.0)
-        read_bytes = tp.fill_bytes if tp.mode == "scan" else tp.samples * tp.d
+        # The bandwidth round's figure when the target swept (§17.11), else the scan's lower bound.
+        if tp.sweeps and swept_s > 0:
+            read_bytes, took = tp.sweeps * tp.fill_bytes, swept_s
+        else:
+            read_bytes, took = (tp.fill_bytes if tp.mode == "scan" else tp.samples * tp.d), worst
         result = TargetResult(
             target=tp.target,
             claimed_bytes=tp.claimed_bytes,
             proven_bytes=tp.proven_bytes if passed else 0,
-            bandwidth_bytes_per_s=read_bytes / worst if worst > 0 and passed else 0.0,
+            bandwidth_bytes_per_s=read_bytes / took if took > 0 and passed else 0.0,
             read_round_p50_s=statistics.median(elapsed) if elapsed else 0.0,  # 0.0: no round answered
             read_round_max_s=worst,
             passed=passed,
+            bandwidth_round_s=swept_s,
         )
         if tp.is_host:
             host = result
