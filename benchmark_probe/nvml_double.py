@@ -101,6 +101,35 @@ def fake_gpu(index: int, **overrides: Any) -> FakeGpu:
     return replace(base, **overrides)
 
 
+# The TEST DOUBLE GPU model: no such GPU exists. Its reference row is registered only by a local
+# stack started with `--test-double-gpu` (gpuproof.local.double_gpu, which holds the same figures);
+# it lets the probe's GPU path (NVML inventory, CuPy backend, CuPy proof executor) run end to end
+# on a host without a GPU. 1 GiB and one SM of 128 CUDA cores (compute capability 9.0).
+DOUBLE_MODEL_NAME = "GPUPROOF TEST DOUBLE GPU"
+DOUBLE_MODEL_MEMORY_BYTES = 1 << 30
+DOUBLE_MODEL_CUDA_CORES = 128
+
+
+def double_model_gpu(index: int, **overrides: Any) -> FakeGpu:
+    """A GPU of the TEST DOUBLE model, with a UUID, serial and PCI bus id of its own per index
+    (distinct from `fake_gpu`'s H100s)."""
+    base = FakeGpu(
+        name=DOUBLE_MODEL_NAME,
+        uuid=f"GPU-{0x7E57D0B1 + index:08x}-d0b1-4e57-9a9a-{0x5EED5EED5E10 + index:012x}",
+        serial=f"TESTDOUBLE{index:04d}",
+        board_part_number="TEST-DOUBLE",
+        pci_bus_id=f"00000000:{0x41 + index:02X}:00.0",
+        pci_device_id=0x00000000,
+        vbios_version="00.00.00.00.00",
+        memory_total_bytes=DOUBLE_MODEL_MEMORY_BYTES,
+        cuda_cores=DOUBLE_MODEL_CUDA_CORES,
+        compute_capability=(9, 0),
+        power_limit_mw=75_000,
+        power_usage_mw=10_000,
+    )
+    return replace(base, **overrides)
+
+
 @dataclass
 class NvmlTestDouble:
     """Module-like fake of pynvml. `fail_on` maps a function name to GPU indices that raise NVMLError."""
@@ -331,12 +360,17 @@ class CudaTestDouble:
         return list(self.devices)
 
 
+def cuda_reserved_bytes(memory_total_bytes: int) -> int:
+    """What the driver keeps back from CUDA (a real view reports a little less than NVML): 500 MiB,
+    at most 1/64 of a small card's memory (a fixed 500 MiB is half of a 1 GiB card)."""
+    return min(500 << 20, memory_total_bytes // 64)
+
+
 def cuda_view_of(gpu: FakeGpu) -> CudaView:
     domain, bus, rest = gpu.pci_bus_id.split(":")
     return CudaView(
         name=gpu.name,
-        # The driver keeps some memory back from CUDA: a real view reports a little less.
-        memory_total_bytes=gpu.memory_total_bytes - 500 * (1 << 20),
+        memory_total_bytes=gpu.memory_total_bytes - cuda_reserved_bytes(gpu.memory_total_bytes),
         sm_count=gpu.sm_count,
         pci_bus_id=f"{int(domain, 16):04x}:{bus.lower()}:{rest.lower()}",
         uuid=gpu.uuid,

@@ -25,11 +25,15 @@ ExecutorFactory = Callable[[Inventory], ProofExecutor]
 
 
 def default_executor(inventory: Inventory) -> ProofExecutor:
-    """CuPy on a host whose inventory found NVIDIA GPUs; numpy otherwise."""
+    """CuPy on a host whose inventory found NVIDIA GPUs; numpy otherwise. CuPy comes from the
+    backend's loader (`backends.cupy.load_cupy`), as the benchmarks' does: CUDA_DEVICE_ORDER is
+    PCI_BUS_ID before CUDA starts (the executor's device ordinals are NVML's indices), and a test
+    that answers the import with the CUDA test double reaches the proof too."""
     if inventory.gpus:
+        from benchmark_probe.backends.cupy import load_cupy
         from gpuproof.protocol.proof.cupy_executor import CupyExecutor
 
-        return CupyExecutor()
+        return CupyExecutor(cupy=load_cupy())
     return NumpyExecutor()
 
 

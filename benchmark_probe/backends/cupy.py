@@ -62,7 +62,7 @@ GEMM_SPECS: dict[str, GemmSpec] = {
 }
 
 
-def _cupy() -> Any:
+def load_cupy() -> Any:
     # Must precede CUDA initialisation so CUDA ordinals follow PCI order, like NVML's.
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     import cupy
@@ -72,7 +72,7 @@ def _cupy() -> Any:
 
 def cupy_available() -> bool:
     try:
-        _cupy()
+        load_cupy()
     except Exception:  # ImportError, or a CUDA library that fails to load
         return False
     return True
@@ -99,7 +99,7 @@ class CupyCudaInspector:
         self._cp = cupy
 
     def views(self) -> list[CudaView]:
-        rt = (self._cp or _cupy()).cuda.runtime
+        rt = (self._cp or load_cupy()).cuda.runtime
         views = []
         for ordinal in range(rt.getDeviceCount()):
             props = rt.getDeviceProperties(ordinal)
@@ -140,7 +140,7 @@ class CupyBackend:
         return len(plan.gemm_kinds) + 3
 
     def run_device(self, device: Any, plan: BenchPlan, progress: Progress) -> list[BenchmarkResult]:
-        cp = self._cp or _cupy()
+        cp = self._cp or load_cupy()
         ordinal = cp.cuda.runtime.deviceGetByPCIBusId(device.pci_bus_id)
         plan = plan.sized_for(device.memory_total_bytes)
         try:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,11 +58,15 @@ class ProductionStack:
 
 
 @contextmanager
-def production_stack(*parameters: str, timeout_s: float = 120.0) -> Iterator[ProductionStack]:
-    """Start the stack with `NAME=VALUE` overrides on top of the template's defaults."""
+def production_stack(
+    *parameters: str, timeout_s: float = 120.0, flags: Sequence[str] = ()
+) -> Iterator[ProductionStack]:
+    """Start the stack with `NAME=VALUE` overrides on top of the template's defaults; `flags` are
+    more arguments of `python -m gpuproof.local` (e.g. --test-double-gpu, --chain-endpoint URL)."""
     env = {k: v for k, v in os.environ.items() if k in _KEEP}
     env["PYTHONUNBUFFERED"] = "1"
     args = [sys.executable, "-m", "gpuproof.local", "--schedule-interval", "1", "--log-level", "WARNING"]
+    args += list(flags)
     for p in parameters:
         args += ["--parameter", p]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -25,19 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Grants that only a path the tests do not reach needs: (function, grant) -> why it stays.
 UNEXERCISED: dict[tuple[str, str], str] = {
-    ("VerifyWorkerFunction", "DynamoDBCrudPolicy GpuUuidsTable"): (
-        "a passing report's GPU UUIDs are claimed with a conditional PutItem in the verification's "
-        "transaction (adapters/dynamo.py record_verification); the reports the suite can pass come "
-        "from the CPU backend and list no GPU UUID, so only the GetItem of the check is measured"
-    ),
-    ("MachineApiFunction", "DynamoDBCrudPolicy GpuUuidsTable"): (
-        "an owner's exit releases the machine's GPU UUIDs with conditional DeleteItems in the exit's "
-        "transaction (adapters/dynamo.py revoke); the machines the suite can publish come from the CPU "
-        "backend and hold no GPU UUID (tests/integration/test_gpu_release.py runs the release itself)"
-    ),
+    # (The verify worker's GPU UUID claims and the exit's releases are measured: machines of the
+    # TEST DOUBLE GPU model hold GPU UUIDs, tests/e2e/test_gpu_path.py.)
     ("DeadlineSweeperFunction", "DynamoDBCrudPolicy GpuUuidsTable"): (
         "a machine revoked for staying offline releases its GPU UUIDs with conditional DeleteItems "
-        "(adapters/dynamo.py revoke); the suite's CPU-backed machines hold none"
+        "(adapters/dynamo.py revoke); the machines the suite lets go offline are CPU-backed and hold none"
     ),
 }
 

@@ -173,6 +173,7 @@ def test_only_the_owner_exits_and_the_exit_revokes_the_score(
     assert out["machine"]["state"] == "exited"
     assert out["revoked_verdict_id"] == f"{mid}:1:revoked"
     assert [r["code"] for r in out["machine"]["state_reasons"]] == ["machine_exited"]
+    assert out["machine"]["scored"] is None  # the answer is what was written: the score withdrawn
     with pytest.raises(ServiceError) as again:  # exited: nothing left to exit
         ServiceClient(local_stack.api_url, owner_key).request("POST", f"/machines/{mid}/exit", {})
     assert again.value.status == 409 and again.value.code == "machine_state_conflict"

@@ -4,6 +4,7 @@ such a host reports: an H100 inventory and self-measured BF16 figures. Test doub
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -12,15 +13,20 @@ import benchmark_probe.backends.cupy as cupy_backend
 import benchmark_probe.inventory as inventory_module
 from benchmark_probe.cupy_double import CupyTestDouble
 from benchmark_probe.inventory import collect_inventory
-from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
+from benchmark_probe.nvml_double import CudaTestDouble, FakeGpu, NvmlTestDouble, fixed_host
 from gpuproof.protocol.report import BenchmarkResult, Inventory
 
 
-def patch_gpu_host(monkeypatch: pytest.MonkeyPatch, gpus: int, **double: Any) -> CupyTestDouble:
-    nvml = NvmlTestDouble.with_gpus(gpus)
+def patch_gpu_host(
+    monkeypatch: pytest.MonkeyPatch, gpus: int | Sequence[FakeGpu], **double: Any
+) -> CupyTestDouble:
+    """`gpus` H100s (`fake_gpu`), or exactly these fake GPUs; `double` goes to the CuPy double
+    (e.g. `clock=DOUBLE_MODEL_CLOCK`). The probe's own loaders answer with the doubles: NVML for the
+    inventory, CuPy for its CUDA view, the benchmarks and the proof's executor."""
+    nvml = NvmlTestDouble.with_gpus(gpus) if isinstance(gpus, int) else NvmlTestDouble(gpus=list(gpus))
     cp = CupyTestDouble.for_gpus(nvml.gpus, **double)
     monkeypatch.setattr(inventory_module, "_load_pynvml", lambda: (nvml, None))
-    monkeypatch.setattr(cupy_backend, "_cupy", lambda: cp)  # the CuPy import, answered by the double
+    monkeypatch.setattr(cupy_backend, "load_cupy", lambda: cp)  # the CuPy import, answered by the double
     return cp
 
 

@@ -95,7 +95,8 @@ def make_claim(claimed_gpu_model: str | None, gpu_count: int, *, allow_cpu_backe
 def proof_params_for(claim: Claim, *, cpu_deadline_s: float = 0.0) -> list[ProofParams]:
     """The proof-of-throughput parameters the service gives this claim: one set per GPU, sized
     from the claimed model's expected int8 rate (its fastest exact path) so the GEMMs take about
-    10 s on it, with the model's own epilogue and setup allowances; a CPU claim gets the small
+    10 s on it, with the model's own epilogue and setup allowances (and its own matrix shape when
+    its row has one: only the local stack's TEST DOUBLE GPU does); a CPU claim gets the small
     CPU parameters, its deadline at least `cpu_deadline_s` (CPU_PROOF_DEADLINE_S: the CPU backend
     is a plumbing check for tests and demos, timed on a host it shares with the stack and the other
     provers of a test, not a throughput bound; docs/protocol.md "Deadline"). GPU claims never read it."""
@@ -111,7 +112,9 @@ def proof_params_for(claim: Claim, *, cpu_deadline_s: float = 0.0) -> list[Proof
     epilogue = EPILOGUE_FRACTION if ref.epilogue_fraction is None else ref.epilogue_fraction
     setup = SETUP_S if ref.setup_s is None else ref.setup_s
     return [
-        derive_params(rate, gpu_index=i, epilogue_fraction=epilogue, setup_s=setup)
+        derive_params(
+            rate, gpu_index=i, epilogue_fraction=epilogue, setup_s=setup, n=ref.proof_n, d=ref.proof_d
+        )
         for i in range(claim.gpu_count)
     ]
 

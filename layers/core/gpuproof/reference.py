@@ -78,14 +78,24 @@ class GpuReference:
     int8_achieved_fraction: float | None = None
     epilogue_fraction: float | None = None
     setup_s: float | None = None
+    # The proof's matrix shape, when the model has one of its own (None: GPU_D columns and the
+    # GPU_N rule of gpuproof.protocol.proof.params). No packaged row sets them: only the local
+    # stack's TEST DOUBLE GPU (gpuproof.local.test_double_gpu), whose tiny rate needs tiny matrices.
+    proof_n: int | None = None
+    proof_d: int | None = None
 
     @property
     def expected_int8_tops(self) -> float | None:
         """Dense int8 datasheet rate x the achieved fraction (an estimate, data/README.md); None
-        when the table has no int8 rate for the model (it cannot be claimed)."""
+        when the table has no int8 rate for the model (it cannot be claimed). Rounded to 3 decimals
+        (every packaged rate is > 1 TOPS); a rate under 1 TOPS keeps 3 significant digits instead,
+        so that it never rounds to 0 (a claim sized from a zero rate has no deadline)."""
         if self.int8_dense_tops is None or self.int8_achieved_fraction is None:
             return None
-        return round(self.int8_dense_tops * self.int8_achieved_fraction, 3)
+        rate = self.int8_dense_tops * self.int8_achieved_fraction
+        if rate <= 0:
+            return None
+        return round(rate, 3) if rate >= 1 else float(f"{rate:.3g}")
 
     @property
     def expected_bf16_tflops(self) -> float | None:
@@ -148,10 +158,36 @@ def parse_table(text: str) -> tuple[GpuReference, ...]:
 
 
 @functools.cache
-def reference_table() -> tuple[GpuReference, ...]:
-    """The packaged reference table (`gpuproof/data/gpu_reference.csv`), loaded once."""
+def packaged_table() -> tuple[GpuReference, ...]:
+    """The packaged reference table (`gpuproof/data/gpu_reference.csv`, what AWS runs), loaded once."""
     text = resources.files("gpuproof").joinpath("data/gpu_reference.csv").read_text(encoding="utf-8")
     return parse_table(text)
+
+
+# Rows a local stack process registered at start-up (`python -m gpuproof.local --test-double-gpu`):
+# only gpuproof.local.test_double_gpu calls `register_test_double`, and nothing a Lambda handler
+# imports reaches it (tests/unit/test_test_double_gpu.py); empty in every deployed function.
+_TEST_DOUBLES: dict[str, GpuReference] = {}
+TEST_DOUBLE_MARK = "TEST DOUBLE"
+
+
+def reference_table() -> tuple[GpuReference, ...]:
+    """The packaged table, and after it any test-double row this process registered (none in AWS)."""
+    return packaged_table() + tuple(_TEST_DOUBLES.values())
+
+
+def register_test_double(row: GpuReference) -> None:
+    """Add a TEST DOUBLE model to this process's table (the local stack's composition root only).
+    Refuses a row whose name does not say it is a test double, or one named like a packaged model."""
+    if TEST_DOUBLE_MARK not in row.model.upper():
+        raise ValueError(f"{row.model!r} is not named as a test double ({TEST_DOUBLE_MARK!r})")
+    if lookup(row.model, packaged_table()) is not None:
+        raise ValueError(f"{row.model!r} is a packaged model")
+    _TEST_DOUBLES[row.model] = row
+
+
+def unregister_test_double(model: str) -> None:
+    _TEST_DOUBLES.pop(model, None)
 
 
 def _key(name: str) -> str:

@@ -45,7 +45,7 @@ def configure_logging(level: str) -> StackLogHandler:
     return handler
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpuproof-local", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="HTTP front port (default: a free one)")
     parser.add_argument("--host", default="127.0.0.1")
@@ -78,12 +78,37 @@ def main(argv: list[str] | None = None) -> int:
         "the stack funds its oracle account on it",
     )
     parser.add_argument(
+        "--test-double-gpu",
+        action="store_true",
+        help="TEST DOUBLE: register the model 'GPUPROOF TEST DOUBLE GPU' (gpuproof.local.double_gpu) "
+        "in this process's reference table, so the probe's GPU path can run against the NVML and "
+        "CUDA test doubles; proves nothing about any GPU",
+    )
+    parser.add_argument(
         "--hang-at",
         choices=hooks.HANG_POINTS,
         default=None,
         help="TEST HOOK: the chain publisher blocks forever at this point (to SIGKILL the stack there)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def stack_for(args: argparse.Namespace) -> LocalStack:
+    """The stack the command line asks for (not started)."""
+    parameters = dict(p.split("=", 1) for p in args.parameter)
+    return LocalStack(
+        endpoint_url=args.moto_endpoint,
+        host=args.host,
+        port=args.port,
+        schedule_interval_s=args.schedule_interval,
+        parameters=parameters,
+        chain_url=args.chain_endpoint,
+        test_double_gpu=args.test_double_gpu,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments().parse_args(argv)
     record_to = aws_calls.install_from_environment()
     configure_logging(args.log_level)
 
@@ -97,15 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.hang_at is not None:
         hooks.hang_publisher_at(args.hang_at)
-    parameters = dict(p.split("=", 1) for p in args.parameter)
-    stack = LocalStack(
-        endpoint_url=args.moto_endpoint,
-        host=args.host,
-        port=args.port,
-        schedule_interval_s=args.schedule_interval,
-        parameters=parameters,
-        chain_url=args.chain_endpoint,
-    )
+    stack = stack_for(args)
     with stack:
         print(f"gpuproof local stack: API  {stack.api_url}", flush=True)
         print(f"                      moto {stack.endpoint_url} (region us-east-1)", flush=True)

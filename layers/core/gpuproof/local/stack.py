@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from gpuproof.local import aws_calls
+from gpuproof.local import aws_calls, double_gpu
 from gpuproof.local.chain import LocalChain, oracle_account_from_environment, start_for_stack
 from gpuproof.local.front import HttpFront, Route, Router
 from gpuproof.local.moto_server import HOST, MotoServer, aws_environment
@@ -50,6 +50,7 @@ class LocalStack:
         allow_missing_handlers: bool = False,
         chain: bool | None = None,
         chain_url: str | None = None,
+        test_double_gpu: bool = False,
     ) -> None:
         self.template: Template = load_template(template_path)
         self._endpoint_url = endpoint_url
@@ -67,6 +68,10 @@ class LocalStack:
         # Or a chain node another process runs (the stack funds its oracle account there).
         self.chain_url = chain_url
         self.chain: LocalChain | None = None
+        # The TEST DOUBLE GPU model in this process's reference table while the stack runs
+        # (gpuproof.local.double_gpu); only an explicit flag registers it, never the environment.
+        self.test_double_gpu = test_double_gpu
+        self._double_installed = False
         self.moto: MotoServer | None = None
         self.resources: Resources | None = None
         self.functions: dict[str, LocalFunction] = {}
@@ -99,6 +104,10 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
+        if self.test_double_gpu:
+            double_gpu.install()
+            self._double_installed = True
+            log.warning("TEST DOUBLE GPU model registered: %s (local stack only)", double_gpu.DOUBLE_MODEL)
         if self._endpoint_url is None:
             self.moto = MotoServer().start()
             self._endpoint_url = self.moto.endpoint_url
@@ -229,6 +238,9 @@ class LocalStack:
             else:
                 os.environ[key] = value
         self._saved_env = {}
+        if self._double_installed:
+            double_gpu.uninstall()
+            self._double_installed = False
         self._started = False
 
     def _set_env(self, values: dict[str, str]) -> None:

@@ -15,7 +15,7 @@ from gpuproof.logic.attempts import CooldownPolicy, cooldown_reasons, count_prev
 from gpuproof.logic.ports import Clock, MachineStore, TranscriptStore, VerifyQueue
 from gpuproof.logic.presence import announcement, presence_due
 from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport, Verdict
-from gpuproof.logic.revocation import revoked_verdict
+from gpuproof.logic.revocation import revoked_verdict, withdrawn
 from gpuproof.logic.states import EXITABLE, MachineState, states_before
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.delivery import (
@@ -486,10 +486,8 @@ def exit_machine(svc: Services, request: SignedRequest, machine_id: str) -> tupl
     evidence = {"keyid": request.keyid, "created": request.created, "nonce": request.nonce}
     verdict = revoked_verdict(machine, reason, evidence, now)
     svc.store.revoke(machine, MachineState.exited, reason, verdict, now, request)
-    machine.state = MachineState.exited
-    machine.state_reasons = [reason.as_dict()]
-    machine.updated_at = now
-    return machine, verdict
+    # The answer shows what was written: no score, no GPUs (they are another machine's to claim).
+    return withdrawn(machine, MachineState.exited, reason, now), verdict
 
 
 # A report still unverified this long after intake lost its queue message (a crash between the

@@ -12,10 +12,12 @@ the verdict item keeps. In the same transaction the machine's GPU UUIDs are rele
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any
 
 from gpuproof.logic.records import Machine, Verdict, VerdictResult
+from gpuproof.logic.states import MachineState
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.reasons import Reason
 
@@ -52,4 +54,20 @@ def revoked_verdict(machine: Machine, reason: Reason, evidence: dict[str, Any], 
         evidence_digest=hashlib.sha256(canonical_bytes(doc)).hexdigest(),
         decided_at=now,
         revocation=doc,
+    )
+
+
+def withdrawn(machine: Machine, state: MachineState, reason: Reason, now: float) -> Machine:
+    """The machine as a revocation leaves it (what `MachineStore.revoke` writes): in `state` with
+    `reason`, no score, no GPU UUIDs, no liveness watch, no presence schedule."""
+    return dataclasses.replace(
+        machine,
+        state=state,
+        state_reasons=[reason.as_dict()],
+        updated_at=now,
+        scored=None,
+        gpu_uuids=[],
+        liveness_due_at=None,
+        offline_since=None,
+        presence=None,
     )
