@@ -135,8 +135,8 @@ def capacity_section() -> str:
             f"with the same d, chunk, spots and walks and {tp.n_rows} rows (L = {tp.n_stages}), verified "
             f"{REPEATS} times (process CPU time); the Merkle levels the H100's depth adds "
             f"({extra_levels:,} node hashes: {extra_spot} more per spot, {extra_walk} more per walk step) "
-            "timed here per level and added. Transcript decoding is NOT included (the JSON transcript is "
-            "the only encoding so far; a binary codec is not written). BLAS on one thread.",
+            "timed here per level and added. Decoding the openings is not included (the next section "
+            "measures it at the real shapes). BLAS on one thread.",
             "",
             "| part | time |",
             "|---|---|",
