@@ -134,7 +134,8 @@ class _Shape:
 
     @property
     def tree_depth(self) -> int:
-        return self.depth - (self.tp.chunk_rows.bit_length() - 1)
+        """Siblings from an item's subtree to root_L (none when one chunk spans the tree)."""
+        return max(0, self.depth - (self.tp.chunk_rows.bit_length() - 1))
 
     @property
     def answer_depth(self) -> int:
