@@ -11,19 +11,17 @@ service times every message on its own clock.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from benchmark_probe.client import ServiceClient, upload_transcript
 from benchmark_probe.report import Challenge
-from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.capacity import (
     CapacityParams,
     CapacityRound,
-    CapacityTranscript,
     SignedCapacityCommitment,
     draw_walks,
 )
@@ -31,15 +29,14 @@ from gpuproof.protocol.capacity.device import SimulatedDevice
 from gpuproof.protocol.capacity.draws import all_spots
 from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE
 from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.capacity.wire import encode_openings
 from gpuproof.protocol.delivery import TranscriptRef
 from gpuproof.protocol.keys import SigningKey
-from gpuproof.protocol.limits import MAX_BODY_BYTES, MAX_CAPACITY_OPENINGS_STORED_BYTES
+from gpuproof.protocol.limits import MAX_CAPACITY_OPENINGS_STORED_BYTES
 
 # The numpy prover holds every layer of a fill while it opens the walks: fills above this are
 # skipped on the CPU executor (a GPU-size phase needs the CUDA fill, not written yet).
 MAX_NUMPY_FILL_BYTES = 64 * 1024 * 1024
-# Room for the request's own fields beside the openings' JSON in one body.
-BODY_MARGIN_BYTES = 4096
 Delivery = Literal["auto", "inline", "upload"]
 log = logging.getLogger(__name__)
 
@@ -64,6 +61,13 @@ class CapacityOutcome:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
+def openings_reference(data: bytes) -> TranscriptRef:
+    """What the openings route takes for uploaded openings: format 2 (binary), SHA-256, size."""
+    return TranscriptRef(
+        version=2, transcript_sha256=hashlib.sha256(data).hexdigest(), transcript_bytes=len(data)
+    )
+
+
 def capacity_params(challenge: Challenge) -> CapacityParams | None:
     doc = challenge.params.get("capacity")
     return None if doc is None else CapacityParams.model_validate(doc)
@@ -78,9 +82,10 @@ def run_capacity(
     delivery: Delivery = "auto",
 ) -> CapacityOutcome:
     """The whole interactive phase against the service. `prover_factory` and `on_round` exist for
-    tests (adversarial provers, a slow store). The openings go inline when they fit the body and
-    the service's inline bound, else (or with `delivery="upload"`) to the presigned POST the last
-    round's answer carries, followed by a reference."""
+    tests (adversarial provers, a slow store). The openings are the binary transcript (wire.py);
+    they go inline (base64) when they fit the service's inline bound, else (or with
+    `delivery="upload"`) to the presigned POST the last round's answer carries, followed by a
+    reference."""
     params = capacity_params(challenge)
     if params is None:
         return CapacityOutcome(False, "the challenge carries no capacity phase")
@@ -114,21 +119,17 @@ def run_capacity(
     data = signed.commitment.signing_bytes()
     walks = {tp.target: draw_walks(data, secret, tp) for tp in params.targets}
     openings = prover.open(nonces, all_spots(data, secret, params), walks)
-    doc = CapacityTranscript(targets=list(openings)).model_dump(mode="json")
-    raw = canonical_bytes(doc)
-    fits = (
-        len(raw) + BODY_MARGIN_BYTES <= MAX_BODY_BYTES
-        and len(zlib.compress(raw, 6)) <= MAX_CAPACITY_OPENINGS_STORED_BYTES
-    )
+    raw = encode_openings(openings, params)
+    fits = len(raw) <= MAX_CAPACITY_OPENINGS_STORED_BYTES
     upload = step.get("openings_upload")
     if delivery == "inline" or (delivery == "auto" and (fits or not upload)):
-        accepted = client.submit_capacity_openings(machine_id, challenge_id, transcript=doc)
+        accepted = client.submit_capacity_openings(machine_id, challenge_id, openings=raw)
         outcome.delivery = "inline"
     else:
         if not upload:
             raise ValueError("the service offered no upload for the capacity openings")
         upload_transcript(upload, raw, OPENINGS_MEDIA_TYPE)
-        ref = TranscriptRef.of(1, raw).model_dump(mode="json", exclude_none=True)
+        ref = openings_reference(raw).model_dump(mode="json", exclude_none=True)
         accepted = client.submit_capacity_openings(machine_id, challenge_id, reference=ref)
         outcome.delivery = "upload"
     outcome.openings_bytes = int(accepted["stored_bytes"])

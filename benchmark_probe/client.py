@@ -58,13 +58,13 @@ class ServiceClient(SignedClient):
         self,
         machine_id: str,
         challenge_id: str,
-        transcript: dict[str, Any] | None = None,
+        openings: bytes | None = None,
         reference: dict[str, Any] | None = None,
     ) -> Any:
-        """The openings inline (`transcript`) or a reference to their uploaded canonical JSON."""
+        """The binary openings inline (sent as base64) or a reference to the same bytes uploaded."""
         body: dict[str, Any] = {"challenge_id": challenge_id}
-        if transcript is not None:
-            body["transcript"] = transcript
+        if openings is not None:
+            body["openings"] = base64.b64encode(openings).decode()
         if reference is not None:
             body["reference"] = reference
         return self.request("POST", f"/machines/{machine_id}/capacity/openings", body)

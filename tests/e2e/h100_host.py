@@ -66,12 +66,16 @@ class Committed:
         return TranscriptRef.of(2, data, proof)
 
 
-def committed_h100_host(local_stack: Any) -> Committed:
-    """A machine that took an 8 x H100 challenge and committed: the answer carries its upload."""
+def committed_h100_host(local_stack: Any, claimed_ram_bytes: int | None = None) -> Committed:
+    """A machine that took an 8 x H100 challenge (and claims `claimed_ram_bytes` of host RAM) and
+    committed: the answer carries its upload."""
     key = SigningKey.generate()
     client = ServiceClient(local_stack.api_url, key)
     assert register(client, registration_for(key, OWNER, Region.europe)) == "registered"
-    challenge = client.create_challenge(key.public_hex, {"claimed_gpu_model": H100, "gpu_count": 8})
+    body: dict[str, Any] = {"claimed_gpu_model": H100, "gpu_count": 8}
+    if claimed_ram_bytes is not None:
+        body["claimed_ram_bytes"] = claimed_ram_bytes
+    challenge = client.create_challenge(key.public_hex, body)
     assert len(challenge["params"]["proof"]) == 8
     answer: dict[str, Any] = {}
 

@@ -17,28 +17,32 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmark_probe.capacity import run_capacity
+from benchmark_probe.capacity import openings_reference, run_capacity
 from benchmark_probe.client import ServiceClient, ServiceError, upload_transcript
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.proof import prove
 from benchmark_probe.report import Challenge, build_report
 from gpuproof.api.wiring import verify_services
-from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.capacity import (
+    CapacityAnswer,
+    CapacityCommitment,
     CapacityParams,
     CapacityRound,
-    CapacityTranscript,
     SignedCapacityCommitment,
+    draw_walks,
 )
 from gpuproof.protocol.capacity.device import SimulatedDevice
-from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE
+from gpuproof.protocol.capacity.draws import all_spots
+from gpuproof.protocol.capacity.fill import capacity_seed, chain_value
+from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE, TargetAnswer, TargetCommitment
 from gpuproof.protocol.capacity.prover import CapacityProver
-from gpuproof.protocol.delivery import TranscriptRef
+from gpuproof.protocol.capacity.wire import encode_openings, max_size
+from gpuproof.protocol.delivery import MEDIA_TYPES
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import NumpyExecutor
 from tests.unit import capacity_adversaries as adv
-from tests.unit.test_capacity_wiring import _h100_openings
 
+from .h100_host import committed_h100_host, send_report, shaped_transcript
 from .test_proof_flow import new_machine, take_challenge, verification
 
 pytestmark = pytest.mark.e2e
@@ -99,48 +103,86 @@ def test_an_honest_machine_proves_its_capacity(local_stack: Any) -> None:
 
 def test_openings_uploaded_out_of_band_prove_the_same(local_stack: Any) -> None:
     status, outcome = run_machine(local_stack, delivery="upload")
-    assert outcome.delivery == "upload" and outcome.openings_bytes > 256 * 1024  # the JSON, unzipped
+    assert outcome.delivery == "upload" and outcome.openings_bytes > 100_000  # the binary openings
     check = verification(status)["capacity"]
     assert check["status"] == "pass" and check["reasons"] == []
     record = status["reports"][0]["verification"]["capacity"]
     assert record["gpus"][0]["passed"] and record["host_ram"]["passed"]
 
 
-def test_h100_size_openings_travel_by_upload_and_are_judged(local_stack: Any) -> None:
-    """5.3 MB of openings (an H100's real shapes, random content) through the presigned POST: the
-    service checks the size, the worker fetches and decodes them, and the verifier (not the
-    delivery) refuses them: they are not this phase's openings."""
-    key, client, inventory = new_machine(local_stack)
-    challenge = take_challenge(client, key, inventory)
-    proof = prove(client, key, challenge, NumpyExecutor())
-    mid, cid = key.public_hex, challenge.challenge_id
+def test_8xh100_openings_travel_by_upload_and_are_decoded_and_judged(local_stack: Any) -> None:
+    """The binary openings of a real 8 x H100 + 256 GiB phase (18.1 MB: random rows at the drawn
+    positions, roots chained to the signed commitment) through the presigned POST: the service
+    checks the reference and the size, the worker fetches them, checks the digest, decodes and
+    verifies them; the verifier (not the delivery) refuses them: their rows open nothing."""
+    host = committed_h100_host(local_stack, claimed_ram_bytes=2**38)
+    mid, cid, client = host.key.public_hex, host.challenge["challenge_id"], host.client
     opened = client.open_capacity(mid, cid)
     params = CapacityParams.model_validate(opened["params"])
-    prover = CapacityProver(bytes.fromhex(opened["nonce"]), mid, cid, params, adv.honest_devices(params))
-    step = client.submit_capacity_commitment(
-        mid, cid, SignedCapacityCommitment.sign(prover.fill(), key).model_dump(mode="json")
+    assert len(params.targets) == 9 and params.targets[-1].is_host
+    nonce = bytes.fromhex(opened["nonce"])
+    rng = np.random.default_rng(3)
+    roots = {tp.target: [rng.bytes(32) for _ in range(tp.n_stages)] for tp in params.targets}
+    commitment = CapacityCommitment(
+        machine_id=mid,
+        challenge_id=cid,
+        nonce=nonce.hex(),
+        targets=[
+            TargetCommitment(
+                target=t, chain=chain_value(capacity_seed(nonce, mid, t), layer).hex(), root=layer[-1].hex()
+            )
+            for t, layer in roots.items()
+        ],
     )
+    signed = SignedCapacityCommitment.sign(commitment, host.key)
+    step = client.submit_capacity_commitment(mid, cid, signed.model_dump(mode="json"))
     while step["round"]:
-        answer = prover.answer(CapacityRound.model_validate(step["round"]))
+        opened_round = CapacityRound.model_validate(step["round"])
+        answers = [TargetAnswer(target=t, root=rng.bytes(32).hex()) for t in opened_round.targets]
+        answer = CapacityAnswer(round=opened_round.round, answers=answers)
         step = client.submit_capacity_answer(mid, cid, answer.model_dump(mode="json"))
-    openings, _ = _h100_openings(np.random.default_rng(3))
-    raw = canonical_bytes(CapacityTranscript(targets=[openings]).model_dump(mode="json"))
-    assert len(raw) > 5_000_000
-    upload_transcript(step["openings_upload"], raw, OPENINGS_MEDIA_TYPE)
-    ref = TranscriptRef.of(1, raw).model_dump(mode="json", exclude_none=True)
+    secret, drawn_on = bytes.fromhex(step["draw_secret"]), commitment.signing_bytes()
+    openings = adv.shaped_openings(
+        params,
+        rng,
+        spots=all_spots(drawn_on, secret, params),
+        walks={tp.target: draw_walks(drawn_on, secret, tp) for tp in params.targets},
+        roots=roots,
+    )
+    raw = encode_openings(openings, params)
+    upload = step["openings_upload"]
+    assert 18_000_000 < len(raw) <= upload["max_bytes"] == max_size(params)  # docs/protocol.md §17.8
+    upload_transcript(upload, raw, OPENINGS_MEDIA_TYPE, backoff_s=0)
+    ref = openings_reference(raw).model_dump(mode="json", exclude_none=True)
+    with pytest.raises(ServiceError) as json_v1:  # the JSON openings are no longer taken
+        client.submit_capacity_openings(mid, cid, reference={**ref, "version": 1})
+    assert json_v1.value.status == 422 and json_v1.value.code == "capacity_openings_invalid"
     with pytest.raises(ServiceError) as both:
-        client.submit_capacity_openings(mid, cid, transcript={"version": 1, "targets": []}, reference=ref)
+        client.submit_capacity_openings(mid, cid, openings=raw[:100], reference=ref)
     assert both.value.status == 422 and both.value.code == "capacity_openings_invalid"
     with pytest.raises(ServiceError) as short:
         client.submit_capacity_openings(mid, cid, reference={**ref, "transcript_bytes": len(raw) - 1})
     assert short.value.status == 422 and short.value.code == "transcript_size_mismatch"
     accepted = client.submit_capacity_openings(mid, cid, reference=ref)
     assert accepted["stored_bytes"] == len(raw)
-    status = finish(local_stack, key, client, inventory, challenge, proof)
-    check = verification(status)["capacity"]
+    proof = shaped_transcript(host.params, host.pairs, rng)
+    upload_transcript(host.upload, proof, MEDIA_TYPES[2], backoff_s=0)
+    assert send_report(host, host.reference(proof))["state"] == "submitted"
+    started = time.monotonic()
+    local_stack.drain(120)  # 8 GPUs' proof and 9 capacity targets, in this process on a shared machine
+    print(f"verify worker (8 x H100 + host, proof and capacity): {time.monotonic() - started:.1f} s wall")
+    check = verification(client.machine(mid))["capacity"]
     codes = {r["code"] for r in check["reasons"]}
-    assert check["status"] == "fail" and codes == {"capacity_params_mismatch"}, codes
-    assert not codes & {"capacity_missing", "transcript_missing", "transcript_digest_mismatch"}
+    assert check["status"] == "fail" and check["shadow"] is True
+    # decoded and judged: every spot and the first step of every walk fail their own checks
+    assert {"capacity_merkle_path_invalid", "capacity_answer_mismatch", "capacity_walk_check_failed"} <= codes
+    # a loaded machine may answer a 0.87 s GPU round late: nothing else may appear
+    late = {"capacity_round_deadline_missed", "capacity_host_round_deadline_missed"}
+    assert codes - late == {
+        "capacity_merkle_path_invalid",
+        "capacity_answer_mismatch",
+        "capacity_walk_check_failed",
+    }, codes
 
 
 def test_half_memory_is_recorded_in_shadow_and_not_refused(local_stack: Any) -> None:
@@ -240,7 +282,7 @@ def test_capacity_messages_out_of_order_or_foreign_are_refused_with_codes(local_
         client.submit_capacity_answer(mid, cid, {**answer, "round": 2})
     assert wrong_round.value.status == 409 and wrong_round.value.code == "capacity_state_conflict"
     with pytest.raises(ServiceError) as early_openings:
-        client.submit_capacity_openings(mid, cid, {"version": 1, "targets": []})
+        client.submit_capacity_openings(mid, cid, b"GPCOv2")
     assert early_openings.value.status == 409 and early_openings.value.code == "capacity_state_conflict"
     with pytest.raises(ServiceError) as schema:
         client.submit_capacity_answer(mid, cid, {"round": 0, "answers": []})

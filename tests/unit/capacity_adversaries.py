@@ -26,8 +26,15 @@ from gpuproof.protocol.capacity import (
     verify_capacity,
 )
 from gpuproof.protocol.capacity.device import OutOfDeviceMemory, SimulatedDevice
-from gpuproof.protocol.capacity.fill import Rows
-from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetOpenings
+from gpuproof.protocol.capacity.draws import Walk, bandwidth_round, target_rounds
+from gpuproof.protocol.capacity.fill import HALF, Rows, partner
+from gpuproof.protocol.capacity.models import (
+    CapacityTargetParams,
+    SpotOpening,
+    TargetOpenings,
+    WalkOpening,
+    WalkStep,
+)
 from gpuproof.protocol.capacity.params import fill_ops
 from gpuproof.protocol.capacity.prover import CapacityProver, TargetState
 from gpuproof.protocol.keys import SigningKey
@@ -182,6 +189,107 @@ class Tamper:
 
     def openings(self, openings: Sequence[TargetOpenings]) -> Sequence[TargetOpenings]:
         return openings
+
+
+# -- openings of real shapes, random content (sizes and codecs are measured on them) ----------------
+
+
+def shaped_openings(
+    params: CapacityParams,
+    rng: np.random.Generator,
+    *,
+    spots: Mapping[int, Mapping[int, Sequence[int]]] | None = None,
+    walks: Mapping[int, Sequence[Walk]] | None = None,
+    roots: Mapping[int, Sequence[bytes]] | None = None,
+) -> list[TargetOpenings]:
+    """Every target's openings at the params' real shapes: rows random in [-125, 125], digests
+    random; at the given draws (and roots), else at random items and walks that go from a row to
+    one of its parents as a walk does. Nothing in them opens anything."""
+    from gpuproof.protocol.proof import merkle
+
+    out = []
+    for tp in params.targets:
+        depth = merkle.depth(tp.n_rows)
+        tree_depth = depth - (tp.chunk_rows.bit_length() - 1)
+
+        def row() -> str:
+            return rng.integers(-HALF, HALF + 1, size=tp.d, dtype=np.int8).tobytes().hex()
+
+        def digests(n: int) -> list[str]:
+            raw = rng.bytes(32 * n).hex()
+            return [raw[64 * k : 64 * k + 64] for k in range(n)]
+
+        opened_spots = []
+        sweep_round = bandwidth_round(params)
+        for r in target_rounds(params, tp.target):
+            swept = r == sweep_round  # the bandwidth round's items are j = (s - 1) x items + c
+            universe = tp.items * tp.sweeps if swept else tp.items
+            if spots is not None:
+                items = list(spots[tp.target][r])
+            else:
+                chosen: dict[int, None] = {}
+                while len(chosen) < min(tp.sweep_spots if swept else tp.spots, universe):
+                    chosen[int(rng.integers(universe))] = None
+                items = list(chosen)
+            for item in items:
+                c = item % tp.items
+                count = min(tp.chunk_rows, tp.n_rows - c * tp.chunk_rows) if tp.mode == "scan" else 1
+                opened_spots.append(
+                    SpotOpening(
+                        round=r,
+                        item=item,
+                        rows=[row() for _ in range(count)],
+                        tree_path=digests(tree_depth),
+                        answer_path=digests(merkle.depth(tp.items)),
+                    )
+                )
+        plan = (
+            list(walks[tp.target])
+            if walks is not None
+            else [_random_walk(tp, w, rng) for w in range(tp.walks)]
+        )
+        opened_walks = []
+        for walk in plan:
+            steps: list[WalkStep] = []
+            for stage, at in zip(walk.stages, walk.rows, strict=True):
+                if steps:  # the row this walk went on to: one of the previous step's parents
+                    prev = steps[-1]
+                    own = at == prev.row
+                    parent = prev.own_prev if own else prev.mate_prev
+                    assert parent is not None
+                    a_row, a_path = parent, prev.own_prev_path if own else prev.mate_prev_path
+                else:
+                    a_row, a_path = row(), digests(depth)
+                parents = stage > 1
+                steps.append(
+                    WalkStep(
+                        stage=stage,
+                        row=at,
+                        a_row=a_row,
+                        a_path=a_path,
+                        own_prev=row() if parents else None,
+                        own_prev_path=digests(depth) if parents else [],
+                        mate_prev=row() if parents else None,
+                        mate_prev_path=digests(depth) if parents else [],
+                    )
+                )
+            opened_walks.append(WalkOpening(walk=walk.index, steps=steps))
+        layer_roots = [r.hex() for r in roots[tp.target]] if roots is not None else digests(tp.n_stages)
+        out.append(
+            TargetOpenings(target=tp.target, roots=layer_roots, spots=opened_spots, walks=opened_walks)
+        )
+    return out
+
+
+def _random_walk(tp: CapacityTargetParams, index: int, rng: np.random.Generator) -> Walk:
+    at = int(rng.integers(tp.n_rows))
+    stages, rows = [], []
+    for stage in range(tp.n_stages, tp.n_stages - tp.walk_stages, -1):
+        stages.append(stage)
+        rows.append(at)
+        if rng.integers(2):
+            at = partner(at, stage, tp.n_rows)
+    return Walk(index, stages, rows)
 
 
 # -- adversaries ------------------------------------------------------------------------------------

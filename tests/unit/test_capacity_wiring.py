@@ -1,30 +1,39 @@
 """The capacity phase's wiring (issue 12, docs/protocol.md §17.10): the shadow switch, the session
-as the challenge stores it, and the openings' delivery bounds at the real H100 size."""
+as the challenge stores it, and the binary openings' delivery bounds at the real H100 size."""
 
 from __future__ import annotations
 
+import base64
 import json
-import math
-import zlib
 
 import numpy as np
 import pytest
 
 from gpuproof.claim import capacity_params_for, make_claim
 from gpuproof.config import enforced_checks
-from gpuproof.logic.capacity import load_session, openings_bytes, openings_limit, session_doc
-from gpuproof.logic.verification import SHADOW_BY_DEFAULT
+from gpuproof.logic.capacity import load_session, openings_limit, session_doc
+from gpuproof.logic.verification import SHADOW_BY_DEFAULT, check
 from gpuproof.protocol.canonical import canonical_bytes
-from gpuproof.protocol.capacity import CapacitySession, CapacityTranscript, TargetOpenings
-from gpuproof.protocol.capacity.models import SpotOpening, WalkOpening, WalkStep
+from gpuproof.protocol.capacity import (
+    CapacityParams,
+    CapacitySession,
+    CapacityTranscript,
+    TargetOpenings,
+    derive_capacity_params,
+)
 from gpuproof.protocol.capacity.params import cpu_capacity_params
 from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.capacity.wire import encode_openings, max_size
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.limits import (
     MAX_BODY_BYTES,
-    MAX_CAPACITY_OPENINGS_BYTES_PER_TARGET,
+    MAX_CAPACITY_OPENINGS_BYTES,
     MAX_CAPACITY_OPENINGS_STORED_BYTES,
+    MAX_CHECK_REASONS,
+    PROTOCOL_MAX_GPUS,
 )
+from gpuproof.protocol.reasons import Reason
+from gpuproof.reference import reference_table
 from tests.unit import capacity_adversaries as adv
 
 KEY = SigningKey.from_seed(bytes(range(32)))
@@ -65,70 +74,63 @@ def test_the_stored_session_round_trips_exactly_and_the_cpu_openings_fit_inline(
     doc = json.loads(json.dumps(session_doc(NONCE, session)))  # as JSONAttribute stores it
     nonce, again = load_session(session.params, doc)
     assert nonce == NONCE and again == session
-    stored = openings_bytes(CapacityTranscript(targets=openings))
-    assert len(stored) <= MAX_CAPACITY_OPENINGS_STORED_BYTES
-    assert len(canonical_bytes(CapacityTranscript(targets=openings).model_dump(mode="json"))) < MAX_BODY_BYTES
+    stored = encode_openings(openings, session.params)
+    assert len(stored) <= MAX_CAPACITY_OPENINGS_STORED_BYTES  # kept in the challenge item
+    assert len(base64.b64encode(stored)) + 4096 < MAX_BODY_BYTES  # and inline in one request body
 
 
-def _h100_openings(rng: np.random.Generator) -> tuple[TargetOpenings, int]:
-    """One H100 target's openings at their real shapes (rows and paths random: the size, not the
+def _h100_openings(rng: np.random.Generator, gpus: int = 1) -> tuple[CapacityParams, list[TargetOpenings]]:
+    """H100 targets' openings at their real shapes (rows and digests random: the size, not the
     content, is what is measured)."""
-    claim = make_claim("NVIDIA H100 80GB HBM3", 1, allow_cpu_backend=False)
+    claim = make_claim("NVIDIA H100 80GB HBM3", gpus, allow_cpu_backend=False)
     params = capacity_params_for(claim)
     assert params is not None
-    tp = params.targets[0]
-    depth = tp.n_stages  # L = 27: the tree over N rows, padded to 2^L
-    sub = tp.chunk_rows.bit_length() - 1
-    answer_depth = math.ceil(math.log2(tp.items))
-
-    def row() -> str:
-        return rng.integers(-125, 126, size=tp.d, dtype=np.int8).tobytes().hex()
-
-    def path(n: int) -> list[str]:
-        return [rng.bytes(32).hex() for _ in range(n)]
-
-    spots = [
-        SpotOpening(
-            round=r,
-            item=int(rng.integers(tp.items)),
-            rows=[row() for _ in range(tp.chunk_rows)],
-            tree_path=path(depth - sub),
-            answer_path=path(answer_depth),
-        )
-        for r in range(1, params.rounds + 1)
-        for _ in range(tp.spots)
-    ]
-    walks = [
-        WalkOpening(
-            walk=w,
-            steps=[
-                WalkStep(
-                    stage=depth - j,
-                    row=int(rng.integers(tp.n_rows)),
-                    a_row=row(),
-                    a_path=path(depth),
-                    own_prev=row(),
-                    own_prev_path=path(depth),
-                    mate_prev=row(),
-                    mate_prev_path=path(depth),
-                )
-                for j in range(tp.walk_stages)
-            ],
-        )
-        for w in range(tp.walks)
-    ]
-    return TargetOpenings(target=0, roots=path(depth), spots=spots, walks=walks), len(params.targets)
+    return params, adv.shaped_openings(params, rng)
 
 
 def test_h100_size_openings_need_the_upload_and_fit_its_bound() -> None:
-    openings, targets = _h100_openings(np.random.default_rng(1))
-    raw = canonical_bytes(CapacityTranscript(targets=[openings]).model_dump(mode="json"))
-    # measured: ~5.3 MB of JSON per H100 GPU (docs/protocol.md §17.8)
-    assert 5.0e6 < len(raw) < 5.6e6
-    assert len(raw) > MAX_BODY_BYTES  # over the request limit: inline is impossible
-    assert len(zlib.compress(raw, 6)) > MAX_CAPACITY_OPENINGS_STORED_BYTES  # fill rows do not compress
-    assert len(raw) <= MAX_CAPACITY_OPENINGS_BYTES_PER_TARGET  # the upload takes it
-    eight = capacity_params_for(make_claim("NVIDIA H100 80GB HBM3", 8, allow_cpu_backend=False), 2**40)
-    assert eight is not None and 9 * len(raw) <= openings_limit(eight)
-    assert CapacityTranscript.model_validate_json(raw).targets[0] == openings  # within the wire bounds
-    assert targets == 1
+    params, openings = _h100_openings(np.random.default_rng(1))
+    data = encode_openings(openings, params)
+    # docs/protocol.md §17.8: 2.56 MB per H100 GPU in binary (2.13 MB + the bandwidth round's 24 spots), 5.47 MB as the v1 JSON
+    assert 2_100_000 < len(data) <= max_size(params) == 2_557_043
+    json_v1 = canonical_bytes(CapacityTranscript(targets=openings).model_dump(mode="json"))
+    assert 5.0e6 < len(json_v1) < 5.6e6
+    assert len(data) > MAX_CAPACITY_OPENINGS_STORED_BYTES  # over the inline bound: it is uploaded
+    assert len(data) <= openings_limit(params)  # the upload takes it
+
+
+def test_every_derivable_phase_fits_the_upload_cap() -> None:
+    """The upload bound is the phase's own size (`wire.max_size`), never capped below it: for
+    8 x H100 + 256 GiB (21.5 MB) and for the largest phase the service derives, 64 GPUs of the
+    reference table's largest model and 2.2 TiB of host RAM (the most N <= 2^32 rows hold)."""
+    eight = capacity_params_for(make_claim("NVIDIA H100 80GB HBM3", 8, allow_cpu_backend=False), 2**38)
+    assert eight is not None
+    assert openings_limit(eight) == max_size(eight) == 21_529_451
+    big = max(reference_table(), key=lambda g: g.mem_gb)
+    largest = derive_capacity_params(
+        gpu_count=PROTOCOL_MAX_GPUS,
+        mem_gb=big.mem_gb,
+        rate_tops=1000.0,
+        bandwidth_gbs=big.mem_bw_gbs or 1000.0,
+        host_ram_bytes=int(2.2 * 2**40),
+    )
+    assert largest.targets[-1].n_rows > 2**31  # host RAM near the row bound
+    assert openings_limit(largest) == max_size(largest) <= MAX_CAPACITY_OPENINGS_BYTES
+
+
+def test_a_check_lists_its_first_reasons_and_counts_the_rest_per_code() -> None:
+    """Wrong openings of an 8-GPU phase fail ~1,400 spots and walks: the stored check lists
+    MAX_CHECK_REASONS of them and one counted reason per code of the rest (every code stays)."""
+    many = [Reason("capacity_merkle_path_invalid", f"spot {k}") for k in range(40)]
+    many += [Reason("capacity_walk_check_failed", f"walk {k}") for k in range(5)]
+    result = check("capacity", many)
+    assert len(result.reasons) == MAX_CHECK_REASONS + 2 and result.status == "fail"
+    assert result.reasons[:MAX_CHECK_REASONS] == many[:MAX_CHECK_REASONS]
+    assert [(r.code, r.message) for r in result.reasons[MAX_CHECK_REASONS:]] == [
+        (
+            "capacity_merkle_path_invalid",
+            f"and {40 - MAX_CHECK_REASONS} more with this code (a check lists 32)",
+        ),
+        ("capacity_walk_check_failed", "and 5 more with this code (a check lists 32)"),
+    ]
+    assert check("capacity", many[:3]).reasons == many[:3]

@@ -232,7 +232,7 @@ REASON_CODES: dict[str, ReasonCode] = {
     "capacity_round_deadline_missed": proof("a GPU read round was answered after its deadline"),
     "capacity_host_round_deadline_missed": proof("a host RAM read round answered after its deadline"),
     "capacity_openings_mismatch": proof("the opened spots or walks differ from those the service drew"),
-    "capacity_opening_malformed": proof("a capacity opening has a wrong row count or length"),
+    "capacity_opening_malformed": proof("the capacity openings do not decode, or have a wrong shape"),
     "capacity_value_out_of_range": proof("an opened fill entry lies outside [-125, 125]"),
     "capacity_merkle_path_invalid": proof("opened fill rows do not open their committed layer root"),
     "capacity_answer_mismatch": proof("an opened item is not the leaf the round's timed answer committed"),
@@ -243,8 +243,8 @@ REASON_CODES: dict[str, ReasonCode] = {
     "capacity_answer_invalid": request(
         422, "a capacity answer does not cover exactly the round's targets, or has the wrong sweep roots"
     ),
-    "capacity_openings_invalid": request(422, "send the capacity openings inline or as a v1 reference"),
-    "capacity_openings_too_large": request(413, "the capacity openings are over the stored bound (256 KiB)"),
+    "capacity_openings_invalid": request(422, "send binary capacity openings, inline or by a v2 reference"),
+    "capacity_openings_too_large": request(413, "the capacity openings are over the bound (256 KiB inline)"),
     "proof_reference_malformed": request(422, "the report's proof reference does not parse"),
     "transcript_missing": request(422, "no transcript was uploaded for this challenge"),
     "transcript_too_large": request(413, "the transcript is over TranscriptMaxBytesPerGpu x the GPU count"),

@@ -270,7 +270,7 @@ def submit_capacity_openings(
     machine_id: MachineId, body: CapacityOpeningsSubmission, signer: Signer, svc: Svc
 ) -> CapacityOpeningsAccepted:
     stored = capacity.record_capacity_openings(
-        svc, signer, machine_id, body.challenge_id, body.transcript, body.reference
+        svc, signer, machine_id, body.challenge_id, body.openings, body.reference
     )
     return CapacityOpeningsAccepted(challenge_id=body.challenge_id, stored_bytes=stored)
 

@@ -7,14 +7,9 @@ from typing import Any
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
-from gpuproof.protocol.capacity import (
-    CapacityAnswer,
-    CapacityParams,
-    CapacityRound,
-    CapacityTranscript,
-    SignedCapacityCommitment,
-)
+from gpuproof.protocol.capacity import CapacityAnswer, CapacityParams, CapacityRound, SignedCapacityCommitment
 from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload
+from gpuproof.protocol.limits import MAX_BODY_BYTES
 from gpuproof.protocol.proof import GpuPairs, ProofParams, SignedCommitment, ThroughputProof
 from gpuproof.protocol.report import SignedReport
 from gpuproof.protocol.telemetry import Heartbeat
@@ -198,18 +193,23 @@ class CapacityStepOut(BaseModel):
 
 
 class CapacityOpeningsSubmission(BaseModel):
-    """Body of POST /machines/{machine_id}/capacity/openings: the openings inline (within 256 KiB
-    zlib'd), or a reference {version: 1, transcript_sha256, transcript_bytes} to their canonical
-    JSON uploaded to `openings_upload`."""
+    """Body of POST /machines/{machine_id}/capacity/openings: the binary openings
+    (application/vnd.gpuproof.capacity-openings.v2, docs/protocol.md §17.6) inline as base64
+    (at most 256 KiB of binary), or a reference {version: 2, transcript_sha256, transcript_bytes}
+    to the same bytes uploaded to `openings_upload`."""
 
     challenge_id: str = Field(min_length=1, max_length=64)
-    transcript: CapacityTranscript | None = None
+    openings: str | None = Field(
+        default=None,
+        max_length=MAX_BODY_BYTES,
+        description="base64 (RFC 4648, padded) of the binary openings; at most 256 KiB decoded",
+    )
     reference: TranscriptRef | None = None
 
 
 class CapacityOpeningsAccepted(BaseModel):
     challenge_id: str
-    stored_bytes: int = Field(description="bytes kept inline (zlib'd canonical JSON) or uploaded")
+    stored_bytes: int = Field(description="bytes of the binary openings kept inline or uploaded")
 
 
 class PresenceAnnouncement(BaseModel):

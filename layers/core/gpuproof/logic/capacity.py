@@ -1,6 +1,7 @@
 """The capacity phase's service side (docs/protocol.md §17): open the phase with a fresh nonce,
 time the signed commitment, open each read round with a fresh nonce only after the previous
-answer arrived, draw the openings' secret after the last answer, keep the openings.
+answer arrived, draw the openings' secret after the last answer, keep the openings (the binary
+transcript of protocol/capacity/wire.py, inline or uploaded; the verify worker decodes it).
 
 The state machine is `CapacitySession` (pure); this module loads it from the challenge, applies one
 message, and writes it back as the next step, conditionally (two concurrent messages cannot both
@@ -10,8 +11,9 @@ function's clock just before the write that records them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,26 +21,21 @@ from gpuproof.claim import stored_capacity_params
 from gpuproof.errors import raise_if
 from gpuproof.logic.machines import Services, _open_challenge_reasons, _signer_reasons, received_time
 from gpuproof.logic.records import Challenge
-from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.capacity import (
     CapacityAnswer,
     CapacityParams,
     CapacityRound,
     CapacitySession,
-    CapacityTranscript,
     RoundRecord,
     SessionError,
     SignedCapacityCommitment,
 )
 from gpuproof.protocol.capacity.models import OPENINGS_SUFFIX
 from gpuproof.protocol.capacity.verifier import check_signed
+from gpuproof.protocol.capacity.wire import max_size
 from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload, size_reasons
 from gpuproof.protocol.httpsig import SignedRequest
-from gpuproof.protocol.limits import (
-    MAX_CAPACITY_OPENINGS_BYTES,
-    MAX_CAPACITY_OPENINGS_BYTES_PER_TARGET,
-    MAX_CAPACITY_OPENINGS_STORED_BYTES,
-)
+from gpuproof.protocol.limits import MAX_CAPACITY_OPENINGS_BYTES, MAX_CAPACITY_OPENINGS_STORED_BYTES
 from gpuproof.protocol.reasons import Reason
 
 STATE_CONFLICT = "capacity_state_conflict"
@@ -47,8 +44,8 @@ OPENINGS_INVALID = "capacity_openings_invalid"
 
 
 def openings_limit(params: CapacityParams) -> int:
-    """The bound on uploaded openings: per target, capped."""
-    return min(MAX_CAPACITY_OPENINGS_BYTES_PER_TARGET * len(params.targets), MAX_CAPACITY_OPENINGS_BYTES)
+    """The bound on uploaded openings: the largest binary transcript the params imply, capped."""
+    return min(max_size(params), MAX_CAPACITY_OPENINGS_BYTES)
 
 
 @dataclass(frozen=True)
@@ -231,8 +228,25 @@ def record_capacity_answer(
     return _advance(svc, loaded, request, received_at)
 
 
-def openings_bytes(transcript: CapacityTranscript) -> bytes:
-    return zlib.compress(canonical_bytes(transcript.model_dump(mode="json")), 6)
+def _inline(openings: str) -> tuple[bytes | None, list[Reason]]:
+    """The inline openings' bytes (strict base64), within the bound the challenge item keeps."""
+    if len(openings) > 4 * -(-MAX_CAPACITY_OPENINGS_STORED_BYTES // 3):
+        data = None
+    else:
+        try:
+            data = base64.b64decode(openings, validate=True)
+        except (binascii.Error, ValueError):
+            return None, [Reason(OPENINGS_INVALID, "the inline openings are not base64", "openings")]
+    if data is None or len(data) > MAX_CAPACITY_OPENINGS_STORED_BYTES:
+        return None, [
+            Reason(
+                OPENINGS_TOO_LARGE,
+                f"inline openings hold at most {MAX_CAPACITY_OPENINGS_STORED_BYTES} bytes: upload them "
+                "where the last round's answer says and send a reference",
+                "openings",
+            )
+        ]
+    return data, []
 
 
 def record_capacity_openings(
@@ -240,12 +254,12 @@ def record_capacity_openings(
     request: SignedRequest,
     machine_id: str,
     challenge_id: str,
-    transcript: CapacityTranscript | None,
+    openings: str | None,
     reference: TranscriptRef | None = None,
 ) -> int:
-    """Keep the openings (once, after the draw) for the verify worker to judge: inline (zlib'd
-    canonical JSON in the challenge item, bounded: it is a DynamoDB item) or, for openings over
-    that bound, a reference to the object uploaded where the last round's answer said (its size
+    """Keep the openings (once, after the draw) for the verify worker to decode and judge: inline
+    (base64 of the binary transcript, kept raw in the challenge item, bounded: it is a DynamoDB
+    item) or a reference to the transcript uploaded where the last round's answer said (its size
     checked here, its SHA-256 by the worker). Returns the bytes stored or uploaded."""
     loaded = _load(svc, request, machine_id, challenge_id)
     reasons = []
@@ -257,32 +271,24 @@ def record_capacity_openings(
         reasons.append(_conflict("the openings follow the last round's answer"))
     elif received:
         reasons.append(_conflict("the openings of this capacity phase were already received"))
-    if (transcript is None) == (reference is None):
+    if (openings is None) == (reference is None):
         reasons.append(
-            Reason(OPENINGS_INVALID, "send either the transcript or a reference to it, not both", "body")
+            Reason(OPENINGS_INVALID, "send either the openings or a reference to them, not both", "body")
         )
     data: bytes | None = None
     stored = 0
-    if transcript is not None:
-        data = openings_bytes(transcript)
-        stored = len(data)
-        if stored > MAX_CAPACITY_OPENINGS_STORED_BYTES:
-            reasons.append(
-                Reason(
-                    OPENINGS_TOO_LARGE,
-                    f"the openings compress to {stored} bytes (limit {MAX_CAPACITY_OPENINGS_STORED_BYTES} "
-                    "inline): upload them where the last round's answer says and send a reference",
-                    "transcript",
-                )
-            )
+    if openings is not None:
+        data, invalid = _inline(openings)
+        reasons += invalid
+        stored = 0 if data is None else len(data)
     elif reference is not None:
         stored = reference.transcript_bytes
         limit = openings_limit(loaded.params)
-        if reference.version != 1 or reference.commitment is not None or reference.pairs is not None:
+        if reference.version != 2 or reference.commitment is not None or reference.pairs is not None:
             reasons.append(
                 Reason(
                     OPENINGS_INVALID,
-                    "a capacity openings reference is version 1, sha256 and bytes",
+                    "a capacity openings reference is version 2 (the binary transcript), sha256 and bytes",
                     "reference",
                 )
             )
@@ -310,16 +316,3 @@ def openings_reference(challenge: Challenge) -> TranscriptRef | None:
     """The reference to uploaded openings the session keeps (None: inline, or none)."""
     doc = (challenge.capacity or {}).get("openings_ref")
     return None if doc is None else TranscriptRef.model_validate(doc)
-
-
-def stored_openings(challenge: Challenge) -> CapacityTranscript | None:
-    """The openings a challenge keeps (None when none were received)."""
-    if challenge.capacity_openings is None:
-        return None
-    try:
-        raw = zlib.decompressobj().decompress(
-            challenge.capacity_openings, 4 * MAX_CAPACITY_OPENINGS_STORED_BYTES
-        )
-    except zlib.error as exc:
-        raise ValueError(f"the stored openings do not decompress: {exc}") from exc
-    return CapacityTranscript.model_validate_json(raw)

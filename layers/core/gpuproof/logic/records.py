@@ -100,7 +100,8 @@ class Challenge:
     # The capacity phase's session (logic/capacity.py, docs/protocol.md §17): the service's own
     # records (opened_at, the signed commitment and its receipt, every round's nonce and times,
     # the draw secret); `capacity_step` counts its writes (each conditional on the previous);
-    # `capacity_openings` is the zlib'd canonical JSON of the host's openings.
+    # `capacity_openings` is the host's openings sent inline: their binary transcript
+    # (protocol/capacity/wire.py, at most 256 KiB; larger ones are uploaded: `openings_ref`).
     capacity: dict[str, Any] | None = None
     capacity_step: int = 0
     capacity_openings: bytes | None = None

@@ -31,20 +31,16 @@ from gpuproof.committee.findings import Findings, findings_from_report, measured
 from gpuproof.evidence import MeasuredFacts, parse_capacity, throughput_from_checks
 from gpuproof.identity import kernel_reasons
 from gpuproof.logic.attempts import CooldownPolicy, after_verification
-from gpuproof.logic.capacity import (
-    load_session,
-    openings_limit,
-    openings_reference,
-    stored_openings,
-)
+from gpuproof.logic.capacity import load_session, openings_limit, openings_reference
 from gpuproof.logic.machines import too_many_gpus
 from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport, Verdict
 from gpuproof.logic.revocation import revoked_verdict
 from gpuproof.logic.states import MachineState
-from gpuproof.protocol.capacity import CapacityTranscript, verify_capacity
 from gpuproof.protocol.capacity import codes as capacity_codes
+from gpuproof.protocol.capacity import verify_capacity
 from gpuproof.protocol.capacity.models import OPENINGS_SUFFIX
+from gpuproof.protocol.capacity.wire import OpeningsError, decode_openings
 from gpuproof.protocol.delivery import (
     DEFAULT_MAX_BYTES_PER_GPU,
     decode,
@@ -54,7 +50,7 @@ from gpuproof.protocol.delivery import (
     transcript_limit,
 )
 from gpuproof.protocol.gpu_uuid import normalise_gpu_uuid
-from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE
+from gpuproof.protocol.limits import DEFAULT_MAX_GPUS_PER_MACHINE, MAX_CHECK_REASONS
 from gpuproof.protocol.proof import GpuPairs, ThroughputProof, codes, verify_throughput
 from gpuproof.protocol.reasons import Reason
 from gpuproof.protocol.report import SignedReport
@@ -80,8 +76,23 @@ class CheckResult:
         }
 
 
+def listed(reasons: list[Reason], limit: int = MAX_CHECK_REASONS) -> list[Reason]:
+    """The first `limit` reasons, then one per code of the rest, counting them: every code stays
+    listed and the stored verification stays far below DynamoDB's 400 KB item (9 capacity
+    targets of wrong openings fail ~1,400 spots and walks, 8 GPUs of wrong rows 1,120 openings)."""
+    if len(reasons) <= limit:
+        return reasons
+    rest: dict[str, int] = {}
+    for r in reasons[limit:]:
+        rest[r.code] = rest.get(r.code, 0) + 1
+    return [
+        *reasons[:limit],
+        *(Reason(code, f"and {n} more with this code (a check lists {limit})") for code, n in rest.items()),
+    ]
+
+
 def check(name: str, reasons: list[Reason], **details: Any) -> CheckResult:
-    return CheckResult(name, "fail" if reasons else "pass", reasons, details)
+    return CheckResult(name, "fail" if reasons else "pass", listed(reasons), details)
 
 
 class VerificationStore(Protocol):
@@ -385,7 +396,8 @@ CAPACITY_CHECK = "capacity"
 
 def _capacity(ctx: Context) -> tuple[list[Reason], dict[str, Any] | None]:
     """The capacity phase (docs/protocol.md §17) from the service's own records in the challenge
-    (its nonces, its clock) and the host's stored openings; the record is `CapacityResult.as_record`."""
+    (its nonces, its clock) and the host's openings (the binary transcript, inline in the challenge
+    or uploaded; decoded to views of its bytes); the record is `CapacityResult.as_record`."""
     ch = ctx.challenge
     missing = capacity_codes.MISSING
     if ctx.claim is None:
@@ -406,24 +418,26 @@ def _capacity(ctx: Context) -> tuple[list[Reason], dict[str, Any] | None]:
         return [Reason(missing, "no capacity commitment was received")], None
     if session.draw_secret is None:
         return [Reason(capacity_codes.ROUND_MISSING, "the read rounds were not all answered")], None
-    transcript: CapacityTranscript | None
+    malformed = capacity_codes.OPENING_MALFORMED
     try:
         ref = openings_reference(ch)
-        if ref is not None:
-            if ctx.svc.transcripts is None:
-                return [Reason("transcript_missing", "this service has no transcript store")], None
-            limit = openings_limit(params)
-            mid = ctx.machine.machine_id
-            data, reasons = ctx.svc.transcripts.read(mid, ch.challenge_id, ref, limit, OPENINGS_SUFFIX)
-            if data is None:
-                return reasons, None  # absent, or not the referenced bytes (size, SHA-256)
-            transcript = CapacityTranscript.model_validate_json(bytes(data))
-        else:
-            transcript = stored_openings(ch)
-    except (ValidationError, ValueError):
-        return [Reason(capacity_codes.OPENING_MALFORMED, "the capacity openings do not parse")], None
-    if transcript is None:
+    except ValidationError:
+        return [Reason(malformed, "the capacity openings' reference does not parse")], None
+    data: bytes | bytearray | None = ch.capacity_openings
+    if ref is not None:
+        if ctx.svc.transcripts is None:
+            return [Reason("transcript_missing", "this service has no transcript store")], None
+        limit = openings_limit(params)
+        mid = ctx.machine.machine_id
+        data, reasons = ctx.svc.transcripts.read(mid, ch.challenge_id, ref, limit, OPENINGS_SUFFIX)
+        if data is None:
+            return reasons, None  # absent, or not the referenced bytes (size, SHA-256)
+    if data is None:
         return [Reason(missing, "no capacity openings were received")], None
+    try:
+        openings = decode_openings(data, params)
+    except OpeningsError as exc:
+        return [Reason(exc.code, f"the capacity openings do not decode: {exc}", "capacity.openings")], None
     result = verify_capacity(
         params,
         machine_id=ctx.machine.machine_id,
@@ -434,7 +448,7 @@ def _capacity(ctx: Context) -> tuple[list[Reason], dict[str, Any] | None]:
         commitment_received_at=session.commitment_received_at,
         rounds=session.rounds,
         draw_secret=session.draw_secret,
-        openings=transcript.targets,
+        openings=openings,
     )
     return list(result.reasons), result.as_record()
 

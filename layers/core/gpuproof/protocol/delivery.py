@@ -58,7 +58,8 @@ class TranscriptRef(WireModel):
     `version` is the object's format: 1 = the whole ThroughputProof as canonical JSON (small
     proofs), 2 = the binary transcript of docs/protocol.md §7 (roots and openings per GPU), in
     which case the reference itself carries the rest of the proof: the signed commitment (a
-    chained value per GPU) and the pairs the service drew.
+    chained value per GPU) and the pairs the service drew. A capacity openings reference
+    (docs/protocol.md §17.10) is version 2 alone: the binary openings, their SHA-256 and size.
     """
 
     version: Literal[1, 2]

@@ -85,6 +85,11 @@ MAX_MERKLE_DEPTH = 32
 # outside this is refused as a value before any numpy conversion.
 MAX_PROOF_ENTRY = 2**24
 
+# -- the verification record ------------------------------------------------------------------------
+# Reasons one check of the verify worker lists; beyond them it counts the rest per code
+# (logic/verification.py `listed`), so the report item stays far below DynamoDB's 400 KB.
+MAX_CHECK_REASONS = 32
+
 # -- the capacity phase (protocol/capacity, docs/protocol.md "Capacity phase") ---------------------
 MAX_CAPACITY_BYTES = 64 * TIB  # claimed bytes of one target (a GPU or host RAM)
 MAX_CAPACITY_D = 8192  # entries (bytes) of a fill row
@@ -95,13 +100,13 @@ MAX_CAPACITY_SPOTS = 64  # items opened per round and target
 MAX_CAPACITY_WALKS = 256  # walks opened per target
 MAX_CAPACITY_ROUNDS = 64
 MAX_CAPACITY_SWEEPS = 1024  # sweeps of one bandwidth round (its answer carries one root per sweep)
-# The openings kept in the challenge's DynamoDB item (400 KB): zlib'd canonical JSON. Test-size
-# phases (the CPU claim's: ~100 KB) fit; GPU-size openings (~5.3 MB per H100) need the out-of-band
-# delivery (protocol/delivery.py's presigned POST), which the capacity phase does not use yet.
+# The openings (the binary transcript of protocol/capacity/wire.py) kept in the challenge's
+# DynamoDB item (400 KB) when sent inline: the CPU claim's test-size phase (~111 KB) fits; GPU-size
+# openings (2.1 MB per H100) are uploaded out of band (protocol/delivery.py's presigned POST).
 MAX_CAPACITY_OPENINGS_STORED_BYTES = 256 * KIB
-# The openings uploaded out of band (canonical JSON, one S3 object beside the throughput
-# transcript): per target (an H100's JSON openings are ~5.3 MB), and never more than the total.
-MAX_CAPACITY_OPENINGS_BYTES_PER_TARGET = 8 * MIB
+# The uploaded openings are bounded by the size the params imply (`wire.max_size`) and never more
+# than this: 64 GPUs of the largest reference model (B200) + 2.2 TiB of host RAM need 133 MiB, and
+# the verify worker holds them once in memory (decoded as views, not copies).
 MAX_CAPACITY_OPENINGS_BYTES = 160 * MIB
 
 # -- reusable field types ---------------------------------------------------------------------------

@@ -37,7 +37,7 @@ DESCRIPTIONS = {
     ROUND_DEADLINE_MISSED: "a GPU's read round was answered after its deadline (service clock)",
     HOST_ROUND_DEADLINE_MISSED: "a host RAM read round was answered after its deadline (service clock)",
     OPENINGS_MISMATCH: "the opened spots or walks differ from those the service drew",
-    OPENING_MALFORMED: "an opening has a wrong row count, row length or path length",
+    OPENING_MALFORMED: "the openings do not decode (binary v2), or an opening has a wrong row or path count",
     VALUE_OUT_OF_RANGE: "an opened entry lies outside [-125, 125]",
     MERKLE_PATH_INVALID: "opened rows do not open their committed layer root",
     ANSWER_MISMATCH: "an opened item is not the leaf the round's timed answer committed",

@@ -1,5 +1,6 @@
 """Wire models of the capacity phase (v1): parameters per target, the signed commitment, a round
-the service opens and the answer it times, the recorded round, and the transcript of openings.
+the service opens and the answer it times, the recorded round; and the openings the prover builds
+(`TargetOpenings`), which travel as the binary transcript of `wire.py`.
 
 docs/protocol.md "Capacity phase" specifies every field and byte. Pure and AWS-free.
 """
@@ -20,10 +21,10 @@ from gpuproof.protocol.report import Hex64, Hex128, WireModel
 CAPACITY_VERSION = 1
 COMMITMENT_DOMAIN = b"gpuproof/capacity-commitment/v1\n"
 HOST_TARGET = 0xFFFF
-# Openings too large for a request body travel out of band: their canonical JSON as one object
-# beside the throughput transcript (its key + this suffix), this media type, a presigned POST.
+# The openings travel as the binary transcript of wire.py (this media type): inline (base64, when
+# small) or out of band as one object beside the throughput transcript (its key + this suffix).
 OPENINGS_SUFFIX = ".capacity"
-OPENINGS_MEDIA_TYPE = "application/vnd.gpuproof.capacity-openings.v1+json"
+OPENINGS_MEDIA_TYPE = "application/vnd.gpuproof.capacity-openings.v2"
 
 Target = Annotated[int, Field(strict=True, ge=0, le=HOST_TARGET)]
 Path = Annotated[list[Hex64], Field(max_length=L.MAX_MERKLE_DEPTH)]
@@ -234,6 +235,9 @@ class WalkOpening(WireModel):
 
 
 class TargetOpenings(WireModel):
+    """One target's openings as a prover builds them (rows and digests as hex); encoded for the
+    service by `wire.encode_openings`."""
+
     target: Target
     roots: list[Hex64] = Field(max_length=L.MAX_MERKLE_DEPTH)
     spots: list[SpotOpening] = Field(max_length=L.MAX_CAPACITY_ROUNDS * L.MAX_CAPACITY_SPOTS)
@@ -241,5 +245,8 @@ class TargetOpenings(WireModel):
 
 
 class CapacityTranscript(WireModel):
+    """The v1 JSON encoding of the openings: NO LONGER ACCEPTED by the service (replaced by the
+    binary v2 of wire.py); scripts/bench_capacity.py measures it as the binary's reference."""
+
     version: Literal[1] = 1
     targets: list[TargetOpenings] = Field(max_length=L.PROTOCOL_MAX_GPUS + 1)

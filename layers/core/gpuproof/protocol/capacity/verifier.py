@@ -5,6 +5,7 @@ Per target: the layer roots chain to the signed commitment (the seed binds machi
 nonce and target); every round was answered within its deadline on the service clock; the spots
 drawn after the last round open the answered trees and root_L; the walks drawn then check the top
 `walk_stages` stages row by row (Freivalds modulo 251 against B, regenerated once per target).
+It reads the openings as `wire.OpenedTarget` (numpy views of the binary transcript's bytes).
 """
 
 from __future__ import annotations
@@ -45,11 +46,10 @@ from gpuproof.protocol.capacity.models import (
     CapacityTargetParams,
     RoundRecord,
     SignedCapacityCommitment,
-    SpotOpening,
     TargetOpenings,
-    WalkStep,
 )
 from gpuproof.protocol.capacity.sweep import fingerprints, split_item, sweep_keys, sweep_leaf, sweep_matrix
+from gpuproof.protocol.capacity.wire import Digests, OpenedSpot, OpenedStep, OpenedTarget, Row, opened
 from gpuproof.protocol.proof import merkle
 from gpuproof.protocol.reasons import Reason
 
@@ -105,26 +105,23 @@ class CapacityResult:
                 "proven_bytes": self.host_ram.proven_bytes,
                 "passed": self.host_ram.passed,
             },
-            "reasons": [r.code for r in self.reasons],
+            "reasons": list(dict.fromkeys(r.code for r in self.reasons)),  # each code once
             "digest": self.digest,
         }
 
 
-def _bounded(row_hex: str | None, d: int) -> npt.NDArray[np.int64] | None:
-    """The row's d entries when it is d bytes of hex with every entry in [-125, 125]; else None."""
-    if row_hex is None or len(row_hex) != 2 * d:
+def _bounded(row: Row | None, d: int) -> npt.NDArray[np.int64] | None:
+    """The row's d entries when it has d of them, every one in [-125, 125]; else None."""
+    if row is None or row.shape != (d,):
         return None
-    try:
-        array = np.frombuffer(bytes.fromhex(row_hex), dtype=np.int8)
-    except ValueError:
+    if int(row.min()) < -HALF or int(row.max()) > HALF:
         return None
-    if int(array.min()) < -HALF or int(array.max()) > HALF:
-        return None
-    return array.astype(np.int64)
+    return row.astype(np.int64)
 
 
-def _hexes(path: Sequence[str]) -> list[bytes]:
-    return [bytes.fromhex(h) for h in path]
+def _digests(path: Digests) -> list[bytes]:
+    raw = path.tobytes()
+    return [raw[k : k + 32] for k in range(0, len(raw), 32)]
 
 
 def check_signed(
@@ -209,7 +206,7 @@ def _round_times(
 
 
 def _check_spot(
-    tp: CapacityTargetParams, root_l: bytes, record: RoundRecord, spot: SpotOpening, field_name: str
+    tp: CapacityTargetParams, root_l: bytes, record: RoundRecord, spot: OpenedSpot, field_name: str
 ) -> list[Reason]:
     nonce = bytes.fromhex(record.nonce)
     rows_idx = item_rows(tp, nonce, spot.item)
@@ -244,7 +241,7 @@ def _check_spot(
     else:
         sub = leaf(rows[0])
         node_index = rows_idx[0]
-    if merkle.root_from_path(sub, node_index, _hexes(spot.tree_path)) != root_l:
+    if merkle.root_from_path(sub, node_index, _digests(spot.tree_path)) != root_l:
         reasons.append(
             Reason(
                 codes.MERKLE_PATH_INVALID,
@@ -255,7 +252,7 @@ def _check_spot(
     answered = next(a.root for a in record.answers if a.target == tp.target)
     item_leaf = answer_leaf(nonce, tp.target, spot.item, rows)
     if not merkle.verify_path(
-        item_leaf, spot.item, tp.items, _hexes(spot.answer_path), bytes.fromhex(answered)
+        item_leaf, spot.item, tp.items, _digests(spot.answer_path), bytes.fromhex(answered)
     ):
         reasons.append(
             Reason(
@@ -268,7 +265,7 @@ def _check_spot(
 
 
 def _check_sweep_spot(
-    tp: CapacityTargetParams, root_l: bytes, record: RoundRecord, spot: SpotOpening, field_name: str
+    tp: CapacityTargetParams, root_l: bytes, record: RoundRecord, spot: OpenedSpot, field_name: str
 ) -> list[Reason]:
     """A bandwidth-round spot j = (sweep s, item c): the item's rows open root_L, and their
     fingerprint under R_s, with kappa_s chained from the recorded roots, opens root_s."""
@@ -288,7 +285,7 @@ def _check_sweep_spot(
     rows = np.stack([a for a in arrays if a is not None]).astype(np.int8)
     reasons = []
     sub = merkle.levels([leaf(r) for r in rows], tp.chunk_rows.bit_length() - 1)[-1][0]
-    if merkle.root_from_path(sub, c, _hexes(spot.tree_path)) != root_l:
+    if merkle.root_from_path(sub, c, _digests(spot.tree_path)) != root_l:
         reasons.append(Reason(codes.MERKLE_PATH_INVALID, f"{label}: rows do not open root_L", field_name))
     answer = next(a for a in record.answers if a.target == tp.target)
     roots = [bytes.fromhex(h) for h in [*answer.sweep_roots, answer.root]]
@@ -296,7 +293,7 @@ def _check_sweep_spot(
         return [*reasons, Reason(codes.OPENING_MALFORMED, f"{label}: {len(roots)} sweep roots", field_name)]
     key = sweep_keys(nonce, roots, tp.sweeps)[s - 1]
     item_leaf = sweep_leaf(key, tp.target, c, fingerprints(rows, sweep_matrix(key, tp.d)))
-    if not merkle.verify_path(item_leaf, c, tp.items, _hexes(spot.answer_path), roots[s - 1]):
+    if not merkle.verify_path(item_leaf, c, tp.items, _digests(spot.answer_path), roots[s - 1]):
         reasons.append(
             Reason(codes.SWEEP_MISMATCH, f"{label}: not the leaf the timed sweep committed", field_name)
         )
@@ -318,16 +315,16 @@ class _WalkChecker:
         self.good: set[tuple[int, int, bytes]] = set()  # (layer, row, leaf) already opened
         self.perms: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = {}
 
-    def opens(self, layer: int, row: int, values: npt.NDArray[np.int64], path: Sequence[str]) -> bool:
+    def opens(self, layer: int, row: int, values: npt.NDArray[np.int64], path: Digests) -> bool:
         digest = leaf(values.astype(np.int8))
         if (layer, row, digest) in self.good:
             return True
-        ok = merkle.verify_path(digest, row, self.tp.n_rows, _hexes(path), self.roots[layer - 1])
+        ok = merkle.verify_path(digest, row, self.tp.n_rows, _digests(path), self.roots[layer - 1])
         if ok:
             self.good.add((layer, row, digest))
         return ok
 
-    def step(self, s: WalkStep, stage: int, row: int, field_name: str) -> list[Reason]:
+    def step(self, s: OpenedStep, stage: int, row: int, field_name: str) -> list[Reason]:
         tp, label = self.tp, f"stage {stage} row {row}"
         first = stage == 1
         depth = merkle.depth(tp.n_rows)
@@ -336,7 +333,12 @@ class _WalkChecker:
                 Reason(codes.OPENINGS_MISMATCH, f"{label}: opened stage {s.stage} row {s.row}", field_name)
             ]
         shape_ok = len(s.a_path) == depth and (
-            (s.own_prev is None and s.mate_prev is None and not s.own_prev_path and not s.mate_prev_path)
+            (
+                s.own_prev is None
+                and s.mate_prev is None
+                and not len(s.own_prev_path)
+                and not len(s.mate_prev_path)
+            )
             if first
             else (
                 s.own_prev is not None
@@ -395,7 +397,7 @@ def verify_target(
     rounds: Sequence[RoundRecord],
     planned: list[int],
     draw_secret: bytes,
-    openings: TargetOpenings,
+    openings: OpenedTarget,
     rng: np.random.Generator,
     sweep_round: int | None = None,
 ) -> tuple[list[Reason], list[float], float]:
@@ -412,7 +414,7 @@ def verify_target(
             elapsed,
             swept_s,
         )
-    roots = _hexes(openings.roots)
+    roots = _digests(openings.roots)
     if chain_value(seed, roots).hex() != chain_hex or roots[-1].hex() != root_hex:
         reasons.append(
             Reason(
@@ -423,8 +425,8 @@ def verify_target(
 
     spots_wanted = draw_spots(commitment_bytes, draw_secret, tp, planned, sweep_round)
     wanted = sorted((r, i) for r, items in spots_wanted.items() for i in items)
-    opened = [(s.round, s.item) for s in openings.spots]
-    if sorted(opened) != wanted:
+    opened_spots = [(s.round, s.item) for s in openings.spots]
+    if sorted(opened_spots) != wanted:
         reasons.append(
             Reason(codes.OPENINGS_MISMATCH, "opened spots differ from those drawn", f"{where}.spots")
         )
@@ -475,10 +477,12 @@ def verify_capacity(
     commitment_received_at: float,
     rounds: Sequence[RoundRecord],
     draw_secret: bytes,
-    openings: Sequence[TargetOpenings],
+    openings: Sequence[OpenedTarget | TargetOpenings],
     rng: np.random.Generator | None = None,
 ) -> CapacityResult:
-    """The whole phase. Times are the SERVICE's clock; `rounds` are the service's own records."""
+    """The whole phase. Times are the SERVICE's clock; `rounds` are the service's own records.
+    `openings` are the decoded binary transcript (`wire.decode_openings`, the service's path) or a
+    prover's models (in process)."""
     gen = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
     commitment_bytes = signed.commitment.signing_bytes()
     reasons = check_signed(
@@ -505,14 +509,14 @@ def verify_capacity(
     global_reasons = list(reasons)
     per_target: dict[int, tuple[list[Reason], list[float], float]] = {}
     sweep_round = bandwidth_round(params)
-    opened = {o.target: o for o in openings}
-    if sorted(opened) != sorted(t.target for t in params.targets) or len(opened) != len(openings):
+    opened_by = {o.target: o if isinstance(o, OpenedTarget) else opened(o) for o in openings}
+    if sorted(opened_by) != sorted(t.target for t in params.targets) or len(opened_by) != len(openings):
         global_reasons.append(
             Reason(codes.PARAMS_MISMATCH, "transcript covers other targets than the params", "transcript")
         )
     for tp in params.targets:
         committed = signed.commitment.target(tp.target)
-        target_openings = opened.get(tp.target)
+        target_openings = opened_by.get(tp.target)
         if committed is None or target_openings is None:
             per_target[tp.target] = (
                 [
