@@ -91,7 +91,8 @@ def _h100_openings(rng: np.random.Generator, gpus: int = 1) -> tuple[CapacityPar
 def test_h100_size_openings_need_the_upload_and_fit_its_bound() -> None:
     params, openings = _h100_openings(np.random.default_rng(1))
     data = encode_openings(openings, params)
-    # docs/protocol.md §17.8: 2.56 MB per H100 GPU in binary (2.13 MB + the bandwidth round's 24 spots), 5.47 MB as the v1 JSON
+    # docs/protocol.md §17.8: 2.56 MB per H100 GPU in binary (2.13 MB + the bandwidth round's
+    # 24 spots), 5.47 MB as the v1 JSON
     assert 2_100_000 < len(data) <= max_size(params) == 2_557_043
     json_v1 = canonical_bytes(CapacityTranscript(targets=openings).model_dump(mode="json"))
     assert 5.0e6 < len(json_v1) < 5.6e6
