@@ -95,7 +95,7 @@ def test_h100_size_openings_need_the_upload_and_fit_its_bound() -> None:
     # 24 spots), 5.47 MB as the v1 JSON
     assert 2_100_000 < len(data) <= max_size(params) == 2_557_043
     json_v1 = canonical_bytes(CapacityTranscript(targets=openings).model_dump(mode="json"))
-    assert 5.0e6 < len(json_v1) < 5.6e6
+    assert 6.0e6 < len(json_v1) < 6.5e6  # with the bandwidth round: 6.33 MB
     assert len(data) > MAX_CAPACITY_OPENINGS_STORED_BYTES  # over the inline bound: it is uploaded
     assert len(data) <= openings_limit(params)  # the upload takes it
 
