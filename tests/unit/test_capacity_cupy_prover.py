@@ -299,3 +299,38 @@ def test_another_mode_over_the_same_fill_answers_as_the_numpy_prover_would() -> 
     from gpuproof.protocol.proof import merkle
 
     assert prover.answer_root(sampled, nonce) == merkle.levels(want)[-1][0]
+
+
+# -- the probe's wiring ---------------------------------------------------------------------------------
+
+
+def test_the_probe_takes_the_cupy_prover_on_the_gpu_backend_and_numpy_on_the_cpu_backend() -> None:
+    from benchmark_probe.capacity import CupyCapacityFactory, default_prover
+    from gpuproof.protocol.proof import NumpyExecutor
+    from gpuproof.protocol.proof.cupy_executor import CupyExecutor
+
+    cp = double(2)
+    factory = default_prover(CupyExecutor({0: 1}, cupy=cp))
+    assert isinstance(factory, CupyCapacityFactory)
+    assert factory.runtime.cp is cp and factory.runtime.device_of(0) == 1
+    assert default_prover(NumpyExecutor()) is CapacityProver
+    assert default_prover(None) is CapacityProver
+
+
+def test_a_gpu_size_phase_that_does_not_fit_is_skipped_before_it_is_opened() -> None:
+    """An H100-size phase on GPUs with 1 GiB each: said so, with the numbers, and the service is
+    never asked to open the phase (the client points nowhere: any request would fail the test)."""
+    from benchmark_probe.capacity import CupyCapacityFactory, run_capacity
+    from benchmark_probe.client import ServiceClient
+    from benchmark_probe.report import Challenge
+    from gpuproof.protocol.capacity import derive_capacity_params
+
+    params = derive_capacity_params(
+        gpu_count=1, mem_gb=80, rate_tops=1385.3, bandwidth_gbs=3350.0, host_ram_bytes=None
+    )
+    factory = CupyCapacityFactory(CupyCapacityRuntime(double(1, device_memory_bytes=1 << 30)))
+    challenge = Challenge("ch", "00" * 32, params={"capacity": params.model_dump(mode="json")})
+    outcome = run_capacity(ServiceClient("http://127.0.0.1:9", KEY), KEY, challenge, factory)
+    assert not outcome.ran and outcome.steps == []
+    assert "NOT run: the capacity fill does not fit: device 0: needs" in outcome.note
+    assert "capacity_missing" in outcome.note
