@@ -111,6 +111,7 @@ GROUP_ROWS = 1 << 15  # rows per half of a stage group (the operand holds up to 
 MIN_GROUP_ROWS = 64
 HOST_BUFFER_BYTES = 1 << 30  # a host-fill block / window on each device
 MARGIN_BYTES = 256 << 20  # cuBLAS workspace, CuPy pool rounding, kernels
+SMALL_BYTES = 4096  # message prefixes, index arrays, empty digests of one step
 HOST_MARGIN_BYTES = 1 << 30
 TOUCH_BYTES = 256 << 20  # host pages are first touched in slices of this, in parallel
 
@@ -291,7 +292,7 @@ def host_available_bytes() -> int | None:
 def _gpu_working(tp: CapacityTargetParams, group: int) -> int:
     g = min(group, _pow2_floor(tp.n_rows))
     fill_step = stage_bytes(g, tp.d) + tree_bytes(tp.n_rows, tp.n_stages)
-    return max(fill_step, answer_tree_bytes(tp))
+    return max(fill_step, answer_tree_bytes(tp)) + SMALL_BYTES
 
 
 def _host_working(tp: CapacityTargetParams, layout: HostLayout, group: int, first: bool) -> int:
@@ -306,7 +307,7 @@ def _host_working(tp: CapacityTargetParams, layout: HostLayout, group: int, firs
         + (tree_bytes(-(-tp.n_rows // 2**layout.window_log), tp.n_stages, layout.window_log) if first else 0)
     )
     answer = rows * (tp.d + 40) + (answer_tree_bytes(tp) if first else 0)
-    return max(fill_step, answer)
+    return max(fill_step, answer) + SMALL_BYTES
 
 
 def _plan_for(
@@ -907,6 +908,7 @@ class CupyCapacityProver:
                     roots[stage] = tree.root()
                     if want is not None:
                         self._collect(g, x, n, tree, stage, {r: r for r in want[stage]}, opened)
+                    del tree  # one layer's tree at a time (the budget counts one)
             del scratch
             g.sync()
             t.held = x
@@ -974,6 +976,7 @@ class CupyCapacityProver:
                         self._collect(g, buf, v, tree, stage, mine, found)
                         with lock:
                             opened.update(found)
+                    del tree
             g.d2h(x[start : start + v], buf[:v])
             g.sync()
 
@@ -1009,6 +1012,7 @@ class CupyCapacityProver:
                         self._collect(g, buf, v, tree, stage, mine, found)
                         with lock:
                             opened.update(found)
+                    del tree
             for k, (first, rows) in enumerate(slabs):
                 g.d2h(x[first : first + rows], buf[k * w : k * w + rows])
             g.sync()
@@ -1195,9 +1199,8 @@ class CupyCapacityProver:
         tp = t.tp
         answer_paths: dict[tuple[int, int], list[bytes]] = {}
         for r, items in sorted(spots.items()):  # from X_L, before the recompute overwrites it
-            tree = self._answer_tree(t, tp, round_nonces[r])
-            for item, path in zip(items, tree.siblings(list(items)), strict=True):
-                answer_paths[(r, item)] = path
+            paths = self._answer_tree(t, tp, round_nonces[r]).siblings(list(items))  # one tree at a time
+            answer_paths.update({(r, item): path for item, path in zip(items, paths, strict=True)})
         want = self._wanted(tp, round_nonces, spots, walks)
         roots, opened = self._run_gpu(t, want) if t.device is not None else self._run_host(t, want)
         for stage, root in roots.items():
