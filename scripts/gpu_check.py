@@ -478,8 +478,15 @@ def capacity(
             "slabs": plan.host.slabs,
         },
     }
-    if not plan.fits:
+
+    def save(stage: str) -> None:
+        """Written after every step, so a stage timeout still leaves what was measured."""
+        result["reached"] = stage
         out_path.write_text(json.dumps(result, indent=2, default=float))
+        print(f"capacity: {stage} ({time.strftime('%X')})", file=sys.stderr, flush=True)
+
+    if not plan.fits:
+        save("refused")
         print(f"capacity: NOT run: {plan.describe()}")
         return result
     runtime.prepare([0])  # kernels built, cuBLAS warmed: outside the timed fill, as the probe does
@@ -492,6 +499,8 @@ def capacity(
     session.receive_commitment(signed, clock())
     assert session.commitment_received_at is not None
     fill_s = session.commitment_received_at - session.opened_at
+    result["fill_s"] = fill_s
+    save("filled")
     nonces: dict[int, bytes] = {}
     rounds = []
     while not session.done:
@@ -513,6 +522,8 @@ def capacity(
                 "deadline_s": tp.round_deadline_s,
             }
         )
+    result["rounds"] = rounds
+    save("rounds answered")
     sampled = gpu.model_copy(update={"mode": "sample", "chunk_rows": 1, "samples": samples})
     sample_s = []
     for _ in range(3):
@@ -523,6 +534,8 @@ def capacity(
     t0 = clock()
     openings = prover.open(nonces, spots, walks)
     open_s = clock() - t0
+    result.update(sample_gpu_s=sample_s, open_s=open_s)
+    save("opened")
     assert session.draw_secret is not None
     t0 = clock()
     verdict = verify_capacity(
@@ -565,7 +578,7 @@ def capacity(
         checks=[c for c in codes if c not in TIMING_CODES] or "accepted",
         deadlines=[c for c in codes if c in TIMING_CODES] or "met",
     )
-    out_path.write_text(json.dumps(result, indent=2, default=float))
+    save("verified")
     copy = result["copy_d2d"].get("median")
     expected = sum(t.fill_expected_s for t in params.targets)
     print(
