@@ -2,27 +2,36 @@
 open the phase, fill every target from the phase nonce, commit, answer each read round as it
 opens, and send the openings the service's draw secret names.
 
-Only the numpy prover exists (`gpuproof.protocol.capacity.prover`, CPU executor): the CUDA fill
-is NOT written, so a phase too large for host memory (a GPU-size claim) is skipped, said so, and
-the service records `capacity_missing` (in shadow mode it does not refuse). The prover books the
-modelled seconds of its `SimulatedDevice`s (the hardware double); nothing reads them here: the
-service times every message on its own clock.
+Two provers: on the GPU backend (a host whose inventory found NVIDIA GPUs: the proof of throughput
+runs `CupyExecutor`) the CuPy prover (`gpuproof.protocol.capacity.cupy_prover`, through
+`CupyCapacityFactory`: kernels built and the memory budget checked BEFORE the phase is opened, so a
+fill that does not fit is skipped, said so, and never started); on the CPU backend the numpy prover
+(`gpuproof.protocol.capacity.prover`), which holds every layer while it opens the walks and so
+skips phases whose fills exceed MAX_NUMPY_FILL_BYTES. A skipped phase is recorded by the service as
+`capacity_missing` (in shadow mode not a refusal). The CuPy prover has run only on the CUDA test
+double so far (docs/measurements.md). The numpy prover books the modelled seconds of its
+`SimulatedDevice`s (the hardware double); nothing reads them here: the service times every message
+on its own clock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from benchmark_probe.client import ServiceClient, upload_transcript
 from benchmark_probe.report import Challenge
 from gpuproof.protocol.capacity import (
+    CapacityAnswer,
+    CapacityCommitment,
     CapacityParams,
     CapacityRound,
     SignedCapacityCommitment,
+    TargetOpenings,
+    Walk,
     draw_walks,
 )
 from gpuproof.protocol.capacity.device import SimulatedDevice
@@ -34,13 +43,85 @@ from gpuproof.protocol.delivery import TranscriptRef
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.limits import MAX_CAPACITY_OPENINGS_STORED_BYTES
 
+if TYPE_CHECKING:
+    from gpuproof.protocol.capacity.cupy_prover import (
+        CupyCapacityOptions,
+        CupyCapacityProver,
+        CupyCapacityRuntime,
+        MemoryPlan,
+    )
+    from gpuproof.protocol.proof import ProofExecutor
+
 # The numpy prover holds every layer of a fill while it opens the walks: fills above this are
-# skipped on the CPU executor (a GPU-size phase needs the CUDA fill, not written yet).
+# skipped on the CPU backend (a GPU-size phase runs on the CuPy prover of the GPU backend).
 MAX_NUMPY_FILL_BYTES = 64 * 1024 * 1024
 Delivery = Literal["auto", "inline", "upload"]
 log = logging.getLogger(__name__)
 
-ProverFactory = Callable[[bytes, str, str, CapacityParams, Mapping[int, SimulatedDevice]], CapacityProver]
+
+class PhaseProver(Protocol):
+    """What `run_capacity` drives: the numpy `CapacityProver` or the CuPy `CupyCapacityProver`."""
+
+    def fill(self) -> CapacityCommitment: ...
+
+    def answer(self, round_: CapacityRound) -> CapacityAnswer: ...
+
+    def open(
+        self,
+        round_nonces: Mapping[int, bytes],
+        spots: Mapping[int, Mapping[int, Sequence[int]]],
+        walks: Mapping[int, Sequence[Walk]],
+    ) -> list[TargetOpenings]: ...
+
+
+ProverFactory = Callable[[bytes, str, str, CapacityParams, Mapping[int, SimulatedDevice]], PhaseProver]
+
+
+class CupyCapacityFactory:
+    """The GPU backend's capacity prover: one CuPy runtime (a worker thread per GPU) for every phase.
+
+    `prepare` builds the kernels, warms cuBLAS and checks the memory budget on every GPU the phase
+    uses, before the phase is opened (the fill deadline runs from the opening). The simulated
+    devices `run_capacity` passes are not used: the GPUs are real (or the CUDA test double)."""
+
+    def __init__(self, runtime: CupyCapacityRuntime, options: CupyCapacityOptions | None = None) -> None:
+        self.runtime, self.options = runtime, options
+
+    def prepare(self, params: CapacityParams) -> MemoryPlan:
+        """The budget, refused with `CapacityMemoryError` (its numbers) when it does not fit."""
+        from gpuproof.protocol.capacity.cupy_prover import CapacityMemoryError, plan_memory
+
+        plan = plan_memory(params, self.runtime, self.options)
+        if not plan.fits:
+            raise CapacityMemoryError(plan.describe())
+        self.runtime.prepare([b.device for b in plan.devices])
+        return plan
+
+    def __call__(
+        self,
+        nonce: bytes,
+        machine_id: str,
+        challenge_id: str,
+        params: CapacityParams,
+        _devices: Mapping[int, SimulatedDevice],
+    ) -> CupyCapacityProver:
+        from gpuproof.protocol.capacity.cupy_prover import CupyCapacityProver
+
+        return CupyCapacityProver(
+            nonce, machine_id, challenge_id, params, runtime=self.runtime, options=self.options
+        )
+
+
+def default_prover(executor: ProofExecutor | None) -> ProverFactory:
+    """The CuPy prover where the proof of throughput runs on CuPy (the GPU backend), on the same
+    CuPy module and GPU map; the numpy prover otherwise."""
+    from gpuproof.protocol.proof.cupy_executor import CupyExecutor
+
+    if isinstance(executor, CupyExecutor):
+        from gpuproof.protocol.capacity.cupy_prover import CupyCapacityRuntime
+
+        return CupyCapacityFactory(CupyCapacityRuntime(executor.cupy, executor.devices))
+    return CapacityProver
 
 
 def numpy_devices(params: CapacityParams) -> dict[int, SimulatedDevice]:
@@ -90,10 +171,23 @@ def run_capacity(
     if params is None:
         return CapacityOutcome(False, "the challenge carries no capacity phase")
     total = sum(tp.fill_bytes for tp in params.targets)
-    if total > MAX_NUMPY_FILL_BYTES:
+    if isinstance(prover_factory, CupyCapacityFactory):
+        from gpuproof.protocol.capacity.cupy_prover import CapacityMemoryError
+
+        try:
+            prover_factory.prepare(params)
+        except CapacityMemoryError as exc:
+            note = (
+                f"capacity phase NOT run: {exc}; the service records capacity_missing "
+                "(VRAM and RAM not proven)"
+            )
+            log.warning(note)
+            return CapacityOutcome(False, note)
+    elif total > MAX_NUMPY_FILL_BYTES:
         note = (
-            f"capacity phase NOT run: its fills hold {total} bytes and only the numpy prover exists "
-            "(no GPU executor yet); the service records capacity_missing (VRAM and RAM not proven)"
+            f"capacity phase NOT run: its fills hold {total} bytes, more than the numpy prover of the "
+            "CPU backend holds (the GPU backend's CuPy prover runs GPU-size phases); the service "
+            "records capacity_missing (VRAM and RAM not proven)"
         )
         log.warning(note)
         return CapacityOutcome(False, note)

@@ -16,7 +16,12 @@ get wrong:
   time (no shared memory or `__syncthreads`: refused loudly);
 - devices, streams and events: the current device and stream per thread, `Device(i)` for i out of
   range fails, events must be recorded before they are timed, streams must be known;
-- host arrays mixed with device arrays in an operation raise TypeError, as CuPy does.
+- host arrays mixed with device arrays in an operation raise TypeError, as CuPy does;
+- device memory, when `device_memory_bytes` is set: each fake GPU then has that much memory
+  (`runtime.memGetInfo()` answers (free, total) from it) and an allocation through the module's
+  constructors (`empty`, `zeros`, `asarray`, ...) beyond it raises `OutOfMemoryError`, as CuPy
+  does. Only those allocations are counted, not the temporaries numpy makes inside an operator
+  (`a + b`, `a[idx]`): a budget that holds here holds for what the code allocates itself.
 
 Events time the host by default. With a `ModelledClock` (the TEST DOUBLE GPU model's,
 `DOUBLE_MODEL_CLOCK`) they time a modelled device clock instead, advanced only by the work the
@@ -97,6 +102,10 @@ class CUDARuntimeError(RuntimeError):
 
 class CUBLASError(RuntimeError):
     """What CuPy raises for a failed cuBLAS call."""
+
+
+class OutOfMemoryError(MemoryError):
+    """What CuPy raises when device memory runs out (cupy.cuda.memory.OutOfMemoryError)."""
 
 
 # -- memory -----------------------------------------------------------------------------------------
@@ -609,6 +618,8 @@ class CupyTestDouble:
 
     `gemm_fault`, when set, rewrites every GEMM's result before it is stored (a lying GPU).
     `log` records each GEMM and copy: what the code asked the hardware to do.
+    `device_memory_bytes`, when set, is every fake GPU's memory, enforced (see the module's notes);
+    `peak_bytes` then records the most each device held at once.
     """
 
     gpus: list[FakeGpu]
@@ -618,6 +629,9 @@ class CupyTestDouble:
     clock: ModelledClock | None = None
     # Seconds of modelled device time per device (advanced only with a `clock`).
     device_seconds: dict[int, float] = field(default_factory=dict)
+    device_memory_bytes: int | None = None
+    allocated_bytes: dict[int, int] = field(default_factory=dict)
+    peak_bytes: dict[int, int] = field(default_factory=dict)
 
     float16, float32, float64 = np.float16, np.float32, np.float64
     int8, int16, int32, int64 = np.int8, np.int16, np.int32, np.int64
@@ -671,8 +685,10 @@ class CupyTestDouble:
             deviceGetByPCIBusId=self._by_bus_id,
             memsetAsync=self._memset,
             memcpyAsync=self._memcpy,
+            memGetInfo=self._mem_info,
             CUDARuntimeError=CUDARuntimeError,
         )
+        self._memory_lock = threading.Lock()
         pinned_pool, pool = _Pool(), _Pool()
         self.cuda = SimpleNamespace(
             Device=Device,
@@ -683,6 +699,7 @@ class CupyTestDouble:
             cublas=_Cublas(self),
             device=SimpleNamespace(get_cublas_handle=lambda: 0xCB00 + _STATE.device),
             alloc_pinned_memory=self._alloc_pinned,
+            memory=SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
         )
         self.random = SimpleNamespace(RandomState=_RandomState)
         self.get_default_memory_pool = lambda: pool
@@ -785,17 +802,51 @@ class CupyTestDouble:
         return buffer
 
     # -- arrays -------------------------------------------------------------------------------------
+    def _mem_info(self) -> tuple[int, int]:
+        """cudaMemGetInfo on the current device: (free, total) bytes."""
+        total = self.device_memory_bytes
+        if total is None:
+            total = self._properties(_STATE.device)["totalGlobalMem"]
+        used = self.allocated_bytes.get(_STATE.device, 0)
+        return max(0, total - used), total
+
+    def _new(self, nbytes: int, make: Callable[[], DeviceArray]) -> DeviceArray:
+        """An allocation of nbytes on the current device, refused beyond `device_memory_bytes`."""
+        device = _STATE.device
+        if self.device_memory_bytes is not None:
+            with self._memory_lock:
+                used = self.allocated_bytes.get(device, 0)
+                if used + nbytes > self.device_memory_bytes:
+                    raise OutOfMemoryError(
+                        f"Out of memory allocating {nbytes:,} bytes (allocated so far: {used:,} bytes)."
+                    )
+                self.allocated_bytes[device] = used + nbytes
+                self.peak_bytes[device] = max(self.peak_bytes.get(device, 0), used + nbytes)
+        array = make()
+        if self.device_memory_bytes is not None and nbytes:
+            weakref.finalize(_owner(array), self._release, device, nbytes)
+        return array
+
+    def _release(self, device: int, nbytes: int) -> None:
+        with self._memory_lock:
+            self.allocated_bytes[device] = self.allocated_bytes.get(device, 0) - nbytes
+
+    @staticmethod
+    def _nbytes(shape: Any, dtype: Any) -> int:
+        return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
     def empty(self, shape: Any, dtype: Any = np.float64) -> DeviceArray:
-        return _device_array(np.empty(shape, dtype=dtype))
+        return self._new(self._nbytes(shape, dtype), lambda: _device_array(np.empty(shape, dtype=dtype)))
 
     def zeros(self, shape: Any, dtype: Any = np.float64) -> DeviceArray:
-        return _device_array(np.zeros(shape, dtype=dtype))
+        return self._new(self._nbytes(shape, dtype), lambda: _device_array(np.zeros(shape, dtype=dtype)))
 
     def ones(self, shape: Any, dtype: Any = np.float64) -> DeviceArray:
-        return _device_array(np.ones(shape, dtype=dtype))
+        return self._new(self._nbytes(shape, dtype), lambda: _device_array(np.ones(shape, dtype=dtype)))
 
     def arange(self, *args: Any, dtype: Any = None) -> DeviceArray:
-        return _device_array(np.arange(*args, dtype=dtype))
+        host = np.arange(*args, dtype=dtype)
+        return self._new(host.nbytes, lambda: _device_array(host))
 
     def empty_like(self, a: DeviceArray, dtype: Any = None) -> DeviceArray:
         return self.empty(a.shape, dtype=dtype or a.dtype)
@@ -824,12 +875,15 @@ class CupyTestDouble:
             and a._device == _STATE.device
         ):
             return a
-        return _device_array(a, dtype)
+        plain = a.view(np.ndarray) if isinstance(a, DeviceArray) else np.asarray(a)
+        nbytes = plain.size * np.dtype(dtype or plain.dtype).itemsize
+        return self._new(nbytes, lambda: _device_array(plain, dtype))
 
     def ascontiguousarray(self, a: DeviceArray, dtype: Any = None) -> DeviceArray:
         if a.flags.c_contiguous and (dtype is None or np.dtype(dtype) == a.dtype):
             return a
-        return _device_array(a, dtype)
+        nbytes = a.size * np.dtype(dtype or a.dtype).itemsize
+        return self._new(nbytes, lambda: _device_array(a, dtype))
 
     def asnumpy(self, a: Any) -> np.ndarray[Any, Any]:
         if isinstance(a, DeviceArray):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from benchmark_probe.capacity import CapacityOutcome, ProverFactory, run_capacity
+from benchmark_probe.capacity import CapacityOutcome, ProverFactory, default_prover, run_capacity
 from benchmark_probe.client import ServiceClient, upload_transcript
 from benchmark_probe.report import Challenge
 from gpuproof.protocol.delivery import MEDIA_TYPES, encode_binary
@@ -130,9 +130,9 @@ class ProofRunner:
         if answered is None:
             return None
         doc = deliver(*answered, challenge_params(challenge))
-        # The capacity phase after the throughput proof is opened and delivered (its memory freed).
+        # The capacity phase after the throughput proof is opened and delivered (its memory freed):
+        # on the proof's backend (CuPy on GPU hosts, numpy on the CPU backend).
         if self.capacity_prover is None:
-            self.capacity = run_capacity(client, self.key, challenge)
-        else:
-            self.capacity = run_capacity(client, self.key, challenge, self.capacity_prover)
+            self.capacity_prover = default_prover(self.executor)
+        self.capacity = run_capacity(client, self.key, challenge, self.capacity_prover)
         return doc

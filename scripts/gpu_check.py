@@ -18,19 +18,23 @@ inventory found (all GPUs in parallel, CuPy executor), opened at drawn pairs and
 service's own code; beside it, the same number of bare fp16 GEMMs of the same shapes (the GEMM-only
 floor) so the commitment's overhead is measured, not estimated.
 
-`capacity`: the capacity phase's device costs on GPU 0 (docs/protocol.md §17): a fill of 90% of
-the device's memory (as `rows_for` sizes it) run through ONE full stage of its int8 GEMM (two
-gemmEx of K = d per row, int32 out, the mod-251 epilogue; the fill's L stages then take L times
-that), a full scan of the fill (a read-round's memory traffic, without the hashing), 2^16 random
-row reads (a sample round's), and beside them a plain device copy of 512 MiB (the fill
-leaves 2 GiB free). The GPU executor of
-the phase itself is not written yet: these are its parts, timed.
+`capacity`: the capacity phase (docs/protocol.md §17) run for real by the GPU executor the probe runs
+(`CupyCapacityProver`) on GPU 0: a GPU target filling `--fraction` (0.90) of the device's free
+memory (d = 1024, the service's chunk, spots and walks) and a host RAM target of `--host-bytes`
+(8 GiB, filled out of core from the GPU), the phase driven through the service's own
+`CapacitySession` on this machine's clock: fill time, every read round's latency (scan rounds of
+the GPU; sample rounds of host RAM), a GPU sample round of the service's 2^22 rows, the openings
+(the fill recomputed) and `verify_capacity`'s verdict (proof checks apart from deadlines, which
+use the reference rates and are the calibration's subject), beside a plain device-to-device copy
+of 512 MiB taken before the fill. `--double` runs the same code on the CUDA test double at tiny
+sizes (no GPU; figures meaningless), as the unit test does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections.abc import Callable
@@ -351,74 +355,242 @@ def proof(inventory_path: Path, out_path: Path, n: int | None, d: int | None, st
     )
 
 
-def capacity(out_path: Path, fill_bytes: int | None = None, d: int = 1024, batch_rows: int = 1 << 16) -> None:
-    """Measure the capacity phase's parts on GPU 0 (see the module docstring)."""
-    import cupy as cp
+TIMING_CODES = (
+    "capacity_fill_deadline_missed",
+    "capacity_round_deadline_missed",
+    "capacity_host_round_deadline_missed",
+)
+DOUBLE_MEMORY = 256 * 1024  # --double: one fake GPU of this much device memory (the CUDA test double)
 
-    from gpuproof.protocol.capacity.fill import stages
-    from gpuproof.protocol.capacity.params import rows_for
-    from gpuproof.protocol.proof.cupy_executor import CupyExecutor
 
-    executor = CupyExecutor(cupy=cp)
-    result: dict[str, Any] = {"d": d}
-    with cp.cuda.Device(0):
-        if fill_bytes is None:
-            free, total = cp.cuda.runtime.memGetInfo()
-            n_rows = min(rows_for(total, d), (free - (2 << 30)) // d)  # leave 2 GiB of workspace
-            result.update(total_bytes=total, free_bytes=free)
-        else:
-            n_rows = fill_bytes // d
-        result.update(n_rows=n_rows, fill_bytes=n_rows * d, stages=stages(n_rows))
-        if result.get("total_bytes"):
-            result["fill_fraction_of_total"] = n_rows * d / result["total_bytes"]
-        rs = cp.random.RandomState(1)
-        fill = cp.zeros((n_rows, d), dtype=cp.int8)
-        b_pi = rs.randint(-125, 126, size=(d, d), dtype=cp.int32).astype(cp.int8)
-        b_sigma = rs.randint(-125, 126, size=(d, d), dtype=cp.int32).astype(cp.int8)
-        batch = min(batch_rows, n_rows)
-        c1 = cp.empty((batch, d), dtype=cp.int32)
-        c2 = cp.empty((batch, d), dtype=cp.int32)
-        half = n_rows // 2
+def _capacity_model(cp: Any) -> tuple[str, float, float, bool]:
+    """The card's reference int8 rate and bandwidth (for the expected figures), else placeholders."""
+    from gpuproof.reference import lookup, normalise_nvml_name
 
-        def stage() -> None:
-            for start in range(0, n_rows, batch):
-                rows = min(batch, n_rows - start)
-                mate = (start + half) % max(1, n_rows - rows + 1)
-                executor._gemm(fill[start : start + rows], b_pi, c1[:rows])
-                executor._gemm(fill[mate : mate + rows], b_sigma, c2[:rows])
-                fill[start : start + rows] = ((c1[:rows] + c2[:rows] + 1) % 251 - 125).astype(cp.int8)
+    raw = cp.cuda.runtime.getDeviceProperties(0)["name"]
+    name = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    model = normalise_nvml_name(name) or name
+    ref = lookup(model)
+    if ref is None or ref.expected_int8_tops is None or ref.mem_bw_gbs is None:
+        return model, 100.0, 1000.0, False
+    return model, ref.expected_int8_tops, ref.mem_bw_gbs, True
 
-        def timed(fn: Callable[[], Any], repeats: int) -> list[float]:
-            fn()  # warm-up
-            start, end = cp.cuda.Event(), cp.cuda.Event()
-            out = []
-            for _ in range(repeats):
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                out.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
-            return out
 
-        stage_s = statistics.median(timed(stage, 3))
-        ops = 2 * n_rows * 2 * d * d
-        result["stage"] = {"seconds": stage_s, "tops": ops / stage_s / 1e12}
-        result["fill_estimate_s"] = stage_s * result["stages"]
-        scan_s = timed(lambda: fill.sum(dtype=cp.int64), 3)
-        result["scan"] = {
-            "seconds": statistics.median(scan_s),
-            "bytes_per_s": n_rows * d / statistics.median(scan_s),
-        }
-        idx = rs.randint(0, n_rows, size=(1 << 16,), dtype=cp.int64)
-        gather_s = statistics.median(timed(lambda: fill[idx], 5))
-        result["random_rows"] = {"rows": 1 << 16, "seconds": gather_s, "rows_per_s": (1 << 16) / gather_s}
-        result["copy_d2d"] = _guard(lambda: _cupy_copy(cp, min(1 << 29, max(1 << 20, n_rows * d // 4))))
-    out_path.write_text(json.dumps(result, indent=2, default=float))
-    print(
-        f"capacity: {n_rows} rows x {d} ({n_rows * d / 2**30:.2f} GiB), L = {result['stages']}; "
-        f"stage {stage_s:.3f} s ({result['stage']['tops']:.1f} TOPS), fill ~{result['fill_estimate_s']:.1f} s; "
-        f"scan {result['scan']['bytes_per_s'] / 1e9:.1f} GB/s; {result['random_rows']['rows_per_s']:.3g} random rows/s"
+def capacity(
+    out_path: Path,
+    fill_bytes: int | None = None,
+    d: int = 1024,
+    *,
+    fraction: float = 0.90,
+    host_bytes: int = 8 << 30,
+    samples: int | None = None,
+    double: bool = False,
+) -> dict[str, Any]:
+    """The capacity phase for real on GPU 0 (module docstring): fill, rounds, openings, verified."""
+    import secrets
+    import time
+
+    from gpuproof.protocol.capacity import (
+        CapacitySession,
+        SignedCapacityCommitment,
+        gpu_target,
+        host_target,
+        phase,
+        verify_capacity,
     )
+    from gpuproof.protocol.capacity.cupy_prover import (
+        CupyCapacityOptions,
+        CupyCapacityProver,
+        CupyCapacityRuntime,
+        plan_memory,
+    )
+    from gpuproof.protocol.capacity.params import (
+        FILL_FRACTION,
+        GPU_HASH_BYTES_PER_S,
+        HOST_D,
+        HOST_LINK_BYTES_PER_S,
+        HOST_SAMPLES,
+        LOG2_Q,
+    )
+    from gpuproof.protocol.keys import SigningKey
+
+    if double:
+        from benchmark_probe.cupy_double import CupyTestDouble
+        from benchmark_probe.nvml_double import fake_gpu
+
+        cp: Any = CupyTestDouble.for_gpus([fake_gpu(0)], device_memory_bytes=DOUBLE_MEMORY)
+        options = CupyCapacityOptions(margin_bytes=0)
+    else:
+        import cupy
+
+        cp = cupy
+        options = CupyCapacityOptions()
+    host_d = min(HOST_D, d) if double else HOST_D
+    samples = samples if samples is not None else (256 if double else HOST_SAMPLES)
+    model, rate, bandwidth, known = _capacity_model(cp)
+    result: dict[str, Any] = {"model": model, "reference_known": known, "double": double, "d": d}
+    with cp.cuda.Device(0):
+        result["copy_d2d"] = _guard(lambda: _cupy_copy(cp, 1 << 16 if double else 1 << 29))
+        cp.get_default_memory_pool().free_all_blocks()
+        free, total = cp.cuda.runtime.memGetInfo()
+    target = fill_bytes if fill_bytes is not None else int(fraction * free)
+    claimed = math.ceil(target * LOG2_Q / 8 / FILL_FRACTION)  # rows_for(claimed) x d ~ target
+    gpu = gpu_target(0, claimed, rate_tops=rate, bandwidth_gbs=bandwidth, d=d)
+    targets = [gpu]
+    if host_bytes:
+        targets.append(
+            host_target(
+                host_bytes,
+                fill_rate_tops=rate,
+                d=host_d,
+                samples=samples,
+                fill_bandwidth_gbs=bandwidth,
+                fill_hash_bytes_per_s=GPU_HASH_BYTES_PER_S,
+                link_bytes_per_s=HOST_LINK_BYTES_PER_S,
+            )
+        )
+    params = phase(targets)
+    result.update(
+        free_bytes=free,
+        total_bytes=total,
+        n_rows=gpu.n_rows,
+        stages=gpu.n_stages,
+        fill_bytes=gpu.fill_bytes,
+        fill_fraction_of_free=gpu.fill_bytes / free,
+        host_fill_bytes=targets[-1].fill_bytes if host_bytes else 0,
+        params=params.model_dump(mode="json"),
+    )
+    runtime = CupyCapacityRuntime(cp)
+    plan = plan_memory(params, runtime, options)
+    result["memory"] = {
+        "fits": plan.fits,
+        "describe": plan.describe(),
+        "devices": [
+            {"device": b.device, "free": b.free_bytes, "fills": b.fill_bytes, "working": b.working_bytes}
+            for b in plan.devices
+        ],
+        "group_rows": plan.group_rows,
+        "host_layout": None
+        if plan.host is None
+        else {
+            "block_rows": plan.host.block_rows,
+            "window_rows": plan.host.window_rows,
+            "slabs": plan.host.slabs,
+        },
+    }
+
+    def save(stage: str) -> None:
+        """Written after every step, so a stage timeout still leaves what was measured."""
+        result["reached"] = stage
+        out_path.write_text(json.dumps(result, indent=2, default=float))
+        print(f"capacity: {stage} ({time.strftime('%X')})", file=sys.stderr, flush=True)
+
+    if not plan.fits:
+        save("refused")
+        print(f"capacity: NOT run: {plan.describe()}")
+        return result
+    runtime.prepare([0])  # kernels built, cuBLAS warmed: outside the timed fill, as the probe does
+    key = SigningKey.generate()
+    nonce = secrets.token_bytes(32)
+    prover = CupyCapacityProver(nonce, key.public_hex, "gpu-check", params, runtime=runtime, options=options)
+    clock = time.perf_counter
+    session = CapacitySession(params, opened_at=clock())
+    signed = SignedCapacityCommitment.sign(prover.fill(), key)
+    session.receive_commitment(signed, clock())
+    assert session.commitment_received_at is not None
+    fill_s = session.commitment_received_at - session.opened_at
+    result["fill_s"] = fill_s
+    save("filled")
+    nonces: dict[int, bytes] = {}
+    rounds = []
+    while not session.done:
+        opened = session.open_round(clock())
+        nonces[opened.round] = bytes.fromhex(opened.nonce)
+        answer = prover.answer(opened)
+        session.receive_answer(answer, clock())
+        record = session.rounds[-1]
+        assert record.received_at is not None
+        tp = params.target(opened.targets[0])
+        assert tp is not None
+        rounds.append(
+            {
+                "round": opened.round,
+                "targets": opened.targets,
+                "mode": tp.mode,
+                "seconds": record.received_at - record.sent_at,
+                "expected_s": tp.round_expected_s,
+                "deadline_s": tp.round_deadline_s,
+            }
+        )
+    result["rounds"] = rounds
+    save("rounds answered")
+    sampled = gpu.model_copy(update={"mode": "sample", "chunk_rows": 1, "samples": samples})
+    sample_s = []
+    for _ in range(3):
+        t0 = clock()
+        prover.answer_root(sampled, secrets.token_bytes(32))
+        sample_s.append(clock() - t0)
+    spots, walks = session.draw()
+    t0 = clock()
+    openings = prover.open(nonces, spots, walks)
+    open_s = clock() - t0
+    result.update(sample_gpu_s=sample_s, open_s=open_s)
+    save("opened")
+    assert session.draw_secret is not None
+    t0 = clock()
+    verdict = verify_capacity(
+        params,
+        machine_id=key.public_hex,
+        challenge_id="gpu-check",
+        nonce=nonce,
+        signed=signed,
+        phase_opened_at=session.opened_at,
+        commitment_received_at=session.commitment_received_at,
+        rounds=session.rounds,
+        draw_secret=session.draw_secret,
+        openings=openings,
+    )
+    verify_s = clock() - t0
+    codes = [r.code for r in verdict.reasons]
+    scan = [r["seconds"] for r in rounds if r["targets"] == [0]]
+    host = [r["seconds"] for r in rounds if r["targets"] != [0]]
+    result.update(
+        fill_s=fill_s,
+        fill_expected_s={str(t.target): t.fill_expected_s for t in params.targets},
+        fill_deadline_s=params.fill_deadline_s,
+        rounds=rounds,
+        scan={
+            "seconds_p50": statistics.median(scan),
+            "seconds_max": max(scan),
+            "bytes_per_s": gpu.fill_bytes / statistics.median(scan),
+        },
+        sample_gpu={
+            "samples": samples,
+            "seconds": statistics.median(sample_s),
+            "rows_per_s": samples / statistics.median(sample_s),
+        },
+        host_rounds=None
+        if not host
+        else {"seconds_p50": statistics.median(host), "rows_per_s": samples / statistics.median(host)},
+        open_s=open_s,
+        verify_s=verify_s,
+        reasons=codes,
+        checks=[c for c in codes if c not in TIMING_CODES] or "accepted",
+        deadlines=[c for c in codes if c in TIMING_CODES] or "met",
+    )
+    save("verified")
+    copy = result["copy_d2d"].get("median")
+    expected = sum(t.fill_expected_s for t in params.targets)
+    print(
+        f"capacity: {gpu.n_rows} rows x {d} ({gpu.fill_bytes / 2**30:.2f} GiB, "
+        f"{100 * result['fill_fraction_of_free']:.1f}% of free), L = {gpu.n_stages}; fill {fill_s:.2f} s "
+        f"(expected {expected:.2f}, deadline {params.fill_deadline_s:.2f}); "
+        f"scan round {result['scan']['seconds_p50']:.3f} s ({result['scan']['bytes_per_s'] / 1e9:.1f} GB/s; "
+        f"d2d copy {copy if copy is not None else float('nan'):.1f} GB/s); sample round "
+        f"{result['sample_gpu']['seconds']:.3f} s; open {open_s:.2f} s; checks {result['checks']}, "
+        f"deadlines {result['deadlines']}"
+    )
+    return result
 
 
 def main() -> None:
@@ -439,11 +611,27 @@ def main() -> None:
         prf.add_argument(f"--{size}", type=int, help="override the service's choice (smoke runs)")
     cap = sub.add_parser("capacity")
     cap.add_argument("--out", type=Path, required=True)
-    cap.add_argument("--bytes", type=int, help="fill size (default: 90%% of GPU 0's memory)")
+    cap.add_argument("--bytes", type=int, help="GPU fill size (default: --fraction of GPU 0's free memory)")
+    cap.add_argument("--fraction", type=float, default=0.90)
     cap.add_argument("--d", type=int, default=1024)
+    cap.add_argument("--host-bytes", type=int, default=8 << 30, help="host RAM target (0: none)")
+    cap.add_argument("--samples", type=int, help="rows per sample round (default: the service's)")
+    cap.add_argument("--double", action="store_true", help="the CUDA test double, tiny sizes (no GPU)")
     args = parser.parse_args()
     if args.command == "capacity":
-        capacity(args.out, args.bytes, args.d)
+        if args.double:
+            capacity(
+                args.out, args.bytes, 32, fraction=0.75, host_bytes=8192, samples=args.samples, double=True
+            )
+        else:
+            capacity(
+                args.out,
+                args.bytes,
+                args.d,
+                fraction=args.fraction,
+                host_bytes=args.host_bytes,
+                samples=args.samples,
+            )
     elif args.command == "reference":
         reference(args.bench, args.out)
     elif args.command == "proof":

@@ -1,8 +1,9 @@
-"""Compile the GPU executor's kernel source with the real NVRTC library (no GPU needed), as CuPy's
+"""Compile a GPU executor's kernel source with the real NVRTC library (no GPU needed), as CuPy's
 RawModule would, and say whether every kernel is exported.
 
     pip download --no-deps nvidia-cuda-nvrtc-cu12 -d /tmp/nvrtc && unzip -q /tmp/nvrtc/*.whl -d /tmp/nvrtc/x
     python scripts/nvrtc_check.py --lib /tmp/nvrtc/x/nvidia/cuda_nvrtc/lib/libnvrtc.so.12
+    python scripts/nvrtc_check.py --lib ... --source capacity   # the capacity phase's kernels
 
 Exit 0 when the build succeeds with an empty log and all kernels are in the PTX.
 """
@@ -16,11 +17,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "core"))
 
+from gpuproof.protocol.capacity.kernels import SOURCE as CAPACITY_SOURCE
 from gpuproof.protocol.proof.epilogue_kernels import ANCHOR_RECENTRE_PACK_SOURCE
 from gpuproof.protocol.proof.sha256_kernels import SHA256_SOURCE
 from gpuproof.protocol.proof.shake_kernels import SHAKE_ROWS_SOURCE
 
-KERNELS = ("leaf_hashes", "node_hashes", "seeded_rows", "anchor_recentre_pack")
+SOURCES = {
+    "proof": (
+        SHA256_SOURCE + SHAKE_ROWS_SOURCE + ANCHOR_RECENTRE_PACK_SOURCE,
+        ("leaf_hashes", "node_hashes", "seeded_rows", "anchor_recentre_pack"),
+    ),
+    "capacity": (
+        CAPACITY_SOURCE,
+        (
+            "seeded_rows",
+            "cap_operand",
+            "cap_epilogue",
+            "cap_subtree",
+            "cap_nodes",
+            "cap_answer_rows",
+            "cap_sample_rows",
+            "cap_answer_sampled",
+        ),
+    ),
+}
 
 
 def main() -> int:
@@ -29,11 +49,13 @@ def main() -> int:
     )
     parser.add_argument("--lib", required=True, help="path to libnvrtc.so")
     parser.add_argument("--arch", default="compute_90", help="virtual architecture (H100/H200: compute_90)")
+    parser.add_argument("--source", choices=sorted(SOURCES), default="proof", help="which executor's kernels")
     args = parser.parse_args()
+    text, kernels = SOURCES[args.source]
     nvrtc = ctypes.CDLL(args.lib)
     major, minor = ctypes.c_int(), ctypes.c_int()
     nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
-    source = (SHA256_SOURCE + SHAKE_ROWS_SOURCE + ANCHOR_RECENTRE_PACK_SOURCE).encode()
+    source = text.encode()
     program = ctypes.c_void_p()
     if nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, b"gpuproof.cu", 0, None, None) != 0:
         print("nvrtcCreateProgram failed")
@@ -50,7 +72,7 @@ def main() -> int:
         ptx = ctypes.create_string_buffer(size.value)
         nvrtc.nvrtcGetPTX(program, ptx)
         ptx_text = ptx.value.decode()
-    exported = {k: f".entry {k}" in ptx_text for k in KERNELS}
+    exported = {k: f".entry {k}" in ptx_text for k in kernels}
     print(f"NVRTC {major.value}.{minor.value}, {' '.join(o.decode() for o in options)}: status {status}")
     print(f"log: {log.value.decode().strip() or '(empty)'}")
     for kernel, ok in exported.items():

@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmark_probe.capacity import openings_reference, run_capacity
+from benchmark_probe.capacity import CupyCapacityFactory, openings_reference, run_capacity
 from benchmark_probe.client import ServiceClient, ServiceError, upload_transcript
+from benchmark_probe.cupy_double import CupyTestDouble
 from benchmark_probe.integrity import collect_integrity
+from benchmark_probe.nvml_double import fake_gpu
 from benchmark_probe.proof import prove
 from benchmark_probe.report import Challenge, build_report
 from gpuproof.api.wiring import verify_services
@@ -31,6 +33,7 @@ from gpuproof.protocol.capacity import (
     SignedCapacityCommitment,
     draw_walks,
 )
+from gpuproof.protocol.capacity.cupy_prover import CupyCapacityRuntime
 from gpuproof.protocol.capacity.device import SimulatedDevice
 from gpuproof.protocol.capacity.draws import all_spots
 from gpuproof.protocol.capacity.fill import capacity_seed, chain_value
@@ -78,7 +81,7 @@ def run_machine(
     challenge = take_challenge(client, key, inventory)
     proof = prove(client, key, challenge, NumpyExecutor())
     outcome = run_capacity(client, key, challenge, prover, on_round, delivery)
-    # 4 GPU rounds, 4 host RAM rounds, the bandwidth round (§17.11)
+    # 4 GPU rounds, 4 host RAM rounds, the bandwidth round (§17.12)
     assert outcome.ran and outcome.rounds == 9, outcome.note
     return finish(local_stack, key, client, inventory, challenge, proof), outcome
 
@@ -102,7 +105,10 @@ def test_an_honest_machine_proves_its_capacity(local_stack: Any) -> None:
 
 
 def test_openings_uploaded_out_of_band_prove_the_same(local_stack: Any) -> None:
-    status, outcome = run_machine(local_stack, delivery="upload")
+    """...and come from the GPU backend's CuPy prover, run on the CUDA test double (its kernels built
+    with g++): the probe's GPU path of `run_capacity` (budget checked before the phase opens)."""
+    gpu = CupyCapacityFactory(CupyCapacityRuntime(CupyTestDouble.for_gpus([fake_gpu(0)])))
+    status, outcome = run_machine(local_stack, gpu, delivery="upload")
     assert outcome.delivery == "upload" and outcome.openings_bytes > 100_000  # the binary openings
     check = verification(status)["capacity"]
     assert check["status"] == "pass" and check["reasons"] == []

@@ -60,7 +60,7 @@ TEST_SWEEP_S = 1.5  # the bandwidth round at test size (0: the phase has none)
 def target_params(
     gpus: int, *, host: bool = True, rounds: int = 4, walks: int = 8, sweep_s: float = 0.0
 ) -> CapacityParams:
-    """The test-size phase; `sweep_s` > 0 adds the bandwidth round (§17.11), which the read-round
+    """The test-size phase; `sweep_s` > 0 adds the bandwidth round (§17.12), which the read-round
     tests leave out so that each judges its own bound alone."""
     targets: list[CapacityTargetParams] = [
         gpu_target(

@@ -324,11 +324,12 @@ def test_h100_parameters_and_the_stated_bounds() -> None:
     assert regenerable_rows(gpu, 8 * rate * gpu.round_deadline_s) >= gpu.n_rows
     # data served over PCIe 5 x16 (~55 GB/s) misses the round deadline
     assert gpu.fill_bytes / 55e9 > gpu.round_deadline_s
-    # two H100 fills queued on one H100 miss the fill deadline (tolerance < 2)
-    assert (
-        2 * fill_ops(gpu.n_rows, gpu.d) / rate
-        > params.fill_deadline_s - params.targets[-1].fill_expected_s * 1.14
-    )
+    # two H100 fills queued on one H100 at the GPU executor's own costs miss the fill deadline
+    # (tolerance < 2), but their GEMMs alone fit it: a prover with a fused epilogue and faster
+    # hashing could compute two fills in time, so the count rests on memory (Bound 2), not on time
+    gpu_part = params.fill_deadline_s - params.targets[-1].fill_expected_s * 1.14
+    assert 2 * gpu.fill_expected_s > gpu_part
+    assert 2 * fill_ops(gpu.n_rows, gpu.d) / rate < gpu_part
     # host RAM: half of the samples from swap at ~1e6 random reads/s misses the host deadline
     host = params.targets[-1]
     assert host.is_host and host.samples / 2 / 1e6 > host.round_deadline_s

@@ -1,4 +1,4 @@
-"""The capacity phase's bandwidth round (docs/protocol.md §17.11, issue 12: "the measured bandwidth
+"""The capacity phase's bandwidth round (docs/protocol.md §17.12, issue 12: "the measured bandwidth
 separates HBM from GDDR parts"): P chained sweeps over X_L, timed by the service, bound the
 device's read rate from below. Modelled devices (the hardware double `SimulatedDevice`) at test
 size, the stated thresholds at every reference model's size, and provers that try to beat it."""

@@ -24,6 +24,7 @@ from benchmark_probe.cupy_double import (
     CUBLASError,
     CUDARuntimeError,
     CupyTestDouble,
+    OutOfMemoryError,
 )
 from benchmark_probe.nvml_double import fake_gpu
 
@@ -186,3 +187,23 @@ def test_kernels_run_their_cuda_source(cp: CupyTestDouble) -> None:
         module.get_function("fill")((1,), (4,), (out, 4))
     with pytest.raises(NotImplementedError, match="one at a time"):
         cp.RawModule(code='extern "C" __global__ void k() { __syncthreads(); }')
+
+
+def test_device_memory_when_limited_is_enforced_per_device_and_released() -> None:
+    cp = CupyTestDouble.for_gpus([fake_gpu(0), fake_gpu(1)], device_memory_bytes=1000)
+    assert cp.cuda.runtime.memGetInfo() == (1000, 1000)
+    a = cp.empty((600,), dtype=cp.uint8)
+    assert cp.cuda.runtime.memGetInfo() == (400, 1000)
+    with pytest.raises(OutOfMemoryError, match="Out of memory allocating 800 bytes"):
+        cp.zeros((100,), dtype=cp.float64)
+    assert (
+        isinstance(OutOfMemoryError("x"), MemoryError) and cp.cuda.memory.OutOfMemoryError is OutOfMemoryError
+    )
+    with cp.cuda.Device(1):  # another device has its own memory
+        b = cp.asarray(np.zeros(900, dtype=np.uint8))
+        assert cp.cuda.runtime.memGetInfo() == (100, 1000)
+    del a, b
+    assert cp.cuda.runtime.memGetInfo() == (1000, 1000) and cp.peak_bytes == {0: 600, 1: 900}
+    unlimited = CupyTestDouble.for_gpus([fake_gpu(0)])
+    free, total = unlimited.cuda.runtime.memGetInfo()
+    assert free == total == unlimited.cuda.runtime.getDeviceProperties(0)["totalGlobalMem"]

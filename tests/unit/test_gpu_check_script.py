@@ -89,18 +89,37 @@ def test_proof_stage_proves_verifies_and_measures_the_gemm_floor(
     assert capsys.readouterr().out.startswith("proof: 2 GPU(s) H100 SXM5 80GB, n=64 d=64 T=2")
 
 
-def test_capacity_stage_measures_the_fill_stage_scan_and_random_rows(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_capacity_stage_runs_the_gpu_prover_end_to_end_on_the_double(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cp = patch_gpu_host(monkeypatch, 1)
-    monkeypatch.setitem(sys.modules, "cupy", cp)
+    """`capacity --double`: the CuPy prover on the CUDA test double (a fake H100 of 256 KiB), a fill
+    of 75% of its free memory (its trees and scratch take the rest at d = 32), four scan rounds,
+    four host RAM sample rounds, a GPU sample round, the openings, the real verifier, within the
+    double's enforced memory. The double's seconds miss the H100's deadlines (they are host
+    seconds); every other check passes."""
     out = tmp_path / "capacity.json"
-    load_script().capacity(out, 64 * 1024, 64, 256)  # 1024 rows of 64: the double's size
-    cap = json.loads(out.read_text())
-    assert (cap["n_rows"], cap["d"], cap["stages"]) == (1024, 64, 10)
-    assert cap["stage"]["seconds"] > 0 and cap["fill_estimate_s"] == pytest.approx(
-        10 * cap["stage"]["seconds"]
-    )
-    assert cap["scan"]["bytes_per_s"] > 0 and cap["random_rows"]["rows_per_s"] > 0
+    cap = load_script().capacity(out, None, 32, fraction=0.75, host_bytes=8192, double=True)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(cap, default=float))
+    assert cap["model"] == "H100 SXM5 80GB" and cap["reference_known"] and cap["double"]
+    assert cap["memory"]["fits"] and 0.74 <= cap["fill_fraction_of_free"] <= 0.76
+    assert cap["checks"] == "accepted", cap["reasons"]
+    assert set(cap["reasons"]) <= {
+        "capacity_fill_deadline_missed",
+        "capacity_round_deadline_missed",
+        "capacity_host_round_deadline_missed",
+    }
+    assert [r["mode"] for r in cap["rounds"]] == ["scan"] * 4 + ["sample"] * 4
+    assert cap["fill_s"] > 0 and cap["scan"]["bytes_per_s"] > 0 and cap["sample_gpu"]["rows_per_s"] > 0
+    assert cap["host_rounds"]["seconds_p50"] > 0 and cap["open_s"] > 0
     assert cap["copy_d2d"]["median"] > 0
-    assert capsys.readouterr().out.startswith("capacity: 1024 rows x 64")
+    line = capsys.readouterr().out
+    assert line.startswith(f"capacity: {cap['n_rows']} rows x 32") and "checks accepted" in line
+
+
+def test_capacity_stage_says_so_when_the_fill_does_not_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "capacity.json"
+    cap = load_script().capacity(out, None, 32, fraction=0.99, host_bytes=0, double=True)
+    assert not cap["memory"]["fits"] and "fill_s" not in cap
+    assert capsys.readouterr().out.startswith("capacity: NOT run: the capacity fill does not fit: device 0")

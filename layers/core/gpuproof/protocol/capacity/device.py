@@ -4,8 +4,9 @@ and computing them costs.
 `SimulatedDevice` is a TEST DOUBLE of that boundary (named as such): a numpy store with a memory
 limit, and a modelled clock, since timing tests must not depend on this machine's load. Every
 computation is real (numpy); only the seconds it would take on the modelled device are charged
-from its figures (scan bandwidth, per-row read latency, hash and GEMM rates). The GPU executor
-(a CUDA store, timed by the service's clock) is NOT written yet (docs/protocol.md "Capacity phase").
+from its figures (scan bandwidth, per-row read latency, hash and GEMM rates). The real hardware
+side is the GPU executor, `cupy_prover.py` (CUDA memory and host RAM, timed by the service's clock;
+run so far only on the CUDA test double, benchmark_probe/cupy_double.py).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def _prefix(domain: bytes, secret: bytes, commitment_bytes: bytes, target: int) 
 
 def round_plan(params: CapacityParams) -> dict[int, list[int]]:
     """Targets per round number: rounds 1..R read every GPU at once (one deadline, one answer);
-    rounds R+1..2R read host RAM, when it is claimed; then one bandwidth round (§17.11) sweeps every
+    rounds R+1..2R read host RAM, when it is claimed; then one bandwidth round (§17.12) sweeps every
     GPU target that has sweeps, at once."""
     gpus = [t.target for t in params.targets if not t.is_host]
     host = [t.target for t in params.targets if t.is_host]

@@ -2,6 +2,15 @@
 
 Every rate here is an ESTIMATE until calibrated on hardware (scripts/gpu_check.sh); each deadline
 is expected time x tolerance + the network allowance, so an honest host is never held to a guess.
+
+The fill's expected time is that of the GPU executor the probe runs (`cupy_prover.py`), term by
+term (`fill_seconds`): the stage GEMMs at the claimed model's expected int8 rate; per stage, the
+memory-bound kernels beside the GEMM (the operand gather reads 2 and writes 2 bytes per fill
+byte, the epilogue reads the 4-byte int32 product and writes 1: 9 bytes of traffic per fill byte)
+at BANDWIDTH_FRACTION of the datasheet bandwidth; per stage, the layer's SHA-256 on the device;
+and, for host RAM, the out-of-core passes' PCIe traffic (every byte crosses 3 times: pass 1 down,
+pass 2 up and down) at HOST_LINK_BYTES_PER_S per GPU. The kernels run one after another on one
+stream, so the terms add; + FILL_OVERHEAD for launches and self-checks.
 """
 
 from __future__ import annotations
@@ -21,14 +30,18 @@ GPU_SPOTS, GPU_WALKS, WALK_STAGES = 12, 32, 10
 HOST_SAMPLES = 2**22
 ROUNDS = 4
 TOLERANCE = 1.14
-FILL_OVERHEAD = 0.5  # hashing and memory traffic beside the stage GEMMs (estimate)
+FILL_OVERHEAD = 0.1  # kernel launches, the executor's self-checks, Python between them (estimate)
+STAGE_TRAFFIC = 9  # bytes moved per fill byte per stage by the operand gather (4) and epilogue (5)
+BANDWIDTH_FRACTION = 0.8  # of the datasheet memory bandwidth those kernels reach (estimate)
+HOST_FILL_CROSSINGS = 3  # the host fill's bytes cross PCIe 3 times (two passes, cupy_prover.py)
+HOST_LINK_BYTES_PER_S = 10e9  # per GPU, pageable host memory <-> device through the driver (estimate)
 GPU_HASH_BYTES_PER_S = 256e9  # SHA-256 on the device, 4 G compressions/s (the pessimistic §12 figure)
 HOST_ROWS_PER_S = 2e7  # random 512-byte reads from DRAM, all cores (estimate; calibrate: gpu_check.sh)
 HOST_HASH_BYTES_PER_S = 8e9  # SHA-256 of those rows, all cores (estimate)
 NETWORK_ALLOWANCE_S = 0.5  # one small request/answer round trip at the API edge
 FILL_ALLOWANCE_S = 1.0
 LOG2_Q = math.log2(251)
-# The bandwidth round (§17.11): sweeps enough for ~1.5 s at the claimed model's bandwidth, long
+# The bandwidth round (§17.12): sweeps enough for ~1.5 s at the claimed model's bandwidth, long
 # beside the network allowance, so the round's deadline bounds the read rate to ~1.4x.
 SWEEP_S = 1.5
 SWEEP_SPOTS = 24
@@ -43,6 +56,30 @@ def fill_ops(n_rows: int, d: int) -> int:
     """Two row products v . B (2 d^2 ops each) per row per stage."""
     stages = max(1, (n_rows - 1).bit_length())
     return n_rows * stages * 2 * 2 * d * d
+
+
+def fill_seconds(
+    n_rows: int,
+    d: int,
+    *,
+    rate_tops: float,
+    bandwidth_gbs: float | None,
+    hash_bytes_per_s: float | None,
+    link_bytes_per_s: float | None = None,
+) -> float:
+    """Expected seconds of one fill on the GPU executor (module docstring), the rates being the sum
+    over the GPUs that compute it. A rate of None leaves its term out (test-size phases whose
+    modelled devices charge the GEMMs only)."""
+    fill = n_rows * d
+    stages = max(1, (n_rows - 1).bit_length())
+    seconds = fill_ops(n_rows, d) / (rate_tops * 1e12)
+    if bandwidth_gbs is not None:
+        seconds += stages * STAGE_TRAFFIC * fill / (BANDWIDTH_FRACTION * bandwidth_gbs * 1e9)
+    if hash_bytes_per_s is not None:
+        seconds += stages * fill / hash_bytes_per_s
+    if link_bytes_per_s is not None:
+        seconds += HOST_FILL_CROSSINGS * fill / link_bytes_per_s
+    return seconds * (1 + FILL_OVERHEAD)
 
 
 def _up(seconds: float) -> float:
@@ -117,7 +154,11 @@ def gpu_target(
         walk_stages=min(walk_stages, stages),
         round_expected_s=_up(expected),
         round_deadline_s=_up(expected * tolerance + network_allowance_s),
-        fill_expected_s=_up(fill_ops(n_rows, d) / (rate_tops * 1e12) * (1 + FILL_OVERHEAD)),
+        fill_expected_s=_up(
+            fill_seconds(
+                n_rows, d, rate_tops=rate_tops, bandwidth_gbs=bandwidth_gbs, hash_bytes_per_s=hash_bytes_per_s
+            )
+        ),
         sweeps=sweeps,
         sweep_spots=spots_swept,
         sweep_expected_s=sweep_expected,
@@ -138,9 +179,13 @@ def host_target(
     hash_bytes_per_s: float = HOST_HASH_BYTES_PER_S,
     network_allowance_s: float = NETWORK_ALLOWANCE_S,
     tolerance: float = TOLERANCE,
+    fill_bandwidth_gbs: float | None = None,
+    fill_hash_bytes_per_s: float | None = None,
+    link_bytes_per_s: float | None = None,
 ) -> CapacityTargetParams:
-    """Host RAM: filled by the GPUs (all of them: `fill_rate_tops` is their sum), read in rounds of
-    `samples` random rows."""
+    """Host RAM: filled by the GPUs (all of them: `fill_rate_tops`, `fill_bandwidth_gbs`,
+    `fill_hash_bytes_per_s` and `link_bytes_per_s` are their sums; None leaves a term out,
+    `fill_seconds`), read in rounds of `samples` random rows."""
     n_rows = rows_for(claimed_bytes, d)
     expected = samples / rows_per_s + samples * d / hash_bytes_per_s
     stages = max(1, (n_rows - 1).bit_length())
@@ -157,7 +202,16 @@ def host_target(
         walk_stages=min(walk_stages, stages),
         round_expected_s=_up(expected),
         round_deadline_s=_up(expected * tolerance + network_allowance_s),
-        fill_expected_s=_up(fill_ops(n_rows, d) / (fill_rate_tops * 1e12) * (1 + FILL_OVERHEAD)),
+        fill_expected_s=_up(
+            fill_seconds(
+                n_rows,
+                d,
+                rate_tops=fill_rate_tops,
+                bandwidth_gbs=fill_bandwidth_gbs,
+                hash_bytes_per_s=fill_hash_bytes_per_s,
+                link_bytes_per_s=link_bytes_per_s,
+            )
+        ),
     )
 
 
@@ -196,7 +250,16 @@ def derive_capacity_params(
         for i in range(gpu_count)
     ]
     if host_ram_bytes:
-        targets.append(host_target(host_ram_bytes, fill_rate_tops=rate_tops * max(1, gpu_count)))
+        gpus = max(1, gpu_count)
+        targets.append(
+            host_target(
+                host_ram_bytes,
+                fill_rate_tops=rate_tops * gpus,
+                fill_bandwidth_gbs=bandwidth_gbs * gpus,
+                fill_hash_bytes_per_s=GPU_HASH_BYTES_PER_S * gpus,
+                link_bytes_per_s=HOST_LINK_BYTES_PER_S * gpus,
+            )
+        )
     return phase(targets, rounds=rounds)
 
 

@@ -1,4 +1,5 @@
-"""The honest capacity prover the probe runs, on the numpy CPU executor (test and demo sizes).
+"""The honest capacity prover the probe runs on the CPU backend, on the numpy executor (test and
+demo sizes; the GPU backend's twin, bit for bit, is `cupy_prover.CupyCapacityProver`).
 
 It fills every target, signs-ready commits, answers each round from the rows it holds, and opens
 the drawn spots and walks. Where rows are held is the hardware boundary (`device.py`).

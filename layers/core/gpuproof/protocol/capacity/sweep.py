@@ -1,4 +1,4 @@
-"""The bandwidth round of the capacity phase (docs/protocol.md §17.11): P chained sweeps over a GPU
+"""The bandwidth round of the capacity phase (docs/protocol.md §17.12): P chained sweeps over a GPU
 target's X_L whose cost is reading X_L at memory speed, so the service-timed round bounds the
 device's memory bandwidth from below (HBM vs GDDR; HBM over PCIe).
 

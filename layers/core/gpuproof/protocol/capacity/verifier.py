@@ -550,7 +550,7 @@ def verify_capacity(
         all_reasons.extend(target_reasons)
         passed = not global_reasons and not target_reasons
         worst = max(elapsed, default=0.0)
-        # The bandwidth round's figure when the target swept (§17.11), else the scan's lower bound.
+        # The bandwidth round's figure when the target swept (§17.12), else the scan's lower bound.
         if tp.sweeps and swept_s > 0:
             read_bytes, took = tp.sweeps * tp.fill_bytes, swept_s
         else:

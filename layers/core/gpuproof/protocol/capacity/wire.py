@@ -13,7 +13,7 @@ every shape taken from the service's params.
                 [l > 1: own_prev (d) || own_prev_path (L x 32) || mate_prev (d) || mate_prev_path (L x 32)]
 
 k = min(chunk_rows, n_rows - c * chunk_rows) (scan) or 1 (sample), c = item, or item mod items in
-the bandwidth round (§17.11: item = j = (s - 1) x items + c < sweeps x items); D_t = L - log2(chunk_rows)
+the bandwidth round (§17.12: item = j = (s - 1) x items + c < sweeps x items); D_t = L - log2(chunk_rows)
 (scan) or L (sample); D_a = ceil(log2 items). A step after the first sends no a_row: it is the
 previous step's own_prev (same row) or mate_prev (the partner row), as the walk goes.
 

@@ -83,6 +83,11 @@ class CupyExecutor:
         self._workers: dict[int, ThreadPoolExecutor] = {}
         self._workers_lock = threading.Lock()
 
+    @property
+    def cupy(self) -> Any:
+        """The CuPy module this executor runs on (or the CUDA test double)."""
+        return self._cp
+
     def _on_device(self, device: int, work: Callable[[], T]) -> Future[T]:
         with self._workers_lock:
             if device not in self._workers:

@@ -1,0 +1,1362 @@
+"""The capacity phase's GPU executor (docs/protocol.md §17): `CupyCapacityProver`, the CuPy twin of
+the numpy `CapacityProver`, bit for bit (same commitment, answers and openings for the same nonce
+and parameters).
+
+NOT YET RUN ON A GPU (none was lent when it was written). Its code runs in the tests against the
+CUDA test double (benchmark_probe/cupy_double.py: the same cuBLAS calls, the same kernel source
+built with g++, the double's device-memory limit), giving the numpy prover's outputs.
+`scripts/gpu_check.sh` runs it for real the first time a GPU is lent. CuPy is imported lazily;
+`cupy=` takes the double.
+
+**GPU targets.** X_0 is generated on the target's own device (SHAKE-128, one thread per row) into
+one N x d int8 buffer, and every stage is computed IN PLACE: the rows a stage pairs
+(i, p_l(i) = i xor 2^(l-1)) depend only on each other, so the buffer is processed in *groups*
+closed under the pairing (a chunk of `group_rows` rows, with its partner chunk when the pairing
+reaches beyond it): the group's operand [X[i] | X[p(i)]] (K = 2d, `cap_operand`) goes through one
+int8 x int8 -> int32 gemmEx against [B[pi_l]; B[sigma_l]] (CUBLAS_COMPUTE_32I, exact), and
+g_l(c) = ((c + l) mod 251) - 125 is written back over the group's rows (`cap_epilogue`). After
+each stage the layer's Merkle tree is hashed on the device (subtrees of 16 rows per thread, then
+one kernel per level, padding never materialised) and only its root is kept.
+
+**Host RAM** ("filled from the GPUs"): computed on the GPUs, held in host memory (numpy; pinned
+with `host_pinned`), out of core in two passes, spread over every GPU of the claim:
+pass 1: stages 1..c act within aligned blocks of C = 2^c rows: per block, X_0 generated on a
+device, stages 1..c, one download; pass 2: stages c+1..L pair rows that differ only in bits
+>= c, so for a window of w consecutive low values the 2^(L-c) slabs {k C + j0 .. k C + j0 + w}
+are closed under all of them: one upload (a strided gather of whole slabs), stages c+1..L, one
+download. Host memory is read and written about twice (3 x the fill crosses PCIe). Slabs and
+blocks are aligned subtrees, so each layer's tree is kept as its nodes at height c (pass 1) or
+log2 w (pass 2) and finished on a device.
+
+**Memory budget** (`plan_memory`, checked on every device before anything is allocated, from
+`cudaMemGetInfo` after freeing CuPy's pool; a fill that does not fit is refused, saying which
+device lacks how much): per device, the GPU fills it holds + the largest working set of one
+step + `margin_bytes`:
+- a GPU target's stage: operand 2G x 2d + int32 product 2G x d x 4 (G = group rows) + two
+  [B; B] matrices (2 x 2d^2) + its layer's tree (32 x ceil(N/16) bytes and the levels above, ~4N);
+  its answers: the answer tree (~64 x items bytes);
+- a host-fill step: the buffer (max(C, 2^(L-c) w) rows x d) + the stage scratch + every stage's
+  [B; B] (L x 2d^2) + the buffer's tree + the layer trees' upper levels; a host answer batch:
+  rows x (d + 40) + the answer tree.
+
+**Answers.** Scan: every item hashed on the device that holds the rows (`cap_answer_rows`), then
+the answer tree there. Sample: the sampled rows drawn and hashed on the device
+(`cap_answer_sampled`); for host RAM the device computes the sampled row numbers, the host gathers
+those rows (numpy), and the device hashes them.
+
+**Openings.** The device (or host RAM) holds X_L only: the answer trees of the spotted rounds are
+rebuilt from X_L first, then the fill is recomputed IN THE SAME BUFFER (as the numpy prover
+recomputes its layers), hashing only the layers the drawn walks and spots open and keeping only
+their rows and Merkle paths, never a whole layer; the recomputed roots must equal the committed
+ones (else RuntimeError), and the buffer ends holding X_L again.
+
+Self-checks before anything is committed: sampled rows of X_0 against hashlib's SHAKE-128, and
+sampled rows of the first stage against numpy's exact product (a GEMM that is not exact refuses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from gpuproof.protocol.capacity.draws import SAMPLE_DOMAIN, Walk, bandwidth_round, item_rows
+from gpuproof.protocol.capacity.fill import (
+    ANSWER_DOMAIN,
+    ROW_DOMAIN,
+    TAG_B,
+    TAG_X0,
+    Q,
+    capacity_seed,
+    chain_value,
+    gen_rows,
+    leaf,
+    partner,
+    stage_perms,
+    stage_rows,
+    u32,
+)
+from gpuproof.protocol.capacity.kernels import MAX_HEAD_BYTES, SOURCE
+from gpuproof.protocol.capacity.models import (
+    CapacityAnswer,
+    CapacityCommitment,
+    CapacityParams,
+    CapacityRound,
+    CapacityTargetParams,
+    SpotOpening,
+    TargetAnswer,
+    TargetCommitment,
+    TargetOpenings,
+    WalkOpening,
+    WalkStep,
+)
+from gpuproof.protocol.capacity.sweep import (
+    SWEEP_COLUMNS,
+    SWEEP_KEY_DOMAIN,
+    SWEEP_LEAF_DOMAIN,
+    TAG_R,
+    split_item,
+    sweep_keys,
+)
+from gpuproof.protocol.proof import merkle
+from gpuproof.protocol.proof.shake_kernels import RATE_BYTES
+
+T = TypeVar("T")
+
+CUDA_R_8I, CUDA_R_32I = 3, 10  # cudaDataType_t (library_types.h)
+CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT = 72, -1
+CUBLAS_OP_N, CUBLAS_OP_T = 0, 1
+THREADS = 256
+TREE_BASE_HEIGHT = 4  # one thread hashes 16 rows and their subtree
+GROUP_ROWS = 1 << 15  # rows per half of a stage group (the operand holds up to twice this)
+MIN_GROUP_ROWS = 64
+HOST_BUFFER_BYTES = 1 << 30  # a host-fill block / window on each device
+MARGIN_BYTES = 256 << 20  # cuBLAS workspace, CuPy pool rounding, kernels
+SMALL_BYTES = 4096  # message prefixes, index arrays, empty digests of one step
+HOST_MARGIN_BYTES = 1 << 30
+TOUCH_BYTES = 256 << 20  # host pages are first touched in slices of this, in parallel
+
+_EMPTIES = [merkle.EMPTY_LEAF]
+for _ in range(64):
+    _EMPTIES.append(merkle.node_hash(_EMPTIES[-1], _EMPTIES[-1]))
+EMPTIES: tuple[bytes, ...] = tuple(_EMPTIES)  # EMPTIES[k]: root of an all-padding subtree of height k
+
+
+class CapacityMemoryError(MemoryError):
+    """The phase's fills and working memory do not fit the devices (or host RAM): refused before
+    anything is allocated."""
+
+
+def _pow2_floor(x: int) -> int:
+    return 1 << (max(1, x).bit_length() - 1)
+
+
+def _log2(x: int) -> int:
+    return x.bit_length() - 1
+
+
+# -- the memory budget -------------------------------------------------------------------------------------
+
+
+def tree_bytes(v: int, top: int, base: int | None = None) -> int:
+    """Device bytes of a tree over v nodes at height `base` (default: rows, base 16) up to `top`."""
+    b = min(TREE_BASE_HEIGHT, top) if base is None else base
+    count, total = -(-v // 2**b) if v else 0, 0
+    for _ in range(b, top + 1):
+        total += 32 * count
+        count = (count + 1) // 2
+    return total + 32 * (top + 1)
+
+
+def stage_bytes(group: int, d: int) -> int:
+    """Operand (2G x 2d int8) and product (2G x d int32) of one stage group, and two [B; B] (2d x d)."""
+    return 2 * group * 2 * d + 2 * group * 4 * d + 2 * (2 * d * d)
+
+
+def answer_tree_bytes(tp: CapacityTargetParams) -> int:
+    return tree_bytes(tp.items, merkle.depth(tp.items), base=0) + 4 * MAX_HEAD_BYTES
+
+
+@dataclass(frozen=True)
+class HostLayout:
+    """How the host fill is cut: blocks of 2^block_log rows (pass 1), windows of `window_rows`
+    low values over 2^(L - block_log) slabs (pass 2, when block_log < L)."""
+
+    n_rows: int
+    n_stages: int
+    block_log: int
+    window_rows: int
+
+    @property
+    def block_rows(self) -> int:
+        return 1 << self.block_log
+
+    @property
+    def two_pass(self) -> bool:
+        return self.block_log < self.n_stages
+
+    @property
+    def slabs(self) -> int:
+        return 1 << (self.n_stages - self.block_log)
+
+    @property
+    def window_log(self) -> int:
+        return _log2(self.window_rows)
+
+    @property
+    def buffer_rows(self) -> int:
+        first = min(self.block_rows, self.n_rows)
+        return max(first, self.slabs * self.window_rows) if self.two_pass else first
+
+    @staticmethod
+    def choose(
+        n_rows: int,
+        n_stages: int,
+        buffer_rows: int,
+        block_rows: int | None = None,
+        window_rows: int | None = None,
+    ) -> HostLayout:
+        """From a buffer of `buffer_rows` (a power of two): C = min(buffer, 2^L), w = buffer / 2^(L-c)."""
+        c = min(_log2(block_rows if block_rows is not None else buffer_rows), n_stages)
+        if c < 1:
+            raise CapacityMemoryError("a host-fill block must hold at least 2 rows")
+        if c == n_stages:
+            return HostLayout(n_rows, n_stages, c, 1 << c)
+        slabs = 1 << (n_stages - c)
+        w = window_rows if window_rows is not None else buffer_rows // slabs
+        if w < 1:
+            raise CapacityMemoryError(
+                f"a host fill of {n_rows} rows (L = {n_stages}) in two passes needs a device buffer of "
+                f"at least 2^{-(-n_stages // 2)} rows; {buffer_rows} fit"
+            )
+        if w & (w - 1) or w > 1 << c:
+            raise ValueError("window_rows must be a power of two no larger than the block")
+        return HostLayout(n_rows, n_stages, c, w)
+
+
+@dataclass(frozen=True)
+class DeviceBudget:
+    device: int
+    free_bytes: int
+    fill_bytes: int  # the GPU fills it holds
+    working_bytes: int  # the largest step's scratch and trees
+    margin_bytes: int
+
+    @property
+    def need_bytes(self) -> int:
+        return self.fill_bytes + self.working_bytes + self.margin_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.need_bytes <= self.free_bytes
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    devices: list[DeviceBudget]
+    group_rows: int
+    host: HostLayout | None
+    host_fill_bytes: int
+    host_available_bytes: int | None  # MemAvailable; None where it cannot be read (then not checked)
+
+    def problems(self) -> list[str]:
+        out = [
+            f"device {b.device}: needs {b.need_bytes:,} bytes (fills {b.fill_bytes:,} + working "
+            f"{b.working_bytes:,} + margin {b.margin_bytes:,}), {b.free_bytes:,} free"
+            for b in self.devices
+            if not b.fits
+        ]
+        if self.host_available_bytes is not None and self.host is not None:
+            need = self.host_fill_bytes + HOST_MARGIN_BYTES
+            if need > self.host_available_bytes:
+                out.append(
+                    f"host RAM: the fill needs {self.host_fill_bytes:,} bytes (+ {HOST_MARGIN_BYTES:,} "
+                    f"margin), {self.host_available_bytes:,} available"
+                )
+        return out
+
+    @property
+    def fits(self) -> bool:
+        return not self.problems()
+
+    def describe(self) -> str:
+        problems = self.problems()
+        head = "the capacity fill does not fit" if problems else "the capacity fill fits"
+        lines = [f"{b.device}: {b.need_bytes:,} of {b.free_bytes:,} bytes" for b in self.devices]
+        return f"{head}: {'; '.join(problems or lines)}"
+
+
+@dataclass(frozen=True)
+class CupyCapacityOptions:
+    """Sizes of the working memory (defaults adapt to free memory; explicit values are used as given)."""
+
+    group_rows: int | None = None
+    host_buffer_bytes: int = HOST_BUFFER_BYTES
+    host_block_rows: int | None = None
+    host_window_rows: int | None = None
+    margin_bytes: int = MARGIN_BYTES
+    host_pinned: bool = False
+
+
+def host_available_bytes() -> int | None:
+    """/proc/meminfo's MemAvailable (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _gpu_working(tp: CapacityTargetParams, group: int) -> int:
+    g = min(group, _pow2_floor(tp.n_rows))
+    fill_step = stage_bytes(g, tp.d) + tree_bytes(tp.n_rows, tp.n_stages)
+    return max(fill_step, answer_tree_bytes(tp)) + SMALL_BYTES
+
+
+def _host_working(tp: CapacityTargetParams, layout: HostLayout, group: int, first: bool) -> int:
+    rows = layout.buffer_rows
+    g = min(group, _pow2_floor(rows))
+    top = layout.block_log
+    fill_step = (
+        rows * tp.d
+        + stage_bytes(g, tp.d)
+        + tp.n_stages * 2 * tp.d * tp.d
+        + tree_bytes(rows, top)
+        + (tree_bytes(-(-tp.n_rows // 2**layout.window_log), tp.n_stages, layout.window_log) if first else 0)
+    )
+    answer = rows * (tp.d + 40) + (answer_tree_bytes(tp) if first else 0)
+    return max(fill_step, answer) + SMALL_BYTES
+
+
+def _plan_for(
+    params: CapacityParams,
+    device_of: Callable[[int], int],
+    host_devices: Sequence[int],
+    free: Mapping[int, int],
+    group: int,
+    host_buffer_bytes: int,
+    options: CupyCapacityOptions,
+    host_ram: int | None,
+) -> MemoryPlan:
+    fills: dict[int, int] = defaultdict(int)
+    working: dict[int, int] = defaultdict(int)
+    layout: HostLayout | None = None
+    host_fill = 0
+    for tp in params.targets:
+        if tp.is_host:
+            buffer_rows = _pow2_floor(max(2, host_buffer_bytes // tp.d))
+            layout = HostLayout.choose(
+                tp.n_rows, tp.n_stages, buffer_rows, options.host_block_rows, options.host_window_rows
+            )
+            host_fill = tp.fill_bytes
+            for k, dev in enumerate(host_devices):
+                working[dev] = max(working[dev], _host_working(tp, layout, group, k == 0))
+        else:
+            dev = device_of(tp.target)
+            fills[dev] += tp.fill_bytes
+            working[dev] = max(working[dev], _gpu_working(tp, group))
+    budgets = [
+        DeviceBudget(dev, free[dev], fills[dev], working[dev], options.margin_bytes) for dev in sorted(free)
+    ]
+    return MemoryPlan(budgets, group, layout, host_fill, host_ram)
+
+
+# -- one device ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeviceTree:
+    """A Merkle tree's levels on one device, from height `base` to `top` (only real nodes; a missing
+    right sibling is the all-padding subtree of its height)."""
+
+    cp: Any
+    device: int
+    base: int
+    levels: list[Any]
+    counts: list[int]
+
+    @property
+    def top(self) -> int:
+        return self.base + len(self.levels) - 1
+
+    def top_nodes(self) -> npt.NDArray[np.uint8]:
+        with self.cp.cuda.Device(self.device):
+            return np.asarray(self.cp.asnumpy(self.levels[-1]), dtype=np.uint8)
+
+    def root(self) -> bytes:
+        if self.counts[-1] != 1:
+            raise ValueError("the tree's top level has more than one node")
+        return bytes(self.top_nodes()[0].tobytes())
+
+    def siblings(self, nodes: Sequence[int]) -> list[list[bytes]]:
+        """For each node index at height `base`, its siblings at heights base .. top - 1."""
+        out: list[list[bytes]] = [[] for _ in nodes]
+        with self.cp.cuda.Device(self.device):
+            for k, (level, count) in enumerate(zip(self.levels[:-1], self.counts[:-1], strict=True)):
+                wanted = [(i >> k) ^ 1 for i in nodes]
+                inside = sorted({j for j in wanted if j < count})
+                got: dict[int, bytes] = {}
+                if inside:
+                    picked = self.cp.asnumpy(level[self.cp.asarray(np.array(inside, dtype=np.int64))])
+                    got = {
+                        j: bytes(np.asarray(picked[n], dtype=np.uint8).tobytes())
+                        for n, j in enumerate(inside)
+                    }
+                for path, j in zip(out, wanted, strict=True):
+                    path.append(got[j] if j < count else EMPTIES[self.base + k])
+        return out
+
+
+def _groups(v: int, h: int, group: int) -> Iterator[tuple[int, int, int, int]]:
+    """Row groups of a stage pairing i with i xor h over a buffer of v rows, each closed under the
+    pairing: (lo, lo_n, hi, hi_n) = rows lo .. lo + lo_n - 1 and hi .. hi + hi_n - 1."""
+    if h < group:
+        for s in range(0, v, group):
+            yield s, min(group, v - s), 0, 0
+        return
+    for s in range(0, v, group):
+        if s & h:
+            continue
+        hi = s + h
+        yield s, min(group, v - s), hi, max(0, min(group, v - hi))
+
+
+class _Gpu:
+    """One device's kernels and calls. Used only on that device's worker thread, device current."""
+
+    def __init__(self, cp: Any, device: int) -> None:
+        self.cp, self.device = cp, device
+        self.module = cp.RawModule(code=SOURCE, options=("--std=c++11",))
+        self._empties: dict[int, Any] = {}
+
+    def launch(self, name: str, count: int, *args: Any) -> None:
+        if count > 0:
+            self.module.get_function(name)(((count + THREADS - 1) // THREADS,), (THREADS,), args)
+
+    def upload(self, data: bytes | npt.NDArray[Any]) -> Any:
+        array = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+        return self.cp.asarray(array)
+
+    def empty_digest(self, height: int) -> Any:
+        if height not in self._empties:
+            self._empties[height] = self.upload(EMPTIES[height])
+        return self._empties[height]
+
+    def sync(self) -> None:
+        self.cp.cuda.Device(self.device).synchronize()
+
+    def h2d(self, dst: Any, src: npt.NDArray[Any]) -> None:
+        rt = self.cp.cuda.runtime
+        rt.memcpyAsync(dst.data.ptr, src.ctypes.data, src.nbytes, rt.memcpyHostToDevice, 0)
+
+    def d2h(self, dst: npt.NDArray[Any], src: Any) -> None:
+        rt = self.cp.cuda.runtime
+        rt.memcpyAsync(dst.ctypes.data, src.data.ptr, dst.nbytes, rt.memcpyDeviceToHost, 0)
+
+    def free_bytes(self) -> int:
+        self.cp.get_default_memory_pool().free_all_blocks()
+        free, _total = self.cp.cuda.runtime.memGetInfo()
+        return int(free)
+
+    def warm(self) -> None:
+        """Kernels built and cuBLAS's handle made on this thread (a tiny stage, before any timing)."""
+        cp = self.cp
+        buf = cp.empty((4, 8), dtype=cp.int8)
+        self.seeded_rows(buf, b"\0" * 32, TAG_X0, 0, 4)
+        blt = cp.asarray(np.zeros((8, 16), dtype=np.int8))
+        scratch = (cp.empty((4, 16), dtype=cp.int8), cp.empty((4, 8), dtype=cp.int32))
+        self.stage(buf, 4, 1, 1, blt, scratch, 2)
+        self.tree(buf, 4, 2)
+        self.sync()
+
+    # -- rows, GEMM, stages --------------------------------------------------------------------------------
+    def seeded_rows(self, out: Any, seed: bytes, tag: bytes, first: int, rows: int) -> None:
+        """out[0 .. rows) = rows first .. first + rows - 1 of a seeded matrix (`fill.gen_rows`)."""
+        prefix = ROW_DOMAIN + seed + tag
+        if len(prefix) + 4 >= RATE_BYTES:
+            raise ValueError("the row message must fit one SHAKE-128 block")
+        d = out.shape[1]
+        self.launch(
+            "seeded_rows",
+            rows,
+            self.upload(prefix),
+            np.uint32(len(prefix)),
+            np.uint32(first),
+            np.uint32(rows),
+            np.uint32(d),
+            np.uint32(Q),
+            out,
+        )
+
+    def gemm(self, u: Any, blt: Any, c32: Any, rows: int, d: int) -> None:
+        """c32[:rows] = u[:rows] (rows x 2d) . [B[pi]; B[sigma]] (2d x d), int8 in, int32 out, exact.
+
+        cuBLAS is column-major: row-major C = U . Bl is column-major C^T = Bl^T . U^T. `blt` holds
+        Bl^T row-major (d x 2d), i.e. Bl column-major, read with op(A) = T: the TN layout the int8
+        (IMMA) kernels have always accepted; lda = ldb = 2d, ldc = d (d % 4 == 0).
+        """
+        cp = self.cp
+        handle = cp.cuda.device.get_cublas_handle()
+        one, zero = np.ones(1, np.int32), np.zeros(1, np.int32)  # host pointers (CUBLAS_POINTER_MODE_HOST)
+        cp.cuda.cublas.gemmEx(
+            handle,
+            CUBLAS_OP_T,
+            CUBLAS_OP_N,
+            d,
+            rows,
+            2 * d,
+            one.ctypes.data,
+            blt.data.ptr,
+            CUDA_R_8I,
+            2 * d,
+            u.data.ptr,
+            CUDA_R_8I,
+            2 * d,
+            zero.ctypes.data,
+            c32.data.ptr,
+            CUDA_R_32I,
+            d,
+            CUBLAS_COMPUTE_32I,
+            CUBLAS_GEMM_DEFAULT,
+        )
+
+    def stage(
+        self, buf: Any, v: int, h: int, stage: int, blt: Any, scratch: tuple[Any, Any], group: int
+    ) -> None:
+        """Stage `stage` over rows 0..v-1 of `buf`, pairing buffer rows b and b xor h, in place."""
+        u, c32 = scratch
+        d = buf.shape[1]
+        u64 = np.uint64
+        for lo, lo_n, hi, hi_n in _groups(v, h, group):
+            rows = lo_n + hi_n
+            self.launch(
+                "cap_operand",
+                rows * (d // 4),
+                buf,
+                u64(d),
+                u64(v),
+                u64(h),
+                u64(lo),
+                u64(lo_n),
+                u64(hi),
+                u64(hi_n),
+                u,
+            )
+            self.gemm(u, blt, c32, rows, d)
+            self.launch(
+                "cap_epilogue",
+                rows * d,
+                c32,
+                u64(d),
+                u64(lo),
+                u64(lo_n),
+                u64(hi),
+                u64(rows),
+                np.int32(stage),
+                buf,
+            )
+
+    def scratch(self, group: int, v: int, d: int) -> tuple[Any, Any]:
+        g = min(group, _pow2_floor(v))
+        return self.cp.empty((2 * g, 2 * d), dtype=self.cp.int8), self.cp.empty(
+            (2 * g, d), dtype=self.cp.int32
+        )
+
+    # -- trees -----------------------------------------------------------------------------------------
+    def tree(self, buf: Any, v: int, top: int) -> DeviceTree:
+        """The tree over rows 0..v-1 of `buf` (padded), heights min(4, top) .. top."""
+        base = min(TREE_BASE_HEIGHT, top)
+        nodes = -(-v // 2**base)
+        level = self.cp.empty((nodes, 32), dtype=self.cp.uint8)
+        d = buf.shape[1]
+        self.launch(
+            "cap_subtree",
+            nodes,
+            buf,
+            np.uint32(d),
+            np.uint64(v),
+            np.uint32(base),
+            self.empty_digest(0),
+            np.uint64(nodes),
+            level,
+        )
+        return self.up(level, nodes, base, top)
+
+    def up(self, level: Any, count: int, base: int, top: int) -> DeviceTree:
+        levels, counts = [level], [count]
+        for height in range(base, top):
+            parents = (count + 1) // 2
+            parent = self.cp.empty((parents, 32), dtype=self.cp.uint8)
+            self.launch(
+                "cap_nodes",
+                parents,
+                level,
+                np.uint64(count),
+                self.empty_digest(height),
+                np.uint64(parents),
+                parent,
+            )
+            level, count = parent, parents
+            levels.append(level)
+            counts.append(count)
+        return DeviceTree(self.cp, self.device, base, levels, counts)
+
+    def tree_of(self, nodes: npt.NDArray[np.uint8], height: int, top: int) -> DeviceTree:
+        """The tree above host nodes at `height` (a tree's level, or answer leaves at 0)."""
+        return self.up(self.cp.asarray(np.ascontiguousarray(nodes, dtype=np.uint8)), len(nodes), height, top)
+
+    # -- answers -------------------------------------------------------------------------------------------
+    def answer_leaves(self, rows: Any, v: int, chunk: int, head: bytes, first_item: int, items: int) -> Any:
+        leaves = self.cp.empty((items, 32), dtype=self.cp.uint8)
+        self.launch(
+            "cap_answer_rows",
+            items,
+            self.upload(head),
+            np.uint32(len(head)),
+            rows,
+            np.uint64(v),
+            np.uint64(rows.shape[1]),
+            np.uint64(chunk),
+            np.uint32(first_item),
+            np.uint64(items),
+            leaves,
+        )
+        return leaves
+
+    def sampled_leaves(self, x: Any, n: int, answer_head: bytes, sample_head: bytes, items: int) -> Any:
+        leaves = self.cp.empty((items, 32), dtype=self.cp.uint8)
+        self.launch(
+            "cap_answer_sampled",
+            items,
+            self.upload(answer_head),
+            np.uint32(len(answer_head)),
+            self.upload(sample_head),
+            np.uint32(len(sample_head)),
+            x,
+            np.uint64(n),
+            np.uint64(x.shape[1]),
+            np.uint32(0),
+            np.uint64(items),
+            leaves,
+        )
+        return leaves
+
+    def sweep_tree(self, x: Any, n: int, chunk: int, key: bytes, target: int, items: int) -> DeviceTree:
+        """One sweep of the bandwidth round over the rows held (`sweep.sweep_leaves`): the
+        fingerprints of every row under R_s, then their leaves and tree, all on the device."""
+        d = int(x.shape[1])
+        matrix = np.ascontiguousarray(gen_rows(key, TAG_R, range(SWEEP_COLUMNS), d).T)
+        prints = self.cp.empty((n, SWEEP_COLUMNS), dtype=self.cp.uint8)
+        self.launch("cap_fingerprint", n, x, np.uint64(n), np.uint64(d), self.upload(matrix), prints)
+        head = SWEEP_LEAF_DOMAIN + key + u32(target)
+        leaves = self.answer_leaves(prints, n, chunk, head, 0, items)
+        return self.up(leaves, items, 0, merkle.depth(items))
+
+    def sample_rows(self, sample_head: bytes, first_item: int, items: int, n: int) -> npt.NDArray[np.intp]:
+        out = self.cp.empty((items,), dtype=self.cp.uint64)
+        self.launch(
+            "cap_sample_rows",
+            items,
+            self.upload(sample_head),
+            np.uint32(len(sample_head)),
+            np.uint32(first_item),
+            np.uint64(items),
+            np.uint64(n),
+            out,
+        )
+        return np.asarray(self.cp.asnumpy(out)).astype(np.intp)
+
+
+class CupyCapacityRuntime:
+    """The GPUs the phase runs on: one worker thread per device (CuPy keeps cuBLAS handles per
+    thread, so the handle made while preparing is the one the fill uses), kernels built once per
+    device. `devices` maps a GPU target (its gpu_index) to a CUDA ordinal (default: the same)."""
+
+    def __init__(self, cupy: Any = None, devices: Mapping[int, int] | None = None) -> None:
+        if cupy is None:
+            import cupy as module  # fail early, with CuPy's own message, when it is missing
+
+            cupy = module
+        self.cp: Any = cupy
+        self.devices = dict(devices or {})
+        self._workers: dict[int, ThreadPoolExecutor] = {}
+        self._gpus: dict[int, _Gpu] = {}
+        self._lock = threading.Lock()
+
+    def device_of(self, target: int) -> int:
+        return self.devices.get(target, target)
+
+    def submit(self, device: int, work: Callable[[_Gpu], T]) -> Future[T]:
+        with self._lock:
+            if device not in self._workers:
+                self._workers[device] = ThreadPoolExecutor(1, thread_name_prefix=f"capacity-gpu{device}")
+            worker = self._workers[device]
+
+        def run() -> T:
+            with self.cp.cuda.Device(device):
+                if device not in self._gpus:
+                    self._gpus[device] = _Gpu(self.cp, device)
+                return work(self._gpus[device])
+
+        return worker.submit(run)
+
+    def on(self, device: int, work: Callable[[_Gpu], T]) -> T:
+        return self.submit(device, work).result()
+
+    def all(self, jobs: Sequence[tuple[int, Callable[[_Gpu], T]]]) -> list[T]:
+        futures = [self.submit(device, work) for device, work in jobs]
+        return [f.result() for f in futures]
+
+    def prepare(self, devices: Sequence[int]) -> None:
+        """Kernels built and cuBLAS warmed on every device, at once (before the phase is opened)."""
+        self.all([(d, lambda g: g.warm()) for d in sorted(set(devices))])
+
+    def free_bytes(self, devices: Sequence[int]) -> dict[int, int]:
+        got = self.all([(d, lambda g: g.free_bytes()) for d in sorted(set(devices))])
+        return dict(zip(sorted(set(devices)), got, strict=True))
+
+
+def plan_memory(
+    params: CapacityParams,
+    runtime: CupyCapacityRuntime,
+    options: CupyCapacityOptions | None = None,
+    *,
+    host_ram: int | None = None,
+) -> MemoryPlan:
+    """The budget of `params` on the runtime's devices (module docstring), the defaults shrunk
+    (group rows, host buffer) until it fits or reach their minimum."""
+    opts = options or CupyCapacityOptions()
+    gpus = [runtime.device_of(tp.target) for tp in params.targets if not tp.is_host]
+    hosts = _host_devices(params, runtime)
+    free = runtime.free_bytes(
+        sorted(set(gpus) | set(hosts if any(tp.is_host for tp in params.targets) else []))
+    )
+    ram = host_ram if host_ram is not None else host_available_bytes()
+    group = opts.group_rows or GROUP_ROWS
+    buffer = opts.host_buffer_bytes
+    while True:
+        plan = _plan_for(params, runtime.device_of, hosts, free, group, buffer, opts, ram)
+        if plan.fits:
+            return plan
+        shrink_group = opts.group_rows is None and group > MIN_GROUP_ROWS
+        shrink_buffer = opts.host_block_rows is None and any(tp.is_host for tp in params.targets)
+        if shrink_buffer and plan.host is not None:
+            min_rows = 1 << -(-plan.host.n_stages // 2)
+            d = next(tp.d for tp in params.targets if tp.is_host)
+            shrink_buffer = buffer // 2 >= min_rows * d
+        if not (shrink_group or shrink_buffer):
+            return plan
+        if shrink_group:
+            group //= 2
+        if shrink_buffer:
+            buffer //= 2
+
+
+def _host_devices(params: CapacityParams, runtime: CupyCapacityRuntime) -> list[int]:
+    gpus = sorted({runtime.device_of(tp.target) for tp in params.targets if not tp.is_host})
+    return gpus or [runtime.device_of(0)]
+
+
+# -- the prover ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Target:
+    tp: CapacityTargetParams
+    seed: bytes
+    device: int | None  # None: host RAM
+    roots: list[bytes] = field(default_factory=list)
+    held: Any = None  # X_L: a device array, or the host's numpy array
+
+
+Opened = dict[tuple[int, int], tuple[bytes, list[bytes]]]  # (layer, row) -> (row bytes, Merkle path)
+
+
+def _lower_paths(block: npt.NDArray[np.int8], base: int, locals_: Sequence[int]) -> list[list[bytes]]:
+    """Siblings at heights 0..base-1 of rows `locals_` of one aligned block (short blocks padded)."""
+    levels = merkle.levels([leaf(block[i]) for i in range(block.shape[0])], base)
+    return [merkle.path(levels, i) for i in locals_]
+
+
+class CupyCapacityProver:
+    """Same interface and outputs as `CapacityProver` (fill, answer, open); see the module docstring.
+
+    `cupy` (the module or the CUDA test double) or `runtime` (shared, e.g. prepared by the probe);
+    `devices` maps GPU targets to CUDA ordinals."""
+
+    def __init__(
+        self,
+        nonce: bytes,
+        machine_id: str,
+        challenge_id: str,
+        params: CapacityParams,
+        devices: Mapping[int, int] | None = None,
+        cupy: Any = None,
+        *,
+        runtime: CupyCapacityRuntime | None = None,
+        options: CupyCapacityOptions | None = None,
+    ) -> None:
+        self.nonce, self.machine_id, self.challenge_id, self.params = nonce, machine_id, challenge_id, params
+        self.runtime = runtime if runtime is not None else CupyCapacityRuntime(cupy, devices)
+        self.cp = self.runtime.cp
+        self.options = options or CupyCapacityOptions()
+        for tp in params.targets:
+            if tp.d % 4:
+                raise ValueError(f"target {tp.target}: the GPU executor needs d % 4 == 0 (int8 gemmEx)")
+        self.states = {
+            tp.target: _Target(
+                tp,
+                capacity_seed(nonce, machine_id, tp.target),
+                None if tp.is_host else self.runtime.device_of(tp.target),
+            )
+            for tp in params.targets
+        }
+        self.host_devices = _host_devices(params, self.runtime)
+        self.sweep_round = bandwidth_round(params)
+        self.swept: dict[int, list[bytes]] = {}  # target -> its bandwidth round's sweep roots
+        self.memory: MemoryPlan | None = None
+        self._stage_host: dict[tuple[int, int], npt.NDArray[np.int8]] = {}
+        self._stage_lock = threading.Lock()
+        self._uploaded: dict[tuple[int, int, int], Any] = {}
+
+    # -- the budget -------------------------------------------------------------------------------------
+    def plan(self) -> MemoryPlan:
+        return plan_memory(self.params, self.runtime, self.options)
+
+    def check(self) -> MemoryPlan:
+        """The budget, refused with its numbers when it does not fit (before anything is allocated)."""
+        plan = self.plan()
+        if not plan.fits:
+            raise CapacityMemoryError(plan.describe())
+        self.memory = plan
+        return plan
+
+    # -- shared pieces ----------------------------------------------------------------------------------
+    def _b_host(self, t: _Target) -> npt.NDArray[np.int8]:
+        return gen_rows(t.seed, TAG_B, range(t.tp.d), t.tp.d)
+
+    def _blt_host(self, t: _Target, stage: int) -> npt.NDArray[np.int8]:
+        """[B[pi_l]; B[sigma_l]] transposed (d x 2d), built on the host (d rows of SHAKE-128, cheap)."""
+        key = (t.tp.target, stage)
+        with self._stage_lock:
+            if key not in self._stage_host:
+                if (t.tp.target, 0) not in self._stage_host:
+                    self._stage_host[(t.tp.target, 0)] = self._b_host(t)
+                b = self._stage_host[(t.tp.target, 0)]
+                pi, sigma = stage_perms(t.seed, stage, t.tp.d)
+                self._stage_host[key] = np.ascontiguousarray(np.concatenate([b[pi], b[sigma]]).T)
+            return self._stage_host[key]
+
+    def _blt(self, g: _Gpu, t: _Target, stage: int, keep: bool) -> Any:
+        key = (g.device, t.tp.target, stage)
+        if key in self._uploaded:
+            return self._uploaded[key]
+        blt = g.cp.asarray(self._blt_host(t, stage))
+        if keep:
+            self._uploaded[key] = blt
+        return blt
+
+    def _group(self) -> int:
+        return self.memory.group_rows if self.memory is not None else (self.options.group_rows or GROUP_ROWS)
+
+    @staticmethod
+    def _sample_check(count: int) -> list[int]:
+        return sorted({0, 1, count // 2, count - 1} & set(range(count)))
+
+    def _check_x0(self, g: _Gpu, t: _Target, buf: Any, first: int, v: int) -> None:
+        rows = self._sample_check(v)
+        want = gen_rows(t.seed, TAG_X0, [first + r for r in rows], t.tp.d)
+        if not np.array_equal(g.cp.asnumpy(buf[g.cp.asarray(np.array(rows, dtype=np.int64))]), want):
+            raise RuntimeError("GPU row generation differs from SHAKE-128 on the host: refusing to commit")
+
+    def _check_stage1(self, g: _Gpu, t: _Target, buf: Any, first: int, v: int) -> None:
+        """Sampled rows of X_1 against numpy's exact product (float64 is exact here: |c| < 2^53)."""
+        tp = t.tp
+        rows = self._sample_check(v)
+        mates = [partner(first + r, 1, tp.n_rows) for r in rows]
+        own = gen_rows(t.seed, TAG_X0, [first + r for r in rows], tp.d)
+        mate = gen_rows(t.seed, TAG_X0, mates, tp.d)
+        b = self._b_host(t).astype(np.float64)
+        pi, sigma = stage_perms(t.seed, 1, tp.d)
+        want = stage_rows(own, mate, b[pi], b[sigma], 1)
+        if not np.array_equal(g.cp.asnumpy(buf[g.cp.asarray(np.array(rows, dtype=np.int64))]), want):
+            raise RuntimeError(
+                "GPU int8 GEMM is not exact on the first rows: refusing to commit (check cuBLAS gemmEx)"
+            )
+
+    def _collect(
+        self,
+        g: _Gpu,
+        buf: Any,
+        v: int,
+        tree: DeviceTree,
+        layer: int,
+        local_of: Mapping[int, int],
+        out: Opened,
+    ) -> None:
+        """Rows `local_of` (global row -> buffer row) with their siblings at heights 0 .. tree.top - 1."""
+        if not local_of:
+            return
+        base = tree.base
+        items = sorted(local_of.items(), key=lambda kv: kv[1])
+        mids = tree.siblings([loc >> base for _, loc in items])
+        by_block: dict[int, list[int]] = defaultdict(list)
+        for _, loc in items:
+            by_block[(loc >> base) << base].append(loc)
+        lower: dict[int, list[bytes]] = {}
+        rows: dict[int, bytes] = {}
+        for start, locs in by_block.items():
+            block = np.asarray(g.cp.asnumpy(buf[start : min(start + (1 << base), v)]), dtype=np.int8)
+            for loc, path in zip(locs, _lower_paths(block, base, [x - start for x in locs]), strict=True):
+                lower[loc] = path
+                rows[loc] = block[loc - start].tobytes()
+        for (row, loc), mid in zip(items, mids, strict=True):
+            out[(layer, row)] = (rows[loc], lower[loc] + mid)
+
+    # -- fill -------------------------------------------------------------------------------------------
+    def _run_gpu(self, t: _Target, want: Mapping[int, set[int]] | None) -> tuple[dict[int, bytes], Opened]:
+        """A GPU target's fill (want None: every root) or recompute (only the wanted layers)."""
+        assert t.device is not None
+        device = t.device
+
+        def work(g: _Gpu) -> tuple[dict[int, bytes], Opened]:
+            tp, cp = t.tp, g.cp
+            n, d, top = tp.n_rows, tp.d, tp.n_stages
+            x = t.held if t.held is not None else cp.empty((n, d), dtype=cp.int8)
+            g.seeded_rows(x, t.seed, TAG_X0, 0, n)
+            self._check_x0(g, t, x, 0, n)
+            scratch = g.scratch(self._group(), n, d)
+            roots: dict[int, bytes] = {}
+            opened: Opened = {}
+            for stage in range(1, top + 1):
+                g.stage(
+                    x, n, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=False), scratch, self._group()
+                )
+                if stage == 1:
+                    self._check_stage1(g, t, x, 0, n)
+                if want is None or stage in want:
+                    tree = g.tree(x, n, top)
+                    roots[stage] = tree.root()
+                    if want is not None:
+                        self._collect(g, x, n, tree, stage, {r: r for r in want[stage]}, opened)
+                    del tree  # one layer's tree at a time (the budget counts one)
+            del scratch
+            g.sync()
+            t.held = x
+            return roots, opened
+
+        return self.runtime.on(device, work)
+
+    def _host_array(self, t: _Target) -> npt.NDArray[np.int8]:
+        tp = t.tp
+        if self.options.host_pinned:
+            memory = self.cp.cuda.alloc_pinned_memory(tp.fill_bytes)
+            return np.frombuffer(memory, dtype=np.int8, count=tp.fill_bytes).reshape(tp.n_rows, tp.d)
+        array = np.empty((tp.n_rows, tp.d), dtype=np.int8)
+        # First touch in parallel (page faults are slow one thread at a time); the copies then run at
+        # the link's speed. Runs while the GPU fills run.
+        step = max(1, TOUCH_BYTES // tp.d)
+
+        def touch(start: int) -> None:
+            array[start : start + step] = 0
+
+        with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
+            list(pool.map(touch, range(0, tp.n_rows, step)))
+        return array
+
+    def _run_host(self, t: _Target, want: Mapping[int, set[int]] | None) -> tuple[dict[int, bytes], Opened]:
+        """Host RAM's fill or recompute, out of core over every host device (module docstring)."""
+        tp = t.tp
+        n, d, top = tp.n_rows, tp.d, tp.n_stages
+        layout = self._layout(tp)
+        x: npt.NDArray[np.int8] = t.held if t.held is not None else self._host_array(t)
+        c_log, w_log = layout.block_log, layout.window_log
+        hashed = [s for s in range(1, top + 1) if want is None or s in want]
+        height = {s: (c_log if s <= c_log else w_log) for s in hashed}
+        level: dict[int, npt.NDArray[np.uint8]] = {
+            s: np.zeros((-(-n // 2 ** height[s]), 32), dtype=np.uint8) for s in hashed
+        }
+        opened: Opened = {}
+        lock = threading.Lock()
+        buffers: dict[int, tuple[Any, tuple[Any, Any]]] = {}
+        group = self._group()
+
+        def buffer(g: _Gpu) -> tuple[Any, tuple[Any, Any]]:
+            if g.device not in buffers:
+                rows = layout.buffer_rows
+                buffers[g.device] = (g.cp.empty((rows, d), dtype=g.cp.int8), g.scratch(group, rows, d))
+            return buffers[g.device]
+
+        def block(g: _Gpu, b: int) -> None:
+            buf, scratch = buffer(g)
+            start = b * layout.block_rows
+            v = min(layout.block_rows, n - start)
+            g.seeded_rows(buf, t.seed, TAG_X0, start, v)
+            if b == 0:
+                self._check_x0(g, t, buf, start, v)
+            for stage in range(1, c_log + 1):
+                g.stage(buf, v, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=True), scratch, group)
+                if stage == 1 and b == 0:
+                    self._check_stage1(g, t, buf, start, v)
+                if stage in level:
+                    tree = g.tree(buf, v, c_log)
+                    level[stage][b] = tree.top_nodes()[0]
+                    if want is not None:
+                        mine = {r: r - start for r in want[stage] if start <= r < start + v}
+                        found: Opened = {}
+                        self._collect(g, buf, v, tree, stage, mine, found)
+                        with lock:
+                            opened.update(found)
+                    del tree
+            g.d2h(x[start : start + v], buf[:v])
+            g.sync()
+
+        def window(g: _Gpu, j0: int) -> None:
+            buf, scratch = buffer(g)
+            c, w = layout.block_rows, layout.window_rows
+            slabs: list[tuple[int, int]] = []  # (global first row, rows) per slab k, in buffer order
+            for k in range(layout.slabs):
+                first = k * c + j0
+                rows = min(w, n - first)
+                if rows <= 0:
+                    break
+                g.h2d(buf[k * w : k * w + rows], x[first : first + rows])
+                slabs.append((first, rows))
+                if rows < w:
+                    break
+            v = (len(slabs) - 1) * w + slabs[-1][1]
+            for stage in range(c_log + 1, top + 1):
+                h = (1 << (stage - 1 - c_log)) * w
+                g.stage(buf, v, h, stage, self._blt(g, t, stage, keep=True), scratch, group)
+                if stage in level:
+                    tree = g.tree(buf, v, w_log)
+                    nodes = tree.top_nodes()
+                    for k in range(len(slabs)):
+                        level[stage][(k * c + j0) >> w_log] = nodes[k]
+                    if want is not None:
+                        mine = {
+                            r: (r // c) * w + (r % c - j0)
+                            for r in want[stage]
+                            if j0 <= r % c < j0 + w and r < n
+                        }
+                        found: Opened = {}
+                        self._collect(g, buf, v, tree, stage, mine, found)
+                        with lock:
+                            opened.update(found)
+                    del tree
+            for k, (first, rows) in enumerate(slabs):
+                g.d2h(x[first : first + rows], buf[k * w : k * w + rows])
+            g.sync()
+
+        def spread(jobs: Sequence[int], run: Callable[[_Gpu, int], None]) -> None:
+            queue = iter(jobs)
+            take = threading.Lock()
+
+            def worker(g: _Gpu) -> None:
+                while True:
+                    with take:
+                        job = next(queue, None)
+                    if job is None:
+                        return
+                    run(g, job)
+
+            self.runtime.all([(dev, worker) for dev in self.host_devices])
+
+        spread(range(-(-n // layout.block_rows)), block)
+        if layout.two_pass:
+            spread(range(0, layout.block_rows, layout.window_rows), window)
+
+        def release(g: _Gpu) -> None:
+            buffers.pop(g.device, None)
+            for key in [k for k in self._uploaded if k[0] == g.device and k[1] == tp.target]:
+                del self._uploaded[key]
+
+        self.runtime.all([(dev, release) for dev in self.host_devices])
+        roots: dict[int, bytes] = {}
+
+        def finish(g: _Gpu) -> None:
+            for stage in hashed:
+                upper = g.tree_of(level[stage], height[stage], top)
+                roots[stage] = upper.root()
+                if want is None:
+                    continue
+                rows = sorted(r for (layer, r) in opened if layer == stage)
+                for row, sibs in zip(rows, upper.siblings([r >> height[stage] for r in rows]), strict=True):
+                    data, path = opened[(stage, row)]
+                    opened[(stage, row)] = (data, path + sibs)
+
+        self.runtime.on(self.host_devices[0], finish)
+        t.held = x
+        return roots, opened
+
+    def _layout(self, tp: CapacityTargetParams) -> HostLayout:
+        if self.memory is not None and self.memory.host is not None:
+            return self.memory.host
+        buffer_rows = _pow2_floor(max(2, self.options.host_buffer_bytes // tp.d))
+        return HostLayout.choose(
+            tp.n_rows, tp.n_stages, buffer_rows, self.options.host_block_rows, self.options.host_window_rows
+        )
+
+    def fill(self) -> CapacityCommitment:
+        """Every GPU target at once on its own device (host RAM's pages first-touched meanwhile),
+        then host RAM on all of them. Refused before anything is allocated when it does not fit."""
+        self.check()
+        gpu = [t for t in self.states.values() if t.device is not None]
+        host = [t for t in self.states.values() if t.device is None]
+        with ThreadPoolExecutor(max(1, len(gpu) + len(host))) as pool:
+            arrays = [(t, pool.submit(self._host_array, t)) for t in host if t.held is None]
+            done = list(pool.map(lambda t: (t, self._run_gpu(t, None)), gpu))
+            for t, array in arrays:
+                t.held = array.result()
+        for t, (roots, _opened) in done:
+            t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
+        for t in host:
+            roots, _opened = self._run_host(t, None)
+            t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
+        return CapacityCommitment(
+            machine_id=self.machine_id,
+            challenge_id=self.challenge_id,
+            nonce=self.nonce.hex(),
+            targets=[
+                TargetCommitment(
+                    target=tp.target,
+                    chain=chain_value(self.states[tp.target].seed, self.states[tp.target].roots).hex(),
+                    root=self.states[tp.target].roots[-1].hex(),
+                )
+                for tp in self.params.targets
+            ],
+        )
+
+    # -- answers ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _heads(tp: CapacityTargetParams, round_nonce: bytes) -> tuple[bytes, bytes]:
+        answer = ANSWER_DOMAIN + round_nonce + u32(tp.target)
+        sample = SAMPLE_DOMAIN + round_nonce + u32(tp.target)
+        if max(len(answer), len(sample)) > MAX_HEAD_BYTES:
+            raise ValueError("the round nonce is longer than the kernels' message head")
+        return answer, sample
+
+    def _answer_tree(self, t: _Target, tp: CapacityTargetParams, round_nonce: bytes) -> DeviceTree:
+        """The round's answer tree over `tp.items` leaves (tp may be another mode of the same fill)."""
+        answer_head, sample_head = self._heads(tp, round_nonce)
+        depth = merkle.depth(tp.items)
+        if t.device is not None:
+
+            def on_gpu(g: _Gpu) -> DeviceTree:
+                if tp.mode == "scan":
+                    leaves = g.answer_leaves(t.held, tp.n_rows, tp.chunk_rows, answer_head, 0, tp.items)
+                else:
+                    leaves = g.sampled_leaves(t.held, tp.n_rows, answer_head, sample_head, tp.items)
+                return g.up(leaves, tp.items, 0, depth)
+
+            return self.runtime.on(t.device, on_gpu)
+        leaves = self._host_leaves(t, tp, answer_head, sample_head)
+        return self.runtime.on(self.host_devices[0], lambda g: g.tree_of(leaves, 0, depth))
+
+    def _host_leaves(
+        self, t: _Target, tp: CapacityTargetParams, answer_head: bytes, sample_head: bytes
+    ) -> npt.NDArray[np.uint8]:
+        """Answer leaves of rows held in host RAM, hashed on the host devices (items split among them)."""
+        x: npt.NDArray[np.int8] = t.held
+        out = np.empty((tp.items, 32), dtype=np.uint8)
+        share = -(-tp.items // len(self.host_devices))
+        batch_rows = self._layout(tp).buffer_rows
+        items_per_batch = max(1, batch_rows // tp.chunk_rows)
+
+        def part(first: int) -> Callable[[_Gpu], None]:
+            def work(g: _Gpu) -> None:
+                last = min(tp.items, first + share)
+                for b0 in range(first, last, items_per_batch):
+                    count = min(items_per_batch, last - b0)
+                    if tp.mode == "scan":
+                        rows = x[b0 * tp.chunk_rows : min((b0 + count) * tp.chunk_rows, tp.n_rows)]
+                    else:
+                        rows = np.ascontiguousarray(x[g.sample_rows(sample_head, b0, count, tp.n_rows)])
+                    dev = g.cp.empty(rows.shape, dtype=g.cp.int8)
+                    g.h2d(dev, rows)
+                    leaves = g.answer_leaves(dev, rows.shape[0], tp.chunk_rows, answer_head, b0, count)
+                    out[b0 : b0 + count] = g.cp.asnumpy(leaves)
+
+            return work
+
+        self.runtime.all(
+            [(dev, part(k * share)) for k, dev in enumerate(self.host_devices) if k * share < tp.items]
+        )
+        return out
+
+    def answer_root(self, tp: CapacityTargetParams, round_nonce: bytes) -> bytes:
+        """One target's answer root (tp: the target's params, or another mode over the same fill)."""
+        return self._answer_tree(self.states[tp.target], tp, round_nonce).root()
+
+    def _sweep_tree(self, t: _Target, key: bytes) -> DeviceTree:
+        tp = t.tp
+        if t.device is None:
+            raise ValueError(f"target {tp.target}: host RAM has no bandwidth round")
+        return self.runtime.on(
+            t.device, lambda g: g.sweep_tree(t.held, tp.n_rows, tp.chunk_rows, key, tp.target, tp.items)
+        )
+
+    def sweep_roots(self, t: _Target, round_nonce: bytes) -> list[bytes]:
+        """The bandwidth round (docs/protocol.md §17.12): P sweeps, each keyed by the previous root."""
+        roots: list[bytes] = []
+        key = round_nonce
+        for _ in range(t.tp.sweeps):
+            roots.append(self._sweep_tree(t, key).root())
+            key = hashlib.sha256(SWEEP_KEY_DOMAIN + key + roots[-1]).digest()
+        self.swept[t.tp.target] = roots
+        return roots
+
+    def answer(self, round_: CapacityRound) -> CapacityAnswer:
+        nonce = bytes.fromhex(round_.nonce)
+        targets = [self.states[target] for target in round_.targets]
+        if round_.round == self.sweep_round:
+            with ThreadPoolExecutor(max(1, len(targets))) as pool:  # every GPU sweeps at once
+                swept = list(pool.map(lambda t: self.sweep_roots(t, nonce), targets))
+            return CapacityAnswer(
+                round=round_.round,
+                answers=[
+                    TargetAnswer(target=t.tp.target, root=s[-1].hex(), sweep_roots=[r.hex() for r in s[:-1]])
+                    for t, s in zip(targets, swept, strict=True)
+                ],
+            )
+        with ThreadPoolExecutor(max(1, len(targets))) as pool:  # every GPU of a round at once
+            roots = list(pool.map(lambda t: self.answer_root(t.tp, nonce), targets))
+        return CapacityAnswer(
+            round=round_.round,
+            answers=[
+                TargetAnswer(target=t.tp.target, root=r.hex()) for t, r in zip(targets, roots, strict=True)
+            ],
+        )
+
+    # -- openings ---------------------------------------------------------------------------------------
+    def open(
+        self,
+        round_nonces: Mapping[int, bytes],
+        spots: Mapping[int, Mapping[int, Sequence[int]]],
+        walks: Mapping[int, Sequence[Walk]],
+    ) -> list[TargetOpenings]:
+        """Spots and walks; each fill recomputed for them in its own buffer (module docstring): every
+        GPU target at once, then host RAM on all GPUs."""
+        gpu = [t for t in self.states.values() if t.device is not None]
+        host = [t for t in self.states.values() if t.device is None]
+
+        def one(t: _Target) -> TargetOpenings:
+            return self._open_target(t, round_nonces, spots[t.tp.target], walks[t.tp.target])
+
+        with ThreadPoolExecutor(max(1, len(gpu))) as pool:
+            opened = dict(zip([t.tp.target for t in gpu], pool.map(one, gpu), strict=True))
+        opened.update({t.tp.target: one(t) for t in host})
+        return [opened[tp.target] for tp in self.params.targets]
+
+    def _open_target(
+        self,
+        t: _Target,
+        round_nonces: Mapping[int, bytes],
+        spots: Mapping[int, Sequence[int]],
+        walks: Sequence[Walk],
+    ) -> TargetOpenings:
+        tp = t.tp
+        answer_paths: dict[tuple[int, int], list[bytes]] = {}
+        for r, items in sorted(spots.items()):  # from X_L, before the recompute overwrites it
+            if r == self.sweep_round:  # items j = (s - 1) x items + c: one sweep's tree at a time
+                keys = sweep_keys(round_nonces[r], self.swept.get(tp.target, []), tp.sweeps)
+                by_sweep: dict[int, list[int]] = defaultdict(list)
+                for j in items:
+                    by_sweep[split_item(tp, j)[0]].append(j)
+                for s, js in sorted(by_sweep.items()):
+                    found = self._sweep_tree(t, keys[s - 1]).siblings([split_item(tp, j)[1] for j in js])
+                    answer_paths.update({(r, j): path for j, path in zip(js, found, strict=True)})
+                continue
+            paths = self._answer_tree(t, tp, round_nonces[r]).siblings(list(items))  # one tree at a time
+            answer_paths.update({(r, item): path for item, path in zip(items, paths, strict=True)})
+        want = self._wanted(tp, round_nonces, spots, walks)
+        roots, opened = self._run_gpu(t, want) if t.device is not None else self._run_host(t, want)
+        for stage, root in roots.items():
+            if root != t.roots[stage - 1]:
+                raise RuntimeError(
+                    f"target {tp.target}: the recomputed layer {stage} differs from the committed one"
+                )
+        return TargetOpenings(
+            target=tp.target,
+            roots=[r.hex() for r in t.roots],
+            spots=self._spots(tp, opened, answer_paths, round_nonces, spots, self.sweep_round),
+            walks=[self._walk(tp, opened, w) for w in walks],
+        )
+
+    def _wanted(
+        self,
+        tp: CapacityTargetParams,
+        round_nonces: Mapping[int, bytes],
+        spots: Mapping[int, Sequence[int]],
+        walks: Sequence[Walk],
+    ) -> dict[int, set[int]]:
+        want: dict[int, set[int]] = defaultdict(set)
+        for r, items in spots.items():
+            for item in items:
+                c = split_item(tp, item)[1] if r == self.sweep_round else item
+                want[tp.n_stages].update(item_rows(tp, round_nonces[r], c))
+        for walk in walks:
+            for stage, row in zip(walk.stages, walk.rows, strict=True):
+                want[stage].add(row)
+                if stage > 1:
+                    want[stage - 1].update({row, partner(row, stage, tp.n_rows)})
+        return dict(want)
+
+    @staticmethod
+    def _spots(
+        tp: CapacityTargetParams,
+        opened: Opened,
+        answer_paths: Mapping[tuple[int, int], list[bytes]],
+        round_nonces: Mapping[int, bytes],
+        spots: Mapping[int, Sequence[int]],
+        sweep_round: int | None = None,
+    ) -> list[SpotOpening]:
+        top = tp.n_stages
+        sub_height = tp.chunk_rows.bit_length() - 1
+        out = []
+        for r, items in sorted(spots.items()):
+            for item in items:
+                c = split_item(tp, item)[1] if r == sweep_round else item
+                rows = item_rows(tp, round_nonces[r], c)
+                path = opened[(top, rows[0])][1]
+                out.append(
+                    SpotOpening(
+                        round=r,
+                        item=item,
+                        rows=[opened[(top, i)][0].hex() for i in rows],
+                        tree_path=[s.hex() for s in (path[sub_height:] if tp.mode == "scan" else path)],
+                        answer_path=[s.hex() for s in answer_paths[(r, item)]],
+                    )
+                )
+        return out
+
+    @staticmethod
+    def _walk(tp: CapacityTargetParams, opened: Opened, walk: Walk) -> WalkOpening:
+        def row_hex(layer: int, row: int) -> str:
+            return opened[(layer, row)][0].hex()
+
+        def path_hex(layer: int, row: int) -> list[str]:
+            return [s.hex() for s in opened[(layer, row)][1]]
+
+        steps = []
+        for stage, row in zip(walk.stages, walk.rows, strict=True):
+            mate = partner(row, stage, tp.n_rows)
+            first = stage == 1
+            steps.append(
+                WalkStep(
+                    stage=stage,
+                    row=row,
+                    a_row=row_hex(stage, row),
+                    a_path=path_hex(stage, row),
+                    own_prev=None if first else row_hex(stage - 1, row),
+                    own_prev_path=[] if first else path_hex(stage - 1, row),
+                    mate_prev=None if first else row_hex(stage - 1, mate),
+                    mate_prev_path=[] if first else path_hex(stage - 1, mate),
+                )
+            )
+        return WalkOpening(walk=walk.index, steps=steps)
+
+
+__all__ = [
+    "EMPTIES",
+    "CapacityMemoryError",
+    "CupyCapacityOptions",
+    "CupyCapacityProver",
+    "CupyCapacityRuntime",
+    "DeviceBudget",
+    "DeviceTree",
+    "HostLayout",
+    "MemoryPlan",
+    "plan_memory",
+]

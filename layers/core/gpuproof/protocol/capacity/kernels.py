@@ -1,0 +1,229 @@
+"""CUDA source of the capacity phase's GPU executor (`cupy_prover.py`); also compiles as C++ on a host.
+
+Appended to the proof's SHA-256 source (`proof/sha256_kernels.py`: K256, rotr32, sha256_prefixed)
+and its SHAKE-128 row source (`proof/shake_kernels.py`: `seeded_rows`, which maps bytes to
+(b mod q) - q//2 and so makes X_0 and B of `fill.gen_rows` with q = 251). Kernels, one thread each:
+
+- `cap_operand`: the stage GEMM's operand rows [X[i] | X[p(i)]] (K = 2d) for a group of rows
+  closed under the stage's pairing (one or two contiguous ranges of a buffer of v valid rows; a
+  mate at or beyond v is the row itself, `fill.partner`), one 4-byte word per thread;
+- `cap_epilogue`: X[i] = g_l(C) = ((C + l) mod 251) - 125 written back IN PLACE over the group's
+  rows (the group's rows were all read into the operand first, so no row is needed afterwards);
+- `cap_subtree`: roots of the 2^height-leaf subtrees of a buffer's rows (leaf = SHA-256(0x00 || row),
+  leaves at or beyond v are EMPTY, `merkle.levels`' padding), one subtree per thread;
+- `cap_nodes`: one level up (node = SHA-256(0x01 || left || right)); a last node without a right
+  sibling is paired with the EMPTY subtree of its height, so padding is never materialised;
+- `cap_answer_rows`: answer leaves SHA-256(ANSWER_DOMAIN || nonce || u32 target || u32 item ||
+  rows) over consecutive items of `chunk` rows (`fill.answer_leaf`);
+- `cap_sample_rows` / `cap_answer_sampled`: the sampled row of each item
+  (u64le(SHA-256(SAMPLE_DOMAIN || nonce || u32 target || u32 item)[0:8]) mod N, `draws.sample_row`),
+  and its answer leaf read straight from the device's rows;
+- `cap_fingerprint`: the bandwidth round's F_s = (X_L . R_s) mod 251, 4 bytes per row
+  (`sweep.fingerprints`); its leaves are `cap_answer_rows` over those 4-byte rows with the sweep
+  leaf's head (`sweep.sweep_leaf`).
+
+The unit tests build this text with g++ through the CUDA test double and compare every output
+with the numpy prover's; NVRTC builds it on a GPU (no header is included).
+"""
+
+from __future__ import annotations
+
+from gpuproof.protocol.proof.sha256_kernels import SHA256_SOURCE
+from gpuproof.protocol.proof.shake_kernels import SHAKE_ROWS_SOURCE
+
+MAX_SUBTREE_HEIGHT = 10
+MAX_HEAD_BYTES = 120  # domain + nonce + target (+ the item's 4 bytes: 128 in all)
+
+CAPACITY_SOURCE = r"""
+#ifndef __CUDACC__
+#define __device__
+#endif
+typedef signed char cs8_t;
+#define CAP_MAX_HEIGHT 10
+#define CAP_HEAD 128
+
+/* out = SHA-256(head[0..hlen) || data[0..dlen)) */
+__device__ void cap_sha256_join(const u8_t* head, u32_t hlen, const u8_t* data, u64_t dlen, u8_t* out) {
+  u32_t st[8] = {0x6a09e667u,0xbb67ae85u,0x3c6ef372u,0xa54ff53au,
+                 0x510e527fu,0x9b05688cu,0x1f83d9abu,0x5be0cd19u};
+  u64_t total = (u64_t)hlen + dlen;
+  u64_t nblocks = (total + 8ull) / 64ull + 1ull;
+  u64_t end = nblocks * 64ull;
+  u64_t bits = total * 8ull;
+  u32_t w[64];
+  for (u64_t b = 0; b < nblocks; ++b) {
+    for (int t = 0; t < 16; ++t) {
+      u32_t word = 0u;
+      for (int k = 0; k < 4; ++k) {
+        u64_t j = b * 64ull + 4ull * (u64_t)t + (u64_t)k;
+        u32_t byte;
+        if (j < hlen) byte = head[j];
+        else if (j < total) byte = data[j - hlen];
+        else if (j == total) byte = 0x80u;
+        else if (j >= end - 8ull) byte = (u32_t)((bits >> (8ull * (end - 1ull - j))) & 0xffull);
+        else byte = 0u;
+        word = (word << 8) | byte;
+      }
+      w[t] = word;
+    }
+    for (int t = 16; t < 64; ++t) {
+      u32_t s0 = rotr32(w[t-15], 7) ^ rotr32(w[t-15], 18) ^ (w[t-15] >> 3);
+      u32_t s1 = rotr32(w[t-2], 17) ^ rotr32(w[t-2], 19) ^ (w[t-2] >> 10);
+      w[t] = w[t-16] + s0 + w[t-7] + s1;
+    }
+    u32_t a = st[0], bb = st[1], c = st[2], d = st[3], e = st[4], f = st[5], g = st[6], h = st[7];
+    for (int t = 0; t < 64; ++t) {
+      u32_t S1 = rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25);
+      u32_t ch = (e & f) ^ (~e & g);
+      u32_t t1 = h + S1 + ch + K256[t] + w[t];
+      u32_t S0 = rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22);
+      u32_t mj = (a & bb) ^ (a & c) ^ (bb & c);
+      u32_t t2 = S0 + mj;
+      h = g; g = f; f = e; e = d + t1; d = c; c = bb; bb = a; a = t1 + t2;
+    }
+    st[0] += a; st[1] += bb; st[2] += c; st[3] += d; st[4] += e; st[5] += f; st[6] += g; st[7] += h;
+  }
+  for (int k = 0; k < 8; ++k) {
+    out[4*k] = (u8_t)(st[k] >> 24); out[4*k+1] = (u8_t)(st[k] >> 16);
+    out[4*k+2] = (u8_t)(st[k] >> 8); out[4*k+3] = (u8_t)st[k];
+  }
+}
+
+/* head || u32le(item) into h (hlen + 4 <= CAP_HEAD) */
+__device__ u32_t cap_head(const u8_t* head, u32_t hlen, u32_t item, u8_t* h) {
+  for (u32_t q = 0; q < hlen; ++q) h[q] = head[q];
+  for (u32_t q = 0; q < 4u; ++q) h[hlen + q] = (u8_t)((item >> (8u * q)) & 0xffu);
+  return hlen + 4u;
+}
+
+__device__ u64_t cap_sample_row(const u8_t* head, u32_t hlen, u32_t item, u64_t n) {
+  u8_t h[CAP_HEAD];
+  u8_t digest[32];
+  u32_t len = cap_head(head, hlen, item, h);
+  cap_sha256_join(h, len, h, 0ull, digest);
+  u64_t r = 0ull;
+  for (int q = 0; q < 8; ++q) r |= ((u64_t)digest[q]) << (8 * q);
+  return r % n;
+}
+
+#ifdef __CUDACC__
+extern "C" __global__ void cap_operand(const cs8_t* buf, u64_t d, u64_t v, u64_t h, u64_t lo, u64_t lo_n,
+                                       u64_t hi, u64_t hi_n, cs8_t* u) {
+  u64_t words = d / 4ull;
+  u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
+  if (t >= (lo_n + hi_n) * words) return;
+  u64_t k = t / words, j = t % words;
+  u64_t b = k < lo_n ? lo + k : hi + (k - lo_n);
+  u64_t m = b ^ h;
+  if (m >= v) m = b;
+  const u32_t* own = (const u32_t*)(buf + b * d);
+  const u32_t* mate = (const u32_t*)(buf + m * d);
+  u32_t* dst = (u32_t*)(u + k * 2ull * d);
+  dst[j] = own[j];
+  dst[words + j] = mate[j];
+}
+
+extern "C" __global__ void cap_epilogue(const int* c, u64_t d, u64_t lo, u64_t lo_n, u64_t hi, u64_t rows,
+                                        int stage, cs8_t* buf) {
+  u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
+  if (t >= rows * d) return;
+  u64_t k = t / d, j = t % d;
+  u64_t b = k < lo_n ? lo + k : hi + (k - lo_n);
+  int r = (c[t] + stage) % 251;
+  if (r < 0) r += 251;
+  buf[b * d + j] = (cs8_t)(r - 125);
+}
+
+extern "C" __global__ void cap_subtree(const u8_t* rows, u32_t row_bytes, u64_t v, u32_t height,
+                                       const u8_t* empty, u64_t nodes, u8_t* out) {
+  u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
+  if (t >= nodes || height > CAP_MAX_HEIGHT) return;
+  u8_t stack[CAP_MAX_HEIGHT + 1][32];
+  u32_t level[CAP_MAX_HEIGHT + 1];
+  u8_t cur[32];
+  u8_t pair[64];
+  int sp = 0;
+  u64_t width = 1ull << height;
+  for (u64_t j = 0; j < width; ++j) {
+    u64_t row = t * width + j;
+    if (row < v) sha256_prefixed(0u, rows + row * (u64_t)row_bytes, row_bytes, cur);
+    else for (int q = 0; q < 32; ++q) cur[q] = empty[q];
+    u32_t lv = 0u;
+    while (sp > 0 && level[sp - 1] == lv) {
+      for (int q = 0; q < 32; ++q) { pair[q] = stack[sp - 1][q]; pair[32 + q] = cur[q]; }
+      sha256_prefixed(1u, pair, 64u, cur);
+      --sp;
+      ++lv;
+    }
+    for (int q = 0; q < 32; ++q) stack[sp][q] = cur[q];
+    level[sp] = lv;
+    ++sp;
+  }
+  for (int q = 0; q < 32; ++q) out[t * 32ull + (u64_t)q] = stack[0][q];
+}
+
+extern "C" __global__ void cap_nodes(const u8_t* children, u64_t m, const u8_t* empty, u64_t parents,
+                                     u8_t* out) {
+  u64_t k = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
+  if (k >= parents) return;
+  if (2ull * k + 1ull < m) {
+    sha256_prefixed(1u, children + 64ull * k, 64u, out + 32ull * k);
+    return;
+  }
+  u8_t pair[64];
+  for (int q = 0; q < 32; ++q) { pair[q] = children[64ull * k + (u64_t)q]; pair[32 + q] = empty[q]; }
+  sha256_prefixed(1u, pair, 64u, out + 32ull * k);
+}
+
+extern "C" __global__ void cap_answer_rows(const u8_t* head, u32_t hlen, const cs8_t* buf, u64_t v, u64_t d,
+                                           u64_t chunk, u32_t first_item, u64_t items, u8_t* out) {
+  u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
+  if (t >= items) return;
+  u8_t h[CAP_HEAD];
+  u32_t len = cap_head(head, hlen, first_item + (u32_t)t, h);
+  u64_t start = t * chunk;
+  u64_t stop = start + chunk;
+  if (stop > v) stop = v;
+  cap_sha256_join(h, len, (const u8_t*)(buf + start * d), (stop - start) * d, out + 32ull * t);
+}
+
+extern "C" __global__ void cap_sample_rows(const u8_t* head, u32_t hlen, u32_t first_item, u64_t items,
+                                           u64_t n, u64_t* out) {
+  u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
+  if (t >= items) return;
+  out[t] = cap_sample_row(head, hlen, first_item + (u32_t)t, n);
+}
+
+extern "C" __global__ void cap_answer_sampled(const u8_t* answer_head, u32_t alen, const u8_t* sample_head,
+                                              u32_t slen, const cs8_t* buf, u64_t n, u64_t d,
+                                              u32_t first_item, u64_t items, u8_t* out) {
+  u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
+  if (t >= items) return;
+  u32_t item = first_item + (u32_t)t;
+  u64_t row = cap_sample_row(sample_head, slen, item, n);
+  u8_t h[CAP_HEAD];
+  u32_t len = cap_head(answer_head, alen, item, h);
+  cap_sha256_join(h, len, (const u8_t*)(buf + row * d), d, out + 32ull * t);
+}
+
+/* The bandwidth round's fingerprints (sweep.fingerprints): out[i][j] = (X[i] . R[:, j]) mod 251 as
+   0..250, R a d x 4 int8 matrix row-major; |sum| <= d 125^2 < 2^31 for d <= 8192. */
+extern "C" __global__ void cap_fingerprint(const cs8_t* buf, u64_t v, u64_t d, const cs8_t* r, u8_t* out) {
+  u64_t i = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
+  if (i >= v) return;
+  int acc[4] = {0, 0, 0, 0};
+  const cs8_t* row = buf + i * d;
+  for (u64_t k = 0; k < d; ++k) {
+    int x = (int)row[k];
+    for (int j = 0; j < 4; ++j) acc[j] += x * (int)r[k * 4ull + (u64_t)j];
+  }
+  for (int j = 0; j < 4; ++j) {
+    int m = acc[j] % 251;
+    if (m < 0) m += 251;
+    out[i * 4ull + (u64_t)j] = (u8_t)m;
+  }
+}
+#endif
+"""
+
+SOURCE = SHA256_SOURCE + SHAKE_ROWS_SOURCE + CAPACITY_SOURCE

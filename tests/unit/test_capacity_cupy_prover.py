@@ -1,0 +1,340 @@
+"""The capacity phase's GPU executor (`CupyCapacityProver`) against the CUDA test double: the numpy
+prover's commitment, answers and openings bit for bit (GPU targets in scan and sample mode, host
+RAM out of core), a transcript the real verifier accepts, the memory budget refused before
+anything is allocated (and, where it fits, never exceeded), the host fill's PCIe traffic, and a
+GEMM that is not exact refused before anything is committed.
+
+The double runs the prover's real cuBLAS calls (int8 gemmEx, int32 accumulate) and builds its real
+kernels with g++, one thread at a time: sizes stay tiny. It says nothing about GPU speed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from benchmark_probe.cupy_double import R_8I, R_32I, CupyTestDouble
+from benchmark_probe.nvml_double import fake_gpu
+from gpuproof.protocol.capacity import (
+    CapacityParams,
+    CapacitySession,
+    SignedCapacityCommitment,
+    gpu_target,
+    host_target,
+    phase,
+    verify_capacity,
+)
+from gpuproof.protocol.capacity.cupy_prover import (
+    CapacityMemoryError,
+    CupyCapacityOptions,
+    CupyCapacityProver,
+    CupyCapacityRuntime,
+    HostLayout,
+    plan_memory,
+)
+from gpuproof.protocol.capacity.device import SimulatedDevice
+from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetOpenings
+from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.keys import SigningKey
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA double builds kernels with g++")
+
+KEY = SigningKey.from_seed(bytes(range(32)))
+NONCE = bytes(range(100, 132))
+CHALLENGE = "cap-gpu-1"
+D = 32
+H2D, D2H = 1, 2
+
+
+def double(gpus: int = 2, **kw: object) -> CupyTestDouble:
+    return CupyTestDouble.for_gpus([fake_gpu(i) for i in range(gpus)], **kw)  # type: ignore[arg-type]
+
+
+def gpu(index: int, claimed: int, *, mode: str = "scan", samples: int = 48) -> CapacityTargetParams:
+    tp = gpu_target(
+        index,
+        claimed,
+        rate_tops=1e-6,
+        bandwidth_gbs=1e-3,
+        d=D,
+        chunk_rows=4,
+        spots=4,
+        walks=6,
+        walk_stages=5,
+        hash_bytes_per_s=1e6,
+        network_allowance_s=0.2,
+    )
+    if mode == "sample":
+        no_sweeps = {"sweeps": 0, "sweep_spots": 0, "sweep_expected_s": 0.0, "sweep_deadline_s": 0.0}
+        tp = tp.model_copy(update={"mode": "sample", "chunk_rows": 1, "samples": samples, **no_sweeps})
+    return tp
+
+
+def host(claimed: int, *, mode: str = "sample", d: int = D) -> CapacityTargetParams:
+    tp = host_target(
+        claimed,
+        fill_rate_tops=2e-6,
+        d=d,
+        samples=64,
+        spots=4,
+        walks=6,
+        walk_stages=5,
+        rows_per_s=1e5,
+        hash_bytes_per_s=1e6,
+        network_allowance_s=0.2,
+    )
+    if mode == "scan":
+        tp = tp.model_copy(update={"mode": "scan", "chunk_rows": 8, "samples": 0})
+    return tp
+
+
+def params_of(*targets: CapacityTargetParams) -> CapacityParams:
+    return phase(list(targets), network_allowance_s=0.2, fill_allowance_s=0.2)
+
+
+def numpy_prover(params: CapacityParams) -> CapacityProver:
+    devices = {
+        tp.target: SimulatedDevice(f"numpy-{tp.target}", 4 * tp.fill_bytes, 1e9, 1e-6, 1e9, 1e9)
+        for tp in params.targets
+    }
+    return CapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, devices)
+
+
+def run_both(
+    params: CapacityParams, prover: CupyCapacityProver
+) -> tuple[CapacitySession, dict[int, bytes], list[TargetOpenings], list[TargetOpenings]]:
+    """Both provers through the service's own session; every message compared on the way."""
+    reference = numpy_prover(params)
+    commitment = prover.fill()
+    assert commitment == reference.fill()
+    session = CapacitySession(params, opened_at=0.0)
+    session.receive_commitment(SignedCapacityCommitment.sign(commitment, KEY), 1.0)
+    nonces: dict[int, bytes] = {}
+    clock = 1.0
+    while not session.done:
+        opened = session.open_round(clock + 0.01)
+        nonces[opened.round] = bytes.fromhex(opened.nonce)
+        answer = prover.answer(opened)
+        assert answer == reference.answer(opened), f"round {opened.round}"
+        clock += 0.02
+        session.receive_answer(answer, clock)
+    spots, walks = session.draw()
+    return session, nonces, prover.open(nonces, spots, walks), reference.open(nonces, spots, walks)
+
+
+def verify(params: CapacityParams, session: CapacitySession, openings: Sequence[TargetOpenings]) -> list[str]:
+    assert session.signed is not None and session.commitment_received_at is not None
+    assert session.draw_secret is not None
+    result = verify_capacity(
+        params,
+        machine_id=KEY.public_hex,
+        challenge_id=CHALLENGE,
+        nonce=NONCE,
+        signed=session.signed,
+        phase_opened_at=session.opened_at,
+        commitment_received_at=session.commitment_received_at,
+        rounds=session.rounds,
+        draw_secret=session.draw_secret,
+        openings=openings,
+        rng=np.random.default_rng(3),
+    )
+    return [r.code for r in result.reasons]
+
+
+def test_two_gpus_and_host_ram_out_of_core_match_the_numpy_prover_and_pass_the_verifier() -> None:
+    """N = 85 (not a power of two) on two GPUs in scan mode; host RAM of 255 rows in sample mode cut
+    into blocks of 32 rows and windows of 8: 8 blocks, then 4 windows over 8 slabs for stages 6..8,
+    so the walks' top stages open both passes' layers."""
+    params = params_of(gpu(0, 3000), gpu(1, 3000), host(9000))
+    assert [(t.n_rows, t.n_stages) for t in params.targets] == [(85, 7), (85, 7), (255, 8)]
+    options = CupyCapacityOptions(group_rows=8, host_block_rows=32, host_window_rows=8, margin_bytes=0)
+    cp = double(2)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
+    session, _nonces, got, want = run_both(params, prover)
+    assert got == want
+    assert verify(params, session, got) == []
+    # the bandwidth round (docs/protocol.md §17.12) swept both GPUs on the device, as numpy does
+    swept = session.rounds[-1]
+    assert all(len(a.sweep_roots) == params.targets[0].sweeps - 1 > 0 for a in swept.answers)
+    assert {e[9] for e in cp.log if e[0] == "gemm"} == {0, 1}
+    assert all(e[1:4] == (72, R_8I, R_32I) and e[4:6] == (1, 0) for e in cp.log if e[0] == "gemm")  # TN
+
+
+@pytest.mark.parametrize(
+    ("gpu_bytes", "host_bytes", "options"),
+    [
+        (2266, 1500, CupyCapacityOptions(group_rows=4, margin_bytes=0)),  # 64 rows: a power of two
+        (
+            1900,
+            1500,
+            CupyCapacityOptions(group_rows=16, host_block_rows=8, host_window_rows=2, margin_bytes=0),
+        ),
+    ],
+)
+def test_a_gpu_in_sample_mode_and_host_ram_in_scan_mode_match(
+    gpu_bytes: int, host_bytes: int, options: CupyCapacityOptions
+) -> None:
+    params = params_of(gpu(3, gpu_bytes, mode="sample"), host(host_bytes, mode="scan"))
+    assert params.targets[0].n_rows in (64, 54) and params.targets[1].n_rows == 43
+    prover = CupyCapacityProver(
+        NONCE, KEY.public_hex, CHALLENGE, params, devices={3: 0}, cupy=double(1), options=options
+    )
+    session, _nonces, got, want = run_both(params, prover)
+    assert got == want
+    assert verify(params, session, got) == []
+
+
+def test_the_host_fill_crosses_pcie_three_times_on_every_gpu_and_can_be_pinned() -> None:
+    """Two passes over host memory: pass 1 downloads every row once, pass 2 uploads and downloads
+    every row once more; no round trip per stage."""
+    params = params_of(gpu(0, 800), gpu(1, 800), host(20000, d=64))
+    tp = params.targets[-1]
+    options = CupyCapacityOptions(host_block_rows=64, host_window_rows=16, margin_bytes=0, host_pinned=True)
+    cp = double(2)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
+    prover.check()
+    assert prover.memory is not None and prover.memory.host == HostLayout(283, 9, 6, 16)
+    cp.log.clear()
+    commitment = prover.fill()
+    assert commitment == numpy_prover(params).fill()
+    copies = [e for e in cp.log if e[0] == "memcpy"]
+    assert sum(e[2] for e in copies if e[1] == H2D) == tp.fill_bytes
+    assert sum(e[2] for e in copies if e[1] == D2H) == 2 * tp.fill_bytes
+    assert all(e[3] for e in copies)  # the host fill lives in pinned memory
+    host_gemms = {e[9] for e in cp.log if e[0] == "gemm" and e[8] == 2 * 64}  # K = 2d of the host's d
+    assert host_gemms == {0, 1}  # spread over both GPUs
+
+
+def test_a_fill_that_does_not_fit_is_refused_before_anything_is_allocated() -> None:
+    params = params_of(gpu(0, 4096), host(8192))
+    cp = double(1, device_memory_bytes=8000)  # the 3,712-byte fill fits, its working memory not
+    options = CupyCapacityOptions(margin_bytes=0)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
+    with pytest.raises(
+        CapacityMemoryError, match=r"does not fit: device 0: needs [\d,]+ bytes \(fills 3,712 "
+    ):
+        prover.fill()
+    assert not cp.peak_bytes.get(0) and not [e for e in cp.log if e[0] == "gemm"]
+    # host RAM the machine does not have is refused too (MemAvailable, when readable)
+    runtime = CupyCapacityRuntime(double(1))
+    plan = plan_memory(params, runtime, host_ram=1000)
+    assert not plan.fits and "host RAM: the fill needs" in plan.describe()
+
+
+def test_a_fill_budgeted_to_the_byte_runs_within_it() -> None:
+    """The stated budget bounds what the prover allocates: with exactly that much device memory
+    (the double enforces it), the fill, every round and the openings run; one byte less would
+    already be refused by the check."""
+    params = params_of(gpu(0, 3000), host(6000))
+    options = CupyCapacityOptions(group_rows=8, host_block_rows=16, host_window_rows=4, margin_bytes=0)
+    plan = plan_memory(params, CupyCapacityRuntime(double(1)), options)
+    need = max(b.need_bytes for b in plan.devices)
+    cp = double(1, device_memory_bytes=need)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
+    session, _nonces, got, want = run_both(params, prover)
+    assert got == want and verify(params, session, got) == []
+    assert 0 < cp.peak_bytes[0] <= need
+    tight = CupyCapacityProver(
+        NONCE,
+        KEY.public_hex,
+        CHALLENGE,
+        params,
+        cupy=double(1, device_memory_bytes=need - 1),
+        options=options,
+    )
+    with pytest.raises(CapacityMemoryError):
+        tight.check()
+
+
+def test_defaults_shrink_the_working_memory_to_what_is_free() -> None:
+    params = params_of(gpu(0, 60000), host(60000))
+    fill = params.targets[0].fill_bytes
+    runtime = CupyCapacityRuntime(double(1, device_memory_bytes=fill + 400_000))
+    plan = plan_memory(params, runtime, CupyCapacityOptions(margin_bytes=0))
+    assert plan.fits and plan.group_rows < 2**15 and plan.host is not None
+    assert plan.devices[0].need_bytes <= fill + 400_000
+
+
+def test_a_host_buffer_too_small_for_two_passes_says_so() -> None:
+    with pytest.raises(CapacityMemoryError, match="needs a device buffer of at least 2\\^5 rows"):
+        HostLayout.choose(n_rows=1000, n_stages=10, buffer_rows=16)
+    layout = HostLayout.choose(n_rows=1000, n_stages=10, buffer_rows=32)
+    assert (layout.block_rows, layout.slabs, layout.window_rows, layout.buffer_rows) == (32, 32, 1, 32)
+
+
+def test_a_gemm_that_is_not_exact_is_refused_before_anything_is_committed() -> None:
+    params = params_of(gpu(0, 2048))
+    lying = double(1, gemm_fault=lambda c: c + 1)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=lying)
+    with pytest.raises(RuntimeError, match="not exact"):
+        prover.fill()
+
+
+def test_rows_generated_wrong_on_the_device_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuproof.protocol.capacity import cupy_prover
+
+    honest = cupy_prover._Gpu.seeded_rows
+
+    def off_by_one(
+        self: cupy_prover._Gpu, out: object, seed: bytes, tag: bytes, first: int, rows: int
+    ) -> None:
+        honest(self, out, seed, tag, first, rows)
+        out[rows - 1, 0] += 1  # type: ignore[index]
+
+    monkeypatch.setattr(cupy_prover._Gpu, "seeded_rows", off_by_one)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params_of(gpu(0, 2048)), cupy=double(1))
+    with pytest.raises(RuntimeError, match="differs from SHAKE-128"):
+        prover.fill()
+
+
+def test_another_mode_over_the_same_fill_answers_as_the_numpy_prover_would() -> None:
+    """`answer_root` with a sample-mode view of a scan target (what gpu_check.sh times)."""
+    params = params_of(gpu(0, 2048))
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=double(1))
+    prover.fill()
+    sampled = params.targets[0].model_copy(update={"mode": "sample", "chunk_rows": 1, "samples": 40})
+    reference = numpy_prover(params_of(sampled))
+    reference.fill()
+    nonce = bytes(range(32))
+    want = reference.answer_leaves(reference.states[0], nonce)
+    from gpuproof.protocol.proof import merkle
+
+    assert prover.answer_root(sampled, nonce) == merkle.levels(want)[-1][0]
+
+
+# -- the probe's wiring ---------------------------------------------------------------------------------
+
+
+def test_the_probe_takes_the_cupy_prover_on_the_gpu_backend_and_numpy_on_the_cpu_backend() -> None:
+    from benchmark_probe.capacity import CupyCapacityFactory, default_prover
+    from gpuproof.protocol.proof import NumpyExecutor
+    from gpuproof.protocol.proof.cupy_executor import CupyExecutor
+
+    cp = double(2)
+    factory = default_prover(CupyExecutor({0: 1}, cupy=cp))
+    assert isinstance(factory, CupyCapacityFactory)
+    assert factory.runtime.cp is cp and factory.runtime.device_of(0) == 1
+    assert default_prover(NumpyExecutor()) is CapacityProver
+    assert default_prover(None) is CapacityProver
+
+
+def test_a_gpu_size_phase_that_does_not_fit_is_skipped_before_it_is_opened() -> None:
+    """An H100-size phase on GPUs with 1 GiB each: said so, with the numbers, and the service is
+    never asked to open the phase (the client points nowhere: any request would fail the test)."""
+    from benchmark_probe.capacity import CupyCapacityFactory, run_capacity
+    from benchmark_probe.client import ServiceClient
+    from benchmark_probe.report import Challenge
+    from gpuproof.protocol.capacity import derive_capacity_params
+
+    params = derive_capacity_params(
+        gpu_count=1, mem_gb=80, rate_tops=1385.3, bandwidth_gbs=3350.0, host_ram_bytes=None
+    )
+    factory = CupyCapacityFactory(CupyCapacityRuntime(double(1, device_memory_bytes=1 << 30)))
+    challenge = Challenge("ch", "00" * 32, params={"capacity": params.model_dump(mode="json")})
+    outcome = run_capacity(ServiceClient("http://127.0.0.1:9", KEY), KEY, challenge, factory)
+    assert not outcome.ran and outcome.steps == []
+    assert "NOT run: the capacity fill does not fit: device 0: needs" in outcome.note
+    assert "capacity_missing" in outcome.note
