@@ -359,6 +359,7 @@ TIMING_CODES = (
     "capacity_fill_deadline_missed",
     "capacity_round_deadline_missed",
     "capacity_host_round_deadline_missed",
+    "capacity_bandwidth_deadline_missed",
 )
 DOUBLE_MEMORY = 256 * 1024  # --double: one fake GPU of this much device memory (the CUDA test double)
 
@@ -404,6 +405,7 @@ def capacity(
         CupyCapacityRuntime,
         plan_memory,
     )
+    from gpuproof.protocol.capacity.draws import bandwidth_round
     from gpuproof.protocol.capacity.params import (
         FILL_FRACTION,
         GPU_HASH_BYTES_PER_S,
@@ -512,19 +514,21 @@ def capacity(
         assert record.received_at is not None
         tp = params.target(opened.targets[0])
         assert tp is not None
+        swept = opened.round == bandwidth_round(params)
         rounds.append(
             {
                 "round": opened.round,
                 "targets": opened.targets,
-                "mode": tp.mode,
+                "mode": "bandwidth" if swept else tp.mode,
                 "seconds": record.received_at - record.sent_at,
-                "expected_s": tp.round_expected_s,
-                "deadline_s": tp.round_deadline_s,
+                "expected_s": tp.sweep_expected_s if swept else tp.round_expected_s,
+                "deadline_s": tp.sweep_deadline_s if swept else tp.round_deadline_s,
             }
         )
     result["rounds"] = rounds
     save("rounds answered")
-    sampled = gpu.model_copy(update={"mode": "sample", "chunk_rows": 1, "samples": samples})
+    no_sweeps = {"sweeps": 0, "sweep_spots": 0, "sweep_expected_s": 0.0, "sweep_deadline_s": 0.0}
+    sampled = gpu.model_copy(update={"mode": "sample", "chunk_rows": 1, "samples": samples, **no_sweeps})
     sample_s = []
     for _ in range(3):
         t0 = clock()
@@ -552,8 +556,9 @@ def capacity(
     )
     verify_s = clock() - t0
     codes = [r.code for r in verdict.reasons]
-    scan = [r["seconds"] for r in rounds if r["targets"] == [0]]
+    scan = [r["seconds"] for r in rounds if r["targets"] == [0] and r["mode"] == "scan"]
     host = [r["seconds"] for r in rounds if r["targets"] != [0]]
+    swept = [r["seconds"] for r in rounds if r["mode"] == "bandwidth"]
     result.update(
         fill_s=fill_s,
         fill_expected_s={str(t.target): t.fill_expected_s for t in params.targets},
@@ -563,6 +568,16 @@ def capacity(
             "seconds_p50": statistics.median(scan),
             "seconds_max": max(scan),
             "bytes_per_s": gpu.fill_bytes / statistics.median(scan),
+        },
+        # the bandwidth round (docs/protocol.md §17.12): P sweeps over the fill, what it bounds
+        bandwidth_round=None
+        if not swept
+        else {
+            "sweeps": gpu.sweeps,
+            "seconds": swept[0],
+            "expected_s": gpu.sweep_expected_s,
+            "deadline_s": gpu.sweep_deadline_s,
+            "bytes_per_s": gpu.sweeps * gpu.fill_bytes / swept[0],
         },
         sample_gpu={
             "samples": samples,
@@ -587,7 +602,9 @@ def capacity(
         f"(expected {expected:.2f}, deadline {params.fill_deadline_s:.2f}); "
         f"scan round {result['scan']['seconds_p50']:.3f} s ({result['scan']['bytes_per_s'] / 1e9:.1f} GB/s; "
         f"d2d copy {copy if copy is not None else float('nan'):.1f} GB/s); sample round "
-        f"{result['sample_gpu']['seconds']:.3f} s; open {open_s:.2f} s; checks {result['checks']}, "
+        f"{result['sample_gpu']['seconds']:.3f} s; bandwidth round "
+        f"{(result['bandwidth_round'] or {}).get('bytes_per_s', float('nan')) / 1e9:.1f} GB/s; "
+        f"open {open_s:.2f} s; checks {result['checks']}, "
         f"deadlines {result['deadlines']}"
     )
     return result

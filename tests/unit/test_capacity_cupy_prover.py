@@ -295,7 +295,10 @@ def test_another_mode_over_the_same_fill_answers_as_the_numpy_prover_would() -> 
     params = params_of(gpu(0, 2048))
     prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=double(1))
     prover.fill()
-    sampled = params.targets[0].model_copy(update={"mode": "sample", "chunk_rows": 1, "samples": 40})
+    no_sweeps = {"sweeps": 0, "sweep_spots": 0, "sweep_expected_s": 0.0, "sweep_deadline_s": 0.0}
+    sampled = params.targets[0].model_copy(
+        update={"mode": "sample", "chunk_rows": 1, "samples": 40, **no_sweeps}
+    )
     reference = numpy_prover(params_of(sampled))
     reference.fill()
     nonce = bytes(range(32))

@@ -94,7 +94,7 @@ def test_capacity_stage_runs_the_gpu_prover_end_to_end_on_the_double(
 ) -> None:
     """`capacity --double`: the CuPy prover on the CUDA test double (a fake H100 of 256 KiB), a fill
     of 75% of its free memory (its trees and scratch take the rest at d = 32), four scan rounds,
-    four host RAM sample rounds, a GPU sample round, the openings, the real verifier, within the
+    four host RAM sample rounds, the bandwidth round, a GPU sample round, the openings, the real verifier, within the
     double's enforced memory. The double's seconds miss the H100's deadlines (they are host
     seconds); every other check passes."""
     out = tmp_path / "capacity.json"
@@ -107,8 +107,11 @@ def test_capacity_stage_runs_the_gpu_prover_end_to_end_on_the_double(
         "capacity_fill_deadline_missed",
         "capacity_round_deadline_missed",
         "capacity_host_round_deadline_missed",
+        "capacity_bandwidth_deadline_missed",
     }
-    assert [r["mode"] for r in cap["rounds"]] == ["scan"] * 4 + ["sample"] * 4
+    assert [r["mode"] for r in cap["rounds"]] == ["scan"] * 4 + ["sample"] * 4 + ["bandwidth"]
+    bw = cap["bandwidth_round"]  # docs/protocol.md §17.12: P sweeps over the fill, timed
+    assert bw["sweeps"] > 1 and bw["seconds"] > 0 and bw["bytes_per_s"] > 0
     assert cap["fill_s"] > 0 and cap["scan"]["bytes_per_s"] > 0 and cap["sample_gpu"]["rows_per_s"] > 0
     assert cap["host_rounds"]["seconds_p50"] > 0 and cap["open_s"] > 0
     assert cap["copy_d2d"]["median"] > 0
