@@ -35,7 +35,7 @@ from gpuproof.protocol.capacity import (
 )
 from gpuproof.protocol.capacity.cupy_prover import CupyCapacityRuntime
 from gpuproof.protocol.capacity.device import SimulatedDevice
-from gpuproof.protocol.capacity.draws import all_spots
+from gpuproof.protocol.capacity.draws import all_spots, bandwidth_round
 from gpuproof.protocol.capacity.fill import capacity_seed, chain_value
 from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE, TargetAnswer, TargetCommitment
 from gpuproof.protocol.capacity.prover import CapacityProver
@@ -117,7 +117,7 @@ def test_openings_uploaded_out_of_band_prove_the_same(local_stack: Any) -> None:
 
 
 def test_8xh100_openings_travel_by_upload_and_are_decoded_and_judged(local_stack: Any) -> None:
-    """The binary openings of a real 8 x H100 + 256 GiB phase (18.1 MB: random rows at the drawn
+    """The binary openings of a real 8 x H100 + 256 GiB phase (21.5 MB: random rows at the drawn
     positions, roots chained to the signed commitment) through the presigned POST: the service
     checks the reference and the size, the worker fetches them, checks the digest, decodes and
     verifies them; the verifier (not the delivery) refuses them: their rows open nothing."""
@@ -142,9 +142,19 @@ def test_8xh100_openings_travel_by_upload_and_are_decoded_and_judged(local_stack
     )
     signed = SignedCapacityCommitment.sign(commitment, host.key)
     step = client.submit_capacity_commitment(mid, cid, signed.model_dump(mode="json"))
+    swept_round, sweeps = bandwidth_round(params), {tp.target: tp.sweeps for tp in params.targets}
     while step["round"]:
         opened_round = CapacityRound.model_validate(step["round"])
-        answers = [TargetAnswer(target=t, root=rng.bytes(32).hex()) for t in opened_round.targets]
+        answers = [
+            TargetAnswer(
+                target=t,
+                root=rng.bytes(32).hex(),
+                sweep_roots=[]
+                if opened_round.round != swept_round
+                else [rng.bytes(32).hex() for _ in range(sweeps[t] - 1)],
+            )
+            for t in opened_round.targets
+        ]
         answer = CapacityAnswer(round=opened_round.round, answers=answers)
         step = client.submit_capacity_answer(mid, cid, answer.model_dump(mode="json"))
     secret, drawn_on = bytes.fromhex(step["draw_secret"]), commitment.signing_bytes()
@@ -181,14 +191,16 @@ def test_8xh100_openings_travel_by_upload_and_are_decoded_and_judged(local_stack
     codes = {r["code"] for r in check["reasons"]}
     assert check["status"] == "fail" and check["shadow"] is True
     # decoded and judged: every spot and the first step of every walk fail their own checks
-    assert {"capacity_merkle_path_invalid", "capacity_answer_mismatch", "capacity_walk_check_failed"} <= codes
-    # a loaded machine may answer a 0.87 s GPU round late: nothing else may appear
-    late = {"capacity_round_deadline_missed", "capacity_host_round_deadline_missed"}
-    assert codes - late == {
+    judged = {
         "capacity_merkle_path_invalid",
         "capacity_answer_mismatch",
+        "capacity_sweep_mismatch",
         "capacity_walk_check_failed",
-    }, codes
+    }
+    assert judged <= codes
+    # a loaded machine may answer a 0.87 s GPU round late: nothing else may appear
+    late = {"capacity_round_deadline_missed", "capacity_host_round_deadline_missed"}
+    assert codes - late == judged, codes
 
 
 def test_half_memory_is_recorded_in_shadow_and_not_refused(local_stack: Any) -> None:

@@ -94,9 +94,9 @@ def test_capacity_stage_runs_the_gpu_prover_end_to_end_on_the_double(
 ) -> None:
     """`capacity --double`: the CuPy prover on the CUDA test double (a fake H100 of 256 KiB), a fill
     of 75% of its free memory (its trees and scratch take the rest at d = 32), four scan rounds,
-    four host RAM sample rounds, the bandwidth round, a GPU sample round, the openings, the real verifier, within the
-    double's enforced memory. The double's seconds miss the H100's deadlines (they are host
-    seconds); every other check passes."""
+    four host RAM sample rounds, the bandwidth round, a GPU sample round, the openings, the real
+    verifier, within the double's enforced memory. The double's seconds miss the H100's deadlines
+    (they are host seconds); every other check passes."""
     out = tmp_path / "capacity.json"
     cap = load_script().capacity(out, None, 32, fraction=0.75, host_bytes=8192, double=True)
     assert json.loads(out.read_text()) == json.loads(json.dumps(cap, default=float))
