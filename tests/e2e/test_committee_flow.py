@@ -1,6 +1,7 @@
 """The whole path on the local stack: probe submission → automated verification → committee draw →
-three bot members (commit, reveal) → tally → verdict; plus a refusal, an absent member and a draw
-recomputed from published data alone."""
+three bot members (commit, reveal) → tally → verdict; plus a refusal, an absent member, a draw
+recomputed from published data alone, and members re-checking the capacity phase themselves
+(agreeing with an honest record, refusing a record an attacker rewrote)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import requests
+from typer.testing import CliRunner
 
 from benchmark_probe.backends import select_backend
 from benchmark_probe.bench import BenchPlan, run_benchmarks
@@ -22,9 +24,11 @@ from benchmark_probe.cli import proof_hook
 from benchmark_probe.client import ServiceClient
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
+from benchmark_probe.proof import ProofRunner
 from benchmark_probe.submit import submit
 from gpuproof.claim import Claim, verified_claim
-from gpuproof.cli.member import CommitteeClient, MemberState, inspect_transcript, run_agent
+from gpuproof.cli.committee import app as committee_app
+from gpuproof.cli.member import CommitteeClient, MemberState, inspect_round, inspect_transcript, run_agent
 from gpuproof.cli.operator import OperatorClient
 from gpuproof.committee.beacon import verify_beacon_value
 from gpuproof.committee.draw import Member, draw_committee
@@ -48,14 +52,13 @@ class Bot:
     state: MemberState
     stop: threading.Event
     thread: threading.Thread | None = None
+    log: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         self.stop.clear()
+        kwargs = {"interval_s": 0.3, "allow_cpu_backend": True, "stop": self.stop, "log": self.log.append}
         self.thread = threading.Thread(
-            target=run_agent,
-            args=(self.client, self.state),
-            kwargs={"interval_s": 0.3, "allow_cpu_backend": True, "stop": self.stop},
-            daemon=True,
+            target=run_agent, args=(self.client, self.state), kwargs=kwargs, daemon=True
         )
         self.thread.start()
 
@@ -95,7 +98,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = FLOW_TIMEOUT_S, ever
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-def submit_machine(api_url: str, integrity: Integrity | None = None) -> tuple[str, Any]:
+def submit_machine(
+    api_url: str, integrity: Integrity | None = None, capacity_prover: Any = None
+) -> tuple[str, Any]:
     key = SigningKey.generate()
     client = ServiceClient(api_url, key)
     inventory = collect_inventory()
@@ -108,7 +113,7 @@ def submit_machine(api_url: str, integrity: Integrity | None = None) -> tuple[st
         inventory,
         integrity or collect_integrity(),
         lambda _c: run_benchmarks(backend, BenchPlan.quick()),
-        proof_hook(key),
+        proof_hook(key) if capacity_prover is None else ProofRunner(key, capacity_prover=capacity_prover),
     )
     return key.public_hex, client
 
@@ -210,6 +215,7 @@ def test_probe_to_confirmed_with_calc_point(local_stack: Any, bots: list[Bot]) -
     (proof_check,) = [c for c in report["verification"]["checks"] if c["name"] == "proof_of_throughput"]
     delivered = proof_check["details"]["transcript"]
     assert delivered["delivered"] is True and delivered["sha256"] == ref["transcript_sha256"]
+    # The round is closed: the transcript is public, the capacity session is not handed out any more.
     inspection = inspect_transcript(bots[0].client.transcript(machine_id, 1), allow_cpu_backend=True)
     (transcript_check,) = [c for c in inspection.checks if c.name == "transcript"]
     assert transcript_check.ok, inspection.problems
@@ -255,3 +261,118 @@ def test_absent_member_recorded(local_stack: Any, bots: list[Bot]) -> None:
     assert votes[absent.client.account] == "absent"
     assert sorted(votes.values()) == ["absent", "agreeing", "agreeing"]
     assert doc["machine"]["state"] == "confirmed" and v["result"] == "confirmed"
+
+
+def forge_capacity_record(
+    local_stack: Any, machine_id: str, challenge_id: str, forged: dict[str, Any]
+) -> None:
+    """What a compromised service (or one fooled by a verifier bug) would store: its own
+    verification["capacity"], rewritten in the ReportsTable item (a PynamoDB JSON attribute)."""
+    table = boto3.resource("dynamodb").Table(local_stack.table_name("ReportsTable"))
+    key = {"machine_id": machine_id, "challenge_id": challenge_id}
+    item = table.get_item(Key=key, ConsistentRead=True)["Item"]
+    verification = json.loads(item["verification"])
+    verification["capacity"] = forged
+    table.update_item(
+        Key=key,
+        UpdateExpression="SET verification = :v",
+        ExpressionAttributeValues={":v": json.dumps(verification)},
+    )
+
+
+def test_members_recheck_the_capacity_phase_and_refuse_a_forged_record(
+    local_stack: Any, bots: list[Bot], operator: OperatorClient, tmp_path: Path
+) -> None:
+    """Issue 12 §5: an honest machine's capacity phase is re-verified by the member and agreed; a
+    machine that held half its fill (recorded as failed, in shadow) whose record the service then
+    rewrote to "proven" is refused by the member's own verifier run, with member_capacity_mismatch
+    per target, in the CLI and by the agents, and the round refuses the machine."""
+    from .test_capacity_flow import half_memory
+
+    api = local_stack.api_url
+    for bot in bots:  # no draw until both machines are in and the record is forged
+        bot.halt()
+        operator.admit(bot.client.account, admitted=False)
+    try:
+        honest_id, _ = submit_machine(api)
+        half_id, _ = submit_machine(api, capacity_prover=half_memory)
+        docs = {m: final_state(api, m, {"auto_verified"}) for m in (honest_id, half_id)}
+        honest_record = docs[honest_id]["reports"][0]["verification"]["capacity"]
+        half_report = docs[half_id]["reports"][0]
+        half_record = half_report["verification"]["capacity"]
+        assert honest_record["host_ram"]["passed"] and not half_record["host_ram"]["passed"]
+        forged = {
+            **half_record,
+            "gpus": [{**g, "passed": True, "proven_bytes": h["proven_bytes"], "bandwidth_bytes_per_s": 1e6}
+                     for g, h in zip(half_record["gpus"], honest_record["gpus"], strict=True)],
+            "host_ram": honest_record["host_ram"],
+            "reasons": [],
+        }  # fmt: skip
+        forge_capacity_record(local_stack, half_id, half_report["challenge_id"], forged)
+    finally:
+        for bot in bots:
+            operator.admit(bot.client.account)
+    for mid in (honest_id, half_id):
+        wait_for(lambda m=mid: requests.get(f"{api}/rounds/{m}/1", timeout=10).ok)
+    # Inside the commit window (6 s here): one member inspects both, then the agents vote.
+    member = bots[0].client
+    key_file = tmp_path / "member.key"
+    member.key.save(key_file)
+    try:
+        _, honest = inspect_round(member, honest_id, 1, allow_cpu_backend=True)
+        args = [
+            "inspect",
+            half_id,
+            "1",
+            "--api",
+            api,
+            "--key",
+            str(key_file),
+            "--allow-cpu-backend",
+            "--json",
+        ]
+        result = CliRunner().invoke(committee_app, args)
+    finally:
+        for bot in bots:
+            bot.start()
+
+    capacity = honest.capacity
+    assert honest.supports and capacity["agreed"] and capacity["basis"] == "rechecked", honest.problems
+    assert capacity["commitment_signed"] is True and capacity["record"] == honest_record
+    rows = {t["target"]: t for t in capacity["targets"]}
+    assert set(rows) == {"GPU 0", "host RAM"}
+    for row in rows.values():
+        assert row["agreed"] and row["member"]["passed"] and row["member"]["proven_bytes"] > 0
+        assert row["member"]["proven_bytes"] == row["service"]["proven_bytes"]
+    assert rows["host RAM"]["breakdown"] == {**rows["host RAM"]["member"], "reasons": None}
+    assert "service's clock" in capacity["note"] and capacity["timing_reasons"] == []
+    assert [c.ok for c in honest.checks if c.name == "capacity_recheck"] == [True]
+
+    inspected = cli_json(result.stdout)
+    assert result.exit_code == 0 and inspected["supports"] is False, result.output
+    refused = inspected["capacity"]
+    assert refused["agreed"] is False and refused["reason"] == "member_capacity_mismatch"
+    assert refused["basis"] == "rechecked" and refused["data_reasons"] == ["capacity_answer_mismatch"]
+    rows = {t["target"]: t for t in refused["targets"]}
+    for row in rows.values():  # the service says proven; the member's own run of the verifier does not
+        assert not row["agreed"] and row["service"]["passed"] and not row["member"]["passed"]
+        assert row["member"]["reasons"] == ["capacity_answer_mismatch"]
+    assert "reasons: service [], mine ['capacity_answer_mismatch']" in refused["differences"]
+    assert any(p.startswith("member_capacity_mismatch: ") for p in inspected["problems"])
+
+    # The agents reach the same judgement on their own: the forged machine is refused.
+    final_state(api, honest_id, {"confirmed"})
+    final_state(api, half_id, {"refused"})
+    v = verdict(local_stack, half_id, 1)
+    assert v is not None and v["result"] == "refused"
+    assert {m["vote"] for m in v["committee"]} == {"agreeing"}
+    for bot in bots:
+        (line,) = [x for x in bot.log if x.startswith(f"committed {half_id} round 1")]
+        assert "is_support=False" in line and "member_capacity_mismatch" in line, line
+
+
+def cli_json(stdout: str) -> dict[str, Any]:
+    """The CLI's --json document (the in-process stack's log lines may share the captured stdout)."""
+    doc, _ = json.JSONDecoder().raw_decode(stdout[stdout.index("{\n") :])
+    assert isinstance(doc, dict)
+    return doc

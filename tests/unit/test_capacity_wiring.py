@@ -12,11 +12,12 @@ import pytest
 
 from gpuproof.claim import capacity_params_for, make_claim
 from gpuproof.config import enforced_checks
-from gpuproof.logic.capacity import load_session, openings_bytes, openings_limit, session_doc
+from gpuproof.logic.capacity import load_session, openings_bytes, session_doc
 from gpuproof.logic.verification import SHADOW_BY_DEFAULT
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.capacity import CapacitySession, CapacityTranscript, TargetOpenings
 from gpuproof.protocol.capacity.models import SpotOpening, WalkOpening, WalkStep
+from gpuproof.protocol.capacity.openings import openings_limit
 from gpuproof.protocol.capacity.params import cpu_capacity_params
 from gpuproof.protocol.capacity.prover import CapacityProver
 from gpuproof.protocol.keys import SigningKey

@@ -31,24 +31,16 @@ from gpuproof.protocol.capacity import (
     SignedCapacityCommitment,
 )
 from gpuproof.protocol.capacity.models import OPENINGS_SUFFIX
+from gpuproof.protocol.capacity.openings import inflate_inline, load_openings, openings_limit
 from gpuproof.protocol.capacity.verifier import check_signed
 from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload, size_reasons
 from gpuproof.protocol.httpsig import SignedRequest
-from gpuproof.protocol.limits import (
-    MAX_CAPACITY_OPENINGS_BYTES,
-    MAX_CAPACITY_OPENINGS_BYTES_PER_TARGET,
-    MAX_CAPACITY_OPENINGS_STORED_BYTES,
-)
+from gpuproof.protocol.limits import MAX_CAPACITY_OPENINGS_STORED_BYTES
 from gpuproof.protocol.reasons import Reason
 
 STATE_CONFLICT = "capacity_state_conflict"
 OPENINGS_TOO_LARGE = "capacity_openings_too_large"
 OPENINGS_INVALID = "capacity_openings_invalid"
-
-
-def openings_limit(params: CapacityParams) -> int:
-    """The bound on uploaded openings: per target, capped."""
-    return min(MAX_CAPACITY_OPENINGS_BYTES_PER_TARGET * len(params.targets), MAX_CAPACITY_OPENINGS_BYTES)
 
 
 @dataclass(frozen=True)
@@ -316,10 +308,4 @@ def stored_openings(challenge: Challenge) -> CapacityTranscript | None:
     """The openings a challenge keeps (None when none were received)."""
     if challenge.capacity_openings is None:
         return None
-    try:
-        raw = zlib.decompressobj().decompress(
-            challenge.capacity_openings, 4 * MAX_CAPACITY_OPENINGS_STORED_BYTES
-        )
-    except zlib.error as exc:
-        raise ValueError(f"the stored openings do not decompress: {exc}") from exc
-    return CapacityTranscript.model_validate_json(raw)
+    return load_openings(inflate_inline(challenge.capacity_openings))

@@ -31,12 +31,7 @@ from gpuproof.committee.findings import Findings, findings_from_report, measured
 from gpuproof.evidence import MeasuredFacts, parse_capacity, throughput_from_checks
 from gpuproof.identity import kernel_reasons
 from gpuproof.logic.attempts import CooldownPolicy, after_verification
-from gpuproof.logic.capacity import (
-    load_session,
-    openings_limit,
-    openings_reference,
-    stored_openings,
-)
+from gpuproof.logic.capacity import load_session, openings_reference, stored_openings
 from gpuproof.logic.machines import too_many_gpus
 from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport, Verdict
@@ -44,7 +39,8 @@ from gpuproof.logic.revocation import revoked_verdict
 from gpuproof.logic.states import MachineState
 from gpuproof.protocol.capacity import CapacityTranscript, verify_capacity
 from gpuproof.protocol.capacity import codes as capacity_codes
-from gpuproof.protocol.capacity.models import OPENINGS_SUFFIX
+from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE, OPENINGS_SUFFIX
+from gpuproof.protocol.capacity.openings import load_openings, openings_limit
 from gpuproof.protocol.delivery import (
     DEFAULT_MAX_BYTES_PER_GPU,
     decode,
@@ -417,7 +413,7 @@ def _capacity(ctx: Context) -> tuple[list[Reason], dict[str, Any] | None]:
             data, reasons = ctx.svc.transcripts.read(mid, ch.challenge_id, ref, limit, OPENINGS_SUFFIX)
             if data is None:
                 return reasons, None  # absent, or not the referenced bytes (size, SHA-256)
-            transcript = CapacityTranscript.model_validate_json(bytes(data))
+            transcript = load_openings(bytes(data), OPENINGS_MEDIA_TYPE)
         else:
             transcript = stored_openings(ch)
     except (ValidationError, ValueError):
