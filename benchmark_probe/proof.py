@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from benchmark_probe.capacity import CapacityOutcome, ProverFactory, run_capacity
+from benchmark_probe.capacity import CapacityOutcome, Delivery, ProverFactory, run_capacity
 from benchmark_probe.client import ServiceClient, upload_transcript
 from benchmark_probe.report import Challenge
+from gpuproof.protocol.capacity.prover import CapacityProver
 from gpuproof.protocol.delivery import MEDIA_TYPES, encode_binary
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import (
@@ -105,11 +106,13 @@ class ProofRunner:
         key: SigningKey,
         executor_factory: ExecutorFactory = default_executor,
         capacity_prover: ProverFactory | None = None,
+        capacity_delivery: Delivery = "auto",
     ) -> None:
         self.key = key
         self.executor_factory = executor_factory
         self.executor: ProofExecutor | None = None
         self.capacity_prover = capacity_prover
+        self.capacity_delivery: Delivery = capacity_delivery
         self.capacity: CapacityOutcome | None = None
 
     def prepare(self, inventory: Inventory) -> None:
@@ -127,8 +130,6 @@ class ProofRunner:
             return None
         doc = deliver(*answered, challenge_params(challenge))
         # The capacity phase after the throughput proof is opened and delivered (its memory freed).
-        if self.capacity_prover is None:
-            self.capacity = run_capacity(client, self.key, challenge)
-        else:
-            self.capacity = run_capacity(client, self.key, challenge, self.capacity_prover)
+        prover = CapacityProver if self.capacity_prover is None else self.capacity_prover
+        self.capacity = run_capacity(client, self.key, challenge, prover, delivery=self.capacity_delivery)
         return doc

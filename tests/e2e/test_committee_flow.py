@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 
 from benchmark_probe.backends import select_backend
 from benchmark_probe.bench import BenchPlan, run_benchmarks
-from benchmark_probe.cli import proof_hook
 from benchmark_probe.client import ServiceClient
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
@@ -28,7 +27,14 @@ from benchmark_probe.proof import ProofRunner
 from benchmark_probe.submit import submit
 from gpuproof.claim import Claim, verified_claim
 from gpuproof.cli.committee import app as committee_app
-from gpuproof.cli.member import CommitteeClient, MemberState, inspect_round, inspect_transcript, run_agent
+from gpuproof.cli.member import (
+    CommitteeClient,
+    MemberState,
+    commit_findings,
+    inspect_round,
+    inspect_transcript,
+    run_agent,
+)
 from gpuproof.cli.operator import OperatorClient
 from gpuproof.committee.beacon import verify_beacon_value
 from gpuproof.committee.draw import Member, draw_committee
@@ -55,6 +61,8 @@ class Bot:
     log: list[str] = field(default_factory=list)
 
     def start(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return  # running already
         self.stop.clear()
         kwargs = {"interval_s": 0.3, "allow_cpu_backend": True, "stop": self.stop, "log": self.log.append}
         self.thread = threading.Thread(
@@ -99,7 +107,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = FLOW_TIMEOUT_S, ever
 
 
 def submit_machine(
-    api_url: str, integrity: Integrity | None = None, capacity_prover: Any = None
+    api_url: str, integrity: Integrity | None = None, capacity_prover: Any = None, delivery: Any = "auto"
 ) -> tuple[str, Any]:
     key = SigningKey.generate()
     client = ServiceClient(api_url, key)
@@ -113,7 +121,7 @@ def submit_machine(
         inventory,
         integrity or collect_integrity(),
         lambda _c: run_benchmarks(backend, BenchPlan.quick()),
-        proof_hook(key) if capacity_prover is None else ProofRunner(key, capacity_prover=capacity_prover),
+        ProofRunner(key, capacity_prover=capacity_prover, capacity_delivery=delivery),
     )
     return key.public_hex, client
 
@@ -280,62 +288,54 @@ def forge_capacity_record(
     )
 
 
+def _drawn_after_admission(
+    local_stack: Any,
+    bots: list[Bot],
+    operator: OperatorClient,
+    capacity_prover: Any = None,
+    forge: Any = None,
+    delivery: str = "auto",
+) -> tuple[str, dict[str, Any]]:
+    """A machine verified while no member is admitted (so it waits for a draw), its stored report
+    rewritten by `forge` if given, then drawn once the members are admitted again."""
+    api = local_stack.api_url
+    for bot in bots:
+        operator.admit(bot.client.account, admitted=False)
+    try:
+        machine_id, _ = submit_machine(api, capacity_prover=capacity_prover, delivery=delivery)
+        report = final_state(api, machine_id, {"auto_verified"})["reports"][0]
+        if forge is not None:
+            forge(machine_id, report)
+    finally:
+        for bot in bots:
+            operator.admit(bot.client.account)
+    wait_for(lambda: requests.get(f"{api}/rounds/{machine_id}/1", timeout=10).ok)
+    return machine_id, report
+
+
 def test_members_recheck_the_capacity_phase_and_refuse_a_forged_record(
     local_stack: Any, bots: list[Bot], operator: OperatorClient, tmp_path: Path
 ) -> None:
     """Issue 12 §5: an honest machine's capacity phase is re-verified by the member and agreed; a
     machine that held half its fill (recorded as failed, in shadow) whose record the service then
-    rewrote to "proven" is refused by the member's own verifier run, with member_capacity_mismatch
-    per target, in the CLI and by the agents, and the round refuses the machine."""
+    rewrote to "proven" is refused by each member's own verifier run (member_capacity_mismatch, per
+    target; the agents too), so the round refuses it; once the round is closed the member gets no
+    session and the CLI says why it cannot agree. One member votes by hand, two are agents."""
     from .test_capacity_flow import half_memory
 
     api = local_stack.api_url
-    for bot in bots:  # no draw until both machines are in and the record is forged
-        bot.halt()
-        operator.admit(bot.client.account, admitted=False)
-    try:
-        honest_id, _ = submit_machine(api)
-        half_id, _ = submit_machine(api, capacity_prover=half_memory)
-        docs = {m: final_state(api, m, {"auto_verified"}) for m in (honest_id, half_id)}
-        honest_record = docs[honest_id]["reports"][0]["verification"]["capacity"]
-        half_report = docs[half_id]["reports"][0]
-        half_record = half_report["verification"]["capacity"]
-        assert honest_record["host_ram"]["passed"] and not half_record["host_ram"]["passed"]
-        forged = {
-            **half_record,
-            "gpus": [{**g, "passed": True, "proven_bytes": h["proven_bytes"], "bandwidth_bytes_per_s": 1e6}
-                     for g, h in zip(half_record["gpus"], honest_record["gpus"], strict=True)],
-            "host_ram": honest_record["host_ram"],
-            "reasons": [],
-        }  # fmt: skip
-        forge_capacity_record(local_stack, half_id, half_report["challenge_id"], forged)
-    finally:
-        for bot in bots:
-            operator.admit(bot.client.account)
-    for mid in (honest_id, half_id):
-        wait_for(lambda m=mid: requests.get(f"{api}/rounds/{m}/1", timeout=10).ok)
-    # Inside the commit window (6 s here): one member inspects both, then the agents vote.
-    member = bots[0].client
-    key_file = tmp_path / "member.key"
-    member.key.save(key_file)
-    try:
-        _, honest = inspect_round(member, honest_id, 1, allow_cpu_backend=True)
-        args = [
-            "inspect",
-            half_id,
-            "1",
-            "--api",
-            api,
-            "--key",
-            str(key_file),
-            "--allow-cpu-backend",
-            "--json",
-        ]
-        result = CliRunner().invoke(committee_app, args)
-    finally:
-        for bot in bots:
-            bot.start()
-
+    me, agents = bots[0], bots[1:]
+    me.halt()
+    for bot in agents:
+        bot.start()  # an earlier test may have halted one
+    # The honest machine's openings travel out of band: the member reads them by presigned GET.
+    honest_id, honest_report = _drawn_after_admission(local_stack, bots, operator, delivery="upload")
+    # Inside the commit window (6 s here), next to the agents: inspect, commit; the agent reveals.
+    _, honest = inspect_round(me.client, honest_id, 1, allow_cpu_backend=True)
+    commit_findings(me.client, me.state, honest)
+    me.start()
+    assert me.client.capacity_session(honest_id, 1)["openings"]["delivery"] == "upload"
+    honest_record = honest_report["verification"]["capacity"]
     capacity = honest.capacity
     assert honest.supports and capacity["agreed"] and capacity["basis"] == "rechecked", honest.problems
     assert capacity["commitment_signed"] is True and capacity["record"] == honest_record
@@ -348,27 +348,55 @@ def test_members_recheck_the_capacity_phase_and_refuse_a_forged_record(
     assert "service's clock" in capacity["note"] and capacity["timing_reasons"] == []
     assert [c.ok for c in honest.checks if c.name == "capacity_recheck"] == [True]
 
-    inspected = cli_json(result.stdout)
-    assert result.exit_code == 0 and inspected["supports"] is False, result.output
-    refused = inspected["capacity"]
-    assert refused["agreed"] is False and refused["reason"] == "member_capacity_mismatch"
+    def forge(machine_id: str, report: dict[str, Any]) -> None:
+        half = report["verification"]["capacity"]
+        assert not half["host_ram"]["passed"] and not half["gpus"][0]["passed"]
+        forged = {
+            **half,
+            "gpus": [{**g, "passed": True, "proven_bytes": h["proven_bytes"], "bandwidth_bytes_per_s": 1e6}
+                     for g, h in zip(half["gpus"], honest_record["gpus"], strict=True)],
+            "host_ram": honest_record["host_ram"],
+            "reasons": [],
+        }  # fmt: skip
+        forge_capacity_record(local_stack, machine_id, report["challenge_id"], forged)
+
+    me.halt()
+    half_id, _ = _drawn_after_admission(local_stack, bots, operator, half_memory, forge)
+    _, half = inspect_round(me.client, half_id, 1, allow_cpu_backend=True)
+    commit_findings(me.client, me.state, half)
+    me.start()
+    refused = half.capacity
+    assert (
+        not half.supports and refused["agreed"] is False and refused["reason"] == "member_capacity_mismatch"
+    )
     assert refused["basis"] == "rechecked" and refused["data_reasons"] == ["capacity_answer_mismatch"]
-    rows = {t["target"]: t for t in refused["targets"]}
-    for row in rows.values():  # the service says proven; the member's own run of the verifier does not
-        assert not row["agreed"] and row["service"]["passed"] and not row["member"]["passed"]
+    for row in refused["targets"]:  # the service says proven; the member's own verifier run does not
+        assert not row["agreed"] and row["service"]["passed"] and not row["member"]["passed"], row
         assert row["member"]["reasons"] == ["capacity_answer_mismatch"]
     assert "reasons: service [], mine ['capacity_answer_mismatch']" in refused["differences"]
-    assert any(p.startswith("member_capacity_mismatch: ") for p in inspected["problems"])
-
-    # The agents reach the same judgement on their own: the forged machine is refused.
+    assert any(p.startswith("member_capacity_mismatch: ") for p in half.problems)
     final_state(api, honest_id, {"confirmed"})
     final_state(api, half_id, {"refused"})
     v = verdict(local_stack, half_id, 1)
     assert v is not None and v["result"] == "refused"
-    assert {m["vote"] for m in v["committee"]} == {"agreeing"}
-    for bot in bots:
+    for bot in agents:  # each agent ran its own re-check and refused, with the reason
         (line,) = [x for x in bot.log if x.startswith(f"committed {half_id} round 1")]
         assert "is_support=False" in line and "member_capacity_mismatch" in line, line
+        assert "host RAM: service passed=True" in line, line
+
+    # The round is closed: no session is handed out, and the CLI says why the member cannot agree.
+    key_file = tmp_path / "member.key"
+    me.client.key.save(key_file)
+    args = ["inspect", half_id, "1", "--api", api, "--key", str(key_file), "--allow-cpu-backend"]
+    result = CliRunner().invoke(committee_app, [*args, "--json"])
+    inspected = cli_json(result.stdout)
+    assert result.exit_code == 0 and inspected["supports"] is False, result.output
+    closed = inspected["capacity"]
+    assert closed["basis"] == "not_rechecked" and closed["reason"] == "member_capacity_mismatch"
+    assert all("could not re-check it: round_closed (409)" in t["differences"][0] for t in closed["targets"])
+    table = CliRunner().invoke(committee_app, args)
+    assert "capacity phase re-checked by you" in table.stdout and "host RAM" in table.stdout, table.output
+    assert "round_closed" in table.stdout
 
 
 def cli_json(stdout: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ hardware double `SimulatedDevice`, tests/unit/capacity_adversaries.py), on a mod
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import zlib
@@ -18,14 +19,17 @@ from rich.console import Console
 from benchmark_probe.nvml_double import fixed_host
 from gpuproof.claim import Claim
 from gpuproof.cli.evidence_view import capacity_table
+from gpuproof.cli.member import capacity_openings
 from gpuproof.committee.capacity import MISMATCH, PhaseSession, compare, recheck
 from gpuproof.evidence import MeasuredFacts, assess, parse_capacity
 from gpuproof.logic.capacity import session_doc
+from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.capacity import CapacityTranscript, TargetOpenings
 from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE
 from gpuproof.protocol.capacity.openings import MAX_INLINE_INFLATED_BYTES, inflate_inline, load_openings
 from gpuproof.protocol.capacity.params import cpu_capacity_params
 from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.delivery import TranscriptRef
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import BenchmarkReport, Integrity, Inventory
@@ -242,3 +246,40 @@ def test_the_cli_table_shows_each_target_and_the_reason(half: Any) -> None:
     text = console.export_text()
     assert "GPU 0" in text and "host RAM" in text and MISMATCH in text
     assert "capacity_answer_mismatch" in text and "service's clock" in text
+
+
+def test_the_member_reads_openings_inline_or_uploaded_to_their_reference(honest: Any) -> None:
+    """The openings as the capacity session hands them out: inline as stored, or a presigned GET
+    (the fetch is the HTTP transport; here it yields the bytes an object store would)."""
+    _, doc, openings = honest
+    raw = canonical_bytes(openings.model_dump(mode="json"))
+    inline = {"delivery": "inline", "media_type": OPENINGS_MEDIA_TYPE, "compression": "zlib"}
+    data = base64.b64encode(zlib.compress(raw)).decode()
+    assert capacity_openings({**doc, "openings": {**inline, "data": data}}, no_fetch) == (openings, "")
+    got, why = capacity_openings(
+        {**doc, "openings": {**inline, "compression": "gzip", "data": data}}, no_fetch
+    )
+    assert got is None and "compressed as 'gzip'" in why
+    got, why = capacity_openings({**doc, "openings": {**inline, "media_type": "x/y", "data": data}}, no_fetch)
+    assert got is None and "no decoder" in why
+    ref = TranscriptRef.of(1, raw).model_dump(mode="json", exclude_none=True)
+    upload = {
+        "delivery": "upload",
+        "media_type": OPENINGS_MEDIA_TYPE,
+        "url": "https://store/k",
+        "reference": ref,
+    }
+    served = {**doc, "openings": upload}
+    assert capacity_openings(served, lambda _url: iter([raw[:999], raw[999:]])) == (openings, "")
+    got, why = capacity_openings(served, lambda _url: iter([raw[:-1] + b" "]))
+    assert got is None and "transcript_digest_mismatch" in why
+    got, why = capacity_openings(served, lambda _url: iter([raw, b"more"]))
+    assert got is None and "transcript_size_mismatch" in why
+    assert capacity_openings({**doc, "openings": None}, no_fetch) == (
+        None,
+        "no capacity openings were received",
+    )
+
+
+def no_fetch(url: str) -> Any:
+    raise AssertionError(f"nothing to fetch for inline openings ({url})")

@@ -300,7 +300,7 @@ def fetch_capacity(client: CommitteeClient, machine_id: str, round_no: int) -> C
     return CapacityDelivery(doc)
 
 
-def _capacity_openings(doc: dict[str, Any], fetch: Fetch) -> tuple[CapacityTranscript | None, str]:
+def capacity_openings(doc: dict[str, Any], fetch: Fetch) -> tuple[CapacityTranscript | None, str]:
     """The host's openings from the session: inline (inflated, bounded) or fetched from the
     presigned URL, bounded by the phase's limit, checked against the reference's size and SHA-256.
     Decoded by the one decoder every reader uses (`load_openings`)."""
@@ -359,12 +359,14 @@ def capacity_comparison(
     if signed is not None:
         with contextlib.suppress(ValueError):
             commitment_signed = signed.commitment.machine_id == machine_id and signed.verifies()
-    openings, why = _capacity_openings(delivery.doc, fetch)
+    openings, why = capacity_openings(delivery.doc, fetch)
     mine, reasons = recheck(
         phase,
         openings,
         machine_id=machine_id,
-        challenge_id=str(delivery.doc.get("challenge_id") or challenge.get("challenge_id")),
+        # The round's challenge, never the session's own word for it: a session of another
+        # challenge fails the commitment's challenge check.
+        challenge_id=str(transcript["round"]["challenge_id"]),
         challenge_params=challenge.get("params") or {},
         claim=claim,
         rng=rng,
