@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from benchmark_probe.capacity import CapacityOutcome, ProverFactory, default_prover, run_capacity
+from benchmark_probe.capacity import CapacityOutcome, Delivery, ProverFactory, default_prover, run_capacity
 from benchmark_probe.client import ServiceClient, upload_transcript
 from benchmark_probe.report import Challenge
 from gpuproof.protocol.delivery import MEDIA_TYPES, encode_binary
@@ -109,11 +109,13 @@ class ProofRunner:
         key: SigningKey,
         executor_factory: ExecutorFactory = default_executor,
         capacity_prover: ProverFactory | None = None,
+        capacity_delivery: Delivery = "auto",
     ) -> None:
         self.key = key
         self.executor_factory = executor_factory
         self.executor: ProofExecutor | None = None
         self.capacity_prover = capacity_prover
+        self.capacity_delivery: Delivery = capacity_delivery
         self.capacity: CapacityOutcome | None = None
 
     def prepare(self, inventory: Inventory) -> None:
@@ -134,5 +136,7 @@ class ProofRunner:
         # on the proof's backend (CuPy on GPU hosts, numpy on the CPU backend).
         if self.capacity_prover is None:
             self.capacity_prover = default_prover(self.executor)
-        self.capacity = run_capacity(client, self.key, challenge, self.capacity_prover)
+        self.capacity = run_capacity(
+            client, self.key, challenge, self.capacity_prover, delivery=self.capacity_delivery
+        )
         return doc

@@ -21,7 +21,7 @@ from gpuproof.cli.member import (
     CommitteeClient,
     MemberState,
     commit_findings,
-    inspect_transcript,
+    inspect_round,
     reveal_findings,
 )
 from gpuproof.cli.operator import OperatorClient
@@ -153,7 +153,7 @@ def liar(client: CommitteeClient, state: MemberState, stop: threading.Event, fac
                 if a["status"] != "open":
                     continue
                 if a["phase"] == "commit" and not a["committed"]:
-                    found = inspect_transcript(client.transcript(mid, rno), allow_cpu_backend=True)
+                    _, found = inspect_round(client, mid, rno, allow_cpu_backend=True)
                     assert found.fields is not None
                     bought = (found.fields["calc_point"] + 100) * factor
                     found.fields = {**found.fields, "calc_point": bought}

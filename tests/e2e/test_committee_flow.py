@@ -1,6 +1,7 @@
 """The whole path on the local stack: probe submission → automated verification → committee draw →
-three bot members (commit, reveal) → tally → verdict; plus a refusal, an absent member and a draw
-recomputed from published data alone."""
+three bot members (commit, reveal) → tally → verdict; plus a refusal, an absent member, a draw
+recomputed from published data alone, and members re-checking the capacity phase themselves
+(agreeing with an honest record, refusing a record an attacker rewrote)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,32 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import requests
+from typer.testing import CliRunner
 
 from benchmark_probe.backends import select_backend
 from benchmark_probe.bench import BenchPlan, run_benchmarks
-from benchmark_probe.cli import proof_hook
 from benchmark_probe.client import ServiceClient
 from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
+from benchmark_probe.proof import ProofRunner
 from benchmark_probe.submit import submit
 from gpuproof.claim import Claim, verified_claim
-from gpuproof.cli.member import CommitteeClient, MemberState, inspect_transcript, run_agent
+from gpuproof.cli.committee import app as committee_app
+from gpuproof.cli.member import (
+    CommitteeClient,
+    MemberState,
+    commit_findings,
+    inspect_round,
+    inspect_transcript,
+    run_agent,
+)
 from gpuproof.cli.operator import OperatorClient
 from gpuproof.committee.beacon import verify_beacon_value
 from gpuproof.committee.draw import Member, draw_committee
@@ -48,14 +58,15 @@ class Bot:
     state: MemberState
     stop: threading.Event
     thread: threading.Thread | None = None
+    log: list[str] = field(default_factory=list)
 
     def start(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return  # running already
         self.stop.clear()
+        kwargs = {"interval_s": 0.3, "allow_cpu_backend": True, "stop": self.stop, "log": self.log.append}
         self.thread = threading.Thread(
-            target=run_agent,
-            args=(self.client, self.state),
-            kwargs={"interval_s": 0.3, "allow_cpu_backend": True, "stop": self.stop},
-            daemon=True,
+            target=run_agent, args=(self.client, self.state), kwargs=kwargs, daemon=True
         )
         self.thread.start()
 
@@ -95,7 +106,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = FLOW_TIMEOUT_S, ever
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-def submit_machine(api_url: str, integrity: Integrity | None = None) -> tuple[str, Any]:
+def submit_machine(
+    api_url: str, integrity: Integrity | None = None, capacity_prover: Any = None, delivery: Any = "auto"
+) -> tuple[str, Any]:
     key = SigningKey.generate()
     client = ServiceClient(api_url, key)
     inventory = collect_inventory()
@@ -108,7 +121,7 @@ def submit_machine(api_url: str, integrity: Integrity | None = None) -> tuple[st
         inventory,
         integrity or collect_integrity(),
         lambda _c: run_benchmarks(backend, BenchPlan.quick()),
-        proof_hook(key),
+        ProofRunner(key, capacity_prover=capacity_prover, capacity_delivery=delivery),
     )
     return key.public_hex, client
 
@@ -210,6 +223,7 @@ def test_probe_to_confirmed_with_calc_point(local_stack: Any, bots: list[Bot]) -
     (proof_check,) = [c for c in report["verification"]["checks"] if c["name"] == "proof_of_throughput"]
     delivered = proof_check["details"]["transcript"]
     assert delivered["delivered"] is True and delivered["sha256"] == ref["transcript_sha256"]
+    # The round is closed: the transcript is public, the capacity session is not handed out any more.
     inspection = inspect_transcript(bots[0].client.transcript(machine_id, 1), allow_cpu_backend=True)
     (transcript_check,) = [c for c in inspection.checks if c.name == "transcript"]
     assert transcript_check.ok, inspection.problems
@@ -255,3 +269,138 @@ def test_absent_member_recorded(local_stack: Any, bots: list[Bot]) -> None:
     assert votes[absent.client.account] == "absent"
     assert sorted(votes.values()) == ["absent", "agreeing", "agreeing"]
     assert doc["machine"]["state"] == "confirmed" and v["result"] == "confirmed"
+
+
+def forge_capacity_record(
+    local_stack: Any, machine_id: str, challenge_id: str, forged: dict[str, Any]
+) -> None:
+    """What a compromised service (or one fooled by a verifier bug) would store: its own
+    verification["capacity"], rewritten in the ReportsTable item (a PynamoDB JSON attribute)."""
+    table = boto3.resource("dynamodb").Table(local_stack.table_name("ReportsTable"))
+    key = {"machine_id": machine_id, "challenge_id": challenge_id}
+    item = table.get_item(Key=key, ConsistentRead=True)["Item"]
+    verification = json.loads(item["verification"])
+    verification["capacity"] = forged
+    table.update_item(
+        Key=key,
+        UpdateExpression="SET verification = :v",
+        ExpressionAttributeValues={":v": json.dumps(verification)},
+    )
+
+
+def _drawn_after_admission(
+    local_stack: Any,
+    bots: list[Bot],
+    operator: OperatorClient,
+    capacity_prover: Any = None,
+    forge: Any = None,
+    delivery: str = "auto",
+) -> tuple[str, dict[str, Any]]:
+    """A machine verified while no member is admitted (so it waits for a draw), its stored report
+    rewritten by `forge` if given, then drawn once the members are admitted again."""
+    api = local_stack.api_url
+    for bot in bots:
+        operator.admit(bot.client.account, admitted=False)
+    try:
+        machine_id, _ = submit_machine(api, capacity_prover=capacity_prover, delivery=delivery)
+        report = final_state(api, machine_id, {"auto_verified"})["reports"][0]
+        if forge is not None:
+            forge(machine_id, report)
+    finally:
+        for bot in bots:
+            operator.admit(bot.client.account)
+    wait_for(lambda: requests.get(f"{api}/rounds/{machine_id}/1", timeout=10).ok)
+    return machine_id, report
+
+
+def test_members_recheck_the_capacity_phase_and_refuse_a_forged_record(
+    local_stack: Any, bots: list[Bot], operator: OperatorClient, tmp_path: Path
+) -> None:
+    """Issue 12 §5: an honest machine's capacity phase is re-verified by the member and agreed; a
+    machine that held half its fill (recorded as failed, in shadow) whose record the service then
+    rewrote to "proven" is refused by each member's own verifier run (member_capacity_mismatch, per
+    target; the agents too), so the round refuses it; once the round is closed the member gets no
+    session and the CLI says why it cannot agree. One member votes by hand, two are agents."""
+    from .test_capacity_flow import half_memory
+
+    api = local_stack.api_url
+    me, agents = bots[0], bots[1:]
+    me.halt()
+    for bot in agents:
+        bot.start()  # an earlier test may have halted one
+    # The honest machine's openings travel out of band: the member reads them by presigned GET.
+    honest_id, honest_report = _drawn_after_admission(local_stack, bots, operator, delivery="upload")
+    # Inside the commit window (6 s here), next to the agents: inspect, commit; the agent reveals.
+    _, honest = inspect_round(me.client, honest_id, 1, allow_cpu_backend=True)
+    commit_findings(me.client, me.state, honest)
+    me.start()
+    assert me.client.capacity_session(honest_id, 1)["openings"]["delivery"] == "upload"
+    honest_record = honest_report["verification"]["capacity"]
+    capacity = honest.capacity
+    assert honest.supports and capacity["agreed"] and capacity["basis"] == "rechecked", honest.problems
+    assert capacity["commitment_signed"] is True and capacity["record"] == honest_record
+    rows = {t["target"]: t for t in capacity["targets"]}
+    assert set(rows) == {"GPU 0", "host RAM"}
+    for row in rows.values():
+        assert row["agreed"] and row["member"]["passed"] and row["member"]["proven_bytes"] > 0
+        assert row["member"]["proven_bytes"] == row["service"]["proven_bytes"]
+    assert rows["host RAM"]["breakdown"] == {**rows["host RAM"]["member"], "reasons": None}
+    assert "service's clock" in capacity["note"] and capacity["timing_reasons"] == []
+    assert [c.ok for c in honest.checks if c.name == "capacity_recheck"] == [True]
+
+    def forge(machine_id: str, report: dict[str, Any]) -> None:
+        half = report["verification"]["capacity"]
+        assert not half["host_ram"]["passed"] and not half["gpus"][0]["passed"]
+        forged = {
+            **half,
+            "gpus": [{**g, "passed": True, "proven_bytes": h["proven_bytes"], "bandwidth_bytes_per_s": 1e6}
+                     for g, h in zip(half["gpus"], honest_record["gpus"], strict=True)],
+            "host_ram": honest_record["host_ram"],
+            "reasons": [],
+        }  # fmt: skip
+        forge_capacity_record(local_stack, machine_id, report["challenge_id"], forged)
+
+    me.halt()
+    half_id, _ = _drawn_after_admission(local_stack, bots, operator, half_memory, forge)
+    _, half = inspect_round(me.client, half_id, 1, allow_cpu_backend=True)
+    commit_findings(me.client, me.state, half)
+    me.start()
+    refused = half.capacity
+    assert (
+        not half.supports and refused["agreed"] is False and refused["reason"] == "member_capacity_mismatch"
+    )
+    assert refused["basis"] == "rechecked" and refused["data_reasons"] == ["capacity_answer_mismatch"]
+    for row in refused["targets"]:  # the service says proven; the member's own verifier run does not
+        assert not row["agreed"] and row["service"]["passed"] and not row["member"]["passed"], row
+        assert row["member"]["reasons"] == ["capacity_answer_mismatch"]
+    assert "reasons: service [], mine ['capacity_answer_mismatch']" in refused["differences"]
+    assert any(p.startswith("member_capacity_mismatch: ") for p in half.problems)
+    final_state(api, honest_id, {"confirmed"})
+    final_state(api, half_id, {"refused"})
+    v = verdict(local_stack, half_id, 1)
+    assert v is not None and v["result"] == "refused"
+    for bot in agents:  # each agent ran its own re-check and refused, with the reason
+        (line,) = [x for x in bot.log if x.startswith(f"committed {half_id} round 1")]
+        assert "is_support=False" in line and "member_capacity_mismatch" in line, line
+        assert "host RAM: service passed=True" in line, line
+
+    # The round is closed: no session is handed out, and the CLI says why the member cannot agree.
+    key_file = tmp_path / "member.key"
+    me.client.key.save(key_file)
+    args = ["inspect", half_id, "1", "--api", api, "--key", str(key_file), "--allow-cpu-backend"]
+    result = CliRunner().invoke(committee_app, [*args, "--json"])
+    inspected = cli_json(result.stdout)
+    assert result.exit_code == 0 and inspected["supports"] is False, result.output
+    closed = inspected["capacity"]
+    assert closed["basis"] == "not_rechecked" and closed["reason"] == "member_capacity_mismatch"
+    assert all("could not re-check it: round_closed (409)" in t["differences"][0] for t in closed["targets"])
+    table = CliRunner().invoke(committee_app, args)
+    assert "capacity phase re-checked by you" in table.stdout and "host RAM" in table.stdout, table.output
+    assert "round_closed" in table.stdout
+
+
+def cli_json(stdout: str) -> dict[str, Any]:
+    """The CLI's --json document (the in-process stack's log lines may share the captured stdout)."""
+    doc, _ = json.JSONDecoder().raw_decode(stdout[stdout.index("{\n") :])
+    assert isinstance(doc, dict)
+    return doc

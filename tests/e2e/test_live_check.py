@@ -56,7 +56,7 @@ from gpuproof.cli.member import (
     ApiError,
     CommitteeClient,
     MemberState,
-    inspect_transcript,
+    inspect_round,
     run_agent,
     upload_info,
 )
@@ -445,7 +445,7 @@ def commit_all(bots: list[Bot], mid: str) -> dict[str, CommitteeUploadInfo]:
     """Every drawn member commits a supporting vote from its own inspection, at once."""
     infos = {}
     for bot in bots:
-        inspection = inspect_transcript(bot.client.transcript(mid, 1), allow_cpu_backend=True)
+        _, inspection = inspect_round(bot.client, mid, 1, allow_cpu_backend=True)
         assert inspection.supports, inspection.problems
         infos[bot.client.account] = info = upload_info(inspection, secrets.token_hex(8))
         bot.client.commit(mid, 1, info.commit_hash_hex())

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import pytest
 import requests
 
@@ -19,9 +20,11 @@ from benchmark_probe.integrity import collect_integrity
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.submit import submit
 from gpuproof.api.wiring import committee_services
-from gpuproof.cli.member import ApiError, CommitteeClient, inspect_transcript, upload_info
+from gpuproof.cli.member import ApiError, CommitteeClient, inspect_round, upload_info
 from gpuproof.cli.operator import OperatorClient
 from gpuproof.logic import committee as logic
+from gpuproof.protocol.capacity import SignedCapacityCommitment
+from gpuproof.protocol.httpsig import sign_request
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.machine import Region
 
@@ -128,8 +131,27 @@ def test_commit_reveal_rules_and_a_verdict_written_once(
     # Issue 10 (4): the service's own findings stay hidden while commits are open.
     assert rnd["expected_hidden"] is True and rnd["expected_info"] is None and rnd["expected_problems"] == []
     assert transcript["round"]["expected_hidden"] is True and transcript["round"]["expected_info"] is None
-    inspection = inspect_transcript(transcript, allow_cpu_backend=True)
+    _, inspection = inspect_round(first, machine_id, 1, allow_cpu_backend=True)
     assert inspection.supports, inspection.problems
+    assert inspection.capacity["agreed"] and inspection.capacity["basis"] == "rechecked"
+    # The capacity session: a signed GET for the round's drawn members only.
+    session = first.capacity_session(machine_id, 1)
+    assert session["challenge_id"] == rnd["challenge_id"] and session["clock"] == "service"
+    assert len(session["rounds"]) == 8 and all(r["received_at"] is not None for r in session["rounds"])
+    assert len(session["draw_secret"]) == 64 and session["openings"]["delivery"] == "inline"
+    assert SignedCapacityCommitment.model_validate(session["signed_commitment"]).verifies()
+    outsider = refused(lambda: members["linked"].capacity_session(machine_id, 1))
+    assert (outsider.status, outsider.code) == (403, "not_assigned")
+    unsigned = requests.get(f"{api}/rounds/{machine_id}/1/capacity", timeout=10)
+    assert (unsigned.status_code, unsigned.json()["code"]) == (401, "signature_missing")
+    forged = {**sign_request(SigningKey.generate(), "GET", f"/rounds/{machine_id}/1/capacity", b"")}
+    forged["signature-input"] = forged["signature-input"].replace(
+        forged["signature-input"].split('keyid="')[1][:64], first.account
+    )
+    impostor = requests.get(f"{api}/rounds/{machine_id}/1/capacity", headers=forged, timeout=10)
+    assert (impostor.status_code, impostor.json()["code"]) == (401, "signature_invalid")
+    no_round = refused(lambda: first.capacity_session(machine_id, 2))
+    assert (no_round.status, no_round.code) == (404, "unknown_round")
     infos = {c.account: upload_info(inspection, f"salt-{i}") for i, c in enumerate((first, second, third))}
 
     outsider = refused(
@@ -159,6 +181,8 @@ def test_commit_reveal_rules_and_a_verdict_written_once(
     assert closed["status"] == "closed" and closed["result"] == "confirmed"
     late = refused(lambda: third.commit(machine_id, 1, "00" * 16))
     assert late.code == "round_closed"
+    after = refused(lambda: first.capacity_session(machine_id, 1))
+    assert (after.status, after.code) == (409, "round_closed")
 
     # The verdict is written once: closing the same round again is refused by the conditions.
     svc = committee_services()
@@ -175,6 +199,15 @@ def test_late_commit_and_no_consensus_waits_for_fresh_members(
     machine_id = submit_machine(api)
     rnd = drawn_round(api, machine_id)
     member = next(c for c in members.values() if c.account == rnd["members"][0])
+    # The challenge's capacity session gone (as when its item expired): 404, nothing to re-verify.
+    challenges = boto3.resource("dynamodb").Table(local_stack.table_name("ChallengesTable"))
+    challenges.update_item(
+        Key={"challenge_id": rnd["challenge_id"]},
+        UpdateExpression="REMOVE #c",
+        ExpressionAttributeNames={"#c": "capacity"},
+    )
+    gone = refused(lambda: member.capacity_session(machine_id, 1))
+    assert (gone.status, gone.code) == (404, "capacity_session_missing")
     time.sleep(max(0.0, rnd["commit_deadline"] - time.time()) + 0.2)
     late = refused(lambda: member.commit(machine_id, 1, "ab" * 16))
     assert late.status == 409 and late.code in {"commit_window_closed", "round_closed"}

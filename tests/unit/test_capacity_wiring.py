@@ -11,7 +11,7 @@ import pytest
 
 from gpuproof.claim import capacity_params_for, make_claim
 from gpuproof.config import enforced_checks
-from gpuproof.logic.capacity import load_session, openings_limit, session_doc
+from gpuproof.logic.capacity import load_session, session_doc
 from gpuproof.logic.verification import SHADOW_BY_DEFAULT, check
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.capacity import (
@@ -21,6 +21,7 @@ from gpuproof.protocol.capacity import (
     TargetOpenings,
     derive_capacity_params,
 )
+from gpuproof.protocol.capacity.openings import openings_limit
 from gpuproof.protocol.capacity.params import cpu_capacity_params
 from gpuproof.protocol.capacity.prover import CapacityProver
 from gpuproof.protocol.capacity.wire import encode_openings, max_size

@@ -101,7 +101,9 @@ def test_the_member_and_the_service_reach_the_same_breakdown() -> None:
     record = json.loads(json.dumps(record))  # as stored (a JSON attribute) and served
     rep = bare_report()
     service = assess(claim, rep, Region.europe, 2048, facts_from_verification(record)).as_dict()
-    mine = assess(claim, rep, Region.europe, 2048, member_facts(challenge, "aa" * 32, record)).as_dict()
+    mine = assess(
+        claim, rep, Region.europe, 2048, member_facts(challenge, "aa" * 32, record["capacity"])
+    ).as_dict()
     assert service["digest"] == mine["digest"] and breakdown_check(mine, service).ok
     assert service["scored"]["gpu_num"] == 2 and service["scored"]["ram_gb"] == 512
 
@@ -109,10 +111,10 @@ def test_the_member_and_the_service_reach_the_same_breakdown() -> None:
 def test_a_member_that_did_not_verify_the_proof_scores_no_throughput() -> None:
     claim = Claim(H100, 1)
     challenge = {"issued_at": 100.0, "commitment_received_at": 120.0, "params": {"proof": []}}
-    found = member_facts(challenge, None, {"capacity": capacity_doc(claim)})
+    found = member_facts(challenge, None, capacity_doc(claim))
     assert found.throughput is None  # not re-verified here: not proven
     assert found.capacity is not None and found.capacity.digest == "ef" * 32
-    bad = member_facts(challenge, None, {"capacity": {"version": 1}})
+    bad = member_facts(challenge, None, {"version": 1})
     assert bad.capacity is None and [r.code for r in bad.capacity_reasons] == ["capacity_record_malformed"]
 
 

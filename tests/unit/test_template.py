@@ -135,6 +135,7 @@ EXPECTED_ROUTES = {
         "GET /members/{account}/assignments",
         "GET /rounds/{machine_id}/{round}",
         "GET /rounds/{machine_id}/{round}/transcript",
+        "GET /rounds/{machine_id}/{round}/capacity",
         "POST /rounds/{machine_id}/{round}/commit",
         "POST /rounds/{machine_id}/{round}/reveal",
         "POST /rounds/{machine_id}/{round}/resolution",

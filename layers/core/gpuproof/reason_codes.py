@@ -107,6 +107,9 @@ REASON_CODES: dict[str, ReasonCode] = {
     "unknown_member": request(404, "no committee member has this account"),
     "unknown_round": request(404, "no such round for this machine"),
     "beacon_not_started": request(404, "the beacon has published no value yet"),
+    "capacity_session_missing": request(
+        404, "the round's challenge has no capacity session to re-verify (no phase, never opened, or expired)"
+    ),
     "member_exists": request(409, "the account is already a committee member"),
     "not_operator": request(403, "the request is not signed by the committee operator key"),
     "operator_not_configured": request(403, "no CommitteeOperatorKey is deployed: nobody can be admitted"),
@@ -126,6 +129,10 @@ REASON_CODES: dict[str, ReasonCode] = {
     "reveal_refused": request(409, "the round changed meanwhile; the reveal was not stored"),
     "reveal_mismatch": request(422, "blake2_128 of the revealed info is not the member's commit"),
     "reveal_machine_mismatch": request(422, "the revealed info names another machine"),
+    "member_capacity_mismatch": committee(
+        "a member's own re-check of the capacity phase differs from the service's record or breakdown "
+        "(or could not be run where the service says proven): the member refuses"
+    ),
     # -- conditional writes of the workers (a conflict another delivery or tick won)
     "already_verified": verification("the report already has a verification (a redelivery)", 409),
     "round_exists": ReasonCode("draw", "the round was already drawn", 409),

@@ -90,10 +90,10 @@ class S3TranscriptStore:
         finally:
             body.close()
 
-    def download_url(self, machine_id: str, challenge_id: str, expires_in_s: int) -> str:
+    def download_url(self, machine_id: str, challenge_id: str, expires_in_s: int, suffix: str = "") -> str:
         url: str = self._s3.generate_presigned_url(
             "get_object",
-            Params={"Bucket": self.bucket, "Key": transcript_key(machine_id, challenge_id)},
+            Params={"Bucket": self.bucket, "Key": transcript_key(machine_id, challenge_id) + suffix},
             ExpiresIn=expires_in_s,
         )
         return url

@@ -1,7 +1,9 @@
 """Routes of the committee API: the beacon, members, assignments, rounds, transcripts, commit, reveal.
 
-Reads are public (who was drawn and on what evidence is meant to be checked by anyone); every
-POST is signed by the member's key, and a member votes only in rounds it was drawn for.
+Reads are public (who was drawn and on what evidence is meant to be checked by anyone), except
+the capacity session (a signed GET for the round's drawn members: it hands out presigned GETs of
+openings up to 160 MiB); every POST is signed by the member's key, and a member votes only in
+rounds it was drawn for.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from gpuproof.api.models import responses
 from gpuproof.api.signing import signed_request
 from gpuproof.api.wiring import committee_services
 from gpuproof.logic import committee as logic
+from gpuproof.protocol.capacity import CapacityParams, RoundRecord, SignedCapacityCommitment
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.limits import MAX_ROUND_NO
@@ -150,6 +153,44 @@ class TranscriptOut(BaseModel):
     )
 
 
+class CapacityOpeningsOut(BaseModel):
+    """Where the host's capacity openings are: inline as the service stored them, or uploaded."""
+
+    delivery: Literal["inline", "upload"]
+    media_type: str = Field(description="the openings' encoding (decode with protocol/capacity/openings.py)")
+    compression: Literal["zlib"] | None = Field(default=None, description="inline: the stored zlib stream")
+    data: str | None = Field(default=None, description="inline: the stored bytes, base64")
+    url: str | None = Field(default=None, description="upload: a presigned GET of the object (1 h)")
+    expires_at: float | None = None
+    key: str | None = None
+    reference: dict[str, Any] | None = Field(
+        default=None,
+        description="upload: {version, transcript_sha256, transcript_bytes} the host sent; check the "
+        "object's size and SHA-256 against it",
+    )
+
+
+class CapacitySessionOut(BaseModel):
+    """The capacity phase as the service recorded it for the round's challenge (docs/protocol.md
+    §17.10): enough to re-run `verify_capacity`. Every time is the service's clock (`clock`)."""
+
+    machine_id: str
+    round: int
+    challenge_id: str
+    params: CapacityParams
+    clock: Literal["service"] = Field(
+        description="opened_at, commitment_received_at, sent_at and received_at are the service's "
+        "clock as recorded; a member cannot time them itself"
+    )
+    nonce: str = Field(description="the phase nonce the fills are seeded with")
+    opened_at: float
+    signed_commitment: SignedCapacityCommitment | None
+    commitment_received_at: float | None
+    rounds: list[RoundRecord] = Field(description="each round's nonce, targets, times and answer roots")
+    draw_secret: str | None = Field(description="the secret the spots and walks were drawn with")
+    openings: CapacityOpeningsOut | None = Field(description="null: no openings were received")
+
+
 class CommitIn(BaseModel):
     commit_hash: str = Field(
         pattern=r"^(0x)?[0-9a-fA-F]{32}$", description="blake2_128 of DBC's CommitteeUploadInfo bytes, hex"
@@ -270,6 +311,18 @@ def get_round(machine_id: MachineId, round_no: RoundNo, svc: Svc) -> RoundOut:
 )
 def get_transcript(machine_id: MachineId, round_no: RoundNo, svc: Svc) -> TranscriptOut:
     return TranscriptOut(**logic.transcript(svc, machine_id, round_no))
+
+
+@router.get(
+    "/rounds/<machine_id>/<round_no>/capacity",
+    tags=TAGS,
+    summary="The capacity session to re-verify (a drawn member of the open round; signed GET)",
+    responses=responses(200, CapacitySessionOut, 401, 403, 404, 409, 422),
+)
+def get_capacity_session(
+    machine_id: MachineId, round_no: RoundNo, signer: Signer, svc: Svc
+) -> CapacitySessionOut:
+    return CapacitySessionOut(**logic.capacity_session(svc, signer, machine_id, round_no))
 
 
 @router.post(

@@ -1,7 +1,10 @@
 """Request signatures are verified on the raw event, before the resolver parses anything.
 
 Powertools validates bodies before any route middleware runs, so the check sits in the
-handler's decorator stack, in front of `app.resolve`. Mutating methods must be signed.
+handler's decorator stack, in front of `app.resolve`. Mutating methods must be signed. A GET is
+verified only where its route asks for the signer (`signed_request`: the capacity session a drawn
+member reads); a read consumes no nonce (it changes nothing; a replay inside the skew window
+returns what the signer was already given).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from gpuproof.protocol.reasons import Reason
 SIGNED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _current: ContextVar[SignedRequest | None] = ContextVar("gpuproof_signed_request", default=None)
 _arrived: ContextVar[float | None] = ContextVar("gpuproof_request_arrived", default=None)
+# An unsigned-method request's raw event, verified only if its route asks for the signer.
+_unverified: ContextVar[dict[str, Any] | None] = ContextVar("gpuproof_unverified_event", default=None)
 _clock = SystemClock()
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -90,11 +95,13 @@ def signature_first(handler: Handler) -> Handler:
             return _response(rejection)
         token = _current.set(signed)
         arrived = _arrived.set(edge_time(event))
+        pending = _unverified.set(event if signed is None else None)
         try:
             return handler(event, context)
         finally:
             _current.reset(token)
             _arrived.reset(arrived)
+            _unverified.reset(pending)
 
     return wrapper
 
@@ -115,8 +122,25 @@ def request_arrived() -> float | None:
 
 
 def signed_request() -> SignedRequest:
-    """Dependency for routes that need the verified signer (set by `signature_first`)."""
+    """Dependency for routes that need the verified signer (set by `signature_first`; for a GET,
+    verified here, on the raw event, the first time its route asks)."""
     signed = _current.get()
+    event = _unverified.get()
+    if signed is None and event is not None:
+        method = str(event.get("requestContext", {}).get("http", {}).get("method", "")).upper()
+        max_skew = int(os.environ.get("MAX_SKEW_S", DEFAULT_MAX_SKEW_S))
+        try:
+            signed = verify_request(
+                method,
+                event.get("rawPath", ""),
+                event.get("headers") or {},
+                _raw_body(event),
+                now=_clock.now(),
+                max_skew_s=max_skew,
+            )
+        except RequestSignatureError as exc:
+            raise Rejection(exc.reasons) from exc
+        _current.set(signed)
     if signed is None:
         raise Rejection([Reason("signature_missing", "this route needs a signed request", "signature")])
     return signed

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gpuproof.cli.evidence_view import evidence_table
+from gpuproof.cli.evidence_view import capacity_table, evidence_table
 from gpuproof.cli.keyimport import address, new_key, refuse_existing, write_key
 from gpuproof.cli.live import LiveOptions, live_checker
 from gpuproof.cli.member import (
@@ -42,7 +42,7 @@ from gpuproof.cli.member import (
     MemberState,
     PassStats,
     commit_findings,
-    inspect_transcript,
+    inspect_round,
     reveal_findings,
     run_agent,
 )
@@ -316,11 +316,12 @@ def _inspect(
     as_json: bool,
     live: LiveChecker | None = None,
 ) -> Inspection:
-    with _busy("downloading the transcript and re-verifying the proof…", as_json) as progress:
+    with _busy(
+        "downloading the transcript, re-verifying the proof and the capacity phase…", as_json
+    ) as progress:
         progress.add_task("inspect")
         with handled(as_json, client.api_url):
-            transcript = client.transcript(machine_id, round_no)
-            inspection = inspect_transcript(transcript, allow_cpu_backend=allow_cpu)
+            transcript, inspection = inspect_round(client, machine_id, round_no, allow_cpu_backend=allow_cpu)
     if live is None:
         return inspection
     with _busy("live check: challenging the machine's agent…", as_json) as progress:
@@ -359,6 +360,8 @@ def _show(inspection: Inspection) -> None:
         )
     if inspection.rows:
         out.print(gpus)
+    if inspection.capacity:
+        out.print(capacity_table(inspection.capacity))
     if inspection.evidence:
         out.print(evidence_table(inspection.evidence))
     if inspection.fields:

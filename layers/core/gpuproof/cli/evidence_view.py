@@ -1,5 +1,6 @@
-"""The per-input evidence breakdown (`verification["evidence"]`, docs/scoring.md) as a Rich table, for
-the committee CLI (and any other CLI that shows a verdict)."""
+"""The per-input evidence breakdown (`verification["evidence"]`, docs/scoring.md) and the member's
+capacity re-check (`CapacityComparison.as_dict()`) as Rich tables, for the committee CLI (and any
+other CLI that shows a verdict)."""
 
 from __future__ import annotations
 
@@ -45,5 +46,52 @@ def evidence_table(breakdown: dict[str, Any]) -> Table:
             f"[{_STYLE.get(status, 'white')}]{status}[/]",
             _evidence_text(row.get("evidence") or {}),
             str(row.get("note") or ""),
+        )
+    return table
+
+
+def _view(side: dict[str, Any] | None) -> str:
+    if side is None:
+        return "—"
+    text = f"{'passed' if side.get('passed') else 'not proven'}, {side.get('proven_bytes', 0)} B"
+    reasons = side.get("reasons")
+    return text + (f" ({', '.join(reasons)})" if reasons else "")
+
+
+def capacity_table(comparison: dict[str, Any]) -> Table:
+    """One row per capacity target: the service's record, its breakdown, this member's own result,
+    agreement; the caption says what rests on the service's clock."""
+    agreed = comparison.get("agreed")
+    verdict = "[green]agreed[/]" if agreed else f"[red]{comparison.get('reason')}[/]"
+    signed = comparison.get("commitment_signed")
+    caption = (
+        f"{verdict} ({comparison.get('basis')}); commitment signed by the machine key: "
+        f"{'—' if signed is None else 'yes' if signed else 'NO'}"
+    )
+    if comparison.get("timing_reasons"):
+        caption += f"; timing (service clock): {', '.join(comparison['timing_reasons'])}"
+    if comparison.get("data_reasons"):
+        caption += f"; data (your checks): {', '.join(comparison['data_reasons'])}"
+    for difference in comparison.get("differences") or []:
+        caption += f"\n[red]{difference}[/]"
+    caption += f"\n{comparison.get('note', '')}"
+    table = Table(
+        "target",
+        "service record",
+        "service breakdown",
+        "your re-check",
+        "agree",
+        title="capacity phase re-checked by you",
+        caption=caption,
+    )
+    for row in comparison.get("targets") or []:
+        ok = row.get("agreed")
+        mark = "[green]yes[/]" if ok else "[red]NO[/] " + "; ".join(row.get("differences") or [])
+        table.add_row(
+            str(row.get("target")),
+            _view(row.get("service")),
+            _view(row.get("breakdown")),
+            _view(row.get("member")),
+            mark,
         )
     return table

@@ -7,6 +7,9 @@ The CLI (`gpuproof.cli.committee`), `make demo` and the e2e tests all run these 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import hashlib
 import json
 import os
@@ -22,15 +25,31 @@ import numpy as np
 import requests
 from pydantic import ValidationError
 
-from gpuproof.claim import Claim, ClaimError, claim_of, params_reasons, stored_cpu_deadline, verified_claim
+from gpuproof.claim import (
+    Claim,
+    ClaimError,
+    claim_of,
+    params_reasons,
+    stored_capacity_params,
+    stored_cpu_deadline,
+    verified_claim,
+)
 from gpuproof.cli.output import backoff_delay, duration, unreachable_message, when
+from gpuproof.committee.capacity import CapacityComparison, PhaseSession, compare, recheck
 from gpuproof.committee.findings import Findings, findings_from_report
 from gpuproof.evidence import MeasuredFacts, Throughput, parse_capacity
 from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.capacity.openings import (
+    INLINE_ENCODING,
+    load_openings,
+    openings_limit,
+)
+from gpuproof.protocol.capacity.wire import OpenedTarget
 from gpuproof.protocol.client import ServiceError, SignedClient
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.delivery import (
     MAX_TRANSCRIPT_BYTES,
+    TranscriptRef,
     decode,
     is_reference,
     parse_reference,
@@ -74,6 +93,10 @@ class CommitteeClient(SignedClient):
 
     def transcript(self, machine_id: str, round_no: int) -> Any:
         return self.request("GET", f"/rounds/{machine_id}/{round_no}/transcript")
+
+    def capacity_session(self, machine_id: str, round_no: int) -> Any:
+        """The round's capacity session (a signed GET: drawn members of the open round only)."""
+        return self.request("GET", f"/rounds/{machine_id}/{round_no}/capacity")
 
     def commit(self, machine_id: str, round_no: int, commit_hash: str) -> Any:
         return self.request("POST", f"/rounds/{machine_id}/{round_no}/commit", {"commit_hash": commit_hash})
@@ -129,6 +152,8 @@ class Inspection:
     live_check: dict[str, Any] | None = None
     # The per-input breakdown this member computed (docs/scoring.md), re-checked against the service's.
     evidence: dict[str, Any] = field(default_factory=dict)
+    # This member's own re-check of the capacity phase against the service's record (per target).
+    capacity: dict[str, Any] = field(default_factory=dict)
 
     @property
     def supports(self) -> bool:
@@ -250,14 +275,158 @@ def _claim_check(challenge: dict[str, Any], verification: dict[str, Any]) -> tup
     return Check("claim", True, f"claimed {what}, from {source}"), claim
 
 
-def inspect_transcript(
+@dataclass(frozen=True)
+class CapacityDelivery:
+    """The round's capacity session as this member got it (GET /rounds/{m}/{r}/capacity), or why not."""
+
+    doc: dict[str, Any] | None = None
+    unavailable: str = ""
+
+
+NOT_FETCHED = CapacityDelivery(None, "the capacity session was not fetched")
+
+
+def fetch_capacity(client: CommitteeClient, machine_id: str, round_no: int) -> CapacityDelivery:
+    """The capacity session, or why it is unavailable (refused, none stored, unreachable)."""
+    try:
+        doc = client.capacity_session(machine_id, round_no)
+    except ApiError as exc:
+        return CapacityDelivery(None, f"{exc.code} ({exc.status}): {exc}")
+    except requests.RequestException as exc:
+        return CapacityDelivery(None, f"the service is unreachable: {exc}")
+    if not isinstance(doc, dict):
+        return CapacityDelivery(None, "the capacity session is not a JSON object")
+    return CapacityDelivery(doc)
+
+
+def capacity_openings(doc: dict[str, Any], fetch: Fetch) -> tuple[list[OpenedTarget] | None, str]:
+    """The host's openings from the session: inline (base64 of the stored bytes, bounded) or fetched
+    from the presigned URL, bounded by the phase's limit, checked against the reference's size and
+    SHA-256. Decoded by the one decoder every reader uses (`load_openings`)."""
+    where = doc.get("openings")
+    if where is None:
+        return None, "no capacity openings were received"
+    try:
+        media_type = str(where["media_type"])
+        params = PhaseSession.from_doc(doc).session.params
+        limit = openings_limit(params)
+        if where.get("delivery") == "inline":
+            if where.get("encoding") != INLINE_ENCODING:
+                return None, f"inline openings encoded as {where.get('encoding')!r}"
+            encoded = str(where["data"])
+            if len(encoded) > 4 * (limit // 3 + 1):
+                return None, f"inline openings over the phase's bound ({limit} bytes)"
+            return load_openings(base64.b64decode(encoded, validate=True), params, media_type), ""
+        ref = TranscriptRef.model_validate(where["reference"])
+        data, reasons = read_verified(fetch(str(where["url"])), ref, limit)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        return None, f"the capacity openings do not decode: {exc}"
+    except (ApiError, requests.RequestException) as exc:
+        return None, f"could not fetch the capacity openings: {exc}"
+    if data is None:
+        return None, "; ".join(f"{r.code}: {r.message}" for r in reasons)
+    try:
+        return load_openings(data, params, media_type), ""
+    except ValueError as exc:
+        return None, f"the capacity openings do not decode: {exc}"
+
+
+def capacity_comparison(
     transcript: dict[str, Any],
+    delivery: CapacityDelivery,
+    claim: Claim | None,
+    rng: np.random.Generator,
+    fetch: Fetch,
+) -> CapacityComparison:
+    """This member's own run of the capacity verifier on the service's recorded session and the
+    host's openings, compared with the service's record and breakdown (`committee/capacity.py`)."""
+    challenge = transcript.get("challenge") or {}
+    verification = (transcript.get("report") or {}).get("verification") or {}
+    service_doc = verification.get("capacity")
+    breakdown = verification.get("evidence")
+    machine_id = str(transcript["round"]["machine_id"])
+    targets: list[int] = []
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        params = stored_capacity_params(challenge.get("params") or {})
+        targets = [] if params is None else [t.target for t in params.targets]
+    if delivery.doc is None:
+        return compare(service_doc, breakdown, None, targets=targets, unavailable=delivery.unavailable)
+    try:
+        phase = PhaseSession.from_doc(delivery.doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        why = f"the capacity session does not parse: {exc}"
+        return compare(service_doc, breakdown, None, targets=targets, unavailable=why)
+    signed = phase.session.signed
+    commitment_signed = None
+    if signed is not None:
+        with contextlib.suppress(ValueError):
+            commitment_signed = signed.commitment.machine_id == machine_id and signed.verifies()
+    openings, why = capacity_openings(delivery.doc, fetch)
+    mine, reasons = recheck(
+        phase,
+        openings,
+        machine_id=machine_id,
+        # The round's challenge, never the session's own word for it: a session of another
+        # challenge fails the commitment's challenge check.
+        challenge_id=str(transcript["round"]["challenge_id"]),
+        challenge_params=challenge.get("params") or {},
+        claim=claim,
+        rng=rng,
+    )
+    return compare(
+        service_doc,
+        breakdown,
+        mine,
+        reasons,
+        targets=targets,
+        unavailable=why,
+        commitment_signed=commitment_signed,
+    )
+
+
+def capacity_check(comparison: CapacityComparison) -> Check:
+    """One line of the inspection: agreed (with what), or `member_capacity_mismatch` and why."""
+    if comparison.agreed:
+        return Check("capacity_recheck", True, comparison.detail())
+    return Check(comparison.reason or "member_capacity_mismatch", False, comparison.detail())
+
+
+def needs_capacity(transcript: dict[str, Any]) -> bool:
+    """Whether the service recorded a capacity record to re-check (none: it proved nothing)."""
+    verification = (transcript.get("report") or {}).get("verification") or {}
+    return verification.get("capacity") is not None
+
+
+def inspect_round(
+    client: CommitteeClient,
+    machine_id: str,
+    round_no: int,
     *,
     allow_cpu_backend: bool = False,
     rng: np.random.Generator | None = None,
     fetch: Fetch = http_fetch,
+) -> tuple[dict[str, Any], Inspection]:
+    """The round's transcript and, where the service recorded a capacity phase, its capacity
+    session, fetched and re-verified by this member; returns the transcript and the inspection."""
+    transcript: dict[str, Any] = client.transcript(machine_id, round_no)
+    capacity = fetch_capacity(client, machine_id, round_no) if needs_capacity(transcript) else NOT_FETCHED
+    inspection = inspect_transcript(
+        transcript, capacity=capacity, allow_cpu_backend=allow_cpu_backend, rng=rng, fetch=fetch
+    )
+    return transcript, inspection
+
+
+def inspect_transcript(
+    transcript: dict[str, Any],
+    *,
+    capacity: CapacityDelivery = NOT_FETCHED,
+    allow_cpu_backend: bool = False,
+    rng: np.random.Generator | None = None,
+    fetch: Fetch = http_fetch,
 ) -> Inspection:
-    """Re-verify the evidence of one round locally; trusts nothing the service concluded."""
+    """Re-verify the evidence of one round locally; trusts nothing the service concluded. The
+    capacity phase is re-checked from `capacity` (the round's capacity session, `inspect_round`
+    fetches it); without it, whatever the service says it proved is a mismatch (fail closed)."""
     rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
     rnd = transcript["round"]
     machine = transcript["machine"]
@@ -295,7 +464,9 @@ def inspect_transcript(
     claim_check, claim = _claim_check(challenge, service_record)
     checks.append(claim_check)
     commitment = hashlib.sha256(verified[0].commitment.signing_bytes()).hexdigest() if verified else None
-    facts = member_facts(challenge, commitment, service_record)
+    comparison = capacity_comparison(transcript, capacity, claim, rng, fetch)
+    checks.append(capacity_check(comparison))
+    facts = member_facts(challenge, commitment, comparison.record)
     findings = (
         Findings(None, [Reason("claim_missing", "no claim to hold the report to")])
         if claim is None
@@ -328,18 +499,19 @@ def inspect_transcript(
         expected_info=rnd.get("expected_info"),
         notes=notes,
         evidence=findings.evidence,
+        capacity=comparison.as_dict(),
     )
 
 
 def member_facts(
-    challenge: dict[str, Any], commitment_sha256: str | None, service_record: dict[str, Any]
+    challenge: dict[str, Any], commitment_sha256: str | None, capacity_doc: Any
 ) -> MeasuredFacts:
     """What the member scores from: the throughput only when it re-verified the proof itself
     (`commitment_sha256` of the proof it verified; None when it did not; the elapsed time from the
-    challenge's service-clock times, the service's only timing), the capacity
-    phase's record as the service stored it (its timed rounds cannot be replayed; its shape and the
-    scoring that follows are re-checked here)."""
-    capacity, reasons = parse_capacity(service_record.get("capacity"))
+    challenge's service-clock times, the service's only timing), and `capacity_doc`, the capacity
+    record this member re-verified itself (`CapacityComparison.record`: its own result, or the
+    service's where that proves nothing)."""
+    capacity, reasons = parse_capacity(capacity_doc)
     throughput = None
     issued, received = challenge.get("issued_at"), challenge.get("commitment_received_at")
     params_doc = (challenge.get("params") or {}).get("proof") or []
@@ -536,8 +708,9 @@ def agent_tick(
             )
         try:
             if a["phase"] == "commit" and not a["committed"]:
-                transcript = client.transcript(mid, rno)
-                inspection = inspect_transcript(transcript, allow_cpu_backend=allow_cpu_backend, rng=rng)
+                transcript, inspection = inspect_round(
+                    client, mid, rno, allow_cpu_backend=allow_cpu_backend, rng=rng
+                )
                 if live is not None and state.get(mid, rno) is None:
                     inspection = live(transcript, inspection)
                 info = commit_findings(client, state, inspection)

@@ -31,21 +31,16 @@ from gpuproof.protocol.capacity import (
     SignedCapacityCommitment,
 )
 from gpuproof.protocol.capacity.models import OPENINGS_SUFFIX
+from gpuproof.protocol.capacity.openings import openings_limit
 from gpuproof.protocol.capacity.verifier import check_signed
-from gpuproof.protocol.capacity.wire import max_size
 from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload, size_reasons
 from gpuproof.protocol.httpsig import SignedRequest
-from gpuproof.protocol.limits import MAX_CAPACITY_OPENINGS_BYTES, MAX_CAPACITY_OPENINGS_STORED_BYTES
+from gpuproof.protocol.limits import MAX_CAPACITY_OPENINGS_STORED_BYTES
 from gpuproof.protocol.reasons import Reason
 
 STATE_CONFLICT = "capacity_state_conflict"
 OPENINGS_TOO_LARGE = "capacity_openings_too_large"
 OPENINGS_INVALID = "capacity_openings_invalid"
-
-
-def openings_limit(params: CapacityParams) -> int:
-    """The bound on uploaded openings: the largest binary transcript the params imply, capped."""
-    return min(max_size(params), MAX_CAPACITY_OPENINGS_BYTES)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,14 @@ Deliberate difference from DBC: a round needs at least `MIN_REVEALS` (2) reveals
 
 from __future__ import annotations
 
+import base64
 import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from gpuproof.claim import ClaimError, verified_claim
+from gpuproof.claim import ClaimError, stored_capacity_params, verified_claim
 from gpuproof.committee.beacon import HashChainBeacon
 from gpuproof.committee.draw import COMMITTEE_SIZE, Member, eligible_accounts, pool_digest, select_indices
 from gpuproof.committee.findings import findings_from_report
@@ -24,9 +25,12 @@ from gpuproof.committee.tally import Tally, tally
 from gpuproof.committee.windows import Phase, RoundWindows
 from gpuproof.errors import Rejection, raise_if
 from gpuproof.evidence import facts_from_verification
+from gpuproof.logic.capacity import load_session, openings_reference, session_doc
 from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Challenge, Machine, StoredReport, Verdict, VerdictResult, Vote
 from gpuproof.logic.states import MachineState
+from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE, OPENINGS_SUFFIX
+from gpuproof.protocol.capacity.openings import INLINE_ENCODING
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
 from gpuproof.protocol.delivery import is_reference, transcript_key
 from gpuproof.protocol.httpsig import SignedRequest
@@ -486,6 +490,84 @@ def transcript(svc: CommitteeServices, machine_id: str, round_no: int) -> dict[s
             "signed_report": report.signed_report,
         },
     }
+
+
+NO_CAPACITY_SESSION = "capacity_session_missing"
+
+
+def _no_session(message: str) -> Rejection:
+    return Rejection([Reason(NO_CAPACITY_SESSION, message, "round")])
+
+
+def capacity_session(
+    svc: CommitteeServices, request: SignedRequest, machine_id: str, round_no: int
+) -> dict[str, Any]:
+    """GET /rounds/{machine_id}/{round}/capacity, for a drawn member of the open round only (signed):
+    the capacity session the service recorded for the round's challenge (the phase nonce, params,
+    the signed commitment, every round's nonce, service-clock times and answer roots, the draw
+    secret) and the host's openings: inline as stored (zlib, base64), or a presigned GET of the
+    uploaded object with the reference the size and SHA-256 are checked against. The member
+    re-verifies the phase with the same verifier (`gpuproof.committee.capacity`)."""
+    round_ = get_round(svc, machine_id, round_no)
+    if request.keyid not in round_.members:
+        raise Rejection(
+            [Reason("not_assigned", "the signer is not a member of this round's committee", "keyid")]
+        )
+    if round_.status != OPEN:
+        raise Rejection([Reason("round_closed", f"the round is closed ({round_.result})", "round")])
+    challenge = svc.store.get_challenge(round_.challenge_id)
+    if challenge is None:
+        raise _no_session("the round's challenge is no longer stored")
+    try:
+        params = stored_capacity_params(challenge.params)
+    except ValueError:
+        params = None
+    if params is None or challenge.capacity is None:
+        raise _no_session("the round's challenge has no capacity session (no phase, or never opened)")
+    try:
+        nonce, session = load_session(params, challenge.capacity)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _no_session(f"the stored capacity session does not parse: {exc}") from exc
+    ref = openings_reference(challenge)
+    openings: dict[str, Any] | None = None
+    if challenge.capacity_openings is not None:
+        openings = {
+            "delivery": "inline",
+            "media_type": OPENINGS_MEDIA_TYPE,
+            "encoding": INLINE_ENCODING,
+            "data": base64.b64encode(challenge.capacity_openings).decode("ascii"),
+        }
+    elif ref is not None and svc.transcripts is not None:
+        openings = {
+            "delivery": "upload",
+            "media_type": OPENINGS_MEDIA_TYPE,
+            "url": svc.transcripts.download_url(
+                machine_id, challenge.challenge_id, TRANSCRIPT_URL_TTL_S, OPENINGS_SUFFIX
+            ),
+            "expires_at": svc.clock.now() + TRANSCRIPT_URL_TTL_S,
+            "key": transcript_key(machine_id, challenge.challenge_id) + OPENINGS_SUFFIX,
+            "reference": ref.model_dump(mode="json", exclude_none=True),
+        }
+    doc = session_doc(nonce, session)
+    return {
+        "machine_id": machine_id,
+        "round": round_no,
+        "challenge_id": challenge.challenge_id,
+        "params": params.model_dump(mode="json"),
+        "clock": "service",
+        **{k: doc[k] for k in SESSION_FIELDS},
+        "openings": openings,
+    }
+
+
+SESSION_FIELDS = (
+    "nonce",
+    "opened_at",
+    "signed_commitment",
+    "commitment_received_at",
+    "rounds",
+    "draw_secret",
+)
 
 
 # ------------------------------------------------------------------------------------ votes

@@ -137,5 +137,5 @@ class TranscriptStore(Protocol):
         """The object's bytes, streamed and checked against `ref` (size, SHA-256) and `max_bytes`;
         else why not (absent, too large, mismatched). Transient storage errors raise."""
 
-    def download_url(self, machine_id: str, challenge_id: str, expires_in_s: int) -> str:
-        """A presigned GET of the object, for a committee member."""
+    def download_url(self, machine_id: str, challenge_id: str, expires_in_s: int, suffix: str = "") -> str:
+        """A presigned GET of the object (+ `suffix`: the capacity openings), for a committee member."""

@@ -31,7 +31,7 @@ from gpuproof.committee.findings import Findings, findings_from_report, measured
 from gpuproof.evidence import MeasuredFacts, parse_capacity, throughput_from_checks
 from gpuproof.identity import kernel_reasons
 from gpuproof.logic.attempts import CooldownPolicy, after_verification
-from gpuproof.logic.capacity import load_session, openings_limit, openings_reference
+from gpuproof.logic.capacity import load_session, openings_reference
 from gpuproof.logic.machines import too_many_gpus
 from gpuproof.logic.ports import Clock, TranscriptStore
 from gpuproof.logic.records import Attempts, Challenge, Machine, StoredReport, Verdict
@@ -40,6 +40,7 @@ from gpuproof.logic.states import MachineState
 from gpuproof.protocol.capacity import codes as capacity_codes
 from gpuproof.protocol.capacity import verify_capacity
 from gpuproof.protocol.capacity.models import OPENINGS_SUFFIX
+from gpuproof.protocol.capacity.openings import openings_limit
 from gpuproof.protocol.capacity.wire import OpeningsError, decode_openings
 from gpuproof.protocol.delivery import (
     DEFAULT_MAX_BYTES_PER_GPU,
