@@ -158,7 +158,9 @@ class CapacityOpeningsOut(BaseModel):
 
     delivery: Literal["inline", "upload"]
     media_type: str = Field(description="the openings' encoding (decode with protocol/capacity/openings.py)")
-    compression: Literal["zlib"] | None = Field(default=None, description="inline: the stored zlib stream")
+    encoding: Literal["base64"] | None = Field(
+        default=None, description="inline: `data` is base64 of the stored binary openings"
+    )
     data: str | None = Field(default=None, description="inline: the stored bytes, base64")
     url: str | None = Field(default=None, description="upload: a presigned GET of the object (1 h)")
     expires_at: float | None = None
