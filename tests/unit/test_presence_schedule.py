@@ -142,7 +142,7 @@ def wave_slot(m: Machine, wave: Wave, policy: PresencePolicy) -> Slot:
 def answered(m: Machine, wave: Wave, policy: PresencePolicy) -> Machine:
     """The machine passed its check in `wave` (fetched at its opening, openings verified)."""
     slot = wave_slot(m, wave, policy)
-    check = new_open(slot, _params(m), slot.opens_at)
+    check = new_open(slot, m.machine_id, _params(m))
     check.update(commitment_received_at=slot.opens_at + 1, result=PASSED, elapsed_s=1.0)
     return dataclasses.replace(m, presence={**(m.presence or {}), "open": check})
 
@@ -260,7 +260,7 @@ def test_no_claim_no_check_and_no_presence_off_the_watch() -> None:
         ({"miss_window": 2}, "miss_window"),
         ({"wave_fraction": 0.0}, "wave_fraction"),
         ({"wave_fraction": 1.5}, "wave_fraction"),
-        ({"checks_per_day": 200}, "half of the gap random"),
+        ({"checks_per_day": 200}, "too little of the gap random"),
         ({"spread_s": -1.0}, "spread_s"),
     ],
 )

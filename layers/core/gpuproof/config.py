@@ -243,10 +243,11 @@ class PresencePolicy:
             out.append("spread_s outside 0..60")
         if not 0 < self.deadline_bound_s <= 600:
             out.append("deadline_bound_s outside (0, 600]")
-        # At least half of the mean gap is exponential (unpredictable); the rest is the minimum gap.
-        if self.enabled and self.mean_gap_s < 2 * self.min_gap_s:
+        # Each gap is the minimum gap plus an exponential (the unpredictable part), whose mean is
+        # at least a quarter of the minimum gap (6 a day: 14,030 s random above 370 s).
+        if self.enabled and self.mean_gap_s < 1.25 * self.min_gap_s:
             out.append(
-                f"{self.checks_per_day:g} waves a day (mean gap {self.mean_gap_s:.0f} s) leave less than "
-                f"half of the gap random above the minimum gap of {self.min_gap_s:.0f} s"
+                f"{self.checks_per_day:g} waves a day (mean gap {self.mean_gap_s:.0f} s) leave too little "
+                f"of the gap random above the minimum gap of {self.min_gap_s:.0f} s (at least a quarter)"
             )
         return out

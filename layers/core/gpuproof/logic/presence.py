@@ -6,9 +6,9 @@ watched machine (with a wave fraction p < 1, each with probability p) has a chec
 wave's instant plus a small offset, all of it derived from the wave's secret and the machine id.
 `lead_s` before its check opens, every heartbeat answer announces `{check_id, opens_at, fetch_by}`
 (pull model: the agent needs no inbound connection). At `opens_at` the agent fetches the nonce
-(`fetch_presence`, refused before `opens_at` and after `opens_at + fetch_allowance_s`; the open
-check is written on the machine then), runs the proof of throughput and sends its commitment
-(`presence_commitment`), timed at the API edge from `opens_at`:
+(`fetch_presence`, refused before `opens_at` and after `opens_at + fetch_allowance_s`; it writes
+nothing), runs the proof of throughput and sends its commitment (`presence_commitment`: the open
+check is written on the machine then), timed at the API edge from `opens_at`:
 
     commitment received − opens_at ≤ fetch_allowance_s + max(deadline_s of the claim's params)
 
@@ -35,7 +35,7 @@ from gpuproof.logic.ports import Clock, MachineStore, TranscriptStore
 from gpuproof.logic.records import Machine
 from gpuproof.logic.revocation import revoked_verdict
 from gpuproof.logic.states import WATCHED, MachineState
-from gpuproof.logic.waves import Wave, WaveSource, check_id_of, opening, selected
+from gpuproof.logic.waves import Wave, WaveSource, check_id_of, nonce_of, opening, selected
 from gpuproof.protocol.delivery import (
     TRANSCRIPT_MISSING,
     TRANSCRIPT_SIZE_MISMATCH,
@@ -147,7 +147,7 @@ def _missed(policy: PresencePolicy) -> str:
 def fold(m: Machine, p: dict[str, Any], waves: Sequence[Wave], now: float, policy: PresencePolicy) -> None:
     """Count, in wave order, every check of the machine whose result is known: passed or failed
     (the machine API put it on the open check), or missed (its answer window is over with no
-    answer; a check never fetched closes at the same `answer_by` as a fetched one). Stops at the
+    answer; a check never committed closes at the same `answer_by` as a committed one). Stops at the
     first check still open. `p` is changed in place; `p["accounted"]` is the last wave counted."""
     params = check_params(m)
     accounted = float(p.get("accounted", float("-inf")))
@@ -251,20 +251,20 @@ def announcement(
     m: Machine, policy: PresencePolicy, waves: Sequence[Wave], now: float
 ) -> dict[str, Any] | None:
     """What a heartbeat answer tells the agent: its check in the coming wave, from `lead_s` before
-    it opens until its fetch allowance is over, unless already fetched. Nothing earlier: a wave's
+    it opens until its fetch allowance is over, unless already committed. Nothing earlier: a wave's
     time is the service's secret until then."""
     if not policy.enabled or m.state not in WATCHED or check_params(m) is None:
         return None
     p = m.presence or {}
     accounted = float(p.get("accounted", float("-inf")))
-    fetched = (p.get("open") or {}).get("check_id")
+    committed = (p.get("open") or {}).get("check_id")
     for wave in waves:
         if wave.at <= accounted or not (
             wave.at - policy.lead_s <= now <= wave.at + policy.spread_s + policy.fetch_allowance_s
         ):
             continue
         slot = slot_of(m, wave, policy)
-        if slot is None or slot.check_id == fetched:
+        if slot is None or slot.check_id == committed:
             continue
         if slot.opens_at - policy.lead_s <= now <= slot.opens_at + policy.fetch_allowance_s:
             return {
@@ -356,6 +356,7 @@ def _open_for(
 def _fail(
     svc: PresenceServices,
     m: Machine,
+    open_check: dict[str, Any],
     reason: Reason,
     evidence: dict[str, Any],
     now: float,
@@ -365,7 +366,7 @@ def _fail(
     in shadow mode the failure is only recorded on the machine (counted in wave order)."""
     if not svc.presence.enforce:
         p = _fresh(m.presence)
-        p["open"] = {**p["open"], "result": FAILED_SHADOW, "detail": reason.message}
+        p["open"] = {**open_check, "result": FAILED_SHADOW, "detail": reason.message}
         fold(m, p, _waves(svc, now), now, svc.presence)
         svc.store.update_presence(m, p, request)
         return
@@ -373,15 +374,15 @@ def _fail(
     svc.store.revoke(m, MachineState.revoked, reason, verdict, now, request)
 
 
-def new_open(slot: Slot, params: list[dict[str, Any]], fetched_at: float) -> dict[str, Any]:
-    """The open check written on the machine at its first fetch: a fresh nonce, the claim's params."""
+def new_open(slot: Slot, machine_id: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+    """The open check written on the machine when its commitment arrives: the check's nonce (derived
+    from the wave's secret, as the fetch gave it out) and the claim's params."""
     return {
         "check_id": slot.check_id,
         "wave_id": slot.wave.wave_id,
         "opens_at": slot.opens_at,
-        "nonce": secrets.token_bytes(32).hex(),
+        "nonce": nonce_of(slot.wave, machine_id),
         "params": params,
-        "fetched_at": fetched_at,
         "commitment_sha256": None,
         "commitment_received_at": None,
         # The secret the pairs were drawn with (never their list: 140 per GPU would make the
@@ -399,25 +400,36 @@ def _slot(svc: PresenceServices, m: Machine, check_id: str, now: float) -> Slot 
     return None
 
 
+def _check(
+    svc: PresenceServices, m: Machine | None, machine_id: str, check_id: str, request: SignedRequest
+) -> tuple[Machine, dict[str, Any], bool]:
+    """The machine's check `check_id`: its open check (committed), or, not committed yet, the check
+    the schedule derives for it (True: not yet written on the machine)."""
+    reasons = _signer_reasons(m, machine_id, request, svc.store.nonce_used(request))
+    assert m is not None
+    open_check = (m.presence or {}).get("open")
+    if open_check is not None and open_check["check_id"] == check_id and m.state in WATCHED:
+        raise_if(reasons)
+        return m, dict(open_check), False
+    slot = _slot(svc, m, check_id, svc.clock.now())
+    params = check_params(m)
+    if m.state not in WATCHED or slot is None or params is None:
+        reasons.append(_UNKNOWN)
+    raise_if(reasons)
+    assert slot is not None and params is not None
+    return m, new_open(slot, machine_id, params), True
+
+
 def fetch_presence(
     svc: PresenceServices, request: SignedRequest, machine_id: str, check_id: str, arrived_at: float | None
 ) -> dict[str, Any]:
     """The agent fetches the nonce of its check at `opens_at` (no earlier; within the fetch
-    allowance): the proof parameters, the nonce and the commitment deadline. The first fetch writes
-    the open check on the machine (a fresh nonce, the claim's parameters); a repeated one reads it."""
+    allowance): the proof parameters, the nonce and the commitment deadline. Writes nothing: the
+    nonce derives from the wave's secret, so a wave's fetches cost reads only."""
     policy = svc.presence
-    m = svc.store.get_machine(machine_id)
-    reasons = _signer_reasons(m, machine_id, request, svc.store.nonce_used(request))
-    assert m is not None
+    _, check, _ = _check(svc, svc.store.get_machine(machine_id), machine_id, check_id, request)
     now = svc.clock.now() if arrived_at is None else min(arrived_at, svc.clock.now())
-    open_check = (m.presence or {}).get("open")
-    fetched = open_check is not None and open_check["check_id"] == check_id
-    slot = None if fetched else _slot(svc, m, check_id, now)
-    params = check_params(m)
-    if m.state not in WATCHED or not (fetched or (slot is not None and params is not None)):
-        reasons.append(_UNKNOWN)
-    raise_if(reasons)
-    opens_at = float(open_check["opens_at"]) if fetched and open_check else (slot.opens_at if slot else 0.0)
+    opens_at = float(check["opens_at"])
     if now < opens_at:
         raise Rejection(
             [
@@ -437,24 +449,13 @@ def fetch_presence(
                 )
             ]
         )
-    if not fetched:
-        assert slot is not None and params is not None
-        p = _fresh(m.presence)
-        fold(m, p, _waves(svc, now), now, policy)  # the earlier checks first, in wave order
-        if p["open"] is not None:  # an earlier check still open (a claim past deadline_bound_s)
-            p["open"] = {**p["open"], "result": _missed(policy)}
-            fold(m, p, _waves(svc, now), now, policy)
-        open_check = new_open(slot, params, now)
-        p["open"] = open_check
-        svc.store.update_presence(m, p, request)
-    assert open_check is not None
     return {
         "check_id": check_id,
-        "nonce": open_check["nonce"],
+        "nonce": check["nonce"],
         "opens_at": opens_at,
-        "commit_by": commit_deadline(open_check, policy),
-        "answer_by": answer_by(open_check, policy),
-        "params": open_check["params"],
+        "commit_by": commit_deadline(check, policy),
+        "answer_by": answer_by(check, policy),
+        "params": check["params"],
     }
 
 
@@ -467,17 +468,16 @@ def presence_commitment(
     arrived_at: float | None,
 ) -> dict[str, Any]:
     """Time the commitment from `opens_at` (its arrival at the API edge); late: the check fails
-    and the machine is revoked; in time: the pairs to open are drawn (never before)."""
+    and the machine is revoked; in time: the pairs to open are drawn (never before) and the open
+    check is written on the machine (the earlier checks counted first, in wave order)."""
     policy = svc.presence
     handled = svc.clock.now()
-    m = svc.store.get_machine(machine_id)
-    open_check = _open_for(m, machine_id, check_id, request, svc.store.nonce_used(request))
-    assert m is not None
+    m, open_check, new = _check(svc, svc.store.get_machine(machine_id), machine_id, check_id, request)
     opens_at = float(open_check["opens_at"])
     received = handled if arrived_at is None else max(opens_at, min(arrived_at, handled))
     reasons = []
-    if open_check.get("fetched_at") is None:
-        reasons.append(Reason("presence_unknown", "the check's nonce was never fetched", "check_id"))
+    if handled < opens_at:
+        reasons.append(Reason("presence_too_early", f"the check opens at {opens_at:.3f}", "check_id"))
     if open_check.get("commitment_sha256") is not None:
         reasons.append(
             Reason("commitment_exists", "this check's commitment was already received", "check_id")
@@ -507,14 +507,21 @@ def presence_commitment(
             "received_at": received,
             "limit_s": deadline - opens_at,
         }
-        _fail(svc, m, reason, evidence, received, request)
+        _fail(svc, m, open_check, reason, evidence, received, request)
         raise Rejection([reason, Reason("proof_deadline_missed", reason.message)])
     secret = secrets.token_bytes(32)
     pairs = draw_all_pairs(signed, secret, params)
     open_check["commitment_sha256"] = hashlib.sha256(signed.commitment.signing_bytes()).hexdigest()
     open_check["commitment_received_at"] = received
     open_check["pairs_secret"] = secret.hex()
-    svc.store.update_presence(m, {**(m.presence or {}), "open": open_check}, request)
+    p = _fresh(m.presence)
+    if new:
+        fold(m, p, _waves(svc, handled), handled, policy)  # the earlier checks first, in wave order
+        if p["open"] is not None:  # an earlier check still open (a claim past deadline_bound_s)
+            p["open"] = {**p["open"], "result": _missed(policy)}
+            fold(m, p, _waves(svc, handled), handled, policy)
+    p["open"] = open_check
+    svc.store.update_presence(m, p, request)
     # The openings travel out of band as the full verification's do (docs/protocol.md §19): one
     # presigned POST for this check's key, bounded per GPU, valid until the answer window closes.
     upload = None
@@ -628,7 +635,7 @@ def presence_proof(
         reason = Reason(
             "presence_failed", f"presence check {check_id}: the proof was refused: {', '.join(codes)}"
         )
-        _fail(svc, m, reason, {**evidence, "reasons": codes}, now, request)
+        _fail(svc, m, open_check, reason, {**evidence, "reasons": codes}, now, request)
         raise Rejection([reason, *failed])
     p = _fresh(m.presence)
     elapsed = float(open_check["commitment_received_at"]) - float(open_check["opens_at"])

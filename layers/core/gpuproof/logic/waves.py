@@ -5,9 +5,10 @@ The sweeper draws the waves ahead (`extended`: gaps of `min_gap_s` + an exponent
 CSPRNG) into one stored schedule that only the service reads (`ensure_waves`); nothing about a
 wave leaves the service before a machine's check in it is announced, `lead_s` before it opens.
 Per machine, what a wave means derives from the wave's secret and the machine id (HMAC-SHA256):
-the check's id, its opening (the wave's instant plus an offset below `spread_s`) and, with a wave
-fraction p < 1, whether the machine is in the wave at all. So a wave costs one stored item, not a
-write per machine: a machine's check is written on it only when its agent fetches the nonce.
+the check's id, its nonce, its opening (the wave's instant plus an offset below `spread_s`) and,
+with a wave fraction p < 1, whether the machine is in the wave at all. So a wave costs one stored
+item, not a write per machine: a machine's check is written on it only when its commitment
+arrives.
 """
 
 from __future__ import annotations
@@ -126,6 +127,12 @@ def _unit(wave: Wave, label: str, machine_id: str) -> float:
 
 def check_id_of(wave: Wave, machine_id: str) -> str:
     return _mac(wave, "check", machine_id)[:16].hex()
+
+
+def nonce_of(wave: Wave, machine_id: str) -> str:
+    """The check's nonce (32 bytes, hex): given out from the check's opening only (the fetch), so
+    the fetch writes nothing; unpredictable without the wave's secret, one per machine and wave."""
+    return _mac(wave, "nonce", machine_id).hex()
 
 
 def opening(wave: Wave, machine_id: str, policy: PresencePolicy) -> float:
