@@ -27,15 +27,13 @@ from gpuproof.logic.waves import Wave
 
 CPU_CLAIM = {"claimed_gpu_model": None, "gpu_count": 0}
 MAX_WAVES = 1000
+POLICY_FOR_SINCE = PresencePolicy(6, 3, 180, 5.0, 120.0, enforce=True)  # the first look: watched
 
 
 def _machine(i: int, t: float) -> Machine:
     m = Machine(f"{i + 1:064x}", "owner", "europe", MachineState.published, 0.0, 0.0, claim=CPU_CLAIM)
     step = presence_step(m, t, POLICY_FOR_SINCE, ())
     return dataclasses.replace(m, presence=step.presence)
-
-
-POLICY_FOR_SINCE = PresencePolicy(6, 3, 180, 5.0, 120.0, enforce=True)
 
 
 def run(policy: PresencePolicy, k: int, rng: random.Random, max_waves: int = MAX_WAVES) -> tuple[int, int]:
