@@ -29,14 +29,42 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from bench_sweep import Wire, counting, moto_version
 
-STEPS = ("sweeper: open", "heartbeat: announce", "fetch nonce", "commitment", "openings", "sweeper: re-arm")
+STEPS = (
+    "heartbeat: no check announced",
+    "heartbeat: announce",
+    "fetch nonce",
+    "commitment",
+    "openings",
+    "sweeper look: nothing to count",
+    "sweeper look: after the wave",
+)
+# Sent or made anyway (a heartbeat a minute, a look per OfflineAfterSeconds): what a check adds to
+# them is the difference from their baseline row.
+ANYWAY = {
+    "heartbeat: announce": "heartbeat: no check announced",
+    "sweeper look: after the wave": "sweeper look: nothing to count",
+}
 
 
 def _clients(store: Any) -> list[Any]:
-    from gpuproof.adapters.tables import GpuUuidModel, MachineModel, RequestNonceModel, VerdictModel
+    from gpuproof.adapters.tables import (
+        GpuUuidModel,
+        HeartbeatModel,
+        MachineModel,
+        PresenceWavesModel,
+        RequestNonceModel,
+        VerdictModel,
+    )
 
     found = [store._connection.client]
-    for model in (MachineModel, RequestNonceModel, VerdictModel, GpuUuidModel):
+    for model in (
+        MachineModel,
+        RequestNonceModel,
+        VerdictModel,
+        GpuUuidModel,
+        HeartbeatModel,
+        PresenceWavesModel,
+    ):
         found.append(model._get_connection().connection.client)
     return found
 
@@ -67,13 +95,15 @@ def _measure(checks: int) -> str:
     from gpuproof.adapters.clock import SystemClock
     from gpuproof.adapters.dynamo import DynamoMachineStore, mark_machine_published, scored_of
     from gpuproof.adapters.tables import MachineModel
+    from gpuproof.adapters.waves import DynamoWaveStore
     from gpuproof.claim import Claim, challenge_params
     from gpuproof.config import LivenessPolicy, PresencePolicy, Settings
     from gpuproof.logic import presence
-    from gpuproof.logic.liveness import sweep_liveness
+    from gpuproof.logic.liveness import _look_at, sweep_liveness
     from gpuproof.logic.machines import Services, record_heartbeat
     from gpuproof.logic.records import Machine
     from gpuproof.logic.states import MachineState
+    from gpuproof.logic.waves import Wave, WaveSchedule, ensure_waves
     from gpuproof.protocol.httpsig import SignedRequest
     from gpuproof.protocol.keys import SigningKey
     from gpuproof.protocol.proof import (
@@ -88,13 +118,16 @@ def _measure(checks: int) -> str:
 
     settings = Settings.from_env()
     store = DynamoMachineStore(settings)
-    policy = PresencePolicy(6, 3, 0, 5.0, 120.0, enforce=True)
+    # Announced 1 s ahead, no spread: the bench puts each wave at the instant it measures.
+    policy = PresencePolicy(6, 3, 1, 5.0, 120.0, enforce=True, spread_s=0.0)
+    waves = DynamoWaveStore(os.environ["ROUNDS_TABLE"], settings.region, cache_s=policy.cache_s)
     svc = Services(
         store=store,
-        queue=None,
+        queue=None,  # type: ignore[arg-type]
         clock=SystemClock(),
         challenge_ttl_s=900,
-        presence=policy,  # type: ignore[arg-type]
+        presence=policy,
+        waves=waves,
     )
     key = SigningKey.generate()
     mid = key.public_hex
@@ -123,35 +156,52 @@ def _measure(checks: int) -> str:
         n[0] += 1
         return SignedRequest(keyid=mid, created=int(time.time()), nonce=f"bench-presence-{n[0]:06d}")
 
-    def due_now() -> None:  # the check's Poisson time is now (this bench does not wait hours)
-        m = store.get_machine(mid)
-        assert m is not None
-        p = dict(m.presence or {})
-        p["next_at"] = time.time()
-        store.set_liveness(m, due_at=time.time(), presence=p)
-
     sweep = lambda: sweep_liveness(store, SystemClock(), live, presence=policy)  # noqa: E731
-    sweep()  # the first look schedules the first check
+    sweep()  # the first look: watched from now on (waves opening lead_s from now check it)
+    time.sleep(policy.lead_s + 0.01)
     cpu: dict[str, list[float]] = {s: [] for s in STEPS}
     wires: dict[str, list[Wire]] = {s: [] for s in STEPS}
     executor = NumpyExecutor()
-    for _ in range(checks):
-        due_now()
-        _, c, w = _step(sweep, clients)
-        cpu[STEPS[0]].append(c), wires[STEPS[0]].append(w)
+    drawn: list[Wave] = []
+
+    def one_look() -> Any:
+        # A machine's liveness look as the tick makes it for each machine due: read the machine,
+        # count its checks of the waves since its last look, re-arm (one per OfflineAfterSeconds).
+        m = store.get_machine(mid)
+        assert m is not None
+        return _look_at(store, m, time.time(), live, policy, waves.waves(time.time()))
+
+    def record(step: str, c: float, w: Wire) -> None:
+        cpu[step].append(c)
+        wires[step].append(w)
+
+    for i in range(checks):
+        quiet = Heartbeat(machine_id=mid, sent_at=int(time.time()), backend="cpu", host={})
+        ack, c, w = _step(lambda b=quiet: record_heartbeat(svc, signed(), mid, b), clients)
+        assert ack.presence is None
+        record("heartbeat: no check announced", c, w)
+        _, c, w = _step(one_look, clients)
+        record("sweeper look: nothing to count", c, w)
+        # This check's wave, opening lead_s from now (a wave of the schedule would be hours away).
+        previous = waves.load()
+        drawn.append(Wave(f"bench{i:04d}", time.time() + policy.lead_s, f"{i + 1:064x}"))
+        waves.save(WaveSchedule(tuple(drawn), "bench", 0), previous)
+        waves._cached = None  # the bench's wave is new; a deployed cache holds a wave long before
         beat = Heartbeat(machine_id=mid, sent_at=int(time.time()), backend="cpu", host={})
         ack, c, w = _step(lambda b=beat: record_heartbeat(svc, signed(), mid, b), clients)
-        cpu[STEPS[1]].append(c), wires[STEPS[1]].append(w)
+        record("heartbeat: announce", c, w)
+        assert ack.presence is not None, ack
         check_id = ack.presence["check_id"]
+        time.sleep(max(0.0, ack.presence["opens_at"] - time.time()) + 0.01)
         check, c, w = _step(lambda k=check_id: presence.fetch_presence(svc, signed(), mid, k, None), clients)
-        cpu[STEPS[2]].append(c), wires[STEPS[2]].append(w)
+        record("fetch nonce", c, w)
         params = [ProofParams.model_validate(p) for p in check["params"]]
         prover = Prover(bytes.fromhex(check["nonce"]), mid, check_id, params, executor)
         sc = SignedCommitment.sign(prover.run(), key)
         receipt, c, w = _step(
             lambda k=check_id, s=sc: presence.presence_commitment(svc, signed(), mid, k, s, None), clients
         )
-        cpu[STEPS[3]].append(c), wires[STEPS[3]].append(w)
+        record("commitment", c, w)
         pairs = [GpuPairs.model_validate(p) for p in receipt["pairs"]]
         proof = ThroughputProof(
             commitment=sc.commitment, signature=sc.signature, pairs=pairs, openings=prover.open(pairs)
@@ -160,18 +210,41 @@ def _measure(checks: int) -> str:
             lambda k=check_id, pr=proof: presence.presence_proof(svc, signed(), mid, k, pr), clients
         )
         assert result["result"] == "passed", result
-        cpu[STEPS[4]].append(c), wires[STEPS[4]].append(w)
-        m = store.get_machine(mid)
-        assert m is not None
-        store.set_liveness(m, due_at=time.time())  # the re-arm happens when the open check's time is due
-        _, c, w = _step(sweep, clients)
-        cpu[STEPS[5]].append(c), wires[STEPS[5]].append(w)
+        record("openings", c, w)
+        time.sleep(0.01)
+        _, c, w = _step(one_look, clients)
+        record("sweeper look: after the wave", c, w)
+    shown = presence.presence_summary(store.get_machine(mid))  # type: ignore[arg-type]
+    assert shown is not None and shown["passed"] == checks, shown
+    tick = _tick(ensure_waves, waves, policy, clients)
     medians = {k: statistics.median(v) for k, v in cpu.items()}
     return (
         _render(checks, cpu, wires, challenge_params(Claim(None, 0))["proof"][0])
+        + tick
         + _sizes(mid)
         + "\n"
-        + _cost(medians)
+        + _cost(medians, wires)
+    )
+
+
+def _tick(ensure_waves: Any, waves: Any, policy: Any, clients: list[Any]) -> str:
+    """The schedule's cost per sweeper tick: drawing a wave (a write) and reading it back."""
+    first = []
+    read = []
+    for _ in range(5):
+        waves.save(type(waves.load())((), "", 0), waves.load())  # nothing stored: the tick draws
+        _, c1, w1 = _step(lambda: ensure_waves(waves, time.time(), policy), clients)
+        _, c2, w2 = _step(lambda: ensure_waves(waves, time.time(), policy), clients)
+        first.append((c1, w1))
+        read.append((c2, w2))
+    med = lambda xs: statistics.median(x[0] for x in xs) * 1000  # noqa: E731
+    return (
+        f"\nPer sweeper tick, not per check (`ensure_waves`, median of 5): drawing waves ahead "
+        f"{med(first):.1f} ms CPU, {statistics.fmean(x[1].requests for x in first):.0f} requests "
+        f"({statistics.fmean(x[1].writes for x in first):.0f} write); a tick with nothing to draw "
+        f"{med(read):.1f} ms CPU, {statistics.fmean(x[1].requests for x in read):.0f} request "
+        f"({statistics.fmean(x[1].units for x in read):g} read units). A wave is one item whatever "
+        "the fleet: nothing is written per machine before its commitment.\n\n"
     )
 
 
@@ -211,11 +284,19 @@ def _render(
         req = statistics.fmean(w.requests for w in wires[s])
         writes = statistics.fmean(w.writes for w in wires[s])
         units = statistics.fmean(w.units for w in wires[s])
+        rows.append(f"| {s} | {med:.1f} | {req:.1f} | {writes:.1f} | {units:.1f} |")
+        if s in ANYWAY.values():
+            continue
+        base = ANYWAY.get(s)
+        if base is not None:  # only what the check adds to a heartbeat or look made anyway
+            med -= statistics.median(cpu[base]) * 1000
+            req -= statistics.fmean(w.requests for w in wires[base])
+            writes -= statistics.fmean(w.writes for w in wires[base])
+            units -= statistics.fmean(w.units for w in wires[base])
         total_cpu += med
         total_req += req
         total_writes += writes
         total_units += units
-        rows.append(f"| {s} | {med:.1f} | {req:.1f} | {writes:.1f} | {units:.1f} |")
     return "\n".join(
         [
             "## Presence checks: one check's service side",
@@ -224,7 +305,11 @@ def _render(
             "template.yaml; the use cases and adapters the functions run, called in-process (no HTTP, no "
             "Lambda runtime); a scored CPU-claim machine "
             f"(n = {params['n']}, d = {params['d']}, T = {params['steps']}, m = {params['checks']}) answers "
-            f"{checks} checks; each step's process CPU time (median; moto's own time is in its process "
+            f"{checks} checks, each at a wave of its own written by the bench (opening 1 s after it is "
+            "written; the heartbeat announcing it, the fetch at its opening, the commitment, the openings, "
+            "then the sweeper's next look at the machine, which counts the check); beside them a heartbeat "
+            "and a look with no check, made anyway (one heartbeat a minute, one look per "
+            "OfflineAfterSeconds). Each step's process CPU time (median; moto's own time is in its process "
             "and not counted) and its DynamoDB requests on the wire (mean; writes = transactions and "
             "updates; read units by DynamoDB's rule for the reads). The prover's work is the host's and "
             f"is not counted. Machine: {platform.machine()}, {os.cpu_count()} logical cores, Python "
@@ -233,7 +318,8 @@ def _render(
             "| step | CPU (ms, median) | DynamoDB requests | of them writes | read units |",
             "|---|---:|---:|---:|---:|",
             *rows,
-            f"| **one check** | **{total_cpu:.1f}** | **{total_req:.1f}** | **{total_writes:.1f}** | "
+            f"| **one check** (fetch, commitment, openings, and what it adds to the heartbeat and the "
+            f"look) | **{total_cpu:.1f}** | **{total_req:.1f}** | **{total_writes:.1f}** | "
             f"**{total_units:.1f}** |",
             "",
         ]
@@ -256,16 +342,32 @@ MACHINES, CHECKS_PER_DAY, GPUS, OFFLINE_AFTER_S = 20_000, 6, 8, 1800
 ITEM_WRU, ITEM_RRU = 5, 2
 
 
-def _cost(cpu: dict[str, float]) -> str:
+# The wave's burst (estimates; docs/protocol.md §19): each machine's check opens within SPREAD_S of
+# the wave's instant, an H100 proof takes EXPECTED_S of GPU time, the openings of an 8-GPU machine
+# are a TRANSCRIPT_MB upload read back by the machine API, a DynamoDB request ~DDB_MS on Lambda.
+SPREAD_S, EXPECTED_S, TRANSCRIPT_MB, S3_MB_PER_S, DDB_MS = 5.0, 19.6, 7.4, 75.0, 5.0
+# Quotas (AWS defaults as documented in 2025; all can be raised on request): Lambda concurrent
+# executions per account and region, HTTP API requests per second per account and region (burst),
+# on-demand throughput per table (read and write request units per second).
+LAMBDA_CONCURRENCY, HTTP_API_RPS, HTTP_API_BURST, DDB_TABLE_UNITS = 1000, 10_000, 5_000, 40_000
+PROOF_ALLOWANCE_S = 120.0
+# Per check, by DynamoDB's rules for an 8-GPU machine item of <= 5 KB (1.1 KB measured for the CPU
+# claim + 1.3 KB of 8 x H100 parameters while a check is open + ~2 KB of telemetry, estimated) and a
+# 1 KB request-nonce item; transactions bill twice; consistent reads 1 unit per 4 KB.
+FETCH_RRU = ITEM_RRU + 1  # the machine, the request nonce (the schedule comes from the cache)
+STEP_RRU, STEP_WRU = ITEM_RRU + 1, 2 * ITEM_WRU + 2  # commitment, openings: read both, write both
+HEARTBEAT_PER_S = 20_000 / 60  # every machine beats once a minute
+HEARTBEAT_WRU = 2 * ITEM_WRU + 2 + 2 * 1  # its transaction: machine item, nonce, history item
+
+
+def _cost(cpu: dict[str, float], wires: dict[str, list[Any]]) -> str:
     checks = MACHINES * CHECKS_PER_DAY
+    added = {k: max(0.0, cpu[k] - cpu[base]) for k, base in ANYWAY.items()}
     api_cpu = cpu["fetch nonce"] + cpu["commitment"] + cpu["openings"] + GPUS * VERIFY_CPU_PER_GPU_S
-    sweep_cpu = cpu["sweeper: open"] + cpu["sweeper: re-arm"]
-    gb_s = (api_cpu + sweep_cpu) / VCPU_AT_512 * 0.5
-    # writes: sweeper open and re-arm (update + ByLivenessDue entry), three transactions of the
-    # machine item and the request nonce (transactions bill twice); reads: consistent machine
-    # reads, the nonce lookups, the two index queries.
-    wru = 2 * (ITEM_WRU + 1) + 3 * 2 * (ITEM_WRU + 1)
-    rru = 5 * ITEM_RRU + 3 * 1 + 2 * 0.5
+    api_cpu += added["heartbeat: announce"]
+    gb_s = (api_cpu + added["sweeper look: after the wave"]) / VCPU_AT_512 * 0.5
+    wru = 2 * STEP_WRU
+    rru = FETCH_RRU + 2 * STEP_RRU
     presence = {
         "HTTP API requests": (3 * checks, 3 * checks / 1e6 * HTTP_API_PER_M),
         "Lambda requests": (3 * checks, 3 * checks / 1e6 * LAMBDA_PER_M),
@@ -274,7 +376,7 @@ def _cost(cpu: dict[str, float]) -> str:
         "DynamoDB read units": (rru * checks, rru * checks / 1e6 * DDB_RRU_PER_M),
     }
     looks = MACHINES * 86400 / OFFLINE_AFTER_S
-    look_gb_s = cpu["sweeper: re-arm"] / VCPU_AT_512 * 0.5
+    look_gb_s = cpu["sweeper look: nothing to count"] / VCPU_AT_512 * 0.5
     liveness = {
         "Lambda GB-s": (look_gb_s * looks, look_gb_s * looks * LAMBDA_ARM_GB_S),
         "DynamoDB write units": ((ITEM_WRU + 1) * looks, (ITEM_WRU + 1) * looks / 1e6 * DDB_WRU_PER_M),
@@ -283,16 +385,17 @@ def _cost(cpu: dict[str, float]) -> str:
     lines = [
         "### Presence and liveness at DBC scale (estimate from the figures above)",
         "",
-        f"{MACHINES:,} machines of {GPUS} x H100, {CHECKS_PER_DAY} presence checks each a day ({checks:,} "
-        f"checks), the liveness watch at OfflineAfterSeconds = {OFFLINE_AFTER_S} s ({looks:,.0f} sweeper "
-        "looks a day). Method: per check 3 API requests and 3 MachineApiFunction invocations (fetch, "
-        "commitment, openings; the announcing heartbeat is sent anyway and not counted; the sweeper runs "
-        "every minute anyway); Lambda time = the CPU measured above for those steps plus the openings' "
-        f"verification at H100 size ({VERIFY_CPU_PER_GPU_S * 1000:.0f} ms a GPU, measured in the proof "
-        f"section) x {GPUS}, divided by the {VCPU_AT_512:.3f} vCPU a 512 MB function gets, x 0.5 GB; "
-        f"DynamoDB units by its rules for an item of <= 5 KB ({wru} write units and {rru:g} read units "
-        "a check: two updates with their index entry, three transactions of the machine item and the "
-        "nonce, which bill twice; consistent reads). List prices, us-east-1, on-demand (HTTP API "
+        f"{MACHINES:,} machines of {GPUS} x H100, {CHECKS_PER_DAY} waves a day, every machine in each "
+        f"({checks:,} checks), the liveness watch at OfflineAfterSeconds = {OFFLINE_AFTER_S} s "
+        f"({looks:,.0f} sweeper looks a day, as without presence: a wave adds no look). Method: per check "
+        "3 API requests and 3 MachineApiFunction invocations (fetch, commitment, openings); Lambda time = "
+        "the CPU measured above for those steps, plus what the check adds to the announcing heartbeat "
+        "and to the look that counts it, plus the openings' verification at H100 size "
+        f"({VERIFY_CPU_PER_GPU_S * 1000:.0f} ms a GPU, measured in the proof section) x {GPUS}, divided by "
+        f"the {VCPU_AT_512:.3f} vCPU a 512 MB function gets, x 0.5 GB; DynamoDB units by its rules for an "
+        f"item of <= 5 KB ({wru} write units and {rru:g} read units a check: the fetch reads the machine "
+        "and the request nonce and writes nothing, the commitment and the openings each read both and "
+        "write both in one transaction, which bills twice). List prices, us-east-1, on-demand (HTTP API "
         f"${HTTP_API_PER_M:.2f}/M requests, Lambda ${LAMBDA_PER_M:.2f}/M requests and "
         f"${LAMBDA_ARM_GB_S:.10f}/GB-s arm64, DynamoDB ${DDB_WRU_PER_M}/M write and ${DDB_RRU_PER_M}/M read "
         "units). An estimate: the CPU was measured on this x86 host, not on Lambda's Graviton.",
@@ -306,7 +409,73 @@ def _cost(cpu: dict[str, float]) -> str:
             lines.append(f"| {title}: {name} | {amount:,.0f} | {dollars:.2f} |")
             total += dollars
     lines += [f"| **total** | | **{total:.2f}** |", ""]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n" + _burst(cpu)
+
+
+def _burst(cpu: dict[str, float]) -> str:
+    """The wave's burst: every machine's three requests within seconds of each other."""
+    rate = MACHINES / SPREAD_S  # each phase's arrivals per second, spread over SPREAD_S
+    s3_s = TRANSCRIPT_MB / S3_MB_PER_S
+    phases = {
+        "fetch nonce": (cpu["fetch nonce"] / VCPU_AT_512 + 2 * DDB_MS / 1000, FETCH_RRU, 0),
+        "commitment": (cpu["commitment"] / VCPU_AT_512 + 3 * DDB_MS / 1000, STEP_RRU, STEP_WRU),
+        "openings": (
+            (cpu["openings"] + GPUS * VERIFY_CPU_PER_GPU_S) / VCPU_AT_512 + s3_s + 3 * DDB_MS / 1000,
+            STEP_RRU,
+            STEP_WRU,
+        ),
+    }
+    rows = []
+    for name, (duration, rru, wru) in phases.items():
+        concurrency = rate * duration
+        rows.append(
+            f"| {name} | {rate:,.0f} | {duration:.3f} | {concurrency:,.0f} | {rate * rru:,.0f} | "
+            f"{rate * wru:,.0f} |"
+        )
+    open_s = phases["openings"][0]
+    drain = MACHINES * open_s / LAMBDA_CONCURRENCY
+    beat_wru = HEARTBEAT_PER_S * HEARTBEAT_WRU
+    return "\n".join(
+        [
+            "### The wave's burst at DBC scale (estimate)",
+            "",
+            f"Method: {MACHINES:,} machines of {GPUS} x H100 at one wave; each machine's check opens at an "
+            f"offset below PRESENCE_WAVE_SPREAD_S = {SPREAD_S:g} s from the wave's instant (uniform), so each "
+            f"phase's requests arrive at {MACHINES:,} / {SPREAD_S:g} s: the fetches from the openings on, the "
+            f"commitments {EXPECTED_S} s later (the H100 proof), the openings right after (a {TRANSCRIPT_MB} MB "
+            "upload, then the request). Lambda duration = the CPU measured above / "
+            f"{VCPU_AT_512:.3f} vCPU (the openings with their verification, {GPUS} x "
+            f"{VERIFY_CPU_PER_GPU_S * 1000:.0f} ms, and the transcript's read-back at ~{S3_MB_PER_S:g} MB/s) + "
+            f"~{DDB_MS:g} ms a DynamoDB request (assumed, not measured here); concurrency = arrivals x "
+            "duration; DynamoDB units by the rules above. All figures estimates.",
+            "",
+            "| phase | requests/s | Lambda s each | Lambda concurrency wanted | read units/s | write units/s |",
+            "|---|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            f"- **API Gateway**: {rate:,.0f} requests/s a phase, under the HTTP API's default "
+            f"{HTTP_API_RPS:,} requests/s (burst {HTTP_API_BURST:,}) per account and region; without the "
+            f"spread all {MACHINES:,} fetches would come within the agents' 0.1 s after one instant.",
+            f"- **Lambda**: the openings want ~{rate * open_s:,.0f} concurrent executions against the default "
+            f"{LAMBDA_CONCURRENCY:,} per account; at {LAMBDA_CONCURRENCY:,} they are verified in "
+            f"~{drain:.0f} s ({MACHINES:,} x {open_s:.2f} s / {LAMBDA_CONCURRENCY:,}), inside the "
+            f"{PROOF_ALLOWANCE_S:.0f} s the openings are given after the commitment's deadline, provided "
+            "the agents retry throttled requests (they do, for 429) and the heartbeats and fetches of the "
+            "same function are not starved: reserve concurrency for MachineApiFunction and raise the "
+            "account's limit (3,000 verifies them in a third of the time). The fetches and commitments "
+            "need a few hundred.",
+            f"- **DynamoDB (on-demand)**: the commitments write ~{rate * STEP_WRU:,.0f} units/s to "
+            f"MachinesTable for {SPREAD_S:g} s (and ~{rate * 2:,.0f} to RequestNoncesTable), against the "
+            f"default on-demand maximum of {DDB_TABLE_UNITS:,} units/s per table and, on a table that has "
+            f"not yet seen such a peak, the ~2x its previous peak on-demand serves at once (the heartbeats: "
+            f"~{beat_wru:,.0f} write units/s). A throttled commitment is retried by the agent only after a "
+            "429, and a late one fails the check: before enforcing presence at this scale, pre-warm "
+            "MachinesTable and RequestNoncesTable (on-demand warm throughput) to the wave's peak, raise the "
+            f"table quota, or widen PRESENCE_WAVE_SPREAD_S (7 s: ~{MACHINES / 7 * STEP_WRU:,.0f} units/s; it "
+            "must stay below 2·W − D for every model, docs/protocol.md §19). Not done in template.yaml.",
+            "",
+        ]
+    )
 
 
 def bench_sections(checks: int = 20) -> str:

@@ -76,6 +76,8 @@ PARAM_ENV = {
     "PRESENCE_CHECKS_PER_DAY": "PresenceChecksPerDay",
     "PRESENCE_MAX_MISSES": "PresenceMaxMisses",
     "PRESENCE_ENFORCE": "PresenceEnforce",
+    "PRESENCE_MISS_WINDOW": "PresenceMissWindow",
+    "PRESENCE_WAVE_FRACTION": "PresenceWaveFraction",
 }
 
 EXPECTED_FUNCTIONS = {
@@ -359,6 +361,9 @@ def test_policies_are_scoped_and_stated_once(template: Template, lid: str) -> No
                 assert st["Effect"] == "Allow", st
                 if all(a.startswith("s3:") for a in st["Action"]):
                     assert st["Resource"] == {"Fn::Sub": "${TranscriptsBucket.Arn}/transcripts/*"}, st
+                elif st["Action"] == ["dynamodb:GetItem"]:  # the presence waves' schedule, read only
+                    assert lid == "MachineApiFunction", st
+                    assert st["Resource"] == {"Fn::GetAtt": ["RoundsTable", "Arn"]}, st
                 elif all(a.startswith("dynamodb:") for a in st["Action"]):  # the heartbeat history
                     assert st["Resource"] == {"Fn::GetAtt": ["HeartbeatsTable", "Arn"]}, st
                 elif st["Action"] == ["sqs:GetQueueAttributes"]:  # depths of the stack's queues

@@ -150,20 +150,58 @@ class LivenessPolicy:
 
 @dataclass(frozen=True)
 class PresencePolicy:
-    """Presence checks (docs/protocol.md §19): Poisson re-challenges of scored machines."""
+    """Presence checks (docs/protocol.md §19): scored machines re-challenged at network-wide waves."""
 
-    checks_per_day: float  # λ per machine (template PresenceChecksPerDay); 0 turns them off
-    max_misses: int  # consecutive misses that revoke (template PresenceMaxMisses)
+    checks_per_day: float  # λ: waves per day (template PresenceChecksPerDay); 0 turns them off
+    max_misses: int  # misses among the last `miss_window` checks that revoke (PresenceMaxMisses)
     lead_s: int  # a check is announced (heartbeat answers) this long before it opens
     fetch_allowance_s: float  # its nonce must be fetched within this of opening
     proof_allowance_s: float  # the openings must arrive within this after the commitment's deadline
     # False (the template's default, PresenceEnforce): shadow mode, a miss or failure is recorded
     # on the machine and logged but takes nothing (no offline, no revocation).
     enforce: bool = False
+    miss_window: int = 10  # the last checks misses are counted over (template PresenceMissWindow)
+    # p: each machine is in a wave with this probability, drawn per wave and machine by the
+    # wave's secret (template PresenceWaveFraction; 1: every scored machine in every wave).
+    wave_fraction: float = 1.0
+    # A machine's check opens within this of its wave's instant (an offset from the wave's secret):
+    # spreads the fetches of a large fleet, and stays below 2·W − D for every model in §8's table,
+    # so two identities on one GPU still cannot both answer (docs/protocol.md §19).
+    spread_s: float = 5.0
+    # The longest proof deadline a claim may carry (§8's table: 26.9 s, L40S): sizes the minimum gap
+    # between waves, so one machine's check is over before its next one is announced.
+    deadline_bound_s: float = 60.0
 
     @property
     def enabled(self) -> bool:
         return self.checks_per_day > 0
+
+    @property
+    def mean_gap_s(self) -> float:
+        return 86400.0 / self.checks_per_day
+
+    @property
+    def min_gap_s(self) -> float:
+        """Waves are at least this far apart: a check's whole window (spread, fetch allowance,
+        deadline, openings) plus the next one's announcement lead."""
+        return (
+            self.lead_s
+            + self.spread_s
+            + self.fetch_allowance_s
+            + self.deadline_bound_s
+            + self.proof_allowance_s
+        )
+
+    @property
+    def cache_s(self) -> float:
+        """How long the machine API may keep the schedule it read (a third of the lead)."""
+        return self.lead_s / 3.0
+
+    @property
+    def horizon_s(self) -> float:
+        """The sweeper keeps waves drawn this far ahead: every wave is stored, and in any cache,
+        before its checks are announced."""
+        return 2.0 * self.lead_s + 120.0
 
     @classmethod
     def from_env(cls) -> PresencePolicy:
@@ -174,13 +212,42 @@ class PresencePolicy:
             fetch_allowance_s=float(_env("PRESENCE_FETCH_ALLOWANCE_S", "5")),
             proof_allowance_s=float(_env("PRESENCE_PROOF_ALLOWANCE_S", "120")),
             enforce=_env("PRESENCE_ENFORCE", "false").lower() == "true",
+            miss_window=int(_env("PRESENCE_MISS_WINDOW", "10")),
+            wave_fraction=float(_env("PRESENCE_WAVE_FRACTION", "1")),
+            spread_s=float(_env("PRESENCE_WAVE_SPREAD_S", "5")),
+            deadline_bound_s=float(_env("PRESENCE_DEADLINE_BOUND_S", "60")),
         )
-        if not (
-            0 <= policy.checks_per_day <= 86400
-            and 1 <= policy.max_misses <= 100
-            and 0 <= policy.lead_s <= 3600
-            and 0 < policy.fetch_allowance_s <= 60
-            and 0 < policy.proof_allowance_s <= 900
-        ):
-            raise RuntimeError(f"presence settings out of bounds: {policy}")
+        problems = policy.problems()
+        if problems:
+            raise RuntimeError(f"presence settings out of bounds ({'; '.join(problems)}): {policy}")
         return policy
+
+    def problems(self) -> list[str]:
+        """What is out of bounds in these settings (empty: none)."""
+        out = []
+        if not 0 <= self.checks_per_day <= 86400:
+            out.append("checks_per_day outside 0..86400")
+        if not 1 <= self.max_misses <= 100:
+            out.append("max_misses outside 1..100")
+        if not self.max_misses <= self.miss_window <= 100:
+            out.append("miss_window outside max_misses..100 (PresenceMissWindow >= PresenceMaxMisses)")
+        if not 0 < self.wave_fraction <= 1:
+            out.append("wave_fraction outside (0, 1]")
+        if not 0 <= self.lead_s <= 3600:
+            out.append("lead_s outside 0..3600")
+        if not 0 < self.fetch_allowance_s <= 60:
+            out.append("fetch_allowance_s outside (0, 60]")
+        if not 0 < self.proof_allowance_s <= 900:
+            out.append("proof_allowance_s outside (0, 900]")
+        if not 0 <= self.spread_s <= 60:
+            out.append("spread_s outside 0..60")
+        if not 0 < self.deadline_bound_s <= 600:
+            out.append("deadline_bound_s outside (0, 600]")
+        # Each gap is the minimum gap plus an exponential (the unpredictable part), whose mean is
+        # at least a quarter of the minimum gap (6 a day: 14,030 s random above 370 s).
+        if self.enabled and self.mean_gap_s < 1.25 * self.min_gap_s:
+            out.append(
+                f"{self.checks_per_day:g} waves a day (mean gap {self.mean_gap_s:.0f} s) leave too little "
+                f"of the gap random above the minimum gap of {self.min_gap_s:.0f} s (at least a quarter)"
+            )
+        return out

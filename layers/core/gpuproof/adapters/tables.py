@@ -232,7 +232,8 @@ class ByDueIndex(GlobalSecondaryIndex["RoundModel"]):  # type: ignore[no-untyped
 
 class RoundModel(Model):
     """RoundsTable: one committee round of a machine (the draw's published data, commits, reveals,
-    result). The reserved item machine_id="#beacon", round=0 is the beacon's counter (BeaconModel)."""
+    result). The reserved item machine_id="#beacon", round=0 is the beacon's counter (BeaconModel);
+    ("#presence-waves", 0) the presence waves' schedule (PresenceWavesModel)."""
 
     class Meta:
         table_name = "RoundsTable"
@@ -295,6 +296,21 @@ class AssignmentModel(Model):
 
 def assignment_key(account: str) -> str:
     return f"#member#{account}"
+
+
+class PresenceWavesModel(Model):
+    """The presence waves' schedule (logic/waves.py), kept in RoundsTable under the reserved key
+    ("#presence-waves", 0): written by the sweeper, read by it and the machine API, shown by no
+    route (a wave's time is secret until its checks are announced)."""
+
+    class Meta:
+        table_name = "RoundsTable"
+
+    machine_id = UnicodeAttribute(hash_key=True)
+    round = NumberAttribute(range_key=True)
+    waves = JSONAttribute()
+    drawn_for = UnicodeAttribute()
+    version = NumberAttribute()
 
 
 class BeaconModel(Model):

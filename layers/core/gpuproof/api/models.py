@@ -45,7 +45,7 @@ class AttemptsOut(BaseModel):
 
 class PresenceLast(BaseModel):
     check_id: str | None
-    result: str  # passed | missed | failed_shadow | unsized
+    result: str  # passed | missed | missed_shadow | failed_shadow | unsized
     at: float
     elapsed_s: float | None = None
     detail: str | None = None
@@ -57,6 +57,11 @@ class PresenceOut(BaseModel):
     missed: int
     failed: int = Field(description="failures recorded in shadow mode (enforced, one failure revokes)")
     consecutive_misses: int
+    misses_in_window: int = Field(
+        description="misses among the last window_checks checks (PresenceMaxMisses of them among the last "
+        "PresenceMissWindow revoke, when enforced; misses recorded in shadow mode never count)"
+    )
+    window_checks: int = Field(description="the checks the window holds (at most PresenceMissWindow)")
     last: PresenceLast | None
 
 

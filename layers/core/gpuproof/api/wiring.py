@@ -10,6 +10,7 @@ from gpuproof.adapters.clock import SystemClock
 from gpuproof.adapters.dynamo import DynamoMachineStore
 from gpuproof.adapters.queue import SqsVerifyQueue
 from gpuproof.adapters.transcripts import S3TranscriptStore
+from gpuproof.adapters.waves import DynamoWaveStore
 from gpuproof.config import LivenessPolicy, PresencePolicy, Settings
 from gpuproof.logic.attempts import CooldownPolicy
 from gpuproof.logic.committee import CommitteeServices
@@ -27,9 +28,20 @@ def transcript_store(settings: Settings) -> TranscriptStore | None:
     return S3TranscriptStore(settings.transcripts_bucket, settings.region)
 
 
+def wave_store(cache_s: float = 0.0) -> DynamoWaveStore | None:
+    """The presence waves' schedule (RoundsTable's reserved item) where the function is told of
+    the table (ROUNDS_TABLE: the sweeper, and the machine API, which may only read it)."""
+    table = os.environ.get("ROUNDS_TABLE")
+    if not table:
+        return None
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return DynamoWaveStore(table, region, cache_s)
+
+
 @functools.cache
 def machine_services() -> Services:
     settings = Settings.from_env()
+    presence = PresencePolicy.from_env()
     return Services(
         store=DynamoMachineStore(settings),
         queue=SqsVerifyQueue(settings.verify_queue_url, settings.region),
@@ -42,7 +54,8 @@ def machine_services() -> Services:
         transcript_max_bytes_per_gpu=settings.transcript_max_bytes_per_gpu,
         cpu_proof_deadline_s=settings.cpu_proof_deadline_s,
         liveness=LivenessPolicy.from_env(),
-        presence=PresencePolicy.from_env(),
+        presence=presence,
+        waves=wave_store(presence.cache_s),
     )
 
 

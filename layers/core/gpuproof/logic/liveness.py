@@ -23,12 +23,14 @@ from gpuproof.logic.presence import presence_step
 from gpuproof.logic.records import Machine, Verdict
 from gpuproof.logic.revocation import revoked_verdict
 from gpuproof.logic.states import WATCHED, MachineState
+from gpuproof.logic.waves import Wave, WaveStore, ensure_waves
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.reasons import Reason
 
 # Machines looked at per sweeper tick at most: the tick's work stays bounded whatever the fleet.
 # Sized for DBC's 20,000 machines: each is due once per OfflineAfterSeconds (1800 s: 667 a
-# minute) plus twice per presence check (6 a day: 167 a minute); docs/benchmarks.md.
+# minute). Presence waves add no look (a look counts the checks of the waves since the last
+# one, logic/presence.py fold); docs/benchmarks.md.
 DEFAULT_TICK_LIMIT = 1000
 
 
@@ -76,15 +78,18 @@ def sweep_liveness(
     policy: LivenessPolicy,
     limit: int = DEFAULT_TICK_LIMIT,
     presence: PresencePolicy | None = None,
+    waves: WaveStore | None = None,
 ) -> list[LivenessOutcome]:
+    """One tick: the presence waves drawn ahead (one stored item), then the watched machines due."""
     now = clock.now()
     checks = presence or PresencePolicy(0, 3, 180, 5.0, 120.0)
+    schedule = ensure_waves(waves, now, checks) if waves is not None else ()
     out = []
     for machine_id in store.liveness_due(now, limit):
         machine = store.get_machine(machine_id)
         if machine is None:
             continue
-        out.append(_look_at(store, machine, now, policy, checks))
+        out.append(_look_at(store, machine, now, policy, checks, schedule))
     return out
 
 
@@ -100,16 +105,25 @@ def _revoke(
 
 
 def _look_at(
-    store: LivenessStore, m: Machine, now: float, policy: LivenessPolicy, checks: PresencePolicy
+    store: LivenessStore,
+    m: Machine,
+    now: float,
+    policy: LivenessPolicy,
+    checks: PresencePolicy,
+    waves: Sequence[Wave],
 ) -> LivenessOutcome:
     if m.state not in WATCHED:
         ok = store.set_liveness(m, due_at=None)
         return LivenessOutcome(m.machine_id, "unwatched" if ok else "raced", m.state.value)
-    step = presence_step(m, now, checks)
+    step = presence_step(m, now, checks, waves)
     if step.outcome == "revoke":
         assert step.reason is not None and step.presence is not None
         evidence: dict[str, Any] = {
-            "presence": {k: step.presence[k] for k in ("checks", "passed", "missed", "misses", "last")}
+            "presence": {
+                **{k: step.presence[k] for k in ("checks", "passed", "missed", "misses", "recent", "last")},
+                "max_misses": checks.max_misses,
+                "miss_window": checks.miss_window,
+            }
         }
         return _revoke(store, m, step.reason, evidence, now)
     offline: Reason | None = step.reason if step.outcome == "missed" else None
@@ -145,16 +159,15 @@ def _look_at(
         live_due = since + policy.revoke_offline_after_s
         kind = "offline"
         offline = None  # already offline: a miss is counted in the presence document, the state stays
-    due = live_due if step.due_at is None else min(live_due, step.due_at)
     ok = store.set_liveness(
         m,
-        due_at=due,
+        due_at=live_due,
         offline=offline,
         now=now,
         presence=step.presence,
     )
     detail = "" if offline is None else offline.message
-    if step.outcome in ("missed", "opened", "shadow_missed"):
+    if step.outcome in ("missed", "shadow_missed"):
         kind = f"presence_{step.outcome}" if offline is None else "offline"
     return LivenessOutcome(m.machine_id, kind if ok else "raced", detail)
 

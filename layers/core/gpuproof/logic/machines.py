@@ -13,10 +13,11 @@ from gpuproof.config import LivenessPolicy, PresencePolicy
 from gpuproof.errors import Rejection, raise_if
 from gpuproof.logic.attempts import CooldownPolicy, cooldown_reasons, count_previous, taken
 from gpuproof.logic.ports import Clock, MachineStore, TranscriptStore, VerifyQueue
-from gpuproof.logic.presence import announcement, presence_due
+from gpuproof.logic.presence import announcement
 from gpuproof.logic.records import Challenge, ChallengeStatus, Machine, StoredReport, Verdict
 from gpuproof.logic.revocation import revoked_verdict, withdrawn
 from gpuproof.logic.states import EXITABLE, MachineState, states_before
+from gpuproof.logic.waves import WaveSource
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.delivery import (
     DEFAULT_MAX_BYTES_PER_GPU,
@@ -61,6 +62,8 @@ class Services:
     cpu_proof_deadline_s: float = 0.0  # the CPU backend's deadline floor (gpuproof.claim)
     liveness: LivenessPolicy = field(default_factory=lambda: LivenessPolicy(1800, 86400))
     presence: PresencePolicy = field(default_factory=lambda: PresencePolicy(0, 3, 180, 5.0, 120.0))
+    # The presence waves' schedule (read only; None: no presence checks are announced).
+    waves: WaveSource | None = None
 
     def transcript_limit(self, challenge: Challenge) -> int:
         return transcript_limit(self.transcript_max_bytes_per_gpu, len(proof_params(challenge)))
@@ -412,7 +415,8 @@ class HeartbeatAck:
     machine: Machine
     received_at: float
     reverify: bool
-    # An open presence check not yet fetched: {check_id, opens_at, fetch_by} (logic/presence.py).
+    # Its presence check in the coming wave, not yet fetched: {check_id, opens_at, fetch_by}
+    # (logic/presence.py announcement), from lead_s before it opens.
     presence: dict[str, Any] | None = None
 
 
@@ -438,17 +442,14 @@ def record_heartbeat(svc: Services, request: SignedRequest, machine_id: str, bea
         beat.model_dump(mode="json"),
         request,
         back_online=back,
-        liveness_due_at=min(
-            now + svc.liveness.offline_after_s, presence_due(machine, svc.presence) or float("inf")
-        )
-        if back
-        else None,
+        liveness_due_at=now + svc.liveness.offline_after_s if back else None,
     )
     if back:  # an offline machine that beats again is online (published) again
         machine.state = MachineState.published
         machine.updated_at = now
     due = machine.state == MachineState.published and now - machine.updated_at > REVERIFY_AFTER_S
-    return HeartbeatAck(machine, now, due, announcement(machine, svc.presence))
+    waves = svc.waves.waves(now) if svc.waves is not None and svc.presence.enabled else ()
+    return HeartbeatAck(machine, now, due, announcement(machine, svc.presence, waves, now))
 
 
 def exit_machine(svc: Services, request: SignedRequest, machine_id: str) -> tuple[Machine, Verdict | None]:

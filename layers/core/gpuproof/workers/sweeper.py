@@ -7,9 +7,11 @@ whose votes are all in (`logic.committee.close_due_rounds`), and write the verdi
 disputed round the operator settled (`logic.committee.settle_resolved_disputes`), then (3)
 re-enqueue reports left unverified (`logic.machines.requeue_unverified_reports`). (1) and (2) are
 conditional writes, so overlapping ticks cannot draw or close twice; (3) is idempotent downstream.
-Then (3b) the liveness watch (`logic.liveness.sweep_liveness`): the scored machines due (the
-ByLivenessDue index, at most 1000 a tick) are found online, offline (no heartbeat for
-OfflineAfterSeconds) or, offline for RevokeOfflineAfterSeconds, revoked (a Revoked verdict).
+Then (3b) the liveness watch (`logic.liveness.sweep_liveness`): the presence waves are drawn
+ahead (one stored item), and the scored machines due (the ByLivenessDue index, at most 1000 a
+tick) are found online, offline (no heartbeat for OfflineAfterSeconds, or a missed presence
+check) or revoked (offline for RevokeOfflineAfterSeconds, or PresenceMaxMisses misses among the
+last PresenceMissWindow presence checks; a Revoked verdict).
 Then (4) the reconciler repairs what the verdicts, the machines and the chain disagree on
 (`logic.reconcile.reconcile`: each repair one log line, counted in `ReconciliationRepairs`).
 Each step reads only what is due (the ByDue, ByState and Unsettled indexes), never every round.
@@ -24,7 +26,13 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from gpuproof.adapters.clock import SystemClock
-from gpuproof.api.wiring import committee_services, liveness_store, machine_services, reconcile_services
+from gpuproof.api.wiring import (
+    committee_services,
+    liveness_store,
+    machine_services,
+    reconcile_services,
+    wave_store,
+)
 from gpuproof.config import LivenessPolicy, PresencePolicy
 from gpuproof.logic.committee import (
     close_due_rounds,
@@ -59,7 +67,11 @@ def liveness_tick() -> list[LivenessOutcome]:
     """This tick's liveness pass; its failure is logged and never stops the tick."""
     try:
         outcomes = sweep_liveness(
-            liveness_store(), SystemClock(), LivenessPolicy.from_env(), presence=PresencePolicy.from_env()
+            liveness_store(),
+            SystemClock(),
+            LivenessPolicy.from_env(),
+            presence=PresencePolicy.from_env(),
+            waves=wave_store(),
         )
     except Exception:
         logger.exception("liveness pass failed", extra={"code": "liveness_failed"})
@@ -71,7 +83,9 @@ def liveness_tick() -> list[LivenessOutcome]:
     metrics.add_metric(name="MachinesOffline", unit=MetricUnit.Count, value=counts.get("offline", 0))
     metrics.add_metric(name="MachinesRevoked", unit=MetricUnit.Count, value=counts.get("revoked", 0))
     metrics.add_metric(
-        name="PresenceChecksOpened", unit=MetricUnit.Count, value=counts.get("presence_opened", 0)
+        name="PresenceMisses",
+        unit=MetricUnit.Count,
+        value=counts.get("presence_missed", 0) + counts.get("presence_shadow_missed", 0),
     )
     return outcomes
 
