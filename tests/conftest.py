@@ -4,6 +4,9 @@
 - `moto_server` (session): moto on 127.0.0.1 with template.yaml's tables, queues and key, and the
   AWS_* / table / queue variables set in os.environ for the session.
 - `local_stack` (session): the LocalStack (HTTP front + pollers) on that same moto server.
+- `chain_node` (session): one local chain node (Chopsticks) for every module that needs one; each
+  takes it back at genesis (`LocalChain.reset`), as a node of its own would start, without paying a
+  node's start (10-40 s on 2 cores) per module. `attached_chain` points the session stack at it.
 - The AWS calls every function makes (this process's stacks and `python -m gpuproof.local`
   children) are recorded for tests/e2e/test_least_privilege.py, which runs last.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from pytest_socket import disable_socket, enable_socket
 
 from gpuproof.cli.operator import OperatorClient
 from gpuproof.local import aws_calls
+from gpuproof.local.chain import LocalChain, oracle_account_from_environment
 from gpuproof.local.moto_server import MotoServer, aws_environment
 from gpuproof.local.stack import LocalStack
 from gpuproof.local.template import LOCAL_REGION, Resources, load_template, provision
@@ -164,3 +169,27 @@ def operator_key() -> SigningKey:
 def operator(local_stack: LocalStack) -> OperatorClient:
     """The committee operator of the local stack (admits members, settles disputes)."""
     return OperatorClient(local_stack.api_url, OPERATOR_KEY)
+
+
+@pytest.fixture(scope="session")
+def chain_node() -> Iterator[LocalChain]:
+    """The session's local chain node; a module takes it with `chain_node.reset()` (a fresh chain)."""
+    with LocalChain() as node:
+        yield node
+
+
+@contextmanager
+def attached_chain(stack: LocalStack, node: LocalChain) -> Iterator[LocalChain]:
+    """`node` back at genesis with the stack's oracle account funded (what `start_for_stack` starts),
+    the stack's publisher pointed at it; detached after, the node left running for the next module."""
+    node.reset()
+    node.add_funds([oracle_account_from_environment()])
+    stack.attach_chain(LocalChain.adopt(node.url))  # adopted: detaching never stops the node
+    try:
+        yield node
+    finally:
+        # Publications in flight finish against the live node first: one started just before the
+        # detach would otherwise retry the node's URL for its whole budget (~40 s) once the next
+        # module resets it, while that module waits on a drain.
+        stack.drain(120)
+        stack.detach_chain()

@@ -1,18 +1,37 @@
-"""A raw signed-HTTP client for tests: full control over headers, bodies and signatures."""
+"""Clients for tests: a raw signed-HTTP client (full control over headers, bodies and signatures),
+reads of the stack's tables, and the setup the committee flows share: this host submitted as
+`benchmark-probe submit` does, committee members registered and admitted, their bots.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
 import requests
 from boto3.dynamodb.conditions import Attr, Key
 
+from benchmark_probe.backends import select_backend
+from benchmark_probe.bench import BenchPlan, run_benchmarks
+from benchmark_probe.client import ServiceClient
+from benchmark_probe.integrity import collect_integrity
+from benchmark_probe.inventory import collect_inventory
+from benchmark_probe.proof import ProofRunner
+from benchmark_probe.submit import submit
+from gpuproof.cli.live import LiveOptions, live_checker
+from gpuproof.cli.member import CommitteeClient, MemberState, run_agent
+from gpuproof.cli.operator import OperatorClient
 from gpuproof.protocol.httpsig import sign_request
 from gpuproof.protocol.keys import SigningKey
-from gpuproof.protocol.machine import bond_message
+from gpuproof.protocol.machine import Region, bond_message
+from gpuproof.protocol.report import Integrity
 
 OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 
@@ -102,3 +121,118 @@ class Tables:
             "reports": sorted(r["challenge_id"] for r in reports),
             "nonces": sorted(n["nonce_key"] for n in nonces),
         }
+
+
+# ------------------------------------------------------------ the committee flows' setup
+
+FLOW_TIMEOUT_S = 60.0
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = FLOW_TIMEOUT_S, every: float = 0.25) -> Any:
+    """The predicate's first truthy value, asked every `every` s; AssertionError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def submit_host(
+    api_url: str,
+    integrity: Integrity | None = None,
+    key: SigningKey | None = None,
+    owner: str = OWNER,
+    capacity_prover: Any = None,
+    delivery: Any = "auto",
+) -> tuple[str, ServiceClient]:
+    """This host submitted as `benchmark-probe submit --quick` does (register, challenge, the quick
+    benchmarks on the backend it selects, the proof, the signed report): its machine id and client.
+    `key`: a machine already registered with it (registering again is answered as such);
+    `capacity_prover`/`delivery`: the capacity phase's prover (an adversary) and openings delivery."""
+    key = key or SigningKey.generate()
+    client = ServiceClient(api_url, key)
+    inventory = collect_inventory()
+    backend, _ = select_backend(inventory)
+    submit(
+        client,
+        key,
+        owner,
+        Region.europe,
+        inventory,
+        integrity or collect_integrity(),
+        lambda _c: run_benchmarks(backend, BenchPlan.quick()),
+        ProofRunner(key, capacity_prover=capacity_prover, capacity_delivery=delivery),
+    )
+    return key.public_hex, client
+
+
+def new_members(
+    api_url: str, count: int = 3, operator: OperatorClient | None = None, linked_accounts: Iterable[str] = ()
+) -> list[CommitteeClient]:
+    """`count` committee members with fresh keys, registered (linked to `linked_accounts`), and
+    admitted by `operator` as `gpuproof-ops admit` does when one is given."""
+    members = [CommitteeClient(api_url, SigningKey.generate()) for _ in range(count)]
+    for member in members:
+        member.register(list(linked_accounts))
+        if operator is not None:
+            operator.admit(member.account)
+    return members
+
+
+@dataclass
+class Bot:
+    """A member's agent (`committee agent`, CPU backend allowed) on a thread of this process."""
+
+    client: CommitteeClient
+    state: MemberState
+    stop: threading.Event
+    thread: threading.Thread | None = None
+    log: list[str] = field(default_factory=list)  # the agent's log lines
+
+    def start(self, live: bool = False) -> None:
+        """`live`: the member also challenges the machine's agent itself (`--live`)."""
+        if self.thread is not None and self.thread.is_alive():
+            return  # running already
+        checker = live_checker(self.client.key, LiveOptions(allow_private=True)) if live else None
+        self.stop.clear()
+        kwargs = {
+            "interval_s": 0.3,
+            "allow_cpu_backend": True,
+            "stop": self.stop,
+            "live": checker,
+            "log": self.log.append,
+        }
+        self.thread = threading.Thread(
+            target=run_agent, args=(self.client, self.state), kwargs=kwargs, daemon=True
+        )
+        self.thread.start()
+
+    def halt(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+
+
+@contextmanager
+def committee_bots(
+    api_url: str, operator: OperatorClient | None, state_dir: Path, count: int = 3, start: bool = True
+) -> Iterator[list[Bot]]:
+    """`count` new members (admitted when `operator` is given) and their bots, running when
+    `start`; afterwards halted and retired, so that later tests' machines are not drawn to them."""
+    members = new_members(api_url, count, operator)
+    bots = [
+        Bot(member, MemberState(state_dir / f"member{i}.json"), threading.Event())
+        for i, member in enumerate(members)
+    ]
+    try:
+        if start:
+            for bot in bots:
+                bot.start()
+        yield bots
+    finally:
+        for bot in bots:
+            bot.halt()
+        for member in members:
+            member.retire()

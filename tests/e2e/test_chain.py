@@ -27,8 +27,9 @@ from gpuproof.chain.publisher import faults
 from gpuproof.chain.signer import public_key_from_der
 from gpuproof.cli import ops
 from gpuproof.local import aws_calls
-from gpuproof.local.chain import LocalChain, start_for_stack, unavailable_reason
+from gpuproof.local.chain import LocalChain, unavailable_reason
 from gpuproof.local.stack import LocalStack
+from tests.conftest import attached_chain
 
 pytestmark = pytest.mark.e2e
 
@@ -39,16 +40,10 @@ if _REASON is not None:
 
 
 @pytest.fixture(scope="module")
-def chain(local_stack: LocalStack) -> Iterator[LocalChain]:
-    local = local_stack.attach_chain(start_for_stack())
-    try:
-        yield local
-    finally:
-        # Publications in flight finish against the live node first: one started just before the
-        # detach would otherwise retry the stopped node's URL for its whole budget (~40 s) while
-        # the next module waits on a drain.
-        local_stack.drain(120)
-        local_stack.detach_chain()
+def chain(local_stack: LocalStack, chain_node: LocalChain) -> Iterator[LocalChain]:
+    """The session's node, a fresh chain again, the session stack publishing to it."""
+    with attached_chain(local_stack, chain_node) as node:
+        yield node
 
 
 @pytest.fixture(scope="module")

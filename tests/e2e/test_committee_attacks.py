@@ -28,7 +28,8 @@ from gpuproof.cli.operator import OperatorClient
 from gpuproof.cli.ops import app as ops_app
 from gpuproof.protocol.keys import Scheme, SigningKey
 from gpuproof.protocol.ss58 import account_key
-from tests.e2e.test_committee_flow import OWNER, Bot, final_state, submit_machine, verdict, wait_for
+from tests.e2e.api_client import OWNER, Bot, committee_bots, new_members, submit_host, wait_for
+from tests.e2e.test_committee_flow import final_state, verdict
 
 pytestmark = pytest.mark.e2e
 
@@ -36,17 +37,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def fresh_bots(local_stack: Any, tmp_path: Path) -> Iterator[list[Bot]]:
     """Three members with fresh keys, registered and running honest bots, but not admitted."""
-    bots = []
-    for i in range(3):
-        client = CommitteeClient(local_stack.api_url, SigningKey.generate())
-        client.register([])
-        bots.append(Bot(client, MemberState(tmp_path / f"fresh{i}.json"), threading.Event()))
-    for bot in bots:
-        bot.start()
-    yield bots
-    for bot in bots:
-        bot.halt()
-        bot.client.retire()
+    with committee_bots(local_stack.api_url, None, tmp_path) as bots:
+        yield bots
 
 
 def cli_json(output: str) -> Any:
@@ -64,7 +56,7 @@ def test_fresh_keys_are_never_drawn_until_the_operator_admits_them(
     tmp_path: Path,
 ) -> None:
     api = local_stack.api_url
-    machine_id, _ = submit_machine(api)
+    machine_id, _ = submit_host(api)
     final_state(api, machine_id, {"auto_verified", "refused", "committee"})
     time.sleep(3)  # three sweeper ticks: nobody admitted, nobody drawn
     assert (
@@ -115,7 +107,7 @@ def test_owner_key_or_link_in_another_encoding_never_reviews_its_machine(
     try:
         for c in [*tied, *(b.client for b in fresh_bots)]:
             operator.admit(c.account)
-        machine_id, _ = submit_machine(api)
+        machine_id, _ = submit_host(api)
         rnd = wait_for(
             lambda: (x := requests.get(f"{api}/rounds/{machine_id}/1", timeout=10)).ok and x.json()
         )
@@ -168,14 +160,11 @@ def liar(client: CommitteeClient, state: MemberState, stop: threading.Event, fac
 def liars(local_stack: Any, operator: OperatorClient, tmp_path: Path) -> Iterator[list[CommitteeClient]]:
     """Three ADMITTED members that reveal (calc_point + 100) × 1000: an admitted majority gone bad."""
     stop = threading.Event()
-    clients, threads = [], []
-    for i in range(3):
-        client = CommitteeClient(local_stack.api_url, SigningKey.generate())
-        client.register([])
-        operator.admit(client.account)
-        state = MemberState(tmp_path / f"liar{i}.json")
-        threads.append(threading.Thread(target=liar, args=(client, state, stop), daemon=True))
-        clients.append(client)
+    clients = new_members(local_stack.api_url, 3, operator)
+    threads = [
+        threading.Thread(target=liar, args=(c, MemberState(tmp_path / f"liar{i}.json"), stop), daemon=True)
+        for i, c in enumerate(clients)
+    ]
     for t in threads:
         t.start()
     yield clients
@@ -190,7 +179,7 @@ def test_a_majority_disagreeing_with_the_service_is_disputed_until_the_operator_
     local_stack: Any, operator_key: SigningKey, liars: list[CommitteeClient], tmp_path: Path
 ) -> None:
     api = local_stack.api_url
-    machine_id, _ = submit_machine(api)
+    machine_id, _ = submit_host(api)
     doc = final_state(api, machine_id, {"confirmed", "refused", "no_consensus", "disputed"})
     assert doc["machine"]["state"] == "disputed", doc  # today: confirmed with calc_point × 1000
     (reason,) = doc["machine"]["state_reasons"]

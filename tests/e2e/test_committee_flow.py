@@ -6,10 +6,8 @@ recomputed from published data alone, and members re-checking the capacity phase
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,112 +16,32 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from benchmark_probe.backends import select_backend
-from benchmark_probe.bench import BenchPlan, run_benchmarks
-from benchmark_probe.client import ServiceClient
-from benchmark_probe.integrity import collect_integrity
-from benchmark_probe.inventory import collect_inventory
-from benchmark_probe.proof import ProofRunner
-from benchmark_probe.submit import submit
 from gpuproof.claim import Claim, verified_claim
 from gpuproof.cli.committee import app as committee_app
-from gpuproof.cli.member import (
-    CommitteeClient,
-    MemberState,
-    commit_findings,
-    inspect_round,
-    inspect_transcript,
-    run_agent,
-)
+from gpuproof.cli.member import commit_findings, inspect_round, inspect_transcript
 from gpuproof.cli.operator import OperatorClient
 from gpuproof.committee.beacon import verify_beacon_value
 from gpuproof.committee.draw import Member, draw_committee
 from gpuproof.committee.findings import findings_from_report
 from gpuproof.evidence import facts_from_verification
 from gpuproof.logic.committee import pool_digest
-from gpuproof.protocol.keys import SigningKey
-from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import Integrity, SignedReport
 from gpuproof.protocol.upload_info import host_fields_from_inventory
 
+# Bot and wait_for are used here and imported from here by other modules (with `bots`).
+from .api_client import Bot, committee_bots, submit_host, wait_for
+
 pytestmark = pytest.mark.e2e
-
-OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
-FLOW_TIMEOUT_S = 60
-
-
-@dataclass
-class Bot:
-    client: CommitteeClient
-    state: MemberState
-    stop: threading.Event
-    thread: threading.Thread | None = None
-    log: list[str] = field(default_factory=list)
-
-    def start(self) -> None:
-        if self.thread is not None and self.thread.is_alive():
-            return  # running already
-        self.stop.clear()
-        kwargs = {"interval_s": 0.3, "allow_cpu_backend": True, "stop": self.stop, "log": self.log.append}
-        self.thread = threading.Thread(
-            target=run_agent, args=(self.client, self.state), kwargs=kwargs, daemon=True
-        )
-        self.thread.start()
-
-    def halt(self) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def bots(
     local_stack: Any, operator: OperatorClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Bot]]:
-    base = tmp_path_factory.mktemp("members")
-    out = []
-    for i in range(3):
-        client = CommitteeClient(local_stack.api_url, SigningKey.generate())
-        client.register([])
-        operator.admit(client.account)  # as `gpuproof-ops admit` does
-        out.append(Bot(client, MemberState(Path(base) / f"member{i}.json"), threading.Event()))
-    for bot in out:
-        bot.start()
-    yield out
-    for bot in out:
-        bot.halt()
-        client = bot.client
-        client.retire()  # leave the pool so later tests' machines are not drawn
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = FLOW_TIMEOUT_S, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def submit_machine(
-    api_url: str, integrity: Integrity | None = None, capacity_prover: Any = None, delivery: Any = "auto"
-) -> tuple[str, Any]:
-    key = SigningKey.generate()
-    client = ServiceClient(api_url, key)
-    inventory = collect_inventory()
-    backend, _ = select_backend(inventory)
-    submit(
-        client,
-        key,
-        OWNER,
-        Region.europe,
-        inventory,
-        integrity or collect_integrity(),
-        lambda _c: run_benchmarks(backend, BenchPlan.quick()),
-        ProofRunner(key, capacity_prover=capacity_prover, capacity_delivery=delivery),
-    )
-    return key.public_hex, client
+    """Three admitted members (as `gpuproof-ops admit` does), their bots running; retired after, so
+    that later tests' machines are not drawn to them."""
+    with committee_bots(local_stack.api_url, operator, tmp_path_factory.mktemp("members")) as out:
+        yield out
 
 
 def machine_state(api_url: str, machine_id: str) -> dict[str, Any]:
@@ -153,7 +71,7 @@ def final_state(api_url: str, machine_id: str, states: set[str]) -> dict[str, An
 
 
 def test_probe_to_confirmed_with_calc_point(local_stack: Any, bots: list[Bot]) -> None:
-    machine_id, _ = submit_machine(local_stack.api_url)
+    machine_id, _ = submit_host(local_stack.api_url)
     doc = final_state(local_stack.api_url, machine_id, {"confirmed", "refused", "no_consensus"})
     assert doc["machine"]["state"] == "confirmed", doc
 
@@ -234,7 +152,7 @@ def test_draw_recomputed_from_published_data_alone(local_stack: Any, bots: list[
     anyone = requests.Session()
     base = local_stack.api_url
     tip = anyone.get(f"{base}/beacon", timeout=10).json()
-    machine_id, _ = submit_machine(base)
+    machine_id, _ = submit_host(base)
     rnd = wait_for(lambda: (r := anyone.get(f"{base}/rounds/{machine_id}/1", timeout=10)).ok and r.json())
 
     value = bytes.fromhex(rnd["beacon_value"])
@@ -249,7 +167,7 @@ def test_draw_recomputed_from_published_data_alone(local_stack: Any, bots: list[
 
 
 def test_refused_at_verification_never_reaches_the_committee(local_stack: Any, bots: list[Bot]) -> None:
-    machine_id, _ = submit_machine(local_stack.api_url, Integrity(ld_preload="/tmp/libfake-nvml.so"))
+    machine_id, _ = submit_host(local_stack.api_url, Integrity(ld_preload="/tmp/libfake-nvml.so"))
     doc = final_state(local_stack.api_url, machine_id, {"refused", "auto_verified", "committee"})
     assert doc["machine"]["state"] == "refused"
     assert "integrity_ld_preload" in {r["code"] for r in doc["machine"]["state_reasons"]}
@@ -261,7 +179,7 @@ def test_refused_at_verification_never_reaches_the_committee(local_stack: Any, b
 def test_absent_member_recorded(local_stack: Any, bots: list[Bot]) -> None:
     absent = bots[2]
     absent.halt()
-    machine_id, _ = submit_machine(local_stack.api_url)
+    machine_id, _ = submit_host(local_stack.api_url)
     doc = final_state(local_stack.api_url, machine_id, {"confirmed", "refused", "no_consensus"})
     v = verdict(local_stack, machine_id, 1)
     assert v is not None
@@ -302,7 +220,7 @@ def _drawn_after_admission(
     for bot in bots:
         operator.admit(bot.client.account, admitted=False)
     try:
-        machine_id, _ = submit_machine(api, capacity_prover=capacity_prover, delivery=delivery)
+        machine_id, _ = submit_host(api, capacity_prover=capacity_prover, delivery=delivery)
         report = final_state(api, machine_id, {"auto_verified"})["reports"][0]
         if forge is not None:
             forge(machine_id, report)

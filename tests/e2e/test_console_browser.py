@@ -16,9 +16,9 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,11 @@ import requests
 from benchmark_probe.client import ServiceClient
 from benchmark_probe.nvml_double import NvmlTestDouble, fake_gpu
 from benchmark_probe.telemetry import Telemetry
-from gpuproof.cli.member import CommitteeClient, MemberState, run_agent
 from gpuproof.cli.operator import OperatorClient
 from gpuproof.protocol.keys import SigningKey
 from tests.unit.gpu_host_double import h100_inventory
 
-from .api_client import OWNER
+from .api_client import OWNER, committee_bots
 from .production_stack import ProductionStack, production_stack
 from .test_attacks import H100, decided, forged_report, new_machine
 
@@ -116,23 +115,16 @@ def populated() -> Iterator[Populated]:
         f"CommitteeOperatorKey={OPERATOR.public_hex}",
         "ChallengeCooldownSeconds=0",
     )
-    with production_stack(*params) as stack, tempfile.TemporaryDirectory() as tmp:
+    with ExitStack() as context:
+        stack = context.enter_context(production_stack(*params))
+        tmp = context.enter_context(tempfile.TemporaryDirectory())
         api = stack.api_url
-        operator = OperatorClient(api, OPERATOR)
-        stop = threading.Event()
-        members = []
-        for i in range(3):
-            member = CommitteeClient(api, SigningKey.generate())
-            member.register([])
-            operator.admit(member.account)
-            kwargs = {"interval_s": 0.3, "allow_cpu_backend": True, "stop": stop}
-            state = MemberState(Path(tmp) / f"member{i}.json")
-            threading.Thread(target=run_agent, args=(member, state), kwargs=kwargs, daemon=True).start()
-            members.append(member)
+        bots = context.enter_context(committee_bots(api, OperatorClient(api, OPERATOR), Path(tmp)))
         key_file = Path(tmp) / "machine.key"
         confirmed = submit_this_host(api, key_file)
         wait_state(api, confirmed, {"confirmed", "published"}, timeout_s=300)
-        stop.set()
+        for bot in bots:
+            bot.stop.set()  # idle from here on (joined when the module ends)
         # The agent's heartbeats: NVML answers from the test double (two H100s, a changing load).
         client = ServiceClient(api, SigningKey.load(key_file))
         nvml = NvmlTestDouble(gpus=[fake_gpu(0), fake_gpu(1)], xid_queue=[(1, 79)])
@@ -158,7 +150,7 @@ def populated() -> Iterator[Populated]:
         # A second machine is drawn to the three members, idle now: the round stays open (36 h).
         drawn = submit_this_host(api, Path(tmp) / "second.key")
         wait_state(api, drawn, {"committee"})
-        yield Populated(stack, confirmed, key.public_hex, drawn, members[0].account)
+        yield Populated(stack, confirmed, key.public_hex, drawn, bots[0].client.account)
 
 
 @pytest.fixture(scope="module")

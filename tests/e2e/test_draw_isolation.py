@@ -23,7 +23,7 @@ from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.keys import SigningKey
 from tests.integration.test_committee_api import drawn_round, submit_machine
 
-from .api_client import OWNER
+from .api_client import OWNER, new_members
 from .test_machine_api import report_for
 
 pytestmark = pytest.mark.e2e
@@ -31,10 +31,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def members(local_stack: Any, operator: Any) -> Iterator[list[CommitteeClient]]:
-    clients = [CommitteeClient(local_stack.api_url, SigningKey.generate()) for _ in range(3)]
-    for c in clients:
-        c.register([])
-        operator.admit(c.account)
+    clients = new_members(local_stack.api_url, 3, operator)
     yield clients
     for c in clients:
         c.retire()

@@ -14,9 +14,10 @@ from gpuproof.chain.adapter import SubstrateChain
 from gpuproof.chain.consumer import scan_chain
 from gpuproof.local.stack import LocalStack
 from gpuproof.protocol.report import Integrity
+from tests.e2e.api_client import Bot, submit_host, wait_for
 from tests.e2e.test_chain import chain, reader, service_key  # noqa: F401 - fixtures
 from tests.e2e.test_chain import pytestmark as chain_marks
-from tests.e2e.test_committee_flow import Bot, bots, final_state, submit_machine, verdict, wait_for  # noqa: F401
+from tests.e2e.test_committee_flow import bots, final_state, verdict  # noqa: F401
 
 pytestmark = chain_marks
 
@@ -50,7 +51,7 @@ def published(local_stack: LocalStack, api_url: str, machine_id: str) -> dict[st
 def test_probe_to_confirmed_verdict_on_chain(
     local_stack: LocalStack, chain: Any, reader: SubstrateChain, service_key: bytes, bots: list[Bot]
 ) -> None:
-    machine_id, _ = submit_machine(local_stack.api_url)
+    machine_id, _ = submit_host(local_stack.api_url)
     out = published(local_stack, local_stack.api_url, machine_id)
     assert out["verdict"]["result"] == "confirmed"
     expected = bots[0].client.round(machine_id, 1)["expected_info"]["calc_point"]
@@ -70,7 +71,7 @@ def test_committee_refusal_verdict_on_chain(
     bots: list[Bot],
     integrity_in_shadow: None,
 ) -> None:
-    machine_id, _ = submit_machine(local_stack.api_url, Integrity(ld_preload="/opt/fake/libcuda-hook.so"))
+    machine_id, _ = submit_host(local_stack.api_url, Integrity(ld_preload="/opt/fake/libcuda-hook.so"))
     out = published(local_stack, local_stack.api_url, machine_id)
     assert out["verdict"]["result"] == "refused"
     decoded = on_chain(reader, service_key, machine_id)

@@ -29,9 +29,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,22 +41,13 @@ import requests
 from typer.testing import CliRunner
 
 from benchmark_probe.agent import run_agent as run_machine_agent
-from benchmark_probe.backends import select_backend
-from benchmark_probe.bench import BenchPlan, run_benchmarks
-from benchmark_probe.cli import proof_hook
 from benchmark_probe.client import ServiceClient, ServiceError
-from benchmark_probe.integrity import collect_integrity
-from benchmark_probe.inventory import collect_inventory
-from benchmark_probe.submit import registration_for, submit
+from benchmark_probe.submit import registration_for
 from benchmark_probe.telemetry import Telemetry
 from gpuproof.cli.committee import app as committee_app
-from gpuproof.cli.live import LiveOptions, live_checker
 from gpuproof.cli.member import (
     ApiError,
-    CommitteeClient,
-    MemberState,
     inspect_round,
-    run_agent,
     upload_info,
 )
 from gpuproof.cli.operator import OperatorClient
@@ -70,64 +60,23 @@ from gpuproof.protocol.proof import (
     ProofParams,
     SignedCommitment,
 )
+from tests.e2e.api_client import OWNER, Bot, committee_bots, submit_host, wait_for
 from tests.e2e.live_agents import CPU_PARAMS
 
 pytestmark = pytest.mark.e2e
 
-OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 FLOW_TIMEOUT_S = 90
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Bot:
-    client: CommitteeClient
-    state: MemberState
-    stop: threading.Event
-    thread: threading.Thread | None = None
-
-    def start(self, live: bool) -> None:
-        checker = live_checker(self.client.key, LiveOptions(allow_private=True)) if live else None
-        self.stop.clear()
-        self.thread = threading.Thread(
-            target=run_agent,
-            args=(self.client, self.state),
-            kwargs={"interval_s": 0.3, "allow_cpu_backend": True, "stop": self.stop, "live": checker},
-            daemon=True,
-        )
-        self.thread.start()
-
-    def halt(self) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def bots(
     local_stack: Any, operator: OperatorClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Bot]]:
+    """Three admitted members, their bots started by each test (the checker with `live=True`)."""
     base = tmp_path_factory.mktemp("live-members")
-    out = []
-    for i in range(3):
-        client = CommitteeClient(local_stack.api_url, SigningKey.generate())
-        client.register([])
-        operator.admit(client.account)
-        out.append(Bot(client, MemberState(Path(base) / f"member{i}.json"), threading.Event()))
-    yield out
-    for bot in out:
-        bot.halt()
-        bot.client.retire()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = FLOW_TIMEOUT_S, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout} s")
+    with committee_bots(local_stack.api_url, operator, base, start=False) as out:
+        yield out
 
 
 @dataclass
@@ -210,19 +159,11 @@ def start_machine(local_stack: Any, kind: str = "honest") -> LiveMachine:
                 live_endpoint=endpoint,
             )
             assert stats.accepted == 1, stats
-        wait_for(lambda: (machine_item(local_stack, mid).get("last_heartbeat") or "").find(endpoint) >= 0)
-        inventory = collect_inventory()
-        backend, _ = select_backend(inventory)
-        submit(
-            client,
-            key,
-            OWNER,
-            Region.europe,
-            inventory,
-            collect_integrity(),
-            lambda _c: run_benchmarks(backend, BenchPlan.quick()),
-            proof_hook(key),
+        wait_for(
+            lambda: (machine_item(local_stack, mid).get("last_heartbeat") or "").find(endpoint) >= 0,
+            FLOW_TIMEOUT_S,
         )
+        submit_host(api_url, key=key)  # the service's stage sees the fast prover
     except BaseException:
         machine.stop()
         raise
@@ -241,8 +182,27 @@ def closed_round(api_url: str, machine_id: str) -> dict[str, Any]:
         r = requests.get(f"{api_url}/rounds/{machine_id}/1", timeout=10)
         return r.json() if r.ok and r.json()["status"] != "open" else None
 
-    result: dict[str, Any] = wait_for(closed)
+    result: dict[str, Any] = wait_for(closed, FLOW_TIMEOUT_S)
     return result
+
+
+def round_checked_live(
+    local_stack: Any, bots: list[Bot], kind: str = "honest"
+) -> tuple[LiveMachine, dict[str, Any]]:
+    """A machine of `kind` (start_machine) through its round 1: the first bot checks it live, the
+    others vote on the service's evidence alone; the machine (stopped by now) and the closed round."""
+    machine = start_machine(local_stack, kind)
+    checker, others = bots[0], bots[1:]
+    try:
+        checker.start(live=True)
+        for bot in others:
+            bot.start(live=False)
+        rnd = closed_round(local_stack.api_url, machine.machine_id)
+    finally:
+        for bot in bots:
+            bot.halt()
+        machine.stop()
+    return machine, rnd
 
 
 def service_stage_passed(api_url: str, machine_id: str) -> None:
@@ -257,17 +217,8 @@ def test_honest_agent_passes_the_members_live_check(local_stack: Any, bots: list
     """One member checks live (three checking at once fit the 6 s commit window of the test
     session only on an idle host: each also re-verifies the transcript, all in this process)."""
     api = local_stack.api_url
-    machine = start_machine(local_stack)
-    checker, others = bots[0], bots[1:]
-    try:
-        checker.start(live=True)
-        for bot in others:
-            bot.start(live=False)
-        rnd = closed_round(api, machine.machine_id)
-    finally:
-        for bot in bots:
-            bot.halt()
-        machine.stop()
+    machine, rnd = round_checked_live(local_stack, bots)
+    checker = bots[0]
     assert rnd["result"] == "confirmed", (rnd["reveals"], rnd["tally"])
     account = checker.client.account
     assert set(rnd["live_checks"]) == {account}
@@ -294,17 +245,8 @@ def test_member_refuses_a_machine_that_misses_its_own_deadline(
     local_stack: Any, bots: list[Bot], kind: str
 ) -> None:
     api = local_stack.api_url
-    machine = start_machine(local_stack, kind)
+    machine, rnd = round_checked_live(local_stack, bots, kind)
     checker, others = bots[0], bots[1:]
-    try:
-        checker.start(live=True)
-        for bot in others:
-            bot.start(live=False)
-        rnd = closed_round(api, machine.machine_id)
-    finally:
-        for bot in bots:
-            bot.halt()
-        machine.stop()
     service_stage_passed(api, machine.machine_id)
     account = checker.client.account
     assert set(rnd["live_checks"]) == {account}, rnd["live_checks"]
@@ -335,7 +277,9 @@ def test_agent_answers_only_drawn_members_with_the_rounds_parameters(
     machine = start_machine(local_stack)  # no bot runs: this test votes itself
     mid = machine.machine_id
     try:
-        rnd = wait_for(lambda: (r := requests.get(f"{api}/rounds/{mid}/1", timeout=10)).ok and r.json())
+        rnd = wait_for(
+            lambda: (r := requests.get(f"{api}/rounds/{mid}/1", timeout=10)).ok and r.json(), FLOW_TIMEOUT_S
+        )
         assert rnd["status"] == "open"
         drawn = next(b for b in bots if b.client.account in rnd["members"])
         # Votes committed at once, revealed at the end: the round stays open (the agent answers
@@ -457,7 +401,9 @@ def test_reveal_cannot_support_against_its_own_failed_live_check(local_stack: An
     machine = start_machine(local_stack)
     mid = machine.machine_id
     try:
-        rnd = wait_for(lambda: (r := requests.get(f"{api}/rounds/{mid}/1", timeout=10)).ok and r.json())
+        rnd = wait_for(
+            lambda: (r := requests.get(f"{api}/rounds/{mid}/1", timeout=10)).ok and r.json(), FLOW_TIMEOUT_S
+        )
         drawn = [b for b in bots if b.client.account in rnd["members"]]
         infos = commit_all(drawn, mid)
         first = drawn[0]

@@ -33,14 +33,13 @@ import pytest
 
 from gpuproof.adapters.committee_store import _verdict_item
 from gpuproof.adapters.tables import MachineModel, VerdictModel
-from gpuproof.chain.adapter import ChainSettings, SubstrateChain
-from gpuproof.chain.consumer import scan_chain
 from gpuproof.chain.signer import public_key_from_der
 from gpuproof.local.chain import LocalChain, unavailable_reason
 from gpuproof.local.hooks import HUNG_MARKER
 from gpuproof.local.moto_server import aws_environment
 from gpuproof.logic.records import Verdict, VerdictResult
 from tests.e2e.production_stack import _KEEP
+from tests.e2e.test_recovery import copies_on_chain
 from tests.unit.test_chain_payload import INFO as DBC_VECTOR_INFO
 
 pytestmark = pytest.mark.e2e
@@ -121,9 +120,10 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def chain() -> Iterator[LocalChain]:
-    with LocalChain() as node:  # its own process; each stack funds its oracle account on it
-        yield node
+def chain(chain_node: LocalChain) -> LocalChain:
+    """The session's node (a process of its own), a fresh chain again; each stack funds its oracle
+    account on it."""
+    return chain_node.reset()
 
 
 @dataclass
@@ -201,18 +201,6 @@ def _state(ddb: Any, env: dict[str, str], verdict: Verdict) -> tuple[VerdictMode
     return VerdictModel.from_raw_data(item), str(machine["state"]["S"])
 
 
-def _copies_on_chain(chain: LocalChain, key: bytes, machine_id: str) -> int:
-    reader = SubstrateChain(ChainSettings(node_url=chain.url), "//reader")
-    try:
-        batches = list(scan_chain(reader, {key}))
-    finally:
-        reader.close()
-    assert all(b.ok for b in batches), [b.problems for b in batches if not b.ok]
-    return sum(
-        1 for b in batches for v in b.verdicts if v["upload_info"]["machine_id"] == machine_id.encode()
-    )
-
-
 def _dlq_bodies(sqs: Any, url: str) -> list[dict[str, Any]]:
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
     return [json.loads(m["Body"]) for m in got.get("Messages", [])]
@@ -255,12 +243,12 @@ def test_stack_sigkilled_mid_publication_converges_after_restart(
     assert (item.publication or {}).get("status") == "pending", item.publication
     assert machine_state == "confirmed" and item.outbox == "open"
     if point == "before_submit":
-        assert _copies_on_chain(chain, key, verdict.machine_id) == 0
+        assert copies_on_chain(chain, key, verdict.machine_id) == 0
     else:  # the node accepted it before A died; its block is built just after (Instant mode)
         deadline = time.monotonic() + 20
-        while _copies_on_chain(chain, key, verdict.machine_id) == 0 and time.monotonic() < deadline:
+        while copies_on_chain(chain, key, verdict.machine_id) == 0 and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert _copies_on_chain(chain, key, verdict.machine_id) == 1
+        assert copies_on_chain(chain, key, verdict.machine_id) == 1
 
     with stack_process(moto_endpoint, chain) as b:
         assert b.environment["VERDICTS_TABLE"] == env["VERDICTS_TABLE"], "B took over A's resources"
@@ -273,7 +261,7 @@ def test_stack_sigkilled_mid_publication_converges_after_restart(
         assert (item.publication or {}).get("status") == "published", (item.publication, b.output.lines[-30:])
         assert machine_state == "published"
         assert item.outbox is None and item.outbox_at is None, "settled: out of the Unsettled index"
-        assert _copies_on_chain(chain, key, verdict.machine_id) == 1
+        assert copies_on_chain(chain, key, verdict.machine_id) == 1
         assert _dlq_bodies(sqs, env["PUBLISHER_DLQ_URL"]) == []
         if point == "before_record":  # once: the operator's reconciler finds nothing left to repair
             doc = _reconcile_dry_run(moto_endpoint, env)

@@ -39,9 +39,10 @@ from gpuproof.chain.consumer import scan_chain
 from gpuproof.chain.publisher import faults
 from gpuproof.chain.signer import public_key_from_der
 from gpuproof.cli import ops
-from gpuproof.local.chain import LocalChain, start_for_stack, unavailable_reason
+from gpuproof.local.chain import LocalChain, unavailable_reason
 from gpuproof.local.stack import LocalStack
 from gpuproof.logic.records import Verdict, VerdictResult
+from tests.conftest import attached_chain
 from tests.unit.test_chain_payload import INFO as DBC_VECTOR_INFO
 
 pytestmark = pytest.mark.e2e
@@ -55,14 +56,13 @@ REGION = "us-east-1"
 
 
 @pytest.fixture(scope="module")
-def chain(local_stack: LocalStack) -> Iterator[LocalChain]:
-    local = local_stack.attach_chain(start_for_stack())
-    try:
-        yield local
-    finally:
-        faults.disarm()
-        local_stack.drain(120)  # publications in flight end on the live node (tests/e2e/test_chain.py)
-        local_stack.detach_chain()
+def chain(local_stack: LocalStack, chain_node: LocalChain) -> Iterator[LocalChain]:
+    """The session's node, a fresh chain again, the session stack publishing to it."""
+    with attached_chain(local_stack, chain_node) as node:
+        try:
+            yield node
+        finally:
+            faults.disarm()
 
 
 @pytest.fixture(scope="module")

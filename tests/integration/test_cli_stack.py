@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from benchmark_probe.cli import app as probe_app
 from gpuproof.cli.committee import app as committee_app
 from gpuproof.cli.operator import OperatorClient
 from gpuproof.protocol.keys import SigningKey
+from tests.e2e.api_client import wait_for
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -32,16 +32,6 @@ def doc_of(stdout: str) -> Any:
     """The CLI's one indented JSON document among the handlers' log lines."""
     start = stdout.index("{\n")
     return json.JSONDecoder().raw_decode(stdout[start:])[0]
-
-
-def wait_for(predicate: Any, timeout: float = 60, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def test_member_status_verify_draw_and_retire(

@@ -12,13 +12,6 @@ import boto3
 import pytest
 import requests
 
-from benchmark_probe.backends import select_backend
-from benchmark_probe.bench import BenchPlan, run_benchmarks
-from benchmark_probe.cli import proof_hook
-from benchmark_probe.client import ServiceClient
-from benchmark_probe.integrity import collect_integrity
-from benchmark_probe.inventory import collect_inventory
-from benchmark_probe.submit import submit
 from gpuproof.api.wiring import committee_services
 from gpuproof.cli.member import ApiError, CommitteeClient, inspect_round, upload_info
 from gpuproof.cli.operator import OperatorClient
@@ -26,21 +19,12 @@ from gpuproof.logic import committee as logic
 from gpuproof.protocol.capacity import SignedCapacityCommitment
 from gpuproof.protocol.httpsig import sign_request
 from gpuproof.protocol.keys import SigningKey
-from gpuproof.protocol.machine import Region
+from tests.e2e.api_client import new_members, submit_host, wait_for
 
 pytestmark = pytest.mark.integration
 
 OWNER = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout} s")
+TIMEOUT_S = 30
 
 
 def refused(call: Callable[[], Any]) -> ApiError:
@@ -51,35 +35,17 @@ def refused(call: Callable[[], Any]) -> ApiError:
 
 @pytest.fixture(scope="module")
 def members(local_stack: Any, operator: OperatorClient) -> Iterator[dict[str, CommitteeClient]]:
-    clients = {name: CommitteeClient(local_stack.api_url, SigningKey.generate()) for name in "ABC"}
-    for c in clients.values():
-        c.register([])
-    linked = CommitteeClient(local_stack.api_url, SigningKey.generate())
-    linked.register([OWNER])  # tied to the owner of every machine below: never drawn for them
-    clients["linked"] = linked
-    for c in clients.values():
-        operator.admit(c.account)
+    clients = dict(zip("ABC", new_members(local_stack.api_url, 3, operator), strict=True))
+    # tied to the owner of every machine below: never drawn for them
+    (clients["linked"],) = new_members(local_stack.api_url, 1, operator, linked_accounts=[OWNER])
     yield clients
     for c in clients.values():
         c.retire()
 
 
 def submit_machine(api_url: str) -> str:
-    key = SigningKey.generate()
-    client = ServiceClient(api_url, key)
-    inventory = collect_inventory()
-    backend, _ = select_backend(inventory)
-    submit(
-        client,
-        key,
-        OWNER,
-        Region.europe,
-        inventory,
-        collect_integrity(),
-        lambda _c: run_benchmarks(backend, BenchPlan.quick()),
-        proof_hook(key),
-    )
-    return key.public_hex
+    """A machine of OWNER's (this host, as `benchmark-probe submit --quick` sends it)."""
+    return submit_host(api_url, owner=OWNER)[0]
 
 
 def drawn_round(api_url: str, machine_id: str, round_no: int = 1) -> dict[str, Any]:
@@ -87,7 +53,7 @@ def drawn_round(api_url: str, machine_id: str, round_no: int = 1) -> dict[str, A
         r = requests.get(f"{api_url}/rounds/{machine_id}/{round_no}", timeout=10)
         return r.json() if r.ok else None
 
-    doc: dict[str, Any] = wait_for(get)
+    doc: dict[str, Any] = wait_for(get, TIMEOUT_S)
     return doc
 
 
@@ -176,7 +142,7 @@ def test_commit_reveal_rules_and_a_verdict_written_once(
     again = refused(lambda: first.reveal(machine_id, 1, infos[first.account]))
     assert again.code in {"already_revealed", "round_closed"}
 
-    wait_for(lambda: machine_state(api, machine_id) == "confirmed")
+    wait_for(lambda: machine_state(api, machine_id) == "confirmed", TIMEOUT_S)
     closed = first.round(machine_id, 1)
     assert closed["status"] == "closed" and closed["result"] == "confirmed"
     late = refused(lambda: third.commit(machine_id, 1, "00" * 16))
@@ -212,7 +178,7 @@ def test_late_commit_and_no_consensus_waits_for_fresh_members(
     late = refused(lambda: member.commit(machine_id, 1, "ab" * 16))
     assert late.status == 409 and late.code in {"commit_window_closed", "round_closed"}
 
-    wait_for(lambda: machine_state(api, machine_id) == "no_consensus")
+    wait_for(lambda: machine_state(api, machine_id) == "no_consensus", TIMEOUT_S)
     closed = member.round(machine_id, 1)
     assert closed["result"] == "no_consensus"
     assert sorted(closed["tally"]["absent"]) == sorted(rnd["members"])

@@ -44,10 +44,24 @@ ALICE_PUBLIC = "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d
 OWNER = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
 
 
+# The child runs `python -m MODULE` with the signed client's retries still made (each counted in the
+# summary) but without the backoff's waits between them (4-7 s per dead-URL command: four jittered waits of
+# 0.25-0.5, 0.5-1, 1-2 and 2-4 s); the delays themselves are tested in tests/unit/test_probe_retries.py.
+NO_BACKOFF = (
+    "import runpy, sys; from gpuproof.protocol import client; "
+    "client.RetryPolicy.delay = lambda self, attempt, retry_after=None: 0.0; "
+    "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)"
+)
+
+
 def run_cli(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'core'}:{ROOT}", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=environ, timeout=120
+        [sys.executable, "-c", NO_BACKOFF, module, *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
     )
 
 
