@@ -103,7 +103,7 @@ def test_commit_reveal_rules_and_a_verdict_written_once(
     # The capacity session: a signed GET for the round's drawn members only.
     session = first.capacity_session(machine_id, 1)
     assert session["challenge_id"] == rnd["challenge_id"] and session["clock"] == "service"
-    assert len(session["rounds"]) == 8 and all(r["received_at"] is not None for r in session["rounds"])
+    assert len(session["rounds"]) == 9 and all(r["received_at"] is not None for r in session["rounds"])
     assert len(session["draw_secret"]) == 64 and session["openings"]["delivery"] == "inline"
     assert SignedCapacityCommitment.model_validate(session["signed_commitment"]).verifies()
     outsider = refused(lambda: members["linked"].capacity_session(machine_id, 1))

@@ -231,7 +231,8 @@ def test_openings_are_read_by_one_decoder_with_bounds(honest: Any) -> None:
         load_openings(raw, PARAMS, "application/octet-stream")
     with pytest.raises(ValueError, match="truncated"):
         load_openings(raw[:-8], PARAMS)
-    with pytest.raises(ValueError, match="trailing"):
+    # one byte more: trailing, or over max_size when the draw opened no short last chunk
+    with pytest.raises(ValueError, match=r"trailing|over the"):
         load_openings(raw + b"\0", PARAMS)
 
 
@@ -281,7 +282,8 @@ def test_the_member_reads_openings_inline_or_uploaded_to_their_reference(honest:
     got, why = capacity_openings(served, lambda _url: iter([raw[:-1] + b" "]))
     assert got is None and "transcript_digest_mismatch" in why
     got, why = capacity_openings(served, lambda _url: iter([raw, b"more"]))
-    assert got is None and "transcript_size_mismatch" in why
+    # longer than the reference says; over the phase's bound too when raw is already max_size
+    assert got is None and ("transcript_size_mismatch" in why or "transcript_too_large" in why), why
     assert capacity_openings({**doc, "openings": None}, no_fetch) == (
         None,
         "no capacity openings were received",
