@@ -38,6 +38,7 @@ SOURCES = {
             "cap_answer_rows",
             "cap_sample_rows",
             "cap_answer_sampled",
+            "cap_fingerprint",
         ),
     ),
 }

@@ -41,6 +41,27 @@ __device__ inline u32_t msg_byte(u8_t prefix, const u8_t* data, u32_t len, u32_t
   return 0u;
 }
 
+/* One SHA-256 compression: w[0..16) holds the block's words; w[16..64) is expanded here. Shared by
+   every kernel that hashes (sha256_prefixed here, the capacity kernels' cap_sha256_join). */
+__device__ void sha256_block(u32_t* st, u32_t* w) {
+  for (int t = 16; t < 64; ++t) {
+    u32_t s0 = rotr32(w[t-15], 7) ^ rotr32(w[t-15], 18) ^ (w[t-15] >> 3);
+    u32_t s1 = rotr32(w[t-2], 17) ^ rotr32(w[t-2], 19) ^ (w[t-2] >> 10);
+    w[t] = w[t-16] + s0 + w[t-7] + s1;
+  }
+  u32_t a = st[0], bb = st[1], c = st[2], d = st[3], e = st[4], f = st[5], g = st[6], h = st[7];
+  for (int t = 0; t < 64; ++t) {
+    u32_t S1 = rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25);
+    u32_t ch = (e & f) ^ (~e & g);
+    u32_t t1 = h + S1 + ch + K256[t] + w[t];
+    u32_t S0 = rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22);
+    u32_t mj = (a & bb) ^ (a & c) ^ (bb & c);
+    u32_t t2 = S0 + mj;
+    h = g; g = f; f = e; e = d + t1; d = c; c = bb; bb = a; a = t1 + t2;
+  }
+  st[0] += a; st[1] += bb; st[2] += c; st[3] += d; st[4] += e; st[5] += f; st[6] += g; st[7] += h;
+}
+
 /* out = SHA-256(prefix || data[0..len)) */
 __device__ void sha256_prefixed(u8_t prefix, const u8_t* data, u32_t len, u8_t* out) {
   u32_t st[8] = {0x6a09e667u,0xbb67ae85u,0x3c6ef372u,0xa54ff53au,
@@ -55,22 +76,7 @@ __device__ void sha256_prefixed(u8_t prefix, const u8_t* data, u32_t len, u8_t* 
            | (msg_byte(prefix, data, len, nblocks, j + 2) << 8)
            | msg_byte(prefix, data, len, nblocks, j + 3);
     }
-    for (int t = 16; t < 64; ++t) {
-      u32_t s0 = rotr32(w[t-15], 7) ^ rotr32(w[t-15], 18) ^ (w[t-15] >> 3);
-      u32_t s1 = rotr32(w[t-2], 17) ^ rotr32(w[t-2], 19) ^ (w[t-2] >> 10);
-      w[t] = w[t-16] + s0 + w[t-7] + s1;
-    }
-    u32_t a = st[0], bb = st[1], c = st[2], d = st[3], e = st[4], f = st[5], g = st[6], h = st[7];
-    for (int t = 0; t < 64; ++t) {
-      u32_t S1 = rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25);
-      u32_t ch = (e & f) ^ (~e & g);
-      u32_t t1 = h + S1 + ch + K256[t] + w[t];
-      u32_t S0 = rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22);
-      u32_t mj = (a & bb) ^ (a & c) ^ (bb & c);
-      u32_t t2 = S0 + mj;
-      h = g; g = f; f = e; e = d + t1; d = c; c = bb; bb = a; a = t1 + t2;
-    }
-    st[0] += a; st[1] += bb; st[2] += c; st[3] += d; st[4] += e; st[5] += f; st[6] += g; st[7] += h;
+    sha256_block(st, w);
   }
   for (int k = 0; k < 8; ++k) {
     out[4*k] = (u8_t)(st[k] >> 24); out[4*k+1] = (u8_t)(st[k] >> 16);
