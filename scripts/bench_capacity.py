@@ -119,7 +119,7 @@ def capacity_section() -> str:
         times.append(time.process_time() - start)
         assert result.passed
     level = _level_s()
-    spots_n = h100.spots * params.rounds
+    spots_n = h100.spots * params.rounds + h100.sweep_spots  # + the bandwidth round's (§17.12)
     extra_spot = (h100.n_stages - tp.n_stages) + (merkle.depth(h100.items) - merkle.depth(tp.items))
     extra_walk = 3 * (h100.n_stages - tp.n_stages)  # three paths per walk step at most
     extra_levels = spots_n * extra_spot + h100.walks * h100.walk_stages * extra_walk
@@ -131,7 +131,8 @@ def capacity_section() -> str:
             "",
             f"H100 parameters (derive_capacity_params, H100 SXM5 80GB): d = {h100.d}, n_rows = {h100.n_rows:,} "
             f"(L = {h100.n_stages} stages), chunk_rows = {h100.chunk_rows}, {params.rounds} rounds x "
-            f"{h100.spots} spots, {h100.walks} walks x {h100.walk_stages} stages. Method: an honest phase "
+            f"{h100.spots} spots, the bandwidth round's {h100.sweeps} sweeps x {h100.sweep_spots} spots, "
+            f"{h100.walks} walks x {h100.walk_stages} stages. Method: an honest phase "
             f"with the same d, chunk, spots and walks and {tp.n_rows} rows (L = {tp.n_stages}), verified "
             f"{REPEATS} times (process CPU time); the Merkle levels the H100's depth adds "
             f"({extra_levels:,} node hashes: {extra_spot} more per spot, {extra_walk} more per walk step) "
