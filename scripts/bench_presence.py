@@ -51,10 +51,10 @@ def _clients(store: Any) -> list[Any]:
         GpuUuidModel,
         HeartbeatModel,
         MachineModel,
-        PresenceWavesModel,
         RequestNonceModel,
         VerdictModel,
     )
+    from gpuproof.adapters.waves import waves_models
 
     found = [store._connection.client]
     for model in (
@@ -63,7 +63,7 @@ def _clients(store: Any) -> list[Any]:
         VerdictModel,
         GpuUuidModel,
         HeartbeatModel,
-        PresenceWavesModel,
+        *waves_models(),  # the waves store's own model (one per table), made with the services
     ):
         found.append(model._get_connection().connection.client)
     return found

@@ -9,37 +9,54 @@ from collections.abc import Sequence
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from gpuproof.adapters.tables import PresenceWavesModel, bind
+from gpuproof.adapters.tables import PresenceWavesModel
 from gpuproof.logic.waves import Wave, WaveSchedule
 
 WAVES_KEY = ("#presence-waves", 0)
+_MODELS: dict[tuple[str, str], type[PresenceWavesModel]] = {}
+
+
+def waves_model(rounds_table: str, region: str) -> type[PresenceWavesModel]:
+    """PresenceWavesModel on one table: a subclass per (table, region) instead of the global `bind`,
+    so two stores of different tables in one process (a test beside the local stack's sweeper
+    thread) never read each other's schedule."""
+    key = (rounds_table, region)
+    if key not in _MODELS:
+        meta = type("Meta", (), {"table_name": rounds_table, "region": region})
+        _MODELS[key] = type(f"PresenceWaves_{len(_MODELS)}", (PresenceWavesModel,), {"Meta": meta})
+    return _MODELS[key]
+
+
+def waves_models() -> list[type[PresenceWavesModel]]:
+    """Every table's model made so far (benchmarks count the requests of their connections)."""
+    return list(_MODELS.values())
 
 
 class DynamoWaveStore:
     def __init__(self, rounds_table: str, region: str, cache_s: float = 0.0) -> None:
-        bind(PresenceWavesModel, rounds_table, region)
+        self._model = waves_model(rounds_table, region)
         self._cache_s = cache_s
         self._cached: tuple[float, tuple[Wave, ...]] | None = None
 
     def load(self) -> WaveSchedule | None:
         try:
-            item = PresenceWavesModel.get(*WAVES_KEY, consistent_read=True)
+            item = self._model.get(*WAVES_KEY, consistent_read=True)
         except DoesNotExist:
             return None
         waves = tuple(Wave.from_dict(w) for w in item.waves or [])
         return WaveSchedule(waves, item.drawn_for, int(item.version))
 
     def save(self, schedule: WaveSchedule, previous: WaveSchedule | None) -> bool:
-        item = PresenceWavesModel(
+        item = self._model(
             *WAVES_KEY,
             waves=[w.as_dict() for w in schedule.waves],
             drawn_for=schedule.drawn_for,
             version=(previous.version if previous is not None else 0) + 1,
         )
         condition = (
-            PresenceWavesModel.machine_id.does_not_exist()
+            self._model.machine_id.does_not_exist()
             if previous is None
-            else PresenceWavesModel.version == previous.version
+            else self._model.version == previous.version
         )
         try:
             item.save(condition=condition)
