@@ -35,6 +35,7 @@ from gpuproof.protocol.capacity import (
     phase,
     verify_capacity,
 )
+from gpuproof.protocol.capacity.draws import bandwidth_round
 from gpuproof.protocol.capacity.fill import capacity_seed, chain_value
 from gpuproof.protocol.capacity.models import SignedCapacityCommitment, TargetAnswer, TargetCommitment
 from gpuproof.protocol.capacity.prover import CapacityProver
@@ -184,10 +185,20 @@ def fabricated_phase(
     clock = 100.0
     session = CapacitySession(params, opened_at=clock)
     session.receive_commitment(SignedCapacityCommitment.sign(commitment, key), clock + 1.0)
+    swept, sweeps = bandwidth_round(params), {tp.target: tp.sweeps for tp in params.targets}
     while not session.done:
         clock += 2.0
         opened = session.open_round(clock)
-        answers = [TargetAnswer(target=t, root=rng.bytes(32).hex()) for t in opened.targets]
+        answers = [
+            TargetAnswer(
+                target=t,
+                root=rng.bytes(32).hex(),
+                sweep_roots=[rng.bytes(32).hex() for _ in range(sweeps[t] - 1)]
+                if opened.round == swept
+                else [],
+            )
+            for t in opened.targets
+        ]
         session.receive_answer(CapacityAnswer(round=opened.round, answers=answers), clock + 0.1)
     spots, walks = session.draw()
     openings = adv.shaped_openings(params, rng, spots=spots, walks=walks, roots=roots)
@@ -273,6 +284,7 @@ def openings_section() -> str:
     assert codes == {
         "capacity_merkle_path_invalid",
         "capacity_answer_mismatch",
+        "capacity_sweep_mismatch",
         "capacity_walk_check_failed",
     }, codes
     json_peak = _peak(lambda: CapacityTranscript.model_validate_json(json_all))
