@@ -37,6 +37,7 @@ from gpuproof.protocol.capacity.models import (
 )
 from gpuproof.protocol.capacity.params import fill_ops
 from gpuproof.protocol.capacity.prover import CapacityProver, TargetState
+from gpuproof.protocol.capacity.wire import OpenedTarget
 from gpuproof.protocol.keys import SigningKey
 
 # -- a test-size "reference model": 16 KiB of VRAM, 32 KiB of host RAM ------------------------------
@@ -164,21 +165,43 @@ def run_phase(
     openings: Sequence[TargetOpenings] = prover.open(nonces, spots, walks)
     if tamper is not None:
         openings = tamper.openings(openings)
-    assert session.draw_secret is not None and session.commitment_received_at is not None
-    result = verify_capacity(
+    result = verify_session(
         params,
+        session,
+        openings,
         machine_id=machine_id or key.public_hex,
         challenge_id=challenge_id,
         nonce=nonce,
-        signed=signed,
+    )
+    return Run(result, session, fill_s, round_s)
+
+
+def verify_session(
+    params: CapacityParams,
+    session: CapacitySession,
+    openings: Sequence[TargetOpenings | OpenedTarget],
+    *,
+    machine_id: str,
+    challenge_id: str,
+    nonce: bytes,
+    seed: int = 7,
+) -> CapacityResult:
+    """The real verifier over what the service's session recorded (its clock, nonces, draw secret)."""
+    assert session.signed is not None and session.commitment_received_at is not None
+    assert session.draw_secret is not None
+    return verify_capacity(
+        params,
+        machine_id=machine_id,
+        challenge_id=challenge_id,
+        nonce=nonce,
+        signed=session.signed,
         phase_opened_at=session.opened_at,
         commitment_received_at=session.commitment_received_at,
         rounds=session.rounds,
         draw_secret=session.draw_secret,
         openings=openings,
-        rng=np.random.default_rng(7),
+        rng=np.random.default_rng(seed),
     )
-    return Run(result, session, fill_s, round_s)
 
 
 class Tamper:

@@ -420,20 +420,8 @@ def test_junk_answers_are_accepted_exactly_when_no_spot_hits_them_at_the_stated_
 
 
 def verify_capacity_again(params, session, openings):  # type: ignore[no-untyped-def]
-    from gpuproof.protocol.capacity import verify_capacity
-
-    return verify_capacity(
-        params,
-        machine_id=KEY.public_hex,
-        challenge_id=CHALLENGE,
-        nonce=NONCE,
-        signed=session.signed,
-        phase_opened_at=session.opened_at,
-        commitment_received_at=session.commitment_received_at,
-        rounds=session.rounds,
-        draw_secret=session.draw_secret,
-        openings=openings,
-        rng=np.random.default_rng(1),
+    return adv.verify_session(
+        params, session, openings, machine_id=KEY.public_hex, challenge_id=CHALLENGE, nonce=NONCE, seed=1
     )
 
 

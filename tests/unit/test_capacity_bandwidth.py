@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pytest
 
 from gpuproof.protocol.capacity import (
@@ -257,21 +256,7 @@ def test_at_each_reference_models_size_the_round_bounds_the_read_rate(model: str
         assert need > max(gddr6_bandwidths()) * 1e9
 
 
-def verify_again(p, session: CapacitySession, openings: Sequence) -> object:  # type: ignore[no-untyped-def]
-    from gpuproof.protocol.capacity import verify_capacity
-
-    assert session.signed is not None and session.commitment_received_at is not None
-    assert session.draw_secret is not None
-    return verify_capacity(
-        p,
-        machine_id=KEY.public_hex,
-        challenge_id=CHALLENGE,
-        nonce=NONCE,
-        signed=session.signed,
-        phase_opened_at=session.opened_at,
-        commitment_received_at=session.commitment_received_at,
-        rounds=session.rounds,
-        draw_secret=session.draw_secret,
-        openings=openings,
-        rng=np.random.default_rng(3),
+def verify_again(params, session: CapacitySession, openings: Sequence) -> object:  # type: ignore[no-untyped-def]
+    return adv.verify_session(
+        params, session, openings, machine_id=KEY.public_hex, challenge_id=CHALLENGE, nonce=NONCE, seed=3
     )

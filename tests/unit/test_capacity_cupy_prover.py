@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 
-import numpy as np
 import pytest
 
 from benchmark_probe.cupy_double import R_8I, R_32I, CupyTestDouble
@@ -25,7 +24,6 @@ from gpuproof.protocol.capacity import (
     gpu_target,
     host_target,
     phase,
-    verify_capacity,
 )
 from gpuproof.protocol.capacity.cupy_prover import (
     CapacityMemoryError,
@@ -39,6 +37,7 @@ from gpuproof.protocol.capacity.device import SimulatedDevice
 from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetOpenings
 from gpuproof.protocol.capacity.prover import CapacityProver
 from gpuproof.protocol.keys import SigningKey
+from tests.unit import capacity_adversaries as adv
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA double builds kernels with g++")
 
@@ -126,20 +125,8 @@ def run_both(
 
 
 def verify(params: CapacityParams, session: CapacitySession, openings: Sequence[TargetOpenings]) -> list[str]:
-    assert session.signed is not None and session.commitment_received_at is not None
-    assert session.draw_secret is not None
-    result = verify_capacity(
-        params,
-        machine_id=KEY.public_hex,
-        challenge_id=CHALLENGE,
-        nonce=NONCE,
-        signed=session.signed,
-        phase_opened_at=session.opened_at,
-        commitment_received_at=session.commitment_received_at,
-        rounds=session.rounds,
-        draw_secret=session.draw_secret,
-        openings=openings,
-        rng=np.random.default_rng(3),
+    result = adv.verify_session(
+        params, session, openings, machine_id=KEY.public_hex, challenge_id=CHALLENGE, nonce=NONCE, seed=3
     )
     return [r.code for r in result.reasons]
 
