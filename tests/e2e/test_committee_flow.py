@@ -248,7 +248,7 @@ def test_members_recheck_the_capacity_phase_and_refuse_a_forged_record(
         bot.start()  # an earlier test may have halted one
     # The honest machine's openings travel out of band: the member reads them by presigned GET.
     honest_id, honest_report = _drawn_after_admission(local_stack, bots, operator, delivery="upload")
-    # Inside the commit window (6 s here), next to the agents: inspect, commit; the agent reveals.
+    # Inside the commit window (12 s here), next to the agents: inspect, commit; the agent reveals.
     _, honest = inspect_round(me.client, honest_id, 1, allow_cpu_backend=True)
     commit_findings(me.client, me.state, honest)
     me.start()

@@ -214,7 +214,7 @@ def service_stage_passed(api_url: str, machine_id: str) -> None:
 
 
 def test_honest_agent_passes_the_members_live_check(local_stack: Any, bots: list[Bot]) -> None:
-    """One member checks live (three checking at once fit the 6 s commit window of the test
+    """One member checks live (three checking at once fit the 12 s commit window of the test
     session only on an idle host: each also re-verifies the transcript, all in this process)."""
     api = local_stack.api_url
     machine, rnd = round_checked_live(local_stack, bots)
