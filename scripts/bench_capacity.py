@@ -84,7 +84,6 @@ def capacity_section() -> str:
         chunk_rows=h100.chunk_rows,
         spots=h100.spots,
         walks=h100.walks,
-        walk_stages=min(h100.walk_stages, 10),
         hash_bytes_per_s=1e6,
         network_allowance_s=adv.ALLOWANCE_S,
     )

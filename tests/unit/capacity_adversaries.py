@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from gpuproof.protocol.capacity import (
     CapacityParams,
@@ -27,7 +28,7 @@ from gpuproof.protocol.capacity import (
 )
 from gpuproof.protocol.capacity.device import OutOfDeviceMemory, SimulatedDevice
 from gpuproof.protocol.capacity.draws import Walk, bandwidth_round, target_rounds
-from gpuproof.protocol.capacity.fill import HALF, Rows, partner
+from gpuproof.protocol.capacity.fill import HALF, Q, Rows, partner
 from gpuproof.protocol.capacity.models import (
     CapacityTargetParams,
     SpotOpening,
@@ -73,7 +74,6 @@ def target_params(
             chunk_rows=4,
             spots=8,
             walks=walks,
-            walk_stages=6,
             hash_bytes_per_s=GPU_HASH,
             network_allowance_s=ALLOWANCE_S,
             sweep_s=sweep_s,
@@ -89,7 +89,6 @@ def target_params(
                 samples=HOST_SAMPLES,
                 spots=8,
                 walks=walks,
-                walk_stages=6,
                 rows_per_s=1 / HOST_ROW_S,
                 hash_bytes_per_s=GPU_HASH,
                 network_allowance_s=ALLOWANCE_S,
@@ -527,3 +526,115 @@ class PartialJunkProver(CapacityProver):
         )
         state.junk_stage, state.classes = self._junk, self._classes
         return state
+
+
+# -- the linear-top adversary (docs/protocol.md §17.7, Bound 3: why walks open every stage) ---------
+
+
+def rref_with_transform(c: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Row-reduce [C | I] modulo 251: (R, T), R = T . C (mod 251) in reduced echelon form, one row
+    per pivot (the rank of C)."""
+    n, m = c.shape
+    a = np.concatenate([c % Q, np.eye(n, dtype=np.int64)], axis=1)
+    r = 0
+    for col in range(m):
+        nz = np.nonzero(a[r:, col])[0]
+        if nz.size == 0:
+            continue
+        p = r + int(nz[0])
+        a[[r, p]] = a[[p, r]]
+        a[r] = a[r] * pow(int(a[r, col]), Q - 2, Q) % Q
+        others = np.nonzero(a[:, col])[0]
+        others = others[others != r]
+        if others.size:
+            a[others] = (a[others] - np.outer(a[others, col], a[r])) % Q
+        r += 1
+        if r == n:
+            break
+    return a[:r, :m], a[:r, m:]
+
+
+class LinearTopState(PartialState):
+    """An adversary that uses the stage maps' linearity (mod 251) to make X_L cheap while every
+    stage from L down to L - depth + 1 holds exactly.
+
+    In each block of rows the stages L - depth + 1 .. L - 1 mix (rows agreeing outside bits
+    L - depth .. L - 2), the layer J = X_{L-1} is z . R + offset with z drawn from a seed and R the
+    reduced row basis of the block map's image, so J has a preimage X_{L-depth} = z . T; the layers
+    between follow by the honest stages, and X_L = stage L of J. Only stage L - depth (X_{L-depth}
+    against the honest X_{L-depth-1}) is inconsistent: walks that open `depth` stages or fewer
+    never see it. X_L is cheap: J's pivot coordinates are the seed's z, its other coordinates (the
+    image's codimension, `hold`) are all the device keeps, and a row of X_L is two row products of
+    J's rows, no cone. Needs N a power of two (every block full)."""
+
+    depth = 6
+    _layers: list[Rows] | None = None
+
+    def layers(self) -> list[Rows]:
+        if self._layers is None:  # the same fill for the commitment and the openings
+            self._layers = self._linear_top()
+        return self._layers
+
+    def _linear_top(self) -> list[Rows]:
+        from gpuproof.protocol.capacity.fill import gen_rows
+
+        tp, f = self.tp, self.fill
+        n, d, top = tp.n_rows, tp.d, f.n_stages
+        low = top - self.depth
+        width = self.depth - 1  # stages low+1 .. top-1, pairing bits low .. top-2
+        assert n == 1 << top and width >= 1 and low >= 1
+        block = 1 << width
+        size = block * d
+        # Residues mod 251: X_l = X_{l-1}[i] . B[pi] + X_{l-1}[p(i)] . B[sigma] + (l - 125).
+        basis = np.eye(size, dtype=np.int64).reshape(size, block, d)
+        offset = np.zeros((1, block, d), dtype=np.int64)
+        for j, stage in enumerate(range(low + 1, top)):
+            b_pi, b_sigma = (x.astype(np.int64) for x in f.matrices(stage))
+            mates = np.arange(block) ^ (1 << j)
+            basis = (basis @ b_pi + basis[:, mates] @ b_sigma) % Q
+            offset = (offset @ b_pi + offset[:, mates] @ b_sigma + stage - HALF) % Q
+        reduced, transform = rref_with_transform(basis.reshape(size, size))
+        rank = reduced.shape[0]
+        self.image_rank, self.block_size = rank, size
+        x_low = np.zeros((n, d), dtype=np.int64)
+        self.j_residues = np.zeros((n, d), dtype=np.int64)
+        for base in (r for r in range(n) if not (r >> low) & (block - 1)):
+            rows = [base | (m << low) for m in range(block)]
+            z = gen_rows(self.seed, b"linear-top", [base], rank).astype(np.int64)[0] % Q
+            self.j_residues[rows] = ((z @ reduced + offset.reshape(size)) % Q).reshape(block, d)
+            x_low[rows] = (z @ transform % Q).reshape(block, d)
+        layers = f.layers()[:low]  # honest X_0 .. X_{low-1}
+        layers.append(((x_low + HALF) % Q - HALF).astype(np.int8))
+        for stage in range(low + 1, top + 1):
+            layers.append(f.step(layers[-1], stage))
+        return layers
+
+    def read(self, rows: Sequence[int]) -> Rows:
+        """Every row of X_L from J: J's pivot coordinates from the seed, its other coordinates held;
+        then two row products a row (charged on the device)."""
+        assert self.full is not None
+        self.device.charge(self.device.gemm(len(rows) * 2 * 2 * self.tp.d**2))
+        return self.full[list(rows)].copy()
+
+
+class LinearTopProver(PartialProver):
+    def __init__(self, *args: object, depth: int, **kwargs: object) -> None:
+        self._depth = depth
+        super().__init__(*args, **kwargs)
+
+    def make_state(self, tp: CapacityTargetParams) -> TargetState:
+        from gpuproof.protocol.capacity.fill import capacity_seed
+
+        state = LinearTopState(
+            tp, capacity_seed(self.nonce, self.machine_id, tp.target), self.devices[tp.target]
+        )
+        state.depth = self._depth
+        return state
+
+    def hold(self, state: TargetState, layer: Rows) -> None:
+        """Holds J's non-pivot coordinates only: the image's codimension, a fraction of the fill."""
+        assert isinstance(state, LinearTopState)
+        state.device.alloc(-(-layer.nbytes * (state.block_size - state.image_rank) // state.block_size))
+        state.kept = set()
+        state.full = layer
+        state.held = layer  # the values the reads return; `alloc` above is what it holds

@@ -467,3 +467,64 @@ def test_a_partly_cheap_fill_passes_the_walks_at_the_stated_rate() -> None:
     predicted = (1 - len(cheap) / tp.n_rows) ** tp.walks
     lo, hi = wilson(accepted, trials, 3.0)
     assert lo <= predicted <= hi, (accepted, predicted)
+
+
+def _power_of_two_target(d: int, n_rows: int) -> adv.CapacityParams:
+    from gpuproof.protocol.capacity import gpu_target, phase
+    from gpuproof.protocol.capacity.params import rows_for
+
+    claimed = next(c for c in range(n_rows * d // 2, n_rows * d * 2) if rows_for(c, d) == n_rows)
+    tp = gpu_target(
+        0,
+        claimed,
+        rate_tops=adv.GPU_GEMM / 1e12,
+        bandwidth_gbs=adv.GPU_SCAN / 1e9,
+        d=d,
+        chunk_rows=4,
+        spots=8,
+        walks=8,
+        hash_bytes_per_s=adv.GPU_HASH,
+        network_allowance_s=adv.ALLOWANCE_S,
+        sweep_s=adv.TEST_SWEEP_S,
+    )
+    return phase([tp], rounds=4, network_allowance_s=adv.ALLOWANCE_S, fill_allowance_s=adv.ALLOWANCE_S)
+
+
+def test_a_fill_made_cheap_by_the_stage_maps_linearity_is_caught_below_the_top_stages() -> None:
+    """Bound 3's reason for walks that open every stage. The stage maps are linear modulo 251, so an
+    adversary can pick X_{L-1} in the image of the stages below it (a seed and one product a block),
+    take a preimage, and make every stage from L down to L - depth + 1 hold exactly: it holds only
+    the image's codimension (a fraction of the fill), answers every round and the bandwidth round
+    in time from the seed, and a walk that opened only those `depth` stages (10 at GPU size before
+    2026-12-02) would have passed. Walks down to stage 1 meet the one inconsistent stage, L - depth,
+    on every walk: refused with capacity_walk_check_failed, each at that stage."""
+    params = _power_of_two_target(16, 512)
+    tp = params.targets[0]
+    depth = 6
+    low = tp.n_stages - depth
+    device = adv.gpu_device("gpu0-small", capacity=tp.fill_bytes // 2, gemm=1e3 * adv.GPU_GEMM)
+    prover = adv.LinearTopProver(NONCE, KEY.public_hex, CHALLENGE, params, {0: device}, depth=depth)
+    r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
+    state = prover.states[0]
+    assert isinstance(state, adv.LinearTopState)
+    assert device.used_bytes < tp.fill_bytes // 2  # it holds less than half the fill
+    assert max(r.round_s[: params.rounds]) <= tp.round_deadline_s  # the read rounds pass
+    assert r.round_s[-1] <= tp.sweep_deadline_s  # and the bandwidth round
+    assert codes_of(r) == {codes.WALK_CHECK_FAILED}
+    assert len(r.result.reasons) == tp.walks  # every walk, and only at the inconsistent stage
+    assert all(x.message.startswith(f"stage {low} ") for x in r.result.reasons), r.result.reasons
+    # The layers it committed really hold above that stage: X_{L-1} is the chosen image point.
+    layers = state.layers()
+    j = ((state.j_residues + 125) % 251 - 125).astype(np.int8)
+    assert np.array_equal(layers[tp.n_stages - 1], j)
+    fill = Fill(state.seed, tp.n_rows, tp.d)
+    for stage in range(low + 1, tp.n_stages + 1):
+        assert np.array_equal(fill.step(layers[stage - 1], stage), layers[stage])
+    assert not np.array_equal(fill.step(layers[low - 1], low), layers[low])
+    # Under the old rule (walks open the top `depth` stages; no longer valid params, hence
+    # model_copy) the same adversary passes every check: the rule is what refuses it.
+    old_tp = tp.model_copy(update={"walk_stages": depth})
+    old = params.model_copy(update={"targets": [old_tp]})
+    device = adv.gpu_device("gpu0-small", capacity=tp.fill_bytes // 2, gemm=1e3 * adv.GPU_GEMM)
+    prover = adv.LinearTopProver(NONCE, KEY.public_hex, CHALLENGE, old, {0: device}, depth=depth)
+    assert adv.run_phase(prover, KEY, old, nonce=NONCE, challenge_id=CHALLENGE).result.reasons == []

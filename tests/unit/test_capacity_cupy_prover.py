@@ -62,7 +62,6 @@ def gpu(index: int, claimed: int, *, mode: str = "scan", samples: int = 48) -> C
         chunk_rows=4,
         spots=4,
         walks=6,
-        walk_stages=5,
         hash_bytes_per_s=1e6,
         network_allowance_s=0.2,
     )
@@ -80,7 +79,6 @@ def host(claimed: int, *, mode: str = "sample", d: int = D) -> CapacityTargetPar
         samples=64,
         spots=4,
         walks=6,
-        walk_stages=5,
         rows_per_s=1e5,
         hash_bytes_per_s=1e6,
         network_allowance_s=0.2,

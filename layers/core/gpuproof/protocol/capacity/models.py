@@ -48,7 +48,9 @@ class CapacityTargetParams(WireModel):
     samples: int = Field(strict=True, ge=0, le=L.MAX_CAPACITY_SAMPLES, description="rows per round (sample)")
     spots: int = Field(strict=True, ge=1, le=L.MAX_CAPACITY_SPOTS, description="items opened per round")
     walks: int = Field(strict=True, ge=1, le=L.MAX_CAPACITY_WALKS, description="walks opened")
-    walk_stages: int = Field(strict=True, ge=1, le=L.MAX_MERKLE_DEPTH, description="top stages a walk opens")
+    walk_stages: int = Field(
+        strict=True, ge=1, le=L.MAX_MERKLE_DEPTH, description="stages a walk opens: all of them, L down to 1"
+    )
     round_expected_s: FiniteFloat = Field(gt=0)
     round_deadline_s: FiniteFloat = Field(gt=0)
     fill_expected_s: FiniteFloat = Field(gt=0)
@@ -69,8 +71,10 @@ class CapacityTargetParams(WireModel):
             raise ValueError("a sample target reads samples >= 1 rows, one row per item")
         if self.mode == "scan" and self.samples != 0:
             raise ValueError("a scan target has no samples")
-        if self.walk_stages > self.n_stages:
-            raise ValueError("walk_stages must not exceed the fill's stages")
+        if self.walk_stages != self.n_stages:
+            # a walk that stops above stage 1 misses a fill made cheap by the stage maps' linearity
+            # (docs/protocol.md §17.7, Bound 3): X_0, which the verifier regenerates, anchors it
+            raise ValueError("walk_stages must equal the fill's stages (a walk opens every stage)")
         if self.round_deadline_s < self.round_expected_s:
             raise ValueError("round_deadline_s must not be shorter than round_expected_s")
         if self.sweeps and (

@@ -26,7 +26,7 @@ GPU_D = 1024  # fill row width on a GPU: K = 2d = 2048 per stage GEMM
 HOST_D = 512  # host rows are cheaper to fill (GPUs fill host RAM on top of their own)
 CPU_D = 32
 GPU_CHUNK_ROWS = 16
-GPU_SPOTS, GPU_WALKS, WALK_STAGES = 12, 32, 10
+GPU_SPOTS, GPU_WALKS = 12, 32  # a walk opens every stage, L down to 1 (§17.7, Bound 3)
 HOST_SAMPLES = 2**22
 ROUNDS = 4
 TOLERANCE = 1.14
@@ -119,7 +119,6 @@ def gpu_target(
     chunk_rows: int = GPU_CHUNK_ROWS,
     spots: int = GPU_SPOTS,
     walks: int = GPU_WALKS,
-    walk_stages: int = WALK_STAGES,
     hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S,
     network_allowance_s: float = NETWORK_ALLOWANCE_S,
     tolerance: float = TOLERANCE,
@@ -151,7 +150,7 @@ def gpu_target(
         samples=0,
         spots=spots,
         walks=walks,
-        walk_stages=min(walk_stages, stages),
+        walk_stages=stages,
         round_expected_s=_up(expected),
         round_deadline_s=_up(expected * tolerance + network_allowance_s),
         fill_expected_s=_up(
@@ -174,7 +173,6 @@ def host_target(
     samples: int = HOST_SAMPLES,
     spots: int = GPU_SPOTS,
     walks: int = GPU_WALKS,
-    walk_stages: int = WALK_STAGES,
     rows_per_s: float = HOST_ROWS_PER_S,
     hash_bytes_per_s: float = HOST_HASH_BYTES_PER_S,
     network_allowance_s: float = NETWORK_ALLOWANCE_S,
@@ -199,7 +197,7 @@ def host_target(
         samples=samples,
         spots=spots,
         walks=walks,
-        walk_stages=min(walk_stages, stages),
+        walk_stages=stages,
         round_expected_s=_up(expected),
         round_deadline_s=_up(expected * tolerance + network_allowance_s),
         fill_expected_s=_up(
@@ -275,7 +273,7 @@ CPU_RAM_BYTES = 32 * 1024
 CPU_RATE_OPS = 1.0e6  # modelled int8 ops/s (fill deadline ~ 100 s: generous on a loaded machine)
 CPU_SCAN_BYTES_PER_S = 1.0e6
 CPU_HOST_ROW_S = 1e-5
-CPU_SPOTS, CPU_WALKS, CPU_WALK_STAGES, CPU_CHUNK_ROWS, CPU_SAMPLES = 8, 8, 6, 4, 1024
+CPU_SPOTS, CPU_WALKS, CPU_CHUNK_ROWS, CPU_SAMPLES = 8, 8, 4, 1024
 CPU_NETWORK_ALLOWANCE_S = 10.0
 CPU_FILL_ALLOWANCE_S = 30.0
 
@@ -291,7 +289,6 @@ def cpu_capacity_params(*, network_allowance_s: float = CPU_NETWORK_ALLOWANCE_S)
         chunk_rows=CPU_CHUNK_ROWS,
         spots=CPU_SPOTS,
         walks=CPU_WALKS,
-        walk_stages=CPU_WALK_STAGES,
         hash_bytes_per_s=CPU_SCAN_BYTES_PER_S,
         network_allowance_s=network_allowance_s,
     )
@@ -302,7 +299,6 @@ def cpu_capacity_params(*, network_allowance_s: float = CPU_NETWORK_ALLOWANCE_S)
         samples=CPU_SAMPLES,
         spots=CPU_SPOTS,
         walks=CPU_WALKS,
-        walk_stages=CPU_WALK_STAGES,
         rows_per_s=1 / CPU_HOST_ROW_S,
         hash_bytes_per_s=CPU_SCAN_BYTES_PER_S,
         network_allowance_s=network_allowance_s,

@@ -176,11 +176,13 @@ class _Shape:
         return min(tp.chunk_rows, tp.n_rows - item * tp.chunk_rows) if tp.mode == "scan" else 1
 
     def max_bytes(self) -> int:
-        """The section's size with every spot a full item and every step with its parents."""
+        """The section's size with every spot a full item (every step above stage 1 carries its
+        parents; the last, at stage 1, none: the verifier regenerates X_0)."""
         tp = self.tp
         row = tp.d + DIGEST * self.depth  # one opened row of a layer with its path
         spot = _SPOT.size + tp.chunk_rows * tp.d + DIGEST * (self.tree_depth + self.answer_depth)
-        walk = _U16.size + row + tp.walk_stages * (_U32.size + 2 * row)
+        with_parents = sum(1 for j in range(tp.walk_stages) if tp.n_stages - j > 1)
+        walk = _U16.size + row + tp.walk_stages * _U32.size + with_parents * 2 * row
         return _TARGET.size + DIGEST * tp.n_stages + self.spot_count * spot + tp.walks * walk
 
 
