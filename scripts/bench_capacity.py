@@ -37,7 +37,12 @@ from gpuproof.protocol.capacity import (
 )
 from gpuproof.protocol.capacity.draws import bandwidth_round
 from gpuproof.protocol.capacity.fill import capacity_seed, chain_value
-from gpuproof.protocol.capacity.models import SignedCapacityCommitment, TargetAnswer, TargetCommitment
+from gpuproof.protocol.capacity.models import (
+    CapacityTargetParams,
+    SignedCapacityCommitment,
+    TargetAnswer,
+    TargetCommitment,
+)
 from gpuproof.protocol.capacity.prover import CapacityProver
 from gpuproof.protocol.capacity.verifier import _WalkChecker
 from gpuproof.protocol.capacity.wire import OpenedTarget, decode_openings, encode_openings, max_size
@@ -72,8 +77,9 @@ def _level_s(samples: int = 20000) -> float:
     return (time.process_time() - start) / (samples // 32 * 32)
 
 
-def capacity_section() -> str:
-    h100 = _h100()
+def _honest_small_phase(h100: CapacityTargetParams, walks: int) -> list[float]:
+    """Process CPU seconds of verify_capacity (REPEATS runs) over an honest phase with the H100's
+    d, chunk and spots, `walks` walks, and a small fill."""
     small_bytes = int(SMALL_ROWS * h100.d * 8 / (8 * 0.9) * (8 / 7.97) * 0.9)
     tp = gpu_target(
         0,
@@ -83,7 +89,7 @@ def capacity_section() -> str:
         d=h100.d,
         chunk_rows=h100.chunk_rows,
         spots=h100.spots,
-        walks=h100.walks,
+        walks=walks,
         hash_bytes_per_s=1e6,
         network_allowance_s=adv.ALLOWANCE_S,
     )
@@ -96,9 +102,9 @@ def capacity_section() -> str:
     assert run.result.reasons == [], run.result.reasons
     session = run.session
     assert session.draw_secret is not None and session.commitment_received_at is not None
-    spots, walks = session.draw()
+    spots, drawn = session.draw()
     nonces = {r.round: bytes.fromhex(r.nonce) for r in session.rounds}
-    openings = prover.open(nonces, spots, walks)
+    openings = prover.open(nonces, spots, drawn)
     signed: SignedCapacityCommitment = session.signed  # type: ignore[assignment]
     times = []
     for k in range(REPEATS):
@@ -118,23 +124,40 @@ def capacity_section() -> str:
         )
         times.append(time.process_time() - start)
         assert result.passed
+    _honest_small_phase.tp = tp  # type: ignore[attr-defined]
+    _honest_small_phase.rounds = params.rounds  # type: ignore[attr-defined]
+    return times
+
+
+def capacity_section() -> str:
+    h100 = _h100()
+    times = _honest_small_phase(h100, h100.walks)
+    one_walk = _honest_small_phase(h100, 1)
+    tp: CapacityTargetParams = _honest_small_phase.tp  # type: ignore[attr-defined]
+    rounds: int = _honest_small_phase.rounds  # type: ignore[attr-defined]
+    # A walk step at the small depth, from the two runs; the H100's walks have more steps (every
+    # stage, L = 27) than the small fill's (L = 10): added at that cost plus their extra levels.
+    step = (statistics.median(times) - statistics.median(one_walk)) / ((h100.walks - 1) * tp.walk_stages)
+    extra_steps = h100.walks * (h100.walk_stages - tp.walk_stages)
     level = _level_s()
-    spots_n = h100.spots * params.rounds + h100.sweep_spots  # + the bandwidth round's (§17.12)
+    spots_n = h100.spots * rounds + h100.sweep_spots  # + the bandwidth round's (§17.12)
     extra_spot = (h100.n_stages - tp.n_stages) + (merkle.depth(h100.items) - merkle.depth(tp.items))
     extra_walk = 3 * (h100.n_stages - tp.n_stages)  # three paths per walk step at most
     extra_levels = spots_n * extra_spot + h100.walks * h100.walk_stages * extra_walk
     measured = statistics.median(times)
-    total = measured + extra_levels * level
+    total = measured + extra_steps * step + extra_levels * level
     return "\n".join(
         [
             "### Capacity phase: service CPU time to verify one GPU",
             "",
             f"H100 parameters (derive_capacity_params, H100 SXM5 80GB): d = {h100.d}, n_rows = {h100.n_rows:,} "
-            f"(L = {h100.n_stages} stages), chunk_rows = {h100.chunk_rows}, {params.rounds} rounds x "
+            f"(L = {h100.n_stages} stages), chunk_rows = {h100.chunk_rows}, {rounds} rounds x "
             f"{h100.spots} spots, the bandwidth round's {h100.sweeps} sweeps x {h100.sweep_spots} spots, "
             f"{h100.walks} walks x {h100.walk_stages} stages. Method: an honest phase "
             f"with the same d, chunk, spots and walks and {tp.n_rows} rows (L = {tp.n_stages}), verified "
-            f"{REPEATS} times (process CPU time); the Merkle levels the H100's depth adds "
+            f"{REPEATS} times (process CPU time); the {extra_steps:,} walk steps the H100's depth adds "
+            f"(a walk opens every stage), at the step cost measured here (the same phase with 1 walk: "
+            f"{step * 1e6:.0f} us a step), and the Merkle levels the H100's depth adds "
             f"({extra_levels:,} node hashes: {extra_spot} more per spot, {extra_walk} more per walk step) "
             "timed here per level and added. Decoding the openings is not included (the next section "
             "measures it at the real shapes). BLAS on one thread.",
@@ -143,6 +166,7 @@ def capacity_section() -> str:
             "|---|---|",
             f"| verify_capacity, small fill (median of {REPEATS}; min {min(times) * 1e3:.1f}, "
             f"max {max(times) * 1e3:.1f}) | {measured * 1e3:.1f} ms |",
+            f"| {extra_steps:,} extra walk steps at {step * 1e6:.0f} us each | {extra_steps * step * 1e3:.1f} ms |",
             f"| {extra_levels:,} extra Merkle levels at {level * 1e6:.2f} us each | "
             f"{extra_levels * level * 1e3:.1f} ms |",
             f"| **capacity CPU per H100 GPU (estimate from the two)** | **{total * 1e3:.0f} ms** |",
