@@ -325,12 +325,14 @@ def openings_section() -> str:
             "### Capacity phase: binary openings of 8 x H100 + 256 GiB host (verify worker side)",
             "",
             f"Real shapes: capacity_params_for(8 x {H100_MODEL}, 256 GiB): 8 GPU targets (d = 1024, L = 27, "
-            f"16-row chunks, 4 rounds x 12 spots, 32 walks x 10 stages) and host RAM (d = {host.d}, "
+            f"16-row chunks, 4 rounds x 12 spots, 32 walks x {params.targets[0].walk_stages} stages) and host "
+            f"RAM (d = {host.d}, "
             f"L = {host.n_stages}, sample mode). Content: random rows at the positions the service's draw names, "
             "layer roots random but chained to a signed commitment (scripts/bench_capacity.py "
             "`fabricated_phase`), so the verifier runs its real path: the roots chain, the draws match, every "
             "spot and the first step of every walk are checked (and fail: random rows open nothing; "
-            "verify_capacity stops a walk at its first failing step). The other 9 steps of every walk "
+            "verify_capacity stops a walk at its first failing step). The other steps of every walk (a walk "
+            "opens every stage) "
             f"({steps_n:,}) are timed through the verifier's own step check (`_WalkChecker.step`) and added: "
             "an upper bound of an honest walk (which finds one of its three paths already checked). "
             f"Process CPU time, median of {REPEATS} (min, max), one process, BLAS on one thread; peak memory "
