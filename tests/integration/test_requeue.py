@@ -113,7 +113,7 @@ def test_the_sweeper_requeues_a_stuck_report_and_the_worker_decides_it(local_sta
     verify worker takes the machine out of `submitted`."""
     store = DynamoMachineStore(Settings.from_env())
     mid, _ = stuck_report(store)
-    local_stack.drain(15)
+    local_stack.drain()
     assert (machine := store.get_machine(mid)) is not None and machine.state == MachineState.submitted
     boto3.client("dynamodb", endpoint_url=local_stack.endpoint_url).update_item(
         TableName=local_stack.table_name("MachinesTable"),
