@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +29,7 @@ from gpuproof.protocol.capacity import (
 )
 from gpuproof.protocol.capacity.device import OutOfDeviceMemory, SimulatedDevice
 from gpuproof.protocol.capacity.draws import Walk, bandwidth_round, target_rounds
-from gpuproof.protocol.capacity.fill import HALF, Q, Rows, partner
+from gpuproof.protocol.capacity.fill import HALF, Q, Rows, capacity_seed, partner
 from gpuproof.protocol.capacity.models import (
     CapacityTargetParams,
     SpotOpening,
@@ -314,6 +315,14 @@ def _random_walk(tp: CapacityTargetParams, index: int, rng: np.random.Generator)
     return Walk(index, stages, rows)
 
 
+S = TypeVar("S", bound=TargetState)
+
+
+def new_state(prover: CapacityProver, cls: type[S], tp: CapacityTargetParams) -> S:
+    """An adversary's state for one target: its seed and device, as the honest prover builds them."""
+    return cls(tp, capacity_seed(prover.nonce, prover.machine_id, tp.target), prover.devices[tp.target])
+
+
 # -- adversaries ------------------------------------------------------------------------------------
 
 
@@ -360,11 +369,7 @@ class PartialProver(CapacityProver):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def make_state(self, tp: CapacityTargetParams) -> TargetState:
-        from gpuproof.protocol.capacity.fill import capacity_seed
-
-        state = PartialState(
-            tp, capacity_seed(self.nonce, self.machine_id, tp.target), self.devices[tp.target]
-        )
+        state = new_state(self, PartialState, tp)
         state.regenerate, state.keep_fraction = self._regenerate, self._keep
         return state
 
@@ -449,11 +454,7 @@ class CheapFillProver(PartialProver):
         super().__init__(*args, **kwargs)
 
     def make_state(self, tp: CapacityTargetParams) -> TargetState:
-        from gpuproof.protocol.capacity.fill import capacity_seed
-
-        state = CheapFillState(
-            tp, capacity_seed(self.nonce, self.machine_id, tp.target), self.devices[tp.target]
-        )
+        state = new_state(self, CheapFillState, tp)
         state.keep_fraction = self._keep
         state.junk_stage = self.fill_stages(tp) if self._junk <= 0 else self._junk
         return state
@@ -474,14 +475,7 @@ class SwapState(PartialState):
 
 class SwapProver(PartialProver):
     def make_state(self, tp: CapacityTargetParams) -> TargetState:
-        from gpuproof.protocol.capacity.fill import capacity_seed
-
-        seed = capacity_seed(self.nonce, self.machine_id, tp.target)
-        state: PartialState = (
-            SwapState(tp, seed, self.devices[tp.target])
-            if tp.is_host
-            else PartialState(tp, seed, self.devices[tp.target])
-        )
+        state = new_state(self, SwapState if tp.is_host else PartialState, tp)
         state.keep_fraction = self._keep if tp.is_host else 1.0
         return state
 
@@ -519,11 +513,7 @@ class PartialJunkProver(CapacityProver):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def make_state(self, tp: CapacityTargetParams) -> TargetState:
-        from gpuproof.protocol.capacity.fill import capacity_seed
-
-        state = PartialJunkState(
-            tp, capacity_seed(self.nonce, self.machine_id, tp.target), self.devices[tp.target]
-        )
+        state = new_state(self, PartialJunkState, tp)
         state.junk_stage, state.classes = self._junk, self._classes
         return state
 
@@ -623,11 +613,7 @@ class LinearTopProver(PartialProver):
         super().__init__(*args, **kwargs)
 
     def make_state(self, tp: CapacityTargetParams) -> TargetState:
-        from gpuproof.protocol.capacity.fill import capacity_seed
-
-        state = LinearTopState(
-            tp, capacity_seed(self.nonce, self.machine_id, tp.target), self.devices[tp.target]
-        )
+        state = new_state(self, LinearTopState, tp)
         state.depth = self._depth
         return state
 
