@@ -20,7 +20,10 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling bench_proof
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import bench_proof  # the throughput verification's CPU per GPU
 
 from gpuproof.claim import capacity_params_for, make_claim
 from gpuproof.protocol.canonical import canonical_bytes
@@ -35,7 +38,7 @@ from gpuproof.protocol.capacity import (
     phase,
     verify_capacity,
 )
-from gpuproof.protocol.capacity.draws import bandwidth_round
+from gpuproof.protocol.capacity.draws import bandwidth_round, draw_walks
 from gpuproof.protocol.capacity.fill import capacity_seed, chain_value
 from gpuproof.protocol.capacity.models import (
     CapacityTargetParams,
@@ -44,7 +47,7 @@ from gpuproof.protocol.capacity.models import (
     TargetCommitment,
 )
 from gpuproof.protocol.capacity.prover import CapacityProver
-from gpuproof.protocol.capacity.verifier import _WalkChecker
+from gpuproof.protocol.capacity.verifier import check_walks
 from gpuproof.protocol.capacity.wire import OpenedTarget, decode_openings, encode_openings, max_size
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import merkle
@@ -77,9 +80,10 @@ def _level_s(samples: int = 20000) -> float:
     return (time.process_time() - start) / (samples // 32 * 32)
 
 
-def _honest_small_phase(h100: CapacityTargetParams, walks: int) -> list[float]:
+def _honest_small_phase(h100: CapacityTargetParams) -> tuple[list[float], list[float], CapacityParams]:
     """Process CPU seconds of verify_capacity (REPEATS runs) over an honest phase with the H100's
-    d, chunk and spots, `walks` walks, and a small fill."""
+    d, chunk, spots and walks and a small fill, its openings through the binary transcript (decoded
+    once; the next section times decoding), and of its walks alone (`check_walks`)."""
     small_bytes = int(SMALL_ROWS * h100.d * 8 / (8 * 0.9) * (8 / 7.97) * 0.9)
     tp = gpu_target(
         0,
@@ -89,7 +93,7 @@ def _honest_small_phase(h100: CapacityTargetParams, walks: int) -> list[float]:
         d=h100.d,
         chunk_rows=h100.chunk_rows,
         spots=h100.spots,
-        walks=walks,
+        walks=h100.walks,
         hash_bytes_per_s=1e6,
         network_allowance_s=adv.ALLOWANCE_S,
     )
@@ -104,9 +108,13 @@ def _honest_small_phase(h100: CapacityTargetParams, walks: int) -> list[float]:
     assert session.draw_secret is not None and session.commitment_received_at is not None
     spots, drawn = session.draw()
     nonces = {r.round: bytes.fromhex(r.nonce) for r in session.rounds}
-    openings = prover.open(nonces, spots, drawn)
+    decoded = decode_openings(encode_openings(prover.open(nonces, spots, drawn), params), params)
     signed: SignedCapacityCommitment = session.signed  # type: ignore[assignment]
-    times = []
+    seed = capacity_seed(nonce, key.public_hex, tp.target)
+    roots = [decoded[0].roots[k].tobytes() for k in range(len(decoded[0].roots))]
+    walks = draw_walks(signed.commitment.signing_bytes(), session.draw_secret, tp)
+    got = {w.walk: w for w in decoded[0].walks}
+    times, walk_times = [], []
     for k in range(REPEATS):
         start = time.process_time()
         result = verify_capacity(
@@ -119,57 +127,88 @@ def _honest_small_phase(h100: CapacityTargetParams, walks: int) -> list[float]:
             commitment_received_at=session.commitment_received_at,
             rounds=session.rounds,
             draw_secret=session.draw_secret,
-            openings=openings,
+            openings=decoded,
             rng=np.random.default_rng(k),
         )
         times.append(time.process_time() - start)
         assert result.passed
-    _honest_small_phase.tp = tp  # type: ignore[attr-defined]
-    _honest_small_phase.rounds = params.rounds  # type: ignore[attr-defined]
+        t, reasons = _cpu(lambda k=k: check_walks(seed, tp, roots, walks, got, np.random.default_rng(k), "b"))
+        assert reasons == []
+        walk_times.append(t)
+    return times, walk_times, params
+
+
+def known_walks_s(tp: CapacityTargetParams, rng: np.random.Generator) -> list[float]:
+    """Process CPU seconds of check_walks (REPEATS runs) over `tp.walks` honest walks of tp's real
+    shape (`known_draw_walks`: content made knowing the draw, so no fill is needed)."""
+    seed = rng.bytes(32)
+    walks = draw_walks(rng.bytes(64), rng.bytes(32), tp)
+    roots, got = adv.known_draw_walks(seed, tp, walks, rng)
+    times = []
+    for k in range(REPEATS):
+        t, reasons = _cpu(lambda k=k: check_walks(seed, tp, roots, walks, got, np.random.default_rng(k), "b"))
+        assert reasons == [], reasons
+        times.append(t)
     return times
 
 
-def capacity_section() -> str:
+def capacity_section(throughput_s: float | None = None) -> str:
+    """The capacity section; `throughput_s`: the throughput verification's CPU per GPU measured in
+    the same run (bench_proof.verify_section), measured here when not given."""
+    if throughput_s is None:
+        bench_proof.verify_section()
+        throughput_s = bench_proof.verify_section.total_s  # type: ignore[attr-defined]
     h100 = _h100()
-    times = _honest_small_phase(h100, h100.walks)
-    one_walk = _honest_small_phase(h100, 1)
-    tp: CapacityTargetParams = _honest_small_phase.tp  # type: ignore[attr-defined]
-    rounds: int = _honest_small_phase.rounds  # type: ignore[attr-defined]
-    # A walk step at the small depth, from the two runs; the H100's walks have more steps (every
-    # stage, L = 27) than the small fill's (L = 10): added at that cost plus their extra levels.
-    step = (statistics.median(times) - statistics.median(one_walk)) / ((h100.walks - 1) * tp.walk_stages)
-    extra_steps = h100.walks * (h100.walk_stages - tp.walk_stages)
+    med = statistics.median
+    times, walk_times, params = _honest_small_phase(h100)
+    tp = params.targets[0]
+    h100_walks = known_walks_s(h100, np.random.default_rng(5))
     level = _level_s()
-    spots_n = h100.spots * rounds + h100.sweep_spots  # + the bandwidth round's (§17.12)
+    spots_n = h100.spots * params.rounds + h100.sweep_spots  # + the bandwidth round's (§17.12)
     extra_spot = (h100.n_stages - tp.n_stages) + (merkle.depth(h100.items) - merkle.depth(tp.items))
-    extra_walk = 3 * (h100.n_stages - tp.n_stages)  # three paths per walk step at most
-    extra_levels = spots_n * extra_spot + h100.walks * h100.walk_stages * extra_walk
-    measured = statistics.median(times)
-    total = measured + extra_steps * step + extra_levels * level
+    extra_s = spots_n * extra_spot * level
+    rest = med(times) - med(walk_times)
+    capacity = rest + extra_s + med(h100_walks)
+    total = capacity + throughput_s
+
+    def ms(v: list[float]) -> str:
+        return f"{med(v) * 1e3:.1f} ms (min {min(v) * 1e3:.1f}, max {max(v) * 1e3:.1f})"
+
     return "\n".join(
         [
             "### Capacity phase: service CPU time to verify one GPU",
             "",
             f"H100 parameters (derive_capacity_params, H100 SXM5 80GB): d = {h100.d}, n_rows = {h100.n_rows:,} "
-            f"(L = {h100.n_stages} stages), chunk_rows = {h100.chunk_rows}, {rounds} rounds x "
+            f"(L = {h100.n_stages} stages), chunk_rows = {h100.chunk_rows}, {params.rounds} rounds x "
             f"{h100.spots} spots, the bandwidth round's {h100.sweeps} sweeps x {h100.sweep_spots} spots, "
-            f"{h100.walks} walks x {h100.walk_stages} stages. Method: an honest phase "
-            f"with the same d, chunk, spots and walks and {tp.n_rows} rows (L = {tp.n_stages}), verified "
-            f"{REPEATS} times (process CPU time); the {extra_steps:,} walk steps the H100's depth adds "
-            f"(a walk opens every stage), at the step cost measured here (the same phase with 1 walk: "
-            f"{step * 1e6:.0f} us a step), and the Merkle levels the H100's depth adds "
-            f"({extra_levels:,} node hashes: {extra_spot} more per spot, {extra_walk} more per walk step) "
-            "timed here per level and added. Decoding the openings is not included (the next section "
-            "measures it at the real shapes). BLAS on one thread.",
+            f"{h100.walks} walks x {h100.walk_stages} stages. Method: (a) an honest phase with the same d, "
+            f"chunk, spots and walks and {tp.n_rows} rows (L = {tp.n_stages}), its openings through the "
+            f"binary transcript, verified {REPEATS} times, less its own walks' check (`check_walks`, timed "
+            f"on the same openings): the spots, rounds and commitment; (b) the Merkle levels the H100's "
+            f"depth adds to those spots ({spots_n * extra_spot:,} node hashes: {extra_spot} per spot), "
+            f"timed here per level; (c) `check_walks` over {h100.walks} honest walks of the H100's own "
+            f"shape (N = {h100.n_rows:,}, L = {h100.n_stages}), made by a prover that knew the draw "
+            "(tests/unit/capacity_adversaries.py `known_draw_walks`: X_0 regenerated, every step's rows "
+            "computed, sparse trees), so every step is checked and passes. Process CPU time, median "
+            f"(min, max) of {REPEATS}; BLAS on one thread. Decoding the openings is not included (the next "
+            "section measures it at the real shapes).",
             "",
             "| part | time |",
             "|---|---|",
-            f"| verify_capacity, small fill (median of {REPEATS}; min {min(times) * 1e3:.1f}, "
-            f"max {max(times) * 1e3:.1f}) | {measured * 1e3:.1f} ms |",
-            f"| {extra_steps:,} extra walk steps at {step * 1e6:.0f} us each | {extra_steps * step * 1e3:.1f} ms |",
-            f"| {extra_levels:,} extra Merkle levels at {level * 1e6:.2f} us each | "
-            f"{extra_levels * level * 1e3:.1f} ms |",
-            f"| **capacity CPU per H100 GPU (estimate from the two)** | **{total * 1e3:.0f} ms** |",
+            f"| verify_capacity, small fill | {ms(times)} |",
+            f"| of which its walks (L = {tp.n_stages}) | {ms(walk_times)} |",
+            f"| (a) spots, rounds, commitment (the difference of the medians) | {rest * 1e3:.1f} ms |",
+            f"| (b) {spots_n * extra_spot:,} spot Merkle levels at {level * 1e6:.2f} us each | "
+            f"{extra_s * 1e3:.1f} ms |",
+            f"| (c) {h100.walks} walks of the H100's shape ({h100.walks * h100.walk_stages} steps) | "
+            f"{ms(h100_walks)} |",
+            f"| **capacity CPU per H100 GPU, (a) + (b) + (c)** | **{capacity * 1e3:.0f} ms** |",
+            f"| throughput verification per GPU (the section above, this run) | {throughput_s * 1e3:.0f} ms |",
+            f"| **service CPU per GPU, throughput + capacity** | **{total * 1e3:.0f} ms** (target <= 250 ms) |",
+            f"| reference: one SHA-256 Merkle node hash (65 bytes), this run | {level * 1e6:.2f} us |",
+            "",
+            f"Per GPU in node hashes (the reference): capacity {capacity / level:,.0f}, throughput + capacity "
+            f"{total / level:,.0f}.",
             "",
             openings_section(),
         ]
@@ -245,21 +284,6 @@ def _peak(fn: Callable[[], Any]) -> int:
     return peak
 
 
-def _walk_steps(params: CapacityParams, key: SigningKey, nonce: bytes, decoded: list[OpenedTarget]) -> None:
-    """Every walk step after the first, checked by the verifier's own step check (random rows
-    fail the first step, where verify_capacity stops each walk; an honest walk checks them all)."""
-    for tp, target in zip(sorted(params.targets, key=lambda t: t.target), decoded, strict=True):
-        roots = [target.roots[k].tobytes() for k in range(len(target.roots))]
-        checker = _WalkChecker(
-            capacity_seed(nonce, key.public_hex, tp.target), tp, roots, np.random.default_rng(0)
-        )
-        start = time.process_time()
-        for walk in target.walks:
-            for s in walk.steps[1:]:
-                checker.step(s, s.stage, s.row, "bench")
-        _walk_steps.seconds += time.process_time() - start  # type: ignore[attr-defined]
-
-
 def openings_section() -> str:
     rng = np.random.default_rng(12)
     one = capacity_params_for(make_claim(H100_MODEL, 1, allow_cpu_backend=False))
@@ -291,7 +315,7 @@ def openings_section() -> str:
             rng=np.random.default_rng(1),
         )
 
-    json_s, decode_s, verify_s, steps_s = [], [], [], []
+    json_s, decode_s, verify_s = [], [], []
     codes: set[str] = set()
     for _ in range(REPEATS):
         t, _transcript = _cpu(lambda: CapacityTranscript.model_validate_json(json_all))
@@ -301,9 +325,6 @@ def openings_section() -> str:
         t, result = _cpu(lambda decoded=decoded: verify(decoded))  # type: ignore[misc]
         verify_s.append(t)
         codes = {r.code for r in result.reasons}
-        _walk_steps.seconds = 0.0  # type: ignore[attr-defined]
-        _walk_steps(params, key, nonce, decoded)
-        steps_s.append(_walk_steps.seconds)  # type: ignore[attr-defined]
     assert codes == {
         "capacity_merkle_path_invalid",
         "capacity_answer_mismatch",
@@ -313,13 +334,19 @@ def openings_section() -> str:
     json_peak = _peak(lambda: CapacityTranscript.model_validate_json(json_all))
     binary_peak = _peak(lambda: verify(decode_openings(data, params)))
     med = statistics.median
-    total = med(decode_s) + med(verify_s) + med(steps_s)
+    # Honest walks of each target's shape (random rows fail every walk's first step above):
+    # one GPU target's (all eight share its shape) and the host's, each timed REPEATS times.
+    gpu_walks = known_walks_s(params.targets[0], rng)
+    host_walks = known_walks_s(params.targets[-1], rng)
+    gpus = len(params.targets) - 1
+    walks_total = gpus * med(gpu_walks) + med(host_walks)
+    total = med(decode_s) + med(verify_s) + walks_total
 
     def ms(v: list[float]) -> str:
         return f"{med(v) * 1e3:.1f} ms (min {min(v) * 1e3:.1f}, max {max(v) * 1e3:.1f})"
 
     host = params.targets[-1]
-    steps_n = sum(tp.walks * (tp.walk_stages - 1) for tp in params.targets)
+    steps_n = sum(tp.walks * tp.walk_stages for tp in params.targets)
     return "\n".join(
         [
             "### Capacity phase: binary openings of 8 x H100 + 256 GiB host (verify worker side)",
@@ -331,10 +358,10 @@ def openings_section() -> str:
             "layer roots random but chained to a signed commitment (scripts/bench_capacity.py "
             "`fabricated_phase`), so the verifier runs its real path: the roots chain, the draws match, every "
             "spot and the first step of every walk are checked (and fail: random rows open nothing; "
-            "verify_capacity stops a walk at its first failing step). The other steps of every walk (a walk "
-            "opens every stage) "
-            f"({steps_n:,}) are timed through the verifier's own step check (`_WalkChecker.step`) and added: "
-            "an upper bound of an honest walk (which finds one of its three paths already checked). "
+            "a walk stops at its first failing step). Every walk's honest cost is then added: "
+            f"`check_walks` over honest walks of each target's real shape ({steps_n:,} steps in all), made "
+            "by a prover that knew the draw (`known_draw_walks`), timed for one GPU target (x "
+            f"{gpus}: they share its shape) and the host's; each walk's first step is so counted twice. "
             f"Process CPU time, median of {REPEATS} (min, max), one process, BLAS on one thread; peak memory "
             "by tracemalloc above the transcript's own bytes. Reference in the same run: the v1 JSON "
             "of the same openings parsed by pydantic, as the worker did before.",
@@ -351,7 +378,9 @@ def openings_section() -> str:
             f"| v1 JSON parsed into models (reference) | {ms(json_s)} |",
             f"| binary decoded (`decode_openings`, views of the bytes) | {ms(decode_s)} |",
             f"| verify_capacity on the decoded openings | {ms(verify_s)} |",
-            f"| the other {steps_n:,} walk steps | {ms(steps_s)} |",
+            f"| honest walks: one GPU target's {params.targets[0].walks} | {ms(gpu_walks)} |",
+            f"| honest walks: the host's {host.walks} | {ms(host_walks)} |",
+            f"| every target's walks ({gpus} x GPU + host) | {walks_total * 1e3:.1f} ms |",
             f"| **decode + verify (sum of medians)** | **{total * 1e3:.0f} ms** |",
             "",
             f"Decode alone: {med(decode_s) / med(json_s):.4f} x the JSON parse "

@@ -29,7 +29,17 @@ from gpuproof.protocol.capacity import (
 )
 from gpuproof.protocol.capacity.device import OutOfDeviceMemory, SimulatedDevice
 from gpuproof.protocol.capacity.draws import Walk, bandwidth_round, target_rounds
-from gpuproof.protocol.capacity.fill import HALF, Q, Rows, capacity_seed, partner
+from gpuproof.protocol.capacity.fill import (
+    HALF,
+    Fill,
+    Q,
+    Rows,
+    capacity_seed,
+    leaf,
+    partner,
+    recentre,
+    stage_perms,
+)
 from gpuproof.protocol.capacity.models import (
     CapacityTargetParams,
     SpotOpening,
@@ -39,8 +49,9 @@ from gpuproof.protocol.capacity.models import (
 )
 from gpuproof.protocol.capacity.params import fill_ops
 from gpuproof.protocol.capacity.prover import CapacityProver, TargetState
-from gpuproof.protocol.capacity.wire import OpenedTarget
+from gpuproof.protocol.capacity.wire import Digests, OpenedStep, OpenedTarget, OpenedWalk
 from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.proof import merkle
 
 # -- a test-size "reference model": 16 KiB of VRAM, 32 KiB of host RAM ------------------------------
 TEST_VRAM = 16 * 1024
@@ -228,8 +239,6 @@ def shaped_openings(
     """Every target's openings at the params' real shapes: rows random in [-125, 125], digests
     random; at the given draws (and roots), else at random items and walks that go from a row to
     one of its parents as a walk does. Nothing in them opens anything."""
-    from gpuproof.protocol.proof import merkle
-
     out = []
     for tp in params.targets:
         depth = merkle.depth(tp.n_rows)
@@ -313,6 +322,99 @@ def _random_walk(tp: CapacityTargetParams, index: int, rng: np.random.Generator)
         if rng.integers(2):
             at = partner(at, stage, tp.n_rows)
     return Walk(index, stages, rows)
+
+
+def sparse_tree(n: int, leaves: Mapping[int, bytes]) -> tuple[bytes, dict[int, Digests]]:
+    """The root of a Merkle tree of n leaves where only `leaves` (index: digest) are set, every
+    other leaf the empty leaf, and each set leaf's path: a tree of any size at the cost of its set
+    leaves (levels x set leaves node hashes)."""
+    depth = merkle.depth(n)
+    empty = [merkle.EMPTY_LEAF]
+    for _ in range(depth):
+        empty.append(merkle.node_hash(empty[-1], empty[-1]))
+    levels = [dict(leaves)]
+    for h in range(depth):
+        below = levels[-1]
+        levels.append(
+            {
+                i: merkle.node_hash(below.get(2 * i, empty[h]), below.get(2 * i + 1, empty[h]))
+                for i in {k >> 1 for k in below}
+            }
+        )
+    paths = {}
+    for index in leaves:
+        siblings = [levels[h].get((index >> h) ^ 1, empty[h]) for h in range(depth)]
+        paths[index] = np.frombuffer(b"".join(siblings), dtype=np.uint8).reshape(depth, 32)
+    return levels[-1].get(0, empty[depth]), paths
+
+
+def known_draw_walks(
+    seed: bytes, tp: CapacityTargetParams, walks: Sequence[Walk], rng: np.random.Generator
+) -> tuple[list[bytes], dict[int, OpenedWalk]]:
+    """Layer roots and walk openings that pass the walk check for `walks`, made by a prover that
+    knows the walks BEFORE it chooses its roots (which committing before the draw rules out): each
+    walk's rows computed up from the regenerated X_0 along the walk, the parent a walk does not go
+    on to random, the trees sparse (`sparse_tree`). An honest walk's content at any size without a
+    fill: the bench and the real-size tests verify walks of an H100's shape with it."""
+    assert tp.walk_stages == tp.n_stages, "walks open every stage"
+    fill = Fill(seed, tp.n_rows, tp.d)
+    layers: list[dict[int, Rows]] = [{} for _ in range(tp.n_stages + 1)]
+    perms: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = {}
+
+    def put(layer: int, row: int, values: Rows) -> Rows:
+        held = layers[layer].setdefault(row, values)
+        if not np.array_equal(held, values):
+            raise ValueError(f"two walks need different rows {row} of layer {layer}: draw again")
+        return held
+
+    for walk in walks:
+        below: Rows | None = None  # X_{l-1} at the row the walk goes on to below stage l
+        for j in range(len(walk.stages) - 1, -1, -1):  # stage 1 first
+            stage, row = walk.stages[j], walk.rows[j]
+            mate_row = partner(row, stage, tp.n_rows)
+            if stage == 1:
+                own, mate = fill.x0([row, mate_row])
+            else:
+                assert below is not None
+                lower = walk.rows[j + 1]
+                own = below if lower == row else put(stage - 1, row, _random_row(tp, rng))
+                mate = below if lower == mate_row else put(stage - 1, mate_row, _random_row(tp, rng))
+            if stage not in perms:
+                perms[stage] = stage_perms(seed, stage, tp.d)
+            pi, sigma = perms[stage]
+            spread = np.zeros((2, tp.d))  # own . B[pi] + mate . B[sigma] = (own -> pi, mate -> sigma) . B
+            spread[0, pi], spread[1, sigma] = own, mate
+            below = put(stage, row, recentre(spread.sum(axis=0) @ fill.b, stage))
+    trees = [
+        sparse_tree(tp.n_rows, {r: leaf(v) for r, v in layers[layer].items()})
+        for layer in range(1, tp.n_stages + 1)
+    ]
+    roots = [root for root, _ in trees]
+    none = np.empty((0, 32), dtype=np.uint8)
+    opened: dict[int, OpenedWalk] = {}
+    for walk in walks:
+        steps = []
+        for stage, row in zip(walk.stages, walk.rows, strict=True):
+            mate_row = partner(row, stage, tp.n_rows)
+            parents = stage > 1
+            steps.append(
+                OpenedStep(
+                    stage=stage,
+                    row=row,
+                    a_row=layers[stage][row],
+                    a_path=trees[stage - 1][1][row],
+                    own_prev=layers[stage - 1][row] if parents else None,
+                    own_prev_path=trees[stage - 2][1][row] if parents else none,
+                    mate_prev=layers[stage - 1][mate_row] if parents else None,
+                    mate_prev_path=trees[stage - 2][1][mate_row] if parents else none,
+                )
+            )
+        opened[walk.index] = OpenedWalk(walk=walk.index, steps=steps)
+    return roots, opened
+
+
+def _random_row(tp: CapacityTargetParams, rng: np.random.Generator) -> Rows:
+    return rng.integers(-HALF, HALF + 1, size=tp.d, dtype=np.int8)
 
 
 S = TypeVar("S", bound=TargetState)

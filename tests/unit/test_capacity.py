@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,11 +21,14 @@ from gpuproof.protocol.capacity import (
     derive_capacity_params,
 )
 from gpuproof.protocol.capacity.device import OutOfDeviceMemory
+from gpuproof.protocol.capacity.draws import draw_walks
 from gpuproof.protocol.capacity.fill import Fill, capacity_seed, partner
 from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetAnswer
 from gpuproof.protocol.capacity.params import fill_ops
 from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.capacity.verifier import LayerPaths, check_walks
 from gpuproof.protocol.keys import SigningKey
+from gpuproof.protocol.proof import merkle
 from gpuproof.reason_codes import REASON_CODES
 from gpuproof.reference import lookup
 from tests.unit import capacity_adversaries as adv
@@ -528,3 +532,104 @@ def test_a_fill_made_cheap_by_the_stage_maps_linearity_is_caught_below_the_top_s
     device = adv.gpu_device("gpu0-small", capacity=tp.fill_bytes // 2, gemm=1e3 * adv.GPU_GEMM)
     prover = adv.LinearTopProver(NONCE, KEY.public_hex, CHALLENGE, old, {0: device}, depth=depth)
     assert adv.run_phase(prover, KEY, old, nonce=NONCE, challenge_id=CHALLENGE).result.reasons == []
+
+
+def test_layer_paths_give_the_verdict_of_a_full_climb_while_reusing_checked_nodes() -> None:
+    """The walk check's Merkle paths stop at nodes an earlier path already checked; every verdict,
+    in any order and with any sibling tampered (below or above where paths meet), is the one
+    `merkle.verify_path` gives for the whole path."""
+    rng = np.random.default_rng(7)
+    n = 45  # not a power of two: padded leaves
+    leaves = [merkle.leaf_hash(bytes([k]) * 8) for k in range(n)]
+    tree = merkle.levels(leaves)
+    root = tree[-1][0]
+    paths = LayerPaths(root, n)
+    agreed = opened_ok = 0
+    for trial in range(600):
+        index = int(rng.integers(0, n))
+        siblings = merkle.path(tree, index)
+        digest = leaves[index]
+        kind = trial % 4
+        if kind == 1:  # one sibling flipped, at any level
+            level = int(rng.integers(0, len(siblings)))
+            siblings[level] = bytes([siblings[level][0] ^ 1]) + siblings[level][1:]
+        elif kind == 2:  # another leaf
+            digest = leaves[(index + 1) % n]
+        elif kind == 3 and trial > 300:  # the top sibling flipped: above any meeting point
+            siblings[-1] = bytes(32)
+        raw = np.frombuffer(b"".join(siblings), dtype=np.uint8).reshape(len(siblings), 32)
+        full = merkle.verify_path(digest, index, n, siblings, root)
+        assert paths.opens(digest, index, raw) == full, (trial, index, kind)
+        agreed += 1
+        opened_ok += full
+    assert agreed == 600 and 0 < opened_ok < 600
+    assert sum(len(level) for level in paths.known) <= 2 * len(tree[0])  # tree nodes, at most the tree
+    assert not paths.opens(leaves[0], n, np.zeros((merkle.depth(n), 32), dtype=np.uint8))  # outside
+    assert not paths.opens(leaves[0], 0, np.zeros((1, 32), dtype=np.uint8))  # short path
+
+
+def test_a_walk_reports_only_its_first_failing_step() -> None:
+    """The row checks of every walk are batched per stage; each walk still reports the reasons of
+    its first failing step alone (a parent row changed in one step: its path and its row check)."""
+    params = adv.target_params(1, host=False)
+
+    class Parent(adv.Tamper):
+        row = -1
+
+        def openings(self, openings):  # type: ignore[no-untyped-def]
+            t = openings[0]
+            walk = t.walks[1]
+            steps = list(walk.steps)
+            step = steps[2]  # a step above stage 1 (walks open every stage; L > 3 here)
+            own = bytearray(bytes.fromhex(step.own_prev))
+            own[0] = (own[0] + 1) % 0x7D
+            steps[2] = step.model_copy(update={"own_prev": own.hex()})
+            self.row = step.row
+            walks = [*t.walks[:1], walk.model_copy(update={"steps": steps}), *t.walks[2:]]
+            return [t.model_copy(update={"walks": walks}), *openings[1:]]
+
+    tp = params.targets[0]
+    assert tp.n_stages > 3
+    prover = CapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, adv.honest_devices(params))
+    tamper = Parent()
+    r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE, tamper=tamper)
+    label = f"stage {tp.n_stages - 2} row {tamper.row}"
+    assert [(x.code, x.message.split(":")[0]) for x in r.result.reasons] == [
+        (codes.MERKLE_PATH_INVALID, label),
+        (codes.WALK_CHECK_FAILED, label),
+    ]
+    assert all(str(x.field).endswith(".walks[1]") for x in r.result.reasons)
+
+
+def test_walks_of_an_h100s_shape_pass_and_one_changed_row_fails_at_its_step() -> None:
+    """The walk check at the real size (N = 75,766,980 rows, L = 27, d = 1024): walks made by a
+    prover that knew the draw (`known_draw_walks`: the content an honest walk has, without a fill)
+    pass, and one entry changed in one step's parent row fails that walk there and nowhere else."""
+    ref = lookup("H100 SXM5 80GB")
+    assert ref is not None and ref.expected_int8_tops and ref.mem_bw_gbs
+    tp = derive_capacity_params(
+        gpu_count=1,
+        mem_gb=ref.mem_gb,
+        rate_tops=ref.expected_int8_tops,
+        bandwidth_gbs=ref.mem_bw_gbs,
+        host_ram_bytes=None,
+    ).targets[0]
+    assert (tp.n_rows, tp.n_stages, tp.d, tp.walk_stages) == (75_766_980, 27, 1024, 27)
+    rng = np.random.default_rng(3)
+    seed = rng.bytes(32)
+    walks = draw_walks(rng.bytes(64), rng.bytes(32), tp)
+    roots, got = adv.known_draw_walks(seed, tp, walks, rng)
+    assert check_walks(seed, tp, roots, walks, got, rng, "t") == []
+    walk = got[walks[5].index]
+    step = walk.steps[9]
+    assert step.mate_prev is not None
+    changed = step.mate_prev.copy()
+    changed[3] = (int(changed[3]) + 126) % 251 - 125  # another in-range entry
+    steps = [*walk.steps[:9], replace(step, mate_prev=changed), *walk.steps[10:]]
+    tampered = {**got, walk.walk: replace(walk, steps=steps)}
+    reasons = check_walks(seed, tp, roots, walks, tampered, rng, "t")
+    assert [(x.code, x.field) for x in reasons] == [
+        (codes.MERKLE_PATH_INVALID, f"t.walks[{walk.walk}]"),
+        (codes.WALK_CHECK_FAILED, f"t.walks[{walk.walk}]"),
+    ]
+    assert all(x.message.startswith(f"stage {step.stage} row {step.row}:") for x in reasons)

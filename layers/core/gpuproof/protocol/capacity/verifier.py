@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from gpuproof.protocol.capacity import codes
 from gpuproof.protocol.capacity.draws import (
+    Walk,
     bandwidth_round,
     draw_spots,
     draw_walks,
@@ -37,7 +38,6 @@ from gpuproof.protocol.capacity.fill import (
     capacity_seed,
     chain_value,
     gen_rows,
-    leaf,
     partner,
     stage_perms,
 )
@@ -49,7 +49,15 @@ from gpuproof.protocol.capacity.models import (
     TargetOpenings,
 )
 from gpuproof.protocol.capacity.sweep import fingerprints, split_item, sweep_keys, sweep_leaf, sweep_matrix
-from gpuproof.protocol.capacity.wire import Digests, OpenedSpot, OpenedStep, OpenedTarget, Row, opened
+from gpuproof.protocol.capacity.wire import (
+    Digests,
+    OpenedSpot,
+    OpenedStep,
+    OpenedTarget,
+    OpenedWalk,
+    Row,
+    opened,
+)
 from gpuproof.protocol.proof import merkle
 from gpuproof.protocol.reasons import Reason
 
@@ -110,13 +118,23 @@ class CapacityResult:
         }
 
 
-def _bounded(row: Row | None, d: int) -> npt.NDArray[np.int64] | None:
-    """The row's d entries when it has d of them, every one in [-125, 125]; else None."""
+_IN_RANGE = bytes(v & 0xFF for v in range(-HALF, HALF + 1))  # the int8 bytes of -125 .. 125
+
+
+def _bounded(row: Row | None, d: int) -> bytes | None:
+    """The row's d bytes (int8) when it has d entries, every one in [-125, 125]; else None."""
     if row is None or row.shape != (d,):
         return None
-    if int(row.min()) < -HALF or int(row.max()) > HALF:
-        return None
-    return row.astype(np.int64)
+    if row.dtype != np.int8:
+        if int(row.min()) < -HALF or int(row.max()) > HALF:
+            return None
+        row = row.astype(np.int8)
+    raw = row.tobytes()
+    return None if raw.translate(None, _IN_RANGE) else raw  # a byte left: an entry out of range
+
+
+def _matrix(raws: Sequence[bytes], d: int) -> npt.NDArray[np.int8]:
+    return np.frombuffer(b"".join(raws), dtype=np.int8).reshape(len(raws), d)
 
 
 def _digests(path: Digests) -> list[bytes]:
@@ -233,13 +251,14 @@ def _check_spot(
                 field_name,
             )
         ]
-    rows = np.stack([a for a in arrays if a is not None]).astype(np.int8)
+    raws = [a for a in arrays if a is not None]
+    rows = _matrix(raws, tp.d)
     reasons = []
     if tp.mode == "scan":
-        sub = merkle.levels([leaf(r) for r in rows], sub_height)[-1][0]
+        sub = merkle.levels([merkle.leaf_hash(r) for r in raws], sub_height)[-1][0]
         node_index = spot.item
     else:
-        sub = leaf(rows[0])
+        sub = merkle.leaf_hash(raws[0])
         node_index = rows_idx[0]
     if merkle.root_from_path(sub, node_index, _digests(spot.tree_path)) != root_l:
         reasons.append(
@@ -282,9 +301,10 @@ def _check_sweep_spot(
     arrays = [_bounded(r, tp.d) for r in spot.rows]
     if any(a is None for a in arrays):
         return [Reason(codes.VALUE_OUT_OF_RANGE, f"{label}: entries outside ±{HALF}", field_name)]
-    rows = np.stack([a for a in arrays if a is not None]).astype(np.int8)
+    raws = [a for a in arrays if a is not None]
+    rows = _matrix(raws, tp.d)
     reasons = []
-    sub = merkle.levels([leaf(r) for r in rows], tp.chunk_rows.bit_length() - 1)[-1][0]
+    sub = merkle.levels([merkle.leaf_hash(r) for r in raws], tp.chunk_rows.bit_length() - 1)[-1][0]
     if merkle.root_from_path(sub, c, _digests(spot.tree_path)) != root_l:
         reasons.append(Reason(codes.MERKLE_PATH_INVALID, f"{label}: rows do not open root_L", field_name))
     answer = next(a for a in record.answers if a.target == tp.target)
@@ -300,31 +320,91 @@ def _check_sweep_spot(
     return reasons
 
 
-class _WalkChecker:
+class LayerPaths:
+    """Merkle paths into one layer's tree, checked against its root. Every node a path that opened
+    computed or used as a sibling is kept; a later path stops climbing at the first kept node it
+    reaches (which must equal what it computed there) and its remaining siblings must equal the kept
+    ones. The verdict is the one a full climb gives (short of a SHA-256 collision), at fewer hashes:
+    a step's mate row meets its own row's path at level l - 1, and walks share the top of each tree.
+    The node hash is `merkle.node_hash`, inlined (this loop is most of the walk check's time)."""
+
+    def __init__(self, root: bytes, n: int) -> None:
+        self.n, self.depth = n, merkle.depth(n)
+        self.known: list[dict[int, bytes]] = [{} for _ in range(self.depth + 1)]  # per level: index -> node
+        self.known[self.depth][0] = root
+
+    def opens(self, digest: bytes, index: int, path: Digests) -> bool:
+        depth, known = self.depth, self.known
+        if not 0 <= index < self.n or len(path) != depth:
+            return False
+        raw = path.tobytes()
+        sha, prefix = hashlib.sha256, merkle.NODE_PREFIX
+        node, at, level = digest, index, 0
+        computed = []
+        while (kept := known[level].get(at)) is None:  # the root is kept: this ends by level = depth
+            sibling = raw[32 * level : 32 * level + 32]
+            computed.append(node)
+            node = sha(prefix + sibling + node).digest() if at & 1 else sha(prefix + node + sibling).digest()
+            at >>= 1
+            level += 1
+        if kept != node:
+            return False
+        for upper in range(level, depth):  # the siblings above where it met must be the kept ones
+            if known[upper].get(at ^ 1) != raw[32 * upper : 32 * upper + 32]:
+                return False
+            at >>= 1
+        at = index
+        for lower, value in enumerate(computed):
+            known[lower][at] = value
+            known[lower][at ^ 1] = raw[32 * lower : 32 * lower + 32]
+            at >>= 1
+        return True
+
+
+@dataclass
+class _Step:
+    """One walk step that passed its shape and range checks, queued for the batched row check."""
+
+    stage: int
+    row: int
+    own: bytes  # d int8 entries
+    mate: bytes
+    a_row: bytes
+    reasons: list[Reason]
+    row_ok: bool = True
+
+
+class _Walks:
+    """The walks of one target: each step's rows open their layer roots (`LayerPaths`), and
+    a_row = g_l(own . B[pi_l] + mate . B[sigma_l]) holds row by row, checked by Freivalds modulo 251
+    with FREIVALDS_VECTORS random vectors x: (a_row + 125 - l) . x = own . y[pi_l] + mate . y[sigma_l]
+    with y = B x, regenerated once per target. The row checks of every walk's steps at one stage are
+    one matrix product (float64: every sum is below 2^27, exact)."""
+
     def __init__(
         self, seed: bytes, tp: CapacityTargetParams, roots: Sequence[bytes], rng: np.random.Generator
     ) -> None:
-        self.seed, self.tp, self.roots = seed, tp, roots
-        self.x = rng.integers(0, Q, size=(tp.d, FREIVALDS_VECTORS), dtype=np.int64)
-        y = np.empty((tp.d, FREIVALDS_VECTORS), dtype=np.int64)
+        self.seed, self.tp = seed, tp
+        self.x = rng.integers(0, Q, size=(tp.d, FREIVALDS_VECTORS)).astype(np.float64)
+        y = np.empty((tp.d, FREIVALDS_VECTORS), dtype=np.float64)
         for start in range(0, tp.d, 512):
             stop = min(tp.d, start + 512)
-            block = gen_rows(seed, TAG_B, range(start, stop), tp.d).astype(np.float64)
-            y[start:stop] = (block @ self.x.astype(np.float64)).astype(np.int64)
+            y[start:stop] = gen_rows(seed, TAG_B, range(start, stop), tp.d).astype(np.float64) @ self.x
         self.y = y % Q
-        self.good: set[tuple[int, int, bytes]] = set()  # (layer, row, leaf) already opened
-        self.perms: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = {}
+        self.layers = [LayerPaths(root, tp.n_rows) for root in roots]
+        self.leaves: set[tuple[int, int, bytes]] = set()  # (layer, row, leaf) already opened
 
-    def opens(self, layer: int, row: int, values: npt.NDArray[np.int64], path: Digests) -> bool:
-        digest = leaf(values.astype(np.int8))
-        if (layer, row, digest) in self.good:
+    def _opens(self, layer: int, row: int, values: bytes, path: Digests) -> bool:
+        digest = merkle.leaf_hash(values)
+        if (layer, row, digest) in self.leaves:
             return True
-        ok = merkle.verify_path(digest, row, self.tp.n_rows, _digests(path), self.roots[layer - 1])
+        ok = self.layers[layer - 1].opens(digest, row, path)
         if ok:
-            self.good.add((layer, row, digest))
+            self.leaves.add((layer, row, digest))
         return ok
 
-    def step(self, s: OpenedStep, stage: int, row: int, field_name: str) -> list[Reason]:
+    def _step(self, s: OpenedStep, stage: int, row: int, field_name: str) -> _Step | list[Reason]:
+        """The step queued for its row check, or its reasons when its shape or range is wrong."""
         tp, label = self.tp, f"stage {stage} row {row}"
         first = stage == 1
         depth = merkle.depth(tp.n_rows)
@@ -352,8 +432,8 @@ class _WalkChecker:
         a_row = _bounded(s.a_row, tp.d)
         mate_row = partner(row, stage, tp.n_rows)
         if first:
-            x0 = gen_rows(self.seed, TAG_X0, [row, mate_row], tp.d).astype(np.int64)
-            own, mate = x0[0], x0[1]
+            x0 = gen_rows(self.seed, TAG_X0, [row, mate_row], tp.d).tobytes()
+            own, mate = x0[: tp.d], x0[tp.d :]
         else:
             own_b, mate_b = _bounded(s.own_prev, tp.d), _bounded(s.mate_prev, tp.d)
             if own_b is None or mate_b is None:
@@ -361,30 +441,85 @@ class _WalkChecker:
             own, mate = own_b, mate_b
         if a_row is None:
             return [Reason(codes.VALUE_OUT_OF_RANGE, f"{label}: entries outside ±{HALF}", field_name)]
-        try:
-            ok = self.opens(stage, row, a_row, s.a_path)
-            if not first:
-                ok = self.opens(stage - 1, row, own, s.own_prev_path) and ok
-                ok = self.opens(stage - 1, mate_row, mate, s.mate_prev_path) and ok
-        except ValueError:
-            ok = False
+        ok = self._opens(stage, row, a_row, s.a_path)
+        if not first:
+            ok = self._opens(stage - 1, row, own, s.own_prev_path) and ok
+            ok = self._opens(stage - 1, mate_row, mate, s.mate_prev_path) and ok
         reasons = []
         if not ok:
             reasons.append(
                 Reason(codes.MERKLE_PATH_INVALID, f"{label}: rows do not open their layer roots", field_name)
             )
-        if stage not in self.perms:
-            self.perms[stage] = stage_perms(self.seed, stage, tp.d)
-        pi, sigma = self.perms[stage]
-        product = (own @ self.y[pi] + mate @ self.y[sigma]) % Q
-        residue = ((a_row + HALF - stage) % Q) @ self.x % Q
-        if not np.array_equal(product, residue):
-            reasons.append(
-                Reason(
-                    codes.WALK_CHECK_FAILED, f"{label}: not g_l(own . B[pi] + mate . B[sigma])", field_name
+        return _Step(stage, row, own, mate, a_row, reasons)
+
+    def _check_rows(self, steps: list[_Step]) -> None:
+        by_stage: dict[int, list[_Step]] = {}
+        for step in steps:
+            by_stage.setdefault(step.stage, []).append(step)
+        for stage, group in by_stage.items():
+            d = self.tp.d
+            pi, sigma = stage_perms(self.seed, stage, d)
+            own = _matrix([g.own for g in group], d).astype(np.float64)
+            mate = _matrix([g.mate for g in group], d).astype(np.float64)
+            a_rows = _matrix([g.a_row for g in group], d).astype(np.float64)
+            product = (own @ self.y[pi] + mate @ self.y[sigma]) % Q
+            residue = (((a_rows + (HALF - stage)) % Q) @ self.x) % Q
+            for g, ok in zip(group, (product == residue).all(axis=1), strict=True):
+                g.row_ok = bool(ok)
+
+    def check(self, walks: Sequence[Walk], got: dict[int, OpenedWalk], where: str) -> list[Reason]:
+        """Each walk's reasons up to its first failing step (a walk stops there)."""
+        per_walk: list[list[_Step | list[Reason]]] = []
+        queued: list[_Step] = []
+        for walk in walks:
+            steps = got[walk.index].steps
+            field_name = f"{where}.walks[{walk.index}]"
+            if len(steps) != len(walk.stages):
+                per_walk.append(
+                    [[Reason(codes.OPENING_MALFORMED, f"walk {walk.index}: {len(steps)} steps", field_name)]]
                 )
-            )
+                continue
+            found: list[_Step | list[Reason]] = []
+            for step, stage, row in zip(steps, walk.stages, walk.rows, strict=True):
+                checked = self._step(step, stage, row, field_name)
+                found.append(checked)
+                if isinstance(checked, list):
+                    break
+                queued.append(checked)
+                if checked.reasons:
+                    break
+            per_walk.append(found)
+        self._check_rows(queued)
+        reasons: list[Reason] = []
+        for walk, found in zip(walks, per_walk, strict=True):
+            for checked in found:
+                step_reasons = checked if isinstance(checked, list) else list(checked.reasons)
+                if isinstance(checked, _Step) and not checked.row_ok:
+                    label = f"stage {checked.stage} row {checked.row}"
+                    step_reasons.append(
+                        Reason(
+                            codes.WALK_CHECK_FAILED,
+                            f"{label}: not g_l(own . B[pi] + mate . B[sigma])",
+                            f"{where}.walks[{walk.index}]",
+                        )
+                    )
+                reasons.extend(step_reasons)
+                if step_reasons:
+                    break
         return reasons
+
+
+def check_walks(
+    seed: bytes,
+    tp: CapacityTargetParams,
+    roots: Sequence[bytes],
+    walks: Sequence[Walk],
+    got: dict[int, OpenedWalk],
+    rng: np.random.Generator,
+    where: str,
+) -> list[Reason]:
+    """The drawn walks against their openings (`got`, by walk index: every drawn one present)."""
+    return _Walks(seed, tp, roots, rng).check(walks, got, where)
 
 
 def verify_target(
@@ -448,21 +583,7 @@ def verify_target(
             Reason(codes.OPENINGS_MISMATCH, "opened walks differ from those drawn", f"{where}.walks")
         )
         return reasons, elapsed, swept_s
-    checker = _WalkChecker(seed, tp, roots, rng)
-    got = {w.walk: w for w in openings.walks}
-    for walk in walks:
-        steps = got[walk.index].steps
-        field_name = f"{where}.walks[{walk.index}]"
-        if len(steps) != len(walk.stages):
-            reasons.append(
-                Reason(codes.OPENING_MALFORMED, f"walk {walk.index}: {len(steps)} steps", field_name)
-            )
-            continue
-        for step, stage, row in zip(steps, walk.stages, walk.rows, strict=True):
-            found = checker.step(step, stage, row, field_name)
-            reasons.extend(found)
-            if found:
-                break
+    reasons.extend(check_walks(seed, tp, roots, walks, {w.walk: w for w in openings.walks}, rng, where))
     return reasons, elapsed, swept_s
 
 
