@@ -116,11 +116,18 @@ def test_pack_eight_entries_in_five_bytes() -> None:
         pack_rows(np.zeros((1, 12), dtype=np.int8))
 
 
-def test_b_times_x_matches_full_matrix() -> None:
+@pytest.mark.parametrize("d", [64, 4096, 8192])  # float32 up to 4096, float64 above
+def test_b_times_x_mod_matches_the_full_matrix(d: int) -> None:
+    """B . X mod 17 from B's raw bytes (B = (b mod 17) - 8 is congruent to b - 8) equals the
+    product of the mapped matrix, at the GPU's d (4096) and above, with X at its extremes."""
     seed = gpu_seed(NONCE, MACHINE, 0)
-    x = np.arange(64, dtype=np.int64) * 1000
-    b = gen_matrix(seed, TAG_B, 64, 64).astype(np.int64)
-    assert np.array_equal(matrices.b_times_x(seed, 64, x, chunk=10), b @ x)
+    rng = np.random.default_rng(d)
+    x = rng.integers(0, 17, size=(d, 8), dtype=np.int64)
+    x[:, 0] = 16  # the largest entries: the float32 bound's case
+    b = gen_matrix(seed, TAG_B, d, d).astype(np.int64)
+    assert np.array_equal(matrices.b_times_x_mod(seed, d, x, chunk=1000), (b @ x) % 17)
+    with pytest.raises(ValueError):
+        matrices.b_times_x_mod(seed, d, x + 1)  # 17 is not a residue
     # B_t . x = y[pi_t]: what the verifier uses per opening
-    pi = permutation(seed, 3, 64)
+    pi = permutation(seed, 3, d)
     assert np.array_equal(b[pi] @ x, (b @ x)[pi])

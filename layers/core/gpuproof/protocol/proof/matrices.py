@@ -107,20 +107,23 @@ def packed_row_bytes(d: int) -> int:
     return d * PACK_GROUP_BYTES // PACK_GROUP
 
 
-def b_times_x(seed: bytes, d: int, x: Int64Array, chunk: int = 512) -> Int64Array:
-    """y = B . x exactly (x a vector, or a d x r matrix of r vectors), generating B a block of rows
-    at a time (memory O(chunk * d)).
-
-    float64 BLAS is exact here: |B . x| <= d * 8 * max|x| < 2**53 when d * 8 * max|x| < 2**53 (the
-    verifier's x has entries below 17 and d <= 8192); beyond that, int64."""
-    y = np.empty((d, *x.shape[1:]), dtype=np.int64)
-    exact_in_float = d * HALF * int(np.abs(x).max(initial=0)) < 2**53
-    xf = x.astype(np.float64)
+def b_times_x_mod(seed: bytes, d: int, x: Int64Array, chunk: int = 512) -> Int64Array:
+    """B . x mod 17 (x a d x r matrix, entries in [0, 17)), the product the verifier's Freivalds
+    check needs, from B's raw SHAKE bytes without mapping them: B = (b mod 17) - 8 is congruent to
+    b - 8 modulo 17, so B . x = b . x - 8 sum(x) (mod 17). Exact in float32 while
+    d * 255 * max(x) < 2**24 (so up to d = 4096), else float64 (< 2**53)."""
+    if x.size and (int(x.min()) < 0 or int(x.max()) >= Q):
+        raise ValueError("x must have entries in [0, 17)")
+    bound = d * 255 * int(x.max(initial=0))
+    if bound >= 2**53:
+        raise ValueError("d too large for an exact product")
+    exact: type[np.floating[Any]] = np.float32 if bound < 2**24 else np.float64
+    xf: npt.NDArray[np.floating[Any]] = x.astype(exact)
+    y: Int64Array = np.empty((d, *x.shape[1:]), dtype=np.int64)
     for start in range(0, d, chunk):
         stop = min(d, start + chunk)
-        block = gen_rows(seed, TAG_B, range(start, stop), d)
-        if exact_in_float:
-            y[start:stop] = (block.astype(np.float64) @ xf).astype(np.int64)
-        else:
-            y[start:stop] = block.astype(np.int64) @ x
-    return y
+        raw = b"".join(row_bytes(seed, TAG_B, r, d) for r in range(start, stop))
+        block = np.frombuffer(raw, dtype=np.uint8).reshape(-1, d).astype(exact)
+        y[start:stop] = np.matmul(block, xf).astype(np.int64)
+    out: Int64Array = (y - HALF * x.sum(axis=0)) % Q
+    return out

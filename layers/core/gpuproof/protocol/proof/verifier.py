@@ -12,7 +12,7 @@ from gpuproof.protocol.keys import verify
 from gpuproof.protocol.proof import codes, merkle
 from gpuproof.protocol.proof.matrices import (
     TAG_A0,
-    b_times_x,
+    b_times_x_mod,
     gen_rows,
     gpu_seed,
     pack_rows,
@@ -178,7 +178,7 @@ def verify_gpu(
 
     gen = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
     x = gen.integers(0, params.q, size=(params.d, FREIVALDS_VECTORS), dtype=np.int64)
-    y = b_times_x(seed, params.d, x) % params.q
+    y = b_times_x_mod(seed, params.d, x).astype(np.float64)
     seen: set[tuple[int, int]] = set()
     perms: dict[int, npt.NDArray[np.intp]] = {}  # pi_t per step, shared by the openings of one step
     for k, opening in todo:
@@ -195,7 +195,7 @@ def _check_opening(
     roots: Sequence[bytes],
     o: RowOpening,
     x: npt.NDArray[np.int64],
-    y: npt.NDArray[np.int64],
+    y: npt.NDArray[np.float64],
     field: str,
     perms: dict[int, npt.NDArray[np.intp]] | None = None,
 ) -> list[Reason]:
@@ -251,8 +251,13 @@ def _check_opening(
     else:
         perm = perms[t]
     q = params.q
-    product = (a_prev @ y[perm] + anchor @ x) % q  # (A_{t-1}[i].B_t + A_0[i]).X mod 17
-    residue = ((a_row + h - t) % q) @ x % q  # (C mod 17).X mod 17, C's residue read from A_t[i]
+    # (A_{t-1}[i].B_t + A_0[i]).X mod 17, with B_t.X = Y[pi_t]: A_{t-1}[i] . Y[pi_t] is the row
+    # scattered by pi_t times Y (no d x 8 gather); float64, exact (every sum far below 2^53).
+    spread = np.zeros(d)
+    spread[perm] = a_prev
+    xf = x.astype(np.float64)
+    product = (spread @ y + anchor @ xf) % q
+    residue = ((a_row + h - t) % q) @ xf % q  # (C mod 17).X mod 17, C's residue read from A_t[i]
     if not np.array_equal(product, residue):
         reasons.append(
             Reason(codes.ROW_CHECK_FAILED, f"{label}: A_t row is not g_t(A_(t-1) row . B_t + A_0 row)", field)
