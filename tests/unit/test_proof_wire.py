@@ -18,7 +18,7 @@ from gpuproof.protocol.proof import (
     encode_transcript,
 )
 from gpuproof.protocol.proof.matrices import pack_rows
-from gpuproof.protocol.proof.wire import MAGIC, gpu_size, max_size
+from gpuproof.protocol.proof.wire import MAGIC, PackedRow, gpu_size, max_size
 from tests.unit.test_proof_protocol import Run, cpu_params, run, verify
 
 
@@ -125,3 +125,21 @@ def test_v1_documents_are_refused_with_their_own_code(two_gpus: Run) -> None:
     with pytest.raises(ValidationError) as again:
         ThroughputProof.model_validate(v1_proof)
     assert codes.unsupported_version(again.value) is not None
+
+
+def test_the_verifier_reads_a_decoded_rows_bytes_and_a_replaced_row_as_its_list(two_gpus: Run) -> None:
+    """Decoded rows are `PackedRow`s: equal to their lists, carrying the bytes the transcript had,
+    which the verifier reads (and hashes) instead of d Python ints. A row replaced after decoding
+    is a plain list again and is judged as that list: changed, it no longer opens its root."""
+    r = two_gpus
+    decoded = decode_transcript(encode_transcript(r.proof.openings, r.params), r.params)
+    o = decoded[0].openings[0]
+    assert isinstance(o.a_row, PackedRow) and o.a_row == list(o.a_row)
+    assert o.a_row.packed == pack_rows(np.array([o.a_row], dtype=np.int8)).tobytes()
+    changed = [(o.a_row[0] + 1) % 9 if o.a_row[0] < 8 else -8, *o.a_row[1:]]
+    g = decoded[0].model_copy(
+        update={"openings": [o.model_copy(update={"a_row": changed}), *decoded[0].openings[1:]]}
+    )
+    proof = r.proof.model_copy(update={"openings": [g, decoded[1]]})
+    assert codes.MERKLE_PATH_INVALID in verify(r, proof=proof)
+    assert verify(r, proof=r.proof.model_copy(update={"openings": decoded})) == []

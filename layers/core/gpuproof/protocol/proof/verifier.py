@@ -16,7 +16,9 @@ from gpuproof.protocol.proof.matrices import (
     gen_rows,
     gpu_seed,
     pack_rows,
+    packed_row_bytes,
     permutation,
+    unpack_rows,
 )
 from gpuproof.protocol.proof.models import (
     GpuCommitment,
@@ -29,6 +31,7 @@ from gpuproof.protocol.proof.models import (
     ThroughputProof,
 )
 from gpuproof.protocol.proof.transcript import chain_value, draw_pairs
+from gpuproof.protocol.proof.wire import PackedRow
 from gpuproof.protocol.reasons import Reason
 
 # Vectors of the mod-17 Freivalds check of each opening: a wrong row escapes one with probability
@@ -124,6 +127,22 @@ def _bounded(values: Sequence[object], bound: int) -> npt.NDArray[np.int64] | No
     return array
 
 
+def _entries(o: RowOpening, name: str, d: int, bound: int) -> tuple[npt.NDArray[np.int64] | None, bytes]:
+    """Row `name` of the opening as int64 entries held to [-bound, bound] (None when any is not),
+    and its packed bytes (`pack_rows`, what its Merkle leaf hashes): read from the bytes the binary
+    transcript carried when the row was decoded from one (`PackedRow`), else from the list (JSON)."""
+    values = getattr(o, name) or []
+    if isinstance(values, PackedRow) and len(values.packed) == packed_row_bytes(d):
+        array = unpack_rows(np.frombuffer(values.packed, dtype=np.uint8), d).astype(np.int64)
+        if array.size and (int(array.min()) < -bound or int(array.max()) > bound):
+            return None, b""
+        return array, values.packed
+    checked = _bounded(values, bound)
+    if checked is None:
+        return None, b""
+    return checked, pack_rows(checked.astype(np.int8)).tobytes()
+
+
 def _path(hexes: Sequence[str]) -> list[bytes]:
     return [bytes.fromhex(h) for h in hexes]
 
@@ -217,8 +236,8 @@ def _check_opening(
                 codes.OPENING_MALFORMED, f"{label}: wrong row length, path length or a_prev presence", field
             )
         ]
-    a_row = _bounded(o.a_row, h)
-    a_prev = None if first else _bounded(o.a_prev or [], h)
+    a_row, a_packed = _entries(o, "a_row", d, h)
+    a_prev, prev_packed = (None, b"") if first else _entries(o, "a_prev", d, h)
     if a_row is None or (not first and a_prev is None):
         return [Reason(codes.VALUE_OUT_OF_RANGE, f"{label}: entries outside [-{h}, {h}]", field)]
     anchor = gen_rows(seed, TAG_A0, [i], d)[0].astype(np.int64)
@@ -229,13 +248,13 @@ def _check_opening(
         a_path, prev_path = _path(o.a_path), _path(o.a_prev_path)
     except ValueError:
         return [Reason(codes.OPENING_MALFORMED, f"{label}: path is not hex", field)]
-    leaf = merkle.leaf_hash(pack_rows(a_row.astype(np.int8)).tobytes())
+    leaf = merkle.leaf_hash(a_packed)
     if not merkle.verify_path(leaf, i, params.n, a_path, roots[t - 1]):
         reasons.append(
             Reason(codes.MERKLE_PATH_INVALID, f"{label}: A_t row does not open root {t}", f"{field}.a_path")
         )
     if not first:
-        prev_leaf = merkle.leaf_hash(pack_rows(a_prev.astype(np.int8)).tobytes())
+        prev_leaf = merkle.leaf_hash(prev_packed)
         if not merkle.verify_path(prev_leaf, i, params.n, prev_path, roots[t - 2]):
             reasons.append(
                 Reason(

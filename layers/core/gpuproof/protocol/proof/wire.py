@@ -119,10 +119,21 @@ def _digests(chunk: memoryview) -> list[str]:
     return [raw[k : k + DIGEST].hex() for k in range(0, len(raw), DIGEST)]
 
 
-def _row(chunk: memoryview, d: int) -> list[int]:
-    packed = np.frombuffer(chunk, dtype=np.uint8).reshape(1, -1)
-    values: list[int] = unpack_rows(packed, d)[0].tolist()  # Python ints
-    return values
+class PackedRow(list[int]):
+    """A decoded row: its entries (Python ints, a list like any other) and `packed`, the bytes the
+    transcript carried them in (`pack_rows`), which the verifier reads instead of converting d
+    Python ints and hashes as the row's Merkle leaf. Equal to the plain list of its entries."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, values: list[int], packed: bytes) -> None:
+        super().__init__(values)
+        self.packed = packed
+
+
+def _row(chunk: memoryview, d: int) -> PackedRow:
+    packed = bytes(chunk)
+    return PackedRow(unpack_rows(np.frombuffer(packed, dtype=np.uint8), d).tolist(), packed)
 
 
 def decode_transcript(data: bytes, params: Sequence[ProofParams]) -> list[GpuOpenings]:
