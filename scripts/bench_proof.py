@@ -132,7 +132,8 @@ def verify_section() -> str:
             f"| Merkle levels {depth(small.n) + 1}..{depth(gpu.n)} of {gpu.checks} x 2 paths | "
             f"{extra_s * 1e3:.1f} ms |",
             f"| root chain over T = {gpu.steps} roots | {chain_s * 1e3:.1f} ms |",
-            f"| **total CPU per GPU (median)** | **{total * 1e3:.0f} ms** (target <= 250 ms) |",
+            f"| **total CPU per GPU (median)** | **{total * 1e3:.0f} ms** (the 250 ms target is for this "
+            "and the capacity phase together: its section) |",
             f"| for comparison: the inline JSON proof ({len(payload) / 1e6:.1f} MB) parsed by pydantic | "
             f"{_median_min_max(parse_s)} |",
             f"| reference: numpy `B @ x`, d x d int64, B already in memory | {_median_min_max(ref_s)} |",
