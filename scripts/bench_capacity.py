@@ -33,7 +33,6 @@ from gpuproof.protocol.capacity import (
     CapacityParams,
     CapacitySession,
     CapacityTranscript,
-    derive_capacity_params,
     gpu_target,
     phase,
     verify_capacity,
@@ -51,23 +50,14 @@ from gpuproof.protocol.capacity.verifier import check_walks
 from gpuproof.protocol.capacity.wire import OpenedTarget, decode_openings, encode_openings, max_size
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import merkle
-from gpuproof.reference import lookup
 from tests.unit import capacity_adversaries as adv
 
 REPEATS = 5
 SMALL_ROWS = 2**10
 
 
-def _h100():  # type: ignore[no-untyped-def]
-    ref = lookup("H100 SXM5 80GB")
-    assert ref is not None and ref.expected_int8_tops and ref.mem_bw_gbs
-    return derive_capacity_params(
-        gpu_count=1,
-        mem_gb=ref.mem_gb,
-        rate_tops=ref.expected_int8_tops,
-        bandwidth_gbs=ref.mem_bw_gbs,
-        host_ram_bytes=None,
-    ).targets[0]
+def _h100() -> CapacityTargetParams:
+    return adv.reference_target("H100 SXM5 80GB")
 
 
 def _level_s(samples: int = 20000) -> float:

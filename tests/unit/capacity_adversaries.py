@@ -22,6 +22,7 @@ from gpuproof.protocol.capacity import (
     CapacityResult,
     CapacitySession,
     SignedCapacityCommitment,
+    derive_capacity_params,
     gpu_target,
     host_target,
     phase,
@@ -52,6 +53,7 @@ from gpuproof.protocol.capacity.prover import CapacityProver, TargetState
 from gpuproof.protocol.capacity.wire import Digests, OpenedStep, OpenedTarget, OpenedWalk
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import merkle
+from gpuproof.reference import reference_table
 
 # -- a test-size "reference model": 16 KiB of VRAM, 32 KiB of host RAM ------------------------------
 TEST_VRAM = 16 * 1024
@@ -322,6 +324,20 @@ def _random_walk(tp: CapacityTargetParams, index: int, rng: np.random.Generator)
         if rng.integers(2):
             at = partner(at, stage, tp.n_rows)
     return Walk(index, stages, rows)
+
+
+def reference_target(model: str) -> CapacityTargetParams:
+    """The capacity params of one GPU of a reference-table model, as the service derives them (its
+    reference int8 rate and datasheet bandwidth; no host RAM)."""
+    ref = next((m for m in reference_table() if m.model == model), None)
+    assert ref is not None and ref.expected_int8_tops and ref.mem_bw_gbs, model
+    return derive_capacity_params(
+        gpu_count=1,
+        mem_gb=ref.mem_gb,
+        rate_tops=ref.expected_int8_tops,
+        bandwidth_gbs=ref.mem_bw_gbs,
+        host_ram_bytes=None,
+    ).targets[0]
 
 
 def sparse_tree(n: int, leaves: Mapping[int, bytes]) -> tuple[bytes, dict[int, Digests]]:

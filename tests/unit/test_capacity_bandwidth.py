@@ -15,7 +15,6 @@ from gpuproof.protocol.capacity import (
     SessionError,
     SignedCapacityCommitment,
     codes,
-    derive_capacity_params,
 )
 from gpuproof.protocol.capacity.draws import bandwidth_round
 from gpuproof.protocol.capacity.fill import gen_rows
@@ -235,15 +234,8 @@ def test_at_each_reference_models_size_the_round_bounds_the_read_rate(model: str
     served over PCIe (55 GB/s), does not; an HBM claim needs more than any GDDR6/6X part reads.
     H100 PCIe (2.0 TB/s) cannot pass as H100 SXM5 (3.35 TB/s)."""
     row = next(m for m in reference_table() if m.model == model)
-    assert row.mem_bw_gbs is not None and row.expected_int8_tops is not None
-    p = derive_capacity_params(
-        gpu_count=1,
-        mem_gb=row.mem_gb,
-        rate_tops=row.expected_int8_tops,
-        bandwidth_gbs=row.mem_bw_gbs,
-        host_ram_bytes=None,
-    )
-    tp = p.targets[0]
+    assert row.mem_bw_gbs is not None
+    tp = adv.reference_target(model)
     need = min_bandwidth(tp, GPU_HASH_BYTES_PER_S, rtt_s=0.1)
     claimed = row.mem_bw_gbs * 1e9
     assert tp.sweeps >= 10 and 1.0 <= tp.sweep_expected_s <= 2.0
