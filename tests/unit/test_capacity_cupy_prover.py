@@ -11,7 +11,7 @@ kernels with g++, one thread at a time: sizes stay tiny. It says nothing about G
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -32,6 +32,8 @@ from gpuproof.protocol.capacity.cupy_prover import (
     CupyCapacityRuntime,
     HostLayout,
     plan_memory,
+    recompute_row_stages,
+    window_starts,
 )
 from gpuproof.protocol.capacity.device import SimulatedDevice
 from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetOpenings
@@ -101,9 +103,10 @@ def numpy_prover(params: CapacityParams) -> CapacityProver:
 
 
 def run_both(
-    params: CapacityParams, prover: CupyCapacityProver
+    params: CapacityParams, prover: CupyCapacityProver, before_open: Callable[[], object] | None = None
 ) -> tuple[CapacitySession, dict[int, bytes], list[TargetOpenings], list[TargetOpenings]]:
-    """Both provers through the service's own session; every message compared on the way."""
+    """Both provers through the service's own session; every message compared on the way
+    (`before_open` runs between the last round and the openings)."""
     reference = numpy_prover(params)
     commitment = prover.fill()
     assert commitment == reference.fill()
@@ -119,6 +122,8 @@ def run_both(
         clock += 0.02
         session.receive_answer(answer, clock)
     spots, walks = session.draw()
+    if before_open is not None:
+        before_open()
     return session, nonces, prover.open(nonces, spots, walks), reference.open(nonces, spots, walks)
 
 
@@ -172,6 +177,97 @@ def test_a_gpu_in_sample_mode_and_host_ram_in_scan_mode_match(
     assert verify(params, session, got) == []
 
 
+@pytest.mark.parametrize(
+    ("kept_height", "split_stage", "window_bytes"),
+    [(2, 4, 1 << 20), (0, None, 1 << 20), (0, 6, 1 << 20), (3, None, 16 * D), (4, 8, 1 << 20)],
+)
+def test_the_openings_recompute_only_what_the_walks_need_and_match(
+    kept_height: int, split_stage: int | None, window_bytes: int
+) -> None:
+    """The fill keeps each layer's tree nodes at height H; the openings recompute stages 1..c over
+    every row and stages c+1..L-1 only in the windows the walks need (2^(L-c) slabs of 2^H rows),
+    and never stage L (X_L is held): same openings as the numpy prover, fewer GEMM rows than the
+    fill, exactly the rows `recompute_row_stages` counts at most."""
+    params = params_of(gpu(0, 16000), gpu(1, 12000), host(9000, d=64))  # the host's GEMMs have K = 128
+    assert [(t.n_rows, t.n_stages) for t in params.targets[:2]] == [(452, 9), (339, 9)]
+    options = CupyCapacityOptions(
+        group_rows=16,
+        host_block_rows=32,
+        host_window_rows=8,
+        margin_bytes=0,
+        kept_height=kept_height,
+        split_stage=split_stage,
+        window_bytes=window_bytes,
+    )
+    cp = double(2)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
+    session, _nonces, got, want = run_both(params, prover, before_open=cp.log.clear)
+    assert got == want
+    assert verify(params, session, got) == []
+    for tp in params.targets[:2]:
+        k = 2 * tp.d
+        rows = sum(e[7] for e in cp.log if e[0] == "gemm" and e[8] == k and e[9] == tp.target)
+        wanted: dict[int, set[int]] = {}
+        for walk in session.draw()[1][tp.target]:
+            for stage, row in zip(walk.stages, walk.rows, strict=True):
+                wanted.setdefault(stage, set()).add(row)
+                if stage > 1:
+                    wanted.setdefault(stage - 1, set()).update({row, row ^ (1 << (stage - 2))})
+        last = tp.n_stages - 1
+        h = kept_height
+        if split_stage is not None:
+            c = split_stage
+            windows = len(window_starts(wanted, c, h, last)) if c < last else 0
+            assert (
+                tp.n_rows * min(c, last)
+                <= rows
+                <= recompute_row_stages(tp.n_rows, tp.n_stages, h, c, windows, last)
+            )
+        if window_bytes == 16 * D or split_stage == last:  # no window (none fits 16 rows at H = 3)
+            assert rows == tp.n_rows * last  # every stage below L in place, never L itself
+        else:  # the cheapest split is never dearer than in place; at H = 0, c = 6 always cheaper
+            assert rows <= tp.n_rows * last
+            if (kept_height, split_stage) == (0, 6):
+                assert rows <= 6 * tp.n_rows + 6 * 2 * 8 < tp.n_rows * last  # 6 walks, 2 stages, 8 rows
+
+
+def test_a_recompute_that_differs_from_the_committed_layer_is_refused() -> None:
+    """Each recomputed block's root must be the node the fill kept, and the tree above the kept
+    nodes must have the committed root: a changed held row, or a changed kept node, refuses."""
+    params = params_of(gpu(0, 3000))
+    options = CupyCapacityOptions(group_rows=8, margin_bytes=0, kept_height=2)
+    for damage in ("held", "kept"):
+        prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=double(1), options=options)
+
+        def spoil(p: CupyCapacityProver = prover, what: str = damage) -> None:
+            t = p.states[0]
+            if what == "held":
+                t.held[:] = 0  # X_L, where the walks start and the spots are read
+            else:
+                t.kept[3][0, 0] ^= 1
+
+        with pytest.raises(RuntimeError, match="differ"):
+            run_both(params, prover, before_open=spoil)
+
+
+def test_the_host_recompute_brings_back_only_the_windows_slabs() -> None:
+    """Host RAM's openings: pass 1 of the recompute keeps the windows' slabs only (no download of
+    the layer), and the windows upload just those: below one crossing here (the fill makes three;
+    at 256 GiB, 32 windows of 2^18 rows are 1.7% of one)."""
+    params = params_of(gpu(0, 800), host(20000, d=64))
+    tp = params.targets[-1]
+    options = CupyCapacityOptions(host_block_rows=64, host_window_rows=16, margin_bytes=0, kept_height=2)
+    cp = double(1)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
+    session, _nonces, got, want = run_both(params, prover, before_open=cp.log.clear)
+    assert got == want and verify(params, session, got) == []
+    copies = [e for e in cp.log if e[0] == "memcpy"]
+    windows = len({(w.rows[-1] & 63) >> 2 for w in session.draw()[1][tp.target]})
+    slab_bytes = 4 * tp.d * 2 ** (tp.n_stages - 6)  # a window: 2^(L - c) slabs of 2^H rows
+    down = sum(e[2] for e in copies if e[1] == D2H)
+    assert 0 < down <= windows * slab_bytes < tp.fill_bytes
+
+
 def test_the_host_fill_crosses_pcie_three_times_on_every_gpu_and_can_be_pinned() -> None:
     """Two passes over host memory: pass 1 downloads every row once, pass 2 uploads and downloads
     every row once more; no round trip per stage."""
@@ -195,11 +291,12 @@ def test_the_host_fill_crosses_pcie_three_times_on_every_gpu_and_can_be_pinned()
 
 def test_a_fill_that_does_not_fit_is_refused_before_anything_is_allocated() -> None:
     params = params_of(gpu(0, 4096), host(8192))
-    cp = double(1, device_memory_bytes=8000)  # the 3,712-byte fill fits, its working memory not
+    # the 3,712-byte fill and its layers' kept nodes (7 x 2 x 32 bytes) fit, its working memory not
+    cp = double(1, device_memory_bytes=8000)
     options = CupyCapacityOptions(margin_bytes=0)
     prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
     with pytest.raises(
-        CapacityMemoryError, match=r"does not fit: device 0: needs [\d,]+ bytes \(fills 3,712 "
+        CapacityMemoryError, match=r"does not fit: device 0: needs [\d,]+ bytes \(fills 4,160 "
     ):
         prover.fill()
     assert not cp.peak_bytes.get(0) and not [e for e in cp.log if e[0] == "gemm"]

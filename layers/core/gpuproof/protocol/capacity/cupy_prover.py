@@ -44,11 +44,22 @@ the answer tree there. Sample: the sampled rows drawn and hashed on the device
 (`cap_answer_sampled`); for host RAM the device computes the sampled row numbers, the host gathers
 those rows (numpy), and the device hashes them.
 
-**Openings.** The device (or host RAM) holds X_L only: the answer trees of the spotted rounds are
-rebuilt from X_L first, then the fill is recomputed IN THE SAME BUFFER (as the numpy prover
-recomputes its layers), hashing only the layers the drawn walks and spots open and keeping only
-their rows and Merkle paths, never a whole layer; the recomputed roots must equal the committed
-ones (else RuntimeError), and the buffer ends holding X_L again.
+**Openings.** The device (or host RAM) holds X_L only, and the walks open every layer. The fill
+keeps each layer's tree nodes at height H (`kept`: GPU H = 6 on the device, 32 bytes per 64 rows,
+~1 GB for an H100's 27 layers; host RAM H = min(10, the fill's window height) in host memory), so
+a row's Merkle path needs only its aligned block of 2^H rows: hashed again, its root must be the
+kept node; the siblings above come from the tree over the kept nodes, whose root must be the
+committed one. The spotted rounds' answer trees are rebuilt from X_L first, and X_L's wanted rows
+(spots, the walks' top rows) are read from it. Then the recompute, IN THE SAME BUFFER: stages 1..c
+over every row (in place on a GPU; per block for host RAM, keeping only the windows' slabs), then
+stages c+1..L-1 only in *windows*: a walk's rows above stage c all agree with its top row on bits
+< c, so its blocks lie in the 2^(L-c) slabs {k 2^c + j0 .. k 2^c + j0 + 2^H - 1}, closed under
+stages c+1..L (the host fill's pass 2 with w = 2^H); at most one window per walk. Stage L is never
+recomputed. A GPU's c is the cheapest (`recompute_row_stages`: c N + windows (L-1-c) 2^(L-c+H)
+row-stages) whose window fits `window_bytes`: for an H100, c = 15 and 16.2 N row-stages instead
+of the fill's 27 N, no layer hashed whole; host RAM's c is its block height (21.1 N of 29 N at
+256 GiB), its recompute crossing PCIe only with the windows' slabs (~1.7% of the fill, twice).
+The buffer ends holding X_c (nothing reads X_L after the openings).
 
 Self-checks before anything is committed: sampled rows of X_0 against hashlib's SHAKE-128, and
 sampled rows of the first stage against numpy's exact product (a GEMM that is not exact refuses).
@@ -123,6 +134,9 @@ MARGIN_BYTES = 256 << 20  # cuBLAS workspace, CuPy pool rounding, kernels
 SMALL_BYTES = 4096  # message prefixes, index arrays, empty digests of one step
 HOST_MARGIN_BYTES = 1 << 30
 TOUCH_BYTES = 256 << 20  # host pages are first touched in slices of this, in parallel
+GPU_KEPT_HEIGHT = 6  # the fill keeps each layer's tree nodes at this height (32 bytes per 64 rows)
+HOST_KEPT_HEIGHT = 10  # the same for host RAM (at most the fill's window height)
+WINDOW_BYTES = 256 << 20  # a GPU recompute window's rows (2^(L - c + H) of them)
 
 _EMPTIES = [merkle.EMPTY_LEAF]
 for _ in range(64):
@@ -163,6 +177,36 @@ def stage_bytes(group: int, d: int) -> int:
 
 def answer_tree_bytes(tp: CapacityTargetParams) -> int:
     return tree_bytes(tp.items, merkle.depth(tp.items), base=0) + 4 * MAX_HEAD_BYTES
+
+
+def kept_bytes(n_rows: int, n_stages: int, height: int) -> int:
+    """Every layer's tree nodes at `height`, kept from the fill for the openings."""
+    return n_stages * -(-n_rows // (1 << height)) * 32
+
+
+def recompute_row_stages(n_rows: int, n_stages: int, height: int, split: int, windows: int, last: int) -> int:
+    """Row-stages the openings' recompute computes: stages 1..c (c = min(split, last)) over every
+    row, then stages c+1..last in each window of 2^(L - c) slabs of 2^height rows."""
+    c = min(split, last)
+    cost = c * n_rows
+    if last > c:
+        cost += windows * (last - c) * min(n_rows, 1 << (n_stages - c + height))
+    return cost
+
+
+def window_starts(want: Mapping[int, set[int]], split: int, height: int, last: int) -> list[int]:
+    """The windows a recompute split at stage c needs: the low values j0 (multiples of 2^height,
+    below 2^c) of the rows wanted at layers c+1..last. Every row of one walk above stage c has the
+    same j0 (it agrees with the walk's top row on bits < c), so there are at most `walks` of them."""
+    mask = (1 << split) - 1
+    return sorted(
+        {
+            ((r & mask) >> height) << height
+            for layer, rows in want.items()
+            if split < layer <= last
+            for r in rows
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -284,6 +328,9 @@ class CupyCapacityOptions:
     host_window_rows: int | None = None
     margin_bytes: int = MARGIN_BYTES
     host_pinned: bool = False
+    kept_height: int | None = None  # H: the height of the tree nodes each layer keeps (default above)
+    split_stage: int | None = None  # c of a GPU recompute (default: the cheapest, `recompute_row_stages`)
+    window_bytes: int = WINDOW_BYTES
 
 
 def host_available_bytes() -> int | None:
@@ -298,22 +345,49 @@ def host_available_bytes() -> int | None:
     return None
 
 
-def _gpu_working(tp: CapacityTargetParams, group: int) -> int:
+def gpu_kept_height(tp: CapacityTargetParams, options: CupyCapacityOptions) -> int:
+    h = options.kept_height if options.kept_height is not None else GPU_KEPT_HEIGHT
+    return max(0, min(h, tp.n_stages))
+
+
+def host_kept_height(layout: HostLayout, options: CupyCapacityOptions) -> int:
+    """At most the fill's window height (a window's slabs are whole kept blocks; w <= C)."""
+    h = options.kept_height if options.kept_height is not None else HOST_KEPT_HEIGHT
+    return max(0, min(h, layout.window_log))
+
+
+def _gpu_working(tp: CapacityTargetParams, group: int, options: CupyCapacityOptions) -> int:
     g = min(group, _pow2_floor(tp.n_rows))
-    fill_step = stage_bytes(g, tp.d) + tree_bytes(tp.n_rows, tp.n_stages)
-    return max(fill_step, answer_tree_bytes(tp)) + SMALL_BYTES
+    h = gpu_kept_height(tp, options)
+    fill_step = stage_bytes(g, tp.d) + tree_bytes(tp.n_rows, tp.n_stages, min(TREE_BASE_HEIGHT, h))
+    window_rows = min(tp.n_rows, max(1, options.window_bytes // tp.d))
+    reopen_step = (
+        stage_bytes(g, tp.d)
+        + window_rows * tp.d
+        + tp.n_stages * 2 * tp.d * tp.d
+        + tree_bytes(tp.n_rows, tp.n_stages, h)  # one layer's tree above its kept nodes
+        + tree_bytes(1 << h, h, min(TREE_BASE_HEIGHT, h))
+        + (1 << h) * tp.d
+    )
+    return max(fill_step, answer_tree_bytes(tp), reopen_step) + SMALL_BYTES
 
 
-def _host_working(tp: CapacityTargetParams, layout: HostLayout, group: int, first: bool) -> int:
+def _host_working(
+    tp: CapacityTargetParams, layout: HostLayout, group: int, first: bool, options: CupyCapacityOptions
+) -> int:
     rows = layout.buffer_rows
     g = min(group, _pow2_floor(rows))
     top = layout.block_log
+    h = host_kept_height(layout, options)
     fill_step = (
         rows * tp.d
         + stage_bytes(g, tp.d)
         + tp.n_stages * 2 * tp.d * tp.d
-        + tree_bytes(rows, top)
+        + tree_bytes(rows, top, min(TREE_BASE_HEIGHT, h))
         + (tree_bytes(-(-tp.n_rows // 2**layout.window_log), tp.n_stages, layout.window_log) if first else 0)
+        + (tree_bytes(tp.n_rows, tp.n_stages, h) if first else 0)  # a layer's tree above its kept nodes
+        + tree_bytes(1 << h, h, min(TREE_BASE_HEIGHT, h))
+        + (1 << h) * tp.d
     )
     answer = rows * (tp.d + 40) + (answer_tree_bytes(tp) if first else 0)
     return max(fill_step, answer) + SMALL_BYTES
@@ -339,13 +413,13 @@ def _plan_for(
             layout = HostLayout.choose(
                 tp.n_rows, tp.n_stages, buffer_rows, options.host_block_rows, options.host_window_rows
             )
-            host_fill = tp.fill_bytes
+            host_fill = tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, host_kept_height(layout, options))
             for k, dev in enumerate(host_devices):
-                working[dev] = max(working[dev], _host_working(tp, layout, group, k == 0))
+                working[dev] = max(working[dev], _host_working(tp, layout, group, k == 0, options))
         else:
             dev = device_of(tp.target)
-            fills[dev] += tp.fill_bytes
-            working[dev] = max(working[dev], _gpu_working(tp, group))
+            fills[dev] += tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, gpu_kept_height(tp, options))
+            working[dev] = max(working[dev], _gpu_working(tp, group, options))
     budgets = [
         DeviceBudget(dev, free[dev], fills[dev], working[dev], options.margin_bytes) for dev in sorted(free)
     ]
@@ -378,6 +452,14 @@ class DeviceTree:
         if self.counts[-1] != 1:
             raise ValueError("the tree's top level has more than one node")
         return bytes(self.top_nodes()[0].tobytes())
+
+    def nodes(self, indices: Sequence[int]) -> list[bytes]:
+        """The nodes at height `base` with these indices."""
+        if not indices:
+            return []
+        with self.cp.cuda.Device(self.device):
+            picked = self.cp.asnumpy(self.levels[0][self.cp.asarray(np.array(indices, dtype=np.int64))])
+        return [bytes(np.asarray(picked[k], dtype=np.uint8).tobytes()) for k in range(len(indices))]
 
     def siblings(self, nodes: Sequence[int]) -> list[list[bytes]]:
         """For each node index at height `base`, its siblings at heights base .. top - 1."""
@@ -554,9 +636,9 @@ class _Gpu:
         )
 
     # -- trees -----------------------------------------------------------------------------------------
-    def tree(self, buf: Any, v: int, top: int) -> DeviceTree:
-        """The tree over rows 0..v-1 of `buf` (padded), heights min(4, top) .. top."""
-        base = min(TREE_BASE_HEIGHT, top)
+    def tree(self, buf: Any, v: int, top: int, base: int | None = None) -> DeviceTree:
+        """The tree over rows 0..v-1 of `buf` (padded), heights `base` (default min(4, top)) .. top."""
+        base = min(TREE_BASE_HEIGHT, top) if base is None else base
         nodes = -(-v // 2**base)
         level = self.cp.empty((nodes, 32), dtype=self.cp.uint8)
         d = buf.shape[1]
@@ -757,7 +839,9 @@ class _Target:
     seed: bytes
     device: int | None  # None: host RAM
     roots: list[bytes] = field(default_factory=list)
-    held: Any = None  # X_L: a device array, or the host's numpy array
+    held: Any = None  # X_L (after the openings' recompute, X_c): a device array, or the host's numpy array
+    kept: dict[int, Any] = field(default_factory=dict)  # layer -> its tree's nodes at kept_height
+    kept_height: int = 0
 
 
 Opened = dict[tuple[int, int], tuple[bytes, list[bytes]]]  # (layer, row) -> (row bytes, Merkle path)
@@ -809,6 +893,7 @@ class CupyCapacityProver:
         self._stage_host: dict[tuple[int, int], npt.NDArray[np.int8]] = {}
         self._stage_lock = threading.Lock()
         self._uploaded: dict[tuple[int, int, int], Any] = {}
+        self._buffers: dict[int, dict[int, tuple[Any, tuple[Any, Any]]]] = {}  # target -> device -> buffer
 
     # -- the budget -------------------------------------------------------------------------------------
     def plan(self) -> MemoryPlan:
@@ -875,42 +960,87 @@ class CupyCapacityProver:
                 "GPU int8 GEMM is not exact on the first rows: refusing to commit (check cuBLAS gemmEx)"
             )
 
+    # -- kept trees and Merkle paths ----------------------------------------------------------------------
+    def _keep(
+        self, g: _Gpu, t: _Target, tree: DeviceTree, stage: int, pieces: Sequence[tuple[int, int, int]]
+    ) -> None:
+        """Copy the nodes at kept_height of `tree` (a tree over buffer rows) into the layer's kept
+        nodes: pieces (buffer node, global node, count)."""
+        level = tree.levels[t.kept_height - tree.base]
+        if t.device is not None:  # the whole layer, on its device
+            kept = g.cp.empty(level.shape, dtype=g.cp.uint8)
+            kept[...] = level
+            t.kept[stage] = kept
+            return
+        nodes = np.asarray(g.cp.asnumpy(level), dtype=np.uint8)
+        for local, first, count in pieces:
+            t.kept[stage][first : first + count] = nodes[local : local + count]
+
+    def _uppers(
+        self, g: _Gpu, t: _Target, want: Mapping[int, set[int]]
+    ) -> tuple[dict[int, bytes], dict[tuple[int, int], tuple[bytes, list[bytes]]]]:
+        """Per wanted layer, the root of the tree above its kept nodes (to be the committed one) and,
+        per wanted row, its kept node and that tree's siblings above it: no row is needed for them."""
+        h, top = t.kept_height, t.tp.n_stages
+        roots: dict[int, bytes] = {}
+        out: dict[tuple[int, int], tuple[bytes, list[bytes]]] = {}
+        for layer, rows in sorted(want.items()):
+            kept = t.kept[layer]
+            upper = g.up(kept, len(kept), h, top) if t.device is not None else g.tree_of(kept, h, top)
+            roots[layer] = upper.root()
+            ordered = sorted(rows)
+            index = [r >> h for r in ordered]
+            for r, node, sibs in zip(ordered, upper.nodes(index), upper.siblings(index), strict=True):
+                out[(layer, r)] = (node, sibs)
+            del upper
+        return roots, out
+
     def _collect(
         self,
         g: _Gpu,
+        t: _Target,
         buf: Any,
         v: int,
-        tree: DeviceTree,
         layer: int,
         local_of: Mapping[int, int],
+        uppers: Mapping[tuple[int, int], tuple[bytes, list[bytes]]],
         out: Opened,
     ) -> None:
-        """Rows `local_of` (global row -> buffer row) with their siblings at heights 0 .. tree.top - 1."""
-        if not local_of:
-            return
-        base = tree.base
-        items = sorted(local_of.items(), key=lambda kv: kv[1])
-        mids = tree.siblings([loc >> base for _, loc in items])
-        by_block: dict[int, list[int]] = defaultdict(list)
-        for _, loc in items:
-            by_block[(loc >> base) << base].append(loc)
-        lower: dict[int, list[bytes]] = {}
-        rows: dict[int, bytes] = {}
-        for start, locs in by_block.items():
-            block = np.asarray(g.cp.asnumpy(buf[start : min(start + (1 << base), v)]), dtype=np.int8)
-            for loc, path in zip(locs, _lower_paths(block, base, [x - start for x in locs]), strict=True):
-                lower[loc] = path
-                rows[loc] = block[loc - start].tobytes()
-        for (row, loc), mid in zip(items, mids, strict=True):
-            out[(layer, row)] = (rows[loc], lower[loc] + mid)
+        """Rows `local_of` (global row -> buffer row; a kept block of 2^H global rows is an aligned
+        block of the buffer) of `layer` with their Merkle paths: heights below H from their block,
+        hashed here (its root must be the kept node: else the recompute is wrong), the rest from
+        `uppers`."""
+        h = t.kept_height
+        size = 1 << h
+        by_block: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for row, loc in local_of.items():
+            by_block[loc >> h].append((row, loc))
+        for block_index, members in sorted(by_block.items()):
+            start = block_index << h
+            count = min(size, v - start)
+            block = g.cp.empty((count, buf.shape[1]), dtype=g.cp.int8)
+            block[...] = buf[start : start + count]
+            sub = g.tree(block, count, h, min(TREE_BASE_HEIGHT, h))
+            if sub.root() != uppers[(layer, members[0][0])][0]:
+                raise RuntimeError(
+                    f"target {t.tp.target}: the recomputed rows of layer {layer} at row {members[0][0]} "
+                    "differ from the committed layer"
+                )
+            rows = np.asarray(g.cp.asnumpy(block), dtype=np.int8)
+            base = sub.base
+            mids = sub.siblings([(loc - start) >> base for _, loc in members])
+            for (row, loc), mid in zip(members, mids, strict=True):
+                off = loc - start
+                s0 = (off >> base) << base
+                lower = _lower_paths(rows[s0 : s0 + (1 << base)], base, [off - s0])[0]
+                out[(layer, row)] = (rows[off].tobytes(), lower + mid + uppers[(layer, row)][1])
 
     # -- fill -------------------------------------------------------------------------------------------
-    def _run_gpu(self, t: _Target, want: Mapping[int, set[int]] | None) -> tuple[dict[int, bytes], Opened]:
-        """A GPU target's fill (want None: every root) or recompute (only the wanted layers)."""
+    def _run_gpu(self, t: _Target) -> dict[int, bytes]:
+        """A GPU target's fill: every layer's root, its nodes at kept_height kept on the device."""
         assert t.device is not None
-        device = t.device
 
-        def work(g: _Gpu) -> tuple[dict[int, bytes], Opened]:
+        def work(g: _Gpu) -> dict[int, bytes]:
             tp, cp = t.tp, g.cp
             n, d, top = tp.n_rows, tp.d, tp.n_stages
             x = t.held if t.held is not None else cp.empty((n, d), dtype=cp.int8)
@@ -918,25 +1048,97 @@ class CupyCapacityProver:
             self._check_x0(g, t, x, 0, n)
             scratch = g.scratch(self._group(), n, d)
             roots: dict[int, bytes] = {}
-            opened: Opened = {}
+            base = min(TREE_BASE_HEIGHT, top, t.kept_height)
             for stage in range(1, top + 1):
                 g.stage(
                     x, n, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=False), scratch, self._group()
                 )
                 if stage == 1:
                     self._check_stage1(g, t, x, 0, n)
-                if want is None or stage in want:
-                    tree = g.tree(x, n, top)
-                    roots[stage] = tree.root()
-                    if want is not None:
-                        self._collect(g, x, n, tree, stage, {r: r for r in want[stage]}, opened)
-                    del tree  # one layer's tree at a time (the budget counts one)
+                tree = g.tree(x, n, top, base)
+                roots[stage] = tree.root()
+                self._keep(g, t, tree, stage, [])
+                del tree  # one layer's tree at a time (the budget counts one)
             del scratch
             g.sync()
             t.held = x
+            return roots
+
+        return self.runtime.on(t.device, work)
+
+    def _reopen_gpu(self, t: _Target, want: Mapping[int, set[int]]) -> tuple[dict[int, bytes], Opened]:
+        """The openings of a GPU target (module docstring): X_L's wanted rows from the buffer, then
+        stages 1..c in place, then stages c+1.. in the windows the walks need."""
+        assert t.device is not None
+
+        def work(g: _Gpu) -> tuple[dict[int, bytes], Opened]:
+            tp, cp = t.tp, g.cp
+            n, d, top, h = tp.n_rows, tp.d, tp.n_stages, t.kept_height
+            roots, uppers = self._uppers(g, t, want)
+            opened: Opened = {}
+            x = t.held
+            if top in want:
+                self._collect(g, t, x, n, top, {r: r for r in want[top]}, uppers, opened)
+            below = [layer for layer in want if layer < top]
+            if not below:
+                return roots, opened
+            last = max(below)
+            c = self._gpu_split(tp, h, want, last)
+            group = self._group()
+            scratch = g.scratch(group, n, d)
+            g.seeded_rows(x, t.seed, TAG_X0, 0, n)
+            for stage in range(1, min(c, last) + 1):
+                g.stage(x, n, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=False), scratch, group)
+                if stage in want:
+                    self._collect(g, t, x, n, stage, {r: r for r in want[stage]}, uppers, opened)
+            starts = window_starts(want, c, h, last) if last > c else []
+            if starts:
+                w, block = 1 << h, 1 << c
+                wbuf = cp.empty((min(n, (1 << (top - c)) * w), d), dtype=cp.int8)
+                blts = {s: self._blt(g, t, s, keep=False) for s in range(c + 1, last + 1)}
+                for j0 in starts:
+                    v = 0
+                    for k in range(1 << (top - c)):
+                        first = k * block + j0
+                        rows = min(w, n - first)
+                        if rows <= 0:
+                            break
+                        wbuf[k * w : k * w + rows] = x[first : first + rows]
+                        v = k * w + rows
+                        if rows < w:
+                            break
+                    for stage in range(c + 1, last + 1):
+                        g.stage(wbuf, v, (1 << (stage - 1 - c)) * w, stage, blts[stage], scratch, group)
+                        if stage in want:
+                            mine = {
+                                r: (r >> c) * w + ((r & (block - 1)) - j0)
+                                for r in want[stage]
+                                if j0 <= r & (block - 1) < j0 + w
+                            }
+                            self._collect(g, t, wbuf, v, stage, mine, uppers, opened)
+                del wbuf, blts
+            del scratch
+            g.sync()
             return roots, opened
 
-        return self.runtime.on(device, work)
+        return self.runtime.on(t.device, work)
+
+    def _gpu_split(self, tp: CapacityTargetParams, h: int, want: Mapping[int, set[int]], last: int) -> int:
+        """c: the cheapest split (`recompute_row_stages`) whose windows fit `window_bytes`; at least
+        H (a window's slabs are whole kept blocks), at most `last` (then no window)."""
+        n, top = tp.n_rows, tp.n_stages
+        lowest = min(h, last)
+        if self.options.split_stage is not None:
+            return max(lowest, min(self.options.split_stage, last))
+        max_rows = max(1, self.options.window_bytes // tp.d)
+        best, best_cost = last, recompute_row_stages(n, top, h, last, 0, last)
+        for c in range(lowest, last):
+            if min(n, (1 << (top - c)) << h) > max_rows:
+                continue
+            cost = recompute_row_stages(n, top, h, c, len(window_starts(want, c, h, last)), last)
+            if cost < best_cost:
+                best, best_cost = c, cost
+        return best
 
     def _host_array(self, t: _Target) -> npt.NDArray[np.int8]:
         tp = t.tp
@@ -955,28 +1157,73 @@ class CupyCapacityProver:
             list(pool.map(touch, range(0, tp.n_rows, step)))
         return array
 
-    def _run_host(self, t: _Target, want: Mapping[int, set[int]] | None) -> tuple[dict[int, bytes], Opened]:
-        """Host RAM's fill or recompute, out of core over every host device (module docstring)."""
-        tp = t.tp
-        n, d, top = tp.n_rows, tp.d, tp.n_stages
-        layout = self._layout(tp)
-        x: npt.NDArray[np.int8] = t.held if t.held is not None else self._host_array(t)
-        c_log, w_log = layout.block_log, layout.window_log
-        hashed = [s for s in range(1, top + 1) if want is None or s in want]
-        height = {s: (c_log if s <= c_log else w_log) for s in hashed}
-        level: dict[int, npt.NDArray[np.uint8]] = {
-            s: np.zeros((-(-n // 2 ** height[s]), 32), dtype=np.uint8) for s in hashed
-        }
-        opened: Opened = {}
-        lock = threading.Lock()
-        buffers: dict[int, tuple[Any, tuple[Any, Any]]] = {}
+    def _spread(self, jobs: Sequence[int], run: Callable[[_Gpu, int], None]) -> None:
+        """Jobs taken in turn by every host device."""
+        queue = iter(jobs)
+        take = threading.Lock()
+
+        def worker(g: _Gpu) -> None:
+            while True:
+                with take:
+                    job = next(queue, None)
+                if job is None:
+                    return
+                run(g, job)
+
+        self.runtime.all([(dev, worker) for dev in self.host_devices])
+
+    def _host_buffers(self, t: _Target, layout: HostLayout) -> Callable[[_Gpu], tuple[Any, tuple[Any, Any]]]:
+        """Each host device's buffer and stage scratch, made on first use (released by `_release`)."""
+        buffers = self._buffers.setdefault(t.tp.target, {})
         group = self._group()
 
         def buffer(g: _Gpu) -> tuple[Any, tuple[Any, Any]]:
             if g.device not in buffers:
                 rows = layout.buffer_rows
-                buffers[g.device] = (g.cp.empty((rows, d), dtype=g.cp.int8), g.scratch(group, rows, d))
+                buffers[g.device] = (
+                    g.cp.empty((rows, t.tp.d), dtype=g.cp.int8),
+                    g.scratch(group, rows, t.tp.d),
+                )
             return buffers[g.device]
+
+        return buffer
+
+    def _release(self, t: _Target) -> None:
+        buffers = self._buffers.pop(t.tp.target, {})
+
+        def release(g: _Gpu) -> None:
+            buffers.pop(g.device, None)
+            for key in [k for k in self._uploaded if k[0] == g.device and k[1] == t.tp.target]:
+                del self._uploaded[key]
+
+        self.runtime.all([(dev, release) for dev in self.host_devices])
+
+    def _slabs(self, n: int, layout: HostLayout, j0: int, w: int) -> list[tuple[int, int]]:
+        """(global first row, rows) of the slabs {k C + j0 .. k C + j0 + w - 1} inside 0..n-1."""
+        out: list[tuple[int, int]] = []
+        for k in range(layout.slabs):
+            first = k * layout.block_rows + j0
+            rows = min(w, n - first)
+            if rows <= 0:
+                break
+            out.append((first, rows))
+            if rows < w:
+                break
+        return out
+
+    def _run_host(self, t: _Target) -> dict[int, bytes]:
+        """Host RAM's fill, out of core over every host device (module docstring); each layer's
+        nodes at kept_height kept in host memory."""
+        tp = t.tp
+        n, top, h = tp.n_rows, tp.n_stages, t.kept_height
+        layout = self._layout(tp)
+        x: npt.NDArray[np.int8] = t.held if t.held is not None else self._host_array(t)
+        c_log, w_log = layout.block_log, layout.window_log
+        height = {s: (c_log if s <= c_log else w_log) for s in range(1, top + 1)}
+        level = {s: np.zeros((-(-n // 2 ** height[s]), 32), dtype=np.uint8) for s in height}
+        t.kept.update({s: np.zeros((-(-n // 2**h), 32), dtype=np.uint8) for s in height})
+        buffer = self._host_buffers(t, layout)
+        group = self._group()
 
         def block(g: _Gpu, b: int) -> None:
             buf, scratch = buffer(g)
@@ -989,95 +1236,142 @@ class CupyCapacityProver:
                 g.stage(buf, v, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=True), scratch, group)
                 if stage == 1 and b == 0:
                     self._check_stage1(g, t, buf, start, v)
-                if stage in level:
-                    tree = g.tree(buf, v, c_log)
-                    level[stage][b] = tree.top_nodes()[0]
-                    if want is not None:
-                        mine = {r: r - start for r in want[stage] if start <= r < start + v}
-                        found: Opened = {}
-                        self._collect(g, buf, v, tree, stage, mine, found)
-                        with lock:
-                            opened.update(found)
-                    del tree
+                tree = g.tree(buf, v, c_log, min(TREE_BASE_HEIGHT, h))
+                level[stage][b] = tree.top_nodes()[0]
+                self._keep(g, t, tree, stage, [(0, start >> h, -(-v // 2**h))])
+                del tree
             g.d2h(x[start : start + v], buf[:v])
             g.sync()
 
         def window(g: _Gpu, j0: int) -> None:
             buf, scratch = buffer(g)
-            c, w = layout.block_rows, layout.window_rows
-            slabs: list[tuple[int, int]] = []  # (global first row, rows) per slab k, in buffer order
-            for k in range(layout.slabs):
-                first = k * c + j0
-                rows = min(w, n - first)
-                if rows <= 0:
-                    break
+            w = layout.window_rows
+            slabs = self._slabs(n, layout, j0, w)
+            for k, (first, rows) in enumerate(slabs):
                 g.h2d(buf[k * w : k * w + rows], x[first : first + rows])
-                slabs.append((first, rows))
-                if rows < w:
-                    break
             v = (len(slabs) - 1) * w + slabs[-1][1]
             for stage in range(c_log + 1, top + 1):
-                h = (1 << (stage - 1 - c_log)) * w
-                g.stage(buf, v, h, stage, self._blt(g, t, stage, keep=True), scratch, group)
-                if stage in level:
-                    tree = g.tree(buf, v, w_log)
-                    nodes = tree.top_nodes()
-                    for k in range(len(slabs)):
-                        level[stage][(k * c + j0) >> w_log] = nodes[k]
-                    if want is not None:
-                        mine = {
-                            r: (r // c) * w + (r % c - j0)
-                            for r in want[stage]
-                            if j0 <= r % c < j0 + w and r < n
-                        }
-                        found: Opened = {}
-                        self._collect(g, buf, v, tree, stage, mine, found)
-                        with lock:
-                            opened.update(found)
-                    del tree
+                g.stage(
+                    buf,
+                    v,
+                    (1 << (stage - 1 - c_log)) * w,
+                    stage,
+                    self._blt(g, t, stage, keep=True),
+                    scratch,
+                    group,
+                )
+                tree = g.tree(buf, v, w_log, min(TREE_BASE_HEIGHT, h))
+                nodes = tree.top_nodes()
+                for k, (first, _rows) in enumerate(slabs):
+                    level[stage][first >> w_log] = nodes[k]
+                pieces = [
+                    ((k * w) >> h, first >> h, -(-rows // 2**h)) for k, (first, rows) in enumerate(slabs)
+                ]
+                self._keep(g, t, tree, stage, pieces)
+                del tree
             for k, (first, rows) in enumerate(slabs):
                 g.d2h(x[first : first + rows], buf[k * w : k * w + rows])
             g.sync()
 
-        def spread(jobs: Sequence[int], run: Callable[[_Gpu, int], None]) -> None:
-            queue = iter(jobs)
-            take = threading.Lock()
-
-            def worker(g: _Gpu) -> None:
-                while True:
-                    with take:
-                        job = next(queue, None)
-                    if job is None:
-                        return
-                    run(g, job)
-
-            self.runtime.all([(dev, worker) for dev in self.host_devices])
-
-        spread(range(-(-n // layout.block_rows)), block)
+        self._spread(range(-(-n // layout.block_rows)), block)
         if layout.two_pass:
-            spread(range(0, layout.block_rows, layout.window_rows), window)
-
-        def release(g: _Gpu) -> None:
-            buffers.pop(g.device, None)
-            for key in [k for k in self._uploaded if k[0] == g.device and k[1] == tp.target]:
-                del self._uploaded[key]
-
-        self.runtime.all([(dev, release) for dev in self.host_devices])
+            self._spread(range(0, layout.block_rows, layout.window_rows), window)
+        self._release(t)
         roots: dict[int, bytes] = {}
 
         def finish(g: _Gpu) -> None:
-            for stage in hashed:
-                upper = g.tree_of(level[stage], height[stage], top)
-                roots[stage] = upper.root()
-                if want is None:
-                    continue
-                rows = sorted(r for (layer, r) in opened if layer == stage)
-                for row, sibs in zip(rows, upper.siblings([r >> height[stage] for r in rows]), strict=True):
-                    data, path = opened[(stage, row)]
-                    opened[(stage, row)] = (data, path + sibs)
+            for stage in height:
+                roots[stage] = g.tree_of(level[stage], height[stage], top).root()
 
         self.runtime.on(self.host_devices[0], finish)
         t.held = x
+        return roots
+
+    def _reopen_host(self, t: _Target, want: Mapping[int, set[int]]) -> tuple[dict[int, bytes], Opened]:
+        """Host RAM's openings: X_L's wanted rows from host memory, then pass 1 (stages 1..c per block,
+        keeping only the wanted rows and the windows' slabs), then stages c+1.. in the windows of
+        2^H rows the walks need (module docstring)."""
+        tp = t.tp
+        n, top, h = tp.n_rows, tp.n_stages, t.kept_height
+        layout = self._layout(tp)
+        x: npt.NDArray[np.int8] = t.held
+        c, block_rows, w = layout.block_log, layout.block_rows, 1 << h
+        roots, uppers = self.runtime.on(self.host_devices[0], lambda g: self._uppers(g, t, want))
+        opened: Opened = {}
+        lock = threading.Lock()
+
+        def found_in(g: _Gpu, buf: Any, v: int, layer: int, local_of: Mapping[int, int]) -> None:
+            if local_of:
+                found: Opened = {}
+                self._collect(g, t, buf, v, layer, local_of, uppers, found)
+                with lock:
+                    opened.update(found)
+
+        if top in want:
+
+            def from_held(g: _Gpu) -> None:
+                for b in sorted({r >> h for r in want[top]}):
+                    start = b << h
+                    rows = min(w, n - start)
+                    dev = g.cp.empty((rows, tp.d), dtype=g.cp.int8)
+                    g.h2d(dev, x[start : start + rows])
+                    found_in(g, dev, rows, top, {r: r - start for r in want[top] if r >> h == b})
+
+            self.runtime.on(self.host_devices[0], from_held)
+        below = [layer for layer in want if layer < top]
+        if below:
+            last = max(below)
+            starts = window_starts(want, c, h, last) if last > c else []
+            buffer = self._host_buffers(t, layout)
+            group = self._group()
+
+            def block(g: _Gpu, b: int) -> None:
+                buf, scratch = buffer(g)
+                start = b * block_rows
+                v = min(block_rows, n - start)
+                g.seeded_rows(buf, t.seed, TAG_X0, start, v)
+                for stage in range(1, min(c, last) + 1):
+                    g.stage(
+                        buf, v, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=True), scratch, group
+                    )
+                    if stage in want:
+                        found_in(
+                            g, buf, v, stage, {r: r - start for r in want[stage] if start <= r < start + v}
+                        )
+                for j0 in starts:  # only the windows' slabs go back to host memory
+                    if j0 < v:
+                        g.d2h(x[start + j0 : start + min(v, j0 + w)], buf[j0 : min(v, j0 + w)])
+                g.sync()
+
+            def window(g: _Gpu, j0: int) -> None:
+                buf, scratch = buffer(g)
+                slabs = self._slabs(n, layout, j0, w)
+                for k, (first, rows) in enumerate(slabs):
+                    g.h2d(buf[k * w : k * w + rows], x[first : first + rows])
+                v = (len(slabs) - 1) * w + slabs[-1][1]
+                for stage in range(c + 1, last + 1):
+                    g.stage(
+                        buf,
+                        v,
+                        (1 << (stage - 1 - c)) * w,
+                        stage,
+                        self._blt(g, t, stage, keep=True),
+                        scratch,
+                        group,
+                    )
+                    if stage in want:
+                        mine = {
+                            r: (r >> c) * w + ((r & (block_rows - 1)) - j0)
+                            for r in want[stage]
+                            if j0 <= r & (block_rows - 1) < j0 + w
+                        }
+                        found_in(g, buf, v, stage, mine)
+                g.sync()
+
+            self._spread(range(-(-n // block_rows)), block)
+            if starts:
+                self._spread(starts, window)
+            self._release(t)
         return roots, opened
 
     def _layout(self, tp: CapacityTargetParams) -> HostLayout:
@@ -1094,15 +1388,19 @@ class CupyCapacityProver:
         self.check()
         gpu = [t for t in self.states.values() if t.device is not None]
         host = [t for t in self.states.values() if t.device is None]
+        for t in gpu:
+            t.kept_height = gpu_kept_height(t.tp, self.options)
+        for t in host:
+            t.kept_height = host_kept_height(self._layout(t.tp), self.options)
         with ThreadPoolExecutor(max(1, len(gpu) + len(host))) as pool:
             arrays = [(t, pool.submit(self._host_array, t)) for t in host if t.held is None]
-            done = list(pool.map(lambda t: (t, self._run_gpu(t, None)), gpu))
+            done = list(pool.map(lambda t: (t, self._run_gpu(t)), gpu))
             for t, array in arrays:
                 t.held = array.result()
-        for t, (roots, _opened) in done:
+        for t, roots in done:
             t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
         for t in host:
-            roots, _opened = self._run_host(t, None)
+            roots = self._run_host(t)
             t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
         return CapacityCommitment(
             machine_id=self.machine_id,
@@ -1261,7 +1559,7 @@ class CupyCapacityProver:
             paths = self._answer_tree(t, tp, round_nonces[r]).siblings(list(items))  # one tree at a time
             answer_paths.update({(r, item): path for item, path in zip(items, paths, strict=True)})
         want = self._wanted(tp, round_nonces, spots, walks)
-        roots, opened = self._run_gpu(t, want) if t.device is not None else self._run_host(t, want)
+        roots, opened = self._reopen_gpu(t, want) if t.device is not None else self._reopen_host(t, want)
         for stage, root in roots.items():
             if root != t.roots[stage - 1]:
                 raise RuntimeError(
