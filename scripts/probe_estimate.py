@@ -1,0 +1,142 @@
+"""ESTIMATE of an honest host's whole probe (issue 12: "≤ 60 s on 8 × H100"), step by step, from the
+parameters the service issues and the GPU executor's own cost model. Nothing here was measured on
+a GPU (none has been lent): every rate is the estimate `params.py` and the reference table state,
+to be replaced by `scripts/gpu_check.sh`'s figures.
+
+Method: the probe's steps run one after another, all GPUs in parallel within a step:
+- throughput proof: the challenge's `expected_s` (§8) + its openings (THROUGHPUT_OPENINGS_S);
+- capacity fill: the slowest GPU's `fill_expected_s` + host RAM's (on all GPUs), §17.5;
+- rounds: R × (GPU `round_expected_s` + RTT) + R × (host `round_expected_s` + RTT);
+- bandwidth round: `sweep_expected_s` + RTT;
+- the openings: the spotted rounds' answer trees rebuilt from X_L (the rounds' own work again, and
+  the spotted sweeps' trees), then the recompute (`cupy_prover.py`): `recompute_row_stages` at the
+  split the executor chooses, one window per walk (the most there can be), as a fraction of the
+  fill's N·L row-stages of GEMM + stage traffic (`fill_seconds` without the hashing term: no layer
+  is hashed whole), host RAM's windows crossing PCIe twice; GPU targets at once, then host RAM;
+- upload: `wire.max_size` of the openings at UPLOAD_BYTES_PER_S.
+
+`python scripts/probe_estimate.py [gpus] [host GiB]` prints the table (default 8 × H100 SXM5 80GB,
+256 GiB).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gpuproof.claim import capacity_params_for, make_claim, proof_params_for
+from gpuproof.protocol.capacity import CapacityParams, CapacityTargetParams, wire
+from gpuproof.protocol.capacity.cupy_prover import (
+    GPU_KEPT_HEIGHT,
+    HOST_BUFFER_BYTES,
+    HOST_KEPT_HEIGHT,
+    WINDOW_BYTES,
+    HostLayout,
+    recompute_row_stages,
+)
+from gpuproof.protocol.capacity.params import FILL_OVERHEAD, HOST_LINK_BYTES_PER_S, fill_seconds
+from gpuproof.reference import reference_table
+
+MODEL = "H100 SXM5 80GB"
+RTT_S = 0.1  # one round trip to the service (estimate)
+THROUGHPUT_OPENINGS_S = 0.5  # the throughput proof's openings: recompute of 140 rows + upload (estimate)
+UPLOAD_BYTES_PER_S = 40e6  # the openings' upload to S3 (estimate: a 320 Mbit/s uplink)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    seconds: float
+    how: str
+
+
+def _log2(x: int) -> int:
+    return x.bit_length() - 1
+
+
+def _recompute_fraction(tp: CapacityTargetParams, height: int, split: int | None, window_rows: int) -> float:
+    """The recompute's row-stages over the fill's N·L, at the split the executor would choose with
+    one window per walk."""
+    n, top, last = tp.n_rows, tp.n_stages, tp.n_stages - 1
+    if split is not None:
+        cost = recompute_row_stages(n, top, height, split, tp.walks, last)
+    else:
+        cost = recompute_row_stages(n, top, height, last, 0, last)
+        for c in range(min(height, last), last):
+            if min(n, (1 << (top - c)) << height) <= window_rows:
+                cost = min(cost, recompute_row_stages(n, top, height, c, tp.walks, last))
+    return cost / (n * top)
+
+
+def estimate(model: str = MODEL, gpus: int = 8, host_gib: int = 256) -> list[Step]:
+    ref = next(m for m in reference_table() if m.model == model)
+    assert ref.expected_int8_tops and ref.mem_bw_gbs, model
+    claim = make_claim(model, gpus, allow_cpu_backend=False)
+    proof = max(p.expected_s for p in proof_params_for(claim))
+    params: CapacityParams | None = capacity_params_for(claim, host_gib * 2**30 if host_gib else None)
+    assert params is not None
+    gpu = [t for t in params.targets if not t.is_host]
+    host = [t for t in params.targets if t.is_host]
+    g = gpu[0]
+    rounds = params.rounds
+    steps = [
+        Step("throughput proof", proof + THROUGHPUT_OPENINGS_S, f"expected_s {proof:.2f} + openings 0.5"),
+        Step(
+            "capacity fill",
+            max(t.fill_expected_s for t in gpu) + sum(t.fill_expected_s for t in host),
+            "slowest GPU fill + host RAM fill (fill_expected_s)",
+        ),
+        Step(
+            "read rounds",
+            rounds * (g.round_expected_s + RTT_S) + sum(rounds * (t.round_expected_s + RTT_S) for t in host),
+            f"{rounds} x (GPU round + RTT) + {rounds} x (host round + RTT)",
+        ),
+        Step("bandwidth round", g.sweep_expected_s + RTT_S, "sweep_expected_s + RTT"),
+    ]
+    swept = min(g.sweep_spots, g.sweeps)
+    answer_s = rounds * g.round_expected_s + (swept / g.sweeps * g.sweep_expected_s if g.sweeps else 0.0)
+    answer_s += sum(rounds * t.round_expected_s for t in host)
+    steps.append(Step("answer trees again", answer_s, "the spotted rounds' and sweeps' trees from X_L"))
+    gpu_fill = fill_seconds(
+        g.n_rows, g.d, rate_tops=ref.expected_int8_tops, bandwidth_gbs=ref.mem_bw_gbs, hash_bytes_per_s=None
+    )
+    gpu_fraction = _recompute_fraction(g, min(GPU_KEPT_HEIGHT, g.n_stages), None, WINDOW_BYTES // g.d)
+    recompute = gpu_fill * gpu_fraction
+    how = f"GPU: {gpu_fraction:.3f} of the fill's GEMM + traffic ({gpu_fill:.2f} s)"
+    for t in host:
+        layout = HostLayout.choose(t.n_rows, t.n_stages, 1 << _log2(max(2, HOST_BUFFER_BYTES // t.d)))
+        h = max(0, min(HOST_KEPT_HEIGHT, layout.window_log))
+        fraction = _recompute_fraction(t, h, layout.block_log, 0)
+        host_fill = fill_seconds(
+            t.n_rows,
+            t.d,
+            rate_tops=ref.expected_int8_tops * gpus,
+            bandwidth_gbs=ref.mem_bw_gbs * gpus,
+            hash_bytes_per_s=None,
+        )
+        window_bytes = t.walks * min(t.n_rows, 1 << (t.n_stages - layout.block_log + h)) * t.d
+        link = 2 * window_bytes / (HOST_LINK_BYTES_PER_S * gpus) * (1 + FILL_OVERHEAD)
+        recompute += host_fill * fraction + link
+        how += f"; host RAM: {fraction:.3f} of {host_fill:.2f} s + windows over PCIe {link:.2f} s"
+    steps.append(Step("openings recompute", recompute, how))
+    size = wire.max_size(params)
+    steps.append(Step("upload", size / UPLOAD_BYTES_PER_S, f"{size:,} bytes at 40 MB/s"))
+    return steps
+
+
+def main() -> None:
+    gpus = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+    host_gib = int(sys.argv[2]) if len(sys.argv) > 2 else 256
+    steps = estimate(MODEL, gpus, host_gib)
+    print(f"ESTIMATE, honest {gpus} x {MODEL} + {host_gib} GiB probe (scripts/probe_estimate.py)\n")
+    print("| step | seconds | how |\n|---|---:|---|")
+    for s in steps:
+        print(f"| {s.name} | {s.seconds:.1f} | {s.how} |")
+    print(f"| **total** | **{sum(s.seconds for s in steps):.1f}** | |")
+
+
+if __name__ == "__main__":
+    main()
