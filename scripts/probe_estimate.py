@@ -8,8 +8,8 @@ Method: the probe's steps run one after another, all GPUs in parallel within a s
 - capacity fill: the slowest GPU's `fill_expected_s` + host RAM's (on all GPUs), §17.5;
 - rounds: R × (GPU `round_expected_s` + RTT) + R × (host `round_expected_s` + RTT);
 - bandwidth round: `sweep_expected_s` + RTT;
-- the openings: the spotted rounds' answer trees rebuilt from X_L (the rounds' own work again, and
-  the spotted sweeps' trees), then the recompute (`cupy_prover.py`): `recompute_row_stages` at the
+- the openings: the spotted items' blocks of the answer trees (kept at height 6 when answered)
+  rebuilt from X_L, then the recompute (`cupy_prover.py`): `recompute_row_stages` at the
   split the executor chooses, one window per walk (the most there can be), as a fraction of the
   fill's N·L row-stages of GEMM + stage traffic (`fill_seconds` without the hashing term: no layer
   is hashed whole), host RAM's windows crossing PCIe twice; GPU targets at once, then host RAM;
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpuproof.claim import capacity_params_for, make_claim, proof_params_for
 from gpuproof.protocol.capacity import CapacityParams, CapacityTargetParams, wire
 from gpuproof.protocol.capacity.cupy_prover import (
+    ANSWER_KEPT_HEIGHT,
     GPU_KEPT_HEIGHT,
     HOST_BUFFER_BYTES,
     HOST_KEPT_HEIGHT,
@@ -37,13 +38,20 @@ from gpuproof.protocol.capacity.cupy_prover import (
     HostLayout,
     recompute_row_stages,
 )
-from gpuproof.protocol.capacity.params import FILL_OVERHEAD, HOST_LINK_BYTES_PER_S, fill_seconds
+from gpuproof.protocol.capacity.params import (
+    FILL_OVERHEAD,
+    GPU_HASH_BYTES_PER_S,
+    HOST_HASH_BYTES_PER_S,
+    HOST_LINK_BYTES_PER_S,
+    fill_seconds,
+)
 from gpuproof.reference import reference_table
 
 MODEL = "H100 SXM5 80GB"
 RTT_S = 0.1  # one round trip to the service (estimate)
 THROUGHPUT_OPENINGS_S = 0.5  # the throughput proof's openings: recompute of 140 rows + upload (estimate)
 UPLOAD_BYTES_PER_S = 40e6  # the openings' upload to S3 (estimate: a 320 Mbit/s uplink)
+BLOCK_OVERHEAD_S = 1e-3  # one spotted block: a few launches and copies (estimate)
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ def _recompute_fraction(tp: CapacityTargetParams, height: int, split: int | None
         for c in range(min(height, last), last):
             if min(n, (1 << (top - c)) << height) <= window_rows:
                 cost = min(cost, recompute_row_stages(n, top, height, c, tp.walks, last))
-    return cost / (n * top)
+    return float(cost) / float(n * top)
 
 
 def estimate(model: str = MODEL, gpus: int = 8, host_gib: int = 256) -> list[Step]:
@@ -96,10 +104,19 @@ def estimate(model: str = MODEL, gpus: int = 8, host_gib: int = 256) -> list[Ste
         ),
         Step("bandwidth round", g.sweep_expected_s + RTT_S, "sweep_expected_s + RTT"),
     ]
-    swept = min(g.sweep_spots, g.sweeps)
-    answer_s = rounds * g.round_expected_s + (swept / g.sweeps * g.sweep_expected_s if g.sweeps else 0.0)
-    answer_s += sum(rounds * t.round_expected_s for t in host)
-    steps.append(Step("answer trees again", answer_s, "the spotted rounds' and sweeps' trees from X_L"))
+    block = 1 << ANSWER_KEPT_HEIGHT  # answer items per kept node
+    gpu_blocks = rounds * g.spots + g.sweep_spots
+    answer_s = gpu_blocks * (block * g.chunk_rows * g.d / GPU_HASH_BYTES_PER_S + BLOCK_OVERHEAD_S)
+    for t in host:
+        host_blocks = rounds * t.spots
+        answer_s += host_blocks * (block * t.chunk_rows * t.d / HOST_HASH_BYTES_PER_S + BLOCK_OVERHEAD_S)
+    steps.append(
+        Step(
+            "answer blocks again",
+            answer_s,
+            f"the spotted items' blocks of {block} leaves rebuilt from X_L ({gpu_blocks} per GPU), the rest kept",
+        )
+    )
     gpu_fill = fill_seconds(
         g.n_rows, g.d, rate_tops=ref.expected_int8_tops, bandwidth_gbs=ref.mem_bw_gbs, hash_bytes_per_s=None
     )

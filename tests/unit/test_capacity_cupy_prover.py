@@ -231,6 +231,45 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
                 assert rows <= 6 * tp.n_rows + 6 * 2 * 8 < tp.n_rows * last  # 6 walks, 2 stages, 8 rows
 
 
+@pytest.mark.parametrize("gpu_mode", ["scan", "sample"])
+def test_the_openings_rebuild_only_the_spotted_answer_blocks(
+    monkeypatch: pytest.MonkeyPatch, gpu_mode: str
+) -> None:
+    """Each round's (and sweep's) answer tree is kept at height 2 when answered; the openings hash
+    again only the 4-leaf blocks of the spotted items, from X_L, and take the rest from the kept
+    nodes: the same paths as the numpy prover's, and no leaf computation larger than a block."""
+    from gpuproof.protocol.capacity import cupy_prover
+
+    params = params_of(gpu(0, 6000, mode=gpu_mode), host(9000, mode="scan"))
+    options = CupyCapacityOptions(
+        group_rows=8, host_block_rows=32, host_window_rows=8, margin_bytes=0, answer_kept_height=2
+    )
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=double(1), options=options)
+    counts: list[int] = []
+    answer_leaves, sampled_leaves = cupy_prover._Gpu.answer_leaves, cupy_prover._Gpu.sampled_leaves
+
+    def spy() -> None:
+        def rows(
+            self: object, rows: object, v: int, chunk: int, head: bytes, first: int, items: int
+        ) -> object:
+            counts.append(items)
+            return answer_leaves(self, rows, v, chunk, head, first, items)  # type: ignore[arg-type]
+
+        def sampled(
+            self: object, x: object, n: int, ah: bytes, sh: bytes, items: int, first: int = 0
+        ) -> object:
+            counts.append(items)
+            return sampled_leaves(self, x, n, ah, sh, items, first)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(cupy_prover._Gpu, "answer_leaves", rows)
+        monkeypatch.setattr(cupy_prover._Gpu, "sampled_leaves", sampled)
+
+    session, _nonces, got, want = run_both(params, prover, before_open=spy)
+    assert got == want and verify(params, session, got) == []
+    assert counts and max(counts) <= 4
+    assert all(tp.items > 4 for tp in params.targets)  # whole trees would have needed more
+
+
 def test_a_recompute_that_differs_from_the_committed_layer_is_refused() -> None:
     """Each recomputed block's root must be the node the fill kept, and the tree above the kept
     nodes must have the committed root: a changed held row, or a changed kept node, refuses."""

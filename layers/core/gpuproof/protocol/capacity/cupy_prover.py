@@ -49,8 +49,10 @@ keeps each layer's tree nodes at height H (`kept`: GPU H = 6 on the device, 32 b
 ~1 GB for an H100's 27 layers; host RAM H = min(10, the fill's window height) in host memory), so
 a row's Merkle path needs only its aligned block of 2^H rows: hashed again, its root must be the
 kept node; the siblings above come from the tree over the kept nodes, whose root must be the
-committed one. The spotted rounds' answer trees are rebuilt from X_L first, and X_L's wanted rows
-(spots, the walks' top rows) are read from it. Then the recompute, IN THE SAME BUFFER: stages 1..c
+committed one. Each round's (and sweep's) answer tree keeps its nodes at height 6 when answered;
+the openings rebuild only the spotted items' blocks from X_L (roots checked against the kept
+nodes), and read X_L's wanted rows (spots, the walks' top rows). Then the recompute, IN THE SAME
+BUFFER: stages 1..c
 over every row (in place on a GPU; per block for host RAM, keeping only the windows' slabs), then
 stages c+1..L-1 only in *windows*: a walk's rows above stage c all agree with its top row on bits
 < c, so its blocks lie in the 2^(L-c) slabs {k 2^c + j0 .. k 2^c + j0 + 2^H - 1}, closed under
@@ -137,6 +139,7 @@ TOUCH_BYTES = 256 << 20  # host pages are first touched in slices of this, in pa
 GPU_KEPT_HEIGHT = 6  # the fill keeps each layer's tree nodes at this height (32 bytes per 64 rows)
 HOST_KEPT_HEIGHT = 10  # the same for host RAM (at most the fill's window height)
 WINDOW_BYTES = 256 << 20  # a GPU recompute window's rows (2^(L - c + H) of them)
+ANSWER_KEPT_HEIGHT = 6  # each round's answer tree kept at this height (32 bytes per 64 items)
 
 _EMPTIES = [merkle.EMPTY_LEAF]
 for _ in range(64):
@@ -331,6 +334,7 @@ class CupyCapacityOptions:
     kept_height: int | None = None  # H: the height of the tree nodes each layer keeps (default above)
     split_stage: int | None = None  # c of a GPU recompute (default: the cheapest, `recompute_row_stages`)
     window_bytes: int = WINDOW_BYTES
+    answer_kept_height: int = ANSWER_KEPT_HEIGHT  # each answer tree's nodes kept at this height
 
 
 def host_available_bytes() -> int | None:
@@ -696,7 +700,9 @@ class _Gpu:
         )
         return leaves
 
-    def sampled_leaves(self, x: Any, n: int, answer_head: bytes, sample_head: bytes, items: int) -> Any:
+    def sampled_leaves(
+        self, x: Any, n: int, answer_head: bytes, sample_head: bytes, items: int, first_item: int = 0
+    ) -> Any:
         leaves = self.cp.empty((items, 32), dtype=self.cp.uint8)
         self.launch(
             "cap_answer_sampled",
@@ -708,7 +714,7 @@ class _Gpu:
             x,
             np.uint64(n),
             np.uint64(x.shape[1]),
-            np.uint32(0),
+            np.uint32(first_item),
             np.uint64(items),
             leaves,
         )
@@ -717,13 +723,19 @@ class _Gpu:
     def sweep_tree(self, x: Any, n: int, chunk: int, key: bytes, target: int, items: int) -> DeviceTree:
         """One sweep of the bandwidth round over the rows held (`sweep.sweep_leaves`): the
         fingerprints of every row under R_s, then their leaves and tree, all on the device."""
+        leaves = self.sweep_leaves(x, n, chunk, key, target, 0, items)
+        return self.up(leaves, items, 0, merkle.depth(items))
+
+    def sweep_leaves(
+        self, x: Any, v: int, chunk: int, key: bytes, target: int, first_item: int, items: int
+    ) -> Any:
+        """Sweep leaves first_item .. first_item + items - 1 over rows 0..v-1 of `x` (their rows)."""
         d = int(x.shape[1])
         matrix = np.ascontiguousarray(gen_rows(key, TAG_R, range(SWEEP_COLUMNS), d).T)
-        prints = self.cp.empty((n, SWEEP_COLUMNS), dtype=self.cp.uint8)
-        self.launch("cap_fingerprint", n, x, np.uint64(n), np.uint64(d), self.upload(matrix), prints)
+        prints = self.cp.empty((v, SWEEP_COLUMNS), dtype=self.cp.uint8)
+        self.launch("cap_fingerprint", v, x, np.uint64(v), np.uint64(d), self.upload(matrix), prints)
         head = SWEEP_LEAF_DOMAIN + key + u32(target)
-        leaves = self.answer_leaves(prints, n, chunk, head, 0, items)
-        return self.up(leaves, items, 0, merkle.depth(items))
+        return self.answer_leaves(prints, v, chunk, head, first_item, items)
 
     def sample_rows(self, sample_head: bytes, first_item: int, items: int, n: int) -> npt.NDArray[np.intp]:
         out = self.cp.empty((items,), dtype=self.cp.uint64)
@@ -894,6 +906,8 @@ class CupyCapacityProver:
         self._stage_lock = threading.Lock()
         self._uploaded: dict[tuple[int, int, int], Any] = {}
         self._buffers: dict[int, dict[int, tuple[Any, tuple[Any, Any]]]] = {}  # target -> device -> buffer
+        # (target, round, sweep or 0) -> the answer tree's (height, nodes) kept for the openings
+        self._answer_kept: dict[tuple[int, int, int], tuple[int, npt.NDArray[np.uint8]]] = {}
 
     # -- the budget -------------------------------------------------------------------------------------
     def plan(self) -> MemoryPlan:
@@ -1443,19 +1457,27 @@ class CupyCapacityProver:
         return self.runtime.on(self.host_devices[0], lambda g: g.tree_of(leaves, 0, depth))
 
     def _host_leaves(
-        self, t: _Target, tp: CapacityTargetParams, answer_head: bytes, sample_head: bytes
+        self,
+        t: _Target,
+        tp: CapacityTargetParams,
+        answer_head: bytes,
+        sample_head: bytes,
+        first: int = 0,
+        count: int | None = None,
     ) -> npt.NDArray[np.uint8]:
-        """Answer leaves of rows held in host RAM, hashed on the host devices (items split among them)."""
+        """Answer leaves first .. first + count - 1 (default: all) of rows held in host RAM, hashed on
+        the host devices (items split among them)."""
         x: npt.NDArray[np.int8] = t.held
-        out = np.empty((tp.items, 32), dtype=np.uint8)
-        share = -(-tp.items // len(self.host_devices))
+        end = tp.items if count is None else first + count
+        out = np.empty((end - first, 32), dtype=np.uint8)
+        share = -(-(end - first) // len(self.host_devices))
         batch_rows = self._layout(tp).buffer_rows
         items_per_batch = max(1, batch_rows // tp.chunk_rows)
 
-        def part(first: int) -> Callable[[_Gpu], None]:
+        def part(start: int) -> Callable[[_Gpu], None]:
             def work(g: _Gpu) -> None:
-                last = min(tp.items, first + share)
-                for b0 in range(first, last, items_per_batch):
+                last = min(end, start + share)
+                for b0 in range(start, last, items_per_batch):
                     count = min(items_per_batch, last - b0)
                     if tp.mode == "scan":
                         rows = x[b0 * tp.chunk_rows : min((b0 + count) * tp.chunk_rows, tp.n_rows)]
@@ -1464,12 +1486,16 @@ class CupyCapacityProver:
                     dev = g.cp.empty(rows.shape, dtype=g.cp.int8)
                     g.h2d(dev, rows)
                     leaves = g.answer_leaves(dev, rows.shape[0], tp.chunk_rows, answer_head, b0, count)
-                    out[b0 : b0 + count] = g.cp.asnumpy(leaves)
+                    out[b0 - first : b0 - first + count] = g.cp.asnumpy(leaves)
 
             return work
 
         self.runtime.all(
-            [(dev, part(k * share)) for k, dev in enumerate(self.host_devices) if k * share < tp.items]
+            [
+                (dev, part(first + k * share))
+                for k, dev in enumerate(self.host_devices)
+                if first + k * share < end
+            ]
         )
         return out
 
@@ -1485,12 +1511,23 @@ class CupyCapacityProver:
             t.device, lambda g: g.sweep_tree(t.held, tp.n_rows, tp.chunk_rows, key, tp.target, tp.items)
         )
 
+    def _keep_answer(self, t: _Target, round_: int, sweep: int, tree: DeviceTree) -> bytes:
+        """The tree's root; its nodes at `answer_kept_height` kept for the openings, which then
+        rebuild only the spotted items' blocks from X_L instead of the whole tree."""
+        height = min(tree.top, self.options.answer_kept_height)
+        with self.cp.cuda.Device(tree.device):
+            nodes = np.asarray(tree.cp.asnumpy(tree.levels[height - tree.base]), dtype=np.uint8)
+        self._answer_kept[(t.tp.target, round_, sweep)] = (height, nodes)
+        return tree.root()
+
     def sweep_roots(self, t: _Target, round_nonce: bytes) -> list[bytes]:
         """The bandwidth round (docs/protocol.md §17.12): P sweeps, each keyed by the previous root."""
         roots: list[bytes] = []
         key = round_nonce
-        for _ in range(t.tp.sweeps):
-            roots.append(self._sweep_tree(t, key).root())
+        for s in range(1, t.tp.sweeps + 1):
+            tree = self._sweep_tree(t, key)
+            roots.append(self._keep_answer(t, self.sweep_round or 0, s, tree))
+            del tree
             key = hashlib.sha256(SWEEP_KEY_DOMAIN + key + roots[-1]).digest()
         self.swept[t.tp.target] = roots
         return roots
@@ -1508,8 +1545,12 @@ class CupyCapacityProver:
                     for t, s in zip(targets, swept, strict=True)
                 ],
             )
+
+        def root(t: _Target) -> bytes:
+            return self._keep_answer(t, round_.round, 0, self._answer_tree(t, t.tp, nonce))
+
         with ThreadPoolExecutor(max(1, len(targets))) as pool:  # every GPU of a round at once
-            roots = list(pool.map(lambda t: self.answer_root(t.tp, nonce), targets))
+            roots = list(pool.map(root, targets))
         return CapacityAnswer(
             round=round_.round,
             answers=[
@@ -1553,10 +1594,10 @@ class CupyCapacityProver:
                 for j in items:
                     by_sweep[split_item(tp, j)[0]].append(j)
                 for s, js in sorted(by_sweep.items()):
-                    found = self._sweep_tree(t, keys[s - 1]).siblings([split_item(tp, j)[1] for j in js])
+                    found = self._answer_paths(t, r, s, keys[s - 1], [split_item(tp, j)[1] for j in js])
                     answer_paths.update({(r, j): path for j, path in zip(js, found, strict=True)})
                 continue
-            paths = self._answer_tree(t, tp, round_nonces[r]).siblings(list(items))  # one tree at a time
+            paths = self._answer_paths(t, r, 0, round_nonces[r], list(items))
             answer_paths.update({(r, item): path for item, path in zip(items, paths, strict=True)})
         want = self._wanted(tp, round_nonces, spots, walks)
         roots, opened = self._reopen_gpu(t, want) if t.device is not None else self._reopen_host(t, want)
@@ -1571,6 +1612,66 @@ class CupyCapacityProver:
             spots=self._spots(tp, opened, answer_paths, round_nonces, spots, self.sweep_round),
             walks=[self._walk(tp, opened, w) for w in walks],
         )
+
+    def _answer_leaves(
+        self, t: _Target, sweep: int, nonce: bytes, first: int, count: int
+    ) -> npt.NDArray[np.uint8]:
+        """Leaves first .. first + count - 1 of a round's answer tree (sweep 0) or of sweep `sweep`'s
+        (nonce: that sweep's key), from the rows held."""
+        tp = t.tp
+        if t.device is None:
+            answer_head, sample_head = self._heads(tp, nonce)
+            return self._host_leaves(t, tp, answer_head, sample_head, first, count)
+
+        def on_gpu(g: _Gpu) -> npt.NDArray[np.uint8]:
+            if tp.mode == "sample" and not sweep:
+                answer_head, sample_head = self._heads(tp, nonce)
+                leaves = g.sampled_leaves(t.held, tp.n_rows, answer_head, sample_head, count, first)
+            else:
+                lo, hi = first * tp.chunk_rows, min((first + count) * tp.chunk_rows, tp.n_rows)
+                rows = g.cp.empty((hi - lo, tp.d), dtype=g.cp.int8)
+                rows[...] = t.held[lo:hi]
+                if sweep:
+                    leaves = g.sweep_leaves(rows, hi - lo, tp.chunk_rows, nonce, tp.target, first, count)
+                else:
+                    head = self._heads(tp, nonce)[0]
+                    leaves = g.answer_leaves(rows, hi - lo, tp.chunk_rows, head, first, count)
+            return np.asarray(g.cp.asnumpy(leaves), dtype=np.uint8)
+
+        return self.runtime.on(t.device, on_gpu)
+
+    def _answer_paths(
+        self, t: _Target, round_: int, sweep: int, nonce: bytes, items: Sequence[int]
+    ) -> list[list[bytes]]:
+        """Answer-tree paths of `items`: below the kept height from their block's leaves, rebuilt
+        from the rows held (the block's root must be the kept node), above it from the tree over the
+        kept nodes. Without kept nodes (a round this prover did not answer), the whole tree."""
+        tp = t.tp
+        kept = self._answer_kept.get((tp.target, round_, sweep))
+        if kept is None:
+            if sweep:
+                return self._sweep_tree(t, nonce).siblings(list(items))
+            return self._answer_tree(t, tp, nonce).siblings(list(items))
+        height, nodes = kept
+        depth = merkle.depth(tp.items)
+        device = t.device if t.device is not None else self.host_devices[0]
+        uppers = self.runtime.on(
+            device, lambda g: g.tree_of(nodes, height, depth).siblings([i >> height for i in items])
+        )
+        lowers: dict[int, list[bytes]] = {}
+        for block in sorted({i >> height for i in items}):
+            first = block << height
+            count = min(1 << height, tp.items - first)
+            leaves = self._answer_leaves(t, sweep, nonce, first, count)
+            levels = merkle.levels([bytes(leaf_.tobytes()) for leaf_ in leaves], height)
+            if levels[-1][0] != bytes(nodes[block].tobytes()):
+                raise RuntimeError(
+                    f"target {tp.target}: round {round_}'s answer leaves rebuilt from the rows held differ"
+                )
+            for i in items:
+                if i >> height == block:
+                    lowers[i] = merkle.path(levels, i - first)
+        return [lowers[i] + upper for i, upper in zip(items, uppers, strict=True)]
 
     def _wanted(
         self,
