@@ -498,6 +498,34 @@ def _groups(v: int, h: int, group: int) -> Iterator[tuple[int, int, int, int]]:
         yield s, min(group, v - s), hi, max(0, min(group, v - hi))
 
 
+def _slabs(n: int, block_rows: int, count: int, j0: int, w: int) -> list[tuple[int, int]]:
+    """(global first row, rows) of a window's slabs {k C + j0 .. k C + j0 + w - 1}, k < count,
+    inside rows 0..n-1 (C = block_rows)."""
+    out: list[tuple[int, int]] = []
+    for k in range(count):
+        first = k * block_rows + j0
+        rows = min(w, n - first)
+        if rows <= 0:
+            break
+        out.append((first, rows))
+        if rows < w:
+            break
+    return out
+
+
+def _load_window(
+    buf: Any, source: Any, slabs: Sequence[tuple[int, int]], w: int, copy: Callable[[Any, Any], None]
+) -> int:
+    """Slab k of `source` into buffer rows k w ..; the window's row count."""
+    for k, (first, rows) in enumerate(slabs):
+        copy(buf[k * w : k * w + rows], source[first : first + rows])
+    return (len(slabs) - 1) * w + slabs[-1][1]
+
+
+def _d2d(dst: Any, src: Any) -> None:
+    dst[...] = src
+
+
 class _Gpu:
     """One device's kernels and calls. Used only on that device's worker thread, device current."""
 
@@ -1111,16 +1139,7 @@ class CupyCapacityProver:
                 wbuf = cp.empty((min(n, (1 << (top - c)) * w), d), dtype=cp.int8)
                 blts = {s: self._blt(g, t, s, keep=False) for s in range(c + 1, last + 1)}
                 for j0 in starts:
-                    v = 0
-                    for k in range(1 << (top - c)):
-                        first = k * block + j0
-                        rows = min(w, n - first)
-                        if rows <= 0:
-                            break
-                        wbuf[k * w : k * w + rows] = x[first : first + rows]
-                        v = k * w + rows
-                        if rows < w:
-                            break
+                    v = _load_window(wbuf, x, _slabs(n, block, 1 << (top - c), j0, w), w, _d2d)
                     for stage in range(c + 1, last + 1):
                         g.stage(wbuf, v, (1 << (stage - 1 - c)) * w, stage, blts[stage], scratch, group)
                         if stage in want:
@@ -1212,19 +1231,6 @@ class CupyCapacityProver:
 
         self.runtime.all([(dev, release) for dev in self.host_devices])
 
-    def _slabs(self, n: int, layout: HostLayout, j0: int, w: int) -> list[tuple[int, int]]:
-        """(global first row, rows) of the slabs {k C + j0 .. k C + j0 + w - 1} inside 0..n-1."""
-        out: list[tuple[int, int]] = []
-        for k in range(layout.slabs):
-            first = k * layout.block_rows + j0
-            rows = min(w, n - first)
-            if rows <= 0:
-                break
-            out.append((first, rows))
-            if rows < w:
-                break
-        return out
-
     def _run_host(self, t: _Target) -> dict[int, bytes]:
         """Host RAM's fill, out of core over every host device (module docstring); each layer's
         nodes at kept_height kept in host memory."""
@@ -1260,10 +1266,8 @@ class CupyCapacityProver:
         def window(g: _Gpu, j0: int) -> None:
             buf, scratch = buffer(g)
             w = layout.window_rows
-            slabs = self._slabs(n, layout, j0, w)
-            for k, (first, rows) in enumerate(slabs):
-                g.h2d(buf[k * w : k * w + rows], x[first : first + rows])
-            v = (len(slabs) - 1) * w + slabs[-1][1]
+            slabs = _slabs(n, layout.block_rows, layout.slabs, j0, w)
+            v = _load_window(buf, x, slabs, w, g.h2d)
             for stage in range(c_log + 1, top + 1):
                 g.stage(
                     buf,
@@ -1359,10 +1363,7 @@ class CupyCapacityProver:
 
             def window(g: _Gpu, j0: int) -> None:
                 buf, scratch = buffer(g)
-                slabs = self._slabs(n, layout, j0, w)
-                for k, (first, rows) in enumerate(slabs):
-                    g.h2d(buf[k * w : k * w + rows], x[first : first + rows])
-                v = (len(slabs) - 1) * w + slabs[-1][1]
+                v = _load_window(buf, x, _slabs(n, block_rows, layout.slabs, j0, w), w, g.h2d)
                 for stage in range(c + 1, last + 1):
                     g.stage(
                         buf,
