@@ -1156,6 +1156,15 @@ class CupyCapacityProver:
 
         return self.runtime.on(t.device, work)
 
+    def _window_stage(
+        self, g: _Gpu, t: _Target, buf: Any, v: int, split: int, w: int, stage: int, scratch: Any, group: int
+    ) -> None:
+        """Stage `stage` (> split) over a window of slabs of w rows: slab k pairs with slab
+        k xor 2^(stage - 1 - split)."""
+        g.stage(
+            buf, v, (1 << (stage - 1 - split)) * w, stage, self._blt(g, t, stage, keep=True), scratch, group
+        )
+
     def _gpu_split(self, tp: CapacityTargetParams, h: int, want: Mapping[int, set[int]], last: int) -> int:
         """c: the cheapest split (`recompute_row_stages`) whose windows fit `window_bytes`; at least
         H (a window's slabs are whole kept blocks), at most `last` (then no window)."""
@@ -1269,15 +1278,7 @@ class CupyCapacityProver:
             slabs = _slabs(n, layout.block_rows, layout.slabs, j0, w)
             v = _load_window(buf, x, slabs, w, g.h2d)
             for stage in range(c_log + 1, top + 1):
-                g.stage(
-                    buf,
-                    v,
-                    (1 << (stage - 1 - c_log)) * w,
-                    stage,
-                    self._blt(g, t, stage, keep=True),
-                    scratch,
-                    group,
-                )
+                self._window_stage(g, t, buf, v, c_log, w, stage, scratch, group)
                 tree = g.tree(buf, v, w_log, min(TREE_BASE_HEIGHT, h))
                 nodes = tree.top_nodes()
                 for k, (first, _rows) in enumerate(slabs):
@@ -1365,15 +1366,7 @@ class CupyCapacityProver:
                 buf, scratch = buffer(g)
                 v = _load_window(buf, x, _slabs(n, block_rows, layout.slabs, j0, w), w, g.h2d)
                 for stage in range(c + 1, last + 1):
-                    g.stage(
-                        buf,
-                        v,
-                        (1 << (stage - 1 - c)) * w,
-                        stage,
-                        self._blt(g, t, stage, keep=True),
-                        scratch,
-                        group,
-                    )
+                    self._window_stage(g, t, buf, v, c, w, stage, scratch, group)
                     if stage in want:
                         mine = {
                             r: (r >> c) * w + ((r & (block_rows - 1)) - j0)
