@@ -638,7 +638,7 @@ def main() -> None:
     if args.command == "capacity":
         if args.double:
             capacity(
-                args.out, args.bytes, 32, fraction=0.75, host_bytes=8192, samples=args.samples, double=True
+                args.out, args.bytes, 32, fraction=0.70, host_bytes=8192, samples=args.samples, double=True
             )
         else:
             capacity(

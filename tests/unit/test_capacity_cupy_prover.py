@@ -332,7 +332,7 @@ def test_a_fill_that_does_not_fit_is_refused_before_anything_is_allocated() -> N
     params = params_of(gpu(0, 4096), host(8192))
     # the 3,712-byte fill and its layers' kept nodes (7 x 2 x 32 bytes) fit, its working memory not
     cp = double(1, device_memory_bytes=8000)
-    options = CupyCapacityOptions(margin_bytes=0)
+    options = CupyCapacityOptions(margin_bytes=0, kept_height=6)
     prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
     with pytest.raises(
         CapacityMemoryError, match=r"does not fit: device 0: needs [\d,]+ bytes \(fills 4,160 "
@@ -350,7 +350,9 @@ def test_a_fill_budgeted_to_the_byte_runs_within_it() -> None:
     (the double enforces it), the fill, every round and the openings run; one byte less would
     already be refused by the check."""
     params = params_of(gpu(0, 3000), host(6000))
-    options = CupyCapacityOptions(group_rows=8, host_block_rows=16, host_window_rows=4, margin_bytes=0)
+    options = CupyCapacityOptions(
+        group_rows=8, host_block_rows=16, host_window_rows=4, margin_bytes=0, kept_height=6
+    )
     plan = plan_memory(params, CupyCapacityRuntime(double(1)), options)
     need = max(b.need_bytes for b in plan.devices)
     cp = double(1, device_memory_bytes=need)

@@ -139,6 +139,7 @@ TOUCH_BYTES = 256 << 20  # host pages are first touched in slices of this, in pa
 GPU_KEPT_HEIGHT = 6  # the fill keeps each layer's tree nodes at this height (32 bytes per 64 rows)
 HOST_KEPT_HEIGHT = 10  # the same for host RAM (at most the fill's window height)
 WINDOW_BYTES = 256 << 20  # a GPU recompute window's rows (2^(L - c + H) of them)
+WINDOW_SHARE = 32  # ... and at most 1/32 of the fill's rows
 ANSWER_KEPT_HEIGHT = 6  # each round's answer tree kept at this height (32 bytes per 64 items)
 
 _EMPTIES = [merkle.EMPTY_LEAF]
@@ -293,6 +294,7 @@ class MemoryPlan:
     host: HostLayout | None
     host_fill_bytes: int
     host_available_bytes: int | None  # MemAvailable; None where it cannot be read (then not checked)
+    kept_height: int = GPU_KEPT_HEIGHT  # H of the GPU targets' kept tree nodes
 
     def problems(self) -> list[str]:
         out = [
@@ -349,9 +351,20 @@ def host_available_bytes() -> int | None:
     return None
 
 
-def gpu_kept_height(tp: CapacityTargetParams, options: CupyCapacityOptions) -> int:
-    h = options.kept_height if options.kept_height is not None else GPU_KEPT_HEIGHT
-    return max(0, min(h, tp.n_stages))
+def gpu_kept_height(tp: CapacityTargetParams, kept: int) -> int:
+    return max(0, min(kept, tp.n_stages))
+
+
+def _kept_cost(tp: CapacityTargetParams, kept: int) -> int:
+    """Device bytes that depend on H: the kept nodes, and a recomputed block of 2^H rows with its
+    tree. A higher H saves memory only while the first term shrinks faster than the second grows."""
+    h = gpu_kept_height(tp, kept)
+    return kept_bytes(tp.n_rows, tp.n_stages, h) + (1 << h) * (tp.d + 4)
+
+
+def window_rows(tp: CapacityTargetParams, options: CupyCapacityOptions) -> int:
+    """The most rows a GPU recompute window may hold: `window_bytes`, and at most 1/32 of the fill."""
+    return max(1, min(options.window_bytes // tp.d, tp.n_rows // WINDOW_SHARE))
 
 
 def host_kept_height(layout: HostLayout, options: CupyCapacityOptions) -> int:
@@ -360,15 +373,13 @@ def host_kept_height(layout: HostLayout, options: CupyCapacityOptions) -> int:
     return max(0, min(h, layout.window_log))
 
 
-def _gpu_working(tp: CapacityTargetParams, group: int, options: CupyCapacityOptions) -> int:
+def _gpu_working(tp: CapacityTargetParams, group: int, kept: int, options: CupyCapacityOptions) -> int:
     g = min(group, _pow2_floor(tp.n_rows))
-    h = gpu_kept_height(tp, options)
+    h = gpu_kept_height(tp, kept)
     fill_step = stage_bytes(g, tp.d) + tree_bytes(tp.n_rows, tp.n_stages, min(TREE_BASE_HEIGHT, h))
-    window_rows = min(tp.n_rows, max(1, options.window_bytes // tp.d))
     reopen_step = (
         stage_bytes(g, tp.d)
-        + window_rows * tp.d
-        + tp.n_stages * 2 * tp.d * tp.d
+        + window_rows(tp, options) * tp.d
         + tree_bytes(tp.n_rows, tp.n_stages, h)  # one layer's tree above its kept nodes
         + tree_bytes(1 << h, h, min(TREE_BASE_HEIGHT, h))
         + (1 << h) * tp.d
@@ -406,6 +417,7 @@ def _plan_for(
     host_buffer_bytes: int,
     options: CupyCapacityOptions,
     host_ram: int | None,
+    kept: int = GPU_KEPT_HEIGHT,
 ) -> MemoryPlan:
     fills: dict[int, int] = defaultdict(int)
     working: dict[int, int] = defaultdict(int)
@@ -422,12 +434,12 @@ def _plan_for(
                 working[dev] = max(working[dev], _host_working(tp, layout, group, k == 0, options))
         else:
             dev = device_of(tp.target)
-            fills[dev] += tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, gpu_kept_height(tp, options))
-            working[dev] = max(working[dev], _gpu_working(tp, group, options))
+            fills[dev] += tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, gpu_kept_height(tp, kept))
+            working[dev] = max(working[dev], _gpu_working(tp, group, kept, options))
     budgets = [
         DeviceBudget(dev, free[dev], fills[dev], working[dev], options.margin_bytes) for dev in sorted(free)
     ]
-    return MemoryPlan(budgets, group, layout, host_fill, host_ram)
+    return MemoryPlan(budgets, group, layout, host_fill, host_ram, kept)
 
 
 # -- one device ---------------------------------------------------------------------------------------------
@@ -847,18 +859,24 @@ def plan_memory(
     ram = host_ram if host_ram is not None else host_available_bytes()
     group = opts.group_rows or GROUP_ROWS
     buffer = opts.host_buffer_bytes
+    kept = opts.kept_height if opts.kept_height is not None else GPU_KEPT_HEIGHT
     while True:
-        plan = _plan_for(params, runtime.device_of, hosts, free, group, buffer, opts, ram)
+        plan = _plan_for(params, runtime.device_of, hosts, free, group, buffer, opts, ram, kept)
         if plan.fits:
             return plan
+        raise_kept = opts.kept_height is None and any(
+            _kept_cost(tp, kept + 2) < _kept_cost(tp, kept) for tp in params.targets if not tp.is_host
+        )
         shrink_group = opts.group_rows is None and group > MIN_GROUP_ROWS
         shrink_buffer = opts.host_block_rows is None and any(tp.is_host for tp in params.targets)
         if shrink_buffer and plan.host is not None:
             min_rows = 1 << -(-plan.host.n_stages // 2)
             d = next(tp.d for tp in params.targets if tp.is_host)
             shrink_buffer = buffer // 2 >= min_rows * d
-        if not (shrink_group or shrink_buffer):
+        if not (shrink_group or shrink_buffer or raise_kept):
             return plan
+        if raise_kept:
+            kept += 2
         if shrink_group:
             group //= 2
         if shrink_buffer:
@@ -1137,11 +1155,12 @@ class CupyCapacityProver:
             if starts:
                 w, block = 1 << h, 1 << c
                 wbuf = cp.empty((min(n, (1 << (top - c)) * w), d), dtype=cp.int8)
-                blts = {s: self._blt(g, t, s, keep=False) for s in range(c + 1, last + 1)}
                 for j0 in starts:
                     v = _load_window(wbuf, x, _slabs(n, block, 1 << (top - c), j0, w), w, _d2d)
                     for stage in range(c + 1, last + 1):
-                        g.stage(wbuf, v, (1 << (stage - 1 - c)) * w, stage, blts[stage], scratch, group)
+                        blt = self._blt(g, t, stage, keep=False)
+                        g.stage(wbuf, v, (1 << (stage - 1 - c)) * w, stage, blt, scratch, group)
+                        del blt
                         if stage in want:
                             mine = {
                                 r: (r >> c) * w + ((r & (block - 1)) - j0)
@@ -1149,7 +1168,7 @@ class CupyCapacityProver:
                                 if j0 <= r & (block - 1) < j0 + w
                             }
                             self._collect(g, t, wbuf, v, stage, mine, uppers, opened)
-                del wbuf, blts
+                del wbuf
             del scratch
             g.sync()
             return roots, opened
@@ -1172,7 +1191,7 @@ class CupyCapacityProver:
         lowest = min(h, last)
         if self.options.split_stage is not None:
             return max(lowest, min(self.options.split_stage, last))
-        max_rows = max(1, self.options.window_bytes // tp.d)
+        max_rows = window_rows(tp, self.options)
         best, best_cost = last, recompute_row_stages(n, top, h, last, 0, last)
         for c in range(lowest, last):
             if min(n, (1 << (top - c)) << h) > max_rows:
@@ -1397,7 +1416,7 @@ class CupyCapacityProver:
         gpu = [t for t in self.states.values() if t.device is not None]
         host = [t for t in self.states.values() if t.device is None]
         for t in gpu:
-            t.kept_height = gpu_kept_height(t.tp, self.options)
+            t.kept_height = gpu_kept_height(t.tp, self.memory.kept_height if self.memory else GPU_KEPT_HEIGHT)
         for t in host:
             t.kept_height = host_kept_height(self._layout(t.tp), self.options)
         with ThreadPoolExecutor(max(1, len(gpu) + len(host))) as pool:
