@@ -34,9 +34,10 @@ from gpuproof.protocol.capacity.cupy_prover import (
     GPU_KEPT_HEIGHT,
     HOST_BUFFER_BYTES,
     HOST_KEPT_HEIGHT,
-    WINDOW_BYTES,
+    CupyCapacityOptions,
     HostLayout,
     recompute_row_stages,
+    window_rows,
 )
 from gpuproof.protocol.capacity.params import (
     FILL_OVERHEAD,
@@ -120,7 +121,9 @@ def estimate(model: str = MODEL, gpus: int = 8, host_gib: int = 256) -> list[Ste
     gpu_fill = fill_seconds(
         g.n_rows, g.d, rate_tops=ref.expected_int8_tops, bandwidth_gbs=ref.mem_bw_gbs, hash_bytes_per_s=None
     )
-    gpu_fraction = _recompute_fraction(g, min(GPU_KEPT_HEIGHT, g.n_stages), None, WINDOW_BYTES // g.d)
+    gpu_fraction = _recompute_fraction(
+        g, min(GPU_KEPT_HEIGHT, g.n_stages), None, window_rows(g, CupyCapacityOptions())
+    )
     recompute = gpu_fill * gpu_fraction
     how = f"GPU: {gpu_fraction:.3f} of the fill's GEMM + traffic ({gpu_fill:.2f} s)"
     for t in host:
