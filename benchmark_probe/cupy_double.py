@@ -15,7 +15,10 @@ get wrong:
 - `RawModule` compiles the very CUDA C source the code ships with g++ and runs it one thread at a
   time (no shared memory or `__syncthreads`: refused loudly);
 - devices, streams and events: the current device and stream per thread, `Device(i)` for i out of
-  range fails, events must be recorded before they are timed, streams must be known;
+  range fails, events must be recorded before they are timed, streams must be known; a cuBLAS
+  handle runs on the stream `cublas.setStream` gave it (not CuPy's current stream: default 0), a
+  kernel on the `stream=` it is launched with (default: the current one), and the log records
+  which;
 - host arrays mixed with device arrays in an operation raise TypeError, as CuPy does;
 - device memory, when `device_memory_bytes` is set: each fake GPU then has that much memory
   (`runtime.memGetInfo()` answers (free, total) from it) and an allocation through the module's
@@ -152,6 +155,9 @@ def _owner(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 class _State(threading.local):
     device: int = 0
     stream: int = 0
+
+    def __init__(self) -> None:
+        self.cublas_streams: dict[int, int] = {}  # this thread's cuBLAS handles -> their stream
 
 
 _STATE = _State()
@@ -318,6 +324,16 @@ class _Cublas:
     def __init__(self, double: CupyTestDouble) -> None:
         self._double = double
 
+    def setStream(self, handle: int, stream: int) -> None:
+        """cublasSetStream: the handle's later calls run on `stream` (handles are per thread)."""
+        self._double._handle_device(handle)
+        _check_stream(stream)
+        _STATE.cublas_streams[handle] = stream
+
+    def getStream(self, handle: int) -> int:
+        self._double._handle_device(handle)
+        return _STATE.cublas_streams.get(handle, 0)
+
     def _matrix(self, ptr: int, dtype_code: int, rows: int, cols: int, ld: int, device: int) -> Any:
         """A column-major rows x cols matrix at ptr with leading dimension ld, as a strided view."""
         if ld < max(1, rows):
@@ -396,7 +412,19 @@ class _Cublas:
         if self._double.clock is not None:
             self._double.spend(2 * m * n * k / (self._double.clock.gemm_tops * 1e12))
         self._double.log.append(
-            ("gemm", compute, a_type, c_type, transa, transb, m, n, k, device, _STATE.stream)
+            (
+                "gemm",
+                compute,
+                a_type,
+                c_type,
+                transa,
+                transb,
+                m,
+                n,
+                k,
+                device,
+                _STATE.cublas_streams.get(handle, 0),
+            )
         )
 
     def gemmEx(
@@ -553,11 +581,16 @@ _KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
 
 
 class _RawFunction:
-    def __init__(self, lib: ctypes.CDLL, name: str) -> None:
+    def __init__(self, lib: ctypes.CDLL, name: str, log: list[tuple[Any, ...]] | None = None) -> None:
         self._launch = getattr(lib, f"gpuproof_launch_{name}")
         self.name = name
+        self._log = log
 
-    def __call__(self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], **_: Any) -> None:
+    def __call__(
+        self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], stream: Any = None, **_: Any
+    ) -> None:
+        on = _STATE.stream if stream is None else stream.ptr
+        _check_stream(on)
         g = (*grid, 1, 1)[:3]
         b = (*block, 1, 1)[:3]
         if b[0] * b[1] * b[2] > 1024:
@@ -573,6 +606,8 @@ class _RawFunction:
                     f"{self.name} argument {k}: pass device arrays or numpy scalars, not {type(x)}"
                 )
         self._launch(*c_args)
+        if self._log is not None:
+            self._log.append(("kernel", self.name, _STATE.device, on))
 
 
 class RawModule:
@@ -600,7 +635,9 @@ class RawModule:
         self._lib = _build(_PRELUDE + code + "\n" + "".join(launchers))
 
     def get_function(self, name: str) -> _RawFunction:
-        return _RawFunction(self._lib, name)
+        return _RawFunction(self._lib, name, self._log)
+
+    _log: list[tuple[Any, ...]] | None = None
 
 
 # -- the module -------------------------------------------------------------------------------------------
@@ -617,7 +654,8 @@ class CupyTestDouble:
     """Module-like fake of `cupy` over a list of fake GPUs (same PCI ids and UUIDs as the NVML double).
 
     `gemm_fault`, when set, rewrites every GEMM's result before it is stored (a lying GPU).
-    `log` records each GEMM and copy: what the code asked the hardware to do.
+    `log` records each GEMM, copy and kernel launch, with its device and stream: what the code
+    asked the hardware to do.
     `device_memory_bytes`, when set, is every fake GPU's memory, enforced (see the module's notes);
     `peak_bytes` then records the most each device held at once.
     """
@@ -701,6 +739,13 @@ class CupyTestDouble:
             alloc_pinned_memory=self._alloc_pinned,
             memory=SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
         )
+
+        class LoggedRawModule(RawModule):
+            """This double's RawModule: its launches go to the double's log."""
+
+            _log = double.log
+
+        self.RawModule = LoggedRawModule
         self.random = SimpleNamespace(RandomState=_RandomState)
         self.get_default_memory_pool = lambda: pool
         self.get_default_pinned_memory_pool = lambda: pinned_pool

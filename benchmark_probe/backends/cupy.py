@@ -243,6 +243,7 @@ def _gemm(
     alpha, beta = np.array(1, dtype=spec.scalar), np.array(0, dtype=spec.scalar)
     cublas = cp.cuda.cublas
     handle = cp.cuda.device.get_cublas_handle()
+    cublas.setStream(handle, stream.ptr)  # cuBLAS runs on its handle's stream, not CuPy's current one
 
     def gemm() -> None:
         cublas.gemmEx(

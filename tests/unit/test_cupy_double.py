@@ -189,6 +189,43 @@ def test_kernels_run_their_cuda_source(cp: CupyTestDouble) -> None:
         cp.RawModule(code='extern "C" __global__ void k() { __syncthreads(); }')
 
 
+@needs_gxx
+def test_cublas_runs_on_its_handles_stream_and_kernels_on_theirs(cp: CupyTestDouble) -> None:
+    """cuBLAS ignores CuPy's current stream: a handle's calls run on the stream setStream gave it
+    (default 0); a kernel runs on the stream it is launched with, else the current one. The log
+    says which; unknown streams are refused."""
+    a = cp.asarray(np.ones(64, dtype=np.int8))
+    c = cp.empty(1, dtype=np.int32)
+    one, zero = scalar(1, np.int32), scalar(0, np.int32)
+    handle = cp.cuda.device.get_cublas_handle()
+
+    def gemm() -> None:
+        cp.cuda.cublas.gemmEx(
+            handle, 1, 0, 1, 1, 64, one.ctypes.data, a.data.ptr, R_8I, 64,
+            a.data.ptr, R_8I, 64, zero.ctypes.data, c.data.ptr, R_32I, 1, COMPUTE_32I, -1,
+        )  # fmt: skip
+
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        gemm()
+    assert cp.log[-1][0] == "gemm" and cp.log[-1][10] == 0  # the current stream is not cuBLAS's
+    cp.cuda.cublas.setStream(handle, stream.ptr)
+    assert cp.cuda.cublas.getStream(handle) == stream.ptr
+    gemm()
+    assert cp.log[-1][10] == stream.ptr
+    with pytest.raises(CUDARuntimeError, match="no stream"):
+        cp.cuda.cublas.setStream(handle, 0xDEAD)
+    module = cp.RawModule(code='extern "C" __global__ void k(unsigned* out) { out[0] = 1u; }')
+    out = cp.zeros(1, dtype=np.uint32)
+    module.get_function("k")((1,), (1,), (out,), stream=stream)
+    assert cp.log[-1] == ("kernel", "k", 0, stream.ptr)
+    with stream:
+        module.get_function("k")((1,), (1,), (out,))
+    assert cp.log[-1] == ("kernel", "k", 0, stream.ptr)
+    module.get_function("k")((1,), (1,), (out,))
+    assert cp.log[-1] == ("kernel", "k", 0, 0)
+
+
 def test_device_memory_when_limited_is_enforced_per_device_and_released() -> None:
     cp = CupyTestDouble.for_gpus([fake_gpu(0), fake_gpu(1)], device_memory_bytes=1000)
     assert cp.cuda.runtime.memGetInfo() == (1000, 1000)
