@@ -472,6 +472,7 @@ def capacity(
             for b in plan.devices
         ],
         "group_rows": plan.group_rows,
+        "host_lanes": plan.host_lanes,
         "host_layout": None
         if plan.host is None
         else {
@@ -491,7 +492,9 @@ def capacity(
         save("refused")
         print(f"capacity: NOT run: {plan.describe()}")
         return result
-    runtime.prepare([0])  # kernels built, cuBLAS warmed: outside the timed fill, as the probe does
+    runtime.prepare(
+        [0], plan.host_lanes
+    )  # kernels built, cuBLAS warmed: outside the timed fill, as the probe does
     key = SigningKey.generate()
     nonce = secrets.token_bytes(32)
     prover = CupyCapacityProver(nonce, key.public_hex, "gpu-check", params, runtime=runtime, options=options)

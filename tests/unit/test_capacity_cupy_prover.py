@@ -328,6 +328,30 @@ def test_the_host_fill_crosses_pcie_three_times_on_every_gpu_and_can_be_pinned()
     assert host_gemms == {0, 1}  # spread over both GPUs
 
 
+def test_the_host_fill_runs_two_lanes_per_gpu_each_on_its_own_stream() -> None:
+    """Each device's host-fill work runs in two lanes, so one lane's copies overlap the other's
+    kernels: lane 0 on the default stream, lane 1 on a non-blocking stream of its own; every copy,
+    cuBLAS call (its handle's stream) and kernel names its lane's stream, the GPU fills stay on the
+    default stream, and the commitment is the numpy prover's. One lane when asked for one."""
+    params = params_of(gpu(0, 800), gpu(1, 800), host(20000, d=64))
+    for lanes in (2, 1):
+        options = CupyCapacityOptions(
+            host_block_rows=64, host_window_rows=16, margin_bytes=0, host_lanes=lanes
+        )
+        cp = double(2)
+        prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
+        assert prover.check().host_lanes == lanes
+        assert prover.fill() == numpy_prover(params).fill()
+        host_k, gpu_k = 2 * 64, 2 * params.targets[0].d
+        for device in (0, 1):
+            gemm = {e[10] for e in cp.log if e[0] == "gemm" and e[9] == device and e[8] == host_k}
+            kernel = {e[3] for e in cp.log if e[0] == "kernel" and e[2] == device}
+            assert {e[10] for e in cp.log if e[0] == "gemm" and e[9] == device and e[8] == gpu_k} == {0}
+            assert len(gemm) == lanes and 0 in gemm and gemm <= kernel
+        copies = {e[4] for e in cp.log if e[0] == "memcpy"}
+        assert len(copies) == 1 + 2 * (lanes - 1) and 0 in copies  # a stream per device and lane
+
+
 def test_a_fill_that_does_not_fit_is_refused_before_anything_is_allocated() -> None:
     params = params_of(gpu(0, 4096), host(8192))
     # the 3,712-byte fill and its layers' kept nodes (7 x 2 x 32 bytes) fit, its working memory not
@@ -347,25 +371,30 @@ def test_a_fill_that_does_not_fit_is_refused_before_anything_is_allocated() -> N
 
 def test_a_fill_budgeted_to_the_byte_runs_within_it() -> None:
     """The stated budget bounds what the prover allocates: with exactly that much device memory
-    (the double enforces it), the fill, every round and the openings run; one byte less would
-    already be refused by the check."""
+    (the double enforces it), the fill, every round and the openings run, both host-fill lanes
+    at once; one byte less and the plan drops to one lane, which runs within ITS budget; one byte
+    less than that is refused by the check."""
     params = params_of(gpu(0, 3000), host(6000))
     options = CupyCapacityOptions(
         group_rows=8, host_block_rows=16, host_window_rows=4, margin_bytes=0, kept_height=6
     )
     plan = plan_memory(params, CupyCapacityRuntime(double(1)), options)
+    assert plan.host_lanes == 2
     need = max(b.need_bytes for b in plan.devices)
-    cp = double(1, device_memory_bytes=need)
-    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
-    session, _nonces, got, want = run_both(params, prover)
-    assert got == want and verify(params, session, got) == []
-    assert 0 < cp.peak_bytes[0] <= need
+    for memory, lanes in ((need, 2), (need - 1, 1)):
+        cp = double(1, device_memory_bytes=memory)
+        prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
+        assert prover.check().host_lanes == lanes
+        budget = max(b.need_bytes for b in prover.check().devices)
+        session, _nonces, got, want = run_both(params, prover)
+        assert got == want and verify(params, session, got) == []
+        assert 0 < cp.peak_bytes[0] <= budget <= memory
     tight = CupyCapacityProver(
         NONCE,
         KEY.public_hex,
         CHALLENGE,
         params,
-        cupy=double(1, device_memory_bytes=need - 1),
+        cupy=double(1, device_memory_bytes=budget - 1),
         options=options,
     )
     with pytest.raises(CapacityMemoryError):

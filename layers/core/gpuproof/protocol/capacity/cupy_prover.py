@@ -141,6 +141,7 @@ HOST_KEPT_HEIGHT = 10  # the same for host RAM (at most the fill's window height
 WINDOW_BYTES = 256 << 20  # a GPU recompute window's rows (2^(L - c + H) of them)
 WINDOW_SHARE = 32  # ... and at most 1/32 of the fill's rows
 ANSWER_KEPT_HEIGHT = 6  # each round's answer tree kept at this height (32 bytes per 64 items)
+HOST_LANES = 2  # host-fill lanes per device: one lane's block crosses PCIe while another's is computed
 
 _EMPTIES = [merkle.EMPTY_LEAF]
 for _ in range(64):
@@ -295,6 +296,7 @@ class MemoryPlan:
     host_fill_bytes: int
     host_available_bytes: int | None  # MemAvailable; None where it cannot be read (then not checked)
     kept_height: int = GPU_KEPT_HEIGHT  # H of the GPU targets' kept tree nodes
+    host_lanes: int = 1  # host-fill lanes per device, each with its own buffer and stream
 
     def problems(self) -> list[str]:
         out = [
@@ -337,6 +339,7 @@ class CupyCapacityOptions:
     split_stage: int | None = None  # c of a GPU recompute (default: the cheapest, `recompute_row_stages`)
     window_bytes: int = WINDOW_BYTES
     answer_kept_height: int = ANSWER_KEPT_HEIGHT  # each answer tree's nodes kept at this height
+    host_lanes: int = HOST_LANES  # at most this many (one when two do not fit)
 
 
 def host_available_bytes() -> int | None:
@@ -388,21 +391,29 @@ def _gpu_working(tp: CapacityTargetParams, group: int, kept: int, options: CupyC
 
 
 def _host_working(
-    tp: CapacityTargetParams, layout: HostLayout, group: int, first: bool, options: CupyCapacityOptions
+    tp: CapacityTargetParams,
+    layout: HostLayout,
+    group: int,
+    first: bool,
+    options: CupyCapacityOptions,
+    lanes: int = 1,
 ) -> int:
     rows = layout.buffer_rows
     g = min(group, _pow2_floor(rows))
     top = layout.block_log
     h = host_kept_height(layout, options)
-    fill_step = (
+    lane = (  # each lane's buffer, scratch, [B; B] of every stage, the buffer's tree, a recomputed block
         rows * tp.d
         + stage_bytes(g, tp.d)
         + tp.n_stages * 2 * tp.d * tp.d
         + tree_bytes(rows, top, min(TREE_BASE_HEIGHT, h))
-        + (tree_bytes(-(-tp.n_rows // 2**layout.window_log), tp.n_stages, layout.window_log) if first else 0)
-        + (tree_bytes(tp.n_rows, tp.n_stages, h) if first else 0)  # a layer's tree above its kept nodes
         + tree_bytes(1 << h, h, min(TREE_BASE_HEIGHT, h))
         + (1 << h) * tp.d
+    )
+    fill_step = (
+        lanes * lane
+        + (tree_bytes(-(-tp.n_rows // 2**layout.window_log), tp.n_stages, layout.window_log) if first else 0)
+        + (tree_bytes(tp.n_rows, tp.n_stages, h) if first else 0)  # a layer's tree above its kept nodes
     )
     answer = rows * (tp.d + 40) + (answer_tree_bytes(tp) if first else 0)
     return max(fill_step, answer) + SMALL_BYTES
@@ -418,6 +429,7 @@ def _plan_for(
     options: CupyCapacityOptions,
     host_ram: int | None,
     kept: int = GPU_KEPT_HEIGHT,
+    lanes: int = 1,
 ) -> MemoryPlan:
     fills: dict[int, int] = defaultdict(int)
     working: dict[int, int] = defaultdict(int)
@@ -431,7 +443,7 @@ def _plan_for(
             )
             host_fill = tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, host_kept_height(layout, options))
             for k, dev in enumerate(host_devices):
-                working[dev] = max(working[dev], _host_working(tp, layout, group, k == 0, options))
+                working[dev] = max(working[dev], _host_working(tp, layout, group, k == 0, options, lanes))
         else:
             dev = device_of(tp.target)
             fills[dev] += tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, gpu_kept_height(tp, kept))
@@ -439,7 +451,7 @@ def _plan_for(
     budgets = [
         DeviceBudget(dev, free[dev], fills[dev], working[dev], options.margin_bytes) for dev in sorted(free)
     ]
-    return MemoryPlan(budgets, group, layout, host_fill, host_ram, kept)
+    return MemoryPlan(budgets, group, layout, host_fill, host_ram, kept, lanes if layout is not None else 1)
 
 
 # -- one device ---------------------------------------------------------------------------------------------
@@ -539,16 +551,23 @@ def _d2d(dst: Any, src: Any) -> None:
 
 
 class _Gpu:
-    """One device's kernels and calls. Used only on that device's worker thread, device current."""
+    """One lane of one device: its kernels and calls, on the lane's own stream. Used only on the
+    lane's worker thread, device and stream current. Lane 0 runs on the legacy default stream
+    (everything but the host fill runs there); lanes 1.. on non-blocking streams of their own, so
+    one lane's copies overlap another's kernels. Every launch, copy, cuBLAS call and sync names
+    the lane's stream: nothing waits on the whole device."""
 
-    def __init__(self, cp: Any, device: int) -> None:
-        self.cp, self.device = cp, device
+    def __init__(self, cp: Any, device: int, lane: int = 0) -> None:
+        self.cp, self.device, self.lane = cp, device, lane
+        self.stream = cp.cuda.Stream(null=True) if lane == 0 else cp.cuda.Stream(non_blocking=True)
         self.module = cp.RawModule(code=SOURCE, options=("--std=c++11",))
         self._empties: dict[int, Any] = {}
 
     def launch(self, name: str, count: int, *args: Any) -> None:
         if count > 0:
-            self.module.get_function(name)(((count + THREADS - 1) // THREADS,), (THREADS,), args)
+            self.module.get_function(name)(
+                ((count + THREADS - 1) // THREADS,), (THREADS,), args, stream=self.stream
+            )
 
     def upload(self, data: bytes | npt.NDArray[Any]) -> Any:
         array = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
@@ -560,15 +579,15 @@ class _Gpu:
         return self._empties[height]
 
     def sync(self) -> None:
-        self.cp.cuda.Device(self.device).synchronize()
+        self.stream.synchronize()
 
     def h2d(self, dst: Any, src: npt.NDArray[Any]) -> None:
         rt = self.cp.cuda.runtime
-        rt.memcpyAsync(dst.data.ptr, src.ctypes.data, src.nbytes, rt.memcpyHostToDevice, 0)
+        rt.memcpyAsync(dst.data.ptr, src.ctypes.data, src.nbytes, rt.memcpyHostToDevice, self.stream.ptr)
 
     def d2h(self, dst: npt.NDArray[Any], src: Any) -> None:
         rt = self.cp.cuda.runtime
-        rt.memcpyAsync(dst.ctypes.data, src.data.ptr, dst.nbytes, rt.memcpyDeviceToHost, 0)
+        rt.memcpyAsync(dst.ctypes.data, src.data.ptr, dst.nbytes, rt.memcpyDeviceToHost, self.stream.ptr)
 
     def free_bytes(self) -> int:
         self.cp.get_default_memory_pool().free_all_blocks()
@@ -613,7 +632,8 @@ class _Gpu:
         (IMMA) kernels have always accepted; lda = ldb = 2d, ldc = d (d % 4 == 0).
         """
         cp = self.cp
-        handle = cp.cuda.device.get_cublas_handle()
+        handle = cp.cuda.device.get_cublas_handle()  # this thread's handle: set to the lane's stream
+        cp.cuda.cublas.setStream(handle, self.stream.ptr)
         one, zero = np.ones(1, np.int32), np.zeros(1, np.int32)  # host pointers (CUBLAS_POINTER_MODE_HOST)
         cp.cuda.cublas.gemmEx(
             handle,
@@ -793,9 +813,9 @@ class _Gpu:
 
 
 class CupyCapacityRuntime:
-    """The GPUs the phase runs on: one worker thread per device (CuPy keeps cuBLAS handles per
-    thread, so the handle made while preparing is the one the fill uses), kernels built once per
-    device. `devices` maps a GPU target (its gpu_index) to a CUDA ordinal (default: the same)."""
+    """The GPUs the phase runs on: one worker thread per device and lane (CuPy keeps cuBLAS handles
+    per thread, so the handle made while preparing is the one the fill uses), kernels built once per
+    lane. `devices` maps a GPU target (its gpu_index) to a CUDA ordinal (default: the same)."""
 
     def __init__(self, cupy: Any = None, devices: Mapping[int, int] | None = None) -> None:
         if cupy is None:
@@ -804,37 +824,44 @@ class CupyCapacityRuntime:
             cupy = module
         self.cp: Any = cupy
         self.devices = dict(devices or {})
-        self._workers: dict[int, ThreadPoolExecutor] = {}
-        self._gpus: dict[int, _Gpu] = {}
+        self._workers: dict[tuple[int, int], ThreadPoolExecutor] = {}
+        self._gpus: dict[tuple[int, int], _Gpu] = {}
         self._lock = threading.Lock()
 
     def device_of(self, target: int) -> int:
         return self.devices.get(target, target)
 
-    def submit(self, device: int, work: Callable[[_Gpu], T]) -> Future[T]:
+    def submit(self, device: int, work: Callable[[_Gpu], T], lane: int = 0) -> Future[T]:
+        key = (device, lane)
         with self._lock:
-            if device not in self._workers:
-                self._workers[device] = ThreadPoolExecutor(1, thread_name_prefix=f"capacity-gpu{device}")
-            worker = self._workers[device]
+            if key not in self._workers:
+                self._workers[key] = ThreadPoolExecutor(
+                    1, thread_name_prefix=f"capacity-gpu{device}-lane{lane}"
+                )
+            worker = self._workers[key]
 
         def run() -> T:
             with self.cp.cuda.Device(device):
-                if device not in self._gpus:
-                    self._gpus[device] = _Gpu(self.cp, device)
-                return work(self._gpus[device])
+                if key not in self._gpus:
+                    self._gpus[key] = _Gpu(self.cp, device, lane)
+                gpu = self._gpus[key]
+                with gpu.stream:
+                    return work(gpu)
 
         return worker.submit(run)
 
     def on(self, device: int, work: Callable[[_Gpu], T]) -> T:
         return self.submit(device, work).result()
 
-    def all(self, jobs: Sequence[tuple[int, Callable[[_Gpu], T]]]) -> list[T]:
-        futures = [self.submit(device, work) for device, work in jobs]
+    def all(self, jobs: Sequence[tuple[int, Callable[[_Gpu], T]]], lanes: int = 1) -> list[T]:
+        """Each job on lanes 0 .. lanes - 1 of its device, at once."""
+        futures = [self.submit(device, work, lane) for device, work in jobs for lane in range(lanes)]
         return [f.result() for f in futures]
 
-    def prepare(self, devices: Sequence[int]) -> None:
-        """Kernels built and cuBLAS warmed on every device, at once (before the phase is opened)."""
-        self.all([(d, lambda g: g.warm()) for d in sorted(set(devices))])
+    def prepare(self, devices: Sequence[int], lanes: int = 1) -> None:
+        """Kernels built and cuBLAS warmed on every device and lane, at once (before the phase is
+        opened)."""
+        self.all([(d, lambda g: g.warm()) for d in sorted(set(devices))], lanes)
 
     def free_bytes(self, devices: Sequence[int]) -> dict[int, int]:
         got = self.all([(d, lambda g: g.free_bytes()) for d in sorted(set(devices))])
@@ -849,7 +876,8 @@ def plan_memory(
     host_ram: int | None = None,
 ) -> MemoryPlan:
     """The budget of `params` on the runtime's devices (module docstring), the defaults shrunk
-    (group rows, host buffer) until it fits or reach their minimum."""
+    (group rows, host buffer) until it fits or reach their minimum, with one host-fill lane per
+    device; then as many more lanes (up to `host_lanes`) as fit beside it, nothing else shrunk."""
     opts = options or CupyCapacityOptions()
     gpus = [runtime.device_of(tp.target) for tp in params.targets if not tp.is_host]
     hosts = _host_devices(params, runtime)
@@ -863,6 +891,12 @@ def plan_memory(
     while True:
         plan = _plan_for(params, runtime.device_of, hosts, free, group, buffer, opts, ram, kept)
         if plan.fits:
+            for lanes in range(max(1, opts.host_lanes), 1, -1):
+                more = _plan_for(
+                    params, runtime.device_of, hosts, free, group, buffer, opts, ram, kept, lanes
+                )
+                if more.fits:
+                    return more
             return plan
         raise_kept = opts.kept_height is None and any(
             _kept_cost(tp, kept + 2) < _kept_cost(tp, kept) for tp in params.targets if not tp.is_host
@@ -950,8 +984,9 @@ class CupyCapacityProver:
         self.memory: MemoryPlan | None = None
         self._stage_host: dict[tuple[int, int], npt.NDArray[np.int8]] = {}
         self._stage_lock = threading.Lock()
-        self._uploaded: dict[tuple[int, int, int], Any] = {}
-        self._buffers: dict[int, dict[int, tuple[Any, tuple[Any, Any]]]] = {}  # target -> device -> buffer
+        self._uploaded: dict[tuple[int, int, int, int], Any] = {}  # (device, lane, target, stage) -> [B; B]^T
+        # target -> (device, lane) -> its buffer and stage scratch
+        self._buffers: dict[int, dict[tuple[int, int], tuple[Any, tuple[Any, Any]]]] = {}
         # (target, round, sweep or 0) -> the answer tree's (height, nodes) kept for the openings
         self._answer_kept: dict[tuple[int, int, int], tuple[int, npt.NDArray[np.uint8]]] = {}
 
@@ -984,12 +1019,15 @@ class CupyCapacityProver:
             return self._stage_host[key]
 
     def _blt(self, g: _Gpu, t: _Target, stage: int, keep: bool) -> Any:
-        key = (g.device, t.tp.target, stage)
-        if key in self._uploaded:
-            return self._uploaded[key]
+        """Per lane: an upload is ordered on its lane's stream only."""
+        key = (g.device, g.lane, t.tp.target, stage)
+        with self._stage_lock:
+            if key in self._uploaded:
+                return self._uploaded[key]
         blt = g.cp.asarray(self._blt_host(t, stage))
         if keep:
-            self._uploaded[key] = blt
+            with self._stage_lock:
+                self._uploaded[key] = blt
         return blt
 
     def _group(self) -> int:
@@ -1218,8 +1256,12 @@ class CupyCapacityProver:
             list(pool.map(touch, range(0, tp.n_rows, step)))
         return array
 
+    def _lanes(self) -> int:
+        return self.memory.host_lanes if self.memory is not None else max(1, self.options.host_lanes)
+
     def _spread(self, jobs: Sequence[int], run: Callable[[_Gpu, int], None]) -> None:
-        """Jobs taken in turn by every host device."""
+        """Jobs taken in turn by every lane of every host device: while one lane's block crosses
+        PCIe, another's is computed."""
         queue = iter(jobs)
         take = threading.Lock()
 
@@ -1231,21 +1273,23 @@ class CupyCapacityProver:
                     return
                 run(g, job)
 
-        self.runtime.all([(dev, worker) for dev in self.host_devices])
+        self.runtime.all([(dev, worker) for dev in self.host_devices], self._lanes())
 
     def _host_buffers(self, t: _Target, layout: HostLayout) -> Callable[[_Gpu], tuple[Any, tuple[Any, Any]]]:
-        """Each host device's buffer and stage scratch, made on first use (released by `_release`)."""
+        """Each host device lane's buffer and stage scratch, made on first use (released by
+        `_release`)."""
         buffers = self._buffers.setdefault(t.tp.target, {})
         group = self._group()
 
         def buffer(g: _Gpu) -> tuple[Any, tuple[Any, Any]]:
-            if g.device not in buffers:
+            key = (g.device, g.lane)
+            if key not in buffers:
                 rows = layout.buffer_rows
-                buffers[g.device] = (
+                buffers[key] = (
                     g.cp.empty((rows, t.tp.d), dtype=g.cp.int8),
                     g.scratch(group, rows, t.tp.d),
                 )
-            return buffers[g.device]
+            return buffers[key]
 
         return buffer
 
@@ -1253,11 +1297,12 @@ class CupyCapacityProver:
         buffers = self._buffers.pop(t.tp.target, {})
 
         def release(g: _Gpu) -> None:
-            buffers.pop(g.device, None)
-            for key in [k for k in self._uploaded if k[0] == g.device and k[1] == t.tp.target]:
-                del self._uploaded[key]
+            buffers.pop((g.device, g.lane), None)
+            with self._stage_lock:
+                for key in [k for k in self._uploaded if k[:3] == (g.device, g.lane, t.tp.target)]:
+                    del self._uploaded[key]
 
-        self.runtime.all([(dev, release) for dev in self.host_devices])
+        self.runtime.all([(dev, release) for dev in self.host_devices], self._lanes())
 
     def _run_host(self, t: _Target) -> dict[int, bytes]:
         """Host RAM's fill, out of core over every host device (module docstring); each layer's
