@@ -94,7 +94,7 @@ class CupyCapacityFactory:
         plan = plan_memory(params, self.runtime, self.options)
         if not plan.fits:
             raise CapacityMemoryError(plan.describe())
-        self.runtime.prepare([b.device for b in plan.devices], plan.host_lanes)
+        self.runtime.prepare([b.device for b in plan.devices], plan.lane_ids)
         return plan
 
     def __call__(

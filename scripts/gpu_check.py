@@ -403,6 +403,7 @@ def capacity(
         CupyCapacityOptions,
         CupyCapacityProver,
         CupyCapacityRuntime,
+        host_fill_seconds,
         plan_memory,
     )
     from gpuproof.protocol.capacity.draws import bandwidth_round
@@ -473,6 +474,7 @@ def capacity(
         ],
         "group_rows": plan.group_rows,
         "host_lanes": plan.host_lanes,
+        "beside": plan.beside,  # host RAM's fill beside the GPU fill (lanes 1..), else after it
         "host_layout": None
         if plan.host is None
         else {
@@ -493,7 +495,7 @@ def capacity(
         print(f"capacity: NOT run: {plan.describe()}")
         return result
     runtime.prepare(
-        [0], plan.host_lanes
+        [0], plan.lane_ids
     )  # kernels built, cuBLAS warmed: outside the timed fill, as the probe does
     key = SigningKey.generate()
     nonce = secrets.token_bytes(32)
@@ -564,7 +566,24 @@ def capacity(
     swept = [r["seconds"] for r in rounds if r["mode"] == "bandwidth"]
     result.update(
         fill_s=fill_s,
+        fill_parts_s=prover.fill_parts_s,  # seconds from the fill's start: gpu_done, touched, host_start, host_done
         fill_expected_s={str(t.target): t.fill_expected_s for t in params.targets},
+        # the host fill's model with the lanes the plan gave and with one (fill_expected_s: one)
+        host_fill_model_s=None
+        if not host_bytes or plan.host is None
+        else {
+            str(lanes): host_fill_seconds(
+                targets[-1],
+                plan.host,
+                1,
+                lanes,
+                rate_tops=rate,
+                bandwidth_gbs=bandwidth,
+                hash_bytes_per_s=GPU_HASH_BYTES_PER_S,
+                link_bytes_per_s=HOST_LINK_BYTES_PER_S,
+            )
+            for lanes in sorted({1, plan.host_lanes})
+        },
         fill_deadline_s=params.fill_deadline_s,
         rounds=rounds,
         scan={

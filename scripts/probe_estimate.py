@@ -5,7 +5,14 @@ to be replaced by `scripts/gpu_check.sh`'s figures.
 
 Method: the probe's steps run one after another, all GPUs in parallel within a step:
 - throughput proof: the challenge's `expected_s` (§8) + its openings (THROUGHPUT_OPENINGS_S);
-- capacity fill: the slowest GPU's `fill_expected_s` + host RAM's (on all GPUs), §17.5;
+- capacity fill: as the executor's memory plan for an H100 holding its GPU fill has it
+  (`plan_for_free`, free = the card's memory - FREE_RESERVE): host RAM's fill BESIDE the GPU
+  fills, on lanes 1.., takes the longer of the GPUs' work (the slowest GPU's `fill_expected_s` +
+  host RAM's kernels, which share the GPUs: they add) and host RAM's own path
+  (`cupy_prover.host_fill_seconds` with the plan's lanes, copies overlapping kernels, its pass 1
+  behind the first touch of its pages, which runs in the background at HOST_TOUCH_BYTES_PER_S
+  from the fill's start); AFTER them, the sum of the GPU fill and that host fill. The service's fill deadline keeps the one-lane sum after the GPU fills (§17.5): a host
+  whose memory fits neither lanes nor beside must still make it;
 - rounds: R × (GPU `round_expected_s` + RTT) + R × (host `round_expected_s` + RTT);
 - bandwidth round: `sweep_expected_s` + RTT;
 - the openings: the spotted items' blocks of the answer trees (kept at height 6 when answered)
@@ -36,6 +43,8 @@ from gpuproof.protocol.capacity.cupy_prover import (
     HOST_KEPT_HEIGHT,
     CupyCapacityOptions,
     HostLayout,
+    host_fill_seconds,
+    plan_for_free,
     recompute_row_stages,
     window_rows,
 )
@@ -53,6 +62,8 @@ RTT_S = 0.1  # one round trip to the service (estimate)
 THROUGHPUT_OPENINGS_S = 0.5  # the throughput proof's openings: recompute of 140 rows + upload (estimate)
 UPLOAD_BYTES_PER_S = 40e6  # the openings' upload to S3 (estimate: a 320 Mbit/s uplink)
 BLOCK_OVERHEAD_S = 1e-3  # one spotted block: a few launches and copies (estimate)
+FREE_RESERVE = 1 << 30  # of a card's memory, held by the CUDA context and the driver (estimate)
+HOST_TOUCH_BYTES_PER_S = 32e9  # host RAM's first touch, 16 threads at ~2 GB/s each (estimate)
 
 
 @dataclass(frozen=True)
@@ -91,13 +102,41 @@ def estimate(model: str = MODEL, gpus: int = 8, host_gib: int = 256) -> list[Ste
     host = [t for t in params.targets if t.is_host]
     g = gpu[0]
     rounds = params.rounds
+    free = {t.target: ref.mem_gb * 2**30 - FREE_RESERVE for t in gpu}
+    plan = plan_for_free(params, lambda target: target, sorted(free), free, None, None)
+    assert plan.fits, plan.describe()
+    gpu_fill = max(t.fill_expected_s for t in gpu)
+    fill, fill_how = gpu_fill, f"GPU fill {gpu_fill:.2f} (fill_expected_s)"
+    for t in host:
+        assert plan.host is not None
+        rates = dict(
+            rate_tops=ref.expected_int8_tops * gpus,
+            bandwidth_gbs=ref.mem_bw_gbs * gpus,
+            hash_bytes_per_s=GPU_HASH_BYTES_PER_S * gpus,
+        )
+        touch = t.fill_bytes / HOST_TOUCH_BYTES_PER_S  # from the fill's start, in the background
+        lanes = f"{plan.host_lanes} lane{'s' if plan.host_lanes > 1 else ''}"
+        link = HOST_LINK_BYTES_PER_S * gpus
+        if plan.beside:
+            own = host_fill_seconds(
+                t, plan.host, gpus, plan.host_lanes, link_bytes_per_s=link, touch_s=touch, **rates
+            )
+            kernels = fill_seconds(t.n_rows, t.d, **rates)
+            fill = max(gpu_fill + kernels, own)
+            fill_how = (
+                f"host RAM beside the GPU fill ({lanes} per GPU): max(GPU fill {gpu_fill:.2f} + host "
+                f"kernels {kernels:.2f}, host fill {own:.2f} behind its first touch {touch:.2f}); after "
+                f"it, one lane: {gpu_fill + t.fill_expected_s:.2f}"
+            )
+        else:
+            own = host_fill_seconds(
+                t, plan.host, gpus, plan.host_lanes, link_bytes_per_s=link, touch_s=touch - gpu_fill, **rates
+            )
+            fill += own
+            fill_how += f" + host RAM {own:.2f} after it ({lanes} per GPU; one lane {t.fill_expected_s:.2f})"
     steps = [
         Step("throughput proof", proof + THROUGHPUT_OPENINGS_S, f"expected_s {proof:.2f} + openings 0.5"),
-        Step(
-            "capacity fill",
-            max(t.fill_expected_s for t in gpu) + sum(t.fill_expected_s for t in host),
-            "slowest GPU fill + host RAM fill (fill_expected_s)",
-        ),
+        Step("capacity fill", fill, fill_how),
         Step(
             "read rounds",
             rounds * (g.round_expected_s + RTT_S) + sum(rounds * (t.round_expected_s + RTT_S) for t in host),
@@ -118,14 +157,14 @@ def estimate(model: str = MODEL, gpus: int = 8, host_gib: int = 256) -> list[Ste
             f"the spotted items' blocks of {block} leaves rebuilt from X_L ({gpu_blocks} per GPU), the rest kept",
         )
     )
-    gpu_fill = fill_seconds(
+    gpu_work = fill_seconds(
         g.n_rows, g.d, rate_tops=ref.expected_int8_tops, bandwidth_gbs=ref.mem_bw_gbs, hash_bytes_per_s=None
     )
     gpu_fraction = _recompute_fraction(
         g, min(GPU_KEPT_HEIGHT, g.n_stages), None, window_rows(g, CupyCapacityOptions())
     )
-    recompute = gpu_fill * gpu_fraction
-    how = f"GPU: {gpu_fraction:.3f} of the fill's GEMM + traffic ({gpu_fill:.2f} s)"
+    recompute = gpu_work * gpu_fraction
+    how = f"GPU: {gpu_fraction:.3f} of the fill's GEMM + traffic ({gpu_work:.2f} s)"
     for t in host:
         layout = HostLayout.choose(t.n_rows, t.n_stages, 1 << _log2(max(2, HOST_BUFFER_BYTES // t.d)))
         h = max(0, min(HOST_KEPT_HEIGHT, layout.window_log))

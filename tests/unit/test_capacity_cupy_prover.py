@@ -11,8 +11,11 @@ kernels with g++, one thread at a time: sizes stay tiny. It says nothing about G
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import numpy as np
 import pytest
 
 from benchmark_probe.cupy_double import R_8I, R_32I, CupyTestDouble
@@ -31,6 +34,7 @@ from gpuproof.protocol.capacity.cupy_prover import (
     CupyCapacityProver,
     CupyCapacityRuntime,
     HostLayout,
+    host_fill_seconds,
     plan_memory,
     recompute_row_stages,
     window_starts,
@@ -328,28 +332,56 @@ def test_the_host_fill_crosses_pcie_three_times_on_every_gpu_and_can_be_pinned()
     assert host_gemms == {0, 1}  # spread over both GPUs
 
 
-def test_the_host_fill_runs_two_lanes_per_gpu_each_on_its_own_stream() -> None:
-    """Each device's host-fill work runs in two lanes, so one lane's copies overlap the other's
-    kernels: lane 0 on the default stream, lane 1 on a non-blocking stream of its own; every copy,
-    cuBLAS call (its handle's stream) and kernel names its lane's stream, the GPU fills stay on the
-    default stream, and the commitment is the numpy prover's. One lane when asked for one."""
+@pytest.mark.parametrize(("lanes", "beside"), [(2, True), (2, False), (1, False)])
+def test_the_host_fill_runs_in_lanes_each_on_its_own_stream(lanes: int, beside: bool) -> None:
+    """Each device's host-fill work runs in lanes, so one lane's copies overlap another's kernels:
+    after the GPU fills on lanes 0.. (lane 0 the default stream, the others non-blocking streams
+    of their own), beside them on lanes 1.. (lane 0 runs the GPU fill). Every copy, cuBLAS call
+    (its handle's stream) and kernel names its lane's stream, the GPU fills stay on the default
+    stream, and the commitment is the numpy prover's."""
     params = params_of(gpu(0, 800), gpu(1, 800), host(20000, d=64))
-    for lanes in (2, 1):
-        options = CupyCapacityOptions(
-            host_block_rows=64, host_window_rows=16, margin_bytes=0, host_lanes=lanes
-        )
-        cp = double(2)
-        prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
-        assert prover.check().host_lanes == lanes
-        assert prover.fill() == numpy_prover(params).fill()
-        host_k, gpu_k = 2 * 64, 2 * params.targets[0].d
-        for device in (0, 1):
-            gemm = {e[10] for e in cp.log if e[0] == "gemm" and e[9] == device and e[8] == host_k}
-            kernel = {e[3] for e in cp.log if e[0] == "kernel" and e[2] == device}
-            assert {e[10] for e in cp.log if e[0] == "gemm" and e[9] == device and e[8] == gpu_k} == {0}
-            assert len(gemm) == lanes and 0 in gemm and gemm <= kernel
-        copies = {e[4] for e in cp.log if e[0] == "memcpy"}
-        assert len(copies) == 1 + 2 * (lanes - 1) and 0 in copies  # a stream per device and lane
+    options = CupyCapacityOptions(
+        host_block_rows=64, host_window_rows=16, margin_bytes=0, host_lanes=lanes, host_beside=beside
+    )
+    cp = double(2)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
+    plan = prover.check()
+    assert (plan.host_lanes, plan.beside) == (lanes, beside)
+    assert plan.host_lane_ids == (list(range(1, 1 + lanes)) if beside else list(range(lanes)))
+    assert prover.fill() == numpy_prover(params).fill()
+    host_k, gpu_k = 2 * 64, 2 * params.targets[0].d
+    for device in (0, 1):
+        gemm = {e[10] for e in cp.log if e[0] == "gemm" and e[9] == device and e[8] == host_k}
+        kernel = {e[3] for e in cp.log if e[0] == "kernel" and e[2] == device}
+        assert {e[10] for e in cp.log if e[0] == "gemm" and e[9] == device and e[8] == gpu_k} == {0}
+        assert len(gemm) == lanes and (0 in gemm) == (not beside) and gemm <= kernel
+    copies = {e[4] for e in cp.log if e[0] == "memcpy"}
+    assert len(copies) == (2 * lanes if beside else 1 + 2 * (lanes - 1))  # one stream per device and lane
+    parts = prover.fill_parts_s
+    assert 0 <= parts["touched"] <= parts["host_start"] <= parts["host_done"]
+    assert beside or parts["gpu_done"] <= parts["host_start"]
+
+
+def test_host_ram_fills_beside_the_gpu_fills_not_after_them() -> None:
+    """Beside: the GPU fill waits until host RAM's fill has started, and both finish (run after
+    the GPU fills, this would wait forever: the wait gives up after 60 s and fails)."""
+    params = params_of(gpu(0, 800), host(20000, d=64))
+    options = CupyCapacityOptions(host_block_rows=64, host_window_rows=16, margin_bytes=0)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=double(1), options=options)
+    assert prover.check().beside
+    started = threading.Event()
+    run_host, run_gpu = prover._run_host, prover._run_gpu
+
+    def host_first(t: Any) -> Any:
+        started.set()
+        return run_host(t)
+
+    def gpu_after(t: Any) -> Any:
+        assert started.wait(60), "host RAM's fill did not start beside the GPU fill"
+        return run_gpu(t)
+
+    prover._run_host, prover._run_gpu = host_first, gpu_after  # type: ignore[method-assign]
+    assert prover.fill() == numpy_prover(params).fill()
 
 
 def test_a_fill_that_does_not_fit_is_refused_before_anything_is_allocated() -> None:
@@ -371,31 +403,31 @@ def test_a_fill_that_does_not_fit_is_refused_before_anything_is_allocated() -> N
 
 def test_a_fill_budgeted_to_the_byte_runs_within_it() -> None:
     """The stated budget bounds what the prover allocates: with exactly that much device memory
-    (the double enforces it), the fill, every round and the openings run, both host-fill lanes
-    at once; one byte less and the plan drops to one lane, which runs within ITS budget; one byte
-    less than that is refused by the check."""
+    (the double enforces it), the fill, every round and the openings run, first with host RAM's
+    two lanes beside the GPU fill (working sets added); with one byte less each time, the plan
+    takes the next of its choices that fits (one lane beside, two lanes after, one after), each
+    running within ITS budget, until one byte less than the last is refused by the check."""
     params = params_of(gpu(0, 3000), host(6000))
     options = CupyCapacityOptions(
         group_rows=8, host_block_rows=16, host_window_rows=4, margin_bytes=0, kept_height=6
     )
-    plan = plan_memory(params, CupyCapacityRuntime(double(1)), options)
-    assert plan.host_lanes == 2
-    need = max(b.need_bytes for b in plan.devices)
-    for memory, lanes in ((need, 2), (need - 1, 1)):
+    choices = [(2, True), (1, True), (2, False), (1, False)]
+    memory = max(b.need_bytes for b in plan_memory(params, CupyCapacityRuntime(double(1)), options).devices)
+    taken: list[tuple[int, bool]] = []
+    while not taken or taken[-1] != choices[-1]:
         cp = double(1, device_memory_bytes=memory)
         prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
-        assert prover.check().host_lanes == lanes
-        budget = max(b.need_bytes for b in prover.check().devices)
+        plan = prover.check()
+        taken.append((plan.host_lanes, plan.beside))
+        assert len(taken) == 1 or choices.index(taken[-1]) > choices.index(taken[-2])
+        budget = max(b.need_bytes for b in plan.devices)
         session, _nonces, got, want = run_both(params, prover)
         assert got == want and verify(params, session, got) == []
         assert 0 < cp.peak_bytes[0] <= budget <= memory
+        memory = budget - 1
+    assert taken[0] == choices[0] and len(taken) >= 3
     tight = CupyCapacityProver(
-        NONCE,
-        KEY.public_hex,
-        CHALLENGE,
-        params,
-        cupy=double(1, device_memory_bytes=budget - 1),
-        options=options,
+        NONCE, KEY.public_hex, CHALLENGE, params, cupy=double(1, device_memory_bytes=memory), options=options
     )
     with pytest.raises(CapacityMemoryError):
         tight.check()
@@ -493,3 +525,79 @@ def test_a_gpu_size_phase_that_does_not_fit_is_skipped_before_it_is_opened() -> 
     assert not outcome.ran and outcome.steps == []
     assert "NOT run: the capacity fill does not fit: device 0: needs" in outcome.note
     assert "capacity_missing" in outcome.note
+
+
+def test_the_host_fill_model_adds_with_one_lane_and_overlaps_with_two() -> None:
+    """`host_fill_seconds` at H100 parameters (256 GiB on 8 GPUs, 1 GiB buffers): one lane is the
+    service's `fill_expected_s` (compute + three crossings, the terms added); two lanes take each
+    pass's longer part plus one job's worth of the shorter, so no less than either part alone."""
+    from gpuproof.protocol.capacity.params import (
+        GPU_HASH_BYTES_PER_S,
+        HOST_LINK_BYTES_PER_S,
+        derive_capacity_params,
+        fill_seconds,
+    )
+
+    rate, bandwidth = 1385.3, 3350.0
+    params = derive_capacity_params(
+        gpu_count=8, mem_gb=80, rate_tops=rate, bandwidth_gbs=bandwidth, host_ram_bytes=256 * 2**30
+    )
+    tp = params.targets[-1]
+    layout = HostLayout.choose(tp.n_rows, tp.n_stages, (1 << 30) // tp.d)
+    assert layout.two_pass
+    rates = dict(
+        rate_tops=rate * 8,
+        bandwidth_gbs=bandwidth * 8,
+        hash_bytes_per_s=GPU_HASH_BYTES_PER_S * 8,
+        link_bytes_per_s=HOST_LINK_BYTES_PER_S * 8,
+    )
+    one = host_fill_seconds(tp, layout, 8, 1, **rates)
+    two = host_fill_seconds(tp, layout, 8, 2, **rates)
+    assert one == pytest.approx(tp.fill_expected_s, abs=1e-5)
+    compute = fill_seconds(
+        tp.n_rows,
+        tp.d,
+        rate_tops=rate * 8,
+        bandwidth_gbs=bandwidth * 8,
+        hash_bytes_per_s=GPU_HASH_BYTES_PER_S * 8,
+    )
+    link = one - compute  # the three crossings
+    share = layout.block_log / tp.n_stages  # pass 1's stages
+    floor = max(share * compute, link / 3) + max((1 - share) * compute, 2 * link / 3)
+    assert floor <= two < 0.75 * one
+
+
+def test_host_ram_is_touched_in_order_and_a_block_waits_only_for_its_own_pages() -> None:
+    """Host RAM's first touch runs in the background in slices: a block's copy waits for its own
+    slices only (slice 0 touched while slice 1 is held up), `touched` fires once every page is,
+    and a touch that fails raises in the waiting block instead of leaving it waiting."""
+    from gpuproof.protocol.capacity import cupy_prover
+
+    hold = threading.Event()
+    calls: list[int] = []
+
+    class Held(cupy_prover._Touch):
+        def _touch(self, k: int) -> None:
+            if k == 1:
+                assert hold.wait(60)
+            super()._touch(k)
+
+    array = np.full((40, 8), 7, dtype=np.int8)
+    touch = Held(array, 10, lambda: calls.append(1))
+    touch.wait(0, 10)  # slice 0 only: returns while slice 1 waits
+    assert not array[:10].any() and not calls
+    hold.set()
+    touch.close()
+    assert not array.any() and calls == [1]
+
+    class Failing(cupy_prover._Touch):
+        def _touch(self, k: int) -> None:
+            if k == 2:
+                self._error = MemoryError("no more pages")
+            super()._touch(k)
+
+    failing = Failing(np.zeros((40, 8), dtype=np.int8), 10, lambda: None)
+    with pytest.raises(MemoryError, match="no more pages"):
+        failing.wait(20, 10)
+    with pytest.raises(MemoryError, match="no more pages"):
+        failing.close()

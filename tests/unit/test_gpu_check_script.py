@@ -115,6 +115,15 @@ def test_capacity_stage_runs_the_gpu_prover_end_to_end_on_the_double(
     assert bw["sweeps"] > 1 and bw["seconds"] > 0 and bw["bytes_per_s"] > 0
     assert cap["fill_s"] > 0 and cap["scan"]["bytes_per_s"] > 0 and cap["sample_gpu"]["rows_per_s"] > 0
     assert cap["host_rounds"]["seconds_p50"] > 0 and cap["open_s"] > 0
+    parts = cap["fill_parts_s"]  # measured beside the host fill's model with 1 and the plan's lanes
+    assert (
+        0 < parts["gpu_done"] <= cap["fill_s"]
+        and 0 < parts["host_start"] < parts["host_done"] <= cap["fill_s"]
+    )
+    assert cap["memory"]["beside"] or parts["gpu_done"] <= parts["host_start"]  # after: host waits
+    lanes = cap["memory"]["host_lanes"]
+    model = cap["host_fill_model_s"]
+    assert set(model) == {"1", str(lanes)} and model[str(lanes)] <= model["1"]
     assert cap["copy_d2d"]["median"] > 0
     line = capsys.readouterr().out
     assert line.startswith(f"capacity: {cap['n_rows']} rows x 32") and "checks accepted" in line

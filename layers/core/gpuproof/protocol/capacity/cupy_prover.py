@@ -26,7 +26,14 @@ device, stages 1..c, one download; pass 2: stages c+1..L pair rows that differ o
 are closed under all of them: one upload (a strided gather of whole slabs), stages c+1..L, one
 download. Host memory is read and written about twice (3 x the fill crosses PCIe). Slabs and
 blocks are aligned subtrees, so each layer's tree is kept as its nodes at height c (pass 1) or
-log2 w (pass 2) and finished on a device.
+log2 w (pass 2) and finished on a device. Its pages are first-touched in the background, in
+order (`_Touch`): a block's download waits for its own pages only.
+
+**Lanes.** Each device runs lanes: a worker thread with its own stream (lane 0 the default stream,
+the GPU targets' lane; lanes 1.. non-blocking streams), cuBLAS handle set to it, buffer and [B; B].
+Host RAM's blocks and windows go to whichever lane is free, so one lane's copies overlap another's
+kernels (`HOST_LANES`); where the memory allows (`MemoryPlan.beside`) its lanes are 1.. and run
+beside the GPU fills on lane 0, its copies overlapping their kernels.
 
 **Memory budget** (`plan_memory`, checked on every device before anything is allocated, from
 `cudaMemGetInfo` after freeing CuPy's pool; a fill that does not fit is refused, saying which
@@ -37,7 +44,8 @@ step + `margin_bytes`:
   its answers: the answer tree (~64 x items bytes);
 - a host-fill step: the buffer (max(C, 2^(L-c) w) rows x d) + the stage scratch + every stage's
   [B; B] (L x 2d^2) + the buffer's tree + the layer trees' upper levels; a host answer batch:
-  rows x (d + 40) + the answer tree.
+  rows x (d + 40) + the answer tree;
+- the host step's lane parts once per lane, and, beside the GPU fills, added to the GPU step.
 
 **Answers.** Scan: every item hashed on the device that holds the rows (`cap_answer_rows`), then
 the answer tree there. Sample: the sampled rows drawn and hashed on the device
@@ -72,6 +80,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -111,6 +120,7 @@ from gpuproof.protocol.capacity.models import (
     WalkOpening,
     WalkStep,
 )
+from gpuproof.protocol.capacity.params import FILL_OVERHEAD, fill_seconds
 from gpuproof.protocol.capacity.sweep import (
     SWEEP_COLUMNS,
     SWEEP_KEY_DOMAIN,
@@ -197,6 +207,46 @@ def recompute_row_stages(n_rows: int, n_stages: int, height: int, split: int, wi
     if last > c:
         cost += windows * (last - c) * min(n_rows, 1 << (n_stages - c + height))
     return cost
+
+
+def host_fill_seconds(
+    tp: CapacityTargetParams,
+    layout: HostLayout,
+    gpus: int,
+    lanes: int,
+    *,
+    rate_tops: float,
+    bandwidth_gbs: float,
+    hash_bytes_per_s: float,
+    link_bytes_per_s: float,
+    touch_s: float = 0.0,
+) -> float:
+    """ESTIMATE of this executor's host fill on `gpus` devices with `lanes` lanes each, at the
+    rates of `params.fill_seconds` (summed over the GPUs): pass 1 computes stages 1..c and crosses
+    PCIe once, pass 2 computes stages c+1..L and crosses twice. With one lane a pass's compute and
+    copies add, which is `fill_seconds` with its three crossings exactly; with two or more, one
+    lane's copies overlap another's kernels: a pass takes its longer part plus one job's worth of
+    the shorter on each device (the first job's compute and the last one's copies have nothing
+    beside them). Pass 1 ends no sooner than host RAM's first touch (`touch_s` from the fill's
+    start: its copies write the touched pages). Not measured: scripts/gpu_check.sh records the
+    host fill to calibrate it."""
+    n, d, top, c = tp.n_rows, tp.d, tp.n_stages, min(layout.block_log, tp.n_stages)
+    compute = fill_seconds(
+        n, d, rate_tops=rate_tops, bandwidth_gbs=bandwidth_gbs, hash_bytes_per_s=hash_bytes_per_s
+    )
+    crossing = n * d / link_bytes_per_s * (1 + FILL_OVERHEAD)
+    blocks = -(-n // layout.block_rows)
+    passes = [(compute * c / top, crossing, blocks)]
+    if layout.two_pass:
+        passes.append((compute * (top - c) / top, 2 * crossing, layout.block_rows // layout.window_rows))
+    total = 0.0
+    for k, (work, copies, jobs) in enumerate(passes):
+        if lanes > 1:
+            took = max(work, copies) + min(work, copies) / -(-jobs // max(1, gpus))
+        else:
+            took = work + copies
+        total += max(took, touch_s) if k == 0 else took
+    return total
 
 
 def window_starts(want: Mapping[int, set[int]], split: int, height: int, last: int) -> list[int]:
@@ -297,6 +347,16 @@ class MemoryPlan:
     host_available_bytes: int | None  # MemAvailable; None where it cannot be read (then not checked)
     kept_height: int = GPU_KEPT_HEIGHT  # H of the GPU targets' kept tree nodes
     host_lanes: int = 1  # host-fill lanes per device, each with its own buffer and stream
+    beside: bool = False  # host RAM's fill runs beside the GPU fills (lanes 1..), not after them
+
+    @property
+    def host_lane_ids(self) -> list[int]:
+        """The lanes host RAM's work runs on: 1.. beside the GPU fills (lane 0 runs those), else 0.."""
+        return list(range(1, 1 + self.host_lanes) if self.beside else range(self.host_lanes))
+
+    @property
+    def lane_ids(self) -> list[int]:
+        return sorted({0, *self.host_lane_ids})
 
     def problems(self) -> list[str]:
         out = [
@@ -340,6 +400,7 @@ class CupyCapacityOptions:
     window_bytes: int = WINDOW_BYTES
     answer_kept_height: int = ANSWER_KEPT_HEIGHT  # each answer tree's nodes kept at this height
     host_lanes: int = HOST_LANES  # at most this many (one when two do not fit)
+    host_beside: bool = True  # host RAM's fill beside the GPU fills where both working sets fit
 
 
 def host_available_bytes() -> int | None:
@@ -430,9 +491,13 @@ def _plan_for(
     host_ram: int | None,
     kept: int = GPU_KEPT_HEIGHT,
     lanes: int = 1,
+    beside: bool = False,
 ) -> MemoryPlan:
+    """`beside`: host RAM's lanes hold their working sets while the GPU fills hold theirs (added),
+    else one after the other (the larger)."""
     fills: dict[int, int] = defaultdict(int)
     working: dict[int, int] = defaultdict(int)
+    host_working: dict[int, int] = defaultdict(int)
     layout: HostLayout | None = None
     host_fill = 0
     for tp in params.targets:
@@ -443,15 +508,22 @@ def _plan_for(
             )
             host_fill = tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, host_kept_height(layout, options))
             for k, dev in enumerate(host_devices):
-                working[dev] = max(working[dev], _host_working(tp, layout, group, k == 0, options, lanes))
+                host_working[dev] = max(
+                    host_working[dev], _host_working(tp, layout, group, k == 0, options, lanes)
+                )
         else:
             dev = device_of(tp.target)
             fills[dev] += tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, gpu_kept_height(tp, kept))
             working[dev] = max(working[dev], _gpu_working(tp, group, kept, options))
+    for dev, need in host_working.items():
+        working[dev] = working[dev] + need if beside else max(working[dev], need)
     budgets = [
         DeviceBudget(dev, free[dev], fills[dev], working[dev], options.margin_bytes) for dev in sorted(free)
     ]
-    return MemoryPlan(budgets, group, layout, host_fill, host_ram, kept, lanes if layout is not None else 1)
+    host = layout is not None
+    return MemoryPlan(
+        budgets, group, layout, host_fill, host_ram, kept, lanes if host else 1, beside and host
+    )
 
 
 # -- one device ---------------------------------------------------------------------------------------------
@@ -850,15 +922,15 @@ class CupyCapacityRuntime:
 
         return worker.submit(run)
 
-    def on(self, device: int, work: Callable[[_Gpu], T]) -> T:
-        return self.submit(device, work).result()
+    def on(self, device: int, work: Callable[[_Gpu], T], lane: int = 0) -> T:
+        return self.submit(device, work, lane).result()
 
-    def all(self, jobs: Sequence[tuple[int, Callable[[_Gpu], T]]], lanes: int = 1) -> list[T]:
-        """Each job on lanes 0 .. lanes - 1 of its device, at once."""
-        futures = [self.submit(device, work, lane) for device, work in jobs for lane in range(lanes)]
+    def all(self, jobs: Sequence[tuple[int, Callable[[_Gpu], T]]], lanes: Sequence[int] = (0,)) -> list[T]:
+        """Each job on every one of `lanes` of its device, at once."""
+        futures = [self.submit(device, work, lane) for device, work in jobs for lane in lanes]
         return [f.result() for f in futures]
 
-    def prepare(self, devices: Sequence[int], lanes: int = 1) -> None:
+    def prepare(self, devices: Sequence[int], lanes: Sequence[int] = (0,)) -> None:
         """Kernels built and cuBLAS warmed on every device and lane, at once (before the phase is
         opened)."""
         self.all([(d, lambda g: g.warm()) for d in sorted(set(devices))], lanes)
@@ -877,23 +949,43 @@ def plan_memory(
 ) -> MemoryPlan:
     """The budget of `params` on the runtime's devices (module docstring), the defaults shrunk
     (group rows, host buffer) until it fits or reach their minimum, with one host-fill lane per
-    device; then as many more lanes (up to `host_lanes`) as fit beside it, nothing else shrunk."""
-    opts = options or CupyCapacityOptions()
+    device; then, nothing else shrunk, the first that fits of: host RAM's fill beside the GPU fills
+    (`host_beside`) with `host_lanes` lanes .. 1, after them with `host_lanes` .. 2 (the estimate,
+    `scripts/probe_estimate.py`: beside with one lane is faster than after with two)."""
     gpus = [runtime.device_of(tp.target) for tp in params.targets if not tp.is_host]
     hosts = _host_devices(params, runtime)
     free = runtime.free_bytes(
         sorted(set(gpus) | set(hosts if any(tp.is_host for tp in params.targets) else []))
     )
     ram = host_ram if host_ram is not None else host_available_bytes()
+    return plan_for_free(params, runtime.device_of, hosts, free, options, ram)
+
+
+def plan_for_free(
+    params: CapacityParams,
+    device_of: Callable[[int], int],
+    hosts: Sequence[int],
+    free: Mapping[int, int],
+    options: CupyCapacityOptions | None,
+    ram: int | None,
+) -> MemoryPlan:
+    """`plan_memory` for devices with `free` bytes each (device -> bytes) and `ram` bytes of host
+    memory available (None: not checked)."""
+    opts = options or CupyCapacityOptions()
     group = opts.group_rows or GROUP_ROWS
     buffer = opts.host_buffer_bytes
     kept = opts.kept_height if opts.kept_height is not None else GPU_KEPT_HEIGHT
     while True:
-        plan = _plan_for(params, runtime.device_of, hosts, free, group, buffer, opts, ram, kept)
+        plan = _plan_for(params, device_of, hosts, free, group, buffer, opts, ram, kept)
         if plan.fits:
-            for lanes in range(max(1, opts.host_lanes), 1, -1):
+            most = max(1, opts.host_lanes)
+            besides = (
+                opts.host_beside and plan.host is not None and any(not tp.is_host for tp in params.targets)
+            )
+            choices = [(lanes, True) for lanes in range(most, 0, -1)] if besides else []
+            for lanes, beside in choices + [(lanes, False) for lanes in range(most, 1, -1)]:
                 more = _plan_for(
-                    params, runtime.device_of, hosts, free, group, buffer, opts, ram, kept, lanes
+                    params, device_of, hosts, free, group, buffer, opts, ram, kept, lanes, beside
                 )
                 if more.fits:
                     return more
@@ -925,6 +1017,59 @@ def _host_devices(params: CapacityParams, runtime: CupyCapacityRuntime) -> list[
 # -- the prover ---------------------------------------------------------------------------------------------
 
 
+class _Touch:
+    """Host RAM's pages first-touched in parallel (page faults are slow one thread at a time; the
+    copies then run at the link's speed), in slices of `step` rows taken in order, in the
+    background: a host-fill block waits only for its own slices (`wait`), so the fill starts with
+    the first slice, not after the last. step 0: nothing to touch (pinned memory)."""
+
+    def __init__(self, array: npt.NDArray[np.int8], step: int, touched: Callable[[], object]) -> None:
+        self.array, self.step = array, step
+        self._events = [threading.Event() for _ in range(0, len(array), step)] if step else []
+        self._left = len(self._events)
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._touched = touched
+        self._pool: ThreadPoolExecutor | None = None
+        if not self._events:
+            touched()
+            return
+        self._pool = ThreadPoolExecutor(min(16, os.cpu_count() or 1), thread_name_prefix="capacity-touch")
+        for k in range(len(self._events)):
+            self._pool.submit(self._touch, k)
+
+    def _touch(self, k: int) -> None:
+        try:
+            if self._error is None:
+                self.array[k * self.step : (k + 1) * self.step] = 0
+        except BaseException as exc:  # a failed touch must not leave a block waiting forever
+            self._error = exc
+        finally:
+            self._events[k].set()
+            with self._lock:
+                self._left -= 1
+                last = self._left == 0
+            if last:
+                self._touched()
+
+    def wait(self, first: int, rows: int) -> None:
+        """Until rows first .. first + rows - 1 are touched; a touch that failed raises here."""
+        if self.step and rows > 0:
+            for k in range(first // self.step, (first + rows - 1) // self.step + 1):
+                self._events[k].wait()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Every page touched (or the error raised), the threads gone."""
+        try:
+            self.wait(0, len(self.array))
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
+
+
 @dataclass
 class _Target:
     tp: CapacityTargetParams
@@ -932,6 +1077,7 @@ class _Target:
     device: int | None  # None: host RAM
     roots: list[bytes] = field(default_factory=list)
     held: Any = None  # X_L (after the openings' recompute, X_c): a device array, or the host's numpy array
+    touch: _Touch | None = None  # host RAM's first touch, while it runs
     kept: dict[int, Any] = field(default_factory=dict)  # layer -> its tree's nodes at kept_height
     kept_height: int = 0
 
@@ -982,6 +1128,9 @@ class CupyCapacityProver:
         self.sweep_round = bandwidth_round(params)
         self.swept: dict[int, list[bytes]] = {}  # target -> its bandwidth round's sweep roots
         self.memory: MemoryPlan | None = None
+        # the fill's parts, host seconds from its start (scripts/gpu_check.sh records them to
+        # calibrate the model): gpu_done, touched (host RAM's pages), host_start, host_done
+        self.fill_parts_s: dict[str, float] = {}
         self._stage_host: dict[tuple[int, int], npt.NDArray[np.int8]] = {}
         self._stage_lock = threading.Lock()
         self._uploaded: dict[tuple[int, int, int, int], Any] = {}  # (device, lane, target, stage) -> [B; B]^T
@@ -1239,25 +1388,19 @@ class CupyCapacityProver:
                 best, best_cost = c, cost
         return best
 
-    def _host_array(self, t: _Target) -> npt.NDArray[np.int8]:
+    def _host_array(self, t: _Target, touched: Callable[[], object] = lambda: None) -> _Touch:
+        """Host RAM's array, its pages first-touched in the background (`_Touch`); pinned memory
+        is committed when allocated. `touched` is called once every page is."""
         tp = t.tp
         if self.options.host_pinned:
             memory = self.cp.cuda.alloc_pinned_memory(tp.fill_bytes)
-            return np.frombuffer(memory, dtype=np.int8, count=tp.fill_bytes).reshape(tp.n_rows, tp.d)
-        array = np.empty((tp.n_rows, tp.d), dtype=np.int8)
-        # First touch in parallel (page faults are slow one thread at a time); the copies then run at
-        # the link's speed. Runs while the GPU fills run.
-        step = max(1, TOUCH_BYTES // tp.d)
+            array = np.frombuffer(memory, dtype=np.int8, count=tp.fill_bytes).reshape(tp.n_rows, tp.d)
+            return _Touch(array, 0, touched)
+        return _Touch(np.empty((tp.n_rows, tp.d), dtype=np.int8), max(1, TOUCH_BYTES // tp.d), touched)
 
-        def touch(start: int) -> None:
-            array[start : start + step] = 0
-
-        with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
-            list(pool.map(touch, range(0, tp.n_rows, step)))
-        return array
-
-    def _lanes(self) -> int:
-        return self.memory.host_lanes if self.memory is not None else max(1, self.options.host_lanes)
+    def _lanes(self) -> list[int]:
+        """The lanes host RAM's work runs on (`MemoryPlan.host_lane_ids`)."""
+        return self.memory.host_lane_ids if self.memory is not None else [0]
 
     def _spread(self, jobs: Sequence[int], run: Callable[[_Gpu, int], None]) -> None:
         """Jobs taken in turn by every lane of every host device: while one lane's block crosses
@@ -1310,7 +1453,11 @@ class CupyCapacityProver:
         tp = t.tp
         n, top, h = tp.n_rows, tp.n_stages, t.kept_height
         layout = self._layout(tp)
-        x: npt.NDArray[np.int8] = t.held if t.held is not None else self._host_array(t)
+        if t.held is None:
+            t.touch = self._host_array(t)
+            t.held = t.touch.array
+        x: npt.NDArray[np.int8] = t.held
+        touch = t.touch
         c_log, w_log = layout.block_log, layout.window_log
         height = {s: (c_log if s <= c_log else w_log) for s in range(1, top + 1)}
         level = {s: np.zeros((-(-n // 2 ** height[s]), 32), dtype=np.uint8) for s in height}
@@ -1333,6 +1480,8 @@ class CupyCapacityProver:
                 level[stage][b] = tree.top_nodes()[0]
                 self._keep(g, t, tree, stage, [(0, start >> h, -(-v // 2**h))])
                 del tree
+            if touch is not None:
+                touch.wait(start, v)  # the block's host pages first
             g.d2h(x[start : start + v], buf[:v])
             g.sync()
 
@@ -1356,7 +1505,12 @@ class CupyCapacityProver:
                 g.d2h(x[first : first + rows], buf[k * w : k * w + rows])
             g.sync()
 
-        self._spread(range(-(-n // layout.block_rows)), block)
+        try:
+            self._spread(range(-(-n // layout.block_rows)), block)
+        finally:
+            if touch is not None:
+                touch.close()
+                t.touch = None
         if layout.two_pass:
             self._spread(range(0, layout.block_rows, layout.window_rows), window)
         self._release(t)
@@ -1366,7 +1520,7 @@ class CupyCapacityProver:
             for stage in height:
                 roots[stage] = g.tree_of(level[stage], height[stage], top).root()
 
-        self.runtime.on(self.host_devices[0], finish)
+        self.runtime.on(self.host_devices[0], finish, self._lanes()[0])
         t.held = x
         return roots
 
@@ -1455,25 +1609,44 @@ class CupyCapacityProver:
         )
 
     def fill(self) -> CapacityCommitment:
-        """Every GPU target at once on its own device (host RAM's pages first-touched meanwhile),
-        then host RAM on all of them. Refused before anything is allocated when it does not fit."""
-        self.check()
+        """Every GPU target at once on its own device (lane 0), host RAM's pages first-touched
+        meanwhile; host RAM's fill on every device's host lanes, beside the GPU fills when the plan
+        says so (`MemoryPlan.beside`: its copies then overlap their kernels), else after them.
+        Refused before anything is allocated when it does not fit."""
+        plan = self.check()
         gpu = [t for t in self.states.values() if t.device is not None]
         host = [t for t in self.states.values() if t.device is None]
         for t in gpu:
-            t.kept_height = gpu_kept_height(t.tp, self.memory.kept_height if self.memory else GPU_KEPT_HEIGHT)
+            t.kept_height = gpu_kept_height(t.tp, plan.kept_height)
         for t in host:
             t.kept_height = host_kept_height(self._layout(t.tp), self.options)
-        with ThreadPoolExecutor(max(1, len(gpu) + len(host))) as pool:
-            arrays = [(t, pool.submit(self._host_array, t)) for t in host if t.held is None]
-            done = list(pool.map(lambda t: (t, self._run_gpu(t)), gpu))
-            for t, array in arrays:
-                t.held = array.result()
-        for t, roots in done:
-            t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
-        for t in host:
+        start = time.perf_counter()
+        parts = self.fill_parts_s
+        parts.clear()
+
+        def since() -> float:
+            return time.perf_counter() - start
+
+        def host_fill(t: _Target) -> dict[int, bytes]:
+            parts.setdefault("host_start", since())
             roots = self._run_host(t)
-            t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
+            parts["host_done"] = since()
+            return roots
+
+        for t in host:
+            if t.held is None:  # its pages first-touched in the background, in order, from now
+                t.touch = self._host_array(t, lambda: parts.setdefault("touched", since()))
+                t.held = t.touch.array
+        with ThreadPoolExecutor(max(1, len(gpu) + len(host))) as pool:
+            beside = {t.tp.target: pool.submit(host_fill, t) for t in host if plan.beside}
+            done = [(t, pool.submit(self._run_gpu, t)) for t in gpu]
+            for t, future in done:
+                roots = future.result()
+                t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
+            parts["gpu_done"] = since()
+            for t in host:
+                roots = beside[t.tp.target].result() if t.tp.target in beside else host_fill(t)
+                t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
         return CapacityCommitment(
             machine_id=self.machine_id,
             challenge_id=self.challenge_id,
