@@ -377,6 +377,60 @@ def _capacity_model(cp: Any) -> tuple[str, float, float, bool]:
     return model, ref.expected_int8_tops, ref.mem_bw_gbs, True
 
 
+def _host_lanes_check(
+    cp: Any, runtime: Any, host: Any, options: Any, key: Any, *, rate: float, bandwidth: float
+) -> list[dict[str, Any]]:
+    """Host RAM's fill alone, after the GPU's (no GPU fill beside it), with one lane and with two:
+    the measured seconds beside `host_fill_seconds` for each, so the lanes' overlap is calibrated
+    (docs/protocol.md §17.11 "Lanes")."""
+    import dataclasses
+    import secrets
+    import time
+
+    from gpuproof.protocol.capacity import phase
+    from gpuproof.protocol.capacity.cupy_prover import CupyCapacityProver, host_fill_seconds
+    from gpuproof.protocol.capacity.params import GPU_HASH_BYTES_PER_S, HOST_LINK_BYTES_PER_S
+
+    out = []
+    params = phase([host])
+    for lanes in (1, 2):
+        lane_options = dataclasses.replace(options, host_lanes=lanes, host_beside=False)
+        prover = CupyCapacityProver(
+            secrets.token_bytes(32),
+            key.public_hex,
+            "gpu-check-lanes",
+            params,
+            runtime=runtime,
+            options=lane_options,
+        )
+        plan = prover.check()
+        runtime.prepare([0], plan.lane_ids)
+        start = time.perf_counter()
+        prover.fill()
+        seconds = time.perf_counter() - start
+        assert plan.host is not None
+        out.append(
+            {
+                "lanes": plan.host_lanes,
+                "fill_s": seconds,
+                "fill_parts_s": dict(prover.fill_parts_s),
+                "model_s": host_fill_seconds(
+                    host,
+                    plan.host,
+                    1,
+                    plan.host_lanes,
+                    rate_tops=rate,
+                    bandwidth_gbs=bandwidth,
+                    hash_bytes_per_s=GPU_HASH_BYTES_PER_S,
+                    link_bytes_per_s=HOST_LINK_BYTES_PER_S,
+                ),
+            }
+        )
+        del prover
+        cp.get_default_memory_pool().free_all_blocks()
+    return out
+
+
 def capacity(
     out_path: Path,
     fill_bytes: int | None = None,
@@ -616,6 +670,13 @@ def capacity(
         deadlines=[c for c in codes if c in TIMING_CODES] or "met",
     )
     save("verified")
+    if host_bytes:
+        del prover  # its buffers and host RAM, before the lanes check fills host RAM again
+        cp.get_default_memory_pool().free_all_blocks()
+        result["host_lanes_check"] = _host_lanes_check(
+            cp, runtime, targets[-1], options, key, rate=rate, bandwidth=bandwidth
+        )
+        save("host lanes")
     copy = result["copy_d2d"].get("median")
     expected = sum(t.fill_expected_s for t in params.targets)
     print(
