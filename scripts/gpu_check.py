@@ -377,6 +377,23 @@ def _capacity_model(cp: Any) -> tuple[str, float, float, bool]:
     return model, ref.expected_int8_tops, ref.mem_bw_gbs, True
 
 
+def _host_model(host: Any, layout: Any, lanes: int, rate: float, bandwidth: float) -> float:
+    """`host_fill_seconds` on this one GPU at the params' own rates."""
+    from gpuproof.protocol.capacity.cupy_prover import host_fill_seconds
+    from gpuproof.protocol.capacity.params import GPU_HASH_BYTES_PER_S, HOST_LINK_BYTES_PER_S
+
+    return host_fill_seconds(
+        host,
+        layout,
+        1,
+        lanes,
+        rate_tops=rate,
+        bandwidth_gbs=bandwidth,
+        hash_bytes_per_s=GPU_HASH_BYTES_PER_S,
+        link_bytes_per_s=HOST_LINK_BYTES_PER_S,
+    )
+
+
 def _host_lanes_check(
     cp: Any, runtime: Any, host: Any, options: Any, key: Any, *, rate: float, bandwidth: float
 ) -> list[dict[str, Any]]:
@@ -388,8 +405,7 @@ def _host_lanes_check(
     import time
 
     from gpuproof.protocol.capacity import phase
-    from gpuproof.protocol.capacity.cupy_prover import CupyCapacityProver, host_fill_seconds
-    from gpuproof.protocol.capacity.params import GPU_HASH_BYTES_PER_S, HOST_LINK_BYTES_PER_S
+    from gpuproof.protocol.capacity.cupy_prover import CupyCapacityProver
 
     out = []
     params = phase([host])
@@ -414,16 +430,7 @@ def _host_lanes_check(
                 "lanes": plan.host_lanes,
                 "fill_s": seconds,
                 "fill_parts_s": dict(prover.fill_parts_s),
-                "model_s": host_fill_seconds(
-                    host,
-                    plan.host,
-                    1,
-                    plan.host_lanes,
-                    rate_tops=rate,
-                    bandwidth_gbs=bandwidth,
-                    hash_bytes_per_s=GPU_HASH_BYTES_PER_S,
-                    link_bytes_per_s=HOST_LINK_BYTES_PER_S,
-                ),
+                "model_s": _host_model(host, plan.host, plan.host_lanes, rate, bandwidth),
             }
         )
         del prover
@@ -457,7 +464,6 @@ def capacity(
         CupyCapacityOptions,
         CupyCapacityProver,
         CupyCapacityRuntime,
-        host_fill_seconds,
         plan_memory,
     )
     from gpuproof.protocol.capacity.draws import bandwidth_round
@@ -626,16 +632,7 @@ def capacity(
         host_fill_model_s=None
         if not host_bytes or plan.host is None
         else {
-            str(lanes): host_fill_seconds(
-                targets[-1],
-                plan.host,
-                1,
-                lanes,
-                rate_tops=rate,
-                bandwidth_gbs=bandwidth,
-                hash_bytes_per_s=GPU_HASH_BYTES_PER_S,
-                link_bytes_per_s=HOST_LINK_BYTES_PER_S,
-            )
+            str(lanes): _host_model(targets[-1], plan.host, lanes, rate, bandwidth)
             for lanes in sorted({1, plan.host_lanes})
         },
         fill_deadline_s=params.fill_deadline_s,
