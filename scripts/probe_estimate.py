@@ -53,6 +53,7 @@ from gpuproof.protocol.capacity.params import (
     GPU_HASH_BYTES_PER_S,
     HOST_HASH_BYTES_PER_S,
     HOST_LINK_BYTES_PER_S,
+    derive_capacity_params,
     fill_seconds,
 )
 from gpuproof.reference import reference_table
@@ -63,6 +64,7 @@ THROUGHPUT_OPENINGS_S = 0.5  # the throughput proof's openings: recompute of 140
 UPLOAD_BYTES_PER_S = 40e6  # the openings' upload to S3 (estimate: a 320 Mbit/s uplink)
 BLOCK_OVERHEAD_S = 1e-3  # one spotted block: a few launches and copies (estimate)
 FREE_RESERVE = 1 << 30  # of a card's memory, held by the CUDA context and the driver (estimate)
+LIKELY_HASH_BYTES_PER_S = 15e9 * 64  # 15 G compressions/s: hashcat-class kernels (what-if only)
 HOST_TOUCH_BYTES_PER_S = 32e9  # host RAM's first touch, 16 threads at ~2 GB/s each (estimate)
 
 
@@ -91,12 +93,28 @@ def _recompute_fraction(tp: CapacityTargetParams, height: int, split: int | None
     return float(cost) / float(n * top)
 
 
-def estimate(model: str = MODEL, gpus: int = 8, host_gib: int = 256) -> list[Step]:
+def estimate(
+    model: str = MODEL, gpus: int = 8, host_gib: int = 256, hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S
+) -> list[Step]:
+    """The steps at the service's parameters; another device SHA-256 rate (`hash_bytes_per_s` per
+    GPU) re-derives them at that rate (a what-if: the service derives at GPU_HASH_BYTES_PER_S)."""
     ref = next(m for m in reference_table() if m.model == model)
     assert ref.expected_int8_tops and ref.mem_bw_gbs, model
     claim = make_claim(model, gpus, allow_cpu_backend=False)
     proof = max(p.expected_s for p in proof_params_for(claim))
-    params: CapacityParams | None = capacity_params_for(claim, host_gib * 2**30 if host_gib else None)
+    host_bytes = host_gib * 2**30 if host_gib else None
+    params: CapacityParams | None = (
+        capacity_params_for(claim, host_bytes)
+        if hash_bytes_per_s == GPU_HASH_BYTES_PER_S
+        else derive_capacity_params(
+            gpu_count=gpus,
+            mem_gb=ref.mem_gb,
+            rate_tops=ref.expected_int8_tops,
+            bandwidth_gbs=ref.mem_bw_gbs,
+            host_ram_bytes=host_bytes,
+            hash_bytes_per_s=hash_bytes_per_s,
+        )
+    )
     assert params is not None
     gpu = [t for t in params.targets if not t.is_host]
     host = [t for t in params.targets if t.is_host]
@@ -112,7 +130,7 @@ def estimate(model: str = MODEL, gpus: int = 8, host_gib: int = 256) -> list[Ste
         rates = dict(
             rate_tops=ref.expected_int8_tops * gpus,
             bandwidth_gbs=ref.mem_bw_gbs * gpus,
-            hash_bytes_per_s=GPU_HASH_BYTES_PER_S * gpus,
+            hash_bytes_per_s=hash_bytes_per_s * gpus,
         )
         touch = t.fill_bytes / HOST_TOUCH_BYTES_PER_S  # from the fill's start, in the background
         lanes = f"{plan.host_lanes} lane{'s' if plan.host_lanes > 1 else ''}"
@@ -146,7 +164,7 @@ def estimate(model: str = MODEL, gpus: int = 8, host_gib: int = 256) -> list[Ste
     ]
     block = 1 << ANSWER_KEPT_HEIGHT  # answer items per kept node
     gpu_blocks = rounds * g.spots + g.sweep_spots
-    answer_s = gpu_blocks * (block * g.chunk_rows * g.d / GPU_HASH_BYTES_PER_S + BLOCK_OVERHEAD_S)
+    answer_s = gpu_blocks * (block * g.chunk_rows * g.d / hash_bytes_per_s + BLOCK_OVERHEAD_S)
     for t in host:
         host_blocks = rounds * t.spots
         answer_s += host_blocks * (block * t.chunk_rows * t.d / HOST_HASH_BYTES_PER_S + BLOCK_OVERHEAD_S)
@@ -195,6 +213,11 @@ def main() -> None:
     for s in steps:
         print(f"| {s.name} | {s.seconds:.1f} | {s.how} |")
     print(f"| **total** | **{sum(s.seconds for s in steps):.1f}** | |")
+    likely = sum(s.seconds for s in estimate(MODEL, gpus, host_gib, LIKELY_HASH_BYTES_PER_S))
+    print(
+        f"\nWhat if device SHA-256 ran at {LIKELY_HASH_BYTES_PER_S / 1e12:.2f} TB/s (hashcat-class, "
+        f"docs/benchmarks.md) instead of {GPU_HASH_BYTES_PER_S / 1e9:.0f} GB/s: total {likely:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ def test_the_docs_table_is_the_scripts_output(estimate: ModuleType) -> None:
     for step in steps:
         assert f"| {step.name} | {step.seconds:.1f} |" in doc, step.name
     assert f"| **total** | **{sum(s.seconds for s in steps):.1f}** |" in doc
+    likely = estimate.estimate(hash_bytes_per_s=estimate.LIKELY_HASH_BYTES_PER_S)
+    assert f"the same model gives **{sum(s.seconds for s in likely):.1f} s**" in doc
+    assert sum(s.seconds for s in likely) < sum(s.seconds for s in steps)
 
 
 def test_the_recompute_is_cheaper_than_the_fill_and_grows_with_host_ram(estimate: ModuleType) -> None:

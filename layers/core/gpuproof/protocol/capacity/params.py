@@ -241,10 +241,18 @@ def derive_capacity_params(
     bandwidth_gbs: float,
     host_ram_bytes: int | None,
     rounds: int = ROUNDS,
+    hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S,
 ) -> CapacityParams:
-    """The GPU-size phase for `gpu_count` GPUs of one model (mem_gb GiB each) and the claimed RAM."""
+    """The GPU-size phase for `gpu_count` GPUs of one model (mem_gb GiB each) and the claimed RAM
+    (`hash_bytes_per_s`: device SHA-256 per GPU; another figure only for what-if estimates)."""
     targets = [
-        gpu_target(i, mem_gb * 2**30, rate_tops=rate_tops, bandwidth_gbs=bandwidth_gbs)
+        gpu_target(
+            i,
+            mem_gb * 2**30,
+            rate_tops=rate_tops,
+            bandwidth_gbs=bandwidth_gbs,
+            hash_bytes_per_s=hash_bytes_per_s,
+        )
         for i in range(gpu_count)
     ]
     if host_ram_bytes:
@@ -254,7 +262,7 @@ def derive_capacity_params(
                 host_ram_bytes,
                 fill_rate_tops=rate_tops * gpus,
                 fill_bandwidth_gbs=bandwidth_gbs * gpus,
-                fill_hash_bytes_per_s=GPU_HASH_BYTES_PER_S * gpus,
+                fill_hash_bytes_per_s=hash_bytes_per_s * gpus,
                 link_bytes_per_s=HOST_LINK_BYTES_PER_S * gpus,
             )
         )
