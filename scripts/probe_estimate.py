@@ -41,7 +41,6 @@ from gpuproof.protocol.capacity.cupy_prover import (
     GPU_KEPT_HEIGHT,
     HOST_BUFFER_BYTES,
     HOST_KEPT_HEIGHT,
-    CupyCapacityOptions,
     HostLayout,
     host_fill_seconds,
     plan_for_free,
@@ -81,15 +80,16 @@ def _log2(x: int) -> int:
 
 def _recompute_fraction(tp: CapacityTargetParams, height: int, split: int | None, window_rows: int) -> float:
     """The recompute's row-stages over the fill's N·L, at the split the executor would choose with
-    one window per walk."""
+    one window per walk: host RAM's at its block height, whole windows; a GPU's (split None) the
+    cheapest whose window (every slab position) fits, shrinking windows."""
     n, top, last = tp.n_rows, tp.n_stages, tp.n_stages - 1
     if split is not None:
         cost = recompute_row_stages(n, top, height, split, tp.walks, last)
     else:
         cost = recompute_row_stages(n, top, height, last, 0, last)
         for c in range(min(height, last), last):
-            if min(n, (1 << (top - c)) << height) <= window_rows:
-                cost = min(cost, recompute_row_stages(n, top, height, c, tp.walks, last))
+            if (1 << (top - c)) << height <= window_rows:
+                cost = min(cost, recompute_row_stages(n, top, height, c, tp.walks, last, shrinking=True))
     return float(cost) / float(n * top)
 
 
@@ -179,7 +179,7 @@ def estimate(
         g.n_rows, g.d, rate_tops=ref.expected_int8_tops, bandwidth_gbs=ref.mem_bw_gbs, hash_bytes_per_s=None
     )
     gpu_fraction = _recompute_fraction(
-        g, min(GPU_KEPT_HEIGHT, g.n_stages), None, window_rows(g, CupyCapacityOptions())
+        g, min(GPU_KEPT_HEIGHT, g.n_stages), None, window_rows(g, plan.window_bytes)
     )
     recompute = gpu_work * gpu_fraction
     how = f"GPU: {gpu_fraction:.3f} of the fill's GEMM + traffic ({gpu_work:.2f} s)"

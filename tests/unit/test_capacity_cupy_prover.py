@@ -37,6 +37,7 @@ from gpuproof.protocol.capacity.cupy_prover import (
     host_fill_seconds,
     plan_memory,
     recompute_row_stages,
+    window_row_stages,
     window_starts,
 )
 from gpuproof.protocol.capacity.device import SimulatedDevice
@@ -191,7 +192,8 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
     """The fill keeps each layer's tree nodes at height H; the openings recompute stages 1..c over
     every row and stages c+1..L-1 only in the windows the walks need (2^(L-c) slabs of 2^H rows),
     and never stage L (X_L is held): same openings as the numpy prover, fewer GEMM rows than the
-    fill, exactly the rows `recompute_row_stages` counts at most."""
+    fill: exactly c N and each window's shrinking ranges (`window_row_stages`), fewer than whole
+    windows at every stage, at most `recompute_row_stages` with a window per walk."""
     params = params_of(gpu(0, 16000), gpu(1, 12000), host(9000, d=64))  # the host's GEMMs have K = 128
     assert [(t.n_rows, t.n_stages) for t in params.targets[:2]] == [(452, 9), (339, 9)]
     options = CupyCapacityOptions(
@@ -219,14 +221,15 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
                     wanted.setdefault(stage - 1, set()).update({row, row ^ (1 << (stage - 2))})
         last = tp.n_stages - 1
         h = kept_height
-        if split_stage is not None:
+        if split_stage is not None:  # exactly c N + the shrinking windows' ranges
             c = split_stage
             windows = len(window_starts(wanted, c, h, last)) if c < last else 0
-            assert (
-                tp.n_rows * min(c, last)
-                <= rows
-                <= recompute_row_stages(tp.n_rows, tp.n_stages, h, c, windows, last)
+            exact = window_row_stages(wanted, tp.n_stages, c, h, last) if c < last else 0
+            assert rows == tp.n_rows * min(c, last) + exact
+            assert exact <= recompute_row_stages(
+                0, tp.n_stages, h, c, len(wanted.get(last, ())), last, shrinking=True
             )
+            assert exact <= windows * (last - c) << (tp.n_stages - c + h)  # whole windows at every stage
         if window_bytes == 16 * D or split_stage == last:  # no window (none fits 16 rows at H = 3)
             assert rows == tp.n_rows * last  # every stage below L in place, never L itself
         else:  # the cheapest split is never dearer than in place; at H = 0, c = 6 always cheaper
@@ -601,3 +604,31 @@ def test_host_ram_is_touched_in_order_and_a_block_waits_only_for_its_own_pages()
         failing.wait(20, 10)
     with pytest.raises(MemoryError, match="no more pages"):
         failing.close()
+
+
+def test_an_h100s_plan_at_real_size_and_the_window_shrinking_to_fit() -> None:
+    """`plan_for_free` at the real 8 x H100 + 256 GiB parameters on 79 GiB cards: host RAM's two
+    lanes beside the GPU fill and a 1 GiB recompute window fit (the later steps run alone, so the
+    window is not added to the lanes). With less free memory the window halves (and the kept nodes
+    rise to a higher H) before the fill is refused; the fill itself never shrinks."""
+    from gpuproof.claim import capacity_params_for, make_claim
+    from gpuproof.protocol.capacity.cupy_prover import MIN_WINDOW_BYTES, WINDOW_BYTES, plan_for_free
+
+    params = capacity_params_for(make_claim("H100 SXM5 80GB", 8, allow_cpu_backend=False), 256 * 2**30)
+    assert params is not None
+    gpus = [t.target for t in params.targets if not t.is_host]
+
+    def plan(free_bytes: int) -> Any:
+        free = dict.fromkeys(gpus, free_bytes)
+        return plan_for_free(params, lambda target: target, gpus, free, None, None)
+
+    roomy = plan(79 * 2**30)
+    assert roomy.fits and (roomy.host_lanes, roomy.beside, roomy.window_bytes) == (2, True, WINDOW_BYTES)
+    fills = roomy.devices[0].fill_bytes
+    assert fills > 0.9 * 80 * 10**9 * 0.99  # 90% of the card's information, + the kept nodes
+    tight = plan(fills + roomy.devices[0].margin_bytes + (600 << 20))
+    assert tight.fits and MIN_WINDOW_BYTES <= tight.window_bytes < WINDOW_BYTES
+    assert tight.kept_height > roomy.kept_height and tight.devices[0].fill_bytes < fills  # fewer kept nodes
+    fill = sum(t.fill_bytes for t in params.targets if t.target == 0)
+    assert tight.devices[0].fill_bytes > fill  # the whole fill, and its kept nodes
+    assert not plan(fill).fits  # no room beside the fill itself: refused

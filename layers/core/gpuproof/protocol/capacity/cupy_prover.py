@@ -65,10 +65,12 @@ over every row (in place on a GPU; per block for host RAM, keeping only the wind
 stages c+1..L-1 only in *windows*: a walk's rows above stage c all agree with its top row on bits
 < c, so its blocks lie in the 2^(L-c) slabs {k 2^c + j0 .. k 2^c + j0 + 2^H - 1}, closed under
 stages c+1..L (the host fill's pass 2 with w = 2^H); at most one window per walk. Stage L is never
-recomputed. A GPU's c is the cheapest (`recompute_row_stages`: c N + windows (L-1-c) 2^(L-c+H)
-row-stages) whose window fits `window_bytes`: for an H100, c = 15 and 16.2 N row-stages instead
-of the fill's 27 N, no layer hashed whole; host RAM's c is its block height (21.1 N of 29 N at
-256 GiB), its recompute crossing PCIe only with the windows' slabs (~1.7% of the fill, twice).
+recomputed. A GPU's windows shrink (`_gpu_window`: slabs at bit-reversed positions, so stage l runs
+over the one contiguous range of 2^(L-l+1) slabs still needed); its c is the cheapest (c N +
+`window_row_stages`) whose window fits `window_bytes` (1 GiB, halved while the plan does not
+fit): for an H100, c = 12 and 13.8 N row-stages instead of the fill's 27 N, no layer hashed
+whole; host RAM's c is its block height (21.1 N of 29 N at 256 GiB), its windows whole, its
+recompute crossing PCIe only with the windows' slabs (~1.7% of the fill, twice).
 The buffer ends holding X_c (nothing reads X_L after the openings).
 
 Self-checks before anything is committed: sampled rows of X_0 against hashlib's SHAKE-128, and
@@ -148,7 +150,8 @@ HOST_MARGIN_BYTES = 1 << 30
 TOUCH_BYTES = 256 << 20  # host pages are first touched in slices of this, in parallel
 GPU_KEPT_HEIGHT = 6  # the fill keeps each layer's tree nodes at this height (32 bytes per 64 rows)
 HOST_KEPT_HEIGHT = 10  # the same for host RAM (at most the fill's window height)
-WINDOW_BYTES = 256 << 20  # a GPU recompute window's rows (2^(L - c + H) of them)
+WINDOW_BYTES = 1 << 30  # a GPU recompute window's rows (2^(L - c + H) of them), halved while short
+MIN_WINDOW_BYTES = 64 << 20
 WINDOW_SHARE = 32  # ... and at most 1/32 of the fill's rows
 ANSWER_KEPT_HEIGHT = 6  # each round's answer tree kept at this height (32 bytes per 64 items)
 HOST_LANES = 2  # host-fill lanes per device: one lane's block crosses PCIe while another's is computed
@@ -199,14 +202,56 @@ def kept_bytes(n_rows: int, n_stages: int, height: int) -> int:
     return n_stages * -(-n_rows // (1 << height)) * 32
 
 
-def recompute_row_stages(n_rows: int, n_stages: int, height: int, split: int, windows: int, last: int) -> int:
+def recompute_row_stages(
+    n_rows: int, n_stages: int, height: int, split: int, windows: int, last: int, *, shrinking: bool = False
+) -> int:
     """Row-stages the openings' recompute computes: stages 1..c (c = min(split, last)) over every
-    row, then stages c+1..last in each window of 2^(L - c) slabs of 2^height rows."""
+    row, then stages c+1..last in each window of 2^(L - c) slabs of 2^height rows: every stage over
+    the whole window (host RAM), or, `shrinking` (a GPU, `_gpu_windows`), stage l over the
+    2^(L - l + 1) slabs one walk still needs, half as many each stage."""
     c = min(split, last)
     cost = c * n_rows
     if last > c:
-        cost += windows * (last - c) * min(n_rows, 1 << (n_stages - c + height))
+        if shrinking:
+            cost += windows * sum(1 << (n_stages - stage + 1 + height) for stage in range(c + 1, last + 1))
+        else:
+            cost += windows * (last - c) * min(n_rows, 1 << (n_stages - c + height))
     return cost
+
+
+def _rev(k: int, bits: int) -> int:
+    """k's low `bits` bits in reverse order."""
+    return int(format(k, f"0{bits}b")[::-1], 2) if bits else 0
+
+
+def window_keys(
+    want: Mapping[int, set[int]], split: int, height: int, last: int
+) -> dict[int, list[tuple[int, int]]]:
+    """Each window's (j0, as `window_starts`) wanted rows above the split: (row, layer)."""
+    mask = (1 << split) - 1
+    out: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for layer, rows in want.items():
+        if split < layer <= last:
+            for r in rows:
+                out[((r & mask) >> height) << height].append((r, layer))
+    return dict(out)
+
+
+def shrinking_ranges(wanted: Sequence[tuple[int, int]], split: int, stage: int) -> list[int]:
+    """The ranges stage `stage` (> split) computes in a GPU window (`_gpu_windows`): one per value
+    of the low j = stage - 1 - split bits of the slab index (row >> split) among the rows wanted at
+    layers >= stage; each range is the 2^(L - stage + 1) slabs with those low bits."""
+    j = stage - 1 - split
+    return sorted({(r >> split) & ((1 << j) - 1) for r, layer in wanted if layer >= stage})
+
+
+def window_row_stages(want: Mapping[int, set[int]], n_stages: int, split: int, height: int, last: int) -> int:
+    """Exactly the row-stages a GPU's shrinking windows compute for `want` (beyond c N)."""
+    total = 0
+    for wanted in window_keys(want, split, height, last).values():
+        for stage in range(split + 1, last + 1):
+            total += len(shrinking_ranges(wanted, split, stage)) << (n_stages - stage + 1 + height)
+    return total
 
 
 def host_fill_seconds(
@@ -348,6 +393,7 @@ class MemoryPlan:
     kept_height: int = GPU_KEPT_HEIGHT  # H of the GPU targets' kept tree nodes
     host_lanes: int = 1  # host-fill lanes per device, each with its own buffer and stream
     beside: bool = False  # host RAM's fill runs beside the GPU fills (lanes 1..), not after them
+    window_bytes: int = WINDOW_BYTES  # a GPU recompute window's most bytes
 
     @property
     def host_lane_ids(self) -> list[int]:
@@ -397,7 +443,7 @@ class CupyCapacityOptions:
     host_pinned: bool = False
     kept_height: int | None = None  # H: the height of the tree nodes each layer keeps (default above)
     split_stage: int | None = None  # c of a GPU recompute (default: the cheapest, `recompute_row_stages`)
-    window_bytes: int = WINDOW_BYTES
+    window_bytes: int | None = None  # a GPU recompute window's most bytes (default WINDOW_BYTES, adapts)
     answer_kept_height: int = ANSWER_KEPT_HEIGHT  # each answer tree's nodes kept at this height
     host_lanes: int = HOST_LANES  # at most this many (one when two do not fit)
     host_beside: bool = True  # host RAM's fill beside the GPU fills where both working sets fit
@@ -426,9 +472,9 @@ def _kept_cost(tp: CapacityTargetParams, kept: int) -> int:
     return kept_bytes(tp.n_rows, tp.n_stages, h) + (1 << h) * (tp.d + 4)
 
 
-def window_rows(tp: CapacityTargetParams, options: CupyCapacityOptions) -> int:
+def window_rows(tp: CapacityTargetParams, window_bytes: int) -> int:
     """The most rows a GPU recompute window may hold: `window_bytes`, and at most 1/32 of the fill."""
-    return max(1, min(options.window_bytes // tp.d, tp.n_rows // WINDOW_SHARE))
+    return max(1, min(window_bytes // tp.d, tp.n_rows // WINDOW_SHARE))
 
 
 def host_kept_height(layout: HostLayout, options: CupyCapacityOptions) -> int:
@@ -437,18 +483,19 @@ def host_kept_height(layout: HostLayout, options: CupyCapacityOptions) -> int:
     return max(0, min(h, layout.window_log))
 
 
-def _gpu_working(tp: CapacityTargetParams, group: int, kept: int, options: CupyCapacityOptions) -> int:
+def _gpu_working(tp: CapacityTargetParams, group: int, kept: int, window_bytes: int) -> tuple[int, int]:
+    """(the fill's step, the largest later step: an answer, the openings' recompute)."""
     g = min(group, _pow2_floor(tp.n_rows))
     h = gpu_kept_height(tp, kept)
     fill_step = stage_bytes(g, tp.d) + tree_bytes(tp.n_rows, tp.n_stages, min(TREE_BASE_HEIGHT, h))
     reopen_step = (
         stage_bytes(g, tp.d)
-        + window_rows(tp, options) * tp.d
+        + window_rows(tp, window_bytes) * tp.d
         + tree_bytes(tp.n_rows, tp.n_stages, h)  # one layer's tree above its kept nodes
         + tree_bytes(1 << h, h, min(TREE_BASE_HEIGHT, h))
         + (1 << h) * tp.d
     )
-    return max(fill_step, answer_tree_bytes(tp), reopen_step) + SMALL_BYTES
+    return fill_step + SMALL_BYTES, max(answer_tree_bytes(tp), reopen_step) + SMALL_BYTES
 
 
 def _host_working(
@@ -458,7 +505,8 @@ def _host_working(
     first: bool,
     options: CupyCapacityOptions,
     lanes: int = 1,
-) -> int:
+) -> tuple[int, int]:
+    """(the fill's and recompute's step, on every lane; an answer batch)."""
     rows = layout.buffer_rows
     g = min(group, _pow2_floor(rows))
     top = layout.block_log
@@ -477,7 +525,7 @@ def _host_working(
         + (tree_bytes(tp.n_rows, tp.n_stages, h) if first else 0)  # a layer's tree above its kept nodes
     )
     answer = rows * (tp.d + 40) + (answer_tree_bytes(tp) if first else 0)
-    return max(fill_step, answer) + SMALL_BYTES
+    return fill_step + SMALL_BYTES, answer + SMALL_BYTES
 
 
 def _plan_for(
@@ -492,11 +540,14 @@ def _plan_for(
     kept: int = GPU_KEPT_HEIGHT,
     lanes: int = 1,
     beside: bool = False,
+    window_bytes: int = WINDOW_BYTES,
 ) -> MemoryPlan:
-    """`beside`: host RAM's lanes hold their working sets while the GPU fills hold theirs (added),
-    else one after the other (the larger)."""
+    """`beside`: host RAM's fill step holds its working set while the GPU fills hold theirs
+    (added), else one after the other (the larger); every later step (answers, the openings'
+    recompute: GPU targets, then host RAM) runs alone."""
     fills: dict[int, int] = defaultdict(int)
-    working: dict[int, int] = defaultdict(int)
+    gpu_fill: dict[int, int] = defaultdict(int)
+    later: dict[int, int] = defaultdict(int)
     host_working: dict[int, int] = defaultdict(int)
     layout: HostLayout | None = None
     host_fill = 0
@@ -508,21 +559,27 @@ def _plan_for(
             )
             host_fill = tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, host_kept_height(layout, options))
             for k, dev in enumerate(host_devices):
-                host_working[dev] = max(
-                    host_working[dev], _host_working(tp, layout, group, k == 0, options, lanes)
-                )
+                step, answer = _host_working(tp, layout, group, k == 0, options, lanes)
+                host_working[dev] = max(host_working[dev], step)
+                later[dev] = max(later[dev], answer)
         else:
             dev = device_of(tp.target)
             fills[dev] += tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, gpu_kept_height(tp, kept))
-            working[dev] = max(working[dev], _gpu_working(tp, group, kept, options))
-    for dev, need in host_working.items():
-        working[dev] = working[dev] + need if beside else max(working[dev], need)
+            step, after = _gpu_working(tp, group, kept, window_bytes)
+            gpu_fill[dev] = max(gpu_fill[dev], step)
+            later[dev] = max(later[dev], after)
+    working = {
+        dev: max(
+            gpu_fill[dev] + host_working[dev] if beside else max(gpu_fill[dev], host_working[dev]), later[dev]
+        )
+        for dev in free
+    }
     budgets = [
         DeviceBudget(dev, free[dev], fills[dev], working[dev], options.margin_bytes) for dev in sorted(free)
     ]
     host = layout is not None
     return MemoryPlan(
-        budgets, group, layout, host_fill, host_ram, kept, lanes if host else 1, beside and host
+        budgets, group, layout, host_fill, host_ram, kept, lanes if host else 1, beside and host, window_bytes
     )
 
 
@@ -975,8 +1032,9 @@ def plan_for_free(
     group = opts.group_rows or GROUP_ROWS
     buffer = opts.host_buffer_bytes
     kept = opts.kept_height if opts.kept_height is not None else GPU_KEPT_HEIGHT
+    window = opts.window_bytes if opts.window_bytes is not None else WINDOW_BYTES
     while True:
-        plan = _plan_for(params, device_of, hosts, free, group, buffer, opts, ram, kept)
+        plan = _plan_for(params, device_of, hosts, free, group, buffer, opts, ram, kept, window_bytes=window)
         if plan.fits:
             most = max(1, opts.host_lanes)
             besides = (
@@ -985,7 +1043,7 @@ def plan_for_free(
             choices = [(lanes, True) for lanes in range(most, 0, -1)] if besides else []
             for lanes, beside in choices + [(lanes, False) for lanes in range(most, 1, -1)]:
                 more = _plan_for(
-                    params, device_of, hosts, free, group, buffer, opts, ram, kept, lanes, beside
+                    params, device_of, hosts, free, group, buffer, opts, ram, kept, lanes, beside, window
                 )
                 if more.fits:
                     return more
@@ -999,8 +1057,11 @@ def plan_for_free(
             min_rows = 1 << -(-plan.host.n_stages // 2)
             d = next(tp.d for tp in params.targets if tp.is_host)
             shrink_buffer = buffer // 2 >= min_rows * d
-        if not (shrink_group or shrink_buffer or raise_kept):
+        shrink_window = opts.window_bytes is None and window > MIN_WINDOW_BYTES
+        if not (shrink_group or shrink_buffer or raise_kept or shrink_window):
             return plan
+        if shrink_window:
+            window //= 2
         if raise_kept:
             kept += 2
         if shrink_group:
@@ -1264,7 +1325,7 @@ class CupyCapacityProver:
             by_block[loc >> h].append((row, loc))
         for block_index, members in sorted(by_block.items()):
             start = block_index << h
-            count = min(size, v - start)
+            count = min(size, v - start, t.tp.n_rows - ((members[0][0] >> h) << h))  # the block's real rows
             block = g.cp.empty((count, buf.shape[1]), dtype=g.cp.int8)
             block[...] = buf[start : start + count]
             sub = g.tree(block, count, h, min(TREE_BASE_HEIGHT, h))
@@ -1338,29 +1399,77 @@ class CupyCapacityProver:
                 g.stage(x, n, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=False), scratch, group)
                 if stage in want:
                     self._collect(g, t, x, n, stage, {r: r for r in want[stage]}, uppers, opened)
-            starts = window_starts(want, c, h, last) if last > c else []
-            if starts:
-                w, block = 1 << h, 1 << c
-                wbuf = cp.empty((min(n, (1 << (top - c)) * w), d), dtype=cp.int8)
-                for j0 in starts:
-                    v = _load_window(wbuf, x, _slabs(n, block, 1 << (top - c), j0, w), w, _d2d)
-                    for stage in range(c + 1, last + 1):
-                        blt = self._blt(g, t, stage, keep=False)
-                        g.stage(wbuf, v, (1 << (stage - 1 - c)) * w, stage, blt, scratch, group)
-                        del blt
-                        if stage in want:
-                            mine = {
-                                r: (r >> c) * w + ((r & (block - 1)) - j0)
-                                for r in want[stage]
-                                if j0 <= r & (block - 1) < j0 + w
-                            }
-                            self._collect(g, t, wbuf, v, stage, mine, uppers, opened)
+            windows = window_keys(want, c, h, last) if last > c else {}
+            if windows:
+                wbuf = cp.empty(((1 << (top - c + h)), d), dtype=cp.int8)
+                for j0, wanted in sorted(windows.items()):
+                    self._gpu_window(g, t, x, wbuf, j0, c, last, wanted, uppers, opened, scratch, group)
                 del wbuf
             del scratch
             g.sync()
             return roots, opened
 
         return self.runtime.on(t.device, work)
+
+    def _gpu_window(
+        self,
+        g: _Gpu,
+        t: _Target,
+        x: Any,
+        wbuf: Any,
+        j0: int,
+        c: int,
+        last: int,
+        wanted: Sequence[tuple[int, int]],
+        uppers: Mapping[tuple[int, int], tuple[bytes, list[bytes]]],
+        opened: Opened,
+        scratch: Any,
+        group: int,
+    ) -> None:
+        """Stages c+1..last of one GPU window (module docstring), SHRINKING: slab k (rows
+        k 2^c + j0 .. + 2^H - 1 of X_c) sits at position rev(k) (m = L - c bits reversed), so the
+        slabs a wanted row at layer >= l needs at stage l (those agreeing with it on the low
+        l - 1 - c bits of k) are one contiguous range of 2^(L - l + 1) slabs, paired half with half.
+        A row whose mate is past the last row pairs with itself (`fill.partner`): before each
+        stage its slab's rows are copied into the missing mate's place (at most two slabs a range)."""
+        tp = t.tp
+        n, top, h = tp.n_rows, tp.n_stages, t.kept_height
+        w, m = 1 << h, top - c
+
+        def count(k: int) -> int:  # rows of slab k that exist
+            return max(0, min(w, n - (k << c) - j0))
+
+        for k in range(1 << m):
+            rows = count(k)
+            if rows == 0:
+                break
+            p = _rev(k, m) * w
+            _d2d(wbuf[p : p + rows], x[(k << c) + j0 : (k << c) + j0 + rows])
+        full = (n - j0) >> c  # slabs k < full hold 2^H rows; slab `full` may hold fewer
+        for stage in range(c + 1, last + 1):
+            j = stage - 1 - c
+            keys = shrinking_ranges(wanted, c, stage)
+            if not keys:
+                break
+            size = 1 << (m - j)  # slabs in a range
+            blt = self._blt(g, t, stage, keep=False)
+            for key in keys:
+                p0 = _rev(key, j) << (m - j)
+                first = max(0, full - (1 << j))  # a lo slab whose mate (k + 2^j) is short or missing
+                k = first + ((key - first) % (1 << j))
+                while k <= full and k < (1 << m):
+                    mate = k + (1 << j)
+                    if not k >> j & 1 and mate < (1 << m) and count(mate) < count(k):
+                        lo, hi, have = _rev(k, m) * w, _rev(mate, m) * w, count(mate)
+                        _d2d(wbuf[hi + have : hi + count(k)], wbuf[lo + have : lo + count(k)])
+                    k += 1 << j
+                g.stage(wbuf[p0 * w : (p0 + size) * w], size * w, (size >> 1) * w, stage, blt, scratch, group)
+            del blt
+            mine = {
+                r: _rev(r >> c, m) * w + (r & ((1 << c) - 1)) - j0 for r, layer in wanted if layer == stage
+            }
+            if mine:
+                self._collect(g, t, wbuf, len(wbuf), stage, mine, uppers, opened)
 
     def _window_stage(
         self, g: _Gpu, t: _Target, buf: Any, v: int, split: int, w: int, stage: int, scratch: Any, group: int
@@ -1378,12 +1487,12 @@ class CupyCapacityProver:
         lowest = min(h, last)
         if self.options.split_stage is not None:
             return max(lowest, min(self.options.split_stage, last))
-        max_rows = window_rows(tp, self.options)
+        max_rows = window_rows(tp, self._window_bytes())
         best, best_cost = last, recompute_row_stages(n, top, h, last, 0, last)
         for c in range(lowest, last):
-            if min(n, (1 << (top - c)) << h) > max_rows:
+            if (1 << (top - c)) << h > max_rows:  # the window holds every slab position (holes too)
                 continue
-            cost = recompute_row_stages(n, top, h, c, len(window_starts(want, c, h, last)), last)
+            cost = c * n + window_row_stages(want, top, c, h, last)
             if cost < best_cost:
                 best, best_cost = c, cost
         return best
@@ -1397,6 +1506,11 @@ class CupyCapacityProver:
             array = np.frombuffer(memory, dtype=np.int8, count=tp.fill_bytes).reshape(tp.n_rows, tp.d)
             return _Touch(array, 0, touched)
         return _Touch(np.empty((tp.n_rows, tp.d), dtype=np.int8), max(1, TOUCH_BYTES // tp.d), touched)
+
+    def _window_bytes(self) -> int:
+        if self.memory is not None:
+            return self.memory.window_bytes
+        return self.options.window_bytes if self.options.window_bytes is not None else WINDOW_BYTES
 
     def _lanes(self) -> list[int]:
         """The lanes host RAM's work runs on (`MemoryPlan.host_lane_ids`)."""
