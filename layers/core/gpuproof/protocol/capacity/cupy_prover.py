@@ -1431,7 +1431,8 @@ class CupyCapacityProver:
         slabs a wanted row at layer >= l needs at stage l (those agreeing with it on the low
         l - 1 - c bits of k) are one contiguous range of 2^(L - l + 1) slabs, paired half with half.
         A row whose mate is past the last row pairs with itself (`fill.partner`): before each
-        stage its slab's rows are copied into the missing mate's place (at most two slabs a range)."""
+        stage its slab's rows are copied into the missing mate's place (at most two slabs a range).
+        The window is loaded by one kernel (`cap_window_load`), not a copy per slab."""
         tp = t.tp
         n, top, h = tp.n_rows, tp.n_stages, t.kept_height
         w, m = 1 << h, top - c
@@ -1439,12 +1440,19 @@ class CupyCapacityProver:
         def count(k: int) -> int:  # rows of slab k that exist
             return max(0, min(w, n - (k << c) - j0))
 
-        for k in range(1 << m):
-            rows = count(k)
-            if rows == 0:
-                break
-            p = _rev(k, m) * w
-            _d2d(wbuf[p : p + rows], x[(k << c) + j0 : (k << c) + j0 + rows])
+        u64 = np.uint64
+        g.launch(
+            "cap_window_load",
+            (w << m) * (tp.d // 4),
+            x,
+            u64(n),
+            u64(tp.d),
+            u64(c),
+            u64(j0),
+            np.uint32(m),
+            u64(w),
+            wbuf,
+        )
         full = (n - j0) >> c  # slabs k < full hold 2^H rows; slab `full` may hold fewer
         for stage in range(c + 1, last + 1):
             j = stage - 1 - c

@@ -7,6 +7,7 @@ and its SHAKE-128 row source (`proof/shake_kernels.py`: `seeded_rows`, which map
 - `cap_operand`: the stage GEMM's operand rows [X[i] | X[p(i)]] (K = 2d) for a group of rows
   closed under the stage's pairing (one or two contiguous ranges of a buffer of v valid rows; a
   mate at or beyond v is the row itself, `fill.partner`), one 4-byte word per thread;
+- `cap_window_load`: a GPU recompute window's slabs of X_c into bit-reversed slab positions;
 - `cap_epilogue`: X[i] = g_l(C) = ((C + l) mod 251) - 125 written back IN PLACE over the group's
   rows (the group's rows were all read into the operand first, so no row is needed afterwards);
 - `cap_subtree`: roots of the 2^height-leaf subtrees of a buffer's rows (leaf = SHA-256(0x00 || row),
@@ -106,6 +107,23 @@ extern "C" __global__ void cap_operand(const cs8_t* buf, u64_t d, u64_t v, u64_t
   u32_t* dst = (u32_t*)(u + k * 2ull * d);
   dst[j] = own[j];
   dst[words + j] = mate[j];
+}
+
+/* A GPU recompute window (cupy_prover._gpu_window): slab k (rows k 2^c + j0 .. + w - 1 of src,
+   those below n) to rows rev_m(k) w .. of dst, rev_m reversing k's m low bits; one 4-byte word a
+   thread. */
+extern "C" __global__ void cap_window_load(const cs8_t* src, u64_t n, u64_t d, u64_t c, u64_t j0, u32_t m,
+                                           u64_t w, cs8_t* dst) {
+  u64_t words = d / 4ull;
+  u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
+  if (t >= (w << m) * words) return;
+  u64_t j = t % words, row = t / words;
+  u64_t o = row % w, k = row / w;
+  u64_t s = (k << c) + j0 + o;
+  if (s >= n) return;
+  u64_t r = 0ull;
+  for (u32_t q = 0; q < m; ++q) r |= ((k >> q) & 1ull) << (m - 1u - q);
+  ((u32_t*)(dst + (r * w + o) * d))[j] = ((const u32_t*)(src + s * d))[j];
 }
 
 extern "C" __global__ void cap_epilogue(const int* c, u64_t d, u64_t lo, u64_t lo_n, u64_t hi, u64_t rows,
