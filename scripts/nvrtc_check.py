@@ -39,6 +39,7 @@ SOURCES = {
             "cap_sample_rows",
             "cap_answer_sampled",
             "cap_fingerprint",
+            "cap_window_load",
         ),
     ),
 }
