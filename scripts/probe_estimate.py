@@ -13,7 +13,9 @@ Method: the probe's steps run one after another, all GPUs in parallel within a s
   behind the first touch of its pages, which runs in the background at HOST_TOUCH_BYTES_PER_S
   from the fill's start); AFTER them, the sum of the GPU fill and that host fill. The service's fill deadline keeps the one-lane sum after the GPU fills (§17.5): a host
   whose memory fits neither lanes nor beside must still make it;
-- rounds: R × (GPU `round_expected_s` + RTT) + R × (host `round_expected_s` + RTT);
+- rounds: R × (GPU `round_expected_s` + RTT) + R × (host round + RTT), the host round the
+  executor's (`_host_leaves`: the sampled rows gathered at HOST_ROWS_PER_S, sent to the GPUs and
+  hashed there; the service's `round_expected_s` allows hashing them on the CPU);
 - bandwidth round: `sweep_expected_s` + RTT;
 - the openings: the spotted items' blocks of the answer trees (kept at height 6 when answered)
   rebuilt from X_L, then the recompute (`cupy_prover.py`): `recompute_row_stages` at the
@@ -52,6 +54,7 @@ from gpuproof.protocol.capacity.params import (
     GPU_HASH_BYTES_PER_S,
     HOST_HASH_BYTES_PER_S,
     HOST_LINK_BYTES_PER_S,
+    HOST_ROWS_PER_S,
     derive_capacity_params,
     fill_seconds,
 )
@@ -152,13 +155,26 @@ def estimate(
             )
             fill += own
             fill_how += f" + host RAM {own:.2f} after it ({lanes} per GPU; one lane {t.fill_expected_s:.2f})"
+
+    def host_round(t: CapacityTargetParams) -> float:
+        """The executor's host round (`_host_leaves`): the sampled rows gathered by the CPU, sent to
+        the GPUs and hashed there (the service's round_expected_s allows hashing on the CPU)."""
+        sampled = t.samples * t.d
+        return (
+            t.samples / HOST_ROWS_PER_S
+            + sampled / (HOST_LINK_BYTES_PER_S * gpus)
+            + sampled / (hash_bytes_per_s * gpus)
+        )
+
     steps = [
         Step("throughput proof", proof + THROUGHPUT_OPENINGS_S, f"expected_s {proof:.2f} + openings 0.5"),
         Step("capacity fill", fill, fill_how),
         Step(
             "read rounds",
-            rounds * (g.round_expected_s + RTT_S) + sum(rounds * (t.round_expected_s + RTT_S) for t in host),
-            f"{rounds} x (GPU round + RTT) + {rounds} x (host round + RTT)",
+            rounds * (g.round_expected_s + RTT_S) + sum(rounds * (host_round(t) + RTT_S) for t in host),
+            f"{rounds} x (GPU round {g.round_expected_s:.2f} + RTT) + {rounds} x (host round "
+            f"{sum(host_round(t) for t in host):.2f} + RTT; round_expected_s, hashing on the CPU: "
+            f"{sum(t.round_expected_s for t in host):.2f})",
         ),
         Step("bandwidth round", g.sweep_expected_s + RTT_S, "sweep_expected_s + RTT"),
     ]
