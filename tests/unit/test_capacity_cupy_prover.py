@@ -573,7 +573,8 @@ def test_the_host_fill_model_adds_with_one_lane_and_overlaps_with_two() -> None:
 def test_host_ram_is_touched_in_order_and_a_block_waits_only_for_its_own_pages() -> None:
     """Host RAM's first touch runs in the background in slices: a block's copy waits for its own
     slices only (slice 0 touched while slice 1 is held up), `touched` fires once every page is,
-    and a touch that fails raises in the waiting block instead of leaving it waiting."""
+    a touch that fails raises in the waiting block instead of leaving it waiting, and one cancelled
+    (a fill that failed) stops."""
     from gpuproof.protocol.capacity import cupy_prover
 
     hold = threading.Event()
@@ -604,6 +605,11 @@ def test_host_ram_is_touched_in_order_and_a_block_waits_only_for_its_own_pages()
         failing.wait(20, 10)
     with pytest.raises(MemoryError, match="no more pages"):
         failing.close()
+    hold.clear()  # a cancelled touch skips the slices not yet started and returns
+    cancelled = Held(np.full((40, 8), 7, dtype=np.int8), 10, lambda: calls.append(2))
+    threading.Timer(0.2, hold.set).start()
+    cancelled.cancel()
+    assert cancelled._pool is None and calls == [1]  # not reported as touched
 
 
 def test_an_h100s_plan_at_real_size_and_the_window_shrinking_to_fit() -> None:

@@ -1110,7 +1110,7 @@ class _Touch:
             with self._lock:
                 self._left -= 1
                 last = self._left == 0
-            if last:
+            if last and self._error is None:
                 self._touched()
 
     def wait(self, first: int, rows: int) -> None:
@@ -1120,6 +1120,16 @@ class _Touch:
                 self._events[k].wait()
         if self._error is not None:
             raise self._error
+
+    def cancel(self) -> None:
+        """The slices not yet started skipped, the threads gone (a fill that failed)."""
+        if self._error is None:
+            self._error = RuntimeError("host RAM's first touch was cancelled")
+        for event in self._events:
+            event.wait()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def close(self) -> None:
         """Every page touched (or the error raised), the threads gone."""
@@ -1759,16 +1769,23 @@ class CupyCapacityProver:
             if t.held is None:  # its pages first-touched in the background, in order, from now
                 t.touch = self._host_array(t, lambda: parts.setdefault("touched", since()))
                 t.held = t.touch.array
-        with ThreadPoolExecutor(max(1, len(gpu) + len(host))) as pool:
-            beside = {t.tp.target: pool.submit(host_fill, t) for t in host if plan.beside}
-            done = [(t, pool.submit(self._run_gpu, t)) for t in gpu]
-            for t, future in done:
-                roots = future.result()
-                t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
-            parts["gpu_done"] = since()
-            for t in host:
-                roots = beside[t.tp.target].result() if t.tp.target in beside else host_fill(t)
-                t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
+        try:
+            with ThreadPoolExecutor(max(1, len(gpu) + len(host))) as pool:
+                beside = {t.tp.target: pool.submit(host_fill, t) for t in host if plan.beside}
+                done = [(t, pool.submit(self._run_gpu, t)) for t in gpu]
+                for t, future in done:
+                    roots = future.result()
+                    t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
+                parts["gpu_done"] = since()
+                for t in host:
+                    roots = beside[t.tp.target].result() if t.tp.target in beside else host_fill(t)
+                    t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
+        except BaseException:
+            for t in host:  # a failed fill leaves no touch running
+                if t.touch is not None:
+                    t.touch.cancel()
+                    t.touch = None
+            raise
         return CapacityCommitment(
             machine_id=self.machine_id,
             challenge_id=self.challenge_id,
