@@ -68,7 +68,7 @@ stages c+1..L (the host fill's pass 2 with w = 2^H); at most one window per walk
 recomputed. A GPU's windows shrink (`_gpu_window`: slabs at bit-reversed positions, so stage l runs
 over the one contiguous range of 2^(L-l+1) slabs still needed); its c is the cheapest (c N +
 `window_row_stages`) whose window fits `window_bytes` (1 GiB, halved while the plan does not
-fit): for an H100, c = 12 and 13.8 N row-stages instead of the fill's 27 N, no layer hashed
+fit): for an H100, c = 13 and 13.9 N row-stages instead of the fill's 27 N, no layer hashed
 whole; host RAM's c is its block height (21.1 N of 29 N at 256 GiB), its windows whole, its
 recompute crossing PCIe only with the windows' slabs (~1.7% of the fill, twice).
 The buffer ends holding X_c (nothing reads X_L after the openings).
@@ -207,7 +207,7 @@ def recompute_row_stages(
 ) -> int:
     """Row-stages the openings' recompute computes: stages 1..c (c = min(split, last)) over every
     row, then stages c+1..last in each window of 2^(L - c) slabs of 2^height rows: every stage over
-    the whole window (host RAM), or, `shrinking` (a GPU, `_gpu_windows`), stage l over the
+    the whole window (host RAM), or, `shrinking` (a GPU, `_gpu_window`), stage l over the
     2^(L - l + 1) slabs one walk still needs, half as many each stage."""
     c = min(split, last)
     cost = c * n_rows
@@ -238,7 +238,7 @@ def window_keys(
 
 
 def shrinking_ranges(wanted: Sequence[tuple[int, int]], split: int, stage: int) -> list[int]:
-    """The ranges stage `stage` (> split) computes in a GPU window (`_gpu_windows`): one per value
+    """The ranges stage `stage` (> split) computes in a GPU window (`_gpu_window`): one per value
     of the low j = stage - 1 - split bits of the slab index (row >> split) among the rows wanted at
     layers >= stage; each range is the 2^(L - stage + 1) slabs with those low bits."""
     j = stage - 1 - split
