@@ -55,7 +55,6 @@ from gpuproof.protocol.capacity.params import (
     HOST_HASH_BYTES_PER_S,
     HOST_LINK_BYTES_PER_S,
     HOST_ROWS_PER_S,
-    derive_capacity_params,
     fill_seconds,
 )
 from gpuproof.reference import reference_table
@@ -106,18 +105,7 @@ def estimate(
     claim = make_claim(model, gpus, allow_cpu_backend=False)
     proof = max(p.expected_s for p in proof_params_for(claim))
     host_bytes = host_gib * 2**30 if host_gib else None
-    params: CapacityParams | None = (
-        capacity_params_for(claim, host_bytes)
-        if hash_bytes_per_s == GPU_HASH_BYTES_PER_S
-        else derive_capacity_params(
-            gpu_count=gpus,
-            mem_gb=ref.mem_gb,
-            rate_tops=ref.expected_int8_tops,
-            bandwidth_gbs=ref.mem_bw_gbs,
-            host_ram_bytes=host_bytes,
-            hash_bytes_per_s=hash_bytes_per_s,
-        )
-    )
+    params: CapacityParams | None = capacity_params_for(claim, host_bytes, hash_bytes_per_s=hash_bytes_per_s)
     assert params is not None
     gpu = [t for t in params.targets if not t.is_host]
     host = [t for t in params.targets if t.is_host]

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gpuproof.protocol.capacity import CapacityParams, derive_capacity_params
-from gpuproof.protocol.capacity.params import cpu_capacity_params
+from gpuproof.protocol.capacity.params import GPU_HASH_BYTES_PER_S, cpu_capacity_params
 from gpuproof.protocol.proof import ProofParams, codes, derive_params
 from gpuproof.protocol.proof.params import EPILOGUE_FRACTION, SETUP_S
 from gpuproof.protocol.reasons import Reason
@@ -219,11 +219,15 @@ def verified_claim(verification: Mapping[str, Any]) -> Claim:
     return claim_of(doc)
 
 
-def capacity_params_for(claim: Claim, host_ram_bytes: int | None = None) -> CapacityParams | None:
+def capacity_params_for(
+    claim: Claim, host_ram_bytes: int | None = None, *, hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S
+) -> CapacityParams | None:
     """The capacity phase (docs/protocol.md §17) this claim gets: every claimed GPU fills 90% of the
     claimed model's VRAM, sized from its reference row (memory, bandwidth, expected int8 rate), and
     host RAM when a RAM figure is claimed. A CPU claim (accepted only where ALLOW_CPU_BACKEND) gets
-    the fixed test-size phase `cpu_capacity_params` (no VRAM; the wiring end to end)."""
+    the fixed test-size phase `cpu_capacity_params` (no VRAM; the wiring end to end).
+    `hash_bytes_per_s` (device SHA-256 per GPU) differs from the service's only in what-if
+    estimates (scripts/probe_estimate.py)."""
     if claim.cpu:
         return cpu_capacity_params()
     ref = claim.reference
@@ -237,4 +241,5 @@ def capacity_params_for(claim: Claim, host_ram_bytes: int | None = None) -> Capa
         rate_tops=ref.expected_int8_tops,
         bandwidth_gbs=ref.mem_bw_gbs,
         host_ram_bytes=host_ram_bytes,
+        hash_bytes_per_s=hash_bytes_per_s,
     )
