@@ -35,6 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sha_static import BlockCounts
 
 from gpuproof.claim import capacity_params_for, make_claim, proof_params_for
 from gpuproof.protocol.capacity import CapacityParams, CapacityTargetParams, wire
@@ -66,6 +69,13 @@ UPLOAD_BYTES_PER_S = 40e6  # the openings' upload to S3 (estimate: a 320 Mbit/s 
 BLOCK_OVERHEAD_S = 1e-3  # one spotted block: a few launches and copies (estimate)
 FREE_RESERVE = 1 << 30  # of a card's memory, held by the CUDA context and the driver (estimate)
 LIKELY_HASH_BYTES_PER_S = 15e9 * 64  # 15 G compressions/s: hashcat-class kernels (what-if only)
+# Device SHA-256 over a fill's rows of d bytes (leaves and their tree's nodes), derived from the
+# executor's kernels as built for sm_90 by NVRTC and ptxas 12.9.86: `python scripts/sha_static.py`
+# counted these instructions (2026-12-03; docs/measurements.md); the rates follow from its model
+# (instructions x 132 SMs x 64 integer lanes x 1.98 GHz x 0.70). ESTIMATES until
+# `scripts/gpu_check.sh` measures them.
+SHA_COUNTS = BlockCounts(compression=1400, block=1448, head_block=1416, edge_block=2576)
+DERIVED_HASH_BYTES_PER_S = {d: SHA_COUNTS.row_bytes_per_s(d) for d in (512, 1024)}
 HOST_TOUCH_BYTES_PER_S = 32e9  # host RAM's first touch, 16 threads at ~2 GB/s each (estimate)
 
 
@@ -96,16 +106,24 @@ def _recompute_fraction(tp: CapacityTargetParams, height: int, split: int | None
 
 
 def estimate(
-    model: str = MODEL, gpus: int = 8, host_gib: int = 256, hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S
+    model: str = MODEL,
+    gpus: int = 8,
+    host_gib: int = 256,
+    hash_bytes_per_s: float = DERIVED_HASH_BYTES_PER_S[1024],
+    host_hash_bytes_per_s: float | None = DERIVED_HASH_BYTES_PER_S[512],
 ) -> list[Step]:
-    """The steps at the service's parameters; another device SHA-256 rate (`hash_bytes_per_s` per
-    GPU) re-derives them at that rate (a what-if: the service derives at GPU_HASH_BYTES_PER_S)."""
+    """The steps, with the parameters re-derived at the device SHA-256 rates given (per GPU: over
+    the GPU fills' rows, over host RAM's; default the rates derived from the kernels' code,
+    DERIVED_HASH_BYTES_PER_S). The service derives its deadlines at GPU_HASH_BYTES_PER_S."""
+    host_hash = host_hash_bytes_per_s or hash_bytes_per_s
     ref = next(m for m in reference_table() if m.model == model)
     assert ref.expected_int8_tops and ref.mem_bw_gbs, model
     claim = make_claim(model, gpus, allow_cpu_backend=False)
     proof = max(p.expected_s for p in proof_params_for(claim))
     host_bytes = host_gib * 2**30 if host_gib else None
-    params: CapacityParams | None = capacity_params_for(claim, host_bytes, hash_bytes_per_s=hash_bytes_per_s)
+    params: CapacityParams | None = capacity_params_for(
+        claim, host_bytes, hash_bytes_per_s=hash_bytes_per_s, host_hash_bytes_per_s=host_hash
+    )
     assert params is not None
     gpu = [t for t in params.targets if not t.is_host]
     host = [t for t in params.targets if t.is_host]
@@ -121,7 +139,7 @@ def estimate(
         rates = dict(
             rate_tops=ref.expected_int8_tops * gpus,
             bandwidth_gbs=ref.mem_bw_gbs * gpus,
-            hash_bytes_per_s=hash_bytes_per_s * gpus,
+            hash_bytes_per_s=host_hash * gpus,
         )
         touch = t.fill_bytes / HOST_TOUCH_BYTES_PER_S  # from the fill's start, in the background
         lanes = f"{plan.host_lanes} lane{'s' if plan.host_lanes > 1 else ''}"
@@ -151,7 +169,7 @@ def estimate(
         return (
             t.samples / HOST_ROWS_PER_S
             + sampled / (HOST_LINK_BYTES_PER_S * gpus)
-            + sampled / (hash_bytes_per_s * gpus)
+            + sampled / (host_hash * gpus)
         )
 
     steps = [
@@ -217,11 +235,17 @@ def main() -> None:
     for s in steps:
         print(f"| {s.name} | {s.seconds:.1f} | {s.how} |")
     print(f"| **total** | **{sum(s.seconds for s in steps):.1f}** | |")
-    likely = sum(s.seconds for s in estimate(MODEL, gpus, host_gib, LIKELY_HASH_BYTES_PER_S))
+    gpu_rate, host_rate = DERIVED_HASH_BYTES_PER_S[1024], DERIVED_HASH_BYTES_PER_S[512]
     print(
-        f"\nWhat if device SHA-256 ran at {LIKELY_HASH_BYTES_PER_S / 1e12:.2f} TB/s (hashcat-class, "
-        f"docs/benchmarks.md) instead of {GPU_HASH_BYTES_PER_S / 1e9:.0f} GB/s: total {likely:.1f} s"
+        f"\nDevice SHA-256 above: {gpu_rate / 1e9:.0f} GB/s over 1024-byte rows, {host_rate / 1e9:.0f} GB/s "
+        "over 512-byte rows (derived from the kernels' code: scripts/sha_static.py)."
     )
+    for label, rate in (
+        ("the deadlines' pessimistic rate", GPU_HASH_BYTES_PER_S),
+        ("hashcat-class (docs/benchmarks.md)", LIKELY_HASH_BYTES_PER_S),
+    ):
+        total = sum(s.seconds for s in estimate(MODEL, gpus, host_gib, rate, rate))
+        print(f"At {rate / 1e9:.0f} GB/s for every row ({label}): total {total:.1f} s")
 
 
 if __name__ == "__main__":

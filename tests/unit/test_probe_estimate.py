@@ -30,9 +30,24 @@ def test_the_docs_table_is_the_scripts_output(estimate: ModuleType) -> None:
     for step in steps:
         assert f"| {step.name} | {step.seconds:.1f} |" in doc, step.name
     assert f"| **total** | **{sum(s.seconds for s in steps):.1f}** |" in doc
-    likely = estimate.estimate(hash_bytes_per_s=estimate.LIKELY_HASH_BYTES_PER_S)
-    assert f"the same model gives **{sum(s.seconds for s in likely):.1f} s**" in doc
-    assert sum(s.seconds for s in likely) < sum(s.seconds for s in steps)
+    total = sum(s.seconds for s in steps)
+    slow = estimate.estimate(hash_bytes_per_s=estimate.GPU_HASH_BYTES_PER_S, host_hash_bytes_per_s=None)
+    fast = estimate.estimate(hash_bytes_per_s=estimate.LIKELY_HASH_BYTES_PER_S, host_hash_bytes_per_s=None)
+    assert f"the deadlines' 256 GB/s: **{sum(s.seconds for s in slow):.1f} s**" in doc
+    assert f"the same model gives **{sum(s.seconds for s in fast):.1f} s**" in doc
+    assert sum(s.seconds for s in fast) < total < sum(s.seconds for s in slow)
+
+
+@pytest.mark.parametrize("d", [8, 64, 128, 512, 1000, 1024, 4096])
+def test_the_derived_hash_rate_counts_every_block_sha256_hashes(estimate: ModuleType, d: int) -> None:
+    """BlockCounts.per_row: a leaf's blocks are those SHA-256 pads 0x00 || d bytes to, a node's
+    those of 0x01 || 64 bytes (counted with unit costs per kind of block)."""
+    blocks = (1 + d + 8) // 64 + 1  # SHA-256's padding: 0x80, zeros, 8 length bytes
+    counts = estimate.BlockCounts(compression=1, block=1, head_block=1, edge_block=1)
+    assert counts.per_row(d) == blocks + 2
+    heads = estimate.BlockCounts(compression=1, block=0, head_block=1, edge_block=0)
+    assert heads.per_row(d) == (2 if d >= 64 else 1)  # the leaf's (64 bytes and more) and the node's
+    assert estimate.DERIVED_HASH_BYTES_PER_S[1024] == estimate.SHA_COUNTS.row_bytes_per_s(1024)
 
 
 def test_the_recompute_is_cheaper_than_the_fill_and_grows_with_host_ram(estimate: ModuleType) -> None:

@@ -220,14 +220,18 @@ def verified_claim(verification: Mapping[str, Any]) -> Claim:
 
 
 def capacity_params_for(
-    claim: Claim, host_ram_bytes: int | None = None, *, hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S
+    claim: Claim,
+    host_ram_bytes: int | None = None,
+    *,
+    hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S,
+    host_hash_bytes_per_s: float | None = None,
 ) -> CapacityParams | None:
     """The capacity phase (docs/protocol.md §17) this claim gets: every claimed GPU fills 90% of the
     claimed model's VRAM, sized from its reference row (memory, bandwidth, expected int8 rate), and
     host RAM when a RAM figure is claimed. A CPU claim (accepted only where ALLOW_CPU_BACKEND) gets
     the fixed test-size phase `cpu_capacity_params` (no VRAM; the wiring end to end).
-    `hash_bytes_per_s` (device SHA-256 per GPU) differs from the service's only in what-if
-    estimates (scripts/probe_estimate.py)."""
+    `hash_bytes_per_s` (device SHA-256 per GPU; `host_hash_bytes_per_s` over host RAM's rows)
+    differs from the service's only in what-if estimates (scripts/probe_estimate.py)."""
     if claim.cpu:
         return cpu_capacity_params()
     ref = claim.reference
@@ -242,4 +246,5 @@ def capacity_params_for(
         bandwidth_gbs=ref.mem_bw_gbs,
         host_ram_bytes=host_ram_bytes,
         hash_bytes_per_s=hash_bytes_per_s,
+        host_hash_bytes_per_s=host_hash_bytes_per_s,
     )

@@ -1,6 +1,6 @@
 """CUDA source of the capacity phase's GPU executor (`cupy_prover.py`); also compiles as C++ on a host.
 
-Appended to the proof's SHA-256 source (`proof/sha256_kernels.py`: K256, rotr32, sha256_prefixed)
+Appended to the proof's SHA-256 source (`proof/sha256_kernels.py`: K256, sha256_join, sha256_prefixed)
 and its SHAKE-128 row source (`proof/shake_kernels.py`: `seeded_rows`, which maps bytes to
 (b mod q) - q//2 and so makes X_0 and B of `fill.gen_rows` with q = 251). Kernels, one thread each:
 
@@ -43,38 +43,6 @@ typedef signed char cs8_t;
 #define CAP_MAX_HEIGHT 10
 #define CAP_HEAD 128
 
-/* out = SHA-256(head[0..hlen) || data[0..dlen)) */
-__device__ void cap_sha256_join(const u8_t* head, u32_t hlen, const u8_t* data, u64_t dlen, u8_t* out) {
-  u32_t st[8] = {0x6a09e667u,0xbb67ae85u,0x3c6ef372u,0xa54ff53au,
-                 0x510e527fu,0x9b05688cu,0x1f83d9abu,0x5be0cd19u};
-  u64_t total = (u64_t)hlen + dlen;
-  u64_t nblocks = (total + 8ull) / 64ull + 1ull;
-  u64_t end = nblocks * 64ull;
-  u64_t bits = total * 8ull;
-  u32_t w[64];
-  for (u64_t b = 0; b < nblocks; ++b) {
-    for (int t = 0; t < 16; ++t) {
-      u32_t word = 0u;
-      for (int k = 0; k < 4; ++k) {
-        u64_t j = b * 64ull + 4ull * (u64_t)t + (u64_t)k;
-        u32_t byte;
-        if (j < hlen) byte = head[j];
-        else if (j < total) byte = data[j - hlen];
-        else if (j == total) byte = 0x80u;
-        else if (j >= end - 8ull) byte = (u32_t)((bits >> (8ull * (end - 1ull - j))) & 0xffull);
-        else byte = 0u;
-        word = (word << 8) | byte;
-      }
-      w[t] = word;
-    }
-    sha256_block(st, w);
-  }
-  for (int k = 0; k < 8; ++k) {
-    out[4*k] = (u8_t)(st[k] >> 24); out[4*k+1] = (u8_t)(st[k] >> 16);
-    out[4*k+2] = (u8_t)(st[k] >> 8); out[4*k+3] = (u8_t)st[k];
-  }
-}
-
 /* head || u32le(item) into h (hlen + 4 <= CAP_HEAD) */
 __device__ u32_t cap_head(const u8_t* head, u32_t hlen, u32_t item, u8_t* h) {
   for (u32_t q = 0; q < hlen; ++q) h[q] = head[q];
@@ -86,7 +54,7 @@ __device__ u64_t cap_sample_row(const u8_t* head, u32_t hlen, u32_t item, u64_t 
   u8_t h[CAP_HEAD];
   u8_t digest[32];
   u32_t len = cap_head(head, hlen, item, h);
-  cap_sha256_join(h, len, h, 0ull, digest);
+  sha256_join(h, len, h, 0ull, digest);
   u64_t r = 0ull;
   for (int q = 0; q < 8; ++q) r |= ((u64_t)digest[q]) << (8 * q);
   return r % n;
@@ -144,7 +112,7 @@ extern "C" __global__ void cap_subtree(const u8_t* rows, u32_t row_bytes, u64_t 
   u8_t stack[CAP_MAX_HEIGHT + 1][32];
   u32_t level[CAP_MAX_HEIGHT + 1];
   u8_t cur[32];
-  u8_t pair[64];
+  alignas(16) u8_t pair[64];
   int sp = 0;
   u64_t width = 1ull << height;
   for (u64_t j = 0; j < width; ++j) {
@@ -173,7 +141,7 @@ extern "C" __global__ void cap_nodes(const u8_t* children, u64_t m, const u8_t* 
     sha256_prefixed(1u, children + 64ull * k, 64u, out + 32ull * k);
     return;
   }
-  u8_t pair[64];
+  alignas(16) u8_t pair[64];
   for (int q = 0; q < 32; ++q) { pair[q] = children[64ull * k + (u64_t)q]; pair[32 + q] = empty[q]; }
   sha256_prefixed(1u, pair, 64u, out + 32ull * k);
 }
@@ -187,7 +155,7 @@ extern "C" __global__ void cap_answer_rows(const u8_t* head, u32_t hlen, const c
   u64_t start = t * chunk;
   u64_t stop = start + chunk;
   if (stop > v) stop = v;
-  cap_sha256_join(h, len, (const u8_t*)(buf + start * d), (stop - start) * d, out + 32ull * t);
+  sha256_join(h, len, (const u8_t*)(buf + start * d), (stop - start) * d, out + 32ull * t);
 }
 
 extern "C" __global__ void cap_sample_rows(const u8_t* head, u32_t hlen, u32_t first_item, u64_t items,
@@ -206,7 +174,7 @@ extern "C" __global__ void cap_answer_sampled(const u8_t* answer_head, u32_t ale
   u64_t row = cap_sample_row(sample_head, slen, item, n);
   u8_t h[CAP_HEAD];
   u32_t len = cap_head(answer_head, alen, item, h);
-  cap_sha256_join(h, len, (const u8_t*)(buf + row * d), d, out + 32ull * t);
+  sha256_join(h, len, (const u8_t*)(buf + row * d), d, out + 32ull * t);
 }
 
 /* The bandwidth round's fingerprints (sweep.fingerprints): out[i][j] = (X[i] . R[:, j]) mod 251 as

@@ -242,9 +242,11 @@ def derive_capacity_params(
     host_ram_bytes: int | None,
     rounds: int = ROUNDS,
     hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S,
+    host_hash_bytes_per_s: float | None = None,
 ) -> CapacityParams:
     """The GPU-size phase for `gpu_count` GPUs of one model (mem_gb GiB each) and the claimed RAM
-    (`hash_bytes_per_s`: device SHA-256 per GPU; another figure only for what-if estimates)."""
+    (`hash_bytes_per_s`: device SHA-256 per GPU, over the GPU fills' rows; `host_hash_bytes_per_s`
+    over host RAM's shorter rows, None: the same; other figures only for what-if estimates)."""
     targets = [
         gpu_target(
             i,
@@ -262,7 +264,7 @@ def derive_capacity_params(
                 host_ram_bytes,
                 fill_rate_tops=rate_tops * gpus,
                 fill_bandwidth_gbs=bandwidth_gbs * gpus,
-                fill_hash_bytes_per_s=hash_bytes_per_s * gpus,
+                fill_hash_bytes_per_s=(host_hash_bytes_per_s or hash_bytes_per_s) * gpus,
                 link_bytes_per_s=HOST_LINK_BYTES_PER_S * gpus,
             )
         )
