@@ -377,6 +377,34 @@ def _capacity_model(cp: Any) -> tuple[str, float, float, bool]:
     return model, ref.expected_int8_tops, ref.mem_bw_gbs, True
 
 
+TREE_RATE_ROWS = 1 << 22  # 4 GiB of 1024-byte rows: long enough to time, small beside a fill
+
+
+def _tree_rate(cp: Any, runtime: Any, gpu: Any) -> dict[str, Any]:
+    """Device SHA-256 as the fill uses it: one layer's tree (`cap_subtree` leaves at height 4, then
+    `cap_nodes` up to the root) over rows of the GPU target's d, timed on GPU 0 before the fill, beside
+    the rate scripts/sha_static.py derives from the kernels' instructions (what the estimate uses)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from sha_static import RECORDED
+
+    rows, d = min(gpu.n_rows, TREE_RATE_ROWS), gpu.d
+    top = max(1, (rows - 1).bit_length())
+
+    def work(g: Any) -> list[float]:
+        buf = cp.ones((rows, d), dtype=cp.int8)  # SHA-256's time does not depend on the bytes
+        seconds = _cupy_timer(cp, lambda: g.tree(buf, rows, top), lambda: None)
+        return seconds
+
+    seconds = runtime.on(0, work)
+    cp.get_default_memory_pool().free_all_blocks()
+    return {
+        "rows": rows,
+        "d": d,
+        "row_bytes_per_s": _stats([rows * d / s for s in seconds]),
+        "derived_row_bytes_per_s": RECORDED.row_bytes_per_s(d),  # sm_90 instructions, x 0.70 of peak
+    }
+
+
 def _host_model(host: Any, layout: Any, lanes: int, rate: float, bandwidth: float) -> float:
     """`host_fill_seconds` on this one GPU at the params' own rates."""
     from gpuproof.protocol.capacity.cupy_prover import host_fill_seconds
@@ -557,6 +585,8 @@ def capacity(
     runtime.prepare(
         [0], plan.lane_ids
     )  # kernels built, cuBLAS warmed: outside the timed fill, as the probe does
+    result["tree_rate"] = _tree_rate(cp, runtime, gpu)
+    save("tree rate")
     key = SigningKey.generate()
     nonce = secrets.token_bytes(32)
     prover = CupyCapacityProver(nonce, key.public_hex, "gpu-check", params, runtime=runtime, options=options)

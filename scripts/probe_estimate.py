@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sha_static import BlockCounts
+from sha_static import RECORDED
 
 from gpuproof.claim import capacity_params_for, make_claim, proof_params_for
 from gpuproof.protocol.capacity import CapacityParams, CapacityTargetParams, wire
@@ -70,11 +70,11 @@ BLOCK_OVERHEAD_S = 1e-3  # one spotted block: a few launches and copies (estimat
 FREE_RESERVE = 1 << 30  # of a card's memory, held by the CUDA context and the driver (estimate)
 LIKELY_HASH_BYTES_PER_S = 15e9 * 64  # 15 G compressions/s: hashcat-class kernels (what-if only)
 # Device SHA-256 over a fill's rows of d bytes (leaves and their tree's nodes), derived from the
-# executor's kernels as built for sm_90 by NVRTC and ptxas 12.9.86: `python scripts/sha_static.py`
-# counted these instructions (2026-12-03; docs/measurements.md); the rates follow from its model
-# (instructions x 132 SMs x 64 integer lanes x 1.98 GHz x 0.70). ESTIMATES until
-# `scripts/gpu_check.sh` measures them.
-SHA_COUNTS = BlockCounts(compression=1400, block=1448, head_block=1416, edge_block=2576)
+# executor's kernels as built for sm_90 by NVRTC and ptxas 12.9.86: the instructions
+# `python scripts/sha_static.py` counted (its RECORDED, 2026-12-03; docs/measurements.md) under its
+# model (x 132 SMs x 64 integer lanes x 1.98 GHz x 0.70). ESTIMATES until `scripts/gpu_check.sh`
+# measures them.
+SHA_COUNTS = RECORDED
 DERIVED_HASH_BYTES_PER_S = {d: SHA_COUNTS.row_bytes_per_s(d) for d in (512, 1024)}
 HOST_TOUCH_BYTES_PER_S = 32e9  # host RAM's first touch, 16 threads at ~2 GB/s each (estimate)
 

@@ -81,6 +81,10 @@ class BlockCounts:
         return self.instructions_per_s() / self.compression
 
 
+# This script's counts on 2026-12-03 (NVRTC + ptxas 12.9.86; docs/measurements.md), what the
+# estimates use (scripts/probe_estimate.py) and gpu_check compares its measured rate with.
+RECORDED = BlockCounts(compression=1400, block=1448, head_block=1416, edge_block=2576)
+
 PROBES = r"""
 #ifdef __CUDACC__
 extern "C" __global__ void probe_c1(const u32_t* in, u32_t* out) {

@@ -129,6 +129,9 @@ def test_capacity_stage_runs_the_gpu_prover_end_to_end_on_the_double(
     assert all(c["fill_s"] > 0 and c["model_s"] > 0 for c in check)
     assert check[1]["model_s"] <= check[0]["model_s"]  # equal for a one-block host fill (no overlap)
     assert cap["copy_d2d"]["median"] > 0
+    tree = cap["tree_rate"]  # one layer's tree timed beside the rate derived from the instructions
+    assert tree["rows"] == cap["n_rows"] and tree["d"] == 32
+    assert tree["row_bytes_per_s"]["median"] > 0 and tree["derived_row_bytes_per_s"] > 0
     line = capsys.readouterr().out
     assert line.startswith(f"capacity: {cap['n_rows']} rows x 32") and "checks accepted" in line
 

@@ -43,9 +43,9 @@ def test_the_derived_hash_rate_counts_every_block_sha256_hashes(estimate: Module
     """BlockCounts.per_row: a leaf's blocks are those SHA-256 pads 0x00 || d bytes to, a node's
     those of 0x01 || 64 bytes (counted with unit costs per kind of block)."""
     blocks = (1 + d + 8) // 64 + 1  # SHA-256's padding: 0x80, zeros, 8 length bytes
-    counts = estimate.BlockCounts(compression=1, block=1, head_block=1, edge_block=1)
+    counts = type(estimate.SHA_COUNTS)(compression=1, block=1, head_block=1, edge_block=1)
     assert counts.per_row(d) == blocks + 2
-    heads = estimate.BlockCounts(compression=1, block=0, head_block=1, edge_block=0)
+    heads = type(estimate.SHA_COUNTS)(compression=1, block=0, head_block=1, edge_block=0)
     assert heads.per_row(d) == (2 if d >= 64 else 1)  # the leaf's (64 bytes and more) and the node's
     assert estimate.DERIVED_HASH_BYTES_PER_S[1024] == estimate.SHA_COUNTS.row_bytes_per_s(1024)
 
