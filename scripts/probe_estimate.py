@@ -111,10 +111,13 @@ def estimate(
     host_gib: int = 256,
     hash_bytes_per_s: float = DERIVED_HASH_BYTES_PER_S[1024],
     host_hash_bytes_per_s: float | None = DERIVED_HASH_BYTES_PER_S[512],
+    commit_stride: int = 1,
 ) -> list[Step]:
     """The steps, with the parameters re-derived at the device SHA-256 rates given (per GPU: over
     the GPU fills' rows, over host RAM's; default the rates derived from the kernels' code,
-    DERIVED_HASH_BYTES_PER_S). The service derives its deadlines at GPU_HASH_BYTES_PER_S."""
+    DERIVED_HASH_BYTES_PER_S). The service derives its deadlines at GPU_HASH_BYTES_PER_S, every
+    layer committed (`commit_stride` 2, every other layer, is a what-if: the service does not
+    issue it yet)."""
     host_hash = host_hash_bytes_per_s or hash_bytes_per_s
     ref = next(m for m in reference_table() if m.model == model)
     assert ref.expected_int8_tops and ref.mem_bw_gbs, model
@@ -122,7 +125,11 @@ def estimate(
     proof = max(p.expected_s for p in proof_params_for(claim))
     host_bytes = host_gib * 2**30 if host_gib else None
     params: CapacityParams | None = capacity_params_for(
-        claim, host_bytes, hash_bytes_per_s=hash_bytes_per_s, host_hash_bytes_per_s=host_hash
+        claim,
+        host_bytes,
+        hash_bytes_per_s=hash_bytes_per_s,
+        host_hash_bytes_per_s=host_hash,
+        commit_stride=commit_stride,
     )
     assert params is not None
     gpu = [t for t in params.targets if not t.is_host]
@@ -148,7 +155,7 @@ def estimate(
             own = host_fill_seconds(
                 t, plan.host, gpus, plan.host_lanes, link_bytes_per_s=link, touch_s=touch, **rates
             )
-            kernels = fill_seconds(t.n_rows, t.d, **rates)
+            kernels = fill_seconds(t.n_rows, t.d, **rates, commit_stride=t.commit_stride)
             fill = max(gpu_fill + kernels, own)
             fill_how = (
                 f"host RAM beside the GPU fill ({lanes} per GPU): max(GPU fill {gpu_fill:.2f} + host "
@@ -246,6 +253,8 @@ def main() -> None:
     ):
         total = sum(s.seconds for s in estimate(MODEL, gpus, host_gib, rate, rate))
         print(f"At {rate / 1e9:.0f} GB/s for every row ({label}): total {total:.1f} s")
+    strided = sum(s.seconds for s in estimate(MODEL, gpus, host_gib, commit_stride=2))
+    print(f"With every other layer committed (commit_stride 2, not issued yet): total {strided:.1f} s")
 
 
 if __name__ == "__main__":

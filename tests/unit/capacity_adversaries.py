@@ -37,6 +37,8 @@ from gpuproof.protocol.capacity.fill import (
     Rows,
     capacity_seed,
     leaf,
+    parent_rows,
+    parent_stage,
     partner,
     recentre,
     stage_perms,
@@ -288,27 +290,24 @@ def shaped_openings(
             for stage, at in zip(walk.stages, walk.rows, strict=True):
                 if steps:  # the row this walk went on to: one of the previous step's parents
                     prev = steps[-1]
-                    own = at == prev.row
-                    parent = prev.own_prev if own else prev.mate_prev
-                    assert parent is not None
-                    a_row, a_path = parent, prev.own_prev_path if own else prev.mate_prev_path
+                    k = parent_rows(prev.row, prev.stage, stage, tp.n_rows).index(at)
+                    a_row, a_path = prev.prev[k], prev.prev_paths[k]
                 else:
                     a_row, a_path = row(), digests(depth)
-                parents = stage > 1
+                below = parent_stage(stage, tp.commit_stride)
+                count = len(parent_rows(at, stage, below, tp.n_rows)) if below else 0
                 steps.append(
                     WalkStep(
                         stage=stage,
                         row=at,
                         a_row=a_row,
                         a_path=a_path,
-                        own_prev=row() if parents else None,
-                        own_prev_path=digests(depth) if parents else [],
-                        mate_prev=row() if parents else None,
-                        mate_prev_path=digests(depth) if parents else [],
+                        prev=[row() for _ in range(count)],
+                        prev_paths=[digests(depth) for _ in range(count)],
                     )
                 )
             opened_walks.append(WalkOpening(walk=walk.index, steps=steps))
-        layer_roots = [r.hex() for r in roots[tp.target]] if roots is not None else digests(tp.n_stages)
+        layer_roots = [r.hex() for r in roots[tp.target]] if roots is not None else digests(len(tp.committed))
         out.append(
             TargetOpenings(target=tp.target, roots=layer_roots, spots=opened_spots, walks=opened_walks)
         )
@@ -372,7 +371,9 @@ def known_draw_walks(
     walk's rows computed up from the regenerated X_0 along the walk, the parent a walk does not go
     on to random, the trees sparse (`sparse_tree`). An honest walk's content at any size without a
     fill: the bench and the real-size tests verify walks of an H100's shape with it."""
-    assert tp.walk_stages == tp.n_stages, "walks open every stage"
+    assert tp.walk_stages == tp.n_stages and tp.commit_stride == 1, (
+        "walks open every stage, every layer committed"
+    )
     fill = Fill(seed, tp.n_rows, tp.d)
     layers: list[dict[int, Rows]] = [{} for _ in range(tp.n_stages + 1)]
     perms: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = {}
@@ -406,23 +407,20 @@ def known_draw_walks(
         for layer in range(1, tp.n_stages + 1)
     ]
     roots = [root for root, _ in trees]
-    none = np.empty((0, 32), dtype=np.uint8)
     opened: dict[int, OpenedWalk] = {}
     for walk in walks:
         steps = []
         for stage, row in zip(walk.stages, walk.rows, strict=True):
             mate_row = partner(row, stage, tp.n_rows)
-            parents = stage > 1
+            parents = [row, mate_row] if stage > 1 else []
             steps.append(
                 OpenedStep(
                     stage=stage,
                     row=row,
                     a_row=layers[stage][row],
                     a_path=trees[stage - 1][1][row],
-                    own_prev=layers[stage - 1][row] if parents else None,
-                    own_prev_path=trees[stage - 2][1][row] if parents else none,
-                    mate_prev=layers[stage - 1][mate_row] if parents else None,
-                    mate_prev_path=trees[stage - 2][1][mate_row] if parents else none,
+                    prev=[layers[stage - 1][r] for r in parents],
+                    prev_paths=[trees[stage - 2][1][r] for r in parents],
                 )
             )
         opened[walk.index] = OpenedWalk(walk=walk.index, steps=steps)

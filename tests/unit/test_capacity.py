@@ -581,9 +581,9 @@ def test_a_walk_reports_only_its_first_failing_step() -> None:
             walk = t.walks[1]
             steps = list(walk.steps)
             step = steps[2]  # a step above stage 1 (walks open every stage; L > 3 here)
-            own = bytearray(bytes.fromhex(step.own_prev))
+            own = bytearray(bytes.fromhex(step.prev[0]))
             own[0] = (own[0] + 1) % 0x7D
-            steps[2] = step.model_copy(update={"own_prev": own.hex()})
+            steps[2] = step.model_copy(update={"prev": [own.hex(), *step.prev[1:]]})
             self.row = step.row
             walks = [*t.walks[:1], walk.model_copy(update={"steps": steps}), *t.walks[2:]]
             return [t.model_copy(update={"walks": walks}), *openings[1:]]
@@ -614,10 +614,10 @@ def test_walks_of_an_h100s_shape_pass_and_one_changed_row_fails_at_its_step() ->
     assert check_walks(seed, tp, roots, walks, got, rng, "t") == []
     walk = got[walks[5].index]
     step = walk.steps[9]
-    assert step.mate_prev is not None
-    changed = step.mate_prev.copy()
+    assert len(step.prev) == 2
+    changed = step.prev[1].copy()
     changed[3] = (int(changed[3]) + 126) % 251 - 125  # another in-range entry
-    steps = [*walk.steps[:9], replace(step, mate_prev=changed), *walk.steps[10:]]
+    steps = [*walk.steps[:9], replace(step, prev=[step.prev[0], changed]), *walk.steps[10:]]
     tampered = {**got, walk.walk: replace(walk, steps=steps)}
     reasons = check_walks(seed, tp, roots, walks, tampered, rng, "t")
     assert [(x.code, x.field) for x in reasons] == [

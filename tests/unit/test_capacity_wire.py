@@ -104,10 +104,9 @@ def same(a: OpenedTarget, b: OpenedTarget) -> bool:
         and len(v.steps) == len(w.steps)
         and all(
             (x.stage, x.row) == (y.stage, y.row)
-            and all(
-                eq(getattr(x, f), getattr(y, f))
-                for f in ("a_row", "a_path", "own_prev", "own_prev_path", "mate_prev", "mate_prev_path")
-            )
+            and all(eq(getattr(x, f), getattr(y, f)) for f in ("a_row", "a_path"))
+            and len(x.prev) == len(y.prev) == len(x.prev_paths) == len(y.prev_paths)
+            and all(eq(r, q) for r, q in zip(x.prev + x.prev_paths, y.prev + y.prev_paths, strict=True))
             for x, y in zip(v.steps, w.steps, strict=True)
         )
         for v, w in zip(a.walks, b.walks, strict=False)

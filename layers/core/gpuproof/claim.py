@@ -225,13 +225,14 @@ def capacity_params_for(
     *,
     hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S,
     host_hash_bytes_per_s: float | None = None,
+    commit_stride: int = 1,
 ) -> CapacityParams | None:
     """The capacity phase (docs/protocol.md §17) this claim gets: every claimed GPU fills 90% of the
     claimed model's VRAM, sized from its reference row (memory, bandwidth, expected int8 rate), and
     host RAM when a RAM figure is claimed. A CPU claim (accepted only where ALLOW_CPU_BACKEND) gets
     the fixed test-size phase `cpu_capacity_params` (no VRAM; the wiring end to end).
-    `hash_bytes_per_s` (device SHA-256 per GPU; `host_hash_bytes_per_s` over host RAM's rows)
-    differs from the service's only in what-if estimates (scripts/probe_estimate.py)."""
+    `hash_bytes_per_s` (device SHA-256 per GPU; `host_hash_bytes_per_s` over host RAM's rows) and
+    `commit_stride` differ from the service's only in what-if estimates (scripts/probe_estimate.py)."""
     if claim.cpu:
         return cpu_capacity_params()
     ref = claim.reference
@@ -247,4 +248,5 @@ def capacity_params_for(
         host_ram_bytes=host_ram_bytes,
         hash_bytes_per_s=hash_bytes_per_s,
         host_hash_bytes_per_s=host_hash_bytes_per_s,
+        commit_stride=commit_stride,
     )

@@ -103,6 +103,8 @@ from gpuproof.protocol.capacity.fill import (
     chain_value,
     gen_rows,
     leaf,
+    parent_rows,
+    parent_stage,
     partner,
     stage_perms,
     stage_rows,
@@ -197,9 +199,10 @@ def answer_tree_bytes(tp: CapacityTargetParams) -> int:
     return tree_bytes(tp.items, merkle.depth(tp.items), base=0) + 4 * MAX_HEAD_BYTES
 
 
-def kept_bytes(n_rows: int, n_stages: int, height: int) -> int:
-    """Every layer's tree nodes at `height`, kept from the fill for the openings."""
-    return n_stages * -(-n_rows // (1 << height)) * 32
+def kept_bytes(n_rows: int, layers: int, height: int) -> int:
+    """The committed layers' tree nodes at `height` (`layers` of them), kept from the fill for the
+    openings."""
+    return layers * -(-n_rows // (1 << height)) * 32
 
 
 def recompute_row_stages(
@@ -277,7 +280,12 @@ def host_fill_seconds(
     host fill to calibrate it."""
     n, d, top, c = tp.n_rows, tp.d, tp.n_stages, min(layout.block_log, tp.n_stages)
     compute = fill_seconds(
-        n, d, rate_tops=rate_tops, bandwidth_gbs=bandwidth_gbs, hash_bytes_per_s=hash_bytes_per_s
+        n,
+        d,
+        rate_tops=rate_tops,
+        bandwidth_gbs=bandwidth_gbs,
+        hash_bytes_per_s=hash_bytes_per_s,
+        commit_stride=tp.commit_stride,
     )
     crossing = n * d / link_bytes_per_s * (1 + FILL_OVERHEAD)
     blocks = -(-n // layout.block_rows)
@@ -469,7 +477,7 @@ def _kept_cost(tp: CapacityTargetParams, kept: int) -> int:
     """Device bytes that depend on H: the kept nodes, and a recomputed block of 2^H rows with its
     tree. A higher H saves memory only while the first term shrinks faster than the second grows."""
     h = gpu_kept_height(tp, kept)
-    return kept_bytes(tp.n_rows, tp.n_stages, h) + (1 << h) * (tp.d + 4)
+    return kept_bytes(tp.n_rows, len(tp.committed), h) + (1 << h) * (tp.d + 4)
 
 
 def window_rows(tp: CapacityTargetParams, window_bytes: int) -> int:
@@ -557,14 +565,16 @@ def _plan_for(
             layout = HostLayout.choose(
                 tp.n_rows, tp.n_stages, buffer_rows, options.host_block_rows, options.host_window_rows
             )
-            host_fill = tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, host_kept_height(layout, options))
+            host_fill = tp.fill_bytes + kept_bytes(
+                tp.n_rows, len(tp.committed), host_kept_height(layout, options)
+            )
             for k, dev in enumerate(host_devices):
                 step, answer = _host_working(tp, layout, group, k == 0, options, lanes)
                 host_working[dev] = max(host_working[dev], step)
                 later[dev] = max(later[dev], answer)
         else:
             dev = device_of(tp.target)
-            fills[dev] += tp.fill_bytes + kept_bytes(tp.n_rows, tp.n_stages, gpu_kept_height(tp, kept))
+            fills[dev] += tp.fill_bytes + kept_bytes(tp.n_rows, len(tp.committed), gpu_kept_height(tp, kept))
             step, after = _gpu_working(tp, group, kept, window_bytes)
             gpu_fill[dev] = max(gpu_fill[dev], step)
             later[dev] = max(later[dev], after)
@@ -1355,7 +1365,8 @@ class CupyCapacityProver:
 
     # -- fill -------------------------------------------------------------------------------------------
     def _run_gpu(self, t: _Target) -> dict[int, bytes]:
-        """A GPU target's fill: every layer's root, its nodes at kept_height kept on the device."""
+        """A GPU target's fill: every committed layer's root, its nodes at kept_height kept on the
+        device (a layer not committed is never hashed)."""
         assert t.device is not None
 
         def work(g: _Gpu) -> dict[int, bytes]:
@@ -1367,12 +1378,15 @@ class CupyCapacityProver:
             scratch = g.scratch(self._group(), n, d)
             roots: dict[int, bytes] = {}
             base = min(TREE_BASE_HEIGHT, top, t.kept_height)
+            committed = set(tp.committed)
             for stage in range(1, top + 1):
                 g.stage(
                     x, n, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=False), scratch, self._group()
                 )
                 if stage == 1:
                     self._check_stage1(g, t, x, 0, n)
+                if stage not in committed:
+                    continue  # not committed: never hashed
                 tree = g.tree(x, n, top, base)
                 roots[stage] = tree.root()
                 self._keep(g, t, tree, stage, [])
@@ -1580,8 +1594,8 @@ class CupyCapacityProver:
         self.runtime.all([(dev, release) for dev in self.host_devices], self._lanes())
 
     def _run_host(self, t: _Target) -> dict[int, bytes]:
-        """Host RAM's fill, out of core over every host device (module docstring); each layer's
-        nodes at kept_height kept in host memory."""
+        """Host RAM's fill, out of core over every host device (module docstring); each committed
+        layer's nodes at kept_height kept in host memory."""
         tp = t.tp
         n, top, h = tp.n_rows, tp.n_stages, t.kept_height
         layout = self._layout(tp)
@@ -1591,7 +1605,7 @@ class CupyCapacityProver:
         x: npt.NDArray[np.int8] = t.held
         touch = t.touch
         c_log, w_log = layout.block_log, layout.window_log
-        height = {s: (c_log if s <= c_log else w_log) for s in range(1, top + 1)}
+        height = {s: (c_log if s <= c_log else w_log) for s in tp.committed}
         level = {s: np.zeros((-(-n // 2 ** height[s]), 32), dtype=np.uint8) for s in height}
         t.kept.update({s: np.zeros((-(-n // 2**h), 32), dtype=np.uint8) for s in height})
         buffer = self._host_buffers(t, layout)
@@ -1608,6 +1622,8 @@ class CupyCapacityProver:
                 g.stage(buf, v, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=True), scratch, group)
                 if stage == 1 and b == 0:
                     self._check_stage1(g, t, buf, start, v)
+                if stage not in height:
+                    continue  # not committed: never hashed
                 tree = g.tree(buf, v, c_log, min(TREE_BASE_HEIGHT, h))
                 level[stage][b] = tree.top_nodes()[0]
                 self._keep(g, t, tree, stage, [(0, start >> h, -(-v // 2**h))])
@@ -1624,6 +1640,8 @@ class CupyCapacityProver:
             v = _load_window(buf, x, slabs, w, g.h2d)
             for stage in range(c_log + 1, top + 1):
                 self._window_stage(g, t, buf, v, c_log, w, stage, scratch, group)
+                if stage not in height:
+                    continue
                 tree = g.tree(buf, v, w_log, min(TREE_BASE_HEIGHT, h))
                 nodes = tree.top_nodes()
                 for k, (first, _rows) in enumerate(slabs):
@@ -1775,11 +1793,11 @@ class CupyCapacityProver:
                 done = [(t, pool.submit(self._run_gpu, t)) for t in gpu]
                 for t, future in done:
                     roots = future.result()
-                    t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
+                    t.roots = [roots[s] for s in t.tp.committed]
                 parts["gpu_done"] = since()
                 for t in host:
                     roots = beside[t.tp.target].result() if t.tp.target in beside else host_fill(t)
-                    t.roots = [roots[s] for s in range(1, t.tp.n_stages + 1)]
+                    t.roots = [roots[s] for s in t.tp.committed]
         except BaseException:
             for t in host:  # a failed fill leaves no touch running
                 if t.touch is not None:
@@ -1971,8 +1989,9 @@ class CupyCapacityProver:
             answer_paths.update({(r, item): path for item, path in zip(items, paths, strict=True)})
         want = self._wanted(tp, round_nonces, spots, walks)
         roots, opened = self._reopen_gpu(t, want) if t.device is not None else self._reopen_host(t, want)
+        committed = dict(zip(tp.committed, t.roots, strict=True))
         for stage, root in roots.items():
-            if root != t.roots[stage - 1]:
+            if root != committed[stage]:
                 raise RuntimeError(
                     f"target {tp.target}: the recomputed layer {stage} differs from the committed one"
                 )
@@ -2058,8 +2077,9 @@ class CupyCapacityProver:
         for walk in walks:
             for stage, row in zip(walk.stages, walk.rows, strict=True):
                 want[stage].add(row)
-                if stage > 1:
-                    want[stage - 1].update({row, partner(row, stage, tp.n_rows)})
+                below = parent_stage(stage, tp.commit_stride)
+                if below:
+                    want[below].update(parent_rows(row, stage, below, tp.n_rows))
         return dict(want)
 
     @staticmethod
@@ -2100,18 +2120,16 @@ class CupyCapacityProver:
 
         steps = []
         for stage, row in zip(walk.stages, walk.rows, strict=True):
-            mate = partner(row, stage, tp.n_rows)
-            first = stage == 1
+            below = parent_stage(stage, tp.commit_stride)
+            parents = parent_rows(row, stage, below, tp.n_rows) if below else []
             steps.append(
                 WalkStep(
                     stage=stage,
                     row=row,
                     a_row=row_hex(stage, row),
                     a_path=path_hex(stage, row),
-                    own_prev=None if first else row_hex(stage - 1, row),
-                    own_prev_path=[] if first else path_hex(stage - 1, row),
-                    mate_prev=None if first else row_hex(stage - 1, mate),
-                    mate_prev_path=[] if first else path_hex(stage - 1, mate),
+                    prev=[row_hex(below, i) for i in parents],
+                    prev_paths=[path_hex(below, i) for i in parents],
                 )
             )
         return WalkOpening(walk=walk.index, steps=steps)

@@ -99,7 +99,7 @@ def draw_spots(
 
 @dataclass(frozen=True)
 class Walk:
-    """Rows of one walk from stage L down: rows[j] is the row opened at stage L - j."""
+    """Rows of one walk at its committed stages, from L down: rows[j] is the row opened at stages[j]."""
 
     index: int
     stages: list[int]
@@ -108,9 +108,11 @@ class Walk:
 
 def draw_walks(commitment_bytes: bytes, secret: bytes, tp: CapacityTargetParams) -> list[Walk]:
     """Walk w: h = SHA-256(prefix || u32 w); start i_L = u64le(h[0:8]) mod N; at stage l the next row is
-    i_l (bit l-1 of u64le(h[8:16]) = 0) or p_l(i_l) (bit 1). Opens stages L .. L - walk_stages + 1."""
+    i_l (bit l-1 of u64le(h[8:16]) = 0) or p_l(i_l) (bit 1). Opens the committed stages among
+    L .. L - walk_stages + 1 (every stage, or every other: `commit_stride`), at the walk's rows."""
     prefix = _prefix(WALKS_DOMAIN, secret, commitment_bytes, tp.target)
     top = tp.n_stages
+    committed = set(tp.committed)
     walks = []
     for w in range(tp.walks):
         h = hashlib.sha256(prefix + u32(w)).digest()
@@ -118,8 +120,9 @@ def draw_walks(commitment_bytes: bytes, secret: bytes, tp: CapacityTargetParams)
         bits = int.from_bytes(h[8:16], "little")
         stages, rows = [], []
         for stage in range(top, top - tp.walk_stages, -1):
-            stages.append(stage)
-            rows.append(row)
+            if stage in committed:
+                stages.append(stage)
+                rows.append(row)
             if (bits >> (stage - 1)) & 1:
                 row = partner(row, stage, tp.n_rows)
         walks.append(Walk(w, stages, rows))

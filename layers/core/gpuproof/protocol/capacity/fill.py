@@ -91,6 +91,27 @@ def partners(n_rows: int, stage: int) -> npt.NDArray[np.intp]:
     return np.where(mates < n_rows, mates, rows)
 
 
+def committed_stages(n_stages: int, stride: int = 1) -> list[int]:
+    """The stages whose layers are committed (a root each, in this ascending order): L, L - stride,
+    ... down to the last >= 1 (docs/protocol.md §17.3). Stride 1: every layer."""
+    return list(range(n_stages, 0, -stride))[::-1]
+
+
+def parent_stage(stage: int, stride: int) -> int:
+    """The committed layer below `stage` a walk step opens (0: X_0, which the verifier regenerates)."""
+    return max(0, stage - stride)
+
+
+def parent_rows(row: int, stage: int, below: int, n_rows: int) -> list[int]:
+    """The rows of X_below that X_stage[row] depends on, in the order a walk step opens them: for
+    one stage [i, p_l(i)]; for two [i, p_{l-1}(i), p_l(i), p_{l-1}(p_l(i))] (each pair the parents
+    of one row of X_{l-1}, own first)."""
+    rows = [row]
+    for s in range(stage, below, -1):
+        rows = [r for q in rows for r in (q, partner(q, s, n_rows))]
+    return rows
+
+
 def recentre(c: npt.NDArray[np.float64] | npt.NDArray[np.int64], stage: int) -> Rows:
     return ((c.astype(np.int64) + stage) % Q - HALF).astype(np.int8)
 
@@ -122,7 +143,8 @@ def chain_start(seed: bytes) -> bytes:
 
 
 def chain_value(seed: bytes, roots: list[bytes]) -> bytes:
-    """H_0 = SHA-256(CHAIN_DOMAIN || seed); H_l = SHA-256(H_{l-1} || root_l); the value is H_L."""
+    """H_0 = SHA-256(CHAIN_DOMAIN || seed); H_k = SHA-256(H_{k-1} || root of the k-th committed
+    layer), ascending; the value is the last."""
     h = chain_start(seed)
     for root in roots:
         h = hashlib.sha256(h + root).digest()

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from gpuproof.protocol import limits as L
 from gpuproof.protocol.canonical import canonical_bytes
+from gpuproof.protocol.capacity.fill import committed_stages
 from gpuproof.protocol.keys import SigningKey, verify
 from gpuproof.protocol.limits import FiniteFloat
 from gpuproof.protocol.report import Hex64, Hex128, WireModel
@@ -54,6 +55,13 @@ class CapacityTargetParams(WireModel):
     round_expected_s: FiniteFloat = Field(gt=0)
     round_deadline_s: FiniteFloat = Field(gt=0)
     fill_expected_s: FiniteFloat = Field(gt=0)
+    commit_stride: int = Field(
+        1,
+        strict=True,
+        ge=1,
+        le=2,
+        description="layers committed: L, L - stride, ... (1: every layer; 2: every other, §17.3)",
+    )
     sweeps: int = Field(
         0, strict=True, ge=0, le=L.MAX_CAPACITY_SWEEPS, description="sweeps of the bandwidth round (0: none)"
     )
@@ -111,6 +119,11 @@ class CapacityTargetParams(WireModel):
     def n_stages(self) -> int:
         """L = ceil(log2 n_rows)."""
         return max(1, (self.n_rows - 1).bit_length())
+
+    @property
+    def committed(self) -> list[int]:
+        """The committed layers' stages, ascending (L always)."""
+        return committed_stages(self.n_stages, self.commit_stride)
 
     @property
     def proven_bytes(self) -> int:
@@ -220,17 +233,16 @@ class SpotOpening(WireModel):
 
 
 class WalkStep(WireModel):
-    """Stage l of a walk at row i: X_l[i], X_{l-1}[i], X_{l-1}[p_l(i)] with their paths (none at l = 1:
-    the verifier regenerates X_0)."""
+    """Committed stage l of a walk at row i: X_l[i] and the rows of the committed layer below that it
+    depends on (`fill.parent_rows`: X_{l-1}[i], X_{l-1}[p_l(i)] for one stage, four rows of X_{l-2}
+    for two), with their paths; none when the layer below is X_0 (the verifier regenerates it)."""
 
     stage: int = Field(strict=True, ge=1, le=L.MAX_MERKLE_DEPTH)
     row: int = Field(strict=True, ge=0, lt=L.MAX_CAPACITY_ROWS)
     a_row: RowEntries
     a_path: Path
-    own_prev: RowEntries | None = None
-    own_prev_path: Path = Field(default_factory=list)
-    mate_prev: RowEntries | None = None
-    mate_prev_path: Path = Field(default_factory=list)
+    prev: list[RowEntries] = Field(default_factory=list, max_length=4)
+    prev_paths: list[Path] = Field(default_factory=list, max_length=4)
 
 
 class WalkOpening(WireModel):

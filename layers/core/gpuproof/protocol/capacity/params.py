@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 from gpuproof.protocol import limits as L
+from gpuproof.protocol.capacity.fill import committed_stages
 from gpuproof.protocol.capacity.models import HOST_TARGET, CapacityParams, CapacityTargetParams
 from gpuproof.protocol.capacity.sweep import sweep_seconds
 
@@ -66,17 +67,18 @@ def fill_seconds(
     bandwidth_gbs: float | None,
     hash_bytes_per_s: float | None,
     link_bytes_per_s: float | None = None,
+    commit_stride: int = 1,
 ) -> float:
     """Expected seconds of one fill on the GPU executor (module docstring), the rates being the sum
     over the GPUs that compute it. A rate of None leaves its term out (test-size phases whose
-    modelled devices charge the GEMMs only)."""
+    modelled devices charge the GEMMs only). Only the committed layers are hashed."""
     fill = n_rows * d
     stages = max(1, (n_rows - 1).bit_length())
     seconds = fill_ops(n_rows, d) / (rate_tops * 1e12)
     if bandwidth_gbs is not None:
         seconds += stages * STAGE_TRAFFIC * fill / (BANDWIDTH_FRACTION * bandwidth_gbs * 1e9)
     if hash_bytes_per_s is not None:
-        seconds += stages * fill / hash_bytes_per_s
+        seconds += len(committed_stages(stages, commit_stride)) * fill / hash_bytes_per_s
     if link_bytes_per_s is not None:
         seconds += HOST_FILL_CROSSINGS * fill / link_bytes_per_s
     return seconds * (1 + FILL_OVERHEAD)
@@ -124,6 +126,7 @@ def gpu_target(
     tolerance: float = TOLERANCE,
     sweep_s: float = SWEEP_S,
     sweep_spots: int = SWEEP_SPOTS,
+    commit_stride: int = 1,
 ) -> CapacityTargetParams:
     n_rows = rows_for(claimed_bytes, d)
     fill_bytes = n_rows * d
@@ -155,9 +158,15 @@ def gpu_target(
         round_deadline_s=_up(expected * tolerance + network_allowance_s),
         fill_expected_s=_up(
             fill_seconds(
-                n_rows, d, rate_tops=rate_tops, bandwidth_gbs=bandwidth_gbs, hash_bytes_per_s=hash_bytes_per_s
+                n_rows,
+                d,
+                rate_tops=rate_tops,
+                bandwidth_gbs=bandwidth_gbs,
+                hash_bytes_per_s=hash_bytes_per_s,
+                commit_stride=commit_stride,
             )
         ),
+        commit_stride=commit_stride,
         sweeps=sweeps,
         sweep_spots=spots_swept,
         sweep_expected_s=sweep_expected,
@@ -180,6 +189,7 @@ def host_target(
     fill_bandwidth_gbs: float | None = None,
     fill_hash_bytes_per_s: float | None = None,
     link_bytes_per_s: float | None = None,
+    commit_stride: int = 1,
 ) -> CapacityTargetParams:
     """Host RAM: filled by the GPUs (all of them: `fill_rate_tops`, `fill_bandwidth_gbs`,
     `fill_hash_bytes_per_s` and `link_bytes_per_s` are their sums; None leaves a term out,
@@ -208,8 +218,10 @@ def host_target(
                 bandwidth_gbs=fill_bandwidth_gbs,
                 hash_bytes_per_s=fill_hash_bytes_per_s,
                 link_bytes_per_s=link_bytes_per_s,
+                commit_stride=commit_stride,
             )
         ),
+        commit_stride=commit_stride,
     )
 
 
@@ -243,10 +255,12 @@ def derive_capacity_params(
     rounds: int = ROUNDS,
     hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S,
     host_hash_bytes_per_s: float | None = None,
+    commit_stride: int = 1,
 ) -> CapacityParams:
     """The GPU-size phase for `gpu_count` GPUs of one model (mem_gb GiB each) and the claimed RAM
     (`hash_bytes_per_s`: device SHA-256 per GPU, over the GPU fills' rows; `host_hash_bytes_per_s`
-    over host RAM's shorter rows, None: the same; other figures only for what-if estimates)."""
+    over host RAM's shorter rows, None: the same; other figures only for what-if estimates;
+    `commit_stride` 2 commits every other layer, §17.3: not issued yet, what-ifs and tests)."""
     targets = [
         gpu_target(
             i,
@@ -254,6 +268,7 @@ def derive_capacity_params(
             rate_tops=rate_tops,
             bandwidth_gbs=bandwidth_gbs,
             hash_bytes_per_s=hash_bytes_per_s,
+            commit_stride=commit_stride,
         )
         for i in range(gpu_count)
     ]
@@ -266,6 +281,7 @@ def derive_capacity_params(
                 fill_bandwidth_gbs=bandwidth_gbs * gpus,
                 fill_hash_bytes_per_s=(host_hash_bytes_per_s or hash_bytes_per_s) * gpus,
                 link_bytes_per_s=HOST_LINK_BYTES_PER_S * gpus,
+                commit_stride=commit_stride,
             )
         )
     return phase(targets, rounds=rounds)

@@ -18,7 +18,8 @@ from gpuproof.protocol.capacity.fill import (
     capacity_seed,
     chain_value,
     leaves,
-    partner,
+    parent_rows,
+    parent_stage,
 )
 from gpuproof.protocol.capacity.models import (
     CapacityAnswer,
@@ -58,9 +59,9 @@ class TargetState:
         return self.fill.layers()
 
     def compute(self) -> list[Rows]:
-        """X_0..X_L, and the roots of X_1..X_L (real numpy work)."""
+        """X_0..X_L, and the roots of the committed layers (real numpy work)."""
         layers = self.layers()
-        self.roots = [merkle.levels(leaves(layer))[-1][0] for layer in layers[1:]]
+        self.roots = [merkle.levels(leaves(layers[stage]))[-1][0] for stage in self.tp.committed]
         return layers
 
     def read(self, rows: Sequence[int]) -> Rows:
@@ -195,12 +196,12 @@ class CapacityProver:
             state = self.states[tp.target]
             layers = state.layers()  # the honest prover recomputes; charged, not timed
             self.charge_fill(tp)
-            trees = [merkle.levels(leaves(layer)) for layer in layers[1:]]
+            trees = {stage: merkle.levels(leaves(layers[stage])) for stage in tp.committed}
             out.append(
                 TargetOpenings(
                     target=tp.target,
                     roots=[r.hex() for r in state.roots],
-                    spots=self._spots(state, layers[-1], trees[-1], round_nonces, spots[tp.target]),
+                    spots=self._spots(state, layers[-1], trees[tp.n_stages], round_nonces, spots[tp.target]),
                     walks=[self._walk(tp, layers, trees, w) for w in walks[tp.target]],
                 )
             )
@@ -276,26 +277,24 @@ class CapacityProver:
 
     @staticmethod
     def _walk(
-        tp: CapacityTargetParams, layers: list[Rows], trees: list[list[list[bytes]]], walk: Walk
+        tp: CapacityTargetParams, layers: list[Rows], trees: Mapping[int, list[list[bytes]]], walk: Walk
     ) -> WalkOpening:
         steps = []
         for stage, row in zip(walk.stages, walk.rows, strict=True):
-            mate = partner(row, stage, tp.n_rows)
-            first = stage == 1
+            below = parent_stage(stage, tp.commit_stride)
 
             def hexpath(layer: int, i: int) -> list[str]:
-                return [s.hex() for s in merkle.path(trees[layer - 1], i)]
+                return [s.hex() for s in merkle.path(trees[layer], i)]
 
+            parents = parent_rows(row, stage, below, tp.n_rows) if below else []
             steps.append(
                 WalkStep(
                     stage=stage,
                     row=row,
                     a_row=layers[stage][row].tobytes().hex(),
                     a_path=hexpath(stage, row),
-                    own_prev=None if first else layers[stage - 1][row].tobytes().hex(),
-                    own_prev_path=[] if first else hexpath(stage - 1, row),
-                    mate_prev=None if first else layers[stage - 1][mate].tobytes().hex(),
-                    mate_prev_path=[] if first else hexpath(stage - 1, mate),
+                    prev=[layers[below][i].tobytes().hex() for i in parents],
+                    prev_paths=[hexpath(below, i) for i in parents],
                 )
             )
         return WalkOpening(walk=walk.index, steps=steps)

@@ -38,7 +38,8 @@ from gpuproof.protocol.capacity.fill import (
     capacity_seed,
     chain_value,
     gen_rows,
-    partner,
+    parent_rows,
+    parent_stage,
     stage_perms,
 )
 from gpuproof.protocol.capacity.models import (
@@ -367,38 +368,50 @@ class _Step:
 
     stage: int
     row: int
-    own: bytes  # d int8 entries
-    mate: bytes
+    below: int  # the committed layer (0: X_0) its parents lie in
+    parents: list[bytes]  # 2^(stage - below) rows of d int8 entries (`fill.parent_rows`)
     a_row: bytes
     reasons: list[Reason]
     row_ok: bool = True
 
 
 class _Walks:
-    """The walks of one target: each step's rows open their layer roots (`LayerPaths`), and
-    a_row = g_l(own . B[pi_l] + mate . B[sigma_l]) holds row by row, checked by Freivalds modulo 251
-    with FREIVALDS_VECTORS random vectors x: (a_row + 125 - l) . x = own . y[pi_l] + mate . y[sigma_l]
-    with y = B x, regenerated once per target. The row checks of every walk's steps at one stage are
-    one matrix product (float64: every sum is below 2^27, exact)."""
+    """The walks of one target: each step's rows open their layer roots (`LayerPaths`), and a_row
+    follows from its parents row by row, checked by Freivalds modulo 251 with FREIVALDS_VECTORS
+    random vectors x. Over one stage: (a_row + 125 - l) . x = own . y[pi_l] + mate . y[sigma_l] with
+    y = B x. Over two (every other layer committed): modulo 251 the stages compose to one affine
+    map, X_{l-1}[j] = X_{l-2}[j] . B[pi_{l-1}] + X_{l-2}[p_{l-1}(j)] . B[sigma_{l-1}] + (l - 126), so
+    (a_row + 125 - l) . x = r0 . z[pi'] + r1 . z[sigma'] + r2 . w[pi'] + r3 . w[sigma']
+    + (l - 126)(1 . y[pi_l] + 1 . y[sigma_l]) with z = B y[pi_l], w = B y[sigma_l] (one d x d by
+    d x 2k product per stage) and (pi', sigma') stage l - 1's. y = B x is regenerated once per
+    target; the row checks of every walk's steps at one stage are one matrix product (float64:
+    every sum is below 2^31, exact)."""
 
     def __init__(
         self, seed: bytes, tp: CapacityTargetParams, roots: Sequence[bytes], rng: np.random.Generator
     ) -> None:
         self.seed, self.tp = seed, tp
         self.x = rng.integers(0, Q, size=(tp.d, FREIVALDS_VECTORS)).astype(np.float64)
-        y = np.empty((tp.d, FREIVALDS_VECTORS), dtype=np.float64)
-        for start in range(0, tp.d, 512):
-            stop = min(tp.d, start + 512)
-            y[start:stop] = gen_rows(seed, TAG_B, range(start, stop), tp.d).astype(np.float64) @ self.x
+        self.b: npt.NDArray[np.float32] | None = None  # B, kept only where two stages compose
+        if tp.commit_stride > 1:
+            self.b = gen_rows(seed, TAG_B, range(tp.d), tp.d).astype(np.float32)
+            y = self.b.astype(np.float64) @ self.x
+        else:
+            y = np.empty((tp.d, FREIVALDS_VECTORS), dtype=np.float64)
+            for start in range(0, tp.d, 512):
+                stop = min(tp.d, start + 512)
+                y[start:stop] = gen_rows(seed, TAG_B, range(start, stop), tp.d).astype(np.float64) @ self.x
         self.y = y % Q
-        self.layers = [LayerPaths(root, tp.n_rows) for root in roots]
+        self.layers = {
+            stage: LayerPaths(root, tp.n_rows) for stage, root in zip(tp.committed, roots, strict=True)
+        }
         self.leaves: set[tuple[int, int, bytes]] = set()  # (layer, row, leaf) already opened
 
     def _opens(self, layer: int, row: int, values: bytes, path: Digests) -> bool:
         digest = merkle.leaf_hash(values)
         if (layer, row, digest) in self.leaves:
             return True
-        ok = self.layers[layer - 1].opens(digest, row, path)
+        ok = self.layers[layer].opens(digest, row, path)
         if ok:
             self.leaves.add((layer, row, digest))
         return ok
@@ -406,63 +419,78 @@ class _Walks:
     def _step(self, s: OpenedStep, stage: int, row: int, field_name: str) -> _Step | list[Reason]:
         """The step queued for its row check, or its reasons when its shape or range is wrong."""
         tp, label = self.tp, f"stage {stage} row {row}"
-        first = stage == 1
+        below = parent_stage(stage, tp.commit_stride)
         depth = merkle.depth(tp.n_rows)
         if s.stage != stage or s.row != row:
             return [
                 Reason(codes.OPENINGS_MISMATCH, f"{label}: opened stage {s.stage} row {s.row}", field_name)
             ]
-        shape_ok = len(s.a_path) == depth and (
-            (
-                s.own_prev is None
-                and s.mate_prev is None
-                and not len(s.own_prev_path)
-                and not len(s.mate_prev_path)
-            )
-            if first
-            else (
-                s.own_prev is not None
-                and s.mate_prev is not None
-                and len(s.own_prev_path) == depth
-                and len(s.mate_prev_path) == depth
-            )
+        wanted = parent_rows(row, stage, below, tp.n_rows)
+        count = len(wanted) if below else 0
+        shape_ok = (
+            len(s.a_path) == depth
+            and len(s.prev) == count
+            and len(s.prev_paths) == count
+            and all(len(path) == depth for path in s.prev_paths)
         )
         if not shape_ok:
             return [Reason(codes.OPENING_MALFORMED, f"{label}: path length or parents' presence", field_name)]
         a_row = _bounded(s.a_row, tp.d)
-        mate_row = partner(row, stage, tp.n_rows)
-        if first:
-            x0 = gen_rows(self.seed, TAG_X0, [row, mate_row], tp.d).tobytes()
-            own, mate = x0[: tp.d], x0[tp.d :]
+        if below == 0:
+            x0 = gen_rows(self.seed, TAG_X0, wanted, tp.d).tobytes()
+            parents = [x0[k * tp.d : (k + 1) * tp.d] for k in range(len(wanted))]
         else:
-            own_b, mate_b = _bounded(s.own_prev, tp.d), _bounded(s.mate_prev, tp.d)
-            if own_b is None or mate_b is None:
+            bounded = [_bounded(r, tp.d) for r in s.prev]
+            if any(r is None for r in bounded):
                 return [Reason(codes.VALUE_OUT_OF_RANGE, f"{label}: entries outside ±{HALF}", field_name)]
-            own, mate = own_b, mate_b
+            parents = [r for r in bounded if r is not None]
         if a_row is None:
             return [Reason(codes.VALUE_OUT_OF_RANGE, f"{label}: entries outside ±{HALF}", field_name)]
         ok = self._opens(stage, row, a_row, s.a_path)
-        if not first:
-            ok = self._opens(stage - 1, row, own, s.own_prev_path) and ok
-            ok = self._opens(stage - 1, mate_row, mate, s.mate_prev_path) and ok
+        if below:
+            for parent, values, path in zip(wanted, parents, s.prev_paths, strict=True):
+                ok = self._opens(below, parent, values, path) and ok
         reasons = []
         if not ok:
             reasons.append(
                 Reason(codes.MERKLE_PATH_INVALID, f"{label}: rows do not open their layer roots", field_name)
             )
-        return _Step(stage, row, own, mate, a_row, reasons)
+        return _Step(stage, row, below, parents, a_row, reasons)
+
+    def _vectors(
+        self, stage: int, span: int
+    ) -> tuple[list[npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
+        """The vectors each parent row is multiplied by, and the constant, of `span` stages ending at
+        `stage` (the class docstring)."""
+        d = self.tp.d
+        pi, sigma = stage_perms(self.seed, stage, d)
+        if span == 1:
+            return [self.y[pi], self.y[sigma]], np.zeros(FREIVALDS_VECTORS)
+        assert self.b is not None
+        both = np.concatenate([self.y[pi], self.y[sigma]], axis=1)  # d x 2k, entries 0..250
+        high, low = np.divmod(both, 16)  # B . v split so that float32 stays exact: |sum| < 2^24
+        bv = (
+            (self.b @ high.astype(np.float32)).astype(np.float64) * 16 + (self.b @ low.astype(np.float32))
+        ) % Q
+        z, w = bv[:, :FREIVALDS_VECTORS], bv[:, FREIVALDS_VECTORS:]
+        pi2, sigma2 = stage_perms(self.seed, stage - 1, d)
+        sums = (both[:, :FREIVALDS_VECTORS] + both[:, FREIVALDS_VECTORS:]).sum(axis=0)
+        constant = ((stage - 1 - HALF) * sums) % Q
+        return [z[pi2], z[sigma2], w[pi2], w[sigma2]], constant
 
     def _check_rows(self, steps: list[_Step]) -> None:
-        by_stage: dict[int, list[_Step]] = {}
+        by_stage: dict[tuple[int, int], list[_Step]] = {}
         for step in steps:
-            by_stage.setdefault(step.stage, []).append(step)
-        for stage, group in by_stage.items():
+            by_stage.setdefault((step.stage, step.stage - step.below), []).append(step)
+        for (stage, span), group in by_stage.items():
             d = self.tp.d
-            pi, sigma = stage_perms(self.seed, stage, d)
-            own = _matrix([g.own for g in group], d).astype(np.float64)
-            mate = _matrix([g.mate for g in group], d).astype(np.float64)
+            vectors, constant = self._vectors(stage, span)
+            product = np.zeros((len(group), FREIVALDS_VECTORS), dtype=np.float64) + constant
+            for k, v in enumerate(vectors):
+                rows = _matrix([g.parents[k] for g in group], d).astype(np.float64)
+                product += rows @ v
+            product %= Q
             a_rows = _matrix([g.a_row for g in group], d).astype(np.float64)
-            product = (own @ self.y[pi] + mate @ self.y[sigma]) % Q
             residue = (((a_rows + (HALF - stage)) % Q) @ self.x) % Q
             for g, ok in zip(group, (product == residue).all(axis=1), strict=True):
                 g.row_ok = bool(ok)
@@ -499,7 +527,7 @@ class _Walks:
                     step_reasons.append(
                         Reason(
                             codes.WALK_CHECK_FAILED,
-                            f"{label}: not g_l(own . B[pi] + mate . B[sigma])",
+                            f"{label}: not the stage map of its parents in layer {checked.below}",
                             f"{where}.walks[{walk.index}]",
                         )
                     )
@@ -540,11 +568,15 @@ def verify_target(
     that of its bandwidth round (0.0: none)."""
     where = f"targets[{tp.target}]"
     elapsed, reasons, swept_s = _round_times(tp, rounds, planned, sweep_round)
-    if len(openings.roots) != tp.n_stages:
+    if len(openings.roots) != len(tp.committed):
         return (
             [
                 *reasons,
-                Reason(codes.PARAMS_MISMATCH, f"{len(openings.roots)} roots for {tp.n_stages} stages", where),
+                Reason(
+                    codes.PARAMS_MISMATCH,
+                    f"{len(openings.roots)} roots for {len(tp.committed)} committed layers",
+                    where,
+                ),
             ],
             elapsed,
             swept_s,

@@ -5,17 +5,18 @@ every shape taken from the service's params.
     magic "GPCOv2\\0\\0" || u16 target_count || per target, in ascending target order:
       u16 target || u8 mode (0 scan, 1 sample) || u8 L || u16 d || u16 chunk_rows || u64 n_rows ||
       u32 samples || u16 spot_count || u16 walk_count || u8 walk_stages ||
-      roots (L x 32 bytes) ||
+      roots (C x 32 bytes: the C committed layers', ascending; C = L when commit_stride is 1) ||
       per spot: u16 round || u32 item || the item's rows (k x d bytes) ||
                 tree_path (D_t x 32) || answer_path (D_a x 32)
-      per walk: u16 walk || per step j = 0 .. walk_stages - 1 (stage l = L - j):
+      per walk: u16 walk || per step j = 0 .. C - 1 (the committed stages from L down, stage l, the
+                committed layer below it l' = max(0, l - commit_stride)):
                 u32 row || [j = 0: a_row (d) || a_path (L x 32)] ||
-                [l > 1: own_prev (d) || own_prev_path (L x 32) || mate_prev (d) || mate_prev_path (L x 32)]
+                [l' > 0: 2^(l - l') x (parent row (d) || its path (L x 32)), in `fill.parent_rows` order]
 
 k = min(chunk_rows, n_rows - c * chunk_rows) (scan) or 1 (sample), c = item, or item mod items in
 the bandwidth round (§17.12: item = j = (s - 1) x items + c < sweeps x items); D_t = L - log2(chunk_rows)
 (scan) or L (sample); D_a = ceil(log2 items). A step after the first sends no a_row: it is the
-previous step's own_prev (same row) or mate_prev (the partner row), as the walk goes.
+previous step's parent at its row (the first such in `parent_rows` order), as the walk goes.
 
 `encode_openings(openings, params) -> bytes` (raises ValueError for what the layout cannot hold);
 `decode_openings(data, params) -> list[OpenedTarget]` (raises OpeningsError, code
@@ -37,7 +38,7 @@ import numpy.typing as npt
 
 from gpuproof.protocol.capacity.codes import OPENING_MALFORMED
 from gpuproof.protocol.capacity.draws import bandwidth_round, round_plan, target_rounds
-from gpuproof.protocol.capacity.fill import partner
+from gpuproof.protocol.capacity.fill import parent_rows, parent_stage
 from gpuproof.protocol.capacity.models import (
     OPENINGS_MEDIA_TYPE,
     CapacityParams,
@@ -94,10 +95,8 @@ class OpenedStep:
     row: int
     a_row: Row
     a_path: Digests
-    own_prev: Row | None
-    own_prev_path: Digests
-    mate_prev: Row | None
-    mate_prev_path: Digests
+    prev: list[Row]  # the parent rows in the committed layer below (none above X_0)
+    prev_paths: list[Digests]
 
 
 @dataclass(frozen=True)
@@ -176,14 +175,20 @@ class _Shape:
         return min(tp.chunk_rows, tp.n_rows - item * tp.chunk_rows) if tp.mode == "scan" else 1
 
     def max_bytes(self) -> int:
-        """The section's size with every spot a full item (every step above stage 1 carries its
-        parents; the last, at stage 1, none: the verifier regenerates X_0)."""
+        """The section's size with every spot a full item (every step above a committed layer carries
+        its parents; the last, above X_0, none: the verifier regenerates X_0)."""
         tp = self.tp
         row = tp.d + DIGEST * self.depth  # one opened row of a layer with its path
         spot = _SPOT.size + tp.chunk_rows * tp.d + DIGEST * (self.tree_depth + self.answer_depth)
-        with_parents = sum(1 for j in range(tp.walk_stages) if tp.n_stages - j > 1)
-        walk = _U16.size + row + tp.walk_stages * _U32.size + with_parents * 2 * row
-        return _TARGET.size + DIGEST * tp.n_stages + self.spot_count * spot + tp.walks * walk
+        parents = sum(_parent_count(tp, stage) for stage in tp.committed)
+        walk = _U16.size + row + len(tp.committed) * _U32.size + parents * row
+        return _TARGET.size + DIGEST * len(tp.committed) + self.spot_count * spot + tp.walks * walk
+
+
+def _parent_count(tp: CapacityTargetParams, stage: int) -> int:
+    """Parent rows a walk step at `stage` sends: 2^(l - l'), none above X_0."""
+    below = parent_stage(stage, tp.commit_stride)
+    return 1 << (stage - below) if below else 0
 
 
 def _ordered(params: CapacityParams) -> list[CapacityTargetParams]:
@@ -229,11 +234,11 @@ def _encode_spot(shape: _Shape, spot: SpotOpening, what: str) -> list[bytes]:
 
 def _encode_walk(shape: _Shape, walk: WalkOpening, what: str) -> list[bytes]:
     tp, depth = shape.tp, shape.depth
-    if not 0 <= walk.walk < tp.walks or len(walk.steps) != tp.walk_stages:
+    stages = tp.committed[::-1]
+    if not 0 <= walk.walk < tp.walks or len(walk.steps) != len(stages):
         raise ValueError(f"{what}: walk {walk.walk} with {len(walk.steps)} steps")
     out = [_U16.pack(walk.walk)]
-    for j, s in enumerate(walk.steps):
-        stage = tp.n_stages - j
+    for j, (s, stage) in enumerate(zip(walk.steps, stages, strict=True)):
         if s.stage != stage or not 0 <= s.row < tp.n_rows:
             raise ValueError(f"{what} step {j}: stage {s.stage} row {s.row}, the walk is at stage {stage}")
         out.append(_U32.pack(s.row))
@@ -241,21 +246,17 @@ def _encode_walk(shape: _Shape, walk: WalkOpening, what: str) -> list[bytes]:
             out += [_row_bytes(s.a_row, tp.d, what), _path_bytes(s.a_path, depth, what)]
         else:
             prev = walk.steps[j - 1]
-            own = s.row == prev.row
-            if not own and s.row != partner(prev.row, prev.stage, tp.n_rows):
+            rows = parent_rows(prev.row, prev.stage, stage, tp.n_rows)
+            if s.row not in rows:
                 raise ValueError(f"{what} step {j}: row {s.row} is not a parent of row {prev.row}")
-            parent = (prev.own_prev, prev.own_prev_path) if own else (prev.mate_prev, prev.mate_prev_path)
-            if (s.a_row, list(s.a_path)) != (parent[0], list(parent[1])):
+            k = rows.index(s.row)
+            if (s.a_row, list(s.a_path)) != (prev.prev[k], list(prev.prev_paths[k])):
                 raise ValueError(f"{what} step {j}: a_row is not the previous step's parent")
-        if stage > 1:
-            out += [
-                _row_bytes(s.own_prev, tp.d, what),
-                _path_bytes(s.own_prev_path, depth, what),
-                _row_bytes(s.mate_prev, tp.d, what),
-                _path_bytes(s.mate_prev_path, depth, what),
-            ]
-        elif s.own_prev is not None or s.mate_prev is not None or s.own_prev_path or s.mate_prev_path:
-            raise ValueError(f"{what} step {j}: stage 1 has no parents (X_0 is regenerated)")
+        count = _parent_count(tp, stage)
+        if len(s.prev) != count or len(s.prev_paths) != count:
+            raise ValueError(f"{what} step {j}: {len(s.prev)} parent rows, stage {stage} has {count}")
+        for row, path in zip(s.prev, s.prev_paths, strict=True):
+            out += [_row_bytes(row, tp.d, what), _path_bytes(path, depth, what)]
     return out
 
 
@@ -276,7 +277,7 @@ def encode_openings(openings: Sequence[TargetOpenings], params: CapacityParams) 
                 f"the params open {shape.spot_count} and {tp.walks}"
             )
         out.append(_TARGET.pack(*shape.header()))
-        out.append(_path_bytes(o.roots, tp.n_stages, f"{what} roots"))
+        out.append(_path_bytes(o.roots, len(tp.committed), f"{what} roots"))
         for k, spot in enumerate(o.spots):
             out += _encode_spot(shape, spot, f"{what} spot {k}")
         for w, walk in enumerate(o.walks):
@@ -326,13 +327,11 @@ def _decode_spot(r: _Reader, shape: _Shape, what: str) -> OpenedSpot:
 
 def _decode_walk(r: _Reader, shape: _Shape, what: str) -> OpenedWalk:
     tp, depth = shape.tp, shape.depth
-    empty = np.empty((0, DIGEST), dtype=np.uint8)
     (index,) = r.unpack(_U16, what)
     if index >= tp.walks:
         raise OpeningsError(f"{what}: walk {index}, the params open {tp.walks}")
     steps: list[OpenedStep] = []
-    for j in range(tp.walk_stages):
-        stage = tp.n_stages - j
+    for j, stage in enumerate(tp.committed[::-1]):
         (row,) = r.unpack(_U32, f"{what} step {j}")
         if row >= tp.n_rows:
             raise OpeningsError(f"{what} step {j}: row {row} of {tp.n_rows}")
@@ -340,20 +339,16 @@ def _decode_walk(r: _Reader, shape: _Shape, what: str) -> OpenedWalk:
             a_row, a_path = r.row(tp.d, f"{what} a_row"), r.digests(depth, f"{what} a_path")
         else:
             prev = steps[-1]
-            if row == prev.row:
-                parent, parent_path = prev.own_prev, prev.own_prev_path
-            elif row == partner(prev.row, prev.stage, tp.n_rows):
-                parent, parent_path = prev.mate_prev, prev.mate_prev_path
-            else:
+            rows = parent_rows(prev.row, prev.stage, stage, tp.n_rows)
+            if row not in rows:
                 raise OpeningsError(f"{what} step {j}: row {row} is not a parent of row {prev.row}")
-            assert parent is not None  # the previous step is above stage 1: it has parents
-            a_row, a_path = parent, parent_path
-        own = mate = None
-        own_path = mate_path = empty
-        if stage > 1:
-            own, own_path = r.row(tp.d, f"{what} own_prev"), r.digests(depth, f"{what} own_prev_path")
-            mate, mate_path = r.row(tp.d, f"{what} mate_prev"), r.digests(depth, f"{what} mate_prev_path")
-        steps.append(OpenedStep(stage, row, a_row, a_path, own, own_path, mate, mate_path))
+            k = rows.index(row)
+            a_row, a_path = prev.prev[k], prev.prev_paths[k]
+        parents, paths = [], []
+        for k in range(_parent_count(tp, stage)):
+            parents.append(r.row(tp.d, f"{what} parent {k}"))
+            paths.append(r.digests(depth, f"{what} parent {k} path"))
+        steps.append(OpenedStep(stage, row, a_row, a_path, parents, paths))
     return OpenedWalk(walk=index, steps=steps)
 
 
@@ -382,7 +377,7 @@ def decode_openings(data: bytes | bytearray | memoryview, params: CapacityParams
             )
             raise OpeningsError(f"target {tp.target} header is not the challenge's: {diff}")
         what = f"target {tp.target}"
-        roots = r.digests(tp.n_stages, f"{what} roots")
+        roots = r.digests(len(tp.committed), f"{what} roots")
         spots = [_decode_spot(r, shape, f"{what} spot {k}") for k in range(shape.spot_count)]
         walks = [_decode_walk(r, shape, f"{what} walk {w}") for w in range(tp.walks)]
         out.append(OpenedTarget(target=tp.target, roots=roots, spots=spots, walks=walks))
@@ -430,10 +425,8 @@ def opened(openings: TargetOpenings) -> OpenedTarget:
                         row=s.row,
                         a_row=_hex_row(s.a_row),
                         a_path=_hex_digests(s.a_path),
-                        own_prev=None if s.own_prev is None else _hex_row(s.own_prev),
-                        own_prev_path=_hex_digests(s.own_prev_path),
-                        mate_prev=None if s.mate_prev is None else _hex_row(s.mate_prev),
-                        mate_prev_path=_hex_digests(s.mate_prev_path),
+                        prev=[_hex_row(row) for row in s.prev],
+                        prev_paths=[_hex_digests(path) for path in s.prev_paths],
                     )
                     for s in w.steps
                 ],
