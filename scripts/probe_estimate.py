@@ -43,7 +43,6 @@ from gpuproof.claim import capacity_params_for, make_claim, proof_params_for
 from gpuproof.protocol.capacity import CapacityParams, CapacityTargetParams, wire
 from gpuproof.protocol.capacity.cupy_prover import (
     ANSWER_KEPT_HEIGHT,
-    GPU_KEPT_HEIGHT,
     HOST_BUFFER_BYTES,
     HOST_KEPT_HEIGHT,
     HostLayout,
@@ -208,7 +207,7 @@ def estimate(
         g.n_rows, g.d, rate_tops=ref.expected_int8_tops, bandwidth_gbs=ref.mem_bw_gbs, hash_bytes_per_s=None
     )
     gpu_fraction = _recompute_fraction(
-        g, min(GPU_KEPT_HEIGHT, g.n_stages), None, window_rows(g, plan.window_bytes)
+        g, min(plan.kept_height, g.n_stages), None, window_rows(g, plan.window_bytes)
     )
     recompute = gpu_work * gpu_fraction
     how = f"GPU: {gpu_fraction:.3f} of the fill's GEMM + traffic ({gpu_work:.2f} s)"

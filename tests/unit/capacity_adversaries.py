@@ -368,14 +368,13 @@ def known_draw_walks(
 ) -> tuple[list[bytes], dict[int, OpenedWalk]]:
     """Layer roots and walk openings that pass the walk check for `walks`, made by a prover that
     knows the walks BEFORE it chooses its roots (which committing before the draw rules out): each
-    walk's rows computed up from the regenerated X_0 along the walk, the parent a walk does not go
-    on to random, the trees sparse (`sparse_tree`). An honest walk's content at any size without a
-    fill: the bench and the real-size tests verify walks of an H100's shape with it."""
-    assert tp.walk_stages == tp.n_stages and tp.commit_stride == 1, (
-        "walks open every stage, every layer committed"
-    )
+    walk's rows computed up from the regenerated X_0 along the walk, the parents a walk does not go
+    on to random, the trees sparse (`sparse_tree`), one per committed layer. An honest walk's
+    content at any size without a fill: the bench and the real-size tests verify walks of an H100's
+    shape with it (every layer committed, or every other)."""
+    assert tp.walk_stages == tp.n_stages, "walks open every stage"
     fill = Fill(seed, tp.n_rows, tp.d)
-    layers: list[dict[int, Rows]] = [{} for _ in range(tp.n_stages + 1)]
+    layers: dict[int, dict[int, Rows]] = {stage: {} for stage in tp.committed}
     perms: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = {}
 
     def put(layer: int, row: int, values: Rows) -> Rows:
@@ -384,43 +383,55 @@ def known_draw_walks(
             raise ValueError(f"two walks need different rows {row} of layer {layer}: draw again")
         return held
 
+    def stage_map(stage: int, own: Rows, mate: Rows) -> Rows:
+        if stage not in perms:
+            perms[stage] = stage_perms(seed, stage, tp.d)
+        pi, sigma = perms[stage]
+        spread = np.zeros((2, tp.d))  # own . B[pi] + mate . B[sigma] = (own -> pi, mate -> sigma) . B
+        spread[0, pi], spread[1, sigma] = own, mate
+        return recentre(spread.sum(axis=0) @ fill.b, stage)
+
     for walk in walks:
-        below: Rows | None = None  # X_{l-1} at the row the walk goes on to below stage l
-        for j in range(len(walk.stages) - 1, -1, -1):  # stage 1 first
+        carried: Rows | None = None  # the committed row the walk goes on to below this step
+        for j in range(len(walk.stages) - 1, -1, -1):  # the bottom step first
             stage, row = walk.stages[j], walk.rows[j]
-            mate_row = partner(row, stage, tp.n_rows)
-            if stage == 1:
-                own, mate = fill.x0([row, mate_row])
+            below = parent_stage(stage, tp.commit_stride)
+            rows = parent_rows(row, stage, below, tp.n_rows)
+            if below == 0:
+                current = list(fill.x0(rows))
             else:
-                assert below is not None
+                assert carried is not None
                 lower = walk.rows[j + 1]
-                own = below if lower == row else put(stage - 1, row, _random_row(tp, rng))
-                mate = below if lower == mate_row else put(stage - 1, mate_row, _random_row(tp, rng))
-            if stage not in perms:
-                perms[stage] = stage_perms(seed, stage, tp.d)
-            pi, sigma = perms[stage]
-            spread = np.zeros((2, tp.d))  # own . B[pi] + mate . B[sigma] = (own -> pi, mate -> sigma) . B
-            spread[0, pi], spread[1, sigma] = own, mate
-            below = put(stage, row, recentre(spread.sum(axis=0) @ fill.b, stage))
-    trees = [
-        sparse_tree(tp.n_rows, {r: leaf(v) for r, v in layers[layer].items()})
-        for layer in range(1, tp.n_stages + 1)
-    ]
-    roots = [root for root, _ in trees]
+                current = [
+                    carried
+                    if r == lower
+                    else layers[below][r]
+                    if r in layers[below]
+                    else put(below, r, _random_row(tp, rng))
+                    for r in rows
+                ]
+            for s in range(below + 1, stage + 1):  # pair by pair up to X_stage[row]
+                current = [stage_map(s, current[k], current[k + 1]) for k in range(0, len(current), 2)]
+            carried = put(stage, row, current[0])
+    trees = {
+        layer: sparse_tree(tp.n_rows, {r: leaf(v) for r, v in layers[layer].items()})
+        for layer in tp.committed
+    }
+    roots = [trees[layer][0] for layer in tp.committed]
     opened: dict[int, OpenedWalk] = {}
     for walk in walks:
         steps = []
         for stage, row in zip(walk.stages, walk.rows, strict=True):
-            mate_row = partner(row, stage, tp.n_rows)
-            parents = [row, mate_row] if stage > 1 else []
+            below = parent_stage(stage, tp.commit_stride)
+            parents = parent_rows(row, stage, below, tp.n_rows) if below else []
             steps.append(
                 OpenedStep(
                     stage=stage,
                     row=row,
                     a_row=layers[stage][row],
-                    a_path=trees[stage - 1][1][row],
-                    prev=[layers[stage - 1][r] for r in parents],
-                    prev_paths=[trees[stage - 2][1][r] for r in parents],
+                    a_path=trees[stage][1][row],
+                    prev=[layers[below][r] for r in parents],
+                    prev_paths=[trees[below][1][r] for r in parents],
                 )
             )
         opened[walk.index] = OpenedWalk(walk=walk.index, steps=steps)

@@ -469,6 +469,14 @@ def host_available_bytes() -> int | None:
     return None
 
 
+def default_kept_height(params: CapacityParams) -> int:
+    """GPU_KEPT_HEIGHT with every layer committed; one lower per halving of the committed layers
+    (commit_stride 2: H = 5), so the kept nodes take the same memory and a recompute window's slabs
+    are half as tall (a cheaper recompute, `recompute_row_stages`)."""
+    stride = max((tp.commit_stride for tp in params.targets if not tp.is_host), default=1)
+    return max(0, GPU_KEPT_HEIGHT - (stride.bit_length() - 1))
+
+
 def gpu_kept_height(tp: CapacityTargetParams, kept: int) -> int:
     return max(0, min(kept, tp.n_stages))
 
@@ -1041,7 +1049,7 @@ def plan_for_free(
     opts = options or CupyCapacityOptions()
     group = opts.group_rows or GROUP_ROWS
     buffer = opts.host_buffer_bytes
-    kept = opts.kept_height if opts.kept_height is not None else GPU_KEPT_HEIGHT
+    kept = opts.kept_height if opts.kept_height is not None else default_kept_height(params)
     window = opts.window_bytes if opts.window_bytes is not None else WINDOW_BYTES
     while True:
         plan = _plan_for(params, device_of, hosts, free, group, buffer, opts, ram, kept, window_bytes=window)
