@@ -52,6 +52,7 @@ from gpuproof.protocol.capacity.cupy_prover import (
     window_rows,
 )
 from gpuproof.protocol.capacity.params import (
+    COMMIT_STRIDE,
     FILL_OVERHEAD,
     GPU_HASH_BYTES_PER_S,
     HOST_HASH_BYTES_PER_S,
@@ -110,13 +111,12 @@ def estimate(
     host_gib: int = 256,
     hash_bytes_per_s: float = DERIVED_HASH_BYTES_PER_S[1024],
     host_hash_bytes_per_s: float | None = DERIVED_HASH_BYTES_PER_S[512],
-    commit_stride: int = 1,
+    commit_stride: int = COMMIT_STRIDE,
 ) -> list[Step]:
     """The steps, with the parameters re-derived at the device SHA-256 rates given (per GPU: over
     the GPU fills' rows, over host RAM's; default the rates derived from the kernels' code,
     DERIVED_HASH_BYTES_PER_S). The service derives its deadlines at GPU_HASH_BYTES_PER_S, every
-    layer committed (`commit_stride` 2, every other layer, is a what-if: the service does not
-    issue it yet)."""
+    other layer committed (COMMIT_STRIDE; `commit_stride` 1, every layer, is the what-if)."""
     host_hash = host_hash_bytes_per_s or hash_bytes_per_s
     ref = next(m for m in reference_table() if m.model == model)
     assert ref.expected_int8_tops and ref.mem_bw_gbs, model
@@ -252,8 +252,8 @@ def main() -> None:
     ):
         total = sum(s.seconds for s in estimate(MODEL, gpus, host_gib, rate, rate))
         print(f"At {rate / 1e9:.0f} GB/s for every row ({label}): total {total:.1f} s")
-    strided = sum(s.seconds for s in estimate(MODEL, gpus, host_gib, commit_stride=2))
-    print(f"With every other layer committed (commit_stride 2, not issued yet): total {strided:.1f} s")
+    every = sum(s.seconds for s in estimate(MODEL, gpus, host_gib, commit_stride=1))
+    print(f"With every layer committed (commit_stride 1, as until 2026-12-03): total {every:.1f} s")
 
 
 if __name__ == "__main__":

@@ -316,10 +316,12 @@ def shaped_openings(
 
 def _random_walk(tp: CapacityTargetParams, index: int, rng: np.random.Generator) -> Walk:
     at = int(rng.integers(tp.n_rows))
+    committed = set(tp.committed)
     stages, rows = [], []
     for stage in range(tp.n_stages, tp.n_stages - tp.walk_stages, -1):
-        stages.append(stage)
-        rows.append(at)
+        if stage in committed:
+            stages.append(stage)
+            rows.append(at)
         if rng.integers(2):
             at = partner(at, stage, tp.n_rows)
     return Walk(index, stages, rows)

@@ -605,7 +605,7 @@ def test_walks_of_an_h100s_shape_pass_and_one_changed_row_fails_at_its_step() ->
     """The walk check at the real size (N = 75,766,980 rows, L = 27, d = 1024): walks made by a
     prover that knew the draw (`known_draw_walks`: the content an honest walk has, without a fill)
     pass, and one entry changed in one step's parent row fails that walk there and nowhere else."""
-    tp = adv.reference_target("H100 SXM5 80GB")
+    tp = adv.reference_target("H100 SXM5 80GB").model_copy(update={"commit_stride": 1})  # every layer
     assert (tp.n_rows, tp.n_stages, tp.d, tp.walk_stages) == (75_766_980, 27, 1024, 27)
     rng = np.random.default_rng(3)
     seed = rng.bytes(32)

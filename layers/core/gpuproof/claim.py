@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gpuproof.protocol.capacity import CapacityParams, derive_capacity_params
-from gpuproof.protocol.capacity.params import GPU_HASH_BYTES_PER_S, cpu_capacity_params
+from gpuproof.protocol.capacity.params import COMMIT_STRIDE, GPU_HASH_BYTES_PER_S, cpu_capacity_params
 from gpuproof.protocol.proof import ProofParams, codes, derive_params
 from gpuproof.protocol.proof.params import EPILOGUE_FRACTION, SETUP_S
 from gpuproof.protocol.reasons import Reason
@@ -225,7 +225,7 @@ def capacity_params_for(
     *,
     hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S,
     host_hash_bytes_per_s: float | None = None,
-    commit_stride: int = 1,
+    commit_stride: int = COMMIT_STRIDE,
 ) -> CapacityParams | None:
     """The capacity phase (docs/protocol.md §17) this claim gets: every claimed GPU fills 90% of the
     claimed model's VRAM, sized from its reference row (memory, bandwidth, expected int8 rate), and

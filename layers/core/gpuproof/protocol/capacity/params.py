@@ -36,6 +36,7 @@ STAGE_TRAFFIC = 9  # bytes moved per fill byte per stage by the operand gather (
 BANDWIDTH_FRACTION = 0.8  # of the datasheet memory bandwidth those kernels reach (estimate)
 HOST_FILL_CROSSINGS = 3  # the host fill's bytes cross PCIe 3 times (two passes, cupy_prover.py)
 HOST_LINK_BYTES_PER_S = 10e9  # per GPU, pageable host memory <-> device through the driver (estimate)
+COMMIT_STRIDE = 2  # every other layer committed (§17.3): half the hashing, the walks as strong
 GPU_HASH_BYTES_PER_S = 256e9  # SHA-256 on the device, 4 G compressions/s (the pessimistic §12 figure)
 HOST_ROWS_PER_S = 2e7  # random 512-byte reads from DRAM, all cores (estimate; calibrate: gpu_check.sh)
 HOST_HASH_BYTES_PER_S = 8e9  # SHA-256 of those rows, all cores (estimate)
@@ -255,12 +256,12 @@ def derive_capacity_params(
     rounds: int = ROUNDS,
     hash_bytes_per_s: float = GPU_HASH_BYTES_PER_S,
     host_hash_bytes_per_s: float | None = None,
-    commit_stride: int = 1,
+    commit_stride: int = COMMIT_STRIDE,
 ) -> CapacityParams:
     """The GPU-size phase for `gpu_count` GPUs of one model (mem_gb GiB each) and the claimed RAM
     (`hash_bytes_per_s`: device SHA-256 per GPU, over the GPU fills' rows; `host_hash_bytes_per_s`
     over host RAM's shorter rows, None: the same; other figures only for what-if estimates;
-    `commit_stride` 2 commits every other layer, §17.3: not issued yet, what-ifs and tests)."""
+    `commit_stride`: COMMIT_STRIDE, every other layer committed, §17.3)."""
     targets = [
         gpu_target(
             i,
@@ -318,6 +319,7 @@ def cpu_capacity_params(*, network_allowance_s: float = CPU_NETWORK_ALLOWANCE_S)
         walks=CPU_WALKS,
         hash_bytes_per_s=CPU_SCAN_BYTES_PER_S,
         network_allowance_s=network_allowance_s,
+        commit_stride=COMMIT_STRIDE,
     )
     host = host_target(
         CPU_RAM_BYTES,
