@@ -86,6 +86,7 @@ def _honest_small_phase(h100: CapacityTargetParams) -> tuple[list[float], list[f
         walks=h100.walks,
         hash_bytes_per_s=1e6,
         network_allowance_s=adv.ALLOWANCE_S,
+        commit_stride=h100.commit_stride,
     )
     params = phase([tp], rounds=4, network_allowance_s=adv.ALLOWANCE_S, fill_allowance_s=1e6)
     key = SigningKey.from_seed(bytes(range(32)))
@@ -190,7 +191,7 @@ def capacity_section(throughput_s: float | None = None) -> str:
             f"| (a) spots, rounds, commitment (the difference of the medians) | {rest * 1e3:.1f} ms |",
             f"| (b) {spots_n * extra_spot:,} spot Merkle levels at {level * 1e6:.2f} us each | "
             f"{extra_s * 1e3:.1f} ms |",
-            f"| (c) {h100.walks} walks of the H100's shape ({h100.walks * h100.walk_stages} steps) | "
+            f"| (c) {h100.walks} walks of the H100's shape ({h100.walks * len(h100.committed)} steps, every other layer committed) | "
             f"{ms(h100_walks)} |",
             f"| **capacity CPU per H100 GPU, (a) + (b) + (c)** | **{capacity * 1e3:.0f} ms** |",
             f"| throughput verification per GPU (the section above, this run) | {throughput_s * 1e3:.0f} ms |",
@@ -220,7 +221,7 @@ def fabricated_phase(
     chain, the draws match, every spot and each walk's first step are checked and fail."""
     key = SigningKey.from_seed(bytes(range(32)))
     nonce = rng.bytes(32)
-    roots = {tp.target: [rng.bytes(32) for _ in range(tp.n_stages)] for tp in params.targets}
+    roots = {tp.target: [rng.bytes(32) for _ in tp.committed] for tp in params.targets}
     commitment = CapacityCommitment(
         machine_id=key.public_hex,
         challenge_id="bench",
@@ -336,7 +337,7 @@ def openings_section() -> str:
         return f"{med(v) * 1e3:.1f} ms (min {min(v) * 1e3:.1f}, max {max(v) * 1e3:.1f})"
 
     host = params.targets[-1]
-    steps_n = sum(tp.walks * tp.walk_stages for tp in params.targets)
+    steps_n = sum(tp.walks * len(tp.committed) for tp in params.targets)
     return "\n".join(
         [
             "### Capacity phase: binary openings of 8 x H100 + 256 GiB host (verify worker side)",

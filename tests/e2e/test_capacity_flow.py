@@ -128,7 +128,7 @@ def test_8xh100_openings_travel_by_upload_and_are_decoded_and_judged(local_stack
     assert len(params.targets) == 9 and params.targets[-1].is_host
     nonce = bytes.fromhex(opened["nonce"])
     rng = np.random.default_rng(3)
-    roots = {tp.target: [rng.bytes(32) for _ in range(tp.n_stages)] for tp in params.targets}
+    roots = {tp.target: [rng.bytes(32) for _ in tp.committed] for tp in params.targets}
     commitment = CapacityCommitment(
         machine_id=mid,
         challenge_id=cid,

@@ -331,6 +331,7 @@ def cpu_capacity_params(*, network_allowance_s: float = CPU_NETWORK_ALLOWANCE_S)
         rows_per_s=1 / CPU_HOST_ROW_S,
         hash_bytes_per_s=CPU_SCAN_BYTES_PER_S,
         network_allowance_s=network_allowance_s,
+        commit_stride=COMMIT_STRIDE,
     )
     return phase(
         [gpu, host],
