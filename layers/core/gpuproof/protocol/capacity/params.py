@@ -306,7 +306,7 @@ CPU_FILL_ALLOWANCE_S = 30.0
 
 
 def cpu_capacity_params(*, network_allowance_s: float = CPU_NETWORK_ALLOWANCE_S) -> CapacityParams:
-    """The test-size phase a CPU-only claim gets (see above); at most 152,620 bytes of openings
+    """The test-size phase a CPU-only claim gets (see above); at most 146,412 bytes of openings
     (`wire.max_size`, walks to stage 1), sent inline."""
     gpu = gpu_target(
         0,
