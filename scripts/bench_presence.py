@@ -343,9 +343,10 @@ ITEM_WRU, ITEM_RRU = 5, 2
 
 
 # The wave's burst (estimates; docs/protocol.md §19): each machine's check opens within SPREAD_S of
-# the wave's instant, an H100 proof takes EXPECTED_S of GPU time, the openings of an 8-GPU machine
-# are a TRANSCRIPT_MB upload read back by the machine API, a DynamoDB request ~DDB_MS on Lambda.
-SPREAD_S, EXPECTED_S, TRANSCRIPT_MB, S3_MB_PER_S, DDB_MS = 5.0, 19.6, 7.4, 75.0, 5.0
+# the wave's instant, an H100 proof takes its expected_s of GPU time and the openings of an 8-GPU
+# machine are a wire.max_size upload (both from the parameters the service issues, `_h100_proof`),
+# read back by the machine API at ~S3_MB_PER_S, a DynamoDB request ~DDB_MS on Lambda.
+SPREAD_S, S3_MB_PER_S, DDB_MS = 5.0, 75.0, 5.0
 # Quotas (AWS defaults as documented in 2025; all can be raised on request): Lambda concurrent
 # executions per account and region, HTTP API requests per second per account and region (burst),
 # on-demand throughput per table (read and write request units per second).
@@ -412,10 +413,20 @@ def _cost(cpu: dict[str, float], wires: dict[str, list[Any]]) -> str:
     return "\n".join(lines) + "\n" + _burst(cpu)
 
 
+def _h100_proof() -> tuple[float, float]:
+    """An 8 x H100 machine's proof: its expected_s and its openings' upload in MB (at most)."""
+    from gpuproof.claim import Claim, proof_params_for
+    from gpuproof.protocol.proof import wire
+
+    params = proof_params_for(Claim("H100 SXM5 80GB", GPUS))
+    return params[0].expected_s, round(wire.max_size(params) / 1e6, 1)
+
+
 def _burst(cpu: dict[str, float]) -> str:
     """The wave's burst: every machine's three requests within seconds of each other."""
+    expected_s, transcript_mb = _h100_proof()
     rate = MACHINES / SPREAD_S  # each phase's arrivals per second, spread over SPREAD_S
-    s3_s = TRANSCRIPT_MB / S3_MB_PER_S
+    s3_s = transcript_mb / S3_MB_PER_S
     phases = {
         "fetch nonce": (cpu["fetch nonce"] / VCPU_AT_512 + 2 * DDB_MS / 1000, FETCH_RRU, 0),
         "commitment": (cpu["commitment"] / VCPU_AT_512 + 3 * DDB_MS / 1000, STEP_RRU, STEP_WRU),
@@ -442,7 +453,7 @@ def _burst(cpu: dict[str, float]) -> str:
             f"Method: {MACHINES:,} machines of {GPUS} x H100 at one wave; each machine's check opens at an "
             f"offset below PRESENCE_WAVE_SPREAD_S = {SPREAD_S:g} s from the wave's instant (uniform), so each "
             f"phase's requests arrive at {MACHINES:,} / {SPREAD_S:g} s: the fetches from the openings on, the "
-            f"commitments {EXPECTED_S} s later (the H100 proof), the openings right after (a {TRANSCRIPT_MB} MB "
+            f"commitments {expected_s} s later (the H100 proof), the openings right after (a {transcript_mb} MB "
             "upload, then the request). Lambda duration = the CPU measured above / "
             f"{VCPU_AT_512:.3f} vCPU (the openings with their verification, {GPUS} x "
             f"{VERIFY_CPU_PER_GPU_S * 1000:.0f} ms, and the transcript's read-back at ~{S3_MB_PER_S:g} MB/s) + "

@@ -99,9 +99,9 @@ def test_installed_the_model_is_claimable_with_tiny_proof_parameters_and_gone_af
         assert lookup(DOUBLE_MODEL_NAME) is row and reference_table()[-1] is row
         claim = make_claim(DOUBLE_MODEL_NAME, 2, allow_cpu_backend=False)
         params = proof_params_for(claim)
-        assert [(p.gpu_index, p.n, p.d, p.steps) for p in params] == [(0, 128, 128, 33), (1, 128, 128, 33)]
+        assert [(p.gpu_index, p.n, p.d, p.steps) for p in params] == [(0, 128, 128, 34), (1, 128, 128, 34)]
         assert params[0].claimed_rate_tops == pytest.approx(1.4e-5)
-        assert params[0].deadline_s == pytest.approx(29.242)
+        assert params[0].deadline_s == pytest.approx(29.925)
         capacity = challenge_params(claim, None)["capacity"]
         assert [t["claimed_bytes"] for t in capacity["targets"]] == [1 << 30, 1 << 30]
     assert lookup(DOUBLE_MODEL_NAME) is None and reference_table() == packaged_table()

@@ -1,5 +1,6 @@
-"""Challenge parameters (v2): about target_s of int8 GEMM at the claimed model's expected rate, exact
-arithmetic, valid ranges, v1 refused, and the deadline's tolerance simulated for honest and slow GPUs."""
+"""Challenge parameters (v2): the fewest steps at which a card at 0.8 of the claimed model's speed
+misses by 0.5 s (the slow-card margin), exact arithmetic, valid ranges, v1 refused, and the
+deadline's tolerance simulated for honest and slow GPUs."""
 
 from __future__ import annotations
 
@@ -11,26 +12,48 @@ from pydantic import ValidationError
 
 from gpuproof.claim import Claim, proof_params_for
 from gpuproof.protocol.proof import ProofParams, check_deadline, codes, derive_params
-from gpuproof.protocol.proof.params import DEFAULT_TOLERANCE, NETWORK_ALLOWANCE_S
+from gpuproof.protocol.proof.params import (
+    DEFAULT_TOLERANCE,
+    EPILOGUE_FRACTION,
+    NETWORK_ALLOWANCE_S,
+    SETUP_S,
+    SLOW_MISS_S,
+    pipeline_floor_s,
+)
 from gpuproof.reference import reference_table
 
 CLAIMABLE = [r for r in reference_table() if r.expected_int8_tops is not None]
 
 
 @pytest.mark.parametrize("rate", [170.0, 462.0, 1385.0])
-def test_gpu_work_is_about_target_seconds(rate: float) -> None:
+def test_gpu_pipeline_is_the_fewest_steps_over_the_slow_card_floor(rate: float) -> None:
     p = derive_params(rate)
-    gemm_s = p.ops / (rate * 1e12)
-    assert 9.0 < gemm_s < 11.0
+    step_s = 2 * p.n * p.d * p.d / (rate * 1e12) * (1 + EPILOGUE_FRACTION)
+    floor = pipeline_floor_s(SETUP_S)
+    assert p.steps * step_s >= floor > (p.steps - 1) * step_s
     assert p.c_bound < 2**24
     assert p.expected_s < p.deadline_s < p.expected_s * 1.3
     assert len(p.model_dump_json()) < 400
 
 
+def test_the_slow_card_floor_is_the_stated_one() -> None:
+    """(0.5 + 1 + 0.14 x 1) / (1 / 0.8 - 1.14) = 14.9 s at S = 1 s (docs/protocol.md "Deadline")."""
+    assert pipeline_floor_s(1.0) == pytest.approx(1.64 / 0.11)
+    assert pipeline_floor_s(5.0) == pytest.approx(2.2 / 0.11)
+    for tolerance in (1.05, 1.25, 1.3):  # under 1 / 0.9 an honest card misses; from 1.25 no slow one does
+        with pytest.raises(ValueError):
+            pipeline_floor_s(1.0, tolerance=tolerance)
+
+
+def test_a_given_target_still_sizes_by_gemm_seconds() -> None:
+    assert 9.0 < derive_params(1385.0, target_s=10.0).ops / 1385e12 < 11.0
+
+
 def test_the_h100_gets_the_h100_shape() -> None:
     p = proof_params_for(Claim("H100 SXM5 80GB", 1))[0]
     assert (p.n, p.d, p.checks, p.version, p.q) == (2**18, 4096, 140, 2, 17)
-    assert 1400 <= p.steps <= 1700  # 10 s at 0.7 x 1979 TOPS: docs/protocol.md "Deadline"
+    # 14.9 s of pipeline at 0.7 x 1979 TOPS with the H100's epilogue 0.86: docs/protocol.md "Deadline"
+    assert p.steps == 1263 and p.expected_s == pytest.approx(15.917)
 
 
 def test_cpu_params_are_tiny() -> None:
@@ -111,9 +134,13 @@ def test_a_gpu_twenty_percent_slower_misses_the_deadline(model: str, speed: floa
 
 
 def test_the_tolerance_sits_between_the_two_bounds() -> None:
-    """What the two simulations above pin: 1/0.9 of the work must fit, 1/0.8 must not."""
+    """What the two simulations above pin: 1/0.9 of the work must fit, 1/0.8 must not, and must
+    miss by the stated margin (SLOW_MISS_S), one step fewer would not (the fewest steps)."""
     for ref in CLAIMABLE:
         work, setup, deadline = _pipeline_s(ref.model)
         expected = work + setup
         assert work / (1 - HONEST_NOISE) + setup + NETWORK_ALLOWANCE_S <= DEFAULT_TOLERANCE * expected + 1.0
-        assert work / SLOW + setup > deadline
+        assert work / SLOW + setup >= deadline + SLOW_MISS_S - 0.001  # deadlines round up to 1 ms
+        steps = proof_params_for(Claim(ref.model, 1))[0].steps
+        fewer = work * (steps - 1) / steps
+        assert fewer / SLOW + setup < DEFAULT_TOLERANCE * (fewer + setup) + NETWORK_ALLOWANCE_S + SLOW_MISS_S

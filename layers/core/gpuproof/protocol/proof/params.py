@@ -3,8 +3,12 @@ int8 -> int32 (entries in [-8, 8] do not fit int4/fp4; docs/protocol.md "Deadlin
 
 expected_s = T * 2*n*d*d / rate * (1 + epilogue_fraction) + setup_s, with rate = the model's dense
 int8 datasheet rate x its achieved fraction; deadline_s = expected_s * tolerance + network
-allowance. The epilogue fraction, setup time and achieved fraction are per-model parameters
-(reference table), ESTIMATES until calibrated on a GPU (docs/measurements.md).
+allowance. T is the fewest steps whose pipeline time W (GEMM and epilogue) makes a card at
+SLOW_SPEED of the model miss the deadline by SLOW_MISS_S with no network latency at all
+(`pipeline_floor_s`); an honest card at HONEST_SPEED with the whole allowance of latency meets it
+whatever W is, since tolerance > 1 / HONEST_SPEED. The epilogue fraction, setup time and achieved
+fraction are per-model parameters (reference table), ESTIMATES until calibrated on a GPU
+(docs/measurements.md).
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ CPU_N, CPU_D, CPU_STEPS = 128, 128, 8
 # 1/17 of entries the row after a copy shares (docs/protocol.md "Soundness"). P(pass) <= (1 - eps/c)**m:
 # at eps = 10%, (1 - 0.1/2.0625)**140 = 9.5e-4 and (1 - 0.05)**140 = 7.6e-4, both <= 1e-3.
 DEFAULT_CHECKS = 140
-TARGET_S = 10.0  # seconds of int8 GEMM on the claimed model
 # Chosen with tests/unit/test_proof_params.py: honest GPUs within +-10% speed (uniform, per GPU)
 # need >= 1/0.9 of the pipeline time minus setup; a GPU 20% slower needs 1.25x and must miss.
 DEFAULT_TOLERANCE = 1.14
+HONEST_SPEED = 0.90  # the slowest honest card, as a fraction of its model's speed
+SLOW_SPEED = 0.80  # a card this slow (or slower) must miss the deadline ...
+SLOW_MISS_S = 0.5  # ... by at least this, even with no network latency
 # Estimates used where a model has none of its own (reference table columns, data/README.md).
 ACHIEVED_FRACTION = 0.70
 EPILOGUE_FRACTION = 0.85
@@ -39,7 +45,7 @@ def derive_params(
     claimed_rate_tops: float | None,
     *,
     gpu_index: int = 0,
-    target_s: float = TARGET_S,
+    target_s: float | None = None,
     cpu: bool = False,
     checks: int = DEFAULT_CHECKS,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -54,8 +60,9 @@ def derive_params(
 
     `claimed_rate_tops` is the claimed model's EXPECTED dense int8 rate (int32 accumulate), i.e.
     datasheet x achieved fraction (`GpuReference.expected_int8_tops`). Work is 2*n*d*d*T ops; T
-    is chosen so that the GEMMs take about `target_s` at that rate. `cpu=True` gives tiny sizes
-    for tests and demos; n, d, steps override the choice.
+    is the fewest steps whose pipeline time reaches `pipeline_floor_s` (the slow-card margin), or,
+    given `target_s`, about `target_s` of GEMM at that rate. `cpu=True` gives tiny sizes for tests
+    and demos; n, d, steps override the choice.
     """
     if cpu:
         n = n or CPU_N
@@ -70,8 +77,11 @@ def derive_params(
         d = d or GPU_D
         n = n or (GPU_N_LARGE if rate >= LARGE_N_TOPS else GPU_N_SMALL)
     step_ops = 2 * n * d * d
-    if steps is None:
+    if steps is None and target_s is not None:
         steps = max(1, round(target_s * rate * 1e12 / step_ops))
+    elif steps is None:
+        floor_s = pipeline_floor_s(setup_s, tolerance=tolerance, network_allowance_s=network_allowance_s)
+        steps = max(1, math.ceil(floor_s / (1 + epilogue_fraction) * rate * 1e12 / step_ops))
     gemm_s = steps * step_ops / (rate * 1e12)
     expected_s = gemm_s * (1 + epilogue_fraction) + setup_s
     deadline_s = expected_s * tolerance + network_allowance_s
@@ -85,6 +95,25 @@ def derive_params(
         deadline_s=_round_up(deadline_s),
         claimed_rate_tops=claimed_rate_tops,
     )
+
+
+def pipeline_floor_s(
+    setup_s: float,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    network_allowance_s: float = NETWORK_ALLOWANCE_S,
+) -> float:
+    """The least pipeline time W (GEMM + epilogue, at the model's expected speed) at which a card
+    at SLOW_SPEED misses the deadline by SLOW_MISS_S with no latency:
+    W / SLOW_SPEED + S >= tolerance * (W + S) + allowance + SLOW_MISS_S, i.e.
+    W >= (SLOW_MISS_S + allowance + (tolerance - 1) * S) / (1 / SLOW_SPEED - tolerance).
+    (An H100's S = 1 s: 14.9 s.) docs/protocol.md "Deadline"."""
+    gap = 1 / SLOW_SPEED - tolerance
+    if gap <= 0 or tolerance * HONEST_SPEED < 1:
+        raise ValueError(
+            f"tolerance {tolerance} cannot both pass a card at {HONEST_SPEED} and refuse one at {SLOW_SPEED}"
+        )
+    return (SLOW_MISS_S + network_allowance_s + (tolerance - 1) * setup_s) / gap
 
 
 def _round_up(seconds: float) -> float:
