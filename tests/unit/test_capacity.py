@@ -601,23 +601,29 @@ def test_a_walk_reports_only_its_first_failing_step() -> None:
     assert all(str(x.field).endswith(".walks[1]") for x in r.result.reasons)
 
 
-def test_walks_of_an_h100s_shape_pass_and_one_changed_row_fails_at_its_step() -> None:
-    """The walk check at the real size (N = 75,766,980 rows, L = 27, d = 1024): walks made by a
-    prover that knew the draw (`known_draw_walks`: the content an honest walk has, without a fill)
-    pass, and one entry changed in one step's parent row fails that walk there and nowhere else."""
-    tp = adv.reference_target("H100 SXM5 80GB").model_copy(update={"commit_stride": 1})  # every layer
-    assert (tp.n_rows, tp.n_stages, tp.d, tp.walk_stages) == (75_766_980, 27, 1024, 27)
+@pytest.mark.parametrize(("stride", "at", "parent", "committed"), [(1, 9, 1, 27), (2, 4, 2, 14)])
+def test_walks_of_an_h100s_shape_pass_and_one_changed_row_fails_at_its_step(
+    stride: int, at: int, parent: int, committed: int
+) -> None:
+    """The walk check at the real size (N = 75,766,980 rows, L = 27, d = 1024), every layer
+    committed and every other one (a step then opens the 4 rows of X_{l-2} a row depends on): walks
+    made by a prover that knew the draw (`known_draw_walks`: the content an honest walk has, without
+    a fill) pass, and one entry changed in one step's parent row fails that walk there and nowhere
+    else."""
+    tp = adv.reference_target("H100 SXM5 80GB").model_copy(update={"commit_stride": stride})
+    assert (tp.n_rows, tp.n_stages, tp.d, len(tp.committed)) == (75_766_980, 27, 1024, committed)
     rng = np.random.default_rng(3)
     seed = rng.bytes(32)
     walks = draw_walks(rng.bytes(64), rng.bytes(32), tp)
     roots, got = adv.known_draw_walks(seed, tp, walks, rng)
     assert check_walks(seed, tp, roots, walks, got, rng, "t") == []
     walk = got[walks[5].index]
-    step = walk.steps[9]
-    assert len(step.prev) == 2
-    changed = step.prev[1].copy()
+    step = walk.steps[at]
+    assert len(step.prev) == 2 * stride
+    changed = step.prev[parent].copy()
     changed[3] = (int(changed[3]) + 126) % 251 - 125  # another in-range entry
-    steps = [*walk.steps[:9], replace(step, prev=[step.prev[0], changed]), *walk.steps[10:]]
+    prev = [*step.prev[:parent], changed, *step.prev[parent + 1 :]]
+    steps = [*walk.steps[:at], replace(step, prev=prev), *walk.steps[at + 1 :]]
     tampered = {**got, walk.walk: replace(walk, steps=steps)}
     reasons = check_walks(seed, tp, roots, walks, tampered, rng, "t")
     assert [(x.code, x.field) for x in reasons] == [
