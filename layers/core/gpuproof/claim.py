@@ -94,8 +94,9 @@ def make_claim(claimed_gpu_model: str | None, gpu_count: int, *, allow_cpu_backe
 
 def proof_params_for(claim: Claim, *, cpu_deadline_s: float = 0.0) -> list[ProofParams]:
     """The proof-of-throughput parameters the service gives this claim: one set per GPU, sized
-    from the claimed model's expected int8 rate (its fastest exact path) so the GEMMs take about
-    10 s on it, with the model's own epilogue and setup allowances (and its own matrix shape when
+    from the claimed model's expected int8 rate (its fastest exact path): the fewest steps at which
+    a card at 0.8 of it misses the deadline by 0.5 s (`pipeline_floor_s`), with the model's own
+    epilogue and setup allowances (and its own matrix shape when
     its row has one: only the local stack's TEST DOUBLE GPU does); a CPU claim gets the small
     CPU parameters, its deadline at least `cpu_deadline_s` (CPU_PROOF_DEADLINE_S: the CPU backend
     is a plumbing check for tests and demos, timed on a host it shares with the stack and the other
