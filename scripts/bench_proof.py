@@ -14,9 +14,11 @@ import time
 import numpy as np
 from sha_static import RECORDED  # scripts/ is on sys.path (bench.py, or run from scripts/)
 
+from gpuproof.claim import Claim, proof_params_for
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import (
     NumpyExecutor,
+    ProofParams,
     Prover,
     SignedCommitment,
     ThroughputProof,
@@ -48,6 +50,11 @@ H100_RATE_TOPS = _H100.expected_int8_tops  # reference table: 1979 dense int8 x 
 H100_MEM_BW_GBS = 3350.0
 
 
+def h100_params() -> ProofParams:
+    """What the service issues one H100 SXM5 GPU (its own epilogue and setup: docs/protocol.md §8)."""
+    return proof_params_for(Claim("H100 SXM5 80GB", 1))[0]
+
+
 def _median_min_max(values: list[float]) -> str:
     return (
         f"{statistics.median(values) * 1e3:.1f} ms (min {min(values) * 1e3:.1f}, max {max(values) * 1e3:.1f})"
@@ -57,7 +64,7 @@ def _median_min_max(values: list[float]) -> str:
 def verify_section() -> str:
     """Verify one GPU's openings at the GPU-size d and m; n and T only add log2(n) hashes per path
     and T chain hashes, timed separately with the GPU-size T."""
-    gpu = derive_params(H100_RATE_TOPS)
+    gpu = h100_params()
     small = derive_params(None, cpu=True, n=256, d=gpu.d, steps=2, checks=gpu.checks)
     key = SigningKey.from_seed(bytes(32))
     nonce = hashlib.sha256(b"bench").digest()
@@ -116,7 +123,7 @@ def verify_section() -> str:
         [
             "### Proof of throughput (v2): service CPU time to verify one GPU",
             "",
-            f"Parameters of an H100 challenge (derive_params({H100_RATE_TOPS:.1f} TOPS int8)): d = {gpu.d}, "
+            f"Parameters of an H100 challenge (proof_params_for H100 SXM5 80GB, {H100_RATE_TOPS:.1f} TOPS int8): d = {gpu.d}, "
             f"m = {gpu.checks}, n = {gpu.n}, T = {gpu.steps}. Method: an honest proof with the same d and m "
             f"(n = {small.n}, T = {small.steps}), its binary transcript decoded and verified {REPEATS} times "
             f"in one process; the {depth(gpu.n) - depth(small.n)} extra Merkle levels of the GPU's tree "
@@ -149,7 +156,7 @@ def verify_section() -> str:
 
 def size_section() -> str:
     """Bytes of the binary transcript per GPU at each claimable model's parameters (docs/protocol.md §7)."""
-    gpu = derive_params(H100_RATE_TOPS)
+    gpu = h100_params()
     exact = gpu_size(gpu, [2] * gpu.checks)
     first_step = gpu_size(gpu, [1] * gpu.checks)
     per_opening = (exact - gpu_size(gpu, [])) / gpu.checks
@@ -196,7 +203,7 @@ def overhead_section() -> str:
         commit.append(t4 - t3)
     assert np.array_equal(a, recentre(step_product(a, b_t, a0), REPEATS + 1)) is not None
     g, p, e, m = (statistics.median(x) for x in (gemm, gather, epi, commit))
-    gpu = derive_params(H100_RATE_TOPS)
+    gpu = h100_params()
     gn, gd = gpu.n, gpu.d
     step_gemm_s = 2 * gn * gd * gd / (H100_RATE_TOPS * 1e12)
     leaf_blocks = (1 + gd * 5 // 8 + 8) // 64 + 1  # SHA-256 blocks per leaf message (0x00 || 5d/8 bytes)
@@ -265,7 +272,7 @@ def generation_section() -> str:
         for r in range(rows):
             row_bytes(seed, TAG_A0, r, d)
         shake_s.append(time.perf_counter() - t0)
-    gpu = derive_params(H100_RATE_TOPS)
+    gpu = h100_params()
     per_row = statistics.median(gen_s) / rows
     return "\n".join(
         [
