@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pynamodb.attributes import (
@@ -130,26 +129,12 @@ class RequestNonceModel(Model):
 
 
 def bind(model: type[Model], table_name: str, region: str) -> None:
-    """Point a model at its table (resolved from the environment) and drop any cached connection
-    when the table, the region or the endpoint botocore would use changed (a second local stack in
-    one process has the same table names on another port)."""
+    """Point a model at its table (resolved from the environment) and drop any cached connection."""
     meta: Any = model.Meta
-    endpoint = _endpoint()
-    if (
-        getattr(meta, "table_name", None) != table_name
-        or getattr(meta, "region", None) != region
-        or getattr(meta, "bound_endpoint", None) != endpoint
-    ):
+    if getattr(meta, "table_name", None) != table_name or getattr(meta, "region", None) != region:
         meta.table_name = table_name
         meta.region = region
-        meta.bound_endpoint = endpoint
         model._connection = None
-
-
-def _endpoint() -> str | None:
-    """The DynamoDB endpoint botocore reads from the environment (its service-specific variable
-    first); None on AWS, where the region names it."""
-    return os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
 
 
 class GpuUuidModel(Model):
