@@ -40,19 +40,20 @@ class SlowerExecutor(NumpyExecutor):
 
     name = "numpy-slowed"
 
-    def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
-        chain = super().commit(seed, params, keep_level)
+    def commit(self, seed: bytes, b_seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
+        chain = super().commit(seed, b_seed, params, keep_level)
         time.sleep(LATE_S)  # T steps at (LATE_S / T) extra each
         return chain
 
     def recompute(
         self,
         seed: bytes,
+        b_seed: bytes,
         params: ProofParams,
         want_a: Mapping[int, Sequence[int]],
         want_c: Mapping[int, Sequence[int]],
     ) -> RecomputedRows:
-        return super().recompute(seed, params, want_a, want_c)
+        return super().recompute(seed, b_seed, params, want_a, want_c)
 
 
 class LateResponder(LiveResponder):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,7 @@ from gpuproof.protocol.proof.executor import leaves_of, step_product
 from gpuproof.protocol.proof.matrices import (
     TAG_A0,
     TAG_B,
+    b_seed,
     gen_matrix,
     gpu_seed,
     permutation,
@@ -53,18 +55,26 @@ class Forgery:
     products: int  # row products v . B_t it computed (N for an honest prover)
 
 
-def b_steps(seed: bytes, p: ProofParams) -> list[npt.NDArray[np.float32]]:
+class Seeds(NamedTuple):
+    """One GPU's seeds: its own (`gpu_seed`: A_0, permutations, root chain) and the challenge's B
+    seed (`b_seed`, shared by the host's GPUs)."""
+
+    gpu: bytes
+    b: bytes
+
+
+def b_steps(seed: Seeds, p: ProofParams) -> list[npt.NDArray[np.float32]]:
     """B_t for t = 1..T (index 0 unused)."""
-    b = gen_matrix(seed, TAG_B, p.d, p.d).astype(np.float32)
-    return [b, *(b[permutation(seed, t, p.d)] for t in range(1, p.steps + 1))]
+    b = gen_matrix(seed.b, TAG_B, p.d, p.d).astype(np.float32)
+    return [b, *(b[permutation(seed.gpu, t, p.d)] for t in range(1, p.steps + 1))]
 
 
 def step(a_prev: Rows, bt: npt.NDArray[np.float32], a0: Rows, t: int) -> Rows:
     return recentre(step_product(a_prev, bt, a0), t)
 
 
-def honest(seed: bytes, p: ProofParams) -> Forgery:
-    a0 = gen_matrix(seed, TAG_A0, p.n, p.d)
+def honest(seed: Seeds, p: ProofParams) -> Forgery:
+    a0 = gen_matrix(seed.gpu, TAG_A0, p.n, p.d)
     bts = b_steps(seed, p)
     chain = [a0]
     for t in range(1, p.steps + 1):
@@ -72,9 +82,9 @@ def honest(seed: bytes, p: ProofParams) -> Forgery:
     return Forgery("honest", chain, p.n * p.steps)
 
 
-def wrong_transitions(seed: bytes, p: ProofParams, chain: Sequence[Rows]) -> npt.NDArray[np.bool_]:
+def wrong_transitions(seed: Seeds, p: ProofParams, chain: Sequence[Rows]) -> npt.NDArray[np.bool_]:
     """(T, n): True where the committed A_t[i] is not g_t(A_{t-1}[i] . B_t + A_0[i])."""
-    a0 = gen_matrix(seed, TAG_A0, p.n, p.d)
+    a0 = gen_matrix(seed.gpu, TAG_A0, p.n, p.d)
     bts = b_steps(seed, p)
     out = np.zeros((p.steps, p.n), dtype=bool)
     for t in range(1, p.steps + 1):
@@ -83,9 +93,9 @@ def wrong_transitions(seed: bytes, p: ProofParams, chain: Sequence[Rows]) -> npt
 
 
 # --- strategies --------------------------------------------------------------------------------
-def collapse(seed: bytes, p: ProofParams) -> Forgery:
+def collapse(seed: Seeds, p: ProofParams) -> Forgery:
     """The v1 forgery: every row of A_t is row 0's chain v_t (one row product per step)."""
-    a0 = gen_matrix(seed, TAG_A0, p.n, p.d)
+    a0 = gen_matrix(seed.gpu, TAG_A0, p.n, p.d)
     bts = b_steps(seed, p)
     v = a0[:1]
     chain = [a0]
@@ -95,9 +105,9 @@ def collapse(seed: bytes, p: ProofParams) -> Forgery:
     return Forgery("row collapse", chain, p.steps)
 
 
-def reset(seed: bytes, p: ProofParams, s: int, r: int = 0) -> Forgery:
+def reset(seed: Seeds, p: ProofParams, s: int, r: int = 0) -> Forgery:
     """A_s := A_r (r < s; r = 0 is a reset to the anchor), the chain computed honestly around it."""
-    a0 = gen_matrix(seed, TAG_A0, p.n, p.d)
+    a0 = gen_matrix(seed.gpu, TAG_A0, p.n, p.d)
     bts = b_steps(seed, p)
     chain = [a0]
     for t in range(1, p.steps + 1):
@@ -105,10 +115,10 @@ def reset(seed: bytes, p: ProofParams, s: int, r: int = 0) -> Forgery:
     return Forgery(f"reset A_{s} := A_{r}", chain, p.n * (p.steps - 1))
 
 
-def replay(seed: bytes, p: ProofParams, s: int, r: int = 0) -> Forgery:
+def replay(seed: Seeds, p: ProofParams, s: int, r: int = 0) -> Forgery:
     """The v1 replay: steps s.. are a copy of steps r.. (A_{s+j} := A_{r+j}): only steps up to s - 1
     computed, the tail copied."""
-    a0 = gen_matrix(seed, TAG_A0, p.n, p.d)
+    a0 = gen_matrix(seed.gpu, TAG_A0, p.n, p.d)
     bts = b_steps(seed, p)
     chain = [a0]
     for t in range(1, s):
@@ -118,10 +128,10 @@ def replay(seed: bytes, p: ProofParams, s: int, r: int = 0) -> Forgery:
     return Forgery(f"replay A_{s}.. := A_{r}..", chain, p.n * (s - 1))
 
 
-def partial(seed: bytes, p: ProofParams, eps: float, salt: int) -> Forgery:
+def partial(seed: Seeds, p: ProofParams, eps: float, salt: int) -> Forgery:
     """Skips round(eps N) row products chosen at random: those rows are random, every other
     transition computed from the rows committed before it."""
-    a0 = gen_matrix(seed, TAG_A0, p.n, p.d)
+    a0 = gen_matrix(seed.gpu, TAG_A0, p.n, p.d)
     bts = b_steps(seed, p)
     rng = np.random.default_rng(salt)
     total = p.n * p.steps
@@ -136,12 +146,12 @@ def partial(seed: bytes, p: ProofParams, eps: float, salt: int) -> Forgery:
     return Forgery(f"partial work, eps = {eps:g}", chain, total - len(skipped))
 
 
-def copy_rows(seed: bytes, p: ProofParams, eps: float, salt: int) -> Forgery:
+def copy_rows(seed: Seeds, p: ProofParams, eps: float, salt: int) -> Forgery:
     """The tight case of the bound (c = 2): skips a fraction eps of the products with only eps/2 of
     the transitions wrong. For each chosen (t, i) (t < T), it commits A_t[i] := A_t[j] (a copy of
     another row of the same step: wrong, no product) and then computes (t+1, i) from the product it
     already has for (t+1, j): A_{t+1}[i] = g(A_t[j] . B_{t+1} + A_0[i]) is consistent for free."""
-    a0 = gen_matrix(seed, TAG_A0, p.n, p.d)
+    a0 = gen_matrix(seed.gpu, TAG_A0, p.n, p.d)
     bts = b_steps(seed, p)
     rng = np.random.default_rng(salt)
     slots = [(t, i) for t in range(1, p.steps, 2) for i in range(1, p.n)]  # odd t: copies never chain
@@ -159,15 +169,15 @@ def copy_rows(seed: bytes, p: ProofParams, eps: float, salt: int) -> Forgery:
     return Forgery(f"copied rows, eps = {eps:g}", chain, p.n * p.steps - 2 * len(chosen))
 
 
-def lazy(seed: bytes, p: ProofParams, salt: int) -> Forgery:
+def lazy(seed: Seeds, p: ProofParams, salt: int) -> Forgery:
     """Commits random rows and computes only what is opened (after the draw: too late)."""
     rng = np.random.default_rng(salt)
-    a0 = gen_matrix(seed, TAG_A0, p.n, p.d)
+    a0 = gen_matrix(seed.gpu, TAG_A0, p.n, p.d)
     chain = [a0, *(rng.integers(-8, 9, size=(p.n, p.d)).astype(np.int8) for _ in range(p.steps))]
     return Forgery("lazy openings", chain, 0)
 
 
-def borrowed(name: str, other_seed: bytes, p: ProofParams) -> Forgery:
+def borrowed(name: str, other_seed: Seeds, p: ProofParams) -> Forgery:
     """Commits the honest rows of another seed: another GPU of the host (cross-GPU) or another
     challenge (cross-challenge). The anchor A_0 stays this seed's."""
     return Forgery(name, honest(other_seed, p).chain, 0)
@@ -177,13 +187,13 @@ def borrowed(name: str, other_seed: bytes, p: ProofParams) -> Forgery:
 @dataclass
 class Committed:
     params: ProofParams
-    seed: bytes
+    seed: Seeds
     forgery: Forgery
     roots: list[bytes]
     trees: list[list[list[bytes]]]
 
 
-def commit(seed: bytes, p: ProofParams, forgery: Forgery) -> Committed:
+def commit(seed: Seeds, p: ProofParams, forgery: Forgery) -> Committed:
     trees = [levels(leaves_of(forgery.chain[t]), depth(p.n)) for t in range(1, p.steps + 1)]
     return Committed(p, seed, forgery, [tree[-1][0] for tree in trees], trees)
 
@@ -206,7 +216,7 @@ def signed_commitment(
     key: SigningKey, nonce: bytes, challenge_id: str, committed: Sequence[Committed]
 ) -> SignedCommitment:
     gpus = [
-        GpuCommitment(gpu_index=c.params.gpu_index, chain=chain_value(c.seed, c.roots).hex())
+        GpuCommitment(gpu_index=c.params.gpu_index, chain=chain_value(c.seed.gpu, c.roots).hex())
         for c in committed
     ]
     commitment = ThroughputCommitment(
@@ -247,8 +257,8 @@ def wilson(accepted: int, trials: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, (centre - spread) / denom), min(1.0, (centre + spread) / denom)
 
 
-Strategy = Callable[[bytes, ProofParams], Forgery]
+Strategy = Callable[[Seeds, ProofParams], Forgery]
 
 
-def seed_of(nonce: bytes, machine_id: str, gpu_index: int) -> bytes:
-    return gpu_seed(nonce, machine_id, gpu_index)
+def seed_of(nonce: bytes, machine_id: str, gpu_index: int) -> Seeds:
+    return Seeds(gpu_seed(nonce, machine_id, gpu_index), b_seed(nonce, machine_id))

@@ -210,9 +210,9 @@ def test_every_gpu_proves_at_once() -> None:
     class AllAtOnce(NumpyExecutor):
         barrier = threading.Barrier(3, timeout=10)  # a serial prover would never get 3 chains waiting
 
-        def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
+        def commit(self, seed: bytes, b_seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
             self.barrier.wait()
-            return super().commit(seed, params, keep_level)
+            return super().commit(seed, b_seed, params, keep_level)
 
     class Committed(Exception):
         pass

@@ -150,7 +150,7 @@ def test_the_v1_row_collapse_forgery_is_refused_at_h100_size() -> None:
     nonce = nonce_of(2026)
     seed = adv.seed_of(nonce, KEY.public_hex, 0)
     bts = adv.b_steps(seed, p)
-    anchor0 = gen_rows(seed, TAG_A0, [0], p.d)
+    anchor0 = gen_rows(seed.gpu, TAG_A0, [0], p.d)
     v = [anchor0]
     for t in range(1, p.steps + 1):
         v.append(adv.step(v[-1], bts[t], anchor0, t))

@@ -23,6 +23,7 @@ from tests.unit.test_proof_protocol import CHALLENGE, KEY, cpu_params, nonce_of,
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA double builds kernels with g++")
 
 SEED = bytes(range(32))
+B_SEED = bytes(range(32, 64))  # not SEED: an executor that mixed the two up would fail here
 
 
 def double(gpus: int = 2, **kw: object) -> CupyTestDouble:
@@ -32,8 +33,8 @@ def double(gpus: int = 2, **kw: object) -> CupyTestDouble:
 @pytest.mark.parametrize("keep_level", [0, 2, 7])
 def test_commit_matches_the_numpy_executor(keep_level: int) -> None:
     params = derive_params(None, cpu=True, gpu_index=1, n=100, d=64, steps=3)
-    want = NumpyExecutor().commit(SEED, params, keep_level)
-    got = CupyExecutor(cupy=double()).commit(SEED, params, keep_level)
+    want = NumpyExecutor().commit(SEED, B_SEED, params, keep_level)
+    got = CupyExecutor(cupy=double()).commit(SEED, B_SEED, params, keep_level)
     assert got.roots == want.roots and got.keep_level == want.keep_level
     assert all(np.array_equal(g, w) for g, w in zip(got.kept, want.kept, strict=True))
 
@@ -41,8 +42,8 @@ def test_commit_matches_the_numpy_executor(keep_level: int) -> None:
 def test_recompute_matches_the_numpy_executor() -> None:
     params = derive_params(None, cpu=True, gpu_index=0, n=64, d=32, steps=4)
     want_a, want_c = {0: [3], 2: [5, 60], 4: [1]}, {1: [3], 3: [5, 9]}
-    want = NumpyExecutor().recompute(SEED, params, want_a, want_c)
-    got = CupyExecutor(cupy=double(1)).recompute(SEED, params, want_a, want_c)
+    want = NumpyExecutor().recompute(SEED, B_SEED, params, want_a, want_c)
+    got = CupyExecutor(cupy=double(1)).recompute(SEED, B_SEED, params, want_a, want_c)
     assert got.a.keys() == want.a.keys() and got.c.keys() == want.c.keys()
     assert all(np.array_equal(got.a[k], want.a[k]) and got.a[k].dtype == np.int8 for k in want.a)
     assert all(np.array_equal(got.c[k], want.c[k]) and got.c[k].dtype == np.int32 for k in want.c)
@@ -69,17 +70,17 @@ def test_a_gemm_that_is_not_exact_is_refused_before_anything_is_committed() -> N
     params = derive_params(None, cpu=True, gpu_index=0, n=32, d=32, steps=2)
     lying = double(1, gemm_fault=lambda c: c + 1)
     with pytest.raises(RuntimeError, match="not exact"):
-        CupyExecutor(cupy=lying).commit(SEED, params, 1)
+        CupyExecutor(cupy=lying).commit(SEED, B_SEED, params, 1)
     assert len([e for e in lying.log if e[0] == "gemm"]) == 1  # stopped after the first step
 
 
 def test_gpu_index_maps_to_the_device_it_names() -> None:
     params = derive_params(None, cpu=True, gpu_index=0, n=16, d=16, steps=1)
     cp = double(2)
-    CupyExecutor({0: 1}, cupy=cp).commit(SEED, params, 0)
+    CupyExecutor({0: 1}, cupy=cp).commit(SEED, B_SEED, params, 0)
     assert {e[9] for e in cp.log if e[0] == "gemm"} == {1}
     with pytest.raises(CUDARuntimeError, match="InvalidDevice"):
-        CupyExecutor({0: 5}, cupy=cp).commit(SEED, params, 0)
+        CupyExecutor({0: 5}, cupy=cp).commit(SEED, B_SEED, params, 0)
 
 
 @pytest.mark.parametrize(("tag", "rows", "d"), [(b"A", 300, 168), (b"B", 5, 1000), (b"A", 2, 4097)])
@@ -103,7 +104,7 @@ def test_rows_generated_wrong_on_the_device_are_refused(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(executor, "_seeded", off_by_one_row)
     with pytest.raises(RuntimeError, match="differs from SHAKE-128"):
-        executor.commit(SEED, params, 1)
+        executor.commit(SEED, B_SEED, params, 1)
 
 
 def test_prepare_pays_the_one_off_costs_on_every_gpu_before_any_commit() -> None:
@@ -136,6 +137,6 @@ def test_the_gemm_is_int8_in_int32_out() -> None:
     """The exact path the deadline is sized from: gemmEx with CUBLAS_COMPUTE_32I on int8 operands."""
     params = derive_params(None, cpu=True, gpu_index=0, n=16, d=16, steps=2)
     cp = double(1)
-    CupyExecutor(cupy=cp).commit(SEED, params, 0)
+    CupyExecutor(cupy=cp).commit(SEED, B_SEED, params, 0)
     gemms = [e for e in cp.log if e[0] == "gemm"]
     assert gemms and all(e[1:4] == (72, 3, 10) for e in gemms)  # COMPUTE_32I, R_8I, R_32I

@@ -13,6 +13,7 @@ from gpuproof.protocol.proof.executor import step_product
 from gpuproof.protocol.proof.matrices import (
     TAG_A0,
     TAG_B,
+    b_seed,
     gen_matrix,
     gen_rows,
     gpu_seed,
@@ -37,30 +38,29 @@ def test_seed_binds_nonce_machine_and_gpu() -> None:
         gpu_seed(b"short", MACHINE, 0)
 
 
+def test_b_seed_binds_nonce_and_machine_and_is_every_gpus() -> None:
+    base = b_seed(NONCE, MACHINE)
+    assert b_seed(NONCE, "22" * 32) != base and b_seed(bytes(32), MACHINE) != base
+    assert base not in {gpu_seed(NONCE, MACHINE, g) for g in range(8)}
+    with pytest.raises(ValueError):
+        b_seed(b"short", MACHINE)
+    with pytest.raises(ValueError):
+        b_seed(NONCE, "11" * 31)
+
+
 def test_known_answer_vectors() -> None:
     """Pinned bytes for other implementers (docs/protocol.md, "Test vectors")."""
     seed = gpu_seed(NONCE, MACHINE, 0)
     assert seed.hex() == "bd6caab826c8d53d6af6bfc0ecc9211ee08d88871b33e9914b601e36756e56e6"
     row = gen_rows(seed, TAG_A0, [0], 16)[0]
     assert row.tolist() == [8, 5, 7, -2, -7, 1, -2, -2, 2, -8, 5, -6, 5, 7, 6, 2]
-    assert gen_rows(seed, TAG_B, [1], 16)[0].tolist() == [
-        0,
-        -7,
-        0,
-        -7,
-        -1,
-        8,
-        0,
-        8,
-        8,
-        -2,
-        3,
-        1,
-        -5,
-        -6,
-        -7,
-        7,
-    ]
+    b = b_seed(NONCE, MACHINE)  # one per challenge: no gpu_index
+    assert b.hex() == "d7678279b14b064880202b8467a921c8fae1b77f773f65919fbb7bdc7c454b2e"
+    assert b == hashlib.sha256(b"gpuproof/b-seed/v2" + NONCE + bytes.fromhex(MACHINE)).digest()
+    b_row = gen_rows(b, TAG_B, [1], 16)[0].tolist()
+    assert b_row == [4, -6, -5, 6, 1, -3, 7, 2, -5, -1, 4, -7, -8, 5, 2, -2]
+    b_raw = hashlib.shake_128(b"gpuproof/row/v2" + b + b"B" + b"\1\0\0\0").digest(16)
+    assert b_row == [(v % 17) - 8 for v in b_raw]
     raw = hashlib.shake_128(b"gpuproof/row/v2" + seed + b"A" + b"\0\0\0\0").digest(16)
     assert row.tolist() == [(b % 17) - 8 for b in raw]
     assert permutation(seed, 1, 16).tolist() == [9, 7, 11, 10, 14, 4, 0, 1, 3, 8, 6, 12, 2, 5, 15, 13]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +13,8 @@ import pytest
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import (
+    ChainCommit,
+    Freivalds,
     GpuPairs,
     NumpyExecutor,
     Pair,
@@ -27,6 +29,9 @@ from gpuproof.protocol.proof import (
     draw_pairs,
     verify_throughput,
 )
+from gpuproof.protocol.proof import verifier as verifier_module
+from gpuproof.protocol.proof.executor import RecomputedRows
+from gpuproof.protocol.proof.matrices import TAG_B, b_seed, gen_matrix
 
 KEY = SigningKey.from_seed(bytes([7]) * 32)
 OTHER = SigningKey.from_seed(bytes([8]) * 32)
@@ -148,7 +153,60 @@ def test_parallel_prover_matches_sequential() -> None:
     assert [g.chain for g in seq.gpus] == [g.chain for g in par.gpus]
 
 
+def test_a_host_of_mixed_sizes_passes_and_b_times_x_is_computed_once_per_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every GPU multiplies by the challenge's one B (`b_seed`), so the verifier computes Y = B.X
+    once per size d for the whole host, not once per GPU (a spy on the real function counts it)."""
+    params = [
+        derive_params(None, cpu=True, gpu_index=g, n=32, d=d, steps=2) for g, d in enumerate([32, 32, 64, 32])
+    ]
+    r = run(31, params)
+    calls: list[int] = []
+    real = verifier_module.b_times_x_mod
+
+    def counted(seed: bytes, d: int, x: npt.NDArray[np.int64], chunk: int = 512) -> npt.NDArray[np.int64]:
+        calls.append(d)
+        return real(seed, d, x, chunk)
+
+    monkeypatch.setattr(verifier_module, "b_times_x_mod", counted)
+    assert verify(r) == []
+    assert sorted(calls) == [32, 64]
+
+
+def test_freivalds_draws_one_x_per_size_from_its_own_generator() -> None:
+    f = Freivalds(b_seed(nonce_of(3), KEY.public_hex), np.random.default_rng(4))
+    x, y = f.vectors(32, 17)
+    assert f.vectors(32, 17)[0] is x and x.shape == (32, 8) and int(x.min()) >= 0 and int(x.max()) < 17
+    b = gen_matrix(f.seed, TAG_B, 32, 32).astype(np.int64)
+    assert np.array_equal(y.astype(np.int64), (b @ x) % 17)
+    assert f.vectors(64, 17)[0].shape == (64, 8)
+
+
 # --- dishonest provers ----------------------------------------------------------------------
+
+
+class OwnB(NumpyExecutor):
+    """A prover of the old rule: B from the GPU's own seed instead of the challenge's B seed."""
+
+    def commit(self, seed: bytes, b_seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
+        return super().commit(seed, seed, params, keep_level)
+
+    def recompute(
+        self,
+        seed: bytes,
+        b_seed: bytes,
+        params: ProofParams,
+        want_a: Mapping[int, Sequence[int]],
+        want_c: Mapping[int, Sequence[int]],
+    ) -> RecomputedRows:
+        return super().recompute(seed, seed, params, want_a, want_c)
+
+
+def test_a_chain_multiplied_by_another_b_fails_the_row_check() -> None:
+    r = run(32, cpu_params(gpus=2, n=32, d=32, steps=2), OwnB())
+    got = verify(r)
+    assert got and set(got) == {codes.ROW_CHECK_FAILED}
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gpuproof.protocol.proof import codes
 from gpuproof.protocol.proof.executor import ChainCommit, NumpyExecutor, ProofExecutor, RecomputedRows
-from gpuproof.protocol.proof.matrices import gpu_seed
+from gpuproof.protocol.proof.matrices import b_seed, gpu_seed
 from gpuproof.protocol.proof.models import (
     GpuCommitment,
     GpuOpenings,
@@ -25,6 +25,7 @@ from gpuproof.protocol.proof.params import derive_params
 from gpuproof.protocol.proof.prover import Prover
 from gpuproof.protocol.proof.transcript import draw_all_pairs, draw_pairs
 from gpuproof.protocol.proof.verifier import (
+    Freivalds,
     check_deadline,
     verify_commitment,
     verify_gpu,
@@ -35,6 +36,7 @@ from gpuproof.protocol.proof.wire import TranscriptError, decode_transcript, enc
 
 __all__ = [
     "ChainCommit",
+    "Freivalds",
     "GpuCommitment",
     "GpuOpenings",
     "GpuPairs",
@@ -49,6 +51,7 @@ __all__ = [
     "ThroughputCommitment",
     "ThroughputProof",
     "TranscriptError",
+    "b_seed",
     "check_deadline",
     "codes",
     "decode_transcript",

@@ -233,20 +233,24 @@ class CupyExecutor:
         )
         return out
 
-    def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
+    def commit(self, seed: bytes, b_seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
         """The chain of one GPU, run on that GPU's own thread (see `prepare`)."""
         device = self._device(params)
-        return self._on_device(device, lambda: self._commit(device, seed, params, keep_level)).result()
+        return self._on_device(
+            device, lambda: self._commit(device, seed, b_seed, params, keep_level)
+        ).result()
 
-    def _commit(self, device: int, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
+    def _commit(
+        self, device: int, seed: bytes, b_seed: bytes, params: ProofParams, keep_level: int
+    ) -> ChainCommit:
         """On the device's thread, with the device current."""
         cupy = self._cp
         keep_level = clamp_keep_level(params, keep_level)
         module = self._kernels(device)
         start = time.perf_counter()
-        b8 = self._seeded(module, seed, TAG_B, params.d, params.d)
+        b8 = self._seeded(module, b_seed, TAG_B, params.d, params.d)
         a0 = self._seeded(module, seed, TAG_A0, params.n, params.d)
-        self._check_generated(seed, params, a0, b8)
+        self._check_generated(seed, b_seed, params, a0, b8)
         c32 = cupy.empty((params.n, params.d), dtype=cupy.int32)
         buffers = [cupy.empty_like(a0), cupy.empty_like(a0)]
         a8 = a0  # the first step's operand is A_0 itself
@@ -270,13 +274,16 @@ class CupyExecutor:
         """First, middle and last rows: a generation kernel's bug shows in any row; a few suffice."""
         return sorted({0, 1, count // 2, count - 1} & set(range(count)))
 
-    def _check_generated(self, seed: bytes, params: ProofParams, a8: Any, b8: Any) -> None:
+    def _check_generated(self, seed: bytes, b_seed: bytes, params: ProofParams, a8: Any, b8: Any) -> None:
         """Sampled rows of B and A_0 from the device must be hashlib's SHAKE-128 rows, byte for byte.
         (Inside the timed window: a few rows, not all of B, whose host generation alone costs ~0.2 s.)"""
         cupy = self._cp
-        for tag, device_rows, count in ((TAG_B, b8, params.d), (TAG_A0, a8, params.n)):
+        for tag, tag_seed, device_rows, count in (
+            (TAG_B, b_seed, b8, params.d),
+            (TAG_A0, seed, a8, params.n),
+        ):
             rows = self._sample_rows(count)
-            want = gen_rows(seed, tag, rows, params.d)
+            want = gen_rows(tag_seed, tag, rows, params.d)
             if not np.array_equal(cupy.asnumpy(device_rows[rows]), want):
                 raise RuntimeError(
                     "GPU row generation differs from SHAKE-128 on the host: refusing to commit"
@@ -298,6 +305,7 @@ class CupyExecutor:
     def recompute(
         self,
         seed: bytes,
+        b_seed: bytes,
         params: ProofParams,
         want_a: Mapping[int, Sequence[int]],
         want_c: Mapping[int, Sequence[int]],
@@ -306,12 +314,15 @@ class CupyExecutor:
         if not wanted_rows(want_a, want_c)[0]:
             return RecomputedRows()
         device = self._device(params)
-        return self._on_device(device, lambda: self._recompute(device, seed, params, want_a, want_c)).result()
+        return self._on_device(
+            device, lambda: self._recompute(device, seed, b_seed, params, want_a, want_c)
+        ).result()
 
     def _recompute(
         self,
         device: int,
         seed: bytes,
+        b_seed: bytes,
         params: ProofParams,
         want_a: Mapping[int, Sequence[int]],
         want_c: Mapping[int, Sequence[int]],
@@ -320,7 +331,7 @@ class CupyExecutor:
         out = RecomputedRows()
         rows, where, last = wanted_rows(want_a, want_c)
         module = self._kernels(device)
-        b8 = cupy.asarray(gen_matrix(seed, TAG_B, params.d, params.d))
+        b8 = cupy.asarray(gen_matrix(b_seed, TAG_B, params.d, params.d))
         a0_host = gen_rows(seed, TAG_A0, rows, params.d)
         a0 = cupy.asarray(a0_host)
         a8 = a0

@@ -50,7 +50,9 @@ class RecomputedRows:
 
 
 class ProofExecutor(Protocol):
-    """Runs one GPU's chain and recomputes chosen rows of it. One call per GPU; may run in threads."""
+    """Runs one GPU's chain and recomputes chosen rows of it. One call per GPU; may run in threads.
+    `seed` is the GPU's own (`gpu_seed`: A_0, permutations), `b_seed` the challenge's (`b_seed`: B,
+    the same for every GPU of the host)."""
 
     name: str
 
@@ -58,11 +60,12 @@ class ProofExecutor(Protocol):
         """One-off costs (context, libraries, kernel builds), paid BEFORE the challenge is taken."""
         ...
 
-    def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit: ...
+    def commit(self, seed: bytes, b_seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit: ...
 
     def recompute(
         self,
         seed: bytes,
+        b_seed: bytes,
         params: ProofParams,
         want_a: Mapping[int, Sequence[int]],
         want_c: Mapping[int, Sequence[int]],
@@ -113,10 +116,10 @@ class NumpyExecutor:
         """A_t for the given rows from C_t. Tests override it to build dishonest provers."""
         return recentre(c, step)
 
-    def commit(self, seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
+    def commit(self, seed: bytes, b_seed: bytes, params: ProofParams, keep_level: int) -> ChainCommit:
         start = time.perf_counter()
         keep_level = clamp_keep_level(params, keep_level)
-        b = gen_matrix(seed, TAG_B, params.d, params.d).astype(np.float32)
+        b = gen_matrix(b_seed, TAG_B, params.d, params.d).astype(np.float32)
         a0 = gen_matrix(seed, TAG_A0, params.n, params.d)
         a = a0
         rows = range(params.n)
@@ -133,6 +136,7 @@ class NumpyExecutor:
     def recompute(
         self,
         seed: bytes,
+        b_seed: bytes,
         params: ProofParams,
         want_a: Mapping[int, Sequence[int]],
         want_c: Mapping[int, Sequence[int]],
@@ -141,7 +145,7 @@ class NumpyExecutor:
         rows, where, last = wanted_rows(want_a, want_c)
         if not rows:
             return out
-        b = gen_matrix(seed, TAG_B, params.d, params.d).astype(np.float32)
+        b = gen_matrix(b_seed, TAG_B, params.d, params.d).astype(np.float32)
         a0 = gen_rows(seed, TAG_A0, rows, params.d)
         a = a0
         for i in want_a.get(0, ()):

@@ -1,5 +1,6 @@
-"""Seeded matrices of the proof (v2): per-GPU seed, counter-based rows and per-step permutations
-(SHAKE-128), the anchored step's recentring, and 5-bit leaf packing.
+"""Seeded matrices of the proof (v2): per-GPU seed (A_0, permutations, root chain), one B seed per
+challenge shared by the host's GPUs, counter-based rows and per-step permutations (SHAKE-128), the
+anchored step's recentring, and 5-bit leaf packing.
 
 Any row of A_0 or B, and any step's permutation, can be generated alone (docs/protocol.md §3).
 """
@@ -15,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 SEED_DOMAIN = b"gpuproof/seed/v2"
+B_SEED_DOMAIN = b"gpuproof/b-seed/v2"
 ROW_DOMAIN = b"gpuproof/row/v2"
 PERM_DOMAIN = b"gpuproof/perm/v2"
 TAG_A0 = b"A"
@@ -34,13 +36,25 @@ def u32(value: int) -> bytes:
 
 
 def gpu_seed(nonce: bytes, machine_id: str, gpu_index: int) -> bytes:
-    """SHA-256(SEED_DOMAIN || nonce (32 bytes) || machine_id (32 raw bytes) || u32le gpu_index)."""
+    """SHA-256(SEED_DOMAIN || nonce (32 bytes) || machine_id (32 raw bytes) || u32le gpu_index): the
+    seed of the GPU's A_0, its permutations and its root chain."""
+    return hashlib.sha256(SEED_DOMAIN + _seed_input(nonce, machine_id) + u32(gpu_index)).digest()
+
+
+def b_seed(nonce: bytes, machine_id: str) -> bytes:
+    """SHA-256(B_SEED_DOMAIN || nonce (32 bytes) || machine_id (32 raw bytes)): the seed of B, one
+    per challenge, so every GPU of the host multiplies by the same B (each through its own
+    permutations, from its own A_0) and the verifier computes B.X once per host and size d."""
+    return hashlib.sha256(B_SEED_DOMAIN + _seed_input(nonce, machine_id)).digest()
+
+
+def _seed_input(nonce: bytes, machine_id: str) -> bytes:
     if len(nonce) != 32:
         raise ValueError("the nonce must be 32 bytes")
     machine = bytes.fromhex(machine_id)
     if len(machine) != 32:
         raise ValueError("machine_id must be 32 bytes of hex")
-    return hashlib.sha256(SEED_DOMAIN + nonce + machine + u32(gpu_index)).digest()
+    return nonce + machine
 
 
 def _lut() -> bytes:

@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from gpuproof.protocol.proof import merkle
 from gpuproof.protocol.proof.executor import ChainCommit, ProofExecutor, RecomputedRows, leaves_of
-from gpuproof.protocol.proof.matrices import gpu_seed
+from gpuproof.protocol.proof.matrices import b_seed, gpu_seed
 from gpuproof.protocol.proof.models import (
     GpuCommitment,
     GpuOpenings,
@@ -51,10 +51,11 @@ class Prover:
         self.keep_level = keep_level
         self.parallel = parallel
         self._seeds = {p.gpu_index: gpu_seed(nonce, machine_id, p.gpu_index) for p in self.params}
+        self._b_seed = b_seed(nonce, machine_id)  # B is the challenge's: every GPU multiplies by it
         self._chains: dict[int, ChainCommit] = {}
 
     def _commit_one(self, params: ProofParams) -> ChainCommit:
-        return self.executor.commit(self._seeds[params.gpu_index], params, self.keep_level)
+        return self.executor.commit(self._seeds[params.gpu_index], self._b_seed, params, self.keep_level)
 
     def run(self) -> ThroughputCommitment:
         """Run every GPU's chain; the commitment carries H_T per GPU (`elapsed` has the prover's
@@ -111,6 +112,7 @@ class Prover:
             want_c[pair.step].add(pair.row)
         rows = self.executor.recompute(
             self._seeds[params.gpu_index],
+            self._b_seed,
             params,
             {t: sorted(v) for t, v in want_a.items()},
             {t: sorted(v) for t, v in want_c.items()},

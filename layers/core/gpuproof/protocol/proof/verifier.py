@@ -12,6 +12,7 @@ from gpuproof.protocol.keys import verify
 from gpuproof.protocol.proof import codes, merkle
 from gpuproof.protocol.proof.matrices import (
     TAG_A0,
+    b_seed,
     b_times_x_mod,
     gen_rows,
     gpu_seed,
@@ -37,6 +38,25 @@ from gpuproof.protocol.reasons import Reason
 # Vectors of the mod-17 Freivalds check of each opening: a wrong row escapes one with probability
 # 1/17, all of them with 17^-8 (< 2^-32); over m openings the union bound adds m * 17^-8.
 FREIVALDS_VECTORS = 8
+
+
+class Freivalds:
+    """The verifier's random vectors for one host: per size d, X (d x 8, entries uniform in Z_17,
+    drawn here, after the transcript arrived) and Y = B.X mod 17, computed the first time a GPU of
+    that size needs them and shared by the host's GPUs, which all multiply by the one B of the
+    challenge (`matrices.b_seed`). One X for every GPU costs no soundness: a wrong row's error e
+    escapes e.X = 0 with probability 17^-8 whichever GPU it is on (docs/protocol.md §9)."""
+
+    def __init__(self, seed: bytes, rng: np.random.Generator | None = None) -> None:
+        self.seed = seed
+        self.rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
+        self._by_d: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
+
+    def vectors(self, d: int, q: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        if d not in self._by_d:
+            x = self.rng.integers(0, q, size=(d, FREIVALDS_VECTORS), dtype=np.int64)
+            self._by_d[d] = (x, b_times_x_mod(self.seed, d, x).astype(np.float64))
+        return self._by_d[d]
 
 
 def check_deadline(
@@ -156,12 +176,14 @@ def verify_gpu(
     openings: GpuOpenings,
     *,
     rng: np.random.Generator | None = None,
+    freivalds: Freivalds | None = None,
 ) -> list[Reason]:
     """One GPU: its roots chain to the committed H_T, openings exactly as asked, Merkle paths,
     exact row checks.
 
     The row check is Freivalds on rows modulo 17 (A_t[i] = g_t(C) depends on C mod 17 only): with
-    X (d x 8, entries in Z_17) drawn here after the transcript arrived and Y = B.X computed once,
+    X (d x 8, entries in Z_17) drawn after the transcript arrived and Y = B.X computed once per host
+    (`freivalds`, shared by the host's GPUs; drawn here from `rng` when not given),
     A_{t-1}[i].Y[pi_t] + A_0[i].X == (A_t[i] + 8 - t).X (mod 17), since B_t.X = Y[pi_t].
     """
     where = f"gpus[{params.gpu_index}]"
@@ -195,9 +217,9 @@ def verify_gpu(
     if not todo:
         return reasons
 
-    gen = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
-    x = gen.integers(0, params.q, size=(params.d, FREIVALDS_VECTORS), dtype=np.int64)
-    y = b_times_x_mod(seed, params.d, x).astype(np.float64)
+    if freivalds is None:
+        freivalds = Freivalds(b_seed(nonce, machine_id), rng)
+    x, y = freivalds.vectors(params.d, params.q)
     seen: set[tuple[int, int]] = set()
     perms: dict[int, npt.NDArray[np.intp]] = {}  # pi_t per step, shared by the openings of one step
     for k, opening in todo:
@@ -350,6 +372,7 @@ def verify_throughput(
         codes.OPENINGS_DUPLICATE,
     )
     claimed = {g.gpu_index: list(g.pairs) for g in proof.pairs}
+    freivalds = Freivalds(b_seed(nonce, machine_id), rng)  # one X, one Y = B.X per size d, every GPU
     for p in params:
         want = expected.get(p.gpu_index, claimed.get(p.gpu_index))
         if (
@@ -366,7 +389,9 @@ def verify_throughput(
             continue
         if gpu_openings is None or opening_groups.count(p.gpu_index) != 1:
             continue  # refused above (missing or duplicate group)
-        reasons.extend(verify_gpu(nonce, machine_id, p, gpu_commitment, want, gpu_openings, rng=rng))
+        reasons.extend(
+            verify_gpu(nonce, machine_id, p, gpu_commitment, want, gpu_openings, freivalds=freivalds)
+        )
     return reasons
 
 

@@ -131,9 +131,13 @@ class PackedRow(list[int]):
         self.packed = packed
 
 
-def _row(chunk: memoryview, d: int) -> PackedRow:
-    packed = bytes(chunk)
-    return PackedRow(unpack_rows(np.frombuffer(packed, dtype=np.uint8), d).tolist(), packed)
+def _rows(chunks: Sequence[bytes], d: int) -> list[PackedRow]:
+    """The decoded rows of one GPU's section, unpacked in one call (`unpack_rows` over all of them)."""
+    if not chunks:
+        return []
+    packed = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(len(chunks), -1)
+    values = unpack_rows(packed, d).tolist()
+    return [PackedRow(v, c) for v, c in zip(values, chunks, strict=True)]
 
 
 def decode_transcript(data: bytes, params: Sequence[ProofParams]) -> list[GpuOpenings]:
@@ -158,17 +162,22 @@ def decode_transcript(data: bytes, params: Sequence[ProofParams]) -> list[GpuOpe
             )
         depth, row_size = merkle.depth(n), packed_row_bytes(d)
         roots = _digests(r.take(DIGEST * steps, "roots"))
-        openings = []
+        headers: list[tuple[int, int, list[str], list[str]]] = []
+        chunks: list[bytes] = []  # every packed row of this GPU in order: a_prev (step > 1), a_row
         for k in range(m):
             step, row = r.unpack(_OPENING_HEADER, f"gpu {gpu} opening {k}")
             if not (1 <= step <= steps and 0 <= row < n):
                 raise TranscriptError(f"gpu {gpu} opening {k}: step {step}, row {row} outside the chain")
-            a_prev, prev_path = None, []
+            prev_path: list[str] = []
             if step > 1:
-                a_prev = _row(r.take(row_size, "a_prev"), d)
+                chunks.append(bytes(r.take(row_size, "a_prev")))
                 prev_path = _digests(r.take(DIGEST * depth, "a_prev path"))
-            a_row = _row(r.take(row_size, "a_row"), d)
-            a_path = _digests(r.take(DIGEST * depth, "a_row path"))
+            chunks.append(bytes(r.take(row_size, "a_row")))
+            headers.append((step, row, prev_path, _digests(r.take(DIGEST * depth, "a_row path"))))
+        rows = iter(_rows(chunks, d))
+        openings = []
+        for step, row, prev_path, a_path in headers:
+            a_prev = next(rows) if step > 1 else None
             # Built without re-validation: every value is bounded by the layout just read.
             openings.append(
                 RowOpening.model_construct(
@@ -176,7 +185,7 @@ def decode_transcript(data: bytes, params: Sequence[ProofParams]) -> list[GpuOpe
                     row=row,
                     a_prev=a_prev,
                     a_prev_path=prev_path,
-                    a_row=a_row,
+                    a_row=next(rows),
                     a_path=a_path,
                 )
             )
