@@ -14,6 +14,7 @@ from gpuproof.protocol.capacity.draws import draw_walks
 from gpuproof.protocol.capacity.fill import Fill, capacity_seed, committed_stages, parent_rows
 from gpuproof.protocol.capacity.models import CapacityTargetParams
 from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.capacity.verifier import b_times_mod
 from gpuproof.protocol.capacity.wire import decode_openings, encode_openings
 from gpuproof.protocol.keys import SigningKey
 from tests.unit import capacity_adversaries as adv
@@ -190,3 +191,18 @@ def test_the_gpu_executor_matches_the_numpy_prover_with_every_other_layer_commit
     above = len(params.targets[2].committed) - below
     fill_trees = 2 * 5 + blocks * below + windows * above  # + the rounds' answer trees (not cap_subtree)
     assert trees[0] >= fill_trees and trees[0] - fill_trees < 2 * 5  # at most the self-check's warm-up
+
+
+@pytest.mark.parametrize("d", [8, 1024, 1073, 1074, 2048])
+def test_the_composed_stages_product_is_exact_mod_251_on_either_side_of_the_float32_bound(d: int) -> None:
+    """B . v mod 251 in float32 (one centred product up to d = 1073, two 4-bit halves beyond) equals
+    the int64 product, at the extremes of both operands' ranges."""
+    rng = np.random.default_rng(d)
+    b = rng.integers(-125, 126, size=(d, d))
+    b[0, :] = 125  # a row of extremes: every partial sum at its largest
+    v = rng.integers(0, 251, size=(d, 8))
+    v[:, 0] = 125  # centred: +125 (the largest magnitude kept)
+    v[:, 1] = 126  # centred: -125
+    want = (b @ v) % 251
+    got = b_times_mod(b.astype(np.float32), v.astype(np.float64))
+    assert np.array_equal(got.astype(np.int64), want)

@@ -321,6 +321,22 @@ def _check_sweep_spot(
     return reasons
 
 
+def b_times_mod(b: npt.NDArray[np.float32], v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """B . v mod 251, exactly, for B's entries in [-125, 125] and v's in [0, 251): float32 BLAS is
+    exact while every partial sum stays below 2^24. v centred to [-125, 125] needs one product while
+    d . 125^2 < 2^24 (d <= 1073: every GPU and host target); beyond, v is split in 4-bit halves."""
+    d = b.shape[1]
+    if d * HALF * HALF < 2**24:
+        centred = np.where(v > HALF, v - Q, v).astype(np.float32)
+        out: npt.NDArray[np.float64] = (b @ centred).astype(np.float64) % Q
+        return out
+    high, low = np.divmod(v, 16)
+    split: npt.NDArray[np.float64] = (
+        (b @ high.astype(np.float32)).astype(np.float64) * 16 + (b @ low.astype(np.float32))
+    ) % Q
+    return split
+
+
 class LayerPaths:
     """Merkle paths into one layer's tree, checked against its root. Every node a path that opened
     computed or used as a sibling is kept; a later path stops climbing at the first kept node it
@@ -468,10 +484,7 @@ class _Walks:
             return [self.y[pi], self.y[sigma]], np.zeros(FREIVALDS_VECTORS)
         assert self.b is not None
         both = np.concatenate([self.y[pi], self.y[sigma]], axis=1)  # d x 2k, entries 0..250
-        high, low = np.divmod(both, 16)  # B . v split so that float32 stays exact: |sum| < 2^24
-        bv = (
-            (self.b @ high.astype(np.float32)).astype(np.float64) * 16 + (self.b @ low.astype(np.float32))
-        ) % Q
+        bv = b_times_mod(self.b, both)
         z, w = bv[:, :FREIVALDS_VECTORS], bv[:, FREIVALDS_VECTORS:]
         pi2, sigma2 = stage_perms(self.seed, stage - 1, d)
         sums = (both[:, :FREIVALDS_VECTORS] + both[:, FREIVALDS_VECTORS:]).sum(axis=0)
