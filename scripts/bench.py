@@ -271,7 +271,10 @@ def main() -> int:
         report_intake(args.intake),
         ed25519(2000),
         bench_proof.bench_sections(),
-        bench_capacity.capacity_section(bench_proof.verify_section.total_s),  # type: ignore[attr-defined]
+        bench_capacity.capacity_section(
+            bench_proof.verify_section.total_s,  # type: ignore[attr-defined]
+            bench_proof.verify_section.total_one_s,  # type: ignore[attr-defined]
+        ),
         bench_draw.bench_sections(),
         bench_sweep.bench_sections(),
         bench_load.bench_sections(),

@@ -59,6 +59,7 @@ from gpuproof.protocol.capacity.wire import (
     Row,
     opened,
 )
+from gpuproof.protocol.collector import collector_paused
 from gpuproof.protocol.proof import merkle
 from gpuproof.protocol.reasons import Reason
 
@@ -632,6 +633,7 @@ def verify_target(
     return reasons, elapsed, swept_s
 
 
+@collector_paused
 def verify_capacity(
     params: CapacityParams,
     *,

@@ -47,6 +47,7 @@ from gpuproof.protocol.capacity.models import (
     TargetOpenings,
     WalkOpening,
 )
+from gpuproof.protocol.collector import collector_paused
 from gpuproof.protocol.proof import merkle
 
 MAGIC = b"GPCOv2\x00\x00"
@@ -352,6 +353,7 @@ def _decode_walk(r: _Reader, shape: _Shape, what: str) -> OpenedWalk:
     return OpenedWalk(walk=index, steps=steps)
 
 
+@collector_paused
 def decode_openings(data: bytes | bytearray | memoryview, params: CapacityParams) -> list[OpenedTarget]:
     """The openings of a binary transcript for `params` (the service's), in ascending target
     order. Raises OpeningsError for anything but exactly that layout."""

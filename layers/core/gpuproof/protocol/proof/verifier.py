@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from gpuproof.protocol.collector import collector_paused
 from gpuproof.protocol.keys import verify
 from gpuproof.protocol.proof import codes, merkle
 from gpuproof.protocol.proof.matrices import (
@@ -321,6 +322,7 @@ def check_groups(
     return reasons
 
 
+@collector_paused
 def verify_throughput(
     proof: ThroughputProof,
     *,

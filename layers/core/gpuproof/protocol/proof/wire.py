@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gpuproof.protocol.collector import collector_paused
 from gpuproof.protocol.proof import merkle
 from gpuproof.protocol.proof.codes import TRANSCRIPT_MALFORMED
 from gpuproof.protocol.proof.matrices import HALF, pack_rows, packed_row_bytes, unpack_rows
@@ -140,6 +141,7 @@ def _rows(chunks: Sequence[bytes], d: int) -> list[PackedRow]:
     return [PackedRow(v, c) for v, c in zip(values, chunks, strict=True)]
 
 
+@collector_paused
 def decode_transcript(data: bytes, params: Sequence[ProofParams]) -> list[GpuOpenings]:
     """The GpuOpenings of a binary transcript for `params` (the service's, one per GPU), in
     gpu_index order. Raises TranscriptError for anything but exactly that layout."""
