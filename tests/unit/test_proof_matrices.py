@@ -4,6 +4,7 @@ binding of the seed, and pinned test vectors (docs/protocol.md, "Test vectors").
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import pytest
@@ -63,17 +64,27 @@ def test_known_answer_vectors() -> None:
     assert b_row == [(v % 17) - 8 for v in b_raw]
     raw = hashlib.shake_128(b"gpuproof/row/v2" + seed + b"A" + b"\0\0\0\0").digest(16)
     assert row.tolist() == [(b % 17) - 8 for b in raw]
-    assert permutation(seed, 1, 16).tolist() == [9, 7, 11, 10, 14, 4, 0, 1, 3, 8, 6, 12, 2, 5, 15, 13]
+    assert permutation(seed, 1, 16).tolist() == [13, 4, 11, 2, 9, 0, 7, 14, 5, 12, 3, 10, 1, 8, 15, 6]
     assert chain_start(seed).hex() == "b6ce0e9ffdceda2d3e1f52605639414566e57bc730c04e5d36543c9c481828ad"
 
 
-def test_permutation_is_the_stable_argsort_of_its_keys_and_differs_per_step() -> None:
+@pytest.mark.parametrize("d", [8, 16, 24, 48, 4096, 8192])
+def test_permutation_is_the_affine_map_of_its_shake_bytes_and_differs_per_step(d: int) -> None:
+    """pi_t(j) = (a j + b) mod d, a the first value from h[0:8] mod d on coprime with d, b = h[8:16]
+    mod d (docs/protocol.md §3), rebuilt here from the bytes with Python integers."""
     seed = gpu_seed(NONCE, MACHINE, 2)
-    keys = hashlib.shake_128(b"gpuproof/perm/v2" + seed + (5).to_bytes(4, "little")).digest(8 * 64)
-    values = [int.from_bytes(keys[8 * j : 8 * j + 8], "little") for j in range(64)]
-    assert permutation(seed, 5, 64).tolist() == sorted(range(64), key=lambda j: (values[j], j))
-    assert sorted(permutation(seed, 5, 64).tolist()) == list(range(64))
-    assert permutation(seed, 5, 64).tolist() != permutation(seed, 6, 64).tolist()
+    firsts = set()
+    for step in range(1, 41):
+        h = hashlib.shake_128(b"gpuproof/affine-perm/v2" + seed + step.to_bytes(4, "little")).digest(16)
+        a = int.from_bytes(h[:8], "little") % d
+        while math.gcd(a, d) != 1:
+            a = (a + 1) % d
+        b = int.from_bytes(h[8:], "little") % d
+        got = permutation(seed, step, d).tolist()
+        assert got == [(a * j + b) % d for j in range(d)]
+        assert sorted(got) == list(range(d))  # a permutation
+        firsts.add(tuple(got[:2]))
+    assert len(firsts) > 20  # the steps' maps differ
 
 
 def test_any_row_regenerates_alone() -> None:
