@@ -79,6 +79,7 @@ def _step(fn: Callable[[], Any], clients: list[Any]) -> tuple[Any, float, Wire]:
 
 def measure(checks: int) -> str:
     from gpuproof.local.moto_server import MotoServer, aws_environment
+    from gpuproof.local.stack import drop_cached_connections
     from gpuproof.local.template import load_template, provision
 
     moto = MotoServer().start()
@@ -86,22 +87,10 @@ def measure(checks: int) -> str:
         os.environ.update(aws_environment(moto.endpoint_url))
         resources = provision(load_template(), moto.endpoint_url, stack_name="gpuproof-bench")
         os.environ.update(resources.merged_environment())
-        _drop_cached_connections()  # an earlier section's stack had the same table names on another port
+        drop_cached_connections()  # an earlier section's stack had the same table names on another port
         return _measure(checks)
     finally:
         moto.stop()
-
-
-def _drop_cached_connections() -> None:
-    """PynamoDB caches a connection per model, and `tables.bind` keeps it while the table names are
-    the same: drop every model's, so this section talks to its own moto server."""
-    from pynamodb.models import Model
-
-    stack = [Model]
-    while stack:
-        for sub in stack.pop().__subclasses__():
-            sub._connection = None
-            stack.append(sub)
 
 
 def _measure(checks: int) -> str:

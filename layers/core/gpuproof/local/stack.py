@@ -32,6 +32,22 @@ from gpuproof.local.template import (
 log = logging.getLogger("gpuproof_local")
 
 
+def drop_cached_connections() -> None:
+    """Forget every PynamoDB model's cached connection. `tables.bind` keeps a model's connection while
+    its table name is the same, and a connection keeps the endpoint it was made with: a process that
+    talks to one moto server after another through the models, with the same table names on another
+    port (make bench's presence section), calls this once the new one is up. (A second LocalStack in
+    one process needs more: the handlers' modules keep their clients; make bench runs that section in
+    a process of its own.)"""
+    from pynamodb.models import Model
+
+    stack: list[type[Any]] = [Model]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            sub._connection = None
+            stack.append(sub)
+
+
 class LocalStack:
     """The template's stack, run locally. Sets os.environ for the process while it runs."""
 
