@@ -29,6 +29,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 warnings.filterwarnings("ignore")
 
 ROOT = Path(__file__).resolve().parent.parent
+# The environment before any section: sections that provision moto write theirs into os.environ
+# (endpoints, table names, AllowCpuBackend = false), which a child process must not inherit.
+BASE_ENV = dict(os.environ)
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the tests' API client and the sibling bench_* modules
 
 import bench_capacity  # noqa: E402
@@ -263,6 +266,7 @@ def load_section() -> str:
         text=True,
         check=False,
         cwd=ROOT,
+        env=BASE_ENV,
     )
     if done.returncode != 0:
         raise RuntimeError(f"scripts/bench_load.py failed ({done.returncode}): {done.stderr[-2000:]}")
