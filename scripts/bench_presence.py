@@ -336,8 +336,19 @@ DDB_WRU_PER_M = 0.625
 DDB_RRU_PER_M = 0.125
 # Lambda gives one vCPU at 1769 MB; the functions run at 512 MB: billed time ~ CPU time / 0.289.
 VCPU_AT_512 = 512 / 1769
-# docs/benchmarks.md "Proof of throughput (v2): service CPU time to verify one GPU" (H100 size).
-VERIFY_CPU_PER_GPU_S = 0.133
+
+
+def verify_cpu_per_gpu_s() -> float:
+    """The throughput check's CPU per GPU of an 8-GPU H100 host, measured in this run's proof section
+    (scripts/bench_proof.py `verify_section`, which make bench runs first; measured here if not)."""
+    import bench_proof
+
+    if getattr(bench_proof.verify_section, "total_s", None) is None:
+        bench_proof.verify_section()
+    total: float = bench_proof.verify_section.total_s  # type: ignore[attr-defined]
+    return total
+
+
 MACHINES, CHECKS_PER_DAY, GPUS, OFFLINE_AFTER_S = 20_000, 6, 8, 1800
 # An 8-GPU machine's item: 1.1 KB measured (CPU claim) + 1.3 KB of H100 x 8 proof parameters while
 # a check is open + ~2 KB of heartbeat telemetry for 8 GPUs (estimate): <= 5 KB, 5 write units.
@@ -366,7 +377,7 @@ HEARTBEAT_WRU = 2 * ITEM_WRU + 2 + 2 * 1  # its transaction: machine item, nonce
 def _cost(cpu: dict[str, float], wires: dict[str, list[Any]]) -> str:
     checks = MACHINES * CHECKS_PER_DAY
     added = {k: max(0.0, cpu[k] - cpu[base]) for k, base in ANYWAY.items()}
-    api_cpu = cpu["fetch nonce"] + cpu["commitment"] + cpu["openings"] + GPUS * VERIFY_CPU_PER_GPU_S
+    api_cpu = cpu["fetch nonce"] + cpu["commitment"] + cpu["openings"] + GPUS * verify_cpu_per_gpu_s()
     api_cpu += added["heartbeat: announce"]
     gb_s = (api_cpu + added["sweeper look: after the wave"]) / VCPU_AT_512 * 0.5
     wru = 2 * STEP_WRU
@@ -394,7 +405,7 @@ def _cost(cpu: dict[str, float], wires: dict[str, list[Any]]) -> str:
         "3 API requests and 3 MachineApiFunction invocations (fetch, commitment, openings); Lambda time = "
         "the CPU measured above for those steps, plus what the check adds to the announcing heartbeat "
         "and to the look that counts it, plus the openings' verification at H100 size "
-        f"({VERIFY_CPU_PER_GPU_S * 1000:.0f} ms a GPU, measured in the proof section) x {GPUS}, divided by "
+        f"({verify_cpu_per_gpu_s() * 1000:.0f} ms a GPU of an 8-GPU host, measured in the proof section) x {GPUS}, divided by "
         f"the {VCPU_AT_512:.3f} vCPU a 512 MB function gets, x 0.5 GB; DynamoDB units by its rules for an "
         f"item of <= 5 KB ({wru} write units and {rru:g} read units a check: the fetch reads the machine "
         "and the request nonce and writes nothing, the commitment and the openings each read both and "
@@ -433,7 +444,7 @@ def _burst(cpu: dict[str, float]) -> str:
         "fetch nonce": (cpu["fetch nonce"] / VCPU_AT_512 + 2 * DDB_MS / 1000, FETCH_RRU, 0),
         "commitment": (cpu["commitment"] / VCPU_AT_512 + 3 * DDB_MS / 1000, STEP_RRU, STEP_WRU),
         "openings": (
-            (cpu["openings"] + GPUS * VERIFY_CPU_PER_GPU_S) / VCPU_AT_512 + s3_s + 3 * DDB_MS / 1000,
+            (cpu["openings"] + GPUS * verify_cpu_per_gpu_s()) / VCPU_AT_512 + s3_s + 3 * DDB_MS / 1000,
             STEP_RRU,
             STEP_WRU,
         ),
@@ -458,7 +469,7 @@ def _burst(cpu: dict[str, float]) -> str:
             f"commitments {expected_s} s later (the H100 proof), the openings right after (a {transcript_mb} MB "
             "upload, then the request). Lambda duration = the CPU measured above / "
             f"{VCPU_AT_512:.3f} vCPU (the openings with their verification, {GPUS} x "
-            f"{VERIFY_CPU_PER_GPU_S * 1000:.0f} ms, and the transcript's read-back at ~{S3_MB_PER_S:g} MB/s) + "
+            f"{verify_cpu_per_gpu_s() * 1000:.0f} ms, and the transcript's read-back at ~{S3_MB_PER_S:g} MB/s) + "
             f"~{DDB_MS:g} ms a DynamoDB request (assumed, not measured here); concurrency = arrivals x "
             "duration; DynamoDB units by the rules above. All figures estimates.",
             "",

@@ -64,7 +64,7 @@ def trial(label: str, make: Make, k: int) -> tuple[bool, int, int]:
     return not reasons, bad, forgery.products
 
 
-def table(trials: int, seed: int) -> str:
+def table(trials: int, seed: int, only: str | None = None) -> str:
     m = derive_params(None, cpu=True).checks
     total = N * T
     lines = [
@@ -72,6 +72,8 @@ def table(trials: int, seed: int) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, make, weight in STRATEGIES:
+        if only is not None and only not in label:
+            continue
         start = time.perf_counter()
         count = trials * weight
         results = [trial(label, make, seed * 1_000_003 + k) for k in range(count)]
@@ -88,7 +90,9 @@ def table(trials: int, seed: int) -> str:
         sys.stderr.write(f"{label}: {time.perf_counter() - start:.1f} s\n")
     head = (
         f"n = {N}, d = {D}, T = {T} (N = {total} transitions), m = {m} distinct pairs; "
-        f"`python scripts/proof_soundness.py --trials {trials} --seed {seed}`.\n\n"
+        f"`python scripts/proof_soundness.py --trials {trials} --seed {seed}"
+        + (f" --only '{only}'" if only is not None else "")
+        + "`.\n\n"
     )
     return head + "\n".join(lines) + "\n"
 
@@ -97,8 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--trials", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", help="run the strategies whose label contains this text")
     args = parser.parse_args()
-    sys.stdout.write(table(args.trials, args.seed))
+    sys.stdout.write(table(args.trials, args.seed, args.only))
 
 
 if __name__ == "__main__":
