@@ -32,15 +32,18 @@ from gpuproof.protocol.capacity.device import OutOfDeviceMemory, SimulatedDevice
 from gpuproof.protocol.capacity.draws import Walk, bandwidth_round, target_rounds
 from gpuproof.protocol.capacity.fill import (
     HALF,
+    MIX,
     Fill,
     Q,
     Rows,
     capacity_seed,
+    coefficient,
     leaf,
     parent_rows,
     parent_stage,
     partner,
     recentre,
+    scale,
     stage_perms,
 )
 from gpuproof.protocol.capacity.models import (
@@ -385,12 +388,13 @@ def known_draw_walks(
             raise ValueError(f"two walks need different rows {row} of layer {layer}: draw again")
         return held
 
-    def stage_map(stage: int, own: Rows, mate: Rows) -> Rows:
+    def stage_map(stage: int, row: int, own: Rows, mate: Rows) -> Rows:
         if stage not in perms:
             perms[stage] = stage_perms(seed, stage, tp.d)
         pi, sigma = perms[stage]
-        spread = np.zeros((2, tp.d))  # own . B[pi] + mate . B[sigma] = (own -> pi, mate -> sigma) . B
-        spread[0, pi], spread[1, sigma] = own, mate
+        spread = np.zeros((2, tp.d))  # own . B[pi] + k mate . B[sigma] = (own -> pi, k mate -> sigma) . B
+        spread[0, pi] = own
+        spread[1, sigma] = scale(mate, coefficient(row, stage, tp.n_rows))
         return recentre(spread.sum(axis=0) @ fill.b, stage)
 
     for walk in walks:
@@ -413,7 +417,10 @@ def known_draw_walks(
                     for r in rows
                 ]
             for s in range(below + 1, stage + 1):  # pair by pair up to X_stage[row]
-                current = [stage_map(s, current[k], current[k + 1]) for k in range(0, len(current), 2)]
+                current = [
+                    stage_map(s, rows[k], current[k], current[k + 1]) for k in range(0, len(current), 2)
+                ]
+                rows = rows[::2]  # each pair's own row
             carried = put(stage, row, current[0])
     trees = {
         layer: sparse_tree(tp.n_rows, {r: leaf(v) for r, v in layers[layer].items()})
@@ -710,8 +717,9 @@ class LinearTopState(PartialState):
         for j, stage in enumerate(range(low + 1, top)):
             b_pi, b_sigma = (x.astype(np.int64) for x in f.matrices(stage))
             mates = np.arange(block) ^ (1 << j)
-            basis = (basis @ b_pi + basis[:, mates] @ b_sigma) % Q
-            offset = (offset @ b_pi + offset[:, mates] @ b_sigma + stage - HALF) % Q
+            k = np.where(mates > np.arange(block), 1, MIX)[None, :, None]  # k_l: n = 2^top, no lone rows
+            basis = (basis @ b_pi + k * basis[:, mates] @ b_sigma) % Q
+            offset = (offset @ b_pi + k * offset[:, mates] @ b_sigma + stage - HALF) % Q
         reduced, transform = rref_with_transform(basis.reshape(size, size))
         rank = reduced.shape[0]
         self.image_rank, self.block_size = rank, size

@@ -12,7 +12,7 @@ built with g++, the double's device-memory limit), giving the numpy prover's out
 one N x d int8 buffer, and every stage is computed IN PLACE: the rows a stage pairs
 (i, p_l(i) = i xor 2^(l-1)) depend only on each other, so the buffer is processed in *groups*
 closed under the pairing (a chunk of `group_rows` rows, with its partner chunk when the pairing
-reaches beyond it): the group's operand [X[i] | X[p(i)]] (K = 2d, `cap_operand`) goes through one
+reaches beyond it): the group's operand [X[i] | k_l(i) X[p(i)]] (K = 2d, `cap_operand`) goes through one
 int8 x int8 -> int32 gemmEx against [B[pi_l]; B[sigma_l]] (CUBLAS_COMPUTE_32I, exact), and
 g_l(c) = ((c + l) mod 251) - 125 is written back over the group's rows (`cap_epilogue`). After
 each stage the layer's Merkle tree is hashed on the device (subtrees of 16 rows per thread, then
@@ -95,12 +95,14 @@ import numpy.typing as npt
 from gpuproof.protocol.capacity.draws import SAMPLE_DOMAIN, Walk, bandwidth_round, item_rows
 from gpuproof.protocol.capacity.fill import (
     ANSWER_DOMAIN,
+    LONE,
     ROW_DOMAIN,
-    TAG_B,
     TAG_X0,
     Q,
+    b_matrix,
     capacity_seed,
     chain_value,
+    coefficients,
     gen_rows,
     leaf,
     parent_rows,
@@ -693,10 +695,6 @@ def _load_window(
     return (len(slabs) - 1) * w + slabs[-1][1]
 
 
-def _d2d(dst: Any, src: Any) -> None:
-    dst[...] = src
-
-
 class _Gpu:
     """One lane of one device: its kernels and calls, on the lane's own stream. Used only on the
     lane's worker thread, device and stream current. Lane 0 runs on the legacy default stream
@@ -1242,7 +1240,8 @@ class CupyCapacityProver:
 
     # -- shared pieces ----------------------------------------------------------------------------------
     def _b_host(self, t: _Target) -> npt.NDArray[np.int8]:
-        return gen_rows(t.seed, TAG_B, range(t.tp.d), t.tp.d)
+        """B = L . U (`fill.b_matrix`: one d x d float64 product on the host, ~0.1 s at d = 1024)."""
+        return b_matrix(t.seed, t.tp.d)
 
     def _blt_host(self, t: _Target, stage: int) -> npt.NDArray[np.int8]:
         """[B[pi_l]; B[sigma_l]] transposed (d x 2d), built on the host (d rows of SHAKE-128, cheap)."""
@@ -1290,7 +1289,8 @@ class CupyCapacityProver:
         mate = gen_rows(t.seed, TAG_X0, mates, tp.d)
         b = self._b_host(t).astype(np.float64)
         pi, sigma = stage_perms(t.seed, 1, tp.d)
-        want = stage_rows(own, mate, b[pi], b[sigma], 1)
+        k = coefficients(np.array([first + r for r in rows], dtype=np.intp), 1, tp.n_rows)
+        want = stage_rows(own, mate, b[pi], b[sigma], 1, k)
         if not np.array_equal(g.cp.asnumpy(buf[g.cp.asarray(np.array(rows, dtype=np.int64))]), want):
             raise RuntimeError(
                 "GPU int8 GEMM is not exact on the first rows: refusing to commit (check cuBLAS gemmEx)"
@@ -1462,8 +1462,9 @@ class CupyCapacityProver:
         k 2^c + j0 .. + 2^H - 1 of X_c) sits at position rev(k) (m = L - c bits reversed), so the
         slabs a wanted row at layer >= l needs at stage l (those agreeing with it on the low
         l - 1 - c bits of k) are one contiguous range of 2^(L - l + 1) slabs, paired half with half.
-        A row whose mate is past the last row pairs with itself (`fill.partner`): before each
-        stage its slab's rows are copied into the missing mate's place (at most two slabs a range).
+        A row whose mate is past the last row pairs with itself (`fill.partner`, k_l = LONE): before
+        each stage its slab's rows, times LONE mod 251 (`cap_scale`), are written into the missing
+        mate's place (at most two slabs a range), where the lower row's k_l = 1 reads them.
         The window is loaded by one kernel (`cap_window_load`), not a copy per slab."""
         tp = t.tp
         n, top, h = tp.n_rows, tp.n_stages, t.kept_height
@@ -1501,7 +1502,15 @@ class CupyCapacityProver:
                     mate = k + (1 << j)
                     if not k >> j & 1 and mate < (1 << m) and count(mate) < count(k):
                         lo, hi, have = _rev(k, m) * w, _rev(mate, m) * w, count(mate)
-                        _d2d(wbuf[hi + have : hi + count(k)], wbuf[lo + have : lo + count(k)])
+                        rows = count(k) - have  # lone rows: their stand-in mate is LONE times them
+                        g.launch(
+                            "cap_scale",
+                            rows * tp.d,
+                            wbuf[lo + have : lo + count(k)],
+                            u64(rows * tp.d),
+                            np.int32(LONE),
+                            wbuf[hi + have : hi + count(k)],
+                        )
                     k += 1 << j
                 g.stage(wbuf[p0 * w : (p0 + size) * w], size * w, (size >> 1) * w, stage, blt, scratch, group)
             del blt

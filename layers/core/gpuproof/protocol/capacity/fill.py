@@ -4,9 +4,16 @@ exact int8 GEMMs over Z_251 whose last layer is what a target (a GPU, or host RA
 X_0[i] is seeded; stage l = 1..L computes, for every row i with partner p_l(i) = i xor 2^(l-1)
 (i itself when that is >= N):
 
-    X_l[i] = g_l(X_{l-1}[i] . B[pi_l] + X_{l-1}[p_l(i)] . B[sigma_l]),  g_l(c) = ((c + l) mod 251) - 125
+    X_l[i] = g_l(X_{l-1}[i] . B[pi_l] + k_l(i) X_{l-1}[p_l(i)] . B[sigma_l])
+    g_l(c) = ((c + l) mod 251) - 125
+    k_l(i) = 1 (i < p_l(i)), 6 (i > p_l(i)), -6 (i = p_l(i), a lone row)
 
-so after L = ceil(log2 N) stages every row depends on at least N/2 rows of X_0: regenerating a row
+Fill format v2 (2026-12-07): B = L.U mod 251 is invertible by construction and sigma_l is drawn so
+that pi_l^-1 sigma_l has no cycle whose length is a multiple of 250; with the coefficients k_l every
+stage's map of a pair (and of a lone row) is then invertible mod 251 (docs/protocol.md §17.2), so
+X_L carries all of X_0's N d entries (v1's symmetric maps lost ~11 dimensions a pair a stage).
+
+After L = ceil(log2 N) stages every row depends on at least N/2 rows of X_0: regenerating a row
 that is not held costs a cone of ~2N row products, i.e. about two whole stages of the fill.
 Entries lie in [-125, 125] (int8, 7.97 bits of information per byte, so the data does not
 compress), products are exact in int32 (GPU) and float64 (this numpy code).
@@ -25,12 +32,15 @@ from gpuproof.protocol.proof import merkle
 
 SEED_DOMAIN = b"gpuproof/capacity/seed/v1"
 ROW_DOMAIN = b"gpuproof/capacity/row/v1"
-PERM_DOMAIN = b"gpuproof/capacity/perm/v1"
+PERM_DOMAIN = b"gpuproof/capacity/perm/v2"
 CHAIN_DOMAIN = b"gpuproof/capacity/chain/v1"
 TAG_X0 = b"X"
 TAG_B = b"B"
 Q = 251  # the largest prime whose centred residues fit int8
 HALF = Q // 2  # 125
+MIX = 6  # k for the upper row of a pair: a generator of Z_251^* (order 250)
+LONE = Q - MIX  # k for a lone row (-6: -k is then the generator 6)
+SIGMA_TRIES = 64  # sigma_l draws before giving up (each fails with probability < 2% at d <= 8192)
 HOST_TARGET = 0xFFFF  # the target number of host RAM (GPUs are 0..255)
 BITS_PER_ENTRY = math.log2(Q)
 
@@ -70,9 +80,79 @@ def permutation(seed: bytes, index: int, d: int) -> npt.NDArray[np.intp]:
     return np.argsort(keys, kind="stable")
 
 
+def _cycle_lengths(perm: npt.NDArray[np.intp]) -> list[int]:
+    seen = np.zeros(len(perm), dtype=bool)
+    lengths = []
+    for start in range(len(perm)):
+        if seen[start]:
+            continue
+        j, n = start, 0
+        while not seen[j]:
+            seen[j], j, n = True, int(perm[j]), n + 1
+        lengths.append(n)
+    return lengths
+
+
+def invertible_pair(pi: npt.NDArray[np.intp], sigma: npt.NDArray[np.intp]) -> bool:
+    """Whether stage maps with these permutations are invertible for an invertible B: R = pi^-1 sigma
+    (as an array, argsort(pi)[sigma]) has no cycle whose length is a multiple of ord(6) = 250.
+    det of a pair's map is +-det(I - 6 R^2) det(B)^2 and of a lone row's +-det(I - 6 R) det(B), and
+    det(I - t C_m) = 1 - t^m for an m-cycle C_m (docs/protocol.md §17.2)."""
+    r = np.argsort(pi)[sigma]
+    return all(m % (Q - 1) for m in _cycle_lengths(r))
+
+
 def stage_perms(seed: bytes, stage: int, d: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """(pi_l, sigma_l) = permutations 2l - 1 and 2l."""
-    return permutation(seed, 2 * stage - 1, d), permutation(seed, 2 * stage, d)
+    """(pi_l, sigma_l): pi_l = permutation 2l - 1, sigma_l = permutation 2l + 128 t for the least t
+    >= 0 with `invertible_pair` (stages <= 32, so the indices of two stages never meet)."""
+    pi = permutation(seed, 2 * stage - 1, d)
+    for t in range(SIGMA_TRIES):
+        sigma = permutation(seed, 2 * stage + 128 * t, d)
+        if invertible_pair(pi, sigma):
+            return pi, sigma
+    raise ValueError(f"stage {stage}: no invertible sigma in {SIGMA_TRIES} draws")  # p < 2^-350
+
+
+def b_matrix(seed: bytes, d: int) -> Rows:
+    """B = L . U mod 251 (centred), from G = the d seeded rows of tag "B": L = G strictly below the
+    diagonal with ones on it, U = G on and above it with a 0 on the diagonal read as 1. B is
+    invertible by construction (det B = prod diag U != 0) and uniform over the matrices with
+    non-zero leading minors but for that diagonal; the verifier multiplies by L and U in turn."""
+    lower, upper = lu_factors(seed, d)
+    b = lower.astype(np.float64) @ upper.astype(np.float64)  # |entries| <= d 125^2 < 2^53: exact
+    return ((b.astype(np.int64) + HALF) % Q - HALF).astype(np.int8)
+
+
+def lu_factors(seed: bytes, d: int) -> tuple[Rows, Rows]:
+    """(L, U) of `b_matrix`, int8 in [-125, 125]."""
+    g = gen_rows(seed, TAG_B, range(d), d)
+    lower = np.tril(g, -1)
+    np.fill_diagonal(lower, 1)
+    upper = np.triu(g)
+    diag = np.diagonal(upper).copy()
+    diag[diag == 0] = 1
+    np.fill_diagonal(upper, diag)
+    return lower, upper
+
+
+def coefficients(rows: npt.NDArray[np.intp], stage: int, n_rows: int) -> npt.NDArray[np.int64]:
+    """k_l(i) for each row: 1 below its mate, MIX above it, LONE without one."""
+    rows = np.asarray(rows, dtype=np.intp)
+    mates = rows ^ (1 << (stage - 1))
+    return np.where(mates >= n_rows, LONE, np.where(mates > rows, 1, MIX)).astype(np.int64)
+
+
+def coefficient(row: int, stage: int, n_rows: int) -> int:
+    mate = partner(row, stage, n_rows)
+    return LONE if mate == row else 1 if mate > row else MIX
+
+
+def scale(rows: Rows, k: npt.NDArray[np.int64] | int) -> Rows:
+    """k . rows mod 251, centred (int8)."""
+    kk = np.asarray(k, dtype=np.int64)
+    if kk.ndim == 1:
+        kk = kk[:, None]
+    return ((rows.astype(np.int64) * kk + HALF) % Q - HALF).astype(np.int8)
 
 
 def stages(n_rows: int) -> int:
@@ -117,10 +197,16 @@ def recentre(c: npt.NDArray[np.float64] | npt.NDArray[np.int64], stage: int) -> 
 
 
 def stage_rows(
-    own: Rows, mate: Rows, b_pi: npt.NDArray[np.float64], b_sigma: npt.NDArray[np.float64], stage: int
+    own: Rows,
+    mate: Rows,
+    b_pi: npt.NDArray[np.float64],
+    b_sigma: npt.NDArray[np.float64],
+    stage: int,
+    k: npt.NDArray[np.int64] | int,
 ) -> Rows:
-    """g_l(own . B[pi] + mate . B[sigma]) exactly (float64: |c| <= 2 d 125^2 < 2^53)."""
-    c = own.astype(np.float64) @ b_pi + mate.astype(np.float64) @ b_sigma
+    """g_l(own . B[pi] + k . mate . B[sigma]) exactly (k . mate reduced mod 251 first, as the GPU's
+    operand gather does; float64: |c| <= 2 d 125^2 < 2^53)."""
+    c = own.astype(np.float64) @ b_pi + scale(mate, k).astype(np.float64) @ b_sigma
     return recentre(c, stage)
 
 
@@ -157,7 +243,7 @@ class Fill:
     def __init__(self, seed: bytes, n_rows: int, d: int) -> None:
         self.seed, self.n_rows, self.d = seed, n_rows, d
         self.n_stages = stages(n_rows)
-        self.b = gen_rows(seed, TAG_B, range(d), d).astype(np.float64)
+        self.b = b_matrix(seed, d).astype(np.float64)
         self._perms: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
 
     def x0(self, rows: range | list[int]) -> Rows:
@@ -172,7 +258,8 @@ class Fill:
     def step(self, prev: Rows, stage: int) -> Rows:
         """A whole layer X_l from X_{l-1}."""
         b_pi, b_sigma = self.matrices(stage)
-        return stage_rows(prev, prev[partners(self.n_rows, stage)], b_pi, b_sigma, stage)
+        k = coefficients(np.arange(self.n_rows, dtype=np.intp), stage, self.n_rows)
+        return stage_rows(prev, prev[partners(self.n_rows, stage)], b_pi, b_sigma, stage, k)
 
     def layers(self) -> list[Rows]:
         """X_0 .. X_L (tests and the honest CPU prover at small sizes)."""

@@ -4,9 +4,11 @@ Appended to the proof's SHA-256 source (`proof/sha256_kernels.py`: K256, sha256_
 and its SHAKE-128 row source (`proof/shake_kernels.py`: `seeded_rows`, which maps bytes to
 (b mod q) - q//2 and so makes X_0 and B of `fill.gen_rows` with q = 251). Kernels, one thread each:
 
-- `cap_operand`: the stage GEMM's operand rows [X[i] | X[p(i)]] (K = 2d) for a group of rows
-  closed under the stage's pairing (one or two contiguous ranges of a buffer of v valid rows; a
+- `cap_operand`: the stage GEMM's operand rows [X[i] | k_l(i) X[p(i)] mod 251] (K = 2d; k_l = 1, 6
+  or -6, `fill.coefficients`: the mate half of an upper or lone row is scaled byte by byte) for a
+  group of rows closed under the stage's pairing (one or two contiguous ranges of a buffer of v valid rows; a
   mate at or beyond v is the row itself, `fill.partner`), one 4-byte word per thread;
+- `cap_scale`: coef . x mod 251 byte by byte (a lone row's stand-in mate in a recompute window);
 - `cap_window_load`: a GPU recompute window's slabs of X_c into bit-reversed slab positions;
 - `cap_epilogue`: X[i] = g_l(C) = ((C + l) mod 251) - 125 written back IN PLACE over the group's
   rows (the group's rows were all read into the operand first, so no row is needed afterwards);
@@ -71,10 +73,30 @@ extern "C" __global__ void cap_operand(const cs8_t* buf, u64_t d, u64_t v, u64_t
   u64_t m = b ^ h;
   if (m >= v) m = b;
   const u32_t* own = (const u32_t*)(buf + b * d);
-  const u32_t* mate = (const u32_t*)(buf + m * d);
   u32_t* dst = (u32_t*)(u + k * 2ull * d);
   dst[j] = own[j];
-  dst[words + j] = mate[j];
+  if (m > b) {  /* the lower row of a pair: its mate as it is (fill.coefficients: k = 1) */
+    dst[words + j] = ((const u32_t*)(buf + m * d))[j];
+    return;
+  }
+  int coef = m == b ? 245 : 6;  /* a lone row: -6 mod 251; the upper row of a pair: 6 */
+  const cs8_t* mate = buf + m * d + 4ull * j;
+  cs8_t* out = u + k * 2ull * d + d + 4ull * j;
+  for (int q = 0; q < 4; ++q) {
+    int r = ((int)mate[q] * coef + 125) % 251;  /* k x mod 251, centred to [-125, 125] */
+    if (r < 0) r += 251;
+    out[q] = (cs8_t)(r - 125);
+  }
+}
+
+/* dst[t] = coef . src[t] mod 251, centred (a lone row's stand-in mate in a recompute window,
+   cupy_prover._gpu_window: the lower row then reads k_l = 1 times it, i.e. -6 times itself). */
+extern "C" __global__ void cap_scale(const cs8_t* src, u64_t count, int coef, cs8_t* dst) {
+  u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
+  if (t >= count) return;
+  int r = ((int)src[t] * coef + 125) % 251;
+  if (r < 0) r += 251;
+  dst[t] = (cs8_t)(r - 125);
 }
 
 /* A GPU recompute window (cupy_prover._gpu_window): slab k (rows k 2^c + j0 .. + w - 1 of src,

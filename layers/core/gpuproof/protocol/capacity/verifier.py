@@ -31,13 +31,14 @@ from gpuproof.protocol.capacity.draws import (
 )
 from gpuproof.protocol.capacity.fill import (
     HALF,
-    TAG_B,
     TAG_X0,
     Q,
     answer_leaf,
     capacity_seed,
     chain_value,
+    coefficients,
     gen_rows,
+    lu_factors,
     parent_rows,
     parent_stage,
     stage_perms,
@@ -338,6 +339,34 @@ def b_times_mod(b: npt.NDArray[np.float32], v: npt.NDArray[np.float64]) -> npt.N
     return split
 
 
+class LUMatrix:
+    """B = L . U (`fill.b_matrix`) as its factors: B . v mod 251 is L . (U . v mod 251) mod 251, two
+    `b_times_mod` products, never B itself. Float32 copies are kept up to d = 2048 (32 MB); beyond,
+    the int8 factors are converted 512 rows at a time."""
+
+    KEEP_FLOAT_D = 2048
+
+    def __init__(self, seed: bytes, d: int) -> None:
+        self.lower, self.upper = lu_factors(seed, d)
+        self._float: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
+        if d <= self.KEEP_FLOAT_D:
+            self._float = (self.lower.astype(np.float32), self.upper.astype(np.float32))
+
+    @staticmethod
+    def _times(m: npt.NDArray[np.int8], v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        out = np.empty((m.shape[0], v.shape[1]), dtype=np.float64)
+        for start in range(0, m.shape[0], 512):
+            out[start : start + 512] = b_times_mod(m[start : start + 512].astype(np.float32), v)
+        return out
+
+    def times_mod(self, v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """B . v mod 251 for v's entries in [0, 251)."""
+        if self._float is not None:
+            lower, upper = self._float
+            return b_times_mod(lower, b_times_mod(upper, v))
+        return self._times(self.lower, self._times(self.upper, v))
+
+
 class LayerPaths:
     """Merkle paths into one layer's tree, checked against its root. Every node a path that opened
     computed or used as a sibling is kept; a later path stops climbing at the first kept node it
@@ -395,30 +424,23 @@ class _Step:
 class _Walks:
     """The walks of one target: each step's rows open their layer roots (`LayerPaths`), and a_row
     follows from its parents row by row, checked by Freivalds modulo 251 with FREIVALDS_VECTORS
-    random vectors x. Over one stage: (a_row + 125 - l) . x = own . y[pi_l] + mate . y[sigma_l] with
-    y = B x. Over two (every other layer committed): modulo 251 the stages compose to one affine
-    map, X_{l-1}[j] = X_{l-2}[j] . B[pi_{l-1}] + X_{l-2}[p_{l-1}(j)] . B[sigma_{l-1}] + (l - 126), so
-    (a_row + 125 - l) . x = r0 . z[pi'] + r1 . z[sigma'] + r2 . w[pi'] + r3 . w[sigma']
-    + (l - 126)(1 . y[pi_l] + 1 . y[sigma_l]) with z = B y[pi_l], w = B y[sigma_l] (one d x d by
-    d x 2k product per stage) and (pi', sigma') stage l - 1's. y = B x is regenerated once per
-    target; the row checks of every walk's steps at one stage are one matrix product (float64:
-    every sum is below 2^31, exact)."""
+    random vectors x, k = `fill.coefficients`. Over one stage: (a_row + 125 - l) . x = own . y[pi_l]
+    + k_l(i) mate . y[sigma_l] with y = B x. Over two (every other layer committed): modulo 251 the
+    stages compose to one affine map, X_{l-1}[j] = X_{l-2}[j] . B[pi'] + k'(j) X_{l-2}[p'(j)] .
+    B[sigma'] + (l - 126) with (pi', sigma', p', k') stage l - 1's, so
+    (a_row + 125 - l) . x = r0 . z[pi'] + k'(i) r1 . z[sigma'] + k_l(i) (r2 . w[pi'] + k'(p_l(i)) r3 .
+    w[sigma']) + (l - 126)(1 . y[pi_l] + k_l(i) 1 . y[sigma_l]) with z = B y[pi_l], w = B y[sigma_l]
+    (B . v as L . (U . v), `LUMatrix`: two d x d by d x 2k products per stage). y = B x is computed
+    once per target; the row checks of every walk's steps at one stage are one matrix product per
+    parent (float64: each is reduced mod 251 before its coefficient; every sum is below 2^31, exact)."""
 
     def __init__(
         self, seed: bytes, tp: CapacityTargetParams, roots: Sequence[bytes], rng: np.random.Generator
     ) -> None:
         self.seed, self.tp = seed, tp
         self.x = rng.integers(0, Q, size=(tp.d, FREIVALDS_VECTORS)).astype(np.float64)
-        self.b: npt.NDArray[np.float32] | None = None  # B, kept only where two stages compose
-        if tp.commit_stride > 1:
-            self.b = gen_rows(seed, TAG_B, range(tp.d), tp.d).astype(np.float32)
-            y = self.b.astype(np.float64) @ self.x
-        else:
-            y = np.empty((tp.d, FREIVALDS_VECTORS), dtype=np.float64)
-            for start in range(0, tp.d, 512):
-                stop = min(tp.d, start + 512)
-                y[start:stop] = gen_rows(seed, TAG_B, range(start, stop), tp.d).astype(np.float64) @ self.x
-        self.y = y % Q
+        self.b = LUMatrix(seed, tp.d)
+        self.y = self.b.times_mod(self.x)
         self.layers = {
             stage: LayerPaths(root, tp.n_rows) for stage, root in zip(tp.committed, roots, strict=True)
         }
@@ -477,20 +499,30 @@ class _Walks:
     def _vectors(
         self, stage: int, span: int
     ) -> tuple[list[npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
-        """The vectors each parent row is multiplied by, and the constant, of `span` stages ending at
-        `stage` (the class docstring)."""
+        """The vectors each parent row is multiplied by, and the constant's two sums (times 1 and
+        times k_l(i)), of `span` stages ending at `stage` (the class docstring)."""
         d = self.tp.d
         pi, sigma = stage_perms(self.seed, stage, d)
         if span == 1:
-            return [self.y[pi], self.y[sigma]], np.zeros(FREIVALDS_VECTORS)
-        assert self.b is not None
+            return [self.y[pi], self.y[sigma]], np.zeros((2, FREIVALDS_VECTORS))
         both = np.concatenate([self.y[pi], self.y[sigma]], axis=1)  # d x 2k, entries 0..250
-        bv = b_times_mod(self.b, both)
+        bv = self.b.times_mod(both)
         z, w = bv[:, :FREIVALDS_VECTORS], bv[:, FREIVALDS_VECTORS:]
         pi2, sigma2 = stage_perms(self.seed, stage - 1, d)
-        sums = (both[:, :FREIVALDS_VECTORS] + both[:, FREIVALDS_VECTORS:]).sum(axis=0)
-        constant = ((stage - 1 - HALF) * sums) % Q
-        return [z[pi2], z[sigma2], w[pi2], w[sigma2]], constant
+        sums = np.stack([both[:, :FREIVALDS_VECTORS].sum(axis=0), both[:, FREIVALDS_VECTORS:].sum(axis=0)])
+        return [z[pi2], z[sigma2], w[pi2], w[sigma2]], ((stage - 1 - HALF) * sums) % Q
+
+    def _coefficients(self, rows: npt.NDArray[np.intp], stage: int, span: int) -> npt.NDArray[np.int64]:
+        """Per step, the coefficient of each parent (`fill.coefficients`: k_l(i) on a row's mate):
+        one stage [1, k_l(i)]; two [1, k_{l-1}(i), k_l(i), k_l(i) k_{l-1}(p_l(i))]."""
+        n = self.tp.n_rows
+        k = coefficients(rows, stage, n)
+        if span == 1:
+            return np.stack([np.ones_like(k), k], axis=1)
+        k_own = coefficients(rows, stage - 1, n)
+        mates = rows ^ (1 << (stage - 1))
+        k_mate = coefficients(np.where(mates < n, mates, rows), stage - 1, n)
+        return np.stack([np.ones_like(k), k_own, k, k * k_mate % Q], axis=1)
 
     def _check_rows(self, steps: list[_Step]) -> None:
         by_stage: dict[tuple[int, int], list[_Step]] = {}
@@ -498,11 +530,13 @@ class _Walks:
             by_stage.setdefault((step.stage, step.stage - step.below), []).append(step)
         for (stage, span), group in by_stage.items():
             d = self.tp.d
-            vectors, constant = self._vectors(stage, span)
-            product = np.zeros((len(group), FREIVALDS_VECTORS), dtype=np.float64) + constant
+            vectors, sums = self._vectors(stage, span)
+            coefs = self._coefficients(np.array([g.row for g in group], dtype=np.intp), stage, span)
+            # the constant of g_{l-1} through stage l: (l - 126)(1 . y[pi_l] + k_l(i) 1 . y[sigma_l])
+            product = sums[0][None, :] + coefs[:, 2 if span == 2 else 1, None] * sums[1][None, :]
             for k, v in enumerate(vectors):
                 rows = _matrix([g.parents[k] for g in group], d).astype(np.float64)
-                product += rows @ v
+                product += ((rows @ v) % Q) * coefs[:, k, None]
             product %= Q
             a_rows = _matrix([g.a_row for g in group], d).astype(np.float64)
             residue = (((a_rows + (HALF - stage)) % Q) @ self.x) % Q
