@@ -80,16 +80,15 @@ def permutation(seed: bytes, index: int, d: int) -> npt.NDArray[np.intp]:
     return np.argsort(keys, kind="stable")
 
 
-def _cycle_lengths(perm: npt.NDArray[np.intp]) -> list[int]:
-    seen = np.zeros(len(perm), dtype=bool)
-    lengths = []
-    for start in range(len(perm)):
-        if seen[start]:
-            continue
-        j, n = start, 0
-        while not seen[j]:
-            seen[j], j, n = True, int(perm[j]), n + 1
-        lengths.append(n)
+def _cycle_lengths(perm: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """The length of each element's cycle (pointer doubling: after k rounds each element's label is
+    the least element among its next 2^k, so ceil(log2 d) rounds give its cycle's least element)."""
+    label = np.arange(len(perm), dtype=np.intp)
+    step = np.asarray(perm, dtype=np.intp)
+    for _ in range(max(1, (len(perm) - 1).bit_length())):
+        label = np.minimum(label, label[step])
+        step = step[step]
+    lengths: npt.NDArray[np.intp] = np.bincount(label, minlength=len(perm))[label]
     return lengths
 
 
@@ -99,7 +98,7 @@ def invertible_pair(pi: npt.NDArray[np.intp], sigma: npt.NDArray[np.intp]) -> bo
     det of a pair's map is +-det(I - 6 R^2) det(B)^2 and of a lone row's +-det(I - 6 R) det(B), and
     det(I - t C_m) = 1 - t^m for an m-cycle C_m (docs/protocol.md §17.2)."""
     r = np.argsort(pi)[sigma]
-    return all(m % (Q - 1) for m in _cycle_lengths(r))
+    return not bool((_cycle_lengths(r) % (Q - 1) == 0).any())
 
 
 def stage_perms(seed: bytes, stage: int, d: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:

@@ -80,13 +80,14 @@ extern "C" __global__ void cap_operand(const cs8_t* buf, u64_t d, u64_t v, u64_t
     return;
   }
   int coef = m == b ? 245 : 6;  /* a lone row: -6 mod 251; the upper row of a pair: 6 */
-  const cs8_t* mate = buf + m * d + 4ull * j;
-  cs8_t* out = u + k * 2ull * d + d + 4ull * j;
-  for (int q = 0; q < 4; ++q) {
-    int r = ((int)mate[q] * coef + 125) % 251;  /* k x mod 251, centred to [-125, 125] */
+  u32_t word = ((const u32_t*)(buf + m * d))[j], scaled = 0u;
+  for (u32_t q = 0; q < 4u; ++q) {  /* k x mod 251 byte by byte, centred to [-125, 125] */
+    int x = (int)(cs8_t)(u8_t)((word >> (8u * q)) & 0xffu);
+    int r = (x * coef + 125) % 251;
     if (r < 0) r += 251;
-    out[q] = (cs8_t)(r - 125);
+    scaled |= ((u32_t)(u8_t)(cs8_t)(r - 125)) << (8u * q);
   }
+  dst[words + j] = scaled;
 }
 
 /* dst[t] = coef . src[t] mod 251, centred (a lone row's stand-in mate in a recompute window,

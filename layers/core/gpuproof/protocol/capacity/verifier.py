@@ -441,6 +441,7 @@ class _Walks:
         self.x = rng.integers(0, Q, size=(tp.d, FREIVALDS_VECTORS)).astype(np.float64)
         self.b = LUMatrix(seed, tp.d)
         self.y = self.b.times_mod(self.x)
+        self.perms: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = {}
         self.layers = {
             stage: LayerPaths(root, tp.n_rows) for stage, root in zip(tp.committed, roots, strict=True)
         }
@@ -496,19 +497,37 @@ class _Walks:
             )
         return _Step(stage, row, below, parents, a_row, reasons)
 
+    def _perms(self, stage: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        if stage not in self.perms:
+            self.perms[stage] = stage_perms(self.seed, stage, self.tp.d)
+        return self.perms[stage]
+
+    def _both(self, stage: int) -> npt.NDArray[np.float64]:
+        pi, sigma = self._perms(stage)
+        return np.concatenate([self.y[pi], self.y[sigma]], axis=1)  # d x 2k, entries 0..250
+
+    def _composed(self, stages: Sequence[int]) -> dict[int, npt.NDArray[np.float64]]:
+        """B . [y[pi_l] | y[sigma_l]] mod 251 for every stage whose step spans two: all of them in
+        one product by U and one by L (a d x d by d x 2k product each per stage would read the
+        factors once per stage)."""
+        if not stages:
+            return {}
+        bv = self.b.times_mod(np.concatenate([self._both(stage) for stage in stages], axis=1))
+        width = 2 * FREIVALDS_VECTORS
+        return {stage: bv[:, j * width : (j + 1) * width] for j, stage in enumerate(stages)}
+
     def _vectors(
-        self, stage: int, span: int
+        self, stage: int, span: int, composed: dict[int, npt.NDArray[np.float64]]
     ) -> tuple[list[npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
         """The vectors each parent row is multiplied by, and the constant's two sums (times 1 and
         times k_l(i)), of `span` stages ending at `stage` (the class docstring)."""
-        d = self.tp.d
-        pi, sigma = stage_perms(self.seed, stage, d)
+        pi, sigma = self._perms(stage)
         if span == 1:
             return [self.y[pi], self.y[sigma]], np.zeros((2, FREIVALDS_VECTORS))
-        both = np.concatenate([self.y[pi], self.y[sigma]], axis=1)  # d x 2k, entries 0..250
-        bv = self.b.times_mod(both)
+        both = self._both(stage)
+        bv = composed[stage]
         z, w = bv[:, :FREIVALDS_VECTORS], bv[:, FREIVALDS_VECTORS:]
-        pi2, sigma2 = stage_perms(self.seed, stage - 1, d)
+        pi2, sigma2 = self._perms(stage - 1)
         sums = np.stack([both[:, :FREIVALDS_VECTORS].sum(axis=0), both[:, FREIVALDS_VECTORS:].sum(axis=0)])
         return [z[pi2], z[sigma2], w[pi2], w[sigma2]], ((stage - 1 - HALF) * sums) % Q
 
@@ -528,9 +547,10 @@ class _Walks:
         by_stage: dict[tuple[int, int], list[_Step]] = {}
         for step in steps:
             by_stage.setdefault((step.stage, step.stage - step.below), []).append(step)
+        composed = self._composed(sorted(stage for stage, span in by_stage if span == 2))
         for (stage, span), group in by_stage.items():
             d = self.tp.d
-            vectors, sums = self._vectors(stage, span)
+            vectors, sums = self._vectors(stage, span, composed)
             coefs = self._coefficients(np.array([g.row for g in group], dtype=np.intp), stage, span)
             # the constant of g_{l-1} through stage l: (l - 126)(1 . y[pi_l] + k_l(i) 1 . y[sigma_l])
             product = sums[0][None, :] + coefs[:, 2 if span == 2 else 1, None] * sums[1][None, :]
