@@ -4,8 +4,12 @@ a GPU (none has been lent): every rate is the estimate `params.py` and the refer
 to be replaced by `scripts/gpu_check.sh`'s figures.
 
 Method: the probe's steps run one after another, all GPUs in parallel within a step:
-- throughput proof: the challenge's `expected_s` (§8) + its openings (THROUGHPUT_OPENINGS_S);
-- capacity fill: as the executor's memory plan for an H100 holding its GPU fill has it
+- throughput proof: the challenge's `expected_s` (§8) + the prover's host work per step, not
+  overlapped with the GPU (each step reads its root back: π_t, its upload, the launches;
+  STEP_HOST_S) + its openings (THROUGHPUT_OPENINGS_S);
+- capacity fill: B = L·U on the host before the first stage (B_LU_S; the stages' matrices after
+  it are built ahead on a host thread while the GPUs run, `_prefetch_stages`), then as the
+  executor's memory plan for an H100 holding its GPU fill has it
   (`plan_for_free`, free = the card's memory - FREE_RESERVE): host RAM's fill BESIDE the GPU
   fills, on lanes 1.., takes the longer of the GPUs' work (the slowest GPU's `fill_expected_s` +
   host RAM's kernels, which share the GPUs: they add) and host RAM's own path
@@ -65,6 +69,14 @@ from gpuproof.reference import reference_table
 MODEL = "H100 SXM5 80GB"
 RTT_S = 0.1  # one round trip to the service (estimate)
 THROUGHPUT_OPENINGS_S = 0.5  # the throughput proof's openings: recompute of 140 rows + upload (estimate)
+# The prover's host work between two steps of the chain, on the critical path (the step's root is
+# read back before the next step's launches): the affine π_t, 16 µs at d = 4096 (timeit, the dev
+# machine, 2026-12-06), plus its 16 KiB upload, ~6 launches and the 32-byte readback (ESTIMATE:
+# 40 µs).
+STEP_HOST_S = 16e-6 + 40e-6
+# B = L·U of a GPU target (d = 1024), one float64 d x d product on the host: 44 ms idle, 73 ms with
+# `make bench` running beside it (timeit, the dev machine, 2026-12-07); the targets' run in parallel.
+B_LU_S = 0.073
 UPLOAD_BYTES_PER_S = 40e6  # the openings' upload to S3 (estimate: a 320 Mbit/s uplink)
 BLOCK_OVERHEAD_S = 1e-3  # one spotted block: a few launches and copies (estimate)
 FREE_RESERVE = 1 << 30  # of a card's memory, held by the CUDA context and the driver (estimate)
@@ -122,6 +134,7 @@ def estimate(
     assert ref.expected_int8_tops and ref.mem_bw_gbs, model
     claim = make_claim(model, gpus, allow_cpu_backend=False)
     proof = max(p.expected_s for p in proof_params_for(claim))
+    steps_t = max(p.steps for p in proof_params_for(claim))
     host_bytes = host_gib * 2**30 if host_gib else None
     params: CapacityParams | None = capacity_params_for(
         claim,
@@ -168,6 +181,8 @@ def estimate(
             fill += own
             fill_how += f" + host RAM {own:.2f} after it ({lanes} per GPU; one lane {t.fill_expected_s:.2f})"
 
+    fill, fill_how = B_LU_S + fill, f"B = L·U {B_LU_S:.2f} first, then " + fill_how
+
     def host_round(t: CapacityTargetParams) -> float:
         """The executor's host round (`_host_leaves`): the sampled rows gathered by the CPU, sent to
         the GPUs and hashed there (the service's round_expected_s allows hashing on the CPU)."""
@@ -179,7 +194,11 @@ def estimate(
         )
 
     steps = [
-        Step("throughput proof", proof + THROUGHPUT_OPENINGS_S, f"expected_s {proof:.2f} + openings 0.5"),
+        Step(
+            "throughput proof",
+            proof + steps_t * STEP_HOST_S + THROUGHPUT_OPENINGS_S,
+            f"expected_s {proof:.2f} + host work {steps_t} x {STEP_HOST_S * 1e6:.0f} us + openings 0.5",
+        ),
         Step("capacity fill", fill, fill_how),
         Step(
             "read rounds",
