@@ -16,6 +16,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -260,17 +261,19 @@ def load_section() -> str:
     """scripts/bench_load.py's section, run in a process of its own: its LocalStack must not meet
     the handler modules, clients and cached connections an earlier section's stack left in this
     process (they point at that stack's stopped moto server)."""
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_load.py"), "--stdout"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env=BASE_ENV,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"scripts/bench_load.py failed ({done.returncode}): {done.stderr[-2000:]}")
-    return done.stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "load.md"
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "bench_load.py"), "--section-to", str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+            env=BASE_ENV,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"scripts/bench_load.py failed ({done.returncode}): {done.stderr[-2000:]}")
+        return out.read_text()
 
 
 def main() -> int:

@@ -212,8 +212,9 @@ def replace_section(doc: str, section: str) -> str:
 def main() -> int:
     import datetime as dt
 
-    if sys.argv[1:] == ["--stdout"]:  # make bench: the section alone, in a process of its own
-        sys.stdout.write(bench_sections())
+    if len(sys.argv) == 3 and sys.argv[1] == "--section-to":  # make bench: the section alone, in a
+        # process of its own, into a file (stdout also carries the handlers' EMF metric lines)
+        Path(sys.argv[2]).write_text(bench_sections())
         return 0
 
     note = (
