@@ -40,6 +40,7 @@ SOURCES = {
             "cap_answer_sampled",
             "cap_fingerprint",
             "cap_window_load",
+            "cap_scale",
         ),
     ),
 }
