@@ -243,7 +243,7 @@ REASON_CODES: dict[str, ReasonCode] = {
     "capacity_value_out_of_range": proof("an opened fill entry lies outside [-125, 125]"),
     "capacity_merkle_path_invalid": proof("opened fill rows do not open their committed layer root"),
     "capacity_answer_mismatch": proof("an opened item is not the leaf the round's timed answer committed"),
-    "capacity_walk_check_failed": proof("an opened fill row is not g_l(own . B[pi_l] + mate . B[sigma_l])"),
+    "capacity_walk_check_failed": proof("a fill row is not g_l(own . B[pi_l] + k_l . mate . B[sigma_l])"),
     "capacity_bandwidth_deadline_missed": proof("the bandwidth round's sweeps came after their deadline"),
     "capacity_sweep_mismatch": proof("an opened item is not the leaf its timed sweep committed"),
     "capacity_state_conflict": request(409, "a capacity message out of order"),

@@ -41,7 +41,7 @@ DESCRIPTIONS = {
     VALUE_OUT_OF_RANGE: "an opened entry lies outside [-125, 125]",
     MERKLE_PATH_INVALID: "opened rows do not open their committed layer root",
     ANSWER_MISMATCH: "an opened item is not the leaf the round's timed answer committed",
-    WALK_CHECK_FAILED: "an opened row is not g_l(own . B[pi_l] + mate . B[sigma_l]) of its parents",
+    WALK_CHECK_FAILED: "an opened row is not g_l(own . B[pi_l] + k_l . mate . B[sigma_l]) of its parents",
     BANDWIDTH_DEADLINE_MISSED: "the bandwidth round's sweeps were answered after their deadline: "
     "the device reads its fill slower than the claimed model's memory (service clock)",
     SWEEP_MISMATCH: "an opened bandwidth-round item is not the leaf its timed sweep committed",

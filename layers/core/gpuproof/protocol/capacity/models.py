@@ -132,9 +132,11 @@ class CapacityTargetParams(WireModel):
 
 
 class CapacityParams(WireModel):
-    """The whole capacity phase of one challenge: every target fills at once, then `rounds` timed rounds."""
+    """The whole capacity phase of one challenge: every target fills at once, then `rounds` timed rounds.
+    Version 2: fill format v2 (docs/protocol.md §17.2, every stage map invertible); a probe that
+    knows only version 1 refuses these params instead of filling the old way."""
 
-    version: Literal[1] = 1
+    version: Literal[2] = 2
     targets: list[CapacityTargetParams] = Field(min_length=1, max_length=L.PROTOCOL_MAX_GPUS + 1)
     rounds: int = Field(strict=True, ge=1, le=L.MAX_CAPACITY_ROUNDS)
     fill_deadline_s: FiniteFloat = Field(
