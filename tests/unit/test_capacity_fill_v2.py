@@ -7,6 +7,8 @@ measured beside them and are singular, so these tests can fail.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -121,3 +123,97 @@ def test_stage_perms_draws_sigma_again_when_the_first_would_be_singular() -> Non
                 assert any(np.array_equal(sigma, r) for r in retried)
                 return
     pytest.fail("no seed drew a singular first sigma (expected about 1 in 250)")
+
+
+# -- the vectors of docs/protocol.md §17.13, rebuilt with Python integers from the spec's text ------
+NONCE = bytes(range(32))
+MACHINE = "11" * 32
+SEED_HEX = "883f4a3e8a784aeaf86dba8206490badab468f09aac2919903d29c5a0f002d87"
+B0 = [36, 19, -121, 95, 105, -117, 98, 3, 47, -17, 79, -30, -111, -108, -29, -92]
+PI1 = [11, 1, 9, 0, 14, 13, 10, 4, 2, 8, 15, 3, 5, 7, 12, 6]
+SIGMA1 = [3, 7, 4, 5, 13, 14, 11, 0, 8, 15, 6, 1, 2, 9, 10, 12]
+X1_0 = [36, -93, 67, -13, -63, -88, 87, -64, -95, -98, -33, -68, -99, -32, -63, -85]
+X1_1 = [-11, -64, 68, 102, -71, 40, 70, -22, 96, -114, -101, -73, 5, 84, -74, -60]
+X3_2 = [-38, -65, 74, 115, 27, 106, 48, 120, -3, -12, 56, -1, 59, 71, -125, -11]
+CHAIN_S1 = "ac5681a7e30b8184ca7360c1fc7e6af9cd2b5a1393a260e287b5cf7355ca1808"
+CHAIN_S2 = "973ba2b7177f420f95d610bfdb8a0c2294cb720591e4843f037ecbd860e4adf7"
+RETRY_SEED = bytes.fromhex("028b") + bytes(30)
+
+
+def _row(seed: bytes, tag: bytes, r: int, d: int) -> list[int]:
+    raw = hashlib.shake_128(b"gpuproof/capacity/row/v1" + seed + tag + r.to_bytes(4, "little")).digest(d)
+    return [b % 251 - 125 for b in raw]
+
+
+def _perm(seed: bytes, k: int, d: int) -> list[int]:
+    raw = hashlib.shake_128(b"gpuproof/capacity/perm/v2" + seed + k.to_bytes(4, "little")).digest(8 * d)
+    keys = [int.from_bytes(raw[8 * j : 8 * j + 8], "little") for j in range(d)]
+    return sorted(range(d), key=lambda j: (keys[j], j))
+
+
+def _no_cycle_of_250(pi: list[int], sigma: list[int]) -> bool:
+    inverse = {v: j for j, v in enumerate(pi)}
+    r = [inverse[s] for s in sigma]
+    seen: set[int] = set()
+    for start in range(len(r)):
+        length, j = 0, start
+        while j not in seen:
+            seen.add(j)
+            j, length = r[j], length + 1
+        if length and length % 250 == 0:
+            return False
+    return True
+
+
+def _perms(seed: bytes, stage: int, d: int) -> tuple[list[int], list[int]]:
+    pi = _perm(seed, 2 * stage - 1, d)
+    t = next(t for t in range(64) if _no_cycle_of_250(pi, _perm(seed, 2 * stage + 128 * t, d)))
+    return pi, _perm(seed, 2 * stage + 128 * t, d)
+
+
+def _centred(v: int) -> int:
+    return (v + 125) % 251 - 125
+
+
+def _layers(seed: bytes, n: int, d: int) -> list[list[list[int]]]:
+    g = [_row(seed, b"B", r, d) for r in range(d)]
+    lower = [[g[i][j] if j < i else int(i == j) for j in range(d)] for i in range(d)]
+    upper = [[(g[i][j] or 1 if i == j else g[i][j]) if j >= i else 0 for j in range(d)] for i in range(d)]
+    b = [[_centred(sum(lower[i][m] * upper[m][j] for m in range(d))) for j in range(d)] for i in range(d)]
+    out = [[_row(seed, b"X", r, d) for r in range(n)]]
+    for stage in range(1, (n - 1).bit_length() + 1):
+        pi, sigma = _perms(seed, stage, d)
+        prev, layer = out[-1], []
+        for i in range(n):
+            mate = i ^ (1 << (stage - 1))
+            k = -6 if mate >= n else 1 if mate > i else 6
+            mate = i if mate >= n else mate
+            c = [
+                sum(prev[i][j] * b[pi[j]][col] + k * prev[mate][j] * b[sigma[j]][col] for j in range(d))
+                for col in range(d)
+            ]
+            layer.append([(v + stage) % 251 - 125 for v in c])
+        out.append(layer)
+    return out
+
+
+def test_the_fill_v2_vectors_are_the_spec_s_and_fill_py_s() -> None:
+    from gpuproof.protocol.proof import merkle
+
+    seed = fill.capacity_seed(NONCE, MACHINE, 0)
+    assert seed.hex() == SEED_HEX
+    d, n = 16, 6  # L = 3; rows 0/1 a pair at stage 1 (k = 1, 6); rows 2, 3 lone at stage 3 (k = -6)
+    mine = _layers(seed, n, d)
+    f = Fill(seed, n, d)
+    theirs = f.layers()
+    assert all(np.array_equal(np.array(a, dtype=np.int8), b) for a, b in zip(mine, theirs, strict=True))
+    assert f.b[0].astype(int).tolist() == B0
+    assert [p.tolist() for p in fill.stage_perms(seed, 1, d)] == [PI1, SIGMA1] == list(_perms(seed, 1, d))
+    assert (mine[1][0], mine[1][1], mine[3][2]) == (X1_0, X1_1, X3_2)
+    for stride, want in ((1, CHAIN_S1), (2, CHAIN_S2)):
+        roots = [merkle.levels(fill.leaves(theirs[s]))[-1][0] for s in fill.committed_stages(3, stride)]
+        assert fill.chain_value(seed, roots).hex() == want
+    # sigma drawn again: this seed's first sigma at d = 250 has a 250-cycle, t = 1 is taken
+    pi, sigma = fill.stage_perms(RETRY_SEED, 1, 250)
+    assert not _no_cycle_of_250(_perm(RETRY_SEED, 1, 250), _perm(RETRY_SEED, 2, 250))
+    assert sigma.tolist() == _perm(RETRY_SEED, 2 + 128, 250) and pi.tolist() == _perm(RETRY_SEED, 1, 250)
