@@ -23,7 +23,7 @@ Method: the probe's steps run one after another, all GPUs in parallel within a s
 - bandwidth round: `sweep_expected_s` + RTT;
 - the openings: the spotted items' blocks of the answer trees (kept at height 6 when answered)
   rebuilt from X_L, then the recompute (`cupy_prover.py`): `recompute_row_stages` at the
-  split the executor chooses, one window per walk (the most there can be), as a fraction of the
+  split the executor chooses, one window per walk step above it (the most there can be), as a fraction of the
   fill's N·L row-stages of GEMM + stage traffic (`fill_seconds` without the hashing term: no layer
   is hashed whole), host RAM's windows crossing PCIe twice; GPU targets at once, then host RAM;
 - upload: `wire.max_size` of the openings at UPLOAD_BYTES_PER_S.
@@ -53,6 +53,7 @@ from gpuproof.protocol.capacity.cupy_prover import (
     host_fill_seconds,
     plan_for_free,
     recompute_row_stages,
+    step_tops,
     window_rows,
 )
 from gpuproof.protocol.capacity.params import (
@@ -104,16 +105,18 @@ def _log2(x: int) -> int:
 
 def _recompute_fraction(tp: CapacityTargetParams, height: int, split: int | None, window_rows: int) -> float:
     """The recompute's row-stages over the fill's N·L, at the split the executor would choose with
-    one window per walk: host RAM's at its block height, whole windows; a GPU's (split None) the
-    cheapest whose window (every slab position) fits, shrinking windows."""
+    one window per walk step above it (`step_tops`, an upper bound: steps that share a window share
+    its stages): host RAM's at its block height, whole windows; a GPU's (split None) the cheapest
+    whose window (every slab position) fits, shrinking windows."""
     n, top, last = tp.n_rows, tp.n_stages, tp.n_stages - 1
+    tops = step_tops(tp)
     if split is not None:
-        cost = recompute_row_stages(n, top, height, split, tp.walks, last)
+        cost = recompute_row_stages(n, top, height, split, tops)
     else:
-        cost = recompute_row_stages(n, top, height, last, 0, last)
+        cost = last * n
         for c in range(min(height, last), last):
             if (1 << (top - c)) << height <= window_rows:
-                cost = min(cost, recompute_row_stages(n, top, height, c, tp.walks, last, shrinking=True))
+                cost = min(cost, recompute_row_stages(n, top, height, c, tops, shrinking=True))
     return float(cost) / float(n * top)
 
 
@@ -241,7 +244,8 @@ def estimate(
             bandwidth_gbs=ref.mem_bw_gbs * gpus,
             hash_bytes_per_s=None,
         )
-        window_bytes = t.walks * min(t.n_rows, 1 << (t.n_stages - layout.block_log + h)) * t.d
+        windows = sum(1 for top in step_tops(t) if top > layout.block_log)
+        window_bytes = windows * min(t.n_rows, 1 << (t.n_stages - layout.block_log + h)) * t.d
         link = 2 * window_bytes / (HOST_LINK_BYTES_PER_S * gpus) * (1 + FILL_OVERHEAD)
         recompute += host_fill * fraction + link
         how += f"; host RAM: {fraction:.3f} of {host_fill:.2f} s + windows over PCIe {link:.2f} s"

@@ -371,10 +371,10 @@ def sparse_tree(n: int, leaves: Mapping[int, bytes]) -> tuple[bytes, dict[int, D
 def known_draw_walks(
     seed: bytes, tp: CapacityTargetParams, walks: Sequence[Walk], rng: np.random.Generator
 ) -> tuple[list[bytes], dict[int, OpenedWalk]]:
-    """Layer roots and walk openings that pass the walk check for `walks`, made by a prover that
-    knows the walks BEFORE it chooses its roots (which committing before the draw rules out): each
-    walk's rows computed up from the regenerated X_0 along the walk, the parents a walk does not go
-    on to random, the trees sparse (`sparse_tree`), one per committed layer. An honest walk's
+    """Layer roots and walk openings that pass the walk check for `walks`, made by a prover that knows the
+    walks BEFORE it chooses its roots (which committing before the draw rules out): each step's row
+    computed from its parents, stage by stage from X_0 up (a parent is the row a lower step computed
+    there, else random), the trees sparse (`sparse_tree`), one per committed layer. An honest walk's
     content at any size without a fill: the bench and the real-size tests verify walks of an H100's
     shape with it (every layer committed, or every other)."""
     assert tp.walk_stages == tp.n_stages, "walks open every stage"
@@ -397,23 +397,16 @@ def known_draw_walks(
         spread[1, sigma] = scale(mate, coefficient(row, stage, tp.n_rows))
         return recentre(spread.sum(axis=0) @ fill.b, stage)
 
-    for walk in walks:
-        carried: Rows | None = None  # the committed row the walk goes on to below this step
-        for j in range(len(walk.stages) - 1, -1, -1):  # the bottom step first
-            stage, row = walk.stages[j], walk.rows[j]
-            below = parent_stage(stage, tp.commit_stride)
+    for stage in tp.committed:  # ascending: a step's parents are computed rows where a step put one
+        below = parent_stage(stage, tp.commit_stride)
+        for walk in walks:
+            row = walk.rows[walk.stages.index(stage)]
             rows = parent_rows(row, stage, below, tp.n_rows)
             if below == 0:
                 current = list(fill.x0(rows))
             else:
-                assert carried is not None
-                lower = walk.rows[j + 1]
                 current = [
-                    carried
-                    if r == lower
-                    else layers[below][r]
-                    if r in layers[below]
-                    else put(below, r, _random_row(tp, rng))
+                    layers[below][r] if r in layers[below] else put(below, r, _random_row(tp, rng))
                     for r in rows
                 ]
             for s in range(below + 1, stage + 1):  # pair by pair up to X_stage[row]
@@ -421,7 +414,7 @@ def known_draw_walks(
                     stage_map(s, rows[k], current[k], current[k + 1]) for k in range(0, len(current), 2)
                 ]
                 rows = rows[::2]  # each pair's own row
-            carried = put(stage, row, current[0])
+            put(stage, row, current[0])
     trees = {
         layer: sparse_tree(tp.n_rows, {r: leaf(v) for r, v in layers[layer].items()})
         for layer in tp.committed
@@ -623,8 +616,9 @@ def fill_cost_s(tp: CapacityTargetParams) -> float:
 class PartialJunkState(TargetState):
     """Layer `junk_stage` is junk only on the rows whose low `junk_stage` bits are in `classes`: X_L
     rows with those low bits (their cones meet the junk) are the cheap ones, a fraction
-    len(classes) / 2^junk_stage of X_L. A walk keeps its low bits below every stage it opens, so it
-    meets the junk exactly when it starts on a cheap row."""
+    len(classes) / 2^junk_stage of X_L. The layers above follow from the junk, so the inconsistent
+    rows are the junk rows of layer `junk_stage` (as many as the cheap rows of X_L): a walk meets
+    them exactly when its row at that stage is one."""
 
     junk_stage = 1
     classes: frozenset[int] = frozenset()
@@ -652,6 +646,55 @@ class PartialJunkProver(CapacityProver):
         state = new_state(self, PartialJunkState, tp)
         state.junk_stage, state.classes = self._junk, self._classes
         return state
+
+
+class SpreadJunkState(TargetState):
+    """Junk on the same rows (`junk_rows`) of several committed layers (`junk_stages`), every layer
+    computed from the honest one below: each junk row is an inconsistent row of its own step and,
+    as a parent, of the step above it. Inconsistencies spread over stages, on rows whose top bits
+    are zero: where a walk that went down one path (walks v1: its rows at every stage <= L - k
+    share their bits >= L - k) met all of them or none (docs/protocol.md §17.7, Bound 3)."""
+
+    junk_stages: tuple[int, ...] = ()
+    junk_rows: tuple[int, ...] = ()
+
+    def layers(self) -> list[Rows]:
+        from gpuproof.protocol.capacity.fill import gen_rows
+
+        out = [layer.copy() for layer in self.fill.layers()]
+        rows = list(self.junk_rows)
+        for stage in self.junk_stages:
+            out[stage][rows] = gen_rows(self.seed, b"junk" + bytes([stage]), rows, self.tp.d)
+        return out
+
+
+class SpreadJunkProver(CapacityProver):
+    def __init__(
+        self, *args: object, junk_stages: tuple[int, ...], junk_rows: tuple[int, ...], **kwargs: object
+    ) -> None:
+        self._stages, self._rows = junk_stages, junk_rows
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def make_state(self, tp: CapacityTargetParams) -> TargetState:
+        state = new_state(self, SpreadJunkState, tp)
+        state.junk_stages, state.junk_rows = self._stages, self._rows
+        return state
+
+
+def inconsistent_rows(state: TargetState) -> dict[int, set[int]]:
+    """Each committed stage's inconsistent rows I_l in a prover's layers: those where X_l differs
+    from the honest map (over the stages since the committed layer below) of that layer as the
+    prover holds it; X_0 is the regenerated one."""
+    tp, fill = state.tp, state.fill
+    layers = state.layers()
+    out: dict[int, set[int]] = {}
+    for stage in tp.committed:
+        below = parent_stage(stage, tp.commit_stride)
+        x = fill.x0(range(tp.n_rows)) if below == 0 else layers[below]
+        for s in range(below + 1, stage + 1):
+            x = fill.step(x, s)
+        out[stage] = {int(r) for r in np.nonzero((x != layers[stage]).any(axis=1))[0]}
+    return out
 
 
 # -- the linear-top adversary (docs/protocol.md §17.7, Bound 3: why walks open every stage) ---------

@@ -3,8 +3,10 @@ with its own reason; the stated bounds at GPU size; the verification record's sh
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -431,8 +433,8 @@ def verify_capacity_again(params, session, openings):  # type: ignore[no-untyped
 
 def test_a_partly_cheap_fill_passes_the_walks_at_the_stated_rate() -> None:
     """Bound 3 measured: junk on a quarter of the low-bit classes of a stage the walks open makes a
-    quarter of X_L cheap. The verifier accepts exactly when no walk starts on a cheap row, and over
-    fresh secrets the acceptance rate matches (1 - phi)^walks."""
+    quarter of X_L cheap. The verifier accepts exactly when no walk's row at that stage is a junk
+    row, and over fresh secrets the acceptance rate matches (1 - phi)^walks."""
     from gpuproof.protocol.capacity.draws import draw_walks
     from tests.unit.proof_adversaries import wilson
 
@@ -460,12 +462,15 @@ def test_a_partly_cheap_fill_passes_the_walks_at_the_stated_rate() -> None:
         session.draw_secret = bytes([k + 1]) * 32
         spots, walks = session.draw()
         result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
-        caught = sum(w.rows[0] in cheap for w in walks[0])
+        caught = sum(w.rows[w.stages.index(junk_stage)] in cheap for w in walks[0])
         assert result.passed == (caught == 0), k
         assert [x.code for x in result.reasons] == [codes.WALK_CHECK_FAILED] * caught
     trials = 3000
     accepted = sum(
-        not any(w.rows[0] in cheap for w in draw_walks(data, k.to_bytes(8, "little") * 4, tp))
+        not any(
+            w.rows[w.stages.index(junk_stage)] in cheap
+            for w in draw_walks(data, k.to_bytes(8, "little") * 4, tp)
+        )
         for k in range(trials)
     )
     predicted = (1 - len(cheap) / tp.n_rows) ** tp.walks
@@ -599,6 +604,84 @@ def test_a_walk_reports_only_its_first_failing_step() -> None:
         (codes.WALK_CHECK_FAILED, label),
     ]
     assert all(str(x.field).endswith(".walks[1]") for x in r.result.reasons)
+
+
+def _path_walk_rows(commitment_bytes: bytes, secret: bytes, tp: CapacityTargetParams) -> list[list[int]]:
+    """Walks v1, kept here as the reference the test below beats: one path down, row i_L =
+    u64le(h[0:8]) mod N, then at stage l the same row or p_l(i) by bit l - 1 of u64le(h[8:16])."""
+    from gpuproof.protocol.capacity.draws import _prefix
+
+    prefix = _prefix(b"gpuproof/capacity/walks/v1", secret, commitment_bytes, tp.target)
+    out = []
+    for w in range(tp.walks):
+        h = hashlib.sha256(prefix + w.to_bytes(4, "little")).digest()
+        row, bits = int.from_bytes(h[:8], "little") % tp.n_rows, int.from_bytes(h[8:16], "little")
+        rows = []
+        for stage in range(tp.n_stages, 0, -1):
+            if stage in tp.committed:
+                rows.append(row)
+            if (bits >> (stage - 1)) & 1:
+                row = partner(row, stage, tp.n_rows)
+        out.append(rows)
+    return out
+
+
+def test_inconsistencies_spread_over_the_stages_are_met_at_the_product_rate() -> None:
+    """Bound 3 over every strategy: junk on the same rows (top 3 bits zero) of every committed layer
+    at or below L - 3 puts inconsistent rows into several stages at once. Each walk step's row is
+    drawn on its own (walks v2), so a walk passes with probability prod_l (1 - |I_l|/N) and all of
+    them with that to the power `walks`, at most (1 - sum_l f_l / C)^(C walks): the verifier
+    refuses exactly the walks that meet an I_l, and over fresh secrets the acceptance rate matches
+    the product. A walk down one path (v1) met these rows at all of those stages or at none, and
+    accepted them several times as often (measured with v1's draw)."""
+    from tests.unit.proof_adversaries import wilson
+
+    params = adv.target_params(1, host=False, walks=4)
+    tp = params.targets[0]
+    top = tp.n_stages
+    junk_rows = tuple(r for r in range(tp.n_rows) if r >> (top - 3) == 0)
+    junk_stages = tuple(s for s in tp.committed if s <= top - 3)
+    assert len(junk_stages) >= 3
+    prover = adv.SpreadJunkProver(
+        NONCE,
+        KEY.public_hex,
+        CHALLENGE,
+        params,
+        adv.honest_devices(params),
+        junk_stages=junk_stages,
+        junk_rows=junk_rows,
+    )
+    r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
+    bad = adv.inconsistent_rows(prover.states[tp.target])
+    spread = [stage for stage, rows in bad.items() if rows]
+    assert len(spread) >= len(junk_stages)  # inconsistent rows in several stages
+    session = r.session
+    assert session.signed is not None
+    data = session.signed.commitment.signing_bytes()
+    nonces = {x.round: bytes.fromhex(x.nonce) for x in session.rounds}
+
+    def caught(rows: Sequence[int], stages: Sequence[int]) -> bool:
+        return any(row in bad[stage] for row, stage in zip(rows, stages, strict=True))
+
+    for k in range(6):
+        session.draw_secret = bytes([k + 1]) * 32
+        spots, walks = session.draw()
+        result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
+        met = sum(caught(w.rows, w.stages) for w in walks[0])
+        assert result.passed == (met == 0), k
+        assert [x.code for x in result.reasons] == [codes.WALK_CHECK_FAILED] * met
+    trials = 3000
+    secrets = [k.to_bytes(8, "little") * 4 for k in range(trials)]
+    stages = [s for s in range(top, 0, -1) if s in tp.committed]
+    accepted = sum(not any(caught(w.rows, w.stages) for w in draw_walks(data, x, tp)) for x in secrets)
+    fractions = [len(bad[s]) / tp.n_rows for s in tp.committed]
+    predicted = math.prod(1 - f for f in fractions) ** tp.walks
+    lo, hi = wilson(accepted, trials, 3.0)
+    assert lo <= predicted <= hi, (accepted, predicted)
+    c = len(tp.committed)
+    assert predicted <= (1 - sum(fractions) / c) ** (c * tp.walks) <= math.exp(-tp.walks * sum(fractions))
+    accepted_v1 = sum(not any(caught(rows, stages) for rows in _path_walk_rows(data, x, tp)) for x in secrets)
+    assert accepted_v1 > 3 * hi, (accepted_v1, accepted)  # the path's stages were correlated
 
 
 @pytest.mark.parametrize(("stride", "at", "parent", "committed"), [(1, 9, 1, 27), (2, 4, 2, 14)])

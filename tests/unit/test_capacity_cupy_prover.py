@@ -37,10 +37,13 @@ from gpuproof.protocol.capacity.cupy_prover import (
     host_fill_seconds,
     plan_memory,
     recompute_row_stages,
+    step_tops,
     window_row_stages,
     window_starts,
 )
 from gpuproof.protocol.capacity.device import SimulatedDevice
+from gpuproof.protocol.capacity.draws import Walk
+from gpuproof.protocol.capacity.fill import parent_rows, parent_stage
 from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetOpenings
 from gpuproof.protocol.capacity.prover import CapacityProver
 from gpuproof.protocol.keys import SigningKey
@@ -182,6 +185,19 @@ def test_a_gpu_in_sample_mode_and_host_ram_in_scan_mode_match(
     assert verify(params, session, got) == []
 
 
+def walk_wants(tp: CapacityTargetParams, walks: Sequence[Walk]) -> dict[int, set[int]]:
+    """The rows the walks open, by layer: each step's row and its parents in the committed layer
+    below (none in X_0)."""
+    wanted: dict[int, set[int]] = {}
+    for walk in walks:
+        for stage, row in zip(walk.stages, walk.rows, strict=True):
+            wanted.setdefault(stage, set()).add(row)
+            below = parent_stage(stage, tp.commit_stride)
+            if below:
+                wanted.setdefault(below, set()).update(parent_rows(row, stage, below, tp.n_rows))
+    return wanted
+
+
 @pytest.mark.parametrize(
     ("kept_height", "split_stage", "window_bytes"),
     [(2, 4, 1 << 20), (0, None, 1 << 20), (0, 6, 1 << 20), (3, None, 16 * D), (4, 8, 1 << 20)],
@@ -193,7 +209,7 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
     every row and stages c+1..L-1 only in the windows the walks need (2^(L-c) slabs of 2^H rows),
     and never stage L (X_L is held): same openings as the numpy prover, fewer GEMM rows than the
     fill: exactly c N and each window's shrinking ranges (`window_row_stages`), fewer than whole
-    windows at every stage, at most `recompute_row_stages` with a window per walk."""
+    windows at every stage, at most `recompute_row_stages` with a window per walk step."""
     params = params_of(gpu(0, 16000), gpu(1, 12000), host(9000, d=64))  # the host's GEMMs have K = 128
     assert [(t.n_rows, t.n_stages) for t in params.targets[:2]] == [(452, 9), (339, 9)]
     options = CupyCapacityOptions(
@@ -213,12 +229,7 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
     for tp in params.targets[:2]:
         k = 2 * tp.d
         rows = sum(e[7] for e in cp.log if e[0] == "gemm" and e[8] == k and e[9] == tp.target)
-        wanted: dict[int, set[int]] = {}
-        for walk in session.draw()[1][tp.target]:
-            for stage, row in zip(walk.stages, walk.rows, strict=True):
-                wanted.setdefault(stage, set()).add(row)
-                if stage > 1:
-                    wanted.setdefault(stage - 1, set()).update({row, row ^ (1 << (stage - 2))})
+        wanted = walk_wants(tp, session.draw()[1][tp.target])
         last = tp.n_stages - 1
         h = kept_height
         if split_stage is not None:  # exactly c N + the shrinking windows' ranges
@@ -226,16 +237,14 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
             windows = len(window_starts(wanted, c, h, last)) if c < last else 0
             exact = window_row_stages(wanted, tp.n_stages, c, h, last) if c < last else 0
             assert rows == tp.n_rows * min(c, last) + exact
-            assert exact <= recompute_row_stages(
-                0, tp.n_stages, h, c, len(wanted.get(last, ())), last, shrinking=True
-            )
+            assert exact <= recompute_row_stages(0, tp.n_stages, h, c, step_tops(tp), shrinking=True)
             assert exact <= windows * (last - c) << (tp.n_stages - c + h)  # whole windows at every stage
+            if c == 6 and h == 0:  # windows of 8 slabs of one row, stages 7 and 8
+                assert rows <= 6 * tp.n_rows + windows * 2 * 8 < tp.n_rows * last
         if window_bytes == 16 * D or split_stage == last:  # no window (none fits 16 rows at H = 3)
             assert rows == tp.n_rows * last  # every stage below L in place, never L itself
-        else:  # the cheapest split is never dearer than in place; at H = 0, c = 6 always cheaper
+        elif split_stage is None:  # the cheapest split is never dearer than in place
             assert rows <= tp.n_rows * last
-            if (kept_height, split_stage) == (0, 6):
-                assert rows <= 6 * tp.n_rows + 6 * 2 * 8 < tp.n_rows * last  # 6 walks, 2 stages, 8 rows
 
 
 @pytest.mark.parametrize("gpu_mode", ["scan", "sample"])
@@ -299,7 +308,8 @@ def test_a_recompute_that_differs_from_the_committed_layer_is_refused() -> None:
 def test_the_host_recompute_brings_back_only_the_windows_slabs() -> None:
     """Host RAM's openings: pass 1 of the recompute keeps the windows' slabs only (no download of
     the layer), and the windows upload just those: below one crossing here (the fill makes three;
-    at 256 GiB, 32 windows of 2^18 rows are 1.7% of one)."""
+    at 256 GiB, 128 windows of 2^18 rows, one per walk step above the block height, are 6.9% of
+    one)."""
     params = params_of(gpu(0, 800), host(20000, d=64))
     tp = params.targets[-1]
     options = CupyCapacityOptions(host_block_rows=64, host_window_rows=16, margin_bytes=0, kept_height=2)
@@ -308,10 +318,10 @@ def test_the_host_recompute_brings_back_only_the_windows_slabs() -> None:
     session, _nonces, got, want = run_both(params, prover, before_open=cp.log.clear)
     assert got == want and verify(params, session, got) == []
     copies = [e for e in cp.log if e[0] == "memcpy"]
-    windows = len({(w.rows[-1] & 63) >> 2 for w in session.draw()[1][tp.target]})
+    windows = len(window_starts(walk_wants(tp, session.draw()[1][tp.target]), 6, 2, tp.n_stages - 1))
     slab_bytes = 4 * tp.d * 2 ** (tp.n_stages - 6)  # a window: 2^(L - c) slabs of 2^H rows
     down = sum(e[2] for e in copies if e[1] == D2H)
-    assert 0 < down <= windows * slab_bytes < tp.fill_bytes
+    assert 0 < down <= windows * slab_bytes and down < tp.fill_bytes
 
 
 def test_the_host_fill_crosses_pcie_three_times_on_every_gpu_and_can_be_pinned() -> None:

@@ -205,7 +205,7 @@ def test_a_header_that_is_not_the_params_is_refused_before_anything_is_read(hone
     refused(h.data, wider, "d 32 \\(params: 64\\)")
 
 
-def test_indices_outside_the_phase_and_walks_that_are_not_walks_are_refused(honest: Honest) -> None:
+def test_indices_outside_the_phase_are_refused(honest: Honest) -> None:
     h = honest
     gpu = h.params.targets[0]
     spot_at = HEADER_AT + HEADER.size + DIGEST * gpu.n_stages
@@ -224,13 +224,17 @@ def test_indices_outside_the_phase_and_walks_that_are_not_walks_are_refused(hone
     data = bytearray(h.data)
     struct.pack_into("<H", data, walk_at, gpu.walks)
     refused(bytes(data), h.params, f"walk {gpu.walks}, the params open")
+    # every step carries its own row, a_row and a_path (walks v2): the second step starts after the
+    # first's row, a_row and two parents (stride 1), each with its path
     second_row = walk_at + 2 + 4 + 3 * (gpu.d + DIGEST * depth)
     (row,) = struct.unpack_from("<I", h.data, second_row)
-    first = h.openings[0].walks[0].steps[0].row
+    assert row == h.openings[0].walks[0].steps[1].row
     data = bytearray(h.data)
-    struct.pack_into("<I", data, second_row, (first + 3) % gpu.n_rows)
-    assert (first + 3) % gpu.n_rows not in {row, first}
-    refused(bytes(data), h.params, "is not a parent of row")
+    struct.pack_into("<I", data, second_row, gpu.n_rows)
+    refused(bytes(data), h.params, f"step 1: row {gpu.n_rows} of {gpu.n_rows}")
+    # a row inside the layer but not the drawn one decodes, and the verifier says which
+    struct.pack_into("<I", data, second_row, (row + 3) % gpu.n_rows)
+    assert verify(h, bytes(data)) == {codes.OPENINGS_MISMATCH}
 
 
 def test_other_formats_are_refused_by_their_magic(honest: Honest) -> None:
@@ -250,9 +254,13 @@ def test_the_encoder_refuses_what_the_layout_cannot_hold(honest: Honest) -> None
     with pytest.raises(ValueError, match="a row of 31 bytes, d = 32"):
         encode_openings([t.model_copy(update={"spots": [short_row, *t.spots[1:]]}), h.openings[1]], h.params)
     walk = t.walks[0]
-    other = walk.steps[1].model_copy(update={"a_row": walk.steps[0].a_row})
+    other = walk.steps[1].model_copy(update={"stage": walk.steps[0].stage})
     broken = walk.model_copy(update={"steps": [walk.steps[0], other, *walk.steps[2:]]})
-    with pytest.raises(ValueError, match="not the previous step's parent"):
+    with pytest.raises(ValueError, match="the walk is at stage"):
+        encode_openings([t.model_copy(update={"walks": [broken, *t.walks[1:]]}), h.openings[1]], h.params)
+    short_a = walk.steps[1].model_copy(update={"a_row": walk.steps[1].a_row[:-2]})
+    broken = walk.model_copy(update={"steps": [walk.steps[0], short_a, *walk.steps[2:]]})
+    with pytest.raises(ValueError, match="a row of 31 bytes, d = 32"):
         encode_openings([t.model_copy(update={"walks": [broken, *t.walks[1:]]}), h.openings[1]], h.params)
     with pytest.raises(ValueError, match="spots"):
         encode_openings([t.model_copy(update={"spots": t.spots[1:]}), h.openings[1]], h.params)
@@ -266,7 +274,7 @@ def test_one_h100_target_at_its_real_shape_encodes_and_decodes() -> None:
     data = encode_openings(openings, params)
     short = sum(tp.chunk_rows - len(s.rows) for s in openings[0].spots)
     assert len(data) == max_size(params) - short * tp.d
-    assert 4_000_000 < len(data) <= 4_490_451  # docs/protocol.md §17.8
+    assert 5_000_000 < len(data) <= 5_275_859  # docs/protocol.md §17.8
     [decoded] = decode_openings(data, params)
     assert same(decoded, opened(openings[0]))
 

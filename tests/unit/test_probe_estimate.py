@@ -53,7 +53,8 @@ def test_the_derived_hash_rate_counts_every_block_sha256_hashes(estimate: Module
 def test_the_recompute_is_cheaper_than_the_fill_and_grows_with_host_ram(estimate: ModuleType) -> None:
     small = {s.name: s.seconds for s in estimate.estimate(gpus=8, host_gib=256)}
     large = {s.name: s.seconds for s in estimate.estimate(gpus=8, host_gib=1024)}
-    assert small["openings recompute"] < 0.5 * small["capacity fill"]
+    # 0.51 of the fill with walks v2 (a window per walk step above the split), 0.44 with v1's one path
+    assert small["openings recompute"] < 0.6 * small["capacity fill"]
     assert large["openings recompute"] > small["openings recompute"]
     assert large["capacity fill"] > small["capacity fill"]
     none = {s.name: s.seconds for s in estimate.estimate(gpus=8, host_gib=0)}

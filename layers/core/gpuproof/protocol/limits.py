@@ -102,13 +102,13 @@ MAX_CAPACITY_ROUNDS = 64
 MAX_CAPACITY_SWEEPS = 1024  # sweeps of one bandwidth round (its answer carries one root per sweep)
 # The openings (the binary transcript of protocol/capacity/wire.py) kept in the challenge's
 # DynamoDB item (400 KB) when sent inline: the CPU claim's test-size phase fits; GPU-size
-# openings (4.5 MB per H100) are uploaded out of band (protocol/delivery.py's presigned POST).
+# openings (5.3 MB per H100) are uploaded out of band (protocol/delivery.py's presigned POST).
 MAX_CAPACITY_OPENINGS_STORED_BYTES = 256 * KIB
 # The uploaded openings are bounded by the size the params imply (`wire.max_size`) and never more
-# than this: 64 GPUs of the largest reference model (B200) + 2.2 TiB of host RAM need 288.4 MiB with
-# walks down to stage 1 (133 MiB when walks opened 10 stages), and the verify worker holds them
-# once in memory (decoded as views, not copies).
-MAX_CAPACITY_OPENINGS_BYTES = 320 * MIB
+# than this: 64 GPUs of the largest reference model (B200) + 2.2 TiB of host RAM need 330.1 MiB with
+# walks v2 (every step its own a_row; 288.4 MiB with v1's one path), and the verify worker holds
+# them once in memory (decoded as views, not copies).
+MAX_CAPACITY_OPENINGS_BYTES = 384 * MIB
 
 # -- reusable field types ---------------------------------------------------------------------------
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]

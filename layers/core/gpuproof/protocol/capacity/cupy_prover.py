@@ -62,15 +62,16 @@ the openings rebuild only the spotted items' blocks from X_L (roots checked agai
 nodes), and read X_L's wanted rows (spots, the walks' top rows). Then the recompute, IN THE SAME
 BUFFER: stages 1..c
 over every row (in place on a GPU; per block for host RAM, keeping only the windows' slabs), then
-stages c+1..L-1 only in *windows*: a walk's rows above stage c all agree with its top row on bits
-< c, so its blocks lie in the 2^(L-c) slabs {k 2^c + j0 .. k 2^c + j0 + 2^H - 1}, closed under
-stages c+1..L (the host fill's pass 2 with w = 2^H); at most one window per walk. Stage L is never
-recomputed. A GPU's windows shrink (`_gpu_window`: slabs at bit-reversed positions, so stage l runs
-over the one contiguous range of 2^(L-l+1) slabs still needed); its c is the cheapest (c N +
-`window_row_stages`) whose window fits `window_bytes` (1 GiB, halved while the plan does not
-fit): for an H100, c = 13 and 13.9 N row-stages instead of the fill's 27 N, no layer hashed
-whole; host RAM's c is its block height (21.1 N of 29 N at 256 GiB), its windows whole, its
-recompute crossing PCIe only with the windows' slabs (~1.7% of the fill, twice).
+stages c+1..L-1 only in *windows*: a walk step's rows above stage c (its row and its parents) all
+agree on bits < c, so their blocks lie in the 2^(L-c) slabs {k 2^c + j0 .. k 2^c + j0 + 2^H - 1},
+closed under stages c+1..L (the host fill's pass 2 with w = 2^H); at most one window per step above
+c (walks v2 draw each step's row on its own), each computed up to the highest layer wanted in it.
+Stage L is never recomputed. A GPU's windows shrink (`_gpu_window`: slabs at bit-reversed positions,
+so stage l runs over the one contiguous range of 2^(L-l+1) slabs still needed); its c is the
+cheapest (c N + `window_row_stages`) whose window fits `window_bytes` (1 GiB, halved while the plan
+does not fit): for an H100, c = 14 and ≤ 15.4 N row-stages (H = 5) instead of the fill's 27 N, no
+layer hashed whole; host RAM's c is its block height (≤ 21.3 N of 29 N at 256 GiB), its windows
+whole, its recompute crossing PCIe only with the windows' slabs (~6.9% of the fill, twice).
 The buffer ends holding X_c (nothing reads X_L after the openings).
 
 Self-checks before anything is committed: sampled rows of X_0 against hashlib's SHAKE-128, and
@@ -208,20 +209,29 @@ def kept_bytes(n_rows: int, layers: int, height: int) -> int:
 
 
 def recompute_row_stages(
-    n_rows: int, n_stages: int, height: int, split: int, windows: int, last: int, *, shrinking: bool = False
+    n_rows: int, n_stages: int, height: int, split: int, tops: Sequence[int], *, shrinking: bool = False
 ) -> int:
-    """Row-stages the openings' recompute computes: stages 1..c (c = min(split, last)) over every
-    row, then stages c+1..last in each window of 2^(L - c) slabs of 2^height rows: every stage over
-    the whole window (host RAM), or, `shrinking` (a GPU, `_gpu_window`), stage l over the
-    2^(L - l + 1) slabs one walk still needs, half as many each stage."""
-    c = min(split, last)
-    cost = c * n_rows
-    if last > c:
+    """Row-stages the openings' recompute computes: stages 1..c over every row (c = `split`), then,
+    for each window whose highest wanted layer t (`tops`, one per window) is above c, stages
+    c+1..t in it: every stage over the whole window of 2^(L - c) slabs of 2^height rows (host RAM),
+    or, `shrinking` (a GPU, `_gpu_window`), stage l over the 2^(L - l + 1) slabs one wanted row
+    still needs, half as many each stage. With one window per walk step (`step_tops`) it bounds
+    the executor's recompute from above (steps sharing a window share its stages)."""
+    cost = split * n_rows
+    for t in tops:
         if shrinking:
-            cost += windows * sum(1 << (n_stages - stage + 1 + height) for stage in range(c + 1, last + 1))
+            cost += sum(1 << (n_stages - stage + 1 + height) for stage in range(split + 1, t + 1))
         else:
-            cost += windows * (last - c) * min(n_rows, 1 << (n_stages - c + height))
+            cost += max(0, t - split) * min(n_rows, 1 << (n_stages - split + height))
     return cost
+
+
+def step_tops(tp: CapacityTargetParams) -> list[int]:
+    """The highest layer below L that each walk step's rows need recomputed (walks v2: every step
+    at its own row, so at its own window): a step at l < L its own row of X_l, the step at L its
+    parents' layer (X_L is held); none for a step whose rows are all of X_L or X_0."""
+    tops = [stage if stage < tp.n_stages else parent_stage(stage, tp.commit_stride) for stage in tp.committed]
+    return [t for t in tops if t > 0] * tp.walks
 
 
 def _rev(k: int, bits: int) -> int:
@@ -306,8 +316,9 @@ def host_fill_seconds(
 
 def window_starts(want: Mapping[int, set[int]], split: int, height: int, last: int) -> list[int]:
     """The windows a recompute split at stage c needs: the low values j0 (multiples of 2^height,
-    below 2^c) of the rows wanted at layers c+1..last. Every row of one walk above stage c has the
-    same j0 (it agrees with the walk's top row on bits < c), so there are at most `walks` of them."""
+    below 2^c) of the rows wanted at layers c+1..last. Every row of one walk step above stage c has
+    the same j0 (its parents agree with its row on bits < c), so there are at most as many as steps
+    above c (`step_tops`)."""
     mask = (1 << split) - 1
     return sorted(
         {
@@ -1545,7 +1556,7 @@ class CupyCapacityProver:
         if self.options.split_stage is not None:
             return max(lowest, min(self.options.split_stage, last))
         max_rows = window_rows(tp, self._window_bytes())
-        best, best_cost = last, recompute_row_stages(n, top, h, last, 0, last)
+        best, best_cost = last, last * n
         for c in range(lowest, last):
             if (1 << (top - c)) << h > max_rows:  # the window holds every slab position (holes too)
                 continue
@@ -1755,10 +1766,14 @@ class CupyCapacityProver:
                         g.d2h(x[start + j0 : start + min(v, j0 + w)], buf[j0 : min(v, j0 + w)])
                 g.sync()
 
+            highest = {
+                j: max(layer for _, layer in rows) for j, rows in window_keys(want, c, h, last).items()
+            }
+
             def window(g: _Gpu, j0: int) -> None:
                 buf, scratch = buffer(g)
                 v = _load_window(buf, x, _slabs(n, block_rows, layout.slabs, j0, w), w, g.h2d)
-                for stage in range(c + 1, last + 1):
+                for stage in range(c + 1, highest[j0] + 1):  # up to the highest layer it is wanted at
                     self._window_stage(g, t, buf, v, c, w, stage, scratch, group)
                     if stage in want:
                         mine = {

@@ -8,12 +8,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from gpuproof.protocol.capacity.fill import partner, u32
+from gpuproof.protocol.capacity.fill import u32
 from gpuproof.protocol.capacity.models import CapacityParams, CapacityTargetParams
 
 SAMPLE_DOMAIN = b"gpuproof/capacity/sample/v1"
 SPOTS_DOMAIN = b"gpuproof/capacity/spots/v1"
-WALKS_DOMAIN = b"gpuproof/capacity/walks/v1"
+WALKS_DOMAIN = b"gpuproof/capacity/walks/v2"
 
 
 def sample_row(round_nonce: bytes, target: int, item: int, n_rows: int) -> int:
@@ -106,27 +106,23 @@ class Walk:
     rows: list[int]
 
 
+def walk_row(prefix: bytes, walk: int, stage: int, n_rows: int) -> int:
+    """Walk w's row at committed stage l: u64le(SHA-256(prefix || u32 w || u32 l)[0:8]) mod N,
+    drawn for each stage on its own (walks v2)."""
+    h = hashlib.sha256(prefix + u32(walk) + u32(stage)).digest()
+    return int.from_bytes(h[:8], "little") % n_rows
+
+
 def draw_walks(commitment_bytes: bytes, secret: bytes, tp: CapacityTargetParams) -> list[Walk]:
-    """Walk w: h = SHA-256(prefix || u32 w); start i_L = u64le(h[0:8]) mod N; at stage l the next row is
-    i_l (bit l-1 of u64le(h[8:16]) = 0) or p_l(i_l) (bit 1). Opens the committed stages among
-    L .. L - walk_stages + 1 (every stage, or every other: `commit_stride`), at the walk's rows."""
+    """Walk w opens the committed stages among L .. L - walk_stages + 1 (every stage, or every
+    other: `commit_stride`), each at its own row `walk_row(prefix, w, l)`: the rows of one walk are
+    independent of each other, so a walk's chances of meeting an inconsistent row multiply over the
+    stages (docs/protocol.md §17.7, Bound 3). Walks v1 went down one path (row i_l, then i_l or
+    p_l(i_l)), whose stages an adversary could correlate."""
     prefix = _prefix(WALKS_DOMAIN, secret, commitment_bytes, tp.target)
-    top = tp.n_stages
     committed = set(tp.committed)
-    walks = []
-    for w in range(tp.walks):
-        h = hashlib.sha256(prefix + u32(w)).digest()
-        row = int.from_bytes(h[:8], "little") % tp.n_rows
-        bits = int.from_bytes(h[8:16], "little")
-        stages, rows = [], []
-        for stage in range(top, top - tp.walk_stages, -1):
-            if stage in committed:
-                stages.append(stage)
-                rows.append(row)
-            if (bits >> (stage - 1)) & 1:
-                row = partner(row, stage, tp.n_rows)
-        walks.append(Walk(w, stages, rows))
-    return walks
+    stages = [s for s in range(tp.n_stages, tp.n_stages - tp.walk_stages, -1) if s in committed]
+    return [Walk(w, stages, [walk_row(prefix, w, s, tp.n_rows) for s in stages]) for w in range(tp.walks)]
 
 
 def all_spots(

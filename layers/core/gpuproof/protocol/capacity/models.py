@@ -25,7 +25,7 @@ HOST_TARGET = 0xFFFF
 # The openings travel as the binary transcript of wire.py (this media type): inline (base64, when
 # small) or out of band as one object beside the throughput transcript (its key + this suffix).
 OPENINGS_SUFFIX = ".capacity"
-OPENINGS_MEDIA_TYPE = "application/vnd.gpuproof.capacity-openings.v2"
+OPENINGS_MEDIA_TYPE = "application/vnd.gpuproof.capacity-openings.v3"
 
 Target = Annotated[int, Field(strict=True, ge=0, le=HOST_TARGET)]
 Path = Annotated[list[Hex64], Field(max_length=L.MAX_MERKLE_DEPTH)]
@@ -133,10 +133,11 @@ class CapacityTargetParams(WireModel):
 
 class CapacityParams(WireModel):
     """The whole capacity phase of one challenge: every target fills at once, then `rounds` timed rounds.
-    Version 2: fill format v2 (docs/protocol.md §17.2, every stage map invertible); a probe that
-    knows only version 1 refuses these params instead of filling the old way."""
+    Version 3: fill format v2 (docs/protocol.md §17.2, every stage map invertible, since version 2)
+    and walks v2 (§17.6: each stage's row drawn on its own, every step sending its a_row, openings
+    v3); a probe that knows an older version refuses these params instead of proving the old way."""
 
-    version: Literal[2] = 2
+    version: Literal[3] = 3
     targets: list[CapacityTargetParams] = Field(min_length=1, max_length=L.PROTOCOL_MAX_GPUS + 1)
     rounds: int = Field(strict=True, ge=1, le=L.MAX_CAPACITY_ROUNDS)
     fill_deadline_s: FiniteFloat = Field(

@@ -3,8 +3,9 @@ its clock) and the host's transcript; cheap (the service never recomputes a fill
 
 Per target: the layer roots chain to the signed commitment (the seed binds machine, challenge
 nonce and target); every round was answered within its deadline on the service clock; the spots
-drawn after the last round open the answered trees and root_L; the walks drawn then check the top
-`walk_stages` stages row by row (Freivalds modulo 251 against B, regenerated once per target).
+drawn after the last round open the answered trees and root_L; the walks drawn then check every
+committed stage, each at its own drawn row (Freivalds modulo 251 against B, regenerated once per
+target).
 It reads the openings as `wire.OpenedTarget` (numpy views of the binary transcript's bytes).
 """
 

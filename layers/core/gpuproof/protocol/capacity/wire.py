@@ -1,8 +1,8 @@
-"""The binary capacity openings (docs/protocol.md §17.6, `application/vnd.gpuproof.capacity-openings.v2`):
+"""The binary capacity openings (docs/protocol.md §17.6, `application/vnd.gpuproof.capacity-openings.v3`):
 what the prover's `TargetOpenings` hold, with raw row bytes and raw digests, little-endian integers,
 every shape taken from the service's params.
 
-    magic "GPCOv2\\0\\0" || u16 target_count || per target, in ascending target order:
+    magic "GPCOv3\\0\\0" || u16 target_count || per target, in ascending target order:
       u16 target || u8 mode (0 scan, 1 sample) || u8 L || u16 d || u16 chunk_rows || u64 n_rows ||
       u32 samples || u16 spot_count || u16 walk_count || u8 walk_stages ||
       roots (C x 32 bytes: the C committed layers', ascending; C = L when commit_stride is 1) ||
@@ -10,13 +10,14 @@ every shape taken from the service's params.
                 tree_path (D_t x 32) || answer_path (D_a x 32)
       per walk: u16 walk || per step j = 0 .. C - 1 (the committed stages from L down, stage l, the
                 committed layer below it l' = max(0, l - commit_stride)):
-                u32 row || [j = 0: a_row (d) || a_path (L x 32)] ||
+                u32 row || a_row (d) || a_path (L x 32) ||
                 [l' > 0: 2^(l - l') x (parent row (d) || its path (L x 32)), in `fill.parent_rows` order]
 
 k = min(chunk_rows, n_rows - c * chunk_rows) (scan) or 1 (sample), c = item, or item mod items in
 the bandwidth round (§17.12: item = j = (s - 1) x items + c < sweeps x items); D_t = L - log2(chunk_rows)
-(scan) or L (sample); D_a = ceil(log2 items). A step after the first sends no a_row: it is the
-previous step's parent at its row (the first such in `parent_rows` order), as the walk goes.
+(scan) or L (sample); D_a = ceil(log2 items). Every step sends its own a_row: a walk's rows are
+drawn for each stage on its own (walks v2, `draws.walk_row`). v2 sent the first step's only (a
+walk went down one path, each row a parent of the one above); it is refused by its magic.
 
 `encode_openings(openings, params) -> bytes` (raises ValueError for what the layout cannot hold);
 `decode_openings(data, params) -> list[OpenedTarget]` (raises OpeningsError, code
@@ -38,7 +39,7 @@ import numpy.typing as npt
 
 from gpuproof.protocol.capacity.codes import OPENING_MALFORMED
 from gpuproof.protocol.capacity.draws import bandwidth_round, round_plan, target_rounds
-from gpuproof.protocol.capacity.fill import parent_rows, parent_stage
+from gpuproof.protocol.capacity.fill import parent_stage
 from gpuproof.protocol.capacity.models import (
     OPENINGS_MEDIA_TYPE,
     CapacityParams,
@@ -50,7 +51,7 @@ from gpuproof.protocol.capacity.models import (
 from gpuproof.protocol.collector import collector_paused
 from gpuproof.protocol.proof import merkle
 
-MAGIC = b"GPCOv2\x00\x00"
+MAGIC = b"GPCOv3\x00\x00"
 MEDIA_TYPE = OPENINGS_MEDIA_TYPE
 DIGEST = 32
 MODES = {"scan": 0, "sample": 1}
@@ -182,7 +183,7 @@ class _Shape:
         row = tp.d + DIGEST * self.depth  # one opened row of a layer with its path
         spot = _SPOT.size + tp.chunk_rows * tp.d + DIGEST * (self.tree_depth + self.answer_depth)
         parents = sum(_parent_count(tp, stage) for stage in tp.committed)
-        walk = _U16.size + row + len(tp.committed) * _U32.size + parents * row
+        walk = _U16.size + len(tp.committed) * (_U32.size + row) + parents * row
         return _TARGET.size + DIGEST * len(tp.committed) + self.spot_count * spot + tp.walks * walk
 
 
@@ -242,17 +243,7 @@ def _encode_walk(shape: _Shape, walk: WalkOpening, what: str) -> list[bytes]:
     for j, (s, stage) in enumerate(zip(walk.steps, stages, strict=True)):
         if s.stage != stage or not 0 <= s.row < tp.n_rows:
             raise ValueError(f"{what} step {j}: stage {s.stage} row {s.row}, the walk is at stage {stage}")
-        out.append(_U32.pack(s.row))
-        if j == 0:
-            out += [_row_bytes(s.a_row, tp.d, what), _path_bytes(s.a_path, depth, what)]
-        else:
-            prev = walk.steps[j - 1]
-            rows = parent_rows(prev.row, prev.stage, stage, tp.n_rows)
-            if s.row not in rows:
-                raise ValueError(f"{what} step {j}: row {s.row} is not a parent of row {prev.row}")
-            k = rows.index(s.row)
-            if (s.a_row, list(s.a_path)) != (prev.prev[k], list(prev.prev_paths[k])):
-                raise ValueError(f"{what} step {j}: a_row is not the previous step's parent")
+        out += [_U32.pack(s.row), _row_bytes(s.a_row, tp.d, what), _path_bytes(s.a_path, depth, what)]
         count = _parent_count(tp, stage)
         if len(s.prev) != count or len(s.prev_paths) != count:
             raise ValueError(f"{what} step {j}: {len(s.prev)} parent rows, stage {stage} has {count}")
@@ -336,15 +327,7 @@ def _decode_walk(r: _Reader, shape: _Shape, what: str) -> OpenedWalk:
         (row,) = r.unpack(_U32, f"{what} step {j}")
         if row >= tp.n_rows:
             raise OpeningsError(f"{what} step {j}: row {row} of {tp.n_rows}")
-        if j == 0:
-            a_row, a_path = r.row(tp.d, f"{what} a_row"), r.digests(depth, f"{what} a_path")
-        else:
-            prev = steps[-1]
-            rows = parent_rows(prev.row, prev.stage, stage, tp.n_rows)
-            if row not in rows:
-                raise OpeningsError(f"{what} step {j}: row {row} is not a parent of row {prev.row}")
-            k = rows.index(row)
-            a_row, a_path = prev.prev[k], prev.prev_paths[k]
+        a_row, a_path = r.row(tp.d, f"{what} step {j} a_row"), r.digests(depth, f"{what} step {j} a_path")
         parents, paths = [], []
         for k in range(_parent_count(tp, stage)):
             parents.append(r.row(tp.d, f"{what} parent {k}"))
@@ -362,7 +345,7 @@ def decode_openings(data: bytes | bytearray | memoryview, params: CapacityParams
         raise OpeningsError(f"{len(data)} bytes, over the {bound} these params allow")
     r = _Reader(data)
     if bytes(r.take(len(MAGIC), "magic")) != MAGIC:
-        raise OpeningsError("not capacity openings v2 (magic)")
+        raise OpeningsError("not capacity openings v3 (magic)")
     (count,) = r.unpack(_U16, "target_count")
     ordered = _ordered(params)
     if count != len(ordered):
