@@ -41,7 +41,6 @@ from gpuproof.protocol.capacity.fill import (
     leaf,
     parent_rows,
     parent_stage,
-    partner,
     recentre,
     scale,
     stage_perms,
@@ -291,12 +290,7 @@ def shaped_openings(
         for walk in plan:
             steps: list[WalkStep] = []
             for stage, at in zip(walk.stages, walk.rows, strict=True):
-                if steps:  # the row this walk went on to: one of the previous step's parents
-                    prev = steps[-1]
-                    k = parent_rows(prev.row, prev.stage, stage, tp.n_rows).index(at)
-                    a_row, a_path = prev.prev[k], prev.prev_paths[k]
-                else:
-                    a_row, a_path = row(), digests(depth)
+                a_row, a_path = row(), digests(depth)  # every step its own (walks v2)
                 below = parent_stage(stage, tp.commit_stride)
                 count = len(parent_rows(at, stage, below, tp.n_rows)) if below else 0
                 steps.append(
@@ -318,16 +312,11 @@ def shaped_openings(
 
 
 def _random_walk(tp: CapacityTargetParams, index: int, rng: np.random.Generator) -> Walk:
-    at = int(rng.integers(tp.n_rows))
+    """A walk's shape as `draw_walks` makes it: the committed stages from L down, each at its own
+    uniformly random row."""
     committed = set(tp.committed)
-    stages, rows = [], []
-    for stage in range(tp.n_stages, tp.n_stages - tp.walk_stages, -1):
-        if stage in committed:
-            stages.append(stage)
-            rows.append(at)
-        if rng.integers(2):
-            at = partner(at, stage, tp.n_rows)
-    return Walk(index, stages, rows)
+    stages = [s for s in range(tp.n_stages, tp.n_stages - tp.walk_stages, -1) if s in committed]
+    return Walk(index, stages, [int(rng.integers(tp.n_rows)) for _ in stages])
 
 
 def reference_target(model: str) -> CapacityTargetParams:
