@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -25,7 +25,7 @@ from gpuproof.protocol.capacity import (
 from gpuproof.protocol.capacity.device import OutOfDeviceMemory
 from gpuproof.protocol.capacity.draws import draw_walks
 from gpuproof.protocol.capacity.fill import Fill, capacity_seed, partner
-from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetAnswer
+from gpuproof.protocol.capacity.models import CapacityParams, CapacityTargetParams, TargetAnswer
 from gpuproof.protocol.capacity.params import fill_ops
 from gpuproof.protocol.capacity.prover import CapacityProver
 from gpuproof.protocol.capacity.verifier import LayerPaths, check_walks
@@ -431,11 +431,35 @@ def verify_capacity_again(params, session, openings):  # type: ignore[no-untyped
     )
 
 
+def walk_acceptance(
+    params: CapacityParams,
+    prover: CapacityProver,
+    run: adv.Run,
+    met: Callable[[Sequence[int], Sequence[int]], bool],
+) -> tuple[int, list[bytes], bytes]:
+    """The real verifier on six fresh draws refuses exactly the walks `met` says meet an
+    inconsistent row (by their rows and stages), each with one walk-check reason; then 3,000 fresh
+    secrets' draws alone: (walk draws that met none, the secrets, the commitment's signing bytes)."""
+    tp, session = params.targets[0], run.session
+    assert session.signed is not None
+    data = session.signed.commitment.signing_bytes()
+    nonces = {x.round: bytes.fromhex(x.nonce) for x in session.rounds}
+    for k in range(6):
+        session.draw_secret = bytes([k + 1]) * 32
+        spots, walks = session.draw()
+        result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
+        caught = sum(met(w.rows, w.stages) for w in walks[tp.target])
+        assert result.passed == (caught == 0), k
+        assert [x.code for x in result.reasons] == [codes.WALK_CHECK_FAILED] * caught
+    secrets = [k.to_bytes(8, "little") * 4 for k in range(3000)]
+    accepted = sum(not any(met(w.rows, w.stages) for w in draw_walks(data, x, tp)) for x in secrets)
+    return accepted, secrets, data
+
+
 def test_a_partly_cheap_fill_passes_the_walks_at_the_stated_rate() -> None:
     """Bound 3 measured: junk on a quarter of the low-bit classes of a stage the walks open makes a
     quarter of X_L cheap. The verifier accepts exactly when no walk's row at that stage is a junk
     row, and over fresh secrets the acceptance rate matches (1 - phi)^walks."""
-    from gpuproof.protocol.capacity.draws import draw_walks
     from tests.unit.proof_adversaries import wilson
 
     params = adv.target_params(1, host=False, walks=4)
@@ -454,25 +478,12 @@ def test_a_partly_cheap_fill_passes_the_walks_at_the_stated_rate() -> None:
     r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
     mask = (1 << junk_stage) - 1
     cheap = {i for i in range(tp.n_rows) if i & mask in classes}
-    session = r.session
-    assert session.signed is not None
-    data = session.signed.commitment.signing_bytes()
-    nonces = {x.round: bytes.fromhex(x.nonce) for x in session.rounds}
-    for k in range(6):
-        session.draw_secret = bytes([k + 1]) * 32
-        spots, walks = session.draw()
-        result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
-        caught = sum(w.rows[w.stages.index(junk_stage)] in cheap for w in walks[0])
-        assert result.passed == (caught == 0), k
-        assert [x.code for x in result.reasons] == [codes.WALK_CHECK_FAILED] * caught
-    trials = 3000
-    accepted = sum(
-        not any(
-            w.rows[w.stages.index(junk_stage)] in cheap
-            for w in draw_walks(data, k.to_bytes(8, "little") * 4, tp)
-        )
-        for k in range(trials)
-    )
+
+    def met(rows: Sequence[int], stages: Sequence[int]) -> bool:
+        return rows[list(stages).index(junk_stage)] in cheap
+
+    accepted, secrets, _ = walk_acceptance(params, prover, r, met)
+    trials = len(secrets)
     predicted = (1 - len(cheap) / tp.n_rows) ** tp.walks
     lo, hi = wilson(accepted, trials, 3.0)
     assert lo <= predicted <= hi, (accepted, predicted)
@@ -655,25 +666,13 @@ def test_inconsistencies_spread_over_the_stages_are_met_at_the_product_rate() ->
     bad = adv.inconsistent_rows(prover.states[tp.target])
     spread = [stage for stage, rows in bad.items() if rows]
     assert len(spread) >= len(junk_stages)  # inconsistent rows in several stages
-    session = r.session
-    assert session.signed is not None
-    data = session.signed.commitment.signing_bytes()
-    nonces = {x.round: bytes.fromhex(x.nonce) for x in session.rounds}
 
     def caught(rows: Sequence[int], stages: Sequence[int]) -> bool:
         return any(row in bad[stage] for row, stage in zip(rows, stages, strict=True))
 
-    for k in range(6):
-        session.draw_secret = bytes([k + 1]) * 32
-        spots, walks = session.draw()
-        result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
-        met = sum(caught(w.rows, w.stages) for w in walks[0])
-        assert result.passed == (met == 0), k
-        assert [x.code for x in result.reasons] == [codes.WALK_CHECK_FAILED] * met
-    trials = 3000
-    secrets = [k.to_bytes(8, "little") * 4 for k in range(trials)]
+    accepted, secrets, data = walk_acceptance(params, prover, r, caught)
+    trials = len(secrets)
     stages = [s for s in range(top, 0, -1) if s in tp.committed]
-    accepted = sum(not any(caught(w.rows, w.stages) for w in draw_walks(data, x, tp)) for x in secrets)
     fractions = [len(bad[s]) / tp.n_rows for s in tp.committed]
     predicted = math.prod(1 - f for f in fractions) ** tp.walks
     lo, hi = wilson(accepted, trials, 3.0)

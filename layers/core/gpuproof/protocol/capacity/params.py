@@ -306,8 +306,8 @@ CPU_FILL_ALLOWANCE_S = 30.0
 
 
 def cpu_capacity_params(*, network_allowance_s: float = CPU_NETWORK_ALLOWANCE_S) -> CapacityParams:
-    """The test-size phase a CPU-only claim gets (see above); at most 146,412 bytes of openings
-    (`wire.max_size`, walks to stage 1), sent inline."""
+    """The test-size phase a CPU-only claim gets (see above); at most 167,916 bytes of openings
+    (`wire.max_size`, walks v2 to stage 1), sent inline."""
     gpu = gpu_target(
         0,
         CPU_VRAM_BYTES,
