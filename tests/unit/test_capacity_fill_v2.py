@@ -217,3 +217,41 @@ def test_the_fill_v2_vectors_are_the_spec_s_and_fill_py_s() -> None:
     pi, sigma = fill.stage_perms(RETRY_SEED, 1, 250)
     assert not _no_cycle_of_250(_perm(RETRY_SEED, 1, 250), _perm(RETRY_SEED, 2, 250))
     assert sigma.tolist() == _perm(RETRY_SEED, 2 + 128, 250) and pi.tolist() == _perm(RETRY_SEED, 1, 250)
+
+
+WALK_ROWS = {  # docs/protocol.md §17.13: walk -> its rows at stages 27, 25, 3, 1
+    0: [50061780, 4140542, 57512897, 56589810],
+    1: [42662424, 62240565, 62286603, 48561202],
+}
+
+
+def test_the_walks_v2_vectors_are_the_spec_s_and_draws_py_s() -> None:
+    """Walks v2 (§17.6): each step's row is u64le(SHA-256(P(walks/v2) || u32 w || u32 l)[0:8]) mod N,
+    P = domain || u32 len(s) || s || SHA-256(commitment signing bytes) || u32 target; rebuilt with
+    hashlib from that text and compared with `draws.draw_walks` at an H100's shape."""
+    from gpuproof.protocol.capacity.draws import draw_walks
+    from tests.unit import capacity_adversaries as adv
+
+    secret, commitment = bytes(range(32)), b"gpuproof test commitment"
+    tp = adv.reference_target("H100 SXM5 80GB")
+    assert (tp.n_rows, tp.n_stages, tp.commit_stride) == (75_766_980, 27, 2)
+    prefix = (
+        b"gpuproof/capacity/walks/v2"
+        + len(secret).to_bytes(4, "little")
+        + secret
+        + hashlib.sha256(commitment).digest()
+        + (0).to_bytes(4, "little")
+    )
+    walks = draw_walks(commitment, secret, tp)
+    for w, rows in WALK_ROWS.items():
+        mine = [
+            int.from_bytes(
+                hashlib.sha256(prefix + w.to_bytes(4, "little") + stage.to_bytes(4, "little")).digest()[:8],
+                "little",
+            )
+            % tp.n_rows
+            for stage in (27, 25, 3, 1)
+        ]
+        drawn = dict(zip(walks[w].stages, walks[w].rows, strict=True))
+        assert mine == rows == [drawn[stage] for stage in (27, 25, 3, 1)]
+    assert walks[0].stages == list(range(27, 0, -2))
