@@ -229,6 +229,7 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
     for tp in params.targets[:2]:
         k = 2 * tp.d
         rows = sum(e[7] for e in cp.log if e[0] == "gemm" and e[8] == k and e[9] == tp.target)
+        assert prover.recompute[tp.target]["row_stages"] == rows  # what gpu_check.sh records
         wanted = walk_wants(tp, session.draw()[1][tp.target])
         last = tp.n_stages - 1
         h = kept_height
@@ -322,6 +323,10 @@ def test_the_host_recompute_brings_back_only_the_windows_slabs() -> None:
     slab_bytes = 4 * tp.d * 2 ** (tp.n_stages - 6)  # a window: 2^(L - c) slabs of 2^H rows
     down = sum(e[2] for e in copies if e[1] == D2H)
     assert 0 < down <= windows * slab_bytes and down < tp.fill_bytes
+    assert params.targets[0].d != tp.d  # the GPU target's GEMMs have another K
+    rows = sum(e[7] for e in cp.log if e[0] == "gemm" and e[8] == 2 * tp.d)
+    record = prover.recompute[tp.target]  # what gpu_check.sh records
+    assert record["row_stages"] == rows and record["windows"] == windows and record["split"] == 6
 
 
 def test_the_host_fill_crosses_pcie_three_times_on_every_gpu_and_can_be_pinned() -> None:

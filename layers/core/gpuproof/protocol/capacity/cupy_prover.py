@@ -1229,6 +1229,9 @@ class CupyCapacityProver:
         # the fill's parts, host seconds from its start (scripts/gpu_check.sh records them to
         # calibrate the model): gpu_done, touched (host RAM's pages), host_start, host_done
         self.fill_parts_s: dict[str, float] = {}
+        # target -> the openings' recompute as planned (scripts/gpu_check.sh records it beside
+        # open_s to calibrate scripts/probe_estimate.py's model): split c, windows, row-stages
+        self.recompute: dict[int, dict[str, float]] = {}
         self._stage_host: dict[tuple[int, int], npt.NDArray[np.int8]] = {}
         self._stage_lock = threading.Lock()
         self._b_cache: dict[int, npt.NDArray[np.int8]] = {}
@@ -1451,6 +1454,13 @@ class CupyCapacityProver:
                 if stage in want:
                     self._collect(g, t, x, n, stage, {r: r for r in want[stage]}, uppers, opened)
             windows = window_keys(want, c, h, last) if last > c else {}
+            rows = min(c, last) * n + (window_row_stages(want, top, c, h, last) if windows else 0)
+            self.recompute[tp.target] = {
+                "split": c,
+                "windows": len(windows),
+                "row_stages": rows,
+                "fraction": rows / (n * top),  # of the fill's N L
+            }
             if windows:
                 wbuf = cp.empty(((1 << (top - c + h)), d), dtype=cp.int8)
                 for j0, wanted in sorted(windows.items()):
@@ -1783,10 +1793,20 @@ class CupyCapacityProver:
                         }
                         found_in(g, buf, v, stage, mine)
                 g.sync()
+                with lock:
+                    window_rows_done.append(max(0, highest[j0] - c) * v)
 
+            window_rows_done: list[int] = []
             self._spread(range(-(-n // block_rows)), block)
             if starts:
                 self._spread(starts, window)
+            rows = min(c, last) * n + sum(window_rows_done)
+            self.recompute[tp.target] = {
+                "split": c,
+                "windows": len(starts),
+                "row_stages": rows,
+                "fraction": rows / (n * top),  # of the fill's N L
+            }
             self._release(t)
         return roots, opened
 
