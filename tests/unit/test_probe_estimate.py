@@ -36,6 +36,10 @@ def test_the_docs_table_is_the_scripts_output(estimate: ModuleType) -> None:
     assert f"the deadlines' 256 GB/s: **{sum(s.seconds for s in slow):.1f} s**" in doc
     assert f"the same model gives **{sum(s.seconds for s in fast):.1f} s**" in doc
     assert sum(s.seconds for s in fast) < total < sum(s.seconds for s in slow)
+    for step in estimate.AROUND:  # the stages around the service-timed part, and the whole
+        assert f"| {step.name} | {step.seconds:.1f} | {step.how} |" in doc, step.name
+    around = sum(s.seconds for s in estimate.AROUND)
+    assert f"**Whole probe: {total:.1f} + {around:.1f} = {total + around:.1f} s.**" in doc
 
 
 @pytest.mark.parametrize("d", [8, 64, 128, 512, 1000, 1024, 4096])
