@@ -87,6 +87,14 @@ class CupyCapacityFactory:
     def __init__(self, runtime: CupyCapacityRuntime, options: CupyCapacityOptions | None = None) -> None:
         self.runtime, self.options = runtime, options
 
+    def warm(self, gpus: Sequence[int]) -> None:
+        """Before the challenge (the probe's proof hook): the kernels built and cuBLAS warmed on
+        every lane the phase may use on these GPUs (targets), whatever its parameters; `prepare`
+        then finds them built."""
+        from gpuproof.protocol.capacity.cupy_prover import HOST_LANES
+
+        self.runtime.prepare([self.runtime.device_of(g) for g in gpus], range(1 + HOST_LANES))
+
     def prepare(self, params: CapacityParams) -> MemoryPlan:
         """The budget, refused with `CapacityMemoryError` (its numbers) when it does not fit."""
         from gpuproof.protocol.capacity.cupy_prover import CapacityMemoryError, plan_memory

@@ -200,6 +200,35 @@ def inventory(
 
 
 @app.command()
+def prepare(as_json: JsonOpt = False) -> None:
+    """Build every GPU kernel the proof and the capacity phase run, into CuPy's kernel cache (once
+    after installing: the first submit then does not pay the builds, ≈ 8 s of one core)."""
+    from benchmark_probe.capacity import default_prover
+    from benchmark_probe.proof import default_executor, prepare_gpus
+
+    inv = collect_inventory()
+    gpus = [gpu.index for gpu in inv.gpus]
+    started = time.monotonic()
+    if gpus:
+        executor = default_executor(inv)
+        if as_json:
+            prepare_gpus(executor, default_prover(executor), gpus)
+        else:
+            with err.status(f"building the GPU kernels on {len(gpus)} GPU(s)"):
+                prepare_gpus(executor, default_prover(executor), gpus)
+    seconds = round(time.monotonic() - started, 3)
+    note = (
+        f"kernels built and cached on GPU(s) {gpus} in {seconds} s"
+        if gpus
+        else "no GPU found: nothing to build"
+    )
+    if as_json:
+        emit({"probe_version": __version__, "gpus": gpus, "seconds": seconds, "note": note})
+    else:
+        out.print(note, highlight=False, markup=False)
+
+
+@app.command()
 def bench(as_json: JsonOpt = False, quick: QuickOpt = False) -> None:
     """Micro-benchmarks on every GPU in parallel (or on the CPU); exit 1 if any figure is unverified."""
     inv = collect_inventory()
@@ -297,7 +326,6 @@ def submit_cmd(
     inv = collect_inventory()
     _confirm_without_gpu(bool(inv.gpus), yes, as_json)
     client = ServiceClient(api, signing_key)
-    integrity = collect_integrity()
     backend, _notes = select_backend(inv)
     plan = BenchPlan.quick() if quick else BenchPlan()
     stage = (lambda _s: None) if as_json else (lambda s: err.print(f"[cyan]→ {s}[/]"))
@@ -308,8 +336,8 @@ def submit_cmd(
             owner,
             region,
             inv,
-            integrity,
-            lambda _challenge: _measure(backend, plan, show=not as_json),
+            collect_integrity,  # beside the registration and the GPUs' preparation
+            lambda: _measure(backend, plan, show=not as_json),
             proof_hook(signing_key),
             stage,
         )
@@ -456,7 +484,7 @@ def agent(
             signing_key,
             inv,
             collect_integrity(),
-            lambda _c: _measure(backend, BenchPlan(), show=False),
+            lambda: _measure(backend, BenchPlan(), show=False),
             proof_hook(signing_key),
         )
 

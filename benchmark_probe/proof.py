@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchmark_probe.capacity import CapacityOutcome, Delivery, ProverFactory, default_prover, run_capacity
+from benchmark_probe.capacity import (
+    CapacityOutcome,
+    CupyCapacityFactory,
+    Delivery,
+    ProverFactory,
+    default_prover,
+    run_capacity,
+)
 from benchmark_probe.client import ServiceClient, upload_transcript
 from benchmark_probe.report import Challenge
 from gpuproof.protocol.delivery import MEDIA_TYPES, encode_binary
@@ -119,8 +127,13 @@ class ProofRunner:
         self.capacity: CapacityOutcome | None = None
 
     def prepare(self, inventory: Inventory) -> None:
+        """The throughput executor prepared, and beside it the capacity phase's GPUs (its kernels
+        built, cuBLAS warmed on every lane it may use: `CupyCapacityFactory.warm`), so that neither
+        falls after the challenge: the whole probe's time counts both."""
         self.executor = self.executor_factory(inventory)
-        self.executor.prepare([gpu.index for gpu in inventory.gpus] or [0])
+        if self.capacity_prover is None:
+            self.capacity_prover = default_prover(self.executor)
+        prepare_gpus(self.executor, self.capacity_prover, [gpu.index for gpu in inventory.gpus] or [0])
 
     def __call__(
         self, client: ServiceClient, challenge: Challenge, inventory: Inventory
@@ -140,3 +153,14 @@ class ProofRunner:
             client, self.key, challenge, self.capacity_prover, delivery=self.capacity_delivery
         )
         return doc
+
+
+def prepare_gpus(executor: ProofExecutor, capacity_prover: ProverFactory, gpus: list[int]) -> None:
+    """The throughput executor prepared and, beside it (another thread: NVRTC builds release the
+    GIL), the capacity phase's GPUs warmed when its prover is the CuPy one (`CupyCapacityFactory`)."""
+    warm = capacity_prover.warm if isinstance(capacity_prover, CupyCapacityFactory) else None
+    with ThreadPoolExecutor(1, thread_name_prefix="capacity-warm") as pool:
+        warming = pool.submit(warm, gpus) if warm is not None else None
+        executor.prepare(gpus)
+        if warming is not None:
+            warming.result()

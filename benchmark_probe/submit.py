@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ class ProofHook(Protocol):
     ) -> dict[str, Any] | None: ...
 
 
-RunBench = Callable[[Challenge], list[BenchmarkResult]]
+RunBench = Callable[[], list[BenchmarkResult]]
 
 
 @dataclass(frozen=True)
@@ -62,20 +63,55 @@ def register(client: ServiceClient, registration: MachineRegistration) -> str:
     return "registered"
 
 
+def prepare_side_by_side(
+    inventory: Inventory,
+    proof_hook: ProofHook | None,
+    run_bench: RunBench,
+    *others: Callable[[], Any],
+) -> tuple[list[BenchmarkResult], list[Any]]:
+    """Everything before the challenge at once: the proof hook's preparation on this thread (the
+    GPUs' set-up, and its kernel builds, mostly CPU), the micro-benchmarks beside it (their figures
+    are claims the service does not score: they need the GPUs, which the preparation barely uses)
+    and `others` (a request, file hashing). Returns the benchmarks and the others' results; an
+    error of any is raised once all have ended."""
+    with ThreadPoolExecutor(1 + len(others), thread_name_prefix="prepare") as pool:
+        bench = pool.submit(run_bench)
+        started = [pool.submit(task) for task in others]
+        try:
+            if proof_hook is not None:
+                proof_hook.prepare(inventory)
+        finally:  # a failed preparation still waits for the others, whose errors come first
+            results = [future.result() for future in started]
+            benchmarks = bench.result()
+    return benchmarks, results
+
+
 def submit(
     client: ServiceClient,
     key: SigningKey,
     owner: str,
     region: Region,
     inventory: Inventory,
-    integrity: Integrity,
+    integrity: Integrity | Callable[[], Integrity],
     run_bench: RunBench,
     proof_hook: ProofHook | None = None,
     on_stage: Callable[[str], None] = lambda _stage: None,
 ) -> SubmitOutcome:
-    on_stage("register")
-    registration = register(client, registration_for(key, owner, region))
-    return answer_challenge(client, key, inventory, integrity, run_bench, proof_hook, on_stage, registration)
+    """Register, collect the integrity signals (`integrity` may be the collector), prepare the
+    proof's GPUs and run the micro-benchmarks, all at once (`prepare_side_by_side`); then take the
+    challenge and answer it."""
+    on_stage("register + prepare + bench")
+    collect = integrity if callable(integrity) else (lambda: integrity)
+    benchmarks, (registration, signals) = prepare_side_by_side(
+        inventory,
+        proof_hook,
+        run_bench,
+        lambda: register(client, registration_for(key, owner, region)),
+        collect,
+    )
+    return answer_challenge(
+        client, key, inventory, signals, run_bench, proof_hook, on_stage, registration, benchmarks=benchmarks
+    )
 
 
 def answer_challenge(
@@ -87,19 +123,22 @@ def answer_challenge(
     proof_hook: ProofHook | None = None,
     on_stage: Callable[[str], None] = lambda _stage: None,
     registration: str = "already registered",
+    *,
+    benchmarks: list[BenchmarkResult] | None = None,
 ) -> SubmitOutcome:
-    """Take a challenge, prove at once, measure, sign and send the report (also re-verification)."""
+    """Take a challenge, prove at once, sign and send the report (also re-verification). Unless
+    `benchmarks` come measured already (with the hook prepared beside them), the hook is prepared
+    and the micro-benchmarks run side by side first, before the challenge: nothing but the proof
+    falls between the challenge and the report."""
     machine_id = key.public_hex
-    if proof_hook is not None:
-        on_stage("prepare")
-        proof_hook.prepare(inventory)
+    if benchmarks is None:
+        on_stage("prepare + bench")
+        benchmarks, _ = prepare_side_by_side(inventory, proof_hook, run_bench)
     on_stage("challenge")
     request = challenge_request_for(inventory).model_dump(mode="json")
     challenge = Challenge.from_json(client.create_challenge(machine_id, request))
     on_stage("proof")
     proof = proof_hook(client, challenge, inventory) if proof_hook is not None else None
-    on_stage("bench")
-    benchmarks = run_bench(challenge)
     on_stage("report")
     signed = build_report(key, challenge, inventory, benchmarks, integrity, proof)
     response = client.submit_report(machine_id, challenge.challenge_id, signed.model_dump(mode="json"))

@@ -361,7 +361,7 @@ TIMING_CODES = (
     "capacity_host_round_deadline_missed",
     "capacity_bandwidth_deadline_missed",
 )
-DOUBLE_MEMORY = 256 * 1024  # --double: one fake GPU of this much device memory (the CUDA test double)
+DOUBLE_MEMORY = 320 * 1024  # --double: one fake GPU of this much device memory (the CUDA test double)
 
 
 def _capacity_model(cp: Any) -> tuple[str, float, float, bool]:

@@ -162,7 +162,7 @@ def submit_host(
         Region.europe,
         inventory,
         integrity or collect_integrity(),
-        lambda _c: run_benchmarks(backend, BenchPlan.quick()),
+        lambda: run_benchmarks(backend, BenchPlan.quick()),
         ProofRunner(key, capacity_prover=capacity_prover, capacity_delivery=delivery),
     )
     return key.public_hex, client

@@ -65,7 +65,7 @@ def publish(
             Region.europe,
             inventory,
             collect_integrity(),
-            lambda _c: run_benchmarks(backend, BenchPlan.quick()),
+            lambda: run_benchmarks(backend, BenchPlan.quick()),
             proof_hook(key),
         )
         mid = key.public_hex
@@ -141,7 +141,7 @@ def test_a_failed_reverification_revokes_the_score_on_chain(
         key,
         inventory,
         Integrity(ld_preload="/opt/fake/libcuda-hook.so"),
-        lambda _c: run_benchmarks(backend, BenchPlan.quick()),
+        lambda: run_benchmarks(backend, BenchPlan.quick()),
         proof_hook(key),
     )
     doc = wait_for(

@@ -37,13 +37,24 @@ from gpuproof.protocol.capacity.cupy_prover import (
     host_fill_seconds,
     plan_memory,
     recompute_row_stages,
+    stage_matrix,
+    stage_work,
     step_tops,
     window_row_stages,
     window_starts,
 )
 from gpuproof.protocol.capacity.device import SimulatedDevice
 from gpuproof.protocol.capacity.draws import Walk
-from gpuproof.protocol.capacity.fill import parent_rows, parent_stage
+from gpuproof.protocol.capacity.fill import (
+    b_matrix,
+    coefficients,
+    gen_rows,
+    parent_rows,
+    parent_stage,
+    partners,
+    stage_perms,
+    stage_rows,
+)
 from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetOpenings
 from gpuproof.protocol.capacity.prover import CapacityProver
 from gpuproof.protocol.keys import SigningKey
@@ -56,6 +67,17 @@ NONCE = bytes(range(100, 132))
 CHALLENGE = "cap-gpu-1"
 D = 32
 H2D, D2H = 1, 2
+
+
+def gemms_of(log: Sequence[tuple[Any, ...]], d: int) -> list[tuple[Any, ...]]:
+    """The logged GEMMs of a fill of d-byte rows: its pairs' (m = k = 2d: both rows of each pair out)
+    and its lone rows' (m = k = d). A test holding two fills gives them d's these cannot confuse."""
+    return [e for e in log if e[0] == "gemm" and (e[6], e[8]) in ((2 * d, 2 * d), (d, d))]
+
+
+def gemm_row_stages(log: Sequence[tuple[Any, ...]], d: int, device: int | None = None) -> int:
+    """Rows those GEMMs computed a stage of: 2 per pair, 1 per lone row."""
+    return sum(e[7] * e[6] // d for e in gemms_of(log, d) if device is None or e[9] == device)
 
 
 def double(gpus: int = 2, **kw: object) -> CupyTestDouble:
@@ -161,6 +183,67 @@ def test_two_gpus_and_host_ram_out_of_core_match_the_numpy_prover_and_pass_the_v
     assert all(e[1:4] == (72, R_8I, R_32I) and e[4:6] == (1, 0) for e in cp.log if e[0] == "gemm")  # TN
 
 
+def test_the_stage_matrix_gives_the_fills_rows_for_pairs_and_lone_rows() -> None:
+    """[X[a] | X[a+h]] times W is both rows of the pair and X times M a lone row, as `fill.stage_rows`
+    (the coefficients applied to the rows) has them, exactly: the stage matrix's products are only
+    reduced mod 251, which g_l does anyway; the products stay below 2^31."""
+    seed, d, n, stage = bytes(range(32)), 64, 23, 5  # rows 8..15 are lone at stage 5 (h = 16)
+    b = b_matrix(seed, d)
+    pi, sigma = stage_perms(seed, stage, d)
+    flat = stage_matrix(b[pi], b[sigma])
+    w, m = flat[: 4 * d * d].reshape(2 * d, 2 * d).T, flat[4 * d * d :].reshape(d, d).T
+    x = gen_rows(seed, b"X", range(n), d)
+    mates = partners(n, stage)
+    want = stage_rows(
+        x,
+        x[mates],
+        b[pi].astype(np.float64),
+        b[sigma].astype(np.float64),
+        stage,
+        coefficients(np.arange(n), stage, n),
+    )
+    h, got = 1 << (stage - 1), np.empty_like(x)
+    for a in range(h):
+        if a + h < n:
+            c = np.concatenate([x[a], x[a + h]]).astype(np.int64) @ w.astype(np.int64)
+            assert np.abs(c).max() < 2**31
+            got[a], got[a + h] = ((c[:d] + stage) % 251 - 125), ((c[d:] + stage) % 251 - 125)
+        else:
+            got[a] = (x[a].astype(np.int64) @ m.astype(np.int64) + stage) % 251 - 125
+    assert np.array_equal(got, want)
+
+
+def test_a_stage_gathers_each_pair_once_and_multiplies_lone_rows_from_the_buffer() -> None:
+    """One operand row (and one GEMM row of 2d outputs) per PAIR, one GEMM row of d per lone row:
+    over a whole GPU fill the GEMMs compute exactly N rows a stage, in as many pair rows as the
+    stage has pairs (`fill.partners`), and the operand is never larger than the group's pairs."""
+    params = params_of(gpu(0, 3000))
+    tp = params.targets[0]
+    assert tp.n_rows & (tp.n_rows - 1)  # not a power of two: lone rows at the high stages
+    cp = double(1)
+    options = CupyCapacityOptions(group_rows=16, margin_bytes=0)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
+    prover.check()
+    cp.log.clear()
+    assert prover.fill() == numpy_prover(params).fill()
+    gemms = gemms_of(cp.log, tp.d)
+    pairs = sum(e[7] for e in gemms if e[8] == 2 * tp.d)
+    lone = sum(e[7] for e in gemms if e[8] == tp.d)
+    n, top = tp.n_rows, tp.n_stages
+    want_lone = sum(int((partners(n, s) == np.arange(n)).sum()) for s in range(1, top + 1))
+    assert (pairs, lone) == ((n * top - want_lone) // 2, want_lone) and want_lone > 0
+    assert max(e[7] for e in gemms if e[8] == 2 * tp.d) <= 16  # a group's pairs: G rows of the operand
+    for v, h, group in ((85, 1, 8), (85, 4, 8), (85, 8, 8), (85, 64, 16), (7, 4, 8)):
+        seen: list[int] = []
+        for lo, count, first, rows in stage_work(v, h, group):
+            for p in range(count):
+                a = lo + (p // h) * 2 * h + p % h
+                seen += [a, a + h]
+            seen += range(first, first + rows)
+            assert all(r ^ h >= v for r in range(first, first + rows))
+        assert sorted(seen) == list(range(v))
+
+
 @pytest.mark.parametrize(
     ("gpu_bytes", "host_bytes", "options"),
     [
@@ -210,7 +293,8 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
     and never stage L (X_L is held): same openings as the numpy prover, fewer GEMM rows than the
     fill: exactly c N and each window's shrinking ranges (`window_row_stages`), fewer than whole
     windows at every stage, at most `recompute_row_stages` with a window per walk step."""
-    params = params_of(gpu(0, 16000), gpu(1, 12000), host(9000, d=64))  # the host's GEMMs have K = 128
+    # the host's GEMMs (K = 96, 48) are not the GPUs' (64, 32)
+    params = params_of(gpu(0, 16000), gpu(1, 12000), host(9000, d=48))
     assert [(t.n_rows, t.n_stages) for t in params.targets[:2]] == [(452, 9), (339, 9)]
     options = CupyCapacityOptions(
         group_rows=16,
@@ -227,8 +311,7 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
     assert got == want
     assert verify(params, session, got) == []
     for tp in params.targets[:2]:
-        k = 2 * tp.d
-        rows = sum(e[7] for e in cp.log if e[0] == "gemm" and e[8] == k and e[9] == tp.target)
+        rows = gemm_row_stages(cp.log, tp.d, device=tp.target)
         assert prover.recompute[tp.target]["row_stages"] == rows  # what gpu_check.sh records
         wanted = walk_wants(tp, session.draw()[1][tp.target])
         last = tp.n_stages - 1
@@ -311,7 +394,7 @@ def test_the_host_recompute_brings_back_only_the_windows_slabs() -> None:
     the layer), and the windows upload just those: below one crossing here (the fill makes three;
     at 256 GiB, 128 windows of 2^18 rows, one per walk step above the block height, are 6.9% of
     one)."""
-    params = params_of(gpu(0, 800), host(20000, d=64))
+    params = params_of(gpu(0, 800), host(20000, d=48))
     tp = params.targets[-1]
     options = CupyCapacityOptions(host_block_rows=64, host_window_rows=16, margin_bytes=0, kept_height=2)
     cp = double(1)
@@ -324,7 +407,7 @@ def test_the_host_recompute_brings_back_only_the_windows_slabs() -> None:
     down = sum(e[2] for e in copies if e[1] == D2H)
     assert 0 < down <= windows * slab_bytes and down < tp.fill_bytes
     assert params.targets[0].d != tp.d  # the GPU target's GEMMs have another K
-    rows = sum(e[7] for e in cp.log if e[0] == "gemm" and e[8] == 2 * tp.d)
+    rows = gemm_row_stages(cp.log, tp.d)
     record = prover.recompute[tp.target]  # what gpu_check.sh records
     assert record["row_stages"] == rows and record["windows"] == windows and record["split"] == 6
 
@@ -346,7 +429,7 @@ def test_the_host_fill_crosses_pcie_three_times_on_every_gpu_and_can_be_pinned()
     assert sum(e[2] for e in copies if e[1] == H2D) == tp.fill_bytes
     assert sum(e[2] for e in copies if e[1] == D2H) == 2 * tp.fill_bytes
     assert all(e[3] for e in copies)  # the host fill lives in pinned memory
-    host_gemms = {e[9] for e in cp.log if e[0] == "gemm" and e[8] == 2 * 64}  # K = 2d of the host's d
+    host_gemms = {e[9] for e in cp.log if e[0] == "gemm" and e[8] == 2 * 64}  # the host's pairs: K = 2d
     assert host_gemms == {0, 1}  # spread over both GPUs
 
 
@@ -357,7 +440,7 @@ def test_the_host_fill_runs_in_lanes_each_on_its_own_stream(lanes: int, beside: 
     of their own), beside them on lanes 1.. (lane 0 runs the GPU fill). Every copy, cuBLAS call
     (its handle's stream) and kernel names its lane's stream, the GPU fills stay on the default
     stream, and the commitment is the numpy prover's."""
-    params = params_of(gpu(0, 800), gpu(1, 800), host(20000, d=64))
+    params = params_of(gpu(0, 800), gpu(1, 800), host(20000, d=48))
     options = CupyCapacityOptions(
         host_block_rows=64, host_window_rows=16, margin_bytes=0, host_lanes=lanes, host_beside=beside
     )
@@ -367,11 +450,11 @@ def test_the_host_fill_runs_in_lanes_each_on_its_own_stream(lanes: int, beside: 
     assert (plan.host_lanes, plan.beside) == (lanes, beside)
     assert plan.host_lane_ids == (list(range(1, 1 + lanes)) if beside else list(range(lanes)))
     assert prover.fill() == numpy_prover(params).fill()
-    host_k, gpu_k = 2 * 64, 2 * params.targets[0].d
+    host_d, gpu_d = params.targets[-1].d, params.targets[0].d
     for device in (0, 1):
-        gemm = {e[10] for e in cp.log if e[0] == "gemm" and e[9] == device and e[8] == host_k}
+        gemm = {e[10] for e in gemms_of(cp.log, host_d) if e[9] == device}
         kernel = {e[3] for e in cp.log if e[0] == "kernel" and e[2] == device}
-        assert {e[10] for e in cp.log if e[0] == "gemm" and e[9] == device and e[8] == gpu_k} == {0}
+        assert {e[10] for e in gemms_of(cp.log, gpu_d) if e[9] == device} == {0}
         assert len(gemm) == lanes and (0 in gemm) == (not beside) and gemm <= kernel
     copies = {e[4] for e in cp.log if e[0] == "memcpy"}
     assert len(copies) == (2 * lanes if beside else 1 + 2 * (lanes - 1))  # one stream per device and lane

@@ -92,7 +92,7 @@ def test_proof_stage_proves_verifies_and_measures_the_gemm_floor(
 def test_capacity_stage_runs_the_gpu_prover_end_to_end_on_the_double(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`capacity --double`: the CuPy prover on the CUDA test double (a fake H100 of 256 KiB), a fill
+    """`capacity --double`: the CuPy prover on the CUDA test double (a fake H100 of 320 KiB), a fill
     of 70% of its free memory (its trees, scratch and kept tree nodes take the rest at d = 32: the
     nodes are 4% of a d = 32 fill, 1.3% of an H100's at d = 1024), four scan rounds,
     four host RAM sample rounds, the bandwidth round, a GPU sample round, the openings, the real

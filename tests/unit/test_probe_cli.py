@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from pathlib import Path
 
@@ -216,3 +217,28 @@ def test_keygen_import_refuses_bad_seeds_and_writes_nothing(
     assert error in json.loads(result.stdout)["error"]
     assert seed.removeprefix("0x") not in result.output
     assert not path.exists()
+
+
+def test_prepare_without_a_gpu_says_there_is_nothing_to_build(no_gpu: None) -> None:
+    run = runner.invoke(app, ["prepare", "--json"])
+    assert run.exit_code == 0, run.output
+    doc = json.loads(run.stdout)
+    assert doc["gpus"] == [] and doc["note"] == "no GPU found: nothing to build"
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA double builds kernels with g++")
+def test_prepare_builds_the_proofs_and_the_capacity_phases_kernels_on_every_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`benchmark-probe prepare`: the throughput executor warmed and every capacity lane (kernels
+    built, cuBLAS on its stream) on both GPUs of the double, as the first submit would."""
+    from gpuproof.protocol.capacity.cupy_prover import HOST_LANES
+    from tests.unit.gpu_host_double import patch_gpu_host
+
+    cp = patch_gpu_host(monkeypatch, 2)
+    run = runner.invoke(app, ["prepare", "--json"])
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["gpus"] == [0, 1]
+    streams = {(e[9], e[10]) for e in cp.log if e[0] == "gemm"}
+    assert {device for device, _stream in streams} == {0, 1}
+    assert len(streams) >= 2 * HOST_LANES  # the capacity lanes' own streams, beside the default one

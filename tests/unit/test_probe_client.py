@@ -41,7 +41,7 @@ def _submit(service: FakeService, api: str = "https://api.example/prod", proof: 
         Region.europe,
         inventory,
         Integrity(),
-        lambda _challenge: run_benchmarks(CpuBackend(), BenchPlan.quick()),
+        lambda: run_benchmarks(CpuBackend(), BenchPlan.quick()),
         proof,
     )
 
@@ -74,7 +74,42 @@ def test_the_proof_executor_is_prepared_before_the_challenge_is_taken() -> None:
             prepared.append((list(gpu_indices), list(service.paths)))
 
     _submit(service, proof=ProofRunner(KEY, lambda _inventory: Recording()))
-    assert prepared == [([0], ["POST /prod/machines"])]
+    [(gpus, before)] = prepared
+    assert gpus == [0] and not [p for p in before if p.endswith("/challenges")]
+
+
+def test_registration_integrity_and_the_gpus_preparation_run_side_by_side() -> None:
+    """The preparation waits here until the registration request was sent and the integrity signals
+    were collected: run one after another, they would never be (the wait would time out)."""
+    registered, collected = threading.Event(), threading.Event()
+    seen: list[tuple[bool, bool]] = []
+
+    class Service(FakeService):
+        def request(self, method: str, url: str, **kwargs: Any) -> Any:
+            registered.set()
+            return super().request(method, url, **kwargs)
+
+    def integrity() -> Integrity:
+        collected.set()
+        return Integrity()
+
+    class Waiting(NumpyExecutor):
+        def prepare(self, gpu_indices: Sequence[int]) -> None:
+            seen.append((registered.wait(10), collected.wait(10)))
+
+    nvml = NvmlTestDouble.with_gpus(1)
+    inventory = collect_inventory(nvml, CudaTestDouble.agreeing_with(nvml), fixed_host())
+    outcome = submit(
+        ServiceClient("https://api.example/prod", KEY, transport=Service()),
+        KEY,
+        OWNER,
+        Region.europe,
+        inventory,
+        integrity,
+        lambda: run_benchmarks(CpuBackend(), BenchPlan.quick()),
+        ProofRunner(KEY, lambda _inventory: Waiting()),
+    )
+    assert seen == [(True, True)] and outcome.registration == "registered"
 
 
 def test_submit_again_is_fine_when_already_registered() -> None:

@@ -36,10 +36,24 @@ def test_the_docs_table_is_the_scripts_output(estimate: ModuleType) -> None:
     assert f"the deadlines' 256 GB/s: **{sum(s.seconds for s in slow):.1f} s**" in doc
     assert f"the same model gives **{sum(s.seconds for s in fast):.1f} s**" in doc
     assert sum(s.seconds for s in fast) < total < sum(s.seconds for s in slow)
-    for step in estimate.AROUND:  # the stages around the service-timed part, and the whole
-        assert f"| {step.name} | {step.seconds:.1f} | {step.how} |" in doc, step.name
-    around = sum(s.seconds for s in estimate.AROUND)
-    assert f"**Whole probe: {total:.1f} + {around:.1f} = {total + around:.1f} s.**" in doc
+    for built, label in ((False, "first run"), (True, "later runs")):  # the stages around it, and the whole
+        side, serial = estimate.around(built=built)
+        for step in side + serial:
+            assert f"| {step.name} | {step.seconds:.2f} | {step.how} |" in doc, (label, step.name)
+        rest = sum(s.seconds for s in serial)
+        assert f"**Whole probe ({label}): {total:.1f} + {rest:.1f} = {total + rest:.1f} s.**" in doc
+
+
+def test_the_stages_before_the_challenge_overlap_and_a_first_run_pays_the_builds(
+    estimate: ModuleType,
+) -> None:
+    first_side, first = estimate.around(built=False)
+    later_side, later = estimate.around(built=True)
+    assert first[1].seconds == max(s.seconds for s in first_side)  # side by side: the longest counts
+    assert first[1].seconds < sum(s.seconds for s in first_side)
+    prepare = {s.name: s.seconds for s in first_side}["prepare"]
+    assert prepare >= estimate.CAPACITY_BUILD_S > {s.name: s.seconds for s in later_side}["prepare"]
+    assert sum(s.seconds for s in later) < sum(s.seconds for s in first)
 
 
 @pytest.mark.parametrize("d", [8, 64, 128, 512, 1000, 1024, 4096])

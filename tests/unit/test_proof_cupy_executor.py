@@ -140,3 +140,26 @@ def test_the_gemm_is_int8_in_int32_out() -> None:
     CupyExecutor(cupy=cp).commit(SEED, B_SEED, params, 0)
     gemms = [e for e in cp.log if e[0] == "gemm"]
     assert gemms and all(e[1:4] == (72, 3, 10) for e in gemms)  # COMPUTE_32I, R_8I, R_32I
+
+
+def test_the_probe_prepares_the_capacity_phases_gpus_before_the_challenge() -> None:
+    """The proof hook's `prepare` (before the challenge) also builds the capacity kernels and warms
+    cuBLAS on every lane the phase may use (`CupyCapacityFactory.warm`), on every GPU: none of it is
+    left for after the throughput proof, where the whole probe's time would count it."""
+    from benchmark_probe.capacity import CupyCapacityFactory
+    from benchmark_probe.inventory import collect_inventory
+    from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
+    from benchmark_probe.proof import ProofRunner
+    from gpuproof.protocol.capacity.cupy_prover import HOST_LANES
+
+    cp = double(2)
+    nvml = NvmlTestDouble.with_gpus(2)
+    inventory = collect_inventory(nvml, CudaTestDouble.agreeing_with(nvml), fixed_host())
+    runner = ProofRunner(KEY, lambda _inventory: CupyExecutor(cupy=cp))
+    runner.prepare(inventory)
+    factory = runner.capacity_prover
+    assert isinstance(factory, CupyCapacityFactory)
+    lanes = {(device, lane) for device in (0, 1) for lane in range(1 + HOST_LANES)}
+    assert set(factory.runtime._gpus) == lanes  # a stream, kernels and a warmed cuBLAS handle each
+    gemm_streams = {(e[9], e[10]) for e in cp.log if e[0] == "gemm"}
+    assert len(gemm_streams) >= len(lanes)  # the throughput executor's and every capacity lane's

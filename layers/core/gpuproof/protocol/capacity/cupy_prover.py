@@ -12,9 +12,12 @@ built with g++, the double's device-memory limit), giving the numpy prover's out
 one N x d int8 buffer, and every stage is computed IN PLACE: the rows a stage pairs
 (i, p_l(i) = i xor 2^(l-1)) depend only on each other, so the buffer is processed in *groups*
 closed under the pairing (a chunk of `group_rows` rows, with its partner chunk when the pairing
-reaches beyond it): the group's operand [X[i] | k_l(i) X[p(i)]] (K = 2d, `cap_operand`) goes through one
-int8 x int8 -> int32 gemmEx against [B[pi_l]; B[sigma_l]] (CUBLAS_COMPUTE_32I, exact), and
-g_l(c) = ((c + l) mod 251) - 125 is written back over the group's rows (`cap_epilogue`). After
+reaches beyond it): the group's pair operand, one row [X[a] | X[a + h]] per pair (K = 2d, `cap_pairs`,
+a plain copy), goes through one int8 x int8 -> int32 gemmEx against the stage matrix W
+(`stage_matrix`: [[B[pi_l], 6 B[sigma_l]], [B[sigma_l], B[pi_l]]] mod 251, both rows of the pair
+out; CUBLAS_COMPUTE_32I, exact), a lone row (mate past the last row) straight from the buffer
+against B[pi_l] - 6 B[sigma_l], and g_l(c) = ((c + l) mod 251) - 125 is written back over the
+group's rows (`cap_pair_epilogue`, `cap_epilogue`). After
 each stage the layer's Merkle tree is hashed on the device (subtrees of 16 rows per thread, then
 one kernel per level, padding never materialised) and only its root is kept.
 
@@ -30,7 +33,7 @@ log2 w (pass 2) and finished on a device. Its pages are first-touched in the bac
 order (`_Touch`): a block's download waits for its own pages only.
 
 **Lanes.** Each device runs lanes: a worker thread with its own stream (lane 0 the default stream,
-the GPU targets' lane; lanes 1.. non-blocking streams), cuBLAS handle set to it, buffer and [B; B].
+the GPU targets' lane; lanes 1.. non-blocking streams), cuBLAS handle set to it, buffer and stage matrices.
 Host RAM's blocks and windows go to whichever lane is free, so one lane's copies overlap another's
 kernels (`HOST_LANES`); where the memory allows (`MemoryPlan.beside`) its lanes are 1.. and run
 beside the GPU fills on lane 0, its copies overlapping their kernels.
@@ -39,11 +42,11 @@ beside the GPU fills on lane 0, its copies overlapping their kernels.
 `cudaMemGetInfo` after freeing CuPy's pool; a fill that does not fit is refused, saying which
 device lacks how much): per device, the GPU fills it holds + the largest working set of one
 step + `margin_bytes`:
-- a GPU target's stage: operand 2G x 2d + int32 product 2G x d x 4 (G = group rows) + two
-  [B; B] matrices (2 x 2d^2) + its layer's tree (32 x ceil(N/16) bytes and the levels above, ~4N);
+- a GPU target's stage: pair operand G x 2d + int32 product G x 2d x 4 (G = group rows) + two
+  stage matrices (2 x 5d^2) + its layer's tree (32 x ceil(N/16) bytes and the levels above, ~4N);
   its answers: the answer tree (~64 x items bytes);
 - a host-fill step: the buffer (max(C, 2^(L-c) w) rows x d) + the stage scratch + every stage's
-  [B; B] (L x 2d^2) + the buffer's tree + the layer trees' upper levels; a host answer batch:
+  stage matrices (L x 5d^2) + the buffer's tree + the layer trees' upper levels; a host answer batch:
   rows x (d + 40) + the answer tree;
 - the host step's lane parts once per lane, and, beside the GPU fills, added to the GPU step.
 
@@ -97,6 +100,7 @@ from gpuproof.protocol.capacity.draws import SAMPLE_DOMAIN, Walk, bandwidth_roun
 from gpuproof.protocol.capacity.fill import (
     ANSWER_DOMAIN,
     LONE,
+    MIX,
     ROW_DOMAIN,
     TAG_X0,
     Q,
@@ -146,7 +150,7 @@ CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT = 72, -1
 CUBLAS_OP_N, CUBLAS_OP_T = 0, 1
 THREADS = 256
 TREE_BASE_HEIGHT = 4  # one thread hashes 16 rows and their subtree
-GROUP_ROWS = 1 << 15  # rows per half of a stage group (the operand holds up to twice this)
+GROUP_ROWS = 1 << 15  # rows per half of a stage group (the operand holds up to this many pairs)
 MIN_GROUP_ROWS = 64
 HOST_BUFFER_BYTES = 1 << 30  # a host-fill block / window on each device
 MARGIN_BYTES = 256 << 20  # cuBLAS workspace, CuPy pool rounding, kernels
@@ -194,8 +198,46 @@ def tree_bytes(v: int, top: int, base: int | None = None) -> int:
 
 
 def stage_bytes(group: int, d: int) -> int:
-    """Operand (2G x 2d int8) and product (2G x d int32) of one stage group, and two [B; B] (2d x d)."""
-    return 2 * group * 2 * d + 2 * group * 4 * d + 2 * (2 * d * d)
+    """Pair operand (G x 2d int8) and product (G x 2d int32) of one stage group, and two stage
+    matrices (`stage_matrix`: 5 d^2 bytes each)."""
+    return group * 2 * d + group * 2 * d * 4 + 2 * STAGE_MATRIX_ENTRIES * d * d
+
+
+STAGE_MATRIX_ENTRIES = 5  # the pair matrix (2d x 2d) and the lone one (d x d), in units of d^2
+
+
+def _centred(x: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
+    return ((x + Q // 2) % Q - Q // 2).astype(np.int8)
+
+
+def stage_matrix(b_pi: npt.NDArray[np.int8], b_sigma: npt.NDArray[np.int8]) -> npt.NDArray[np.int8]:
+    """A stage's GEMM matrices, transposed for cuBLAS (`_Gpu.gemm`) and flat: W^T (2d x 2d) then
+    M^T (d x d), with W = [[B[pi], MIX B[sigma]], [B[sigma], B[pi]]] and M = B[pi] + LONE B[sigma],
+    the MIX and LONE products reduced mod 251 and centred to int8. A pair's operand [X[a] | X[a+h]]
+    (a the lower row) times W is [C_a | C_(a+h)] modulo 251: X[a] B[pi] + 1 X[a+h] B[sigma] and
+    X[a+h] B[pi] + MIX X[a] B[sigma] (`fill.coefficients`: 1 below the mate, MIX above it); a lone
+    row times M is X B[pi] + LONE X B[sigma]. g_l reads C modulo 251 only, so the rows are the
+    fill's exactly, and |C| <= 2d 125^2 as with the coefficients applied to the rows. Moving the
+    coefficients from the operand's rows (one scaled copy per row) into these d x d matrices makes
+    the operand a plain copy, one row per PAIR: half the bytes a stage gathers, and lone rows, whose
+    mate is missing, are multiplied straight from the buffer."""
+    pi, sigma = b_pi.astype(np.int64), b_sigma.astype(np.int64)
+    w = np.block([[pi, _centred(MIX * sigma)], [sigma, pi]]).astype(np.int8)
+    lone = _centred(pi + LONE * sigma)
+    return np.concatenate([np.ascontiguousarray(w.T).ravel(), np.ascontiguousarray(lone.T).ravel()])
+
+
+def stage_work(v: int, h: int, group: int) -> Iterator[tuple[int, int, int, int]]:
+    """A stage's work over a buffer of v rows pairing b with b xor h, group by group (`_groups`):
+    (lo, pairs, lone_first, lone_rows): pair p of the group is rows a and a + h, a = lo + (p // h) 2h
+    + p % h; rows lone_first .. lone_first + lone_rows - 1 have their mate at or beyond v."""
+    for lo, lo_n, _hi, hi_n in _groups(v, h, group):
+        if h >= group:  # a chunk and its partner chunk (h rows on): pair r is (lo + r, lo + h + r)
+            yield lo, hi_n, lo + hi_n, lo_n - hi_n
+            continue
+        full, rem = divmod(lo_n, 2 * h)  # blocks of 2h rows within the chunk
+        paired = max(0, rem - h)
+        yield lo, full * h + paired, lo + full * 2 * h + paired, min(rem, h) - paired
 
 
 def answer_tree_bytes(tp: CapacityTargetParams) -> int:
@@ -540,10 +582,10 @@ def _host_working(
     g = min(group, _pow2_floor(rows))
     top = layout.block_log
     h = host_kept_height(layout, options)
-    lane = (  # each lane's buffer, scratch, [B; B] of every stage, the buffer's tree, a recomputed block
+    lane = (  # each lane's buffer, scratch, matrices of every stage, the buffer's tree, a recomputed block
         rows * tp.d
         + stage_bytes(g, tp.d)
-        + tp.n_stages * 2 * tp.d * tp.d
+        + tp.n_stages * STAGE_MATRIX_ENTRIES * tp.d * tp.d
         + tree_bytes(rows, top, min(TREE_BASE_HEIGHT, h))
         + tree_bytes(1 << h, h, min(TREE_BASE_HEIGHT, h))
         + (1 << h) * tp.d
@@ -755,9 +797,9 @@ class _Gpu:
         cp = self.cp
         buf = cp.empty((4, 8), dtype=cp.int8)
         self.seeded_rows(buf, b"\0" * 32, TAG_X0, 0, 4)
-        blt = cp.asarray(np.zeros((8, 16), dtype=np.int8))
-        scratch = (cp.empty((4, 16), dtype=cp.int8), cp.empty((4, 8), dtype=cp.int32))
-        self.stage(buf, 4, 1, 1, blt, scratch, 2)
+        mats = cp.asarray(np.zeros(STAGE_MATRIX_ENTRIES * 8 * 8, dtype=np.int8))
+        scratch = (cp.empty((2, 16), dtype=cp.int8), cp.empty((2, 16), dtype=cp.int32))
+        self.stage(buf, 3, 1, 1, mats, scratch, 2)  # one pair and one lone row
         self.tree(buf, 4, 2)
         self.sync()
 
@@ -780,12 +822,13 @@ class _Gpu:
             out,
         )
 
-    def gemm(self, u: Any, blt: Any, c32: Any, rows: int, d: int) -> None:
-        """c32[:rows] = u[:rows] (rows x 2d) . [B[pi]; B[sigma]] (2d x d), int8 in, int32 out, exact.
+    def gemm(self, a: Any, b: Any, c32: Any, m: int, n: int, k: int) -> None:
+        """c32[:n] (n x m, row-major) = b[:n] (n x k, row-major, rows k apart) . A, A (k x m) given as
+        `a` = A^T row-major (m x k), int8 in, int32 out, exact.
 
-        cuBLAS is column-major: row-major C = U . Bl is column-major C^T = Bl^T . U^T. `blt` holds
-        Bl^T row-major (d x 2d), i.e. Bl column-major, read with op(A) = T: the TN layout the int8
-        (IMMA) kernels have always accepted; lda = ldb = 2d, ldc = d (d % 4 == 0).
+        cuBLAS is column-major: row-major C = U . A is column-major C^T = A^T . U^T; `a` read as
+        column-major is A (k x m), taken with op = T: the TN layout the int8 (IMMA) kernels have
+        always accepted; lda = ldb = k, ldc = m (multiples of 4).
         """
         cp = self.cp
         handle = cp.cuda.device.get_cublas_handle()  # this thread's handle: set to the lane's stream
@@ -795,65 +838,59 @@ class _Gpu:
             handle,
             CUBLAS_OP_T,
             CUBLAS_OP_N,
-            d,
-            rows,
-            2 * d,
+            m,
+            n,
+            k,
             one.ctypes.data,
-            blt.data.ptr,
+            a.data.ptr,
             CUDA_R_8I,
-            2 * d,
-            u.data.ptr,
+            k,
+            b.data.ptr,
             CUDA_R_8I,
-            2 * d,
+            k,
             zero.ctypes.data,
             c32.data.ptr,
             CUDA_R_32I,
-            d,
+            m,
             CUBLAS_COMPUTE_32I,
             CUBLAS_GEMM_DEFAULT,
         )
 
     def stage(
-        self, buf: Any, v: int, h: int, stage: int, blt: Any, scratch: tuple[Any, Any], group: int
+        self, buf: Any, v: int, h: int, stage: int, mats: Any, scratch: tuple[Any, Any], group: int
     ) -> None:
-        """Stage `stage` over rows 0..v-1 of `buf`, pairing buffer rows b and b xor h, in place."""
+        """Stage `stage` over rows 0..v-1 of `buf`, pairing buffer rows b and b xor h, in place:
+        per group (`stage_work`) its pairs' operand (`cap_pairs`), one GEMM against W (`mats`,
+        `stage_matrix`) and both rows of each pair written back; its lone rows (at most one range)
+        multiplied by M straight from the buffer and written back."""
         u, c32 = scratch
         d = buf.shape[1]
         u64 = np.uint64
-        for lo, lo_n, hi, hi_n in _groups(v, h, group):
-            rows = lo_n + hi_n
-            self.launch(
-                "cap_operand",
-                rows * (d // 4),
-                buf,
-                u64(d),
-                u64(v),
-                u64(h),
-                u64(lo),
-                u64(lo_n),
-                u64(hi),
-                u64(hi_n),
-                u,
-            )
-            self.gemm(u, blt, c32, rows, d)
-            self.launch(
-                "cap_epilogue",
-                rows * d,
-                c32,
-                u64(d),
-                u64(lo),
-                u64(lo_n),
-                u64(hi),
-                u64(rows),
-                np.int32(stage),
-                buf,
-            )
+        w, lone_m = mats[: 4 * d * d], mats[4 * d * d :]
+        for lo, pairs, first, rows in stage_work(v, h, group):
+            if pairs:
+                self.launch("cap_pairs", pairs * (d // 2), buf, u64(d), u64(lo), u64(h), u64(pairs), u)
+                self.gemm(w, u, c32, 2 * d, pairs, 2 * d)
+                self.launch(
+                    "cap_pair_epilogue",
+                    pairs * 2 * d,
+                    c32,
+                    u64(d),
+                    u64(lo),
+                    u64(h),
+                    u64(pairs),
+                    np.int32(stage),
+                    buf,
+                )
+            if rows:
+                self.gemm(lone_m, buf[first : first + rows], c32, d, rows, d)
+                self.launch(
+                    "cap_epilogue", rows * d, c32, u64(d), u64(first), u64(rows), np.int32(stage), buf
+                )
 
     def scratch(self, group: int, v: int, d: int) -> tuple[Any, Any]:
-        g = min(group, _pow2_floor(v))
-        return self.cp.empty((2 * g, 2 * d), dtype=self.cp.int8), self.cp.empty(
-            (2 * g, d), dtype=self.cp.int32
-        )
+        g = min(group, _pow2_floor(v))  # a group's pairs (<= G) x 2d, or its lone rows (< 2G) x d
+        return self.cp.empty((g, 2 * d), dtype=self.cp.int8), self.cp.empty((g, 2 * d), dtype=self.cp.int32)
 
     # -- trees -----------------------------------------------------------------------------------------
     def tree(self, buf: Any, v: int, top: int, base: int | None = None) -> DeviceTree:
@@ -1015,9 +1052,14 @@ class CupyCapacityRuntime:
         return [f.result() for f in futures]
 
     def prepare(self, devices: Sequence[int], lanes: Sequence[int] = (0,)) -> None:
-        """Kernels built and cuBLAS warmed on every device and lane, at once (before the phase is
-        opened)."""
-        self.all([(d, lambda g: g.warm()) for d in sorted(set(devices))], lanes)
+        """Kernels built and cuBLAS warmed on every device and lane (before the phase is opened):
+        on one lane first, whose NVRTC build (≈ 5 s of one core for this source, docs/measurements.md)
+        fills CuPy's kernel cache, then on all the others at once, which load it instead of building
+        it again each."""
+        devices, lanes = sorted(set(devices)), list(lanes)
+        if devices and lanes:
+            self.on(devices[0], lambda g: g.warm(), lanes[0])
+        self.all([(d, lambda g: g.warm()) for d in devices], lanes)
 
     def free_bytes(self, devices: Sequence[int]) -> dict[int, int]:
         got = self.all([(d, lambda g: g.free_bytes()) for d in sorted(set(devices))])
@@ -1236,7 +1278,9 @@ class CupyCapacityProver:
         self._stage_lock = threading.Lock()
         self._b_cache: dict[int, npt.NDArray[np.int8]] = {}
         self._b_locks: dict[int, threading.Lock] = {}
-        self._uploaded: dict[tuple[int, int, int, int], Any] = {}  # (device, lane, target, stage) -> [B; B]^T
+        self._uploaded: dict[
+            tuple[int, int, int, int], Any
+        ] = {}  # (device, lane, target, stage) -> stage matrices
         # target -> (device, lane) -> its buffer and stage scratch
         self._buffers: dict[int, dict[tuple[int, int], tuple[Any, tuple[Any, Any]]]] = {}
         # (target, round, sweep or 0) -> the answer tree's (height, nodes) kept for the openings
@@ -1265,29 +1309,29 @@ class CupyCapacityProver:
                 self._b_cache[t.tp.target] = b_matrix(t.seed, t.tp.d)
             return self._b_cache[t.tp.target]
 
-    def _blt_host(self, t: _Target, stage: int) -> npt.NDArray[np.int8]:
-        """[B[pi_l]; B[sigma_l]] transposed (d x 2d), built on the host."""
+    def _stage_matrix_host(self, t: _Target, stage: int) -> npt.NDArray[np.int8]:
+        """The stage's matrices (`stage_matrix`), built on the host."""
         key = (t.tp.target, stage)
         with self._stage_lock:
             if key in self._stage_host:
                 return self._stage_host[key]
         b = self._b_host(t)
         pi, sigma = stage_perms(t.seed, stage, t.tp.d)
-        blt = np.ascontiguousarray(np.concatenate([b[pi], b[sigma]]).T)
+        mats = stage_matrix(b[pi], b[sigma])
         with self._stage_lock:
-            return self._stage_host.setdefault(key, blt)
+            return self._stage_host.setdefault(key, mats)
 
-    def _blt(self, g: _Gpu, t: _Target, stage: int, keep: bool) -> Any:
+    def _stage_matrix(self, g: _Gpu, t: _Target, stage: int, keep: bool) -> Any:
         """Per lane: an upload is ordered on its lane's stream only."""
         key = (g.device, g.lane, t.tp.target, stage)
         with self._stage_lock:
             if key in self._uploaded:
                 return self._uploaded[key]
-        blt = g.cp.asarray(self._blt_host(t, stage))
+        mats = g.cp.asarray(self._stage_matrix_host(t, stage))
         if keep:
             with self._stage_lock:
-                self._uploaded[key] = blt
-        return blt
+                self._uploaded[key] = mats
+        return mats
 
     def _group(self) -> int:
         return self.memory.group_rows if self.memory is not None else (self.options.group_rows or GROUP_ROWS)
@@ -1411,7 +1455,13 @@ class CupyCapacityProver:
             committed = set(tp.committed)
             for stage in range(1, top + 1):
                 g.stage(
-                    x, n, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=False), scratch, self._group()
+                    x,
+                    n,
+                    1 << (stage - 1),
+                    stage,
+                    self._stage_matrix(g, t, stage, keep=False),
+                    scratch,
+                    self._group(),
                 )
                 if stage == 1:
                     self._check_stage1(g, t, x, 0, n)
@@ -1450,7 +1500,9 @@ class CupyCapacityProver:
             scratch = g.scratch(group, n, d)
             g.seeded_rows(x, t.seed, TAG_X0, 0, n)
             for stage in range(1, min(c, last) + 1):
-                g.stage(x, n, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=False), scratch, group)
+                g.stage(
+                    x, n, 1 << (stage - 1), stage, self._stage_matrix(g, t, stage, keep=False), scratch, group
+                )
                 if stage in want:
                     self._collect(g, t, x, n, stage, {r: r for r in want[stage]}, uppers, opened)
             windows = window_keys(want, c, h, last) if last > c else {}
@@ -1522,7 +1574,7 @@ class CupyCapacityProver:
             if not keys:
                 break
             size = 1 << (m - j)  # slabs in a range
-            blt = self._blt(g, t, stage, keep=False)
+            mats = self._stage_matrix(g, t, stage, keep=False)
             for key in keys:
                 p0 = _rev(key, j) << (m - j)
                 first = max(0, full - (1 << j))  # a lo slab whose mate (k + 2^j) is short or missing
@@ -1541,13 +1593,21 @@ class CupyCapacityProver:
                             wbuf[hi + have : hi + count(k)],
                         )
                     k += 1 << j
-                g.stage(wbuf[p0 * w : (p0 + size) * w], size * w, (size >> 1) * w, stage, blt, scratch, group)
-            del blt
+                g.stage(
+                    wbuf[p0 * w : (p0 + size) * w], size * w, (size >> 1) * w, stage, mats, scratch, group
+                )
+            del mats
             mine = {
                 r: _rev(r >> c, m) * w + (r & ((1 << c) - 1)) - j0 for r, layer in wanted if layer == stage
             }
             if mine:
                 self._collect(g, t, wbuf, len(wbuf), stage, mine, uppers, opened)
+
+    def _block_stage(
+        self, g: _Gpu, t: _Target, buf: Any, v: int, stage: int, scratch: Any, group: int
+    ) -> None:
+        """Stage `stage` (<= the block height) over a host block of v rows, in place."""
+        g.stage(buf, v, 1 << (stage - 1), stage, self._stage_matrix(g, t, stage, keep=True), scratch, group)
 
     def _window_stage(
         self, g: _Gpu, t: _Target, buf: Any, v: int, split: int, w: int, stage: int, scratch: Any, group: int
@@ -1555,7 +1615,13 @@ class CupyCapacityProver:
         """Stage `stage` (> split) over a window of slabs of w rows: slab k pairs with slab
         k xor 2^(stage - 1 - split)."""
         g.stage(
-            buf, v, (1 << (stage - 1 - split)) * w, stage, self._blt(g, t, stage, keep=True), scratch, group
+            buf,
+            v,
+            (1 << (stage - 1 - split)) * w,
+            stage,
+            self._stage_matrix(g, t, stage, keep=True),
+            scratch,
+            group,
         )
 
     def _gpu_split(self, tp: CapacityTargetParams, h: int, want: Mapping[int, set[int]], last: int) -> int:
@@ -1665,7 +1731,7 @@ class CupyCapacityProver:
             if b == 0:
                 self._check_x0(g, t, buf, start, v)
             for stage in range(1, c_log + 1):
-                g.stage(buf, v, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=True), scratch, group)
+                self._block_stage(g, t, buf, v, stage, scratch, group)
                 if stage == 1 and b == 0:
                     self._check_stage1(g, t, buf, start, v)
                 if stage not in height:
@@ -1764,9 +1830,7 @@ class CupyCapacityProver:
                 v = min(block_rows, n - start)
                 g.seeded_rows(buf, t.seed, TAG_X0, start, v)
                 for stage in range(1, min(c, last) + 1):
-                    g.stage(
-                        buf, v, 1 << (stage - 1), stage, self._blt(g, t, stage, keep=True), scratch, group
-                    )
+                    self._block_stage(g, t, buf, v, stage, scratch, group)
                     if stage in want:
                         found_in(
                             g, buf, v, stage, {r: r - start for r in want[stage] if start <= r < start + v}
@@ -1822,14 +1886,14 @@ class CupyCapacityProver:
         """Every target's B and [B[pi_l]; B[sigma_l]]^T built ahead on one host thread, stage by
         stage across the targets, while the GPUs run the stages before: a lane starting stage l
         then finds its matrix ready instead of leaving its GPU idle while it builds it (B = L . U
-        44 ms, each stage's 4 ms at d = 1024; `_blt_host` is idempotent, so a lane that gets there
+        44 ms, each stage's 4 ms at d = 1024; `_stage_matrix_host` is idempotent, so a lane that gets there
         first builds it itself)."""
 
         def run() -> None:
             for stage in range(1, max((t.tp.n_stages for t in targets), default=0) + 1):
                 for t in targets:
                     if stage <= t.tp.n_stages:
-                        self._blt_host(t, stage)
+                        self._stage_matrix_host(t, stage)
 
         thread = threading.Thread(target=run, name="capacity-stage-matrices", daemon=True)
         thread.start()

@@ -4,14 +4,15 @@ Appended to the proof's SHA-256 source (`proof/sha256_kernels.py`: K256, sha256_
 and its SHAKE-128 row source (`proof/shake_kernels.py`: `seeded_rows`, which maps bytes to
 (b mod q) - q//2 and so makes X_0 and B of `fill.gen_rows` with q = 251). Kernels, one thread each:
 
-- `cap_operand`: the stage GEMM's operand rows [X[i] | k_l(i) X[p(i)] mod 251] (K = 2d; k_l = 1, 6
-  or -6, `fill.coefficients`: the mate half of an upper or lone row is scaled byte by byte) for a
-  group of rows closed under the stage's pairing (one or two contiguous ranges of a buffer of v valid rows; a
-  mate at or beyond v is the row itself, `fill.partner`), one 4-byte word per thread;
+- `cap_pairs`: the stage GEMM's pair operand, one row [X[a] | X[a + h]] per pair (a the lower row,
+  K = 2d) of a group of rows closed under the stage's pairing: a plain copy, one 4-byte word per
+  thread (the coefficients k_l = 1 and 6 are in the stage matrix, `cupy_prover.stage_matrix`; a
+  lone row, whose mate is at or beyond the valid rows, is not in it: its GEMM reads the buffer);
 - `cap_scale`: coef . x mod 251 byte by byte (a lone row's stand-in mate in a recompute window);
 - `cap_window_load`: a GPU recompute window's slabs of X_c into bit-reversed slab positions;
-- `cap_epilogue`: X[i] = g_l(C) = ((C + l) mod 251) - 125 written back IN PLACE over the group's
-  rows (the group's rows were all read into the operand first, so no row is needed afterwards);
+- `cap_pair_epilogue` / `cap_epilogue`: X[i] = g_l(C) = ((C + l) mod 251) - 125 written back IN
+  PLACE over both rows of each pair (the operand holds their copy) / over a range of lone rows (their
+  product is read before any is written back);
 - `cap_subtree`: roots of the 2^height-leaf subtrees of a buffer's rows (leaf = SHA-256(0x00 || row),
   leaves at or beyond v are EMPTY, `merkle.levels`' padding), one subtree per thread;
 - `cap_nodes`: one level up (node = SHA-256(0x01 || left || right)); a last node without a right
@@ -63,31 +64,17 @@ __device__ u64_t cap_sample_row(const u8_t* head, u32_t hlen, u32_t item, u64_t 
 }
 
 #ifdef __CUDACC__
-extern "C" __global__ void cap_operand(const cs8_t* buf, u64_t d, u64_t v, u64_t h, u64_t lo, u64_t lo_n,
-                                       u64_t hi, u64_t hi_n, cs8_t* u) {
+/* The pair operand of a stage group: row p = [X[a] | X[a + h]], a = lo + (p / h) 2h + p % h the
+   lower row of pair p (the rows of a group pair block by block, or its chunk with the partner chunk
+   h rows on); a plain copy, one 4-byte word a thread: the coefficients live in the stage matrix. */
+extern "C" __global__ void cap_pairs(const cs8_t* buf, u64_t d, u64_t lo, u64_t h, u64_t pairs, cs8_t* u) {
   u64_t words = d / 4ull;
   u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
-  if (t >= (lo_n + hi_n) * words) return;
-  u64_t k = t / words, j = t % words;
-  u64_t b = k < lo_n ? lo + k : hi + (k - lo_n);
-  u64_t m = b ^ h;
-  if (m >= v) m = b;
-  const u32_t* own = (const u32_t*)(buf + b * d);
-  u32_t* dst = (u32_t*)(u + k * 2ull * d);
-  dst[j] = own[j];
-  if (m > b) {  /* the lower row of a pair: its mate as it is (fill.coefficients: k = 1) */
-    dst[words + j] = ((const u32_t*)(buf + m * d))[j];
-    return;
-  }
-  int coef = m == b ? 245 : 6;  /* a lone row: -6 mod 251; the upper row of a pair: 6 */
-  u32_t word = ((const u32_t*)(buf + m * d))[j], scaled = 0u;
-  for (u32_t q = 0; q < 4u; ++q) {  /* k x mod 251 byte by byte, centred to [-125, 125] */
-    int x = (int)(cs8_t)(u8_t)((word >> (8u * q)) & 0xffu);
-    int r = (x * coef + 125) % 251;
-    if (r < 0) r += 251;
-    scaled |= ((u32_t)(u8_t)(cs8_t)(r - 125)) << (8u * q);
-  }
-  dst[words + j] = scaled;
+  if (t >= pairs * 2ull * words) return;
+  u64_t p = t / (2ull * words), j = t % (2ull * words);
+  u64_t a = lo + (p / h) * 2ull * h + p % h;
+  u64_t row = j < words ? a : a + h;
+  ((u32_t*)(u + p * 2ull * d))[j] = ((const u32_t*)(buf + row * d))[j % words];
 }
 
 /* dst[t] = coef . src[t] mod 251, centred (a lone row's stand-in mate in a recompute window,
@@ -117,15 +104,28 @@ extern "C" __global__ void cap_window_load(const cs8_t* src, u64_t n, u64_t d, u
   ((u32_t*)(dst + (r * w + o) * d))[j] = ((const u32_t*)(src + s * d))[j];
 }
 
-extern "C" __global__ void cap_epilogue(const int* c, u64_t d, u64_t lo, u64_t lo_n, u64_t hi, u64_t rows,
-                                        int stage, cs8_t* buf) {
+/* g_l over a pair product (pairs x 2d int32: the lower row's d entries, then the upper row's),
+   written back IN PLACE over both rows of each pair (the operand holds a copy of them). */
+extern "C" __global__ void cap_pair_epilogue(const int* c, u64_t d, u64_t lo, u64_t h, u64_t pairs, int stage,
+                                             cs8_t* buf) {
   u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
-  if (t >= rows * d) return;
-  u64_t k = t / d, j = t % d;
-  u64_t b = k < lo_n ? lo + k : hi + (k - lo_n);
+  if (t >= pairs * 2ull * d) return;
+  u64_t p = t / (2ull * d), j = t % (2ull * d);
+  u64_t a = lo + (p / h) * 2ull * h + p % h;
+  u64_t row = j < d ? a : a + h;
   int r = (c[t] + stage) % 251;
   if (r < 0) r += 251;
-  buf[b * d + j] = (cs8_t)(r - 125);
+  buf[row * d + j % d] = (cs8_t)(r - 125);
+}
+
+/* g_l over a lone rows' product (rows x d int32), written back over rows first .. first + rows - 1. */
+extern "C" __global__ void cap_epilogue(const int* c, u64_t d, u64_t first, u64_t rows, int stage,
+                                        cs8_t* buf) {
+  u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
+  if (t >= rows * d) return;
+  int r = (c[t] + stage) % 251;
+  if (r < 0) r += 251;
+  buf[first * d + t] = (cs8_t)(r - 125);
 }
 
 extern "C" __global__ void cap_subtree(const u8_t* rows, u32_t row_bytes, u64_t v, u32_t height,

@@ -5,8 +5,9 @@ is expected time x tolerance + the network allowance, so an honest host is never
 
 The fill's expected time is that of the GPU executor the probe runs (`cupy_prover.py`), term by
 term (`fill_seconds`): the stage GEMMs at the claimed model's expected int8 rate; per stage, the
-memory-bound kernels beside the GEMM (the operand gather reads 2 and writes 2 bytes per fill
-byte, the epilogue reads the 4-byte int32 product and writes 1: 9 bytes of traffic per fill byte)
+memory-bound kernels beside the GEMM (the pair operand gather reads 1 and writes 1 byte per fill
+byte, one operand row per pair; the epilogue reads the 4-byte int32 product and writes 1: 7 bytes
+of traffic per fill byte, an upper bound: lone rows are not gathered)
 at BANDWIDTH_FRACTION of the datasheet bandwidth; per stage, the layer's SHA-256 on the device;
 and, for host RAM, the out-of-core passes' PCIe traffic (every byte crosses 3 times: pass 1 down,
 pass 2 up and down) at HOST_LINK_BYTES_PER_S per GPU. The kernels run one after another on one
@@ -32,7 +33,7 @@ HOST_SAMPLES = 2**22
 ROUNDS = 4
 TOLERANCE = 1.14
 FILL_OVERHEAD = 0.1  # kernel launches, the executor's self-checks, Python between them (estimate)
-STAGE_TRAFFIC = 9  # bytes moved per fill byte per stage by the operand gather (4) and epilogue (5)
+STAGE_TRAFFIC = 7  # bytes moved per fill byte per stage by the pair operand gather (2) and epilogue (5)
 BANDWIDTH_FRACTION = 0.8  # of the datasheet memory bandwidth those kernels reach (estimate)
 HOST_FILL_CROSSINGS = 3  # the host fill's bytes cross PCIe 3 times (two passes, cupy_prover.py)
 HOST_LINK_BYTES_PER_S = 10e9  # per GPU, pageable host memory <-> device through the driver (estimate)
