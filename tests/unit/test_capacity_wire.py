@@ -1,4 +1,4 @@
-"""The binary capacity openings (docs/protocol.md §17.6, `application/vnd.gpuproof.capacity-openings.v2`):
+"""The binary capacity openings (docs/protocol.md §17.6, `application/vnd.gpuproof.capacity-openings.v3`):
 the prover's TargetOpenings byte for byte as specified, a strict decoder (header = params, counts
 and indices bounded before the bytes they imply, no trailing bytes, truncation refused, one code),
 the real verifier over the decoded views, and the real H100 shape."""

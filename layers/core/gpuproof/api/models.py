@@ -199,7 +199,7 @@ class CapacityStepOut(BaseModel):
 
 class CapacityOpeningsSubmission(BaseModel):
     """Body of POST /machines/{machine_id}/capacity/openings: the binary openings
-    (application/vnd.gpuproof.capacity-openings.v2, docs/protocol.md §17.6) inline as base64
+    (application/vnd.gpuproof.capacity-openings.v3, docs/protocol.md §17.6) inline as base64
     (at most 256 KiB of binary), or a reference {version: 2, transcript_sha256, transcript_bytes}
     to the same bytes uploaded to `openings_upload`."""
 
