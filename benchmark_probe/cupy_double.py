@@ -38,6 +38,7 @@ Needs g++ for kernels (only `RawModule` calls). Never touches a real GPU.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import hashlib
 import re
@@ -120,8 +121,52 @@ class _Block:
     device: int
 
 
+class FinalizerSafeLock:
+    """A lock that weakref finalizers never wait on. A finalizer runs wherever its object dies:
+    in any thread, and, for an object in a reference cycle, inside whatever allocation triggered
+    the cyclic collector, possibly while that very thread holds this lock; a finalizer taking a
+    plain Lock there deadlocks the thread on itself (seen once as a unit-suite run that hung).
+    So a finalizer hands its update to `call`: run at once when the lock is free, else queued and
+    run by the holder before it lets go (and by the next holder on entry)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: collections.deque[Callable[[], None]] = collections.deque()
+
+    def __enter__(self) -> FinalizerSafeLock:
+        self._lock.acquire()
+        self._drain()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._drain()
+        finally:
+            self._lock.release()
+        if self._pending and self._lock.acquire(blocking=False):  # queued while we let go
+            try:
+                self._drain()
+            finally:
+                self._lock.release()
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._pending.popleft()()
+
+    def call(self, update: Callable[[], None]) -> None:
+        """From a finalizer: `update` under the lock, now or by its holder."""
+        if self._lock.acquire(blocking=False):
+            try:
+                update()
+                self._drain()
+            finally:
+                self._lock.release()
+        else:
+            self._pending.append(update)
+
+
 _BLOCKS: dict[int, _Block] = {}
-_BLOCKS_LOCK = threading.Lock()
+_BLOCKS_LOCK = FinalizerSafeLock()
 
 
 def _register(owner: Any, kind: str, device: int, start: int, nbytes: int) -> None:
@@ -133,8 +178,10 @@ def _register(owner: Any, kind: str, device: int, start: int, nbytes: int) -> No
 
 
 def _forget(start: int) -> None:
-    with _BLOCKS_LOCK:
+    def update() -> None:
         _BLOCKS.pop(start, None)
+
+    _BLOCKS_LOCK.call(update)
 
 
 def _block_at(ptr: int, nbytes: int) -> _Block | None:
@@ -726,7 +773,7 @@ class CupyTestDouble:
             memGetInfo=self._mem_info,
             CUDARuntimeError=CUDARuntimeError,
         )
-        self._memory_lock = threading.Lock()
+        self._memory_lock = FinalizerSafeLock()  # `_release` runs from finalizers
         pinned_pool, pool = _Pool(), _Pool()
         self.cuda = SimpleNamespace(
             Device=Device,
@@ -852,7 +899,8 @@ class CupyTestDouble:
         total = self.device_memory_bytes
         if total is None:
             total = self._properties(_STATE.device)["totalGlobalMem"]
-        used = self.allocated_bytes.get(_STATE.device, 0)
+        with self._memory_lock:  # releases queued by finalizers counted first
+            used = self.allocated_bytes.get(_STATE.device, 0)
         return max(0, total - used), total
 
     def _new(self, nbytes: int, make: Callable[[], DeviceArray]) -> DeviceArray:
@@ -873,8 +921,10 @@ class CupyTestDouble:
         return array
 
     def _release(self, device: int, nbytes: int) -> None:
-        with self._memory_lock:
+        def update() -> None:
             self.allocated_bytes[device] = self.allocated_bytes.get(device, 0) - nbytes
+
+        self._memory_lock.call(update)
 
     @staticmethod
     def _nbytes(shape: Any, dtype: Any) -> int:

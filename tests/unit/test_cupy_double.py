@@ -7,6 +7,7 @@ operands, op(A) = A or A^T, leading dimensions), not against the double's own co
 from __future__ import annotations
 
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -244,3 +245,42 @@ def test_device_memory_when_limited_is_enforced_per_device_and_released() -> Non
     unlimited = CupyTestDouble.for_gpus([fake_gpu(0)])
     free, total = unlimited.cuda.runtime.memGetInfo()
     assert free == total == unlimited.cuda.runtime.getDeviceProperties(0)["totalGlobalMem"]
+
+
+def test_a_finalizer_never_waits_on_the_doubles_locks() -> None:
+    """The double frees its memory accounting and block map from weakref finalizers, which run
+    wherever an object dies: here on the very thread that holds the lock (as when the cyclic
+    collector runs inside an allocation made under it). A plain Lock hangs that thread, which this
+    test turns into a failure (it runs in a thread of its own, joined with a timeout); the update
+    is queued and applied when the holder lets go. From another thread it is queued too."""
+    import weakref
+
+    from benchmark_probe.cupy_double import FinalizerSafeLock
+
+    lock, seen, inside = FinalizerSafeLock(), [], []
+
+    class Thing:
+        pass
+
+    def drop_under_the_lock(box: list[Thing], elsewhere: bool) -> None:
+        with lock:
+            if elsewhere:  # the last reference dies on another thread
+                other = threading.Thread(target=box.clear, daemon=True)
+                other.start()
+                other.join(timeout=10)
+            else:
+                box.clear()  # the finalizer runs now, on this thread, under the lock
+            inside.append(list(seen))
+
+    for label, elsewhere in (("mine", False), ("theirs", True)):
+        thing = Thing()
+        weakref.finalize(thing, lock.call, lambda label=label: seen.append(label))
+        box = [thing]
+        del thing
+        runner = threading.Thread(target=drop_under_the_lock, args=(box, elsewhere), daemon=True)
+        runner.start()
+        runner.join(timeout=10)
+        assert not runner.is_alive(), "a finalizer waited on the lock its thread holds"
+        assert inside[-1] == seen[:-1] and seen[-1] == label  # queued under the lock, applied after
+    lock.call(lambda: seen.append("free"))  # the lock free: applied at once
+    assert seen == ["mine", "theirs", "free"]
