@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 from collections.abc import Callable
@@ -582,9 +583,16 @@ def capacity(
         save("refused")
         print(f"capacity: NOT run: {plan.describe()}")
         return result
+    cache = Path(os.environ.get("CUPY_CACHE_DIR") or Path.home() / ".cupy" / "kernel_cache")
+    cached = set(cache.glob("*.cubin")) if cache.is_dir() else set()
+    t0 = time.perf_counter()
     runtime.prepare(
         [0], plan.lane_ids
     )  # kernels built, cuBLAS warmed: outside the timed fill, as the probe does
+    # A first run's build (NVRTC; probe_estimate.CAPACITY_BUILD_S, timed without a GPU) when CuPy's
+    # kernel cache gained a file, else a later run's load.
+    result["prepare_s"] = time.perf_counter() - t0
+    result["prepare_built"] = bool(set(cache.glob("*.cubin")) - cached) if cache.is_dir() else None
     result["tree_rate"] = _tree_rate(cp, runtime, gpu)
     save("tree rate")
     key = SigningKey.generate()

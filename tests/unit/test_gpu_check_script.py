@@ -113,6 +113,7 @@ def test_capacity_stage_runs_the_gpu_prover_end_to_end_on_the_double(
     assert [r["mode"] for r in cap["rounds"]] == ["scan"] * 4 + ["sample"] * 4 + ["bandwidth"]
     bw = cap["bandwidth_round"]  # docs/protocol.md §17.12: P sweeps over the fill, timed
     assert bw["sweeps"] > 1 and bw["seconds"] > 0 and bw["bytes_per_s"] > 0
+    assert cap["prepare_s"] >= 0 and "prepare_built" in cap  # the build (or load) before the fill
     assert cap["fill_s"] > 0 and cap["scan"]["bytes_per_s"] > 0 and cap["sample_gpu"]["rows_per_s"] > 0
     assert cap["host_rounds"]["seconds_p50"] > 0 and cap["open_s"] > 0
     parts = cap["fill_parts_s"]  # measured beside the host fill's model with 1 and the plan's lanes
