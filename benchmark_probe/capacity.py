@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -86,19 +87,37 @@ class CupyCapacityFactory:
 
     def __init__(self, runtime: CupyCapacityRuntime, options: CupyCapacityOptions | None = None) -> None:
         self.runtime, self.options = runtime, options
+        self._warming: Future[None] | None = None
 
     def warm(self, gpus: Sequence[int]) -> None:
-        """Before the challenge (the probe's proof hook): the kernels built and cuBLAS warmed on
-        every lane the phase may use on these GPUs (targets), whatever its parameters; `prepare`
-        then finds them built."""
+        """The kernels built and cuBLAS warmed on every lane the phase may use on these GPUs
+        (targets), whatever its parameters; `prepare` then finds them built."""
         from gpuproof.protocol.capacity.cupy_prover import HOST_LANES
 
         self.runtime.prepare([self.runtime.device_of(g) for g in gpus], range(1 + HOST_LANES))
 
+    def warm_beside(self, gpus: Sequence[int]) -> None:
+        """`warm` started on a thread of its own, returning at once (the probe's proof hook, before
+        the challenge): a first run's NVRTC build of the capacity source (≈ 7.5 s of one CPU core,
+        docs/measurements.md) then runs beside the registration, the micro-benchmarks and the whole
+        throughput proof (≈ 16 s of GPU work whose host side is a few launches) instead of before
+        the challenge. `warmed` (and `prepare`, before the phase is opened) waits for it."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix="capacity-warm")
+        self._warming = pool.submit(self.warm, list(gpus))
+        pool.shutdown(wait=False)
+
+    def warmed(self) -> None:
+        """Wait for `warm_beside`'s build, raising its error (nothing to wait for without one)."""
+        warming, self._warming = self._warming, None
+        if warming is not None:
+            warming.result()
+
     def prepare(self, params: CapacityParams) -> MemoryPlan:
-        """The budget, refused with `CapacityMemoryError` (its numbers) when it does not fit."""
+        """The budget, refused with `CapacityMemoryError` (its numbers) when it does not fit; first
+        the kernels `warm_beside` builds, waited for."""
         from gpuproof.protocol.capacity.cupy_prover import CapacityMemoryError, plan_memory
 
+        self.warmed()
         plan = plan_memory(params, self.runtime, self.options)
         if not plan.fits:
             raise CapacityMemoryError(plan.describe())

@@ -705,6 +705,8 @@ class CupyTestDouble:
     asked the hardware to do.
     `device_memory_bytes`, when set, is every fake GPU's memory, enforced (see the module's notes);
     `peak_bytes` then records the most each device held at once.
+    `build_gate`, when set, is called with a RawModule's source before it is built, on the building
+    thread: a test holds or fails a build there (NVRTC's seconds, or its error).
     """
 
     gpus: list[FakeGpu]
@@ -717,6 +719,7 @@ class CupyTestDouble:
     device_memory_bytes: int | None = None
     allocated_bytes: dict[int, int] = field(default_factory=dict)
     peak_bytes: dict[int, int] = field(default_factory=dict)
+    build_gate: Callable[[str], None] | None = None
 
     float16, float32, float64 = np.float16, np.float32, np.float64
     int8, int16, int32, int64 = np.int8, np.int16, np.int32, np.int64
@@ -788,9 +791,15 @@ class CupyTestDouble:
         )
 
         class LoggedRawModule(RawModule):
-            """This double's RawModule: its launches go to the double's log."""
+            """This double's RawModule: its launches go to the double's log; its build passes the
+            double's `build_gate` first."""
 
             _log = double.log
+
+            def __init__(self, code: str, options: Sequence[str] = (), **kwargs: Any) -> None:
+                if double.build_gate is not None:
+                    double.build_gate(code)
+                super().__init__(code, options, **kwargs)
 
         self.RawModule = LoggedRawModule
         self.random = SimpleNamespace(RandomState=_RandomState)

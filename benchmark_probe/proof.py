@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmark_probe.capacity import (
@@ -127,13 +126,16 @@ class ProofRunner:
         self.capacity: CapacityOutcome | None = None
 
     def prepare(self, inventory: Inventory) -> None:
-        """The throughput executor prepared, and beside it the capacity phase's GPUs (its kernels
-        built, cuBLAS warmed on every lane it may use: `CupyCapacityFactory.warm`), so that neither
-        falls after the challenge: the whole probe's time counts both."""
+        """The throughput executor prepared (its contexts and kernels: they must be ready when the
+        challenge is taken), the capacity phase's GPUs warmed beside it and after it (its kernels
+        built and cuBLAS warmed on every lane it may use, `CupyCapacityFactory.warm_beside`): that
+        build goes on through the throughput proof and is waited for before the capacity phase is
+        opened, so it is in neither service-timed window and off the whole probe's path."""
         self.executor = self.executor_factory(inventory)
         if self.capacity_prover is None:
             self.capacity_prover = default_prover(self.executor)
-        prepare_gpus(self.executor, self.capacity_prover, [gpu.index for gpu in inventory.gpus] or [0])
+        gpus = [gpu.index for gpu in inventory.gpus] or [0]
+        prepare_gpus(self.executor, self.capacity_prover, gpus, wait=False)
 
     def __call__(
         self, client: ServiceClient, challenge: Challenge, inventory: Inventory
@@ -155,12 +157,15 @@ class ProofRunner:
         return doc
 
 
-def prepare_gpus(executor: ProofExecutor, capacity_prover: ProverFactory, gpus: list[int]) -> None:
+def prepare_gpus(
+    executor: ProofExecutor, capacity_prover: ProverFactory, gpus: list[int], *, wait: bool = True
+) -> None:
     """The throughput executor prepared and, beside it (another thread: NVRTC builds release the
-    GIL), the capacity phase's GPUs warmed when its prover is the CuPy one (`CupyCapacityFactory`)."""
-    warm = capacity_prover.warm if isinstance(capacity_prover, CupyCapacityFactory) else None
-    with ThreadPoolExecutor(1, thread_name_prefix="capacity-warm") as pool:
-        warming = pool.submit(warm, gpus) if warm is not None else None
-        executor.prepare(gpus)
-        if warming is not None:
-            warming.result()
+    GIL), the capacity phase's GPUs warmed when its prover is the CuPy one (`CupyCapacityFactory`);
+    with `wait` False that warm-up is left running (`CupyCapacityFactory.warmed` waits for it)."""
+    factory = capacity_prover if isinstance(capacity_prover, CupyCapacityFactory) else None
+    if factory is not None:
+        factory.warm_beside(gpus)
+    executor.prepare(gpus)
+    if factory is not None and wait:
+        factory.warmed()

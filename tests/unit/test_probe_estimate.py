@@ -44,7 +44,7 @@ def test_the_docs_table_is_the_scripts_output(estimate: ModuleType) -> None:
         assert f"**Whole probe ({label}): {total:.1f} + {rest:.1f} = {total + rest:.1f} s.**" in doc
 
 
-def test_the_stages_before_the_challenge_overlap_and_a_first_run_pays_the_builds(
+def test_the_stages_before_the_challenge_overlap_and_a_first_run_pays_the_proofs_build(
     estimate: ModuleType,
 ) -> None:
     first_side, first = estimate.around(built=False)
@@ -52,8 +52,23 @@ def test_the_stages_before_the_challenge_overlap_and_a_first_run_pays_the_builds
     assert first[1].seconds == max(s.seconds for s in first_side)  # side by side: the longest counts
     assert first[1].seconds < sum(s.seconds for s in first_side)
     prepare = {s.name: s.seconds for s in first_side}["prepare"]
-    assert prepare >= estimate.CAPACITY_BUILD_S > {s.name: s.seconds for s in later_side}["prepare"]
+    assert prepare >= estimate.PROOF_BUILD_S > {s.name: s.seconds for s in later_side}["prepare"]
     assert sum(s.seconds for s in later) < sum(s.seconds for s in first)
+
+
+def test_the_capacity_build_beside_the_throughput_proof_falls_on_the_path_only_past_its_end(
+    estimate: ModuleType,
+) -> None:
+    """The capacity warm-up (build + lanes) runs from the preparation to the end of the throughput
+    proof; at the estimate's sizes it ends inside, and with a throughput proof shorter than it, what
+    is left is exactly the rest."""
+    _side, first = estimate.around(built=False)
+    assert {s.name: s.seconds for s in first}["capacity warm-up left"] == 0.0
+    side, short = estimate.around(built=False, proof_s=1.0)
+    warm = estimate.CAPACITY_BUILD_S + estimate.LANE_WARM_S
+    beside = max(s.seconds for s in side) + estimate.RTT_S + estimate.SERVICE_S + 1.0
+    left = {s.name: s.seconds for s in short}["capacity warm-up left"]
+    assert left == pytest.approx(warm - beside) and left > 0
 
 
 @pytest.mark.parametrize("d", [8, 64, 128, 512, 1000, 1024, 4096])

@@ -9,6 +9,8 @@ speed.
 from __future__ import annotations
 
 import shutil
+import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +20,8 @@ from benchmark_probe.nvml_double import fake_gpu
 from gpuproof.protocol.proof import NumpyExecutor, Prover, derive_params
 from gpuproof.protocol.proof.cupy_executor import CupyExecutor
 from gpuproof.protocol.proof.matrices import gen_rows, pack_rows, recentre
+from tests.unit.test_capacity_cupy_prover import gpu as capacity_gpu
+from tests.unit.test_capacity_cupy_prover import params_of
 from tests.unit.test_proof_protocol import CHALLENGE, KEY, cpu_params, nonce_of, run, verify
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA double builds kernels with g++")
@@ -142,24 +146,71 @@ def test_the_gemm_is_int8_in_int32_out() -> None:
     assert gemms and all(e[1:4] == (72, 3, 10) for e in gemms)  # COMPUTE_32I, R_8I, R_32I
 
 
-def test_the_probe_prepares_the_capacity_phases_gpus_before_the_challenge() -> None:
-    """The proof hook's `prepare` (before the challenge) also builds the capacity kernels and warms
-    cuBLAS on every lane the phase may use (`CupyCapacityFactory.warm`), on every GPU: none of it is
-    left for after the throughput proof, where the whole probe's time would count it."""
-    from benchmark_probe.capacity import CupyCapacityFactory
+class HeldBuild:
+    """The CUDA double's `build_gate` holding (or failing) the capacity source's build, as NVRTC's
+    seconds of one core would hold it on a first run; other sources build at once."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.started, self.release, self.error = threading.Event(), threading.Event(), error
+
+    def __call__(self, code: str) -> None:
+        if "cap_pairs" not in code:  # the throughput executor's source
+            return
+        self.started.set()
+        if not self.release.wait(30):
+            raise TimeoutError("the held capacity build was never released")
+        if self.error is not None:
+            raise self.error
+
+
+def _prepared_runner(cp: CupyTestDouble) -> tuple[Any, Any]:
     from benchmark_probe.inventory import collect_inventory
     from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fixed_host
     from benchmark_probe.proof import ProofRunner
-    from gpuproof.protocol.capacity.cupy_prover import HOST_LANES
 
-    cp = double(2)
     nvml = NvmlTestDouble.with_gpus(2)
     inventory = collect_inventory(nvml, CudaTestDouble.agreeing_with(nvml), fixed_host())
     runner = ProofRunner(KEY, lambda _inventory: CupyExecutor(cupy=cp))
     runner.prepare(inventory)
-    factory = runner.capacity_prover
+    return runner, runner.capacity_prover
+
+
+def test_the_capacity_build_runs_beside_the_throughput_proof_and_is_waited_for_before_the_phase() -> None:
+    """The proof hook's `prepare` (before the challenge) returns once the throughput executor is
+    ready; the capacity kernels' build (held here, as a first run's NVRTC seconds would hold it)
+    goes on beside it and beside a whole throughput proof, and `warmed` (which the capacity phase's
+    `prepare` calls before the phase is opened) waits for it: every lane the phase may use then has
+    its stream, kernels and warmed cuBLAS handle, on every GPU."""
+    from benchmark_probe.capacity import CupyCapacityFactory
+    from gpuproof.protocol.capacity.cupy_prover import HOST_LANES
+
+    held = HeldBuild()
+    cp = double(2, build_gate=held)
+    runner, factory = _prepared_runner(cp)
     assert isinstance(factory, CupyCapacityFactory)
+    assert held.started.wait(10)  # the build began and is held: prepare returned all the same
+    assert not factory.runtime._gpus  # no capacity lane is ready yet
+    params = cpu_params(gpus=2, n=64, d=64, steps=3)
+    assert verify(run(4, params, runner.executor)) == []  # a whole throughput proof meanwhile
+    waiter = threading.Thread(target=factory.warmed)
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()  # warmed waits while the build is held
+    held.release.set()
+    waiter.join(30)
+    assert not waiter.is_alive()
     lanes = {(device, lane) for device in (0, 1) for lane in range(1 + HOST_LANES)}
     assert set(factory.runtime._gpus) == lanes  # a stream, kernels and a warmed cuBLAS handle each
     gemm_streams = {(e[9], e[10]) for e in cp.log if e[0] == "gemm"}
     assert len(gemm_streams) >= len(lanes)  # the throughput executor's and every capacity lane's
+
+
+def test_a_failed_capacity_build_is_raised_where_the_capacity_phase_is_prepared() -> None:
+    """An error of the build left running is not lost: the capacity phase's `prepare` (before it
+    opens the phase) raises it, and only once."""
+    held = HeldBuild(RuntimeError("kernel source does not compile"))
+    held.release.set()
+    _runner, factory = _prepared_runner(double(2, build_gate=held))
+    with pytest.raises(RuntimeError, match="does not compile"):
+        factory.prepare(params_of(capacity_gpu(0, 1 << 20)))
+    factory.warmed()  # raised once; nothing left to wait for
