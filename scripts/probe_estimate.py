@@ -54,6 +54,7 @@ from gpuproof.protocol.capacity.cupy_prover import (
     HOST_KEPT_HEIGHT,
     HostLayout,
     host_fill_seconds,
+    lane_pass_seconds,
     plan_for_free,
     recompute_row_stages,
     step_tops,
@@ -356,11 +357,23 @@ def estimate(
             bandwidth_gbs=ref.mem_bw_gbs * gpus,
             hash_bytes_per_s=None,
         )
-        windows = sum(1 for top in step_tops(t) if top > layout.block_log)
-        window_bytes = windows * min(t.n_rows, 1 << (t.n_stages - layout.block_log + h)) * t.d
-        link = 2 * window_bytes / (HOST_LINK_BYTES_PER_S * gpus) * (1 + FILL_OVERHEAD)
-        recompute += host_fill * fraction + link
-        how += f"; host RAM: {fraction:.3f} of {host_fill:.2f} s + windows over PCIe {link:.2f} s"
+        c = min(layout.block_log, t.n_stages)
+        windows = sum(1 for top in step_tops(t) if top > c)
+        window_bytes = windows * min(t.n_rows, 1 << (t.n_stages - c + h)) * t.d
+        link = window_bytes / (HOST_LINK_BYTES_PER_S * gpus) * (1 + FILL_OVERHEAD)  # each way
+        # `_reopen_host` on host RAM's lanes: pass 1 (stages 1..c of every block, the windows'
+        # slabs down to host memory), pass 2 (the windows up again, stages above c), each pass's
+        # copies beside the other lane's kernels (`lane_pass_seconds`, as the fill's passes).
+        first = host_fill * c / t.n_stages
+        blocks = -(-t.n_rows // layout.block_rows)
+        host_s = lane_pass_seconds(first, link, blocks, gpus, plan.host_lanes) + lane_pass_seconds(
+            host_fill * fraction - first, link, windows, gpus, plan.host_lanes
+        )
+        recompute += host_s
+        how += (
+            f"; host RAM: {fraction:.3f} of {host_fill:.2f} s, its windows over PCIe {2 * link:.2f} s "
+            f"beside it on {plan.host_lanes} lane{'s' if plan.host_lanes > 1 else ''}: {host_s:.2f} s"
+        )
     steps.append(Step("openings recompute", recompute, how))
     size = wire.max_size(params)
     steps.append(Step("upload", size / UPLOAD_BYTES_PER_S, f"{size:,} bytes at 40 MB/s"))

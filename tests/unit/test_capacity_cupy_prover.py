@@ -668,6 +668,22 @@ def test_the_host_fill_model_adds_with_one_lane_and_overlaps_with_two() -> None:
     assert floor <= two < 0.75 * one
 
 
+@pytest.mark.parametrize(("work", "copies"), [(4.0, 0.5), (0.1, 0.6)])
+def test_a_lane_pass_adds_with_one_lane_and_hides_the_shorter_part_with_two(
+    work: float, copies: float
+) -> None:
+    """`lane_pass_seconds` (host RAM's fill passes and its recompute's, in the estimate): one lane
+    adds the kernels and the copies; with two, the shorter part hides behind the longer but for
+    one job's worth per device, so a single job per device hides nothing, and more jobs hide more."""
+    from gpuproof.protocol.capacity.cupy_prover import lane_pass_seconds
+
+    assert lane_pass_seconds(work, copies, 64, 8, 1) == pytest.approx(work + copies)
+    assert lane_pass_seconds(work, copies, 8, 8, 2) == pytest.approx(work + copies)  # one job each
+    many = lane_pass_seconds(work, copies, 64, 8, 2)
+    assert many == pytest.approx(max(work, copies) + min(work, copies) / 8)
+    assert max(work, copies) < many < lane_pass_seconds(work, copies, 16, 8, 2) < work + copies
+
+
 def test_host_ram_is_touched_in_order_and_a_block_waits_only_for_its_own_pages() -> None:
     """Host RAM's first touch runs in the background in slices: a block's copy waits for its own
     slices only (slice 0 touched while slice 1 is held up), `touched` fires once every page is,

@@ -362,12 +362,20 @@ def host_fill_seconds(
         passes.append((compute * (top - c) / top, 2 * crossing, layout.block_rows // layout.window_rows))
     total = 0.0
     for k, (work, copies, jobs) in enumerate(passes):
-        if lanes > 1:
-            took = max(work, copies) + min(work, copies) / -(-jobs // max(1, gpus))
-        else:
-            took = work + copies
+        took = lane_pass_seconds(work, copies, jobs, gpus, lanes)
         total += max(took, touch_s) if k == 0 else took
     return total
+
+
+def lane_pass_seconds(work: float, copies: float, jobs: int, gpus: int, lanes: int) -> float:
+    """ESTIMATE of one pass of host RAM's jobs (`_spread`: blocks or windows, taken in turn by every
+    lane of every device) whose kernels take `work` and PCIe copies `copies` seconds in all: with
+    one lane they add; with two or more one lane's copies overlap another's kernels, so the pass
+    takes its longer part plus one job's worth of the shorter on each device (the first job's
+    compute and the last one's copies have nothing beside them)."""
+    if lanes > 1:
+        return max(work, copies) + min(work, copies) / max(1, -(-jobs // max(1, gpus)))
+    return work + copies
 
 
 def window_starts(want: Mapping[int, set[int]], split: int, height: int, last: int) -> list[int]:
