@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         CupyCapacityOptions,
         CupyCapacityProver,
         CupyCapacityRuntime,
+        HostReservation,
         MemoryPlan,
     )
     from gpuproof.protocol.proof import ProofExecutor
@@ -88,6 +89,7 @@ class CupyCapacityFactory:
     def __init__(self, runtime: CupyCapacityRuntime, options: CupyCapacityOptions | None = None) -> None:
         self.runtime, self.options = runtime, options
         self._warming: Future[None] | None = None
+        self._reserved: HostReservation | None = None
 
     def warm(self, gpus: Sequence[int]) -> None:
         """The kernels built and cuBLAS warmed on every lane the phase may use on these GPUs
@@ -112,14 +114,34 @@ class CupyCapacityFactory:
         if warming is not None:
             warming.result()
 
+    def reserve(self, params: CapacityParams) -> None:
+        """Host RAM's fill array allocated and first-touched from now on, in the background
+        (`cupy_prover.reserve_host`): the probe calls it right after taking the challenge, so the
+        pages are touched beside the throughput proof (≈ 32 GB/s, ESTIMATE: 1 TiB takes ≈ 34 s, which
+        the fill would otherwise wait for) instead of after the capacity phase is opened. Nothing
+        is allocated when host RAM does not hold it now; `release` gives it back."""
+        from gpuproof.protocol.capacity.cupy_prover import reserve_host
+
+        self.release()
+        self._reserved = reserve_host(params, self.options)
+
+    def release(self) -> None:
+        """A reservation the phase did not take, given back (nothing to do without one)."""
+        reserved, self._reserved = self._reserved, None
+        if reserved is not None:
+            reserved.release()
+
     def prepare(self, params: CapacityParams) -> MemoryPlan:
-        """The budget, refused with `CapacityMemoryError` (its numbers) when it does not fit; first
-        the kernels `warm_beside` builds, waited for."""
+        """The budget, refused with `CapacityMemoryError` (its numbers) when it does not fit (host
+        RAM counted with what the reservation already holds); first the kernels `warm_beside`
+        builds, waited for."""
         from gpuproof.protocol.capacity.cupy_prover import CapacityMemoryError, plan_memory
 
         self.warmed()
-        plan = plan_memory(params, self.runtime, self.options)
+        ram = self._reserved.host_ram() if self._reserved is not None else None
+        plan = plan_memory(params, self.runtime, self.options, host_ram=ram)
         if not plan.fits:
+            self.release()
             raise CapacityMemoryError(plan.describe())
         self.runtime.prepare([b.device for b in plan.devices], plan.lane_ids)
         return plan
@@ -134,8 +156,15 @@ class CupyCapacityFactory:
     ) -> CupyCapacityProver:
         from gpuproof.protocol.capacity.cupy_prover import CupyCapacityProver
 
+        reserved, self._reserved = self._reserved, None
         return CupyCapacityProver(
-            nonce, machine_id, challenge_id, params, runtime=self.runtime, options=self.options
+            nonce,
+            machine_id,
+            challenge_id,
+            params,
+            runtime=self.runtime,
+            options=self.options,
+            reserved=reserved,
         )
 
 

@@ -10,6 +10,7 @@ from benchmark_probe.capacity import (
     CupyCapacityFactory,
     Delivery,
     ProverFactory,
+    capacity_params,
     default_prover,
     run_capacity,
 )
@@ -143,17 +144,25 @@ class ProofRunner:
         if self.executor is None:
             self.prepare(inventory)
         assert self.executor is not None
-        answered = prove_and_receipt(client, self.key, challenge, self.executor)
-        if answered is None:
-            return None
-        doc = deliver(*answered, challenge_params(challenge))
-        # The capacity phase after the throughput proof is opened and delivered (its memory freed):
-        # on the proof's backend (CuPy on GPU hosts, numpy on the CPU backend).
         if self.capacity_prover is None:
             self.capacity_prover = default_prover(self.executor)
-        self.capacity = run_capacity(
-            client, self.key, challenge, self.capacity_prover, delivery=self.capacity_delivery
-        )
+        factory = self.capacity_prover if isinstance(self.capacity_prover, CupyCapacityFactory) else None
+        phase = capacity_params(challenge)
+        if factory is not None and phase is not None:
+            factory.reserve(phase)  # host RAM's pages touched beside the throughput proof
+        try:
+            answered = prove_and_receipt(client, self.key, challenge, self.executor)
+            if answered is None:
+                return None
+            doc = deliver(*answered, challenge_params(challenge))
+            # The capacity phase after the throughput proof is opened and delivered (its memory
+            # freed): on the proof's backend (CuPy on GPU hosts, numpy on the CPU backend).
+            self.capacity = run_capacity(
+                client, self.key, challenge, self.capacity_prover, delivery=self.capacity_delivery
+            )
+        finally:
+            if factory is not None:  # a reservation the phase did not take (it failed or was skipped)
+                factory.release()
         return doc
 
 

@@ -17,7 +17,8 @@ Method: the probe's steps run one after another, all GPUs in parallel within a s
   host RAM's kernels, which share the GPUs: they add) and host RAM's own path
   (`cupy_prover.host_fill_seconds` with the plan's lanes, copies overlapping kernels, its pass 1
   behind the first touch of its pages, which runs in the background at HOST_TOUCH_BYTES_PER_S
-  from the fill's start); AFTER them, the sum of the GPU fill and that host fill. The service's fill deadline keeps the one-lane sum after the GPU fills (§17.5): a host
+  from the throughput proof's start, `CupyCapacityFactory.reserve`, so only what is left of it
+  when the fill starts counts); AFTER them, the sum of the GPU fill and that host fill. The service's fill deadline keeps the one-lane sum after the GPU fills (§17.5): a host
   whose memory fits neither lanes nor beside must still make it;
 - rounds: R × (GPU `round_expected_s` + RTT) + R × (host round + RTT), the host round the
   executor's (`_host_leaves`: the sampled rows gathered at HOST_ROWS_PER_S, sent to the GPUs and
@@ -251,6 +252,7 @@ def estimate(
     claim = make_claim(model, gpus, allow_cpu_backend=False)
     proof = max(p.expected_s for p in proof_params_for(claim))
     steps_t = max(p.steps for p in proof_params_for(claim))
+    throughput_s = proof + steps_t * STEP_HOST_S + THROUGHPUT_OPENINGS_S
     host_bytes = host_gib * 2**30 if host_gib else None
     params: CapacityParams | None = capacity_params_for(
         claim,
@@ -276,7 +278,9 @@ def estimate(
             bandwidth_gbs=ref.mem_bw_gbs * gpus,
             hash_bytes_per_s=host_hash * gpus,
         )
-        touch = t.fill_bytes / HOST_TOUCH_BYTES_PER_S  # from the fill's start, in the background
+        # host RAM's first touch, in the background from the throughput proof's start (the probe
+        # reserves the array right after taking the challenge): what is left of it at the fill's
+        touch = max(0.0, t.fill_bytes / HOST_TOUCH_BYTES_PER_S - throughput_s)
         lanes = f"{plan.host_lanes} lane{'s' if plan.host_lanes > 1 else ''}"
         link = HOST_LINK_BYTES_PER_S * gpus
         if plan.beside:
@@ -287,7 +291,8 @@ def estimate(
             fill = max(gpu_fill + kernels, own)
             fill_how = (
                 f"host RAM beside the GPU fill ({lanes} per GPU): max(GPU fill {gpu_fill:.2f} + host "
-                f"kernels {kernels:.2f}, host fill {own:.2f} behind its first touch {touch:.2f}); after "
+                f"kernels {kernels:.2f}, host fill {own:.2f} behind what is left of its first touch "
+                f"{touch:.2f}); after "
                 f"it, one lane: {gpu_fill + t.fill_expected_s:.2f}"
             )
         else:
@@ -312,7 +317,7 @@ def estimate(
     steps = [
         Step(
             "throughput proof",
-            proof + steps_t * STEP_HOST_S + THROUGHPUT_OPENINGS_S,
+            throughput_s,
             f"expected_s {proof:.2f} + host work {steps_t} x {STEP_HOST_S * 1e6:.0f} us + openings 0.5",
         ),
         Step("capacity fill", fill, fill_how),

@@ -34,9 +34,11 @@ from gpuproof.protocol.capacity.cupy_prover import (
     CupyCapacityProver,
     CupyCapacityRuntime,
     HostLayout,
+    host_available_bytes,
     host_fill_seconds,
     plan_memory,
     recompute_row_stages,
+    reserve_host,
     stage_matrix,
     stage_work,
     step_tops,
@@ -458,8 +460,8 @@ def test_the_host_fill_runs_in_lanes_each_on_its_own_stream(lanes: int, beside: 
         assert len(gemm) == lanes and (0 in gemm) == (not beside) and gemm <= kernel
     copies = {e[4] for e in cp.log if e[0] == "memcpy"}
     assert len(copies) == (2 * lanes if beside else 1 + 2 * (lanes - 1))  # one stream per device and lane
-    parts = prover.fill_parts_s
-    assert 0 <= parts["touched"] <= parts["host_start"] <= parts["host_done"]
+    parts = prover.fill_parts_s  # the touch runs beside host RAM's fill: only its end is ordered
+    assert 0 <= parts["touched"] <= parts["host_done"] and parts["host_start"] <= parts["host_done"]
     assert beside or parts["gpu_done"] <= parts["host_start"]
 
 
@@ -607,6 +609,55 @@ def test_the_probe_takes_the_cupy_prover_on_the_gpu_backend_and_numpy_on_the_cpu
     assert factory.runtime.cp is cp and factory.runtime.device_of(0) == 1
     assert default_prover(NumpyExecutor()) is CapacityProver
     assert default_prover(None) is CapacityProver
+
+
+def test_host_ram_reserved_ahead_is_the_array_the_fill_fills() -> None:
+    """`reserve_host` (the probe: right after taking the challenge) allocates host RAM's array and
+    touches its pages in the background; the factory's memory plan counts what it already holds,
+    the prover it makes takes that very array (once), and the commitment is the numpy prover's."""
+    from benchmark_probe.capacity import CupyCapacityFactory
+
+    params = params_of(gpu(0, 800), host(20000, d=48))
+    factory = CupyCapacityFactory(CupyCapacityRuntime(double(1)))
+    factory.reserve(params)
+    reserved = factory._reserved
+    assert reserved is not None and reserved.touch is not None
+    array = reserved.touch.array
+    assert array.shape == (params.targets[-1].n_rows, 48)
+    assert factory.prepare(params).fits
+    prover = factory(NONCE, KEY.public_hex, CHALLENGE, params, {})
+    assert factory._reserved is None and reserved.touch is None  # taken, once
+    assert prover.states[params.targets[-1].target].held is array
+    assert prover.fill() == numpy_prover(params).fill()
+    assert prover.fill_parts_s["touched"] >= 0  # touched before the fill, or during it
+
+
+def test_a_reservation_is_given_back_when_the_phase_differs_or_is_refused() -> None:
+    """A reservation for other params is cancelled and the prover allocates its own; `release` (the
+    proof hook, when the phase did not take it) cancels it; nothing is reserved where host RAM
+    cannot hold the fill now, so the memory plan refuses the phase exactly as without one."""
+    small, other = params_of(gpu(0, 800), host(20000, d=48)), params_of(gpu(0, 800), host(40000, d=48))
+    reserved = reserve_host(small)
+    assert reserved is not None and reserved.touch is not None
+    touch = reserved.touch
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, other, cupy=double(1), reserved=reserved)
+    assert prover.states[other.targets[-1].target].held is None and reserved.touch is None
+    with pytest.raises(RuntimeError, match="cancelled"):
+        touch.wait(0, 1)  # the slices it had not touched were skipped
+    assert prover.fill() == numpy_prover(other).fill()
+    again = reserve_host(small)
+    assert again is not None and again.touch is not None
+    kept = again.touch
+    again.release()
+    assert again.touch is None and again.take(small.targets[-1]) is None
+    with pytest.raises(RuntimeError, match="cancelled"):
+        kept.wait(0, 1)
+    assert reserve_host(params_of(gpu(0, 800))) is None  # no host target
+    assert reserve_host(small, CupyCapacityOptions(host_pinned=True)) is None  # pinned: in the fill
+    available = host_available_bytes()
+    if available is not None:
+        huge = params_of(gpu(0, 800), host(2 * available, d=48))
+        assert reserve_host(huge) is None  # nothing allocated: the plan refuses the phase
 
 
 def test_a_gpu_size_phase_that_does_not_fit_is_skipped_before_it_is_opened() -> None:

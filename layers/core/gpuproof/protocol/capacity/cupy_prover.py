@@ -83,8 +83,10 @@ sampled rows of the first stage against numpy's exact product (a GEMM that is no
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -544,6 +546,59 @@ def host_available_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+class HostReservation:
+    """Host RAM's fill array allocated and its pages first-touched ahead of the phase (`reserve_host`),
+    for the host target of one set of params; `CupyCapacityProver(reserved=...)` fills it."""
+
+    def __init__(self, tp: CapacityTargetParams, available: int | None) -> None:
+        self.shape = (tp.n_rows, tp.d)
+        self.available = available  # host RAM available before it was allocated
+        self.touch: _Touch | None = _Touch(
+            np.empty(self.shape, dtype=np.int8), max(1, TOUCH_BYTES // tp.d), lambda: None
+        )
+
+    def host_ram(self) -> int | None:
+        """The host RAM the memory plan may count on for the fill: what is available now plus what
+        this reservation already holds (its touched pages are no longer "available")."""
+        now = host_available_bytes()
+        if now is None or self.touch is None:
+            return now
+        return now + self.touch.touched_bytes
+
+    def take(self, tp: CapacityTargetParams) -> _Touch | None:
+        """The touch (array and pages) for `tp` if it is the one reserved for, once."""
+        touch, self.touch = self.touch, None
+        if touch is not None and self.shape != (tp.n_rows, tp.d):
+            touch.cancel()
+            return None
+        return touch
+
+    def release(self) -> None:
+        """The array given back (a phase skipped or failed before its fill)."""
+        touch, self.touch = self.touch, None
+        if touch is not None:
+            touch.cancel()
+
+
+def reserve_host(
+    params: CapacityParams, options: CupyCapacityOptions | None = None
+) -> HostReservation | None:
+    """Host RAM's fill array allocated now and first-touched in the background (at a lower
+    priority, `_yielding`), so that the fill, opened later, does not wait for the pages: the probe
+    reserves it right after taking the challenge, beside the throughput proof. None (nothing
+    allocated) when the params have no host target, the fill is to be pinned (committed when
+    allocated, in the fill), or host RAM does not hold it with its margin now (the memory plan then
+    refuses the phase, as without a reservation)."""
+    opts = options or CupyCapacityOptions()
+    host = [tp for tp in params.targets if tp.is_host]
+    if not host or opts.host_pinned:
+        return None
+    available = host_available_bytes()
+    if available is not None and host[0].fill_bytes + HOST_MARGIN_BYTES > available:
+        return None
+    return HostReservation(host[0], available)
 
 
 def default_kept_height(params: CapacityParams) -> int:
@@ -1169,6 +1224,15 @@ def _host_devices(params: CapacityParams, runtime: CupyCapacityRuntime) -> list[
 # -- the prover ---------------------------------------------------------------------------------------------
 
 
+def _yielding() -> None:
+    """A background thread of the capacity phase at a lower priority (nice + 10, Linux only, where a
+    thread's id names it alone): host RAM's first touch may run beside the service-timed throughput
+    proof (`reserve_host`), whose thread must get a core at once whenever it wakes."""
+    if sys.platform == "linux":  # a sandbox refusing it: the touch then runs at the normal priority
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
 class _Touch:
     """Host RAM's pages first-touched in parallel (page faults are slow one thread at a time; the
     copies then run at the link's speed), in slices of `step` rows taken in order, in the
@@ -1186,9 +1250,29 @@ class _Touch:
         if not self._events:
             touched()
             return
-        self._pool = ThreadPoolExecutor(min(16, os.cpu_count() or 1), thread_name_prefix="capacity-touch")
+        self._pool = ThreadPoolExecutor(
+            min(16, os.cpu_count() or 1), thread_name_prefix="capacity-touch", initializer=_yielding
+        )
         for k in range(len(self._events)):
             self._pool.submit(self._touch, k)
+
+    @property
+    def touched_bytes(self) -> int:
+        """The bytes of the slices touched so far (all of them for pinned memory)."""
+        if not self.step:
+            return int(self.array.nbytes)
+        row = int(self.array.nbytes) // max(1, len(self.array))
+        done = sum(1 for e in self._events if e.is_set())
+        return min(int(self.array.nbytes), done * self.step * row)
+
+    def notify(self, touched: Callable[[], object]) -> None:
+        """`touched` called once every page is: now if they are, else when the last slice is."""
+        with self._lock:
+            left = self._left
+            if left:
+                self._touched = touched
+        if not left and self._error is None:
+            touched()
 
     def _touch(self, k: int) -> None:
         try:
@@ -1197,12 +1281,14 @@ class _Touch:
         except BaseException as exc:  # a failed touch must not leave a block waiting forever
             self._error = exc
         finally:
-            self._events[k].set()
             with self._lock:
                 self._left -= 1
                 last = self._left == 0
-            if last and self._error is None:
-                self._touched()
+            try:
+                if last and self._error is None:
+                    self._touched()  # before the last slice's event: `close` returns after it
+            finally:
+                self._events[k].set()
 
     def wait(self, first: int, rows: int) -> None:
         """Until rows first .. first + rows - 1 are touched; a touch that failed raises here."""
@@ -1270,6 +1356,7 @@ class CupyCapacityProver:
         *,
         runtime: CupyCapacityRuntime | None = None,
         options: CupyCapacityOptions | None = None,
+        reserved: HostReservation | None = None,
     ) -> None:
         self.nonce, self.machine_id, self.challenge_id, self.params = nonce, machine_id, challenge_id, params
         self.runtime = runtime if runtime is not None else CupyCapacityRuntime(cupy, devices)
@@ -1286,6 +1373,10 @@ class CupyCapacityProver:
             )
             for tp in params.targets
         }
+        for t in self.states.values():  # host RAM's array reserved and touched ahead (`reserve_host`)
+            touch = reserved.take(t.tp) if reserved is not None and t.device is None else None
+            if touch is not None:
+                t.touch, t.held = touch, touch.array
         self.host_devices = _host_devices(params, self.runtime)
         self.sweep_round = bandwidth_round(params)
         self.swept: dict[int, list[bytes]] = {}  # target -> its bandwidth round's sweep roots
@@ -1952,6 +2043,8 @@ class CupyCapacityProver:
             if t.held is None:  # its pages first-touched in the background, in order, from now
                 t.touch = self._host_array(t, lambda: parts.setdefault("touched", since()))
                 t.held = t.touch.array
+            elif t.touch is not None:  # reserved ahead: touched already, or still being touched
+                t.touch.notify(lambda: parts.setdefault("touched", since()))
         try:
             with ThreadPoolExecutor(max(1, len(gpu) + len(host))) as pool:
                 beside = {t.tp.target: pool.submit(host_fill, t) for t in host if plan.beside}
