@@ -196,6 +196,7 @@ class CapacityOutcome:
     openings_bytes: int = 0
     delivery: str = ""
     steps: list[dict[str, Any]] = field(default_factory=list)
+    host_reserved: bool = False  # host RAM's array came reserved ahead (`CupyCapacityFactory.reserve`)
 
 
 def openings_reference(data: bytes) -> TranscriptRef:
@@ -251,11 +252,12 @@ def run_capacity(
     opened = client.open_capacity(machine_id, challenge_id)
     nonce = bytes.fromhex(opened["nonce"])
     prover = prover_factory(nonce, machine_id, challenge_id, params, numpy_devices(params))
+    reserved = bool(getattr(prover, "host_reserved", False))
     signed = SignedCapacityCommitment.sign(prover.fill(), key)
     step: dict[str, Any] = client.submit_capacity_commitment(
         machine_id, challenge_id, signed.model_dump(mode="json")
     )
-    outcome = CapacityOutcome(True, "capacity phase answered", steps=[step])
+    outcome = CapacityOutcome(True, "capacity phase answered", steps=[step], host_reserved=reserved)
     nonces: dict[int, bytes] = {}
     while step.get("round"):
         opened_round = CapacityRound.model_validate(step["round"])

@@ -116,6 +116,30 @@ def test_openings_uploaded_out_of_band_prove_the_same(local_stack: Any) -> None:
     assert record["gpus"][0]["passed"] and record["host_ram"]["passed"]
 
 
+def test_the_proof_hook_reserves_host_ram_beside_the_throughput_proof(local_stack: Any) -> None:
+    """The probe's proof hook (`ProofRunner`, as `benchmark-probe submit` runs it) on the GPU
+    backend's capacity prover (CUDA test double): host RAM's fill array is reserved right after the
+    challenge, touched beside the throughput proof, and is the array the phase fills; the service
+    records both proofs as passed."""
+    from benchmark_probe.proof import ProofRunner
+
+    key, client, inventory = new_machine(local_stack)
+    challenge = take_challenge(client, key, inventory)
+    factory = CupyCapacityFactory(CupyCapacityRuntime(CupyTestDouble.for_gpus([fake_gpu(0)])))
+    runner = ProofRunner(key, lambda _inventory: NumpyExecutor(), capacity_prover=factory)
+    doc = runner(client, challenge, inventory)
+    assert runner.capacity is not None and runner.capacity.ran, runner.capacity
+    assert runner.capacity.host_reserved and factory._reserved is None  # taken by the phase
+    signed = build_report(key, challenge, inventory, [], collect_integrity(), doc)  # doc: the transcript's
+    client.submit_report(key.public_hex, challenge.challenge_id, signed.model_dump(mode="json"))
+    local_stack.drain()
+    status = client.machine(key.public_hex)
+    checks = verification(status)
+    assert checks["proof_of_throughput"]["status"] == "pass", checks["proof_of_throughput"]
+    assert checks["capacity"]["status"] == "pass" and checks["capacity"]["reasons"] == []
+    assert status["reports"][0]["verification"]["capacity"]["host_ram"]["passed"]
+
+
 def test_8xh100_openings_travel_by_upload_and_are_decoded_and_judged(local_stack: Any) -> None:
     """The binary openings of a real 8 x H100 + 256 GiB phase (21.5 MB: random rows at the drawn
     positions, roots chained to the signed commitment) through the presigned POST: the service

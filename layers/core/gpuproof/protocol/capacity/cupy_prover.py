@@ -1373,10 +1373,12 @@ class CupyCapacityProver:
             )
             for tp in params.targets
         }
-        for t in self.states.values():  # host RAM's array reserved and touched ahead (`reserve_host`)
+        self.host_reserved = False  # host RAM's array came reserved and touched ahead (`reserve_host`)
+        for t in self.states.values():
             touch = reserved.take(t.tp) if reserved is not None and t.device is None else None
             if touch is not None:
                 t.touch, t.held = touch, touch.array
+                self.host_reserved = True
         self.host_devices = _host_devices(params, self.runtime)
         self.sweep_round = bandwidth_round(params)
         self.swept: dict[int, list[bytes]] = {}  # target -> its bandwidth round's sweep roots
