@@ -59,7 +59,12 @@ timeout 90 "$PY" scripts/gpu_check.py reference --bench "$OUT/bench_run1.json" -
   2> "$OUT/reference.stderr"
 echo "reference exit $?" >&2
 
-cat "$OUT/proof.txt" "$OUT/capacity.txt"
+stage "proof of throughput beside a first run's background work (capacity build, host RAM touch)"
+timeout 90 "$PY" scripts/gpu_check.py proof --inventory "$OUT/inventory.json" --out "$OUT/proof_beside.json" \
+  --beside-host-bytes $((32 << 30)) > "$OUT/proof_beside.txt" 2> "$OUT/proof_beside.stderr"
+echo "proof beside exit $?" >&2
+
+cat "$OUT/proof.txt" "$OUT/proof_beside.txt" "$OUT/capacity.txt"
 stage "comparison (probe vs reference)"
 "$PY" scripts/gpu_check.py compare --bench "$OUT"/bench_run{1,2,3}.json --reference "$OUT/reference.json" \
   --out "$OUT/comparison.json" | tee "$OUT/comparison.txt"

@@ -89,6 +89,27 @@ def test_proof_stage_proves_verifies_and_measures_the_gemm_floor(
     assert capsys.readouterr().out.startswith("proof: 2 GPU(s) H100 SXM5 80GB, n=64 d=64 T=2")
 
 
+def test_proof_stage_beside_a_first_runs_background_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`--beside-host-bytes`: the same proof, timed while the capacity source is built afresh and a
+    host buffer is first-touched as the probe does beside it; what the load did is recorded."""
+    cp = patch_gpu_host(monkeypatch, 1)
+    result = CliRunner().invoke(app, ["inventory", "--json"])
+    assert result.exit_code == 0, result.output
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(result.stdout)
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    out = tmp_path / "proof_beside.json"
+    load_script().proof(inventory, out, 64, 64, 2, beside_host_bytes=64 << 20)
+    proof = json.loads(out.read_text())
+    assert proof["verified"] == "accepted" and proof["commit_wall_s"] > 0
+    beside = proof["beside"]
+    assert beside["build_s"] > 0 and "build_error" not in beside
+    assert beside["touched_bytes"] >= 64 << 20 and beside["touched_bytes"] % (64 << 20) == 0
+    assert "skipped" in proof["gemm_floor_gpu0"]  # the floor is proof.json's, measured alone
+
+
 def test_capacity_stage_runs_the_gpu_prover_end_to_end_on_the_double(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
