@@ -10,7 +10,8 @@
 # carried along, installed to /tmp/site here. Budget: <= 4 minutes on one H100 for the stages before
 # capacity; the capacity stage is ESTIMATED at 1.5-3 minutes on an H200 (its fill ~37 s by
 # params.fill_seconds, the recompute for the openings about as long, host RAM, rounds); its JSON is
-# written after every step, so a timeout still leaves the fill time.
+# written after every step, so a timeout still leaves the fill time. Last, the proof again beside a
+# first run's background work (≈ 40 s, ESTIMATE): a timeout there loses only that figure.
 set -uo pipefail
 
 OUT="${1:?usage: scripts/gpu_check.sh OUTDIR}"
