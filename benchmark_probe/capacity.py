@@ -104,7 +104,9 @@ class CupyCapacityFactory:
         docs/measurements.md) then runs beside the registration, the micro-benchmarks and the whole
         throughput proof (≈ 16 s of GPU work whose host side is a few launches) instead of before
         the challenge. `warmed` (and `prepare`, before the phase is opened) waits for it."""
-        pool = ThreadPoolExecutor(1, thread_name_prefix="capacity-warm")
+        from gpuproof.protocol.capacity.cupy_prover import lower_priority
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="capacity-warm", initializer=lower_priority)
         self._warming = pool.submit(self.warm, list(gpus))
         pool.shutdown(wait=False)
 

@@ -282,17 +282,18 @@ def _beside_load(cp: Any, stop: Any, host_bytes: int) -> dict[str, Any]:
 
     import numpy as np
 
-    from gpuproof.protocol.capacity.cupy_prover import TOUCH_BYTES, _Touch
+    from gpuproof.protocol.capacity.cupy_prover import MODULE_OPTIONS, TOUCH_BYTES, _Touch, lower_priority
     from gpuproof.protocol.capacity.kernels import SOURCE
 
     out: dict[str, Any] = {"host_bytes": host_bytes}
 
-    def build() -> None:
+    def build() -> None:  # as the probe's warm-up thread builds it: at a lower priority
+        lower_priority()
         t0 = time.perf_counter()
         try:
             with cp.cuda.Device(0):
                 code = f"#define GPUPROOF_BESIDE_{secrets.token_hex(8)} 1\n" + SOURCE
-                cp.RawModule(code=code, options=("--std=c++11",)).get_function("cap_pairs")
+                cp.RawModule(code=code, options=MODULE_OPTIONS).get_function("cap_pairs")
             out["build_s"] = time.perf_counter() - t0
         except Exception as exc:  # recorded, not raised: the proof's figure still counts
             out["build_error"] = f"{type(exc).__name__}: {exc}"

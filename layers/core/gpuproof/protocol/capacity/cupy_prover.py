@@ -586,7 +586,7 @@ def reserve_host(
     params: CapacityParams, options: CupyCapacityOptions | None = None
 ) -> HostReservation | None:
     """Host RAM's fill array allocated now and first-touched in the background (at a lower
-    priority, `_yielding`), so that the fill, opened later, does not wait for the pages: the probe
+    priority, `lower_priority`), so that the fill, opened later, does not wait for the pages: the probe
     reserves it right after taking the challenge, beside the throughput proof. None (nothing
     allocated) when the params have no host target, the fill is to be pinned (committed when
     allocated, in the fill), or host RAM does not hold it with its margin now (the memory plan then
@@ -835,7 +835,7 @@ class _Gpu:
     def __init__(self, cp: Any, device: int, lane: int = 0) -> None:
         self.cp, self.device, self.lane = cp, device, lane
         self.stream = cp.cuda.Stream(null=True) if lane == 0 else cp.cuda.Stream(non_blocking=True)
-        self.module = cp.RawModule(code=SOURCE, options=("--std=c++11",))
+        self.module = cp.RawModule(code=SOURCE, options=MODULE_OPTIONS)
         self._empties: dict[int, Any] = {}
 
     def launch(self, name: str, count: int, *args: Any) -> None:
@@ -1082,6 +1082,17 @@ class _Gpu:
         return np.asarray(self.cp.asnumpy(out)).astype(np.intp)
 
 
+MODULE_OPTIONS = ("--std=c++11",)
+
+
+def build_module(cp: Any) -> Any:
+    """The capacity source built for the current device and loaded, through CuPy's kernel cache (a
+    first build pays NVRTC, later ones, in this process or another, load the cached CUBIN)."""
+    module = cp.RawModule(code=SOURCE, options=MODULE_OPTIONS)
+    module.get_function("cap_pairs")  # CuPy builds a RawModule on its first function
+    return module
+
+
 class CupyCapacityRuntime:
     """The GPUs the phase runs on: one worker thread per device and lane (CuPy keeps cuBLAS handles
     per thread, so the handle made while preparing is the one the fill uses), kernels built once per
@@ -1130,12 +1141,14 @@ class CupyCapacityRuntime:
 
     def prepare(self, devices: Sequence[int], lanes: Sequence[int] = (0,)) -> None:
         """Kernels built and cuBLAS warmed on every device and lane (before the phase is opened):
-        on one lane first, whose NVRTC build (≈ 5 s of one core for this source, docs/measurements.md)
-        fills CuPy's kernel cache, then on all the others at once, which load it instead of building
-        it again each."""
+        the source built first on the calling thread (`build_module`: its NVRTC build, 7.5 s of one
+        core to CUBIN, docs/measurements.md, fills CuPy's kernel cache; the probe calls this from a
+        thread at a lower priority, beside the throughput proof), then every lane warmed at once,
+        each loading the cached build instead of building it again."""
         devices, lanes = sorted(set(devices)), list(lanes)
         if devices and lanes:
-            self.on(devices[0], lambda g: g.warm(), lanes[0])
+            with self.cp.cuda.Device(devices[0]):
+                build_module(self.cp)
         self.all([(d, lambda g: g.warm()) for d in devices], lanes)
 
     def free_bytes(self, devices: Sequence[int]) -> dict[int, int]:
@@ -1224,10 +1237,11 @@ def _host_devices(params: CapacityParams, runtime: CupyCapacityRuntime) -> list[
 # -- the prover ---------------------------------------------------------------------------------------------
 
 
-def _yielding() -> None:
-    """A background thread of the capacity phase at a lower priority (nice + 10, Linux only, where a
-    thread's id names it alone): host RAM's first touch may run beside the service-timed throughput
-    proof (`reserve_host`), whose thread must get a core at once whenever it wakes."""
+def lower_priority() -> None:
+    """The calling thread at a lower priority (nice + 10, Linux only, where a thread's id names it
+    alone): the capacity phase's background work that runs beside the service-timed throughput
+    proof (host RAM's first touch, `reserve_host`; the kernels' build, the probe's
+    `CupyCapacityFactory.warm_beside`), whose threads must get a core at once whenever they wake."""
     if sys.platform == "linux":  # a sandbox refusing it: the touch then runs at the normal priority
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
@@ -1255,7 +1269,9 @@ class _Touch:
             touched()
             return
         threads = min(16, os.cpu_count() or 1, self._slices)
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="capacity-touch", initializer=_yielding)
+        self._pool = ThreadPoolExecutor(
+            threads, thread_name_prefix="capacity-touch", initializer=lower_priority
+        )
         for _ in range(threads):
             self._pool.submit(self._run)
 
