@@ -30,6 +30,18 @@ def load_script() -> ModuleType:
     return module
 
 
+def gpu_host_inventory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpus: int) -> Path:
+    """`benchmark-probe inventory --json` of a host of `gpus` H100s (the doubles), written where the
+    proof stage reads it, with `import cupy` answered by the CUDA double."""
+    cp = patch_gpu_host(monkeypatch, gpus)
+    result = CliRunner().invoke(app, ["inventory", "--json"])
+    assert result.exit_code == 0, result.output
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(result.stdout)
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    return inventory
+
+
 def test_reference_and_compare_stages_on_a_one_gpu_host(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -71,13 +83,7 @@ def test_reference_and_compare_stages_on_a_one_gpu_host(
 def test_proof_stage_proves_verifies_and_measures_the_gemm_floor(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cp = patch_gpu_host(monkeypatch, 2)
-    result = CliRunner().invoke(app, ["inventory", "--json"])
-    assert result.exit_code == 0, result.output
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(result.stdout)
-
-    monkeypatch.setitem(sys.modules, "cupy", cp)
+    inventory = gpu_host_inventory(monkeypatch, tmp_path, 2)
     out = tmp_path / "proof.json"
     load_script().proof(inventory, out, 64, 64, 2)  # the service's H100 parameters, shrunk for the double
     proof = json.loads(out.read_text())
@@ -94,12 +100,7 @@ def test_proof_stage_beside_a_first_runs_background_work(
 ) -> None:
     """`--beside-host-bytes`: the same proof, timed while the capacity source is built afresh and a
     host buffer is first-touched as the probe does beside it; what the load did is recorded."""
-    cp = patch_gpu_host(monkeypatch, 1)
-    result = CliRunner().invoke(app, ["inventory", "--json"])
-    assert result.exit_code == 0, result.output
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(result.stdout)
-    monkeypatch.setitem(sys.modules, "cupy", cp)
+    inventory = gpu_host_inventory(monkeypatch, tmp_path, 1)
     out = tmp_path / "proof_beside.json"
     load_script().proof(inventory, out, 64, 64, 2, beside_host_bytes=64 << 20)
     proof = json.loads(out.read_text())
