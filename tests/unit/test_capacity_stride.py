@@ -1,7 +1,8 @@
-"""Every other layer committed (`commit_stride` 2, docs/protocol.md §17.3): the protocol layer's
-format, made by the numpy prover and judged by the real verifier, in process and through the binary
-openings. The service does not issue it yet (the GPU executor commits every layer, and refuses
-stride 2 loudly); these tests hold the format to the same adversaries as stride 1."""
+"""Layers committed every `commit_stride` stages (2: every other, 3: every third, the service's
+since 2026-12-07, docs/protocol.md §17.3): the protocol layer's format, made by the numpy prover and
+the GPU executor (on the CUDA test double) and judged by the real verifier, in process and through
+the binary openings; these tests hold every stride up to MAX_CAPACITY_COMMIT_STRIDE to the same
+adversaries as stride 1."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from gpuproof.protocol.capacity.wire import decode_openings, encode_openings
 from gpuproof.protocol.keys import SigningKey
 from tests.unit import capacity_adversaries as adv
 
+STRIDES = [2, 3, 4]
 KEY = SigningKey.from_seed(bytes(range(32)))
 NONCE = bytes(range(100, 132))
 CHALLENGE = "cap-challenge-stride"
@@ -42,27 +44,34 @@ def test_committed_stages_and_parent_rows() -> None:
     assert parent_rows(5, 3, 1, 16) == [5, 7, 1, 3]
     assert parent_rows(5, 3, 2, 16) == [5, 1]
     assert parent_rows(5, 3, 1, 6) == [5, 5, 1, 3]  # 7 is past N: row 5 pairs with itself at stage 2
+    # three stages: each row of the two-stage list expands to (own, mate at stage 1)
+    assert parent_rows(5, 3, 0, 16) == [5, 4, 7, 6, 1, 0, 3, 2]
+    assert committed_stages(27, 3) == list(range(3, 28, 3)) and committed_stages(10, 3) == [1, 4, 7, 10]
     with pytest.raises(ValueError):
         CapacityTargetParams.model_validate(
-            {**adv.target_params(1, host=False).targets[0].model_dump(), "commit_stride": 3}
+            {**adv.target_params(1, host=False).targets[0].model_dump(), "commit_stride": 5}
         )
 
 
+@pytest.mark.parametrize("stride", STRIDES)
 @pytest.mark.parametrize("gpus", [1, 2])
-def test_an_honest_host_passes_with_every_other_layer_committed(gpus: int) -> None:
-    params = strided(adv.target_params(gpus, sweep_s=adv.TEST_SWEEP_S))
+def test_an_honest_host_passes_with_every_other_layer_committed(gpus: int, stride: int) -> None:
+    params = strided(adv.target_params(gpus, sweep_s=adv.TEST_SWEEP_S), stride)
     prover = CapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, adv.honest_devices(params))
     r = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
     assert r.result.reasons == []
     for tp in params.targets:
         state = prover.states[tp.target]
-        assert len(state.roots) == len(tp.committed) == (tp.n_stages + 1) // 2
+        assert len(state.roots) == len(tp.committed) == -(-tp.n_stages // stride)
         layers = Fill(capacity_seed(NONCE, KEY.public_hex, tp.target), tp.n_rows, tp.d).layers()
         assert np.array_equal(layers[-1], state.held)  # the same fill: only what is committed changes
 
 
-def test_the_binary_openings_carry_four_parents_a_step_and_decode_to_the_same_verdict() -> None:
-    params = strided(adv.target_params(1, host=True))
+@pytest.mark.parametrize("stride", STRIDES)
+def test_the_binary_openings_carry_2_to_the_stride_parents_a_step_and_decode_to_the_same_verdict(
+    stride: int,
+) -> None:
+    params = strided(adv.target_params(1, host=True), stride)
 
     class Keep(adv.Tamper):
         def __init__(self) -> None:
@@ -83,25 +92,30 @@ def test_the_binary_openings_carry_four_parents_a_step_and_decode_to_the_same_ve
         for walk in target.walks:
             assert [s.stage for s in walk.steps] == tp.committed[::-1]
             for step in walk.steps:
-                assert len(step.prev) == len(step.prev_paths) == (4 if step.stage > 2 else 0)
+                assert len(step.prev) == len(step.prev_paths) == (2**stride if step.stage > stride else 0)
     again = adv.verify_session(
         params, r.session, decoded, machine_id=KEY.public_hex, challenge_id=CHALLENGE, nonce=NONCE
     )
     assert again.reasons == []
 
 
-def test_a_changed_parent_row_fails_its_step() -> None:
-    params = strided(adv.target_params(1, host=False))
+@pytest.mark.parametrize(("stride", "which"), [(2, 3), (2, 0), (3, 3), (3, 0), (3, 6), (4, 3), (4, 15)])
+def test_a_changed_parent_row_fails_its_step(stride: int, which: int) -> None:
+    """Any one of a step's 2^stride parents changed fails both its path and the row check (the
+    Freivalds vectors reach every leaf of the step's tree)."""
+    params = strided(adv.target_params(1, host=False), stride)
 
     class Parent(adv.Tamper):
         def openings(self, openings):  # type: ignore[no-untyped-def]
             t = openings[0]
             walk = t.walks[0]
             steps = list(walk.steps)
-            step = steps[1]  # above stage 2: it opens four parents
-            mate = bytearray(bytes.fromhex(step.prev[3]))
+            step = steps[1]  # above stage `stride`: it opens 2^stride parents
+            assert len(step.prev) == 2**stride
+            mate = bytearray(bytes.fromhex(step.prev[which]))
             mate[1] = (mate[1] + 1) % 0x7D
-            steps[1] = step.model_copy(update={"prev": [*step.prev[:3], mate.hex()]})
+            prev = [*step.prev[:which], mate.hex(), *step.prev[which + 1 :]]
+            steps[1] = step.model_copy(update={"prev": prev})
             walks = [walk.model_copy(update={"steps": steps}), *t.walks[1:]]
             return [t.model_copy(update={"walks": walks}), *openings[1:]]
 
@@ -111,11 +125,12 @@ def test_a_changed_parent_row_fails_its_step() -> None:
     assert all(str(x.field).endswith(".walks[0]") for x in r.result.reasons)
 
 
-@pytest.mark.parametrize("junk", [-1, -2, -5])
-def test_a_cheap_fill_fails_the_walks_whether_its_junk_layer_is_committed_or_not(junk: int) -> None:
-    """CheapFillProver's junk at an uncommitted layer (L - 1: committed are L, L - 2, ...) is still
-    caught: the step from the committed layer above it to the one below it composes both stages."""
-    params = strided(adv.target_params(1, host=False))
+@pytest.mark.parametrize("stride", STRIDES)
+@pytest.mark.parametrize("junk", [-1, -2, -3, -5])
+def test_a_cheap_fill_fails_the_walks_whether_its_junk_layer_is_committed_or_not(junk: int, stride: int) -> None:
+    """CheapFillProver's junk at an uncommitted layer (L - 1: committed are L, L - stride, ...) is
+    still caught: the step from the committed layer above it to the one below it composes its stages."""
+    params = strided(adv.target_params(1, host=False), stride)
     tp = params.targets[0]
     devs = {0: adv.gpu_device("gpu0-half", capacity=adv.TEST_VRAM // 2, gemm=1e3 * adv.GPU_GEMM)}
     prover = adv.CheapFillProver(NONCE, KEY.public_hex, CHALLENGE, params, devs, junk_stage=junk)
@@ -125,13 +140,14 @@ def test_a_cheap_fill_fails_the_walks_whether_its_junk_layer_is_committed_or_not
     assert len(r.result.reasons) == tp.walks  # every walk crosses the junk stage
 
 
-def test_the_linear_top_is_caught_with_every_other_layer_committed() -> None:
+@pytest.mark.parametrize("stride", STRIDES)
+def test_the_linear_top_is_caught_with_every_other_layer_committed(stride: int) -> None:
     """Bound 3's adversary (test_capacity.py): consistent from L down to L - depth + 1, X_{L-1}
     chosen in the image of the stages below. Committing every other layer does not let it through:
     the walks meet the inconsistency inside the step that spans stage L - depth."""
     from tests.unit.test_capacity import _power_of_two_target
 
-    params = strided(_power_of_two_target(16, 512))
+    params = strided(_power_of_two_target(16, 512), stride)
     tp = params.targets[0]
     device = adv.gpu_device("gpu0-small", capacity=tp.fill_bytes // 2, gemm=1e3 * adv.GPU_GEMM)
     prover = adv.LinearTopProver(NONCE, KEY.public_hex, CHALLENGE, params, {0: device}, depth=6)
@@ -140,8 +156,9 @@ def test_the_linear_top_is_caught_with_every_other_layer_committed() -> None:
     assert len(r.result.reasons) == tp.walks
 
 
-def test_the_walks_open_the_committed_stages_at_the_rows_of_every_stage() -> None:
-    tp = strided(adv.target_params(1, host=False)).targets[0]
+@pytest.mark.parametrize("stride", STRIDES)
+def test_the_walks_open_the_committed_stages_at_the_rows_of_every_stage(stride: int) -> None:
+    tp = strided(adv.target_params(1, host=False), stride).targets[0]
     full = tp.model_copy(update={"commit_stride": 1})
     draw = (bytes(range(64)), bytes(range(32)))
     for a, b in zip(draw_walks(*draw, tp), draw_walks(*draw, full), strict=True):
@@ -150,11 +167,11 @@ def test_the_walks_open_the_committed_stages_at_the_rows_of_every_stage() -> Non
 
 
 @pytest.mark.parametrize(
-    ("kept_height", "split_stage"),
-    [(None, None), (2, 4), (0, 6), (3, None)],
+    ("kept_height", "split_stage", "stride"),
+    [(None, None, 2), (2, 4, 2), (0, 6, 2), (3, None, 2), (None, None, 3), (2, 4, 3), (0, 6, 4), (None, None, 4)],
 )
 def test_the_gpu_executor_matches_the_numpy_prover_with_every_other_layer_committed(
-    kept_height: int | None, split_stage: int | None
+    kept_height: int | None, split_stage: int | None, stride: int
 ) -> None:
     """GPUs in place and host RAM out of core (two passes) on the CUDA test double: the same
     commitment, answers and openings as the numpy prover, accepted; the fill hashes only the
@@ -162,8 +179,9 @@ def test_the_gpu_executor_matches_the_numpy_prover_with_every_other_layer_commit
     from gpuproof.protocol.capacity.cupy_prover import CupyCapacityOptions
     from tests.unit import test_capacity_cupy_prover as twin
 
-    params = strided(twin.params_of(twin.gpu(0, 16000), twin.gpu(1, 12000), twin.host(9000, d=64)))
-    assert [(t.n_stages, len(t.committed)) for t in params.targets] == [(9, 5), (9, 5), (7, 4)]
+    params = strided(twin.params_of(twin.gpu(0, 16000), twin.gpu(1, 12000), twin.host(9000, d=64)), stride)
+    assert [t.n_stages for t in params.targets] == [9, 9, 7]
+    assert [len(t.committed) for t in params.targets] == [-(-n // stride) for n in (9, 9, 7)]
     options = CupyCapacityOptions(
         group_rows=16,
         host_block_rows=32,
@@ -189,8 +207,9 @@ def test_the_gpu_executor_matches_the_numpy_prover_with_every_other_layer_commit
     windows = layouts.block_rows // layouts.window_rows
     below = sum(1 for s in params.targets[2].committed if s <= layouts.block_log)
     above = len(params.targets[2].committed) - below
-    fill_trees = 2 * 5 + blocks * below + windows * above  # + the rounds' answer trees (not cap_subtree)
-    assert trees[0] >= fill_trees and trees[0] - fill_trees < 2 * 5  # at most the self-check's warm-up
+    gpu_layers = len(params.targets[0].committed)
+    fill_trees = 2 * gpu_layers + blocks * below + windows * above  # + the rounds' answer trees
+    assert trees[0] >= fill_trees and trees[0] - fill_trees < 2 * gpu_layers  # at most the self-check's warm-up
 
 
 @pytest.mark.parametrize("d", [8, 1024, 1073, 1074, 2048])

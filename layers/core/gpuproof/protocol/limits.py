@@ -98,6 +98,7 @@ MAX_CAPACITY_CHUNK_ROWS = 1024  # rows of one scan item (an opened spot sends th
 MAX_CAPACITY_SAMPLES = 2**22  # rows one sample round reads
 MAX_CAPACITY_SPOTS = 64  # items opened per round and target
 MAX_CAPACITY_WALKS = 256  # walks opened per target
+MAX_CAPACITY_COMMIT_STRIDE = 4  # layers committed every 1..4 stages: a walk step opens <= 16 parents
 MAX_CAPACITY_ROUNDS = 64
 MAX_CAPACITY_SWEEPS = 1024  # sweeps of one bandwidth round (its answer carries one root per sweep)
 # The openings (the binary transcript of protocol/capacity/wire.py) kept in the challenge's

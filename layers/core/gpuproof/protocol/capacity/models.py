@@ -59,8 +59,8 @@ class CapacityTargetParams(WireModel):
         1,
         strict=True,
         ge=1,
-        le=2,
-        description="layers committed: L, L - stride, ... (1: every layer; 2: every other, §17.3)",
+        le=L.MAX_CAPACITY_COMMIT_STRIDE,
+        description="layers committed: L, L - stride, ... (1: every layer; 3: every third, §17.3)",
     )
     sweeps: int = Field(
         0, strict=True, ge=0, le=L.MAX_CAPACITY_SWEEPS, description="sweeps of the bandwidth round (0: none)"
@@ -237,15 +237,15 @@ class SpotOpening(WireModel):
 
 class WalkStep(WireModel):
     """Committed stage l of a walk at row i: X_l[i] and the rows of the committed layer below that it
-    depends on (`fill.parent_rows`: X_{l-1}[i], X_{l-1}[p_l(i)] for one stage, four rows of X_{l-2}
-    for two), with their paths; none when the layer below is X_0 (the verifier regenerates it)."""
+    depends on (`fill.parent_rows`: X_{l-1}[i], X_{l-1}[p_l(i)] for one stage, 2^s rows of X_{l-s}
+    for s), with their paths; none when the layer below is X_0 (the verifier regenerates it)."""
 
     stage: int = Field(strict=True, ge=1, le=L.MAX_MERKLE_DEPTH)
     row: int = Field(strict=True, ge=0, lt=L.MAX_CAPACITY_ROWS)
     a_row: RowEntries
     a_path: Path
-    prev: list[RowEntries] = Field(default_factory=list, max_length=4)
-    prev_paths: list[Path] = Field(default_factory=list, max_length=4)
+    prev: list[RowEntries] = Field(default_factory=list, max_length=2**L.MAX_CAPACITY_COMMIT_STRIDE)
+    prev_paths: list[Path] = Field(default_factory=list, max_length=2**L.MAX_CAPACITY_COMMIT_STRIDE)
 
 
 class WalkOpening(WireModel):

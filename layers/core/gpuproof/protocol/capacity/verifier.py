@@ -503,61 +503,68 @@ class _Walks:
             self.perms[stage] = stage_perms(self.seed, stage, self.tp.d)
         return self.perms[stage]
 
-    def _both(self, stage: int) -> npt.NDArray[np.float64]:
-        pi, sigma = self._perms(stage)
-        return np.concatenate([self.y[pi], self.y[sigma]], axis=1)  # d x 2k, entries 0..250
+    def _trees(self, groups: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list[npt.NDArray[np.float64]]]:
+        """Per (stage l, span s) the vectors of the step's tree, level by level (the class docstring):
+        level 1 is [y[pi_l] | y[sigma_l]], and level t + 1 is, node by node (own first),
+        [(B v)[pi_m] | (B v)[sigma_m]] with m = l - t, each a d x 2^t k array. Every group's level t
+        goes through B in one product by U and one by L (`LUMatrix`): s - 1 pairs a target's stage
+        group, not one a node."""
+        k = FREIVALDS_VECTORS
+        levels: dict[tuple[int, int], list[npt.NDArray[np.float64]]] = {}
+        for stage, span in groups:
+            pi, sigma = self._perms(stage)
+            levels[(stage, span)] = [np.concatenate([self.y[pi], self.y[sigma]], axis=1)]
+        for t in range(1, max((span for _stage, span in groups), default=1)):
+            deeper = [g for g in groups if g[1] > t]
+            if not deeper:
+                break
+            bv = self.b.times_mod(np.concatenate([levels[g][t - 1] for g in deeper], axis=1))
+            at = 0
+            for stage, span in deeper:
+                nodes = 1 << t
+                block = bv[:, at : at + nodes * k].reshape(self.tp.d, nodes, k)
+                at += nodes * k
+                pi, sigma = self._perms(stage - t)
+                levels[(stage, span)].append(
+                    np.stack([block[pi], block[sigma]], axis=2).reshape(self.tp.d, 2 * nodes * k)
+                )
+        return levels
 
-    def _composed(self, stages: Sequence[int]) -> dict[int, npt.NDArray[np.float64]]:
-        """B . [y[pi_l] | y[sigma_l]] mod 251 for every stage whose step spans two: all of them in
-        one product by U and one by L (a d x d by d x 2k product each per stage would read the
-        factors once per stage)."""
-        if not stages:
-            return {}
-        bv = self.b.times_mod(np.concatenate([self._both(stage) for stage in stages], axis=1))
-        width = 2 * FREIVALDS_VECTORS
-        return {stage: bv[:, j * width : (j + 1) * width] for j, stage in enumerate(stages)}
-
-    def _vectors(
-        self, stage: int, span: int, composed: dict[int, npt.NDArray[np.float64]]
-    ) -> tuple[list[npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
-        """The vectors each parent row is multiplied by, and the constant's two sums (times 1 and
-        times k_l(i)), of `span` stages ending at `stage` (the class docstring)."""
-        pi, sigma = self._perms(stage)
-        if span == 1:
-            return [self.y[pi], self.y[sigma]], np.zeros((2, FREIVALDS_VECTORS))
-        both = self._both(stage)
-        bv = composed[stage]
-        z, w = bv[:, :FREIVALDS_VECTORS], bv[:, FREIVALDS_VECTORS:]
-        pi2, sigma2 = self._perms(stage - 1)
-        sums = np.stack([both[:, :FREIVALDS_VECTORS].sum(axis=0), both[:, FREIVALDS_VECTORS:].sum(axis=0)])
-        return [z[pi2], z[sigma2], w[pi2], w[sigma2]], ((stage - 1 - HALF) * sums) % Q
-
-    def _coefficients(self, rows: npt.NDArray[np.intp], stage: int, span: int) -> npt.NDArray[np.int64]:
-        """Per step, the coefficient of each parent (`fill.coefficients`: k_l(i) on a row's mate):
-        one stage [1, k_l(i)]; two [1, k_{l-1}(i), k_l(i), k_l(i) k_{l-1}(p_l(i))]."""
+    def _coefficients(self, rows: npt.NDArray[np.intp], stage: int, span: int) -> list[npt.NDArray[np.int64]]:
+        """Per level t = 1..span, each step's coefficient of each node (steps x 2^t, mod 251): a
+        node's own child keeps its coefficient, its mate child gains k_m(j) (`fill.coefficients`,
+        m = l - t + 1, j the node's row); the last level's are the parents', in `fill.parent_rows`
+        order (one stage: [1, k_l(i)]; two: [1, k_{l-1}(i), k_l(i), k_l(i) k_{l-1}(p_l(i))])."""
         n = self.tp.n_rows
-        k = coefficients(rows, stage, n)
-        if span == 1:
-            return np.stack([np.ones_like(k), k], axis=1)
-        k_own = coefficients(rows, stage - 1, n)
-        mates = rows ^ (1 << (stage - 1))
-        k_mate = coefficients(np.where(mates < n, mates, rows), stage - 1, n)
-        return np.stack([np.ones_like(k), k_own, k, k * k_mate % Q], axis=1)
+        at, coef = rows[:, None], np.ones((len(rows), 1), dtype=np.int64)
+        out = []
+        for m in range(stage, stage - span, -1):
+            mates = at ^ (1 << (m - 1))
+            mates = np.where(mates < n, mates, at)
+            k = coefficients(at.ravel(), m, n).reshape(at.shape)
+            at = np.stack([at, mates], axis=2).reshape(len(rows), -1)
+            coef = np.stack([coef, coef * k % Q], axis=2).reshape(len(rows), -1)
+            out.append(coef)
+        return out
 
     def _check_rows(self, steps: list[_Step]) -> None:
         by_stage: dict[tuple[int, int], list[_Step]] = {}
         for step in steps:
             by_stage.setdefault((step.stage, step.stage - step.below), []).append(step)
-        composed = self._composed(sorted(stage for stage, span in by_stage if span == 2))
+        trees = self._trees(sorted(by_stage))
+        k, d = FREIVALDS_VECTORS, self.tp.d
         for (stage, span), group in by_stage.items():
-            d = self.tp.d
-            vectors, sums = self._vectors(stage, span, composed)
+            levels = trees[(stage, span)]
             coefs = self._coefficients(np.array([g.row for g in group], dtype=np.intp), stage, span)
-            # the constant of g_{l-1} through stage l: (l - 126)(1 . y[pi_l] + k_l(i) 1 . y[sigma_l])
-            product = sums[0][None, :] + coefs[:, 2 if span == 2 else 1, None] * sums[1][None, :]
-            for k, v in enumerate(vectors):
-                rows = _matrix([g.parents[k] for g in group], d).astype(np.float64)
-                product += ((rows @ v) % Q) * coefs[:, k, None]
+            product = np.zeros((len(group), k))
+            # the constants of g_m at the uncommitted layers m = l - t, t = 1..span - 1: (m - 125) 1 . v
+            for t in range(1, span):
+                sums = levels[t - 1].sum(axis=0).reshape(1 << t, k)
+                product += coefs[t - 1].astype(np.float64) @ (((stage - t - HALF) * sums) % Q)
+            leaves = levels[span - 1]
+            for j in range(1 << span):
+                rows = _matrix([g.parents[j] for g in group], d).astype(np.float64)
+                product += ((rows @ leaves[:, j * k : (j + 1) * k]) % Q) * coefs[span - 1][:, j, None]
             product %= Q
             a_rows = _matrix([g.a_row for g in group], d).astype(np.float64)
             residue = (((a_rows + (HALF - stage)) % Q) @ self.x) % Q
