@@ -137,6 +137,7 @@ X1_1 = [-11, -64, 68, 102, -71, 40, 70, -22, 96, -114, -101, -73, 5, 84, -74, -6
 X3_2 = [-38, -65, 74, 115, 27, 106, 48, 120, -3, -12, 56, -1, 59, 71, -125, -11]
 CHAIN_S1 = "ac5681a7e30b8184ca7360c1fc7e6af9cd2b5a1393a260e287b5cf7355ca1808"
 CHAIN_S2 = "973ba2b7177f420f95d610bfdb8a0c2294cb720591e4843f037ecbd860e4adf7"
+CHAIN_S3 = "51ffe91d6c06538b541e45ca22e8ad9def377b870b91d5b909f8c2e54251027f"
 RETRY_SEED = bytes.fromhex("028b") + bytes(30)
 
 
@@ -210,7 +211,7 @@ def test_the_fill_v2_vectors_are_the_spec_s_and_fill_py_s() -> None:
     assert f.b[0].astype(int).tolist() == B0
     assert [p.tolist() for p in fill.stage_perms(seed, 1, d)] == [PI1, SIGMA1] == list(_perms(seed, 1, d))
     assert (mine[1][0], mine[1][1], mine[3][2]) == (X1_0, X1_1, X3_2)
-    for stride, want in ((1, CHAIN_S1), (2, CHAIN_S2)):
+    for stride, want in ((1, CHAIN_S1), (2, CHAIN_S2), (3, CHAIN_S3)):
         roots = [merkle.levels(fill.leaves(theirs[s]))[-1][0] for s in fill.committed_stages(3, stride)]
         assert fill.chain_value(seed, roots).hex() == want
     # sigma drawn again: this seed's first sigma at d = 250 has a 250-cycle, t = 1 is taken
@@ -219,10 +220,11 @@ def test_the_fill_v2_vectors_are_the_spec_s_and_fill_py_s() -> None:
     assert sigma.tolist() == _perm(RETRY_SEED, 2 + 128, 250) and pi.tolist() == _perm(RETRY_SEED, 1, 250)
 
 
-WALK_ROWS = {  # docs/protocol.md §17.13: walk -> its rows at stages 27, 25, 3, 1
-    0: [50061780, 4140542, 57512897, 56589810],
-    1: [42662424, 62240565, 62286603, 48561202],
+WALK_ROWS = {  # docs/protocol.md §17.13: walk -> its rows at stages 27, 24, 6, 3
+    0: [50061780, 27858638, 55896338, 57512897],
+    1: [42662424, 29218006, 3539213, 62286603],
 }
+WALK_STAGES = (27, 24, 6, 3)
 
 
 def test_the_walks_v2_vectors_are_the_spec_s_and_draws_py_s() -> None:
@@ -234,7 +236,7 @@ def test_the_walks_v2_vectors_are_the_spec_s_and_draws_py_s() -> None:
 
     secret, commitment = bytes(range(32)), b"gpuproof test commitment"
     tp = adv.reference_target("H100 SXM5 80GB")
-    assert (tp.n_rows, tp.n_stages, tp.commit_stride) == (75_766_980, 27, 2)
+    assert (tp.n_rows, tp.n_stages, tp.commit_stride) == (75_766_980, 27, 3)
     prefix = (
         b"gpuproof/capacity/walks/v2"
         + len(secret).to_bytes(4, "little")
@@ -250,8 +252,8 @@ def test_the_walks_v2_vectors_are_the_spec_s_and_draws_py_s() -> None:
                 "little",
             )
             % tp.n_rows
-            for stage in (27, 25, 3, 1)
+            for stage in WALK_STAGES
         ]
         drawn = dict(zip(walks[w].stages, walks[w].rows, strict=True))
-        assert mine == rows == [drawn[stage] for stage in (27, 25, 3, 1)]
-    assert walks[0].stages == list(range(27, 0, -2))
+        assert mine == rows == [drawn[stage] for stage in WALK_STAGES]
+    assert walks[0].stages == list(range(27, 0, -3))

@@ -106,10 +106,10 @@ MAX_CAPACITY_SWEEPS = 1024  # sweeps of one bandwidth round (its answer carries 
 # openings (5.3 MB per H100) are uploaded out of band (protocol/delivery.py's presigned POST).
 MAX_CAPACITY_OPENINGS_STORED_BYTES = 256 * KIB
 # The uploaded openings are bounded by the size the params imply (`wire.max_size`) and never more
-# than this: 64 GPUs of the largest reference model (B200) + 2.2 TiB of host RAM need 330.1 MiB with
-# walks v2 (every step its own a_row; 288.4 MiB with v1's one path), and the verify worker holds
-# them once in memory (decoded as views, not copies).
-MAX_CAPACITY_OPENINGS_BYTES = 384 * MIB
+# than this: 64 GPUs of the largest reference model (B200) + 2.2 TiB of host RAM need 390.7 MiB with
+# every third layer committed (8 parents a walk step; 330.1 MiB at stride 2, 288.4 MiB with walks
+# v1's one path), and the verify worker holds them once in memory (decoded as views, not copies).
+MAX_CAPACITY_OPENINGS_BYTES = 448 * MIB
 
 # -- reusable field types ---------------------------------------------------------------------------
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
