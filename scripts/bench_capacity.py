@@ -193,7 +193,7 @@ def capacity_section(throughput_s: float | None = None, throughput_one_s: float 
             f"| (a) spots, rounds, commitment (the difference of the medians) | {rest * 1e3:.1f} ms |",
             f"| (b) {spots_n * extra_spot:,} spot Merkle levels at {level * 1e6:.2f} us each | "
             f"{extra_s * 1e3:.1f} ms |",
-            f"| (c) {h100.walks} walks of the H100's shape ({h100.walks * len(h100.committed)} steps, every other layer committed) | "
+            f"| (c) {h100.walks} walks of the H100's shape ({h100.walks * len(h100.committed)} steps, every {h100.commit_stride} layers committed) | "
             f"{ms(h100_walks)} |",
             f"| **capacity CPU per H100 GPU target, (a) + (b) + (c)** (no decoding, no host RAM) | "
             f"**{capacity * 1e3:.0f} ms** |",
