@@ -127,7 +127,9 @@ def test_a_changed_parent_row_fails_its_step(stride: int, which: int) -> None:
 
 @pytest.mark.parametrize("stride", STRIDES)
 @pytest.mark.parametrize("junk", [-1, -2, -3, -5])
-def test_a_cheap_fill_fails_the_walks_whether_its_junk_layer_is_committed_or_not(junk: int, stride: int) -> None:
+def test_a_cheap_fill_fails_the_walks_whether_its_junk_layer_is_committed_or_not(
+    junk: int, stride: int
+) -> None:
     """CheapFillProver's junk at an uncommitted layer (L - 1: committed are L, L - stride, ...) is
     still caught: the step from the committed layer above it to the one below it composes its stages."""
     params = strided(adv.target_params(1, host=False), stride)
@@ -168,7 +170,16 @@ def test_the_walks_open_the_committed_stages_at_the_rows_of_every_stage(stride: 
 
 @pytest.mark.parametrize(
     ("kept_height", "split_stage", "stride"),
-    [(None, None, 2), (2, 4, 2), (0, 6, 2), (3, None, 2), (None, None, 3), (2, 4, 3), (0, 6, 4), (None, None, 4)],
+    [
+        (None, None, 2),
+        (2, 4, 2),
+        (0, 6, 2),
+        (3, None, 2),
+        (None, None, 3),
+        (2, 4, 3),
+        (0, 6, 4),
+        (None, None, 4),
+    ],
 )
 def test_the_gpu_executor_matches_the_numpy_prover_with_every_other_layer_committed(
     kept_height: int | None, split_stage: int | None, stride: int
@@ -209,7 +220,8 @@ def test_the_gpu_executor_matches_the_numpy_prover_with_every_other_layer_commit
     above = len(params.targets[2].committed) - below
     gpu_layers = len(params.targets[0].committed)
     fill_trees = 2 * gpu_layers + blocks * below + windows * above  # + the rounds' answer trees
-    assert trees[0] >= fill_trees and trees[0] - fill_trees < 2 * gpu_layers  # at most the self-check's warm-up
+    # at most the self-check's warm-up beyond the fill's trees
+    assert trees[0] >= fill_trees and trees[0] - fill_trees < 2 * gpu_layers
 
 
 @pytest.mark.parametrize("d", [8, 1024, 1073, 1074, 2048])

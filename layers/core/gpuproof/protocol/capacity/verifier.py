@@ -503,7 +503,9 @@ class _Walks:
             self.perms[stage] = stage_perms(self.seed, stage, self.tp.d)
         return self.perms[stage]
 
-    def _trees(self, groups: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list[npt.NDArray[np.float64]]]:
+    def _trees(
+        self, groups: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], list[npt.NDArray[np.float64]]]:
         """Per (stage l, span s) the vectors of the step's tree, level by level (the class docstring):
         level 1 is [y[pi_l] | y[sigma_l]], and level t + 1 is, node by node (own first),
         [(B v)[pi_m] | (B v)[sigma_m]] with m = l - t, each a d x 2^t k array. Every group's level t
