@@ -39,7 +39,7 @@ from gpuproof.protocol.capacity.device import SimulatedDevice
 from gpuproof.protocol.capacity.draws import all_spots
 from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE
 from gpuproof.protocol.capacity.prover import CapacityProver
-from gpuproof.protocol.capacity.wire import encode_openings
+from gpuproof.protocol.capacity.wire import encode_head, encode_host_part, encode_openings, has_host_part
 from gpuproof.protocol.delivery import TranscriptRef
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.limits import MAX_CAPACITY_OPENINGS_STORED_BYTES
@@ -73,6 +73,7 @@ class PhaseProver(Protocol):
         round_nonces: Mapping[int, bytes],
         spots: Mapping[int, Mapping[int, Sequence[int]]],
         walks: Mapping[int, Sequence[Walk]],
+        ready: Callable[[list[TargetOpenings]], None] | None = None,
     ) -> list[TargetOpenings]: ...
 
 
@@ -201,11 +202,55 @@ class CapacityOutcome:
     host_reserved: bool = False  # host RAM's array came reserved ahead (`CupyCapacityFactory.reserve`)
 
 
-def openings_reference(data: bytes) -> TranscriptRef:
-    """What the openings route takes for uploaded openings: format 2 (binary), SHA-256, size."""
-    return TranscriptRef(
-        version=2, transcript_sha256=hashlib.sha256(data).hexdigest(), transcript_bytes=len(data)
-    )
+def openings_reference(*parts: bytes) -> TranscriptRef:
+    """What the openings route takes for uploaded openings: format 2 (binary), the SHA-256 and size
+    of the whole, and each object's size when they were uploaded in two parts."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    size = sum(len(p) for p in parts)
+    sizes = [len(p) for p in parts] if len(parts) > 1 else None
+    return TranscriptRef(version=2, transcript_sha256=digest.hexdigest(), transcript_bytes=size, parts=sizes)
+
+
+class HeadUpload:
+    """Two-part openings (docs/protocol.md §17.10): the GPU targets' openings encoded and uploaded
+    on a thread of their own as soon as the prover has them (`ready`), while host RAM's are still
+    recomputed; then host RAM's section goes to the second upload. Only when the head alone is
+    already over the inline bound (so the whole will be uploaded) and the service offered both."""
+
+    def __init__(self, params: CapacityParams, step: Mapping[str, Any], delivery: Delivery) -> None:
+        self.params, self.delivery = params, delivery
+        self.upload, self.host_upload = step.get("openings_upload"), step.get("openings_host_upload")
+        self.head: bytes | None = None
+        self._sent: Future[None] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def ready(self, gpu_openings: list[TargetOpenings]) -> None:
+        if not (self.upload and self.host_upload and has_host_part(self.params)) or self.delivery == "inline":
+            return
+        head = encode_head(gpu_openings, self.params)
+        if self.delivery == "auto" and len(head) <= MAX_CAPACITY_OPENINGS_STORED_BYTES:
+            return  # the whole may still go inline: decided once it is all there
+        self.head = head
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="openings-upload")
+        self._sent = self._pool.submit(upload_transcript, self.upload, head, OPENINGS_MEDIA_TYPE)
+
+    def finish(self, openings: Sequence[TargetOpenings]) -> TranscriptRef | None:
+        """Host RAM's part uploaded and the head's upload waited for (its error raised): the
+        reference to both; None when no head was started."""
+        if self.head is None or self._sent is None or self._pool is None or not self.host_upload:
+            return None
+        host = next(
+            o for o in openings if o.target == next(t.target for t in self.params.targets if t.is_host)
+        )
+        tail = encode_host_part(host, self.params)
+        try:
+            upload_transcript(self.host_upload, tail, OPENINGS_MEDIA_TYPE)
+        finally:
+            self._sent.result()
+            self._pool.shutdown()
+        return openings_reference(self.head, tail)
 
 
 def capacity_params(challenge: Challenge) -> CapacityParams | None:
@@ -272,7 +317,16 @@ def run_capacity(
     secret = bytes.fromhex(str(step["draw_secret"]))
     data = signed.commitment.signing_bytes()
     walks = {tp.target: draw_walks(data, secret, tp) for tp in params.targets}
-    openings = prover.open(nonces, all_spots(data, secret, params), walks)
+    head = HeadUpload(params, step, delivery)
+    openings = prover.open(nonces, all_spots(data, secret, params), walks, ready=head.ready)
+    parts = head.finish(openings)
+    if parts is not None:  # uploaded in two parts, the GPU targets' beside host RAM's recompute
+        accepted = client.submit_capacity_openings(
+            machine_id, challenge_id, reference=parts.model_dump(mode="json", exclude_none=True)
+        )
+        outcome.delivery = "upload in two parts"
+        outcome.openings_bytes = int(accepted["stored_bytes"])
+        return outcome
     raw = encode_openings(openings, params)
     fits = len(raw) <= MAX_CAPACITY_OPENINGS_STORED_BYTES
     upload = step.get("openings_upload")

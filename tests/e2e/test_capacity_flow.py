@@ -37,9 +37,9 @@ from gpuproof.protocol.capacity.cupy_prover import CupyCapacityRuntime
 from gpuproof.protocol.capacity.device import SimulatedDevice
 from gpuproof.protocol.capacity.draws import all_spots, bandwidth_round
 from gpuproof.protocol.capacity.fill import capacity_seed, chain_value
-from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE, TargetAnswer, TargetCommitment
+from gpuproof.protocol.capacity.models import HOST_TARGET, OPENINGS_MEDIA_TYPE, TargetAnswer, TargetCommitment
 from gpuproof.protocol.capacity.prover import CapacityProver
-from gpuproof.protocol.capacity.wire import encode_openings, max_size
+from gpuproof.protocol.capacity.wire import encode_head, encode_host_part, encode_openings, max_size
 from gpuproof.protocol.delivery import MEDIA_TYPES
 from gpuproof.protocol.keys import SigningKey
 from gpuproof.protocol.proof import NumpyExecutor
@@ -109,7 +109,8 @@ def test_openings_uploaded_out_of_band_prove_the_same(local_stack: Any) -> None:
     with g++): the probe's GPU path of `run_capacity` (budget checked before the phase opens)."""
     gpu = CupyCapacityFactory(CupyCapacityRuntime(CupyTestDouble.for_gpus([fake_gpu(0)])))
     status, outcome = run_machine(local_stack, gpu, delivery="upload")
-    assert outcome.delivery == "upload" and outcome.openings_bytes > 100_000  # the binary openings
+    # the GPU target's part uploaded while host RAM's were recomputed, then host RAM's (§17.10)
+    assert outcome.delivery == "upload in two parts" and outcome.openings_bytes > 100_000
     check = verification(status)["capacity"]
     assert check["status"] == "pass" and check["reasons"] == []
     record = status["reports"][0]["verification"]["capacity"]
@@ -190,18 +191,34 @@ def test_8xh100_openings_travel_by_upload_and_are_decoded_and_judged(local_stack
         roots=roots,
     )
     raw = encode_openings(openings, params)
-    upload = step["openings_upload"]
+    upload, host_upload = step["openings_upload"], step["openings_host_upload"]
     assert 18_000_000 < len(raw) <= upload["max_bytes"] == max_size(params)  # docs/protocol.md §17.8
-    upload_transcript(upload, raw, OPENINGS_MEDIA_TYPE, backoff_s=0)
-    ref = openings_reference(raw).model_dump(mode="json", exclude_none=True)
+    # in two parts, as the probe sends them (§17.10): the GPU targets' first, then host RAM's
+    head = encode_head([o for o in openings if o.target != HOST_TARGET], params)
+    tail = encode_host_part(next(o for o in openings if o.target == HOST_TARGET), params)
+    assert head + tail == raw and host_upload["key"] == upload["key"] + ".2"
+    upload_transcript(upload, head, OPENINGS_MEDIA_TYPE, backoff_s=0)
+    ref = openings_reference(head, tail).model_dump(mode="json", exclude_none=True)
+    with pytest.raises(ServiceError) as missing:  # its second part not uploaded yet
+        client.submit_capacity_openings(mid, cid, reference=ref)
+    assert missing.value.status == 422 and missing.value.code == "transcript_missing"
+    upload_transcript(host_upload, tail, OPENINGS_MEDIA_TYPE, backoff_s=0)
+    moved = {**ref, "parts": [len(head) - 1, len(tail) + 1]}  # the same whole, another split
+    with pytest.raises(ServiceError) as split:
+        client.submit_capacity_openings(mid, cid, reference=moved)
+    assert split.value.status == 422 and split.value.code == "transcript_size_mismatch"
+    with pytest.raises(ServiceError) as unsummed:
+        client.submit_capacity_openings(mid, cid, reference={**ref, "parts": [len(head), len(tail) - 1]})
+    assert unsummed.value.status == 422
     with pytest.raises(ServiceError) as json_v1:  # the JSON openings are no longer taken
         client.submit_capacity_openings(mid, cid, reference={**ref, "version": 1})
     assert json_v1.value.status == 422 and json_v1.value.code == "capacity_openings_invalid"
     with pytest.raises(ServiceError) as both:
         client.submit_capacity_openings(mid, cid, openings=raw[:100], reference=ref)
     assert both.value.status == 422 and both.value.code == "capacity_openings_invalid"
-    with pytest.raises(ServiceError) as short:
-        client.submit_capacity_openings(mid, cid, reference={**ref, "transcript_bytes": len(raw) - 1})
+    whole = openings_reference(raw).model_dump(mode="json", exclude_none=True)
+    with pytest.raises(ServiceError) as short:  # one object of these bytes was not uploaded
+        client.submit_capacity_openings(mid, cid, reference={**whole, "transcript_bytes": len(raw) - 1})
     assert short.value.status == 422 and short.value.code == "transcript_size_mismatch"
     accepted = client.submit_capacity_openings(mid, cid, reference=ref)
     assert accepted["stored_bytes"] == len(raw)

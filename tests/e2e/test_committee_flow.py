@@ -252,7 +252,9 @@ def test_members_recheck_the_capacity_phase_and_refuse_a_forged_record(
     _, honest = inspect_round(me.client, honest_id, 1, allow_cpu_backend=True)
     commit_findings(me.client, me.state, honest)
     me.start()
-    assert me.client.capacity_session(honest_id, 1)["openings"]["delivery"] == "upload"
+    where = me.client.capacity_session(honest_id, 1)["openings"]
+    # in two parts (the GPU target's, then host RAM's, §17.10): the member fetches both, in order
+    assert where["delivery"] == "upload" and len(where["urls"]) == 2 == len(where["reference"]["parts"])
     honest_record = honest_report["verification"]["capacity"]
     capacity = honest.capacity
     assert honest.supports and capacity["agreed"] and capacity["basis"] == "rechecked", honest.problems

@@ -112,3 +112,37 @@ def test_moto_stores_an_upload_under_another_key_than_the_policys(store: S3Trans
     victim = TranscriptRef.of(1, b"honest")
     got, reasons = store.read(victim_machine, victim_challenge, victim, 1 << 20)
     assert got is None and codes(reasons) == {"transcript_digest_mismatch"}
+
+
+def test_a_transcript_in_two_parts_reads_back_as_their_concatenation(store: S3TranscriptStore) -> None:
+    """Capacity openings uploaded in two objects (docs/protocol.md §17.10: the GPU targets' part, then
+    host RAM's): read in order, checked by each part's size and the whole's SHA-256; a missing or
+    resized part is refused on its size, without reading; parts swapped fail the digest."""
+    machine_id, challenge_id = ids()
+    head, tail = os.urandom(200_000), os.urandom(70_000)
+    ref = TranscriptRef(
+        version=2,
+        transcript_sha256=TranscriptRef.of(1, head + tail).transcript_sha256,
+        transcript_bytes=len(head) + len(tail),
+        parts=[len(head), len(tail)],
+    )
+
+    def put(suffix: str, data: bytes) -> None:
+        upload = store.upload_target(machine_id, challenge_id, 1 << 20, 2e9, 1.9e9, suffix=suffix)
+        upload_transcript(upload.model_dump(), data, MEDIA_TYPES[2], backoff_s=0)
+
+    put(".capacity", head)
+    got, reasons = store.read(machine_id, challenge_id, ref, 1 << 20, ".capacity")
+    assert got is None and codes(reasons) == {"transcript_missing"}
+    put(".capacity.2", tail[:-1])
+    got, reasons = store.read(machine_id, challenge_id, ref, 1 << 20, ".capacity")
+    assert got is None and codes(reasons) == {"transcript_size_mismatch"}
+    put(".capacity.2", tail)
+    got, reasons = store.read(machine_id, challenge_id, ref, 1 << 20, ".capacity")
+    assert reasons == [] and got == head + tail
+    got, reasons = store.read(machine_id, challenge_id, ref, len(head), ".capacity")
+    assert got is None and codes(reasons) == {"transcript_too_large"}
+    put(".capacity", tail + head[: len(head) - len(tail)])  # the same sizes, other bytes
+    put(".capacity.2", head[len(head) - len(tail) :])
+    got, reasons = store.read(machine_id, challenge_id, ref, 1 << 20, ".capacity")
+    assert got is None and codes(reasons) == {"transcript_digest_mismatch"}

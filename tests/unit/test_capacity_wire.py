@@ -294,3 +294,34 @@ def test_mutated_bytes_decode_or_are_refused_and_the_verifier_never_raises(hones
         except OpeningsError:
             continue
         assert isinstance(verify(h, cut), set)
+
+
+def test_two_part_openings_are_the_whole_cut_before_host_rams_section(honest: Honest) -> None:
+    """§17.10: the head (magic, count, every GPU target's section) and host RAM's section are the
+    bytes `encode_openings` writes, cut where host RAM's begins; each part refuses the wrong targets."""
+    from gpuproof.protocol.capacity.wire import encode_head, encode_host_part, has_host_part
+    from gpuproof.protocol.delivery import TranscriptRef, parse_reference
+
+    params, openings = honest.params, honest.openings
+    gpus = [o for o in openings if o.target != params.targets[-1].target]
+    host = next(o for o in openings if o.target == params.targets[-1].target)
+    head, tail = encode_head(gpus, params), encode_host_part(host, params)
+    assert has_host_part(params) and head + tail == encode_openings(openings, params) == honest.data
+    assert not has_host_part(adv.target_params(1, host=False))
+    with pytest.raises(ValueError):
+        encode_head(openings, params)  # host RAM is not the head's
+    with pytest.raises(ValueError):
+        encode_host_part(gpus[0], params)
+    ref = TranscriptRef(
+        version=2,
+        transcript_sha256="0" * 64,
+        transcript_bytes=len(head) + len(tail),
+        parts=[len(head), len(tail)],
+    )
+    assert ref.parts == [len(head), len(tail)]
+    with pytest.raises(ValueError):  # the parts must add up
+        TranscriptRef(version=2, transcript_sha256="0" * 64, transcript_bytes=len(head), parts=[len(head), 1])
+    with pytest.raises(ValueError):
+        TranscriptRef(version=2, transcript_sha256="0" * 64, transcript_bytes=3, parts=[1, 1, 1])
+    got, reasons = parse_reference(ref.model_dump(mode="json"))  # a proof of throughput is one object
+    assert got is None and [x.code for x in reasons] == ["proof_reference_malformed"]

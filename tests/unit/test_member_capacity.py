@@ -274,7 +274,7 @@ def test_the_member_reads_openings_inline_or_uploaded_to_their_reference(honest:
     upload = {
         "delivery": "upload",
         "media_type": OPENINGS_MEDIA_TYPE,
-        "url": "https://store/k",
+        "urls": ["https://store/k"],
         "reference": ref,
     }
     served = {**doc, "openings": upload}
@@ -284,6 +284,21 @@ def test_the_member_reads_openings_inline_or_uploaded_to_their_reference(honest:
     got, why = capacity_openings(served, lambda _url: iter([raw, b"more"]))
     # longer than the reference says; over the phase's bound too when raw is already max_size
     assert got is None and ("transcript_size_mismatch" in why or "transcript_too_large" in why), why
+    # two parts (§17.10): each object fetched in order, the reference's SHA-256 the concatenation's
+    cut = len(raw) // 3
+    objects = {"https://store/k": raw[:cut], "https://store/k.2": raw[cut:]}
+    two = {
+        **upload,
+        "urls": list(objects),
+        "reference": openings_reference(raw[:cut], raw[cut:]).model_dump(mode="json", exclude_none=True),
+    }
+    assert two["reference"]["parts"] == [cut, len(raw) - cut]
+    assert agreed(capacity_openings({**doc, "openings": two}, lambda url: iter([objects[url]])))
+    swapped = {**two, "urls": list(objects)[::-1]}
+    got, why = capacity_openings({**doc, "openings": swapped}, lambda url: iter([objects[url]]))
+    assert got is None and ("transcript_digest_mismatch" in why or "transcript_size_mismatch" in why), why
+    got, why = capacity_openings({**doc, "openings": {**two, "urls": ["https://store/k"]}}, no_fetch)
+    assert got is None and "1 openings objects for a reference of 2" in why
     assert capacity_openings({**doc, "openings": None}, no_fetch) == (
         None,
         "no capacity openings were received",

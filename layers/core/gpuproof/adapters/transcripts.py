@@ -4,6 +4,7 @@ streamed reads checked against the signed report's reference, presigned GETs for
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -13,8 +14,9 @@ from botocore.exceptions import ClientError
 from gpuproof.protocol.delivery import (
     TranscriptRef,
     TranscriptUpload,
+    parts_size_reasons,
     read_verified,
-    size_reasons,
+    ref_parts,
     transcript_key,
 )
 from gpuproof.protocol.reasons import Reason
@@ -74,21 +76,30 @@ class S3TranscriptStore:
     def read(
         self, machine_id: str, challenge_id: str, ref: TranscriptRef, max_bytes: int, suffix: str = ""
     ) -> tuple[bytearray | None, list[Reason]]:
-        key = transcript_key(machine_id, challenge_id) + suffix
-        head = self._head(key)
-        reasons = size_reasons(None if head is None else int(head["ContentLength"]), ref, max_bytes)
+        base = transcript_key(machine_id, challenge_id)
+        parts = [(base + part, size) for part, size in ref_parts(ref, suffix)]
+        heads = [self._head(key) for key, _size in parts]
+        sizes = [None if head is None else int(head["ContentLength"]) for head in heads]
+        reasons = parts_size_reasons(sizes, ref, max_bytes)
         if reasons:
             return None, reasons  # refused on its size alone: nothing is read
-        assert head is not None
-        # The object HEAD measured, never a replacement; and never more bytes than the bound.
-        got = self._s3.get_object(
-            Bucket=self.bucket, Key=key, IfMatch=head["ETag"], Range=f"bytes=0-{ref.transcript_bytes - 1}"
-        )
-        body = got["Body"]
+        bodies: list[Any] = []
+
+        def chunks() -> Iterator[bytes]:
+            # The objects HEAD measured, never replacements; never more bytes than each declared.
+            for (key, size), head in zip(parts, heads, strict=True):
+                assert head is not None
+                got = self._s3.get_object(
+                    Bucket=self.bucket, Key=key, IfMatch=head["ETag"], Range=f"bytes=0-{size - 1}"
+                )
+                bodies.append(got["Body"])
+                yield from got["Body"].iter_chunks(READ_CHUNK_BYTES)
+
         try:
-            return read_verified(body.iter_chunks(READ_CHUNK_BYTES), ref, max_bytes)
+            return read_verified(chunks(), ref, max_bytes)
         finally:
-            body.close()
+            for body in bodies:
+                body.close()
 
     def download_url(self, machine_id: str, challenge_id: str, expires_in_s: int, suffix: str = "") -> str:
         url: str = self._s3.generate_presigned_url(

@@ -162,13 +162,18 @@ class CapacityOpeningsOut(BaseModel):
         default=None, description="inline: `data` is base64 of the stored binary openings"
     )
     data: str | None = Field(default=None, description="inline: the stored bytes, base64")
-    url: str | None = Field(default=None, description="upload: a presigned GET of the object (1 h)")
+    urls: list[str] | None = Field(
+        default=None,
+        max_length=2,
+        description="upload: a presigned GET of each object (1 h), in order: one, or the two parts "
+        "(the GPU targets', then host RAM's, docs/protocol.md §17.10)",
+    )
     expires_at: float | None = None
-    key: str | None = None
+    keys: list[str] | None = Field(default=None, max_length=2)
     reference: dict[str, Any] | None = Field(
         default=None,
-        description="upload: {version, transcript_sha256, transcript_bytes} the host sent; check the "
-        "object's size and SHA-256 against it",
+        description="upload: {version, transcript_sha256, transcript_bytes, parts?} the host sent; "
+        "check the objects' sizes and their concatenation's SHA-256 against it",
     )
 
 

@@ -224,6 +224,7 @@ def _step_out(challenge_id: str, step: capacity.CapacityStep) -> CapacityStepOut
         round=step.next_round,
         draw_secret=step.draw_secret,
         openings_upload=step.openings_upload,
+        openings_host_upload=step.openings_host_upload,
     )
 
 

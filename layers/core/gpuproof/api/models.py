@@ -193,7 +193,14 @@ class CapacityStepOut(BaseModel):
     )
     openings_upload: TranscriptUpload | None = Field(
         default=None,
-        description="after the last round: the presigned POST for openings too large to send inline",
+        description="after the last round: the presigned POST for openings too large to send inline "
+        "(all of them, or the first part: the magic, the count and every GPU target's section)",
+    )
+    openings_host_upload: TranscriptUpload | None = Field(
+        default=None,
+        description="after the last round, when host RAM is a target: the presigned POST for the "
+        "second part, host RAM's section, so the GPU targets' openings can be uploaded while host "
+        "RAM's are still being recomputed; the reference then lists both parts' sizes (`parts`)",
     )
 
 
@@ -201,7 +208,8 @@ class CapacityOpeningsSubmission(BaseModel):
     """Body of POST /machines/{machine_id}/capacity/openings: the binary openings
     (application/vnd.gpuproof.capacity-openings.v3, docs/protocol.md §17.6) inline as base64
     (at most 256 KiB of binary), or a reference {version: 2, transcript_sha256, transcript_bytes}
-    to the same bytes uploaded to `openings_upload`."""
+    to the same bytes uploaded to `openings_upload` (with `parts`: [first, second] when uploaded in
+    two parts, the second to `openings_host_upload`; the SHA-256 is the concatenation's)."""
 
     challenge_id: str = Field(min_length=1, max_length=64)
     openings: str | None = Field(

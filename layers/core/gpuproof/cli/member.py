@@ -301,8 +301,9 @@ def fetch_capacity(client: CommitteeClient, machine_id: str, round_no: int) -> C
 
 def capacity_openings(doc: dict[str, Any], fetch: Fetch) -> tuple[list[OpenedTarget] | None, str]:
     """The host's openings from the session: inline (base64 of the stored bytes, bounded) or fetched
-    from the presigned URL, bounded by the phase's limit, checked against the reference's size and
-    SHA-256. Decoded by the one decoder every reader uses (`load_openings`)."""
+    from the presigned URLs (one object, or two parts, in order), bounded by the phase's limit,
+    checked against the reference's size and SHA-256 (of their concatenation). Decoded by the one
+    decoder every reader uses (`load_openings`)."""
     where = doc.get("openings")
     if where is None:
         return None, "no capacity openings were received"
@@ -318,7 +319,10 @@ def capacity_openings(doc: dict[str, Any], fetch: Fetch) -> tuple[list[OpenedTar
                 return None, f"inline openings over the phase's bound ({limit} bytes)"
             return load_openings(base64.b64decode(encoded, validate=True), params, media_type), ""
         ref = TranscriptRef.model_validate(where["reference"])
-        data, reasons = read_verified(fetch(str(where["url"])), ref, limit)
+        urls = [str(u) for u in where["urls"]]
+        if len(urls) != len(ref.parts or [ref.transcript_bytes]):
+            return None, f"{len(urls)} openings objects for a reference of {len(ref.parts or [1])}"
+        data, reasons = read_verified((c for url in urls for c in fetch(url)), ref, limit)
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         return None, f"the capacity openings do not decode: {exc}"
     except (ApiError, requests.RequestException) as exc:

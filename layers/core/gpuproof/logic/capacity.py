@@ -33,7 +33,14 @@ from gpuproof.protocol.capacity import (
 from gpuproof.protocol.capacity.models import OPENINGS_SUFFIX
 from gpuproof.protocol.capacity.openings import openings_limit
 from gpuproof.protocol.capacity.verifier import check_signed
-from gpuproof.protocol.delivery import TranscriptRef, TranscriptUpload, size_reasons
+from gpuproof.protocol.capacity.wire import has_host_part
+from gpuproof.protocol.delivery import (
+    PART_SUFFIXES,
+    TranscriptRef,
+    TranscriptUpload,
+    parts_size_reasons,
+    ref_parts,
+)
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.limits import MAX_CAPACITY_OPENINGS_STORED_BYTES
 from gpuproof.protocol.reasons import Reason
@@ -153,6 +160,9 @@ class CapacityStep:
     next_round: CapacityRound | None
     draw_secret: str | None
     openings_upload: TranscriptUpload | None = None
+    # host RAM's section as a second object, uploaded after the GPU targets' (§17.10: the probe
+    # sends those while host RAM's are still recomputed)
+    openings_host_upload: TranscriptUpload | None = None
 
 
 def _advance(svc: Services, loaded: Loaded, request: SignedRequest, received_at: float) -> CapacityStep:
@@ -166,18 +176,20 @@ def _advance(svc: Services, loaded: Loaded, request: SignedRequest, received_at:
         loaded.challenge, session_doc(loaded.nonce, session), loaded.handled_at, request
     )
     secret = None if session.draw_secret is None else session.draw_secret.hex()
-    upload = None
+    uploads: list[TranscriptUpload | None] = [None, None]
     if secret is not None and svc.transcripts is not None:
         ch = loaded.challenge
-        upload = svc.transcripts.upload_target(
-            ch.machine_id,
-            ch.challenge_id,
-            openings_limit(loaded.params),
-            ch.expires_at,
-            loaded.handled_at,
-            suffix=OPENINGS_SUFFIX,
-        )
-    return CapacityStep(received_at, next_round, secret, upload)
+        parts = PART_SUFFIXES if has_host_part(loaded.params) else PART_SUFFIXES[:1]
+        for k, part in enumerate(parts):
+            uploads[k] = svc.transcripts.upload_target(
+                ch.machine_id,
+                ch.challenge_id,
+                openings_limit(loaded.params),
+                ch.expires_at,
+                loaded.handled_at,
+                suffix=OPENINGS_SUFFIX + part,
+            )
+    return CapacityStep(received_at, next_round, secret, uploads[0], uploads[1])
 
 
 def record_capacity_commitment(
@@ -297,10 +309,16 @@ def record_capacity_openings(
                     OPENINGS_TOO_LARGE, f"the reference declares {stored} bytes (limit {limit})", "reference"
                 )
             )
-        else:
-            reasons += size_reasons(
-                svc.transcripts.size(machine_id, challenge_id, OPENINGS_SUFFIX), reference, limit
+        elif reference.parts is not None and not has_host_part(loaded.params):
+            reasons.append(
+                Reason(OPENINGS_INVALID, "openings in two parts need host RAM among the targets", "reference")
             )
+        else:
+            sizes = [
+                svc.transcripts.size(machine_id, challenge_id, suffix)
+                for suffix, _size in ref_parts(reference, OPENINGS_SUFFIX)
+            ]
+            reasons += parts_size_reasons(sizes, reference, limit)
         doc["openings_ref"] = reference.model_dump(mode="json", exclude_none=True)
     raise_if(reasons)
     svc.store.record_capacity(loaded.challenge, doc, loaded.handled_at, request, openings=data)

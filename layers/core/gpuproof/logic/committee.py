@@ -32,7 +32,7 @@ from gpuproof.logic.states import MachineState
 from gpuproof.protocol.capacity.models import OPENINGS_MEDIA_TYPE, OPENINGS_SUFFIX
 from gpuproof.protocol.capacity.openings import INLINE_ENCODING
 from gpuproof.protocol.dbc_commit import CommitteeUploadInfo
-from gpuproof.protocol.delivery import is_reference, transcript_key
+from gpuproof.protocol.delivery import is_reference, ref_parts, transcript_key
 from gpuproof.protocol.httpsig import SignedRequest
 from gpuproof.protocol.live import LiveCheck
 from gpuproof.protocol.reasons import Reason
@@ -505,8 +505,9 @@ def capacity_session(
     """GET /rounds/{machine_id}/{round}/capacity, for a drawn member of the open round only (signed):
     the capacity session the service recorded for the round's challenge (the phase nonce, params,
     the signed commitment, every round's nonce, service-clock times and answer roots, the draw
-    secret) and the host's openings: inline as stored (zlib, base64), or a presigned GET of the
-    uploaded object with the reference the size and SHA-256 are checked against. The member
+    secret) and the host's openings: inline as stored (zlib, base64), or a presigned GET of each
+    uploaded object (one, or two parts: `urls` in order) with the reference the size and SHA-256
+    of their concatenation are checked against. The member
     re-verifies the phase with the same verifier (`gpuproof.committee.capacity`)."""
     round_ = get_round(svc, machine_id, round_no)
     if request.keyid not in round_.members:
@@ -538,14 +539,16 @@ def capacity_session(
             "data": base64.b64encode(challenge.capacity_openings).decode("ascii"),
         }
     elif ref is not None and svc.transcripts is not None:
+        parts = [suffix for suffix, _size in ref_parts(ref, OPENINGS_SUFFIX)]  # one object, or two
         openings = {
             "delivery": "upload",
             "media_type": OPENINGS_MEDIA_TYPE,
-            "url": svc.transcripts.download_url(
-                machine_id, challenge.challenge_id, TRANSCRIPT_URL_TTL_S, OPENINGS_SUFFIX
-            ),
+            "urls": [
+                svc.transcripts.download_url(machine_id, challenge.challenge_id, TRANSCRIPT_URL_TTL_S, suffix)
+                for suffix in parts
+            ],
             "expires_at": svc.clock.now() + TRANSCRIPT_URL_TTL_S,
-            "key": transcript_key(machine_id, challenge.challenge_id) + OPENINGS_SUFFIX,
+            "keys": [transcript_key(machine_id, challenge.challenge_id) + suffix for suffix in parts],
             "reference": ref.model_dump(mode="json", exclude_none=True),
         }
     doc = session_doc(nonce, session)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from gpuproof.protocol.canonical import canonical_bytes
 from gpuproof.protocol.limits import PROTOCOL_MAX_GPUS
@@ -68,6 +68,19 @@ class TranscriptRef(WireModel):
     commitment: ThroughputCommitment | None = None
     signature: Hex128 | None = None
     pairs: list[GpuPairs] | None = Field(default=None, max_length=PROTOCOL_MAX_GPUS)
+    parts: list[Annotated[int, Field(strict=True, ge=1, le=MAX_TRANSCRIPT_BYTES)]] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="capacity openings uploaded in two objects (docs/protocol.md §17.10): each "
+        "one's size, in order; they add up to transcript_bytes, whose SHA-256 is the concatenation's",
+    )
+
+    @model_validator(mode="after")
+    def _parts_add_up(self) -> TranscriptRef:
+        if self.parts is not None and sum(self.parts) != self.transcript_bytes:
+            raise ValueError(f"the parts' {sum(self.parts)} bytes are not transcript_bytes")
+        return self
 
     @classmethod
     def of(cls, version: Literal[1, 2], data: bytes, proof: ThroughputProof | None = None) -> TranscriptRef:
@@ -99,8 +112,9 @@ def is_reference(proof: Mapping[str, Any] | None) -> bool:
 
 
 def parse_reference(proof: Mapping[str, Any]) -> tuple[TranscriptRef | None, list[Reason]]:
+    """A proof of throughput's reference (one object: `parts` is the capacity openings' only)."""
     try:
-        return TranscriptRef.model_validate(proof), []
+        ref = TranscriptRef.model_validate(proof)
     except ValidationError as exc:
         fields = sorted({".".join(str(p) for p in e["loc"]) or "proof" for e in exc.errors()})
         return None, [
@@ -110,6 +124,15 @@ def parse_reference(proof: Mapping[str, Any]) -> tuple[TranscriptRef | None, lis
                 "signed_report.report.proof",
             )
         ]
+    if ref.parts is not None:
+        return None, [
+            Reason(
+                REFERENCE_MALFORMED,
+                "a proof transcript is uploaded as one object (no parts)",
+                "signed_report.report.proof.parts",
+            )
+        ]
+    return ref, []
 
 
 def transcript_key(machine_id: str, challenge_id: str) -> str:
@@ -136,6 +159,47 @@ def size_reasons(size: int | None, ref: TranscriptRef, max_bytes: int) -> list[R
                 TRANSCRIPT_SIZE_MISMATCH,
                 f"the uploaded transcript is {size} bytes; the report says {ref.transcript_bytes}",
                 "proof.transcript_bytes",
+            )
+        )
+    return reasons
+
+
+# A transcript uploaded in parts (`TranscriptRef.parts`): part k's object is the transcript's key
+# + the object's suffix + PART_SUFFIXES[k] (the first part is the object a one-part upload names).
+PART_SUFFIXES = ("", ".2")
+
+
+def ref_parts(ref: TranscriptRef, suffix: str = "") -> list[tuple[str, int]]:
+    """(object suffix, size) of each object `ref` was uploaded as: one, or its `parts` in order."""
+    sizes = ref.parts or [ref.transcript_bytes]
+    return [(suffix + part, size) for part, size in zip(PART_SUFFIXES, sizes, strict=False)]
+
+
+def parts_size_reasons(sizes: Sequence[int | None], ref: TranscriptRef, max_bytes: int) -> list[Reason]:
+    """Why objects of `sizes` (in `ref_parts` order; None: absent) cannot be the transcript `ref`
+    names; for one object, `size_reasons`."""
+    if ref.parts is None:
+        return size_reasons(sizes[0] if sizes else None, ref, max_bytes)
+    reasons = []
+    for k, (size, want) in enumerate(zip(sizes, ref.parts, strict=True)):
+        if size is None:
+            reasons.append(
+                Reason(TRANSCRIPT_MISSING, f"part {k + 1} of the transcript was not uploaded", "proof")
+            )
+        elif size != want:
+            reasons.append(
+                Reason(
+                    TRANSCRIPT_SIZE_MISMATCH,
+                    f"part {k + 1} of the transcript is {size} bytes; the reference says {want}",
+                    "proof.parts",
+                )
+            )
+    if ref.transcript_bytes > max_bytes:
+        reasons.append(
+            Reason(
+                TRANSCRIPT_TOO_LARGE,
+                f"the transcript is {ref.transcript_bytes} bytes (limit {max_bytes})",
+                "proof",
             )
         )
     return reasons

@@ -2247,9 +2247,11 @@ class CupyCapacityProver:
         round_nonces: Mapping[int, bytes],
         spots: Mapping[int, Mapping[int, Sequence[int]]],
         walks: Mapping[int, Sequence[Walk]],
+        ready: Callable[[list[TargetOpenings]], None] | None = None,
     ) -> list[TargetOpenings]:
         """Spots and walks; each fill recomputed for them in its own buffer (module docstring): every
-        GPU target at once, then host RAM on all GPUs."""
+        GPU target at once, then host RAM on all GPUs; `ready` gets the GPU targets' openings in
+        between (when host RAM is a target: the probe uploads them while host RAM's recompute runs)."""
         gpu = [t for t in self.states.values() if t.device is not None]
         host = [t for t in self.states.values() if t.device is None]
 
@@ -2258,6 +2260,8 @@ class CupyCapacityProver:
 
         with ThreadPoolExecutor(max(1, len(gpu))) as pool:
             opened = dict(zip([t.tp.target for t in gpu], pool.map(one, gpu), strict=True))
+        if host and ready is not None:
+            ready([opened[tp.target] for tp in self.params.targets if not tp.is_host])
         opened.update({t.tp.target: one(t) for t in host})
         return [opened[tp.target] for tp in self.params.targets]
 

@@ -7,7 +7,7 @@ the drawn spots and walks. Where rows are held is the hardware boundary (`device
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from gpuproof.protocol.capacity.device import SimulatedDevice
 from gpuproof.protocol.capacity.draws import Walk, bandwidth_round, item_rows
@@ -189,10 +189,15 @@ class CapacityProver:
         round_nonces: Mapping[int, bytes],
         spots: Mapping[int, Mapping[int, Sequence[int]]],
         walks: Mapping[int, Sequence[Walk]],
+        ready: Callable[[list[TargetOpenings]], None] | None = None,
     ) -> list[TargetOpenings]:
-        """Spots from the rows held; walks from a recomputed fill (the device holds X_L only)."""
-        out = []
-        for tp in self.params.targets:
+        """Spots from the rows held; walks from a recomputed fill (the device holds X_L only). The
+        GPU targets first: `ready` gets theirs before host RAM's are recomputed (the probe uploads
+        them meanwhile, §17.10)."""
+        out: list[TargetOpenings] = []
+        for tp in sorted(self.params.targets, key=lambda t: t.is_host):
+            if tp.is_host and ready is not None:
+                ready(list(out))
             state = self.states[tp.target]
             layers = state.layers()  # the honest prover recomputes; charged, not timed
             self.charge_fill(tp)
@@ -205,7 +210,8 @@ class CapacityProver:
                     walks=[self._walk(tp, layers, trees, w) for w in walks[tp.target]],
                 )
             )
-        return out
+        by_target = {o.target: o for o in out}
+        return [by_target[tp.target] for tp in self.params.targets]
 
     def _spots(
         self,

@@ -252,6 +252,21 @@ def _encode_walk(shape: _Shape, walk: WalkOpening, what: str) -> list[bytes]:
     return out
 
 
+def _encode_target(o: TargetOpenings, params: CapacityParams, tp: CapacityTargetParams) -> list[bytes]:
+    shape, what = _Shape.of(params, tp), f"target {tp.target}"
+    if o.target != tp.target or len(o.spots) != shape.spot_count or len(o.walks) != tp.walks:
+        raise ValueError(
+            f"{what}: {len(o.spots)} spots and {len(o.walks)} walks; "
+            f"the params open {shape.spot_count} and {tp.walks}"
+        )
+    out = [_TARGET.pack(*shape.header()), _path_bytes(o.roots, len(tp.committed), f"{what} roots")]
+    for k, spot in enumerate(o.spots):
+        out += _encode_spot(shape, spot, f"{what} spot {k}")
+    for w, walk in enumerate(o.walks):
+        out += _encode_walk(shape, walk, f"{what} walk {w}")
+    return out
+
+
 def encode_openings(openings: Sequence[TargetOpenings], params: CapacityParams) -> bytes:
     """The binary openings of `openings` (one per target of `params`, any order). Raises
     ValueError for what the layout cannot represent (a missing target, a count, row or path of
@@ -261,20 +276,37 @@ def encode_openings(openings: Sequence[TargetOpenings], params: CapacityParams) 
         raise ValueError("one TargetOpenings per params target, exactly")
     out = [MAGIC, _U16.pack(len(params.targets))]
     for tp in _ordered(params):
-        o, shape = by_target[tp.target], _Shape.of(params, tp)
-        what = f"target {tp.target}"
-        if len(o.spots) != shape.spot_count or len(o.walks) != tp.walks:
-            raise ValueError(
-                f"{what}: {len(o.spots)} spots and {len(o.walks)} walks; "
-                f"the params open {shape.spot_count} and {tp.walks}"
-            )
-        out.append(_TARGET.pack(*shape.header()))
-        out.append(_path_bytes(o.roots, len(tp.committed), f"{what} roots"))
-        for k, spot in enumerate(o.spots):
-            out += _encode_spot(shape, spot, f"{what} spot {k}")
-        for w, walk in enumerate(o.walks):
-            out += _encode_walk(shape, walk, f"{what} walk {w}")
+        out += _encode_target(by_target[tp.target], params, tp)
     return b"".join(out)
+
+
+def has_host_part(params: CapacityParams) -> bool:
+    """Whether the openings may travel in two parts (docs/protocol.md §17.10): host RAM is a
+    target (its section, target 65535, is always the last)."""
+    return any(tp.is_host for tp in params.targets)
+
+
+def encode_head(gpu_openings: Sequence[TargetOpenings], params: CapacityParams) -> bytes:
+    """The first part of two-part openings: the magic, the target count and every GPU target's
+    section (one TargetOpenings per GPU target, any order), the same bytes `encode_openings`
+    begins with; `encode_host_part` is the rest."""
+    gpus = [tp for tp in _ordered(params) if not tp.is_host]
+    by_target = {o.target: o for o in gpu_openings}
+    if sorted(by_target) != [tp.target for tp in gpus] or len(by_target) != len(gpu_openings):
+        raise ValueError("one TargetOpenings per GPU target of the params, exactly")
+    out = [MAGIC, _U16.pack(len(params.targets))]
+    for tp in gpus:
+        out += _encode_target(by_target[tp.target], params, tp)
+    return b"".join(out)
+
+
+def encode_host_part(host_openings: TargetOpenings, params: CapacityParams) -> bytes:
+    """The second part of two-part openings: host RAM's section (`encode_head` + this =
+    `encode_openings`)."""
+    host = [tp for tp in params.targets if tp.is_host]
+    if not host:
+        raise ValueError("the params have no host RAM target")
+    return b"".join(_encode_target(host_openings, params, host[0]))
 
 
 # -- decoding ---------------------------------------------------------------------------------------
