@@ -29,7 +29,8 @@ Method: the probe's steps run one after another, all GPUs in parallel within a s
   split the executor chooses, one window per walk step above it (the most there can be), as a fraction of the
   fill's N·L row-stages of GEMM + stage traffic (`fill_seconds` without the hashing term: no layer
   is hashed whole), host RAM's windows crossing PCIe twice; GPU targets at once, then host RAM;
-- upload: `wire.max_size` of the openings at UPLOAD_BYTES_PER_S.
+- upload: `wire.max_size` of the openings at UPLOAD_BYTES_PER_S; with host RAM in two parts
+  (§17.10): the GPU targets' part beside host RAM's recompute, host RAM's after it.
 
 `python scripts/probe_estimate.py [gpus] [host GiB]` prints the table (default 8 × H100 SXM5 80GB,
 256 GiB).
@@ -350,6 +351,7 @@ def estimate(
         g, min(plan.kept_height, g.n_stages), None, window_rows(g, plan.window_bytes)
     )
     recompute = gpu_work * gpu_fraction
+    host_s = 0.0
     how = f"GPU: {gpu_fraction:.3f} of the fill's GEMM + traffic ({gpu_work:.2f} s)"
     for t in host:
         layout = HostLayout.choose(t.n_rows, t.n_stages, 1 << _log2(max(2, HOST_BUFFER_BYTES // t.d)))
@@ -380,8 +382,21 @@ def estimate(
             f"beside it on {plan.host_lanes} lane{'s' if plan.host_lanes > 1 else ''}: {host_s:.2f} s"
         )
     steps.append(Step("openings recompute", recompute, how))
-    size = wire.max_size(params)
-    steps.append(Step("upload", size / UPLOAD_BYTES_PER_S, f"{size:,} bytes at 40 MB/s"))
+    size, tail = wire.max_size(params), wire.host_part_max_size(params)
+    if tail:  # two parts (§17.10): the GPU targets' beside host RAM's recompute, then host RAM's
+        head_s, tail_s = (size - tail) / UPLOAD_BYTES_PER_S, tail / UPLOAD_BYTES_PER_S
+        left = max(0.0, head_s - host_s)
+        steps.append(
+            Step(
+                "upload",
+                left + tail_s,
+                f"{size:,} bytes at 40 MB/s in two parts: the GPU targets' {size - tail:,} ({head_s:.2f} s) "
+                f"beside host RAM's recompute ({host_s:.2f} s; {left:.2f} s left after it), then host "
+                f"RAM's {tail:,} ({tail_s:.2f} s)",
+            )
+        )
+    else:
+        steps.append(Step("upload", size / UPLOAD_BYTES_PER_S, f"{size:,} bytes at 40 MB/s"))
     return steps
 
 

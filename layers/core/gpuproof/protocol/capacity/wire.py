@@ -197,6 +197,11 @@ def _ordered(params: CapacityParams) -> list[CapacityTargetParams]:
     return sorted(params.targets, key=lambda t: t.target)
 
 
+def host_part_max_size(params: CapacityParams) -> int:
+    """The largest second part of two-part openings (host RAM's section; 0 without host RAM)."""
+    return sum(_Shape.of(params, tp).max_bytes() for tp in params.targets if tp.is_host)
+
+
 def max_size(params: CapacityParams) -> int:
     """The largest openings these params allow: the upload's size limit, known before the
     openings exist (an honest encoding is this long, less the rows a short last chunk lacks)."""
