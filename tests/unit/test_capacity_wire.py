@@ -323,5 +323,7 @@ def test_two_part_openings_are_the_whole_cut_before_host_rams_section(honest: Ho
         TranscriptRef(version=2, transcript_sha256="0" * 64, transcript_bytes=len(head), parts=[len(head), 1])
     with pytest.raises(ValueError):
         TranscriptRef(version=2, transcript_sha256="0" * 64, transcript_bytes=3, parts=[1, 1, 1])
+    one = TranscriptRef(version=2, transcript_sha256="0" * 64, transcript_bytes=3)
+    assert "parts" not in one.model_dump(mode="json")  # a one-object reference's bytes are unchanged
     got, reasons = parse_reference(ref.model_dump(mode="json"))  # a proof of throughput is one object
     assert got is None and [x.code for x in reasons] == ["proof_reference_malformed"]

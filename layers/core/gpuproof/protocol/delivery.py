@@ -72,6 +72,7 @@ class TranscriptRef(WireModel):
         default=None,
         min_length=2,
         max_length=2,
+        exclude_if=lambda v: v is None,  # absent from a one-object reference's bytes (signed reports)
         description="capacity openings uploaded in two objects (docs/protocol.md §17.10): each "
         "one's size, in order; they add up to transcript_bytes, whose SHA-256 is the concatenation's",
     )
