@@ -431,9 +431,12 @@ class _Walks:
     B[sigma'] + (l - 126) with (pi', sigma', p', k') stage l - 1's, so
     (a_row + 125 - l) . x = r0 . z[pi'] + k'(i) r1 . z[sigma'] + k_l(i) (r2 . w[pi'] + k'(p_l(i)) r3 .
     w[sigma']) + (l - 126)(1 . y[pi_l] + k_l(i) 1 . y[sigma_l]) with z = B y[pi_l], w = B y[sigma_l]
-    (B . v as L . (U . v), `LUMatrix`: two d x d by d x 2k products per stage). y = B x is computed
-    once per target; the row checks of every walk's steps at one stage are one matrix product per
-    parent (float64: each is reduced mod 251 before its coefficient; every sum is below 2^31, exact)."""
+    (B . v as L . (U . v), `LUMatrix`: two d x d by d x 2k products per stage). Over s stages the
+    same rule s - 1 times: the step is a binary tree of vectors (`_trees`) and coefficients
+    (`_coefficients`), its leaves the 2^s parents, each uncommitted node adding (m - 125) 1 . v
+    (docs/protocol.md §17.6 check 4). y = B x is computed once per target; the row checks of every
+    walk's steps at one stage are one matrix product per parent (float64: each is reduced mod 251
+    before its coefficient; every sum is below 2^31, exact)."""
 
     def __init__(
         self, seed: bytes, tp: CapacityTargetParams, roots: Sequence[bytes], rng: np.random.Generator
