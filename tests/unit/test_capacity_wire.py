@@ -327,3 +327,33 @@ def test_two_part_openings_are_the_whole_cut_before_host_rams_section(honest: Ho
     assert "parts" not in one.model_dump(mode="json")  # a one-object reference's bytes are unchanged
     got, reasons = parse_reference(ref.model_dump(mode="json"))  # a proof of throughput is one object
     assert got is None and [x.code for x in reasons] == ["proof_reference_malformed"]
+
+
+def test_the_prover_hands_the_gpu_targets_openings_over_before_host_rams_recompute() -> None:
+    """What the two-part upload relies on (§17.10): `open(..., ready)` calls `ready` once, with
+    every GPU target's final openings, after their recompute and before host RAM's."""
+    params = adv.target_params(2, host=True)
+    prover = CapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, adv.honest_devices(params))
+    run = adv.run_phase(prover, KEY, params, nonce=NONCE, challenge_id=CHALLENGE)
+    assert run.result.reasons == []
+    log: list[object] = []
+    recompute = prover.charge_fill
+
+    def charged(tp):  # type: ignore[no-untyped-def]
+        log.append(tp.target)
+        return recompute(tp)
+
+    prover.charge_fill = charged  # type: ignore[method-assign]
+    handed: list[list[TargetOpenings]] = []
+
+    def ready(gpus: list[TargetOpenings]) -> None:
+        handed.append(gpus)
+        log.append("ready")
+
+    spots, walks = run.session.draw()
+    nonces = {r.round: bytes.fromhex(r.nonce) for r in run.session.rounds}
+    openings = prover.open(nonces, spots, walks, ready=ready)
+    host = params.targets[-1].target
+    assert log == [0, 1, "ready", host]
+    (gpus,) = handed
+    assert gpus == [o for o in openings if o.target != host] and len(gpus) == 2
