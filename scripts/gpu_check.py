@@ -432,7 +432,7 @@ TIMING_CODES = (
     "capacity_host_round_deadline_missed",
     "capacity_bandwidth_deadline_missed",
 )
-DOUBLE_MEMORY = 320 * 1024  # --double: one fake GPU of this much device memory (the CUDA test double)
+DOUBLE_MEMORY = 1024 * 1024  # --double: one fake GPU of this much device memory (the CUDA test double)
 
 
 def _capacity_model(cp: Any) -> tuple[str, float, float, bool]:
@@ -735,8 +735,9 @@ def capacity(
     result.update(
         fill_s=fill_s,
         fill_parts_s=prover.fill_parts_s,  # seconds from the fill's start: gpu_done, touched, host_start, host_done
-        # per target, the openings' recompute as run: split c, windows, row-stages and their fraction
-        # of the fill's N L (open_s against scripts/probe_estimate.py's "openings recompute" model)
+        # per target, the openings' recompute as run (`reopen.plan`): threshold, blocks, descents,
+        # the largest job, row-stages and their fraction of the fill's N L (open_s against
+        # scripts/probe_estimate.py's "openings recompute" model)
         recompute={str(k): v for k, v in prover.recompute.items()},
         fill_expected_s={str(t.target): t.fill_expected_s for t in params.targets},
         # the host fill's model with the lanes the plan gave and with one (fill_expected_s: one)

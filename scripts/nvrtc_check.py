@@ -41,8 +41,8 @@ SOURCES = {
             "cap_sample_rows",
             "cap_answer_sampled",
             "cap_fingerprint",
-            "cap_window_load",
-            "cap_scale",
+            "cap_shift",
+            "cap_slabs",
         ),
     ),
 }

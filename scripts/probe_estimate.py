@@ -58,10 +58,9 @@ from gpuproof.protocol.capacity.cupy_prover import (
     host_fill_seconds,
     lane_pass_seconds,
     plan_for_free,
-    recompute_row_stages,
-    step_tops,
     window_rows,
 )
+from gpuproof.protocol.capacity.draws import draw_walks
 from gpuproof.protocol.capacity.params import (
     COMMIT_STRIDE,
     FILL_OVERHEAD,
@@ -71,6 +70,7 @@ from gpuproof.protocol.capacity.params import (
     HOST_ROWS_PER_S,
     fill_seconds,
 )
+from gpuproof.protocol.capacity.reopen import Plan, plan, walk_wants
 from gpuproof.reference import GpuReference, reference_table
 
 MODEL = "H100 SXM5 80GB"
@@ -96,6 +96,9 @@ LIKELY_HASH_BYTES_PER_S = 15e9 * 64  # 15 G compressions/s: hashcat-class kernel
 SHA_COUNTS = RECORDED
 DERIVED_HASH_BYTES_PER_S = {d: SHA_COUNTS.row_bytes_per_s(d) for d in (512, 1024)}
 HOST_TOUCH_BYTES_PER_S = 32e9  # host RAM's first touch, 16 threads at ~2 GB/s each (estimate)
+JOB_STAGE_S = 50e-6  # one stage of a recompute job: ~4 launches and the Python between them (estimate)
+COLLECT_S = 0.3e-3  # one wanted row's kept block: copy, subtree, root and rows read back (estimate)
+SLAB_COPY_S = 10e-6  # one slab's pageable copy call, beside its bytes (estimate)
 
 
 @dataclass(frozen=True)
@@ -218,21 +221,23 @@ def _log2(x: int) -> int:
     return x.bit_length() - 1
 
 
-def _recompute_fraction(tp: CapacityTargetParams, height: int, split: int | None, window_rows: int) -> float:
-    """The recompute's row-stages over the fill's N·L, at the split the executor would choose with
-    one window per walk step above it (`step_tops`, an upper bound: steps that share a window share
-    its stages): host RAM's at its block height, whole windows; a GPU's (split None) the cheapest
-    whose window (every slab position) fits, shrinking windows."""
-    n, top, last = tp.n_rows, tp.n_stages, tp.n_stages - 1
-    tops = step_tops(tp)
-    if split is not None:
-        cost = recompute_row_stages(n, top, height, split, tops)
-    else:
-        cost = last * n
-        for c in range(min(height, last), last):
-            if (1 << (top - c)) << height <= window_rows:
-                cost = min(cost, recompute_row_stages(n, top, height, c, tops, shrinking=True))
-    return float(cost) / float(n * top)
+def _reopen(tp: CapacityTargetParams, height: int, max_rows: int) -> Plan:
+    """The openings' recompute as the executor plans it (`reopen.plan`) for walks drawn as the
+    service draws them (`draw_walks`, a fixed commitment and secret: the rows are uniform, so
+    any draw costs about the same)."""
+    want = walk_wants(tp, draw_walks(bytes(32), bytes(range(32)), tp))
+    found = plan({k: v for k, v in want.items() if k < tp.n_stages}, tp.n_rows, tp.n_stages, height, max_rows)
+    assert found is not None, "no recompute plan fits"
+    return found
+
+
+def _job_overhead(tp: CapacityTargetParams, p: Plan, height: int) -> tuple[float, int, int]:
+    """(seconds, job-stages, wanted blocks) of the recompute's fixed costs (ESTIMATE): per stage of
+    a job its launches and the Python between them (JOB_STAGE_S), per wanted row's kept block the
+    path's rebuild (`_collect`: a copy, a tree, two readbacks; COLLECT_S)."""
+    stages = sum(len(j.stages(tp.n_stages)) for j in p.jobs)
+    blocks = sum(len({(layer, row >> height) for row, layer in j.wanted}) for j in p.jobs)
+    return stages * JOB_STAGE_S + blocks * COLLECT_S, stages, blocks
 
 
 def estimate(
@@ -347,16 +352,22 @@ def estimate(
     gpu_work = fill_seconds(
         g.n_rows, g.d, rate_tops=ref.expected_int8_tops, bandwidth_gbs=ref.mem_bw_gbs, hash_bytes_per_s=None
     )
-    gpu_fraction = _recompute_fraction(
-        g, min(plan.kept_height, g.n_stages), None, window_rows(g, plan.window_bytes)
-    )
-    recompute = gpu_work * gpu_fraction
+    gh = min(plan.kept_height, g.n_stages)
+    gpu_plan = _reopen(g, gh, window_rows(g, plan.window_bytes, gh))
+    gpu_fraction = gpu_plan.row_stages / (g.n_rows * g.n_stages)
+    fixed, job_stages, blocks = _job_overhead(g, gpu_plan, gh)
+    recompute = gpu_work * gpu_fraction + fixed
     host_s = 0.0
-    how = f"GPU: {gpu_fraction:.3f} of the fill's GEMM + traffic ({gpu_work:.2f} s)"
+    how = (
+        f"GPU: {len(gpu_plan.jobs)} jobs below/above stage {gpu_plan.threshold} (`reopen.plan`), "
+        f"{gpu_fraction:.4f} of the fill's GEMM + traffic ({gpu_work:.2f} s) + {job_stages} job-stages "
+        f"and {blocks} blocks' paths {fixed:.2f} s"
+    )
     for t in host:
         layout = HostLayout.choose(t.n_rows, t.n_stages, 1 << _log2(max(2, HOST_BUFFER_BYTES // t.d)))
         h = max(0, min(HOST_KEPT_HEIGHT, layout.window_log))
-        fraction = _recompute_fraction(t, h, layout.block_log, 0)
+        host_plan = _reopen(t, h, layout.buffer_rows)
+        fraction = host_plan.row_stages / (t.n_rows * t.n_stages)
         host_fill = fill_seconds(
             t.n_rows,
             t.d,
@@ -364,22 +375,23 @@ def estimate(
             bandwidth_gbs=ref.mem_bw_gbs * gpus,
             hash_bytes_per_s=None,
         )
-        c = min(layout.block_log, t.n_stages)
-        windows = sum(1 for top in step_tops(t) if top > c)
-        window_bytes = windows * min(t.n_rows, 1 << (t.n_stages - c + h)) * t.d
-        link = window_bytes / (HOST_LINK_BYTES_PER_S * gpus) * (1 + FILL_OVERHEAD)  # each way
-        # `_reopen_host` on host RAM's lanes: pass 1 (stages 1..c of every block, the windows'
-        # slabs down to host memory), pass 2 (the windows up again, stages above c), each pass's
-        # copies beside the other lane's kernels (`lane_pass_seconds`, as the fill's passes).
-        first = host_fill * c / t.n_stages
-        blocks = -(-t.n_rows // layout.block_rows)
-        host_s = lane_pass_seconds(first, link, blocks, gpus, plan.host_lanes) + lane_pass_seconds(
-            host_fill * fraction - first, link, windows, gpus, plan.host_lanes
+        descent_bytes = sum(j.rows(t.n_rows, t.n_stages, h) for j in host_plan.jobs if j.down) * t.d
+        link = descent_bytes / (HOST_LINK_BYTES_PER_S * gpus) * (1 + FILL_OVERHEAD)  # up only
+        slabs = sum(1 << (t.n_stages - j.layer) for j in host_plan.jobs if j.down)
+        calls = slabs * SLAB_COPY_S / (gpus * plan.host_lanes)  # one copy a slab, each lane its own
+        fixed_h, _stages_h, blocks_h = _job_overhead(t, host_plan, h)
+        # `_reopen_host` on host RAM's lanes: jobs in turn, a descent's upload beside another lane's
+        # kernels (`lane_pass_seconds`); nothing comes back to host memory
+        host_s = (
+            lane_pass_seconds(host_fill * fraction, link + calls, len(host_plan.jobs), gpus, plan.host_lanes)
+            + fixed_h / gpus
         )
         recompute += host_s
         how += (
-            f"; host RAM: {fraction:.3f} of {host_fill:.2f} s, its windows over PCIe {2 * link:.2f} s "
-            f"beside it on {plan.host_lanes} lane{'s' if plan.host_lanes > 1 else ''}: {host_s:.2f} s"
+            f"; host RAM: {len(host_plan.jobs)} jobs (stage {host_plan.threshold}), {fraction:.4f} of "
+            f"{host_fill:.2f} s, descents' {descent_bytes / 1e9:.2f} GB up over PCIe {link:.2f} s "
+            f"({slabs} slab copies {calls:.2f} s) beside it on {plan.host_lanes} lane{'s' if plan.host_lanes > 1 else ''}, "
+            f"{blocks_h} blocks' paths: {host_s:.2f} s"
         )
     steps.append(Step("openings recompute", recompute, how))
     size, tail = wire.max_size(params), wire.host_part_max_size(params)

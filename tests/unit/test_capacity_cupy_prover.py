@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from benchmark_probe.cupy_double import R_8I, R_32I, CupyTestDouble
@@ -37,28 +39,23 @@ from gpuproof.protocol.capacity.cupy_prover import (
     host_available_bytes,
     host_fill_seconds,
     plan_memory,
-    recompute_row_stages,
     reserve_host,
     stage_matrix,
     stage_work,
-    step_tops,
-    window_row_stages,
-    window_starts,
 )
 from gpuproof.protocol.capacity.device import SimulatedDevice
-from gpuproof.protocol.capacity.draws import Walk
 from gpuproof.protocol.capacity.fill import (
     b_matrix,
     coefficients,
     gen_rows,
-    parent_rows,
-    parent_stage,
     partners,
     stage_perms,
     stage_rows,
 )
 from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetOpenings
 from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.capacity.reopen import plan as reopen_plan
+from gpuproof.protocol.capacity.reopen import walk_wants
 from gpuproof.protocol.keys import SigningKey
 from tests.unit import capacity_adversaries as adv
 
@@ -270,31 +267,17 @@ def test_a_gpu_in_sample_mode_and_host_ram_in_scan_mode_match(
     assert verify(params, session, got) == []
 
 
-def walk_wants(tp: CapacityTargetParams, walks: Sequence[Walk]) -> dict[int, set[int]]:
-    """The rows the walks open, by layer: each step's row and its parents in the committed layer
-    below (none in X_0)."""
-    wanted: dict[int, set[int]] = {}
-    for walk in walks:
-        for stage, row in zip(walk.stages, walk.rows, strict=True):
-            wanted.setdefault(stage, set()).add(row)
-            below = parent_stage(stage, tp.commit_stride)
-            if below:
-                wanted.setdefault(below, set()).update(parent_rows(row, stage, below, tp.n_rows))
-    return wanted
-
-
 @pytest.mark.parametrize(
-    ("kept_height", "split_stage", "window_bytes"),
-    [(2, 4, 1 << 20), (0, None, 1 << 20), (0, 6, 1 << 20), (3, None, 16 * D), (4, 8, 1 << 20)],
+    ("kept_height", "window_bytes"), [(2, 1 << 20), (0, 1 << 20), (3, 64 * D), (4, 1 << 20), (2, 32 * D)]
 )
 def test_the_openings_recompute_only_what_the_walks_need_and_match(
-    kept_height: int, split_stage: int | None, window_bytes: int
+    kept_height: int, window_bytes: int
 ) -> None:
-    """The fill keeps each layer's tree nodes at height H; the openings recompute stages 1..c over
-    every row and stages c+1..L-1 only in the windows the walks need (2^(L-c) slabs of 2^H rows),
-    and never stage L (X_L is held): same openings as the numpy prover, fewer GEMM rows than the
-    fill: exactly c N and each window's shrinking ranges (`window_row_stages`), fewer than whole
-    windows at every stage, at most `recompute_row_stages` with a window per walk step."""
+    """The fill keeps each layer's tree nodes at height H; the openings recompute the walks' rows in
+    blocks (X_0 up) and descents (X_L down through the inverse stages, `reopen.py`) and never stage
+    L: the same openings as the numpy prover, exactly the row-stages `reopen.plan` counts for the
+    rows wanted (what gpu_check.sh records), fewer than the fill's N L, every job within the
+    buffer, and X_L still held afterwards (nothing overwrites it)."""
     # the host's GEMMs (K = 96, 48) are not the GPUs' (64, 32)
     params = params_of(gpu(0, 16000), gpu(1, 12000), host(9000, d=48))
     assert [(t.n_rows, t.n_stages) for t in params.targets[:2]] == [(452, 9), (339, 9)]
@@ -304,33 +287,53 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
         host_window_rows=8,
         margin_bytes=0,
         kept_height=kept_height,
-        split_stage=split_stage,
         window_bytes=window_bytes,
     )
     cp = double(2)
     prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
-    session, _nonces, got, want = run_both(params, prover, before_open=cp.log.clear)
+    held: dict[int, npt.NDArray[np.int8]] = {}
+
+    def before_open() -> None:
+        cp.log.clear()
+        held.update(
+            {
+                t: np.asarray(cp.asnumpy(s.held)).copy()
+                for t, s in prover.states.items()
+                if s.device is not None
+            }
+        )
+
+    session, _nonces, got, want = run_both(params, prover, before_open=before_open)
     assert got == want
     assert verify(params, session, got) == []
+    descents = 0
     for tp in params.targets[:2]:
         rows = gemm_row_stages(cp.log, tp.d, device=tp.target)
-        assert prover.recompute[tp.target]["row_stages"] == rows  # what gpu_check.sh records
+        record = prover.recompute[tp.target]
+        assert record["row_stages"] == rows  # what gpu_check.sh records
         wanted = walk_wants(tp, session.draw()[1][tp.target])
-        last = tp.n_stages - 1
-        h = kept_height
-        if split_stage is not None:  # exactly c N + the shrinking windows' ranges
-            c = split_stage
-            windows = len(window_starts(wanted, c, h, last)) if c < last else 0
-            exact = window_row_stages(wanted, tp.n_stages, c, h, last) if c < last else 0
-            assert rows == tp.n_rows * min(c, last) + exact
-            assert exact <= recompute_row_stages(0, tp.n_stages, h, c, step_tops(tp), shrinking=True)
-            assert exact <= windows * (last - c) << (tp.n_stages - c + h)  # whole windows at every stage
-            if c == 6 and h == 0:  # windows of 8 slabs of one row, stages 7 and 8
-                assert rows <= 6 * tp.n_rows + windows * 2 * 8 < tp.n_rows * last
-        if window_bytes == 16 * D or split_stage == last:  # no window (none fits 16 rows at H = 3)
-            assert rows == tp.n_rows * last  # every stage below L in place, never L itself
-        elif split_stage is None:  # the cheapest split is never dearer than in place
-            assert rows <= tp.n_rows * last
+        expected = reopen_plan(
+            {k: v for k, v in wanted.items() if k < tp.n_stages},
+            tp.n_rows,
+            tp.n_stages,
+            kept_height,
+            window_bytes // D,
+        )
+        assert expected is not None and rows == expected.row_stages
+        assert record["threshold"] == expected.threshold and record["largest"] <= window_bytes // D
+        assert rows < tp.n_rows * (tp.n_stages - 1)  # at this tiny size; an H100's is 3.5% of its fill
+        descents += int(record["descents"])
+        assert np.array_equal(np.asarray(cp.asnumpy(prover.states[tp.target].held)), held[tp.target])
+    assert descents  # the inverse stages ran
+
+
+def test_a_recompute_with_no_buffer_that_fits_is_refused_before_any_job() -> None:
+    """A job buffer too small for every threshold's jobs: refused, saying so (no half-built openings)."""
+    params = params_of(gpu(0, 16000))
+    options = CupyCapacityOptions(group_rows=16, margin_bytes=0, kept_height=2, window_bytes=4 * D)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=double(1), options=options)
+    with pytest.raises(CapacityMemoryError, match="openings' recompute needs a buffer"):
+        run_both(params, prover)
 
 
 @pytest.mark.parametrize("gpu_mode", ["scan", "sample"])
@@ -391,27 +394,45 @@ def test_a_recompute_that_differs_from_the_committed_layer_is_refused() -> None:
             run_both(params, prover, before_open=spoil)
 
 
-def test_the_host_recompute_brings_back_only_the_windows_slabs() -> None:
-    """Host RAM's openings: pass 1 of the recompute keeps the windows' slabs only (no download of
-    the layer), and the windows upload just those: below one crossing here (the fill makes three;
-    at 256 GiB, 128 windows of 2^18 rows, one per walk step above the block height, are 6.9% of
-    one)."""
+def test_the_host_recompute_uploads_only_its_descents_slabs_and_keeps_x_l() -> None:
+    """Host RAM's openings: blocks are seeded on the devices, descents upload their slabs of X_L
+    once, and nothing is copied back into host memory (it still holds X_L). The recompute is the
+    plan's, below a fill."""
     params = params_of(gpu(0, 800), host(20000, d=48))
     tp = params.targets[-1]
     options = CupyCapacityOptions(host_block_rows=64, host_window_rows=16, margin_bytes=0, kept_height=2)
     cp = double(1)
     prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=cp, options=options)
-    session, _nonces, got, want = run_both(params, prover, before_open=cp.log.clear)
+    held: list[npt.NDArray[np.int8]] = []
+
+    def before_open() -> None:
+        cp.log.clear()
+        held.append(prover.states[tp.target].held.copy())
+
+    session, _nonces, got, want = run_both(params, prover, before_open=before_open)
     assert got == want and verify(params, session, got) == []
+    assert np.array_equal(prover.states[tp.target].held, held[0])
+    wanted = walk_wants(tp, session.draw()[1][tp.target])
+    expected = reopen_plan(
+        {k: v for k, v in wanted.items() if k < tp.n_stages}, tp.n_rows, tp.n_stages, 2, 64
+    )
+    assert expected is not None and any(j.down for j in expected.jobs)
     copies = [e for e in cp.log if e[0] == "memcpy"]
-    windows = len(window_starts(walk_wants(tp, session.draw()[1][tp.target]), 6, 2, tp.n_stages - 1))
-    slab_bytes = 4 * tp.d * 2 ** (tp.n_stages - 6)  # a window: 2^(L - c) slabs of 2^H rows
+    ups = Counter(e[2] for e in copies if e[1] == H2D)
     down = sum(e[2] for e in copies if e[1] == D2H)
-    assert 0 < down <= windows * slab_bytes and down < tp.fill_bytes
+    slabs = Counter(
+        count * tp.d
+        for j in expected.jobs
+        if j.down
+        for _first, count in (j.slab_rows(tp.n_rows, 2, k) for k in range(1 << (tp.n_stages - j.layer)))
+        if count
+    )
+    assert slabs and not slabs - ups  # one upload per slab of X_L a descent needs
+    assert down == 0  # no copy into host memory (the wanted blocks are read back to hash their paths)
     assert params.targets[0].d != tp.d  # the GPU target's GEMMs have another K
     rows = gemm_row_stages(cp.log, tp.d)
     record = prover.recompute[tp.target]  # what gpu_check.sh records
-    assert record["row_stages"] == rows and record["windows"] == windows and record["split"] == 6
+    assert record["row_stages"] == rows == expected.row_stages < tp.n_rows * (tp.n_stages - 1)
 
 
 def test_the_host_fill_crosses_pcie_three_times_on_every_gpu_and_can_be_pinned() -> None:

@@ -169,20 +169,20 @@ def test_the_walks_open_the_committed_stages_at_the_rows_of_every_stage(stride: 
 
 
 @pytest.mark.parametrize(
-    ("kept_height", "split_stage", "stride"),
+    ("kept_height", "window_bytes", "stride"),
     [
         (None, None, 2),
-        (2, 4, 2),
-        (0, 6, 2),
+        (2, 64 * 32, 2),
+        (0, None, 2),
         (3, None, 2),
         (None, None, 3),
-        (2, 4, 3),
-        (0, 6, 4),
+        (2, 128 * 32, 3),
+        (0, None, 4),
         (None, None, 4),
     ],
 )
 def test_the_gpu_executor_matches_the_numpy_prover_with_every_other_layer_committed(
-    kept_height: int | None, split_stage: int | None, stride: int
+    kept_height: int | None, window_bytes: int | None, stride: int
 ) -> None:
     """GPUs in place and host RAM out of core (two passes) on the CUDA test double: the same
     commitment, answers and openings as the numpy prover, accepted; the fill hashes only the
@@ -199,7 +199,7 @@ def test_the_gpu_executor_matches_the_numpy_prover_with_every_other_layer_commit
         host_window_rows=8,
         margin_bytes=0,
         kept_height=kept_height,
-        split_stage=split_stage,
+        window_bytes=window_bytes,
     )
     cp = twin.double(2)
     prover = CupyCapacityProver(

@@ -44,10 +44,11 @@ device lacks how much): per device, the GPU fills it holds + the largest working
 step + `margin_bytes`:
 - a GPU target's stage: pair operand G x 2d + int32 product G x 2d x 4 (G = group rows) + two
   stage matrices (2 x 5d^2) + its layer's tree (32 x ceil(N/16) bytes and the levels above, ~4N);
-  its answers: the answer tree (~64 x items bytes);
+  its answers: the answer tree (~64 x items bytes); its openings' recompute: the job buffer
+  (`window_rows`) + every stage's matrices, forward or inverse (L x 5d^2) + a kept block;
 - a host-fill step: the buffer (max(C, 2^(L-c) w) rows x d) + the stage scratch + every stage's
-  stage matrices (L x 5d^2) + the buffer's tree + the layer trees' upper levels; a host answer batch:
-  rows x (d + 40) + the answer tree;
+  stage matrices and their inverses (2 L x 5d^2) + the buffer's tree + the layer trees' upper
+  levels; a host answer batch: rows x (d + 40) + the answer tree;
 - the host step's lane parts once per lane, and, beside the GPU fills, added to the GPU step.
 
 **Answers.** Scan: every item hashed on the device that holds the rows (`cap_answer_rows`), then
@@ -62,20 +63,16 @@ a row's Merkle path needs only its aligned block of 2^H rows: hashed again, its 
 kept node; the siblings above come from the tree over the kept nodes, whose root must be the
 committed one. Each round's (and sweep's) answer tree keeps its nodes at height 6 when answered;
 the openings rebuild only the spotted items' blocks from X_L (roots checked against the kept
-nodes), and read X_L's wanted rows (spots, the walks' top rows). Then the recompute, IN THE SAME
-BUFFER: stages 1..c
-over every row (in place on a GPU; per block for host RAM, keeping only the windows' slabs), then
-stages c+1..L-1 only in *windows*: a walk step's rows above stage c (its row and its parents) all
-agree on bits < c, so their blocks lie in the 2^(L-c) slabs {k 2^c + j0 .. k 2^c + j0 + 2^H - 1},
-closed under stages c+1..L (the host fill's pass 2 with w = 2^H); at most one window per step above
-c (walks v2 draw each step's row on its own), each computed up to the highest layer wanted in it.
-Stage L is never recomputed. A GPU's windows shrink (`_gpu_window`: slabs at bit-reversed positions,
-so stage l runs over the one contiguous range of 2^(L-l+1) slabs still needed); its c is the
-cheapest (c N + `window_row_stages`) whose window fits `window_bytes` (1 GiB, halved while the plan
-does not fit): for an H100, c = 14 and ≤ 15.4 N row-stages (H = 5) instead of the fill's 27 N, no
-layer hashed whole; host RAM's c is its block height (≤ 21.3 N of 29 N at 256 GiB), its windows
-whole, its recompute crossing PCIe only with the windows' slabs (~6.9% of the fill, twice).
-The buffer ends holding X_c (nothing reads X_L after the openings).
+nodes), and read X_L's wanted rows (spots, the walks' top rows). Then the recompute (`reopen.py`)
+in jobs, X_L left intact: *blocks* of X_0 taken up through stages 1..l (the rows wanted below a
+threshold T), *descents* of X_L's slabs taken down through the inverse stage maps L..b + 1
+(`fill.unstage_matrices`, `unstage_matrix`: the stage kernels with the inverse matrices, after
+`cap_shift`, the epilogue's offset 125) for the rows at or above T; `reopen.plan` picks T for the
+fewest row-stages with every job within the job buffer (`window_rows`). A GPU runs its jobs one
+after another in one buffer, its stage matrices uploaded once; host RAM's jobs go to every host
+device's lanes (`_spread`), a descent's slabs uploaded one copy a slab, nothing written back. For
+an H100 (H = 5) 0.0355 of the fill's 27 N row-stages, for host RAM at 256 GiB 0.0629 of its 29 N
+(ESTIMATE of the plan at real sizes; the windowed recompute before it: 0.555 and 0.731).
 
 Self-checks before anything is committed: sampled rows of X_0 against hashlib's SHAKE-128, and
 sampled rows of the first stage against numpy's exact product (a GEMM that is not exact refuses).
@@ -101,6 +98,7 @@ import numpy.typing as npt
 from gpuproof.protocol.capacity.draws import SAMPLE_DOMAIN, Walk, bandwidth_round, item_rows
 from gpuproof.protocol.capacity.fill import (
     ANSWER_DOMAIN,
+    HALF,
     LONE,
     MIX,
     ROW_DOMAIN,
@@ -111,6 +109,7 @@ from gpuproof.protocol.capacity.fill import (
     chain_value,
     coefficients,
     gen_rows,
+    inverse_b,
     leaf,
     parent_rows,
     parent_stage,
@@ -118,6 +117,7 @@ from gpuproof.protocol.capacity.fill import (
     stage_perms,
     stage_rows,
     u32,
+    unstage_matrices,
 )
 from gpuproof.protocol.capacity.kernels import MAX_HEAD_BYTES, SOURCE
 from gpuproof.protocol.capacity.models import (
@@ -134,6 +134,7 @@ from gpuproof.protocol.capacity.models import (
     WalkStep,
 )
 from gpuproof.protocol.capacity.params import FILL_OVERHEAD, fill_seconds
+from gpuproof.protocol.capacity.reopen import Job, Plan, plan, rows_cap, walk_wants
 from gpuproof.protocol.capacity.sweep import (
     SWEEP_COLUMNS,
     SWEEP_KEY_DOMAIN,
@@ -163,7 +164,6 @@ GPU_KEPT_HEIGHT = 6  # the fill keeps each layer's tree nodes at this height (32
 HOST_KEPT_HEIGHT = 10  # the same for host RAM (at most the fill's window height)
 WINDOW_BYTES = 1 << 30  # a GPU recompute window's rows (2^(L - c + H) of them), halved while short
 MIN_WINDOW_BYTES = 64 << 20
-WINDOW_SHARE = 32  # ... and at most 1/32 of the fill's rows
 ANSWER_KEPT_HEIGHT = 6  # each round's answer tree kept at this height (32 bytes per 64 items)
 HOST_LANES = 2  # host-fill lanes per device: one lane's block crosses PCIe while another's is computed
 
@@ -243,6 +243,17 @@ def stage_matrix(b_pi: npt.NDArray[np.int8], b_sigma: npt.NDArray[np.int8]) -> n
     return out
 
 
+def unstage_matrix(w: npt.NDArray[np.int64], lone: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
+    """An inverse stage's matrices (`fill.unstage_matrices`) in `stage_matrix`'s layout: W'^T
+    (2d x 2d) then M'^T (d x d), int8. A pair's operand [X_l[a] + s | X_l[a+h] + s] times W' is
+    [X_(l-1)[a] | X_(l-1)[a+h]] mod 251, a lone row's times M' its X_(l-1) row (`reopen.py`)."""
+    d = lone.shape[0]
+    out = np.empty(STAGE_MATRIX_ENTRIES * d * d, dtype=np.int8)
+    out[: 4 * d * d].reshape(2 * d, 2 * d)[...] = w.T
+    out[4 * d * d :].reshape(d, d)[...] = lone.T
+    return out
+
+
 def stage_work(v: int, h: int, group: int) -> Iterator[tuple[int, int, int, int]]:
     """A stage's work over a buffer of v rows pairing b with b xor h, group by group (`_groups`):
     (lo, pairs, lone_first, lone_rows): pair p of the group is rows a and a + h, a = lo + (p // h) 2h
@@ -264,67 +275,6 @@ def kept_bytes(n_rows: int, layers: int, height: int) -> int:
     """The committed layers' tree nodes at `height` (`layers` of them), kept from the fill for the
     openings."""
     return layers * -(-n_rows // (1 << height)) * 32
-
-
-def recompute_row_stages(
-    n_rows: int, n_stages: int, height: int, split: int, tops: Sequence[int], *, shrinking: bool = False
-) -> int:
-    """Row-stages the openings' recompute computes: stages 1..c over every row (c = `split`), then,
-    for each window whose highest wanted layer t (`tops`, one per window) is above c, stages
-    c+1..t in it: every stage over the whole window of 2^(L - c) slabs of 2^height rows (host RAM),
-    or, `shrinking` (a GPU, `_gpu_window`), stage l over the 2^(L - l + 1) slabs one wanted row
-    still needs, half as many each stage. With one window per walk step (`step_tops`) it bounds
-    the executor's recompute from above (steps sharing a window share its stages)."""
-    cost = split * n_rows
-    for t in tops:
-        if shrinking:
-            cost += sum(1 << (n_stages - stage + 1 + height) for stage in range(split + 1, t + 1))
-        else:
-            cost += max(0, t - split) * min(n_rows, 1 << (n_stages - split + height))
-    return cost
-
-
-def step_tops(tp: CapacityTargetParams) -> list[int]:
-    """The highest layer below L that each walk step's rows need recomputed (walks v2: every step
-    at its own row, so at its own window): a step at l < L its own row of X_l, the step at L its
-    parents' layer (X_L is held); none for a step whose rows are all of X_L or X_0."""
-    tops = [stage if stage < tp.n_stages else parent_stage(stage, tp.commit_stride) for stage in tp.committed]
-    return [t for t in tops if t > 0] * tp.walks
-
-
-def _rev(k: int, bits: int) -> int:
-    """k's low `bits` bits in reverse order."""
-    return int(format(k, f"0{bits}b")[::-1], 2) if bits else 0
-
-
-def window_keys(
-    want: Mapping[int, set[int]], split: int, height: int, last: int
-) -> dict[int, list[tuple[int, int]]]:
-    """Each window's (j0, as `window_starts`) wanted rows above the split: (row, layer)."""
-    mask = (1 << split) - 1
-    out: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for layer, rows in want.items():
-        if split < layer <= last:
-            for r in rows:
-                out[((r & mask) >> height) << height].append((r, layer))
-    return dict(out)
-
-
-def shrinking_ranges(wanted: Sequence[tuple[int, int]], split: int, stage: int) -> list[int]:
-    """The ranges stage `stage` (> split) computes in a GPU window (`_gpu_window`): one per value
-    of the low j = stage - 1 - split bits of the slab index (row >> split) among the rows wanted at
-    layers >= stage; each range is the 2^(L - stage + 1) slabs with those low bits."""
-    j = stage - 1 - split
-    return sorted({(r >> split) & ((1 << j) - 1) for r, layer in wanted if layer >= stage})
-
-
-def window_row_stages(want: Mapping[int, set[int]], n_stages: int, split: int, height: int, last: int) -> int:
-    """Exactly the row-stages a GPU's shrinking windows compute for `want` (beyond c N)."""
-    total = 0
-    for wanted in window_keys(want, split, height, last).values():
-        for stage in range(split + 1, last + 1):
-            total += len(shrinking_ranges(wanted, split, stage)) << (n_stages - stage + 1 + height)
-    return total
 
 
 def host_fill_seconds(
@@ -378,22 +328,6 @@ def lane_pass_seconds(work: float, copies: float, jobs: int, gpus: int, lanes: i
     if lanes > 1:
         return max(work, copies) + min(work, copies) / max(1, -(-jobs // max(1, gpus)))
     return work + copies
-
-
-def window_starts(want: Mapping[int, set[int]], split: int, height: int, last: int) -> list[int]:
-    """The windows a recompute split at stage c needs: the low values j0 (multiples of 2^height,
-    below 2^c) of the rows wanted at layers c+1..last. Every row of one walk step above stage c has
-    the same j0 (its parents agree with its row on bits < c), so there are at most as many as steps
-    above c (`step_tops`)."""
-    mask = (1 << split) - 1
-    return sorted(
-        {
-            ((r & mask) >> height) << height
-            for layer, rows in want.items()
-            if split < layer <= last
-            for r in rows
-        }
-    )
 
 
 @dataclass(frozen=True)
@@ -529,8 +463,7 @@ class CupyCapacityOptions:
     margin_bytes: int = MARGIN_BYTES
     host_pinned: bool = False
     kept_height: int | None = None  # H: the height of the tree nodes each layer keeps (default above)
-    split_stage: int | None = None  # c of a GPU recompute (default: the cheapest, `recompute_row_stages`)
-    window_bytes: int | None = None  # a GPU recompute window's most bytes (default WINDOW_BYTES, adapts)
+    window_bytes: int | None = None  # a GPU recompute job's most bytes (default WINDOW_BYTES, adapts)
     answer_kept_height: int = ANSWER_KEPT_HEIGHT  # each answer tree's nodes kept at this height
     host_lanes: int = HOST_LANES  # at most this many (one when two do not fit)
     host_beside: bool = True  # host RAM's fill beside the GPU fills where both working sets fit
@@ -614,15 +547,25 @@ def gpu_kept_height(tp: CapacityTargetParams, kept: int) -> int:
 
 
 def _kept_cost(tp: CapacityTargetParams, kept: int) -> int:
-    """Device bytes that depend on H: the kept nodes, and a recomputed block of 2^H rows with its
-    tree. A higher H saves memory only while the first term shrinks faster than the second grows."""
+    """Device bytes that depend on H: the kept nodes, a recomputed block of 2^H rows with its tree,
+    and the recompute's job buffer at its cap (`reopen.rows_cap`, which grows with H). A higher H
+    saves memory only while the first term shrinks faster than the others grow."""
     h = gpu_kept_height(tp, kept)
-    return kept_bytes(tp.n_rows, len(tp.committed), h) + (1 << h) * (tp.d + 4)
+    job = min(tp.n_rows, rows_cap(tp.n_stages, h)) * tp.d
+    return kept_bytes(tp.n_rows, len(tp.committed), h) + (1 << h) * (tp.d + 4) + job
 
 
-def window_rows(tp: CapacityTargetParams, window_bytes: int) -> int:
-    """The most rows a GPU recompute window may hold: `window_bytes`, and at most 1/32 of the fill."""
-    return max(1, min(window_bytes // tp.d, tp.n_rows // WINDOW_SHARE))
+def descent_floor(n_stages: int, height: int) -> int:
+    """The inverse stages built ahead are those above this: a descent to layer b costs
+    (L - b) 2^(H + L - b) row-stages and a block at layer l l 2^l, so `reopen.plan` puts its
+    threshold near (L + H) / 2 (an H100 at H = 5: 15 of 27; 256 GiB of host RAM at H = 10: 20 of 29)."""
+    return max(0, (n_stages + height) // 2 - 2)
+
+
+def window_rows(tp: CapacityTargetParams, window_bytes: int, height: int) -> int:
+    """The most rows a GPU recompute job's buffer may hold (`reopen.py`): `window_bytes`, at most N
+    and at most `reopen.rows_cap` (an H100: 2^17 rows, 128 MiB; its plan's largest job 74,016)."""
+    return max(1, min(window_bytes // tp.d, tp.n_rows, rows_cap(tp.n_stages, height)))
 
 
 def host_kept_height(layout: HostLayout, options: CupyCapacityOptions) -> int:
@@ -638,7 +581,8 @@ def _gpu_working(tp: CapacityTargetParams, group: int, kept: int, window_bytes: 
     fill_step = stage_bytes(g, tp.d) + tree_bytes(tp.n_rows, tp.n_stages, min(TREE_BASE_HEIGHT, h))
     reopen_step = (
         stage_bytes(g, tp.d)
-        + window_rows(tp, window_bytes) * tp.d
+        + window_rows(tp, window_bytes, h) * tp.d
+        + tp.n_stages * STAGE_MATRIX_ENTRIES * tp.d * tp.d  # each stage's, forward or inverse (`reopen.py`)
         + tree_bytes(tp.n_rows, tp.n_stages, h)  # one layer's tree above its kept nodes
         + tree_bytes(1 << h, h, min(TREE_BASE_HEIGHT, h))
         + (1 << h) * tp.d
@@ -659,10 +603,11 @@ def _host_working(
     g = min(group, _pow2_floor(rows))
     top = layout.block_log
     h = host_kept_height(layout, options)
-    lane = (  # each lane's buffer, scratch, matrices of every stage, the buffer's tree, a recomputed block
+    lane = (  # each lane's buffer, scratch, matrices of every stage (and their inverses, for the
+        # openings' descents), the buffer's tree, a recomputed block
         rows * tp.d
         + stage_bytes(g, tp.d)
-        + tp.n_stages * STAGE_MATRIX_ENTRIES * tp.d * tp.d
+        + 2 * tp.n_stages * STAGE_MATRIX_ENTRIES * tp.d * tp.d
         + tree_bytes(rows, top, min(TREE_BASE_HEIGHT, h))
         + tree_bytes(1 << h, h, min(TREE_BASE_HEIGHT, h))
         + (1 << h) * tp.d
@@ -934,15 +879,25 @@ class _Gpu:
         )
 
     def stage(
-        self, buf: Any, v: int, h: int, stage: int, mats: Any, scratch: tuple[Any, Any], group: int
+        self,
+        buf: Any,
+        v: int,
+        h: int,
+        stage: int,
+        mats: Any,
+        scratch: tuple[Any, Any],
+        group: int,
+        offset: int | None = None,
     ) -> None:
         """Stage `stage` over rows 0..v-1 of `buf`, pairing buffer rows b and b xor h, in place:
         per group (`stage_work`) its pairs' operand (`cap_pairs`), one GEMM against W (`mats`,
         `stage_matrix`) and both rows of each pair written back; its lone rows (at most one range)
-        multiplied by M straight from the buffer and written back."""
+        multiplied by M straight from the buffer and written back, each entry ((C + offset) mod 251)
+        - 125: offset `stage` is g_l; an inverse stage (`unstage_matrix`) passes 125, the residue."""
         u, c32 = scratch
         d = buf.shape[1]
         u64 = np.uint64
+        add = np.int32(stage if offset is None else offset)
         w, lone_m = mats[: 4 * d * d], mats[4 * d * d :]
         for lo, pairs, first, rows in stage_work(v, h, group):
             if pairs:
@@ -956,14 +911,24 @@ class _Gpu:
                     u64(lo),
                     u64(h),
                     u64(pairs),
-                    np.int32(stage),
+                    add,
                     buf,
                 )
             if rows:
                 self.gemm(lone_m, buf[first : first + rows], c32, d, rows, d)
-                self.launch(
-                    "cap_epilogue", rows * d, c32, u64(d), u64(first), u64(rows), np.int32(stage), buf
-                )
+                self.launch("cap_epilogue", rows * d, c32, u64(d), u64(first), u64(rows), add, buf)
+
+    def shift(self, buf: Any, v: int, s: int) -> None:
+        """Rows 0..v-1 of `buf` plus s mod 251, in place (`cap_shift`)."""
+        count = v * buf.shape[1]
+        self.launch("cap_shift", count, buf, np.uint64(count), np.int32(s), buf)
+
+    def slabs(self, src: Any, n: int, c: int, j0: int, m: int, w: int, dst: Any) -> None:
+        """dst's rows k w .. = src's rows k 2^c + j0 .. + w - 1 (those below n), k < 2^m (`cap_slabs`)."""
+        u64, d = np.uint64, src.shape[1]
+        self.launch(
+            "cap_slabs", (w << m) * (d // 4), src, u64(n), u64(d), u64(c), u64(j0), np.uint32(m), u64(w), dst
+        )
 
     def scratch(self, group: int, v: int, d: int) -> tuple[Any, Any]:
         g = min(group, _pow2_floor(v))  # a group's pairs (<= G) x 2d, or its lone rows (< 2G) x d
@@ -1425,10 +1390,11 @@ class CupyCapacityProver:
         self._stage_host: dict[tuple[int, int], npt.NDArray[np.int8]] = {}
         self._stage_lock = threading.Lock()
         self._b_cache: dict[int, npt.NDArray[np.int8]] = {}
+        self._b_inv_cache: dict[int, npt.NDArray[np.int64]] = {}
         self._b_locks: dict[int, threading.Lock] = {}
         self._uploaded: dict[
             tuple[int, int, int, int], Any
-        ] = {}  # (device, lane, target, stage) -> stage matrices
+        ] = {}  # (device, lane, target, stage; -s: inverse) -> stage matrices
         # target -> (device, lane) -> its buffer and stage scratch
         self._buffers: dict[int, dict[tuple[int, int], tuple[Any, tuple[Any, Any]]]] = {}
         # (target, round, sweep or 0) -> the answer tree's (height, nodes) kept for the openings
@@ -1457,15 +1423,29 @@ class CupyCapacityProver:
                 self._b_cache[t.tp.target] = b_matrix(t.seed, t.tp.d)
             return self._b_cache[t.tp.target]
 
+    def _b_inv_host(self, t: _Target) -> npt.NDArray[np.int64]:
+        """B^-1 (`fill.inverse_b`: 0.21 s at d = 1024 on the dev machine), once per target."""
+        with self._stage_lock:
+            lock = self._b_locks.setdefault(-1 - t.tp.target, threading.Lock())
+        with lock:
+            if t.tp.target not in self._b_inv_cache:
+                self._b_inv_cache[t.tp.target] = inverse_b(t.seed, t.tp.d)
+            return self._b_inv_cache[t.tp.target]
+
     def _stage_matrix_host(self, t: _Target, stage: int) -> npt.NDArray[np.int8]:
-        """The stage's matrices (`stage_matrix`), built on the host."""
+        """The stage's matrices (`stage_matrix`), built on the host; `stage` -s: the inverse of stage
+        s (`unstage_matrix`; 0.13 s at d = 1024 on the dev machine, two d^3 products)."""
         key = (t.tp.target, stage)
         with self._stage_lock:
             if key in self._stage_host:
                 return self._stage_host[key]
-        b = self._b_host(t)
-        pi, sigma = stage_perms(t.seed, stage, t.tp.d)
-        mats = stage_matrix(b[pi], b[sigma])
+        if stage < 0:
+            pi, sigma = stage_perms(t.seed, -stage, t.tp.d)
+            mats = unstage_matrix(*unstage_matrices(self._b_inv_host(t), pi, sigma))
+        else:
+            b = self._b_host(t)
+            pi, sigma = stage_perms(t.seed, stage, t.tp.d)
+            mats = stage_matrix(b[pi], b[sigma])
         with self._stage_lock:
             return self._stage_host.setdefault(key, mats)
 
@@ -1626,130 +1606,103 @@ class CupyCapacityProver:
 
         return self.runtime.on(t.device, work)
 
+    def _reopen_plan(self, t: _Target, want: Mapping[int, set[int]], max_rows: int) -> Plan:
+        """The recompute's jobs (`reopen.plan`), recorded for scripts/gpu_check.sh; refused when no
+        threshold's jobs fit `max_rows` (the memory plan's buffer)."""
+        tp = t.tp
+        n, top, h = tp.n_rows, tp.n_stages, t.kept_height
+        found = plan({k: v for k, v in want.items() if k < top}, n, top, h, max_rows)
+        if found is None:
+            raise CapacityMemoryError(
+                f"target {tp.target}: the openings' recompute needs a buffer of more than {max_rows} rows "
+                f"(N = {n}, L = {top}, H = {h})"
+            )
+        self.recompute[tp.target] = {
+            "threshold": found.threshold,
+            "blocks": sum(1 for j in found.jobs if not j.down),
+            "descents": sum(1 for j in found.jobs if j.down),
+            "largest": found.largest(n, top, h),
+            "row_stages": found.row_stages,
+            "fraction": found.row_stages / (n * top),  # of the fill's N L
+        }
+        return found
+
+    def _run_job(
+        self,
+        g: _Gpu,
+        t: _Target,
+        job: Job,
+        buf: Any,
+        scratch: tuple[Any, Any],
+        load: Callable[[_Gpu, Job, Any, int], None],
+        found: Callable[[_Gpu, Any, int, int, Mapping[int, int]], None],
+    ) -> None:
+        """One recompute job in `buf` (`reopen.py`): a block's X_0 rows seeded, then stages 1..l;
+        a descent's X_L slabs loaded (`load`), then stages L..b + 1 inverted (each after adding
+        125 - l, `cap_shift`); each wanted layer's rows handed to `found` as it is reached."""
+        tp = t.tp
+        n, top, h = tp.n_rows, tp.n_stages, t.kept_height
+        v = job.rows(n, top, h)
+        group = self._group()
+        at: dict[int, dict[int, int]] = defaultdict(dict)
+        for row, layer in job.wanted:
+            at[layer][row] = job.local(row, h)
+        if job.down:
+            load(g, job, buf, v)
+        else:
+            g.seeded_rows(buf, t.seed, TAG_X0, job.first_row(), v)
+        for stage in job.stages(top):
+            if job.down:
+                g.shift(buf, v, HALF - stage)
+                pair = 1 << (h + stage - 1 - job.layer)
+                g.stage(buf, v, pair, stage, self._stage_matrix(g, t, -stage, True), scratch, group, HALF)
+                layer = stage - 1
+            else:
+                g.stage(
+                    buf, v, 1 << (stage - 1), stage, self._stage_matrix(g, t, stage, True), scratch, group
+                )
+                layer = stage
+            if layer in at:
+                found(g, buf, v, layer, at[layer])
+
     def _reopen_gpu(self, t: _Target, want: Mapping[int, set[int]]) -> tuple[dict[int, bytes], Opened]:
         """The openings of a GPU target (module docstring): X_L's wanted rows from the buffer, then
-        stages 1..c in place, then stages c+1.. in the windows the walks need."""
+        the recompute's jobs (`reopen.py`) one after another in one job buffer, X_L left intact."""
         assert t.device is not None
+
+        def load(g: _Gpu, job: Job, buf: Any, v: int) -> None:
+            tp = t.tp
+            h = t.kept_height
+            g.slabs(t.held, tp.n_rows, job.layer, job.key << h, tp.n_stages - job.layer, 1 << h, buf)
 
         def work(g: _Gpu) -> tuple[dict[int, bytes], Opened]:
             tp, cp = t.tp, g.cp
-            n, d, top, h = tp.n_rows, tp.d, tp.n_stages, t.kept_height
+            n, d, top = tp.n_rows, tp.d, tp.n_stages
             roots, uppers = self._uppers(g, t, want)
             opened: Opened = {}
-            x = t.held
             if top in want:
-                self._collect(g, t, x, n, top, {r: r for r in want[top]}, uppers, opened)
-            below = [layer for layer in want if layer < top]
-            if not below:
-                return roots, opened
-            last = max(below)
-            c = self._gpu_split(tp, h, want, last)
-            group = self._group()
-            scratch = g.scratch(group, n, d)
-            g.seeded_rows(x, t.seed, TAG_X0, 0, n)
-            for stage in range(1, min(c, last) + 1):
-                g.stage(
-                    x, n, 1 << (stage - 1), stage, self._stage_matrix(g, t, stage, keep=False), scratch, group
-                )
-                if stage in want:
-                    self._collect(g, t, x, n, stage, {r: r for r in want[stage]}, uppers, opened)
-            windows = window_keys(want, c, h, last) if last > c else {}
-            rows = min(c, last) * n + (window_row_stages(want, top, c, h, last) if windows else 0)
-            self.recompute[tp.target] = {
-                "split": c,
-                "windows": len(windows),
-                "row_stages": rows,
-                "fraction": rows / (n * top),  # of the fill's N L
-            }
-            if windows:
-                wbuf = cp.empty(((1 << (top - c + h)), d), dtype=cp.int8)
-                for j0, wanted in sorted(windows.items()):
-                    self._gpu_window(g, t, x, wbuf, j0, c, last, wanted, uppers, opened, scratch, group)
-                del wbuf
-            del scratch
+                self._collect(g, t, t.held, n, top, {r: r for r in want[top]}, uppers, opened)
+            jobs = self._reopen_plan(t, want, window_rows(tp, self._window_bytes(), t.kept_height))
+            if jobs.jobs:
+                rows = jobs.largest(n, top, t.kept_height)
+                buf = cp.empty((rows, d), dtype=cp.int8)
+                scratch = g.scratch(self._group(), rows, d)
+
+                def found(g: _Gpu, buf: Any, v: int, layer: int, local_of: Mapping[int, int]) -> None:
+                    self._collect(g, t, buf, v, layer, local_of, uppers, opened)
+
+                try:
+                    for job in jobs.jobs:
+                        self._run_job(g, t, job, buf, scratch, load, found)
+                finally:
+                    del buf, scratch
+                    with self._stage_lock:  # the matrices this recompute uploaded
+                        for key in [k for k in self._uploaded if k[:3] == (g.device, g.lane, tp.target)]:
+                            del self._uploaded[key]
             g.sync()
             return roots, opened
 
         return self.runtime.on(t.device, work)
-
-    def _gpu_window(
-        self,
-        g: _Gpu,
-        t: _Target,
-        x: Any,
-        wbuf: Any,
-        j0: int,
-        c: int,
-        last: int,
-        wanted: Sequence[tuple[int, int]],
-        uppers: Mapping[tuple[int, int], tuple[bytes, list[bytes]]],
-        opened: Opened,
-        scratch: Any,
-        group: int,
-    ) -> None:
-        """Stages c+1..last of one GPU window (module docstring), SHRINKING: slab k (rows
-        k 2^c + j0 .. + 2^H - 1 of X_c) sits at position rev(k) (m = L - c bits reversed), so the
-        slabs a wanted row at layer >= l needs at stage l (those agreeing with it on the low
-        l - 1 - c bits of k) are one contiguous range of 2^(L - l + 1) slabs, paired half with half.
-        A row whose mate is past the last row pairs with itself (`fill.partner`, k_l = LONE): before
-        each stage its slab's rows, times LONE mod 251 (`cap_scale`), are written into the missing
-        mate's place (at most two slabs a range), where the lower row's k_l = 1 reads them.
-        The window is loaded by one kernel (`cap_window_load`), not a copy per slab."""
-        tp = t.tp
-        n, top, h = tp.n_rows, tp.n_stages, t.kept_height
-        w, m = 1 << h, top - c
-
-        def count(k: int) -> int:  # rows of slab k that exist
-            return max(0, min(w, n - (k << c) - j0))
-
-        u64 = np.uint64
-        g.launch(
-            "cap_window_load",
-            (w << m) * (tp.d // 4),
-            x,
-            u64(n),
-            u64(tp.d),
-            u64(c),
-            u64(j0),
-            np.uint32(m),
-            u64(w),
-            wbuf,
-        )
-        full = (n - j0) >> c  # slabs k < full hold 2^H rows; slab `full` may hold fewer
-        for stage in range(c + 1, last + 1):
-            j = stage - 1 - c
-            keys = shrinking_ranges(wanted, c, stage)
-            if not keys:
-                break
-            size = 1 << (m - j)  # slabs in a range
-            mats = self._stage_matrix(g, t, stage, keep=False)
-            for key in keys:
-                p0 = _rev(key, j) << (m - j)
-                first = max(0, full - (1 << j))  # a lo slab whose mate (k + 2^j) is short or missing
-                k = first + ((key - first) % (1 << j))
-                while k <= full and k < (1 << m):
-                    mate = k + (1 << j)
-                    if not k >> j & 1 and mate < (1 << m) and count(mate) < count(k):
-                        lo, hi, have = _rev(k, m) * w, _rev(mate, m) * w, count(mate)
-                        rows = count(k) - have  # lone rows: their stand-in mate is LONE times them
-                        g.launch(
-                            "cap_scale",
-                            rows * tp.d,
-                            wbuf[lo + have : lo + count(k)],
-                            u64(rows * tp.d),
-                            np.int32(LONE),
-                            wbuf[hi + have : hi + count(k)],
-                        )
-                    k += 1 << j
-                g.stage(
-                    wbuf[p0 * w : (p0 + size) * w], size * w, (size >> 1) * w, stage, mats, scratch, group
-                )
-            del mats
-            mine = {
-                r: _rev(r >> c, m) * w + (r & ((1 << c) - 1)) - j0 for r, layer in wanted if layer == stage
-            }
-            if mine:
-                self._collect(g, t, wbuf, len(wbuf), stage, mine, uppers, opened)
 
     def _block_stage(
         self, g: _Gpu, t: _Target, buf: Any, v: int, stage: int, scratch: Any, group: int
@@ -1771,23 +1724,6 @@ class CupyCapacityProver:
             scratch,
             group,
         )
-
-    def _gpu_split(self, tp: CapacityTargetParams, h: int, want: Mapping[int, set[int]], last: int) -> int:
-        """c: the cheapest split (`recompute_row_stages`) whose windows fit `window_bytes`; at least
-        H (a window's slabs are whole kept blocks), at most `last` (then no window)."""
-        n, top = tp.n_rows, tp.n_stages
-        lowest = min(h, last)
-        if self.options.split_stage is not None:
-            return max(lowest, min(self.options.split_stage, last))
-        max_rows = window_rows(tp, self._window_bytes())
-        best, best_cost = last, last * n
-        for c in range(lowest, last):
-            if (1 << (top - c)) << h > max_rows:  # the window holds every slab position (holes too)
-                continue
-            cost = c * n + window_row_stages(want, top, c, h, last)
-            if cost < best_cost:
-                best, best_cost = c, cost
-        return best
 
     def _host_array(self, t: _Target, touched: Callable[[], object] = lambda: None) -> _Touch:
         """Host RAM's array, its pages first-touched in the background (`_Touch`); pinned memory
@@ -1935,14 +1871,15 @@ class CupyCapacityProver:
         return roots
 
     def _reopen_host(self, t: _Target, want: Mapping[int, set[int]]) -> tuple[dict[int, bytes], Opened]:
-        """Host RAM's openings: X_L's wanted rows from host memory, then pass 1 (stages 1..c per block,
-        keeping only the wanted rows and the windows' slabs), then stages c+1.. in the windows of
-        2^H rows the walks need (module docstring)."""
+        """Host RAM's openings: X_L's wanted rows from host memory, then the recompute's jobs
+        (`reopen.py`) spread over every host device's lanes, in their host-fill buffers: a block's
+        rows seeded on the device, a descent's slabs uploaded once, one copy a slab (nothing goes
+        back; host memory keeps X_L)."""
         tp = t.tp
         n, top, h = tp.n_rows, tp.n_stages, t.kept_height
         layout = self._layout(tp)
         x: npt.NDArray[np.int8] = t.held
-        c, block_rows, w = layout.block_log, layout.block_rows, 1 << h
+        w = 1 << h
         roots, uppers = self.runtime.on(self.host_devices[0], lambda g: self._uppers(g, t, want))
         opened: Opened = {}
         lock = threading.Lock()
@@ -1965,60 +1902,23 @@ class CupyCapacityProver:
                     found_in(g, dev, rows, top, {r: r - start for r in want[top] if r >> h == b})
 
             self.runtime.on(self.host_devices[0], from_held)
-        below = [layer for layer in want if layer < top]
-        if below:
-            last = max(below)
-            starts = window_starts(want, c, h, last) if last > c else []
+
+        def load(g: _Gpu, job: Job, buf: Any, v: int) -> None:  # slab by slab: no host-side copy
+            for k in range(1 << (top - job.layer)):
+                first, count = job.slab_rows(n, h, k)
+                if count:
+                    g.h2d(buf[k * w : k * w + count], x[first : first + count])
+
+        jobs = self._reopen_plan(t, want, layout.buffer_rows)
+        if jobs.jobs:
             buffer = self._host_buffers(t, layout)
-            group = self._group()
 
-            def block(g: _Gpu, b: int) -> None:
+            def run(g: _Gpu, k: int) -> None:
                 buf, scratch = buffer(g)
-                start = b * block_rows
-                v = min(block_rows, n - start)
-                g.seeded_rows(buf, t.seed, TAG_X0, start, v)
-                for stage in range(1, min(c, last) + 1):
-                    self._block_stage(g, t, buf, v, stage, scratch, group)
-                    if stage in want:
-                        found_in(
-                            g, buf, v, stage, {r: r - start for r in want[stage] if start <= r < start + v}
-                        )
-                for j0 in starts:  # only the windows' slabs go back to host memory
-                    if j0 < v:
-                        g.d2h(x[start + j0 : start + min(v, j0 + w)], buf[j0 : min(v, j0 + w)])
+                self._run_job(g, t, jobs.jobs[k], buf, scratch, load, found_in)
                 g.sync()
 
-            highest = {
-                j: max(layer for _, layer in rows) for j, rows in window_keys(want, c, h, last).items()
-            }
-
-            def window(g: _Gpu, j0: int) -> None:
-                buf, scratch = buffer(g)
-                v = _load_window(buf, x, _slabs(n, block_rows, layout.slabs, j0, w), w, g.h2d)
-                for stage in range(c + 1, highest[j0] + 1):  # up to the highest layer it is wanted at
-                    self._window_stage(g, t, buf, v, c, w, stage, scratch, group)
-                    if stage in want:
-                        mine = {
-                            r: (r >> c) * w + ((r & (block_rows - 1)) - j0)
-                            for r in want[stage]
-                            if j0 <= r & (block_rows - 1) < j0 + w
-                        }
-                        found_in(g, buf, v, stage, mine)
-                g.sync()
-                with lock:
-                    window_rows_done.append(max(0, highest[j0] - c) * v)
-
-            window_rows_done: list[int] = []
-            self._spread(range(-(-n // block_rows)), block)
-            if starts:
-                self._spread(starts, window)
-            rows = min(c, last) * n + sum(window_rows_done)
-            self.recompute[tp.target] = {
-                "split": c,
-                "windows": len(starts),
-                "row_stages": rows,
-                "fraction": rows / (n * top),  # of the fill's N L
-            }
+            self._spread(range(len(jobs.jobs)), run)
             self._release(t)
         return roots, opened
 
@@ -2036,13 +1936,18 @@ class CupyCapacityProver:
         then finds its matrices ready instead of leaving its GPU idle while it builds them (B = L . U
         44 ms, each stage's matrices 15 ms at d = 1024, median of 11 on the dev machine, 2026-12-07:
         9 targets' 27 stages take 3.6 s of this thread beside an H100's 17.5 s fill;
-        `_stage_matrix_host` is idempotent, so a lane that gets there first builds them itself)."""
+        `_stage_matrix_host` is idempotent, so a lane that gets there first builds them itself).
+        Then the inverse stages the openings' descents are likely to need (`descent_floor`; 0.13 s a
+        stage at d = 1024): the rounds leave them time; one not built yet is built when needed."""
 
         def run() -> None:
             for stage in range(1, max((t.tp.n_stages for t in targets), default=0) + 1):
                 for t in targets:
                     if stage <= t.tp.n_stages:
                         self._stage_matrix_host(t, stage)
+            for t in targets:  # the openings' descents (`reopen.py`), from the top stage down
+                for stage in range(t.tp.n_stages, descent_floor(t.tp.n_stages, t.kept_height), -1):
+                    self._stage_matrix_host(t, -stage)
 
         thread = threading.Thread(target=run, name="capacity-stage-matrices", daemon=True)
         thread.start()
@@ -2373,12 +2278,8 @@ class CupyCapacityProver:
             for item in items:
                 c = split_item(tp, item)[1] if r == self.sweep_round else item
                 want[tp.n_stages].update(item_rows(tp, round_nonces[r], c))
-        for walk in walks:
-            for stage, row in zip(walk.stages, walk.rows, strict=True):
-                want[stage].add(row)
-                below = parent_stage(stage, tp.commit_stride)
-                if below:
-                    want[below].update(parent_rows(row, stage, below, tp.n_rows))
+        for layer, rows in walk_wants(tp, walks).items():
+            want[layer].update(rows)
         return dict(want)
 
     @staticmethod

@@ -134,6 +134,83 @@ def lu_factors(seed: bytes, d: int) -> tuple[Rows, Rows]:
     return lower, upper
 
 
+def _mod_matmul(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """a . b mod 251, centred (float64: |entries| <= 125, so sums of d products stay < 2^53)."""
+    c = a.astype(np.float64) @ b.astype(np.float64)
+    return (c.astype(np.int64) + HALF) % Q - HALF
+
+
+def _inverse_lower(m: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The inverse mod 251 (centred) of a lower-triangular matrix with a non-zero diagonal, by halves:
+    [[A, 0], [C, D]]^-1 = [[A^-1, 0], [-D^-1 C A^-1, D^-1]] (a few d^3 / 4 float64 products)."""
+    n = m.shape[0]
+    if n == 1:
+        return np.array([[(pow(int(m[0, 0]) % Q, Q - 2, Q) + HALF) % Q - HALF]], dtype=np.int64)
+    h = n // 2
+    a, dd = _inverse_lower(m[:h, :h]), _inverse_lower(m[h:, h:])
+    out = np.zeros((n, n), dtype=np.int64)
+    out[:h, :h], out[h:, h:] = a, dd
+    out[h:, :h] = (-_mod_matmul(_mod_matmul(dd, m[h:, :h]), a) + HALF) % Q - HALF
+    return out
+
+
+def inverse_b(seed: bytes, d: int) -> npt.NDArray[np.int64]:
+    """B^-1 mod 251 (centred): U^-1 . L^-1 from `lu_factors` (the prover's descent from X_L)."""
+    lower, upper = lu_factors(seed, d)
+    l_inv = _inverse_lower(lower.astype(np.int64))
+    u_inv = _inverse_lower(upper.T.astype(np.int64)).T
+    return _mod_matmul(u_inv, l_inv)
+
+
+def _cycle_inverse(perm: npt.NDArray[np.intp], t: int) -> npt.NDArray[np.int64]:
+    """(I - t P)^-1 mod 251 (centred) for the permutation matrix P[j, perm[j]] = 1: on a cycle of
+    length m it is sum_k t^k P^k / (1 - t^m), non-zero when t^m != 1 (`invertible_pair`)."""
+    d = len(perm)
+    lengths = _cycle_lengths(perm)
+    scale_ = np.array([pow((1 - pow(t, int(m), Q)) % Q, Q - 2, Q) for m in lengths], dtype=np.int64)
+    out = np.zeros((d, d), dtype=np.int64)
+    rows, at, power = np.arange(d), np.arange(d), np.ones(d, dtype=np.int64)
+    for k in range(int(lengths.max())):
+        live = k < lengths
+        out[rows[live], at[live]] = power[live] * scale_[live] % Q
+        at, power = perm[at], power * t % Q
+    return (out + HALF) % Q - HALF
+
+
+def unstage_matrices(
+    b_inv: npt.NDArray[np.int64], pi: npt.NDArray[np.intp], sigma: npt.NDArray[np.intp]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The inverse of a stage's linear part (docs/protocol.md §17.11 "descent"), centred mod 251:
+    W' (2d x 2d) with [X_l[a] + s | X_l[a'] + s] . W' = [X_(l-1)[a] | X_(l-1)[a']] for a pair (a the
+    lower row, s = 125 - l undoing g_l's offset), and M' (d x d) with (X_l[a] + s) . M' = X_(l-1)[a]
+    for a lone row. With R = P_sigma P_pi^-1 (the permutation rho = argsort(pi)[sigma]), G = B^-1
+    P_pi^-1 (B^-1's columns in pi's order) and S = (I - 6 R^2)^-1: a pair's map (x, y) -> (x P_pi B +
+    y P_sigma B, y P_pi B + 6 x P_sigma B) inverts to x = p G (I + 6 S R^2) - q G S R, y = -6 p G S R
+    + q G S; a lone row's x -> x (P_pi - 6 P_sigma) B to x = p G (I - 6 R)^-1. R commutes with S, so
+    one product G S (and G (I - 6R)^-1 for lone rows) is all the d^3 work; the rest are its columns
+    permuted."""
+    d = len(pi)
+    rho = np.argsort(pi)[sigma]
+    g = b_inv[:, pi]
+    gs = _mod_matmul(g, _cycle_inverse(rho[rho], MIX))
+
+    def times_r(m: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.int64]:  # m . R^k: columns moved
+        perm = np.arange(d)
+        for _ in range(k):
+            perm = rho[perm]
+        out = np.empty_like(m)
+        out[:, perm] = m
+        return out
+
+    w = np.empty((2 * d, 2 * d), dtype=np.int64)
+    w[:d, :d] = g + MIX * times_r(gs, 2)
+    w[:d, d:] = -MIX * times_r(gs, 1)
+    w[d:, :d] = -times_r(gs, 1)
+    w[d:, d:] = gs
+    lone = _mod_matmul(g, _cycle_inverse(rho, MIX))
+    return (w + HALF) % Q - HALF, lone
+
+
 def coefficients(rows: npt.NDArray[np.intp], stage: int, n_rows: int) -> npt.NDArray[np.int64]:
     """k_l(i) for each row: 1 below its mate, MIX above it, LONE without one."""
     rows = np.asarray(rows, dtype=np.intp)
@@ -244,6 +321,7 @@ class Fill:
         self.n_stages = stages(n_rows)
         self.b = b_matrix(seed, d).astype(np.float64)
         self._perms: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+        self._b_inv: npt.NDArray[np.int64] | None = None
 
     def x0(self, rows: range | list[int]) -> Rows:
         return gen_rows(self.seed, TAG_X0, rows, self.d)
@@ -259,6 +337,23 @@ class Fill:
         b_pi, b_sigma = self.matrices(stage)
         k = coefficients(np.arange(self.n_rows, dtype=np.intp), stage, self.n_rows)
         return stage_rows(prev, prev[partners(self.n_rows, stage)], b_pi, b_sigma, stage, k)
+
+    def unstep(self, layer: Rows, stage: int) -> Rows:
+        """X_(l-1) from a whole layer X_l (`unstage_matrices`: every stage map is invertible)."""
+        if self._b_inv is None:
+            self._b_inv = inverse_b(self.seed, self.d)
+        pi, sigma = stage_perms(self.seed, stage, self.d)
+        w, lone = unstage_matrices(self._b_inv, pi, sigma)
+        shifted = (layer.astype(np.int64) + HALF - stage + HALF) % Q - HALF
+        rows = np.arange(self.n_rows, dtype=np.intp)
+        mates = partners(self.n_rows, stage)
+        out = np.empty_like(layer)
+        lo = rows[mates > rows]
+        pair = _mod_matmul(np.concatenate([shifted[lo], shifted[mates[lo]]], axis=1), w)
+        out[lo], out[mates[lo]] = pair[:, : self.d], pair[:, self.d :]
+        alone = rows[mates == rows]
+        out[alone] = _mod_matmul(shifted[alone], lone)
+        return out
 
     def layers(self) -> list[Rows]:
         """X_0 .. X_L (tests and the honest CPU prover at small sizes)."""

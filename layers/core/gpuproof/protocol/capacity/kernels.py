@@ -8,8 +8,8 @@ and its SHAKE-128 row source (`proof/shake_kernels.py`: `seeded_rows`, which map
   K = 2d) of a group of rows closed under the stage's pairing: a plain copy, one 4-byte word per
   thread (the coefficients k_l = 1 and 6 are in the stage matrix, `cupy_prover.stage_matrix`; a
   lone row, whose mate is at or beyond the valid rows, is not in it: its GEMM reads the buffer);
-- `cap_scale`: coef . x mod 251 byte by byte (a lone row's stand-in mate in a recompute window);
-- `cap_window_load`: a GPU recompute window's slabs of X_c into bit-reversed slab positions;
+- `cap_shift`: x + s mod 251 byte by byte (a descent's rows before an inverse stage, `reopen.py`);
+- `cap_slabs`: a descent's slabs of X_L, in order, into its buffer (`reopen.py`);
 - `cap_pair_epilogue` / `cap_epilogue`: X[i] = g_l(C) = ((C + l) mod 251) - 125 written back IN
   PLACE over both rows of each pair (the operand holds their copy) / over a range of lone rows (their
   product is read before any is written back);
@@ -77,21 +77,20 @@ extern "C" __global__ void cap_pairs(const cs8_t* buf, u64_t d, u64_t lo, u64_t 
   ((u32_t*)(u + p * 2ull * d))[j] = ((const u32_t*)(buf + row * d))[j % words];
 }
 
-/* dst[t] = coef . src[t] mod 251, centred (a lone row's stand-in mate in a recompute window,
-   cupy_prover._gpu_window: the lower row then reads k_l = 1 times it, i.e. -6 times itself). */
-extern "C" __global__ void cap_scale(const cs8_t* src, u64_t count, int coef, cs8_t* dst) {
+/* dst[t] = src[t] + s mod 251, centred, in place allowed (a descent's rows before an inverse stage:
+   X_l + 125 - l undoes g_l's offset, reopen.py). */
+extern "C" __global__ void cap_shift(const cs8_t* src, u64_t count, int s, cs8_t* dst) {
   u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
   if (t >= count) return;
-  int r = ((int)src[t] * coef + 125) % 251;
+  int r = ((int)src[t] + s + 125) % 251;
   if (r < 0) r += 251;
   dst[t] = (cs8_t)(r - 125);
 }
 
-/* A GPU recompute window (cupy_prover._gpu_window): slab k (rows k 2^c + j0 .. + w - 1 of src,
-   those below n) to rows rev_m(k) w .. of dst, rev_m reversing k's m low bits; one 4-byte word a
-   thread. */
-extern "C" __global__ void cap_window_load(const cs8_t* src, u64_t n, u64_t d, u64_t c, u64_t j0, u32_t m,
-                                           u64_t w, cs8_t* dst) {
+/* A descent's rows (reopen.py): slab k (rows k 2^c + j0 .. + w - 1 of src, those below n) to rows
+   k w .. of dst, k < 2^m, in order; one 4-byte word a thread. */
+extern "C" __global__ void cap_slabs(const cs8_t* src, u64_t n, u64_t d, u64_t c, u64_t j0, u32_t m,
+                                     u64_t w, cs8_t* dst) {
   u64_t words = d / 4ull;
   u64_t t = (u64_t)blockIdx.x * (u64_t)blockDim.x + (u64_t)threadIdx.x;
   if (t >= (w << m) * words) return;
@@ -99,9 +98,7 @@ extern "C" __global__ void cap_window_load(const cs8_t* src, u64_t n, u64_t d, u
   u64_t o = row % w, k = row / w;
   u64_t s = (k << c) + j0 + o;
   if (s >= n) return;
-  u64_t r = 0ull;
-  for (u32_t q = 0; q < m; ++q) r |= ((k >> q) & 1ull) << (m - 1u - q);
-  ((u32_t*)(dst + (r * w + o) * d))[j] = ((const u32_t*)(src + s * d))[j];
+  ((u32_t*)(dst + row * d))[j] = ((const u32_t*)(src + s * d))[j];
 }
 
 /* g_l over a pair product (pairs x 2d int32: the lower row's d entries, then the upper row's),
