@@ -327,6 +327,28 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
     assert descents  # the inverse stages ran
 
 
+def test_the_inverse_stages_are_built_beside_the_fill_and_stop_with_it() -> None:
+    """The descents' inverse stage matrices are built on a thread of their own while the GPUs
+    fill; it stops when the fill ends (no background product beside the timed rounds), and the
+    openings build whatever it left."""
+    params = params_of(gpu(0, 16000), host(9000, d=48))
+    options = CupyCapacityOptions(group_rows=16, host_block_rows=32, host_window_rows=8, margin_bytes=0)
+    prover = CupyCapacityProver(NONCE, KEY.public_hex, CHALLENGE, params, cupy=double(1), options=options)
+    built: list[set[tuple[int, int]]] = []
+
+    def after_fill() -> None:
+        assert prover._inverses is not None
+        prover._inverses.join(timeout=30)
+        assert not prover._inverses.is_alive()  # stopped (or done) once the fill returned
+        built.append({k for k in prover._stage_host if k[1] < 0})
+
+    session, _nonces, got, want = run_both(params, prover, before_open=after_fill)
+    assert got == want and verify(params, session, got) == []
+    # how many were built ahead is the scheduler's; the openings built the rest they needed
+    assert {k for k in prover._stage_host if k[1] < 0} >= built[0]
+    assert any(k[1] < 0 for k in prover._stage_host) and prover.recompute[0]["descents"]
+
+
 def test_a_recompute_with_no_buffer_that_fits_is_refused_before_any_job() -> None:
     """A job buffer too small for every threshold's jobs: refused, saying so (no half-built openings)."""
     params = params_of(gpu(0, 16000))

@@ -1391,6 +1391,7 @@ class CupyCapacityProver:
         self._stage_lock = threading.Lock()
         self._b_cache: dict[int, npt.NDArray[np.int8]] = {}
         self._b_inv_cache: dict[int, npt.NDArray[np.int64]] = {}
+        self._inverses: threading.Thread | None = None  # the inverse stages built beside the fill
         self._b_locks: dict[int, threading.Lock] = {}
         self._uploaded: dict[
             tuple[int, int, int, int], Any
@@ -1936,22 +1937,41 @@ class CupyCapacityProver:
         then finds its matrices ready instead of leaving its GPU idle while it builds them (B = L . U
         44 ms, each stage's matrices 15 ms at d = 1024, median of 11 on the dev machine, 2026-12-07:
         9 targets' 27 stages take 3.6 s of this thread beside an H100's 17.5 s fill;
-        `_stage_matrix_host` is idempotent, so a lane that gets there first builds them itself).
-        Then the inverse stages the openings' descents are likely to need (`descent_floor`; 0.13 s a
-        stage at d = 1024): the rounds leave them time; one not built yet is built when needed."""
+        `_stage_matrix_host` is idempotent, so a lane that gets there first builds them itself)."""
 
         def run() -> None:
             for stage in range(1, max((t.tp.n_stages for t in targets), default=0) + 1):
                 for t in targets:
                     if stage <= t.tp.n_stages:
                         self._stage_matrix_host(t, stage)
-            for t in targets:  # the openings' descents (`reopen.py`), from the top stage down
-                for stage in range(t.tp.n_stages, descent_floor(t.tp.n_stages, t.kept_height), -1):
-                    self._stage_matrix_host(t, -stage)
 
         thread = threading.Thread(target=run, name="capacity-stage-matrices", daemon=True)
         thread.start()
         return thread
+
+    def _prefetch_inverses(self, targets: Sequence[_Target], after: threading.Thread) -> threading.Event:
+        """The inverse stages the openings' descents are likely to need (those above `descent_floor`,
+        from the top stage down, across the targets; 0.13 s a stage and B^-1 0.21 s a target at d =
+        1024 on the dev machine: ≈ 15 s of one thread for 8 H100s and 256 GiB, beside an ≈ 20 s
+        fill), built on a thread of their own after the stage matrices (`after`), while the GPUs
+        fill, and ONLY then: the returned event, set when the fill ends, stops it at the next stage,
+        so no background product competes with the timed rounds' host work; one not built yet is
+        built when a descent needs it. Not joined: the fill does not wait for it."""
+        stop = threading.Event()
+
+        def run() -> None:
+            after.join()
+            top = max((t.tp.n_stages for t in targets), default=0)
+            for stage in range(top, 0, -1):
+                for t in targets:
+                    if stop.is_set():
+                        return
+                    if descent_floor(t.tp.n_stages, t.kept_height) < stage <= t.tp.n_stages:
+                        self._stage_matrix_host(t, -stage)
+
+        self._inverses = threading.Thread(target=run, name="capacity-inverse-matrices", daemon=True)
+        self._inverses.start()
+        return stop
 
     def fill(self) -> CapacityCommitment:
         """Every GPU target at once on its own device (lane 0), host RAM's pages first-touched
@@ -1979,6 +1999,7 @@ class CupyCapacityProver:
             return roots
 
         ahead = self._prefetch_stages([*gpu, *host])
+        quiet = self._prefetch_inverses([*gpu, *host], ahead)
         for t in host:
             if t.held is None:  # its pages first-touched in the background, in order, from now
                 t.touch = self._host_array(t, lambda: parts.setdefault("touched", since()))
@@ -2003,6 +2024,7 @@ class CupyCapacityProver:
                     t.touch = None
             raise
         finally:
+            quiet.set()  # the inverses stop here: the rounds run without them
             ahead.join()  # done long before the fills (it only builds small host matrices)
         return CapacityCommitment(
             machine_id=self.machine_id,
