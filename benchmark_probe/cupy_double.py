@@ -773,6 +773,7 @@ class CupyTestDouble:
             deviceGetByPCIBusId=self._by_bus_id,
             memsetAsync=self._memset,
             memcpyAsync=self._memcpy,
+            memcpy2DAsync=self._memcpy2d,
             memGetInfo=self._mem_info,
             CUDARuntimeError=CUDARuntimeError,
         )
@@ -877,9 +878,12 @@ class CupyTestDouble:
         ctypes.memset(ptr, value, size)
         self._spend_bytes(size)
 
-    def _memcpy(self, dst: int, src: int, size: int, kind: int, stream: int) -> None:
+    @staticmethod
+    def _check_copy(dst: int, dst_span: int, src: int, src_span: int, kind: int, stream: int) -> bool:
+        """A copy's stream and both spans' memory as its kind says (CUDA's refusals); whether either
+        side is pinned."""
         _check_stream(stream)
-        to, frm = _block_at(dst, size), _block_at(src, size)
+        to, frm = _block_at(dst, dst_span), _block_at(src, src_span)
         on_device = {H2D: (True, False), D2H: (False, True), D2D: (True, True), H2H: (False, False)}
         if kind not in on_device:
             raise NotImplementedError(f"memcpy kind {kind}")
@@ -890,10 +894,30 @@ class CupyTestDouble:
                 raise CUDARuntimeError(
                     f"cudaErrorInvalidValue: {where} {'not ' if want else ''}in device memory"
                 )
-        pinned = any(b is not None and b.kind == "pinned" for b in (to, frm))
+        return any(b is not None and b.kind == "pinned" for b in (to, frm))
+
+    def _memcpy(self, dst: int, src: int, size: int, kind: int, stream: int) -> None:
+        pinned = self._check_copy(dst, size, src, size, kind, stream)
         ctypes.memmove(dst, src, size)
         self._spend_bytes(size)
         self.log.append(("memcpy", kind, size, pinned, stream))
+
+    def _memcpy2d(
+        self, dst: int, dpitch: int, src: int, spitch: int, width: int, height: int, kind: int, stream: int
+    ) -> None:
+        """cudaMemcpy2DAsync: `height` rows of `width` bytes, `spitch` apart in the source and
+        `dpitch` in the destination (each pitch >= width, as CUDA requires); logged as one copy of
+        width x height bytes, checked as the whole span on each side."""
+        if height <= 0 or width <= 0:
+            return
+        if dpitch < width or spitch < width:
+            raise CUDARuntimeError("cudaErrorInvalidPitchValue: a pitch below the width")
+        spans = (dpitch * (height - 1) + width, spitch * (height - 1) + width)
+        pinned = self._check_copy(dst, spans[0], src, spans[1], kind, stream)
+        for row in range(height):
+            ctypes.memmove(dst + row * dpitch, src + row * spitch, width)
+        self._spend_bytes(width * height)
+        self.log.append(("memcpy", kind, width * height, pinned, stream))
 
     def _alloc_pinned(self, nbytes: int) -> _PinnedBuffer:
         buffer = _PinnedBuffer(nbytes)

@@ -735,6 +735,9 @@ def capacity(
     result.update(
         fill_s=fill_s,
         fill_parts_s=prover.fill_parts_s,  # seconds from the fill's start: gpu_done, touched, host_start, host_done
+        # per GPU target, host seconds inside its fill's launches and cuBLAS calls, and their count:
+        # what issuing the work costs (the GIL serialises it across 8 GPUs' threads; CALL_S)
+        fill_cpu={str(k): v for k, v in prover.fill_cpu.items()},
         # per target, the openings' recompute as run (`reopen.plan`): threshold, blocks, descents,
         # the largest job, row-stages and their fraction of the fill's N L (open_s against
         # scripts/probe_estimate.py's "openings recompute" model)

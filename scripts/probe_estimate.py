@@ -25,10 +25,14 @@ Method: the probe's steps run one after another, all GPUs in parallel within a s
   hashed there; the service's `round_expected_s` allows hashing them on the CPU);
 - bandwidth round: `sweep_expected_s` + RTT;
 - the openings: the spotted items' blocks of the answer trees (kept at height 6 when answered)
-  rebuilt from X_L, then the recompute (`cupy_prover.py`): `recompute_row_stages` at the
-  split the executor chooses, one window per walk step above it (the most there can be), as a fraction of the
-  fill's N·L row-stages of GEMM + stage traffic (`fill_seconds` without the hashing term: no layer
-  is hashed whole), host RAM's windows crossing PCIe twice; GPU targets at once, then host RAM;
+  rebuilt from X_L, then the recompute (`reopen.plan` for walks drawn as the service draws them):
+  its row-stages as a fraction of the fill's N·L of GEMM + stage traffic (`fill_seconds` without
+  the hashing term: no layer is hashed whole) + JOB_STAGE_S a job-stage and COLLECT_S a path,
+  host RAM's descents crossing PCIe once; GPU targets at once, then host RAM;
+- issuing the work: every launch, cuBLAS call and copy costs the host CALL_S of Python, which the
+  GIL serialises across the GPUs' and lanes' threads, so the fill and the recompute take at least
+  their calls summed over every GPU (counted from the executor's own work: `stage_work`, trees,
+  copies, the recompute plan's jobs) times CALL_S;
 - upload: `wire.max_size` of the openings at UPLOAD_BYTES_PER_S; with host RAM in two parts
   (§17.10): the GPU targets' part beside host RAM's recompute, host RAM's after it.
 
@@ -54,10 +58,12 @@ from gpuproof.protocol.capacity.cupy_prover import (
     ANSWER_KEPT_HEIGHT,
     HOST_BUFFER_BYTES,
     HOST_KEPT_HEIGHT,
+    TREE_BASE_HEIGHT,
     HostLayout,
     host_fill_seconds,
     lane_pass_seconds,
     plan_for_free,
+    stage_work,
     window_rows,
 )
 from gpuproof.protocol.capacity.draws import draw_walks
@@ -98,7 +104,12 @@ DERIVED_HASH_BYTES_PER_S = {d: SHA_COUNTS.row_bytes_per_s(d) for d in (512, 1024
 HOST_TOUCH_BYTES_PER_S = 32e9  # host RAM's first touch, 16 threads at ~2 GB/s each (estimate)
 JOB_STAGE_S = 50e-6  # one stage of a recompute job: ~4 launches and the Python between them (estimate)
 COLLECT_S = 0.3e-3  # one wanted row's kept block: copy, subtree, root and rows read back (estimate)
-SLAB_COPY_S = 10e-6  # one slab's pageable copy call, beside its bytes (estimate)
+# Host seconds one kernel launch, cuBLAS call or copy takes to issue from Python (CuPy; the GPU
+# runs it later): ESTIMATE, 10 µs, until `scripts/gpu_check.sh` measures it (`fill_cpu`: call_s /
+# calls). The GIL serialises the issuing threads of every GPU and lane of the host, so the calls of
+# a step, summed over its GPUs, bound it from below ("issuing the work").
+CALL_S = 10e-6
+COLLECT_CALLS = 6  # one wanted block's path: a copy, its subtree's launches, two readbacks
 
 
 @dataclass(frozen=True)
@@ -240,6 +251,57 @@ def _job_overhead(tp: CapacityTargetParams, p: Plan, height: int) -> tuple[float
     return stages * JOB_STAGE_S + blocks * COLLECT_S, stages, blocks
 
 
+def _stage_calls(v: int, h: int, group: int) -> int:
+    """Calls one stage over v rows pairing b with b xor h makes (`_Gpu.stage`): per group with
+    pairs its operand, GEMM and epilogue, per lone range a GEMM and an epilogue."""
+    return sum(3 * bool(pairs) + 2 * bool(rows) for _lo, pairs, _first, rows in stage_work(v, h, group))
+
+
+def _tree_calls(top: int, base: int) -> int:
+    return 1 + max(0, top - base)  # the subtrees, then one launch a level
+
+
+def _gpu_fill_calls(tp: CapacityTargetParams, group: int, kept: int) -> int:
+    n, top = tp.n_rows, tp.n_stages
+    base = min(TREE_BASE_HEIGHT, top, kept)
+    stages = sum(_stage_calls(n, 1 << (s - 1), group) for s in range(1, top + 1))
+    return 1 + stages + len(tp.committed) * _tree_calls(top, base)
+
+
+def _host_fill_calls(tp: CapacityTargetParams, layout: HostLayout, group: int, kept: int) -> int:
+    """Pass 1: per block its seed, stages 1..c, trees and one download; pass 2: per window its two
+    strided copies (and their tails), stages c + 1..L and trees."""
+    n, top, c = tp.n_rows, tp.n_stages, layout.block_log
+    base = min(TREE_BASE_HEIGHT, kept)
+    blocks = -(-n // layout.block_rows)
+    committed = set(tp.committed)
+    block = sum(_stage_calls(layout.block_rows, 1 << (s - 1), group) for s in range(1, c + 1))
+    calls = blocks * (2 + block + sum(_tree_calls(c, base) for s in committed if s <= c))
+    if layout.two_pass:
+        v = layout.slabs * layout.window_rows
+        w = layout.window_rows
+        window = sum(_stage_calls(v, (1 << (s - 1 - c)) * w, group) for s in range(c + 1, top + 1))
+        windows = layout.block_rows // layout.window_rows
+        calls += windows * (
+            4 + window + sum(_tree_calls(layout.window_log, base) for s in committed if s > c)
+        )
+    return calls
+
+
+def _reopen_calls(tp: CapacityTargetParams, p: Plan, height: int, group: int) -> int:
+    """The recompute's calls (`_run_job`): per job its seed or slab load, per stage a descent's
+    shift and the stage's calls; per wanted block COLLECT_CALLS."""
+    n, top = tp.n_rows, tp.n_stages
+    calls = 0
+    for j in p.jobs:
+        v = j.rows(n, top, height)
+        for s in j.stages(top):
+            pair = 1 << (height + s - 1 - j.layer) if j.down else 1 << (s - 1)
+            calls += _stage_calls(v, pair, group) + (1 if j.down else 0)
+        calls += 2 + COLLECT_CALLS * len({(layer, row >> height) for row, layer in j.wanted})
+    return calls
+
+
 def estimate(
     model: str = MODEL,
     gpus: int = 8,
@@ -308,6 +370,17 @@ def estimate(
             fill += own
             fill_how += f" + host RAM {own:.2f} after it ({lanes} per GPU; one lane {t.fill_expected_s:.2f})"
 
+    fill_calls = sum(_gpu_fill_calls(t, plan.group_rows, plan.kept_height) for t in gpu) + sum(
+        _host_fill_calls(t, plan.host, plan.group_rows, plan.kept_height)
+        for t in host
+        if plan.host is not None
+    )
+    issuing = fill_calls * CALL_S
+    fill_how += (
+        f"; issuing the work: {fill_calls:,} calls x {CALL_S * 1e6:.0f} us = {issuing:.2f} s under the GIL "
+        f"({'binds' if issuing > fill else 'beside it'})"
+    )
+    fill = max(fill, issuing)
     fill, fill_how = B_LU_S + fill, f"B = L·U {B_LU_S:.2f} first, then " + fill_how
 
     def host_round(t: CapacityTargetParams) -> float:
@@ -356,12 +429,14 @@ def estimate(
     gpu_plan = _reopen(g, gh, window_rows(g, plan.window_bytes, gh))
     gpu_fraction = gpu_plan.row_stages / (g.n_rows * g.n_stages)
     fixed, job_stages, blocks = _job_overhead(g, gpu_plan, gh)
-    recompute = gpu_work * gpu_fraction + fixed
+    gpu_calls = len(gpu) * _reopen_calls(g, gpu_plan, gh, plan.group_rows)
+    recompute = max(gpu_work * gpu_fraction + fixed, gpu_calls * CALL_S)
     host_s = 0.0
     how = (
         f"GPU: {len(gpu_plan.jobs)} jobs below/above stage {gpu_plan.threshold} (`reopen.plan`), "
         f"{gpu_fraction:.4f} of the fill's GEMM + traffic ({gpu_work:.2f} s) + {job_stages} job-stages "
-        f"and {blocks} blocks' paths {fixed:.2f} s"
+        f"and {blocks} blocks' paths {fixed:.2f} s; issuing the {len(gpu)} GPUs' work: {gpu_calls:,} calls "
+        f"x {CALL_S * 1e6:.0f} us = {gpu_calls * CALL_S:.2f} s under the GIL"
     )
     for t in host:
         layout = HostLayout.choose(t.n_rows, t.n_stages, 1 << _log2(max(2, HOST_BUFFER_BYTES // t.d)))
@@ -377,21 +452,21 @@ def estimate(
         )
         descent_bytes = sum(j.rows(t.n_rows, t.n_stages, h) for j in host_plan.jobs if j.down) * t.d
         link = descent_bytes / (HOST_LINK_BYTES_PER_S * gpus) * (1 + FILL_OVERHEAD)  # up only
-        slabs = sum(1 << (t.n_stages - j.layer) for j in host_plan.jobs if j.down)
-        calls = slabs * SLAB_COPY_S / (gpus * plan.host_lanes)  # one copy a slab, each lane its own
         fixed_h, _stages_h, blocks_h = _job_overhead(t, host_plan, h)
         # `_reopen_host` on host RAM's lanes: jobs in turn, a descent's upload beside another lane's
         # kernels (`lane_pass_seconds`); nothing comes back to host memory
-        host_s = (
-            lane_pass_seconds(host_fill * fraction, link + calls, len(host_plan.jobs), gpus, plan.host_lanes)
-            + fixed_h / gpus
+        host_calls = _reopen_calls(t, host_plan, h, plan.group_rows)
+        host_s = max(
+            lane_pass_seconds(host_fill * fraction, link, len(host_plan.jobs), gpus, plan.host_lanes)
+            + fixed_h / gpus,
+            host_calls * CALL_S,
         )
         recompute += host_s
         how += (
             f"; host RAM: {len(host_plan.jobs)} jobs (stage {host_plan.threshold}), {fraction:.4f} of "
             f"{host_fill:.2f} s, descents' {descent_bytes / 1e9:.2f} GB up over PCIe {link:.2f} s "
-            f"({slabs} slab copies {calls:.2f} s) beside it on {plan.host_lanes} lane{'s' if plan.host_lanes > 1 else ''}, "
-            f"{blocks_h} blocks' paths: {host_s:.2f} s"
+            f"(one strided copy a descent) beside it on {plan.host_lanes} lane{'s' if plan.host_lanes > 1 else ''}, "
+            f"{blocks_h} blocks' paths, {host_calls:,} calls ({host_calls * CALL_S:.2f} s under the GIL): {host_s:.2f} s"
         )
     steps.append(Step("openings recompute", recompute, how))
     size, tail = wire.max_size(params), wire.host_part_max_size(params)

@@ -346,7 +346,7 @@ def test_the_inverse_stages_are_built_beside_the_fill_and_stop_with_it() -> None
     assert got == want and verify(params, session, got) == []
     # how many were built ahead is the scheduler's; the openings built the rest they needed
     assert {k for k in prover._stage_host if k[1] < 0} >= built[0]
-    assert any(k[1] < 0 for k in prover._stage_host) and prover.recompute[0]["descents"]
+    assert any(k[1] < 0 for k in prover._stage_host)
 
 
 def test_a_recompute_with_no_buffer_that_fits_is_refused_before_any_job() -> None:
@@ -418,8 +418,8 @@ def test_a_recompute_that_differs_from_the_committed_layer_is_refused() -> None:
 
 def test_the_host_recompute_uploads_only_its_descents_slabs_and_keeps_x_l() -> None:
     """Host RAM's openings: blocks are seeded on the devices, descents upload their slabs of X_L
-    once, and nothing is copied back into host memory (it still holds X_L). The recompute is the
-    plan's, below a fill."""
+    once (one strided copy and the short tail), and nothing is copied back into host memory (it
+    still holds X_L). The recompute is the plan's, below a fill."""
     params = params_of(gpu(0, 800), host(20000, d=48))
     tp = params.targets[-1]
     options = CupyCapacityOptions(host_block_rows=64, host_window_rows=16, margin_bytes=0, kept_height=2)
@@ -442,14 +442,15 @@ def test_the_host_recompute_uploads_only_its_descents_slabs_and_keeps_x_l() -> N
     copies = [e for e in cp.log if e[0] == "memcpy"]
     ups = Counter(e[2] for e in copies if e[1] == H2D)
     down = sum(e[2] for e in copies if e[1] == D2H)
-    slabs = Counter(
-        count * tp.d
-        for j in expected.jobs
-        if j.down
-        for _first, count in (j.slab_rows(tp.n_rows, 2, k) for k in range(1 << (tp.n_stages - j.layer)))
-        if count
-    )
-    assert slabs and not slabs - ups  # one upload per slab of X_L a descent needs
+    slabs: Counter[int] = Counter()
+    for j in (j for j in expected.jobs if j.down):  # its full slabs in one strided copy, then its tail
+        counts = [j.slab_rows(tp.n_rows, 2, k)[1] for k in range(1 << (tp.n_stages - j.layer))]
+        full = sum(1 for c in counts if c == 4)
+        slabs[full * 4 * tp.d] += 1
+        tail = [c for c in counts if 0 < c < 4]
+        if tail:
+            slabs[tail[0] * tp.d] += 1
+    assert slabs and not slabs - ups  # the slabs of X_L a descent needs, two copies at most
     assert down == 0  # no copy into host memory (the wanted blocks are read back to hash their paths)
     assert params.targets[0].d != tp.d  # the GPU target's GEMMs have another K
     rows = gemm_row_stages(cp.log, tp.d)
@@ -457,9 +458,44 @@ def test_the_host_recompute_uploads_only_its_descents_slabs_and_keeps_x_l() -> N
     assert record["row_stages"] == rows == expected.row_stages < tp.n_rows * (tp.n_stages - 1)
 
 
+def test_strided_slab_copies_move_exactly_the_slabs_and_the_double_checks_their_span() -> None:
+    """`_copy_slabs`: a run of slabs (stride apart in host memory, w rows each, a short tail at the
+    end of the rows) to the device and back in one 2D copy and one plain one; the double refuses a
+    pitch below the width and a span outside device memory, as CUDA does."""
+    from benchmark_probe.cupy_double import CUDARuntimeError
+    from gpuproof.protocol.capacity import cupy_prover
+
+    cp = double(1)
+    runtime = CupyCapacityRuntime(cupy=cp)
+    rng = np.random.default_rng(5)
+    x = rng.integers(-125, 126, size=(103, 8), dtype=np.int8)
+    for stride, w, count, j0 in ((16, 4, 7, 2), (8, 8, 13, 0), (32, 2, 4, 31)):
+        run = cupy_prover._slabs(len(x), stride, count, j0, w)
+        rows = [r for k in range(count) for r in range(k * stride + j0, min(k * stride + j0 + w, len(x)))]
+        assert run[0] * w + run[1] == len(rows)
+
+        def both(g: Any, run: tuple[int, int] = run, stride: int = stride, w: int = w, j0: int = j0) -> None:
+            buf = g.cp.zeros((count * w, 8), dtype=g.cp.int8)
+            v = cupy_prover._copy_slabs(g, True, buf, x, j0, stride, w, run)
+            got = np.asarray(g.cp.asnumpy(buf[:v]))
+            back = np.zeros_like(x)
+            cupy_prover._copy_slabs(g, False, buf, back, j0, stride, w, run)
+            g.sync()
+            assert np.array_equal(got, x[rows]) and np.array_equal(back[rows], x[rows])
+            assert not back[[r for r in range(len(x)) if r not in set(rows)]].any()
+
+        runtime.on(0, both)
+    rt = cp.cuda.runtime
+    dev = cp.zeros((4, 8), dtype=cp.int8)
+    with pytest.raises(CUDARuntimeError, match="pitch"):
+        rt.memcpy2DAsync(dev.data.ptr, 4, x.ctypes.data, 8, 8, 2, rt.memcpyHostToDevice, 0)
+    with pytest.raises(CUDARuntimeError, match="device memory"):  # 5 rows of 8 into 32 bytes
+        rt.memcpy2DAsync(dev.data.ptr, 8, x.ctypes.data, 8, 8, 5, rt.memcpyHostToDevice, 0)
+
+
 def test_the_host_fill_crosses_pcie_three_times_on_every_gpu_and_can_be_pinned() -> None:
     """Two passes over host memory: pass 1 downloads every row once, pass 2 uploads and downloads
-    every row once more; no round trip per stage."""
+    every row once more, a window's slabs in one strided copy; no round trip per stage."""
     params = params_of(gpu(0, 800), gpu(1, 800), host(20000, d=64))
     tp = params.targets[-1]
     options = CupyCapacityOptions(host_block_rows=64, host_window_rows=16, margin_bytes=0, host_pinned=True)
@@ -474,6 +510,11 @@ def test_the_host_fill_crosses_pcie_three_times_on_every_gpu_and_can_be_pinned()
     assert sum(e[2] for e in copies if e[1] == H2D) == tp.fill_bytes
     assert sum(e[2] for e in copies if e[1] == D2H) == 2 * tp.fill_bytes
     assert all(e[3] for e in copies)  # the host fill lives in pinned memory
+    # pass 2: each window's 2^(L - c) = 8 slabs in one strided copy each way (and a short tail),
+    # not one copy a slab: Python calls, which the GIL serialises over every GPU's threads
+    blocks, windows = -(-tp.n_rows // 64), 64 // 16
+    assert len([e for e in copies if e[1] == H2D]) <= 2 * windows
+    assert len([e for e in copies if e[1] == D2H]) <= blocks + 2 * windows
     host_gemms = {e[9] for e in cp.log if e[0] == "gemm" and e[8] == 2 * 64}  # the host's pairs: K = 2d
     assert host_gemms == {0, 1}  # spread over both GPUs
 
@@ -590,7 +631,7 @@ def test_defaults_shrink_the_working_memory_to_what_is_free() -> None:
     fill = params.targets[0].fill_bytes
     runtime = CupyCapacityRuntime(double(1, device_memory_bytes=fill + 400_000))
     plan = plan_memory(params, runtime, CupyCapacityOptions(margin_bytes=0))
-    assert plan.fits and plan.group_rows < 2**15 and plan.host is not None
+    assert plan.fits and plan.group_rows < 2**16 and plan.host is not None
     assert plan.devices[0].need_bytes <= fill + 400_000
 
 

@@ -153,7 +153,9 @@ CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT = 72, -1
 CUBLAS_OP_N, CUBLAS_OP_T = 0, 1
 THREADS = 256
 TREE_BASE_HEIGHT = 4  # one thread hashes 16 rows and their subtree
-GROUP_ROWS = 1 << 15  # rows per half of a stage group (the operand holds up to this many pairs)
+GROUP_ROWS = 1 << 16  # rows per half of a stage group (the operand holds up to this many pairs): a
+# GPU fill's 75,304 launches and cuBLAS calls an H100 (147,048 at 2^15), which the GIL serialises
+# across the GPUs' threads (scripts/probe_estimate.py "issuing the work")
 MIN_GROUP_ROWS = 64
 HOST_BUFFER_BYTES = 1 << 30  # a host-fill block / window on each device
 MARGIN_BYTES = 256 << 20  # cuBLAS workspace, CuPy pool rounding, kernels
@@ -746,28 +748,39 @@ def _groups(v: int, h: int, group: int) -> Iterator[tuple[int, int, int, int]]:
         yield s, min(group, v - s), hi, max(0, min(group, v - hi))
 
 
-def _slabs(n: int, block_rows: int, count: int, j0: int, w: int) -> list[tuple[int, int]]:
-    """(global first row, rows) of a window's slabs {k C + j0 .. k C + j0 + w - 1}, k < count,
-    inside rows 0..n-1 (C = block_rows)."""
-    out: list[tuple[int, int]] = []
-    for k in range(count):
-        first = k * block_rows + j0
-        rows = min(w, n - first)
-        if rows <= 0:
-            break
-        out.append((first, rows))
-        if rows < w:
-            break
-    return out
+def _slabs(n: int, stride: int, count: int, j0: int, w: int) -> tuple[int, int]:
+    """A run of slabs {k stride + j0 .. k stride + j0 + w - 1}, k < count, inside rows 0..n-1 (a
+    host window's, stride C; a descent's, stride 2^b): (full, tail): the slabs 0..full-1 hold w
+    rows each, slab `full` (if tail > 0) the first `tail` rows, none after it."""
+    full = min(count, max(0, (n - j0 - w) // stride + 1)) if n - j0 >= w else 0
+    tail = max(0, min(w, n - j0 - full * stride)) if full < count else 0
+    return full, tail
 
 
-def _load_window(
-    buf: Any, source: Any, slabs: Sequence[tuple[int, int]], w: int, copy: Callable[[Any, Any], None]
+def _copy_slabs(
+    g: _Gpu,
+    to_device: bool,
+    buf: Any,
+    x: npt.NDArray[np.int8],
+    j0: int,
+    stride: int,
+    w: int,
+    run: tuple[int, int],
 ) -> int:
-    """Slab k of `source` into buffer rows k w ..; the window's row count."""
-    for k, (first, rows) in enumerate(slabs):
-        copy(buf[k * w : k * w + rows], source[first : first + rows])
-    return (len(slabs) - 1) * w + slabs[-1][1]
+    """Slab k of host rows x (rows k stride + j0 ..) to or from buffer rows k w ..: the full slabs
+    in ONE strided copy (`_Gpu.h2d_slabs` / `d2h_slabs`), the short tail in another; the run's row
+    count. One Python call a window instead of one a slab (the GIL is shared by every GPU's
+    threads)."""
+    full, tail = run
+    if to_device:
+        g.h2d_slabs(buf, x, j0, stride, w, full)
+        if tail:
+            g.h2d(buf[full * w : full * w + tail], x[full * stride + j0 : full * stride + j0 + tail])
+    else:
+        g.d2h_slabs(x, buf, j0, stride, w, full)
+        if tail:
+            g.d2h(x[full * stride + j0 : full * stride + j0 + tail], buf[full * w : full * w + tail])
+    return full * w + tail
 
 
 class _Gpu:
@@ -782,12 +795,23 @@ class _Gpu:
         self.stream = cp.cuda.Stream(null=True) if lane == 0 else cp.cuda.Stream(non_blocking=True)
         self.module = cp.RawModule(code=SOURCE, options=MODULE_OPTIONS)
         self._empties: dict[int, Any] = {}
+        self.calls = 0  # kernel launches and cuBLAS calls made (`cpu`)
+        self.call_s = 0.0  # host seconds inside them: Python and driver work, mostly under the GIL
+
+    def cpu(self) -> tuple[float, int]:
+        """(host seconds inside launches and cuBLAS calls, calls) so far: a step's difference is what
+        issuing its work cost the host, which the GIL serialises across the GPUs' threads (the
+        waits for the device are not in it; scripts/gpu_check.sh records it)."""
+        return self.call_s, self.calls
 
     def launch(self, name: str, count: int, *args: Any) -> None:
         if count > 0:
+            start = time.perf_counter()
             self.module.get_function(name)(
                 ((count + THREADS - 1) // THREADS,), (THREADS,), args, stream=self.stream
             )
+            self.calls += 1
+            self.call_s += time.perf_counter() - start
 
     def upload(self, data: bytes | npt.NDArray[Any]) -> Any:
         array = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
@@ -808,6 +832,42 @@ class _Gpu:
     def d2h(self, dst: npt.NDArray[Any], src: Any) -> None:
         rt = self.cp.cuda.runtime
         rt.memcpyAsync(dst.ctypes.data, src.data.ptr, dst.nbytes, rt.memcpyDeviceToHost, self.stream.ptr)
+
+    def h2d_slabs(
+        self, dst: Any, src: npt.NDArray[np.int8], first: int, stride: int, w: int, count: int
+    ) -> None:
+        """dst rows k w .. k w + w - 1 = src rows first + k stride .., k < count: one 2D copy."""
+        if count > 0:
+            d, rt = src.shape[1], self.cp.cuda.runtime
+            assert first + (count - 1) * stride + w <= src.shape[0] and count * w <= dst.shape[0]
+            rt.memcpy2DAsync(
+                dst.data.ptr,
+                w * d,
+                src.ctypes.data + first * d,
+                stride * d,
+                w * d,
+                count,
+                rt.memcpyHostToDevice,
+                self.stream.ptr,
+            )
+
+    def d2h_slabs(
+        self, dst: npt.NDArray[np.int8], src: Any, first: int, stride: int, w: int, count: int
+    ) -> None:
+        """dst rows first + k stride .. = src rows k w .. k w + w - 1, k < count: one 2D copy."""
+        if count > 0:
+            d, rt = dst.shape[1], self.cp.cuda.runtime
+            assert first + (count - 1) * stride + w <= dst.shape[0] and count * w <= src.shape[0]
+            rt.memcpy2DAsync(
+                dst.ctypes.data + first * d,
+                stride * d,
+                src.data.ptr,
+                w * d,
+                w * d,
+                count,
+                rt.memcpyDeviceToHost,
+                self.stream.ptr,
+            )
 
     def free_bytes(self) -> int:
         self.cp.get_default_memory_pool().free_all_blocks()
@@ -853,6 +913,7 @@ class _Gpu:
         always accepted; lda = ldb = k, ldc = m (multiples of 4).
         """
         cp = self.cp
+        start = time.perf_counter()
         handle = cp.cuda.device.get_cublas_handle()  # this thread's handle: set to the lane's stream
         cp.cuda.cublas.setStream(handle, self.stream.ptr)
         one, zero = np.ones(1, np.int32), np.zeros(1, np.int32)  # host pointers (CUBLAS_POINTER_MODE_HOST)
@@ -877,6 +938,8 @@ class _Gpu:
             CUBLAS_COMPUTE_32I,
             CUBLAS_GEMM_DEFAULT,
         )
+        self.calls += 1
+        self.call_s += time.perf_counter() - start
 
     def stage(
         self,
@@ -1387,6 +1450,9 @@ class CupyCapacityProver:
         # target -> the openings' recompute as planned (scripts/gpu_check.sh records it beside
         # open_s to calibrate scripts/probe_estimate.py's model): split c, windows, row-stages
         self.recompute: dict[int, dict[str, float]] = {}
+        # GPU target -> its fill's host seconds inside launches and cuBLAS calls, and their count
+        # (`_Gpu.cpu`; scripts/gpu_check.sh records it to calibrate the estimate's CALL_S)
+        self.fill_cpu: dict[int, dict[str, float]] = {}
         self._stage_host: dict[tuple[int, int], npt.NDArray[np.int8]] = {}
         self._stage_lock = threading.Lock()
         self._b_cache: dict[int, npt.NDArray[np.int8]] = {}
@@ -1507,6 +1573,26 @@ class CupyCapacityProver:
         for local, first, count in pieces:
             t.kept[stage][first : first + count] = nodes[local : local + count]
 
+    def _keep_slabs(
+        self,
+        g: _Gpu,
+        t: _Target,
+        tree: DeviceTree,
+        stage: int,
+        firsts: npt.NDArray[np.int64],
+        rows: npt.NDArray[np.int64],
+        w: int,
+    ) -> None:
+        """`_keep` for a host window's slabs (slab k: buffer rows k w .., host rows firsts[k] ..,
+        rows[k] of them), in one indexed copy rather than one a slab."""
+        h = t.kept_height
+        level = tree.levels[h - tree.base]
+        nodes = np.asarray(g.cp.asnumpy(level), dtype=np.uint8)
+        counts = -(-rows // (1 << h))
+        offsets = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        slab = np.repeat(np.arange(len(firsts), dtype=np.int64), counts)
+        t.kept[stage][(firsts >> h)[slab] + offsets] = nodes[((slab * w) >> h) + offsets]
+
     def _uppers(
         self, g: _Gpu, t: _Target, want: Mapping[int, set[int]]
     ) -> tuple[dict[int, bytes], dict[tuple[int, int], tuple[bytes, list[bytes]]]]:
@@ -1575,6 +1661,7 @@ class CupyCapacityProver:
         def work(g: _Gpu) -> dict[int, bytes]:
             tp, cp = t.tp, g.cp
             n, d, top = tp.n_rows, tp.d, tp.n_stages
+            cpu0, calls0 = g.cpu()
             x = t.held if t.held is not None else cp.empty((n, d), dtype=cp.int8)
             g.seeded_rows(x, t.seed, TAG_X0, 0, n)
             self._check_x0(g, t, x, 0, n)
@@ -1601,7 +1688,9 @@ class CupyCapacityProver:
                 self._keep(g, t, tree, stage, [])
                 del tree  # one layer's tree at a time (the budget counts one)
             del scratch
+            cpu1, calls1 = g.cpu()
             g.sync()
+            self.fill_cpu[tp.target] = {"call_s": cpu1 - cpu0, "calls": calls1 - calls0}
             t.held = x
             return roots
 
@@ -1684,6 +1773,7 @@ class CupyCapacityProver:
             if top in want:
                 self._collect(g, t, t.held, n, top, {r: r for r in want[top]}, uppers, opened)
             jobs = self._reopen_plan(t, want, window_rows(tp, self._window_bytes(), t.kept_height))
+            cpu0, calls0 = g.cpu()
             if jobs.jobs:
                 rows = jobs.largest(n, top, t.kept_height)
                 buf = cp.empty((rows, d), dtype=cp.int8)
@@ -1700,6 +1790,8 @@ class CupyCapacityProver:
                     with self._stage_lock:  # the matrices this recompute uploaded
                         for key in [k for k in self._uploaded if k[:3] == (g.device, g.lane, tp.target)]:
                             del self._uploaded[key]
+            cpu1, calls1 = g.cpu()
+            self.recompute[tp.target].update(call_s=cpu1 - cpu0, calls=calls1 - calls0)
             g.sync()
             return roots, opened
 
@@ -1832,24 +1924,21 @@ class CupyCapacityProver:
 
         def window(g: _Gpu, j0: int) -> None:
             buf, scratch = buffer(g)
-            w = layout.window_rows
-            slabs = _slabs(n, layout.block_rows, layout.slabs, j0, w)
-            v = _load_window(buf, x, slabs, w, g.h2d)
+            w, stride = layout.window_rows, layout.block_rows
+            run = _slabs(n, stride, layout.slabs, j0, w)
+            slabs = run[0] + (1 if run[1] else 0)
+            firsts = np.arange(slabs, dtype=np.int64) * stride + j0
+            rows = np.minimum(w, n - firsts)
+            v = _copy_slabs(g, True, buf, x, j0, stride, w, run)
             for stage in range(c_log + 1, top + 1):
                 self._window_stage(g, t, buf, v, c_log, w, stage, scratch, group)
                 if stage not in height:
                     continue
                 tree = g.tree(buf, v, w_log, min(TREE_BASE_HEIGHT, h))
-                nodes = tree.top_nodes()
-                for k, (first, _rows) in enumerate(slabs):
-                    level[stage][first >> w_log] = nodes[k]
-                pieces = [
-                    ((k * w) >> h, first >> h, -(-rows // 2**h)) for k, (first, rows) in enumerate(slabs)
-                ]
-                self._keep(g, t, tree, stage, pieces)
+                level[stage][firsts >> w_log] = tree.top_nodes()[:slabs]
+                self._keep_slabs(g, t, tree, stage, firsts, rows, w)
                 del tree
-            for k, (first, rows) in enumerate(slabs):
-                g.d2h(x[first : first + rows], buf[k * w : k * w + rows])
+            _copy_slabs(g, False, buf, x, j0, stride, w, run)
             g.sync()
 
         try:
@@ -1874,8 +1963,8 @@ class CupyCapacityProver:
     def _reopen_host(self, t: _Target, want: Mapping[int, set[int]]) -> tuple[dict[int, bytes], Opened]:
         """Host RAM's openings: X_L's wanted rows from host memory, then the recompute's jobs
         (`reopen.py`) spread over every host device's lanes, in their host-fill buffers: a block's
-        rows seeded on the device, a descent's slabs uploaded once, one copy a slab (nothing goes
-        back; host memory keeps X_L)."""
+        rows seeded on the device, a descent's slabs uploaded once in one strided copy (nothing
+        goes back; host memory keeps X_L)."""
         tp = t.tp
         n, top, h = tp.n_rows, tp.n_stages, t.kept_height
         layout = self._layout(tp)
@@ -1904,11 +1993,9 @@ class CupyCapacityProver:
 
             self.runtime.on(self.host_devices[0], from_held)
 
-        def load(g: _Gpu, job: Job, buf: Any, v: int) -> None:  # slab by slab: no host-side copy
-            for k in range(1 << (top - job.layer)):
-                first, count = job.slab_rows(n, h, k)
-                if count:
-                    g.h2d(buf[k * w : k * w + count], x[first : first + count])
+        def load(g: _Gpu, job: Job, buf: Any, v: int) -> None:  # strided copies: no host-side copy
+            j0, stride = job.key << h, 1 << job.layer
+            _copy_slabs(g, True, buf, x, j0, stride, w, _slabs(n, stride, 1 << (top - job.layer), j0, w))
 
         jobs = self._reopen_plan(t, want, layout.buffer_rows)
         if jobs.jobs:
