@@ -802,6 +802,14 @@ def capacity(
         f"open {open_s:.2f} s; checks {result['checks']}, "
         f"deadlines {result['deadlines']}"
     )
+    issued, reopened = result["fill_cpu"].get("0", {}), result["recompute"].get("0", {})
+    if issued.get("calls"):  # what one call costs the host (the estimate's CALL_S, 10 us)
+        print(
+            f"capacity: the fill issued {issued['calls']:,} calls in {issued['call_s']:.2f} s "
+            f"({1e6 * issued['call_s'] / issued['calls']:.1f} us a call); the recompute "
+            f"{int(reopened.get('calls', 0)):,} calls, "
+            f"{reopened.get('fraction', float('nan')):.4f} of the fill's row-stages"
+        )
     return result
 
 
