@@ -27,7 +27,7 @@ Method: the probe's steps run one after another, all GPUs in parallel within a s
 - the openings: the spotted items' blocks of the answer trees (kept at height 6 when answered)
   rebuilt from X_L, then the recompute (`reopen.plan` for walks drawn as the service draws them):
   its row-stages as a fraction of the fill's N·L of GEMM + stage traffic (`fill_seconds` without
-  the hashing term: no layer is hashed whole) + JOB_STAGE_S a job-stage and COLLECT_S a path,
+  the hashing term: no layer is hashed whole) + its calls at CALL_S and PATH_SYNC_S a path,
   host RAM's descents crossing PCIe once; GPU targets at once, then host RAM;
 - issuing the work: every launch, cuBLAS call and copy costs the host CALL_S of Python, which the
   GIL serialises across the GPUs' and lanes' threads, so the fill and the recompute take at least
@@ -76,7 +76,7 @@ from gpuproof.protocol.capacity.params import (
     HOST_ROWS_PER_S,
     fill_seconds,
 )
-from gpuproof.protocol.capacity.reopen import Plan, plan, walk_wants
+from gpuproof.protocol.capacity.reopen import Plan, block_batches, plan, walk_wants
 from gpuproof.reference import GpuReference, reference_table
 
 MODEL = "H100 SXM5 80GB"
@@ -102,8 +102,7 @@ LIKELY_HASH_BYTES_PER_S = 15e9 * 64  # 15 G compressions/s: hashcat-class kernel
 SHA_COUNTS = RECORDED
 DERIVED_HASH_BYTES_PER_S = {d: SHA_COUNTS.row_bytes_per_s(d) for d in (512, 1024)}
 HOST_TOUCH_BYTES_PER_S = 32e9  # host RAM's first touch, 16 threads at ~2 GB/s each (estimate)
-JOB_STAGE_S = 50e-6  # one stage of a recompute job: ~4 launches and the Python between them (estimate)
-COLLECT_S = 0.3e-3  # one wanted row's kept block: copy, subtree, root and rows read back (estimate)
+PATH_SYNC_S = 40e-6  # one wanted row's path: its two readbacks (root, rows) wait for the device (estimate)
 # Host seconds one kernel launch, cuBLAS call or copy takes to issue from Python (CuPy; the GPU
 # runs it later): ESTIMATE, 10 µs, until `scripts/gpu_check.sh` measures it (`fill_cpu`: call_s /
 # calls). The GIL serialises the issuing threads of every GPU and lane of the host, so the calls of
@@ -242,15 +241,6 @@ def _reopen(tp: CapacityTargetParams, height: int, max_rows: int) -> Plan:
     return found
 
 
-def _job_overhead(tp: CapacityTargetParams, p: Plan, height: int) -> tuple[float, int, int]:
-    """(seconds, job-stages, wanted blocks) of the recompute's fixed costs (ESTIMATE): per stage of
-    a job its launches and the Python between them (JOB_STAGE_S), per wanted row's kept block the
-    path's rebuild (`_collect`: a copy, a tree, two readbacks; COLLECT_S)."""
-    stages = sum(len(j.stages(tp.n_stages)) for j in p.jobs)
-    blocks = sum(len({(layer, row >> height) for row, layer in j.wanted}) for j in p.jobs)
-    return stages * JOB_STAGE_S + blocks * COLLECT_S, stages, blocks
-
-
 def _stage_calls(v: int, h: int, group: int) -> int:
     """Calls one stage over v rows pairing b with b xor h makes (`_Gpu.stage`): per group with
     pairs its operand, GEMM and epilogue, per lone range a GEMM and an epilogue."""
@@ -288,18 +278,25 @@ def _host_fill_calls(tp: CapacityTargetParams, layout: HostLayout, group: int, k
     return calls
 
 
-def _reopen_calls(tp: CapacityTargetParams, p: Plan, height: int, group: int) -> int:
-    """The recompute's calls (`_run_job`): per job its seed or slab load, per stage a descent's
-    shift and the stage's calls; per wanted block COLLECT_CALLS."""
+def _reopen_calls(
+    tp: CapacityTargetParams, p: Plan, height: int, group: int, batch_rows: int = 0
+) -> tuple[int, int]:
+    """(calls, paths) of the recompute (`_run_job`, `_run_blocks`): a GPU's blocks of a layer side
+    by side in `batch_rows` (`block_batches`; 0: one job at a time, host RAM's lanes), per stage
+    its calls (and a descent's shift), per job its seed or slab load, per wanted block
+    COLLECT_CALLS."""
     n, top = tp.n_rows, tp.n_stages
+    blocks = [j for j in p.jobs if not j.down]
+    batches = block_batches(blocks, n, batch_rows) if batch_rows else [[j] for j in blocks]
     calls = 0
-    for j in p.jobs:
+    for batch in batches:
+        v = (len(batch) - 1 << batch[0].layer) + batch[-1].rows(n, top, height)
+        calls += len(batch) + sum(_stage_calls(v, 1 << (s - 1), group) for s in range(1, batch[0].layer + 1))
+    for j in (j for j in p.jobs if j.down):
         v = j.rows(n, top, height)
-        for s in j.stages(top):
-            pair = 1 << (height + s - 1 - j.layer) if j.down else 1 << (s - 1)
-            calls += _stage_calls(v, pair, group) + (1 if j.down else 0)
-        calls += 2 + COLLECT_CALLS * len({(layer, row >> height) for row, layer in j.wanted})
-    return calls
+        calls += 2 + sum(_stage_calls(v, 1 << (height + s - 1 - j.layer), group) + 1 for s in j.stages(top))
+    paths = sum(len({(layer, row >> height) for row, layer in j.wanted}) for j in p.jobs)
+    return calls + COLLECT_CALLS * paths, paths
 
 
 def estimate(
@@ -428,15 +425,17 @@ def estimate(
     gh = min(plan.kept_height, g.n_stages)
     gpu_plan = _reopen(g, gh, window_rows(g, plan.window_bytes, gh))
     gpu_fraction = gpu_plan.row_stages / (g.n_rows * g.n_stages)
-    fixed, job_stages, blocks = _job_overhead(g, gpu_plan, gh)
-    gpu_calls = len(gpu) * _reopen_calls(g, gpu_plan, gh, plan.group_rows)
+    rows = window_rows(g, plan.window_bytes, gh)
+    per_gpu, paths = _reopen_calls(g, gpu_plan, gh, plan.group_rows, rows)
+    gpu_calls = len(gpu) * per_gpu
+    fixed = per_gpu * CALL_S + paths * PATH_SYNC_S
     recompute = max(gpu_work * gpu_fraction + fixed, gpu_calls * CALL_S)
     host_s = 0.0
     how = (
-        f"GPU: {len(gpu_plan.jobs)} jobs below/above stage {gpu_plan.threshold} (`reopen.plan`), "
-        f"{gpu_fraction:.4f} of the fill's GEMM + traffic ({gpu_work:.2f} s) + {job_stages} job-stages "
-        f"and {blocks} blocks' paths {fixed:.2f} s; issuing the {len(gpu)} GPUs' work: {gpu_calls:,} calls "
-        f"x {CALL_S * 1e6:.0f} us = {gpu_calls * CALL_S:.2f} s under the GIL"
+        f"GPU: {len(gpu_plan.jobs)} jobs below/above stage {gpu_plan.threshold} (`reopen.plan`; a layer's "
+        f"blocks side by side), {gpu_fraction:.4f} of the fill's GEMM + traffic ({gpu_work:.2f} s) + "
+        f"{per_gpu:,} calls and {paths} paths' readbacks {fixed:.2f} s; issuing the {len(gpu)} GPUs' "
+        f"{gpu_calls:,} calls under the GIL: {gpu_calls * CALL_S:.2f} s"
     )
     for t in host:
         layout = HostLayout.choose(t.n_rows, t.n_stages, 1 << _log2(max(2, HOST_BUFFER_BYTES // t.d)))
@@ -452,13 +451,12 @@ def estimate(
         )
         descent_bytes = sum(j.rows(t.n_rows, t.n_stages, h) for j in host_plan.jobs if j.down) * t.d
         link = descent_bytes / (HOST_LINK_BYTES_PER_S * gpus) * (1 + FILL_OVERHEAD)  # up only
-        fixed_h, _stages_h, blocks_h = _job_overhead(t, host_plan, h)
         # `_reopen_host` on host RAM's lanes: jobs in turn, a descent's upload beside another lane's
         # kernels (`lane_pass_seconds`); nothing comes back to host memory
-        host_calls = _reopen_calls(t, host_plan, h, plan.group_rows)
+        host_calls, blocks_h = _reopen_calls(t, host_plan, h, plan.group_rows)
         host_s = max(
             lane_pass_seconds(host_fill * fraction, link, len(host_plan.jobs), gpus, plan.host_lanes)
-            + fixed_h / gpus,
+            + blocks_h * PATH_SYNC_S / gpus,
             host_calls * CALL_S,
         )
         recompute += host_s

@@ -54,8 +54,8 @@ from gpuproof.protocol.capacity.fill import (
 )
 from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetOpenings
 from gpuproof.protocol.capacity.prover import CapacityProver
+from gpuproof.protocol.capacity.reopen import Job, Plan, block_batches, walk_wants
 from gpuproof.protocol.capacity.reopen import plan as reopen_plan
-from gpuproof.protocol.capacity.reopen import walk_wants
 from gpuproof.protocol.keys import SigningKey
 from tests.unit import capacity_adversaries as adv
 
@@ -267,6 +267,38 @@ def test_a_gpu_in_sample_mode_and_host_ram_in_scan_mode_match(
     assert verify(params, session, got) == []
 
 
+def drawn_plan(session: CapacitySession, tp: CapacityTargetParams, height: int, max_rows: int) -> Plan:
+    """The recompute plan (`reopen.plan`) for the walks the session drew for `tp`."""
+    wanted = walk_wants(tp, session.draw()[1][tp.target])
+    found = reopen_plan(
+        {k: v for k, v in wanted.items() if k < tp.n_stages}, tp.n_rows, tp.n_stages, height, max_rows
+    )
+    assert found is not None
+    return found
+
+
+def _pair_launches(
+    tp: CapacityTargetParams, jobs: Sequence[Job], h: int, max_rows: int, *, batched: bool
+) -> int:
+    """`cap_pairs` launches a recompute's jobs make: one per group with pairs a stage, a GPU's
+    blocks of a layer batched (`block_batches`), host RAM's one at a time."""
+    top, group = tp.n_stages, 16
+
+    def launches(v: int, h_pair: int) -> int:
+        return sum(1 for _lo, pairs, _first, _rows in stage_work(v, h_pair, group) if pairs)
+
+    blocks = [j for j in jobs if not j.down]
+    batches = block_batches(blocks, tp.n_rows, max_rows) if batched else [[j] for j in blocks]
+    total = 0
+    for batch in batches:
+        size = 1 << batch[0].layer
+        v = (len(batch) - 1) * size + batch[-1].rows(tp.n_rows, top, h)
+        total += sum(launches(v, 1 << (s - 1)) for s in range(1, batch[0].layer + 1))
+    for j in (j for j in jobs if j.down):
+        total += sum(launches(j.rows(tp.n_rows, top, h), 1 << (h + s - 1 - j.layer)) for s in j.stages(top))
+    return total
+
+
 @pytest.mark.parametrize(
     ("kept_height", "window_bytes"), [(2, 1 << 20), (0, 1 << 20), (3, 64 * D), (4, 1 << 20), (2, 32 * D)]
 )
@@ -306,25 +338,26 @@ def test_the_openings_recompute_only_what_the_walks_need_and_match(
     session, _nonces, got, want = run_both(params, prover, before_open=before_open)
     assert got == want
     assert verify(params, session, got) == []
-    descents = 0
+    descents = pair_launches = 0
     for tp in params.targets[:2]:
         rows = gemm_row_stages(cp.log, tp.d, device=tp.target)
         record = prover.recompute[tp.target]
         assert record["row_stages"] == rows  # what gpu_check.sh records
-        wanted = walk_wants(tp, session.draw()[1][tp.target])
-        expected = reopen_plan(
-            {k: v for k, v in wanted.items() if k < tp.n_stages},
-            tp.n_rows,
-            tp.n_stages,
-            kept_height,
-            window_bytes // D,
-        )
-        assert expected is not None and rows == expected.row_stages
+        expected = drawn_plan(session, tp, kept_height, window_bytes // D)
+        assert rows == expected.row_stages
         assert record["threshold"] == expected.threshold and record["largest"] <= window_bytes // D
         assert rows < tp.n_rows * (tp.n_stages - 1)  # at this tiny size; an H100's is 3.5% of its fill
         descents += int(record["descents"])
+        pair_launches += _pair_launches(tp, expected.jobs, kept_height, window_bytes // D, batched=True)
         assert np.array_equal(np.asarray(cp.asnumpy(prover.states[tp.target].held)), held[tp.target])
     assert descents  # the inverse stages ran
+    # a GPU's blocks of a layer side by side: one stage's operand launches serve the whole batch
+    # (host RAM's jobs, on both devices' lanes, one at a time)
+    hp = params.targets[2]
+    host_h = prover.states[hp.target].kept_height
+    host_plan = drawn_plan(session, hp, host_h, prover._layout(hp).buffer_rows)
+    pair_launches += _pair_launches(hp, host_plan.jobs, host_h, 0, batched=False)
+    assert len([e for e in cp.log if e[:2] == ("kernel", "cap_pairs")]) == pair_launches
 
 
 def test_the_inverse_stages_are_built_beside_the_fill_and_stop_with_it() -> None:
@@ -434,11 +467,8 @@ def test_the_host_recompute_uploads_only_its_descents_slabs_and_keeps_x_l() -> N
     session, _nonces, got, want = run_both(params, prover, before_open=before_open)
     assert got == want and verify(params, session, got) == []
     assert np.array_equal(prover.states[tp.target].held, held[0])
-    wanted = walk_wants(tp, session.draw()[1][tp.target])
-    expected = reopen_plan(
-        {k: v for k, v in wanted.items() if k < tp.n_stages}, tp.n_rows, tp.n_stages, 2, 64
-    )
-    assert expected is not None and any(j.down for j in expected.jobs)
+    expected = drawn_plan(session, tp, 2, prover._layout(tp).buffer_rows)
+    assert any(j.down for j in expected.jobs)
     copies = [e for e in cp.log if e[0] == "memcpy"]
     ups = Counter(e[2] for e in copies if e[1] == H2D)
     down = sum(e[2] for e in copies if e[1] == D2H)

@@ -25,7 +25,7 @@ from gpuproof.protocol.capacity.fill import (
     stage_perms,
     unstage_matrices,
 )
-from gpuproof.protocol.capacity.reopen import Job, jobs_for, plan
+from gpuproof.protocol.capacity.reopen import Job, block_batches, jobs_for, plan
 
 SEED = bytes(range(32))
 
@@ -153,3 +153,19 @@ def test_an_h100s_recompute_is_a_few_percent_of_its_fill() -> None:
     assert found.row_stages < 0.05 * tp.n_rows * tp.n_stages
     assert found.largest(tp.n_rows, tp.n_stages, h) <= window_rows(tp, WINDOW_BYTES, h)
     assert any(j.down for j in found.jobs) and any(not j.down for j in found.jobs)
+
+
+def test_block_batches_align_each_block_and_put_the_short_one_last() -> None:
+    """Blocks of a layer side by side: each at a multiple of its 2^l rows, at most max_rows a batch,
+    the block holding row N - 1 (short) last in its batch, every block once, layers descending."""
+    n = 1000
+    blocks = [Job(False, 4, k, ()) for k in (62, 3, 0, 7, 9)] + [Job(False, 6, k, ()) for k in (15, 1)]
+    batches = block_batches(blocks, n, 48)
+    assert [b[0].layer for b in batches] == [6, 6, 4, 4]  # 64-row blocks one a batch (48 < 64: one)
+    assert sorted((j.layer, j.key) for b in batches for j in b) == sorted((j.layer, j.key) for j in blocks)
+    for batch in batches:
+        size = 1 << batch[0].layer
+        assert len(batch) == 1 or len(batch) * size <= 48
+        short = [i for i, j in enumerate(batch) if j.first_row() + size > n]
+        assert short in ([], [len(batch) - 1])
+    assert [j.key for j in batches[-2]] == [0, 3, 7] and [j.key for j in batches[-1]] == [9, 62]

@@ -68,8 +68,9 @@ in jobs, X_L left intact: *blocks* of X_0 taken up through stages 1..l (the rows
 threshold T), *descents* of X_L's slabs taken down through the inverse stage maps L..b + 1
 (`fill.unstage_matrices`, `unstage_matrix`: the stage kernels with the inverse matrices, after
 `cap_shift`, the epilogue's offset 125) for the rows at or above T; `reopen.plan` picks T for the
-fewest row-stages with every job within the job buffer (`window_rows`). A GPU runs its jobs one
-after another in one buffer, its stage matrices uploaded once; host RAM's jobs go to every host
+fewest row-stages with every job within the job buffer (`window_rows`). A GPU runs a layer's
+blocks side by side (`block_batches`) and its descents one after another in one buffer, its stage
+matrices uploaded once; host RAM's jobs go to every host
 device's lanes (`_spread`), a descent's slabs uploaded one copy a slab, nothing written back. For
 an H100 (H = 5) 0.0355 of the fill's 27 N row-stages, for host RAM at 256 GiB 0.0629 of its 29 N
 (ESTIMATE of the plan at real sizes; the windowed recompute before it: 0.555 and 0.731).
@@ -134,7 +135,7 @@ from gpuproof.protocol.capacity.models import (
     WalkStep,
 )
 from gpuproof.protocol.capacity.params import FILL_OVERHEAD, fill_seconds
-from gpuproof.protocol.capacity.reopen import Job, Plan, plan, rows_cap, walk_wants
+from gpuproof.protocol.capacity.reopen import Job, Plan, block_batches, plan, rows_cap, walk_wants
 from gpuproof.protocol.capacity.sweep import (
     SWEEP_COLUMNS,
     SWEEP_KEY_DOMAIN,
@@ -1755,9 +1756,40 @@ class CupyCapacityProver:
             if layer in at:
                 found(g, buf, v, layer, at[layer])
 
+    def _run_blocks(
+        self,
+        g: _Gpu,
+        t: _Target,
+        blocks: Sequence[Job],
+        buf: Any,
+        scratch: tuple[Any, Any],
+        found: Callable[[_Gpu, Any, int, int, Mapping[int, int]], None],
+    ) -> None:
+        """Blocks of one layer l side by side in `buf` (`block_batches`: block i at rows i 2^l ..,
+        a short block last), taken through stages 1..l together: a stage pairs rows within a block
+        (h = 2^(s-1) < 2^l), so one stage's calls serve them all, not one set a block (the GIL
+        serialises every GPU's calls)."""
+        tp = t.tp
+        n, top, h = tp.n_rows, tp.n_stages, t.kept_height
+        layer, size = blocks[0].layer, 1 << blocks[0].layer
+        at: dict[int, dict[int, int]] = defaultdict(dict)
+        v = 0
+        for slot, job in enumerate(blocks):
+            rows = job.rows(n, top, h)
+            g.seeded_rows(buf[slot * size :], t.seed, TAG_X0, job.first_row(), rows)
+            for row, wanted in job.wanted:
+                at[wanted][row] = slot * size + job.local(row, h)
+            v = slot * size + rows
+        group = self._group()
+        for stage in range(1, layer + 1):
+            g.stage(buf, v, 1 << (stage - 1), stage, self._stage_matrix(g, t, stage, True), scratch, group)
+            if stage in at:
+                found(g, buf, v, stage, at[stage])
+
     def _reopen_gpu(self, t: _Target, want: Mapping[int, set[int]]) -> tuple[dict[int, bytes], Opened]:
         """The openings of a GPU target (module docstring): X_L's wanted rows from the buffer, then
-        the recompute's jobs (`reopen.py`) one after another in one job buffer, X_L left intact."""
+        the recompute's jobs (`reopen.py`) in one job buffer, X_L left intact: the blocks of a layer
+        side by side (`block_batches`), the descents one after another."""
         assert t.device is not None
 
         def load(g: _Gpu, job: Job, buf: Any, v: int) -> None:
@@ -1772,10 +1804,10 @@ class CupyCapacityProver:
             opened: Opened = {}
             if top in want:
                 self._collect(g, t, t.held, n, top, {r: r for r in want[top]}, uppers, opened)
-            jobs = self._reopen_plan(t, want, window_rows(tp, self._window_bytes(), t.kept_height))
+            rows = window_rows(tp, self._window_bytes(), t.kept_height)  # the budgeted job buffer
+            jobs = self._reopen_plan(t, want, rows)
             cpu0, calls0 = g.cpu()
             if jobs.jobs:
-                rows = jobs.largest(n, top, t.kept_height)
                 buf = cp.empty((rows, d), dtype=cp.int8)
                 scratch = g.scratch(self._group(), rows, d)
 
@@ -1783,7 +1815,9 @@ class CupyCapacityProver:
                     self._collect(g, t, buf, v, layer, local_of, uppers, opened)
 
                 try:
-                    for job in jobs.jobs:
+                    for blocks in block_batches([j for j in jobs.jobs if not j.down], n, rows):
+                        self._run_blocks(g, t, blocks, buf, scratch, found)
+                    for job in (j for j in jobs.jobs if j.down):
                         self._run_job(g, t, job, buf, scratch, load, found)
                 finally:
                     del buf, scratch

@@ -126,6 +126,24 @@ def jobs_for(want: Mapping[int, set[int]], n_stages: int, height: int, threshold
     return [Job(down, layer, key, tuple(sorted(rows))) for (down, layer, key), rows in found.items()]
 
 
+def block_batches(blocks: Sequence[Job], n_rows: int, max_rows: int) -> list[list[Job]]:
+    """Blocks of one layer side by side, at most `max_rows` rows a batch: a batch's blocks are
+    aligned at multiples of 2^l, so its stages pair rows within each block; the short block (the
+    one holding row N - 1, at most one a layer) goes last, where its missing rows are the batch's
+    tail. Batches in descending layer order."""
+    by_layer: dict[int, list[Job]] = {}
+    for job in blocks:
+        assert not job.down
+        by_layer.setdefault(job.layer, []).append(job)
+    out: list[list[Job]] = []
+    for layer in sorted(by_layer, reverse=True):
+        size = 1 << layer
+        jobs = sorted(by_layer[layer], key=lambda j: (j.first_row() + size > n_rows, j.key))
+        per = max(1, max_rows // size)
+        out.extend(jobs[i : i + per] for i in range(0, len(jobs), per))
+    return out
+
+
 def rows_cap(n_stages: int, height: int) -> int:
     """A job buffer's rows that always leave a threshold whose jobs fit, with room for a cheap
     one: blocks below T need 2^(T - s) rows (s the commit stride, at least 1), descents at T and
@@ -160,4 +178,4 @@ def plan(want: Mapping[int, set[int]], n_rows: int, n_stages: int, height: int, 
     return best
 
 
-__all__ = ["Job", "Plan", "jobs_for", "plan", "rows_cap", "walk_wants"]
+__all__ = ["Job", "Plan", "block_batches", "jobs_for", "plan", "rows_cap", "walk_wants"]
