@@ -8,9 +8,10 @@
 # Needs CuPy, nvidia-ml-py, torch, numpy, typer, rich, psutil, requests present (the device image has
 # them); the rest (pydantic, cryptography, sr25519) as wheels in .whl/ from scripts/gpu_wheels.sh,
 # carried along, installed to /tmp/site here. Budget: <= 4 minutes on one H100 for the stages before
-# capacity; the capacity stage is ESTIMATED at 1.5-3 minutes on an H200 (its fill ~37 s by
-# params.fill_seconds, the recompute for the openings about as long, host RAM, rounds); its JSON is
-# written after every step, so a timeout still leaves the fill time. Last, the proof again beside a
+# capacity; the capacity stage is ESTIMATED at 1-2 minutes on an H200 (its fill ~37 s by
+# params.fill_seconds; the openings' recompute a few % of it since the descents, reopen.py; host
+# RAM, rounds, the host lanes check); its JSON is written after every step, so a timeout still
+# leaves the fill time. Last, the proof again beside a
 # first run's background work (≈ 40 s, ESTIMATE): a timeout there loses only that figure.
 set -uo pipefail
 
