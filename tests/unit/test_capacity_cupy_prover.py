@@ -54,7 +54,7 @@ from gpuproof.protocol.capacity.fill import (
 )
 from gpuproof.protocol.capacity.models import CapacityTargetParams, TargetOpenings
 from gpuproof.protocol.capacity.prover import CapacityProver
-from gpuproof.protocol.capacity.reopen import Job, Plan, block_batches, walk_wants
+from gpuproof.protocol.capacity.reopen import Job, Plan, block_batches, slab_run, walk_wants
 from gpuproof.protocol.capacity.reopen import plan as reopen_plan
 from gpuproof.protocol.keys import SigningKey
 from tests.unit import capacity_adversaries as adv
@@ -500,7 +500,7 @@ def test_strided_slab_copies_move_exactly_the_slabs_and_the_double_checks_their_
     rng = np.random.default_rng(5)
     x = rng.integers(-125, 126, size=(103, 8), dtype=np.int8)
     for stride, w, count, j0 in ((16, 4, 7, 2), (8, 8, 13, 0), (32, 2, 4, 31)):
-        run = cupy_prover._slabs(len(x), stride, count, j0, w)
+        run = slab_run(len(x), stride, count, j0, w)
         rows = [r for k in range(count) for r in range(k * stride + j0, min(k * stride + j0 + w, len(x)))]
         assert run[0] * w + run[1] == len(rows)
 

@@ -135,7 +135,7 @@ from gpuproof.protocol.capacity.models import (
     WalkStep,
 )
 from gpuproof.protocol.capacity.params import FILL_OVERHEAD, fill_seconds
-from gpuproof.protocol.capacity.reopen import Job, Plan, block_batches, plan, rows_cap, walk_wants
+from gpuproof.protocol.capacity.reopen import Job, Plan, block_batches, plan, rows_cap, slab_run, walk_wants
 from gpuproof.protocol.capacity.sweep import (
     SWEEP_COLUMNS,
     SWEEP_KEY_DOMAIN,
@@ -747,15 +747,6 @@ def _groups(v: int, h: int, group: int) -> Iterator[tuple[int, int, int, int]]:
             continue
         hi = s + h
         yield s, min(group, v - s), hi, max(0, min(group, v - hi))
-
-
-def _slabs(n: int, stride: int, count: int, j0: int, w: int) -> tuple[int, int]:
-    """A run of slabs {k stride + j0 .. k stride + j0 + w - 1}, k < count, inside rows 0..n-1 (a
-    host window's, stride C; a descent's, stride 2^b): (full, tail): the slabs 0..full-1 hold w
-    rows each, slab `full` (if tail > 0) the first `tail` rows, none after it."""
-    full = min(count, max(0, (n - j0 - w) // stride + 1)) if n - j0 >= w else 0
-    tail = max(0, min(w, n - j0 - full * stride)) if full < count else 0
-    return full, tail
 
 
 def _copy_slabs(
@@ -1959,7 +1950,7 @@ class CupyCapacityProver:
         def window(g: _Gpu, j0: int) -> None:
             buf, scratch = buffer(g)
             w, stride = layout.window_rows, layout.block_rows
-            run = _slabs(n, stride, layout.slabs, j0, w)
+            run = slab_run(n, stride, layout.slabs, j0, w)
             slabs = run[0] + (1 if run[1] else 0)
             firsts = np.arange(slabs, dtype=np.int64) * stride + j0
             rows = np.minimum(w, n - firsts)
@@ -2029,7 +2020,7 @@ class CupyCapacityProver:
 
         def load(g: _Gpu, job: Job, buf: Any, v: int) -> None:  # strided copies: no host-side copy
             j0, stride = job.key << h, 1 << job.layer
-            _copy_slabs(g, True, buf, x, j0, stride, w, _slabs(n, stride, 1 << (top - job.layer), j0, w))
+            _copy_slabs(g, True, buf, x, j0, stride, w, slab_run(n, stride, 1 << (top - job.layer), j0, w))
 
         jobs = self._reopen_plan(t, want, layout.buffer_rows)
         if jobs.jobs:

@@ -28,6 +28,15 @@ from gpuproof.protocol.capacity.fill import parent_rows, parent_stage
 from gpuproof.protocol.capacity.models import CapacityTargetParams
 
 
+def slab_run(n_rows: int, stride: int, count: int, j0: int, w: int) -> tuple[int, int]:
+    """A run of slabs {k stride + j0 .. k stride + j0 + w - 1}, k < count, inside rows 0..N-1 (a
+    descent's, stride 2^b; a host window's, stride C): (full, tail): slabs 0..full-1 hold w rows
+    each, slab `full` (if tail > 0) its first `tail`, none after it."""
+    full = min(count, max(0, (n_rows - j0 - w) // stride + 1)) if n_rows - j0 >= w else 0
+    tail = max(0, min(w, n_rows - j0 - full * stride)) if full < count else 0
+    return full, tail
+
+
 @dataclass(frozen=True)
 class Job:
     """One recompute job: `down` False, a block (stages 1..layer over rows key 2^layer ..); True,
@@ -45,16 +54,11 @@ class Job:
         """Its buffer's valid rows (those below N; in a descent, every slab's)."""
         if not self.down:
             return max(0, min(1 << self.layer, n_rows - self.first_row()))
-        base, slabs, width = self.key << height, 1 << (n_stages - self.layer), 1 << height
-        if n_rows - base <= 0:
-            return 0
-        full = (
-            min(slabs, max(0, (n_rows - base - width) // (1 << self.layer) + 1))
-            if n_rows - base >= width
-            else 0
+        width = 1 << height
+        full, tail = slab_run(
+            n_rows, 1 << self.layer, 1 << (n_stages - self.layer), self.key << height, width
         )
-        partial = max(0, min(width, n_rows - base - (full << self.layer))) if full < slabs else 0
-        return full * width + partial
+        return full * width + tail
 
     def stages(self, n_stages: int) -> list[int]:
         """The stages it computes, in order: 1..layer up; L..layer + 1 down (each inverted)."""
@@ -178,4 +182,4 @@ def plan(want: Mapping[int, set[int]], n_rows: int, n_stages: int, height: int, 
     return best
 
 
-__all__ = ["Job", "Plan", "block_batches", "jobs_for", "plan", "rows_cap", "walk_wants"]
+__all__ = ["Job", "Plan", "block_batches", "jobs_for", "plan", "rows_cap", "slab_run", "walk_wants"]
