@@ -70,8 +70,8 @@ threshold T), *descents* of X_L's slabs taken down through the inverse stage map
 `cap_shift`, the epilogue's offset 125) for the rows at or above T; `reopen.plan` picks T for the
 fewest row-stages with every job within the job buffer (`window_rows`). A GPU runs a layer's
 blocks side by side (`block_batches`) and its descents one after another in one buffer, its stage
-matrices uploaded once; host RAM's jobs go to every host
-device's lanes (`_spread`), a descent's slabs uploaded one copy a slab, nothing written back. For
+matrices uploaded once; host RAM's jobs go to every host device's lanes (`_spread`), a descent's
+slabs uploaded in one strided copy (`_copy_slabs`), nothing written back. For
 an H100 (H = 5) 0.0355 of the fill's 27 N row-stages, for host RAM at 256 GiB 0.0629 of its 29 N
 (ESTIMATE of the plan at real sizes; the windowed recompute before it: 0.555 and 0.731).
 
