@@ -151,6 +151,7 @@ def test_more_gpus_in_the_inventory_than_claimed_score_nothing_more() -> None:
         report(inventory, bf16_figures(inventory, 790.0)),
         Claim("H100 SXM5 80GB", 2),
         allow_cpu_backend=False,
+        facts=facts(Claim("H100 SXM5 80GB", 2), capacity=capacity_doc(Claim("H100 SXM5 80GB", 2))),
     )
     assert "gpu_count_mismatch" in codes(found.problems)
     assert found.fields is not None and found.fields["gpu_num"] == 2
@@ -160,7 +161,12 @@ def test_a_missing_benchmark_is_a_refusal_not_medium_confidence() -> None:
     inventory = h100_inventory(2)
     claim = Claim("H100 SXM5 80GB", 2)
     found = findings_from_report(
-        MID, "europe", report(inventory), claim, allow_cpu_backend=False, facts=facts(claim)
+        MID,
+        "europe",
+        report(inventory),
+        claim,
+        allow_cpu_backend=False,
+        facts=facts(claim, capacity=capacity_doc(claim)),
     )
     assert not found.supports
     assert codes(found.problems) == {"benchmark_missing"}
@@ -186,15 +192,26 @@ def test_an_honest_report_supports_its_claim_and_says_which_input_is_declared() 
         report(inventory, bf16_figures(inventory, 790.0)),
         Claim("H100 SXM5 80GB", 8),
         allow_cpu_backend=False,
-        facts=facts(Claim("H100 SXM5 80GB", 8)),
+        facts=facts(Claim("H100 SXM5 80GB", 8), capacity=capacity_doc(Claim("H100 SXM5 80GB", 8))),
     )
     assert found.supports, found.problems
     assert found.fields is not None and found.fields["gpu_num"] == 8
     assert found.fields["gpu_type"] == "H100SXM580GB" and found.fields["gpu_mem"] == 80
     status = {i["input"]: i["status"] for i in found.evidence["inputs"]}
-    # No capacity record: RAM not proven (scores 0), count bound by work, region declared.
-    assert status["RAM_GB"] == "not_proven" and found.fields["mem_num"] == 0
-    assert status["gpu_num"] == "bound" and status["region"] == "declared"
+    # Count, VRAM and RAM proven by the capacity record (RAM: 512 of the declared 2 TiB), region declared.
+    assert status["RAM_GB"] == "proven" and found.fields["mem_num"] == 512
+    assert status["gpu_num"] == "proven" and status["region"] == "declared"
+    # The same report without a capacity record: nothing counted, and refused by the measured model.
+    bare = findings_from_report(
+        MID,
+        "europe",
+        report(inventory, bf16_figures(inventory, 790.0)),
+        Claim("H100 SXM5 80GB", 8),
+        allow_cpu_backend=False,
+        facts=facts(Claim("H100 SXM5 80GB", 8)),
+    )
+    assert not bare.supports and "model_capacity_missing" in codes(bare.problems)
+    assert bare.fields is not None and (bare.fields["gpu_num"], bare.fields["mem_num"]) == (0, 0)
 
 
 def test_a_mixed_host_is_held_to_its_one_claimed_model() -> None:

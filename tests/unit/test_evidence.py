@@ -74,25 +74,32 @@ def ref(model: str) -> Any:
 def test_an_honest_h100_rate_is_the_h100_h200_pair() -> None:
     claim = Claim(H100, 1)
     for speed, latency in ((1.1, 0.0), (1.0, 0.5)):
-        g = gpu_evidence(0, ref(H100), None, MeasuredFacts(throughput(claim, speed=speed, latency_s=latency)))
+        rate_only = gpu_evidence(0, ref(H100), None, facts(claim, speed=speed, latency_s=latency))
+        assert set(rate_only.rate_candidates) == {H100, "H200"}
+        # Without a capacity proof nothing is scored (fail closed: as if its phase had failed).
+        assert codes(rate_only.reasons) == {"model_capacity_missing"}
+        assert (rate_only.mem_gb, rate_only.cuda_cores, rate_only.large_model_factor) == (0, 0, 1)
+        g = gpu_evidence(
+            0, ref(H100), None, facts(claim, capacity=capacity_doc(claim), speed=speed, latency_s=latency)
+        )
         assert set(g.rate_candidates) == {H100, "H200"} and not g.reasons
-        # Without a capacity proof the pair scores the smaller memory (fail closed).
         assert (g.mem_gb, g.cuda_cores, g.large_model_factor) == (80, 16896, 2)
 
 
-def test_an_honest_h200_without_capacity_scores_the_h100s_memory_then_its_own_when_proven() -> None:
+def test_an_honest_h200_without_capacity_scores_nothing_then_its_own_when_proven() -> None:
     claim = Claim("H200", 1)
     unproven = gpu_evidence(0, ref("H200"), None, MeasuredFacts(throughput(claim)))
-    assert set(unproven.candidates) == {H100, "H200"} and unproven.mem_gb == 80
+    assert set(unproven.candidates) == {H100, "H200"} and unproven.mem_gb == 0
+    assert codes(unproven.reasons) == {"model_capacity_missing"}
     proven = gpu_evidence(0, ref("H200"), None, facts(claim, capacity=capacity_doc(claim)))
-    assert proven.candidates == ("H200",) and proven.mem_gb == 141
+    assert proven.candidates == ("H200",) and proven.mem_gb == 141 and not proven.reasons
 
 
 def test_an_a100_claiming_h100_is_refused_by_the_measured_rate() -> None:
     claim = Claim(H100, 1)
     slow = throughput(claim, model="A100 SXM4 80GB")
     assert not slow.passed and slow.late_only  # its deadline is missed: the work is valid, the time slow
-    g = gpu_evidence(0, ref(H100), None, MeasuredFacts(slow))
+    g = gpu_evidence(0, ref(H100), None, MeasuredFacts(slow, parse_capacity(capacity_doc(claim))[0]))
     assert codes(g.reasons) == {"model_rate_below_claim"}
     assert H100 not in g.rate_candidates and "A100 SXM4 80GB" in g.rate_candidates
     assert (g.cuda_cores, g.mem_gb) == (0, 0)  # a refused GPU scores nothing
@@ -107,10 +114,10 @@ def test_a_proof_that_failed_otherwise_measures_no_model() -> None:
     ]
     tp = throughput_from_checks(checks)
     assert tp is not None and not tp.timed
-    g = gpu_evidence(0, ref(H100), None, MeasuredFacts(tp))
+    g = gpu_evidence(0, ref(H100), None, MeasuredFacts(tp, parse_capacity(capacity_doc(claim))[0]))
     assert codes(g.reasons) == {"model_rate_not_proven"} and g.mem_gb == 0
-    assert codes(gpu_evidence(0, ref(H100), None, NOTHING_MEASURED).reasons) == {"model_rate_not_proven"}
-    del claim
+    nothing = gpu_evidence(0, ref(H100), None, NOTHING_MEASURED)
+    assert codes(nothing.reasons) == {"model_rate_not_proven", "model_capacity_missing"}
 
 
 def test_the_nvml_name_is_a_cross_check_never_the_source() -> None:
@@ -118,7 +125,7 @@ def test_the_nvml_name_is_a_cross_check_never_the_source() -> None:
     # An honest H100 measurement whose (host-sent) NVML name says H200: not refused by the model
     # check, noted, and scored from the measurement (80 GB), not from the name (141 GB).
     named_h200 = inventory(1, name="NVIDIA H200", memory_total_bytes=150_000_000_000).gpus[0]
-    g = gpu_evidence(0, ref(H100), named_h200, MeasuredFacts(throughput(claim)))
+    g = gpu_evidence(0, ref(H100), named_h200, facts(claim, capacity=capacity_doc(claim)))
     assert not g.reasons and codes(g.notes) == {"nvml_name_cross_check"} and g.mem_gb == 80
     # An A100's measurement under a perfect H100 NVML name is still refused.
     named_h100 = inventory(1).gpus[0]
@@ -128,19 +135,26 @@ def test_the_nvml_name_is_a_cross_check_never_the_source() -> None:
 
 def test_a_faster_part_under_claiming_is_noted_and_scored_as_the_claim() -> None:
     claim = Claim("GeForce RTX 4090", 1)
-    g = gpu_evidence(0, ref("GeForce RTX 4090"), None, MeasuredFacts(throughput(claim, model=H100)))
+    g = gpu_evidence(0, ref("GeForce RTX 4090"), None, facts(claim, model=H100, capacity=capacity_doc(claim)))
     assert not g.reasons and codes(g.notes) == {"model_rate_above_claim"}
     assert (g.mem_gb, g.large_model_factor) == (24, 1)
 
 
-def test_an_rtx_4090_passing_an_a100_proof_scores_no_large_model_factor_until_capacity() -> None:
-    """The A100 | L40S | RTX 4090 int8 envelopes overlap: without capacity the least of them."""
+def test_an_rtx_4090_passing_an_a100_proof_scores_nothing_without_capacity_and_fails_its_fill() -> None:
+    """The A100 | L40S | RTX 4090 int8 envelopes overlap: the rate cannot tell them apart, so
+    without capacity nothing is scored; a 4090 cannot fill 90% of an A100 80GB's VRAM."""
     claim = Claim("A100 SXM4 80GB", 1)
     fake = gpu_evidence(
         0, ref("A100 SXM4 80GB"), None, MeasuredFacts(throughput(claim, model="GeForce RTX 4090"))
     )
-    assert not fake.reasons and "GeForce RTX 4090" in fake.candidates
-    assert (fake.mem_gb, fake.large_model_factor, fake.cuda_cores) == (24, 1, 6912)
+    assert codes(fake.reasons) == {"model_capacity_missing"} and "GeForce RTX 4090" in fake.candidates
+    assert (fake.mem_gb, fake.large_model_factor, fake.cuda_cores) == (0, 1, 0)
+    # The 4090's phase: 24 of the 72 GiB filled, the rest answered late or wrong, so it failed.
+    failed = capacity_doc(claim, fill=24 / 80, passed=[False])
+    fake = gpu_evidence(
+        0, ref("A100 SXM4 80GB"), None, facts(claim, model="GeForce RTX 4090", capacity=failed)
+    )
+    assert codes(fake.reasons) == {"model_capacity_failed"} and (fake.mem_gb, fake.cuda_cores) == (0, 0)
     honest = gpu_evidence(0, ref("A100 SXM4 80GB"), None, facts(claim, capacity=capacity_doc(claim)))
     assert set(honest.candidates) == {"A100 80GB PCIe", "A100 SXM4 80GB"}
     assert (honest.mem_gb, honest.large_model_factor) == (80, 2)
@@ -187,7 +201,7 @@ def test_mig_instances_and_vgpus_are_refused() -> None:
         gpu_evidence(0, ref(H100), vgpu, MeasuredFacts(throughput(claim))).reasons
     )
     passthrough = inventory(1, virtualization_mode=1).gpus[0]
-    assert not gpu_evidence(0, ref(H100), passthrough, MeasuredFacts(throughput(claim))).reasons
+    assert not gpu_evidence(0, ref(H100), passthrough, facts(claim, capacity=capacity_doc(claim))).reasons
 
 
 # ------------------------------------------------------------------------ the capacity record
@@ -216,6 +230,7 @@ def test_a_malformed_capacity_record_is_not_proven(mutate: Any) -> None:
     absent = assess(claim, report(inventory(2)), Region.europe, DECLARED_RAM_GB, facts(claim))
     assert malformed.point is not None and absent.point is not None
     assert malformed.point.chain_value == absent.point.chain_value
+    assert malformed.scored.gpu_num == absent.scored.gpu_num == 0
     assert "capacity_record_malformed" in codes(malformed.unproven)
 
 
@@ -224,7 +239,9 @@ def test_absent_capacity_is_not_proven_and_never_scores_more_than_proven() -> No
     absent = assess(claim, report(inventory(8)), Region.europe, DECLARED_RAM_GB, facts(claim))
     inputs = by_input(absent)
     assert inputs["RAM_GB"]["status"] == "not_proven" and inputs["RAM_GB"]["value"] == 0
-    assert inputs["gpu_num"]["status"] == "bound" and inputs["gpu_mem_GB"]["status"] == "bound"
+    assert inputs["gpu_num"]["status"] == "not_proven" and inputs["gpu_mem_GB"]["status"] == "not_proven"
+    assert (inputs["gpu_num"]["value"], inputs["gpu_mem_GB"]["value"]) == (0, 0)
+    assert inputs["gpu_num"]["evidence"]["claimed"] == 8
     assert inputs["region"]["status"] == "declared"
     assert {"ram_not_proven", "gpu_count_not_proven", "vram_not_proven"} <= codes(absent.unproven)
     proven = assess(
@@ -243,21 +260,38 @@ def test_absent_capacity_is_not_proven_and_never_scores_more_than_proven() -> No
     assert proven.point == expected
 
 
-def test_failed_capacity_scores_no_more_than_absent() -> None:
+def test_missing_capacity_never_scores_more_than_failed() -> None:
+    """Fail closed: a host that would fail the capacity phase gains nothing by skipping it (no
+    record at all, as when its probe skips a phase whose fills do not fit), and the rate alone
+    counts no GPU: K faster GPUs do M > K slower ones' aggregate work."""
     claim = Claim(H100, 4)
     rep = report(inventory(4))
     absent = assess(claim, rep, Region.europe, DECLARED_RAM_GB, facts(claim))
-    failed = assess(
+    one_failed = assess(
         claim,
         rep,
         Region.europe,
         DECLARED_RAM_GB,
         facts(claim, capacity=capacity_doc(claim, passed=[True, False, True, True], ram_passed=False)),
     )
-    assert failed.point is not None and absent.point is not None
-    assert failed.point.chain_value <= absent.point.chain_value
-    assert failed.scored.gpu_num == 3 and failed.scored.ram_gb == 0  # the failing GPU is not counted
-    assert "model_capacity_failed" in codes(failed.model_reasons)
+    all_failed = assess(
+        claim,
+        rep,
+        Region.europe,
+        DECLARED_RAM_GB,
+        facts(claim, capacity=capacity_doc(claim, passed=[False] * 4, ram_passed=False)),
+    )
+    assert absent.point is not None and one_failed.point is not None and all_failed.point is not None
+    assert absent.point.chain_value <= all_failed.point.chain_value <= one_failed.point.chain_value
+    assert absent.point.chain_value == all_failed.point.chain_value == 0
+    assert one_failed.scored.gpu_num == 3 and one_failed.scored.ram_gb == 0  # the failing GPU is not counted
+    assert absent.scored.gpu_num == all_failed.scored.gpu_num == 0
+    assert codes(absent.model_reasons) == {"model_capacity_missing"}
+    assert codes(all_failed.model_reasons) == {"model_capacity_failed"}
+    # The findings' calc_point (the CommitteeUploadInfo) is the same 0, and the report is refused
+    # by the measured model: missing is a reason of its own, deciding as a failure is.
+    found = findings_from_report(MID, "europe", rep, claim, allow_cpu_backend=False, facts=facts(claim))
+    assert not found.supports or (found.fields is not None and found.fields["gpu_num"] == 0)
 
 
 def test_a_gpu_missing_from_the_capacity_record_is_not_counted() -> None:

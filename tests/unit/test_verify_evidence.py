@@ -45,7 +45,10 @@ def test_a_verification_without_proof_or_capacity_records_the_breakdown_and_refu
     assert "capacity" not in verification  # absent: not proven
     checks = by_name(verification["checks"])
     assert checks["measured_model"]["status"] == "fail" and not checks["measured_model"]["shadow"]
-    assert {r["code"] for r in checks["measured_model"]["reasons"]} == {"model_rate_not_proven"}
+    assert {r["code"] for r in checks["measured_model"]["reasons"]} == {
+        "model_rate_not_proven",
+        "model_capacity_missing",
+    }
     for name in ("evidence", "dbc_minimums", "kernel_identity", "model_cross_checks"):
         assert checks[name]["shadow"], name
     breakdown = verification["evidence"]
@@ -69,14 +72,23 @@ def test_a_passing_proof_and_capacity_record_prove_the_inputs() -> None:
     assert checks["findings"].details["upload_info"]["mem_num"] == 64
 
 
-def test_absent_capacity_scores_no_more_than_present() -> None:
+def test_absent_capacity_scores_no_more_than_failed() -> None:
+    """A passing proof of throughput without a capacity record (the probe skipped the phase, or
+    never sent its openings): nothing is counted, exactly as when the phase failed, and the
+    measured model refuses with its own reason."""
     ctx = context()
     claim = Claim(H100, 1)
-    _, absent = evidence_results(ctx, [passing_proof(claim)], None)
+    absent_checks, absent = evidence_results(ctx, [passing_proof(claim)], None)
     _, present = evidence_results(ctx, [passing_proof(claim)], capacity_doc(claim))
     _, malformed = evidence_results(ctx, [passing_proof(claim)], {"version": 1, "gpus": "x"})
-    a, p, m = (x["evidence"]["calc_point"]["chain_value"] for x in (absent, present, malformed))
-    assert a == m < p
+    _, failed = evidence_results(
+        ctx, [passing_proof(claim)], capacity_doc(claim, passed=[False], ram_passed=False)
+    )
+    a, p, m, f = (x["evidence"]["calc_point"]["chain_value"] for x in (absent, present, malformed, failed))
+    assert a == m == f == 0 < p
+    assert absent["evidence"]["scored"]["gpu_num"] == 0
+    model = by_name(absent_checks)["measured_model"]
+    assert model.status == "fail" and {r.code for r in model.reasons} == {"model_capacity_missing"}
 
 
 def test_the_model_check_follows_the_proof_into_shadow_mode() -> None:

@@ -14,13 +14,15 @@ docs/scoring.md is the specification; in short:
   apart (H100 SXM5 | H200 on rate; A100 40GB | 80GB on rate) are listed together.
 - **Fail closed** (`assess`): each input scores the least any consistent model would give it:
   cores, memory and large-model factor are the minimum over the candidates (memory: over the
-  candidates that can hold the proven VRAM; without a capacity proof, over the rate candidates);
-  RAM is min(declared, proven) and 0 unproven; DBC's weakest-GPU convention takes the weakest GPU's
-  cores and memory for the whole machine (`scoring.weakest_gpu`).
+  candidates that can hold the proven VRAM); a GPU the capacity phase did not prove (failed, left
+  out of the record, or no record at all) is not counted and scores 0: missing evidence never
+  scores more than failed evidence; RAM is min(declared, proven) and 0 unproven; DBC's
+  weakest-GPU convention takes the weakest GPU's cores and memory for the whole machine
+  (`scoring.weakest_gpu`).
 - **Everything the host sent is a claim**: the inventory, NVML names, kernel views, declared RAM,
   disks, CPU; the owner declared the region. The breakdown marks each input `proven` (measured by
-  the service), `bound` (bounded by a measurement, not proven), `reference` (the reference table's
-  row of the measured model), `declared` or `not_proven`.
+  the service), `reference` (the reference table's row of the measured model), `declared` or
+  `not_proven` (scored 0).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ DBC_MIN_RAM_GB_PER_GPU = 48
 DBC_MIN_RAM_GB_PER_MACHINE = 64
 
 MAX_BYTES = 1 << 56  # 64 PiB: bounds every byte count of the record
-Status = Literal["proven", "bound", "reference", "declared", "not_proven"]
+Status = Literal["proven", "reference", "declared", "not_proven"]
 HOST_SENT = (
     "every figure the host sent (inventory, NVML names, kernel views, declared RAM, disks, CPU) is a "
     "claim; the owner declared the region; only the proof of throughput and the capacity phase "
@@ -436,6 +438,18 @@ def gpu_evidence(
                 "capacity",
             )
         )
+    else:
+        # No record: the phase was skipped, never completed, or proves nothing (capacity_missing,
+        # capacity_record_malformed, ...). Scored as a failure: a host that would fail the phase
+        # must not score more by not taking it (fail closed).
+        reasons.append(
+            Reason(
+                "model_capacity_missing",
+                f"GPU {index}: no capacity record proves it (the phase was skipped, incomplete or "
+                "unverifiable): its VRAM, and that it is a device of its own, are not proven",
+                "capacity",
+            )
+        )
     candidates = [
         m
         for m in rate_candidates
@@ -453,13 +467,11 @@ def gpu_evidence(
             )
         )
     refs = _refs(candidates, rows)
-    failed_capacity = facts.capacity is not None and (cap is None or not cap.passed)
-    if reasons or not refs or failed_capacity:
+    if reasons or not refs or cap is None or not cap.passed:
         cores = mem = 0
         factor = 1
     else:
         cores = min(r.cuda_cores or 0 for r in refs)
-        # Without a capacity proof the memory is the smallest of the rate candidates' (fail closed).
         mem = min(r.mem_gb for r in refs)
         factor = min(r.large_model_factor for r in refs)
     return GpuEvidence(
@@ -656,31 +668,24 @@ def assess(
     model_reasons = [r for g in gpus for r in g.reasons]
     ceiling = [r for g in gpus for r in g.notes]
     cap = facts.capacity
-    if cap is not None:
-        counted = [g for g in gpus if g.capacity_passed]
-        count_status: Status = "proven"
-        count_note = "GPUs that each held their share of VRAM at the same time in the capacity phase"
-    else:
-        counted = gpus
-        count_status = "bound"
-        count_note = (
-            "the claimed count, bound only by the proof's aggregate int8 work at the claimed model's "
-            "rate: K faster GPUs can do M > K slower ones' work; distinct devices are proven only by "
-            "the capacity phase"
-        )
+    counted = [g for g in gpus if g.capacity_passed]
+    count_status: Status = "proven" if cap is not None else "not_proven"
+    count_note = "GPUs that each held their share of VRAM at the same time in the capacity phase"
+    if cap is None:
+        # The proof's aggregate int8 work does not count devices (K faster GPUs do M > K slower
+        # ones' work): without the capacity phase no GPU is counted, as when every GPU failed it.
+        count_note += "; no capacity record, so none is counted (missing scores as failed)"
         unproven.append(
             Reason(
                 "gpu_count_not_proven",
-                f"{claim.gpu_count} GPUs claimed; without a capacity record the count is bound only "
-                "by aggregate work",
+                f"{claim.gpu_count} GPUs claimed; without a capacity record none is counted (the "
+                "proof of throughput bounds aggregate work, not devices)",
                 "capacity",
             )
         )
         unproven.append(
             Reason(
-                "vram_not_proven",
-                "no capacity record: each GPU's memory scores the smallest of the models its rate fits",
-                "capacity",
+                "vram_not_proven", "no capacity record: no GPU's memory is proven; scored 0 GB", "capacity"
             )
         )
     gpu_num = len(counted)
@@ -714,14 +719,14 @@ def assess(
         InputEvidence(
             "gpu_mem_GB",
             mem,
-            "proven" if cap is not None else "bound",
+            "proven" if cap is not None else "not_proven",
             {
                 "weakest_gpu": None if weakest is None else weakest.index,
                 "proven_vram_bytes": None if weakest is None else weakest.proven_bytes,
                 "capacity_digest": None if cap is None else cap.digest,
             },
-            "the smallest memory of the models consistent with the proven VRAM (or, unproven, with "
-            "the rate), weakest GPU for the machine",
+            "the smallest memory of the models consistent with the proven VRAM and the rate, "
+            "weakest GPU for the machine (0 without a capacity proof)",
         ),
         ram_ev,
         region_ev,

@@ -180,6 +180,9 @@ REASON_CODES: dict[str, ReasonCode] = {
     "model_rate_not_proven": verification("no passing proof of throughput: the model is not measured"),
     "model_capacity_above_claim": verification("a GPU proved more VRAM than the claimed model holds"),
     "model_capacity_failed": verification("a GPU failed the capacity phase: its VRAM is not proven"),
+    "model_capacity_missing": verification(
+        "no capacity record proves a GPU (skipped, incomplete, unverifiable): scored as failed"
+    ),
     "gpu_mig_refused": verification("a GPU is a MIG instance (MIG mode on): refused, not counted as a GPU"),
     "gpu_vgpu_refused": verification("a GPU is a vGPU (NVML virtualization mode or name): refused"),
     # -- cross-checks of the measured model (check model_cross_checks, shadow by default)
@@ -188,8 +191,8 @@ REASON_CODES: dict[str, ReasonCode] = {
     "nvml_name_cross_check": verification("NVML's name (host-sent) is not the claimed, measured model"),
     # -- inputs not proven (check evidence, shadow by default) and DBC's minimums (check dbc_minimums)
     "capacity_record_malformed": verification("the capacity record does not parse: nothing in it is proven"),
-    "gpu_count_not_proven": verification("no capacity record: the GPU count is bound only by aggregate work"),
-    "vram_not_proven": verification("no capacity record: VRAM scores the smallest memory the rate fits"),
+    "gpu_count_not_proven": verification("no capacity record: no GPU is counted (work counts no devices)"),
+    "vram_not_proven": verification("no capacity record: no GPU's VRAM is proven; scored 0 GB"),
     "ram_not_proven": verification("host RAM is not proven (absent or failed): the RAM term scores 0"),
     "dbc_ram_per_gpu_below_minimum": verification("proven RAM is under DBC's 48 GB per card"),
     "dbc_ram_per_machine_below_minimum": verification("proven RAM is under DBC's 64 GB per machine"),

@@ -10,7 +10,6 @@ from rich.table import Table
 
 _STYLE = {
     "proven": "green",
-    "bound": "yellow",
     "reference": "cyan",
     "declared": "yellow",
     "not_proven": "red",
@@ -30,8 +29,8 @@ def _evidence_text(evidence: dict[str, Any]) -> str:
 
 
 def evidence_table(breakdown: dict[str, Any]) -> Table:
-    """One row per calc_point input: value, status (proven / bound / reference / declared /
-    not_proven) and what proved it; the caption gives the scored calc_point and DBC's minimums."""
+    """One row per calc_point input: value, status (proven / reference / declared / not_proven)
+    and what proved it; the caption gives the scored calc_point and DBC's minimums."""
     point = breakdown.get("calc_point") or {}
     minimums = breakdown.get("minimums") or {}
     caption = f"calc_point {point.get('point', '—')} (chain {point.get('chain_value', '—')})"

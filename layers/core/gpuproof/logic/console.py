@@ -220,13 +220,13 @@ def _evidence_text(evidence: Any) -> str:
 
 def _scored_breakdown(breakdown: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the per-input breakdown (`verification.evidence`, docs/scoring.md): the mark is the
-    input's status (proven, bound, reference, declared, not_proven), never upgraded."""
+    input's status (proven, reference, declared, not_proven), never upgraded."""
     rows = []
     for item in breakdown.get("inputs") or []:
         if not isinstance(item, dict):
             continue
         status = item.get("status")
-        mark = status if status in ("proven", "bound", "reference", "declared", "not_proven") else "unknown"
+        mark = status if status in ("proven", "reference", "declared", "not_proven") else "unknown"
         detail = _evidence_text(item.get("evidence") or {})
         note = item.get("note") if isinstance(item.get("note"), str) else ""
         rows.append(
