@@ -208,6 +208,11 @@ def test_a_revoked_machines_gpus_are_registered_by_another_machine(
     assert proof["status"] == "pass", proof
     assert check(doc, "benchmarks")["status"] == "pass"
     assert check(doc, "gpu_uuids")["status"] == "pass"
+    # Its test-size capacity phase, filled by the GPU executor on the CUDA double, proves both GPUs:
+    # the count is the capacity record's (without one nothing would be counted).
+    assert check(doc, "capacity")["status"] == "pass", check(doc, "capacity")
+    inputs = {i["input"]: i for i in doc["reports"][0]["verification"]["evidence"]["inputs"]}
+    assert inputs["gpu_num"]["status"] == "proven" and inputs["gpu_num"]["value"] == 2
 
     # (b) B presents A's second GPU: refused, the UUID still A's.
     b = submit(monkeypatch, api, tmp_path / "b.key", owner, [double_model_gpu(0, uuid=gpus[1].uuid)])

@@ -237,6 +237,8 @@ def capacity_params_for(
     if claim.cpu:
         return cpu_capacity_params()
     ref = claim.reference
+    if ref is not None and ref.test_size_capacity:
+        return cpu_capacity_params(gpus=claim.gpu_count)
     if ref is None or ref.expected_int8_tops is None or ref.mem_bw_gbs is None:
         raise ClaimError(
             [Reason("unknown_gpu_model", f"{claim.gpu_model!r} has no reference rate or bandwidth")]

@@ -83,6 +83,10 @@ class GpuReference:
     # stack's TEST DOUBLE GPU (gpuproof.local.test_double_gpu), whose tiny rate needs tiny matrices.
     proof_n: int | None = None
     proof_d: int | None = None
+    # The capacity phase at test size (`cpu_capacity_params`, one target per GPU) instead of 90% of
+    # mem_gb: no packaged row sets it, only the TEST DOUBLE GPU, whose 1 GiB fill no CPU makes in
+    # time (without a phase its GPUs would score as failed ones: docs/scoring.md §2).
+    test_size_capacity: bool = False
 
     @property
     def expected_int8_tops(self) -> float | None:

@@ -12,9 +12,10 @@ far on a loaded 2-core host, 128 x 128 proof matrices, 1 GiB, one SM of 128 core
 What it does NOT prove: anything about a GPU's speed, memory or identity. The doubles' figures are
 the model's declared ones (the CUDA double's events run on a modelled clock at this row's BF16 rate
 and bandwidth); the proof is timed on the service's clock, but against this row's deadline, which
-any host meets. The capacity phase is not run for it: its 1 GiB fill is above what the probe's numpy
-prover holds (benchmark_probe.capacity.MAX_NUMPY_FILL_BYTES; the CUDA fill is not written), so the
-service records capacity_missing (shadow by default).
+any host meets. Its capacity phase is the test-size one (`test_size_capacity`: 16 KiB a GPU and
+32 KiB of host RAM, `cpu_capacity_params(gpus=...)`), filled by the probe's GPU executor on the
+CUDA double: a 1 GiB fill is beyond a CPU in time, and without a capacity record its GPUs would
+score as failed ones and be refused (`model_capacity_missing`, docs/scoring.md §2).
 
 Never in AWS: the packaged table (gpuproof/data/gpu_reference.csv) has no such row, no handler's
 imports reach this module, and nothing here reads the environment (tests/unit/test_double_gpu.py).
@@ -55,6 +56,7 @@ TEST_DOUBLE_GPU = GpuReference(
     setup_s=5.0,
     proof_n=128,
     proof_d=128,
+    test_size_capacity=True,
 )
 
 

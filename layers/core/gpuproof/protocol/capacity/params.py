@@ -306,22 +306,28 @@ CPU_NETWORK_ALLOWANCE_S = 10.0
 CPU_FILL_ALLOWANCE_S = 30.0
 
 
-def cpu_capacity_params(*, network_allowance_s: float = CPU_NETWORK_ALLOWANCE_S) -> CapacityParams:
-    """The test-size phase a CPU-only claim gets (see above); at most 167,916 bytes of openings
-    (`wire.max_size`, walks v2 to stage 1), sent inline."""
-    gpu = gpu_target(
-        0,
-        CPU_VRAM_BYTES,
-        rate_tops=CPU_RATE_OPS / 1e12,
-        bandwidth_gbs=CPU_SCAN_BYTES_PER_S / 1e9,
-        d=CPU_D,
-        chunk_rows=CPU_CHUNK_ROWS,
-        spots=CPU_SPOTS,
-        walks=CPU_WALKS,
-        hash_bytes_per_s=CPU_SCAN_BYTES_PER_S,
-        network_allowance_s=network_allowance_s,
-        commit_stride=COMMIT_STRIDE,
-    )
+def cpu_capacity_params(
+    *, gpus: int = 1, network_allowance_s: float = CPU_NETWORK_ALLOWANCE_S
+) -> CapacityParams:
+    """The test-size phase a CPU-only claim gets (see above; one target 0), or a claim of `gpus`
+    TEST DOUBLE GPUs (one test-size target per GPU: `GpuReference.test_size_capacity`); one target
+    and host RAM: at most 167,916 bytes of openings (`wire.max_size`, walks v2 to stage 1), inline."""
+    targets = [
+        gpu_target(
+            i,
+            CPU_VRAM_BYTES,
+            rate_tops=CPU_RATE_OPS / 1e12,
+            bandwidth_gbs=CPU_SCAN_BYTES_PER_S / 1e9,
+            d=CPU_D,
+            chunk_rows=CPU_CHUNK_ROWS,
+            spots=CPU_SPOTS,
+            walks=CPU_WALKS,
+            hash_bytes_per_s=CPU_SCAN_BYTES_PER_S,
+            network_allowance_s=network_allowance_s,
+            commit_stride=COMMIT_STRIDE,
+        )
+        for i in range(gpus)
+    ]
     host = host_target(
         CPU_RAM_BYTES,
         fill_rate_tops=CPU_RATE_OPS / 1e12,
@@ -335,7 +341,7 @@ def cpu_capacity_params(*, network_allowance_s: float = CPU_NETWORK_ALLOWANCE_S)
         commit_stride=COMMIT_STRIDE,
     )
     return phase(
-        [gpu, host],
+        [*targets, host],
         network_allowance_s=network_allowance_s,
         fill_allowance_s=CPU_FILL_ALLOWANCE_S,
     )
