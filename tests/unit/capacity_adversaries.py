@@ -10,7 +10,7 @@ scripts/bench_capacity.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -504,6 +504,36 @@ class PartialProver(CapacityProver):
         for state in self.states.values():
             assert isinstance(state, PartialState) and state.full is not None
             assert np.array_equal(state.fill.layers()[-1], state.full)
+
+
+class JunkAnswerProver(PartialProver):
+    """A `PartialProver` answering zeros for the rows it does not hold (pass regenerate=False) that
+    opens its spots as the best such strategy would: every spot's committed rows (they open root_L)
+    with the item's path in the answer tree it actually sent in that round. A spot on an item it
+    answered from held rows then passes, one on a junk item fails its answer leaf only
+    (`capacity_answer_mismatch`): accepted exactly when no spot hits junk (Bound 1). The plain
+    `PartialProver` opens paths in the honest answer tree, so it fails every spot of a round it
+    answered any junk in, even when no spot hits junk."""
+
+    def open(
+        self,
+        round_nonces: Mapping[int, bytes],
+        spots: Mapping[int, Mapping[int, Sequence[int]]],
+        walks: Mapping[int, Sequence[Walk]],
+        ready: Callable[[list[TargetOpenings]], None] | None = None,
+    ) -> list[TargetOpenings]:
+        out = []
+        for o in super().open(round_nonces, spots, walks, ready):
+            state, trees, opened = self.states[o.target], {}, []
+            for spot in o.spots:
+                if spot.round != self.sweep_round:
+                    if spot.round not in trees:  # the answer tree of what this prover read and sent
+                        trees[spot.round] = merkle.levels(self.answer_leaves(state, round_nonces[spot.round]))
+                    path = [h.hex() for h in merkle.path(trees[spot.round], spot.item)]
+                    spot = spot.model_copy(update={"answer_path": path})
+                opened.append(spot)
+            out.append(o.model_copy(update={"spots": opened}))
+        return out
 
 
 class SharedDeviceProver(CapacityProver):
