@@ -16,7 +16,7 @@ from gpuproof.protocol.capacity import (
     SignedCapacityCommitment,
     codes,
 )
-from gpuproof.protocol.capacity.draws import bandwidth_round
+from gpuproof.protocol.capacity.draws import bandwidth_round, draw_spots, target_rounds
 from gpuproof.protocol.capacity.fill import gen_rows
 from gpuproof.protocol.capacity.models import TargetAnswer
 from gpuproof.protocol.capacity.params import GPU_HASH_BYTES_PER_S
@@ -150,6 +150,18 @@ def test_skipped_reads_are_caught_exactly_when_a_spot_hits_them() -> None:
         assert (codes.SWEEP_MISMATCH in {x.code for x in result.reasons}) == hit, k
         caught += hit
     assert caught >= 3  # P(a draw misses every skipped item) = 0.75^24 = 1e-3
+    # and a draw that misses every skipped item (found among fresh secrets) is accepted
+    assert session.signed is not None
+    data = session.signed.commitment.signing_bytes()
+    rounds = target_rounds(p, tp.target)
+
+    def misses(secret: bytes) -> bool:
+        sweep = draw_spots(data, secret, tp, rounds, sweep_round=sweep_r)[sweep_r]
+        return not any(split_item(tp, j)[1] in bad for j in sweep)
+
+    session.draw_secret = next(x for k in range(100_000) if misses(x := k.to_bytes(8, "little") * 4))
+    spots, walks = session.draw()
+    assert verify_again(p, session, prover.open(nonces, spots, walks)).passed
 
 
 class ParallelProver(CapacityProver):
