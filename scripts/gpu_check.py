@@ -496,9 +496,11 @@ def _host_model(host: Any, layout: Any, lanes: int, rate: float, bandwidth: floa
 def _host_lanes_check(
     cp: Any, runtime: Any, host: Any, options: Any, key: Any, *, rate: float, bandwidth: float
 ) -> list[dict[str, Any]]:
-    """Host RAM's fill alone, after the GPU's (no GPU fill beside it), with one lane and with two:
-    the measured seconds beside `host_fill_seconds` for each, so the lanes' overlap is calibrated
-    (docs/protocol.md §17.11 "Lanes")."""
+    """Host RAM's fill alone, after the GPU's (no GPU fill beside it), with one lane and with two
+    (pageable host memory, as the probe runs), then two lanes into pinned memory (`host_pinned`:
+    its page-locking inside `fill_s`): the measured seconds beside `host_fill_seconds` for each, so
+    the lanes' overlap is calibrated (docs/protocol.md §17.11 "Lanes") and the host link's rate
+    pageable vs pinned measured (the lever left for 1-2 TiB hosts, protocol §17.9)."""
     import dataclasses
     import secrets
     import time
@@ -508,8 +510,8 @@ def _host_lanes_check(
 
     out = []
     params = phase([host])
-    for lanes in (1, 2):
-        lane_options = dataclasses.replace(options, host_lanes=lanes, host_beside=False)
+    for lanes, pinned in ((1, False), (2, False), (2, True)):
+        lane_options = dataclasses.replace(options, host_lanes=lanes, host_beside=False, host_pinned=pinned)
         prover = CupyCapacityProver(
             secrets.token_bytes(32),
             key.public_hex,
@@ -527,6 +529,7 @@ def _host_lanes_check(
         out.append(
             {
                 "lanes": plan.host_lanes,
+                "pinned": pinned,
                 "fill_s": seconds,
                 "fill_parts_s": dict(prover.fill_parts_s),
                 "model_s": _host_model(host, plan.host, plan.host_lanes, rate, bandwidth),
@@ -802,6 +805,13 @@ def capacity(
         f"open {open_s:.2f} s; checks {result['checks']}, "
         f"deadlines {result['deadlines']}"
     )
+    lanes_check = result.get("host_lanes_check") or []
+    if len(lanes_check) == 3:
+        one, two, pinned = (c["fill_s"] for c in lanes_check)
+        print(
+            f"capacity: host RAM's fill alone ({result['host_fill_bytes'] / 2**30:.2f} GiB): 1 lane "
+            f"{one:.2f} s, 2 lanes {two:.2f} s, 2 lanes pinned {pinned:.2f} s (page-locking included)"
+        )
     issued, reopened = result["fill_cpu"].get("0", {}), result["recompute"].get("0", {})
     if issued.get("calls"):  # what one call costs the host (the estimate's CALL_S, 10 us)
         print(

@@ -148,8 +148,8 @@ def test_capacity_stage_runs_the_gpu_prover_end_to_end_on_the_double(
     lanes = cap["memory"]["host_lanes"]
     model = cap["host_fill_model_s"]
     assert set(model) == {"1", str(lanes)} and model[str(lanes)] <= model["1"]
-    check = cap["host_lanes_check"]  # host RAM's fill alone, one lane then two, beside its model
-    assert [c["lanes"] for c in check] == [1, 2]
+    check = cap["host_lanes_check"]  # host RAM's fill alone, one lane, two, two pinned; beside its model
+    assert [(c["lanes"], c["pinned"]) for c in check] == [(1, False), (2, False), (2, True)]
     assert all(c["fill_s"] > 0 and c["model_s"] > 0 for c in check)
     assert check[1]["model_s"] <= check[0]["model_s"]  # equal for a one-block host fill (no overlap)
     assert cap["copy_d2d"]["median"] > 0
@@ -158,6 +158,7 @@ def test_capacity_stage_runs_the_gpu_prover_end_to_end_on_the_double(
     assert tree["row_bytes_per_s"]["median"] > 0 and tree["derived_row_bytes_per_s"] > 0
     line = capsys.readouterr().out
     assert line.startswith(f"capacity: {cap['n_rows']} rows x 32") and "checks accepted" in line
+    assert "2 lanes pinned" in line
 
 
 def test_capacity_stage_says_so_when_the_fill_does_not_fit(
