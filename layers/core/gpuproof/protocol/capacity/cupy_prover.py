@@ -154,9 +154,10 @@ CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT = 72, -1
 CUBLAS_OP_N, CUBLAS_OP_T = 0, 1
 THREADS = 256
 TREE_BASE_HEIGHT = 4  # one thread hashes 16 rows and their subtree
-GROUP_ROWS = 1 << 16  # rows per half of a stage group (the operand holds up to this many pairs): a
-# GPU fill's 75,304 launches and cuBLAS calls an H100 (147,048 at 2^15), which the GIL serialises
-# across the GPUs' threads (scripts/probe_estimate.py "issuing the work")
+GROUP_ROWS = 1 << 17  # rows per half of a stage group (the operand holds up to this many pairs): a
+# GPU fill's 38,782 launches and cuBLAS calls an H100 (75,521 at 2^16, 147,265 at 2^15), which the
+# GIL serialises across the GPUs' threads (scripts/probe_estimate.py "issuing the work"); the plan
+# halves it where its scratch (`stage_bytes`: 1.35 GB at d = 1024) does not fit
 MIN_GROUP_ROWS = 64
 HOST_BUFFER_BYTES = 1 << 30  # a host-fill block / window on each device
 MARGIN_BYTES = 256 << 20  # cuBLAS workspace, CuPy pool rounding, kernels
