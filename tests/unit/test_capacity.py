@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from gpuproof.protocol.capacity import (
     derive_capacity_params,
 )
 from gpuproof.protocol.capacity.device import OutOfDeviceMemory
-from gpuproof.protocol.capacity.draws import draw_walks
+from gpuproof.protocol.capacity.draws import draw_spots, draw_walks, target_rounds
 from gpuproof.protocol.capacity.fill import Fill, capacity_seed, partner
 from gpuproof.protocol.capacity.models import CapacityParams, CapacityTargetParams, TargetAnswer
 from gpuproof.protocol.capacity.params import fill_ops
@@ -390,7 +391,6 @@ def test_junk_answers_are_accepted_exactly_when_no_spot_hits_them_at_the_stated_
     """Bound 1 measured: a GPU keeping 90% of its fill answers zeros for the rest. The real verifier
     accepts exactly when the drawn spots miss every bad item; over fresh draw secrets the acceptance
     rate matches the exact prediction (hypergeometric per round), below the bound (1 - phi)^(spots R)."""
-    from gpuproof.protocol.capacity.draws import draw_spots, target_rounds
     from tests.unit.proof_adversaries import hypergeometric, wilson
 
     params = adv.target_params(1, host=False)
@@ -405,21 +405,8 @@ def test_junk_answers_are_accepted_exactly_when_no_spot_hits_them_at_the_stated_
     rounds = target_rounds(params, 0)
     session = r.session
     assert session.signed is not None and session.commitment_received_at is not None
-    data = session.signed.commitment.signing_bytes()
-    nonces = {x.round: bytes.fromhex(x.nonce) for x in session.rounds}
-    trials = 3000
-    secrets = [k.to_bytes(8, "little") * 4 for k in range(trials)]
-    draws = [draw_spots(data, x, tp, rounds) for x in secrets]
-    hits = [sum(item in bad for items in d.values() for item in items) for d in draws]
-    # the real verifier on three accepted and three refused draws: refused exactly at the hits
-    chosen = [k for k in range(trials) if hits[k] == 0][:3] + [k for k in range(trials) if hits[k]][:3]
-    assert len(chosen) == 6
-    for k in chosen:
-        session.draw_secret = secrets[k]
-        spots, walks = session.draw()
-        result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
-        assert result.passed == (hits[k] == 0), k
-        assert [x.code for x in result.reasons] == [codes.ANSWER_MISMATCH] * hits[k], k
+    hits, _, _ = spot_acceptance(params, prover, session, tp, lambda r, item: item in bad)
+    trials = len(hits)
     accepted = hits.count(0)
     predicted = hypergeometric(tp.items, len(bad), tp.spots) ** len(rounds)
     lo, hi = wilson(accepted, trials, 3.0)
@@ -442,7 +429,7 @@ def test_host_ram_junk_answers_are_accepted_exactly_when_no_spot_hits_them_at_th
     import types
 
     from gpuproof.protocol.capacity import session as session_module
-    from gpuproof.protocol.capacity.draws import draw_spots, sample_row, target_rounds
+    from gpuproof.protocol.capacity.draws import sample_row
     from tests.unit.proof_adversaries import hypergeometric, wilson
 
     drawn_nonces = iter(range(1 << 30))  # the rounds' nonces fixed: the test is deterministic
@@ -473,25 +460,14 @@ def test_host_ram_junk_answers_are_accepted_exactly_when_no_spot_hits_them_at_th
     assert len(rounds) == params.rounds
     session = r.session
     assert session.signed is not None
-    data = session.signed.commitment.signing_bytes()
     nonces = {x.round: bytes.fromhex(x.nonce) for x in session.rounds}
     bad = {
         k: {c for c in range(tp.items) if sample_row(nonces[k], HOST_TARGET, c, tp.n_rows) >= kept}
         for k in rounds
     }
-    trials = 3000
-    secrets = [k.to_bytes(8, "little") * 4 for k in range(trials)]
-    draws = [draw_spots(data, x, tp, rounds) for x in secrets]
-    hits = [sum(c in bad[k] for k, items in d.items() for c in items) for d in draws]
-    # the real verifier on three accepted and three refused draws: refused exactly at the hits
-    chosen = [k for k in range(trials) if hits[k] == 0][:3] + [k for k in range(trials) if hits[k]][:3]
-    assert len(chosen) == 6
-    for k in chosen:
-        session.draw_secret = secrets[k]
-        spots, walks = session.draw()
-        result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
-        assert result.passed == (hits[k] == 0), k
-        assert [x.code for x in result.reasons] == [codes.ANSWER_MISMATCH] * hits[k], k
+    hits, draws, results = spot_acceptance(params, prover, session, tp, lambda r, c: c in bad[r])
+    trials = len(hits)
+    for result in results:  # host RAM's reasons only: the GPU answered honestly
         assert all((x.field or "").startswith(f"targets[{HOST_TARGET}]") for x in result.reasons)
         assert result.gpus[0].passed
     accepted = hits.count(0)
@@ -511,6 +487,36 @@ def test_host_ram_junk_answers_are_accepted_exactly_when_no_spot_hits_them_at_th
     stated = (kept / tp.n_rows) ** (tp.spots * len(rounds))
     lo, hi = wilson(fresh, trials, 3.0)
     assert lo <= stated <= hi, (fresh, stated)
+
+
+def spot_acceptance(
+    params: CapacityParams,
+    prover: CapacityProver,
+    session: CapacitySession,
+    tp: CapacityTargetParams,
+    junk: Callable[[int, int], bool],
+) -> tuple[list[int], list[dict[int, list[int]]], list[Any]]:
+    """3,000 fresh secrets' spot draws of target `tp` and the junk items each meets (`junk(round,
+    item)`), and the real verifier on three draws that meet none and three that do: accepted
+    exactly when none, one answer mismatch a junk item met. Returns (the hits per draw, the draws,
+    the six verifier results)."""
+    assert session.signed is not None
+    data = session.signed.commitment.signing_bytes()
+    nonces = {x.round: bytes.fromhex(x.nonce) for x in session.rounds}
+    secrets = [k.to_bytes(8, "little") * 4 for k in range(3000)]
+    draws = [draw_spots(data, x, tp, target_rounds(params, tp.target)) for x in secrets]
+    hits = [sum(junk(r, item) for r, items in d.items() for item in items) for d in draws]
+    chosen = [k for k, h in enumerate(hits) if h == 0][:3] + [k for k, h in enumerate(hits) if h][:3]
+    assert len(chosen) == 6, "both outcomes must be checked against the verifier"
+    results = []
+    for k in chosen:
+        session.draw_secret = secrets[k]
+        spots, walks = session.draw()
+        result = verify_capacity_again(params, session, prover.open(nonces, spots, walks))
+        assert result.passed == (hits[k] == 0), k
+        assert [x.code for x in result.reasons] == [codes.ANSWER_MISMATCH] * hits[k], k
+        results.append(result)
+    return hits, draws, results
 
 
 def verify_capacity_again(params, session, openings):  # type: ignore[no-untyped-def]
