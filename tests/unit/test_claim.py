@@ -55,6 +55,15 @@ def report(inventory: Inventory, benchmarks: list[BenchmarkResult] | None = None
     )
 
 
+def held_to(inventory: Inventory, claim: Claim, *, bf16: float | None = 790.0, proven: bool = True) -> Any:
+    """The findings of a report of `inventory` (its BF16 figures at `bf16` TFLOPS; None: none)
+    under `claim` on production settings, scored from a passing proof of throughput and, with
+    `proven`, an honest capacity record (without one no GPU is counted: docs/scoring.md §2)."""
+    rep = report(inventory) if bf16 is None else report(inventory, bf16_figures(inventory, bf16))
+    measured = facts(claim, capacity=capacity_doc(claim)) if proven else facts(claim)
+    return findings_from_report(MID, "europe", rep, claim, allow_cpu_backend=False, facts=measured)
+
+
 # ---------------------------------------------------------------------------- making the claim
 def test_a_cpu_only_claim_is_refused_unless_the_cpu_backend_is_allowed() -> None:
     with pytest.raises(ClaimError) as refused:
@@ -124,14 +133,7 @@ def test_no_gpu_claim_with_eight_h100_in_the_inventory_is_refused() -> None:
 def test_model_swap_is_refused_and_scored_as_the_claimed_model() -> None:
     """A challenge sized for an L4 answered by a report naming an H100."""
     inventory = h100_inventory(1)
-    found = findings_from_report(
-        MID,
-        "europe",
-        report(inventory, bf16_figures(inventory, 790.0)),
-        Claim("L4", 1),
-        allow_cpu_backend=False,
-        facts=facts(Claim("L4", 1), capacity=capacity_doc(Claim("L4", 1))),
-    )
+    found = held_to(inventory, Claim("L4", 1))
     assert not found.supports
     assert "gpu_model_mismatch" in codes(found.problems)
     assert found.fields is not None
@@ -145,14 +147,7 @@ def test_model_swap_is_refused_and_scored_as_the_claimed_model() -> None:
 
 def test_more_gpus_in_the_inventory_than_claimed_score_nothing_more() -> None:
     inventory = h100_inventory(4)
-    found = findings_from_report(
-        MID,
-        "europe",
-        report(inventory, bf16_figures(inventory, 790.0)),
-        Claim("H100 SXM5 80GB", 2),
-        allow_cpu_backend=False,
-        facts=facts(Claim("H100 SXM5 80GB", 2), capacity=capacity_doc(Claim("H100 SXM5 80GB", 2))),
-    )
+    found = held_to(inventory, Claim("H100 SXM5 80GB", 2))
     assert "gpu_count_mismatch" in codes(found.problems)
     assert found.fields is not None and found.fields["gpu_num"] == 2
 
@@ -160,14 +155,7 @@ def test_more_gpus_in_the_inventory_than_claimed_score_nothing_more() -> None:
 def test_a_missing_benchmark_is_a_refusal_not_medium_confidence() -> None:
     inventory = h100_inventory(2)
     claim = Claim("H100 SXM5 80GB", 2)
-    found = findings_from_report(
-        MID,
-        "europe",
-        report(inventory),
-        claim,
-        allow_cpu_backend=False,
-        facts=facts(claim, capacity=capacity_doc(claim)),
-    )
+    found = held_to(inventory, claim, bf16=None)
     assert not found.supports
     assert codes(found.problems) == {"benchmark_missing"}
 
@@ -186,14 +174,7 @@ def test_a_rate_outside_the_claimed_envelope_is_refused() -> None:
 
 def test_an_honest_report_supports_its_claim_and_says_which_input_is_declared() -> None:
     inventory = h100_inventory(8)
-    found = findings_from_report(
-        MID,
-        "europe",
-        report(inventory, bf16_figures(inventory, 790.0)),
-        Claim("H100 SXM5 80GB", 8),
-        allow_cpu_backend=False,
-        facts=facts(Claim("H100 SXM5 80GB", 8), capacity=capacity_doc(Claim("H100 SXM5 80GB", 8))),
-    )
+    found = held_to(inventory, Claim("H100 SXM5 80GB", 8))
     assert found.supports, found.problems
     assert found.fields is not None and found.fields["gpu_num"] == 8
     assert found.fields["gpu_type"] == "H100SXM580GB" and found.fields["gpu_mem"] == 80
@@ -202,14 +183,7 @@ def test_an_honest_report_supports_its_claim_and_says_which_input_is_declared() 
     assert status["RAM_GB"] == "proven" and found.fields["mem_num"] == 512
     assert status["gpu_num"] == "proven" and status["region"] == "declared"
     # The same report without a capacity record: nothing counted, and refused by the measured model.
-    bare = findings_from_report(
-        MID,
-        "europe",
-        report(inventory, bf16_figures(inventory, 790.0)),
-        Claim("H100 SXM5 80GB", 8),
-        allow_cpu_backend=False,
-        facts=facts(Claim("H100 SXM5 80GB", 8)),
-    )
+    bare = held_to(inventory, Claim("H100 SXM5 80GB", 8), proven=False)
     assert not bare.supports and "model_capacity_missing" in codes(bare.problems)
     assert bare.fields is not None and (bare.fields["gpu_num"], bare.fields["mem_num"]) == (0, 0)
 
