@@ -247,14 +247,18 @@ def test_a_wave_checks_every_machine_at_once_honest_slow_and_two_identities_shar
     assert together and gpu.skipped
     for opens_at in together:
         assert len([mid for mid, at in gpu.served if at == opens_at]) <= 1, gpu.served
-    assert any(
-        m["state"] == "offline" and [r["code"] for r in m["state_reasons"]] == ["presence_missed"]
-        for m in seen
-    ) or any((m.get("presence") or {}).get("missed", 0) >= 1 for m in seen)
     assert len(revoked_sharer) == 1, "one identity revoked"
     ((loser, shown),) = revoked_sharer.items()
     assert [r["code"] for r in shown["state_reasons"]] == ["presence_missed"] and shown["scored"] is None
     presence = revoked_item(local_stack, loser)["revocation"]["evidence"]["presence"]
+    # The misses were seen while the run went on (offline, or a miss counted), unless one sweeper
+    # look counted both at once (a loaded machine's looks fall behind the ~15 s waves): then the
+    # revocation goes straight from published and its evidence alone shows them (checked below).
+    shown_missing = any(
+        m["state"] == "offline" and [r["code"] for r in m["state_reasons"]] == ["presence_missed"]
+        for m in seen
+    ) or any((m.get("presence") or {}).get("missed", 0) >= 1 for m in seen)
+    assert shown_missing or presence["missed"] >= MAX_MISSES, (seen, presence)
     assert presence["recent"].count("missed") == MAX_MISSES and len(presence["recent"]) <= MISS_WINDOW
     assert presence["miss_window"] == MISS_WINDOW
     out = revoked_on_chain(reader, service_key, loser)
