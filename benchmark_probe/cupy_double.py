@@ -311,12 +311,12 @@ def _check_stream(ptr: int) -> None:
         raise CUDARuntimeError(f"cudaErrorInvalidResourceHandle: no stream {ptr:#x}")
 
 
-def get_elapsed_time(start: Event, end: Event) -> float:
-    if start.recorded_at is None or end.recorded_at is None:
+def get_elapsed_time(start_event: Event, end_event: Event) -> float:
+    if start_event.recorded_at is None or end_event.recorded_at is None:
         raise CUDARuntimeError("cudaErrorInvalidResourceHandle: event not recorded")
-    if start.disable_timing or end.disable_timing:
+    if start_event.disable_timing or end_event.disable_timing:
         raise CUDARuntimeError("cudaErrorInvalidResourceHandle: event created with disable_timing")
-    return (end.recorded_at - start.recorded_at) * 1e3
+    return (end_event.recorded_at - start_event.recorded_at) * 1e3
 
 
 @dataclass(frozen=True)
@@ -634,8 +634,13 @@ class _RawFunction:
         self._log = log
 
     def __call__(
-        self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], stream: Any = None, **_: Any
+        self, grid: tuple[int, ...], block: tuple[int, ...], args: Sequence[Any], stream: Any = None, **_: Any
     ) -> None:
+        for what, value in (("grid", grid), ("block", block)):
+            if not isinstance(value, tuple):  # CuPy's Function.__call__ types them `tuple`
+                raise TypeError(
+                    f"Argument '{what}' has incorrect type (expected tuple, got {type(value).__name__})"
+                )
         on = _STATE.stream if stream is None else stream.ptr
         _check_stream(on)
         g = (*grid, 1, 1)[:3]
@@ -660,7 +665,7 @@ class _RawFunction:
 class RawModule:
     """CuPy's RawModule: the CUDA source, built for the host, kernels run thread by thread."""
 
-    def __init__(self, code: str, options: Sequence[str] = (), **_: Any) -> None:
+    def __init__(self, code: str, *, options: Sequence[str] = (), **_: Any) -> None:
         if "__syncthreads" in code or "__shared__" in code:
             raise NotImplementedError("the double runs threads one at a time: no shared memory or barriers")
         launchers = []
@@ -797,10 +802,10 @@ class CupyTestDouble:
 
             _log = double.log
 
-            def __init__(self, code: str, options: Sequence[str] = (), **kwargs: Any) -> None:
+            def __init__(self, code: str, *, options: Sequence[str] = (), **kwargs: Any) -> None:
                 if double.build_gate is not None:
                     double.build_gate(code)
-                super().__init__(code, options, **kwargs)
+                super().__init__(code, options=options, **kwargs)
 
         self.RawModule = LoggedRawModule
         self.random = SimpleNamespace(RandomState=_RandomState)
@@ -813,8 +818,8 @@ class CupyTestDouble:
             raise CUDARuntimeError(f"cudaErrorInvalidDevice: device {ordinal}")
         return self.gpus[ordinal]
 
-    def _properties(self, ordinal: int) -> dict[str, Any]:
-        gpu = self._gpu(ordinal)
+    def _properties(self, device: int) -> dict[str, Any]:
+        gpu = self._gpu(device)
         domain, bus, rest = gpu.pci_bus_id.split(":")
         return {
             "name": gpu.name.encode(),
@@ -831,24 +836,24 @@ class CupyTestDouble:
             "minor": gpu.compute_capability[1],
         }
 
-    def _bus_id(self, ordinal: int) -> str:
-        props = self._properties(ordinal)
+    def _bus_id(self, device: int) -> str:
+        props = self._properties(device)
         return f"{props['pciDomainID']:04x}:{props['pciBusID']:02x}:{props['pciDeviceID']:02x}.0"
 
-    def _by_bus_id(self, bus_id: str) -> int:
+    def _by_bus_id(self, pci_bus_id: str) -> int:
         def key(text: str) -> tuple[int, ...]:
             domain, bus, rest = text.split(":")
             device, function = rest.split(".")
             return int(domain, 16), int(bus, 16), int(device, 16), int(function, 16)
 
         try:
-            wanted = key(bus_id)
+            wanted = key(pci_bus_id)
         except ValueError as exc:
-            raise CUDARuntimeError(f"cudaErrorInvalidValue: PCI bus id {bus_id!r}") from exc
+            raise CUDARuntimeError(f"cudaErrorInvalidValue: PCI bus id {pci_bus_id!r}") from exc
         for ordinal, gpu in enumerate(self.gpus):
             if key(gpu.pci_bus_id) == wanted:
                 return ordinal
-        raise CUDARuntimeError(f"cudaErrorInvalidDevice: no device at {bus_id}")
+        raise CUDARuntimeError(f"cudaErrorInvalidDevice: no device at {pci_bus_id}")
 
     def spend(self, seconds: float) -> None:
         """Advance the current device's modelled clock (no-op without a `clock`)."""
@@ -919,11 +924,11 @@ class CupyTestDouble:
         self._spend_bytes(width * height)
         self.log.append(("memcpy", kind, width * height, pinned, stream))
 
-    def _alloc_pinned(self, nbytes: int) -> _PinnedBuffer:
-        buffer = _PinnedBuffer(nbytes)
-        address = ctypes.addressof((ctypes.c_char * nbytes).from_buffer(buffer)) if nbytes else 0
-        if nbytes:
-            _register(buffer, "pinned", -1, address, nbytes)
+    def _alloc_pinned(self, size: int) -> _PinnedBuffer:
+        buffer = _PinnedBuffer(size)
+        address = ctypes.addressof((ctypes.c_char * size).from_buffer(buffer)) if size else 0
+        if size:
+            _register(buffer, "pinned", -1, address, size)
         return buffer
 
     # -- arrays -------------------------------------------------------------------------------------
@@ -972,16 +977,18 @@ class CupyTestDouble:
     def ones(self, shape: Any, dtype: Any = np.float64) -> DeviceArray:
         return self._new(self._nbytes(shape, dtype), lambda: _device_array(np.ones(shape, dtype=dtype)))
 
-    def arange(self, *args: Any, dtype: Any = None) -> DeviceArray:
-        host = np.arange(*args, dtype=dtype)
+    def arange(self, start: Any, stop: Any = None, step: Any = 1, dtype: Any = None) -> DeviceArray:
+        host = (
+            np.arange(start, stop, step, dtype=dtype) if stop is not None else np.arange(start, dtype=dtype)
+        )
         return self._new(host.nbytes, lambda: _device_array(host))
 
-    def empty_like(self, a: DeviceArray, dtype: Any = None) -> DeviceArray:
-        return self.empty(a.shape, dtype=dtype or a.dtype)
+    def empty_like(self, prototype: DeviceArray, dtype: Any = None) -> DeviceArray:
+        return self.empty(prototype.shape, dtype=dtype or prototype.dtype)
 
-    def matmul(self, a: DeviceArray, b: DeviceArray, out: DeviceArray | None = None) -> DeviceArray:
+    def matmul(self, x1: DeviceArray, x2: DeviceArray, /, out: DeviceArray | None = None) -> DeviceArray:
         """cupy.matmul (cuBLAS underneath in CuPy); here numpy's, in the operands' precision."""
-        product = np.matmul(*(self._on_device(x).view(np.ndarray) for x in (a, b)))
+        product = np.matmul(*(self._on_device(x).view(np.ndarray) for x in (x1, x2)))
         if out is None:
             return _device_array(product)
         out[...] = product
@@ -1018,8 +1025,8 @@ class CupyTestDouble:
             return a.get()
         return np.asarray(a)
 
-    def array_equal(self, a: DeviceArray, b: DeviceArray) -> DeviceArray:
-        for x in (a, b):
+    def array_equal(self, a1: DeviceArray, a2: DeviceArray) -> DeviceArray:
+        for x in (a1, a2):
             if not isinstance(x, DeviceArray):
                 raise TypeError(f"Unsupported type {type(x)}")
-        return _device_array(np.array(np.array_equal(a.view(np.ndarray), b.view(np.ndarray))))
+        return _device_array(np.array(np.array_equal(a1.view(np.ndarray), a2.view(np.ndarray))))

@@ -48,6 +48,12 @@ SOURCES = {
 }
 
 
+# What CuPy 14.2's NVRTC path adds to a RawModule's options (`_compile_with_cache_cuda`: -ftz=true;
+# `_compile_using_nvrtc_no_warning`: the arch, --device-as-default-execution-space, and --pch from
+# NVRTC 12.8 on).
+CUPY_OPTIONS = ("-ftz=true", "--device-as-default-execution-space", "--pch")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -55,6 +61,11 @@ def main() -> int:
     parser.add_argument("--lib", required=True, help="path to libnvrtc.so")
     parser.add_argument("--arch", default="compute_90", help="virtual architecture (H100/H200: compute_90)")
     parser.add_argument("--source", choices=sorted(SOURCES), default="proof", help="which executor's kernels")
+    parser.add_argument(
+        "--cupy-options",
+        action="store_true",
+        help="also the options CuPy 14's RawModule adds (cupy/cuda/compiler.py): " + " ".join(CUPY_OPTIONS),
+    )
     args = parser.parse_args()
     text, kernels = SOURCES[args.source]
     nvrtc = ctypes.CDLL(args.lib)
@@ -66,6 +77,8 @@ def main() -> int:
         print("nvrtcCreateProgram failed")
         return 1
     options = [b"--std=c++11", f"-arch={args.arch}".encode()]  # what the executor passes, plus the arch
+    if args.cupy_options:
+        options += [o.encode() for o in CUPY_OPTIONS]
     started = time.perf_counter()
     status = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
     compile_s = time.perf_counter() - started  # what a first run pays (CuPy caches the result)
@@ -90,7 +103,11 @@ def main() -> int:
     print(f"log: {log.value.decode().strip() or '(empty)'}")
     for kernel, ok in exported.items():
         print(f"  {kernel}: {'exported' if ok else 'MISSING'}")
-    return 0 if status == 0 and not log.value.strip() and all(exported.values()) else 1
+    # --pch's note that it wrote its precompiled header is the one line of the log that is no warning
+    warnings = [
+        line for line in log.value.decode().splitlines() if line.strip() and "precompiled header" not in line
+    ]
+    return 0 if status == 0 and not warnings and all(exported.values()) else 1
 
 
 if __name__ == "__main__":

@@ -186,6 +186,13 @@ def test_kernels_run_their_cuda_source(cp: CupyTestDouble) -> None:
         module.get_function("fill")((1,), (4,), (cp.zeros(8, dtype=np.uint32)[::2], np.uint32(4)))
     with pytest.raises(TypeError, match="numpy scalars"):
         module.get_function("fill")((1,), (4,), (out, 4))
+    # CuPy's Function.__call__ types grid and block `tuple`; its RawModule takes options by keyword.
+    with pytest.raises(TypeError, match="'grid' has incorrect type"):
+        module.get_function("fill")([3], (4,), (out, np.uint32(10)))
+    with pytest.raises(TypeError, match="'block' has incorrect type"):
+        module.get_function("fill")((3,), [4], (out, np.uint32(10)))
+    with pytest.raises(TypeError):
+        cp.RawModule('extern "C" __global__ void k() {}', ("--std=c++11",))  # type: ignore[misc]
     with pytest.raises(NotImplementedError, match="one at a time"):
         cp.RawModule(code='extern "C" __global__ void k() { __syncthreads(); }')
 
