@@ -665,7 +665,11 @@ class _RawFunction:
 class RawModule:
     """CuPy's RawModule: the CUDA source, built for the host, kernels run thread by thread."""
 
-    def __init__(self, code: str, *, options: Sequence[str] = (), **_: Any) -> None:
+    def __init__(self, code: str, *, options: tuple[str, ...] = (), **_: Any) -> None:
+        if not isinstance(options, tuple):  # CuPy's RawModule types it `tuple options=()`
+            raise TypeError(
+                f"Argument 'options' has incorrect type (expected tuple, got {type(options).__name__})"
+            )
         if "__syncthreads" in code or "__shared__" in code:
             raise NotImplementedError("the double runs threads one at a time: no shared memory or barriers")
         launchers = []
@@ -802,7 +806,7 @@ class CupyTestDouble:
 
             _log = double.log
 
-            def __init__(self, code: str, *, options: Sequence[str] = (), **kwargs: Any) -> None:
+            def __init__(self, code: str, *, options: tuple[str, ...] = (), **kwargs: Any) -> None:
                 if double.build_gate is not None:
                     double.build_gate(code)
                 super().__init__(code, options=options, **kwargs)

@@ -193,6 +193,8 @@ def test_kernels_run_their_cuda_source(cp: CupyTestDouble) -> None:
         module.get_function("fill")((3,), [4], (out, np.uint32(10)))
     with pytest.raises(TypeError):
         cp.RawModule('extern "C" __global__ void k() {}', ("--std=c++11",))  # type: ignore[misc]
+    with pytest.raises(TypeError, match="'options' has incorrect type"):
+        cp.RawModule(code='extern "C" __global__ void k() {}', options=["--std=c++11"])  # type: ignore[arg-type]
     with pytest.raises(NotImplementedError, match="one at a time"):
         cp.RawModule(code='extern "C" __global__ void k() { __syncthreads(); }')
 
