@@ -214,7 +214,8 @@ class NvmlTestDouble:
         return self._call(
             "nvmlDeviceGetPciInfo",
             h,
-            lambda g: SimpleNamespace(busId=g.pci_bus_id, pciDeviceId=g.pci_device_id),
+            # pynvml's nvmlPciInfo_t: busId is a char array, which ctypes gives back as bytes
+            lambda g: SimpleNamespace(busId=g.pci_bus_id.encode(), pciDeviceId=g.pci_device_id),
         )
 
     def nvmlDeviceGetVbiosVersion(self, h: int) -> str:

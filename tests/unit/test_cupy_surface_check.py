@@ -13,6 +13,7 @@ from types import ModuleType
 import pytest
 
 from benchmark_probe.cupy_double import CupyTestDouble
+from benchmark_probe.double_surface import accepts, from_docstring, from_inspect
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "cupy_surface_check.py"
 
@@ -34,34 +35,34 @@ class _Cython:
         self.__doc__ = doc
 
 
-def test_cython_signatures_are_read_from_their_docstrings(check: ModuleType) -> None:
-    gemm = check.from_docstring(_Cython("gemmEx(intptr_t handle, int transa, size_t alpha, int algo)"))
+def test_cython_signatures_are_read_from_their_docstrings() -> None:
+    gemm = from_docstring(_Cython("gemmEx(intptr_t handle, int transa, size_t alpha, int algo)"))
     assert [p.name for p in gemm.positional] == ["handle", "transa", "alpha", "algo"] and gemm.required == 4
-    matmul = check.from_docstring(_Cython("matmul(x1, x2, /, out=None, \\*\\*kwargs)"))
+    matmul = from_docstring(_Cython("matmul(x1, x2, /, out=None, \\*\\*kwargs)"))
     assert [(p.name, p.keyword, p.required) for p in matmul.params] == [
         ("x1", False, True),
         ("x2", False, True),
         ("out", True, False),
     ]
     assert matmul.any_keyword
-    module = check.from_docstring(_Cython("RawModule(str code=None, *, str path=None, tuple options=())"))
+    module = from_docstring(_Cython("RawModule(str code=None, *, str path=None, tuple options=())"))
     assert [p.name for p in module.positional] == ["code"]
     assert {p.name for p in module.params if not p.positional} == {"path", "options"}
-    assert check.from_docstring(_Cython("Call self as a function.")) is None
+    assert from_docstring(_Cython("Call self as a function.")) is None
 
 
-def test_a_double_wider_than_the_real_callable_is_refused(check: ModuleType) -> None:
-    real = check.from_docstring(_Cython("memsetAsync(intptr_t ptr, int value, size_t size, intptr_t stream)"))
+def test_a_double_wider_than_the_real_callable_is_refused() -> None:
+    real = from_docstring(_Cython("memsetAsync(intptr_t ptr, int value, size_t size, intptr_t stream)"))
 
     def same(ptr: int, value: int, size: int, stream: int) -> None: ...
     def extra(ptr: int, value: int, size: int, stream: int, flags: int = 0) -> None: ...
     def lax(ptr: int, value: int, size: int = 0, stream: int = 0) -> None: ...
     def renamed(dst: int, value: int, size: int, stream: int) -> None: ...
 
-    assert check.accepts(check.from_inspect(same), real) == []
-    assert any("at most 4" in why for why in check.accepts(check.from_inspect(extra), real))
-    assert any("requires 2" in why for why in check.accepts(check.from_inspect(lax), real))
-    assert any("'dst' is 'ptr'" in why for why in check.accepts(check.from_inspect(renamed), real))
+    assert accepts(from_inspect(same), real) == []
+    assert any("at most 4" in why for why in accepts(from_inspect(extra), real))
+    assert any("requires 2" in why for why in accepts(from_inspect(lax), real))
+    assert any("'dst' is 'ptr'" in why for why in accepts(from_inspect(renamed), real))
 
 
 def test_the_surface_is_cupys_names_not_the_doubles_controls(check: ModuleType) -> None:
