@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -328,7 +329,7 @@ def submit_cmd(
     client = ServiceClient(api, signing_key)
     backend, _notes = select_backend(inv)
     plan = BenchPlan.quick() if quick else BenchPlan()
-    stage = (lambda _s: None) if as_json else (lambda s: err.print(f"[cyan]→ {s}[/]"))
+    stage: Callable[[str], None] = (lambda _s: None) if as_json else (lambda s: err.print(f"[cyan]→ {s}[/]"))
     try:
         outcome = submit(
             client,

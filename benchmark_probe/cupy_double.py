@@ -216,7 +216,7 @@ class MemoryPointer:
     device_id: int
 
 
-class DeviceArray(np.ndarray):  # type: ignore[type-arg]
+class DeviceArray(np.ndarray):
     """A "device" array: host memory whose address stands for the device pointer."""
 
     _device: int
@@ -234,7 +234,7 @@ class DeviceArray(np.ndarray):  # type: ignore[type-arg]
         return MemoryPointer(int(self.ctypes.data), self._device)
 
     @property
-    def device(self) -> SimpleNamespace:
+    def device(self) -> SimpleNamespace:  # type: ignore[override]
         return SimpleNamespace(id=self._device)
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
@@ -349,7 +349,9 @@ class _Pool:
 # -- cuBLAS -------------------------------------------------------------------------------------------
 def _view(ptr: int, dtype: Any, count: int) -> np.ndarray[Any, Any]:
     nbytes = int(np.dtype(dtype).itemsize * count)
-    return np.frombuffer((ctypes.c_char * nbytes).from_address(ptr), dtype=dtype, count=count)
+    memory: Any = (ctypes.c_char * nbytes).from_address(ptr)
+    view: np.ndarray[Any, Any] = np.frombuffer(memory, dtype=dtype, count=count)
+    return view
 
 
 def _host_scalar(ptr: int, dtype: Any, what: str) -> Any:
@@ -364,7 +366,7 @@ def _host_scalar(ptr: int, dtype: Any, what: str) -> Any:
 def _tf32(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """fp32 rounded to TF32 (10 mantissa bits; to nearest, ties away, as cvt.rna.tf32.f32 does)."""
     u = x.astype(np.float32).view(np.uint32)
-    return ((u + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)  # type: ignore[no-any-return]
+    return ((u + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
 
 
 class _Cublas:
@@ -445,7 +447,7 @@ class _Cublas:
             product = (op_a.astype(np.int64) @ op_b.astype(np.int64)).astype(np.int32)
             out: Any = alpha * product + (beta * c_m.astype(np.int32) if beta else 0)
         else:
-            acc = np.float64 if compute == COMPUTE_64F else np.float32
+            acc: Any = np.float64 if compute == COMPUTE_64F else np.float32
             if compute == COMPUTE_32F_FAST_TF32:
                 op_a, op_b = _tf32(op_a), _tf32(op_b)
             product = op_a.astype(acc) @ op_b.astype(acc)
@@ -970,7 +972,7 @@ class CupyTestDouble:
 
     @staticmethod
     def _nbytes(shape: Any, dtype: Any) -> int:
-        return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        return int(np.prod(shape, dtype=np.int64)) * int(np.dtype(dtype).itemsize)
 
     def empty(self, shape: Any, dtype: Any = np.float64) -> DeviceArray:
         return self._new(self._nbytes(shape, dtype), lambda: _device_array(np.empty(shape, dtype=dtype)))

@@ -80,7 +80,8 @@ def from_docstring(fn: Any) -> Signature | None:
         else:
             current += ch
     parts.append(current)
-    params, keyword_only, any_pos, any_kw = [], False, False, False
+    params: list[Param] = []
+    keyword_only = any_pos = any_kw = False
     for part in (p.strip() for p in parts if p.strip()):
         if part == "*":
             keyword_only = True

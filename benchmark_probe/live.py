@@ -179,12 +179,12 @@ class LiveResponder:
                 answer = Answer(200, json.dumps({"machine_id": self.machine_id, "round": doc.round}).encode())
         except Refusal as exc:
             self.log(f"live request refused: {exc}")
-            doc = {
+            refused = {
                 "code": exc.reasons[0].code,
                 "message": str(exc),
                 "reasons": [{"code": r.code, "message": r.message, "field": r.field} for r in exc.reasons],
             }
-            answer = Answer(exc.status, json.dumps(doc).encode())
+            answer = Answer(exc.status, json.dumps(refused).encode())
         if nonce:  # signed answers to authenticated requests; an unauthenticated one gets none
             answer.headers.update(L.sign_response(self.key, method, path, answer.body, nonce))
         return answer

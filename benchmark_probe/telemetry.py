@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psutil
@@ -135,9 +136,9 @@ class Telemetry:
         if events is None:
             return None
         for index in range(_read(nvml, nvml.nvmlDeviceGetCount) or 0):
-            handle = _read(nvml, lambda i=index: nvml.nvmlDeviceGetHandleByIndex(i))
+            handle = _read(nvml, partial(nvml.nvmlDeviceGetHandleByIndex, index))
             if handle is not None:
-                _read(nvml, lambda h=handle: nvml.nvmlDeviceRegisterEvents(h, EVENT_XID_CRITICAL, events))
+                _read(nvml, partial(nvml.nvmlDeviceRegisterEvents, handle, EVENT_XID_CRITICAL, events))
         return events
 
     def xid_events(self) -> dict[int, list[int]]:
@@ -152,7 +153,7 @@ class Telemetry:
             if data is None:  # NVML_ERROR_TIMEOUT: nothing more queued
                 break
             # NVML hands back a device handle; its index says which GPU (handles are pointers).
-            index = _read(nvml, lambda d=data: nvml.nvmlDeviceGetIndex(d.device))
+            index = _read(nvml, partial(nvml.nvmlDeviceGetIndex, data.device))
             if index is not None:
                 xids = found.setdefault(int(index), [])
                 if len(xids) < MAX_XIDS_PER_READ:
@@ -182,6 +183,6 @@ class Telemetry:
 
     def close(self) -> None:
         if self.nvml is not None and self.events is not None:
-            _read(self.nvml, lambda: self.nvml.nvmlEventSetFree(self.events))
+            _read(self.nvml, partial(self.nvml.nvmlEventSetFree, self.events))
         if self.nvml is not None:
             _read(self.nvml, self.nvml.nvmlShutdown)
