@@ -13,6 +13,7 @@ import pytest
 
 from benchmark_probe.inventory import collect_inventory
 from benchmark_probe.nvml_double import CudaTestDouble, NvmlTestDouble, fake_gpu, fixed_host
+from gpuproof import evidence
 from gpuproof.claim import Claim, proof_params_for
 from gpuproof.committee.findings import findings_from_report
 from gpuproof.evidence import (
@@ -28,7 +29,7 @@ from gpuproof.evidence import (
 )
 from gpuproof.protocol.machine import Region
 from gpuproof.protocol.report import BenchmarkReport, Integrity, Inventory
-from gpuproof.reference import lookup
+from gpuproof.reference import lookup, reference_table
 from gpuproof.scoring import ScoringError, calc_point, weakest_gpu
 from tests.unit.evidence_facts import capacity_doc, facts, throughput
 from tests.unit.gpu_host_double import bf16_figures
@@ -331,6 +332,135 @@ def test_the_weakest_gpu_sets_cores_and_memory_for_the_machine() -> None:
     assert found.scored.gpu_mem_gb == 80 and found.scored.gpu_num == 2
     weakest = by_input(found)["gpu_mem_GB"]["evidence"]
     assert weakest["weakest_gpu"] == 1 and weakest["proven_vram_bytes"] == 75 * GIB
+
+
+def _mixed(claimed: str, weak: str, n: int, k: int, weak_bandwidth: float) -> tuple[Claim, MeasuredFacts]:
+    """A MIXED-MODEL ADVERSARY: n slots claimed as `claimed`, the last k held by `weak` cards (each
+    holds its share of VRAM in the capacity phase, at `weak_bandwidth` x its datasheet), and the
+    claimed cards do the weak ones' share of the proof's work: one commitment time for all, at the
+    pooled rate (the claimed and weak models' estimated pipelines)."""
+    claim = Claim(claimed, n)
+    params = proof_params_for(claim)
+    strong, slow = ref(claimed), ref(weak)
+    rate = lambda r: r.expected_int8_tops / (1 + r.epilogue_fraction)  # noqa: E731
+    work = sum(p.ops for p in params)
+    elapsed = work / ((n - k) * rate(strong) + k * rate(slow)) / 1e12 + strong.setup_s
+    assert elapsed <= params[0].deadline_s  # the proof passes: the slack hides k weak cards
+    tp = throughput(claim)
+    measured = type(tp)(True, elapsed, tp.ops_per_gpu, tp.digest, False)
+    cap = capacity_doc(claim)
+    for g in cap["gpus"][n - k :]:
+        g["bandwidth_bytes_per_s"] = weak_bandwidth * slow.mem_bw_gbs * 1e9
+        g["proven_bytes"] = min(g["proven_bytes"], int(0.9 * slow.mem_gb * GIB))
+    record, reasons = parse_capacity(cap)
+    return claim, MeasuredFacts(measured, record, tuple(reasons))
+
+
+@pytest.mark.parametrize(
+    ("claimed", "weak", "k", "bandwidth"),
+    [
+        ("GeForce RTX 4090", "GeForce RTX 3090", 2, 0.85),  # the bandwidths overlap
+        (H100, "A100 SXM4 80GB", 1, 0.9),  # outside the H100's envelope: a note, no narrowing
+    ],
+)
+def test_a_mixed_model_machine_is_recorded_at_its_weakest_slot_under_the_pooled_rule(
+    claimed: str, weak: str, k: int, bandwidth: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any GPU can do another's share of the proof's work, so the machine-wide time bounds the pooled
+    rate, not a slot's model: the weak slots pass as the claim under the per-GPU rate, and the pooled
+    rule finds them (recorded as cuda_cores_not_proven until it is scored: POOLED_RATE_SCORED)."""
+    claim, measured = _mixed(claimed, weak, 8, k, bandwidth)
+    found = assess(claim, report(inventory(8)), Region.europe, DECLARED_RAM_GB, measured)
+    truth = ref(weak)
+    assert found.scored.cuda_cores == ref(claimed).cuda_cores  # what the per-GPU rate scores
+    pooled = by_input(found)["cuda_cores"]["evidence"]["pooled"]
+    assert pooled["cuda_cores"] == truth.cuda_cores  # at some slot: the rate cannot say which
+    assert "cuda_cores_not_proven" in codes(found.unproven)
+    assert weak in found.gpus[7].pooled_candidates and weak not in found.gpus[0].candidates
+    # Scored, the rule gives DBC's weakest-GPU figure for the machine the host really has.
+    monkeypatch.setattr(evidence, "POOLED_RATE_SCORED", True)
+    scored = assess(claim, report(inventory(8)), Region.europe, DECLARED_RAM_GB, measured)
+    assert scored.scored.cuda_cores == truth.cuda_cores and scored.scored.gpu_num == 8
+    assert "cuda_cores_not_proven" not in codes(scored.unproven)
+
+
+@pytest.mark.parametrize(
+    ("model", "gpus", "pooled"),
+    [
+        (H100, 8, None),  # its bandwidth tells it from every slower model
+        ("H200", 8, None),
+        ("L40S", 8, None),  # its 48 GB does
+        ("GeForce RTX 4090", 1, None),  # alone, its rate does
+        ("GeForce RTX 4090", 2, None),
+        ("GeForce RTX 4090", 8, "GeForce RTX 3090"),  # the honest cost of the rule, recorded
+        ("H100 PCIe", 8, "A100 80GB PCIe"),
+    ],
+)
+def test_honest_machines_under_the_pooled_rule(model: str, gpus: int, pooled: str | None) -> None:
+    """What the pooled rule would do to honest machines: nothing where a slot's own capacity or
+    bandwidth tells its model from every slower one, or where a slot's share is too large to hide;
+    the pairs nothing per slot tells apart (RTX 4090 | 3090, H100 PCIe | A100 80GB) it would score
+    as the slower (docs/scoring.md §3): recorded, not scored."""
+    claim = Claim(model, gpus)
+    found = assess(
+        claim,
+        report(inventory(gpus)),
+        Region.europe,
+        DECLARED_RAM_GB,
+        facts(claim, capacity=capacity_doc(claim)),
+    )
+    assert found.scored.cuda_cores == ref(model).cuda_cores
+    recorded = by_input(found)["cuda_cores"]["evidence"]["pooled"]
+    if pooled is None:
+        assert recorded is None and "cuda_cores_not_proven" not in codes(found.unproven)
+    else:
+        assert recorded["cuda_cores"] == ref(pooled).cuda_cores, recorded
+        assert "cuda_cores_not_proven" in codes(found.unproven)
+
+
+# Devices that score more answering for k slots of a smaller model than claimed as themselves, on
+# the generous side for the splitter (docs/protocol.md §17.8 "That slots are separate devices": NOT
+# proven; the H100 PCIe one needs 0.6 x the A100's bandwidth per slot, where the round takes 0.68 x).
+KNOWN_PROFITABLE_SPLITS = {
+    ("H100 PCIe", "A100 40GB PCIe", 2),
+    ("H200", "A100 40GB PCIe", 3),
+    ("H200", "GeForce RTX 3090", 6),
+}
+
+
+def test_the_devices_that_score_more_split_into_slots_are_the_known_ones() -> None:
+    """Nothing binds a capacity slot to one physical GPU (docs/protocol.md §17.8): a device with the
+    memory, bandwidth and int8 rate of k slots of a smaller model could answer for all k. With
+    today's reference table the splits that score more than the device claimed as itself are
+    exactly KNOWN_PROFITABLE_SPLITS, found on the generous side for the splitter (k fills of 90%
+    in its memory; the bandwidth round reads every slot at once, docs/protocol.md §17.12, so k
+    slots' reads at the envelope's low end, 0.6 x
+    datasheet, where passing the round takes about 0.68 x; the pooled rate within the fast slack).
+    A table change that adds one (or removes one) fails here: the docs list them."""
+    rows = [r for r in reference_table() if r.expected_int8_tops and r.cuda_cores and r.mem_bw_gbs]
+
+    def point(model: Any, k: int) -> Decimal:
+        return calc_point(
+            gpu_num=k,
+            cuda_cores=model.cuda_cores,
+            gpu_mem_gb=model.mem_gb,
+            ram_gb=0,
+            region=Region.china,
+            large_model_factor=model.large_model_factor,
+        ).decimal
+
+    splits = []
+    for device in rows:
+        for slot in rows:
+            for k in range(2, 9):
+                fits = k * 0.9 * slot.mem_gb <= device.mem_gb
+                fast = device.mem_bw_gbs >= k * evidence.BANDWIDTH_LOW * slot.mem_bw_gbs
+                rate = device.expected_int8_tops * evidence.POOL_SLACK >= k * slot.expected_int8_tops
+                if fits and fast and rate:
+                    splits.append((device.model, slot.model, k, point(slot, k), point(device, 1)))
+    assert splits, "the check found no feasible split at all: its conditions are wrong"
+    assert {s[:3] for s in splits if s[3] > s[4]} == KNOWN_PROFITABLE_SPLITS
+    assert ("L40S", "L4", 2) in {s[:3] for s in splits}  # feasible, and just short: 316.97 < 320.37
 
 
 @pytest.mark.parametrize(

@@ -263,6 +263,125 @@ def bandwidth_fits(ref: GpuReference, bytes_per_s: float) -> bool:
     return BANDWIDTH_LOW * datasheet <= bytes_per_s <= BANDWIDTH_HIGH * datasheet
 
 
+# ------------------------------------------------------------------------ the pooled rate
+# A machine's GPUs answer one challenge with one commitment: any of them can do another's share of
+# the proof's work, so the service-timed time bounds their pooled rate, never one GPU's. A slot
+# may then hold a slower model than claimed wherever the pooled rate with it there (every other GPU
+# at the fastest model its own capacity and bandwidth allow) still finishes within POOL_SLACK of
+# the measured time; DBC's weakest-GPU convention scores the machine as that model. POOL_SLACK is
+# FAST_SLACK: the table's rates are estimates until calibrated on a GPU (docs/scoring.md §3).
+POOL_SLACK = FAST_SLACK
+# Recorded in every verdict (pooled_candidates, the cores the pooled rule would score, the reason
+# cuda_cores_not_proven), not yet scored: scoring it would lower honest hosts of the pairs that
+# nothing per slot tells apart (H100 PCIe | A100 80GB, RTX 4090 | RTX 3090, 3 GPUs or more) as
+# much as it stops the attack (docs/scoring.md §3, docs/decisions.md). A check new to production
+# starts in shadow mode; a per-slot timed compute round would prove each slot's rate.
+POOLED_RATE_SCORED = False
+
+
+def _effective_rate(ref: GpuReference) -> float | None:
+    """int8 operations a second with the epilogue's share counted (expected_seconds's rate)."""
+    if ref.expected_int8_tops is None or ref.epilogue_fraction is None or ref.setup_s is None:
+        return None
+    return ref.expected_int8_tops * 1e12 / (1 + ref.epilogue_fraction)
+
+
+def slot_models(
+    index: int, claimed: GpuReference, facts: MeasuredFacts, rows: Sequence[GpuReference]
+) -> list[GpuReference]:
+    """The models with an int8 rate that slot `index`'s own evidence allows: they hold its proven
+    VRAM and, where the claim's bandwidth envelope holds the measured bandwidth, theirs does too
+    (outside it the envelope narrows nothing, as in `gpu_evidence`). A slot that proved no capacity
+    allows the claim only (it is not counted; as a helper its rate is taken as the claim's)."""
+    cap = facts.capacity.gpu(index) if facts.capacity is not None else None
+    if cap is None or not cap.passed:
+        return [claimed]
+    narrow = bandwidth_fits(claimed, cap.bandwidth_bytes_per_s)
+    return [
+        r
+        for r in rows
+        if _effective_rate(r) is not None
+        and holds(r, cap.proven_bytes)
+        and (not narrow or bandwidth_fits(r, cap.bandwidth_bytes_per_s))
+    ]
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The machine's pooled-rate facts: its total int8 work, the service-timed seconds and, per
+    slot, the effective rate of the fastest model its own evidence allows (the claim's at least)."""
+
+    ops_total: float
+    elapsed_s: float
+    fastest: tuple[float, ...]
+
+    def substitutes(self, index: int, claimed: GpuReference, models: Sequence[GpuReference]) -> list[str]:
+        """Slower models than the claim that slot `index` may hold: the pooled rate with one there
+        and the other slots at their fastest still fits the measured time within POOL_SLACK."""
+        mine = _effective_rate(claimed)
+        if mine is None or claimed.setup_s is None:
+            return []
+        others = sum(self.fastest) - self.fastest[index]
+        out = []
+        for ref in models:
+            rate = _effective_rate(ref)
+            if rate is None or ref.setup_s is None or rate >= mine:
+                continue
+            pooled_s = self.ops_total / (others + rate) + min(ref.setup_s, claimed.setup_s)
+            if pooled_s <= POOL_SLACK * self.elapsed_s:
+                out.append(ref.model)
+        return out
+
+
+def machine_pool(
+    claimed: GpuReference, count: int, facts: MeasuredFacts, rows: Sequence[GpuReference]
+) -> Pool | None:
+    """The pool of a machine whose proof passed under the service's clock; None otherwise (then
+    no slot is scored from the rate at all)."""
+    tp = facts.throughput
+    if tp is None or not tp.timed or tp.elapsed_s is None or count < 2:
+        return None
+    ops = [tp.ops_per_gpu.get(i) for i in range(count)]
+    if any(o is None for o in ops):
+        return None
+    fastest = []
+    for i in range(count):
+        rates = [_effective_rate(r) for r in [claimed, *slot_models(i, claimed, facts, rows)]]
+        fastest.append(max(r for r in rates if r is not None) if any(r is not None for r in rates) else 0.0)
+    return Pool(float(sum(o for o in ops if o is not None)), float(tp.elapsed_s), tuple(fastest))
+
+
+def _pooled_weakest(
+    counted: Sequence[GpuEvidence], cores: int, mem: int, factor: int, rows: Sequence[GpuReference]
+) -> dict[str, Any] | None:
+    """The weakest-GPU inputs under the pooled rule, where they are lower than the scored ones:
+    each counted slot's candidates with its pooled ones added (`pooled_candidates`); None when the
+    rule changes nothing (or is already scored)."""
+    if POOLED_RATE_SCORED:
+        return None
+    worst: dict[str, Any] | None = None
+    for g in counted:
+        if not g.pooled_candidates or g.cuda_cores == 0:
+            continue
+        refs = _refs([*g.candidates, *g.pooled_candidates], rows)
+        slot = min(refs, key=lambda r: (r.cuda_cores or 0, r.mem_gb))
+        c = min(cores, min(r.cuda_cores or 0 for r in refs))
+        m = min(mem, min(r.mem_gb for r in refs))
+        f = min(factor, min(r.large_model_factor for r in refs))
+        if (c, m, f) < (cores, mem, factor) and (
+            worst is None
+            or (c, m, f) < (worst["cuda_cores"], worst["gpu_mem_gb"], worst["large_model_factor"])
+        ):
+            worst = {
+                "gpu": g.index,
+                "model": slot.model,
+                "cuda_cores": c,
+                "gpu_mem_gb": m,
+                "large_model_factor": f,
+            }
+    return worst
+
+
 # ------------------------------------------------------------------------ per-GPU evidence
 @dataclass(frozen=True)
 class GpuEvidence:
@@ -270,6 +389,7 @@ class GpuEvidence:
     claimed: str
     rate: tuple[RateFit, ...]
     rate_candidates: tuple[str, ...]
+    pooled_candidates: tuple[str, ...]
     capacity_candidates: tuple[str, ...] | None
     bandwidth_candidates: tuple[str, ...] | None
     candidates: tuple[str, ...]
@@ -290,6 +410,7 @@ class GpuEvidence:
             "claimed": self.claimed,
             "candidates": list(self.candidates),
             "rate_candidates": list(self.rate_candidates),
+            "pooled_candidates": list(self.pooled_candidates),
             "capacity_candidates": None
             if self.capacity_candidates is None
             else list(self.capacity_candidates),
@@ -356,15 +477,19 @@ def gpu_evidence(
     gpu: GpuInfo | None,
     facts: MeasuredFacts,
     table: Sequence[GpuReference] | None = None,
+    pool: Pool | None = None,
 ) -> GpuEvidence:
     """One claimed GPU: the models consistent with what the service measured, and its fail-closed
-    scoring inputs (min over the candidates; 0 when nothing is proven)."""
+    scoring inputs (min over the candidates; 0 when nothing is proven). `pool`: the machine's
+    pooled rate (`machine_pool`), which adds the slower models this slot may hold while the other
+    GPUs do its share of the work (`pooled_candidates`)."""
     rows = reference_table() if table is None else table
     reasons: list[Reason] = _virtualised(gpu)
     notes: list[Reason] = []
     tp = facts.throughput
     fits: list[RateFit] = []
     rate_candidates: list[str] = []
+    pooled: list[str] = []
     ops = tp.ops_per_gpu.get(index) if tp is not None else None
     if tp is not None and tp.timed and ops is not None and tp.elapsed_s is not None:
         fits = rate_fits(ops, tp.elapsed_s, rows)
@@ -391,6 +516,10 @@ def gpu_evidence(
                 )
             )
             rate_candidates.append(claimed.model)  # an under-claim scores the claim, never more
+        if pool is not None and not reasons:
+            pooled = pool.substitutes(index, claimed, slot_models(index, claimed, facts, rows))
+            if POOLED_RATE_SCORED:
+                rate_candidates += [m for m in pooled if m not in rate_candidates]
     else:
         reasons.append(
             Reason(
@@ -479,6 +608,7 @@ def gpu_evidence(
         claimed=claimed.model,
         rate=tuple(fits),
         rate_candidates=tuple(rate_candidates),
+        pooled_candidates=tuple(pooled),
         capacity_candidates=None if capacity_candidates is None else tuple(capacity_candidates),
         bandwidth_candidates=None if bandwidth_candidates is None else tuple(bandwidth_candidates),
         candidates=tuple(candidates),
@@ -664,7 +794,8 @@ def assess(
         return _scored(inputs, [], scored, declared_ram_gb, [], [], unproven)
 
     by_index = {g.index: g for g in report.inventory.gpus}
-    gpus = [gpu_evidence(i, reference, by_index.get(i), facts, rows) for i in range(claim.gpu_count)]
+    pool = machine_pool(reference, claim.gpu_count, facts, rows)
+    gpus = [gpu_evidence(i, reference, by_index.get(i), facts, rows, pool) for i in range(claim.gpu_count)]
     model_reasons = [r for g in gpus for r in g.reasons]
     ceiling = [r for g in gpus for r in g.notes]
     cap = facts.capacity
@@ -692,6 +823,19 @@ def assess(
     cores, mem = weakest_gpu([(g.cuda_cores, g.mem_gb) for g in counted]) if counted else (0, 0)
     factor = min((g.large_model_factor for g in counted), default=1)
     weakest = min(counted, key=lambda g: (g.cuda_cores, g.mem_gb), default=None)
+    pooled = _pooled_weakest(counted, cores, mem, factor, rows)
+    if pooled is not None and not POOLED_RATE_SCORED:
+        unproven.append(
+            Reason(
+                "cuda_cores_not_proven",
+                f"the GPUs share the proof's work, so the machine-wide time does not tell each "
+                f"slot's model: GPU {pooled['gpu']} may be a {pooled['model']} while the others do "
+                f"its share (pooled rate); the pooled rule would score {pooled['cuda_cores']} cores, "
+                f"{pooled['gpu_mem_gb']} GB, factor {pooled['large_model_factor']} (recorded, not "
+                "yet scored: docs/scoring.md §3)",
+                "proof",
+            )
+        )
     rate_status: Status = "proven" if tp is not None and tp.proven else "not_proven"
     inputs = [
         InputEvidence(
@@ -713,8 +857,10 @@ def assess(
             "cuda_cores",
             cores,
             "reference",
-            {"weakest_gpu": None if weakest is None else weakest.index},
-            "reference table: the fewest cores of the candidate models, weakest GPU for the machine",
+            {"weakest_gpu": None if weakest is None else weakest.index, "pooled": pooled},
+            "reference table: the fewest cores of the candidate models, weakest GPU for the machine; "
+            "`pooled`: what the pooled rule would score (a slot's slower model the other GPUs' "
+            "share of the work would hide; the machine-wide time bounds the pooled rate only)",
         ),
         InputEvidence(
             "gpu_mem_GB",
