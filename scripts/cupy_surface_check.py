@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import importlib
 import inspect
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -192,7 +193,10 @@ def main() -> int:
             continue
         signed += 1
         failures += [f"{path}: {why}" for why in accepts(ours, theirs)]
-    headers = header_values(args.include)
+    # Besides --include: the CUDA toolkit's headers and those of the pip-installed CUDA wheels.
+    folders = [*args.include, Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"]
+    folders += [Path(p) / "nvidia" / cu / "include" for p in sys.path if p for cu in ("cu13", "cu12")]
+    headers = header_values([f for f in folders if f.is_dir()])
     numbers = 0
     for where, name, value in abi_constants():
         real = real_constant(cupy, name)

@@ -66,6 +66,11 @@ stage "environment"
   "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } \
   > "$OUT/environment.txt" 2>&1
 
+stage "CuPy's surface (the CUDA double's names, signatures and ABI numbers against this CuPy)"
+run 30 "$OUT/cupy_surface.txt" "$OUT/cupy_surface.stderr" \
+  "$PY" scripts/cupy_surface_check.py --include "${CUDA_HOME:-/usr/local/cuda}/include"
+echo "cupy surface exit $?" >&2
+
 stage "probe inventory"
 run 60 "$OUT/inventory.json" "$OUT/inventory.stderr" "${PROBE[@]}" inventory --json
 echo "inventory exit $?" >&2
