@@ -418,6 +418,44 @@ def test_honest_machines_under_the_pooled_rule(model: str, gpus: int, pooled: st
         assert "cuda_cores_not_proven" in codes(found.unproven)
 
 
+@pytest.mark.parametrize(
+    ("model", "gpus", "split"),
+    [
+        (H100, 8, False),  # no device holds two H100 fills
+        ("GeForce RTX 3090", 2, False),  # the devices that could answer for both score more
+        ("GeForce RTX 3090", 8, True),  # an H200 holds six 3090 fills and reads them at once
+        ("A100 40GB PCIe", 8, True),
+    ],
+)
+def test_a_verdict_records_the_least_reading_of_its_slots_as_fewer_larger_devices(
+    model: str, gpus: int, split: bool
+) -> None:
+    """Nothing binds a slot to one device (docs/protocol.md §17.8): where g devices of a larger
+    model could answer for the counted slots (their fills in its memory, their measured bandwidths
+    together within 1.1 x its datasheet, the pooled rate within the slack) and that machine scores
+    less, the verdict records it (`gpu_count_split`, gpu_num's evidence `split`), not scored."""
+    claim = Claim(model, gpus)
+    found = assess(
+        claim,
+        report(inventory(gpus)),
+        Region.china,
+        DECLARED_RAM_GB,
+        facts(claim, capacity=capacity_doc(claim)),
+    )
+    recorded = by_input(found)["gpu_num"]["evidence"].get("split")
+    assert found.scored.gpu_num == gpus and ("gpu_count_split" in codes(found.unproven)) is split
+    if not split:
+        assert recorded is None
+        return
+    assert recorded is not None and Decimal(recorded["calc_point"]) < found.point.decimal
+    assert recorded["verdict_calc_point"] == str(found.point.decimal)
+    device, slot = ref(recorded["device"]), ref(model)
+    each = recorded["slots_each"]
+    assert each >= 2 and each * 0.9 * slot.mem_gb <= device.mem_gb
+    assert each * 0.85 * slot.mem_bw_gbs <= evidence.BANDWIDTH_HIGH * device.mem_bw_gbs
+    assert recorded["gpu_num"] < gpus
+
+
 # Devices that score more answering for k slots of a smaller model than claimed as themselves, on
 # the generous side for the splitter (docs/protocol.md §17.8 "That slots are separate devices": NOT
 # proven; the H100 PCIe one needs 0.6 x the A100's bandwidth per slot, where the round takes 0.68 x).

@@ -27,6 +27,7 @@ docs/scoring.md is the specification; in short:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -380,6 +381,78 @@ def _pooled_weakest(
                 "large_model_factor": f,
             }
     return worst
+
+
+def split_reading(
+    counted: Sequence[GpuEvidence],
+    claimed: GpuReference,
+    scored: ScoredInputs,
+    pool: Pool | None,
+    rows: Sequence[GpuReference],
+) -> dict[str, Any] | None:
+    """The least-scoring reading of the counted slots as fewer, larger devices (docs/protocol.md
+    §17.8 "That slots are separate devices"): g devices of a model D each answering for up to j
+    slots (j fills in its memory, the j slots' measured bandwidths together within 1.1 x its
+    datasheet: the bandwidth round reads every slot at once) and the other slots as scored, the
+    pooled rate within POOL_SLACK of the measured time. Returned when it scores less than the
+    verdict (the splitter's gain); None otherwise."""
+    if pool is None or len(counted) < 2 or claimed.setup_s is None:
+        return None
+    mine = _effective_rate(claimed)
+    proven = sorted(g.proven_bytes or 0 for g in counted)
+    bandwidths = sorted(g.bandwidth_bytes_per_s or 0.0 for g in counted)
+    ops = pool.ops_total  # the reading still does the whole proof's work
+    k = len(counted)
+
+    def point(gpu_num: int, cores: int, mem: int, factor: int) -> Decimal:
+        return calc_point(
+            gpu_num=gpu_num,
+            cuda_cores=cores,
+            gpu_mem_gb=mem,
+            ram_gb=Decimal(scored.ram_gb),
+            region=scored.region,
+            large_model_factor=factor,
+        ).decimal
+
+    verdict = point(scored.gpu_num, scored.cuda_cores, scored.gpu_mem_gb, scored.large_model_factor)
+    least: dict[str, Any] | None = None
+    for device in rows:
+        rate = _effective_rate(device)
+        if rate is None or mine is None or device.cuda_cores is None or device.mem_bw_gbs is None:
+            continue
+        j = 1
+        while (
+            j < k
+            and sum(proven[: j + 1]) <= device.mem_gb * GIB
+            and sum(bandwidths[: j + 1]) <= BANDWIDTH_HIGH * device.mem_bw_gbs * GB
+        ):
+            j += 1
+        if j < 2:
+            continue
+        for g in range(1, -(-k // j) + 1):
+            rest = k - min(k, g * j)
+            if ops / (g * rate + rest * mine) + min(device.setup_s or 0.0, claimed.setup_s) > (
+                POOL_SLACK * pool.elapsed_s
+            ):
+                continue
+            cores = min(device.cuda_cores, scored.cuda_cores) if rest else device.cuda_cores
+            mem = min(device.mem_gb, scored.gpu_mem_gb) if rest else device.mem_gb
+            factor = (
+                min(device.large_model_factor, scored.large_model_factor)
+                if rest
+                else device.large_model_factor
+            )
+            value = point(g + rest, cores, mem, factor)
+            if value < verdict and (least is None or value < Decimal(least["calc_point"])):
+                least = {
+                    "device": device.model,
+                    "devices": g,
+                    "slots_each": j,
+                    "gpu_num": g + rest,
+                    "calc_point": str(value),
+                    "verdict_calc_point": str(verdict),
+                }
+    return least
 
 
 # ------------------------------------------------------------------------ per-GPU evidence
@@ -885,6 +958,19 @@ def assess(
         ),
     ]
     scored = ScoredInputs(gpu_num, cores, mem, ram_gb, region, factor)
+    split = split_reading(counted, reference, scored, pool, rows) if cores else None
+    if split is not None:
+        inputs[0] = dataclasses.replace(inputs[0], evidence={**inputs[0].evidence, "split": split})
+        unproven.append(
+            Reason(
+                "gpu_count_split",
+                f"nothing binds a slot to one device: {split['devices']} {split['device']} could "
+                f"answer for {split['slots_each']} slots each (memory, bandwidth and pooled rate "
+                f"fit), a machine of {split['gpu_num']} GPUs that scores {split['calc_point']}, not "
+                f"{split['verdict_calc_point']} (recorded, not scored: docs/protocol.md §17.8)",
+                "capacity",
+            )
+        )
     minimums = _minimums(gpu_num, ram_gb)
     return _scored(inputs, gpus, scored, declared_ram_gb, model_reasons, ceiling, unproven, minimums)
 

@@ -193,6 +193,9 @@ REASON_CODES: dict[str, ReasonCode] = {
     "capacity_record_malformed": verification("the capacity record does not parse: nothing in it is proven"),
     "gpu_count_not_proven": verification("no capacity record: no GPU is counted (work counts no devices)"),
     "vram_not_proven": verification("no capacity record: no GPU's VRAM is proven; scored 0 GB"),
+    "gpu_count_split": verification(
+        "a larger device could answer for several slots: that reading scores less (recorded)"
+    ),
     "cuda_cores_not_proven": verification(
         "the pooled rate leaves a slot's model open: the pooled rule would score fewer cores (recorded)"
     ),
