@@ -337,8 +337,8 @@ class Pool:
 def machine_pool(
     claimed: GpuReference, count: int, facts: MeasuredFacts, rows: Sequence[GpuReference]
 ) -> Pool | None:
-    """The pool of a machine whose proof passed under the service's clock; None otherwise (then
-    no slot is scored from the rate at all)."""
+    """The pool of a machine of two GPUs or more whose proof was timed by the service; None
+    otherwise (then no slot has pooled candidates and no split reading is made)."""
     tp = facts.throughput
     if tp is None or not tp.timed or tp.elapsed_s is None or count < 2:
         return None
