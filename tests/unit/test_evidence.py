@@ -384,6 +384,15 @@ def test_a_mixed_model_machine_is_recorded_at_its_weakest_slot_under_the_pooled_
     assert "cuda_cores_not_proven" not in codes(scored.unproven)
 
 
+def honest_machine(model: str, gpus: int, region: Region) -> Any:
+    """The assessment of an honest machine of `gpus` x `model`: its proof at the model's estimated
+    speed, every slot's capacity proven at 90% of the VRAM and 0.85 x the datasheet bandwidth."""
+    claim = Claim(model, gpus)
+    return assess(
+        claim, report(inventory(gpus)), region, DECLARED_RAM_GB, facts(claim, capacity=capacity_doc(claim))
+    )
+
+
 @pytest.mark.parametrize(
     ("model", "gpus", "pooled"),
     [
@@ -401,14 +410,7 @@ def test_honest_machines_under_the_pooled_rule(model: str, gpus: int, pooled: st
     bandwidth tells its model from every slower one, or where a slot's share is too large to hide;
     the pairs nothing per slot tells apart (RTX 4090 | 3090, H100 PCIe | A100 80GB) it would score
     as the slower (docs/scoring.md §3): recorded, not scored."""
-    claim = Claim(model, gpus)
-    found = assess(
-        claim,
-        report(inventory(gpus)),
-        Region.europe,
-        DECLARED_RAM_GB,
-        facts(claim, capacity=capacity_doc(claim)),
-    )
+    found = honest_machine(model, gpus, Region.europe)
     assert found.scored.cuda_cores == ref(model).cuda_cores
     recorded = by_input(found)["cuda_cores"]["evidence"]["pooled"]
     if pooled is None:
@@ -434,14 +436,7 @@ def test_a_verdict_records_the_least_reading_of_its_slots_as_fewer_larger_device
     model could answer for the counted slots (their fills in its memory, their measured bandwidths
     together within 1.1 x its datasheet, the pooled rate within the slack) and that machine scores
     less, the verdict records it (`gpu_count_split`, gpu_num's evidence `split`), not scored."""
-    claim = Claim(model, gpus)
-    found = assess(
-        claim,
-        report(inventory(gpus)),
-        Region.china,
-        DECLARED_RAM_GB,
-        facts(claim, capacity=capacity_doc(claim)),
-    )
+    found = honest_machine(model, gpus, Region.china)
     recorded = by_input(found)["gpu_num"]["evidence"].get("split")
     assert found.scored.gpu_num == gpus and ("gpu_count_split" in codes(found.unproven)) is split
     if not split:
