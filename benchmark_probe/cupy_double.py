@@ -38,6 +38,7 @@ Needs g++ for kernels (only `RawModule` calls). Never touches a real GPU.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import ctypes
 import hashlib
@@ -594,6 +595,8 @@ def _build(source: str) -> ctypes.CDLL:
             raise RuntimeError("the CUDA test double needs g++ to build kernel source for the host")
         if not _BUILD_DIR:
             _BUILD_DIR.append(Path(tempfile.mkdtemp(prefix="cupy-double-")))
+            # A loaded library stays mapped once its file is gone: the folder goes with the process.
+            atexit.register(shutil.rmtree, _BUILD_DIR[0], True)
         src = _BUILD_DIR[0] / f"k{digest}.cpp"
         lib = _BUILD_DIR[0] / f"k{digest}.so"
         src.write_text(source)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,6 +86,11 @@ def pytest_configure(config: pytest.Config) -> None:
     aws_calls.install()
     os.environ[aws_calls.RECORD_DIR_ENV] = str(CALL_RECORD.child_dir)
     config.addinivalue_line("markers", f"{LEAST_PRIVILEGE_MARK}: compares the recorded AWS calls, runs last")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The recorded calls are read by the least-privilege test during the session; nothing after.
+    shutil.rmtree(CALL_RECORD.child_dir, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

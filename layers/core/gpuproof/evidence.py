@@ -264,20 +264,13 @@ def bandwidth_fits(ref: GpuReference, bytes_per_s: float) -> bool:
     return BANDWIDTH_LOW * datasheet <= bytes_per_s <= BANDWIDTH_HIGH * datasheet
 
 
-# ------------------------------------------------------------------------ the pooled rate
-# A machine's GPUs answer one challenge with one commitment: any of them can do another's share of
-# the proof's work, so the service-timed time bounds their pooled rate, never one GPU's. A slot
-# may then hold a slower model than claimed wherever the pooled rate with it there (every other GPU
-# at the fastest model its own capacity and bandwidth allow) still finishes within POOL_SLACK of
-# the measured time; DBC's weakest-GPU convention scores the machine as that model. POOL_SLACK is
-# FAST_SLACK: the table's rates are estimates until calibrated on a GPU (docs/scoring.md §3).
+# ------------------------------------------------------------------------ the machine's totals
+# A machine's GPUs answer one challenge with one commitment, and every capacity round answers for
+# all slots in one message: any GPU can do another's share of the proof's work, hold another's rows
+# in its headroom and read them inside a round's slack. The service-timed times bound totals (the
+# pooled int8 rate, the bytes read a second), never one slot. POOL_SLACK is FAST_SLACK: the table's
+# rates are estimates until calibrated on a GPU (docs/scoring.md §3).
 POOL_SLACK = FAST_SLACK
-# Recorded in every verdict (pooled_candidates, the cores the pooled rule would score, the reason
-# cuda_cores_not_proven), not yet scored: scoring it would lower honest hosts of the pairs that
-# nothing per slot tells apart (H100 PCIe | A100 80GB, RTX 4090 | RTX 3090, 3 GPUs or more) as
-# much as it stops the attack (docs/scoring.md §3, docs/decisions.md). A check new to production
-# starts in shadow mode; a per-slot timed compute round would prove each slot's rate.
-POOLED_RATE_SCORED = False
 
 
 def _effective_rate(ref: GpuReference) -> float | None:
@@ -287,172 +280,197 @@ def _effective_rate(ref: GpuReference) -> float | None:
     return ref.expected_int8_tops * 1e12 / (1 + ref.epilogue_fraction)
 
 
-def slot_models(
-    index: int, claimed: GpuReference, facts: MeasuredFacts, rows: Sequence[GpuReference]
-) -> list[GpuReference]:
-    """The models with an int8 rate that slot `index`'s own evidence allows: they hold its proven
-    VRAM and, where the claim's bandwidth envelope holds the measured bandwidth, theirs does too
-    (outside it the envelope narrows nothing, as in `gpu_evidence`). A slot that proved no capacity
-    allows the claim only (it is not counted; as a helper its rate is taken as the claim's)."""
-    cap = facts.capacity.gpu(index) if facts.capacity is not None else None
-    if cap is None or not cap.passed:
-        return [claimed]
-    narrow = bandwidth_fits(claimed, cap.bandwidth_bytes_per_s)
-    return [
-        r
-        for r in rows
-        if _effective_rate(r) is not None
-        and holds(r, cap.proven_bytes)
-        and (not narrow or bandwidth_fits(r, cap.bandwidth_bytes_per_s))
-    ]
-
-
 @dataclass(frozen=True)
 class Pool:
-    """The machine's pooled-rate facts: its total int8 work, the service-timed seconds and, per
-    slot, the effective rate of the fastest model its own evidence allows (the claim's at least)."""
+    """The machine's pooled-rate facts: its total int8 work, the service-timed seconds and its
+    number of slots."""
 
     ops_total: float
     elapsed_s: float
-    fastest: tuple[float, ...]
-
-    def substitutes(self, index: int, claimed: GpuReference, models: Sequence[GpuReference]) -> list[str]:
-        """Slower models than the claim that slot `index` may hold: the pooled rate with one there
-        and the other slots at their fastest still fits the measured time within POOL_SLACK."""
-        mine = _effective_rate(claimed)
-        if mine is None or claimed.setup_s is None:
-            return []
-        others = sum(self.fastest) - self.fastest[index]
-        out = []
-        for ref in models:
-            rate = _effective_rate(ref)
-            if rate is None or ref.setup_s is None or rate >= mine:
-                continue
-            pooled_s = self.ops_total / (others + rate) + min(ref.setup_s, claimed.setup_s)
-            if pooled_s <= POOL_SLACK * self.elapsed_s:
-                out.append(ref.model)
-        return out
+    slots: int
 
 
-def machine_pool(
-    claimed: GpuReference, count: int, facts: MeasuredFacts, rows: Sequence[GpuReference]
-) -> Pool | None:
+def machine_pool(count: int, facts: MeasuredFacts) -> Pool | None:
     """The pool of a machine of two GPUs or more whose proof was timed by the service; None
-    otherwise (then no slot has pooled candidates and no split reading is made)."""
+    otherwise (then no least reading is made)."""
     tp = facts.throughput
     if tp is None or not tp.timed or tp.elapsed_s is None or count < 2:
         return None
     ops = [tp.ops_per_gpu.get(i) for i in range(count)]
     if any(o is None for o in ops):
         return None
-    fastest = []
-    for i in range(count):
-        rates = [_effective_rate(r) for r in [claimed, *slot_models(i, claimed, facts, rows)]]
-        fastest.append(max(r for r in rates if r is not None) if any(r is not None for r in rates) else 0.0)
-    return Pool(float(sum(o for o in ops if o is not None)), float(tp.elapsed_s), tuple(fastest))
+    return Pool(float(sum(o for o in ops if o is not None)), float(tp.elapsed_s), count)
 
 
-def _pooled_weakest(
-    counted: Sequence[GpuEvidence], cores: int, mem: int, factor: int, rows: Sequence[GpuReference]
-) -> dict[str, Any] | None:
-    """The weakest-GPU inputs under the pooled rule, where they are lower than the scored ones:
-    each counted slot's candidates with its pooled ones added (`pooled_candidates`); None when the
-    rule changes nothing (or is already scored)."""
-    if POOLED_RATE_SCORED:
-        return None
-    worst: dict[str, Any] | None = None
-    for g in counted:
-        if not g.pooled_candidates or g.cuda_cores == 0:
+# The least reading (docs/protocol.md §17.8 "What a machine's evidence binds"): every round of the
+# capacity phase and the proof of throughput answers for all slots in one message under one time,
+# and nothing binds a slot's rows to one device (a faster GPU's headroom, 1 - FILL_FRACTION of its
+# memory, can hold a slower one's rows and read them inside the round's slack). So the evidence
+# binds the machine's totals: the fills held, the bytes the bandwidth round read in its time and
+# the int8 work in the proof's time. Any set of at most `slots` devices of the table whose totals
+# meet them could have answered; the least reading is the one that would score least declared
+# honestly, one machine per model (DBC's weakest-GPU rule makes a machine of mixed models score
+# less than its models apart, so that is the most the same hardware earns honestly).
+
+
+# The search's bound on sets visited (~6 µs each on the 2-core dev machine: 0.3 s at worst). Every
+# honest machine of the table up to 32 GPUs is searched to the end; at 64 (the protocol's most)
+# some stop short: the record then holds the least reading found so far, `exhaustive: false` (a
+# set that qualifies, so still a bound the claim is held to, though maybe not the least).
+LEAST_READING_VISITS = 50_000
+
+
+@dataclass(frozen=True)
+class _Device:
+    ref: GpuReference
+    mem_bytes: float  # nominal GB read as GiB: the generous side, as `holds`
+    bytes_per_s: float  # BANDWIDTH_HIGH x the datasheet: the generous side, as `bandwidth_fits`
+    rate: float  # `_effective_rate`
+
+
+def _devices(rows: Sequence[GpuReference]) -> list[_Device]:
+    """The table's models a reading can be made of (a rate, cores and a bandwidth), fastest first."""
+    out = []
+    for ref in rows:
+        rate = _effective_rate(ref)
+        if rate is None or ref.cuda_cores is None or ref.mem_bw_gbs is None or ref.setup_s is None:
             continue
-        refs = _refs([*g.candidates, *g.pooled_candidates], rows)
-        slot = min(refs, key=lambda r: (r.cuda_cores or 0, r.mem_gb))
-        c = min(cores, min(r.cuda_cores or 0 for r in refs))
-        m = min(mem, min(r.mem_gb for r in refs))
-        f = min(factor, min(r.large_model_factor for r in refs))
-        if (c, m, f) < (cores, mem, factor) and (
-            worst is None
-            or (c, m, f) < (worst["cuda_cores"], worst["gpu_mem_gb"], worst["large_model_factor"])
-        ):
-            worst = {
-                "gpu": g.index,
-                "model": slot.model,
-                "cuda_cores": c,
-                "gpu_mem_gb": m,
-                "large_model_factor": f,
-            }
-    return worst
+        out.append(_Device(ref, ref.mem_gb * GIB, BANDWIDTH_HIGH * ref.mem_bw_gbs * GB, rate))
+    return sorted(out, key=lambda d: (-d.rate, -d.bytes_per_s, -d.mem_bytes, d.ref.model))
 
 
-def split_reading(
+def declared_apart(hardware: Sequence[tuple[GpuReference, int]], ram_gb: int, region: Region) -> Decimal:
+    """What `hardware` (models and counts) scores declared honestly, one machine per model, the
+    host RAM counted once, in the machine of the largest large-model factor (the first such)."""
+    present = [(r, n) for r, n in hardware if n > 0]
+    if not present:
+        return Decimal(0)
+    holder = max(range(len(present)), key=lambda i: present[i][0].large_model_factor)
+    return sum(
+        (
+            calc_point(
+                gpu_num=n,
+                cuda_cores=r.cuda_cores or 0,
+                gpu_mem_gb=r.mem_gb,
+                ram_gb=Decimal(ram_gb if i == holder else 0),
+                region=region,
+                large_model_factor=r.large_model_factor,
+            ).decimal
+            for i, (r, n) in enumerate(present)
+        ),
+        Decimal(0),
+    )
+
+
+def least_reading(
     counted: Sequence[GpuEvidence],
-    claimed: GpuReference,
     scored: ScoredInputs,
     pool: Pool | None,
     rows: Sequence[GpuReference],
 ) -> dict[str, Any] | None:
-    """The least-scoring reading of the counted slots as fewer, larger devices (docs/protocol.md
-    §17.8 "That slots are separate devices"): g devices of a model D each answering for up to j
-    slots (j fills in its memory, the j slots' measured bandwidths together within 1.1 x its
-    datasheet: the bandwidth round reads every slot at once) and the other slots as scored, the
-    pooled rate within POOL_SLACK of the measured time. Returned when it scores less than the
-    verdict (the splitter's gain); None otherwise."""
-    if pool is None or len(counted) < 2 or claimed.setup_s is None:
+    """The set of devices the machine's evidence allows (see above) that would score least declared
+    honestly, returned where that is less than the verdict (the claim then scores more than that
+    hardware would: the most it may have gained); None otherwise, for one counted GPU or without a
+    service-timed proof. A set qualifies when its memory holds every counted slot's proven bytes,
+    its bandwidths (each up to 1.1 x its datasheet) read what the bandwidth round read in its time,
+    and its pooled int8 rate does the proof's work within POOL_SLACK of the measured time; it has at
+    most as many devices as the claim has slots. Exact over every such set: a depth-first search of
+    multisets in which a set that qualifies is not grown, and no set is grown past the least so far
+    (growing a set never lowers what it declares)."""
+    if pool is None or len(counted) < 2:
         return None
-    mine = _effective_rate(claimed)
-    proven = sorted(g.proven_bytes or 0 for g in counted)
-    bandwidths = sorted(g.bandwidth_bytes_per_s or 0.0 for g in counted)
-    ops = pool.ops_total  # the reading still does the whole proof's work
-    k = len(counted)
-
-    def point(gpu_num: int, cores: int, mem: int, factor: int) -> Decimal:
-        return calc_point(
-            gpu_num=gpu_num,
-            cuda_cores=cores,
-            gpu_mem_gb=mem,
-            ram_gb=Decimal(scored.ram_gb),
-            region=scored.region,
-            large_model_factor=factor,
-        ).decimal
-
-    verdict = point(scored.gpu_num, scored.cuda_cores, scored.gpu_mem_gb, scored.large_model_factor)
-    least: dict[str, Any] | None = None
-    for device in rows:
-        rate = _effective_rate(device)
-        if rate is None or mine is None or device.cuda_cores is None or device.mem_bw_gbs is None:
-            continue
-        j = 1
-        while (
-            j < k
-            and sum(proven[: j + 1]) <= device.mem_gb * GIB
-            and sum(bandwidths[: j + 1]) <= BANDWIDTH_HIGH * device.mem_bw_gbs * GB
-        ):
-            j += 1
-        if j < 2:
-            continue
-        for g in range(1, -(-k // j) + 1):
-            rest = k - min(k, g * j)
-            if ops / (g * rate + rest * mine) + min(device.setup_s or 0.0, claimed.setup_s) > (
-                POOL_SLACK * pool.elapsed_s
-            ):
-                continue
-            cores = min(device.cuda_cores, scored.cuda_cores) if rest else device.cuda_cores
-            mem = min(device.mem_gb, scored.gpu_mem_gb) if rest else device.mem_gb
-            factor = (
-                min(device.large_model_factor, scored.large_model_factor)
-                if rest
-                else device.large_model_factor
+    devices = _devices(rows)
+    if not devices:
+        return None
+    need_mem = float(sum(g.proven_bytes or 0 for g in counted))
+    need_bw = float(sum(g.bandwidth_bytes_per_s or 0.0 for g in counted))
+    budget = POOL_SLACK * pool.elapsed_s - min(d.ref.setup_s or 0.0 for d in devices)
+    need_rate = math.inf if budget <= 0 else pool.ops_total / budget
+    verdict = calc_point(
+        gpu_num=scored.gpu_num,
+        cuda_cores=scored.cuda_cores,
+        gpu_mem_gb=scored.gpu_mem_gb,
+        ram_gb=Decimal(scored.ram_gb),
+        region=scored.region,
+        large_model_factor=scored.large_model_factor,
+    ).decimal
+    # The search prices a set in floats (each model's points a GPU, the RAM term at the set's largest
+    # factor) and the set it finds exactly (`declared_apart`); a cent apart the two may pick
+    # different sets of the same figure.
+    unit = [float(declared_apart([(d.ref, 1)], 0, scored.region)) for d in devices]
+    ram_at = {
+        d.ref.large_model_factor: float(declared_apart([(d.ref, 1)], scored.ram_gb, scored.region)) - unit[i]
+        for i, d in enumerate(devices)
+    }
+    # From devices[i:] (a set grows in the table's order): the most one device adds to each total,
+    # and the fewest points a unit of each total costs (a bound on what completing a set costs).
+    tail = []
+    for i in range(len(devices)):
+        rest = list(zip(devices[i:], unit[i:], strict=True))
+        tail.append(
+            (
+                max(d.mem_bytes for d in devices[i:]),
+                max(d.bytes_per_s for d in devices[i:]),
+                max(d.rate for d in devices[i:]),
+                min(u / d.mem_bytes for d, u in rest),
+                min(u / d.bytes_per_s for d, u in rest),
+                min(u / d.rate for d, u in rest),
             )
-            value = point(g + rest, cores, mem, factor)
-            if value < verdict and (least is None or value < Decimal(least["calc_point"])):
-                least = {
-                    "device": device.model,
-                    "devices": g,
-                    "slots_each": j,
-                    "gpu_num": g + rest,
-                    "calc_point": str(value),
-                    "verdict_calc_point": str(verdict),
-                }
-    return least
+        )
+    bound = float(verdict)
+    least: list[int] | None = None
+    counts = [0] * len(devices)
+    visits = 0
+
+    def grow(start: int, n: int, mem: float, bw: float, rate: float, points: float, factor: int) -> None:
+        nonlocal least, bound, visits
+        visits += 1
+        if visits > LEAST_READING_VISITS:
+            return  # the record says the search stopped short (`exhaustive`)
+        value = points + (ram_at[factor] if n else 0.0)
+        if n and mem >= need_mem and bw >= need_bw and rate >= need_rate:
+            if value < bound:
+                least, bound = list(counts), value
+            return  # growing a set that qualifies only adds points
+        left = pool.slots - n
+        if not left:
+            return
+        more_mem, more_bw, more_rate, per_mem, per_bw, per_rate = tail[start]
+        short = (max(0.0, need_mem - mem), max(0.0, need_bw - bw), max(0.0, need_rate - rate))
+        if short[0] > left * more_mem or short[1] > left * more_bw or short[2] > left * more_rate:
+            return
+        if value + max(short[0] * per_mem, short[1] * per_bw, short[2] * per_rate) >= bound:
+            return
+        for i in range(start, len(devices)):
+            d = devices[i]
+            counts[i] += 1
+            grow(
+                i,
+                n + 1,
+                mem + d.mem_bytes,
+                bw + d.bytes_per_s,
+                rate + d.rate,
+                points + unit[i],
+                max(factor, d.ref.large_model_factor),
+            )
+            counts[i] -= 1
+
+    grow(0, 0, 0.0, 0.0, 0.0, 0.0, 0)
+    if least is None:
+        return None
+    found = least
+    value = declared_apart(
+        [(d.ref, k) for d, k in zip(devices, found, strict=True)], scored.ram_gb, scored.region
+    )
+    if value >= verdict:
+        return None
+    return {
+        "devices": [{"model": devices[i].ref.model, "count": n} for i, n in enumerate(found) if n],
+        "device_count": sum(found),
+        "exhaustive": visits <= LEAST_READING_VISITS,
+        "calc_point": str(value),
+        "verdict_calc_point": str(verdict),
+    }
 
 
 # ------------------------------------------------------------------------ per-GPU evidence
@@ -462,7 +480,6 @@ class GpuEvidence:
     claimed: str
     rate: tuple[RateFit, ...]
     rate_candidates: tuple[str, ...]
-    pooled_candidates: tuple[str, ...]
     capacity_candidates: tuple[str, ...] | None
     bandwidth_candidates: tuple[str, ...] | None
     candidates: tuple[str, ...]
@@ -483,7 +500,6 @@ class GpuEvidence:
             "claimed": self.claimed,
             "candidates": list(self.candidates),
             "rate_candidates": list(self.rate_candidates),
-            "pooled_candidates": list(self.pooled_candidates),
             "capacity_candidates": None
             if self.capacity_candidates is None
             else list(self.capacity_candidates),
@@ -550,19 +566,15 @@ def gpu_evidence(
     gpu: GpuInfo | None,
     facts: MeasuredFacts,
     table: Sequence[GpuReference] | None = None,
-    pool: Pool | None = None,
 ) -> GpuEvidence:
     """One claimed GPU: the models consistent with what the service measured, and its fail-closed
-    scoring inputs (min over the candidates; 0 when nothing is proven). `pool`: the machine's
-    pooled rate (`machine_pool`), which adds the slower models this slot may hold while the other
-    GPUs do its share of the work (`pooled_candidates`)."""
+    scoring inputs (min over the candidates; 0 when nothing is proven)."""
     rows = reference_table() if table is None else table
     reasons: list[Reason] = _virtualised(gpu)
     notes: list[Reason] = []
     tp = facts.throughput
     fits: list[RateFit] = []
     rate_candidates: list[str] = []
-    pooled: list[str] = []
     ops = tp.ops_per_gpu.get(index) if tp is not None else None
     if tp is not None and tp.timed and ops is not None and tp.elapsed_s is not None:
         fits = rate_fits(ops, tp.elapsed_s, rows)
@@ -589,10 +601,6 @@ def gpu_evidence(
                 )
             )
             rate_candidates.append(claimed.model)  # an under-claim scores the claim, never more
-        if pool is not None and not reasons:
-            pooled = pool.substitutes(index, claimed, slot_models(index, claimed, facts, rows))
-            if POOLED_RATE_SCORED:
-                rate_candidates += [m for m in pooled if m not in rate_candidates]
     else:
         reasons.append(
             Reason(
@@ -681,7 +689,6 @@ def gpu_evidence(
         claimed=claimed.model,
         rate=tuple(fits),
         rate_candidates=tuple(rate_candidates),
-        pooled_candidates=tuple(pooled),
         capacity_candidates=None if capacity_candidates is None else tuple(capacity_candidates),
         bandwidth_candidates=None if bandwidth_candidates is None else tuple(bandwidth_candidates),
         candidates=tuple(candidates),
@@ -867,8 +874,8 @@ def assess(
         return _scored(inputs, [], scored, declared_ram_gb, [], [], unproven)
 
     by_index = {g.index: g for g in report.inventory.gpus}
-    pool = machine_pool(reference, claim.gpu_count, facts, rows)
-    gpus = [gpu_evidence(i, reference, by_index.get(i), facts, rows, pool) for i in range(claim.gpu_count)]
+    pool = machine_pool(claim.gpu_count, facts)
+    gpus = [gpu_evidence(i, reference, by_index.get(i), facts, rows) for i in range(claim.gpu_count)]
     model_reasons = [r for g in gpus for r in g.reasons]
     ceiling = [r for g in gpus for r in g.notes]
     cap = facts.capacity
@@ -896,19 +903,6 @@ def assess(
     cores, mem = weakest_gpu([(g.cuda_cores, g.mem_gb) for g in counted]) if counted else (0, 0)
     factor = min((g.large_model_factor for g in counted), default=1)
     weakest = min(counted, key=lambda g: (g.cuda_cores, g.mem_gb), default=None)
-    pooled = _pooled_weakest(counted, cores, mem, factor, rows)
-    if pooled is not None and not POOLED_RATE_SCORED:
-        unproven.append(
-            Reason(
-                "cuda_cores_not_proven",
-                f"the GPUs share the proof's work, so the machine-wide time does not tell each "
-                f"slot's model: GPU {pooled['gpu']} may be a {pooled['model']} while the others do "
-                f"its share (pooled rate); the pooled rule would score {pooled['cuda_cores']} cores, "
-                f"{pooled['gpu_mem_gb']} GB, factor {pooled['large_model_factor']} (recorded, not "
-                "yet scored: docs/scoring.md §3)",
-                "proof",
-            )
-        )
     rate_status: Status = "proven" if tp is not None and tp.proven else "not_proven"
     inputs = [
         InputEvidence(
@@ -930,10 +924,10 @@ def assess(
             "cuda_cores",
             cores,
             "reference",
-            {"weakest_gpu": None if weakest is None else weakest.index, "pooled": pooled},
-            "reference table: the fewest cores of the candidate models, weakest GPU for the machine; "
-            "`pooled`: what the pooled rule would score (a slot's slower model the other GPUs' "
-            "share of the work would hide; the machine-wide time bounds the pooled rate only)",
+            {"weakest_gpu": None if weakest is None else weakest.index},
+            "reference table: the fewest cores of the candidate models, weakest GPU for the machine "
+            "(each slot's candidates as if the slots were separate devices: gpu_num's "
+            "`least_reading` says what the machine's totals alone allow)",
         ),
         InputEvidence(
             "gpu_mem_GB",
@@ -958,16 +952,18 @@ def assess(
         ),
     ]
     scored = ScoredInputs(gpu_num, cores, mem, ram_gb, region, factor)
-    split = split_reading(counted, reference, scored, pool, rows) if cores else None
-    if split is not None:
-        inputs[0] = dataclasses.replace(inputs[0], evidence={**inputs[0].evidence, "split": split})
+    least = least_reading(counted, scored, pool, rows) if cores else None
+    if least is not None:
+        inputs[0] = dataclasses.replace(inputs[0], evidence={**inputs[0].evidence, "least_reading": least})
+        hardware = " + ".join(f"{d['count']} x {d['model']}" for d in least["devices"])
         unproven.append(
             Reason(
-                "gpu_count_split",
-                f"nothing binds a slot to one device: {split['devices']} {split['device']} could "
-                f"answer for {split['slots_each']} slots each (memory, bandwidth and pooled rate "
-                f"fit), a machine of {split['gpu_num']} GPUs that scores {split['calc_point']}, not "
-                f"{split['verdict_calc_point']} (recorded, not scored: docs/protocol.md §17.8)",
+                "least_reading_lower",
+                f"the rounds answer for every slot at once, so the evidence binds the machine's "
+                f"totals, not each slot: {hardware} could have answered (memory, bandwidth and "
+                f"pooled rate fit), hardware that declared honestly (one machine per model) scores "
+                f"{least['calc_point']}, not {least['verdict_calc_point']} (recorded, not scored: "
+                "docs/protocol.md §17.8)",
                 "capacity",
             )
         )

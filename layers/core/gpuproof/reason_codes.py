@@ -193,11 +193,8 @@ REASON_CODES: dict[str, ReasonCode] = {
     "capacity_record_malformed": verification("the capacity record does not parse: nothing in it is proven"),
     "gpu_count_not_proven": verification("no capacity record: no GPU is counted (work counts no devices)"),
     "vram_not_proven": verification("no capacity record: no GPU's VRAM is proven; scored 0 GB"),
-    "gpu_count_split": verification(
-        "a larger device could answer for several slots: that reading scores less (recorded)"
-    ),
-    "cuda_cores_not_proven": verification(
-        "the pooled rate leaves a slot's model open: the pooled rule would score fewer cores (recorded)"
+    "least_reading_lower": verification(
+        "the evidence binds the machine's totals: other hardware meeting them scores less (recorded)"
     ),
     "ram_not_proven": verification("host RAM is not proven (absent or failed): the RAM term scores 0"),
     "dbc_ram_per_gpu_below_minimum": verification("proven RAM is under DBC's 48 GB per card"),
