@@ -259,7 +259,8 @@ def test_a_wave_checks_every_machine_at_once_honest_slow_and_two_identities_shar
         for m in seen
     ) or any((m.get("presence") or {}).get("missed", 0) >= 1 for m in seen)
     assert shown_missing or presence["missed"] >= MAX_MISSES, (seen, presence)
-    assert presence["recent"].count("missed") == MAX_MISSES and len(presence["recent"]) <= MISS_WINDOW
+    # At least MAX_MISSES: a look that falls behind by more than two waves counts a third at once.
+    assert presence["recent"].count("missed") >= MAX_MISSES and len(presence["recent"]) <= MISS_WINDOW
     assert presence["miss_window"] == MISS_WINDOW
     out = revoked_on_chain(reader, service_key, loser)
     assert out["record"]["revocation"] == {"reason": "presence_missed", "revokes_round": 1}
