@@ -54,6 +54,15 @@ def test_the_table_shows_every_input_with_its_status() -> None:
     assert "calc_point" in text and "DBC minimums NOT met" in text
 
 
+def test_the_table_says_the_least_reading_in_its_caption() -> None:
+    claim = Claim(H100, 8)
+    found = assess(claim, bare_report(), Region.europe, 2048, facts(claim, capacity=capacity_doc(claim)))
+    console = Console(record=True, width=240)
+    console.print(evidence_table(found.as_dict()))
+    text = console.export_text()
+    assert "least reading: 6 x H100 SXM5 80GB + 2 x L40S" in text and "least_reading=" not in text
+
+
 def test_the_member_rechecks_the_services_breakdown() -> None:
     mine = breakdown()
     assert breakdown_check(mine, copy.deepcopy(mine)).ok

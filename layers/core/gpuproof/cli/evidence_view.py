@@ -19,7 +19,7 @@ _STYLE = {
 def _evidence_text(evidence: dict[str, Any]) -> str:
     parts = []
     for key, value in evidence.items():
-        if value is None or value == []:
+        if value is None or value == [] or key == "least_reading":  # the caption says it
             continue
         text = str(value)
         if key.endswith("digest") and isinstance(value, str):
@@ -36,6 +36,20 @@ def evidence_table(breakdown: dict[str, Any]) -> Table:
     caption = f"calc_point {point.get('point', '—')} (chain {point.get('chain_value', '—')})"
     if minimums:
         caption += "; DBC minimums " + ("met" if minimums.get("met") else "NOT met (proven RAM)")
+    least = next(
+        (
+            (row.get("evidence") or {}).get("least_reading")
+            for row in breakdown.get("inputs") or []
+            if row.get("input") == "gpu_num"
+        ),
+        None,
+    )
+    if least:
+        hardware = " + ".join(f"{d.get('count')} x {d.get('model')}" for d in least.get("devices") or [])
+        caption += (
+            f"\n[yellow]least reading: {hardware} meets the machine's totals and would score "
+            f"{least.get('calc_point')} declared honestly (recorded, not scored; docs/scoring.md §3.6)[/]"
+        )
     table = Table("input", "value", "status", "evidence", "note", title="calc_point inputs", caption=caption)
     for row in breakdown.get("inputs") or []:
         status = str(row.get("status"))
