@@ -37,6 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the tests' API client and t
 
 import bench_capacity  # noqa: E402
 import bench_draw  # noqa: E402
+import bench_evidence  # noqa: E402
 import bench_presence  # noqa: E402
 import bench_proof  # noqa: E402
 import bench_sweep  # noqa: E402
@@ -297,6 +298,7 @@ def main() -> int:
             bench_proof.verify_section.total_s,  # type: ignore[attr-defined]
             bench_proof.verify_section.total_one_s,  # type: ignore[attr-defined]
         ),
+        bench_evidence.bench_sections(),
         bench_draw.bench_sections(),
         bench_sweep.bench_sections(),
         load_section(),

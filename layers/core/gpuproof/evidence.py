@@ -313,7 +313,7 @@ def machine_pool(count: int, facts: MeasuredFacts) -> Pool | None:
 # less than its models apart, so that is the most the same hardware earns honestly).
 
 
-# The search's bound on sets visited (~6 µs each on the 2-core dev machine: 0.3 s at worst). Every
+# The search's bound on sets visited (its cost: docs/benchmarks.md "The least reading"). Every
 # honest machine of the table up to 32 GPUs is searched to the end; at 64 (the protocol's most)
 # some stop short: the record then holds the least reading found so far, `exhaustive: false` (a
 # set that qualifies, so still a bound the claim is held to, though maybe not the least).
