@@ -95,6 +95,7 @@ def bench_sections() -> str:
             "| least / verdict | searched to the end |",
             "|---|---:|---:|---:|---:|---|---:|---|",
             *rows,
+            "",
         ]
     )
 
