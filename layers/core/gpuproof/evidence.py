@@ -386,14 +386,23 @@ def least_reading(
     need_bw = float(sum(g.bandwidth_bytes_per_s or 0.0 for g in counted))
     budget = POOL_SLACK * pool.elapsed_s - min(d.ref.setup_s or 0.0 for d in devices)
     need_rate = math.inf if budget <= 0 else pool.ops_total / budget
-    verdict = calc_point(
-        gpu_num=scored.gpu_num,
-        cuda_cores=scored.cuda_cores,
-        gpu_mem_gb=scored.gpu_mem_gb,
-        ram_gb=Decimal(scored.ram_gb),
-        region=scored.region,
-        large_model_factor=scored.large_model_factor,
-    ).decimal
+    try:
+        verdict = scored.point().decimal
+        return _least(devices, need_mem, need_bw, need_rate, pool.slots, scored, verdict)
+    except ScoringError:
+        return None  # a figure out of calc_point's bounds (the verdict's: `_scored` says why)
+
+
+def _least(
+    devices: Sequence[_Device],
+    need_mem: float,
+    need_bw: float,
+    need_rate: float,
+    slots: int,
+    scored: ScoredInputs,
+    verdict: Decimal,
+) -> dict[str, Any] | None:
+    """`least_reading`'s search over the qualifying sets (see there)."""
     # The search prices a set in floats (each model's points a GPU, the RAM term at the set's largest
     # factor) and the set it finds exactly (`declared_apart`); a cent apart the two may pick
     # different sets of the same figure.
@@ -432,7 +441,7 @@ def least_reading(
             if value < bound:
                 least, bound = list(counts), value
             return  # growing a set that qualifies only adds points
-        left = pool.slots - n
+        left = slots - n
         if not left:
             return
         more_mem, more_bw, more_rate, per_mem, per_bw, per_rate = tail[start]
@@ -735,6 +744,17 @@ class ScoredInputs:
     region: Region
     large_model_factor: int
 
+    def point(self) -> CalcPoint:
+        """DBC's calc_point of these inputs (raises ScoringError out of its bounds)."""
+        return calc_point(
+            gpu_num=self.gpu_num,
+            cuda_cores=self.cuda_cores,
+            gpu_mem_gb=self.gpu_mem_gb,
+            ram_gb=Decimal(self.ram_gb),
+            region=self.region,
+            large_model_factor=self.large_model_factor,
+        )
+
 
 @dataclass(frozen=True)
 class Assessment:
@@ -984,14 +1004,7 @@ def _scored(
     point: CalcPoint | None = None
     error: Reason | None = None
     try:
-        point = calc_point(
-            gpu_num=scored.gpu_num,
-            cuda_cores=scored.cuda_cores,
-            gpu_mem_gb=scored.gpu_mem_gb,
-            ram_gb=Decimal(scored.ram_gb),
-            region=scored.region,
-            large_model_factor=scored.large_model_factor,
-        )
+        point = scored.point()
     except ScoringError as exc:
         error = Reason(exc.code, str(exc))
     return Assessment(
